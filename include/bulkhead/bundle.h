@@ -1,0 +1,92 @@
+/* The bundle: what one node must enforce, compiled by the controller and
+ * applied by the agent (DESIGN §1). It is the one interface between them and
+ * carries no labels or selectors: per local endpoint, ordered rule lists per
+ * direction and the address sets those rules reference.
+ *
+ * Encoding is canonical JSON; the hash is the SHA-256 of the encoding
+ * without the "hash" member, so equal bundles have equal hashes. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "bulkhead/addr.h"
+#include "bulkhead/common.h"
+#include "bulkhead/diag.h"
+#include "bulkhead/policy.h"
+
+#define BUNDLE_FORMAT 1
+#define BUNDLE_HASH_HEX 64
+
+/* Reasons for verdicts that no policy rule decided. */
+#define REASON_DEFAULT_DENY "default-deny" /* isolated, no rule matched */
+#define REASON_DEFAULTS "defaults"         /* not isolated: defaults.DIR */
+
+enum set_kind {
+	SET_HOSTS,  /* single addresses of label-group members (nft hash set) */
+	SET_RANGES, /* CIDRs minus excepts as ranges (nft interval set) */
+};
+
+struct bundle_set {
+	const char *id; /* group name, or POLICY/DIRECTION/RULE/PEER */
+	enum set_kind kind;
+	struct range_list v4, v6; /* normalized */
+};
+
+struct bundle_rule {
+	const char *id;     /* "POLICY/DIRECTION/INDEX", stable across compiles */
+	const char *policy; /* policy name */
+	uint32_t index;     /* rule index in the policy's list */
+	enum rule_action action;
+	enum policy_mode mode;
+	bool any_peer;
+	uint32_t *sets; /* indices into bundle.sets: the peer matches any */
+	size_t n_sets;
+	bool any_port;
+	struct port_match *ports;
+	size_t n_ports;
+};
+
+struct bundle_chain {
+	struct bundle_rule *rules; /* first match decides */
+	size_t n_rules;
+	/* When no rule matched. */
+	enum verdict fallback;
+	const char *fallback_reason; /* REASON_DEFAULT_DENY or REASON_DEFAULTS */
+};
+
+struct bundle_endpoint {
+	const char *name;
+	struct bh_addr *addrs; /* as the controller knows them; sorted */
+	size_t n_addrs;
+	struct bundle_chain chains[DIR_COUNT];
+};
+
+struct bundle {
+	struct arena *arena;
+	const char *node;
+	struct bundle_endpoint *endpoints; /* sorted by name */
+	size_t n_endpoints;
+	struct bundle_set *sets; /* sorted by id */
+	size_t n_sets;
+	char hash[BUNDLE_HASH_HEX + 1];
+};
+
+void bundle_free(struct bundle *b); /* accepts NULL */
+
+/* JSON (with "hash"); the caller owns the result. NULL on ENOMEM. */
+json_t *bundle_to_json(const struct bundle *b);
+/* Text: compact when pretty is false. Caller frees with free(). */
+char *bundle_encode(const struct bundle *b, bool pretty);
+/* Recomputes b->hash from the content. 0 or -ENOMEM. */
+BH_MUST_CHECK int bundle_update_hash(struct bundle *b);
+
+/* Decodes and validates a bundle from an untrusted source: every field is
+ * type- and range-checked, set references resolved and the hash verified.
+ * NULL with the problems in diag. */
+struct bundle *bundle_from_json(json_t *root, struct diag *diag);
+struct bundle *bundle_decode(const char *text, size_t len, struct diag *diag);
+
+const struct bundle_endpoint *bundle_find_endpoint(const struct bundle *b, const char *name);

@@ -1,0 +1,49 @@
+/* Endpoints: container network namespaces on nodes (DESIGN §3).
+ *
+ * The agent's --inventory file names its local endpoints; the same format
+ * with a top-level "node" and an "addresses" list per endpoint is the
+ * controller's view of a node, which `bulkhead policy compile` takes. */
+#pragma once
+
+#include <jansson.h>
+
+#include "bulkhead/addr.h"
+#include "bulkhead/diag.h"
+#include "bulkhead/policy.h"
+
+struct endpoint {
+	const char *node;
+	const char *name;  /* unique on its node */
+	const char *netns; /* NULL when not given */
+	struct label_set labels;
+	struct bh_addr *addrs; /* sorted, unique */
+	size_t n_addrs;
+};
+
+struct inventory {
+	struct arena *arena;
+	struct endpoint *v; /* sorted by (node, name) once finished */
+	size_t n, cap;
+};
+
+enum inventory_flags {
+	INVENTORY_NEED_ADDRESSES = 1 << 0, /* "addresses" required */
+};
+
+struct inventory *inventory_new(void);
+void inventory_free(struct inventory *inv);
+
+/* Appends the endpoints of one file/document. The node is the document's
+ * "node", else node_override; a document naming another node than a given
+ * node_override is an error. Returns 0, or
+ * -EINVAL with every problem recorded in diag (nothing appended). */
+BH_MUST_CHECK int inventory_load_file(struct inventory *inv, const char *path, const char *node_override,
+				      unsigned flags, struct diag *diag);
+BH_MUST_CHECK int inventory_load_json(struct inventory *inv, json_t *root, const char *node_override,
+				      unsigned flags, struct diag *diag);
+/* Sorts; reports duplicate node/name pairs. 0 or -EINVAL. */
+BH_MUST_CHECK int inventory_finish(struct inventory *inv, struct diag *diag);
+
+/* Sorted, unique node names of a finished inventory, in a NULL-terminated
+ * array owned by the inventory's arena. */
+const char **inventory_nodes(const struct inventory *inv);

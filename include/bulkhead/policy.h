@@ -1,0 +1,131 @@
+/* The policy model of DESIGN §2: a parsed, validated policy document.
+ *
+ * Everything here is plain data owned by the document's arena; the structs
+ * are public because the compiler and the tools walk them. Build one only
+ * with policy_parse_*(), which validates every rule of the language. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "bulkhead/addr.h"
+#include "bulkhead/common.h"
+#include "bulkhead/diag.h"
+
+#define POLICY_VERSION 1
+#define POLICY_DEFAULT_ORDER 1000
+#define NAME_MAX_LEN 63 /* group and policy names: [A-Za-z0-9._-]{1,63} */
+
+struct label {
+	const char *key, *value;
+};
+
+/* Sorted by key, keys unique. */
+struct label_set {
+	struct label *v;
+	size_t n;
+};
+
+enum selector_op {
+	SELECTOR_IN,
+	SELECTOR_NOT_IN,
+	SELECTOR_EXISTS,
+	SELECTOR_DOES_NOT_EXIST,
+};
+
+struct selector_expr {
+	const char *key;
+	enum selector_op op;
+	const char **values; /* sorted, unique; empty for (Does)Exists */
+	size_t n_values;
+};
+
+/* Kubernetes label selector: every label must be equal and every
+ * expression must hold. The empty selector matches every endpoint. */
+struct selector {
+	struct label_set labels;
+	struct selector_expr *exprs;
+	size_t n_exprs;
+};
+
+enum group_kind {
+	GROUP_LABEL,   /* endpoints chosen by a selector */
+	GROUP_NETWORK, /* addresses: cidrs minus except */
+};
+
+struct policy_group {
+	const char *name; /* NULL for an inline group */
+	/* Stable identity, also the bundle's set id: the name of a named
+	 * group, "POLICY/DIRECTION/RULE/PEER" for an inline peer. */
+	const char *id;
+	enum group_kind kind;
+	struct selector selector; /* GROUP_LABEL */
+	struct range_list v4, v6; /* GROUP_NETWORK: normalized */
+};
+
+/* A protocol with optional port range or ICMP type/code. */
+struct port_match {
+	uint8_t proto;        /* IPPROTO_TCP, _UDP, _SCTP, _ICMP, _ICMPV6 */
+	uint16_t lo, hi;      /* TCP/UDP/SCTP destination ports, 0..65535 = all */
+	int16_t icmp_type;    /* -1 = any */
+	int16_t icmp_code;    /* -1 = any */
+};
+
+struct policy_rule {
+	enum rule_action action;
+	bool any_peer;                 /* no "from"/"to": any address */
+	struct policy_group **peers;   /* borrowed from the document */
+	size_t n_peers;
+	bool any_port;                 /* no "ports": every protocol */
+	struct port_match *ports;
+	size_t n_ports;
+};
+
+struct rule_list {
+	bool present; /* the policy has this direction's list (maybe empty) */
+	struct policy_rule *v;
+	size_t n;
+};
+
+struct policy {
+	const char *name;
+	struct policy_group *applies_to; /* a label group */
+	int32_t order;
+	enum policy_mode mode;
+	struct rule_list rules[DIR_COUNT];
+};
+
+struct policy_doc {
+	struct arena *arena;
+	int version;
+	enum rule_action defaults[DIR_COUNT];
+	struct policy_group **groups; /* named groups, sorted by name */
+	size_t n_groups;
+	/* Evaluation order: ascending order, ties by name. */
+	struct policy *policies;
+	size_t n_policies;
+};
+
+/* Parse and validate. On failure returns NULL and records every error in
+ * diag (whose file name prefixes each). The caller owns the result. */
+struct policy_doc *policy_parse_file(const char *path, struct diag *diag);
+struct policy_doc *policy_parse_json(json_t *root, struct diag *diag);
+struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag *diag);
+void policy_doc_free(struct policy_doc *doc);
+
+const struct policy_group *policy_find_group(const struct policy_doc *doc, const char *name);
+
+/* Kubernetes label syntax (DNS prefix allowed on keys). */
+bool label_key_valid(const char *key, const char **why);
+bool label_value_valid(const char *value, const char **why);
+
+bool selector_matches(const struct selector *sel, const struct label_set *labels);
+const char *label_set_get(const struct label_set *labels, const char *key);
+
+/* "tcp/80", "tcp/8000-8100", "icmp/8/0", "udp": 0 or -EINVAL with *why
+ * set to a message. */
+BH_MUST_CHECK int port_match_parse(const char *s, struct port_match *out, const char **why);
+void port_match_format(const struct port_match *p, char *buf, size_t size);
+const char *proto_name(uint8_t proto); /* "tcp", … or NULL */

@@ -1,0 +1,304 @@
+/* Addresses, CIDRs and interval lists (see addr.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bulkhead/addr.h"
+#include "bulkhead/arena.h"
+
+unsigned addr_bits(int family)
+{
+	return family == AF_INET ? 32 : 128;
+}
+
+int addr_cmp(const struct bh_addr *a, const struct bh_addr *b)
+{
+	if (a->family != b->family)
+		return a->family < b->family ? -1 : 1;
+	return memcmp(a->bytes, b->bytes, sizeof(a->bytes));
+}
+
+int addr_parse(const char *s, struct bh_addr *out)
+{
+	struct bh_addr a = {0};
+	if (strchr(s, ':')) {
+		if (inet_pton(AF_INET6, s, a.bytes) != 1)
+			return -EINVAL;
+		a.family = AF_INET6;
+	} else {
+		/* inet_pton accepts only the strict dotted quad, no octal or
+		 * shortened forms: what we want from a policy file. */
+		if (inet_pton(AF_INET, s, a.bytes) != 1)
+			return -EINVAL;
+		a.family = AF_INET;
+	}
+	*out = a;
+	return 0;
+}
+
+void addr_format(const struct bh_addr *a, char buf[ADDR_STRLEN])
+{
+	if (!inet_ntop(a->family == AF_INET ? AF_INET : AF_INET6, a->bytes, buf, ADDR_STRLEN))
+		strcpy(buf, "?");
+}
+
+/* Clears (set=false) or sets the bits of a beyond prefix_len. */
+static void addr_fill_host(struct bh_addr *a, unsigned prefix_len, bool set)
+{
+	unsigned bits = addr_bits(a->family);
+	for (unsigned i = prefix_len; i < bits; i++) {
+		uint8_t mask = (uint8_t)(0x80 >> (i % 8));
+		if (set)
+			a->bytes[i / 8] |= mask;
+		else
+			a->bytes[i / 8] &= (uint8_t)~mask;
+	}
+}
+
+bool addr_is_zero_host(const struct bh_addr *a, unsigned prefix_len)
+{
+	struct bh_addr net = *a;
+	addr_fill_host(&net, prefix_len, false);
+	return addr_cmp(&net, a) == 0;
+}
+
+int cidr_parse(const char *s, struct bh_addr *net, unsigned *prefix_len)
+{
+	char buf[ADDR_STRLEN + 8];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	if (alen == 0 || alen >= ADDR_STRLEN)
+		return -EINVAL;
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+
+	struct bh_addr a;
+	if (addr_parse(buf, &a) < 0)
+		return -EINVAL;
+	unsigned bits = addr_bits(a.family), plen = bits;
+	if (slash) {
+		const char *p = slash + 1;
+		/* Digits only, no sign, no leading zeros, no spaces. */
+		if (!*p || strlen(p) > 3 || (p[0] == '0' && p[1]))
+			return -EINVAL;
+		plen = 0;
+		for (; *p; p++) {
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+			plen = plen * 10 + (unsigned)(*p - '0');
+		}
+		if (plen > bits)
+			return -EINVAL;
+	}
+	bool clean = addr_is_zero_host(&a, plen);
+	addr_fill_host(&a, plen, false);
+	*net = a;
+	*prefix_len = plen;
+	return clean ? 0 : -EDOM;
+}
+
+void cidr_range(const struct bh_addr *net, unsigned prefix_len, struct addr_range *out)
+{
+	out->lo = *net;
+	addr_fill_host(&out->lo, prefix_len, false);
+	out->hi = out->lo;
+	addr_fill_host(&out->hi, prefix_len, true);
+}
+
+void range_format(const struct addr_range *r, char buf[RANGE_STRLEN])
+{
+	addr_format(&r->lo, buf);
+	if (addr_cmp(&r->lo, &r->hi) != 0) {
+		size_t n = strlen(buf);
+		buf[n] = '-';
+		addr_format(&r->hi, buf + n + 1);
+	}
+}
+
+int range_parse(const char *s, struct addr_range *out)
+{
+	char buf[RANGE_STRLEN + 1];
+	size_t len = strlen(s);
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len + 1);
+	char *dash = strchr(buf, '-');
+	struct addr_range r;
+	if (dash)
+		*dash = '\0';
+	if (addr_parse(buf, &r.lo) < 0)
+		return -EINVAL;
+	if (dash) {
+		if (addr_parse(dash + 1, &r.hi) < 0)
+			return -EINVAL;
+		if (r.hi.family != r.lo.family || addr_cmp(&r.lo, &r.hi) > 0)
+			return -EINVAL;
+	} else {
+		r.hi = r.lo;
+	}
+	*out = r;
+	return 0;
+}
+
+bool range_contains(const struct addr_range *r, const struct bh_addr *a)
+{
+	return addr_cmp(&r->lo, a) <= 0 && addr_cmp(a, &r->hi) <= 0;
+}
+
+void range_list_init(struct range_list *l, struct arena *arena)
+{
+	memset(l, 0, sizeof(*l));
+	l->arena = arena;
+}
+
+void range_list_release(struct range_list *l)
+{
+	if (!l->arena)
+		free(l->v);
+	range_list_init(l, l->arena);
+}
+
+int range_list_add(struct range_list *l, const struct addr_range *r)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 4;
+		struct addr_range *v;
+		if (l->arena) {
+			/* The old block stays in the arena: doubling bounds the
+			 * waste to the list's own size. */
+			v = arena_calloc(l->arena, cap, sizeof(*v));
+			if (v && l->n)
+				memcpy(v, l->v, l->n * sizeof(*v));
+		} else {
+			v = realloc(l->v, cap * sizeof(*v));
+		}
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *r;
+	return 0;
+}
+
+static int range_cmp_lo(const void *a, const void *b)
+{
+	return addr_cmp(&((const struct addr_range *)a)->lo, &((const struct addr_range *)b)->lo);
+}
+
+/* a + 1; false when a is the top of its family's space. */
+static bool addr_next(const struct bh_addr *a, struct bh_addr *out)
+{
+	*out = *a;
+	for (int i = (int)addr_bits(a->family) / 8 - 1; i >= 0; i--) {
+		if (++out->bytes[i] != 0)
+			return true;
+	}
+	return false;
+}
+
+/* a - 1; false when a is zero. */
+static bool addr_prev(const struct bh_addr *a, struct bh_addr *out)
+{
+	*out = *a;
+	for (int i = (int)addr_bits(a->family) / 8 - 1; i >= 0; i--) {
+		if (out->bytes[i]-- != 0)
+			return true;
+	}
+	return false;
+}
+
+void range_list_normalize(struct range_list *l)
+{
+	if (l->n < 2)
+		return;
+	qsort(l->v, l->n, sizeof(*l->v), range_cmp_lo);
+	size_t out = 0;
+	for (size_t i = 1; i < l->n; i++) {
+		struct addr_range *cur = &l->v[out];
+		const struct addr_range *r = &l->v[i];
+		struct bh_addr after;
+		bool touches = cur->hi.family == r->lo.family &&
+			       (addr_cmp(&r->lo, &cur->hi) <= 0 ||
+				(addr_next(&cur->hi, &after) && addr_cmp(&after, &r->lo) == 0));
+		if (touches) {
+			if (addr_cmp(&r->hi, &cur->hi) > 0)
+				cur->hi = r->hi;
+		} else {
+			l->v[++out] = *r;
+		}
+	}
+	l->n = out + 1;
+}
+
+void range_list_sort_unique(struct range_list *l)
+{
+	if (l->n < 2)
+		return;
+	qsort(l->v, l->n, sizeof(*l->v), range_cmp_lo);
+	size_t out = 0;
+	for (size_t i = 1; i < l->n; i++) {
+		if (addr_cmp(&l->v[out].lo, &l->v[i].lo) != 0 || addr_cmp(&l->v[out].hi, &l->v[i].hi) != 0)
+			l->v[++out] = l->v[i];
+	}
+	l->n = out + 1;
+}
+
+int range_list_subtract(struct range_list *l, const struct addr_range *cut)
+{
+	struct range_list res;
+	range_list_init(&res, l->arena);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct addr_range *r = &l->v[i];
+		if (r->lo.family != cut->lo.family || addr_cmp(&cut->hi, &r->lo) < 0 ||
+		    addr_cmp(&cut->lo, &r->hi) > 0) {
+			if (range_list_add(&res, r) < 0)
+				goto err_release;
+			continue;
+		}
+		struct addr_range left = {.lo = r->lo}, right = {.hi = r->hi};
+		if (addr_cmp(&r->lo, &cut->lo) < 0 && addr_prev(&cut->lo, &left.hi)) {
+			if (range_list_add(&res, &left) < 0)
+				goto err_release;
+		}
+		if (addr_cmp(&cut->hi, &r->hi) < 0 && addr_next(&cut->hi, &right.lo)) {
+			if (range_list_add(&res, &right) < 0)
+				goto err_release;
+		}
+	}
+	range_list_release(l);
+	*l = res;
+	return 0;
+
+err_release:
+	range_list_release(&res);
+	return -ENOMEM;
+}
+
+bool range_list_contains(const struct range_list *l, const struct bh_addr *a)
+{
+	size_t lo = 0, hi = l->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct addr_range *r = &l->v[mid];
+		if (addr_cmp(a, &r->lo) < 0)
+			hi = mid;
+		else if (addr_cmp(a, &r->hi) > 0)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+bool range_list_equal(const struct range_list *a, const struct range_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		if (addr_cmp(&a->v[i].lo, &b->v[i].lo) || addr_cmp(&a->v[i].hi, &b->v[i].hi))
+			return false;
+	}
+	return true;
+}

@@ -1,0 +1,548 @@
+/* Bundle JSON codec and hash (see bundle.h). Decoding treats its input as
+ * hostile: it arrives from the network or from a cache file. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bulkhead/arena.h"
+#include "bulkhead/bundle.h"
+#include "bulkhead/sha256.h"
+#include "json_util.h"
+
+void bundle_free(struct bundle *b)
+{
+	if (b)
+		arena_free(b->arena);
+}
+
+const struct bundle_endpoint *bundle_find_endpoint(const struct bundle *b, const char *name)
+{
+	size_t lo = 0, hi = b->n_endpoints;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, b->endpoints[mid].name);
+		if (c == 0)
+			return &b->endpoints[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* ---- encoding ---- */
+
+/* json_object_set_new that remembers a failure instead of leaking. */
+static void put(json_t *obj, const char *key, json_t *v, bool *ok)
+{
+	if (!v || json_object_set_new(obj, key, v) < 0)
+		*ok = false;
+}
+
+static void append(json_t *arr, json_t *v, bool *ok)
+{
+	if (!v || json_array_append_new(arr, v) < 0)
+		*ok = false;
+}
+
+static json_t *ranges_to_json(const struct range_list *l, bool *ok)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; arr && i < l->n; i++) {
+		char buf[RANGE_STRLEN];
+		range_format(&l->v[i], buf);
+		append(arr, json_string(buf), ok);
+	}
+	return arr;
+}
+
+static json_t *rule_to_json(const struct bundle *b, const struct bundle_rule *r, bool *ok)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	put(o, "id", json_string(r->id), ok);
+	put(o, "policy", json_string(r->policy), ok);
+	put(o, "index", json_integer(r->index), ok);
+	put(o, "action", json_string(action_name(r->action)), ok);
+	put(o, "mode", json_string(mode_name(r->mode)), ok);
+	if (!r->any_peer) {
+		json_t *peers = json_array();
+		for (size_t i = 0; peers && i < r->n_sets; i++)
+			append(peers, json_string(b->sets[r->sets[i]].id), ok);
+		put(o, "peers", peers, ok);
+	}
+	if (!r->any_port) {
+		json_t *ports = json_array();
+		for (size_t i = 0; ports && i < r->n_ports; i++) {
+			char buf[32];
+			port_match_format(&r->ports[i], buf, sizeof(buf));
+			append(ports, json_string(buf), ok);
+		}
+		put(o, "ports", ports, ok);
+	}
+	return o;
+}
+
+static json_t *bundle_to_json_unhashed(const struct bundle *b)
+{
+	bool ok = true;
+	json_t *root = json_object();
+	if (!root)
+		return NULL;
+	put(root, "format", json_integer(BUNDLE_FORMAT), &ok);
+	put(root, "node", json_string(b->node), &ok);
+
+	json_t *eps = json_array();
+	for (size_t e = 0; eps && e < b->n_endpoints; e++) {
+		const struct bundle_endpoint *be = &b->endpoints[e];
+		json_t *o = json_object(), *addrs = json_array();
+		if (!o) {
+			ok = false;
+			break;
+		}
+		put(o, "name", json_string(be->name), &ok);
+		for (size_t i = 0; addrs && i < be->n_addrs; i++) {
+			char buf[ADDR_STRLEN];
+			addr_format(&be->addrs[i], buf);
+			append(addrs, json_string(buf), &ok);
+		}
+		put(o, "addresses", addrs, &ok);
+		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
+			const struct bundle_chain *c = &be->chains[dir];
+			json_t *co = json_object(), *rules = json_array();
+			for (size_t i = 0; rules && i < c->n_rules; i++)
+				append(rules, rule_to_json(b, &c->rules[i], &ok), &ok);
+			if (co) {
+				put(co, "rules", rules, &ok);
+				put(co, "fallback", json_string(verdict_name(c->fallback)), &ok);
+				put(co, "fallback_reason", json_string(c->fallback_reason), &ok);
+			} else {
+				json_decref(rules);
+			}
+			put(o, direction_name(dir), co, &ok);
+		}
+		append(eps, o, &ok);
+	}
+	put(root, "endpoints", eps, &ok);
+
+	json_t *sets = json_array();
+	for (size_t i = 0; sets && i < b->n_sets; i++) {
+		const struct bundle_set *s = &b->sets[i];
+		json_t *o = json_object();
+		if (!o) {
+			ok = false;
+			break;
+		}
+		put(o, "id", json_string(s->id), &ok);
+		put(o, "kind", json_string(s->kind == SET_HOSTS ? "hosts" : "ranges"), &ok);
+		put(o, "ipv4", ranges_to_json(&s->v4, &ok), &ok);
+		put(o, "ipv6", ranges_to_json(&s->v6, &ok), &ok);
+		append(sets, o, &ok);
+	}
+	put(root, "sets", sets, &ok);
+
+	if (!ok) {
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+int bundle_update_hash(struct bundle *b)
+{
+	json_t *root = bundle_to_json_unhashed(b);
+	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	if (!text)
+		return -ENOMEM;
+	sha256_hex(text, strlen(text), b->hash);
+	free(text);
+	return 0;
+}
+
+json_t *bundle_to_json(const struct bundle *b)
+{
+	json_t *root = bundle_to_json_unhashed(b);
+	if (root && json_object_set_new(root, "hash", json_string(b->hash)) < 0) {
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+char *bundle_encode(const struct bundle *b, bool pretty)
+{
+	json_t *root = bundle_to_json(b);
+	char *text = root ? json_dumps(root, pretty ? JSON_INDENT(2) : JSON_COMPACT) : NULL;
+	json_decref(root);
+	return text;
+}
+
+/* ---- decoding ---- */
+
+static const char *walk_required_string(struct json_walk *w, json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+	size_t mark = jpath_push_key(&w->path, key);
+	const char *s = NULL;
+	if (!v)
+		walk_error(w, "missing required key");
+	else
+		s = walk_take_string(w, v);
+	jpath_pop(&w->path, mark);
+	return s;
+}
+
+/* A string member that must be one of names[]; returns the index or -1. */
+static int walk_enum(struct json_walk *w, json_t *obj, const char *key, const char *const *names)
+{
+	const char *s = walk_required_string(w, obj, key);
+	if (!s)
+		return -1;
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	}
+	size_t mark = jpath_push_key(&w->path, key);
+	walk_error(w, "unexpected value \"%s\"", s);
+	jpath_pop(&w->path, mark);
+	return -1;
+}
+
+static void decode_ranges(struct json_walk *w, json_t *obj, const char *key, int family, bool hosts,
+			  struct range_list *out)
+{
+	range_list_init(out, w->arena);
+	json_t *arr = json_object_get(obj, key);
+	size_t mark = jpath_push_key(&w->path, key);
+	if (!arr) {
+		walk_error(w, "missing required key");
+	} else if (walk_expect_type(w, arr, JSON_ARRAY)) {
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			size_t m2 = jpath_push_index(&w->path, i);
+			json_t *item = json_array_get(arr, i);
+			struct addr_range r;
+			if (!walk_expect_type(w, item, JSON_STRING)) {
+			} else if (range_parse(json_string_value(item), &r) < 0 || r.lo.family != family) {
+				walk_error(w, "\"%s\": not an %s address or range", json_string_value(item),
+					   family == AF_INET ? "IPv4" : "IPv6");
+			} else if (hosts && addr_cmp(&r.lo, &r.hi) != 0) {
+				walk_error(w, "\"%s\": a hosts set holds single addresses", json_string_value(item));
+			} else if (range_list_add(out, &r) < 0) {
+				w->oom = true;
+			}
+			jpath_pop(&w->path, m2);
+		}
+	}
+	jpath_pop(&w->path, mark);
+	if (hosts)
+		range_list_sort_unique(out);
+	else
+		range_list_normalize(out);
+}
+
+static int set_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct bundle_set *)a)->id, ((const struct bundle_set *)b)->id);
+}
+
+static void decode_sets(struct json_walk *w, json_t *arr, struct bundle *b)
+{
+	static const char *const keys[] = {"id", "kind", "ipv4", "ipv6", NULL};
+	static const char *const kinds[] = {"hosts", "ranges", NULL};
+	size_t n = json_array_size(arr);
+	b->sets = arena_calloc(w->arena, n ? n : 1, sizeof(*b->sets));
+	if (!b->sets) {
+		w->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t mark = jpath_push_index(&w->path, i);
+		json_t *o = json_array_get(arr, i);
+		struct bundle_set *s = &b->sets[i];
+		if (walk_expect_type(w, o, JSON_OBJECT)) {
+			walk_check_keys(w, o, keys, NULL);
+			s->id = walk_required_string(w, o, "id");
+			int kind = walk_enum(w, o, "kind", kinds);
+			s->kind = kind == 1 ? SET_RANGES : SET_HOSTS;
+			decode_ranges(w, o, "ipv4", AF_INET, kind == 0, &s->v4);
+			decode_ranges(w, o, "ipv6", AF_INET6, kind == 0, &s->v6);
+		}
+		if (!s->id)
+			s->id = "";
+		jpath_pop(&w->path, mark);
+	}
+	b->n_sets = n;
+	qsort(b->sets, n, sizeof(*b->sets), set_cmp);
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(b->sets[i - 1].id, b->sets[i].id) == 0)
+			walk_error(w, "set \"%s\" appears more than once", b->sets[i].id);
+	}
+}
+
+static bool find_set(const struct bundle *b, const char *id, uint32_t *out)
+{
+	size_t lo = 0, hi = b->n_sets;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(id, b->sets[mid].id);
+		if (c == 0) {
+			*out = (uint32_t)mid;
+			return true;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
+static void decode_rule(struct json_walk *w, json_t *o, const struct bundle *b, enum direction dir,
+			struct bundle_rule *r)
+{
+	static const char *const keys[] = {"id", "policy", "index", "action", "mode", "peers", "ports", NULL};
+	static const char *const actions[] = {"allow", "deny", NULL};
+	static const char *const modes[] = {"enforce", "audit", NULL};
+	if (!walk_expect_type(w, o, JSON_OBJECT))
+		return;
+	walk_check_keys(w, o, keys, NULL);
+	r->id = walk_required_string(w, o, "id");
+	r->policy = walk_required_string(w, o, "policy");
+	json_t *v = json_object_get(o, "index");
+	size_t mark = jpath_push_key(&w->path, "index");
+	if (!v)
+		walk_error(w, "missing required key");
+	else if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > UINT32_MAX)
+		walk_error(w, "expected a rule index (0 to %u)", UINT32_MAX);
+	else
+		r->index = (uint32_t)json_integer_value(v);
+	jpath_pop(&w->path, mark);
+	r->action = walk_enum(w, o, "action", actions) == 1 ? ACTION_DENY : ACTION_ALLOW;
+	r->mode = walk_enum(w, o, "mode", modes) == 1 ? MODE_AUDIT : MODE_ENFORCE;
+	if (r->id && r->policy) {
+		char *want = arena_printf(w->arena, "%s/%s/%u", r->policy, direction_name(dir), r->index);
+		mark = jpath_push_key(&w->path, "id");
+		if (want && strcmp(want, r->id) != 0)
+			walk_error(w, "rule id \"%s\" does not match policy, direction and index (\"%s\")", r->id,
+				   want);
+		jpath_pop(&w->path, mark);
+	}
+
+	v = json_object_get(o, "peers");
+	r->any_peer = !v;
+	mark = jpath_push_key(&w->path, "peers");
+	if (v && walk_expect_type(w, v, JSON_ARRAY)) {
+		size_t n = json_array_size(v);
+		r->sets = arena_calloc(w->arena, n ? n : 1, sizeof(*r->sets));
+		for (size_t i = 0; r->sets && i < n; i++) {
+			size_t m2 = jpath_push_index(&w->path, i);
+			json_t *item = json_array_get(v, i);
+			if (walk_expect_type(w, item, JSON_STRING)) {
+				if (find_set(b, json_string_value(item), &r->sets[r->n_sets]))
+					r->n_sets++;
+				else
+					walk_error(w, "unknown set \"%s\"", json_string_value(item));
+			}
+			jpath_pop(&w->path, m2);
+		}
+		if (!r->sets)
+			w->oom = true;
+	}
+	jpath_pop(&w->path, mark);
+
+	v = json_object_get(o, "ports");
+	r->any_port = !v;
+	mark = jpath_push_key(&w->path, "ports");
+	if (v && walk_expect_type(w, v, JSON_ARRAY)) {
+		size_t n = json_array_size(v);
+		r->ports = arena_calloc(w->arena, n ? n : 1, sizeof(*r->ports));
+		for (size_t i = 0; r->ports && i < n; i++) {
+			size_t m2 = jpath_push_index(&w->path, i);
+			json_t *item = json_array_get(v, i);
+			const char *why;
+			if (walk_expect_type(w, item, JSON_STRING)) {
+				if (port_match_parse(json_string_value(item), &r->ports[r->n_ports], &why) == 0)
+					r->n_ports++;
+				else
+					walk_error(w, "\"%s\": %s", json_string_value(item), why);
+			}
+			jpath_pop(&w->path, m2);
+		}
+		if (!r->ports)
+			w->oom = true;
+	}
+	jpath_pop(&w->path, mark);
+}
+
+static void decode_chain(struct json_walk *w, json_t *o, const struct bundle *b, enum direction dir,
+			 struct bundle_chain *c)
+{
+	static const char *const keys[] = {"rules", "fallback", "fallback_reason", NULL};
+	static const char *const verdicts[] = {"accept", "drop", "audit", NULL};
+	static const char *const reasons[] = {REASON_DEFAULT_DENY, REASON_DEFAULTS, NULL};
+	if (!walk_expect_type(w, o, JSON_OBJECT))
+		return;
+	walk_check_keys(w, o, keys, NULL);
+	int verdict = walk_enum(w, o, "fallback", verdicts);
+	c->fallback = verdict < 0 ? VERDICT_DROP : (enum verdict)verdict;
+	int reason = walk_enum(w, o, "fallback_reason", reasons);
+	c->fallback_reason = reason == 0 ? REASON_DEFAULT_DENY : REASON_DEFAULTS;
+
+	json_t *rules = json_object_get(o, "rules");
+	size_t mark = jpath_push_key(&w->path, "rules");
+	if (!rules) {
+		walk_error(w, "missing required key");
+	} else if (walk_expect_type(w, rules, JSON_ARRAY)) {
+		size_t n = json_array_size(rules);
+		c->rules = arena_calloc(w->arena, n ? n : 1, sizeof(*c->rules));
+		if (!c->rules)
+			w->oom = true;
+		for (size_t i = 0; c->rules && i < n; i++) {
+			size_t m2 = jpath_push_index(&w->path, i);
+			decode_rule(w, json_array_get(rules, i), b, dir, &c->rules[i]);
+			jpath_pop(&w->path, m2);
+		}
+		c->n_rules = c->rules ? n : 0;
+	}
+	jpath_pop(&w->path, mark);
+}
+
+static int endpoint_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct bundle_endpoint *)a)->name, ((const struct bundle_endpoint *)b)->name);
+}
+
+static void decode_endpoint(struct json_walk *w, json_t *o, const struct bundle *b, struct bundle_endpoint *be)
+{
+	static const char *const keys[] = {"name", "addresses", "ingress", "egress", NULL};
+	if (!walk_expect_type(w, o, JSON_OBJECT))
+		return;
+	walk_check_keys(w, o, keys, NULL);
+	be->name = walk_required_string(w, o, "name");
+	if (be->name && !name_valid(be->name, NAME_MAX_LEN)) {
+		size_t mark = jpath_push_key(&w->path, "name");
+		walk_error(w, "invalid endpoint name \"%s\"", be->name);
+		jpath_pop(&w->path, mark);
+	}
+	json_t *addrs = json_object_get(o, "addresses");
+	size_t mark = jpath_push_key(&w->path, "addresses");
+	if (addrs && walk_expect_type(w, addrs, JSON_ARRAY)) {
+		size_t n = json_array_size(addrs);
+		be->addrs = arena_calloc(w->arena, n ? n : 1, sizeof(*be->addrs));
+		for (size_t i = 0; be->addrs && i < n; i++) {
+			size_t m2 = jpath_push_index(&w->path, i);
+			json_t *item = json_array_get(addrs, i);
+			if (walk_expect_type(w, item, JSON_STRING)) {
+				if (addr_parse(json_string_value(item), &be->addrs[be->n_addrs]) == 0)
+					be->n_addrs++;
+				else
+					walk_error(w, "\"%s\": not an IPv4 or IPv6 address", json_string_value(item));
+			}
+			jpath_pop(&w->path, m2);
+		}
+		if (!be->addrs)
+			w->oom = true;
+	}
+	jpath_pop(&w->path, mark);
+	for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
+		json_t *c = json_object_get(o, direction_name(dir));
+		mark = jpath_push_key(&w->path, direction_name(dir));
+		if (!c)
+			walk_error(w, "missing required key");
+		else
+			decode_chain(w, c, b, dir, &be->chains[dir]);
+		jpath_pop(&w->path, mark);
+	}
+	if (!be->name)
+		be->name = "";
+}
+
+struct bundle *bundle_from_json(json_t *root, struct diag *diag)
+{
+	static const char *const keys[] = {"format", "node", "hash", "endpoints", "sets", NULL};
+	size_t errors = diag->n;
+	struct arena *arena = arena_new();
+	struct bundle *b = arena ? arena_alloc(arena, sizeof(*b)) : NULL;
+	if (!b) {
+		arena_free(arena);
+		diag_add(diag, "", "out of memory");
+		return NULL;
+	}
+	b->arena = arena;
+	struct json_walk w;
+	walk_init(&w, arena, diag);
+
+	if (!walk_expect_type(&w, root, JSON_OBJECT))
+		goto err_free_bundle;
+	walk_check_keys(&w, root, keys, NULL);
+	json_t *v = json_object_get(root, "format");
+	size_t mark = jpath_push_key(&w.path, "format");
+	if (!v || !json_is_integer(v) || json_integer_value(v) != BUNDLE_FORMAT)
+		walk_error(&w, "unsupported bundle format (this Bulkhead reads format %d)", BUNDLE_FORMAT);
+	jpath_pop(&w.path, mark);
+	b->node = walk_required_string(&w, root, "node");
+	const char *hash = walk_required_string(&w, root, "hash");
+
+	/* Sets first: rules refer to them by id. */
+	v = json_object_get(root, "sets");
+	mark = jpath_push_key(&w.path, "sets");
+	if (!v)
+		walk_error(&w, "missing required key");
+	else if (walk_expect_type(&w, v, JSON_ARRAY))
+		decode_sets(&w, v, b);
+	jpath_pop(&w.path, mark);
+
+	v = json_object_get(root, "endpoints");
+	mark = jpath_push_key(&w.path, "endpoints");
+	if (!v) {
+		walk_error(&w, "missing required key");
+	} else if (walk_expect_type(&w, v, JSON_ARRAY)) {
+		size_t n = json_array_size(v);
+		b->endpoints = arena_calloc(arena, n ? n : 1, sizeof(*b->endpoints));
+		if (!b->endpoints)
+			w.oom = true;
+		for (size_t i = 0; b->endpoints && i < n; i++) {
+			size_t m2 = jpath_push_index(&w.path, i);
+			decode_endpoint(&w, json_array_get(v, i), b, &b->endpoints[i]);
+			jpath_pop(&w.path, m2);
+		}
+		b->n_endpoints = b->endpoints ? n : 0;
+		qsort(b->endpoints, b->n_endpoints, sizeof(*b->endpoints), endpoint_cmp);
+		for (size_t i = 1; i < b->n_endpoints; i++) {
+			if (strcmp(b->endpoints[i - 1].name, b->endpoints[i].name) == 0)
+				walk_error(&w, "endpoint \"%s\" appears more than once", b->endpoints[i].name);
+		}
+	}
+	jpath_pop(&w.path, mark);
+
+	if (w.oom)
+		diag_add(diag, "", "out of memory");
+	if (diag->n != errors)
+		goto err_free_bundle;
+	if (bundle_update_hash(b) < 0) {
+		diag_add(diag, "", "out of memory");
+		goto err_free_bundle;
+	}
+	if (strcmp(hash, b->hash) != 0) {
+		diag_add(diag, "/hash", "hash mismatch: content hashes to %s", b->hash);
+		goto err_free_bundle;
+	}
+	return b;
+
+err_free_bundle:
+	bundle_free(b);
+	return NULL;
+}
+
+struct bundle *bundle_decode(const char *text, size_t len, struct diag *diag)
+{
+	json_t *root = json_util_loadb(text, len, diag);
+	if (!root)
+		return NULL;
+	struct bundle *b = bundle_from_json(root, diag);
+	json_decref(root);
+	return b;
+}

@@ -1,0 +1,82 @@
+/* Reference evaluator (DESIGN §2 evaluation) over a bundle. Kept as plain
+ * as possible: it is the oracle the nftables dataplane is checked against. */
+#include <netinet/in.h>
+#include <string.h>
+
+#include "bulkhead/eval.h"
+
+bool eval_is_neighbour_discovery(const struct packet *pkt)
+{
+	/* Router solicitation/advertisement, neighbour solicitation/advertisement. */
+	return pkt->proto == IPPROTO_ICMPV6 && pkt->src.family == AF_INET6 && pkt->icmp_type >= 133 &&
+	       pkt->icmp_type <= 136;
+}
+
+static bool port_matches(const struct port_match *m, const struct packet *pkt)
+{
+	if (m->proto != pkt->proto)
+		return false;
+	switch (m->proto) {
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		if (m->icmp_type >= 0 && m->icmp_type != pkt->icmp_type)
+			return false;
+		return m->icmp_code < 0 || m->icmp_code == pkt->icmp_code;
+	default:
+		return pkt->dport >= m->lo && pkt->dport <= m->hi;
+	}
+}
+
+static bool rule_matches(const struct bundle *b, const struct bundle_rule *r, const struct bh_addr *peer,
+			 const struct packet *pkt)
+{
+	bool peer_ok = r->any_peer;
+	for (size_t i = 0; !peer_ok && i < r->n_sets; i++) {
+		const struct bundle_set *s = &b->sets[r->sets[i]];
+		peer_ok = range_list_contains(peer->family == AF_INET ? &s->v4 : &s->v6, peer);
+	}
+	if (!peer_ok)
+		return false;
+	if (r->any_port)
+		return true;
+	for (size_t i = 0; i < r->n_ports; i++) {
+		if (port_matches(&r->ports[i], pkt))
+			return true;
+	}
+	return false;
+}
+
+void eval_packet(const struct bundle *b, const struct bundle_endpoint *ep, enum direction dir,
+		 const struct packet *pkt, struct eval_result *out)
+{
+	*out = (struct eval_result){.verdict = VERDICT_ACCEPT};
+	if (pkt->established) {
+		out->reason = REASON_ESTABLISHED;
+		return;
+	}
+	if (pkt->loopback) {
+		out->reason = REASON_LOOPBACK;
+		return;
+	}
+	if (eval_is_neighbour_discovery(pkt)) {
+		out->reason = REASON_NEIGHBOUR_DISCOVERY;
+		return;
+	}
+
+	const struct bundle_chain *chain = &ep->chains[dir];
+	const struct bh_addr *peer = dir == DIR_INGRESS ? &pkt->src : &pkt->dst;
+	for (size_t i = 0; i < chain->n_rules; i++) {
+		const struct bundle_rule *r = &chain->rules[i];
+		if (!rule_matches(b, r, peer, pkt))
+			continue;
+		out->rule = r;
+		out->reason = r->id;
+		if (r->action == ACTION_ALLOW)
+			out->verdict = VERDICT_ACCEPT;
+		else
+			out->verdict = r->mode == MODE_AUDIT ? VERDICT_AUDIT : VERDICT_DROP;
+		return;
+	}
+	out->verdict = chain->fallback;
+	out->reason = chain->fallback_reason;
+}

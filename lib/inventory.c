@@ -1,0 +1,222 @@
+/* Inventory files: the endpoints of a node (DESIGN §3). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bulkhead/arena.h"
+#include "bulkhead/inventory.h"
+#include "json_util.h"
+
+#define NODE_NAME_MAX 253 /* a host name */
+
+struct inventory *inventory_new(void)
+{
+	struct inventory *inv = calloc(1, sizeof(*inv));
+	if (!inv)
+		return NULL;
+	inv->arena = arena_new();
+	if (!inv->arena) {
+		free(inv);
+		return NULL;
+	}
+	return inv;
+}
+
+void inventory_free(struct inventory *inv)
+{
+	if (!inv)
+		return;
+	free(inv->v);
+	arena_free(inv->arena);
+	free(inv);
+}
+
+static int addr_sort_cmp(const void *a, const void *b)
+{
+	return addr_cmp(a, b);
+}
+
+static void parse_addresses(struct json_walk *w, json_t *arr, struct endpoint *ep)
+{
+	if (!walk_expect_type(w, arr, JSON_ARRAY))
+		return;
+	size_t n = json_array_size(arr);
+	ep->addrs = arena_calloc(w->arena, n ? n : 1, sizeof(*ep->addrs));
+	if (!ep->addrs) {
+		w->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t mark = jpath_push_index(&w->path, i);
+		json_t *item = json_array_get(arr, i);
+		if (walk_expect_type(w, item, JSON_STRING) &&
+		    addr_parse(json_string_value(item), &ep->addrs[ep->n_addrs]) < 0)
+			walk_error(w, "\"%s\": not an IPv4 or IPv6 address", json_string_value(item));
+		else if (json_is_string(item))
+			ep->n_addrs++;
+		jpath_pop(&w->path, mark);
+	}
+	qsort(ep->addrs, ep->n_addrs, sizeof(*ep->addrs), addr_sort_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < ep->n_addrs; i++) {
+		if (u == 0 || addr_cmp(&ep->addrs[u - 1], &ep->addrs[i]) != 0)
+			ep->addrs[u++] = ep->addrs[i];
+	}
+	ep->n_addrs = u;
+}
+
+static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, unsigned flags, struct endpoint *ep)
+{
+	static const char *const keys[] = {"name", "netns", "labels", "addresses", NULL};
+	if (!walk_expect_type(w, obj, JSON_OBJECT))
+		return;
+	walk_check_keys(w, obj, keys, NULL);
+	ep->node = node;
+
+	json_t *v = json_object_get(obj, "name");
+	size_t mark = jpath_push_key(&w->path, "name");
+	if (!v)
+		walk_error(w, "missing required key");
+	else if ((ep->name = walk_take_string(w, v)) && !name_valid(ep->name, NAME_MAX_LEN))
+		walk_error(w, "invalid endpoint name \"%s\": use 1-%d letters, digits, '.', '_' or '-', "
+			      "beginning with a letter or digit",
+			   ep->name, NAME_MAX_LEN);
+	jpath_pop(&w->path, mark);
+
+	if ((v = json_object_get(obj, "netns"))) {
+		mark = jpath_push_key(&w->path, "netns");
+		if ((ep->netns = walk_take_string(w, v)) && ep->netns[0] != '/')
+			walk_error(w, "\"%s\": expected an absolute path (e.g. /run/netns/NAME)", ep->netns);
+		jpath_pop(&w->path, mark);
+	}
+
+	if ((v = json_object_get(obj, "labels"))) {
+		mark = jpath_push_key(&w->path, "labels");
+		walk_labels(w, v, &ep->labels);
+		jpath_pop(&w->path, mark);
+	}
+
+	v = json_object_get(obj, "addresses");
+	mark = jpath_push_key(&w->path, "addresses");
+	if (v)
+		parse_addresses(w, v, ep);
+	else if (flags & INVENTORY_NEED_ADDRESSES)
+		walk_error(w, "missing required key");
+	jpath_pop(&w->path, mark);
+}
+
+int inventory_load_json(struct inventory *inv, json_t *root, const char *node_override, unsigned flags,
+			struct diag *diag)
+{
+	static const char *const keys[] = {"node", "endpoints", NULL};
+	struct json_walk w;
+	size_t errors = diag->n;
+	walk_init(&w, inv->arena, diag);
+
+	if (!walk_expect_type(&w, root, JSON_OBJECT))
+		return -EINVAL;
+	walk_check_keys(&w, root, keys, NULL);
+
+	const char *node = NULL;
+	json_t *v = json_object_get(root, "node");
+	size_t mark = jpath_push_key(&w.path, "node");
+	if (v) {
+		if ((node = walk_take_string(&w, v)) && !name_valid(node, NODE_NAME_MAX))
+			walk_error(&w, "invalid node name \"%s\"", node);
+		if (node && node_override && strcmp(node, node_override) != 0)
+			walk_error(&w, "inventory is for node \"%s\", not \"%s\"", node, node_override);
+	} else if (node_override) {
+		node = arena_strdup(inv->arena, node_override);
+	} else {
+		walk_error(&w, "missing required key: which node these endpoints are on");
+	}
+	jpath_pop(&w.path, mark);
+
+	v = json_object_get(root, "endpoints");
+	mark = jpath_push_key(&w.path, "endpoints");
+	size_t n = 0;
+	struct endpoint *eps = NULL;
+	if (!v) {
+		walk_error(&w, "missing required key");
+	} else if (walk_expect_type(&w, v, JSON_ARRAY)) {
+		n = json_array_size(v);
+		eps = calloc(n ? n : 1, sizeof(*eps));
+		if (!eps)
+			w.oom = true;
+		for (size_t i = 0; eps && i < n; i++) {
+			size_t m2 = jpath_push_index(&w.path, i);
+			parse_endpoint(&w, json_array_get(v, i), node, flags, &eps[i]);
+			jpath_pop(&w.path, m2);
+		}
+	}
+	jpath_pop(&w.path, mark);
+	if (w.oom)
+		diag_add(diag, "", "out of memory");
+	if (diag->n != errors || !eps) {
+		free(eps);
+		return w.oom ? -ENOMEM : -EINVAL;
+	}
+
+	if (inv->n + n > inv->cap) {
+		size_t cap = inv->cap ? inv->cap : 16;
+		while (cap < inv->n + n)
+			cap *= 2;
+		struct endpoint *grown = realloc(inv->v, cap * sizeof(*grown));
+		if (!grown) {
+			free(eps);
+			diag_add(diag, "", "out of memory");
+			return -ENOMEM;
+		}
+		inv->v = grown;
+		inv->cap = cap;
+	}
+	memcpy(inv->v + inv->n, eps, n * sizeof(*eps));
+	inv->n += n;
+	free(eps);
+	return 0;
+}
+
+int inventory_load_file(struct inventory *inv, const char *path, const char *node_override, unsigned flags,
+			struct diag *diag)
+{
+	json_t *root = json_util_load_file(path, diag);
+	if (!root)
+		return -EINVAL;
+	int r = inventory_load_json(inv, root, node_override, flags, diag);
+	json_decref(root);
+	return r;
+}
+
+static int endpoint_cmp(const void *a, const void *b)
+{
+	const struct endpoint *x = a, *y = b;
+	int c = strcmp(x->node, y->node);
+	return c ? c : strcmp(x->name, y->name);
+}
+
+int inventory_finish(struct inventory *inv, struct diag *diag)
+{
+	if (inv->n)
+		qsort(inv->v, inv->n, sizeof(*inv->v), endpoint_cmp);
+	int r = 0;
+	for (size_t i = 1; i < inv->n; i++) {
+		if (endpoint_cmp(&inv->v[i - 1], &inv->v[i]) == 0) {
+			diag_add(diag, "", "endpoint %s/%s is listed more than once", inv->v[i].node, inv->v[i].name);
+			r = -EINVAL;
+		}
+	}
+	return r;
+}
+
+const char **inventory_nodes(const struct inventory *inv)
+{
+	const char **nodes = arena_calloc(inv->arena, inv->n + 1, sizeof(*nodes));
+	if (!nodes)
+		return NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < inv->n; i++) {
+		if (n == 0 || strcmp(nodes[n - 1], inv->v[i].node) != 0)
+			nodes[n++] = inv->v[i].node;
+	}
+	return nodes;
+}

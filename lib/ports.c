@@ -1,0 +1,146 @@
+/* Port and protocol matches: "tcp", "tcp/80", "udp/8000-8100", "icmp/8",
+ * "icmpv6/128/0". */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bulkhead/policy.h"
+
+static const struct {
+	const char *name;
+	uint8_t proto;
+} protocols[] = {
+	{"tcp", IPPROTO_TCP},   {"udp", IPPROTO_UDP},       {"sctp", IPPROTO_SCTP},
+	{"icmp", IPPROTO_ICMP}, {"icmpv6", IPPROTO_ICMPV6},
+};
+
+const char *proto_name(uint8_t proto)
+{
+	for (size_t i = 0; i < BH_ARRAY_SIZE(protocols); i++) {
+		if (protocols[i].proto == proto)
+			return protocols[i].name;
+	}
+	return NULL;
+}
+
+static bool proto_is_icmp(uint8_t proto)
+{
+	return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
+}
+
+/* Decimal without sign or leading zeros, up to max; advances *s. */
+static int parse_number(const char **s, unsigned max, unsigned *out)
+{
+	const char *p = *s;
+	unsigned v = 0;
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	if (p[0] == '0' && p[1] >= '0' && p[1] <= '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		v = v * 10 + (unsigned)(*p - '0');
+		if (v > max)
+			return -ERANGE;
+	}
+	*s = p;
+	*out = v;
+	return 0;
+}
+
+int port_match_parse(const char *s, struct port_match *out, const char **why)
+{
+	const char *slash = strchr(s, '/');
+	size_t nlen = slash ? (size_t)(slash - s) : strlen(s);
+	struct port_match m = {.lo = 0, .hi = 65535, .icmp_type = -1, .icmp_code = -1};
+	bool known = false;
+	for (size_t i = 0; i < BH_ARRAY_SIZE(protocols); i++) {
+		if (strlen(protocols[i].name) == nlen && strncmp(protocols[i].name, s, nlen) == 0) {
+			m.proto = protocols[i].proto;
+			known = true;
+		}
+	}
+	if (!known) {
+		*why = "unknown protocol (expected tcp, udp, sctp, icmp or icmpv6)";
+		return -EINVAL;
+	}
+	if (!slash) {
+		*out = m;
+		return 0;
+	}
+
+	const char *p = slash + 1;
+	unsigned a, b;
+	int r;
+	if (proto_is_icmp(m.proto)) {
+		r = parse_number(&p, 255, &a);
+		if (r < 0) {
+			*why = r == -ERANGE ? "ICMP type out of range (0-255)" : "expected an ICMP type";
+			return -EINVAL;
+		}
+		m.icmp_type = (int16_t)a;
+		if (*p == '/') {
+			p++;
+			r = parse_number(&p, 255, &b);
+			if (r < 0) {
+				*why = r == -ERANGE ? "ICMP code out of range (0-255)" : "expected an ICMP code";
+				return -EINVAL;
+			}
+			m.icmp_code = (int16_t)b;
+		}
+		if (*p) {
+			*why = "expected icmp, icmp/TYPE or icmp/TYPE/CODE";
+			return -EINVAL;
+		}
+		*out = m;
+		return 0;
+	}
+
+	r = parse_number(&p, 65535, &a);
+	if (r < 0 || a == 0) {
+		*why = r == -EINVAL ? "expected a port number" : "port out of range";
+		return -EINVAL;
+	}
+	b = a;
+	if (*p == '-') {
+		p++;
+		r = parse_number(&p, 65535, &b);
+		if (r < 0 || b == 0) {
+			*why = r == -EINVAL ? "expected a port number after '-'" : "port out of range";
+			return -EINVAL;
+		}
+		if (b < a) {
+			*why = "port range is backwards (low port greater than high)";
+			return -EINVAL;
+		}
+	}
+	if (*p) {
+		*why = "expected PROTO, PROTO/PORT or PROTO/LOW-HIGH";
+		return -EINVAL;
+	}
+	m.lo = (uint16_t)a;
+	m.hi = (uint16_t)b;
+	*out = m;
+	return 0;
+}
+
+void port_match_format(const struct port_match *p, char *buf, size_t size)
+{
+	const char *name = proto_name(p->proto);
+	if (!name)
+		name = "?";
+	if (proto_is_icmp(p->proto)) {
+		if (p->icmp_type < 0)
+			snprintf(buf, size, "%s", name);
+		else if (p->icmp_code < 0)
+			snprintf(buf, size, "%s/%d", name, p->icmp_type);
+		else
+			snprintf(buf, size, "%s/%d/%d", name, p->icmp_type, p->icmp_code);
+	} else if (p->lo == 0 && p->hi == 65535) {
+		snprintf(buf, size, "%s", name);
+	} else if (p->lo == p->hi) {
+		snprintf(buf, size, "%s/%u", name, p->lo);
+	} else {
+		snprintf(buf, size, "%s/%u-%u", name, p->lo, p->hi);
+	}
+}
