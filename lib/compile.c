@@ -153,7 +153,8 @@ static int build_chain(struct bundle *b, const struct policy_doc *doc, const str
 				if (!seen)
 					br->sets[br->n_sets++] = idx;
 			}
-			memcpy(br->ports, pr->ports, pr->n_ports * sizeof(*br->ports));
+			if (pr->n_ports)
+				memcpy(br->ports, pr->ports, pr->n_ports * sizeof(*br->ports));
 			br->n_ports = pr->n_ports;
 		}
 	}
@@ -234,7 +235,8 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 		be->addrs = arena_calloc(arena, ep->n_addrs ? ep->n_addrs : 1, sizeof(*be->addrs));
 		if (!be->name || !be->addrs)
 			goto err_free;
-		memcpy(be->addrs, ep->addrs, ep->n_addrs * sizeof(*be->addrs));
+		if (ep->n_addrs)
+			memcpy(be->addrs, ep->addrs, ep->n_addrs * sizeof(*be->addrs));
 		be->n_addrs = ep->n_addrs;
 		size_t n_pols = applying_policies(doc, ep, pols);
 		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {

@@ -59,7 +59,7 @@ static bool dns_subdomain_valid(const char *s, size_t len, const char **why)
 			continue;
 		}
 		size_t plen = i - start;
-		if (plen == 0 || s[start] == '-' || s[i - 1] == '-' || plen > 63) {
+		if (plen == 0 || s[start] == '-' || s[i - 1] == '-') {
 			*why = "prefix must be a lowercase DNS subdomain";
 			return false;
 		}

@@ -675,7 +675,8 @@ struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 		parse_defaults(&p, v);
 	if ((v = json_object_get(root, "groups")))
 		parse_groups(&p, v);
-	qsort(doc->groups, doc->n_groups, sizeof(*doc->groups), group_ptr_cmp);
+	if (doc->n_groups)
+		qsort(doc->groups, doc->n_groups, sizeof(*doc->groups), group_ptr_cmp);
 	if ((v = json_object_get(root, "policies")))
 		parse_policies(&p, v);
 
@@ -683,7 +684,8 @@ struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 		diag_add(diag, "", "out of memory");
 	if (diag->n != errors || diag->oom)
 		goto err_free_doc;
-	qsort(doc->policies, doc->n_policies, sizeof(*doc->policies), policy_cmp);
+	if (doc->n_policies)
+		qsort(doc->policies, doc->n_policies, sizeof(*doc->policies), policy_cmp);
 	return doc;
 
 err_free_doc:

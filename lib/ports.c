@@ -29,7 +29,8 @@ static bool proto_is_icmp(uint8_t proto)
 	return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
 }
 
-/* Decimal without sign or leading zeros, up to max; advances *s. */
+/* Decimal without sign or leading zeros, up to max; advances *s. -EINVAL
+ * when no digit, -EILSEQ for a leading zero, -ERANGE above max. */
 static int parse_number(const char **s, unsigned max, unsigned *out)
 {
 	const char *p = *s;
@@ -37,7 +38,7 @@ static int parse_number(const char **s, unsigned max, unsigned *out)
 	if (*p < '0' || *p > '9')
 		return -EINVAL;
 	if (p[0] == '0' && p[1] >= '0' && p[1] <= '9')
-		return -EINVAL;
+		return -EILSEQ;
 	for (; *p >= '0' && *p <= '9'; p++) {
 		v = v * 10 + (unsigned)(*p - '0');
 		if (v > max)
@@ -75,7 +76,9 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 	if (proto_is_icmp(m.proto)) {
 		r = parse_number(&p, 255, &a);
 		if (r < 0) {
-			*why = r == -ERANGE ? "ICMP type out of range (0-255)" : "expected an ICMP type";
+			*why = r == -ERANGE ? "ICMP type out of range (0-255)"
+			       : r == -EILSEQ ? "number with a leading zero"
+					      : "expected an ICMP type";
 			return -EINVAL;
 		}
 		m.icmp_type = (int16_t)a;
@@ -83,7 +86,9 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 			p++;
 			r = parse_number(&p, 255, &b);
 			if (r < 0) {
-				*why = r == -ERANGE ? "ICMP code out of range (0-255)" : "expected an ICMP code";
+				*why = r == -ERANGE ? "ICMP code out of range (0-255)"
+				       : r == -EILSEQ ? "number with a leading zero"
+						      : "expected an ICMP code";
 				return -EINVAL;
 			}
 			m.icmp_code = (int16_t)b;
@@ -98,7 +103,9 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 
 	r = parse_number(&p, 65535, &a);
 	if (r < 0 || a == 0) {
-		*why = r == -EINVAL ? "expected a port number" : "port out of range";
+		*why = r == -EINVAL ? "expected a port number"
+		       : r == -EILSEQ ? "number with a leading zero"
+				      : "port out of range";
 		return -EINVAL;
 	}
 	b = a;
@@ -106,7 +113,9 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 		p++;
 		r = parse_number(&p, 65535, &b);
 		if (r < 0 || b == 0) {
-			*why = r == -EINVAL ? "expected a port number after '-'" : "port out of range";
+			*why = r == -EINVAL ? "expected a port number after '-'"
+			       : r == -EILSEQ ? "number with a leading zero"
+					      : "port out of range";
 			return -EINVAL;
 		}
 		if (b < a) {

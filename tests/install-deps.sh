@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Bulkhead builds, tests and demos with, when
+# any is missing. Safe to run again: it does nothing once all are there.
+set -euo pipefail
+packages=(
+  build-essential meson ninja-build pkg-config
+  libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev libjansson-dev libzmq3-dev libsqlite3-dev
+  python3-jsonschema     # policy schema checks (Debian's python, /usr/bin/python3)
+  nftables iproute2      # nft for inspection and the nft -f benchmark; ip for test namespaces
+  iputils-ping socat     # test traffic
+  valgrind
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: need root to install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,221 @@
+/* Addresses, CIDRs and interval lists. */
+#include <errno.h>
+
+#include "bulkhead/addr.h"
+#include "bulkhead/sha256.h"
+#include "test.h"
+
+static struct bh_addr A(const char *s)
+{
+	struct bh_addr a;
+	if (addr_parse(s, &a) < 0)
+		abort();
+	return a;
+}
+
+static void format_list(const struct range_list *l, char *out, size_t size)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i < l->n; i++) {
+		char buf[RANGE_STRLEN];
+		range_format(&l->v[i], buf);
+		snprintf(out + strlen(out), size - strlen(out), "%s%s", i ? "," : "", buf);
+	}
+}
+
+TEST(addr_parse_accepts_v4_and_v6)
+{
+	struct bh_addr a;
+	CHECK(addr_parse("198.18.0.1", &a) == 0 && a.family == AF_INET);
+	CHECK(addr_parse("2001:db8::1", &a) == 0 && a.family == AF_INET6);
+	CHECK(addr_parse("::", &a) == 0);
+	CHECK(addr_parse("::ffff:198.18.0.1", &a) == 0 && a.family == AF_INET6);
+}
+
+TEST(addr_parse_rejects_junk)
+{
+	struct bh_addr a;
+	const char *bad[] = {"", "198.18.0", "198.18.0.256", "198.018.0.1", "1.2.3.4 ", "2001:db8:::1",
+			     "2001:db8::g", "0x1.2.3.4", "web", "198.18.0.1/32"};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(bad); i++)
+		CHECK(addr_parse(bad[i], &a) == -EINVAL);
+}
+
+TEST(cidr_parse_prefixes_and_host_bits)
+{
+	struct bh_addr net;
+	unsigned plen;
+	char buf[ADDR_STRLEN];
+	CHECK(cidr_parse("198.18.0.0/15", &net, &plen) == 0 && plen == 15);
+	CHECK(cidr_parse("198.18.0.7", &net, &plen) == 0 && plen == 32);
+	CHECK(cidr_parse("2001:db8::/32", &net, &plen) == 0 && plen == 32);
+	CHECK(cidr_parse("2001:db8::1", &net, &plen) == 0 && plen == 128);
+	CHECK(cidr_parse("0.0.0.0/0", &net, &plen) == 0 && plen == 0);
+	CHECK(cidr_parse("::/0", &net, &plen) == 0 && plen == 0);
+	/* Host bits set: an error, and the cleared network comes back for
+	 * the "did you mean" message. */
+	CHECK(cidr_parse("198.19.1.2/15", &net, &plen) == -EDOM);
+	addr_format(&net, buf);
+	CHECK_STR(buf, "198.18.0.0");
+	CHECK(cidr_parse("2001:db8::1/64", &net, &plen) == -EDOM);
+	addr_format(&net, buf);
+	CHECK_STR(buf, "2001:db8::");
+}
+
+TEST(cidr_parse_rejects_bad_prefixes)
+{
+	struct bh_addr net;
+	unsigned plen;
+	const char *bad[] = {"198.18.0.0/33", "198.18.0.0/", "198.18.0.0/-1", "198.18.0.0/015", "2001:db8::/129",
+			     "/24", "198.18.0.0/1a", "198.18.0.0/24/1", "10.0.0.0 /8"};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(bad); i++)
+		CHECK(cidr_parse(bad[i], &net, &plen) == -EINVAL);
+}
+
+TEST(cidr_range_edges)
+{
+	struct bh_addr net;
+	unsigned plen;
+	struct addr_range r;
+	char buf[RANGE_STRLEN];
+	CHECK(cidr_parse("203.0.113.0/24", &net, &plen) == 0);
+	cidr_range(&net, plen, &r);
+	range_format(&r, buf);
+	CHECK_STR(buf, "203.0.113.0-203.0.113.255");
+	CHECK(cidr_parse("0.0.0.0/0", &net, &plen) == 0);
+	cidr_range(&net, plen, &r);
+	range_format(&r, buf);
+	CHECK_STR(buf, "0.0.0.0-255.255.255.255");
+	CHECK(cidr_parse("2001:db8::/127", &net, &plen) == 0);
+	cidr_range(&net, plen, &r);
+	range_format(&r, buf);
+	CHECK_STR(buf, "2001:db8::-2001:db8::1");
+}
+
+TEST(range_list_subtract_splits_and_trims)
+{
+	struct range_list l;
+	struct addr_range r = {A("203.0.113.0"), A("203.0.113.255")}, cut;
+	char out[512];
+	range_list_init(&l, NULL);
+	CHECK(range_list_add(&l, &r) == 0);
+	cut = (struct addr_range){A("203.0.113.9"), A("203.0.113.9")};
+	CHECK(range_list_subtract(&l, &cut) == 0);
+	format_list(&l, out, sizeof(out));
+	CHECK_STR(out, "203.0.113.0-203.0.113.8,203.0.113.10-203.0.113.255");
+	/* Cutting the low edge and the high edge. */
+	cut = (struct addr_range){A("203.0.113.0"), A("203.0.113.3")};
+	CHECK(range_list_subtract(&l, &cut) == 0);
+	cut = (struct addr_range){A("203.0.113.128"), A("203.0.113.255")};
+	CHECK(range_list_subtract(&l, &cut) == 0);
+	format_list(&l, out, sizeof(out));
+	CHECK_STR(out, "203.0.113.4-203.0.113.8,203.0.113.10-203.0.113.127");
+	/* Another family is untouched; cutting everything empties it. */
+	cut = (struct addr_range){A("2001:db8::"), A("2001:db8::ffff")};
+	CHECK(range_list_subtract(&l, &cut) == 0 && l.n == 2);
+	cut = (struct addr_range){A("0.0.0.0"), A("255.255.255.255")};
+	CHECK(range_list_subtract(&l, &cut) == 0 && l.n == 0);
+	range_list_release(&l);
+}
+
+TEST(range_list_subtract_at_address_space_ends)
+{
+	struct range_list l;
+	struct addr_range all = {A("::"), A("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}, cut;
+	char out[512];
+	range_list_init(&l, NULL);
+	CHECK(range_list_add(&l, &all) == 0);
+	cut = (struct addr_range){A("::"), A("::")};
+	CHECK(range_list_subtract(&l, &cut) == 0);
+	cut = (struct addr_range){A("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+				  A("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")};
+	CHECK(range_list_subtract(&l, &cut) == 0);
+	format_list(&l, out, sizeof(out));
+	CHECK_STR(out, "::1-ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe");
+	range_list_release(&l);
+}
+
+TEST(range_list_normalize_merges_overlap_and_adjacency)
+{
+	struct range_list l;
+	char out[512];
+	const char *in[][2] = {{"198.18.0.10", "198.18.0.20"}, {"198.18.0.1", "198.18.0.5"},
+			       {"198.18.0.6", "198.18.0.6"},   {"198.18.0.15", "198.18.0.30"},
+			       {"198.18.1.0", "198.18.1.0"},   {"2001:db8::1", "2001:db8::1"}};
+	range_list_init(&l, NULL);
+	for (size_t i = 0; i < BH_ARRAY_SIZE(in); i++) {
+		struct addr_range r = {A(in[i][0]), A(in[i][1])};
+		CHECK(range_list_add(&l, &r) == 0);
+	}
+	range_list_normalize(&l);
+	format_list(&l, out, sizeof(out));
+	CHECK_STR(out, "198.18.0.1-198.18.0.6,198.18.0.10-198.18.0.30,198.18.1.0,2001:db8::1");
+	struct bh_addr probe = A("198.18.0.7");
+	CHECK(!range_list_contains(&l, &probe));
+	probe = A("198.18.0.30");
+	CHECK(range_list_contains(&l, &probe));
+	probe = A("198.18.0.31");
+	CHECK(!range_list_contains(&l, &probe));
+	probe = A("2001:db8::1");
+	CHECK(range_list_contains(&l, &probe));
+	range_list_release(&l);
+}
+
+TEST(range_list_sort_unique_keeps_adjacent_hosts)
+{
+	struct range_list l;
+	char out[512];
+	const char *in[] = {"198.18.0.3", "198.18.0.2", "198.18.0.3", "198.18.0.1"};
+	range_list_init(&l, NULL);
+	for (size_t i = 0; i < BH_ARRAY_SIZE(in); i++) {
+		struct addr_range r = {A(in[i]), A(in[i])};
+		CHECK(range_list_add(&l, &r) == 0);
+	}
+	range_list_sort_unique(&l);
+	format_list(&l, out, sizeof(out));
+	CHECK_STR(out, "198.18.0.1,198.18.0.2,198.18.0.3");
+	range_list_release(&l);
+}
+
+TEST(range_parse_round_trip)
+{
+	struct addr_range r;
+	char buf[RANGE_STRLEN];
+	CHECK(range_parse("198.18.0.1-198.18.0.9", &r) == 0);
+	range_format(&r, buf);
+	CHECK_STR(buf, "198.18.0.1-198.18.0.9");
+	CHECK(range_parse("2001:db8::5", &r) == 0);
+	range_format(&r, buf);
+	CHECK_STR(buf, "2001:db8::5");
+	CHECK(range_parse("198.18.0.9-198.18.0.1", &r) == -EINVAL);
+	CHECK(range_parse("198.18.0.1-2001:db8::1", &r) == -EINVAL);
+	CHECK(range_parse("198.18.0.1-", &r) == -EINVAL);
+}
+
+TEST(sha256_known_vectors)
+{
+	char hex[65];
+	sha256_hex("", 0, hex);
+	CHECK_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	sha256_hex("abc", 3, hex);
+	CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	const char *two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	sha256_hex(two_blocks, strlen(two_blocks), hex);
+	CHECK_STR(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	/* Fed in odd pieces, the digest is the same. */
+	struct sha256 h;
+	uint8_t d1[32], d2[32];
+	sha256_init(&h);
+	for (size_t i = 0; i < strlen(two_blocks); i += 7)
+		sha256_update(&h, two_blocks + i, strlen(two_blocks) - i < 7 ? strlen(two_blocks) - i : 7);
+	sha256_final(&h, d1);
+	sha256_init(&h);
+	sha256_update(&h, two_blocks, strlen(two_blocks));
+	sha256_final(&h, d2);
+	CHECK(memcmp(d1, d2, 32) == 0);
+}
+
+int main(void)
+{
+	return test_main();
+}

@@ -1,0 +1,211 @@
+/* Bundle codec: round trips, determinism, and decoding hostile input.
+ * Usage: test-bundle [SCENARIO.json...] — each scenario's bundles (every
+ * node) are also round-tripped. */
+#include "bulkhead/compile.h"
+#include "test.h"
+
+static const char *policy_text =
+	"{\"version\":1,\"defaults\":{\"egress\":\"deny\"},\"groups\":{"
+	"\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
+	"\"office\":{\"cidrs\":[\"203.0.113.0/24\",\"2001:db8:10::/48\"],\"except\":[\"203.0.113.9\"]}},"
+	"\"policies\":[{\"name\":\"db-in\",\"applies_to\":\"db\",\"order\":10,\"ingress\":["
+	"{\"from\":[\"web\"],\"ports\":[\"tcp/5432\",\"icmp/8/0\"]},{\"action\":\"deny\",\"from\":[\"office\"]}],"
+	"\"egress\":[{\"to\":[{\"cidrs\":[\"198.51.100.0/24\"]}],\"ports\":[\"udp/53\"]}]},"
+	"{\"name\":\"audit-all\",\"applies_to\":{\"labels\":{}},\"mode\":\"audit\",\"ingress\":[{\"action\":\"deny\","
+	"\"ports\":[\"sctp\"]}]}]}";
+
+static const char *inventory_text =
+	"{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.3\","
+	"\"2001:db8::3\"]},{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.2\"]}]}";
+
+static struct bundle *compile_sample(void)
+{
+	struct diag d;
+	diag_init(&d, "sample");
+	struct policy_doc *doc = policy_parse_string(policy_text, strlen(policy_text), &d);
+	struct inventory *inv = inventory_new();
+	json_t *j = json_loads(inventory_text, 0, NULL);
+	struct bundle *b = NULL;
+	if (doc && j && inventory_load_json(inv, j, NULL, 0, &d) == 0 && inventory_finish(inv, &d) == 0)
+		b = compile_bundle(doc, inv, "n1");
+	diag_print(&d, stderr);
+	json_decref(j);
+	inventory_free(inv);
+	policy_doc_free(doc);
+	diag_release(&d);
+	return b;
+}
+
+static bool round_trips(const struct bundle *b)
+{
+	char *text = bundle_encode(b, false);
+	struct diag d;
+	diag_init(&d, "round-trip");
+	struct bundle *back = text ? bundle_decode(text, strlen(text), &d) : NULL;
+	char *again = back ? bundle_encode(back, false) : NULL;
+	bool ok = again && strcmp(text, again) == 0 && strcmp(b->hash, back->hash) == 0;
+	if (!ok)
+		diag_print(&d, stderr);
+	free(text);
+	free(again);
+	bundle_free(back);
+	diag_release(&d);
+	return ok;
+}
+
+/* Decodes the sample after edit() changed its JSON; returns the errors. */
+static size_t decode_edited(void (*edit)(json_t *root), struct diag *d)
+{
+	struct bundle *b = compile_sample();
+	json_t *root = bundle_to_json(b);
+	edit(root);
+	diag_init(d, "edited");
+	struct bundle *back = bundle_from_json(root, d);
+	size_t n = back ? 0 : d->n;
+	bundle_free(back);
+	json_decref(root);
+	bundle_free(b);
+	return n;
+}
+
+TEST(sample_round_trips)
+{
+	struct bundle *b = compile_sample();
+	CHECK(b != NULL);
+	if (b) {
+		CHECK(b->n_endpoints == 2 && b->n_sets == 3);
+		CHECK(round_trips(b));
+	}
+	bundle_free(b);
+}
+
+TEST(compile_is_deterministic)
+{
+	struct bundle *a = compile_sample(), *b = compile_sample();
+	char *ta = a ? bundle_encode(a, true) : NULL, *tb = b ? bundle_encode(b, true) : NULL;
+	CHECK(ta && tb && strcmp(ta, tb) == 0);
+	CHECK(a && b && strcmp(a->hash, b->hash) == 0 && strlen(a->hash) == 64);
+	free(ta);
+	free(tb);
+	bundle_free(a);
+	bundle_free(b);
+}
+
+static void edit_hash(json_t *root)
+{
+	json_object_set_new(root, "hash", json_string("00"));
+}
+static void edit_member(json_t *root)
+{
+	/* Changing content without the hash must be caught. */
+	json_t *sets = json_object_get(root, "sets");
+	json_t *v4 = json_object_get(json_array_get(sets, 0), "ipv4");
+	json_array_append_new(v4, json_string("198.18.9.9"));
+}
+static void edit_unknown_set(json_t *root)
+{
+	json_t *ep = json_array_get(json_object_get(root, "endpoints"), 0);
+	json_t *rule = json_array_get(json_object_get(json_object_get(ep, "ingress"), "rules"), 0);
+	json_object_set_new(rule, "peers", json_pack("[s]", "nosuch"));
+}
+static void edit_types(json_t *root)
+{
+	json_object_set_new(root, "node", json_integer(7));
+	json_object_set_new(root, "format", json_integer(99));
+	json_object_set_new(root, "surprise", json_true());
+	json_t *ep = json_array_get(json_object_get(root, "endpoints"), 0);
+	json_t *rule = json_array_get(json_object_get(json_object_get(ep, "ingress"), "rules"), 0);
+	json_object_set_new(rule, "index", json_integer(-1));
+	json_object_set_new(rule, "action", json_string("reject"));
+	json_object_set_new(rule, "ports", json_pack("[s]", "tcp/99999"));
+}
+static void edit_family(json_t *root)
+{
+	json_t *sets = json_object_get(root, "sets");
+	for (size_t i = 0; i < json_array_size(sets); i++)
+		json_array_append_new(json_object_get(json_array_get(sets, i), "ipv4"), json_string("2001:db8::1"));
+}
+static void edit_not_object(json_t *root)
+{
+	json_object_set_new(root, "endpoints", json_pack("[i]", 3));
+	json_object_set_new(root, "sets", json_string("x"));
+}
+
+TEST(decode_rejects_bad_hash_and_tampering)
+{
+	struct diag d;
+	CHECK(decode_edited(edit_hash, &d) == 1);
+	if (d.n)
+		CHECK_STR(d.v[0].path, "/hash");
+	diag_release(&d);
+	CHECK(decode_edited(edit_member, &d) == 1);
+	diag_release(&d);
+}
+
+TEST(decode_rejects_bad_fields)
+{
+	struct diag d;
+	CHECK(decode_edited(edit_unknown_set, &d) >= 1);
+	diag_release(&d);
+	/* node type, format, unknown key, index, action, port. */
+	CHECK(decode_edited(edit_types, &d) == 6);
+	diag_release(&d);
+	CHECK(decode_edited(edit_family, &d) == 3);
+	diag_release(&d);
+	CHECK(decode_edited(edit_not_object, &d) == 2);
+	diag_release(&d);
+}
+
+TEST(decode_rejects_garbage_text)
+{
+	const char *bad[] = {"", "null", "[]", "{", "{\"format\":1}", "\"x\""};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(bad); i++) {
+		struct diag d;
+		diag_init(&d, "garbage");
+		struct bundle *b = bundle_decode(bad[i], strlen(bad[i]), &d);
+		CHECK(b == NULL && d.n >= 1);
+		bundle_free(b);
+		diag_release(&d);
+	}
+}
+
+/* Scenario files: every node's bundle round-trips and recompiles equal. */
+static void run_scenario(const char *path)
+{
+	json_t *root = json_load_file(path, 0, NULL);
+	struct diag d;
+	diag_init(&d, path);
+	struct policy_doc *doc = root ? policy_parse_json(json_object_get(root, "policy"), &d) : NULL;
+	struct inventory *inv = inventory_new();
+	json_t *item;
+	size_t i;
+	bool ok = doc != NULL;
+	json_array_foreach (json_object_get(root, "inventory"), i, item)
+		ok &= inventory_load_json(inv, item, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0;
+	ok &= inventory_finish(inv, &d) == 0;
+	const char **nodes = ok ? inventory_nodes(inv) : NULL;
+	for (const char **n = nodes; n && *n; n++) {
+		struct bundle *a = compile_bundle(doc, inv, *n), *b = compile_bundle(doc, inv, *n);
+		char *ta = a ? bundle_encode(a, false) : NULL, *tb = b ? bundle_encode(b, false) : NULL;
+		ok &= ta && tb && strcmp(ta, tb) == 0 && round_trips(a);
+		free(ta);
+		free(tb);
+		bundle_free(a);
+		bundle_free(b);
+	}
+	diag_print(&d, stderr);
+	char name[512];
+	snprintf(name, sizeof(name), "round trip %s", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
+	test_report(name, ok && nodes);
+	inventory_free(inv);
+	policy_doc_free(doc);
+	diag_release(&d);
+	json_decref(root);
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		run_scenario(argv[i]);
+	return test_main();
+}
