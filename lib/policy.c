@@ -310,7 +310,8 @@ static void parse_groups(struct parser *p, json_t *groups)
 	}
 	size_t n = json_object_size(groups);
 	p->doc->groups = arena_calloc(p->w.arena, n ? n : 1, sizeof(*p->doc->groups));
-	p->declared = arena_calloc(p->w.arena, n ? n : 1, sizeof(*p->declared));
+	/* NULL-terminated: it is also the candidate list for suggestions. */
+	p->declared = arena_calloc(p->w.arena, n + 1, sizeof(*p->declared));
 	if (!p->doc->groups || !p->declared) {
 		p->w.oom = true;
 		jpath_pop(&p->w.path, mark);
