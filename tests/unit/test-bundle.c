@@ -2,6 +2,7 @@
  * Usage: test-bundle [SCENARIO.json...] — each scenario's bundles (every
  * node) are also round-tripped. */
 #include "bulkhead/compile.h"
+#include "scenario.h"
 #include "test.h"
 
 static const char *policy_text =
@@ -172,20 +173,11 @@ TEST(decode_rejects_garbage_text)
 /* Scenario files: every node's bundle round-trips and recompiles equal. */
 static void run_scenario(const char *path)
 {
-	json_t *root = json_load_file(path, 0, NULL);
-	struct diag d;
-	diag_init(&d, path);
-	struct policy_doc *doc = root ? policy_parse_json(json_object_get(root, "policy"), &d) : NULL;
-	struct inventory *inv = inventory_new();
-	json_t *item;
-	size_t i;
-	bool ok = doc != NULL;
-	json_array_foreach (json_object_get(root, "inventory"), i, item)
-		ok &= inventory_load_json(inv, item, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0;
-	ok &= inventory_finish(inv, &d) == 0;
-	const char **nodes = ok ? inventory_nodes(inv) : NULL;
+	struct scenario sc;
+	bool ok = scenario_load(path, &sc) == 0;
+	const char **nodes = ok ? inventory_nodes(sc.inv) : NULL;
 	for (const char **n = nodes; n && *n; n++) {
-		struct bundle *a = compile_bundle(doc, inv, *n), *b = compile_bundle(doc, inv, *n);
+		struct bundle *a = compile_bundle(sc.doc, sc.inv, *n), *b = compile_bundle(sc.doc, sc.inv, *n);
 		char *ta = a ? bundle_encode(a, false) : NULL, *tb = b ? bundle_encode(b, false) : NULL;
 		ok &= ta && tb && strcmp(ta, tb) == 0 && round_trips(a);
 		free(ta);
@@ -193,14 +185,11 @@ static void run_scenario(const char *path)
 		bundle_free(a);
 		bundle_free(b);
 	}
-	diag_print(&d, stderr);
 	char name[512];
 	snprintf(name, sizeof(name), "round trip %s", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
 	test_report(name, ok && nodes);
-	inventory_free(inv);
-	policy_doc_free(doc);
-	diag_release(&d);
-	json_decref(root);
+	if (nodes)
+		scenario_release(&sc);
 }
 
 int main(int argc, char **argv)

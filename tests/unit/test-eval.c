@@ -4,12 +4,11 @@
  * "inventory", a scenario may name "policy_file" and "inventory_files"
  * (relative to itself), to hold the examples to what they claim.
  * Usage: test-eval FILE... */
-#include <libgen.h>
-#include <limits.h>
 #include <netinet/in.h>
 
 #include "bulkhead/compile.h"
 #include "bulkhead/eval.h"
+#include "scenario.h"
 #include "test.h"
 
 static const struct {
@@ -52,45 +51,16 @@ static bool parse_packet(json_t *c, struct packet *pkt, const char **err)
 
 static void run_file(const char *path)
 {
-	json_error_t jerr;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		fprintf(stderr, "%s: %s\n", path, jerr.text);
+	struct scenario sc;
+	if (scenario_load(path, &sc) < 0) {
 		test_report(path, false);
 		return;
 	}
-	struct diag d;
-	diag_init(&d, path);
-	char base_dir[PATH_MAX], file[PATH_MAX * 2];
-	snprintf(base_dir, sizeof(base_dir), "%s", path);
-	dirname(base_dir);
-	struct policy_doc *doc;
-	const char *policy_file = json_string_value(json_object_get(root, "policy_file"));
-	if (policy_file) {
-		snprintf(file, sizeof(file), "%s/%s", base_dir, policy_file);
-		doc = policy_parse_file(file, &d);
-	} else {
-		doc = policy_parse_json(json_object_get(root, "policy"), &d);
-	}
-	struct inventory *inv = inventory_new();
-	json_t *item;
-	size_t i;
-	bool ok = doc != NULL;
-	json_array_foreach (json_object_get(root, "inventory"), i, item)
-		ok &= inventory_load_json(inv, item, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0;
-	json_array_foreach (json_object_get(root, "inventory_files"), i, item) {
-		snprintf(file, sizeof(file), "%s/%s", base_dir, json_string_value(item) ? json_string_value(item) : "");
-		ok &= inventory_load_file(inv, file, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0;
-	}
-	ok &= inventory_finish(inv, &d) == 0;
-	if (!ok) {
-		diag_print(&d, stderr);
-		test_report(path, false);
-		goto out;
-	}
-
+	struct policy_doc *doc = sc.doc;
+	struct inventory *inv = sc.inv;
 	json_t *c;
-	json_array_foreach (json_object_get(root, "cases"), i, c) {
+	size_t i;
+	json_array_foreach (json_object_get(sc.root, "cases"), i, c) {
 		char name[512];
 		const char *at = json_string_value(json_object_get(c, "at"));
 		const char *dir = json_string_value(json_object_get(c, "dir"));
@@ -127,11 +97,7 @@ static void run_file(const char *path)
 		test_report(name, pass);
 		bundle_free(b);
 	}
-out:
-	inventory_free(inv);
-	policy_doc_free(doc);
-	diag_release(&d);
-	json_decref(root);
+	scenario_release(&sc);
 }
 
 int main(int argc, char **argv)
