@@ -418,6 +418,7 @@ static int endpoint_cmp(const void *a, const void *b)
 static void decode_endpoint(struct json_walk *w, json_t *o, const struct bundle *b, struct bundle_endpoint *be)
 {
 	static const char *const keys[] = {"name", "addresses", "ingress", "egress", NULL};
+	be->name = ""; /* sorted with the rest even when invalid */
 	if (!walk_expect_type(w, o, JSON_OBJECT))
 		return;
 	walk_check_keys(w, o, keys, NULL);
