@@ -1,0 +1,1570 @@
+/* nft: turns one bundle endpoint into table inet bulkhead and loads it as
+ * one nftables transaction built with libnftnl and sent with libmnl. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+
+#include <libmnl/libmnl.h>
+#include <libnftnl/batch.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <libnftnl/udata.h>
+
+#include "nft.h"
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+
+/* nft's datatype numbers for set keys (nftables src/datatype.h); nft list
+ * needs them to print the elements as addresses. */
+#define NFT_TYPE_IPADDR		 7
+#define NFT_TYPE_IP6ADDR	 8
+#define NFT_BYTEORDER_BIG_ENDIAN 2
+
+/* Batch pages as nft sizes them; one message must fit in the overrun. */
+#define NFT_BATCH_PAGE	  (128 * 1024)
+#define NFT_BATCH_OVERRUN (64 * 1024)
+/* Elements per NEWSETELEM message: the element list is one netlink
+ * attribute, whose length is 16 bits. 256 IPv6 intervals stay well below. */
+#define NFT_ELEMS_PER_MSG 256
+/* A hosts set is a hash of single addresses. The bundle's normalized lists
+ * merge consecutive addresses into ranges, which we expand again; a range
+ * longer than this is no run of endpoint addresses, and the set becomes an
+ * interval set (same members) so that expansion stays linear in the input. */
+#define NFT_HOSTS_RANGE_MAX 256
+/* Receive buffer per expected acknowledgement (skb truesize, rounded up). */
+#define NFT_ACK_TRUESIZE 1024
+#define NFT_RECV_BUF	 16384
+
+/* ---- the plan: the ruleset as data ------------------------------------
+ * Both the netlink emitter and the text emitter walk the same plan, so
+ * --print-ruleset shows exactly what the agent loads. */
+
+struct plan_set {
+	char name[NFT_SET_NAME_MAX];
+	const struct bundle_set *src;
+	int family; /* AF_INET or AF_INET6 */
+	bool interval;
+	uint32_t id; /* NFTA_SET_ID within the transaction */
+};
+
+struct plan_rule {
+	enum direction dir;
+	long pos;		       /* bundle rule index, NFT_POSITION_FALLBACK */
+	const struct bundle_rule *src; /* NULL for the fallback */
+	int family;		       /* 0: any family */
+	const struct plan_set *set;    /* NULL: any peer */
+	const struct port_match *port; /* NULL: any protocol */
+	enum verdict verdict;
+};
+
+struct plan {
+	struct plan_set *sets;
+	size_t n_sets;
+	struct plan_rule *rules; /* ingress rules, then egress rules */
+	size_t n_rules, cap_rules;
+	size_t first_rule[DIR_COUNT + 1];
+};
+
+/* Rules every chain starts with (DESIGN §2 step 1), before the bundle's. */
+enum fixed_rule {
+	FIXED_ESTABLISHED,
+	FIXED_INVALID,
+	FIXED_LOOPBACK,
+	FIXED_ND,
+	FIXED_COUNT,
+};
+
+/* clang-format off */
+static const char *const fixed_text[DIR_COUNT][FIXED_COUNT] = {
+	[DIR_INGRESS] = {
+		"ct state established,related accept",
+		"ct state invalid drop",
+		"iif \"lo\" accept",
+		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136 accept",
+	},
+	[DIR_EGRESS] = {
+		"ct state established,related accept",
+		"ct state invalid drop",
+		"oif \"lo\" accept",
+		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136 accept",
+	},
+};
+/* clang-format on */
+
+static const char *chain_name(enum direction dir)
+{
+	return dir == DIR_INGRESS ? NFT_CHAIN_INGRESS : NFT_CHAIN_EGRESS;
+}
+
+static void plan_release(struct plan *p)
+{
+	free(p->sets);
+	free(p->rules);
+	memset(p, 0, sizeof(*p));
+}
+
+static unsigned family_bytes(int family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+static const struct range_list *set_ranges(const struct bundle_set *s, int family)
+{
+	return family == AF_INET ? &s->v4 : &s->v6;
+}
+
+/* Adds one to a big-endian number; true when it wrapped (was all ones). */
+static bool addr_increment(uint8_t *bytes, unsigned len)
+{
+	for (unsigned i = len; i-- > 0;) {
+		if (++bytes[i] != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool addr_is_all_ones(const uint8_t *bytes, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++) {
+		if (bytes[i] != 0xff)
+			return false;
+	}
+	return true;
+}
+
+/* Number of addresses in r, saturated at UINT64_MAX. */
+static uint64_t range_span(const struct addr_range *r, unsigned len)
+{
+	unsigned head = len > 8 ? len - 8 : 0;
+	uint64_t lo = 0, hi = 0;
+
+	if (memcmp(r->lo.bytes, r->hi.bytes, head) != 0)
+		return UINT64_MAX;
+	for (unsigned i = head; i < len; i++) {
+		lo = lo << 8 | r->lo.bytes[i];
+		hi = hi << 8 | r->hi.bytes[i];
+	}
+	if (hi < lo)
+		return 0;
+	if (hi - lo == UINT64_MAX)
+		return UINT64_MAX;
+	return hi - lo + 1;
+}
+
+/* FNV-1a: stable across runs and machines, which is all a name needs;
+ * plan_check_names() catches the astronomically rare collision. */
+static uint64_t hash_id(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+void nft_set_name(const char *set_id, int family, char buf[NFT_SET_NAME_MAX])
+{
+	snprintf(buf, NFT_SET_NAME_MAX, "s_%016" PRIx64 "_%s", hash_id(set_id),
+		 family == AF_INET ? "v4" : "v6");
+}
+
+void nft_prefix_format(const struct nft_prefix *p, char buf[NFT_PREFIX_MAX])
+{
+	char v = p->verdict == VERDICT_AUDIT ? 'A' : 'D';
+	char d = p->dir == DIR_EGRESS ? 'e' : 'i';
+
+	if (p->position < 0)
+		snprintf(buf, NFT_PREFIX_MAX, "bh:%c:%c-", v, d);
+	else
+		snprintf(buf, NFT_PREFIX_MAX, "bh:%c:%c%ld", v, d, p->position);
+}
+
+int nft_prefix_parse(const char *s, struct nft_prefix *out)
+{
+	struct nft_prefix p;
+	long pos = 0;
+
+	if (strncmp(s, "bh:", 3) != 0 || (s[3] != 'D' && s[3] != 'A') || s[4] != ':')
+		return -EINVAL;
+	p.verdict = s[3] == 'A' ? VERDICT_AUDIT : VERDICT_DROP;
+	if (s[5] == 'i')
+		p.dir = DIR_INGRESS;
+	else if (s[5] == 'e')
+		p.dir = DIR_EGRESS;
+	else
+		return -EINVAL;
+	s += 6;
+	if (s[0] == '-' && s[1] == '\0') {
+		p.position = NFT_POSITION_FALLBACK;
+	} else {
+		if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] != '\0'))
+			return -EINVAL;
+		for (; *s; s++) {
+			if (*s < '0' || *s > '9' || pos > (1L << 40))
+				return -EINVAL;
+			pos = pos * 10 + (*s - '0');
+		}
+		p.position = pos;
+	}
+	*out = p;
+	return 0;
+}
+
+static int plan_add_rule(struct plan *p, const struct plan_rule *r)
+{
+	if (p->n_rules == p->cap_rules) {
+		size_t cap = p->cap_rules ? 2 * p->cap_rules : 64;
+		struct plan_rule *v = realloc(p->rules, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->rules = v;
+		p->cap_rules = cap;
+	}
+	p->rules[p->n_rules++] = *r;
+	return 0;
+}
+
+static int port_check(const struct port_match *pm)
+{
+	switch (pm->proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		return pm->lo <= pm->hi ? 0 : -EINVAL;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		if (pm->icmp_type < -1 || pm->icmp_type > 255 || pm->icmp_code < -1 || pm->icmp_code > 255)
+			return -EINVAL;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static int rule_verdict(const struct bundle_rule *r, enum verdict *out)
+{
+	if (r->action == ACTION_ALLOW)
+		*out = VERDICT_ACCEPT;
+	else if (r->action == ACTION_DENY && r->mode == MODE_ENFORCE)
+		*out = VERDICT_DROP;
+	else if (r->action == ACTION_DENY && r->mode == MODE_AUDIT)
+		*out = VERDICT_AUDIT;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* One nft rule per (family with members, set, port); a rule with any
+ * peer needs no family match, so it becomes one rule per port. */
+static int plan_rules_for(struct plan *p, enum direction dir, size_t pos, const struct bundle_rule *br,
+			  struct plan_set **by_set, char *err, size_t errsz)
+{
+	static const int families[] = {AF_INET, AF_INET6};
+	struct plan_rule r = {.dir = dir, .pos = (long)pos, .src = br};
+	size_t n_ports = br->any_port ? 1 : br->n_ports;
+	int ret;
+
+	if (rule_verdict(br, &r.verdict) < 0) {
+		snprintf(err, errsz, "bundle rule %s: bad action or mode", br->id);
+		return -EINVAL;
+	}
+	for (size_t i = 0; !br->any_port && i < br->n_ports; i++) {
+		if (port_check(&br->ports[i]) < 0) {
+			snprintf(err, errsz, "bundle rule %s: port match %zu not expressible", br->id, i);
+			return -EINVAL;
+		}
+	}
+	if (!br->any_port && br->n_ports == 0)
+		return 0; /* matches no packet */
+
+	if (br->any_peer) {
+		for (size_t j = 0; j < n_ports; j++) {
+			r.port = br->any_port ? NULL : &br->ports[j];
+			ret = plan_add_rule(p, &r);
+			if (ret < 0)
+				return ret;
+		}
+		return 0;
+	}
+	for (size_t f = 0; f < BH_ARRAY_SIZE(families); f++) {
+		r.family = families[f];
+		for (size_t s = 0; s < br->n_sets; s++) {
+			r.set = by_set[2 * br->sets[s] + f];
+			if (!r.set)
+				continue; /* no members of this family: matches nothing */
+			for (size_t j = 0; j < n_ports; j++) {
+				r.port = br->any_port ? NULL : &br->ports[j];
+				ret = plan_add_rule(p, &r);
+				if (ret < 0)
+					return ret;
+			}
+		}
+	}
+	return 0;
+}
+
+static int cmp_set_name(const void *a, const void *b)
+{
+	const struct plan_set *const *x = a, *const *y = b;
+
+	return strcmp((*x)->name, (*y)->name);
+}
+
+static int plan_check_names(const struct plan *p, char *err, size_t errsz)
+{
+	const struct plan_set **v;
+	int ret = 0;
+
+	if (p->n_sets < 2)
+		return 0;
+	v = malloc(p->n_sets * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n_sets; i++)
+		v[i] = &p->sets[i];
+	qsort(v, p->n_sets, sizeof(*v), cmp_set_name);
+	for (size_t i = 1; i < p->n_sets; i++) {
+		if (strcmp(v[i - 1]->name, v[i]->name) == 0) {
+			snprintf(err, errsz, "bundle sets %s and %s hash to one nft set name %s",
+				 v[i - 1]->src->id, v[i]->src->id, v[i]->name);
+			ret = -EINVAL;
+			break;
+		}
+	}
+	free(v);
+	return ret;
+}
+
+static void plan_set_init(struct plan_set *ps, const struct bundle_set *bs, int family, uint32_t id)
+{
+	const struct range_list *l = set_ranges(bs, family);
+	unsigned len = family_bytes(family);
+
+	memset(ps, 0, sizeof(*ps));
+	nft_set_name(bs->id, family, ps->name);
+	ps->src = bs;
+	ps->family = family;
+	ps->id = id;
+	ps->interval = bs->kind == SET_RANGES;
+	for (size_t i = 0; !ps->interval && i < l->n; i++)
+		ps->interval = range_span(&l->v[i], len) > NFT_HOSTS_RANGE_MAX;
+}
+
+static int plan_build(struct plan *p, const struct bundle *b, const struct bundle_endpoint *ep, char *err,
+		      size_t errsz)
+{
+	struct plan_set **by_set = NULL;
+	bool *used = NULL;
+	int ret = 0;
+
+	memset(p, 0, sizeof(*p));
+	if (b->n_sets) {
+		/* Two slots per bundle set, v4 and v6; at most that many nft sets. */
+		by_set = calloc(2 * b->n_sets, sizeof(*by_set));
+		used = calloc(b->n_sets, sizeof(*used));
+		p->sets = calloc(2 * b->n_sets, sizeof(*p->sets));
+		if (!by_set || !used || !p->sets) {
+			ret = -ENOMEM;
+			goto err_free;
+		}
+	}
+
+	/* Sets first, in bundle set order, only those this endpoint uses. */
+	for (int d = 0; d < DIR_COUNT; d++) {
+		const struct bundle_chain *c = &ep->chains[d];
+
+		for (size_t i = 0; i < c->n_rules; i++) {
+			const struct bundle_rule *br = &c->rules[i];
+
+			for (size_t s = 0; !br->any_peer && s < br->n_sets; s++) {
+				if (br->sets[s] >= b->n_sets) {
+					snprintf(err, errsz,
+						 "bundle rule %s: set index %" PRIu32 " out of range", br->id,
+						 br->sets[s]);
+					ret = -EINVAL;
+					goto err_free;
+				}
+				used[br->sets[s]] = true;
+			}
+		}
+	}
+	for (size_t s = 0; s < b->n_sets; s++) {
+		const struct bundle_set *bs = &b->sets[s];
+
+		if (!used[s])
+			continue;
+		if (bs->kind != SET_HOSTS && bs->kind != SET_RANGES) {
+			snprintf(err, errsz, "bundle set %s: unknown kind", bs->id);
+			ret = -EINVAL;
+			goto err_free;
+		}
+		if (bs->v4.n) {
+			plan_set_init(&p->sets[p->n_sets], bs, AF_INET, (uint32_t)p->n_sets + 1);
+			by_set[2 * s] = &p->sets[p->n_sets++];
+		}
+		if (bs->v6.n) {
+			plan_set_init(&p->sets[p->n_sets], bs, AF_INET6, (uint32_t)p->n_sets + 1);
+			by_set[2 * s + 1] = &p->sets[p->n_sets++];
+		}
+	}
+	ret = plan_check_names(p, err, errsz);
+	if (ret < 0)
+		goto err_free;
+
+	for (int d = 0; d < DIR_COUNT; d++) {
+		const struct bundle_chain *c = &ep->chains[d];
+		struct plan_rule fb = {.dir = d, .pos = NFT_POSITION_FALLBACK, .verdict = c->fallback};
+
+		p->first_rule[d] = p->n_rules;
+		for (size_t i = 0; i < c->n_rules; i++) {
+			ret = plan_rules_for(p, d, i, &c->rules[i], by_set, err, errsz);
+			if (ret < 0)
+				goto err_free;
+		}
+		if (c->fallback != VERDICT_ACCEPT && c->fallback != VERDICT_DROP &&
+		    c->fallback != VERDICT_AUDIT) {
+			snprintf(err, errsz, "%s chain: bad fallback verdict", direction_name(d));
+			ret = -EINVAL;
+			goto err_free;
+		}
+		ret = plan_add_rule(p, &fb);
+		if (ret < 0)
+			goto err_free;
+	}
+	p->first_rule[DIR_COUNT] = p->n_rules;
+	free(used);
+	free(by_set);
+	return 0;
+
+err_free:
+	if (ret == -ENOMEM)
+		snprintf(err, errsz, "out of memory");
+	free(used);
+	free(by_set);
+	plan_release(p);
+	return ret;
+}
+
+/* The comment nft shows with a rule: the bundle rule id, or the reason of
+ * the fallback. Reduced to characters that need no quoting anywhere,
+ * because the id comes from the bundle, which is outside input. */
+static void rule_comment(const struct bundle_endpoint *ep, const struct plan_rule *r, char *buf, size_t size)
+{
+	const char *s = r->src ? r->src->id : ep->chains[r->dir].fallback_reason;
+	size_t n = 0;
+
+	if (!s)
+		s = "fallback";
+	for (; *s && n + 1 < size; s++) {
+		char c = *s;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  c == '.' || c == '_' || c == '-' || c == '/' || c == ':';
+		buf[n++] = ok ? c : '_';
+	}
+	buf[n] = '\0';
+}
+
+static void rule_prefix(const struct plan_rule *r, char buf[NFT_PREFIX_MAX])
+{
+	struct nft_prefix pfx = {.verdict = r->verdict, .dir = r->dir, .position = r->pos};
+
+	nft_prefix_format(&pfx, buf);
+}
+
+/* ---- netlink emitter -------------------------------------------------- */
+
+enum obj_kind {
+	OBJ_BATCH,
+	OBJ_TABLE,
+	OBJ_SET,
+	OBJ_ELEMS,
+	OBJ_CHAIN,
+	OBJ_FIXED_RULE,
+	OBJ_RULE,
+};
+
+/* What one message of the batch was; message i has sequence seq_base + i. */
+struct nft_obj {
+	enum obj_kind kind;
+	uint32_t index; /* set, plan rule, fixed rule, chain index */
+	uint32_t first; /* OBJ_ELEMS: first element of the chunk */
+	uint16_t dir;
+	uint16_t nlmsg_type;
+};
+
+struct nft_batch {
+	uint16_t nflog_group;
+	const struct bundle_endpoint *ep; /* borrowed, for error messages */
+	struct plan plan;
+	struct nftnl_batch *batch;
+	struct nft_obj *objs;
+	size_t n_objs, cap_objs;
+	uint32_t seq_base;
+	size_t n_acks; /* messages that asked for an ACK */
+	const char *zeroed_page;
+	struct nft_batch_stats stats;
+	char error[1024];
+};
+
+struct nft_batch *nft_batch_new(uint16_t nflog_group)
+{
+	struct nft_batch *nb = calloc(1, sizeof(*nb));
+
+	if (!nb)
+		return NULL;
+	nb->nflog_group = nflog_group;
+	return nb;
+}
+
+static void batch_reset(struct nft_batch *nb)
+{
+	plan_release(&nb->plan);
+	if (nb->batch)
+		nftnl_batch_free(nb->batch);
+	nb->batch = NULL;
+	free(nb->objs);
+	nb->objs = NULL;
+	nb->n_objs = nb->cap_objs = 0;
+	nb->n_acks = 0;
+	nb->zeroed_page = NULL;
+	memset(&nb->stats, 0, sizeof(nb->stats));
+	nb->error[0] = '\0';
+	nb->ep = NULL;
+}
+
+void nft_batch_free(struct nft_batch *nb)
+{
+	if (!nb)
+		return;
+	batch_reset(nb);
+	free(nb);
+}
+
+const char *nft_batch_error(const struct nft_batch *nb)
+{
+	return nb->error;
+}
+
+void nft_batch_stats(const struct nft_batch *nb, struct nft_batch_stats *out)
+{
+	*out = nb->stats;
+}
+
+/* Reserves the next sequence number for an object of kind. */
+static int batch_obj(struct nft_batch *nb, const struct nft_obj *o, uint32_t *seq)
+{
+	if (nb->n_objs == nb->cap_objs) {
+		size_t cap = nb->cap_objs ? 2 * nb->cap_objs : 256;
+		struct nft_obj *v = realloc(nb->objs, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		nb->objs = v;
+		nb->cap_objs = cap;
+	}
+	nb->objs[nb->n_objs] = *o;
+	*seq = nb->seq_base + (uint32_t)nb->n_objs;
+	nb->n_objs++;
+	return 0;
+}
+
+/* libnftnl leaves attribute padding as malloc() left it, and all of it
+ * goes to the kernel: zero each page of the batch once, when we start
+ * writing into it. A page is one buffer of NFT_BATCH_PAGE +
+ * NFT_BATCH_OVERRUN bytes whose first nftnl_batch_buffer_len() are used. */
+static char *batch_buffer(struct nft_batch *nb)
+{
+	char *cur = nftnl_batch_buffer(nb->batch);
+	const char *page = cur - nftnl_batch_buffer_len(nb->batch);
+
+	if (page != nb->zeroed_page) {
+		memset(cur, 0, (size_t)(page + NFT_BATCH_PAGE + NFT_BATCH_OVERRUN - cur));
+		nb->zeroed_page = page;
+	}
+	return cur;
+}
+
+static struct nlmsghdr *batch_hdr(struct nft_batch *nb, uint16_t type, uint16_t flags,
+				  const struct nft_obj *o)
+{
+	struct nft_obj obj = *o;
+	uint32_t seq;
+
+	obj.nlmsg_type = type;
+	if (batch_obj(nb, &obj, &seq) < 0)
+		return NULL;
+	nb->n_acks++;
+	return nftnl_nlmsg_build_hdr(batch_buffer(nb), type, NFPROTO_INET, flags | NLM_F_ACK, seq);
+}
+
+/* Closes the message just written; a new page when this one is full. */
+static int batch_next(struct nft_batch *nb)
+{
+	nb->stats.messages++;
+	return nftnl_batch_update(nb->batch) < 0 ? -ENOMEM : 0;
+}
+
+static int emit_table(struct nft_batch *nb, uint16_t type, uint16_t flags)
+{
+	struct nft_obj o = {.kind = OBJ_TABLE};
+	struct nftnl_table *t = nftnl_table_alloc();
+	struct nlmsghdr *nlh;
+
+	if (!t)
+		return -ENOMEM;
+	nftnl_table_set_str(t, NFTNL_TABLE_NAME, NFT_TABLE_NAME);
+	nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
+	nlh = batch_hdr(nb, type, flags, &o);
+	if (!nlh) {
+		nftnl_table_free(t);
+		return -ENOMEM;
+	}
+	nftnl_table_nlmsg_build_payload(nlh, t);
+	nftnl_table_free(t);
+	return batch_next(nb);
+}
+
+static struct nftnl_set *set_alloc(const struct plan_set *ps)
+{
+	struct nftnl_set *s = nftnl_set_alloc();
+
+	if (!s)
+		return NULL;
+	nftnl_set_set_str(s, NFTNL_SET_TABLE, NFT_TABLE_NAME);
+	nftnl_set_set_str(s, NFTNL_SET_NAME, ps->name);
+	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
+	nftnl_set_set_u32(s, NFTNL_SET_ID, ps->id);
+	return s;
+}
+
+static int emit_elems_msg(struct nft_batch *nb, struct nftnl_set *chunk, uint32_t set_index, uint32_t first)
+{
+	struct nft_obj o = {.kind = OBJ_ELEMS, .index = set_index, .first = first};
+	struct nlmsghdr *nlh = batch_hdr(nb, NFT_MSG_NEWSETELEM, NLM_F_CREATE, &o);
+
+	if (!nlh)
+		return -ENOMEM;
+	nftnl_set_elems_nlmsg_build_payload(nlh, chunk);
+	return batch_next(nb);
+}
+
+static int chunk_add(struct nftnl_set *chunk, const uint8_t *key, unsigned len, uint32_t flags, bool open_end)
+{
+	struct nftnl_set_elem *e = nftnl_set_elem_alloc();
+
+	if (!e)
+		return -ENOMEM;
+	nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, len);
+	if (flags)
+		nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_FLAGS, flags);
+	if (open_end) {
+		/* Tells nft list that this interval runs to the top of the
+		 * address space, where no end element can follow (as nft
+		 * itself marks it). */
+		struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(16);
+
+		if (!ud ||
+		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_ELEM_FLAGS, NFTNL_SET_ELEM_F_INTERVAL_OPEN)) {
+			nftnl_udata_buf_free(ud);
+			nftnl_set_elem_free(e);
+			return -ENOMEM;
+		}
+		nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(ud),
+				   nftnl_udata_buf_len(ud));
+		nftnl_udata_buf_free(ud);
+	}
+	nftnl_set_elem_add(chunk, e);
+	return 0;
+}
+
+/* Streams the set's elements into NEWSETELEM messages of at most
+ * NFT_ELEMS_PER_MSG each. Interval sets get a start element at lo and an
+ * end element at hi + 1, except at the top of the address space. */
+static int emit_elems(struct nft_batch *nb, const struct plan_set *ps, uint32_t set_index)
+{
+	const struct range_list *l = set_ranges(ps->src, ps->family);
+	unsigned len = family_bytes(ps->family);
+	struct nftnl_set *chunk = NULL;
+	uint32_t in_chunk = 0, done = 0;
+	int ret = 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		uint8_t key[16];
+		bool last = false;
+
+		memcpy(key, l->v[i].lo.bytes, len);
+		while (!last) {
+			bool top = false;
+			uint32_t flags = 0;
+
+			if (!chunk) {
+				chunk = set_alloc(ps);
+				if (!chunk)
+					return -ENOMEM;
+			}
+			if (ps->interval) {
+				top = addr_is_all_ones(l->v[i].hi.bytes, len);
+				ret = chunk_add(chunk, key, len, 0, top);
+				if (ret == 0 && !top) {
+					uint8_t end[16];
+
+					memcpy(end, l->v[i].hi.bytes, len);
+					addr_increment(end, len);
+					flags = NFT_SET_ELEM_INTERVAL_END;
+					ret = chunk_add(chunk, end, len, flags, false);
+					in_chunk++;
+				}
+				in_chunk++;
+				last = true;
+			} else {
+				ret = chunk_add(chunk, key, len, 0, false);
+				in_chunk++;
+				last = memcmp(key, l->v[i].hi.bytes, len) == 0 || addr_increment(key, len);
+			}
+			if (ret < 0)
+				goto err_free_chunk;
+			if (in_chunk >= NFT_ELEMS_PER_MSG) {
+				ret = emit_elems_msg(nb, chunk, set_index, done);
+				if (ret < 0)
+					goto err_free_chunk;
+				nftnl_set_free(chunk);
+				chunk = NULL;
+				done += in_chunk;
+				in_chunk = 0;
+			}
+		}
+	}
+	if (chunk && in_chunk)
+		ret = emit_elems_msg(nb, chunk, set_index, done);
+	nb->stats.elements += done + in_chunk;
+
+err_free_chunk:
+	if (chunk) /* libnftnl's free functions do not take NULL */
+		nftnl_set_free(chunk);
+	return ret;
+}
+
+static int emit_set(struct nft_batch *nb, uint32_t set_index)
+{
+	const struct plan_set *ps = &nb->plan.sets[set_index];
+	struct nft_obj o = {.kind = OBJ_SET, .index = set_index};
+	struct nftnl_udata_buf *ud;
+	struct nftnl_set *s;
+	struct nlmsghdr *nlh;
+
+	s = set_alloc(ps);
+	ud = nftnl_udata_buf_alloc(64);
+	if (!s || !ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_KEYBYTEORDER, NFT_BYTEORDER_BIG_ENDIAN)) {
+		nftnl_udata_buf_free(ud);
+		if (s)
+			nftnl_set_free(s);
+		return -ENOMEM;
+	}
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, ps->family == AF_INET ? NFT_TYPE_IPADDR : NFT_TYPE_IP6ADDR);
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, family_bytes(ps->family));
+	nftnl_set_set_u32(s, NFTNL_SET_FLAGS, ps->interval ? NFT_SET_INTERVAL : 0);
+	nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud), nftnl_udata_buf_len(ud));
+	nftnl_udata_buf_free(ud);
+	nlh = batch_hdr(nb, NFT_MSG_NEWSET, NLM_F_CREATE, &o);
+	if (!nlh) {
+		nftnl_set_free(s);
+		return -ENOMEM;
+	}
+	nftnl_set_nlmsg_build_payload(nlh, s);
+	nftnl_set_free(s);
+	nb->stats.sets++;
+	return batch_next(nb);
+}
+
+static int emit_chain(struct nft_batch *nb, enum direction dir)
+{
+	struct nft_obj o = {.kind = OBJ_CHAIN, .dir = dir};
+	struct nftnl_chain *c = nftnl_chain_alloc();
+	struct nlmsghdr *nlh;
+
+	if (!c)
+		return -ENOMEM;
+	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, NFT_TABLE_NAME);
+	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain_name(dir));
+	nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
+	nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, "filter");
+	nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM,
+			    dir == DIR_INGRESS ? NF_INET_LOCAL_IN : NF_INET_LOCAL_OUT);
+	nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, 0);
+	/* Drops come from the chain's own fallback rule, which logs them. */
+	nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
+	nlh = batch_hdr(nb, NFT_MSG_NEWCHAIN, NLM_F_CREATE, &o);
+	if (!nlh) {
+		nftnl_chain_free(c);
+		return -ENOMEM;
+	}
+	nftnl_chain_nlmsg_build_payload(nlh, c);
+	nftnl_chain_free(c);
+	nb->stats.chains++;
+	return batch_next(nb);
+}
+
+/* Expression helpers: each returns false on ENOMEM. */
+static bool add_expr(struct nftnl_rule *r, struct nftnl_expr *e)
+{
+	if (!e)
+		return false;
+	nftnl_rule_add_expr(r, e);
+	return true;
+}
+
+static bool add_meta(struct nftnl_rule *r, uint32_t key, uint32_t reg)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("meta");
+
+	if (e) {
+		nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, reg);
+	}
+	return add_expr(r, e);
+}
+
+static bool add_payload(struct nftnl_rule *r, uint32_t base, uint32_t offset, uint32_t len)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("payload");
+
+	if (e) {
+		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+	}
+	return add_expr(r, e);
+}
+
+static bool add_cmp(struct nftnl_rule *r, uint32_t op, const void *data, uint32_t len)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("cmp");
+
+	if (e) {
+		nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
+		nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+	}
+	return add_expr(r, e);
+}
+
+static bool add_cmp_u8(struct nftnl_rule *r, uint8_t v)
+{
+	return add_cmp(r, NFT_CMP_EQ, &v, sizeof(v));
+}
+
+/* ct state & mask != 0 */
+static bool add_ct_state(struct nftnl_rule *r, uint32_t mask)
+{
+	struct nftnl_expr *ct = nftnl_expr_alloc("ct");
+	struct nftnl_expr *bw;
+	uint32_t zero = 0;
+
+	if (ct) {
+		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+	}
+	if (!add_expr(r, ct))
+		return false;
+	bw = nftnl_expr_alloc("bitwise");
+	if (bw) {
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_LEN, sizeof(uint32_t));
+		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, &mask, sizeof(mask));
+		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, &zero, sizeof(zero));
+	}
+	return add_expr(r, bw) && add_cmp(r, NFT_CMP_NEQ, &zero, sizeof(zero));
+}
+
+static bool add_lookup(struct nftnl_rule *r, const struct plan_set *ps)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("lookup");
+
+	if (e) {
+		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+		nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, ps->name);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, ps->id);
+	}
+	return add_expr(r, e);
+}
+
+static bool add_counter(struct nftnl_rule *r)
+{
+	return add_expr(r, nftnl_expr_alloc("counter"));
+}
+
+static bool add_log(struct nftnl_rule *r, const char *prefix, uint16_t group)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("log");
+
+	if (e) {
+		nftnl_expr_set_str(e, NFTNL_EXPR_LOG_PREFIX, prefix);
+		nftnl_expr_set_u16(e, NFTNL_EXPR_LOG_GROUP, group);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_LOG_SNAPLEN, NFT_NFLOG_SNAPLEN);
+	}
+	return add_expr(r, e);
+}
+
+static bool add_verdict(struct nftnl_rule *r, int verdict)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("immediate");
+
+	if (e) {
+		nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, (uint32_t)verdict);
+	}
+	return add_expr(r, e);
+}
+
+/* Transport protocol, then its destination port range or ICMP type/code,
+ * as nft itself would emit them. */
+static bool add_port(struct nftnl_rule *r, const struct port_match *pm)
+{
+	if (!add_meta(r, NFT_META_L4PROTO, NFT_REG_1) || !add_cmp_u8(r, pm->proto))
+		return false;
+	if (pm->proto == IPPROTO_ICMP || pm->proto == IPPROTO_ICMPV6) {
+		if (pm->icmp_type >= 0 && pm->icmp_code >= 0) {
+			uint8_t tc[2] = {(uint8_t)pm->icmp_type, (uint8_t)pm->icmp_code};
+
+			return add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2) &&
+			       add_cmp(r, NFT_CMP_EQ, tc, sizeof(tc));
+		}
+		if (pm->icmp_type >= 0)
+			return add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) &&
+			       add_cmp_u8(r, (uint8_t)pm->icmp_type);
+		if (pm->icmp_code >= 0)
+			return add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 1, 1) &&
+			       add_cmp_u8(r, (uint8_t)pm->icmp_code);
+		return true;
+	}
+	if (pm->lo == 0 && pm->hi == 65535)
+		return true;
+	/* Ports compare as big-endian bytes, as on the wire. */
+	uint16_t lo = htons(pm->lo), hi = htons(pm->hi);
+
+	if (!add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2))
+		return false;
+	if (pm->lo == pm->hi)
+		return add_cmp(r, NFT_CMP_EQ, &lo, sizeof(lo));
+	return add_cmp(r, NFT_CMP_GTE, &lo, sizeof(lo)) && add_cmp(r, NFT_CMP_LTE, &hi, sizeof(hi));
+}
+
+static struct nftnl_rule *rule_alloc(enum direction dir, const char *comment)
+{
+	struct nftnl_rule *r = nftnl_rule_alloc();
+
+	if (!r)
+		return NULL;
+	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFT_TABLE_NAME);
+	nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain_name(dir));
+	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+	if (comment) {
+		struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
+
+		if (!ud || !nftnl_udata_put_strz(ud, NFTNL_UDATA_RULE_COMMENT, comment)) {
+			nftnl_udata_buf_free(ud);
+			nftnl_rule_free(r);
+			return NULL;
+		}
+		nftnl_rule_set_data(r, NFTNL_RULE_USERDATA, nftnl_udata_buf_data(ud),
+				    nftnl_udata_buf_len(ud));
+		nftnl_udata_buf_free(ud);
+	}
+	return r;
+}
+
+static int emit_rule_msg(struct nft_batch *nb, struct nftnl_rule *r, const struct nft_obj *o)
+{
+	struct nlmsghdr *nlh = batch_hdr(nb, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, o);
+
+	if (!nlh)
+		return -ENOMEM;
+	nftnl_rule_nlmsg_build_payload(nlh, r);
+	nb->stats.rules++;
+	return batch_next(nb);
+}
+
+static int emit_fixed_rule(struct nft_batch *nb, enum direction dir, enum fixed_rule which)
+{
+	struct nft_obj o = {.kind = OBJ_FIXED_RULE, .dir = dir, .index = which};
+	struct nftnl_rule *r = rule_alloc(dir, NULL);
+	uint32_t lo_ifindex = 1;	  /* the loopback device is ifindex 1 in every netns */
+	uint8_t nd_lo = 133, nd_hi = 136; /* router solicitation .. neighbour advert */
+	bool ok;
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
+	switch (which) {
+	case FIXED_ESTABLISHED:
+		ok = add_ct_state(r, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)) &&
+		     add_verdict(r, NF_ACCEPT);
+		break;
+	case FIXED_INVALID:
+		ok = add_ct_state(r, NF_CT_STATE_INVALID_BIT) && add_verdict(r, NF_DROP);
+		break;
+	case FIXED_LOOPBACK:
+		ok = add_meta(r, dir == DIR_INGRESS ? NFT_META_IIF : NFT_META_OIF, NFT_REG_1) &&
+		     add_cmp(r, NFT_CMP_EQ, &lo_ifindex, sizeof(lo_ifindex)) && add_verdict(r, NF_ACCEPT);
+		break;
+	case FIXED_ND:
+	default:
+		/* IPv6 only, as the reference evaluator has it. */
+		ok = add_meta(r, NFT_META_NFPROTO, NFT_REG_1) && add_cmp_u8(r, NFPROTO_IPV6) &&
+		     add_meta(r, NFT_META_L4PROTO, NFT_REG_1) && add_cmp_u8(r, IPPROTO_ICMPV6) &&
+		     add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) &&
+		     add_cmp(r, NFT_CMP_GTE, &nd_lo, 1) && add_cmp(r, NFT_CMP_LTE, &nd_hi, 1) &&
+		     add_verdict(r, NF_ACCEPT);
+		break;
+	}
+	ret = ok ? emit_rule_msg(nb, r, &o) : -ENOMEM;
+	nftnl_rule_free(r);
+	return ret;
+}
+
+static int emit_rule(struct nft_batch *nb, uint32_t index)
+{
+	const struct plan_rule *pr = &nb->plan.rules[index];
+	struct nft_obj o = {.kind = OBJ_RULE, .dir = pr->dir, .index = index};
+	char comment[128], prefix[NFT_PREFIX_MAX];
+	struct nftnl_rule *r;
+	bool ok = true;
+	int ret;
+
+	rule_comment(nb->ep, pr, comment, sizeof(comment));
+	r = rule_alloc(pr->dir, comment);
+	if (!r)
+		return -ENOMEM;
+	if (pr->family) {
+		/* nft adds this dependency itself; raw libnftnl must, or the
+		 * address payload would be read from the wrong header. */
+		ok = add_meta(r, NFT_META_NFPROTO, NFT_REG_1) &&
+		     add_cmp_u8(r, pr->family == AF_INET ? NFPROTO_IPV4 : NFPROTO_IPV6);
+	}
+	if (ok && pr->set) {
+		bool v4 = pr->family == AF_INET, src = pr->dir == DIR_INGRESS;
+		uint32_t off = v4 ? (src ? 12 : 16) : (src ? 8 : 24);
+
+		ok = add_payload(r, NFT_PAYLOAD_NETWORK_HEADER, off, v4 ? 4 : 16) && add_lookup(r, pr->set);
+	}
+	if (ok && pr->port)
+		ok = add_port(r, pr->port);
+	if (ok)
+		ok = add_counter(r);
+	if (ok && pr->verdict != VERDICT_ACCEPT) {
+		rule_prefix(pr, prefix);
+		ok = add_log(r, prefix, nb->nflog_group);
+	}
+	if (ok)
+		ok = add_verdict(r, pr->verdict == VERDICT_DROP ? NF_DROP : NF_ACCEPT);
+	ret = ok ? emit_rule_msg(nb, r, &o) : -ENOMEM;
+	nftnl_rule_free(r);
+	return ret;
+}
+
+static int batch_emit(struct nft_batch *nb)
+{
+	struct nft_obj o = {.kind = OBJ_BATCH};
+	struct iovec *iov;
+	uint32_t seq;
+	int ret, n_iov;
+
+	nb->batch = nftnl_batch_alloc(NFT_BATCH_PAGE, NFT_BATCH_OVERRUN);
+	if (!nb->batch)
+		return -ENOMEM;
+	/* Sequence numbers only have to be unique on this socket while the
+	 * batch is in flight; the clock keeps them apart between runs. */
+	nb->seq_base = (uint32_t)time(NULL) << 8;
+
+	ret = batch_obj(nb, &o, &seq);
+	if (ret < 0)
+		return ret;
+	nftnl_batch_begin(batch_buffer(nb), seq);
+	ret = batch_next(nb);
+	/* Create-if-missing then delete then create: replaces the table in
+	 * one transaction whether or not it existed, as nft does. */
+	if (ret == 0)
+		ret = emit_table(nb, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+	if (ret == 0)
+		ret = emit_table(nb, NFT_MSG_DELTABLE, 0);
+	if (ret == 0)
+		ret = emit_table(nb, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+	for (uint32_t i = 0; ret == 0 && i < nb->plan.n_sets; i++) {
+		ret = emit_set(nb, i);
+		if (ret == 0)
+			ret = emit_elems(nb, &nb->plan.sets[i], i);
+	}
+	for (int d = 0; ret == 0 && d < DIR_COUNT; d++)
+		ret = emit_chain(nb, d);
+	for (int d = 0; ret == 0 && d < DIR_COUNT; d++) {
+		for (int f = 0; ret == 0 && f < FIXED_COUNT; f++)
+			ret = emit_fixed_rule(nb, d, f);
+		for (size_t i = nb->plan.first_rule[d]; ret == 0 && i < nb->plan.first_rule[d + 1]; i++)
+			ret = emit_rule(nb, (uint32_t)i);
+	}
+	if (ret < 0)
+		return ret;
+	ret = batch_obj(nb, &o, &seq);
+	if (ret < 0)
+		return ret;
+	nftnl_batch_end(batch_buffer(nb), seq);
+	ret = batch_next(nb);
+	if (ret < 0)
+		return ret;
+	n_iov = nftnl_batch_iovec_len(nb->batch);
+	iov = calloc((size_t)n_iov, sizeof(*iov));
+	if (!iov)
+		return -ENOMEM;
+	nftnl_batch_iovec(nb->batch, iov, (uint32_t)n_iov);
+	for (int i = 0; i < n_iov; i++)
+		nb->stats.bytes += iov[i].iov_len;
+	free(iov);
+	return 0;
+}
+
+int nft_batch_build(struct nft_batch *nb, const struct bundle *b, const struct bundle_endpoint *ep)
+{
+	int ret;
+
+	batch_reset(nb);
+	nb->ep = ep;
+	ret = plan_build(&nb->plan, b, ep, nb->error, sizeof(nb->error));
+	if (ret < 0)
+		return ret;
+	ret = batch_emit(nb);
+	if (ret < 0) {
+		/* Never keep half a batch around to be sent. */
+		char saved[sizeof(nb->error)];
+
+		snprintf(saved, sizeof(saved), "building the batch: %s", strerror(-ret));
+		batch_reset(nb);
+		memcpy(nb->error, saved, sizeof(saved));
+	}
+	return ret;
+}
+
+/* Names the object behind sequence number seq, for error messages. */
+static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, size_t size)
+{
+	const struct nft_obj *o;
+	uint32_t i = seq - nb->seq_base;
+
+	if (i >= nb->n_objs) {
+		snprintf(buf, size, "message with unknown sequence %" PRIu32, seq);
+		return;
+	}
+	o = &nb->objs[i];
+	switch (o->kind) {
+	case OBJ_BATCH:
+		snprintf(buf, size, "transaction");
+		break;
+	case OBJ_TABLE:
+		snprintf(buf, size, "%s table inet %s", o->nlmsg_type == NFT_MSG_DELTABLE ? "delete" : "add",
+			 NFT_TABLE_NAME);
+		break;
+	case OBJ_SET:
+		snprintf(buf, size, "set %s (bundle set %s)", nb->plan.sets[o->index].name,
+			 nb->plan.sets[o->index].src->id);
+		break;
+	case OBJ_ELEMS:
+		snprintf(buf, size, "elements from #%" PRIu32 " of set %s (bundle set %s)", o->first,
+			 nb->plan.sets[o->index].name, nb->plan.sets[o->index].src->id);
+		break;
+	case OBJ_CHAIN:
+		snprintf(buf, size, "chain %s", chain_name(o->dir));
+		break;
+	case OBJ_FIXED_RULE:
+		snprintf(buf, size, "rule %s[%" PRIu32 "] (%s)", chain_name(o->dir), o->index,
+			 fixed_text[o->dir][o->index]);
+		break;
+	case OBJ_RULE: {
+		const struct plan_rule *pr = &nb->plan.rules[o->index];
+		size_t nth = FIXED_COUNT + o->index - nb->plan.first_rule[pr->dir];
+
+		if (pr->src)
+			snprintf(buf, size, "rule %s[%zu] (bundle rule %s)", chain_name(pr->dir), nth,
+				 pr->src->id);
+		else
+			snprintf(buf, size, "rule %s[%zu] (fallback %s)", chain_name(pr->dir), nth,
+				 nb->ep && nb->ep->chains[pr->dir].fallback_reason
+				     ? nb->ep->chains[pr->dir].fallback_reason
+				     : verdict_name(pr->verdict));
+		break;
+	}
+	}
+}
+
+/* Large batches need large socket buffers: the whole batch goes in one
+ * sendmsg, and every object's ACK is queued before we read any. Root can
+ * exceed the sysctl limits with the FORCE variants. */
+static void socket_size(int fd, int opt, int force_opt, size_t want)
+{
+	int cur = 0;
+	socklen_t len = sizeof(cur);
+
+	if (want > INT32_MAX / 2)
+		want = INT32_MAX / 2;
+	if (getsockopt(fd, SOL_SOCKET, opt, &cur, &len) == 0 && (size_t)cur >= want)
+		return;
+	int v = (int)want;
+	if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof(v)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v));
+}
+
+/* The kernel's extended-ACK message, when it sent one. */
+static const char *ack_message(const struct nlmsghdr *nlh, const struct nlmsgerr *err)
+{
+	const struct nlattr *attr;
+	const char *start, *end = (const char *)nlh + nlh->nlmsg_len;
+	size_t skip = sizeof(*err);
+
+	if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS))
+		return NULL;
+	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
+		skip += err->msg.nlmsg_len >= sizeof(struct nlmsghdr)
+			    ? err->msg.nlmsg_len - sizeof(struct nlmsghdr)
+			    : 0;
+	start = (const char *)err + skip;
+	if (start >= end)
+		return NULL;
+	for (attr = (const struct nlattr *)start; mnl_attr_ok(attr, (int)(end - (const char *)attr));
+	     attr = mnl_attr_next(attr)) {
+		if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
+		    mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0)
+			return mnl_attr_get_str(attr);
+	}
+	return NULL;
+}
+
+int nft_batch_send(struct nft_batch *nb, struct mnl_socket *nl)
+{
+	struct sockaddr_nl snl = {.nl_family = AF_NETLINK};
+	int fd = mnl_socket_get_fd(nl), one = 1, n_iov, first_err = 0;
+	uint32_t portid = mnl_socket_get_portid(nl);
+	size_t acked = 0, errors = 0;
+	char first_obj[256] = "", first_msg[256] = "";
+	struct iovec *iov;
+	struct msghdr msg;
+	bool lost = false;
+	ssize_t sent;
+	char *buf;
+
+	nb->error[0] = '\0';
+	if (!nb->batch) {
+		snprintf(nb->error, sizeof(nb->error), "no batch built");
+		return -EINVAL;
+	}
+	/* Short ACKs (no copy of our message), with the kernel's reason. */
+	(void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+	(void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+	socket_size(fd, SO_SNDBUF, SO_SNDBUFFORCE, nb->stats.bytes + 4096);
+	socket_size(fd, SO_RCVBUF, SO_RCVBUFFORCE, nb->n_acks * NFT_ACK_TRUESIZE + 256 * 1024);
+
+	n_iov = nftnl_batch_iovec_len(nb->batch);
+	iov = calloc((size_t)n_iov, sizeof(*iov));
+	buf = malloc(NFT_RECV_BUF);
+	if (!iov || !buf) {
+		free(iov);
+		free(buf);
+		snprintf(nb->error, sizeof(nb->error), "out of memory");
+		return -ENOMEM;
+	}
+	nftnl_batch_iovec(nb->batch, iov, (uint32_t)n_iov);
+	msg = (struct msghdr){
+	    .msg_name = &snl,
+	    .msg_namelen = sizeof(snl),
+	    .msg_iov = iov,
+	    .msg_iovlen = (size_t)n_iov,
+	};
+	sent = sendmsg(fd, &msg, 0);
+	free(iov);
+	if (sent < 0) {
+		int e = errno;
+
+		free(buf);
+		snprintf(nb->error, sizeof(nb->error), "sending the batch (%zu bytes): %s", nb->stats.bytes,
+			 strerror(e));
+		return -e;
+	}
+	if ((size_t)sent != nb->stats.bytes) {
+		free(buf);
+		snprintf(nb->error, sizeof(nb->error), "batch sent short (%zd of %zu bytes)", sent,
+			 nb->stats.bytes);
+		return -EIO;
+	}
+
+	/* nfnetlink runs the whole transaction inside sendmsg(), so every
+	 * ACK is already queued: read until the queue is empty. */
+	for (;;) {
+		ssize_t len = recv(fd, buf, NFT_RECV_BUF, MSG_DONTWAIT);
+		const struct nlmsghdr *nlh;
+		int left;
+
+		if (len < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOBUFS) {
+				lost = true;
+				continue;
+			}
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				first_err = first_err ? first_err : -errno;
+				snprintf(first_msg, sizeof(first_msg), "reading acknowledgements: %s",
+					 strerror(errno));
+			}
+			break;
+		}
+		left = (int)len;
+		for (nlh = (const struct nlmsghdr *)buf; mnl_nlmsg_ok(nlh, left);
+		     nlh = mnl_nlmsg_next(nlh, &left)) {
+			const struct nlmsgerr *err;
+
+			if (nlh->nlmsg_pid != portid || nlh->nlmsg_type != NLMSG_ERROR)
+				continue;
+			if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(*err))
+				continue;
+			err = mnl_nlmsg_get_payload(nlh);
+			if (err->error == 0) {
+				acked++;
+				continue;
+			}
+			/* The first error is the cause; later ones are often
+			 * its consequences (a rule naming a failed set). */
+			if (errors++ == 0) {
+				const char *m = ack_message(nlh, err);
+
+				first_err = err->error < 0 ? err->error : -EPROTO;
+				describe_obj(nb, nlh->nlmsg_seq, first_obj, sizeof(first_obj));
+				snprintf(first_msg, sizeof(first_msg), "%s%s%s", strerror(-first_err),
+					 m ? ": kernel: " : "", m ? m : "");
+			}
+		}
+	}
+	free(buf);
+
+	if (errors) {
+		if (errors > 1)
+			snprintf(nb->error, sizeof(nb->error), "%s: %s (and %zu more errors)", first_obj,
+				 first_msg, errors - 1);
+		else
+			snprintf(nb->error, sizeof(nb->error), "%s: %s", first_obj, first_msg);
+		return first_err;
+	}
+	if (first_err) {
+		snprintf(nb->error, sizeof(nb->error), "%s", first_msg);
+		return first_err;
+	}
+	if (lost || acked != nb->n_acks) {
+		/* Without every ACK we cannot know whether the kernel
+		 * committed; the caller must treat the table as unknown. */
+		snprintf(nb->error, sizeof(nb->error),
+			 "%zu of %zu acknowledgements received%s; outcome unknown", acked, nb->n_acks,
+			 lost ? " (receive buffer overrun)" : "");
+		return lost ? -ENOBUFS : -EPROTO;
+	}
+	return 0;
+}
+
+/* ---- text emitter ----------------------------------------------------- */
+
+static void text_addr(FILE *f, int family, const uint8_t *bytes)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	inet_ntop(family, bytes, buf, sizeof(buf));
+	fputs(buf, f);
+}
+
+/* Prefix length when r is exactly one CIDR block, else -1. */
+static int range_prefix_len(const struct addr_range *r, unsigned len)
+{
+	unsigned bits = len * 8, p = 0;
+
+	while (p < bits) {
+		unsigned byte = p / 8, bit = 7 - p % 8;
+
+		if (((r->lo.bytes[byte] >> bit) & 1) != ((r->hi.bytes[byte] >> bit) & 1))
+			break;
+		p++;
+	}
+	for (unsigned q = p; q < bits; q++) {
+		unsigned byte = q / 8, bit = 7 - q % 8;
+
+		if (((r->lo.bytes[byte] >> bit) & 1) != 0 || ((r->hi.bytes[byte] >> bit) & 1) != 1)
+			return -1;
+	}
+	return (int)p;
+}
+
+/* Element separator: four to a line, as nft list prints them. */
+static void text_sep(FILE *f, size_t n)
+{
+	if (n == 0)
+		fputc(' ', f);
+	else if (n % 4)
+		fputs(", ", f);
+	else
+		fputs(",\n\t\t\t     ", f);
+}
+
+static void text_set(FILE *f, const struct plan_set *ps)
+{
+	const struct range_list *l = set_ranges(ps->src, ps->family);
+	unsigned len = family_bytes(ps->family);
+	size_t n = 0;
+
+	fprintf(f, "\tset %s {\n\t\ttype %s\n", ps->name, ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
+	if (ps->interval)
+		fputs("\t\tflags interval\n", f);
+	fputs("\t\telements = {", f);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct addr_range *r = &l->v[i];
+
+		if (ps->interval) {
+			int plen = range_prefix_len(r, len);
+
+			text_sep(f, n++);
+			text_addr(f, ps->family, r->lo.bytes);
+			if (plen >= 0 && plen < (int)len * 8) {
+				fprintf(f, "/%d", plen);
+			} else if (plen < 0) {
+				fputc('-', f);
+				text_addr(f, ps->family, r->hi.bytes);
+			}
+			continue;
+		}
+		uint8_t key[16];
+		bool last = false;
+
+		memcpy(key, r->lo.bytes, len);
+		while (!last) {
+			text_sep(f, n++);
+			text_addr(f, ps->family, key);
+			last = memcmp(key, r->hi.bytes, len) == 0 || addr_increment(key, len);
+		}
+	}
+	fputs(" }\n\t}\n", f);
+}
+
+static const char *l4_name(uint8_t proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return "tcp";
+	case IPPROTO_UDP:
+		return "udp";
+	case IPPROTO_SCTP:
+		return "sctp";
+	case IPPROTO_ICMP:
+		return "icmp";
+	default:
+		return "ipv6-icmp";
+	}
+}
+
+static void text_rule(FILE *f, const struct bundle_endpoint *ep, const struct plan_rule *pr, uint16_t group)
+{
+	char comment[128], prefix[NFT_PREFIX_MAX];
+
+	fputs("\t\t", f);
+	if (pr->family)
+		fprintf(f, "meta nfproto %s ", pr->family == AF_INET ? "ipv4" : "ipv6");
+	if (pr->set)
+		fprintf(f, "%s %s @%s ", pr->family == AF_INET ? "ip" : "ip6",
+			pr->dir == DIR_INGRESS ? "saddr" : "daddr", pr->set->name);
+	if (pr->port) {
+		const struct port_match *pm = pr->port;
+
+		fprintf(f, "meta l4proto %s ", l4_name(pm->proto));
+		if (pm->proto == IPPROTO_ICMP || pm->proto == IPPROTO_ICMPV6) {
+			const char *kw = pm->proto == IPPROTO_ICMP ? "icmp" : "icmpv6";
+
+			if (pm->icmp_type >= 0)
+				fprintf(f, "%s type %d ", kw, pm->icmp_type);
+			if (pm->icmp_code >= 0)
+				fprintf(f, "%s code %d ", kw, pm->icmp_code);
+		} else if (pm->lo == pm->hi) {
+			fprintf(f, "th dport %u ", pm->lo);
+		} else if (!(pm->lo == 0 && pm->hi == 65535)) {
+			fprintf(f, "th dport %u-%u ", pm->lo, pm->hi);
+		}
+	}
+	fputs("counter ", f);
+	if (pr->verdict != VERDICT_ACCEPT) {
+		rule_prefix(pr, prefix);
+		fprintf(f, "log prefix \"%s\" group %u snaplen %u ", prefix, group, NFT_NFLOG_SNAPLEN);
+	}
+	rule_comment(ep, pr, comment, sizeof(comment));
+	fprintf(f, "%s comment \"%s\"\n", pr->verdict == VERDICT_DROP ? "drop" : "accept", comment);
+}
+
+int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, uint16_t nflog_group,
+		    char **out)
+{
+	char err[256];
+	struct plan p;
+	size_t size;
+	char *text;
+	FILE *f;
+	int ret;
+
+	ret = plan_build(&p, b, ep, err, sizeof(err));
+	if (ret < 0)
+		return ret;
+	f = open_memstream(&text, &size);
+	if (!f) {
+		plan_release(&p);
+		return -ENOMEM;
+	}
+	/* The same replace-in-one-transaction idiom as the batch. */
+	fprintf(f, "table inet %s\ndelete table inet %s\n", NFT_TABLE_NAME, NFT_TABLE_NAME);
+	fprintf(f, "table inet %s {\n", NFT_TABLE_NAME);
+	for (size_t i = 0; i < p.n_sets; i++) {
+		text_set(f, &p.sets[i]);
+		fputc('\n', f);
+	}
+	for (int d = 0; d < DIR_COUNT; d++) {
+		fprintf(f, "\tchain %s {\n\t\ttype filter hook %s priority 0; policy accept;\n",
+			chain_name(d), d == DIR_INGRESS ? "input" : "output");
+		for (int i = 0; i < FIXED_COUNT; i++)
+			fprintf(f, "\t\t%s\n", fixed_text[d][i]);
+		for (size_t i = p.first_rule[d]; i < p.first_rule[d + 1]; i++)
+			text_rule(f, ep, &p.rules[i], nflog_group);
+		fprintf(f, "\t}\n%s", d + 1 < DIR_COUNT ? "\n" : "");
+	}
+	fputs("}\n", f);
+	ret = ferror(f) ? -ENOMEM : 0;
+	if (fclose(f) != 0)
+		ret = -ENOMEM;
+	plan_release(&p);
+	if (ret < 0) {
+		free(text);
+		return ret;
+	}
+	*out = text;
+	return 0;
+}

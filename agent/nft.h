@@ -1,0 +1,96 @@
+/* nft: turns one bundle endpoint into table inet bulkhead and loads it as
+ * one nftables transaction (DESIGN §3, dataplane). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bulkhead/bundle.h"
+#include "bulkhead/common.h"
+
+struct mnl_socket;
+
+#define NFT_TABLE_NAME		"bulkhead"
+#define NFT_CHAIN_INGRESS	"ingress" /* hook input, priority 0 */
+#define NFT_CHAIN_EGRESS	"egress"  /* hook output, priority 0 */
+#define NFT_NFLOG_GROUP_DEFAULT 100
+/* Bytes of each logged packet NFLOG copies: IPv6 + TCP headers with room
+ * to spare; the denied-flow report needs headers only. */
+#define NFT_NFLOG_SNAPLEN 128
+
+/* NFLOG prefix of every logging rule: "bh:V:Dp"
+ *   V  'D' the packet was dropped, 'A' audit: accepted, but an audit-mode
+ *      policy would have dropped it
+ *   D  'i' ingress chain, 'e' egress chain
+ *   p  the decimal position of the deciding bundle rule in that direction's
+ *      list (bundle_endpoint.chains[dir].rules[p]), or '-' for the chain's
+ *      fallback (bundle_chain.fallback_reason names it)
+ * e.g. "bh:D:i3", "bh:A:e-". Several nft rules made from one bundle rule
+ * (one per family and port) share its prefix. The endpoint is the
+ * namespace the NFLOG socket reads from, and the rule id comes from the
+ * bundle the agent applied, so the prefix stays short: the kernel copies
+ * it into every logged packet. */
+#define NFT_PREFIX_MAX	      32
+#define NFT_POSITION_FALLBACK (-1L)
+
+struct nft_prefix {
+	enum verdict verdict; /* VERDICT_DROP or VERDICT_AUDIT */
+	enum direction dir;
+	long position; /* rule index, or NFT_POSITION_FALLBACK */
+};
+
+void nft_prefix_format(const struct nft_prefix *p, char buf[NFT_PREFIX_MAX]);
+/* 0, or -EINVAL when s is not a prefix of this format (an NFLOG message
+ * from something else in the namespace). */
+BH_MUST_CHECK int nft_prefix_parse(const char *s, struct nft_prefix *out);
+
+/* Name of the nft set holding the family's members of bundle set id:
+ * "s_" + 16 hex digits of a hash of the id + "_v4"/"_v6". Stable across
+ * bundles, so a membership change can become a set-element delta. */
+#define NFT_SET_NAME_MAX 24
+void nft_set_name(const char *set_id, int family, char buf[NFT_SET_NAME_MAX]);
+
+/* One endpoint's table as one transaction, built and ready to send:
+ * BEGIN, add/delete/add table (replacing any old table atomically), sets,
+ * elements, chains, rules, END. Every object has its own sequence number,
+ * so a kernel error names the object (and bundle rule) that caused it. */
+struct nft_batch;
+
+/* NULL on ENOMEM. */
+struct nft_batch *nft_batch_new(uint16_t nflog_group);
+void nft_batch_free(struct nft_batch *nb); /* accepts NULL */
+
+/* Translates ep of b into nb, replacing whatever nb held. nb borrows b and
+ * ep (to name objects in errors) until the next build or nft_batch_free().
+ * 0, -ENOMEM, or -EINVAL for a bundle nft cannot express (see
+ * nft_batch_error()). */
+BH_MUST_CHECK int nft_batch_build(struct nft_batch *nb, const struct bundle *b,
+				  const struct bundle_endpoint *ep);
+
+/* Sends the built batch on nl (a NETLINK_NETFILTER socket, bound, in the
+ * endpoint's namespace) in one sendmsg and drains every acknowledgement.
+ * 0 when the kernel committed the transaction; otherwise a negative errno
+ * and nft_batch_error() says which object failed and why. The kernel
+ * applies all of the batch or none of it. */
+BH_MUST_CHECK int nft_batch_send(struct nft_batch *nb, struct mnl_socket *nl);
+
+/* What the last build or send failed on, e.g.
+ * "rule ingress[4] (bundle rule db/ingress/0): kernel: ...", or "" when
+ * nothing failed. Owned by nb, valid until the next build or send. */
+const char *nft_batch_error(const struct nft_batch *nb);
+
+/* Counts of the built batch, for logs and benchmarks. */
+struct nft_batch_stats {
+	size_t messages; /* netlink messages, BEGIN and END included */
+	size_t bytes;
+	size_t sets, elements, chains, rules;
+};
+void nft_batch_stats(const struct nft_batch *nb, struct nft_batch_stats *out);
+
+/* The same ruleset as nft text, loadable with `nft -f` (which replaces the
+ * table the same way) and close to what `nft list table inet bulkhead`
+ * shows. *out is malloc()ed, the caller frees it; untouched on failure.
+ * 0, -ENOMEM or -EINVAL. */
+BH_MUST_CHECK int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep,
+				  uint16_t nflog_group, char **out);
