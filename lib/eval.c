@@ -80,3 +80,25 @@ void eval_packet(const struct bundle *b, const struct bundle_endpoint *ep, enum 
 	out->verdict = chain->fallback;
 	out->reason = chain->fallback_reason;
 }
+
+void eval_path(const struct bundle *src_b, const struct bundle_endpoint *src_ep, const struct bundle *dst_b,
+	       const struct bundle_endpoint *dst_ep, const struct packet *pkt, struct path_result *out)
+{
+	*out = (struct path_result){0};
+	out->has_egress = src_b && src_ep;
+	out->has_ingress = dst_b && dst_ep;
+	if (out->has_egress)
+		eval_packet(src_b, src_ep, DIR_EGRESS, pkt, &out->egress);
+	if (out->has_ingress)
+		eval_packet(dst_b, dst_ep, DIR_INGRESS, pkt, &out->ingress);
+	/* Egress decides first: a packet its source drops never arrives. */
+	enum verdict e = out->has_egress ? out->egress.verdict : VERDICT_ACCEPT;
+	enum verdict i = out->has_ingress ? out->ingress.verdict : VERDICT_ACCEPT;
+	if (e == VERDICT_DROP || i == VERDICT_DROP)
+		out->verdict = VERDICT_DROP;
+	else if (e == VERDICT_AUDIT || i == VERDICT_AUDIT)
+		out->verdict = VERDICT_AUDIT;
+	else
+		out->verdict = VERDICT_ACCEPT;
+	out->delivered = out->verdict != VERDICT_DROP;
+}

@@ -220,3 +220,23 @@ const char **inventory_nodes(const struct inventory *inv)
 	}
 	return nodes;
 }
+
+const struct endpoint *inventory_find_by_addr(const struct inventory *inv, const struct bh_addr *a)
+{
+	for (size_t i = 0; i < inv->n; i++) {
+		for (size_t k = 0; k < inv->v[i].n_addrs; k++) {
+			if (addr_cmp(&inv->v[i].addrs[k], a) == 0)
+				return &inv->v[i];
+		}
+	}
+	return NULL;
+}
+
+const struct endpoint *inventory_find(const struct inventory *inv, const char *node, const char *name)
+{
+	for (size_t i = 0; i < inv->n; i++) {
+		if (strcmp(inv->v[i].node, node) == 0 && strcmp(inv->v[i].name, name) == 0)
+			return &inv->v[i];
+	}
+	return NULL;
+}

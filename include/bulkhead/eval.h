@@ -37,3 +37,16 @@ void eval_packet(const struct bundle *b, const struct bundle_endpoint *ep, enum 
 
 /* ICMPv6 neighbour discovery (router/neighbour solicitation and advert). */
 bool eval_is_neighbour_discovery(const struct packet *pkt);
+
+/* A packet's whole path: the source endpoint's egress, then the
+ * destination endpoint's ingress. A side with no endpoint (an address
+ * outside the inventory) has no table and accepts. */
+struct path_result {
+	bool has_egress, has_ingress;
+	struct eval_result egress, ingress;
+	enum verdict verdict; /* drop if either side drops, else audit if either audits */
+	bool delivered;       /* neither side dropped (audit delivers) */
+};
+
+void eval_path(const struct bundle *src_b, const struct bundle_endpoint *src_ep, const struct bundle *dst_b,
+	       const struct bundle_endpoint *dst_ep, const struct packet *pkt, struct path_result *out);

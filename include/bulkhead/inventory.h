@@ -47,3 +47,9 @@ BH_MUST_CHECK int inventory_finish(struct inventory *inv, struct diag *diag);
 /* Sorted, unique node names of a finished inventory, in a NULL-terminated
  * array owned by the inventory's arena. */
 const char **inventory_nodes(const struct inventory *inv);
+
+/* The endpoint that holds address a (first in (node, name) order when
+ * several claim it), or NULL. Linear: for tools, not per packet. */
+const struct endpoint *inventory_find_by_addr(const struct inventory *inv, const struct bh_addr *a);
+/* The endpoint "node/name", or NULL. */
+const struct endpoint *inventory_find(const struct inventory *inv, const char *node, const char *name);
