@@ -1,6 +1,7 @@
 /* nft: turns one bundle endpoint into table inet bulkhead and loads it as
  * one nftables transaction built with libnftnl and sent with libmnl. */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -151,12 +152,41 @@ static bool addr_is_all_ones(const uint8_t *bytes, unsigned len)
 	return true;
 }
 
+/* Big-endian addresses of len bytes (4 or 16) as numbers: <0, 0, >0.
+ * The element delta compares addresses in its inner loops, where a call
+ * to memcmp() per comparison costs more than the rest of the work. */
+static int addr_order(const uint8_t *a, const uint8_t *b, unsigned len)
+{
+	uint64_t x, y;
+
+	if (len == 4) {
+		uint32_t p, q;
+
+		memcpy(&p, a, 4);
+		memcpy(&q, b, 4);
+		p = ntohl(p);
+		q = ntohl(q);
+		return (p > q) - (p < q);
+	}
+	memcpy(&x, a, 8);
+	memcpy(&y, b, 8);
+	if (x == y) {
+		memcpy(&x, a + 8, 8);
+		memcpy(&y, b + 8, 8);
+	}
+	x = be64toh(x);
+	y = be64toh(y);
+	return (x > y) - (x < y);
+}
+
 /* Number of addresses in r, saturated at UINT64_MAX. */
 static uint64_t range_span(const struct addr_range *r, unsigned len)
 {
 	unsigned head = len > 8 ? len - 8 : 0;
 	uint64_t lo = 0, hi = 0;
 
+	if (addr_order(r->lo.bytes, r->hi.bytes, len) == 0)
+		return 1; /* a single address: the common case by far */
 	if (memcmp(r->lo.bytes, r->hi.bytes, head) != 0)
 		return UINT64_MAX;
 	for (unsigned i = head; i < len; i++) {
@@ -276,8 +306,8 @@ static int rule_verdict(const struct bundle_rule *r, enum verdict *out)
 	return 0;
 }
 
-/* One nft rule per (family with members, set, port); a rule with any
- * peer needs no family match, so it becomes one rule per port. */
+/* One nft rule per (family, set, port); a rule with any peer needs no
+ * family match, so it becomes one rule per port. */
 static int plan_rules_for(struct plan *p, enum direction dir, size_t pos, const struct bundle_rule *br,
 			  struct plan_set **by_set, char *err, size_t errsz)
 {
@@ -312,8 +342,6 @@ static int plan_rules_for(struct plan *p, enum direction dir, size_t pos, const 
 		r.family = families[f];
 		for (size_t s = 0; s < br->n_sets; s++) {
 			r.set = by_set[2 * br->sets[s] + f];
-			if (!r.set)
-				continue; /* no members of this family: matches nothing */
 			for (size_t j = 0; j < n_ports; j++) {
 				r.port = br->any_port ? NULL : &br->ports[j];
 				ret = plan_add_rule(p, &r);
@@ -420,14 +448,15 @@ static int plan_build(struct plan *p, const struct bundle *b, const struct bundl
 			ret = -EINVAL;
 			goto err_free;
 		}
-		if (bs->v4.n) {
-			plan_set_init(&p->sets[p->n_sets], bs, AF_INET, (uint32_t)p->n_sets + 1);
-			by_set[2 * s] = &p->sets[p->n_sets++];
-		}
-		if (bs->v6.n) {
-			plan_set_init(&p->sets[p->n_sets], bs, AF_INET6, (uint32_t)p->n_sets + 1);
-			by_set[2 * s + 1] = &p->sets[p->n_sets++];
-		}
+		/* Both families, even without members: which sets and rules
+		 * exist then depends on the rules alone, so a group that
+		 * empties or gains its first IPv6 member is an element delta
+		 * like any other membership change. A packet of the other
+		 * family leaves such a rule at its first comparison. */
+		plan_set_init(&p->sets[p->n_sets], bs, AF_INET, (uint32_t)p->n_sets + 1);
+		by_set[2 * s] = &p->sets[p->n_sets++];
+		plan_set_init(&p->sets[p->n_sets], bs, AF_INET6, (uint32_t)p->n_sets + 1);
+		by_set[2 * s + 1] = &p->sets[p->n_sets++];
 	}
 	ret = plan_check_names(p, err, errsz);
 	if (ret < 0)
@@ -646,7 +675,10 @@ static int emit_table(struct nft_batch *nb, uint16_t type, uint16_t flags)
 	return batch_next(nb);
 }
 
-static struct nftnl_set *set_alloc(const struct plan_set *ps)
+/* The set as the head of an element message, or of NEWSET. with_id names
+ * a set created in this same transaction by its NFTA_SET_ID as well; a
+ * delta's sets exist already and go by name alone. */
+static struct nftnl_set *set_alloc(const struct plan_set *ps, bool with_id)
 {
 	struct nftnl_set *s = nftnl_set_alloc();
 
@@ -655,25 +687,86 @@ static struct nftnl_set *set_alloc(const struct plan_set *ps)
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, NFT_TABLE_NAME);
 	nftnl_set_set_str(s, NFTNL_SET_NAME, ps->name);
 	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-	nftnl_set_set_u32(s, NFTNL_SET_ID, ps->id);
+	if (with_id)
+		nftnl_set_set_u32(s, NFTNL_SET_ID, ps->id);
 	return s;
 }
 
-static int emit_elems_msg(struct nft_batch *nb, struct nftnl_set *chunk, uint32_t set_index, uint32_t first)
-{
-	struct nft_obj o = {.kind = OBJ_ELEMS, .index = set_index, .first = first};
-	struct nlmsghdr *nlh = batch_hdr(nb, NFT_MSG_NEWSETELEM, NLM_F_CREATE, &o);
+/* Elements of one set on their way into NEWSETELEM or DELSETELEM
+ * messages of at most NFT_ELEMS_PER_MSG elements each. */
+struct elem_writer {
+	struct nft_batch *nb;
+	const struct plan_set *ps;
+	uint32_t set_index;
+	uint16_t type; /* NFT_MSG_NEWSETELEM or NFT_MSG_DELSETELEM */
+	bool with_id;  /* the set is created in this transaction */
+	struct nftnl_set *chunk;
+	uint32_t in_chunk; /* elements in chunk */
+	uint32_t done;	   /* elements already in messages */
+};
 
-	if (!nlh)
-		return -ENOMEM;
-	nftnl_set_elems_nlmsg_build_payload(nlh, chunk);
-	return batch_next(nb);
+static void elem_writer_init(struct elem_writer *w, struct nft_batch *nb, uint32_t set_index, uint16_t type,
+			     bool with_id)
+{
+	*w = (struct elem_writer){
+	    .nb = nb,
+	    .ps = &nb->plan.sets[set_index],
+	    .set_index = set_index,
+	    .type = type,
+	    .with_id = with_id,
+	};
 }
 
-static int chunk_add(struct nftnl_set *chunk, const uint8_t *key, unsigned len, uint32_t flags, bool open_end)
+static int elem_writer_flush(struct elem_writer *w)
 {
-	struct nftnl_set_elem *e = nftnl_set_elem_alloc();
+	struct nft_obj o = {.kind = OBJ_ELEMS, .index = w->set_index, .first = w->done};
+	struct nlmsghdr *nlh;
+	int ret;
 
+	if (!w->chunk || !w->in_chunk)
+		return 0;
+	/* Additions may create; deletions of what is not there fail, which
+	 * says the table is not what we think it is (see nft.h). */
+	nlh = batch_hdr(w->nb, w->type, w->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, &o);
+	if (!nlh)
+		return -ENOMEM;
+	nftnl_set_elems_nlmsg_build_payload(nlh, w->chunk);
+	ret = batch_next(w->nb);
+	if (ret < 0)
+		return ret;
+	if (w->type == NFT_MSG_DELSETELEM)
+		w->nb->stats.elements_removed += w->in_chunk;
+	else
+		w->nb->stats.elements_added += w->in_chunk;
+	w->nb->stats.elements += w->in_chunk;
+	w->done += w->in_chunk;
+	w->in_chunk = 0;
+	nftnl_set_free(w->chunk);
+	w->chunk = NULL;
+	return 0;
+}
+
+/* Drops what was not flushed; after an error, or after the last flush. */
+static void elem_writer_release(struct elem_writer *w)
+{
+	if (w->chunk) /* libnftnl's free functions do not take NULL */
+		nftnl_set_free(w->chunk);
+	w->chunk = NULL;
+}
+
+/* more: the end element of this interval follows, and goes into the same
+ * message, so that the kernel never sees half an interval. */
+static int elem_put(struct elem_writer *w, const uint8_t *key, uint32_t flags, bool open_end, bool more)
+{
+	unsigned len = family_bytes(w->ps->family);
+	struct nftnl_set_elem *e;
+
+	if (!w->chunk) {
+		w->chunk = set_alloc(w->ps, w->with_id);
+		if (!w->chunk)
+			return -ENOMEM;
+	}
+	e = nftnl_set_elem_alloc();
 	if (!e)
 		return -ENOMEM;
 	nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, len);
@@ -695,75 +788,142 @@ static int chunk_add(struct nftnl_set *chunk, const uint8_t *key, unsigned len, 
 				   nftnl_udata_buf_len(ud));
 		nftnl_udata_buf_free(ud);
 	}
-	nftnl_set_elem_add(chunk, e);
+	nftnl_set_elem_add(w->chunk, e);
+	w->in_chunk++;
+	if (w->in_chunk >= NFT_ELEMS_PER_MSG && !more)
+		return elem_writer_flush(w);
 	return 0;
 }
 
-/* Streams the set's elements into NEWSETELEM messages of at most
- * NFT_ELEMS_PER_MSG each. Interval sets get a start element at lo and an
- * end element at hi + 1, except at the top of the address space. */
-static int emit_elems(struct nft_batch *nb, const struct plan_set *ps, uint32_t set_index)
+/* An interval set holds lo..hi as a start element at lo and an end
+ * element at hi + 1, except at the top of the address space, where the
+ * start alone (marked open) runs to the end. Deleting an interval names
+ * both elements again, end flag included. */
+static int elem_put_range(struct elem_writer *w, const struct addr_range *r)
 {
-	const struct range_list *l = set_ranges(ps->src, ps->family);
-	unsigned len = family_bytes(ps->family);
-	struct nftnl_set *chunk = NULL;
-	uint32_t in_chunk = 0, done = 0;
+	unsigned len = family_bytes(w->ps->family);
+	bool top = addr_is_all_ones(r->hi.bytes, len);
+	uint8_t end[16];
+	int ret;
+
+	ret = elem_put(w, r->lo.bytes, 0, top && w->type == NFT_MSG_NEWSETELEM, !top);
+	if (ret < 0 || top)
+		return ret;
+	memcpy(end, r->hi.bytes, len);
+	addr_increment(end, len);
+	return elem_put(w, end, NFT_SET_ELEM_INTERVAL_END, false, false);
+}
+
+/* The addresses of a hosts list in ascending order, each once, also when
+ * ranges overlap: cur is the smallest address not yet visited, within
+ * range i while i < n. */
+struct addr_iter {
+	const struct range_list *l;
+	unsigned len;
+	size_t i;
+	uint8_t cur[16];
+};
+
+static void addr_iter_settle(struct addr_iter *it)
+{
+	while (it->i < it->l->n) {
+		const struct addr_range *r = &it->l->v[it->i];
+
+		if (addr_order(it->cur, r->lo.bytes, it->len) < 0)
+			memcpy(it->cur, r->lo.bytes, it->len);
+		if (addr_order(it->cur, r->hi.bytes, it->len) <= 0)
+			return;
+		it->i++;
+	}
+}
+
+static void addr_iter_init(struct addr_iter *it, const struct range_list *l, unsigned len)
+{
+	*it = (struct addr_iter){.l = l, .len = len};
+	addr_iter_settle(it);
+}
+
+static bool addr_iter_done(const struct addr_iter *it)
+{
+	return it->i >= it->l->n;
+}
+
+static void addr_iter_next(struct addr_iter *it)
+{
+	if (addr_increment(it->cur, it->len))
+		it->i = it->l->n; /* wrapped: the top address was the last */
+	else
+		addr_iter_settle(it);
+}
+
+/* Moves it to the first address >= key. */
+static void addr_iter_seek(struct addr_iter *it, const uint8_t *key)
+{
+	if (!addr_iter_done(it) && addr_order(it->cur, key, it->len) < 0) {
+		memcpy(it->cur, key, it->len);
+		addr_iter_settle(it);
+	}
+}
+
+static int range_cmp(const struct addr_range *a, const struct addr_range *b, unsigned len)
+{
+	int c = addr_order(a->lo.bytes, b->lo.bytes, len);
+
+	return c ? c : addr_order(a->hi.bytes, b->hi.bytes, len);
+}
+
+/* Writes the elements of a that b lacks: single addresses for a hash
+ * set; for an interval set every range of a that b does not hold exactly
+ * (a range that grew is deleted whole and added whole, so start and end
+ * elements always stay paired). Both lists sorted by start, as
+ * bundle_decode() and the compiler leave them. b NULL: all of a. */
+static int elem_write_diff(struct elem_writer *w, const struct range_list *a, const struct range_list *b)
+{
+	static const struct range_list none;
+	unsigned len = family_bytes(w->ps->family);
 	int ret = 0;
 
-	for (size_t i = 0; i < l->n; i++) {
-		uint8_t key[16];
-		bool last = false;
+	if (!b)
+		b = &none;
+	/* Most sets of a delta did not change: no walk for them. */
+	if (a->n == b->n && (a->n == 0 || a->v == b->v || memcmp(a->v, b->v, a->n * sizeof(*a->v)) == 0))
+		return 0;
+	if (w->ps->interval) {
+		size_t j = 0;
 
-		memcpy(key, l->v[i].lo.bytes, len);
-		while (!last) {
-			bool top = false;
-			uint32_t flags = 0;
+		for (size_t i = 0; ret == 0 && i < a->n; i++) {
+			while (j < b->n && range_cmp(&b->v[j], &a->v[i], len) < 0)
+				j++;
+			if (j < b->n && range_cmp(&b->v[j], &a->v[i], len) == 0)
+				continue;
+			ret = elem_put_range(w, &a->v[i]);
+		}
+	} else {
+		struct addr_iter ia, ib;
 
-			if (!chunk) {
-				chunk = set_alloc(ps);
-				if (!chunk)
-					return -ENOMEM;
-			}
-			if (ps->interval) {
-				top = addr_is_all_ones(l->v[i].hi.bytes, len);
-				ret = chunk_add(chunk, key, len, 0, top);
-				if (ret == 0 && !top) {
-					uint8_t end[16];
-
-					memcpy(end, l->v[i].hi.bytes, len);
-					addr_increment(end, len);
-					flags = NFT_SET_ELEM_INTERVAL_END;
-					ret = chunk_add(chunk, end, len, flags, false);
-					in_chunk++;
-				}
-				in_chunk++;
-				last = true;
-			} else {
-				ret = chunk_add(chunk, key, len, 0, false);
-				in_chunk++;
-				last = memcmp(key, l->v[i].hi.bytes, len) == 0 || addr_increment(key, len);
-			}
-			if (ret < 0)
-				goto err_free_chunk;
-			if (in_chunk >= NFT_ELEMS_PER_MSG) {
-				ret = emit_elems_msg(nb, chunk, set_index, done);
-				if (ret < 0)
-					goto err_free_chunk;
-				nftnl_set_free(chunk);
-				chunk = NULL;
-				done += in_chunk;
-				in_chunk = 0;
-			}
+		addr_iter_init(&ia, a, len);
+		addr_iter_init(&ib, b, len);
+		for (; ret == 0 && !addr_iter_done(&ia); addr_iter_next(&ia)) {
+			addr_iter_seek(&ib, ia.cur);
+			if (!addr_iter_done(&ib) && addr_order(ib.cur, ia.cur, len) == 0)
+				continue;
+			ret = elem_put(w, ia.cur, 0, false, false);
 		}
 	}
-	if (chunk && in_chunk)
-		ret = emit_elems_msg(nb, chunk, set_index, done);
-	nb->stats.elements += done + in_chunk;
-
-err_free_chunk:
-	if (chunk) /* libnftnl's free functions do not take NULL */
-		nftnl_set_free(chunk);
+	if (ret == 0)
+		ret = elem_writer_flush(w);
+	elem_writer_release(w);
 	return ret;
+}
+
+/* Every element of a set created in this transaction. */
+static int emit_elems(struct nft_batch *nb, uint32_t set_index)
+{
+	const struct plan_set *ps = &nb->plan.sets[set_index];
+	struct elem_writer w;
+
+	elem_writer_init(&w, nb, set_index, NFT_MSG_NEWSETELEM, true);
+	return elem_write_diff(&w, set_ranges(ps->src, ps->family), NULL);
 }
 
 static int emit_set(struct nft_batch *nb, uint32_t set_index)
@@ -774,7 +934,7 @@ static int emit_set(struct nft_batch *nb, uint32_t set_index)
 	struct nftnl_set *s;
 	struct nlmsghdr *nlh;
 
-	s = set_alloc(ps);
+	s = set_alloc(ps, true);
 	ud = nftnl_udata_buf_alloc(64);
 	if (!s || !ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_KEYBYTEORDER, NFT_BYTEORDER_BIG_ENDIAN)) {
 		nftnl_udata_buf_free(ud);
@@ -1086,12 +1246,12 @@ static int emit_rule(struct nft_batch *nb, uint32_t index)
 	return ret;
 }
 
-static int batch_emit(struct nft_batch *nb)
+/* BEGIN, into a fresh batch. */
+static int batch_open(struct nft_batch *nb)
 {
 	struct nft_obj o = {.kind = OBJ_BATCH};
-	struct iovec *iov;
 	uint32_t seq;
-	int ret, n_iov;
+	int ret;
 
 	nb->batch = nftnl_batch_alloc(NFT_BATCH_PAGE, NFT_BATCH_OVERRUN);
 	if (!nb->batch)
@@ -1104,30 +1264,17 @@ static int batch_emit(struct nft_batch *nb)
 	if (ret < 0)
 		return ret;
 	nftnl_batch_begin(batch_buffer(nb), seq);
-	ret = batch_next(nb);
-	/* Create-if-missing then delete then create: replaces the table in
-	 * one transaction whether or not it existed, as nft does. */
-	if (ret == 0)
-		ret = emit_table(nb, NFT_MSG_NEWTABLE, NLM_F_CREATE);
-	if (ret == 0)
-		ret = emit_table(nb, NFT_MSG_DELTABLE, 0);
-	if (ret == 0)
-		ret = emit_table(nb, NFT_MSG_NEWTABLE, NLM_F_CREATE);
-	for (uint32_t i = 0; ret == 0 && i < nb->plan.n_sets; i++) {
-		ret = emit_set(nb, i);
-		if (ret == 0)
-			ret = emit_elems(nb, &nb->plan.sets[i], i);
-	}
-	for (int d = 0; ret == 0 && d < DIR_COUNT; d++)
-		ret = emit_chain(nb, d);
-	for (int d = 0; ret == 0 && d < DIR_COUNT; d++) {
-		for (int f = 0; ret == 0 && f < FIXED_COUNT; f++)
-			ret = emit_fixed_rule(nb, d, f);
-		for (size_t i = nb->plan.first_rule[d]; ret == 0 && i < nb->plan.first_rule[d + 1]; i++)
-			ret = emit_rule(nb, (uint32_t)i);
-	}
-	if (ret < 0)
-		return ret;
+	return batch_next(nb);
+}
+
+/* END, and the batch's size. */
+static int batch_close(struct nft_batch *nb)
+{
+	struct nft_obj o = {.kind = OBJ_BATCH};
+	struct iovec *iov;
+	uint32_t seq;
+	int ret, n_iov;
+
 	ret = batch_obj(nb, &o, &seq);
 	if (ret < 0)
 		return ret;
@@ -1146,6 +1293,115 @@ static int batch_emit(struct nft_batch *nb)
 	return 0;
 }
 
+static int batch_emit(struct nft_batch *nb)
+{
+	int ret = batch_open(nb);
+
+	/* Create-if-missing then delete then create: replaces the table in
+	 * one transaction whether or not it existed, as nft does. */
+	if (ret == 0)
+		ret = emit_table(nb, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+	if (ret == 0)
+		ret = emit_table(nb, NFT_MSG_DELTABLE, 0);
+	if (ret == 0)
+		ret = emit_table(nb, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+	for (uint32_t i = 0; ret == 0 && i < nb->plan.n_sets; i++) {
+		ret = emit_set(nb, i);
+		if (ret == 0)
+			ret = emit_elems(nb, i);
+	}
+	for (int d = 0; ret == 0 && d < DIR_COUNT; d++)
+		ret = emit_chain(nb, d);
+	for (int d = 0; ret == 0 && d < DIR_COUNT; d++) {
+		for (int f = 0; ret == 0 && f < FIXED_COUNT; f++)
+			ret = emit_fixed_rule(nb, d, f);
+		for (size_t i = nb->plan.first_rule[d]; ret == 0 && i < nb->plan.first_rule[d + 1]; i++)
+			ret = emit_rule(nb, (uint32_t)i);
+	}
+	if (ret == 0)
+		ret = batch_close(nb);
+	return ret;
+}
+
+/* Element deltas of plans of the same shape (plan_same_shape()): old's
+ * sets and nb->plan's match index by index. Every deletion before any
+ * addition. */
+static int batch_emit_delta(struct nft_batch *nb, const struct plan *old)
+{
+	int ret = batch_open(nb);
+
+	for (int pass = 0; pass < 2; pass++) {
+		bool add = pass == 1;
+
+		for (uint32_t i = 0; ret == 0 && i < nb->plan.n_sets; i++) {
+			const struct plan_set *ps = &nb->plan.sets[i];
+			const struct range_list *now = set_ranges(ps->src, ps->family);
+			const struct range_list *was = set_ranges(old->sets[i].src, ps->family);
+			struct elem_writer w;
+
+			elem_writer_init(&w, nb, i, add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, false);
+			ret = add ? elem_write_diff(&w, now, was) : elem_write_diff(&w, was, now);
+		}
+	}
+	if (ret == 0)
+		ret = batch_close(nb);
+	return ret;
+}
+
+static bool port_equal(const struct port_match *a, const struct port_match *b)
+{
+	if (!a || !b)
+		return a == b;
+	return a->proto == b->proto && a->lo == b->lo && a->hi == b->hi && a->icmp_type == b->icmp_type &&
+	       a->icmp_code == b->icmp_code;
+}
+
+/* Whether two plans make the same sets and the same rules, so that only
+ * elements can differ. Compares what each nft rule is made of: family,
+ * set name, port match, verdict, log prefix (direction and position) and
+ * comment (bundle rule id or fallback reason). */
+static bool plan_same_shape(const struct plan *a, const struct bundle_endpoint *a_ep, const struct plan *b,
+			    const struct bundle_endpoint *b_ep)
+{
+	if (a->n_sets != b->n_sets || a->n_rules != b->n_rules)
+		return false;
+	for (size_t i = 0; i < a->n_sets; i++) {
+		const struct plan_set *x = &a->sets[i], *y = &b->sets[i];
+
+		if (strcmp(x->name, y->name) != 0 || x->family != y->family || x->interval != y->interval)
+			return false;
+	}
+	for (int d = 0; d <= DIR_COUNT; d++) {
+		if (a->first_rule[d] != b->first_rule[d])
+			return false;
+	}
+	for (size_t i = 0; i < a->n_rules; i++) {
+		const struct plan_rule *x = &a->rules[i], *y = &b->rules[i];
+		char cx[128], cy[128];
+
+		if (x->dir != y->dir || x->pos != y->pos || x->family != y->family ||
+		    x->verdict != y->verdict || !port_equal(x->port, y->port) || !x->set != !y->set)
+			return false;
+		if (x->set && strcmp(x->set->name, y->set->name) != 0)
+			return false;
+		rule_comment(a_ep, x, cx, sizeof(cx));
+		rule_comment(b_ep, y, cy, sizeof(cy));
+		if (strcmp(cx, cy) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Never keeps half a batch around to be sent. */
+static void batch_fail(struct nft_batch *nb, int ret)
+{
+	char saved[sizeof(nb->error)];
+
+	snprintf(saved, sizeof(saved), "building the batch: %s", strerror(-ret));
+	batch_reset(nb);
+	memcpy(nb->error, saved, sizeof(saved));
+}
+
 int nft_batch_build(struct nft_batch *nb, const struct bundle *b, const struct bundle_endpoint *ep)
 {
 	int ret;
@@ -1156,15 +1412,41 @@ int nft_batch_build(struct nft_batch *nb, const struct bundle *b, const struct b
 	if (ret < 0)
 		return ret;
 	ret = batch_emit(nb);
-	if (ret < 0) {
-		/* Never keep half a batch around to be sent. */
-		char saved[sizeof(nb->error)];
-
-		snprintf(saved, sizeof(saved), "building the batch: %s", strerror(-ret));
-		batch_reset(nb);
-		memcpy(nb->error, saved, sizeof(saved));
-	}
+	if (ret < 0)
+		batch_fail(nb, ret);
 	return ret;
+}
+
+int nft_batch_build_update(struct nft_batch *nb, const struct bundle *old_b,
+			   const struct bundle_endpoint *old_ep, const struct bundle *b,
+			   const struct bundle_endpoint *ep, bool *full)
+{
+	char old_err[256];
+	struct plan old;
+	bool old_ok, same;
+	int ret;
+
+	batch_reset(nb);
+	nb->ep = ep;
+	ret = plan_build(&nb->plan, b, ep, nb->error, sizeof(nb->error));
+	if (ret < 0)
+		return ret;
+	ret = plan_build(&old, old_b, old_ep, old_err, sizeof(old_err));
+	if (ret == -ENOMEM) {
+		batch_fail(nb, ret);
+		return ret;
+	}
+	old_ok = ret == 0;
+	same = old_ok && plan_same_shape(&old, old_ep, &nb->plan, ep);
+	ret = same ? batch_emit_delta(nb, &old) : batch_emit(nb);
+	if (old_ok)
+		plan_release(&old);
+	if (ret < 0) {
+		batch_fail(nb, ret);
+		return ret;
+	}
+	*full = !same;
+	return 0;
 }
 
 /* Names the object behind sequence number seq, for error messages. */
@@ -1191,7 +1473,8 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 			 nb->plan.sets[o->index].src->id);
 		break;
 	case OBJ_ELEMS:
-		snprintf(buf, size, "elements from #%" PRIu32 " of set %s (bundle set %s)", o->first,
+		snprintf(buf, size, "%s elements from #%" PRIu32 " of set %s (bundle set %s)",
+			 o->nlmsg_type == NFT_MSG_DELSETELEM ? "delete" : "add", o->first,
 			 nb->plan.sets[o->index].name, nb->plan.sets[o->index].src->id);
 		break;
 	case OBJ_CHAIN:
@@ -1440,6 +1723,10 @@ static void text_set(FILE *f, const struct plan_set *ps)
 	fprintf(f, "\tset %s {\n\t\ttype %s\n", ps->name, ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
 	if (ps->interval)
 		fputs("\t\tflags interval\n", f);
+	if (l->n == 0) {
+		fputs("\t}\n", f); /* nft rejects an empty element list */
+		return;
+	}
 	fputs("\t\telements = {", f);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct addr_range *r = &l->v[i];

@@ -52,9 +52,11 @@ BH_MUST_CHECK int nft_prefix_parse(const char *s, struct nft_prefix *out);
 void nft_set_name(const char *set_id, int family, char buf[NFT_SET_NAME_MAX]);
 
 /* One endpoint's table as one transaction, built and ready to send:
- * BEGIN, add/delete/add table (replacing any old table atomically), sets,
- * elements, chains, rules, END. Every object has its own sequence number,
- * so a kernel error names the object (and bundle rule) that caused it. */
+ * BEGIN, add/delete/add table (replacing any old table atomically), sets
+ * (for every bundle set the rules reference, one per family, also when it
+ * has no members of that family), elements, chains, rules, END. Every
+ * object has its own sequence number, so a kernel error names the object
+ * (and bundle rule) that caused it. */
 struct nft_batch;
 
 /* NULL on ENOMEM. */
@@ -68,11 +70,47 @@ void nft_batch_free(struct nft_batch *nb); /* accepts NULL */
 BH_MUST_CHECK int nft_batch_build(struct nft_batch *nb, const struct bundle *b,
 				  const struct bundle_endpoint *ep);
 
+/* Builds into nb the smallest transaction that turns the table built
+ * from (old_b, old_ep) into the one from (b, ep), and says in *full which
+ * it is:
+ *
+ * - A delta (*full false) when both make the same nft sets (same names,
+ *   families and kinds) and the same rules: same bundle rule ids, order,
+ *   verdicts, ports and set references, same fallbacks. Then only set
+ *   elements change: first every deletion, then every addition, in one
+ *   transaction (BEGIN..END) that leaves tables, chains, rules, their
+ *   handles and counters alone. Every referenced bundle set has an nft set
+ *   per family even without members (nft_batch_build() makes them too), so
+ *   a group that empties, or gains its first member of a family, is still a
+ *   delta. An interval set's range that changed in any way is deleted whole
+ *   and added whole (start and end element), so intervals stay paired. An
+ *   empty delta is just BEGIN and END.
+ * - Otherwise (*full true) the full replace of nft_batch_build(); also when
+ *   the old bundle cannot be expressed, for then nobody knows what the
+ *   kernel holds.
+ *
+ * The delta assumes the kernel holds what (old_b, old_ep) built. Deleting
+ * an element that is not there fails, and so the whole transaction: the
+ * table stays as it was, and nft_batch_send() names the set. The caller
+ * should then build and send the full replace. nb borrows b and ep as
+ * nft_batch_build() does; old_b and old_ep only during the call.
+ * 0, -ENOMEM or -EINVAL (see nft_batch_error()); *full untouched on
+ * failure. */
+BH_MUST_CHECK int nft_batch_build_update(struct nft_batch *nb, const struct bundle *old_b,
+					 const struct bundle_endpoint *old_ep, const struct bundle *b,
+					 const struct bundle_endpoint *ep, bool *full);
+
 /* Sends the built batch on nl (a NETLINK_NETFILTER socket, bound, in the
  * endpoint's namespace) in one sendmsg and drains every acknowledgement.
  * 0 when the kernel committed the transaction; otherwise a negative errno
  * and nft_batch_error() says which object failed and why. The kernel
- * applies all of the batch or none of it. */
+ * applies all of the batch or none of it.
+ *
+ * Keep nl open between batches: closing a NETLINK_NETFILTER socket waits
+ * until the kernel has freed whatever earlier transactions in that
+ * namespace replaced or deleted (nf_tables flushes its destroy work on
+ * socket release), tens of milliseconds after replacing a large table
+ * (bench/program-ruleset.sh measures it). */
 BH_MUST_CHECK int nft_batch_send(struct nft_batch *nb, struct mnl_socket *nl);
 
 /* What the last build or send failed on, e.g.
@@ -80,11 +118,17 @@ BH_MUST_CHECK int nft_batch_send(struct nft_batch *nb, struct mnl_socket *nl);
  * nothing failed. Owned by nb, valid until the next build or send. */
 const char *nft_batch_error(const struct nft_batch *nb);
 
-/* Counts of the built batch, for logs and benchmarks. */
+/* Counts of the built batch, for logs and benchmarks. Elements are nft
+ * set elements: an interval is a start and an end element (one only when
+ * it runs to the top of the address space). */
 struct nft_batch_stats {
 	size_t messages; /* netlink messages, BEGIN and END included */
 	size_t bytes;
-	size_t sets, elements, chains, rules;
+	size_t sets, elements, chains, rules; /* objects the batch sends */
+	/* elements split by what they do: a full build adds all of them to
+	 * the new table (removing none: the old table goes whole); a delta
+	 * removes and adds single elements. */
+	size_t elements_added, elements_removed;
 };
 void nft_batch_stats(const struct nft_batch *nb, struct nft_batch_stats *out);
 
