@@ -1,253 +1,84 @@
-/* bulkhead-agent: applies a node's bundle to its endpoints' namespaces
- * (DESIGN §3). Set-up only: options, objects, one pass over endpoints. */
+/* bulkhead-agent: enforces its node's bundle in every local container's
+ * network namespace (DESIGN §3). Set-up only: options, objects, the loop. */
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
-#include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
-
-#include <linux/netlink.h>
-
-#include <libmnl/libmnl.h>
+#include <unistd.h>
 
 #include "bulkhead/bundle.h"
-#include "bulkhead/diag.h"
 #include "bulkhead/inventory.h"
-#include "netns.h"
+#include "agent.h"
+#include "log.h"
+#include "loop.h"
 #include "nft.h"
+#include "state.h"
 
 #define PROG "bulkhead-agent"
-/* A bundle is outside input: refuse absurd sizes before reading them. */
 #define BUNDLE_MAX_BYTES (256u << 20)
-
-enum dataplane {
-	DATAPLANE_NFT,
-	DATAPLANE_NULL, /* build every batch, touch no kernel state */
-};
-
-struct options {
-	const char *bundle_path;
-	const char *inventory_path;
-	const char *node;
-	enum dataplane dataplane;
-	uint16_t nflog_group;
-	bool print_ruleset;
-	bool once;
-};
-
-__attribute__((format(printf, 1, 2))) static void log_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs(PROG ": ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-#define log_info log_error
-
-static void *xmalloc(size_t size)
-{
-	void *p = malloc(size ? size : 1);
-
-	if (!p) {
-		fputs(PROG ": out of memory\n", stderr);
-		abort();
-	}
-	return p;
-}
 
 static void usage(FILE *out)
 {
-	fputs("usage: " PROG " --bundle FILE --inventory FILE --node NAME\n"
-	      "                      [--dataplane nft|null] [--nflog-group N] [--print-ruleset] [--once]\n"
+	fputs("usage: " PROG " --node NAME --inventory FILE --state-dir DIR [--bundle FILE]\n"
+	      "                      [--dataplane nft|null] [--nflog-group N] [--once] [--verbose]\n"
+	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "\n"
-	      "  --bundle FILE       the node's bundle (from `bulkhead policy compile` or the controller)\n"
-	      "  --inventory FILE    local endpoints and their namespaces\n"
-	      "  --node NAME         this node; must match the bundle\n"
-	      "  --dataplane nft     load one table inet " NFT_TABLE_NAME " per endpoint (default)\n"
+	      "  --node NAME         this node; bundles for other nodes are refused\n"
+	      "  --inventory FILE    local endpoints and their namespaces (re-read when it changes)\n"
+	      "  --state-dir DIR     cached last bundle (applied first at start) and status.json\n"
+	      "  --bundle FILE       a compiled bundle (bulkhead policy compile), re-read when it changes\n"
+	      "  --dataplane nft     one table inet " NFT_TABLE_NAME " per endpoint namespace (default)\n"
 	      "  --dataplane null    build every batch but touch no kernel state\n"
 	      "  --nflog-group N     NFLOG group for drops and audits (default 100)\n"
+	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
-	      "                      (without --inventory: every endpoint of the bundle)\n"
-	      "  --once              apply once and exit (the daemon loop is not built yet)\n",
+	      "\n"
+	      "On exit the rules stay in place (fail-static). The controller connection\n"
+	      "(--controller, keys) is not built yet.\n",
 	      out);
 }
 
-static int read_file(const char *path, char **text, size_t *len)
-{
-	struct stat st;
-	FILE *f = fopen(path, "re");
-	char *buf;
-	size_t n;
-
-	if (!f)
-		return -errno;
-	if (fstat(fileno(f), &st) < 0) {
-		int e = errno;
-
-		fclose(f);
-		return -e;
-	}
-	if (!S_ISREG(st.st_mode) || (size_t)st.st_size > BUNDLE_MAX_BYTES) {
-		fclose(f);
-		return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
-	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	n = fread(buf, 1, (size_t)st.st_size, f);
-	if (ferror(f)) {
-		free(buf);
-		fclose(f);
-		return -EIO;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	*text = buf;
-	*len = n;
-	return 0;
-}
-
-static struct bundle *load_bundle(const char *path)
-{
-	struct bundle *b;
-	struct diag d;
-	size_t len = 0;
-	char *text = NULL;
-	int r;
-
-	r = read_file(path, &text, &len);
-	if (r < 0) {
-		log_error("reading bundle %s: %s", path, strerror(-r));
-		return NULL;
-	}
-	diag_init(&d, path);
-	b = bundle_decode(text, len, &d);
-	free(text);
-	if (!b) {
-		log_error("bundle %s rejected:", path);
-		diag_print(&d, stderr);
-	}
-	diag_release(&d);
-	return b;
-}
-
-static struct inventory *load_inventory(const char *path, const char *node)
-{
-	struct inventory *inv = inventory_new();
-	struct diag d;
-
-	if (!inv) {
-		log_error("out of memory");
-		return NULL;
-	}
-	diag_init(&d, path);
-	if (inventory_load_file(inv, path, node, 0, &d) < 0 || inventory_finish(inv, &d) < 0) {
-		log_error("inventory %s rejected:", path);
-		diag_print(&d, stderr);
-		diag_release(&d);
-		inventory_free(inv);
-		return NULL;
-	}
-	diag_release(&d);
-	return inv;
-}
-
-static int print_ruleset(const struct bundle *b, const struct bundle_endpoint *ep, const struct endpoint *iep,
-			 uint16_t group)
-{
-	char *text;
-	int r = nft_render_text(b, ep, group, &text);
-
-	if (r < 0) {
-		log_error("endpoint %s: rendering ruleset: %s", ep->name, strerror(-r));
-		return r;
-	}
-	printf("# endpoint %s%s%s\n%s", ep->name, iep && iep->netns ? " netns " : "",
-	       iep && iep->netns ? iep->netns : "", text);
-	free(text);
-	return 0;
-}
-
-/* One endpoint, one transaction. Logs its own failure; returns 0 or < 0. */
-static int apply_endpoint(const struct options *o, struct netns *ns, struct nft_batch *nb,
-			  const struct bundle *b, const struct bundle_endpoint *ep,
-			  const struct endpoint *iep)
-{
-	struct nft_batch_stats st;
-	struct mnl_socket *nl;
-	int r;
-
-	r = nft_batch_build(nb, b, ep);
-	if (r < 0) {
-		log_error("endpoint %s: %s", ep->name, nft_batch_error(nb));
-		return r;
-	}
-	nft_batch_stats(nb, &st);
-	if (o->dataplane == DATAPLANE_NULL) {
-		log_info("endpoint %s: built %zu rules, %zu sets, %zu elements (%zu bytes); null dataplane, "
-			 "not sent",
-			 ep->name, st.rules, st.sets, st.elements, st.bytes);
-		return 0;
-	}
-	if (!iep->netns) {
-		log_error("endpoint %s: inventory gives no netns", ep->name);
-		return -EINVAL;
-	}
-	r = netns_mnl_open(ns, iep->netns, NETLINK_NETFILTER, &nl);
-	if (r < 0) {
-		log_error("endpoint %s: opening netlink in %s: %s", ep->name, iep->netns, strerror(-r));
-		return r;
-	}
-	r = nft_batch_send(nb, nl);
-	mnl_socket_close(nl);
-	if (r < 0) {
-		log_error("endpoint %s (%s): %s", ep->name, iep->netns, nft_batch_error(nb));
-		return r;
-	}
-	log_info("endpoint %s: applied %zu rules, %zu sets, %zu elements", ep->name, st.rules, st.sets,
-		 st.elements);
-	return 0;
-}
+struct options {
+	struct agent_options agent;
+	bool print_ruleset, once, verbose;
+};
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	/* clang-format off */
 	static const struct option longopts[] = {
-		{"bundle", required_argument, NULL, 'b'},
-		{"inventory", required_argument, NULL, 'i'},
-		{"node", required_argument, NULL, 'n'},
-		{"dataplane", required_argument, NULL, 'd'},
-		{"nflog-group", required_argument, NULL, 'g'},
-		{"print-ruleset", no_argument, NULL, 'p'},
-		{"once", no_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
+		{"bundle", required_argument, NULL, 'b'},   {"inventory", required_argument, NULL, 'i'},
+		{"node", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 's'},
+		{"dataplane", required_argument, NULL, 'd'}, {"nflog-group", required_argument, NULL, 'g'},
+		{"print-ruleset", no_argument, NULL, 'p'},  {"once", no_argument, NULL, 'o'},
+		{"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	/* clang-format on */
 	int c;
-
-	*o = (struct options){.dataplane = DATAPLANE_NFT, .nflog_group = NFT_NFLOG_GROUP_DEFAULT};
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT};
+	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
-			o->bundle_path = optarg;
+			o->agent.bundle_path = optarg;
 			break;
 		case 'i':
-			o->inventory_path = optarg;
+			o->agent.inventory_path = optarg;
 			break;
 		case 'n':
-			o->node = optarg;
+			o->agent.node = optarg;
+			break;
+		case 's':
+			o->agent.state_dir = optarg;
 			break;
 		case 'd':
 			if (strcmp(optarg, "nft") == 0) {
-				o->dataplane = DATAPLANE_NFT;
+				o->agent.null_dataplane = false;
 			} else if (strcmp(optarg, "null") == 0) {
-				o->dataplane = DATAPLANE_NULL;
+				o->agent.null_dataplane = true;
 			} else {
 				log_error("--dataplane: expected nft or null, not \"%s\"", optarg);
 				return -EINVAL;
@@ -255,15 +86,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'g': {
 			char *end;
-			unsigned long v;
-
 			errno = 0;
-			v = strtoul(optarg, &end, 10);
+			unsigned long v = strtoul(optarg, &end, 10);
 			if (errno || *end || end == optarg || v > UINT16_MAX) {
 				log_error("--nflog-group: expected 0..65535, not \"%s\"", optarg);
 				return -EINVAL;
 			}
-			o->nflog_group = (uint16_t)v;
+			o->agent.nflog_group = (uint16_t)v;
 			break;
 		}
 		case 'p':
@@ -271,6 +100,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'o':
 			o->once = true;
+			break;
+		case 'v':
+			o->verbose = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -284,104 +116,150 @@ static int parse_options(int argc, char **argv, struct options *o)
 		log_error("unexpected argument \"%s\"", argv[optind]);
 		return -EINVAL;
 	}
-	if (!o->bundle_path || !o->node || (!o->inventory_path && !o->print_ruleset)) {
-		log_error("--bundle, --inventory and --node are required");
-		usage(stderr);
+	if (!o->agent.node) {
+		log_error("--node is required");
 		return -EINVAL;
 	}
-	if (!o->once && !o->print_ruleset) {
-		log_error("the daemon loop does not exist yet: use --once or --print-ruleset");
+	if (o->print_ruleset) {
+		if (!o->agent.bundle_path) {
+			log_error("--print-ruleset needs --bundle");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!o->agent.inventory_path) {
+		log_error("--inventory is required");
+		return -EINVAL;
+	}
+	if (!o->once && !o->agent.state_dir) {
+		log_error("--state-dir is required (the cached bundle and status live there)");
 		return -EINVAL;
 	}
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* --print-ruleset: the nft text of what would be programmed. */
+static int print_ruleset(const struct options *o)
 {
-	struct inventory *inv = NULL;
-	struct nft_batch *nb = NULL;
-	struct netns *ns = NULL;
-	struct bundle *b = NULL;
-	struct options o;
-	size_t failed = 0, applied = 0;
-	int ret = 1;
-
-	if (parse_options(argc, argv, &o) < 0)
-		return 2;
-
-	b = load_bundle(o.bundle_path);
+	char *text;
+	size_t len;
+	int r = state_read_path(o->agent.bundle_path, BUNDLE_MAX_BYTES, &text, &len);
+	if (r < 0) {
+		log_error_errno(r, "reading %s: %m", o->agent.bundle_path);
+		return 1;
+	}
+	struct diag d;
+	diag_init(&d, o->agent.bundle_path);
+	struct bundle *b = bundle_decode(text, len, &d);
+	free(text);
+	diag_print(&d, stderr);
+	diag_release(&d);
 	if (!b)
-		goto out;
-	if (!b->node || strcmp(b->node, o.node) != 0) {
-		log_error("bundle %s is for node \"%s\", not \"%s\"", o.bundle_path, b->node ? b->node : "",
-			  o.node);
-		goto out;
+		return 1;
+	if (strcmp(b->node, o->agent.node) != 0) {
+		log_error("bundle %s is for node \"%s\", not \"%s\"", o->agent.bundle_path, b->node, o->agent.node);
+		bundle_free(b);
+		return 1;
 	}
-	if (o.inventory_path) {
-		inv = load_inventory(o.inventory_path, o.node);
-		if (!inv)
-			goto out;
-	}
-
-	if (o.print_ruleset) {
-		for (size_t i = 0; i < b->n_endpoints; i++) {
-			const struct bundle_endpoint *ep = &b->endpoints[i];
-			const struct endpoint *iep = NULL;
-
-			if (inv) {
-				for (size_t j = 0; j < inv->n && !iep; j++) {
-					if (strcmp(inv->v[j].node, o.node) == 0 &&
-					    strcmp(inv->v[j].name, ep->name) == 0)
-						iep = &inv->v[j];
-				}
-				if (!iep)
-					continue;
-			}
-			if (print_ruleset(b, ep, iep, o.nflog_group) < 0)
-				failed++;
+	struct inventory *inv = NULL;
+	if (o->agent.inventory_path) {
+		inv = inventory_new();
+		diag_init(&d, o->agent.inventory_path);
+		if (!inv || inventory_load_file(inv, o->agent.inventory_path, o->agent.node, 0, &d) < 0 ||
+		    inventory_finish(inv, &d) < 0) {
+			diag_print(&d, stderr);
+			diag_release(&d);
+			inventory_free(inv);
+			bundle_free(b);
+			return 1;
 		}
-		ret = failed ? 1 : 0;
-		goto out;
+		diag_release(&d);
 	}
-
-	nb = nft_batch_new(o.nflog_group);
-	if (!nb) {
-		log_error("out of memory");
-		goto out;
-	}
-	if (o.dataplane == DATAPLANE_NFT) {
-		ns = netns_new();
-		if (!ns) {
-			log_error("opening own network namespace: %m");
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < inv->n; i++) {
-		const struct endpoint *iep = &inv->v[i];
-		const struct bundle_endpoint *ep;
-
-		if (strcmp(iep->node, o.node) != 0)
+	int ret = 0;
+	for (size_t i = 0; i < b->n_endpoints; i++) {
+		const struct bundle_endpoint *ep = &b->endpoints[i];
+		const struct endpoint *ie = inv ? inventory_find(inv, o->agent.node, ep->name) : NULL;
+		if (inv && !ie)
 			continue;
-		ep = bundle_find_endpoint(b, iep->name);
-		if (!ep) {
-			/* The controller has not compiled for it yet: leave
-			 * whatever is in its namespace alone. */
-			log_info("endpoint %s: not in the bundle, left alone", iep->name);
+		r = nft_render_text(b, ep, o->agent.nflog_group, &text);
+		if (r < 0) {
+			log_error_errno(r, "endpoint %s: rendering its ruleset: %m", ep->name);
+			ret = 1;
 			continue;
 		}
-		if (apply_endpoint(&o, ns, nb, b, ep, iep) < 0)
-			failed++;
-		else
-			applied++;
+		printf("# endpoint %s%s%s\n%s", ep->name, ie && ie->netns ? " netns " : "",
+		       ie && ie->netns ? ie->netns : "", text);
+		free(text);
 	}
-	if (failed)
-		log_error("%zu endpoint(s) failed, %zu applied", failed, applied);
-	ret = failed ? 1 : 0;
-
-out:
-	nft_batch_free(nb);
-	netns_free(ns);
 	inventory_free(inv);
 	bundle_free(b);
+	return ret;
+}
+
+struct signals {
+	struct loop *loop;
+	int fd;
+};
+
+static void on_signal(void *data, uint32_t events)
+{
+	struct signals *sig = data;
+	struct signalfd_siginfo si;
+	if (read(sig->fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	log_info("signal %u: exiting; the rules stay in place", si.ssi_signo);
+	loop_quit(sig->loop, 0);
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	log_setup(PROG, false);
+	if (parse_options(argc, argv, &o) < 0)
+		return 2;
+	log_setup(PROG, o.verbose);
+	if (o.print_ruleset)
+		return print_ruleset(&o);
+	if (o.agent.state_dir && mkdir(o.agent.state_dir, 0700) < 0 && errno != EEXIST) {
+		log_error("creating --state-dir %s: %m", o.agent.state_dir);
+		return 1;
+	}
+
+	struct loop *loop = loop_new();
+	if (!loop) {
+		log_error("epoll: %m");
+		return 1;
+	}
+	struct agent *agent = agent_new(&o.agent, loop);
+	if (!agent) {
+		loop_free(loop);
+		return 1;
+	}
+	unsigned behind = agent_start(agent, o.once);
+	int ret = 0;
+	if (o.once) {
+		if (behind)
+			log_error("not up to date: %u endpoint(s) behind or bundle missing/rejected", behind);
+		ret = behind ? 1 : 0;
+	} else {
+		/* signalfd: handlers stay in the loop, no async-signal code. */
+		sigset_t mask;
+		sigemptyset(&mask);
+		sigaddset(&mask, SIGINT);
+		sigaddset(&mask, SIGTERM);
+		sigprocmask(SIG_BLOCK, &mask, NULL);
+		struct signals sig = {loop, signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)};
+		if (sig.fd < 0 || loop_add(loop, sig.fd, EPOLLIN, on_signal, &sig) < 0) {
+			log_error("signalfd: %m");
+			ret = 1;
+		} else {
+			log_info("running for node %s", o.agent.node);
+			ret = loop_run(loop) < 0 ? 1 : 0;
+		}
+		if (sig.fd >= 0)
+			close(sig.fd);
+	}
+	agent_free(agent);
+	loop_free(loop);
 	return ret;
 }

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libmnl/libmnl.h>
@@ -51,33 +52,65 @@ static void netns_return(struct netns *ns)
 	}
 }
 
-int netns_mnl_open(struct netns *ns, const char *path, int bus, struct mnl_socket **out)
+int netns_run(struct netns *ns, const char *path, int (*fn)(void *arg), void *arg)
 {
-	struct mnl_socket *nl;
-	int fd, ret = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (setns(fd, CLONE_NEWNET) < 0) {
-		ret = -errno;
+		int ret = errno == EINVAL ? -EINVAL : -errno;
 		close(fd);
 		return ret;
 	}
 	close(fd);
-
-	nl = mnl_socket_open2(bus, SOCK_CLOEXEC);
-	if (!nl)
-		ret = -errno;
-	else if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
-		ret = -errno;
+	int ret = fn(arg);
 	netns_return(ns);
+	return ret;
+}
 
-	if (ret < 0) {
-		if (nl)
-			mnl_socket_close(nl);
+struct mnl_open_args {
+	int bus;
+	unsigned groups;
+	struct mnl_socket *nl;
+};
+
+static int mnl_open_here(void *arg)
+{
+	struct mnl_open_args *a = arg;
+	/* Event sockets must never block the loop; request sockets may. */
+	a->nl = mnl_socket_open2(a->bus, SOCK_CLOEXEC | (a->groups ? SOCK_NONBLOCK : 0));
+	if (!a->nl)
+		return -errno;
+	if (mnl_socket_bind(a->nl, a->groups, MNL_SOCKET_AUTOPID) < 0) {
+		int ret = -errno;
+		mnl_socket_close(a->nl);
+		a->nl = NULL;
 		return ret;
 	}
-	*out = nl;
+	return 0;
+}
+
+int netns_mnl_open_groups(struct netns *ns, const char *path, int bus, unsigned groups, struct mnl_socket **out)
+{
+	struct mnl_open_args a = {.bus = bus, .groups = groups};
+	int ret = netns_run(ns, path, mnl_open_here, &a);
+	if (ret < 0)
+		return ret;
+	*out = a.nl;
+	return 0;
+}
+
+int netns_mnl_open(struct netns *ns, const char *path, int bus, struct mnl_socket **out)
+{
+	return netns_mnl_open_groups(ns, path, bus, 0, out);
+}
+
+int netns_identify(const char *path, struct netns_id *out)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -errno;
+	out->dev = st.st_dev;
+	out->ino = st.st_ino;
 	return 0;
 }

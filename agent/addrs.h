@@ -1,0 +1,20 @@
+/* addrs: the addresses of one endpoint, found inside its namespace with
+ * libnl-3 and followed live: every global IPv4/IPv6 address of a
+ * non-loopback interface that is up. */
+#pragma once
+
+#include "bulkhead/addr.h"
+#include "netns.h"
+
+struct addrs;
+
+/* Dumps links and addresses in the namespace at path and subscribes to
+ * their changes. NULL with errno. */
+struct addrs *addrs_open(struct netns *ns, const char *path);
+void addrs_free(struct addrs *a);
+int addrs_fd(const struct addrs *a);
+/* Processes pending notifications. 1 when the address list changed, 0
+ * when not, < 0 when the view may be stale (events lost): reopen. */
+BH_MUST_CHECK int addrs_dispatch(struct addrs *a);
+/* The current list, sorted; owned by a, valid until the next dispatch. */
+const struct bh_addr *addrs_list(const struct addrs *a, size_t *n);

@@ -1,0 +1,607 @@
+/* The agent's core (see agent.h): endpoints, bundles, drift, addresses. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <libmnl/libmnl.h>
+#include <linux/netlink.h>
+
+#include "bulkhead/bundle.h"
+#include "bulkhead/inventory.h"
+#include "addrs.h"
+#include "agent.h"
+#include "drift.h"
+#include "log.h"
+#include "netns.h"
+#include "nft.h"
+#include "state.h"
+#include "watch.h"
+
+
+/* A bundle is outside input: refuse absurd sizes before reading them. */
+#define BUNDLE_MAX_BYTES (256u << 20)
+#define INVENTORY_MAX_BYTES (64u << 20)
+#define TICK_MS 500
+
+/* Bundles are shared by every endpoint that has applied them; the previous
+ * one lives on while an endpoint still holds its table (for deltas). */
+struct bundle_ref {
+	struct bundle *b;
+	unsigned refs;
+};
+
+static struct bundle_ref *bundle_ref_new(struct bundle *b)
+{
+	struct bundle_ref *r = xcalloc(1, sizeof(*r));
+	r->b = b;
+	r->refs = 1;
+	return r;
+}
+
+static struct bundle_ref *bundle_ref_get(struct bundle_ref *r)
+{
+	if (r)
+		r->refs++;
+	return r;
+}
+
+static void bundle_ref_put(struct bundle_ref *r)
+{
+	if (r && --r->refs == 0) {
+		bundle_free(r->b);
+		free(r);
+	}
+}
+
+struct endpoint_state {
+	struct agent *agent;
+	char *name, *netns;
+	bool present; /* namespace open (always, with the null dataplane) */
+	struct netns_id id;
+	struct mnl_socket *nft; /* requests; its port id marks our own events */
+	struct drift *drift;
+	struct addrs *addrs;
+	struct bundle_ref *applied; /* what its table holds, NULL: nothing known */
+	bool force_full;            /* the kernel's table may differ: replace it whole */
+	bool not_in_bundle_logged;
+	char *error;
+	unsigned tampering, full_updates, delta_updates, failures;
+	struct endpoint_state *next;
+};
+
+struct agent {
+	const struct agent_options *o;
+	struct loop *loop;
+	struct netns *ns;
+	struct nft_batch *nb;
+	struct watch *watch;
+	int watch_inventory, watch_bundle;
+	struct bundle_ref *current; /* the bundle to enforce */
+	struct endpoint_state *endpoints;
+	bool status_dirty;
+	unsigned bundles_rejected, inventories_rejected;
+};
+
+/* ---- endpoints ---- */
+
+static void endpoint_close(struct endpoint_state *e)
+{
+	struct loop *loop = e->agent->loop;
+	if (e->drift) {
+		loop_remove(loop, drift_fd(e->drift));
+		drift_free(e->drift);
+	}
+	if (e->addrs) {
+		loop_remove(loop, addrs_fd(e->addrs));
+		addrs_free(e->addrs);
+	}
+	if (e->nft)
+		mnl_socket_close(e->nft);
+	e->drift = NULL;
+	e->addrs = NULL;
+	e->nft = NULL;
+	e->present = false;
+	/* A namespace we no longer hold may come back new: assume nothing. */
+	bundle_ref_put(e->applied);
+	e->applied = NULL;
+	e->agent->status_dirty = true;
+}
+
+static void endpoint_free(struct endpoint_state *e)
+{
+	endpoint_close(e);
+	free(e->name);
+	free(e->netns);
+	free(e->error);
+	free(e);
+}
+
+static void endpoint_set_error(struct endpoint_state *e, const char *msg)
+{
+	free(e->error);
+	e->error = msg ? xstrdup(msg) : NULL;
+	e->agent->status_dirty = true;
+}
+
+static void endpoint_sync(struct endpoint_state *e);
+
+static void on_drift(void *data, uint32_t events)
+{
+	struct endpoint_state *e = data;
+	struct drift_report rep = {0};
+	drift_dispatch(e->drift, mnl_socket_get_portid(e->nft), &rep);
+	if (!rep.foreign_changes && !rep.lost)
+		return;
+	e->tampering++;
+	e->force_full = true;
+	if (rep.lost)
+		log_warn("endpoint %s: nftables events lost; putting its table back to be sure", e->name);
+	else
+		log_warn("endpoint %s: table inet %s changed by another process (netlink port %u: %s, %u "
+			 "change%s); putting it back",
+			 e->name, NFT_TABLE_NAME, rep.last_portid, rep.last_what, rep.foreign_changes,
+			 rep.foreign_changes == 1 ? "" : "s");
+	endpoint_sync(e);
+}
+
+static void endpoint_log_addrs(struct endpoint_state *e)
+{
+	size_t n;
+	const struct bh_addr *list = addrs_list(e->addrs, &n);
+	char buf[1024] = "";
+	for (size_t i = 0; i < n && strlen(buf) < sizeof(buf) - ADDR_STRLEN - 2; i++) {
+		char s[ADDR_STRLEN];
+		addr_format(&list[i], s);
+		strcat(buf, i ? " " : "");
+		strcat(buf, s);
+	}
+	log_info("endpoint %s: addresses %s", e->name, n ? buf : "(none)");
+}
+
+static void on_addrs(void *data, uint32_t events)
+{
+	struct endpoint_state *e = data;
+	int r = addrs_dispatch(e->addrs);
+	if (r < 0) {
+		/* Lost notifications: start over with a fresh dump. */
+		log_warn("endpoint %s: address notifications lost; reloading", e->name);
+		loop_remove(e->agent->loop, addrs_fd(e->addrs));
+		addrs_free(e->addrs);
+		e->addrs = addrs_open(e->agent->ns, e->netns);
+		if (!e->addrs || loop_add(e->agent->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0) {
+			log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
+			addrs_free(e->addrs);
+			e->addrs = NULL;
+			return;
+		}
+		r = 1;
+	}
+	if (r > 0) {
+		endpoint_log_addrs(e);
+		e->agent->status_dirty = true;
+	}
+}
+
+/* Opens the namespace's sockets; false when it is not there (yet). */
+static bool endpoint_open(struct endpoint_state *e)
+{
+	struct agent *a = e->agent;
+	if (a->o->null_dataplane) {
+		e->present = true;
+		return true;
+	}
+	if (!e->netns) {
+		endpoint_set_error(e, "the inventory gives no netns");
+		return false;
+	}
+	if (netns_identify(e->netns, &e->id) < 0)
+		return false;
+	int r = netns_mnl_open(a->ns, e->netns, NETLINK_NETFILTER, &e->nft);
+	if (r < 0) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "opening nftables in %s: %s", e->netns, strerror(-r));
+		endpoint_set_error(e, msg);
+		return false;
+	}
+	e->drift = drift_open(a->ns, e->netns);
+	if (!e->drift || loop_add(a->loop, drift_fd(e->drift), EPOLLIN, on_drift, e) < 0)
+		log_error("endpoint %s: watching nftables events in %s: %m (tampering will go unnoticed)",
+			  e->name, e->netns);
+	e->addrs = addrs_open(a->ns, e->netns);
+	if (!e->addrs || loop_add(a->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0)
+		log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
+	else
+		endpoint_log_addrs(e);
+	e->present = true;
+	/* Whatever table the namespace holds, we did not make it this run. */
+	e->force_full = true;
+	log_info("endpoint %s: namespace %s opened", e->name, e->netns);
+	a->status_dirty = true;
+	return true;
+}
+
+/* Brings the endpoint's table to the current bundle, if it is not there. */
+static void endpoint_sync(struct endpoint_state *e)
+{
+	struct agent *a = e->agent;
+	if (!a->current || !e->present)
+		return;
+	if (e->applied == a->current && !e->force_full)
+		return;
+	const struct bundle_endpoint *bep = bundle_find_endpoint(a->current->b, e->name);
+	if (!bep) {
+		/* The controller has not compiled for it yet: leave its
+		 * namespace alone. */
+		if (!e->not_in_bundle_logged)
+			log_info("endpoint %s: not in bundle %.12s, left alone", e->name, a->current->b->hash);
+		e->not_in_bundle_logged = true;
+		return;
+	}
+	e->not_in_bundle_logged = false;
+
+	const struct bundle_endpoint *old = e->applied && !e->force_full
+						    ? bundle_find_endpoint(e->applied->b, e->name)
+						    : NULL;
+	bool full = true;
+	int r = old ? nft_batch_build_update(a->nb, e->applied->b, old, a->current->b, bep, &full)
+		    : nft_batch_build(a->nb, a->current->b, bep);
+	if (r == 0 && !a->o->null_dataplane)
+		r = nft_batch_send(a->nb, e->nft);
+	if (r < 0) {
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "applying bundle %.12s: %s", a->current->b->hash, nft_batch_error(a->nb));
+		if (!e->error || strcmp(e->error, msg) != 0)
+			log_error("endpoint %s: %s", e->name, msg);
+		endpoint_set_error(e, msg);
+		e->failures++;
+		/* A failed send leaves the old table whole (one transaction),
+		 * but an unknown outcome means we cannot trust a delta next. */
+		e->force_full = true;
+		return;
+	}
+	struct nft_batch_stats st;
+	nft_batch_stats(a->nb, &st);
+	if (full)
+		e->full_updates++;
+	else
+		e->delta_updates++;
+	log_info("endpoint %s: %s bundle %.12s (%s: %zu rules, %zu sets, %zu elements)%s", e->name,
+		 a->o->null_dataplane ? "built" : "applied", a->current->b->hash, full ? "whole table" : "set delta",
+		 st.rules, st.sets, st.elements, a->o->null_dataplane ? " [null dataplane]" : "");
+	bundle_ref_put(e->applied);
+	e->applied = bundle_ref_get(a->current);
+	e->force_full = false;
+	endpoint_set_error(e, NULL);
+}
+
+/* ---- inputs: inventory and bundle ---- */
+
+static struct endpoint_state *find_endpoint(struct agent *a, const char *name)
+{
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
+		if (strcmp(e->name, name) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static bool same_str(const char *x, const char *y)
+{
+	return (!x && !y) || (x && y && strcmp(x, y) == 0);
+}
+
+static void load_inventory(struct agent *a)
+{
+	struct diag d;
+	diag_init(&d, a->o->inventory_path);
+	struct inventory *inv = inventory_new();
+	if (!inv)
+		abort();
+	if (inventory_load_file(inv, a->o->inventory_path, a->o->node, 0, &d) < 0 ||
+	    inventory_finish(inv, &d) < 0) {
+		/* Keep the endpoints we have: a bad edit must not unmanage them. */
+		log_error("inventory %s rejected; keeping the previous one:", a->o->inventory_path);
+		diag_print(&d, stderr);
+		a->inventories_rejected++;
+		a->status_dirty = true;
+		diag_release(&d);
+		inventory_free(inv);
+		return;
+	}
+	diag_release(&d);
+
+	/* Endpoints gone from the inventory: close; their tables stay
+	 * (fail-static) until the namespace goes. */
+	for (struct endpoint_state **p = &a->endpoints; *p;) {
+		struct endpoint_state *e = *p;
+		bool keep = false;
+		for (size_t i = 0; i < inv->n && !keep; i++)
+			keep = strcmp(inv->v[i].name, e->name) == 0;
+		if (keep) {
+			p = &e->next;
+			continue;
+		}
+		log_info("endpoint %s: removed from the inventory; no longer managed", e->name);
+		*p = e->next;
+		endpoint_free(e);
+	}
+	for (size_t i = 0; i < inv->n; i++) {
+		const struct endpoint *ie = &inv->v[i];
+		struct endpoint_state *e = find_endpoint(a, ie->name);
+		if (e && !same_str(e->netns, ie->netns)) {
+			log_info("endpoint %s: namespace now %s", e->name, ie->netns ? ie->netns : "(none)");
+			endpoint_close(e);
+			free(e->netns);
+			e->netns = ie->netns ? xstrdup(ie->netns) : NULL;
+		}
+		if (!e) {
+			e = xcalloc(1, sizeof(*e));
+			e->agent = a;
+			e->name = xstrdup(ie->name);
+			e->netns = ie->netns ? xstrdup(ie->netns) : NULL;
+			e->next = a->endpoints;
+			a->endpoints = e;
+			log_info("endpoint %s: added (%s)", e->name, e->netns ? e->netns : "no netns");
+		}
+	}
+	inventory_free(inv);
+	a->status_dirty = true;
+}
+
+/* Takes ownership of text. Returns the bundle, or NULL (logged). */
+static struct bundle *decode_bundle(struct agent *a, const char *source, char *text, size_t len)
+{
+	struct diag d;
+	diag_init(&d, source);
+	struct bundle *b = bundle_decode(text, len, &d);
+	free(text);
+	if (!b) {
+		log_error("bundle %s rejected; keeping the one in force:", source);
+		diag_print(&d, stderr);
+	} else if (strcmp(b->node, a->o->node) != 0) {
+		log_error("bundle %s is for node \"%s\", not \"%s\"; keeping the one in force", source, b->node,
+			  a->o->node);
+		bundle_free(b);
+		b = NULL;
+	}
+	diag_release(&d);
+	if (!b) {
+		a->bundles_rejected++;
+		a->status_dirty = true;
+	}
+	return b;
+}
+
+/* Makes b (owned) the bundle to enforce; caches it when asked. */
+static void set_bundle(struct agent *a, struct bundle *b, bool cache)
+{
+	if (a->current && strcmp(a->current->b->hash, b->hash) == 0) {
+		bundle_free(b);
+		return;
+	}
+	if (cache && a->o->state_dir) {
+		char *text = bundle_encode(b, false);
+		int r = text ? state_write(a->o->state_dir, STATE_BUNDLE, text, strlen(text)) : -ENOMEM;
+		if (r < 0)
+			log_error_errno(r, "caching bundle in %s: %m", a->o->state_dir);
+		free(text);
+	}
+	log_info("bundle %.12s in force (%zu endpoints, %zu sets)", b->hash, b->n_endpoints, b->n_sets);
+	bundle_ref_put(a->current);
+	a->current = bundle_ref_new(b);
+	a->status_dirty = true;
+}
+
+/* Returns false when the file could not be read or was rejected. */
+static bool load_bundle_file(struct agent *a)
+{
+	char *text;
+	size_t len;
+	int r = state_read_path(a->o->bundle_path, BUNDLE_MAX_BYTES, &text, &len);
+	if (r < 0) {
+		log_error_errno(r, "reading bundle %s: %m; keeping the one in force", a->o->bundle_path);
+		a->bundles_rejected++;
+		a->status_dirty = true;
+		return false;
+	}
+	struct bundle *b = decode_bundle(a, a->o->bundle_path, text, len);
+	if (b)
+		set_bundle(a, b, true);
+	return b != NULL;
+}
+
+static void load_cached_bundle(struct agent *a)
+{
+	char *text;
+	size_t len;
+	if (!a->o->state_dir)
+		return;
+	int r = state_read(a->o->state_dir, STATE_BUNDLE, BUNDLE_MAX_BYTES, &text, &len);
+	if (r == -ENOENT)
+		return;
+	if (r < 0) {
+		log_error_errno(r, "reading cached bundle in %s: %m", a->o->state_dir);
+		return;
+	}
+	struct bundle *b = decode_bundle(a, "cached bundle", text, len);
+	if (b) {
+		log_info("starting from the cached bundle %.12s", b->hash);
+		set_bundle(a, b, false);
+	}
+}
+
+/* ---- status ---- */
+
+static void write_status(struct agent *a)
+{
+	if (!a->o->state_dir || !a->status_dirty)
+		return;
+	json_t *eps = json_array();
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
+		json_t *addrs = json_array();
+		size_t n = 0;
+		const struct bh_addr *list = e->addrs ? addrs_list(e->addrs, &n) : NULL;
+		for (size_t i = 0; i < n; i++) {
+			char s[ADDR_STRLEN];
+			addr_format(&list[i], s);
+			json_array_append_new(addrs, json_string(s));
+		}
+		json_array_append_new(
+			eps, json_pack("{s:s,s:s?,s:b,s:o,s:s?,s:s?,s:{s:I,s:I,s:I,s:I}}", "name", e->name, "netns",
+				       e->netns, "present", e->present, "addresses", addrs, "applied",
+				       e->applied ? e->applied->b->hash : NULL, "error", e->error, "counters",
+				       "full_updates", (json_int_t)e->full_updates, "delta_updates",
+				       (json_int_t)e->delta_updates, "failures", (json_int_t)e->failures,
+				       "tampering", (json_int_t)e->tampering));
+	}
+	json_t *st = json_pack("{s:s,s:s?,s:s,s:o,s:{s:I,s:I}}", "node", a->o->node, "bundle",
+			       a->current ? a->current->b->hash : NULL, "dataplane",
+			       a->o->null_dataplane ? "null" : "nft", "endpoints", eps, "rejected", "bundles",
+			       (json_int_t)a->bundles_rejected, "inventories", (json_int_t)a->inventories_rejected);
+	char *text = st ? json_dumps(st, JSON_INDENT(2)) : NULL;
+	json_decref(st);
+	if (!text)
+		abort();
+	int r = state_write(a->o->state_dir, STATE_STATUS, text, strlen(text));
+	if (r < 0)
+		log_error_errno(r, "writing %s/%s: %m", a->o->state_dir, STATE_STATUS);
+	free(text);
+	a->status_dirty = false;
+}
+
+/* ---- the loop's handlers ---- */
+
+static unsigned sync_all(struct agent *a)
+{
+	unsigned behind = 0;
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
+		if (!e->present)
+			endpoint_open(e);
+		endpoint_sync(e);
+		if (a->current && (!e->present || e->applied != a->current) &&
+		    bundle_find_endpoint(a->current->b, e->name))
+			behind++;
+	}
+	return behind;
+}
+
+/* Namespaces come and go with their containers: a path that disappears or
+ * now names another namespace means the old one is gone. Our sockets would
+ * keep a dead namespace alive, so they are closed at once. */
+static void check_namespaces(struct agent *a)
+{
+	if (a->o->null_dataplane)
+		return;
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
+		if (!e->present)
+			continue;
+		struct netns_id id;
+		int r = netns_identify(e->netns, &id);
+		if (r == 0 && id.dev == e->id.dev && id.ino == e->id.ino)
+			continue;
+		log_info("endpoint %s: namespace %s %s", e->name, e->netns, r < 0 ? "is gone" : "was replaced");
+		endpoint_close(e);
+	}
+}
+
+static void on_tick(void *data, uint32_t events)
+{
+	struct agent *a = data;
+	check_namespaces(a);
+	sync_all(a);
+	write_status(a);
+}
+
+static void on_watch(void *data, uint32_t events)
+{
+	struct agent *a = data;
+	unsigned changed = 0;
+	watch_dispatch(a->watch, &changed);
+	if (a->watch_inventory >= 0 && (changed & (1u << a->watch_inventory)))
+		load_inventory(a);
+	if (a->watch_bundle >= 0 && (changed & (1u << a->watch_bundle)))
+		(void)load_bundle_file(a);
+	if (changed) {
+		sync_all(a);
+		write_status(a);
+	}
+}
+
+/* ---- life cycle ---- */
+
+struct agent *agent_new(const struct agent_options *o, struct loop *loop)
+{
+	struct agent *a = xcalloc(1, sizeof(*a));
+	a->o = o;
+	a->loop = loop;
+	a->watch_inventory = a->watch_bundle = -1;
+	a->nb = nft_batch_new(o->nflog_group);
+	if (!a->nb)
+		abort();
+	if (!o->null_dataplane) {
+		a->ns = netns_new();
+		if (!a->ns) {
+			log_error("opening the agent's own network namespace: %m");
+			agent_free(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+void agent_free(struct agent *a)
+{
+	if (!a)
+		return;
+	while (a->endpoints) {
+		struct endpoint_state *e = a->endpoints;
+		a->endpoints = e->next;
+		endpoint_free(e);
+	}
+	if (a->watch) {
+		loop_remove(a->loop, watch_fd(a->watch));
+		watch_free(a->watch);
+	}
+	bundle_ref_put(a->current);
+	nft_batch_free(a->nb);
+	netns_free(a->ns);
+	free(a);
+}
+
+unsigned agent_start(struct agent *a, bool once)
+{
+	/* Fail-static restart: the cached bundle goes back first, before
+	 * anything newer is read (or, later, any controller answers). */
+	load_cached_bundle(a);
+	load_inventory(a);
+	if (a->current)
+		sync_all(a);
+	bool bundle_ok = !a->o->bundle_path || load_bundle_file(a);
+	unsigned behind = sync_all(a);
+	a->status_dirty = true;
+	write_status(a);
+	if (once) /* a rejected --bundle or none at all is a failure too */
+		return behind + !bundle_ok + !a->current;
+
+	a->watch = watch_new();
+	if (!a->watch || loop_add(a->loop, watch_fd(a->watch), EPOLLIN, on_watch, a) < 0) {
+		log_error("watching files: %m; changes to them need a restart");
+	} else {
+		a->watch_inventory = watch_add(a->watch, a->o->inventory_path);
+		if (a->watch_inventory < 0)
+			log_error_errno(a->watch_inventory, "watching %s: %m", a->o->inventory_path);
+		if (a->o->bundle_path) {
+			a->watch_bundle = watch_add(a->watch, a->o->bundle_path);
+			if (a->watch_bundle < 0)
+				log_error_errno(a->watch_bundle, "watching %s: %m", a->o->bundle_path);
+		}
+	}
+	int r = loop_add_timer(a->loop, TICK_MS, on_tick, a);
+	if (r < 0)
+		log_error_errno(r, "timer: %m; namespaces and retries are not checked");
+	return behind;
+}

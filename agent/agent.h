@@ -1,0 +1,32 @@
+/* agent: the node agent's core. It keeps, for every endpoint of the
+ * inventory, the namespace's sockets (nftables requests and events,
+ * addresses) and the table the current bundle asks for, and puts that
+ * table back whenever it is missing, stale or tampered with. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bulkhead/common.h"
+#include "loop.h"
+
+struct agent_options {
+	const char *node;
+	const char *inventory_path;
+	const char *bundle_path; /* optional: a compiled bundle file, watched */
+	const char *state_dir;   /* optional with --once: cache and status.json */
+	bool null_dataplane;     /* build every batch, touch no kernel state */
+	uint16_t nflog_group;
+};
+
+struct agent;
+
+/* Borrows o (strings included) and loop for its lifetime. */
+struct agent *agent_new(const struct agent_options *o, struct loop *loop);
+void agent_free(struct agent *a);
+
+/* Loads the cached bundle and applies it, then the inventory and --bundle,
+ * and (unless once) registers its watches and timers on the loop. Returns
+ * the number of endpoints that could not be brought up to date (0: all);
+ * with once, a rejected --bundle or no bundle at all counts as one more. */
+unsigned agent_start(struct agent *a, bool once);

@@ -1,0 +1,84 @@
+/* Files in the agent's state directory (see state.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "state.h"
+
+int state_write(const char *dir, const char *name, const char *text, size_t len)
+{
+	char path[4096], tmp[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(fd, text + off, len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int r = -errno;
+			close(fd);
+			unlink(tmp);
+			return r;
+		}
+		off += (size_t)n;
+	}
+	/* The cache must survive a crash: data on disk before the rename. */
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		int r = -errno;
+		unlink(tmp);
+		return r;
+	}
+	if (rename(tmp, path) < 0) {
+		int r = -errno;
+		unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
+int state_read_path(const char *path, size_t max, char **text, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+		close(fd);
+		return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+	}
+	char *buf = xmalloc((size_t)st.st_size + 1);
+	size_t off = 0;
+	while (off < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* shrank under us: take what is there */
+		off += (size_t)n;
+	}
+	close(fd);
+	buf[off] = '\0';
+	*text = buf;
+	*len = off;
+	return 0;
+}
+
+int state_read(const char *dir, const char *name, size_t max, char **text, size_t *len)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return state_read_path(path, max, text, len);
+}

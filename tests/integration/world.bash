@@ -1,0 +1,108 @@
+# Shared by the integration tests (source it): a per-run world of network
+# namespaces per DESIGN §7, checks that count, and cleanup on any exit.
+#
+#   world_init NAME            prefix, temp dir, fabric namespace + bridge, traps
+#   world_add_endpoint N V4 V6 namespace $P-N on the bridge, eth0 with
+#                              198.18.0.V4/24 and 2001:db8:1::V6/64
+#   world_serve N SPEC...      probe.py listeners in $P-N (tcp:80 udp:53 ...)
+#   can NS PROTO ADDR ARG...   probe from $P-NS succeeds (probe.py args)
+#   ok/not_ok/check/finish     counting and the closing "N passed, N failed"
+#
+# Only ever touches namespaces named with the per-run prefix; the host's
+# interfaces and firewall are never touched.
+
+LIB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
+PROBE=$LIB_ROOT/tests/integration/probe.py
+PASS_TIMEOUT=${PASS_TIMEOUT:-1.0}
+FAIL_TIMEOUT=${FAIL_TIMEOUT:-0.5}
+passed=0
+failed=0
+WORLD_PIDS=()
+
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+# check NAME COMMAND...: ok when the command succeeds.
+check() { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; }
+
+world_cleanup() {
+	local ns pids pid
+	for pid in "${WORLD_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		case $ns in
+		"$P"-*)
+			pids=$(ip netns pids "$ns" 2>/dev/null)
+			# shellcheck disable=SC2086 # one pid per word
+			[ -n "$pids" ] && kill $pids 2>/dev/null
+			ip netns del "$ns" 2>/dev/null
+			;;
+		esac
+	done
+	rm -rf "$TMP"
+}
+
+# world_init NAME: needs root; sets P (prefix), FAB, TMP.
+world_init() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "not ok - $1 needs root (network namespaces, nftables)"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+	P=bh$1$$
+	FAB=$P-fab
+	TMP=$(mktemp -d "/tmp/bulkhead-$1.XXXXXX")
+	trap world_cleanup EXIT
+	trap 'exit 130' INT TERM
+	ip netns add "$FAB" || return 1
+	ip -n "$FAB" link set lo up
+	ip -n "$FAB" link add br0 type bridge mcast_snooping 0 || return 1
+	ip -n "$FAB" link set br0 up
+	WORLD_PORTS=0
+}
+
+world_add_endpoint() { # NAME V4HOST V6HOST
+	local ns=$P-$1
+	WORLD_PORTS=$((WORLD_PORTS + 1))
+	ip netns add "$ns" || return 1
+	# No duplicate address detection: addresses are usable at once.
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	ip -n "$ns" link set lo up
+	ip -n "$FAB" link add "v$WORLD_PORTS" type veth peer name eth0 netns "$ns" || return 1
+	ip -n "$FAB" link set "v$WORLD_PORTS" master br0 up
+	ip -n "$ns" addr add "198.18.0.$2/24" dev eth0
+	ip -n "$ns" addr add "2001:db8:1::$3/64" dev eth0 nodad
+	ip -n "$ns" link set eth0 up
+}
+
+world_serve() { # NAME SPEC...
+	local name=$1 ready="$TMP/ready-$1"
+	shift
+	ip netns exec "$P-$name" "$PYTHON" "$PROBE" serve "$ready" "$@" >/dev/null 2>&1 &
+	WORLD_PIDS+=($!)
+	for _ in $(seq 50); do [ -e "$ready" ] && return 0; sleep 0.1; done
+	return 1
+}
+
+# can FROM PROTO ADDR ARGS...: the probe from $P-FROM got its answer.
+can() {
+	local from=$1 proto=$2
+	shift 2
+	ip netns exec "$P-$from" "$PYTHON" "$PROBE" "$proto" "$@" "$PASS_TIMEOUT" >/dev/null 2>&1
+}
+cannot() {
+	local from=$1 proto=$2
+	shift 2
+	! ip netns exec "$P-$from" "$PYTHON" "$PROBE" "$proto" "$@" "$FAIL_TIMEOUT" >/dev/null 2>&1
+}
+
+# wait_for SECONDS COMMAND...: polls every 0.1 s until the command succeeds.
+wait_for() {
+	local limit=$1 i
+	shift
+	for ((i = 0; i < limit * 10; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
