@@ -1,0 +1,39 @@
+#!/bin/bash
+# element-delta: one new member of a label group, as a set-element delta
+# built by nft_batch_build_update and sent as one transaction, vs the
+# operator's `nft add element inet bulkhead SET { ADDR }`, side by side in
+# one namespace holding the 10,000-member table of program-ruleset.sh.
+# Target: >= 10x faster. Reports, never asserts.
+#
+#   bench/element-delta.sh [BUILD_DIR]     (root; REPS=200 by default)
+set -u
+BENCH=element-delta
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+REPS=${REPS:-200}
+NFT_BENCH=$BUILD/bench/nft-bench
+
+HINT="apt-get install nftables" need nft
+[ -x "$NFT_BENCH" ] || die "$NFT_BENCH not built (ninja -C $BUILD)"
+netns ns
+
+"$NFT_BENCH" delta "/run/netns/$P-ns" "$REPS" >"$TMP/out" || die "nft-bench failed"
+shape=$(sed -n 's/^shape //p' "$TMP/out")
+rules=$(ip netns exec "$P-ns" nft -a list table inet bulkhead | grep '# handle' | grep -Evc '^\s*(table|chain|set) ')
+
+echo "element-delta: one IPv4 member more in one set of a 10,000-member table, $REPS repetitions, one namespace"
+echo "  each run adds a new address, and is undone untimed before the next; table: $rules rules"
+echo "  Bulkhead: nft_batch_build_update(old bundle, new bundle) + nft_batch_send on a socket open in"
+echo "            the namespace; the update it built: $shape"
+echo "  peer:     nft add element inet bulkhead SET { ADDR }, process start to exit, entered by setns()"
+echo
+table_header
+table_row "median, build + send" "$(result "$TMP/out" libnftnl median)" \
+	"$(result "$TMP/out" nft-add-element median)" ms 10
+table_row "min, build + send" "$(result "$TMP/out" libnftnl min)" "$(result "$TMP/out" nft-add-element min)" ms 10
+table_row "median, + socket open/close" "$(result "$TMP/out" libnftnl-once median)" \
+	"$(result "$TMP/out" nft-add-element median)" ms -
+echo
+echo "  The build compares both bundles' rules and sets (shape unchanged: no rule is rewritten) and"
+echo "  diffs every set's members; decoding the bundle is not included on either side."
+exit 0

@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# Shared by the benchmark scripts (sourced, not run): root check, build
+# directory, namespaces with a per-run prefix removed by a trap, and the
+# comparison table every benchmark prints.
+#
+# A script sets BENCH (its name) and then sources this file with the
+# script's own arguments: bench/NAME.sh [BUILD_DIR].
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${1:-${BUILD_DIR:-$ROOT/build}}
+BUILD=$(cd "$BUILD" 2>/dev/null && pwd || echo "$BUILD")
+
+if [ "$(id -u)" != 0 ]; then
+	echo "$BENCH: needs root (network namespaces, nftables)" >&2
+	exit 77
+fi
+
+P=bhb$$ # per-run prefix of every namespace name
+TMP=$(mktemp -d "/tmp/bulkhead-$BENCH.XXXXXX")
+
+bench_cleanup() {
+	local ns
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		case $ns in
+		"$P"-*) ip netns del "$ns" 2>/dev/null ;;
+		esac
+	done
+	rm -rf "$TMP"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() {
+	echo "$BENCH: $*" >&2
+	exit 1
+}
+
+need() {
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || die "$tool not found${HINT:+ ($HINT)}"
+	done
+}
+
+# netns NAME: a namespace $P-NAME with loopback up; nothing else in it.
+netns() {
+	ip netns add "$P-$1" || die "cannot create namespace $P-$1"
+	ip -n "$P-$1" link set lo up
+}
+
+# result FILE WHO FIELD: a field (median, min, n) of nft-bench's result line.
+result() {
+	sed -n "s/^result $2 .*\\b$3=\\([0-9.]*\\).*/\\1/p" "$1"
+}
+
+# The table: rows of "WHAT|BULKHEAD|PEER|UNIT|TARGET" where TARGET is a
+# minimum ratio peer/Bulkhead (times faster), "max:N" for an absolute
+# ceiling on the Bulkhead figure, or "-" for a figure shown for context.
+table_header() {
+	printf '%-34s %12s %12s %8s %10s  %s\n' "" "Bulkhead" "peer" "ratio" "target" "met"
+}
+
+table_row() {
+	local what=$1 ours=$2 peer=$3 unit=$4 target=$5
+	awk -v what="$what" -v ours="$ours" -v peer="$peer" -v unit="$unit" -v target="$target" 'BEGIN {
+		ratio = "-"; tgt = "-"; met = "-"
+		if (ours + 0 > 0 && peer != "-" && peer + 0 > 0)
+			ratio = sprintf("%.1fx", peer / ours)
+		if (target ~ /^max:/) {
+			limit = substr(target, 5)
+			tgt = "<= " limit " " unit
+			met = ours + 0 <= limit + 0 ? "yes" : "NO"
+		} else if (target != "-") {
+			tgt = ">= " target "x"
+			met = (ours + 0 > 0 && peer / ours >= target) ? "yes" : "NO"
+		}
+		fmt = unit == "ms" ? "%.3f %s" : "%.1f %s"
+		p = peer == "-" ? "-" : sprintf(fmt, peer, unit)
+		printf "%-34s %12s %12s %8s %10s  %s\n", what, sprintf(fmt, ours, unit), p, ratio, tgt, met
+	}'
+}
