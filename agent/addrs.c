@@ -12,7 +12,7 @@
 #include <netlink/route/link.h>
 
 #include "addrs.h"
-#include "log.h"
+#include "bulkhead/log.h"
 
 struct addrs {
 	struct nl_cache_mngr *mngr;

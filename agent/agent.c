@@ -15,7 +15,7 @@
 #include "addrs.h"
 #include "agent.h"
 #include "drift.h"
-#include "log.h"
+#include "bulkhead/log.h"
 #include "netns.h"
 #include "nft.h"
 #include "state.h"

@@ -12,7 +12,7 @@
 #include <linux/netfilter/nfnetlink.h>
 
 #include "drift.h"
-#include "log.h"
+#include "bulkhead/log.h"
 #include "nft.h"
 
 struct drift {

@@ -7,7 +7,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "bulkhead/log.h"
 #include "loop.h"
 
 struct loop_source {

@@ -14,7 +14,7 @@
 #include "bulkhead/bundle.h"
 #include "bulkhead/inventory.h"
 #include "agent.h"
-#include "log.h"
+#include "bulkhead/log.h"
 #include "loop.h"
 #include "nft.h"
 #include "state.h"

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "bulkhead/log.h"
 #include "state.h"
 
 int state_write(const char *dir, const char *name, const char *text, size_t len)

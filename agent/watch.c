@@ -8,7 +8,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "bulkhead/log.h"
 #include "watch.h"
 
 #define WATCH_MAX 8

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "bulkhead/log.h"
 
 static const char *log_prog = "bulkhead";
 static bool log_verbose;
