@@ -1,0 +1,105 @@
+/* The wire protocol between bulkhead-agent (DEALER) and bulkhead-controller
+ * (ROUTER), DESIGN §4.
+ *
+ * A message is two frames: the type's name in ASCII ("HELLO") and a JSON
+ * object that always carries "v": PROTO_VERSION. Anything else — more or
+ * fewer frames, an unknown type, a body that is not JSON, a missing or
+ * mistyped member, another version — is malformed: the receiver counts it,
+ * logs it and drops it. Unknown members are ignored (room to grow).
+ *
+ * agent → controller
+ *   HELLO      {"node", "agent": VERSION, "revision": N|null, "hash": H|null,
+ *               "endpoints": [ENDPOINT...]}
+ *              on connect, on RESYNC, and whenever a DELTA does not fit
+ *   ACK        {"revision": N, "hash": H, "ok": BOOL, "error": S|null,
+ *               "endpoints": [{"name", "applied": H|null, "error": S|null}]}
+ *              after every BUNDLE or DELTA; ok: the whole bundle is in force
+ *              on every endpoint; "hash" is the bundle now held
+ *   ENDPOINTS  {"endpoints": [ENDPOINT...]}  the node's whole list, whenever
+ *              the inventory or an address changes
+ *   HEARTBEAT  {"revision": N|null, "hash": H|null}
+ *   FLOWS      reserved for denied-flow reports (issue 5); counted, dropped
+ *
+ * controller → agent
+ *   BUNDLE     {"revision": N, "bundle": BUNDLE-JSON}   the whole bundle
+ *   DELTA      {"revision": N, "base": H, "hash": H2, "sets": [SET-DELTA...]}
+ *              the bundle H with set elements added and removed gives H2; an
+ *              agent that does not hold H answers with HELLO (full resync)
+ *   HEARTBEAT  {}
+ *   RESYNC     {"reason": S}   "say HELLO": the controller does not know this
+ *              connection (it restarted) or lost track of what it holds
+ *   REFUSED    {"reason": S}   the HELLO was refused (wrong node for the key,
+ *              bad version); the agent logs it and retries later
+ *
+ * ENDPOINT  = {"name", "netns": S|null, "labels": {K: V}, "addresses": [IP]}
+ * SET-DELTA = {"id", "ipv4": {"add": [E], "remove": [E]},
+ *                    "ipv6": {"add": [E], "remove": [E]}}
+ *             E as in the bundle's sets ("198.18.0.1", "A-B" ranges)
+ *
+ * A peer silent for PROTO_DEAD_HEARTBEATS heartbeat intervals is down. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "bulkhead/common.h"
+#include "bulkhead/diag.h"
+
+#define PROTO_VERSION 1
+/* ZMQ_MAXMSGSIZE on both sides: a bundle of a large node fits with room. */
+#define PROTO_MAX_MSG (64 << 20)
+#define PROTO_HEARTBEAT_MS 1000
+#define PROTO_DEAD_HEARTBEATS 3
+
+enum proto_type {
+	PROTO_HELLO,
+	PROTO_BUNDLE,
+	PROTO_DELTA,
+	PROTO_ACK,
+	PROTO_ENDPOINTS,
+	PROTO_HEARTBEAT,
+	PROTO_FLOWS,
+	PROTO_RESYNC,
+	PROTO_REFUSED,
+	PROTO_TYPE_COUNT,
+};
+
+const char *proto_type_name(enum proto_type t);
+
+/* A decoded message. body is owned by the message; its shape has been
+ * checked for the members listed above (their types and ranges), so readers
+ * may use json_object_get on them without further type checks. */
+struct proto_msg {
+	enum proto_type type;
+	json_t *body;
+};
+
+/* Decodes the two frames of a message from an untrusted peer. 0, or -EINVAL
+ * with the reason in err (a static or caller-sized string). */
+BH_MUST_CHECK int proto_decode(const void *type, size_t type_len, const void *body, size_t body_len,
+			       struct proto_msg *out, char *err, size_t err_size);
+void proto_msg_release(struct proto_msg *m);
+
+/* Serialises a body (adds "v"); the caller frees the text with free().
+ * Steals the reference to body. NULL on ENOMEM. */
+char *proto_encode(json_t *body, size_t *len);
+
+/* Endpoint lists (HELLO, ENDPOINTS) as an inventory document for node:
+ * {"node": node, "endpoints": [...]} ready for inventory_load_json with
+ * INVENTORY_NEED_ADDRESSES. New reference. */
+json_t *proto_endpoints_inventory(const char *node, json_t *endpoints);
+
+/* ---- set-element deltas between two bundles of one node ---- */
+
+/* The DELTA "sets" list turning bundle JSON from into to, or NULL when they
+ * differ in anything but set elements (then a full BUNDLE is needed).
+ * Both are bundle_to_json() objects. New reference. */
+json_t *proto_delta_make(json_t *from, json_t *to);
+/* Applies a SET-DELTA list to a copy of bundle JSON base; the result still
+ * has base's "hash", so bundle_from_json on it fails unless the caller puts
+ * the expected hash in first (which is how a delta is verified). NULL with
+ * the problem in diag. New reference. */
+json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag);
