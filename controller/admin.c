@@ -1,0 +1,324 @@
+/* The admin endpoint (see admin.h and bulkhead/admin.h). */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "bulkhead/admin.h"
+#include "bulkhead/compile.h"
+#include "bulkhead/log.h"
+#include "bulkhead/sha256.h"
+#include "admin.h"
+
+struct admin {
+	void *rep;
+	struct store *store;
+	struct compiler *compiler;
+	struct agents *agents;
+	uint64_t malformed;
+};
+
+static json_t *fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *fail(int code, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b,s:i,s:s}", "ok", 0, "code", code, "error", buf);
+}
+
+static json_t *ok(json_t *payload)
+{
+	json_object_set_new(payload, "ok", json_true());
+	return payload;
+}
+
+/* ---- policy ---- */
+
+json_t *admin_apply_policy(struct store *s, struct compiler *c, const char *document, const char *file,
+			   const char *comment)
+{
+	struct diag d;
+	diag_init(&d, file && file[0] ? file : "policy");
+	struct policy_doc *doc = policy_parse_string(document, strlen(document), &d);
+	if (!doc) {
+		json_t *errors = json_array();
+		for (size_t i = 0; i < d.n; i++)
+			json_array_append_new(errors, json_sprintf("%s: %s%s%s", d.file, d.v[i].path,
+								   d.v[i].path[0] ? ": " : "", d.v[i].message));
+		json_t *r = fail(2, "%s: invalid policy (%zu error%s); revision %lld stays in force", d.file, d.n,
+				 d.n == 1 ? "" : "s", (long long)compiler_revision(c));
+		json_object_set_new(r, "errors", errors);
+		diag_release(&d);
+		return r;
+	}
+	diag_release(&d);
+
+	struct store_revision cur = {0};
+	if (compiler_revision(c) && store_get_revision(s, compiler_revision(c), &cur) == 0) {
+		char hex[65];
+		sha256_hex(document, strlen(document), hex);
+		if (strcmp(hex, cur.sha256) == 0) {
+			store_revision_release(&cur);
+			policy_doc_free(doc);
+			return ok(json_pack("{s:I,s:b}", "revision", (json_int_t)compiler_revision(c), "unchanged", 1));
+		}
+		store_revision_release(&cur);
+	}
+	int64_t rev;
+	if (store_add_revision(s, document, comment, &rev) < 0) {
+		policy_doc_free(doc);
+		log_error("storing a policy revision: %s", store_error(s));
+		return fail(1, "storing the revision failed: %s", store_error(s));
+	}
+	compiler_set_policy(c, rev, doc);
+	log_info("policy revision %lld applied%s%s", (long long)rev, comment ? ": " : "", comment ? comment : "");
+	return ok(json_pack("{s:I,s:b}", "revision", (json_int_t)rev, "unchanged", 0));
+}
+
+static void add_revision(void *data, const struct store_revision *r)
+{
+	json_t *arr = data;
+	json_array_append_new(arr, json_pack("{s:I,s:I,s:s?,s:s}", "revision", (json_int_t)r->revision, "time",
+					     (json_int_t)r->time, "comment", r->comment, "sha256", r->sha256));
+}
+
+static json_t *cmd_history(struct admin *a, json_t *req)
+{
+	json_t *revs = json_array();
+	if (store_each_revision(a->store, add_revision, revs) < 0) {
+		json_decref(revs);
+		return fail(1, "reading the history: %s", store_error(a->store));
+	}
+	size_t i;
+	json_t *r;
+	json_array_foreach(revs, i, r) json_object_set_new(
+		r, "current",
+		json_boolean(json_integer_value(json_object_get(r, "revision")) == compiler_revision(a->compiler)));
+	return ok(json_pack("{s:o}", "revisions", revs));
+}
+
+/* The "revision" member: 0 when absent (meaning newest), -1 when bad. */
+static int64_t req_revision(json_t *req)
+{
+	json_t *v = json_object_get(req, "revision");
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 1)
+		return -1;
+	return json_integer_value(v);
+}
+
+static json_t *cmd_show(struct admin *a, json_t *req)
+{
+	int64_t rev = req_revision(req);
+	if (rev < 0)
+		return fail(2, "\"revision\" must be an integer >= 1");
+	if (rev == 0)
+		rev = compiler_revision(a->compiler);
+	struct store_revision r = {0};
+	int e = rev ? store_get_revision(a->store, rev, &r) : -ENOENT;
+	if (e == -ENOENT)
+		return rev ? fail(2, "no revision %lld", (long long)rev) : fail(1, "no policy has been applied yet");
+	if (e < 0)
+		return fail(1, "reading revision %lld: %s", (long long)rev, store_error(a->store));
+	json_t *out = json_pack("{s:I,s:I,s:s?,s:s}", "revision", (json_int_t)r.revision, "time", (json_int_t)r.time,
+				"comment", r.comment, "document", r.document);
+	store_revision_release(&r);
+	return ok(out);
+}
+
+static json_t *cmd_apply(struct admin *a, json_t *req)
+{
+	json_t *docv = json_object_get(req, "document"), *file = json_object_get(req, "file"),
+	       *comment = json_object_get(req, "comment");
+	if (!json_is_string(docv) || (file && !json_is_string(file)) || (comment && !json_is_null(comment) && !json_is_string(comment)))
+		return fail(2, "policy.apply needs \"document\" (and optional \"file\", \"comment\") as strings");
+	return admin_apply_policy(a->store, a->compiler, json_string_value(docv), json_string_value(file),
+				  json_string_value(comment));
+}
+
+static json_t *cmd_rollback(struct admin *a, json_t *req)
+{
+	int64_t rev = req_revision(req);
+	if (rev <= 0)
+		return fail(2, "policy.rollback needs \"revision\", an integer >= 1");
+	struct store_revision r = {0};
+	int e = store_get_revision(a->store, rev, &r);
+	if (e == -ENOENT)
+		return fail(2, "no revision %lld", (long long)rev);
+	if (e < 0)
+		return fail(1, "reading revision %lld: %s", (long long)rev, store_error(a->store));
+	char comment[64], file[64];
+	snprintf(comment, sizeof(comment), "rollback to %lld", (long long)rev);
+	snprintf(file, sizeof(file), "revision %lld", (long long)rev);
+	json_t *out = admin_apply_policy(a->store, a->compiler, r.document, file, comment);
+	store_revision_release(&r);
+	return out;
+}
+
+/* ---- status and endpoints ---- */
+
+static json_t *cmd_status(struct admin *a, json_t *req)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t rev = compiler_revision(a->compiler);
+	json_t *counters = agents_counters(a->agents);
+	json_object_set_new(counters, "admin_requests_malformed", json_integer((json_int_t)a->malformed));
+	return ok(json_pack("{s:o,s:I,s:o,s:o}", "revision", rev ? json_integer(rev) : json_null(), "time",
+			    (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "nodes", agents_status_nodes(a->agents),
+			    "counters", counters));
+}
+
+static json_t *cmd_endpoints(struct admin *a, json_t *req)
+{
+	json_t *nodev = json_object_get(req, "node");
+	if (nodev && !json_is_null(nodev) && !json_is_string(nodev))
+		return fail(2, "\"node\" must be a string");
+	const char *node = json_string_value(nodev);
+	compiler_refresh(a->compiler);
+	const struct inventory *inv = compiler_inventory(a->compiler);
+	const struct policy_doc *doc = compiler_policy(a->compiler);
+	json_t *out = json_array();
+	for (size_t i = 0; inv && i < inv->n; i++) {
+		const struct endpoint *ep = &inv->v[i];
+		if (node && strcmp(node, ep->node) != 0)
+			continue;
+		json_t *labels = json_object(), *addrs = json_array(), *groups = json_array();
+		for (size_t k = 0; k < ep->labels.n; k++)
+			json_object_set_new(labels, ep->labels.v[k].key, json_string(ep->labels.v[k].value));
+		for (size_t k = 0; k < ep->n_addrs; k++) {
+			char s[ADDR_STRLEN];
+			addr_format(&ep->addrs[k], s);
+			json_array_append_new(addrs, json_string(s));
+		}
+		for (size_t g = 0; doc && g < doc->n_groups; g++)
+			if (compile_group_selects(doc->groups[g], ep))
+				json_array_append_new(groups, json_string(doc->groups[g]->name));
+		json_array_append_new(out, json_pack("{s:s,s:s,s:s?,s:o,s:o,s:o}", "node", ep->node, "name", ep->name,
+						     "netns", ep->netns, "labels", labels, "addresses", addrs, "groups",
+						     groups));
+	}
+	return ok(json_pack("{s:o}", "endpoints", out));
+}
+
+static json_t *handle(struct admin *a, const void *data, size_t len)
+{
+	json_error_t jerr;
+	json_t *req = json_loadb(data, len, 0, &jerr);
+	json_t *reply;
+	const char *cmd = json_string_value(json_object_get(req, "cmd"));
+	json_t *v = json_object_get(req, "v");
+	if (!json_is_object(req) || !cmd) {
+		a->malformed++;
+		reply = fail(2, "malformed request: %s", req ? "no \"cmd\"" : jerr.text);
+	} else if (!json_is_integer(v) || json_integer_value(v) != ADMIN_VERSION) {
+		reply = fail(2, "admin protocol version mismatch: the controller speaks %d", ADMIN_VERSION);
+	} else if (strcmp(cmd, "policy.apply") == 0) {
+		reply = cmd_apply(a, req);
+	} else if (strcmp(cmd, "policy.history") == 0) {
+		reply = cmd_history(a, req);
+	} else if (strcmp(cmd, "policy.show") == 0) {
+		reply = cmd_show(a, req);
+	} else if (strcmp(cmd, "policy.rollback") == 0) {
+		reply = cmd_rollback(a, req);
+	} else if (strcmp(cmd, "status") == 0) {
+		reply = cmd_status(a, req);
+	} else if (strcmp(cmd, "endpoints") == 0) {
+		reply = cmd_endpoints(a, req);
+	} else {
+		reply = fail(2, "unknown command \"%s\"", cmd);
+	}
+	json_decref(req);
+	return reply;
+}
+
+void admin_dispatch(struct admin *a)
+{
+	for (int i = 0; i < 100; i++) {
+		zmq_msg_t m;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, a->rep, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			return;
+		}
+		/* REP: one frame requests only; drain any extra frames. */
+		bool extra = zmq_msg_more(&m);
+		json_t *reply;
+		if (extra) {
+			while (zmq_msg_more(&m)) {
+				zmq_msg_close(&m);
+				zmq_msg_init(&m);
+				if (zmq_msg_recv(&m, a->rep, 0) < 0)
+					break;
+			}
+			a->malformed++;
+			reply = fail(2, "malformed request: more than one frame");
+		} else {
+			reply = handle(a, zmq_msg_data(&m), zmq_msg_size(&m));
+		}
+		zmq_msg_close(&m);
+		char *text = json_dumps(reply, JSON_COMPACT);
+		json_decref(reply);
+		if (!text)
+			abort();
+		if (zmq_send(a->rep, text, strlen(text), 0) < 0)
+			log_warn("admin: sending a reply: %s", zmq_strerror(errno));
+		free(text);
+	}
+}
+
+/* ---- life cycle ---- */
+
+struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struct compiler *c, struct agents *ag,
+			char **err)
+{
+	struct admin *a = xcalloc(1, sizeof(*a));
+	a->store = s;
+	a->compiler = c;
+	a->agents = ag;
+	*err = NULL;
+	const char *path = strncmp(endpoint, "ipc://", 6) == 0 ? endpoint + 6 : NULL;
+	if (path) {
+		/* Root-only: the directory keeps others out before the socket
+		 * exists; the socket's own mode follows. */
+		char *dir = xstrdup(path);
+		char *d = dirname(dir);
+		if (mkdir(d, 0700) < 0 && errno != EEXIST)
+			log_warn("admin: creating %s: %m", d);
+		free(dir);
+	}
+	a->rep = zmq_socket(zctx, ZMQ_REP);
+	int zero = 0;
+	int64_t max = ADMIN_MAX_MSG;
+	if (!a->rep || zmq_setsockopt(a->rep, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
+	    zmq_setsockopt(a->rep, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 || zmq_bind(a->rep, endpoint) < 0) {
+		if (asprintf(err, "admin endpoint %s: %s", endpoint, zmq_strerror(errno)) < 0)
+			abort();
+		admin_free(a);
+		return NULL;
+	}
+	if (path && chmod(path, 0600) < 0)
+		log_warn("admin: chmod 0600 %s: %m", path);
+	return a;
+}
+
+void admin_free(struct admin *a)
+{
+	if (!a)
+		return;
+	if (a->rep)
+		zmq_close(a->rep);
+	free(a);
+}
+
+void admin_poll_item(struct admin *a, zmq_pollitem_t *item)
+{
+	*item = (zmq_pollitem_t){.socket = a->rep, .events = ZMQ_POLLIN};
+}

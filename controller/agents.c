@@ -1,0 +1,659 @@
+/* The agents' endpoint (see agents.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "bulkhead/bundle.h"
+#include "bulkhead/keys.h"
+#include "bulkhead/log.h"
+#include "bulkhead/proto.h"
+#include "agents.h"
+
+#define ROUTING_ID_MAX 256
+#define ALLOW_KEY_LEN 40
+/* An agent that has not acknowledged a bundle by then gets it again. */
+#define INFLIGHT_TIMEOUT_MS 10000
+
+struct node_link {
+	char *node;
+	bool connected;
+	uint8_t rid[ROUTING_ID_MAX]; /* the session's ZeroMQ routing id */
+	size_t rid_len;
+	int64_t last_heard_ms; /* 0: never */
+	char *agent_version;
+	/* What the agent holds, as it last said. */
+	int64_t held_revision; /* 0: nothing */
+	char held_hash[BUNDLE_HASH_HEX + 1];
+	json_t *held_bundle; /* its JSON when we sent it: the base for deltas */
+	/* Sent, not yet acknowledged. */
+	int64_t inflight_revision, inflight_since_ms;
+	char inflight_hash[BUNDLE_HASH_HEX + 1];
+	json_t *inflight_bundle;
+	json_t *errors; /* strings from the last ACK */
+	bool ack_ok;
+	struct node_link *next;
+};
+
+struct allow_entry {
+	char key[ALLOW_KEY_LEN + 1];
+	char *node;
+};
+
+struct agents {
+	const struct agents_options *o;
+	struct compiler *compiler;
+	struct store *store;
+	void *router, *zap;
+	struct node_link *nodes;
+	struct allow_entry *allow;
+	size_t n_allow;
+	struct timespec allow_mtime;
+	int64_t last_heartbeat_ms;
+	struct {
+		uint64_t malformed, unexpected, refused, resync, send_failed, flows_dropped,
+			endpoints_rejected, bundles, deltas, acks;
+	} count;
+};
+
+int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the allow-list: DIR/NODE.key holds NODE's agent public key ---- */
+
+static void allow_clear(struct agents *a)
+{
+	for (size_t i = 0; i < a->n_allow; i++)
+		free(a->allow[i].node);
+	free(a->allow);
+	a->allow = NULL;
+	a->n_allow = 0;
+}
+
+/* Re-reads the directory when it changed, so agents can be added without a
+ * restart. */
+static void allow_reload(struct agents *a)
+{
+	struct stat st;
+	if (stat(a->o->allow_dir, &st) < 0) {
+		log_error("agent keys %s: %m; every agent is refused", a->o->allow_dir);
+		allow_clear(a);
+		return;
+	}
+	if (a->allow && st.st_mtim.tv_sec == a->allow_mtime.tv_sec && st.st_mtim.tv_nsec == a->allow_mtime.tv_nsec)
+		return;
+	a->allow_mtime = st.st_mtim;
+	allow_clear(a);
+	struct dirent **names;
+	int n = scandir(a->o->allow_dir, &names, NULL, alphasort);
+	if (n < 0) {
+		log_error("agent keys %s: %m; every agent is refused", a->o->allow_dir);
+		return;
+	}
+	a->allow = xcalloc((size_t)n + 1, sizeof(*a->allow));
+	for (int i = 0; i < n; i++) {
+		const char *fn = names[i]->d_name;
+		size_t len = strlen(fn);
+		if (len > 4 && strcmp(fn + len - 4, ".key") == 0) {
+			char path[4096], key[ALLOW_KEY_LEN + 1], *err = NULL;
+			snprintf(path, sizeof(path), "%s/%s", a->o->allow_dir, fn);
+			if (keys_read(path, key, &err) < 0) {
+				log_error("agent key %s", err ? err : "unreadable");
+			} else {
+				struct allow_entry *e = &a->allow[a->n_allow++];
+				memcpy(e->key, key, sizeof(e->key));
+				e->node = strndup(fn, len - 4);
+				if (!e->node)
+					abort();
+			}
+			free(err);
+		}
+		free(names[i]);
+	}
+	free(names);
+	log_info("agent keys: %zu node(s) allowed from %s", a->n_allow, a->o->allow_dir);
+}
+
+static const char *allow_lookup(struct agents *a, const char *key)
+{
+	allow_reload(a);
+	const char *found = NULL;
+	for (size_t i = 0; i < a->n_allow; i++) {
+		if (strcmp(a->allow[i].key, key) != 0)
+			continue;
+		if (found) {
+			log_error("agent key %.8s… is listed for nodes %s and %s; refused", key, found,
+				  a->allow[i].node);
+			return NULL;
+		}
+		found = a->allow[i].node;
+	}
+	return found;
+}
+
+/* ZAP (RFC 27): libzmq asks us about every CURVE handshake; the answer's
+ * user id is the node name the key is bound to, which every later message
+ * carries as its "User-Id" property. */
+static void zap_handle(struct agents *a)
+{
+	zmq_msg_t part[8];
+	int n = 0, more = 1;
+	while (more) {
+		zmq_msg_t m;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, a->zap, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			break;
+		}
+		more = zmq_msg_more(&m);
+		if (n < 8)
+			part[n++] = m;
+		else
+			zmq_msg_close(&m);
+	}
+	if (n < 6) {
+		for (int i = 0; i < n; i++)
+			zmq_msg_close(&part[i]);
+		return;
+	}
+	const char *status = "400", *text = "unknown key", *node = NULL;
+	char z85[ALLOW_KEY_LEN + 1] = "";
+	if (n == 7 && zmq_msg_size(&part[5]) == 5 && memcmp(zmq_msg_data(&part[5]), "CURVE", 5) == 0 &&
+	    zmq_msg_size(&part[6]) == 32) {
+		zmq_z85_encode(z85, zmq_msg_data(&part[6]), 32);
+		node = allow_lookup(a, z85);
+		if (node) {
+			status = "200";
+			text = "OK";
+		}
+	} else {
+		text = "CURVE required";
+	}
+	if (!node) {
+		a->count.refused++;
+		log_warn("refused an agent connection: %s (key %.8s…)", text, z85[0] ? z85 : "none");
+	}
+	zmq_send(a->zap, "1.0", 3, ZMQ_SNDMORE);
+	zmq_send(a->zap, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), ZMQ_SNDMORE);
+	zmq_send(a->zap, status, 3, ZMQ_SNDMORE);
+	zmq_send(a->zap, text, strlen(text), ZMQ_SNDMORE);
+	zmq_send(a->zap, node ? node : "", node ? strlen(node) : 0, ZMQ_SNDMORE);
+	zmq_send(a->zap, "", 0, 0);
+	for (int i = 0; i < n; i++)
+		zmq_msg_close(&part[i]);
+}
+
+/* ---- nodes ---- */
+
+static struct node_link *node_get(struct agents *a, const char *node)
+{
+	struct node_link **p = &a->nodes;
+	for (; *p; p = &(*p)->next) {
+		int c = strcmp((*p)->node, node);
+		if (c == 0)
+			return *p;
+		if (c > 0)
+			break;
+	}
+	struct node_link *n = xcalloc(1, sizeof(*n));
+	n->node = xstrdup(node);
+	n->errors = json_array();
+	n->next = *p;
+	*p = n;
+	return n;
+}
+
+static struct node_link *node_by_rid(struct agents *a, const void *rid, size_t len)
+{
+	for (struct node_link *n = a->nodes; n; n = n->next)
+		if (n->connected && n->rid_len == len && memcmp(n->rid, rid, len) == 0)
+			return n;
+	return NULL;
+}
+
+static void node_clear_inflight(struct node_link *n)
+{
+	json_decref(n->inflight_bundle);
+	n->inflight_bundle = NULL;
+	n->inflight_revision = 0;
+	n->inflight_hash[0] = '\0';
+}
+
+static void node_free(struct node_link *n)
+{
+	node_clear_inflight(n);
+	json_decref(n->held_bundle);
+	json_decref(n->errors);
+	free(n->agent_version);
+	free(n->node);
+	free(n);
+}
+
+/* ---- sending ---- */
+
+/* Takes the reference to body. */
+static bool send_to(struct agents *a, const uint8_t *rid, size_t rid_len, enum proto_type t, json_t *body)
+{
+	size_t len;
+	char *text = proto_encode(body, &len);
+	if (!text)
+		abort();
+	const char *type = proto_type_name(t);
+	bool ok = zmq_send(a->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+		  zmq_send(a->router, type, strlen(type), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+		  zmq_send(a->router, text, len, ZMQ_DONTWAIT) >= 0;
+	free(text);
+	if (!ok)
+		a->count.send_failed++;
+	return ok;
+}
+
+static bool send_node(struct agents *a, struct node_link *n, enum proto_type t, json_t *body)
+{
+	bool ok = send_to(a, n->rid, n->rid_len, t, body);
+	if (!ok)
+		log_warn("node %s: sending %s: %s", n->node, proto_type_name(t), zmq_strerror(errno));
+	return ok;
+}
+
+/* Sends n what it lacks: nothing, a revision stamp (an empty DELTA), a set
+ * delta against what it holds, or the whole bundle. */
+static void push_node(struct agents *a, struct node_link *n)
+{
+	const char *hash;
+	json_t *want = compiler_bundle(a->compiler, n->node, &hash);
+	int64_t rev = compiler_revision(a->compiler);
+	if (!n->connected || !want)
+		return;
+	if (n->inflight_revision) {
+		if (n->inflight_revision == rev && strcmp(n->inflight_hash, hash) == 0 &&
+		    now_ms() - n->inflight_since_ms < INFLIGHT_TIMEOUT_MS)
+			return; /* on its way */
+	}
+	if (n->held_revision == rev && strcmp(n->held_hash, hash) == 0)
+		return;
+
+	json_t *sets = NULL;
+	if (strcmp(n->held_hash, hash) == 0)
+		sets = json_array();
+	else if (n->held_bundle)
+		sets = proto_delta_make(n->held_bundle, want);
+	bool ok;
+	if (sets) {
+		ok = send_node(a, n, PROTO_DELTA,
+			       json_pack("{s:I,s:s,s:s,s:o}", "revision", (json_int_t)rev, "base", n->held_hash, "hash",
+					 hash, "sets", sets));
+		a->count.deltas++;
+		log_info("node %s: delta %.12s → %.12s (revision %lld, %zu set(s))", n->node, n->held_hash, hash,
+			 (long long)rev, json_array_size(sets));
+	} else {
+		ok = send_node(a, n, PROTO_BUNDLE, json_pack("{s:I,s:O}", "revision", (json_int_t)rev, "bundle", want));
+		a->count.bundles++;
+		log_info("node %s: bundle %.12s (revision %lld)", n->node, hash, (long long)rev);
+	}
+	node_clear_inflight(n);
+	if (!ok)
+		return;
+	n->inflight_revision = rev;
+	n->inflight_since_ms = now_ms();
+	memcpy(n->inflight_hash, hash, sizeof(n->inflight_hash));
+	n->inflight_bundle = json_incref(want);
+}
+
+void agents_push(struct agents *a)
+{
+	for (struct node_link *n = a->nodes; n; n = n->next)
+		push_node(a, n);
+}
+
+/* ---- receiving ---- */
+
+static void set_held(struct node_link *n, json_t *revision, json_t *hash)
+{
+	n->held_revision = json_is_integer(revision) ? json_integer_value(revision) : 0;
+	snprintf(n->held_hash, sizeof(n->held_hash), "%s", json_is_string(hash) ? json_string_value(hash) : "");
+}
+
+static void take_endpoints(struct agents *a, struct node_link *n, json_t *endpoints)
+{
+	struct diag d;
+	diag_init(&d, n->node);
+	int r = compiler_set_endpoints(a->compiler, n->node, endpoints, &d);
+	if (r < 0) {
+		a->count.endpoints_rejected++;
+		log_error("node %s: endpoint list rejected; keeping the previous one:", n->node);
+		diag_print(&d, stderr);
+	} else if (r > 0) {
+		char *text = json_dumps(endpoints, JSON_COMPACT);
+		if (!text || store_put_inventory(a->store, n->node, text) < 0)
+			log_error("node %s: storing its endpoints: %s", n->node, store_error(a->store));
+		free(text);
+		log_info("node %s: %zu endpoint(s)", n->node, json_array_size(endpoints));
+	}
+	diag_release(&d);
+}
+
+static void on_hello(struct agents *a, const uint8_t *rid, size_t rid_len, const char *user_id, json_t *body)
+{
+	const char *node = json_string_value(json_object_get(body, "node"));
+	if (!a->o->insecure && (!user_id || strcmp(user_id, node) != 0)) {
+		a->count.refused++;
+		log_warn("refused HELLO for node \"%s\" from the key of node \"%s\"", node, user_id ? user_id : "?");
+		char reason[512];
+		snprintf(reason, sizeof(reason), "this key belongs to node \"%s\", not \"%s\"", user_id ? user_id : "?",
+			 node);
+		send_to(a, rid, rid_len, PROTO_REFUSED, json_pack("{s:s}", "reason", reason));
+		return;
+	}
+	if (!node[0] || strlen(node) > 253) {
+		a->count.refused++;
+		send_to(a, rid, rid_len, PROTO_REFUSED, json_pack("{s:s}", "reason", "bad node name"));
+		return;
+	}
+	struct node_link *n = node_get(a, node);
+	if (n->connected && (n->rid_len != rid_len || memcmp(n->rid, rid, rid_len) != 0))
+		log_info("node %s: a new connection replaces the old one (agent restarted?)", node);
+	memcpy(n->rid, rid, rid_len);
+	n->rid_len = rid_len;
+	n->connected = true;
+	n->last_heard_ms = now_ms();
+	free(n->agent_version);
+	n->agent_version = xstrdup(json_string_value(json_object_get(body, "agent")));
+	set_held(n, json_object_get(body, "revision"), json_object_get(body, "hash"));
+	json_decref(n->held_bundle);
+	n->held_bundle = NULL;
+	node_clear_inflight(n);
+	json_array_clear(n->errors);
+	n->ack_ok = true;
+	log_info("node %s: HELLO from agent %s holding revision %lld (%.12s)", node, n->agent_version,
+		 (long long)n->held_revision, n->held_hash[0] ? n->held_hash : "nothing");
+	take_endpoints(a, n, json_object_get(body, "endpoints"));
+	/* It holds what we would send: remember its JSON as the delta base. */
+	const char *hash;
+	json_t *want = compiler_bundle(a->compiler, node, &hash);
+	if (want && strcmp(hash, n->held_hash) == 0)
+		n->held_bundle = json_incref(want);
+}
+
+static void on_ack(struct agents *a, struct node_link *n, json_t *body)
+{
+	a->count.acks++;
+	set_held(n, json_object_get(body, "revision"), json_object_get(body, "hash"));
+	json_decref(n->held_bundle);
+	n->held_bundle = NULL;
+	if (n->inflight_bundle && strcmp(n->inflight_hash, n->held_hash) == 0)
+		n->held_bundle = json_incref(n->inflight_bundle);
+	node_clear_inflight(n);
+	n->ack_ok = json_is_true(json_object_get(body, "ok"));
+	json_array_clear(n->errors);
+	json_t *err = json_object_get(body, "error");
+	if (json_is_string(err))
+		json_array_append(n->errors, err);
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(body, "endpoints"), i, e)
+	{
+		json_t *ee = json_object_get(e, "error");
+		if (json_is_string(ee))
+			json_array_append_new(n->errors, json_sprintf("%s: %s", json_string_value(json_object_get(e, "name")),
+								      json_string_value(ee)));
+	}
+	if (n->ack_ok)
+		log_info("node %s: applied revision %lld (%.12s)", n->node, (long long)n->held_revision, n->held_hash);
+	else
+		log_warn("node %s: revision %lld not applied everywhere (%zu error(s))", n->node,
+			 (long long)n->held_revision, json_array_size(n->errors));
+}
+
+static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
+{
+	if (n_parts != 3) {
+		a->count.malformed++;
+		log_warn("dropped a message of %d frame(s) (want 3: routing id, type, body)", n_parts);
+		return;
+	}
+	const uint8_t *rid = zmq_msg_data(&parts[0]);
+	size_t rid_len = zmq_msg_size(&parts[0]);
+	if (rid_len > ROUTING_ID_MAX)
+		return;
+	struct proto_msg m;
+	char err[256];
+	if (proto_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), zmq_msg_data(&parts[2]),
+			 zmq_msg_size(&parts[2]), &m, err, sizeof(err)) < 0) {
+		a->count.malformed++;
+		struct node_link *n = node_by_rid(a, rid, rid_len);
+		log_warn("dropped a malformed message from %s: %s", n ? n->node : "an unknown agent", err);
+		return;
+	}
+	const char *user_id = a->o->insecure ? NULL : zmq_msg_gets(&parts[2], "User-Id");
+	if (m.type == PROTO_HELLO) {
+		on_hello(a, rid, rid_len, user_id, m.body);
+		proto_msg_release(&m);
+		return;
+	}
+	struct node_link *n = node_by_rid(a, rid, rid_len);
+	if (!n) {
+		/* We restarted, or marked it down: it must say who it is. */
+		a->count.resync++;
+		send_to(a, rid, rid_len, PROTO_RESYNC, json_pack("{s:s}", "reason", "unknown session; say HELLO"));
+		proto_msg_release(&m);
+		return;
+	}
+	n->last_heard_ms = now_ms();
+	switch (m.type) {
+	case PROTO_ACK:
+		on_ack(a, n, m.body);
+		break;
+	case PROTO_ENDPOINTS:
+		take_endpoints(a, n, json_object_get(m.body, "endpoints"));
+		break;
+	case PROTO_HEARTBEAT:
+		break;
+	case PROTO_FLOWS:
+		a->count.flows_dropped++; /* the flow reports are not stored yet */
+		break;
+	default:
+		a->count.unexpected++;
+		log_warn("node %s: dropped an unexpected %s", n->node, proto_type_name(m.type));
+		break;
+	}
+	proto_msg_release(&m);
+}
+
+/* Reads one whole message; false when none is waiting. */
+static bool recv_one(struct agents *a)
+{
+	zmq_msg_t parts[4];
+	int n = 0, more = 1;
+	bool got = false;
+	while (more) {
+		zmq_msg_t m;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, a->router, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			break;
+		}
+		got = true;
+		more = zmq_msg_more(&m);
+		if (n < 4)
+			parts[n++] = m;
+		else
+			zmq_msg_close(&m), n++;
+	}
+	if (got)
+		handle_message(a, parts, n);
+	for (int i = 0; i < n && i < 4; i++)
+		zmq_msg_close(&parts[i]);
+	return got;
+}
+
+void agents_dispatch(struct agents *a)
+{
+	if (a->zap) {
+		int events = 0;
+		size_t sz = sizeof(events);
+		while (zmq_getsockopt(a->zap, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN))
+			zap_handle(a);
+	}
+	/* Bounded: other sockets get their turn. */
+	for (int i = 0; i < 1000 && recv_one(a); i++)
+		;
+}
+
+void agents_tick(struct agents *a, int64_t now)
+{
+	if (now - a->last_heartbeat_ms < (int64_t)a->o->heartbeat_ms)
+		return;
+	a->last_heartbeat_ms = now;
+	int64_t dead = (int64_t)a->o->heartbeat_ms * PROTO_DEAD_HEARTBEATS;
+	for (struct node_link *n = a->nodes; n; n = n->next) {
+		if (!n->connected)
+			continue;
+		if (now - n->last_heard_ms > dead) {
+			n->connected = false;
+			node_clear_inflight(n);
+			log_warn("node %s: silent for %d heartbeats; marked down", n->node, PROTO_DEAD_HEARTBEATS);
+			continue;
+		}
+		send_node(a, n, PROTO_HEARTBEAT, json_object());
+		if (n->inflight_revision && now - n->inflight_since_ms >= INFLIGHT_TIMEOUT_MS) {
+			log_warn("node %s: no ACK for %.12s in %d s; sending it again", n->node, n->inflight_hash,
+				 INFLIGHT_TIMEOUT_MS / 1000);
+			push_node(a, n);
+		}
+	}
+}
+
+/* ---- status ---- */
+
+json_t *agents_status_nodes(struct agents *a)
+{
+	json_t *out = json_array();
+	int64_t mono = now_ms(), wall = wall_ms();
+	int64_t rev = compiler_revision(a->compiler);
+	/* Every node that reported endpoints, connected or not. */
+	for (const char *const *name = compiler_nodes(a->compiler); *name; name++)
+		node_get(a, *name);
+	for (struct node_link *n = a->nodes; n; n = n->next) {
+		const char *want_hash = NULL;
+		compiler_bundle(a->compiler, n->node, &want_hash);
+		json_t *eps = compiler_endpoints(a->compiler, n->node);
+		bool up_to_date = want_hash ? (n->held_revision == rev && strcmp(n->held_hash, want_hash) == 0 && n->ack_ok)
+					    : rev == 0;
+		json_array_append_new(
+			out, json_pack("{s:s,s:b,s:o,s:s?,s:o,s:s?,s:s?,s:b,s:I,s:O}", "node", n->node, "connected",
+				       n->connected, "last_heartbeat",
+				       n->last_heard_ms ? json_integer(wall - (mono - n->last_heard_ms)) : json_null(),
+				       "agent_version", n->agent_version, "applied_revision",
+				       n->held_revision ? json_integer(n->held_revision) : json_null(), "applied_hash",
+				       n->held_hash[0] ? n->held_hash : NULL, "desired_hash", want_hash, "up_to_date",
+				       up_to_date, "endpoints", (json_int_t)json_array_size(eps), "errors", n->errors));
+	}
+	return out;
+}
+
+json_t *agents_counters(struct agents *a)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
+			 (json_int_t)a->count.malformed, "messages_unexpected", (json_int_t)a->count.unexpected,
+			 "agents_refused", (json_int_t)a->count.refused, "resyncs_asked", (json_int_t)a->count.resync,
+			 "sends_failed", (json_int_t)a->count.send_failed, "flows_dropped",
+			 (json_int_t)a->count.flows_dropped, "endpoint_lists_rejected",
+			 (json_int_t)a->count.endpoints_rejected, "bundles_sent", (json_int_t)a->count.bundles,
+			 "deltas_sent", (json_int_t)a->count.deltas, "acks", (json_int_t)a->count.acks);
+}
+
+/* ---- life cycle ---- */
+
+/* "DOING WHERE: zmq's error", malloc()ed. */
+static char *zmq_failure(const char *doing, const char *where)
+{
+	char *s;
+	if (asprintf(&s, "%s %s: %s", doing, where, zmq_strerror(errno)) < 0)
+		abort();
+	return s;
+}
+
+struct agents *agents_new(void *zctx, const struct agents_options *o, struct compiler *c, struct store *s,
+			  char **err)
+{
+	struct agents *a = xcalloc(1, sizeof(*a));
+	a->o = o;
+	a->compiler = c;
+	a->store = s;
+	*err = NULL;
+	if (!o->insecure) {
+		/* The ZAP handler must be bound before any CURVE socket. */
+		a->zap = zmq_socket(zctx, ZMQ_REP);
+		if (!a->zap || zmq_bind(a->zap, "inproc://zeromq.zap.01") < 0) {
+			*err = zmq_failure("ZAP handler", "inproc://zeromq.zap.01");
+			goto err_free;
+		}
+		allow_reload(a);
+	}
+	a->router = zmq_socket(zctx, ZMQ_ROUTER);
+	int one = 1, zero = 0;
+	int64_t max = PROTO_MAX_MSG;
+	if (!a->router || zmq_setsockopt(a->router, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 ||
+	    zmq_setsockopt(a->router, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) < 0 ||
+	    zmq_setsockopt(a->router, ZMQ_LINGER, &zero, sizeof(zero)) < 0) {
+		*err = zmq_failure("agents' socket", o->listen);
+		goto err_free;
+	}
+	if (!o->insecure &&
+	    (zmq_setsockopt(a->router, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
+	     zmq_setsockopt(a->router, ZMQ_CURVE_SECRETKEY, o->secret_key, KEY_Z85_LEN) < 0 ||
+	     zmq_setsockopt(a->router, ZMQ_ZAP_DOMAIN, "bulkhead", 8) < 0)) {
+		*err = zmq_failure("CURVE on", o->listen);
+		goto err_free;
+	}
+	if (zmq_bind(a->router, o->listen) < 0) {
+		*err = zmq_failure("listening on", o->listen);
+		goto err_free;
+	}
+	return a;
+
+err_free:
+	agents_free(a);
+	return NULL;
+}
+
+void agents_free(struct agents *a)
+{
+	if (!a)
+		return;
+	while (a->nodes) {
+		struct node_link *n = a->nodes;
+		a->nodes = n->next;
+		node_free(n);
+	}
+	allow_clear(a);
+	if (a->router)
+		zmq_close(a->router);
+	if (a->zap)
+		zmq_close(a->zap);
+	free(a);
+}
+
+int agents_poll_items(struct agents *a, zmq_pollitem_t *items)
+{
+	int n = 0;
+	items[n++] = (zmq_pollitem_t){.socket = a->router, .events = ZMQ_POLLIN};
+	if (a->zap)
+		items[n++] = (zmq_pollitem_t){.socket = a->zap, .events = ZMQ_POLLIN};
+	return n;
+}

@@ -1,0 +1,46 @@
+/* agents: the controller's side of the agent protocol (proto.h) — the
+ * ROUTER socket, CURVE authentication bound to node names (a ZAP handler
+ * over the allow-list directory), one session per connected agent, and
+ * getting every node the bundle it must enforce. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <zmq.h>
+
+#include "compiler.h"
+#include "store.h"
+
+struct agents_options {
+	const char *listen;	 /* e.g. tcp://0.0.0.0:7700 */
+	bool insecure;		 /* no CURVE, no node binding */
+	const char *public_key;	 /* the controller's pair, Z85 */
+	const char *secret_key;
+	const char *allow_dir;	 /* NODE.key files: agent public keys */
+	unsigned heartbeat_ms;
+};
+
+struct agents;
+
+/* Binds the sockets. Borrows everything given. NULL with *err (malloc()ed). */
+struct agents *agents_new(void *zctx, const struct agents_options *o, struct compiler *c, struct store *s,
+			  char **err);
+void agents_free(struct agents *a);
+
+/* The sockets to poll for ZMQ_POLLIN: fills up to 2 items, returns how many. */
+int agents_poll_items(struct agents *a, zmq_pollitem_t *items);
+/* Handles whatever is waiting on them (bounded work per call). */
+void agents_dispatch(struct agents *a);
+/* Heartbeats out, silent agents marked down; call every few hundred ms. */
+void agents_tick(struct agents *a, int64_t now_ms);
+/* Sends each connected node what it lacks (after the compiler changed). */
+void agents_push(struct agents *a);
+
+/* Per-node state for `bulkhead status` (admin.h NODE objects) and the
+ * counters; new references. */
+json_t *agents_status_nodes(struct agents *a);
+json_t *agents_counters(struct agents *a);
+
+int64_t now_ms(void);

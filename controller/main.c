@@ -1,0 +1,272 @@
+/* bulkhead-controller: holds the policy, learns endpoints from the agents,
+ * compiles each node's bundle and sends it (DESIGN §4). Set-up only:
+ * options, objects, the loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "bulkhead/admin.h"
+#include "bulkhead/keys.h"
+#include "bulkhead/log.h"
+#include "bulkhead/proto.h"
+#include "admin.h"
+#include "agents.h"
+#include "compiler.h"
+#include "store.h"
+
+#define PROG "bulkhead-controller"
+#define POLICY_MAX_BYTES (64 << 20)
+
+static void usage(FILE *out)
+{
+	fputs("usage: " PROG " --state-dir DIR [--listen ENDPOINT] [--admin ENDPOINT] [--policy FILE]\n"
+	      "                           (--keys DIR --agent-keys DIR | --insecure) [--verbose]\n"
+	      "\n"
+	      "  --state-dir DIR     SQLite state (" STORE_FILE "): revisions, endpoints, flows;\n"
+	      "                      a restart resumes from the newest revision\n"
+	      "  --listen ENDPOINT   where agents connect (default tcp://*:7700)\n"
+	      "  --admin ENDPOINT    the CLI's endpoint (default " ADMIN_DEFAULT_ENDPOINT ", root-only)\n"
+	      "  --policy FILE       apply FILE as a new revision at start (if it differs)\n"
+	      "  --keys DIR          the controller's CURVE pair (bulkhead keygen DIR)\n"
+	      "  --agent-keys DIR    allow-list: NODE.key holds the public key of NODE's agent;\n"
+	      "                      re-read when the directory changes\n"
+	      "  --insecure          no CURVE: any agent may claim any node (local demos only)\n"
+	      "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n",
+	      out);
+}
+
+struct options {
+	const char *state_dir, *listen, *admin, *policy, *keys, *agent_keys;
+	bool insecure, verbose;
+	unsigned heartbeat_ms;
+};
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"state-dir", required_argument, NULL, 's'}, {"listen", required_argument, NULL, 'l'},
+		{"admin", required_argument, NULL, 'a'},     {"policy", required_argument, NULL, 'p'},
+		{"keys", required_argument, NULL, 'k'},	     {"agent-keys", required_argument, NULL, 'K'},
+		{"insecure", no_argument, NULL, 'i'},	     {"heartbeat-ms", required_argument, NULL, 'h'},
+		{"verbose", no_argument, NULL, 'v'},	     {"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS};
+	o->admin = getenv(ADMIN_ENV) ? getenv(ADMIN_ENV) : ADMIN_DEFAULT_ENDPOINT;
+	int c;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': o->state_dir = optarg; break;
+		case 'l': o->listen = optarg; break;
+		case 'a': o->admin = optarg; break;
+		case 'p': o->policy = optarg; break;
+		case 'k': o->keys = optarg; break;
+		case 'K': o->agent_keys = optarg; break;
+		case 'i': o->insecure = true; break;
+		case 'v': o->verbose = true; break;
+		case 'h': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v < 10 || v > 60000) {
+				fprintf(stderr, PROG ": --heartbeat-ms: want 10..60000, not \"%s\"\n", optarg);
+				return 2;
+			}
+			o->heartbeat_ms = (unsigned)v;
+			break;
+		}
+		case 'H': usage(stdout); exit(0);
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, PROG ": unexpected argument \"%s\"\n", argv[optind]);
+		return 2;
+	}
+	if (!o->state_dir) {
+		fprintf(stderr, PROG ": --state-dir is required\n");
+		return 2;
+	}
+	if (!o->insecure && (!o->keys || !o->agent_keys)) {
+		fprintf(stderr, PROG ": agents are authenticated with CURVE: give --keys DIR and --agent-keys DIR "
+				"(or --insecure for a local demo)\n");
+		return 2;
+	}
+	if (o->insecure && (o->keys || o->agent_keys)) {
+		fprintf(stderr, PROG ": --insecure and --keys/--agent-keys exclude each other\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* The newest stored revision goes back in force. */
+static void resume(struct store *s, struct compiler *c)
+{
+	struct store_revision r = {0};
+	int e = store_get_revision(s, 0, &r);
+	if (e == -ENOENT) {
+		log_info("no policy yet: waiting for `bulkhead policy apply`");
+		return;
+	}
+	if (e < 0) {
+		log_error("reading the newest revision: %s", store_error(s));
+		return;
+	}
+	struct diag d;
+	char file[64];
+	snprintf(file, sizeof(file), "revision %lld", (long long)r.revision);
+	diag_init(&d, file);
+	struct policy_doc *doc = policy_parse_string(r.document, strlen(r.document), &d);
+	if (doc) {
+		compiler_set_policy(c, r.revision, doc);
+		log_info("resuming from policy revision %lld", (long long)r.revision);
+	} else {
+		log_error("stored %s no longer validates; no policy in force:", file);
+		diag_print(&d, stderr);
+	}
+	diag_release(&d);
+	store_revision_release(&r);
+}
+
+static void resume_endpoints(void *data, const char *node, const char *text)
+{
+	struct compiler *c = data;
+	json_t *eps = json_loads(text, 0, NULL);
+	struct diag d;
+	diag_init(&d, node);
+	if (!eps || compiler_set_endpoints(c, node, eps, &d) < 0)
+		log_error("node %s: stored endpoints unreadable; waiting for its agent", node);
+	diag_release(&d);
+	json_decref(eps);
+}
+
+static int apply_policy_file(struct store *s, struct compiler *c, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return log_error_errno(-errno, "--policy %s: %m", path), 1;
+	char *text = xmalloc(POLICY_MAX_BYTES + 1);
+	size_t len = fread(text, 1, POLICY_MAX_BYTES + 1, f);
+	fclose(f);
+	if (len > POLICY_MAX_BYTES) {
+		free(text);
+		log_error("--policy %s: larger than %d bytes", path, POLICY_MAX_BYTES);
+		return 2;
+	}
+	text[len] = '\0';
+	char comment[512];
+	snprintf(comment, sizeof(comment), "--policy %s", path);
+	json_t *r = admin_apply_policy(s, c, text, path, comment);
+	free(text);
+	int ret = 0;
+	if (!json_is_true(json_object_get(r, "ok"))) {
+		size_t i;
+		json_t *e;
+		json_array_foreach(json_object_get(r, "errors"), i, e) fprintf(stderr, "%s\n", json_string_value(e));
+		log_error("%s", json_string_value(json_object_get(r, "error")));
+		ret = (int)json_integer_value(json_object_get(r, "code"));
+	}
+	json_decref(r);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	int ret = parse_options(argc, argv, &o);
+	if (ret)
+		return ret;
+	log_setup(PROG, o.verbose);
+
+	char pub[KEY_Z85_LEN + 1] = "", sec[KEY_Z85_LEN + 1] = "", *err = NULL;
+	if (o.insecure) {
+		log_warn("--insecure: agents are not authenticated and any agent may speak for any node");
+	} else if (keys_read_pair(o.keys, pub, sec, &err) < 0) {
+		log_error("%s", err);
+		free(err);
+		return 1;
+	}
+
+	struct store *store = store_open(o.state_dir, &err);
+	if (!store) {
+		log_error("state: %s", err);
+		free(err);
+		return 1;
+	}
+	struct compiler *compiler = compiler_new();
+	resume(store, compiler);
+	if (store_each_inventory(store, resume_endpoints, compiler) < 0)
+		log_error("reading stored endpoints: %s", store_error(store));
+	if (o.policy && (ret = apply_policy_file(store, compiler, o.policy)) != 0) {
+		compiler_free(compiler);
+		store_free(store);
+		return ret;
+	}
+	compiler_refresh(compiler);
+
+	void *zctx = zmq_ctx_new();
+	struct agents_options ao = {
+		.listen = o.listen, .insecure = o.insecure, .public_key = pub, .secret_key = sec,
+		.allow_dir = o.agent_keys, .heartbeat_ms = o.heartbeat_ms,
+	};
+	struct agents *agents = agents_new(zctx, &ao, compiler, store, &err);
+	struct admin *admin = agents ? admin_new(zctx, o.admin, store, compiler, agents, &err) : NULL;
+	if (!agents || !admin) {
+		log_error("%s", err);
+		free(err);
+		ret = 1;
+		goto out;
+	}
+	log_info("listening for agents on %s%s, admin on %s", o.listen, o.insecure ? " (insecure)" : " (CURVE)",
+		 o.admin);
+	if (!o.insecure)
+		log_info("controller public key %s", pub);
+
+	/* signalfd: the loop sees signals as one more readable fd. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	signal(SIGPIPE, SIG_IGN);
+
+	for (;;) {
+		zmq_pollitem_t items[4];
+		int n = agents_poll_items(agents, items);
+		admin_poll_item(admin, &items[n++]);
+		items[n++] = (zmq_pollitem_t){.fd = sfd, .events = ZMQ_POLLIN};
+		long timeout = o.heartbeat_ms / 4 ? o.heartbeat_ms / 4 : 1;
+		if (zmq_poll(items, n, timeout) < 0 && errno != EINTR) {
+			log_error("zmq_poll: %s", zmq_strerror(errno));
+			ret = 1;
+			break;
+		}
+		if (items[n - 1].revents & ZMQ_POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				log_info("signal %u: exiting", si.ssi_signo);
+				break;
+			}
+		}
+		agents_dispatch(agents);
+		admin_dispatch(admin);
+		compiler_refresh(compiler);
+		agents_push(agents);
+		agents_tick(agents, now_ms());
+	}
+	close(sfd);
+out:
+	admin_free(admin);
+	agents_free(agents);
+	zmq_ctx_term(zctx);
+	compiler_free(compiler);
+	store_free(store);
+	return ret;
+}

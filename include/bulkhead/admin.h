@@ -1,0 +1,48 @@
+/* The admin protocol: how `bulkhead` talks to bulkhead-controller (DESIGN §5).
+ *
+ * ZeroMQ REQ (CLI) → REP (controller) on the admin endpoint, by default
+ * ipc:///run/bulkhead/admin.sock (root-only: the controller makes the
+ * directory 0700 and the socket 0600). One request, one reply, each a single
+ * frame of JSON. Every request carries "v": ADMIN_VERSION and a "cmd".
+ *
+ * Replies: {"ok": true, ...} or
+ *          {"ok": false, "code": 1|2, "error": "one line",
+ *           "errors": ["FILE: /pointer: message", ...]}   ("errors" optional)
+ * "code" is the exit code the CLI should use: 2 for invalid input (a policy
+ * that does not validate, an unknown revision), 1 for anything else.
+ *
+ * Commands and their replies' members:
+ *
+ *  policy.apply    {"document": TEXT, "file": NAME-FOR-ERRORS, "comment": S?}
+ *                  → {"revision": N, "unchanged": BOOL}
+ *                  unchanged: the document equals the newest revision's, no
+ *                  new revision was made (N is the newest).
+ *  policy.history  {} → {"revisions": [{"revision": N, "time": UNIX-SECONDS,
+ *                        "comment": S|null, "sha256": HEX, "current": BOOL}]}
+ *                  newest first
+ *  policy.show     {"revision": N?} (absent: newest)
+ *                  → {"revision", "time", "comment", "document": TEXT}
+ *  policy.rollback {"revision": N} → {"revision": NEW}: a new revision whose
+ *                  document is N's (comment "rollback to N")
+ *  status          {} → {"revision": NEWEST|null, "time": UNIX-MS-NOW,
+ *                        "nodes": [NODE...], "counters": {NAME: N...}}
+ *      NODE = {"node", "connected": BOOL, "last_heartbeat": UNIX-MS|null,
+ *              "agent_version": S|null, "applied_revision": N|null,
+ *              "applied_hash": HEX|null, "desired_hash": HEX|null,
+ *              "up_to_date": BOOL, "endpoints": N,
+ *              "errors": ["endpoint: message", ...]}
+ *      up_to_date: applied_hash == desired_hash, the applied revision is the
+ *      newest and the agent reported no error. `status --wait` polls this
+ *      until every connected node is up to date.
+ *  endpoints       {"node": S?} → {"endpoints": [{"node", "name",
+ *                  "netns": S|null, "labels": {..}, "addresses": [..],
+ *                  "groups": [label groups it is a member of]}]}
+ *                  sorted by (node, name)
+ */
+#pragma once
+
+#define ADMIN_VERSION 1
+#define ADMIN_DEFAULT_ENDPOINT "ipc:///run/bulkhead/admin.sock"
+#define ADMIN_ENV "BULKHEAD_ADMIN"
+/* Requests carry whole policy documents; replies whole listings. */
+#define ADMIN_MAX_MSG (64 << 20)
