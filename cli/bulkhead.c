@@ -1,5 +1,6 @@
-/* bulkhead: the operator's command (DESIGN §5). This build has the offline
- * verbs, which need no controller: policy validate, compile and explain. */
+/* bulkhead: the operator's command (DESIGN §5). The offline verbs (policy
+ * validate, compile, explain) are here; the ones that talk to the
+ * controller, and keygen, are in online.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -12,6 +13,8 @@
 #include "bulkhead/eval.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/policy.h"
+#include "bulkhead/admin.h"
+#include "online.h"
 
 enum exit_code {
 	EXIT_OK = 0,
@@ -20,18 +23,35 @@ enum exit_code {
 };
 
 static const char usage_text[] =
-	"usage: bulkhead policy validate FILE\n"
+	"usage: bulkhead [--admin ENDPOINT] VERB ...\n"
+	"       bulkhead policy validate FILE\n"
 	"       bulkhead policy compile FILE --inventory INV [--inventory INV...] [--node NODE]\n"
 	"       bulkhead policy explain FILE --inventory INV... --from ADDR|NODE/NAME --to ADDR|NODE/NAME\n"
 	"                               --proto tcp|udp|sctp|icmp|icmpv6 [--port N] [--type T [--code C]]\n"
 	"                               [-6] [--json]\n"
 	"       bulkhead policy explain FILE --inventory INV... --probes FILE|-\n"
+	"       bulkhead policy apply FILE [--comment TEXT] [--json]\n"
+	"       bulkhead policy history | show [REV] | rollback REV  [--json]\n"
+	"       bulkhead status [--wait[=SECONDS]] [--json]\n"
+	"       bulkhead endpoints [--node NODE] [--json]\n"
+	"       bulkhead keygen DIR [--force]\n"
 	"\n"
 	"validate  check a policy document offline; exit 0 valid, 2 invalid (errors on stderr)\n"
 	"compile   compile a policy against node inventories and print the bundles as JSON\n"
 	"explain   which rules decide a packet, at its source (egress) and its destination\n"
 	"          (ingress); --probes reads JSON lines {\"src\",\"dst\",\"proto\",\"port\"|\"type\",\"code\"}\n"
-	"          and prints one JSON verdict per line\n";
+	"          and prints one JSON verdict per line\n"
+	"apply     validate, then make the document the controller's newest revision\n"
+	"history   the revisions, newest first (* = in force); show prints one; rollback\n"
+	"          makes an old one the newest\n"
+	"status    per node: connected, last heartbeat, applied revision, in sync, errors;\n"
+	"          --wait: exit 0 once every connected node has applied the newest\n"
+	"          revision, 1 on timeout (default 30 s)\n"
+	"endpoints every endpoint the agents reported, with addresses and groups\n"
+	"keygen    a CURVE key pair: DIR/public.key and DIR/secret.key (0600)\n"
+	"\n"
+	"The controller's admin endpoint: --admin, else $" ADMIN_ENV ", else\n"
+	ADMIN_DEFAULT_ENDPOINT ".\n";
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -465,6 +485,16 @@ out:
 
 int main(int argc, char **argv)
 {
+	const char *admin = getenv(ADMIN_ENV) ? getenv(ADMIN_ENV) : ADMIN_DEFAULT_ENDPOINT;
+	if (argc >= 3 && strcmp(argv[1], "--admin") == 0) {
+		admin = argv[2];
+		argv += 2;
+		argc -= 2;
+	} else if (argc >= 2 && strncmp(argv[1], "--admin=", 8) == 0) {
+		admin = argv[1] + 8;
+		argv++;
+		argc--;
+	}
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		fputs(usage_text, argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
@@ -477,6 +507,9 @@ int main(int argc, char **argv)
 		if (strcmp(argv[2], "explain") == 0)
 			return cmd_policy_explain(argc - 2, argv + 2);
 	}
+	int ret = online_main(admin, argc - 1, argv + 1);
+	if (ret >= 0)
+		return ret;
 	fprintf(stderr, "bulkhead: unknown command \"%s%s%s\"\n", argv[1], argc >= 3 ? " " : "",
 		argc >= 3 ? argv[2] : "");
 	fputs(usage_text, stderr);

@@ -1,0 +1,587 @@
+/* The verbs that talk to bulkhead-controller over its admin endpoint
+ * (protocol: bulkhead/admin.h), and keygen. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <zmq.h>
+
+#include "bulkhead/admin.h"
+#include "bulkhead/keys.h"
+#include "bulkhead/policy.h"
+#include "online.h"
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define POLICY_MAX_BYTES (64 << 20)
+
+/* ---- the admin connection ---- */
+
+struct admin_conn {
+	const char *endpoint;
+	void *ctx, *sock;
+	int timeout_ms;
+};
+
+static int conn_open(struct admin_conn *c, const char *endpoint)
+{
+	c->endpoint = endpoint;
+	c->timeout_ms = 10000;
+	const char *t = getenv("BULKHEAD_ADMIN_TIMEOUT_MS");
+	if (t && atoi(t) > 0)
+		c->timeout_ms = atoi(t);
+	c->ctx = zmq_ctx_new();
+	c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_REQ) : NULL;
+	int zero = 0;
+	int64_t max = ADMIN_MAX_MSG;
+	if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &c->timeout_ms, sizeof(c->timeout_ms)) < 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof(c->timeout_ms)) < 0 ||
+	    zmq_connect(c->sock, endpoint) < 0) {
+		fprintf(stderr, "bulkhead: admin endpoint %s: %s\n", endpoint, zmq_strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void conn_close(struct admin_conn *c)
+{
+	if (c->sock)
+		zmq_close(c->sock);
+	if (c->ctx)
+		zmq_ctx_term(c->ctx);
+}
+
+/* Sends req (stolen) and returns the reply, checked to be an object with
+ * "ok"; NULL after printing why. */
+static json_t *conn_call(struct admin_conn *c, json_t *req)
+{
+	json_object_set_new(req, "v", json_integer(ADMIN_VERSION));
+	char *text = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (!text)
+		abort();
+	int r = zmq_send(c->sock, text, strlen(text), 0);
+	free(text);
+	zmq_msg_t m;
+	zmq_msg_init(&m);
+	if (r < 0 || zmq_msg_recv(&m, c->sock, 0) < 0) {
+		zmq_msg_close(&m);
+		fprintf(stderr, "bulkhead: no answer from the controller at %s%s%s\n", c->endpoint,
+			errno == EAGAIN ? "" : ": ", errno == EAGAIN ? "" : zmq_strerror(errno));
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *reply = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, &jerr);
+	zmq_msg_close(&m);
+	if (!json_is_object(reply) || !json_is_boolean(json_object_get(reply, "ok"))) {
+		fprintf(stderr, "bulkhead: the controller's reply is not understood%s%s\n", reply ? "" : ": ",
+			reply ? "" : jerr.text);
+		json_decref(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+/* Prints a failed reply's errors; returns its exit code. */
+static int reply_failure(json_t *reply)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(reply, "errors"), i, e) if (json_is_string(e))
+		fprintf(stderr, "%s\n", json_string_value(e));
+	const char *msg = json_string_value(json_object_get(reply, "error"));
+	fprintf(stderr, "bulkhead: %s\n", msg ? msg : "the controller refused the request");
+	json_int_t code = json_integer_value(json_object_get(reply, "code"));
+	return code == EXIT_USAGE ? EXIT_USAGE : EXIT_FAIL;
+}
+
+/* One request, the reply on success (NULL with *ret set otherwise). */
+static json_t *call(const char *endpoint, json_t *req, int *ret)
+{
+	struct admin_conn c = {0};
+	json_t *reply = NULL;
+	*ret = EXIT_FAIL;
+	if (conn_open(&c, endpoint) == 0)
+		reply = conn_call(&c, req);
+	else
+		json_decref(req);
+	conn_close(&c);
+	if (reply && !json_is_true(json_object_get(reply, "ok"))) {
+		*ret = reply_failure(reply);
+		json_decref(reply);
+		return NULL;
+	}
+	if (reply)
+		*ret = EXIT_OK;
+	return reply;
+}
+
+static void print_json(json_t *reply)
+{
+	json_object_del(reply, "ok");
+	json_dumpf(reply, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	putchar('\n');
+}
+
+/* ---- output helpers ---- */
+
+static const char *str_or(json_t *v, const char *dflt)
+{
+	return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+static void format_time(json_int_t unix_seconds, char *buf, size_t n)
+{
+	time_t t = (time_t)unix_seconds;
+	struct tm tm;
+	if (!localtime_r(&t, &tm) || !strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, n, "?");
+}
+
+/* A table: rows of cells, printed with columns as wide as their widest. */
+struct table {
+	char **cells;
+	size_t cols, n;
+};
+
+static void table_add(struct table *t, ...)
+{
+	va_list ap;
+	va_start(ap, t);
+	t->cells = realloc(t->cells, (t->n + t->cols) * sizeof(*t->cells));
+	if (!t->cells)
+		abort();
+	for (size_t i = 0; i < t->cols; i++) {
+		const char *s = va_arg(ap, const char *);
+		t->cells[t->n++] = strdup(s ? s : "-");
+	}
+	va_end(ap);
+}
+
+static void table_print(struct table *t)
+{
+	size_t w[16] = {0};
+	for (size_t i = 0; i < t->n; i++)
+		if (strlen(t->cells[i]) > w[i % t->cols])
+			w[i % t->cols] = strlen(t->cells[i]);
+	for (size_t i = 0; i < t->n; i++) {
+		if (i % t->cols == t->cols - 1)
+			printf("%s\n", t->cells[i]);
+		else
+			printf("%-*s  ", (int)w[i % t->cols], t->cells[i]);
+	}
+	for (size_t i = 0; i < t->n; i++)
+		free(t->cells[i]);
+	free(t->cells);
+}
+
+/* ---- options common to the verbs ---- */
+
+struct verb_opts {
+	bool json;
+	const char *comment, *node;
+	int wait_s; /* -1: no --wait */
+	bool force;
+	int argc;   /* positional arguments left */
+	char **argv;
+};
+
+static int parse_verb(int argc, char **argv, struct verb_opts *o, const char *allowed, const char *usage)
+{
+	static const struct option longopts[] = {
+		{"json", no_argument, NULL, 'j'},	    {"comment", required_argument, NULL, 'c'},
+		{"node", required_argument, NULL, 'n'},	    {"wait", optional_argument, NULL, 'w'},
+		{"force", no_argument, NULL, 'f'},	    {NULL, 0, NULL, 0},
+	};
+	*o = (struct verb_opts){.wait_s = -1};
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (c == '?' || !strchr(allowed, c)) {
+			fprintf(stderr, "bulkhead: unknown option \"%s\"\nusage: %s\n", argv[optind - 1], usage);
+			return EXIT_USAGE;
+		}
+		switch (c) {
+		case 'j': o->json = true; break;
+		case 'c': o->comment = optarg; break;
+		case 'n': o->node = optarg; break;
+		case 'f': o->force = true; break;
+		case 'w': {
+			char *end = NULL;
+			long v = optarg ? strtol(optarg, &end, 10) : 30;
+			if ((optarg && (*end || end == optarg)) || v < 0 || v > 86400) {
+				fprintf(stderr, "bulkhead: --wait=SECONDS, not \"%s\"\n", optarg);
+				return EXIT_USAGE;
+			}
+			o->wait_s = (int)v;
+			break;
+		}
+		}
+	}
+	o->argc = argc - optind;
+	o->argv = argv + optind;
+	return EXIT_OK;
+}
+
+static bool parse_revision(const char *s, json_int_t *out)
+{
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if (!*s || *end || v < 1) {
+		fprintf(stderr, "bulkhead: \"%s\" is not a revision number\n", s);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* ---- policy ---- */
+
+static int policy_apply(const char *admin, int argc, char **argv)
+{
+	static const char usage[] = "bulkhead policy apply FILE [--comment TEXT] [--json]";
+	struct verb_opts o;
+	int ret = parse_verb(argc, argv, &o, "jc", usage);
+	if (ret)
+		return ret;
+	if (o.argc != 1) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	const char *file = o.argv[0];
+	FILE *f = fopen(file, "r");
+	if (!f) {
+		fprintf(stderr, "%s: %s\n", file, strerror(errno));
+		return EXIT_USAGE;
+	}
+	char *text = malloc(POLICY_MAX_BYTES + 1);
+	size_t len = text ? fread(text, 1, POLICY_MAX_BYTES + 1, f) : 0;
+	fclose(f);
+	if (!text || len > POLICY_MAX_BYTES) {
+		fprintf(stderr, "%s: larger than %d bytes\n", file, POLICY_MAX_BYTES);
+		free(text);
+		return EXIT_USAGE;
+	}
+	text[len] = '\0';
+	/* Validate here first: every error, and no round trip for a typo. */
+	struct diag d;
+	diag_init(&d, file);
+	struct policy_doc *doc = policy_parse_string(text, len, &d);
+	if (!doc) {
+		diag_print(&d, stderr);
+		fprintf(stderr, "bulkhead: %s: invalid policy (%zu error%s); nothing applied\n", file, d.n,
+			d.n == 1 ? "" : "s");
+		diag_release(&d);
+		free(text);
+		return EXIT_USAGE;
+	}
+	policy_doc_free(doc);
+	diag_release(&d);
+	json_t *reply = call(admin,
+			     json_pack("{s:s,s:s,s:s,s:s?}", "cmd", "policy.apply", "document", text, "file", file,
+				       "comment", o.comment),
+			     &ret);
+	free(text);
+	if (!reply)
+		return ret;
+	if (o.json)
+		print_json(reply);
+	else
+		printf("revision %lld%s\n", (long long)json_integer_value(json_object_get(reply, "revision")),
+		       json_is_true(json_object_get(reply, "unchanged")) ? " (unchanged)" : "");
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+static int policy_history(const char *admin, int argc, char **argv)
+{
+	static const char usage[] = "bulkhead policy history [--json]";
+	struct verb_opts o;
+	int ret = parse_verb(argc, argv, &o, "j", usage);
+	if (ret)
+		return ret;
+	if (o.argc) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	json_t *reply = call(admin, json_pack("{s:s}", "cmd", "policy.history"), &ret);
+	if (!reply)
+		return ret;
+	if (o.json) {
+		print_json(reply);
+	} else {
+		struct table t = {.cols = 3};
+		table_add(&t, "REVISION", "TIME", "COMMENT");
+		size_t i;
+		json_t *r;
+		json_array_foreach(json_object_get(reply, "revisions"), i, r)
+		{
+			char rev[32], when[64];
+			snprintf(rev, sizeof(rev), "%s%lld", json_is_true(json_object_get(r, "current")) ? "*" : " ",
+				 (long long)json_integer_value(json_object_get(r, "revision")));
+			format_time(json_integer_value(json_object_get(r, "time")), when, sizeof(when));
+			table_add(&t, rev, when, str_or(json_object_get(r, "comment"), ""));
+		}
+		table_print(&t);
+	}
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+static int policy_show(const char *admin, int argc, char **argv)
+{
+	static const char usage[] = "bulkhead policy show [REV] [--json]";
+	struct verb_opts o;
+	int ret = parse_verb(argc, argv, &o, "j", usage);
+	if (ret)
+		return ret;
+	json_int_t rev = 0;
+	if (o.argc > 1 || (o.argc == 1 && !parse_revision(o.argv[0], &rev))) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	json_t *req = json_pack("{s:s}", "cmd", "policy.show");
+	if (rev)
+		json_object_set_new(req, "revision", json_integer(rev));
+	json_t *reply = call(admin, req, &ret);
+	if (!reply)
+		return ret;
+	if (o.json)
+		print_json(reply);
+	else
+		fputs(str_or(json_object_get(reply, "document"), ""), stdout);
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+static int policy_rollback(const char *admin, int argc, char **argv)
+{
+	static const char usage[] = "bulkhead policy rollback REV [--json]";
+	struct verb_opts o;
+	int ret = parse_verb(argc, argv, &o, "j", usage);
+	if (ret)
+		return ret;
+	json_int_t rev;
+	if (o.argc != 1 || !parse_revision(o.argv[0], &rev)) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	json_t *reply = call(admin, json_pack("{s:s,s:I}", "cmd", "policy.rollback", "revision", rev), &ret);
+	if (!reply)
+		return ret;
+	if (o.json)
+		print_json(reply);
+	else
+		printf("revision %lld (rollback to %lld)\n",
+		       (long long)json_integer_value(json_object_get(reply, "revision")), (long long)rev);
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+/* ---- status ---- */
+
+/* Nodes connected but not up to date, comma-separated (empty: converged). */
+static void status_lagging(json_t *reply, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	size_t i;
+	json_t *node;
+	json_array_foreach(json_object_get(reply, "nodes"), i, node)
+	{
+		if (!json_is_true(json_object_get(node, "connected")) || json_is_true(json_object_get(node, "up_to_date")))
+			continue;
+		size_t len = strlen(buf);
+		snprintf(buf + len, n - len, "%s%s", len ? ", " : "", str_or(json_object_get(node, "node"), "?"));
+	}
+}
+
+static void status_print(json_t *reply)
+{
+	json_t *rev = json_object_get(reply, "revision");
+	if (json_is_integer(rev))
+		printf("policy revision %lld\n", (long long)json_integer_value(rev));
+	else
+		printf("no policy applied yet\n");
+	json_int_t now = json_integer_value(json_object_get(reply, "time"));
+	struct table t = {.cols = 7};
+	table_add(&t, "NODE", "STATE", "HEARTBEAT", "REVISION", "IN-SYNC", "ENDPOINTS", "ERRORS");
+	size_t i, k;
+	json_t *node, *e;
+	json_array_foreach(json_object_get(reply, "nodes"), i, node)
+	{
+		char hb[32] = "-", applied[32] = "-", eps[32], errs[32];
+		json_t *last = json_object_get(node, "last_heartbeat");
+		if (json_is_integer(last))
+			snprintf(hb, sizeof(hb), "%.1fs ago", (double)(now - json_integer_value(last)) / 1000.0);
+		if (json_is_integer(json_object_get(node, "applied_revision")))
+			snprintf(applied, sizeof(applied), "%lld",
+				 (long long)json_integer_value(json_object_get(node, "applied_revision")));
+		snprintf(eps, sizeof(eps), "%lld", (long long)json_integer_value(json_object_get(node, "endpoints")));
+		snprintf(errs, sizeof(errs), "%zu", json_array_size(json_object_get(node, "errors")));
+		table_add(&t, str_or(json_object_get(node, "node"), "?"),
+			  json_is_true(json_object_get(node, "connected")) ? "up" : "down", hb, applied,
+			  json_is_true(json_object_get(node, "up_to_date")) ? "yes" : "no", eps, errs);
+	}
+	table_print(&t);
+	json_array_foreach(json_object_get(reply, "nodes"), i, node)
+	{
+		json_array_foreach(json_object_get(node, "errors"), k, e)
+			printf("%s: %s\n", str_or(json_object_get(node, "node"), "?"), str_or(e, "?"));
+	}
+}
+
+static int status(const char *admin, int argc, char **argv)
+{
+	static const char usage[] = "bulkhead status [--wait[=SECONDS]] [--json]";
+	struct verb_opts o;
+	int ret = parse_verb(argc, argv, &o, "jw", usage);
+	if (ret)
+		return ret;
+	if (o.argc) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	char lagging[4096];
+	for (;;) {
+		json_t *reply = call(admin, json_pack("{s:s}", "cmd", "status"), &ret);
+		if (!reply && o.wait_s < 0)
+			return ret;
+		if (reply)
+			status_lagging(reply, lagging, sizeof(lagging));
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		double waited = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+		bool done = reply && !lagging[0];
+		if (o.wait_s < 0 || done || waited >= o.wait_s) {
+			if (!reply)
+				return ret;
+			if (o.json)
+				print_json(reply);
+			else
+				status_print(reply);
+			json_decref(reply);
+			if (o.wait_s >= 0 && !done) {
+				fprintf(stderr, "bulkhead: not in sync after %d s: %s\n", o.wait_s, lagging);
+				return EXIT_FAIL;
+			}
+			return EXIT_OK;
+		}
+		json_decref(reply);
+		usleep(100 * 1000);
+	}
+}
+
+/* ---- endpoints ---- */
+
+static void join_strings(json_t *arr, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	size_t i;
+	json_t *e;
+	json_array_foreach(arr, i, e)
+	{
+		size_t len = strlen(buf);
+		snprintf(buf + len, n - len, "%s%s", i ? "," : "", str_or(e, "?"));
+	}
+}
+
+static int endpoints(const char *admin, int argc, char **argv)
+{
+	static const char usage[] = "bulkhead endpoints [--node NODE] [--json]";
+	struct verb_opts o;
+	int ret = parse_verb(argc, argv, &o, "jn", usage);
+	if (ret)
+		return ret;
+	if (o.argc) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	json_t *reply = call(admin, json_pack("{s:s,s:s?}", "cmd", "endpoints", "node", o.node), &ret);
+	if (!reply)
+		return ret;
+	if (o.json) {
+		print_json(reply);
+	} else {
+		struct table t = {.cols = 5};
+		table_add(&t, "NODE", "NAME", "ADDRESSES", "GROUPS", "LABELS");
+		size_t i;
+		json_t *ep;
+		json_array_foreach(json_object_get(reply, "endpoints"), i, ep)
+		{
+			char addrs[2048], groups[2048], labels[2048] = "";
+			join_strings(json_object_get(ep, "addresses"), addrs, sizeof(addrs));
+			join_strings(json_object_get(ep, "groups"), groups, sizeof(groups));
+			const char *k;
+			json_t *v;
+			json_object_foreach(json_object_get(ep, "labels"), k, v)
+			{
+				size_t len = strlen(labels);
+				snprintf(labels + len, sizeof(labels) - len, "%s%s=%s", len ? "," : "", k, str_or(v, "?"));
+			}
+			table_add(&t, str_or(json_object_get(ep, "node"), "?"), str_or(json_object_get(ep, "name"), "?"),
+				  addrs[0] ? addrs : "-", groups[0] ? groups : "-", labels[0] ? labels : "-");
+		}
+		table_print(&t);
+	}
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+/* ---- keygen ---- */
+
+static int keygen(int argc, char **argv)
+{
+	static const char usage[] = "bulkhead keygen DIR [--force]";
+	struct verb_opts o;
+	int ret = parse_verb(argc, argv, &o, "f", usage);
+	if (ret)
+		return ret;
+	if (o.argc != 1) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	char pub[KEY_Z85_LEN + 1], *err = NULL;
+	if (keys_write_pair(o.argv[0], o.force, pub, &err) < 0) {
+		fprintf(stderr, "bulkhead: keygen: %s\n", err ? err : "failed");
+		free(err);
+		return EXIT_FAIL;
+	}
+	printf("public key %s\n  %s/" KEY_PUBLIC_FILE "\n  %s/" KEY_SECRET_FILE " (keep it on this machine)\n", pub,
+	       o.argv[0], o.argv[0]);
+	return EXIT_OK;
+}
+
+int online_main(const char *admin, int argc, char **argv)
+{
+	const char *verb = argv[0];
+	if (strcmp(verb, "keygen") == 0)
+		return keygen(argc, argv);
+	if (strcmp(verb, "status") == 0)
+		return status(admin, argc, argv);
+	if (strcmp(verb, "endpoints") == 0)
+		return endpoints(admin, argc, argv);
+	if (strcmp(verb, "policy") == 0 && argc >= 2) {
+		const char *sub = argv[1];
+		if (strcmp(sub, "apply") == 0)
+			return policy_apply(admin, argc - 1, argv + 1);
+		if (strcmp(sub, "history") == 0)
+			return policy_history(admin, argc - 1, argv + 1);
+		if (strcmp(sub, "show") == 0)
+			return policy_show(admin, argc - 1, argv + 1);
+		if (strcmp(sub, "rollback") == 0)
+			return policy_rollback(admin, argc - 1, argv + 1);
+	}
+	return -1;
+}
