@@ -15,6 +15,7 @@
 #include "addrs.h"
 #include "agent.h"
 #include "drift.h"
+#include "link.h"
 #include "bulkhead/log.h"
 #include "netns.h"
 #include "nft.h"
@@ -69,6 +70,8 @@ struct endpoint_state {
 	bool force_full;            /* the kernel's table may differ: replace it whole */
 	bool not_in_bundle_logged;
 	char *error;
+	json_t *labels;	   /* from the inventory: reported to the controller */
+	json_t *inv_addrs; /* the inventory's "addresses": used with the null dataplane */
 	unsigned tampering, full_updates, delta_updates, failures;
 	struct endpoint_state *next;
 };
@@ -84,6 +87,11 @@ struct agent {
 	struct endpoint_state *endpoints;
 	bool status_dirty;
 	unsigned bundles_rejected, inventories_rejected;
+	/* The controller link (NULL without --controller). */
+	struct link *link;
+	int64_t revision;	/* the controller's revision of the current bundle; 0: none */
+	bool endpoints_dirty;	/* the controller has not heard the latest list */
+	bool ack_pending;	/* the last ACK said not ok: send again when it changes */
 };
 
 /* ---- endpoints ---- */
@@ -117,6 +125,8 @@ static void endpoint_free(struct endpoint_state *e)
 	free(e->name);
 	free(e->netns);
 	free(e->error);
+	json_decref(e->labels);
+	json_decref(e->inv_addrs);
 	free(e);
 }
 
@@ -128,6 +138,7 @@ static void endpoint_set_error(struct endpoint_state *e, const char *msg)
 }
 
 static void endpoint_sync(struct endpoint_state *e);
+static void report(struct agent *a);
 
 static void on_drift(void *data, uint32_t events)
 {
@@ -183,6 +194,7 @@ static void on_addrs(void *data, uint32_t events)
 	if (r > 0) {
 		endpoint_log_addrs(e);
 		e->agent->status_dirty = true;
+		e->agent->endpoints_dirty = true;
 	}
 }
 
@@ -347,9 +359,21 @@ static void load_inventory(struct agent *a)
 			a->endpoints = e;
 			log_info("endpoint %s: added (%s)", e->name, e->netns ? e->netns : "no netns");
 		}
+		json_decref(e->labels);
+		json_decref(e->inv_addrs);
+		e->labels = json_object();
+		e->inv_addrs = json_array();
+		for (size_t k = 0; k < ie->labels.n; k++)
+			json_object_set_new(e->labels, ie->labels.v[k].key, json_string(ie->labels.v[k].value));
+		for (size_t k = 0; k < ie->n_addrs; k++) {
+			char buf[ADDR_STRLEN];
+			addr_format(&ie->addrs[k], buf);
+			json_array_append_new(e->inv_addrs, json_string(buf));
+		}
 	}
 	inventory_free(inv);
 	a->status_dirty = true;
+	a->endpoints_dirty = true;
 }
 
 /* Takes ownership of text. Returns the bundle, or NULL (logged). */
@@ -376,10 +400,20 @@ static struct bundle *decode_bundle(struct agent *a, const char *source, char *t
 	return b;
 }
 
-/* Makes b (owned) the bundle to enforce; caches it when asked. */
-static void set_bundle(struct agent *a, struct bundle *b, bool cache)
+/* Makes b (owned) the bundle to enforce, as the controller's revision
+ * (0: from a file); caches both when asked. */
+static void set_bundle(struct agent *a, struct bundle *b, int64_t revision, bool cache)
 {
-	if (a->current && strcmp(a->current->b->hash, b->hash) == 0) {
+	bool same = a->current && strcmp(a->current->b->hash, b->hash) == 0;
+	if (cache && a->o->state_dir && (!same || revision != a->revision)) {
+		char rev[32];
+		snprintf(rev, sizeof(rev), "%lld\n", (long long)revision);
+		int r = state_write(a->o->state_dir, STATE_REVISION, rev, strlen(rev));
+		if (r < 0)
+			log_error_errno(r, "caching the revision in %s: %m", a->o->state_dir);
+	}
+	a->revision = revision;
+	if (same) {
 		bundle_free(b);
 		return;
 	}
@@ -410,7 +444,7 @@ static bool load_bundle_file(struct agent *a)
 	}
 	struct bundle *b = decode_bundle(a, a->o->bundle_path, text, len);
 	if (b)
-		set_bundle(a, b, true);
+		set_bundle(a, b, 0, true);
 	return b != NULL;
 }
 
@@ -430,7 +464,11 @@ static void load_cached_bundle(struct agent *a)
 	struct bundle *b = decode_bundle(a, "cached bundle", text, len);
 	if (b) {
 		log_info("starting from the cached bundle %.12s", b->hash);
-		set_bundle(a, b, false);
+		set_bundle(a, b, 0, false);
+		if (state_read(a->o->state_dir, STATE_REVISION, 64, &text, &len) == 0) {
+			a->revision = strtoll(text, NULL, 10);
+			free(text);
+		}
 	}
 }
 
@@ -458,8 +496,9 @@ static void write_status(struct agent *a)
 				       (json_int_t)e->delta_updates, "failures", (json_int_t)e->failures,
 				       "tampering", (json_int_t)e->tampering));
 	}
-	json_t *st = json_pack("{s:s,s:s?,s:s,s:o,s:{s:I,s:I}}", "node", a->o->node, "bundle",
-			       a->current ? a->current->b->hash : NULL, "dataplane",
+	json_t *st = json_pack("{s:s,s:s?,s:I,s:o,s:s,s:o,s:{s:I,s:I}}", "node", a->o->node, "bundle",
+			       a->current ? a->current->b->hash : NULL, "revision", (json_int_t)a->revision, "controller",
+			       a->link ? link_status(a->link) : json_null(), "dataplane",
 			       a->o->null_dataplane ? "null" : "nft", "endpoints", eps, "rejected", "bundles",
 			       (json_int_t)a->bundles_rejected, "inventories", (json_int_t)a->inventories_rejected);
 	char *text = st ? json_dumps(st, JSON_INDENT(2)) : NULL;
@@ -513,6 +552,7 @@ static void on_tick(void *data, uint32_t events)
 	struct agent *a = data;
 	check_namespaces(a);
 	sync_all(a);
+	report(a);
 	write_status(a);
 }
 
@@ -527,8 +567,173 @@ static void on_watch(void *data, uint32_t events)
 		(void)load_bundle_file(a);
 	if (changed) {
 		sync_all(a);
+		report(a);
 		write_status(a);
 	}
+}
+
+/* ---- the controller (proto.h) ---- */
+
+static json_t *endpoints_json(struct agent *a)
+{
+	json_t *out = json_array();
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
+		json_t *addrs;
+		if (a->o->null_dataplane || !e->addrs) {
+			/* No namespace read: what the inventory says. */
+			addrs = json_incref(e->inv_addrs ? e->inv_addrs : json_array());
+			if (!e->inv_addrs)
+				json_decref(addrs);
+		} else {
+			addrs = json_array();
+			size_t n;
+			const struct bh_addr *list = addrs_list(e->addrs, &n);
+			for (size_t i = 0; i < n; i++) {
+				char s[ADDR_STRLEN];
+				addr_format(&list[i], s);
+				json_array_append_new(addrs, json_string(s));
+			}
+		}
+		json_array_append_new(out, json_pack("{s:s,s:s?,s:O,s:o}", "name", e->name, "netns", e->netns, "labels",
+						     e->labels ? e->labels : json_object(), "addresses", addrs));
+	}
+	return out;
+}
+
+static json_t *held_json(struct agent *a, const char *key)
+{
+	if (!strcmp(key, "revision"))
+		return a->current && a->revision ? json_integer(a->revision) : json_null();
+	return a->current ? json_string(a->current->b->hash) : json_null();
+}
+
+static void send_hello(void *data)
+{
+	struct agent *a = data;
+	link_send(a->link, PROTO_HELLO,
+		  json_pack("{s:s,s:s,s:o,s:o,s:o}", "node", a->o->node, "agent", BULKHEAD_VERSION, "revision",
+			    held_json(a, "revision"), "hash", held_json(a, "hash"), "endpoints", endpoints_json(a)));
+	a->endpoints_dirty = false;
+}
+
+static json_t *heartbeat_body(void *data)
+{
+	struct agent *a = data;
+	return json_pack("{s:o,s:o}", "revision", held_json(a, "revision"), "hash", held_json(a, "hash"));
+}
+
+/* What every endpoint of the current bundle holds; error for the whole. */
+static void send_ack(struct agent *a, int64_t revision, const char *error)
+{
+	json_t *eps = json_array();
+	bool ok = a->current && !error;
+	for (struct endpoint_state *e = a->endpoints; a->current && e; e = e->next) {
+		if (!bundle_find_endpoint(a->current->b, e->name))
+			continue;
+		bool applied = e->present && e->applied == a->current;
+		const char *why = e->error ? e->error : e->present ? NULL : "namespace not present";
+		ok &= applied;
+		json_array_append_new(eps, json_pack("{s:s,s:s?,s:s?}", "name", e->name, "applied",
+						     applied ? a->current->b->hash : NULL, "error", applied ? NULL : why));
+	}
+	link_send(a->link, PROTO_ACK,
+		  json_pack("{s:I,s:o,s:b,s:s?,s:o}", "revision", (json_int_t)revision, "hash", held_json(a, "hash"),
+			    "ok", ok, "error", error, "endpoints", eps));
+	a->ack_pending = !ok;
+}
+
+/* A bundle from the controller: check, install, enforce, acknowledge. */
+static void take_bundle(struct agent *a, int64_t revision, json_t *bundle_json, const char *what)
+{
+	struct diag d;
+	diag_init(&d, what);
+	struct bundle *b = bundle_from_json(bundle_json, &d);
+	char error[512] = "";
+	if (!b) {
+		snprintf(error, sizeof(error), "%s rejected: %s%s%s", what, d.n ? d.v[0].path : "",
+			 d.n ? ": " : "", d.n ? d.v[0].message : "");
+	} else if (strcmp(b->node, a->o->node) != 0) {
+		snprintf(error, sizeof(error), "%s is for node \"%s\", not \"%s\"", what, b->node, a->o->node);
+		bundle_free(b);
+		b = NULL;
+	}
+	diag_release(&d);
+	if (!b) {
+		log_error("%s; keeping the one in force", error);
+		a->bundles_rejected++;
+		a->status_dirty = true;
+		send_ack(a, revision, error);
+		return;
+	}
+	set_bundle(a, b, revision, true);
+	sync_all(a);
+	send_ack(a, revision, NULL);
+	write_status(a);
+}
+
+static void on_delta(struct agent *a, json_t *body)
+{
+	const char *base = json_string_value(json_object_get(body, "base"));
+	if (!a->current || strcmp(base, a->current->b->hash) != 0) {
+		log_info("delta against %.12s, which we do not hold: asking for the whole bundle", base);
+		send_hello(a);
+		return;
+	}
+	json_t *cur = bundle_to_json(a->current->b);
+	struct diag d;
+	diag_init(&d, "delta");
+	json_t *next = cur ? proto_delta_apply(cur, json_object_get(body, "sets"), &d) : NULL;
+	json_decref(cur);
+	if (!next) {
+		log_error("delta does not apply (%s); asking for the whole bundle", d.n ? d.v[0].message : "no memory");
+		diag_release(&d);
+		send_hello(a);
+		return;
+	}
+	diag_release(&d);
+	json_object_set(next, "hash", json_object_get(body, "hash"));
+	/* The hash check in bundle_from_json proves the delta was right. */
+	take_bundle(a, json_integer_value(json_object_get(body, "revision")), next, "delta");
+	json_decref(next);
+}
+
+static void on_link_message(void *data, const struct proto_msg *m)
+{
+	struct agent *a = data;
+	switch (m->type) {
+	case PROTO_BUNDLE:
+		take_bundle(a, json_integer_value(json_object_get(m->body, "revision")),
+			    json_object_get(m->body, "bundle"), "bundle from the controller");
+		break;
+	case PROTO_DELTA:
+		on_delta(a, m->body);
+		break;
+	case PROTO_HEARTBEAT:
+		break;
+	case PROTO_RESYNC:
+		log_info("controller asks for a resync: %s", json_string_value(json_object_get(m->body, "reason")));
+		send_hello(a);
+		break;
+	case PROTO_REFUSED:
+		log_error("controller refused this agent: %s", json_string_value(json_object_get(m->body, "reason")));
+		break;
+	default:
+		log_warn("controller sent an unexpected %s; dropped", proto_type_name(m->type));
+		break;
+	}
+}
+
+/* After anything that may have changed the endpoints or their tables. */
+static void report(struct agent *a)
+{
+	if (!a->link)
+		return;
+	if (a->endpoints_dirty) {
+		link_send(a->link, PROTO_ENDPOINTS, json_pack("{s:o}", "endpoints", endpoints_json(a)));
+		a->endpoints_dirty = false;
+	}
+	if (a->ack_pending && a->current)
+		send_ack(a, a->revision, NULL);
 }
 
 /* ---- life cycle ---- */
@@ -566,6 +771,7 @@ void agent_free(struct agent *a)
 		loop_remove(a->loop, watch_fd(a->watch));
 		watch_free(a->watch);
 	}
+	link_free(a->link);
 	bundle_ref_put(a->current);
 	nft_batch_free(a->nb);
 	netns_free(a->ns);
@@ -599,6 +805,15 @@ unsigned agent_start(struct agent *a, bool once)
 			if (a->watch_bundle < 0)
 				log_error_errno(a->watch_bundle, "watching %s: %m", a->o->bundle_path);
 		}
+	}
+	if (a->o->link) {
+		static const struct link_callbacks cb = {
+			.message = on_link_message, .hello = send_hello, .heartbeat = heartbeat_body};
+		a->link = link_new(a->loop, a->o->link, &cb, a);
+		if (a->link)
+			send_hello(a);
+		else
+			log_error("no controller link; enforcing the bundle in force only");
 	}
 	int r = loop_add_timer(a->loop, TICK_MS, on_tick, a);
 	if (r < 0)

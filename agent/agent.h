@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "bulkhead/common.h"
+#include "link.h"
 #include "loop.h"
 
 struct agent_options {
@@ -16,6 +17,7 @@ struct agent_options {
 	const char *bundle_path; /* optional: a compiled bundle file, watched */
 	const char *state_dir;   /* optional with --once: cache and status.json */
 	bool null_dataplane;     /* build every batch, touch no kernel state */
+	const struct link_options *link; /* optional: the controller */
 	uint16_t nflog_group;
 };
 

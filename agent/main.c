@@ -24,27 +24,36 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: " PROG " --node NAME --inventory FILE --state-dir DIR [--bundle FILE]\n"
-	      "                      [--dataplane nft|null] [--nflog-group N] [--once] [--verbose]\n"
+	fputs("usage: " PROG " --node NAME --inventory FILE --state-dir DIR\n"
+	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
+	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--once] [--verbose]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
 	      "  --inventory FILE    local endpoints and their namespaces (re-read when it changes)\n"
 	      "  --state-dir DIR     cached last bundle (applied first at start) and status.json\n"
-	      "  --bundle FILE       a compiled bundle (bulkhead policy compile), re-read when it changes\n"
+	      "  --controller EP     the controller, e.g. tcp://10.0.0.1:7700 (bundles, status, endpoints)\n"
+	      "  --keys DIR          this agent's CURVE pair (bulkhead keygen DIR)\n"
+	      "  --controller-key F  the controller's public key, pinned\n"
+	      "  --insecure          no CURVE (local demos only)\n"
+	      "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n"
+	      "  --bundle FILE       a compiled bundle (bulkhead policy compile), re-read when it changes;\n"
+	      "                      with --controller too, the newest input wins\n"
 	      "  --dataplane nft     one table inet " NFT_TABLE_NAME " per endpoint namespace (default)\n"
 	      "  --dataplane null    build every batch but touch no kernel state\n"
 	      "  --nflog-group N     NFLOG group for drops and audits (default 100)\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"
-	      "On exit the rules stay in place (fail-static). The controller connection\n"
-	      "(--controller, keys) is not built yet.\n",
+	      "On exit the rules stay in place (fail-static); at start the cached bundle is\n"
+	      "applied before the controller is asked.\n",
 	      out);
 }
 
 struct options {
 	struct agent_options agent;
+	struct link_options link;
+	const char *keys, *controller_key;
 	bool print_ruleset, once, verbose;
 };
 
@@ -56,10 +65,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"dataplane", required_argument, NULL, 'd'}, {"nflog-group", required_argument, NULL, 'g'},
 		{"print-ruleset", no_argument, NULL, 'p'},  {"once", no_argument, NULL, 'o'},
 		{"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+		{"controller", required_argument, NULL, 'C'}, {"keys", required_argument, NULL, 'k'},
+		{"controller-key", required_argument, NULL, 'K'}, {"insecure", no_argument, NULL, 'I'},
+		{"heartbeat-ms", required_argument, NULL, 'H'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT};
+	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT, .link.heartbeat_ms = PROTO_HEARTBEAT_MS};
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
@@ -98,6 +110,28 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'p':
 			o->print_ruleset = true;
 			break;
+		case 'C':
+			o->link.endpoint = optarg;
+			break;
+		case 'k':
+			o->keys = optarg;
+			break;
+		case 'K':
+			o->controller_key = optarg;
+			break;
+		case 'I':
+			o->link.insecure = true;
+			break;
+		case 'H': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || v < 10 || v > 60000) {
+				log_error("--heartbeat-ms: expected 10..60000, not \"%s\"", optarg);
+				return -EINVAL;
+			}
+			o->link.heartbeat_ms = (unsigned)v;
+			break;
+		}
 		case 'o':
 			o->once = true;
 			break;
@@ -135,6 +169,33 @@ static int parse_options(int argc, char **argv, struct options *o)
 		log_error("--state-dir is required (the cached bundle and status live there)");
 		return -EINVAL;
 	}
+	if ((o->keys || o->controller_key || o->link.insecure) && !o->link.endpoint) {
+		log_error("--keys, --controller-key and --insecure go with --controller");
+		return -EINVAL;
+	}
+	if (o->link.endpoint && o->once) {
+		log_error("--once applies the cached or given bundle only; it does not go with --controller");
+		return -EINVAL;
+	}
+	if (o->link.endpoint && !o->link.insecure) {
+		if (!o->keys || !o->controller_key) {
+			log_error("the controller link is CURVE-authenticated: give --keys DIR and --controller-key FILE "
+				  "(or --insecure for a local demo)");
+			return -EINVAL;
+		}
+		char *err = NULL;
+		if (keys_read_pair(o->keys, o->link.public_key, o->link.secret_key, &err) < 0 ||
+		    keys_read(o->controller_key, o->link.server_key, &err) < 0) {
+			log_error("%s", err ? err : "reading keys failed");
+			free(err);
+			return -EINVAL;
+		}
+	} else if (o->link.endpoint && (o->keys || o->controller_key)) {
+		log_error("--insecure and --keys/--controller-key exclude each other");
+		return -EINVAL;
+	}
+	if (o->link.endpoint)
+		o->agent.link = &o->link;
 	return 0;
 }
 
@@ -218,6 +279,8 @@ int main(int argc, char **argv)
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
 	log_setup(PROG, o.verbose);
+	if (o.link.endpoint && o.link.insecure)
+		log_warn("--insecure: the controller is not authenticated and neither is this agent");
 	if (o.print_ruleset)
 		return print_ruleset(&o);
 	if (o.agent.state_dir && mkdir(o.agent.state_dir, 0700) < 0 && errno != EEXIST) {

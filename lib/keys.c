@@ -86,6 +86,17 @@ static int write_key(const char *path, const char *key, mode_t mode, bool force,
 int keys_write_pair(const char *dir, bool force, char pub_out[KEY_Z85_LEN + 1], char **err)
 {
 	*err = NULL;
+	/* mkdir -p: parents 0755, the key directory itself 0700. */
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", dir);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return fail(err, -errno, "%s: %s", tmp, strerror(errno));
+		*p = '/';
+	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return fail(err, -errno, "%s: %s", dir, strerror(errno));
 	char pub[KEY_Z85_LEN + 1], sec[KEY_Z85_LEN + 1], path[4096];

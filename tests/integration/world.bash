@@ -8,6 +8,7 @@
 #   can NS PROTO ADDR ARG...   probe from $P-NS succeeds (probe.py args)
 #   ok/not_ok/check/finish     counting and the closing "N passed, N failed"
 #
+# BULKHEAD_KEEP=1 keeps the temporary directory (logs, state) for a post-mortem.
 # Only ever touches namespaces named with the per-run prefix; the host's
 # interfaces and firewall are never touched.
 
@@ -39,7 +40,7 @@ world_cleanup() {
 			;;
 		esac
 	done
-	rm -rf "$TMP"
+	if [ -n "${BULKHEAD_KEEP:-}" ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
 }
 
 # world_init NAME: needs root; sets P (prefix), FAB, TMP.
