@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Bulkhead demo, the first command in README.md. On this machine it builds a
 # small cluster out of network namespaces: three simulated nodes with the
-# containers of examples/three-tier, one bulkhead-agent per node enforcing
-# its node's compiled bundle. Then it sends allowed and forbidden traffic
-# and shows what the kernel did next to what the policy says, and the drops
-# counted by each rule. Everything it made is removed when it ends.
+# containers of examples/three-tier, CURVE keys, one bulkhead-controller and
+# one bulkhead-agent per node. It applies the example policy, sends allowed
+# and forbidden traffic, shows what the kernel did next to what the policy
+# says, the drops counted by each rule, and `bulkhead status`. Everything it
+# made is removed when it ends.
 #
 #   bash examples/demo.sh           run, show, clean up
 #   bash examples/demo.sh --keep    stay up until Ctrl-C (then clean up)
 #
-# The controller and the blocked-flow report (bulkhead flows) are not built
-# yet: bundles are compiled here and handed to the agents as files.
+# The blocked-flow report (bulkhead flows) is not built yet: the demo shows
+# the drops from the kernel's per-rule counters instead.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -29,6 +30,7 @@ tests/install-deps.sh
 ninja -C build >/dev/null
 cli=$root/build/cli/bulkhead
 agent=$root/build/agent/bulkhead-agent
+controller=$root/build/controller/bulkhead-controller
 py=$(command -v /usr/bin/python3 python3 | head -1)
 ex=examples/three-tier
 
@@ -76,31 +78,41 @@ for node in node-a node-b node-c; do
 for e in json.load(open(sys.argv[1]))["endpoints"]: print(e["name"], *e["addresses"])' $ex/$node.json)
 done
 
-bold "Compiling one bundle per node and starting one agent per node"
-invs=(--inventory "$tmp/node-a.json" --inventory "$tmp/node-b.json" --inventory "$tmp/node-c.json")
+bold "CURVE keys: the controller's, one per node, and the allow-list binding each key to its node"
+"$cli" keygen "$tmp/keys/controller" | sed 's/^/  controller: /' | head -1
+mkdir -p "$tmp/keys/allowed"
 for node in node-a node-b node-c; do
-  "$cli" policy compile $ex/policy.json "${invs[@]}" --node $node >"$tmp/bundle-$node.json"
-  mkdir -p "$tmp/state-$node"
-  "$agent" --node $node --inventory "$tmp/$node.json" --bundle "$tmp/bundle-$node.json" \
-    --state-dir "$tmp/state-$node" >"$tmp/agent-$node.log" 2>&1 &
-  pids+=($!)
-  hash=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["hash"])' "$tmp/bundle-$node.json")
-  echo "  $node: bundle ${hash:0:12}…, agent pid ${pids[-1]}"
+  "$cli" keygen "$tmp/keys/$node" >/dev/null
+  cp "$tmp/keys/$node/public.key" "$tmp/keys/allowed/$node.key"
+  echo "  $node: $(cat "$tmp/keys/$node/public.key") -> allowed/$node.key"
 done
-applied() {
-  "$py" - "$tmp" <<'PY'
-import json, sys, os
-for n in ("node-a", "node-b", "node-c"):
-    try:
-        s = json.load(open(os.path.join(sys.argv[1], "state-" + n, "status.json")))
-    except Exception:
-        sys.exit(1)
-    if not s["bundle"] or any(e["applied"] != s["bundle"] for e in s["endpoints"]):
-        sys.exit(1)
-PY
-}
-for _ in $(seq 100); do applied && break; sleep 0.1; done
-applied && echo "  every container's table is in place" || { echo "agents did not converge; logs in $tmp"; exit 1; }
+
+bold "Starting the controller and one agent per node"
+port=$((20000 + $$ % 20000))
+export BULKHEAD_ADMIN=ipc://$tmp/run/admin.sock
+"$controller" --listen "tcp://127.0.0.1:$port" --admin "$BULKHEAD_ADMIN" --state-dir "$tmp/controller" \
+  --keys "$tmp/keys/controller" --agent-keys "$tmp/keys/allowed" >"$tmp/controller.log" 2>&1 &
+pids+=($!)
+echo "  controller on tcp://127.0.0.1:$port, admin $BULKHEAD_ADMIN"
+for node in node-a node-b node-c; do
+  "$agent" --controller "tcp://127.0.0.1:$port" --node $node --inventory "$tmp/$node.json" \
+    --state-dir "$tmp/state-$node" --keys "$tmp/keys/$node" \
+    --controller-key "$tmp/keys/controller/public.key" >"$tmp/agent-$node.log" 2>&1 &
+  pids+=($!)
+  echo "  agent $node (pid ${pids[-1]})"
+done
+for _ in $(seq 50); do
+  [ "$("$cli" endpoints --json 2>/dev/null | "$py" -c 'import json,sys; print(len(json.load(sys.stdin)["endpoints"]))' 2>/dev/null)" = 9 ] && break
+  sleep 0.1
+done
+
+bold "bulkhead policy apply $ex/policy.json"
+"$cli" policy apply $ex/policy.json --comment "demo: three-tier shop" | sed 's/^/  /'
+"$cli" status --wait=20 | sed 's/^/  /' || { echo "agents did not converge; logs in $tmp"; exit 1; }
+
+bold "bulkhead endpoints (as the agents found them in their namespaces)"
+"$cli" endpoints | sed 's/^/  /'
+invs=(--inventory "$tmp/node-a.json" --inventory "$tmp/node-b.json" --inventory "$tmp/node-c.json")
 
 bold "Traffic: what the policy says (bulkhead policy explain) and what the kernel did"
 printf '  %-8s %-8s %-10s %-10s %-9s %s\n' FROM TO PORT POLICY KERNEL "DECIDED BY (egress | ingress)"
@@ -157,11 +169,13 @@ else
   grep "changed by another process" "$tmp/agent-node-b.log" | tail -1 | sed 's/^/    /'
 fi
 
+bold "bulkhead status"
+"$cli" status | sed 's/^/  /'
+
 bold "Not built yet"
 cat <<'TXT'
-  The controller (ZeroMQ, CURVE, SQLite), `bulkhead status/endpoints/flows` and the
-  NFLOG blocked-flow report come next; here bundles are compiled locally and handed
-  to the agents as files. See README.md.
+  The NFLOG blocked-flow report (`bulkhead flows`) comes next; above, the drops are
+  read from the kernel's per-rule counters instead. See README.md.
 TXT
 if $keep; then
   echo; echo "Up; Ctrl-C to clean up. Namespaces: ip netns list | grep $P"
