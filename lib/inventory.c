@@ -170,7 +170,8 @@ int inventory_load_json(struct inventory *inv, json_t *root, const char *node_ov
 		inv->v = grown;
 		inv->cap = cap;
 	}
-	memcpy(inv->v + inv->n, eps, n * sizeof(*eps));
+	if (n) /* a node with no endpoints: inv->v may still be NULL */
+		memcpy(inv->v + inv->n, eps, n * sizeof(*eps));
 	inv->n += n;
 	free(eps);
 	return 0;
