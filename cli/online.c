@@ -23,75 +23,6 @@
 #define EXIT_USAGE 2
 #define POLICY_MAX_BYTES (64 << 20)
 
-/* ---- the admin connection ---- */
-
-struct admin_conn {
-	const char *endpoint;
-	void *ctx, *sock;
-	int timeout_ms;
-};
-
-static int conn_open(struct admin_conn *c, const char *endpoint)
-{
-	c->endpoint = endpoint;
-	c->timeout_ms = 10000;
-	const char *t = getenv("BULKHEAD_ADMIN_TIMEOUT_MS");
-	if (t && atoi(t) > 0)
-		c->timeout_ms = atoi(t);
-	c->ctx = zmq_ctx_new();
-	c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_REQ) : NULL;
-	int zero = 0;
-	int64_t max = ADMIN_MAX_MSG;
-	if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
-	    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 ||
-	    zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &c->timeout_ms, sizeof(c->timeout_ms)) < 0 ||
-	    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof(c->timeout_ms)) < 0 ||
-	    zmq_connect(c->sock, endpoint) < 0) {
-		fprintf(stderr, "bulkhead: admin endpoint %s: %s\n", endpoint, zmq_strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static void conn_close(struct admin_conn *c)
-{
-	if (c->sock)
-		zmq_close(c->sock);
-	if (c->ctx)
-		zmq_ctx_term(c->ctx);
-}
-
-/* Sends req (stolen) and returns the reply, checked to be an object with
- * "ok"; NULL after printing why. */
-static json_t *conn_call(struct admin_conn *c, json_t *req)
-{
-	json_object_set_new(req, "v", json_integer(ADMIN_VERSION));
-	char *text = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	if (!text)
-		abort();
-	int r = zmq_send(c->sock, text, strlen(text), 0);
-	free(text);
-	zmq_msg_t m;
-	zmq_msg_init(&m);
-	if (r < 0 || zmq_msg_recv(&m, c->sock, 0) < 0) {
-		zmq_msg_close(&m);
-		fprintf(stderr, "bulkhead: no answer from the controller at %s%s%s\n", c->endpoint,
-			errno == EAGAIN ? "" : ": ", errno == EAGAIN ? "" : zmq_strerror(errno));
-		return NULL;
-	}
-	json_error_t jerr;
-	json_t *reply = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, &jerr);
-	zmq_msg_close(&m);
-	if (!json_is_object(reply) || !json_is_boolean(json_object_get(reply, "ok"))) {
-		fprintf(stderr, "bulkhead: the controller's reply is not understood%s%s\n", reply ? "" : ": ",
-			reply ? "" : jerr.text);
-		json_decref(reply);
-		return NULL;
-	}
-	return reply;
-}
-
 /* Prints a failed reply's errors; returns its exit code. */
 static int reply_failure(json_t *reply)
 {
@@ -111,11 +42,11 @@ static json_t *call(const char *endpoint, json_t *req, int *ret)
 	struct admin_conn c = {0};
 	json_t *reply = NULL;
 	*ret = EXIT_FAIL;
-	if (conn_open(&c, endpoint) == 0)
-		reply = conn_call(&c, req);
+	if (admin_conn_open(&c, endpoint) == 0)
+		reply = admin_conn_call(&c, req);
 	else
 		json_decref(req);
-	conn_close(&c);
+	admin_conn_close(&c);
 	if (reply && !json_is_true(json_object_get(reply, "ok"))) {
 		*ret = reply_failure(reply);
 		json_decref(reply);

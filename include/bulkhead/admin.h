@@ -46,3 +46,20 @@
 #define ADMIN_ENV "BULKHEAD_ADMIN"
 /* Requests carry whole policy documents; replies whole listings. */
 #define ADMIN_MAX_MSG (64 << 20)
+
+#include <jansson.h>
+
+/* A REQ connection to the admin endpoint (lib/admin_client.c). Requests
+ * time out after $BULKHEAD_ADMIN_TIMEOUT_MS (default 10000). */
+struct admin_conn {
+	const char *endpoint;
+	void *ctx, *sock;
+	int timeout_ms;
+};
+
+/* 0, or -1 after printing why on stderr. */
+int admin_conn_open(struct admin_conn *c, const char *endpoint);
+void admin_conn_close(struct admin_conn *c);
+/* Sends req (stolen, "v" added) and returns the reply, checked to be an
+ * object with a boolean "ok"; NULL after printing why on stderr. */
+json_t *admin_conn_call(struct admin_conn *c, json_t *req);
