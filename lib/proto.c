@@ -12,6 +12,7 @@ static const char *const type_names[PROTO_TYPE_COUNT] = {
 	[PROTO_HELLO] = "HELLO",	 [PROTO_BUNDLE] = "BUNDLE",	  [PROTO_DELTA] = "DELTA",
 	[PROTO_ACK] = "ACK",		 [PROTO_ENDPOINTS] = "ENDPOINTS", [PROTO_HEARTBEAT] = "HEARTBEAT",
 	[PROTO_FLOWS] = "FLOWS",	 [PROTO_RESYNC] = "RESYNC",	  [PROTO_REFUSED] = "REFUSED",
+	[PROTO_FLOWS_ACK] = "FLOWS_ACK",
 };
 
 const char *proto_type_name(enum proto_type t)
@@ -56,7 +57,22 @@ static const struct field ack_endpoint_fields[] = {
 static const struct field endpoints_fields[] = {{"endpoints", F_OBJECTS, false}, END};
 static const struct field heartbeat_fields[] = {{"revision", F_COUNT, true}, {"hash", F_HASH, true}, END};
 static const struct field reason_fields[] = {{"reason", F_STRING, false}, END};
-static const struct field no_fields[] = {END};
+static const struct field flows_fields[] = {
+	{"epoch", F_COUNT, false}, {"seq", F_COUNT, false},   {"start", F_COUNT, false},
+	{"end", F_COUNT, false},   {"flows", F_OBJECTS, false}, {"lost", F_OBJECTS, false}, END,
+};
+static const struct field flow_fields[] = {
+	{"endpoint", F_STRING, false}, {"dir", F_STRING, false},   {"src", F_STRING, false},
+	{"dst", F_STRING, false},      {"proto", F_STRING, false}, {"port", F_COUNT, true},
+	{"icmp_type", F_COUNT, true},  {"icmp_code", F_COUNT, true}, {"verdict", F_STRING, false},
+	{"policy", F_STRING, true},    {"rule", F_STRING, false},  {"count", F_COUNT, false},
+	{"first", F_COUNT, false},     {"last", F_COUNT, false},   END,
+};
+static const struct field lost_fields[] = {
+	{"endpoint", F_STRING, true}, {"enobufs", F_COUNT, false}, {"gap", F_COUNT, false},
+	{"spool", F_COUNT, false},    END,
+};
+static const struct field flows_ack_fields[] = {{"epoch", F_COUNT, false}, {"seq", F_COUNT, false}, END};
 static const struct field set_delta_fields[] = {
 	{"id", F_STRING, false}, {"ipv4", F_OBJECT, true}, {"ipv6", F_OBJECT, true}, END,
 };
@@ -64,7 +80,8 @@ static const struct field set_delta_fields[] = {
 static const struct field *const type_fields[PROTO_TYPE_COUNT] = {
 	[PROTO_HELLO] = hello_fields,	      [PROTO_BUNDLE] = bundle_fields,	  [PROTO_DELTA] = delta_fields,
 	[PROTO_ACK] = ack_fields,	      [PROTO_ENDPOINTS] = endpoints_fields, [PROTO_HEARTBEAT] = heartbeat_fields,
-	[PROTO_FLOWS] = no_fields,	      [PROTO_RESYNC] = reason_fields,	  [PROTO_REFUSED] = reason_fields,
+	[PROTO_FLOWS] = flows_fields,	      [PROTO_RESYNC] = reason_fields,	  [PROTO_REFUSED] = reason_fields,
+	[PROTO_FLOWS_ACK] = flows_ack_fields,
 };
 
 static bool is_hash(const char *s)
@@ -151,6 +168,30 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 				return false;
 		}
 	}
+	if (t == PROTO_FLOWS) {
+		json_array_foreach(json_object_get(body, "flows"), i, e)
+		{
+			snprintf(where, sizeof(where), "flows[%zu]", i);
+			if (!check_fields(e, flow_fields, where, err, n))
+				return false;
+			const char *dir = json_string_value(json_object_get(e, "dir"));
+			const char *verdict = json_string_value(json_object_get(e, "verdict"));
+			if (strcmp(dir, "ingress") != 0 && strcmp(dir, "egress") != 0) {
+				snprintf(err, n, "%s: \"dir\" must be \"ingress\" or \"egress\"", where);
+				return false;
+			}
+			if (strcmp(verdict, "deny") != 0 && strcmp(verdict, "audit") != 0) {
+				snprintf(err, n, "%s: \"verdict\" must be \"deny\" or \"audit\"", where);
+				return false;
+			}
+		}
+		json_array_foreach(json_object_get(body, "lost"), i, e)
+		{
+			snprintf(where, sizeof(where), "lost[%zu]", i);
+			if (!check_fields(e, lost_fields, where, err, n))
+				return false;
+		}
+	}
 	if (t == PROTO_DELTA) {
 		json_array_foreach(json_object_get(body, "sets"), i, e)
 		{
@@ -226,7 +267,13 @@ char *proto_encode(json_t *body, size_t *len)
 
 json_t *proto_endpoints_inventory(const char *node, json_t *endpoints)
 {
-	return json_pack("{s:s,s:O}", "node", node, "endpoints", endpoints);
+	/* "netns": null (an endpoint the agent does not program, as with
+	 * --dataplane null) is an inventory's absent "netns". */
+	json_t *copy = json_deep_copy(endpoints);
+	size_t i;
+	json_t *e;
+	json_array_foreach(copy, i, e) if (json_is_null(json_object_get(e, "netns"))) json_object_del(e, "netns");
+	return json_pack("{s:s,s:o}", "node", node, "endpoints", copy);
 }
 
 /* ---- deltas ---- */

@@ -18,7 +18,12 @@
  *   ENDPOINTS  {"endpoints": [ENDPOINT...]}  the node's whole list, whenever
  *              the inventory or an address changes
  *   HEARTBEAT  {"revision": N|null, "hash": H|null}
- *   FLOWS      reserved for denied-flow reports (issue 5); counted, dropped
+ *   FLOWS      {"epoch": E, "seq": N, "start": MS, "end": MS,
+ *               "flows": [FLOW...], "lost": [LOST...]}
+ *              one window of denied and audited flows. (epoch, seq) names the
+ *              batch: epoch is the agent's start time (unix ms), seq counts
+ *              from 1 within it. The agent resends a batch until FLOWS_ACK;
+ *              the controller stores each (node, epoch, seq) once.
  *
  * controller → agent
  *   BUNDLE     {"revision": N, "bundle": BUNDLE-JSON}   the whole bundle
@@ -26,12 +31,24 @@
  *              the bundle H with set elements added and removed gives H2; an
  *              agent that does not hold H answers with HELLO (full resync)
  *   HEARTBEAT  {}
+ *   FLOWS_ACK  {"epoch": E, "seq": N}   batch stored (committed); the agent
+ *              drops it from its spool
  *   RESYNC     {"reason": S}   "say HELLO": the controller does not know this
  *              connection (it restarted) or lost track of what it holds
  *   REFUSED    {"reason": S}   the HELLO was refused (wrong node for the key,
  *              bad version); the agent logs it and retries later
  *
  * ENDPOINT  = {"name", "netns": S|null, "labels": {K: V}, "addresses": [IP]}
+ * FLOW      = {"endpoint", "dir": "ingress"|"egress", "src": IP, "dst": IP,
+ *              "proto": "tcp"|"udp"|"sctp"|"icmp"|"icmpv6"|NUMBER-AS-TEXT,
+ *              "port": N|null (destination port), "icmp_type": N|null,
+ *              "icmp_code": N|null, "verdict": "deny"|"audit",
+ *              "policy": S|null, "rule": RULE-ID or the fallback's reason,
+ *              "count": N, "first": MS, "last": MS}
+ * LOST      = {"endpoint": S|null, "enobufs": N, "gap": N, "spool": N}
+ *             events the kernel dropped (receive buffer overrun: "enobufs"
+ *             times, "gap" events by NFLOG sequence numbers) and flows the
+ *             agent dropped from a full spool ("spool"); never silent
  * SET-DELTA = {"id", "ipv4": {"add": [E], "remove": [E]},
  *                    "ipv6": {"add": [E], "remove": [E]}}
  *             E as in the bundle's sets ("198.18.0.1", "A-B" ranges)
@@ -64,6 +81,7 @@ enum proto_type {
 	PROTO_FLOWS,
 	PROTO_RESYNC,
 	PROTO_REFUSED,
+	PROTO_FLOWS_ACK,
 	PROTO_TYPE_COUNT,
 };
 

@@ -51,7 +51,12 @@ TEST(every_type_round_trips)
 			      "\"endpoints\":[{\"name\":\"a\",\"applied\":null,\"error\":\"boom\"}]}",
 		[PROTO_ENDPOINTS] = "{\"endpoints\":[{\"name\":\"a\"}]}",
 		[PROTO_HEARTBEAT] = "{}",
-		[PROTO_FLOWS] = "{}",
+		[PROTO_FLOWS] = "{\"epoch\":1,\"seq\":1,\"start\":5,\"end\":6,\"lost\":[{\"endpoint\":\"a\","
+				"\"enobufs\":0,\"gap\":2,\"spool\":0}],\"flows\":[{\"endpoint\":\"a\",\"dir\":\"ingress\","
+				"\"src\":\"198.18.0.1\",\"dst\":\"198.18.0.2\",\"proto\":\"udp\",\"port\":53,"
+				"\"verdict\":\"deny\",\"policy\":null,\"rule\":\"default-deny\",\"count\":3,"
+				"\"first\":5,\"last\":6}]}",
+		[PROTO_FLOWS_ACK] = "{\"epoch\":1,\"seq\":1}",
 		[PROTO_RESYNC] = "{\"reason\":\"x\"}",
 		[PROTO_REFUSED] = "{\"reason\":\"x\"}",
 	};
@@ -99,6 +104,16 @@ TEST(hostile_frames_are_refused_with_a_reason)
 		      "\"ipv6\":{\"add\":[1]}}]}",
 		      "sets[0].ipv6 must be an array of strings"));
 	CHECK(refused("RESYNC", "{\"v\":1}", "\"reason\" missing"));
+	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[{}]}",
+		      "flows[0]: \"endpoint\" missing"));
+	CHECK(refused("FLOWS",
+		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[{\"endpoint\":\"a\","
+		      "\"dir\":\"in\",\"src\":\"x\",\"dst\":\"y\",\"proto\":\"udp\",\"verdict\":\"deny\",\"rule\":\"r\","
+		      "\"count\":1,\"first\":1,\"last\":1}]}",
+		      "flows[0]: \"dir\" must be \"ingress\" or \"egress\""));
+	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":-3,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[]}",
+		      "\"seq\" must be an integer >= 0"));
+	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1}", "\"seq\" missing"));
 	/* Unknown members are room to grow, not errors. */
 	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"future\":[1,2]}"));
 	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"revision\":null}"));
