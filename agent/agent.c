@@ -15,18 +15,23 @@
 #include "addrs.h"
 #include "agent.h"
 #include "drift.h"
+#include "flows.h"
 #include "link.h"
 #include "bulkhead/log.h"
 #include "netns.h"
+#include "nflog.h"
 #include "nft.h"
 #include "state.h"
 #include "watch.h"
-
 
 /* A bundle is outside input: refuse absurd sizes before reading them. */
 #define BUNDLE_MAX_BYTES (256u << 20)
 #define INVENTORY_MAX_BYTES (64u << 20)
 #define TICK_MS 500
+#define FLOW_TICK_MS 100
+/* NFLOG datagrams read per wake-up of one endpoint (each holds up to 64
+ * packets): a flood in one namespace does not starve the others. */
+#define NFLOG_BURST 64
 
 /* Bundles are shared by every endpoint that has applied them; the previous
  * one lives on while an endpoint still holds its table (for deltas). */
@@ -65,6 +70,8 @@ struct endpoint_state {
 	struct netns_id id;
 	struct mnl_socket *nft; /* requests; its port id marks our own events */
 	struct drift *drift;
+	struct nflog *nflog; /* with a controller: the denied flows */
+	uint64_t nflog_enobufs, nflog_gap; /* already reported as lost */
 	struct addrs *addrs;
 	struct bundle_ref *applied; /* what its table holds, NULL: nothing known */
 	bool force_full;            /* the kernel's table may differ: replace it whole */
@@ -92,6 +99,7 @@ struct agent {
 	int64_t revision;	/* the controller's revision of the current bundle; 0: none */
 	bool endpoints_dirty;	/* the controller has not heard the latest list */
 	bool ack_pending;	/* the last ACK said not ok: send again when it changes */
+	struct flows *flows;	/* with a controller: denied-flow batches */
 };
 
 /* ---- endpoints ---- */
@@ -106,6 +114,12 @@ static void endpoint_close(struct endpoint_state *e)
 	if (e->addrs) {
 		loop_remove(loop, addrs_fd(e->addrs));
 		addrs_free(e->addrs);
+	}
+	if (e->nflog) {
+		loop_remove(loop, nflog_fd(e->nflog));
+		nflog_free(e->nflog);
+		e->nflog = NULL;
+		e->nflog_enobufs = e->nflog_gap = 0; /* a new socket counts afresh */
 	}
 	if (e->nft)
 		mnl_socket_close(e->nft);
@@ -198,6 +212,42 @@ static void on_addrs(void *data, uint32_t events)
 	}
 }
 
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* One logged packet: named by the rule of the bundle the table holds. */
+static void on_flow_event(void *data, const struct nflog_event *ev)
+{
+	struct endpoint_state *e = data;
+	const char *policy = NULL, *rule = "unknown-rule";
+	const struct bundle_endpoint *be = e->applied ? bundle_find_endpoint(e->applied->b, e->name) : NULL;
+	if (be) {
+		const struct bundle_chain *c = &be->chains[ev->prefix.dir];
+		if (ev->prefix.position == NFT_POSITION_FALLBACK) {
+			rule = c->fallback_reason;
+		} else if ((size_t)ev->prefix.position < c->n_rules) {
+			rule = c->rules[ev->prefix.position].id;
+			policy = c->rules[ev->prefix.position].policy;
+		}
+	}
+	flows_record(e->agent->flows, e->name, ev, policy, rule, wall_ms());
+}
+
+static void on_nflog(void *data, uint32_t events)
+{
+	struct endpoint_state *e = data;
+	(void)events;
+	nflog_dispatch(e->nflog, NFLOG_BURST, on_flow_event, e);
+	const struct nflog_stats *st = nflog_stats(e->nflog);
+	flows_lost(e->agent->flows, e->name, st->enobufs - e->nflog_enobufs, st->gap - e->nflog_gap);
+	e->nflog_enobufs = st->enobufs;
+	e->nflog_gap = st->gap;
+}
+
 /* Opens the namespace's sockets; false when it is not there (yet). */
 static bool endpoint_open(struct endpoint_state *e)
 {
@@ -223,6 +273,15 @@ static bool endpoint_open(struct endpoint_state *e)
 	if (!e->drift || loop_add(a->loop, drift_fd(e->drift), EPOLLIN, on_drift, e) < 0)
 		log_error("endpoint %s: watching nftables events in %s: %m (tampering will go unnoticed)",
 			  e->name, e->netns);
+	if (a->flows) {
+		e->nflog = nflog_open(a->ns, e->netns, a->o->nflog_group);
+		if (!e->nflog || loop_add(a->loop, nflog_fd(e->nflog), EPOLLIN, on_nflog, e) < 0) {
+			log_error("endpoint %s: reading NFLOG group %u in %s: %m (its denied flows go unreported)",
+				  e->name, a->o->nflog_group, e->netns);
+			nflog_free(e->nflog);
+			e->nflog = NULL;
+		}
+	}
 	e->addrs = addrs_open(a->ns, e->netns);
 	if (!e->addrs || loop_add(a->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0)
 		log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
@@ -495,12 +554,22 @@ static void write_status(struct agent *a)
 				       "full_updates", (json_int_t)e->full_updates, "delta_updates",
 				       (json_int_t)e->delta_updates, "failures", (json_int_t)e->failures,
 				       "tampering", (json_int_t)e->tampering));
+		if (e->nflog) {
+			const struct nflog_stats *st = nflog_stats(e->nflog);
+			json_object_set_new(json_array_get(eps, json_array_size(eps) - 1), "nflog",
+					    json_pack("{s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)st->events,
+						      "enobufs", (json_int_t)st->enobufs, "gap", (json_int_t)st->gap,
+						      "malformed", (json_int_t)st->malformed, "foreign",
+						      (json_int_t)st->foreign));
+		}
 	}
 	json_t *st = json_pack("{s:s,s:s?,s:I,s:o,s:s,s:o,s:{s:I,s:I}}", "node", a->o->node, "bundle",
 			       a->current ? a->current->b->hash : NULL, "revision", (json_int_t)a->revision, "controller",
 			       a->link ? link_status(a->link) : json_null(), "dataplane",
 			       a->o->null_dataplane ? "null" : "nft", "endpoints", eps, "rejected", "bundles",
 			       (json_int_t)a->bundles_rejected, "inventories", (json_int_t)a->inventories_rejected);
+	if (st && a->flows)
+		json_object_set_new(st, "flows", flows_status(a->flows));
 	char *text = st ? json_dumps(st, JSON_INDENT(2)) : NULL;
 	json_decref(st);
 	if (!text)
@@ -545,6 +614,21 @@ static void check_namespaces(struct agent *a)
 		log_info("endpoint %s: namespace %s %s", e->name, e->netns, r < 0 ? "is gone" : "was replaced");
 		endpoint_close(e);
 	}
+}
+
+static void send_flows(void *data, json_t *body)
+{
+	link_send(((struct agent *)data)->link, PROTO_FLOWS, body);
+}
+
+/* Closes the flow window when due and sends what waits. */
+static void on_flow_tick(void *data, uint32_t events)
+{
+	struct agent *a = data;
+	(void)events;
+	uint64_t now = wall_ms();
+	flows_tick(a->flows, now, a->o->flow_window_ms, false);
+	flows_send(a->flows, now, send_flows, a);
 }
 
 static void on_tick(void *data, uint32_t events)
@@ -614,6 +698,10 @@ static void send_hello(void *data)
 		  json_pack("{s:s,s:s,s:o,s:o,s:o}", "node", a->o->node, "agent", BULKHEAD_VERSION, "revision",
 			    held_json(a, "revision"), "hash", held_json(a, "hash"), "endpoints", endpoints_json(a)));
 	a->endpoints_dirty = false;
+	/* A new session may be a new controller: every unacknowledged batch
+	 * goes again after the HELLO (it stores each batch once). */
+	if (a->flows)
+		flows_resend_all(a->flows);
 }
 
 static json_t *heartbeat_body(void *data)
@@ -710,6 +798,13 @@ static void on_link_message(void *data, const struct proto_msg *m)
 		break;
 	case PROTO_HEARTBEAT:
 		break;
+	case PROTO_FLOWS_ACK:
+		if (a->flows) {
+			flows_acked(a->flows, (uint64_t)json_integer_value(json_object_get(m->body, "epoch")),
+				    (uint64_t)json_integer_value(json_object_get(m->body, "seq")));
+			a->status_dirty = true;
+		}
+		break;
 	case PROTO_RESYNC:
 		log_info("controller asks for a resync: %s", json_string_value(json_object_get(m->body, "reason")));
 		send_hello(a);
@@ -747,6 +842,9 @@ struct agent *agent_new(const struct agent_options *o, struct loop *loop)
 	a->nb = nft_batch_new(o->nflog_group);
 	if (!a->nb)
 		abort();
+	/* Denied flows go to the controller; without one, nobody reads them. */
+	if (o->link)
+		a->flows = flows_new(o->state_dir, wall_ms());
 	if (!o->null_dataplane) {
 		a->ns = netns_new();
 		if (!a->ns) {
@@ -770,6 +868,10 @@ void agent_free(struct agent *a)
 	if (a->watch) {
 		loop_remove(a->loop, watch_fd(a->watch));
 		watch_free(a->watch);
+	}
+	if (a->flows) { /* the last window, and every unacknowledged batch, to the spool file */
+		flows_tick(a->flows, wall_ms(), a->o->flow_window_ms, true);
+		flows_free(a->flows);
 	}
 	link_free(a->link);
 	bundle_ref_put(a->current);
@@ -818,5 +920,7 @@ unsigned agent_start(struct agent *a, bool once)
 	int r = loop_add_timer(a->loop, TICK_MS, on_tick, a);
 	if (r < 0)
 		log_error_errno(r, "timer: %m; namespaces and retries are not checked");
+	if (a->flows && (r = loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a)) < 0)
+		log_error_errno(r, "timer: %m; denied flows are not reported");
 	return behind;
 }

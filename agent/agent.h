@@ -19,6 +19,7 @@ struct agent_options {
 	bool null_dataplane;     /* build every batch, touch no kernel state */
 	const struct link_options *link; /* optional: the controller */
 	uint16_t nflog_group;
+	unsigned flow_window_ms; /* denied flows are aggregated this long */
 };
 
 struct agent;

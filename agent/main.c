@@ -26,7 +26,8 @@ static void usage(FILE *out)
 {
 	fputs("usage: " PROG " --node NAME --inventory FILE --state-dir DIR\n"
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
-	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--once] [--verbose]\n"
+	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
+	      "                      [--once] [--verbose]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
@@ -42,6 +43,7 @@ static void usage(FILE *out)
 	      "  --dataplane nft     one table inet " NFT_TABLE_NAME " per endpoint namespace (default)\n"
 	      "  --dataplane null    build every batch but touch no kernel state\n"
 	      "  --nflog-group N     NFLOG group for drops and audits (default 100)\n"
+	      "  --flow-window-ms N  denied flows are aggregated this long before a report (default 1000)\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"
@@ -67,11 +69,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
 		{"controller", required_argument, NULL, 'C'}, {"keys", required_argument, NULL, 'k'},
 		{"controller-key", required_argument, NULL, 'K'}, {"insecure", no_argument, NULL, 'I'},
-		{"heartbeat-ms", required_argument, NULL, 'H'},
+		{"heartbeat-ms", required_argument, NULL, 'H'}, {"flow-window-ms", required_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT, .link.heartbeat_ms = PROTO_HEARTBEAT_MS};
+	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
+			      .agent.flow_window_ms = 1000,
+			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS};
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
@@ -130,6 +134,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return -EINVAL;
 			}
 			o->link.heartbeat_ms = (unsigned)v;
+			break;
+		}
+		case 'W': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || v < 10 || v > 600000) {
+				log_error("--flow-window-ms: expected 10..600000, not \"%s\"", optarg);
+				return -EINVAL;
+			}
+			o->agent.flow_window_ms = (unsigned)v;
 			break;
 		}
 		case 'o':

@@ -1,0 +1,447 @@
+/* Denied-flow aggregation and the batch spool (see flows.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bulkhead/log.h"
+#include "bulkhead/policy.h"
+#include "flows.h"
+#include "state.h"
+
+/* ---- the window: a hash table of aggregates ---- */
+
+struct flow_key {
+	uint8_t family, proto, dir, verdict;
+	uint8_t src[16], dst[16];
+	int32_t port;		       /* -1: none */
+	int16_t icmp_type, icmp_code; /* -1: none */
+};
+
+struct flow {
+	struct flow_key k;
+	char *endpoint, *policy, *rule;
+	uint64_t count, first, last;
+	struct flow *next; /* bucket chain */
+};
+
+struct lost {
+	char *endpoint;
+	uint64_t enobufs, gap;
+	struct lost *next;
+};
+
+/* ---- the spool ---- */
+
+struct batch {
+	json_t *body;
+	uint64_t epoch, seq, bytes, flows;
+	bool in_flight;
+	uint64_t sent_ms;
+	struct batch *next;
+};
+
+struct flows {
+	char *state_dir;
+	uint64_t epoch, next_seq;
+
+	struct flow **buckets;
+	size_t n_buckets, n_flows;
+	uint64_t window_start; /* 0: nothing recorded yet */
+	struct lost *lost;
+	uint64_t spool_lost; /* flows (packets) dropped from a full spool, not yet reported */
+
+	struct batch *head, *tail; /* oldest first */
+	uint64_t mem_bytes, mem_batches;
+	uint64_t file_bytes, file_batches; /* newer than every batch in memory */
+
+	struct {
+		uint64_t events, batches, acked, resent, spooled_to_file, spool_dropped;
+	} count;
+};
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static uint64_t flow_hash(const struct flow_key *k, const char *endpoint, const char *rule)
+{
+	uint64_t h = hash_bytes(0xcbf29ce484222325ull, k, sizeof(*k));
+	h = hash_bytes(h, endpoint, strlen(endpoint));
+	return hash_bytes(h, rule, strlen(rule));
+}
+
+static void key_from_event(const struct nflog_event *ev, struct flow_key *k)
+{
+	memset(k, 0, sizeof(*k)); /* padding too: the key is hashed and compared as bytes */
+	k->family = ev->family;
+	k->proto = ev->proto;
+	k->dir = (uint8_t)ev->prefix.dir;
+	k->verdict = (uint8_t)ev->prefix.verdict;
+	memcpy(k->src, ev->src, sizeof(k->src));
+	memcpy(k->dst, ev->dst, sizeof(k->dst));
+	k->port = ev->has_port ? ev->port : -1;
+	k->icmp_type = ev->has_icmp ? ev->icmp_type : -1;
+	k->icmp_code = ev->has_icmp ? ev->icmp_code : -1;
+}
+
+static void spool_refill(struct flows *f);
+
+struct flows *flows_new(const char *state_dir, uint64_t epoch)
+{
+	struct flows *f = xcalloc(1, sizeof(*f));
+	f->state_dir = state_dir ? xstrdup(state_dir) : NULL;
+	f->epoch = epoch;
+	f->next_seq = 1;
+	f->n_buckets = 4096;
+	f->buckets = xcalloc(f->n_buckets, sizeof(*f->buckets));
+	/* What an earlier run left unacknowledged goes first: count the
+	 * file's batches, then take what fits into memory. */
+	char *text = NULL;
+	size_t len = 0;
+	int r = state_dir ? state_read(state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &text, &len) : -ENOENT;
+	if (r < 0 && r != -ENOENT)
+		log_error_errno(r, "reading %s/%s: %m; its batches are lost", state_dir, FLOWS_SPOOL_FILE);
+	for (size_t i = 0; text && i < len; i++)
+		f->file_batches += text[i] == '\n';
+	f->file_bytes = len;
+	free(text);
+	if (f->file_batches) {
+		log_info("flow spool: %llu unacknowledged batch(es) from an earlier run",
+			 (unsigned long long)f->file_batches);
+		spool_refill(f);
+	}
+	return f;
+}
+
+static void window_clear(struct flows *f)
+{
+	for (size_t i = 0; i < f->n_buckets; i++) {
+		for (struct flow *fl = f->buckets[i], *next; fl; fl = next) {
+			next = fl->next;
+			free(fl->endpoint);
+			free(fl->policy);
+			free(fl->rule);
+			free(fl);
+		}
+		f->buckets[i] = NULL;
+	}
+	f->n_flows = 0;
+	while (f->lost) {
+		struct lost *l = f->lost;
+		f->lost = l->next;
+		free(l->endpoint);
+		free(l);
+	}
+	f->window_start = 0;
+}
+
+/* Rewrites the spool file with the batches in memory followed by those
+ * already in the file; empties it when there are none. */
+static void spool_save(struct flows *f)
+{
+	if (!f->state_dir)
+		return;
+	char *old = NULL;
+	size_t old_len = 0;
+	if (f->file_batches && state_read(f->state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &old, &old_len) < 0)
+		old_len = 0;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	for (struct batch *b = f->head; b; b = b->next) {
+		char *line = json_dumps(b->body, JSON_COMPACT);
+		if (line)
+			fprintf(out, "%s\n", line);
+		free(line);
+	}
+	if (old_len)
+		fwrite(old, 1, old_len, out);
+	fclose(out);
+	int r = state_write(f->state_dir, FLOWS_SPOOL_FILE, buf, len);
+	if (r < 0)
+		log_error_errno(r, "writing %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
+	free(buf);
+	free(old);
+}
+
+void flows_free(struct flows *f)
+{
+	if (!f)
+		return;
+	spool_save(f);
+	window_clear(f);
+	free(f->buckets);
+	while (f->head) {
+		struct batch *b = f->head;
+		f->head = b->next;
+		json_decref(b->body);
+		free(b);
+	}
+	free(f->state_dir);
+	free(f);
+}
+
+void flows_record(struct flows *f, const char *endpoint, const struct nflog_event *ev, const char *policy,
+		  const char *rule, uint64_t now_ms)
+{
+	struct flow_key k;
+	key_from_event(ev, &k);
+	size_t slot = flow_hash(&k, endpoint, rule) & (f->n_buckets - 1);
+	f->count.events++;
+	if (!f->window_start)
+		f->window_start = now_ms;
+	for (struct flow *fl = f->buckets[slot]; fl; fl = fl->next) {
+		if (memcmp(&fl->k, &k, sizeof(k)) == 0 && strcmp(fl->endpoint, endpoint) == 0 &&
+		    strcmp(fl->rule, rule) == 0) {
+			fl->count++;
+			fl->last = now_ms;
+			return;
+		}
+	}
+	struct flow *fl = xcalloc(1, sizeof(*fl));
+	fl->k = k;
+	fl->endpoint = xstrdup(endpoint);
+	fl->policy = policy ? xstrdup(policy) : NULL;
+	fl->rule = xstrdup(rule);
+	fl->count = 1;
+	fl->first = fl->last = now_ms;
+	fl->next = f->buckets[slot];
+	f->buckets[slot] = fl;
+	f->n_flows++;
+}
+
+void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_t gap)
+{
+	if (!enobufs && !gap)
+		return;
+	struct lost *l;
+	for (l = f->lost; l && strcmp(l->endpoint, endpoint) != 0; l = l->next)
+		;
+	if (!l) {
+		l = xcalloc(1, sizeof(*l));
+		l->endpoint = xstrdup(endpoint);
+		l->next = f->lost;
+		f->lost = l;
+	}
+	l->enobufs += enobufs;
+	l->gap += gap;
+	log_warn("endpoint %s: the kernel could not deliver %llu logged packet(s)%s", endpoint,
+		 (unsigned long long)gap, enobufs ? " (receive buffer overrun)" : "");
+	if (!f->window_start)
+		f->window_start = 1; /* a window with only losses still makes a batch */
+}
+
+static json_t *flow_json(const struct flow *fl)
+{
+	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], proto[8];
+	inet_ntop(fl->k.family, fl->k.src, src, sizeof(src));
+	inet_ntop(fl->k.family, fl->k.dst, dst, sizeof(dst));
+	const char *pname = proto_name(fl->k.proto);
+	if (fl->k.proto == IPPROTO_UDPLITE)
+		pname = "udplite";
+	else if (fl->k.proto == IPPROTO_DCCP)
+		pname = "dccp";
+	if (!pname) {
+		snprintf(proto, sizeof(proto), "%u", fl->k.proto);
+		pname = proto;
+	}
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I}", "endpoint", fl->endpoint, "dir",
+			      fl->k.dir == DIR_EGRESS ? "egress" : "ingress", "src", src, "dst", dst, "proto", pname,
+			      "verdict", fl->k.verdict == VERDICT_AUDIT ? "audit" : "deny", "policy", fl->policy,
+			      "rule", fl->rule, "count", (json_int_t)fl->count, "first", (json_int_t)fl->first,
+			      "last", (json_int_t)fl->last);
+	json_object_set_new(o, "port", fl->k.port >= 0 ? json_integer(fl->k.port) : json_null());
+	json_object_set_new(o, "icmp_type", fl->k.icmp_type >= 0 ? json_integer(fl->k.icmp_type) : json_null());
+	json_object_set_new(o, "icmp_code", fl->k.icmp_code >= 0 ? json_integer(fl->k.icmp_code) : json_null());
+	return o;
+}
+
+/* Appends one batch to the spool: memory while there is room, else the
+ * file; a full file drops it and counts what it held. */
+static void spool_add(struct flows *f, json_t *body, uint64_t seq, uint64_t n_packets)
+{
+	char *line = json_dumps(body, JSON_COMPACT);
+	if (!line)
+		abort();
+	size_t bytes = strlen(line) + 1;
+	if (f->mem_bytes + bytes <= FLOWS_SPOOL_MEM_MAX && !f->file_batches) {
+		struct batch *b = xcalloc(1, sizeof(*b));
+		b->body = body;
+		b->epoch = f->epoch;
+		b->seq = seq;
+		b->bytes = bytes;
+		b->flows = n_packets;
+		if (f->tail)
+			f->tail->next = b;
+		else
+			f->head = b;
+		f->tail = b;
+		f->mem_bytes += bytes;
+		f->mem_batches++;
+		free(line);
+		return;
+	}
+	bool stored = false;
+	if (f->state_dir && f->file_bytes + bytes <= FLOWS_SPOOL_FILE_MAX) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", f->state_dir, FLOWS_SPOOL_FILE);
+		int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		line[bytes - 1] = '\n';
+		if (fd >= 0 && write(fd, line, bytes) == (ssize_t)bytes) {
+			stored = true;
+			f->file_bytes += bytes;
+			f->file_batches++;
+			f->count.spooled_to_file++;
+		} else {
+			log_error("spooling a flow batch to %s: %m", path);
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!stored) {
+		f->spool_lost += n_packets;
+		f->count.spool_dropped++;
+		log_error("flow spool full: a batch of %llu packet(s) dropped (reported as lost)",
+			  (unsigned long long)n_packets);
+	}
+	free(line);
+	json_decref(body);
+}
+
+/* Moves batches from the file back into memory once there is room. */
+static void spool_refill(struct flows *f)
+{
+	if (!f->file_batches || f->mem_bytes > FLOWS_SPOOL_MEM_MAX / 2)
+		return;
+	char *text = NULL;
+	size_t len = 0;
+	int r = state_read(f->state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &text, &len);
+	if (r < 0) {
+		log_error_errno(r, "reading back %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
+		return;
+	}
+	char *line = text, *end;
+	for (; *line && f->mem_bytes < FLOWS_SPOOL_MEM_MAX; line = end) {
+		end = strchr(line, '\n');
+		if (!end)
+			break;
+		*end++ = '\0';
+		f->file_batches--;
+		f->file_bytes -= (uint64_t)(end - line);
+		json_t *body = json_loads(line, 0, NULL);
+		json_t *ep = json_object_get(body, "epoch"), *seq = json_object_get(body, "seq");
+		if (!json_is_integer(ep) || !json_is_integer(seq) || !json_is_array(json_object_get(body, "flows"))) {
+			log_error("%s/%s: an unreadable batch skipped", f->state_dir, FLOWS_SPOOL_FILE);
+			json_decref(body);
+			continue;
+		}
+		struct batch *b = xcalloc(1, sizeof(*b));
+		b->body = body;
+		b->epoch = (uint64_t)json_integer_value(ep);
+		b->seq = (uint64_t)json_integer_value(seq);
+		b->bytes = (uint64_t)(end - line);
+		if (f->tail)
+			f->tail->next = b;
+		else
+			f->head = b;
+		f->tail = b;
+		f->mem_bytes += b->bytes;
+		f->mem_batches++;
+	}
+	r = state_write(f->state_dir, FLOWS_SPOOL_FILE, line, strlen(line));
+	if (r < 0)
+		log_error_errno(r, "rewriting %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
+	if (!*line)
+		f->file_batches = f->file_bytes = 0;
+	free(text);
+}
+
+void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force)
+{
+	bool due = f->window_start && (force || now_ms - f->window_start >= window_ms ||
+				       f->n_flows >= FLOWS_WINDOW_MAX || f->window_start == 1);
+	if (!due && !(f->spool_lost && (force || f->window_start == 0)))
+		return;
+	json_t *list = json_array(), *lost = json_array();
+	uint64_t packets = 0;
+	for (size_t i = 0; i < f->n_buckets; i++)
+		for (struct flow *fl = f->buckets[i]; fl; fl = fl->next) {
+			json_array_append_new(list, flow_json(fl));
+			packets += fl->count;
+		}
+	for (struct lost *l = f->lost; l; l = l->next)
+		json_array_append_new(lost, json_pack("{s:s,s:I,s:I,s:I}", "endpoint", l->endpoint, "enobufs",
+						      (json_int_t)l->enobufs, "gap", (json_int_t)l->gap, "spool", 0));
+	if (f->spool_lost) {
+		json_array_append_new(lost, json_pack("{s:n,s:I,s:I,s:I}", "endpoint", "enobufs", 0, "gap", 0,
+						      "spool", (json_int_t)f->spool_lost));
+		f->spool_lost = 0;
+	}
+	uint64_t start = f->window_start > 1 ? f->window_start : now_ms;
+	uint64_t seq = f->next_seq++;
+	json_t *body = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o}", "epoch", (json_int_t)f->epoch, "seq", (json_int_t)seq,
+				 "start", (json_int_t)start, "end", (json_int_t)now_ms, "flows", list, "lost", lost);
+	window_clear(f);
+	f->count.batches++;
+	spool_add(f, body, seq, packets);
+}
+
+void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg)
+{
+	spool_refill(f);
+	unsigned in_flight = 0;
+	for (struct batch *b = f->head; b; b = b->next)
+		in_flight += b->in_flight && now_ms - b->sent_ms < FLOWS_RESEND_MS;
+	for (struct batch *b = f->head; b && in_flight < FLOWS_IN_FLIGHT; b = b->next) {
+		if (b->in_flight && now_ms - b->sent_ms < FLOWS_RESEND_MS)
+			continue;
+		if (b->in_flight)
+			f->count.resent++;
+		b->in_flight = true;
+		b->sent_ms = now_ms;
+		in_flight++;
+		send(arg, json_incref(b->body));
+	}
+}
+
+void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq)
+{
+	struct batch **pp = &f->head, *prev = NULL;
+	for (; *pp; prev = *pp, pp = &(*pp)->next) {
+		struct batch *b = *pp;
+		if (b->epoch != epoch || b->seq != seq)
+			continue;
+		*pp = b->next;
+		if (f->tail == b)
+			f->tail = prev;
+		f->mem_bytes -= b->bytes;
+		f->mem_batches--;
+		f->count.acked++;
+		json_decref(b->body);
+		free(b);
+		return;
+	}
+}
+
+void flows_resend_all(struct flows *f)
+{
+	for (struct batch *b = f->head; b; b = b->next)
+		b->in_flight = false;
+}
+
+json_t *flows_status(const struct flows *f)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)f->count.events, "batches",
+			 (json_int_t)f->count.batches, "acked", (json_int_t)f->count.acked, "resent",
+			 (json_int_t)f->count.resent, "spooled_in_memory", (json_int_t)f->mem_batches,
+			 "spooled_in_file", (json_int_t)f->file_batches, "spooled_to_file",
+			 (json_int_t)f->count.spooled_to_file, "spool_dropped", (json_int_t)f->count.spool_dropped);
+}

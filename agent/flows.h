@@ -1,0 +1,54 @@
+/* flows: the agent's denied-flow reports (DESIGN §3). Logged packets are
+ * aggregated per window by (endpoint, direction, src, dst, protocol, port
+ * or ICMP type/code, verdict, rule); each closed window becomes a FLOWS
+ * batch (proto.h) named by (epoch, seq). Batches wait in a bounded spool —
+ * memory first, then DIR/flows.spool — until the controller acknowledges
+ * them, and a clean exit writes what is left to that file, so neither a
+ * controller restart nor an agent restart loses a batch. What cannot be
+ * kept (a full spool) is counted and reported, never silently dropped. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "nflog.h"
+
+#define FLOWS_SPOOL_FILE     "flows.spool"
+#define FLOWS_SPOOL_MEM_MAX  (8u << 20)  /* bytes of batches held in memory */
+#define FLOWS_SPOOL_FILE_MAX (64u << 20) /* bytes of batches in the file */
+#define FLOWS_WINDOW_MAX     65536       /* distinct flows in one window */
+#define FLOWS_IN_FLIGHT      16          /* batches sent and not yet acknowledged */
+#define FLOWS_RESEND_MS      5000        /* unacknowledged that long: send again */
+
+struct flows;
+
+/* state_dir may be NULL (memory only). epoch names this run's batches. */
+struct flows *flows_new(const char *state_dir, uint64_t epoch);
+/* Writes every unacknowledged batch to the spool file. */
+void flows_free(struct flows *f);
+
+/* One logged packet of endpoint, decided by rule (its id, or the chain's
+ * fallback reason) of policy (NULL for a fallback). */
+void flows_record(struct flows *f, const char *endpoint, const struct nflog_event *ev, const char *policy,
+		  const char *rule, uint64_t now_ms);
+/* Events of endpoint the kernel could not deliver since the last call. */
+void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_t gap);
+
+/* Closes the window when it is due (window_ms since it opened) or full;
+ * force closes it now. A window with nothing in it makes no batch. */
+void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force);
+
+/* Sends what is due: batches not in flight, and those unacknowledged for
+ * FLOWS_RESEND_MS, at most FLOWS_IN_FLIGHT at a time. send() takes the
+ * reference to body. */
+typedef void (*flows_send_fn)(void *arg, json_t *body);
+void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg);
+/* The controller stored batch (epoch, seq): forget it. */
+void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq);
+/* A new session (HELLO): everything unacknowledged goes again. */
+void flows_resend_all(struct flows *f);
+
+/* For status.json. New reference. */
+json_t *flows_status(const struct flows *f);
