@@ -208,6 +208,54 @@ static json_t *cmd_endpoints(struct admin *a, json_t *req)
 	return ok(json_pack("{s:o}", "endpoints", out));
 }
 
+/* ---- flows ---- */
+
+static bool opt_string(json_t *req, const char *key, const char **out)
+{
+	json_t *v = json_object_get(req, key);
+	*out = json_string_value(v);
+	return !v || json_is_null(v) || json_is_string(v);
+}
+
+static bool opt_count(json_t *req, const char *key, int64_t *out)
+{
+	json_t *v = json_object_get(req, key);
+	if (!v || json_is_null(v))
+		return true;
+	*out = json_integer_value(v);
+	return json_is_integer(v) && *out >= 0;
+}
+
+static json_t *cmd_flows(struct admin *a, json_t *req)
+{
+	struct flow_query q = {.mode = FLOW_QUERY_REPORT};
+	const char *mode = NULL;
+	int64_t since_s = -1;
+	if (!opt_string(req, "mode", &mode) || !opt_string(req, "node", &q.node) ||
+	    !opt_string(req, "group", &q.group) || !opt_string(req, "verdict", &q.verdict))
+		return fail(2, "\"mode\", \"node\", \"group\" and \"verdict\" must be strings");
+	if (!opt_count(req, "since_seconds", &since_s) || !opt_count(req, "limit", &q.limit) ||
+	    !opt_count(req, "after_id", &q.after_id))
+		return fail(2, "\"since_seconds\", \"limit\" and \"after_id\" must be integers >= 0");
+	if (q.verdict && strcmp(q.verdict, "deny") != 0 && strcmp(q.verdict, "audit") != 0)
+		return fail(2, "verdict \"%s\": expected deny or audit", q.verdict);
+	if (mode && strcmp(mode, "follow") == 0)
+		q.mode = FLOW_QUERY_FOLLOW;
+	else if (mode && strcmp(mode, "rules") == 0)
+		q.mode = FLOW_QUERY_RULES;
+	else if (mode && strcmp(mode, "report") != 0)
+		return fail(2, "mode \"%s\": expected report, follow or rules", mode);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	q.since_ms = since_s >= 0 ? now - since_s * 1000 : 0;
+	json_t *out = store_query_flows(a->store, &q);
+	if (!out)
+		return fail(1, "reading flows: %s", store_error(a->store));
+	json_object_set_new(out, "time", json_integer(now));
+	return ok(out);
+}
+
 static json_t *handle(struct admin *a, const void *data, size_t len)
 {
 	json_error_t jerr;
@@ -232,6 +280,8 @@ static json_t *handle(struct admin *a, const void *data, size_t len)
 		reply = cmd_status(a, req);
 	} else if (strcmp(cmd, "endpoints") == 0) {
 		reply = cmd_endpoints(a, req);
+	} else if (strcmp(cmd, "flows") == 0) {
+		reply = cmd_flows(a, req);
 	} else {
 		reply = fail(2, "unknown command \"%s\"", cmd);
 	}

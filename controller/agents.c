@@ -12,6 +12,7 @@
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
 #include "agents.h"
+#include "flownames.h"
 
 #define ROUTING_ID_MAX 256
 #define ALLOW_KEY_LEN 40
@@ -54,8 +55,8 @@ struct agents {
 	struct timespec allow_mtime;
 	int64_t last_heartbeat_ms;
 	struct {
-		uint64_t malformed, unexpected, refused, resync, send_failed, flows_dropped,
-			endpoints_rejected, bundles, deltas, acks;
+		uint64_t malformed, unexpected, refused, resync, send_failed, endpoints_rejected, bundles,
+			deltas, acks, flow_batches, flow_batches_again, flow_store_failed;
 	} count;
 };
 
@@ -419,6 +420,26 @@ static void on_ack(struct agents *a, struct node_link *n, json_t *body)
 			 (long long)n->held_revision, json_array_size(n->errors));
 }
 
+/* A batch of denied flows: named, stored once, then acknowledged. A batch
+ * that cannot be stored is not acknowledged: the agent sends it again. */
+static void on_flows(struct agents *a, struct node_link *n, json_t *body)
+{
+	flownames_add(a->compiler, body);
+	int r = store_add_flow_batch(a->store, n->node, body);
+	if (r < 0) {
+		a->count.flow_store_failed++;
+		log_error("node %s: storing flow batch %lld: %s", n->node,
+			  (long long)json_integer_value(json_object_get(body, "seq")), store_error(a->store));
+		return;
+	}
+	if (r == 0)
+		a->count.flow_batches_again++;
+	else
+		a->count.flow_batches++;
+	send_to(a, n->rid, n->rid_len, PROTO_FLOWS_ACK,
+		json_pack("{s:O,s:O}", "epoch", json_object_get(body, "epoch"), "seq", json_object_get(body, "seq")));
+}
+
 static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
 {
 	if (n_parts != 3) {
@@ -464,7 +485,7 @@ static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
 	case PROTO_HEARTBEAT:
 		break;
 	case PROTO_FLOWS:
-		a->count.flows_dropped++; /* the flow reports are not stored yet */
+		on_flows(a, n, m.body);
 		break;
 	default:
 		a->count.unexpected++;
@@ -571,8 +592,9 @@ json_t *agents_counters(struct agents *a)
 	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
 			 (json_int_t)a->count.malformed, "messages_unexpected", (json_int_t)a->count.unexpected,
 			 "agents_refused", (json_int_t)a->count.refused, "resyncs_asked", (json_int_t)a->count.resync,
-			 "sends_failed", (json_int_t)a->count.send_failed, "flows_dropped",
-			 (json_int_t)a->count.flows_dropped, "endpoint_lists_rejected",
+			 "sends_failed", (json_int_t)a->count.send_failed, "flow_batches_stored",
+			 (json_int_t)a->count.flow_batches, "flow_batches_resent", (json_int_t)a->count.flow_batches_again,
+			 "flow_batches_not_stored", (json_int_t)a->count.flow_store_failed, "endpoint_lists_rejected",
 			 (json_int_t)a->count.endpoints_rejected, "bundles_sent", (json_int_t)a->count.bundles,
 			 "deltas_sent", (json_int_t)a->count.deltas, "acks", (json_int_t)a->count.acks);
 }

@@ -15,8 +15,9 @@ struct store {
 	sqlite3 *db;
 };
 
-/* The flows table is created now so that the schema is whole; the flow
- * reports fill it. */
+/* Schema version 2 added the flow reports; version 1's flows tables were
+ * placeholders that nothing ever filled, so they are replaced. */
+#define SCHEMA_VERSION 2
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
 	"PRAGMA synchronous=NORMAL;"
@@ -29,14 +30,28 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS inventory ("
 	"  node TEXT PRIMARY KEY,"
 	"  time INTEGER NOT NULL,"
-	"  endpoints TEXT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS flows ("
-	"  node TEXT NOT NULL, batch INTEGER NOT NULL, first_seen INTEGER NOT NULL,"
-	"  last_seen INTEGER NOT NULL, endpoint TEXT NOT NULL, direction TEXT NOT NULL,"
-	"  src TEXT NOT NULL, dst TEXT NOT NULL, proto TEXT NOT NULL, port INTEGER,"
-	"  verdict TEXT NOT NULL, rule TEXT NOT NULL, count INTEGER NOT NULL);"
+	"  endpoints TEXT NOT NULL);";
+static const char schema_v1_flows_drop[] = "DROP TABLE IF EXISTS flows; DROP TABLE IF EXISTS flow_batches;";
+/* Times in unix milliseconds. A flow row is one window's aggregate; both
+ * ends are named as the controller knew them when the batch arrived:
+ * *_endpoint "NODE/NAME" or NULL, *_groups the label groups (of an
+ * endpoint) or network groups (of an outside address), comma-separated. */
+static const char schema_flows[] =
 	"CREATE TABLE IF NOT EXISTS flow_batches ("
-	"  node TEXT NOT NULL, batch INTEGER NOT NULL, PRIMARY KEY (node, batch));";
+	"  node TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,"
+	"  received INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,"
+	"  PRIMARY KEY (node, epoch, seq));"
+	"CREATE TABLE IF NOT EXISTS flows ("
+	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT NOT NULL, direction TEXT NOT NULL,"
+	"  first INTEGER NOT NULL, last INTEGER NOT NULL,"
+	"  src TEXT NOT NULL, src_endpoint TEXT, src_groups TEXT NOT NULL,"
+	"  dst TEXT NOT NULL, dst_endpoint TEXT, dst_groups TEXT NOT NULL,"
+	"  proto TEXT NOT NULL, port INTEGER, icmp_type INTEGER, icmp_code INTEGER,"
+	"  verdict TEXT NOT NULL, policy TEXT, rule TEXT NOT NULL, count INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS flows_by_last ON flows (last);"
+	"CREATE TABLE IF NOT EXISTS flow_losses ("
+	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT, time INTEGER NOT NULL,"
+	"  enobufs INTEGER NOT NULL, gap INTEGER NOT NULL, spool INTEGER NOT NULL);";
 
 void store_revision_release(struct store_revision *r)
 {
@@ -56,6 +71,24 @@ static char *dup_or_null(const unsigned char *s)
 	return d;
 }
 
+static int schema_upgrade(struct store *s, char **msg)
+{
+	sqlite3_stmt *st = NULL;
+	int version = 0, rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (version < 2 && (rc = sqlite3_exec(s->db, schema_v1_flows_drop, NULL, NULL, msg)) != SQLITE_OK)
+		return rc;
+	if ((rc = sqlite3_exec(s->db, schema_flows, NULL, NULL, msg)) != SQLITE_OK)
+		return rc;
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
+	return sqlite3_exec(s->db, sql, NULL, NULL, msg);
+}
+
 struct store *store_open(const char *dir, char **err)
 {
 	char path[4096];
@@ -72,7 +105,7 @@ struct store *store_open(const char *dir, char **err)
 	char *msg = NULL;
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(s->db, 5000) != SQLITE_OK ||
-	    sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+	    sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK || schema_upgrade(s, &msg) != SQLITE_OK) {
 		if (asprintf(err, "%s: %s", path, msg ? msg : sqlite3_errmsg(s->db)) < 0)
 			*err = NULL;
 		sqlite3_free(msg);
@@ -192,4 +225,217 @@ int store_each_inventory(struct store *s, void (*fn)(void *data, const char *nod
 		fn(data, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1));
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* ---- denied flows ---- */
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, json_t *v)
+{
+	if (json_is_string(v))
+		sqlite3_bind_text(st, i, json_string_value(v), -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void bind_int_or_null(sqlite3_stmt *st, int i, json_t *v)
+{
+	if (json_is_integer(v))
+		sqlite3_bind_int64(st, i, json_integer_value(v));
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int exec(struct store *s, const char *sql)
+{
+	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+int store_add_flow_batch(struct store *s, const char *node, json_t *batch)
+{
+	if (exec(s, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	sqlite3_stmt *st = prepare(s, "INSERT OR IGNORE INTO flow_batches (node, epoch, seq, received, start, end) "
+				      "VALUES (?,?,?,?,?,?)");
+	if (!st)
+		goto fail;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, json_integer_value(json_object_get(batch, "epoch")));
+	sqlite3_bind_int64(st, 3, json_integer_value(json_object_get(batch, "seq")));
+	sqlite3_bind_int64(st, 4, now);
+	sqlite3_bind_int64(st, 5, json_integer_value(json_object_get(batch, "start")));
+	sqlite3_bind_int64(st, 6, json_integer_value(json_object_get(batch, "end")));
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	if (sqlite3_changes(s->db) == 0) { /* a resent batch: stored before */
+		exec(s, "ROLLBACK");
+		return 0;
+	}
+	st = prepare(s, "INSERT INTO flows (node, endpoint, direction, first, last, src, src_endpoint, src_groups,"
+			" dst, dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code, verdict, policy, rule, count)"
+			" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	if (!st)
+		goto fail;
+	size_t i;
+	json_t *f;
+	json_array_foreach(json_object_get(batch, "flows"), i, f)
+	{
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+		bind_text_or_null(st, 2, json_object_get(f, "endpoint"));
+		bind_text_or_null(st, 3, json_object_get(f, "dir"));
+		bind_int_or_null(st, 4, json_object_get(f, "first"));
+		bind_int_or_null(st, 5, json_object_get(f, "last"));
+		bind_text_or_null(st, 6, json_object_get(f, "src"));
+		bind_text_or_null(st, 7, json_object_get(f, "src_endpoint"));
+		bind_text_or_null(st, 8, json_object_get(f, "src_groups"));
+		bind_text_or_null(st, 9, json_object_get(f, "dst"));
+		bind_text_or_null(st, 10, json_object_get(f, "dst_endpoint"));
+		bind_text_or_null(st, 11, json_object_get(f, "dst_groups"));
+		bind_text_or_null(st, 12, json_object_get(f, "proto"));
+		bind_int_or_null(st, 13, json_object_get(f, "port"));
+		bind_int_or_null(st, 14, json_object_get(f, "icmp_type"));
+		bind_int_or_null(st, 15, json_object_get(f, "icmp_code"));
+		bind_text_or_null(st, 16, json_object_get(f, "verdict"));
+		bind_text_or_null(st, 17, json_object_get(f, "policy"));
+		bind_text_or_null(st, 18, json_object_get(f, "rule"));
+		bind_int_or_null(st, 19, json_object_get(f, "count"));
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			sqlite3_finalize(st);
+			goto fail;
+		}
+	}
+	sqlite3_finalize(st);
+	st = prepare(s, "INSERT INTO flow_losses (node, endpoint, time, enobufs, gap, spool) VALUES (?,?,?,?,?,?)");
+	if (!st)
+		goto fail;
+	json_array_foreach(json_object_get(batch, "lost"), i, f)
+	{
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+		bind_text_or_null(st, 2, json_object_get(f, "endpoint"));
+		sqlite3_bind_int64(st, 3, json_integer_value(json_object_get(batch, "end")));
+		bind_int_or_null(st, 4, json_object_get(f, "enobufs"));
+		bind_int_or_null(st, 5, json_object_get(f, "gap"));
+		bind_int_or_null(st, 6, json_object_get(f, "spool"));
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			sqlite3_finalize(st);
+			goto fail;
+		}
+	}
+	sqlite3_finalize(st);
+	if (exec(s, "COMMIT") < 0)
+		goto fail;
+	return 1;
+fail:
+	exec(s, "ROLLBACK");
+	return -EIO;
+}
+
+/* The WHERE clause every flow query shares; binds from index 1. */
+static const char flow_filter[] =
+	" WHERE last >= ?1 AND (?2 IS NULL OR node = ?2) AND (?3 IS NULL OR verdict = ?3)"
+	" AND (?4 IS NULL OR ',' || src_groups || ',' LIKE '%,' || ?4 || ',%'"
+	"      OR ',' || dst_groups || ',' LIKE '%,' || ?4 || ',%') AND id > ?5";
+
+static void bind_query(sqlite3_stmt *st, const struct flow_query *q)
+{
+	sqlite3_bind_int64(st, 1, q->since_ms);
+	if (q->node)
+		sqlite3_bind_text(st, 2, q->node, -1, SQLITE_STATIC);
+	if (q->verdict)
+		sqlite3_bind_text(st, 3, q->verdict, -1, SQLITE_STATIC);
+	if (q->group)
+		sqlite3_bind_text(st, 4, q->group, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, q->after_id);
+	sqlite3_bind_int64(st, 6, q->limit > 0 ? q->limit : -1);
+}
+
+static json_t *column_json(sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_INTEGER:
+		return json_integer(sqlite3_column_int64(st, i));
+	case SQLITE_TEXT:
+		return json_string((const char *)sqlite3_column_text(st, i));
+	default:
+		return json_null();
+	}
+}
+
+/* Every row of st as an object with the columns' names. */
+static json_t *rows_json(sqlite3_stmt *st, int *rc)
+{
+	json_t *rows = json_array();
+	while ((*rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *row = json_object();
+		for (int i = 0; i < sqlite3_column_count(st); i++)
+			json_object_set_new(row, sqlite3_column_name(st, i), column_json(st, i));
+		json_array_append_new(rows, row);
+	}
+	return rows;
+}
+
+json_t *store_query_flows(struct store *s, const struct flow_query *q)
+{
+	char sql[2048];
+	/* SQLite takes the bare columns of a max() aggregate from the row
+	 * holding the maximum: the names are the newest window's. */
+	if (q->mode == FLOW_QUERY_FOLLOW)
+		snprintf(sql, sizeof(sql),
+			 "SELECT id, node, endpoint, direction, first, last, src, src_endpoint, src_groups, dst,"
+			 " dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code, verdict, policy, rule, count"
+			 " FROM flows%s ORDER BY id LIMIT ?6",
+			 flow_filter);
+	else if (q->mode == FLOW_QUERY_RULES)
+		snprintf(sql, sizeof(sql),
+			 "SELECT policy, rule, verdict, SUM(count) AS count, COUNT(DISTINCT src || ' ' || dst) AS pairs,"
+			 " MIN(first) AS first, MAX(last) AS last FROM flows%s"
+			 " GROUP BY policy, rule, verdict ORDER BY SUM(count) DESC LIMIT ?6",
+			 flow_filter);
+	else
+		snprintf(sql, sizeof(sql),
+			 "SELECT MAX(id) AS id, node, endpoint, direction, MIN(first) AS first, MAX(last) AS last, src,"
+			 " src_endpoint, src_groups, dst, dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code,"
+			 " verdict, policy, rule, SUM(count) AS count FROM flows%s"
+			 " GROUP BY node, endpoint, direction, src, dst, proto, port, icmp_type, icmp_code, verdict,"
+			 " policy, rule ORDER BY MAX(last) DESC, MAX(id) DESC LIMIT ?6",
+			 flow_filter);
+	sqlite3_stmt *st = prepare(s, sql);
+	if (!st)
+		return NULL;
+	bind_query(st, q);
+	int rc;
+	json_t *rows = rows_json(st, &rc);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	st = prepare(s, "SELECT node, endpoint, SUM(enobufs) AS enobufs, SUM(gap) AS gap, SUM(spool) AS spool"
+			" FROM flow_losses WHERE time >= ?1 AND (?2 IS NULL OR node = ?2)"
+			" GROUP BY node, endpoint ORDER BY node, endpoint");
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, q->since_ms);
+	if (q->node)
+		sqlite3_bind_text(st, 2, q->node, -1, SQLITE_STATIC);
+	json_t *lost = rows_json(st, &rc);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(lost);
+		goto fail;
+	}
+	json_int_t last_id = q->after_id;
+	st = prepare(s, "SELECT MAX(id) FROM flows");
+	if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER)
+		last_id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return json_pack("{s:o,s:o,s:I}", q->mode == FLOW_QUERY_RULES ? "rules" : "flows", rows, "lost", lost,
+			 "last_id", last_id);
+fail:
+	json_decref(rows);
+	return NULL;
 }

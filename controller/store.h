@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "bulkhead/common.h"
 
 #define STORE_FILE "controller.db"
@@ -43,3 +45,31 @@ BH_MUST_CHECK int store_put_inventory(struct store *s, const char *node, const c
 BH_MUST_CHECK int store_each_inventory(struct store *s,
 				       void (*fn)(void *data, const char *node, const char *endpoints_json),
 				       void *data);
+
+/* ---- denied flows ---- */
+
+/* Stores a FLOWS batch (proto.h) of node once, in one transaction: the
+ * flow objects carry the controller's names of both ends too
+ * (src_endpoint, src_groups, dst_endpoint, dst_groups). 1 stored, 0 stored
+ * before (a resent batch), -EIO. */
+BH_MUST_CHECK int store_add_flow_batch(struct store *s, const char *node, json_t *batch);
+
+enum flow_query_mode {
+	FLOW_QUERY_REPORT, /* aggregated over windows, newest first */
+	FLOW_QUERY_FOLLOW, /* rows after after_id, oldest first, one per window */
+	FLOW_QUERY_RULES,  /* packets per deciding rule, most first */
+};
+
+struct flow_query {
+	enum flow_query_mode mode;
+	int64_t since_ms;    /* flows last seen at or after (unix ms) */
+	const char *node;    /* NULL: every node */
+	const char *group;   /* NULL: any; else either end is in it */
+	const char *verdict; /* NULL, "deny", "audit" */
+	int64_t limit;	     /* <= 0: no limit */
+	int64_t after_id;
+};
+
+/* {"flows"|"rules": [ROW...], "lost": [{"node", "endpoint", "enobufs",
+ * "gap", "spool"}...], "last_id": N}; NULL on a database error. */
+json_t *store_query_flows(struct store *s, const struct flow_query *q);

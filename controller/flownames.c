@@ -1,0 +1,54 @@
+/* Naming both ends of a denied flow (see flownames.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "bulkhead/addr.h"
+#include "bulkhead/compile.h"
+#include "bulkhead/inventory.h"
+#include "flownames.h"
+
+static void append(char *buf, size_t n, const char *name)
+{
+	size_t len = strlen(buf);
+	snprintf(buf + len, n - len, "%s%s", len ? "," : "", name);
+}
+
+static void name_one(const struct inventory *inv, const struct policy_doc *doc, json_t *flow, const char *side)
+{
+	char key[32], endpoint[512] = "", groups[4096] = "";
+	struct bh_addr a;
+	snprintf(key, sizeof(key), "%s", side);
+	const char *text = json_string_value(json_object_get(flow, side));
+	const struct endpoint *ep = NULL;
+	if (text && addr_parse(text, &a) == 0) {
+		ep = inv ? inventory_find_by_addr(inv, &a) : NULL;
+		if (ep)
+			snprintf(endpoint, sizeof(endpoint), "%s/%s", ep->node, ep->name);
+		for (size_t g = 0; doc && g < doc->n_groups; g++) {
+			const struct policy_group *pg = doc->groups[g];
+			bool in = ep ? compile_group_selects(pg, ep)
+				     : pg->kind == GROUP_NETWORK &&
+					       range_list_contains(a.family == AF_INET ? &pg->v4 : &pg->v6, &a);
+			if (in)
+				append(groups, sizeof(groups), pg->name);
+		}
+	}
+	snprintf(key, sizeof(key), "%s_endpoint", side);
+	json_object_set_new(flow, key, ep ? json_string(endpoint) : json_null());
+	snprintf(key, sizeof(key), "%s_groups", side);
+	json_object_set_new(flow, key, json_string(groups));
+}
+
+void flownames_add(struct compiler *c, json_t *body)
+{
+	compiler_refresh(c);
+	const struct inventory *inv = compiler_inventory(c);
+	const struct policy_doc *doc = compiler_policy(c);
+	size_t i;
+	json_t *flow;
+	json_array_foreach(json_object_get(body, "flows"), i, flow)
+	{
+		name_one(inv, doc, flow, "src");
+		name_one(inv, doc, flow, "dst");
+	}
+}
