@@ -470,6 +470,234 @@ static int endpoints(const char *admin, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* ---- flows ---- */
+
+/* "90", "30s", "10m", "2h", "1d" → seconds; -1 when not a duration. */
+static long parse_duration(const char *s)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || v < 0)
+		return -1;
+	long unit = 1;
+	if (*end == 'm')
+		unit = 60;
+	else if (*end == 'h')
+		unit = 3600;
+	else if (*end == 'd')
+		unit = 86400;
+	else if (*end != 's' && *end != '\0')
+		return -1;
+	if (*end && end[1])
+		return -1;
+	return v > 100L * 365 * 86400 / unit ? -1 : v * unit;
+}
+
+/* "n1/web-1 (web,frontend)", "198.51.100.7 [partners]" or the address. */
+static void flow_end(json_t *row, const char *side, char *buf, size_t n)
+{
+	char key[32];
+	snprintf(key, sizeof(key), "%s_endpoint", side);
+	const char *ep = json_string_value(json_object_get(row, key));
+	snprintf(key, sizeof(key), "%s_groups", side);
+	const char *groups = json_string_value(json_object_get(row, key));
+	const char *addr = str_or(json_object_get(row, side), "?");
+	bool has_groups = groups && *groups;
+	if (ep)
+		snprintf(buf, n, "%s%s%s%s", ep, has_groups ? " (" : "", has_groups ? groups : "", has_groups ? ")" : "");
+	else
+		snprintf(buf, n, "%s%s%s%s", addr, has_groups ? " [" : "", has_groups ? groups : "", has_groups ? "]" : "");
+}
+
+static void flow_proto(json_t *row, char *buf, size_t n)
+{
+	const char *proto = str_or(json_object_get(row, "proto"), "?");
+	json_t *port = json_object_get(row, "port"), *type = json_object_get(row, "icmp_type"),
+	       *code = json_object_get(row, "icmp_code");
+	if (json_is_integer(port))
+		snprintf(buf, n, "%s/%lld", proto, (long long)json_integer_value(port));
+	else if (json_is_integer(type))
+		snprintf(buf, n, "%s/%lld/%lld", proto, (long long)json_integer_value(type),
+			 (long long)json_integer_value(code));
+	else
+		snprintf(buf, n, "%s", proto);
+}
+
+static void format_ms(json_int_t ms, json_int_t now_ms, char *buf, size_t n)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, n, now_ms - ms < 20 * 3600 * 1000 ? "%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void flows_table_add(struct table *t, json_t *row, json_int_t now)
+{
+	char when[32], src[512], dst[512], proto[64], count[32];
+	format_ms(json_integer_value(json_object_get(row, "last")), now, when, sizeof(when));
+	flow_end(row, "src", src, sizeof(src));
+	flow_end(row, "dst", dst, sizeof(dst));
+	flow_proto(row, proto, sizeof(proto));
+	snprintf(count, sizeof(count), "%lld", (long long)json_integer_value(json_object_get(row, "count")));
+	/* An audit passed: it says so, in other words than a denial. */
+	bool audit = strcmp(str_or(json_object_get(row, "verdict"), ""), "audit") == 0;
+	table_add(t, when, str_or(json_object_get(row, "node"), "?"), src, dst, proto,
+		  audit ? "AUDIT (passed)" : "deny", str_or(json_object_get(row, "rule"), "?"), count);
+}
+
+/* Losses in the reply: a warning on stderr for each; true when any. */
+static bool flows_print_lost(json_t *reply)
+{
+	bool any = false;
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(reply, "lost"), i, l)
+	{
+		json_int_t gap = json_integer_value(json_object_get(l, "gap")),
+			   enobufs = json_integer_value(json_object_get(l, "enobufs")),
+			   spool = json_integer_value(json_object_get(l, "spool"));
+		if (!gap && !enobufs && !spool)
+			continue;
+		any = true;
+		fprintf(stderr,
+			"warning: node %s%s%s: %lld logged packet(s) not counted above (the kernel could not "
+			"deliver them; %lld receive-buffer overrun(s)), %lld dropped from a full spool\n",
+			str_or(json_object_get(l, "node"), "?"), json_is_string(json_object_get(l, "endpoint")) ? ", endpoint " : "",
+			json_is_string(json_object_get(l, "endpoint")) ? json_string_value(json_object_get(l, "endpoint")) : "",
+			(long long)gap, (long long)enobufs, (long long)spool);
+	}
+	return any;
+}
+
+static int flows(const char *admin, int argc, char **argv)
+{
+	static const char usage[] = "bulkhead flows [--since DURATION] [--node N] [--group G] [--verdict deny|audit]\n"
+				    "                      [--limit N] [--follow | --rules] [--json]";
+	static const struct option longopts[] = {
+		{"since", required_argument, NULL, 's'},  {"node", required_argument, NULL, 'n'},
+		{"group", required_argument, NULL, 'g'},  {"verdict", required_argument, NULL, 'v'},
+		{"limit", required_argument, NULL, 'l'},  {"follow", no_argument, NULL, 'f'},
+		{"rules", no_argument, NULL, 'r'},	  {"json", no_argument, NULL, 'j'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *node = NULL, *group = NULL, *verdict = NULL;
+	long since = -1, limit = 50;
+	bool follow = false, rules = false, as_json = false;
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 's':
+			if ((since = parse_duration(optarg)) < 0) {
+				fprintf(stderr, "bulkhead: --since: a duration like 30s, 10m, 2h or 1d, not \"%s\"\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'n': node = optarg; break;
+		case 'g': group = optarg; break;
+		case 'v':
+			if (strcmp(optarg, "deny") != 0 && strcmp(optarg, "audit") != 0) {
+				fprintf(stderr, "bulkhead: --verdict: deny or audit, not \"%s\"\n", optarg);
+				return EXIT_USAGE;
+			}
+			verdict = optarg;
+			break;
+		case 'l':
+			limit = strtol(optarg, &end, 10);
+			if (*end || end == optarg || limit < 0) {
+				fprintf(stderr, "bulkhead: --limit: a number >= 0 (0: no limit), not \"%s\"\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'f': follow = true; break;
+		case 'r': rules = true; break;
+		case 'j': as_json = true; break;
+		default:
+			fprintf(stderr, "bulkhead: unknown option \"%s\"\nusage: %s\n", argv[optind - 1], usage);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc || (follow && rules)) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	int ret;
+	json_t *req = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I}", "cmd", "flows", "mode", rules ? "rules" : "report",
+				"node", node, "group", group, "verdict", verdict, "limit", (json_int_t)limit);
+	if (since >= 0)
+		json_object_set_new(req, "since_seconds", json_integer(since));
+	json_t *reply = call(admin, json_deep_copy(req), &ret);
+	if (!reply) {
+		json_decref(req);
+		return ret;
+	}
+	json_int_t now = json_integer_value(json_object_get(reply, "time"));
+	if (as_json) {
+		print_json(reply);
+	} else if (rules) {
+		struct table t = {.cols = 6};
+		table_add(&t, "POLICY", "RULE", "VERDICT", "PACKETS", "PAIRS", "LAST");
+		size_t i;
+		json_t *row;
+		json_array_foreach(json_object_get(reply, "rules"), i, row)
+		{
+			char count[32], pairs[32], when[32];
+			snprintf(count, sizeof(count), "%lld", (long long)json_integer_value(json_object_get(row, "count")));
+			snprintf(pairs, sizeof(pairs), "%lld", (long long)json_integer_value(json_object_get(row, "pairs")));
+			format_ms(json_integer_value(json_object_get(row, "last")), now, when, sizeof(when));
+			bool audit = strcmp(str_or(json_object_get(row, "verdict"), ""), "audit") == 0;
+			table_add(&t, str_or(json_object_get(row, "policy"), "-"), str_or(json_object_get(row, "rule"), "?"),
+				  audit ? "AUDIT (passed)" : "deny", count, pairs, when);
+		}
+		table_print(&t);
+		flows_print_lost(reply);
+	} else {
+		struct table t = {.cols = 8};
+		table_add(&t, "LAST SEEN", "NODE", "SOURCE", "DESTINATION", "PROTO", "VERDICT", "RULE", "COUNT");
+		size_t i;
+		json_t *row;
+		json_array_foreach(json_object_get(reply, "flows"), i, row) flows_table_add(&t, row, now);
+		table_print(&t);
+		flows_print_lost(reply);
+	}
+	json_int_t after = json_integer_value(json_object_get(reply, "last_id"));
+	json_decref(reply);
+	/* --follow: each new window's flows as they are stored, oldest first. */
+	while (follow) {
+		fflush(stdout);
+		sleep(1);
+		json_object_set_new(req, "mode", json_string("follow"));
+		json_object_set_new(req, "after_id", json_integer(after));
+		json_object_set_new(req, "limit", json_integer(0));
+		reply = call(admin, json_deep_copy(req), &ret);
+		if (!reply)
+			break;
+		json_t *rows = json_object_get(reply, "flows");
+		size_t i;
+		json_t *row;
+		if (as_json) {
+			json_array_foreach(rows, i, row)
+			{
+				char *text = json_dumps(row, JSON_COMPACT);
+				printf("%s\n", text);
+				free(text);
+			}
+		} else if (json_array_size(rows)) {
+			struct table t = {.cols = 8};
+			json_array_foreach(rows, i, row) flows_table_add(&t, row, json_integer_value(json_object_get(reply, "time")));
+			table_print(&t);
+		}
+		json_array_foreach(rows, i, row) if (json_integer_value(json_object_get(row, "id")) > after) after =
+			json_integer_value(json_object_get(row, "id"));
+		json_decref(reply);
+	}
+	json_decref(req);
+	return ret;
+}
+
 /* ---- keygen ---- */
 
 static int keygen(int argc, char **argv)
@@ -503,6 +731,8 @@ int online_main(const char *admin, int argc, char **argv)
 		return status(admin, argc, argv);
 	if (strcmp(verb, "endpoints") == 0)
 		return endpoints(admin, argc, argv);
+	if (strcmp(verb, "flows") == 0)
+		return flows(admin, argc, argv);
 	if (strcmp(verb, "policy") == 0 && argc >= 2) {
 		const char *sub = argv[1];
 		if (strcmp(sub, "apply") == 0)

@@ -38,6 +38,22 @@
  *                  "netns": S|null, "labels": {..}, "addresses": [..],
  *                  "groups": [label groups it is a member of]}]}
  *                  sorted by (node, name)
+ *  flows           {"mode": "report"|"follow"|"rules"?, "since_seconds": N?,
+ *                   "node": S?, "group": S?, "verdict": "deny"|"audit"?,
+ *                   "limit": N?, "after_id": N?}
+ *                  → {"flows"|"rules": [ROW...], "lost": [LOSS...],
+ *                     "last_id": N, "time": UNIX-MS-NOW}
+ *      report: one ROW per (node, endpoint, direction, src, dst, proto, port,
+ *      ICMP type/code, verdict, policy, rule), summed over windows, newest
+ *      first; follow: the stored windows after after_id, oldest first;
+ *      rules: {"policy", "rule", "verdict", "count", "pairs", "first",
+ *      "last"} per deciding rule, most packets first.
+ *      ROW = {"id", "node", "endpoint", "direction", "first", "last" (unix
+ *             ms), "src", "src_endpoint": "NODE/NAME"|null, "src_groups":
+ *             "g1,g2", "dst", "dst_endpoint", "dst_groups", "proto", "port",
+ *             "icmp_type", "icmp_code", "verdict", "policy", "rule", "count"}
+ *      LOSS = {"node", "endpoint", "enobufs", "gap", "spool"}: events lost
+ *             in the window asked for (proto.h LOST), summed
  */
 #pragma once
 
