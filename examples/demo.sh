@@ -4,14 +4,12 @@
 # containers of examples/three-tier, CURVE keys, one bulkhead-controller and
 # one bulkhead-agent per node. It applies the example policy, sends allowed
 # and forbidden traffic, shows what the kernel did next to what the policy
-# says, the drops counted by each rule, and `bulkhead status`. Everything it
-# made is removed when it ends.
+# says, the blocked-flow report the agents sent up (`bulkhead flows`), the
+# packets per deciding rule, and `bulkhead status`. Everything it made is
+# removed when it ends.
 #
 #   bash examples/demo.sh           run, show, clean up
 #   bash examples/demo.sh --keep    stay up until Ctrl-C (then clean up)
-#
-# The blocked-flow report (bulkhead flows) is not built yet: the demo shows
-# the drops from the kernel's per-rule counters instead.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -97,7 +95,7 @@ echo "  controller on tcp://127.0.0.1:$port, admin $BULKHEAD_ADMIN"
 for node in node-a node-b node-c; do
   "$agent" --controller "tcp://127.0.0.1:$port" --node $node --inventory "$tmp/$node.json" \
     --state-dir "$tmp/state-$node" --keys "$tmp/keys/$node" \
-    --controller-key "$tmp/keys/controller/public.key" >"$tmp/agent-$node.log" 2>&1 &
+    --controller-key "$tmp/keys/controller/public.key" --flow-window-ms 500 >"$tmp/agent-$node.log" 2>&1 &
   pids+=($!)
   echo "  agent $node (pid ${pids[-1]})"
 done
@@ -145,20 +143,6 @@ print("allow" if j["delivered"] else "deny", side(j["egress"]), "|", side(j["ing
 done <<<"$flows"
 echo "  kernel and policy agree on $agree of $total flows"
 
-bold "Drops counted by the rules (from the kernel's per-rule counters)"
-for name in db-1 db-2 web-3 api-1 web-1; do
-  ip netns exec "$P-$name" nft -j list table inet bulkhead | "$py" -c '
-import json, sys
-name = sys.argv[1]
-for item in json.load(sys.stdin)["nftables"]:
-    r = item.get("rule")
-    if not r: continue
-    exprs = r.get("expr", [])
-    pk = sum(e["counter"]["packets"] for e in exprs if "counter" in e)
-    if pk and any("drop" in e for e in exprs):
-        print("  %-7s %-7s %3d packets dropped by %s" % (name, r["chain"], pk, r.get("comment", "?")))' "$name"
-done
-
 bold "Tamper-proof: flushing db-1's table by hand"
 ip netns exec "$P-db-1" nft flush table inet bulkhead
 sleep 0.3
@@ -169,14 +153,28 @@ else
   grep "changed by another process" "$tmp/agent-node-b.log" | tail -1 | sed 's/^/    /'
 fi
 
+bold "Forbidden traffic of other kinds: UDP, ICMP, IPv6"
+ip netns exec "$P-batch-1" "$root/build/bench/udp-flood" 198.18.2.4 53 5 | sed 's/^/  batch-1 -> db-1 udp\/53: /'
+ip netns exec "$P-web-3" "$py" tests/integration/probe.py icmp 198.18.2.4 8 0 0.5 >/dev/null 2>&1 || echo "  web-3 -> db-1 ping: blocked"
+ip netns exec "$P-web-1" "$py" tests/integration/probe.py tcp "$("$py" -c 'import json,sys
+for e in json.load(open(sys.argv[1]))["endpoints"]:
+    if e["name"] == "db-1": print(e["addresses"][1])' "$tmp/node-b.json")" 5432 0.5 >/dev/null 2>&1 || echo "  web-1 -> db-1 tcp/5432 over IPv6: blocked"
+
+bold "bulkhead flows: the blocked-flow report (newest first)"
+# The agents send a window every half second; give the last one time to land.
+for _ in $(seq 40); do
+  [ "$("$cli" flows --json | "$py" -c 'import json,sys; print(sum(r["proto"]=="udp" for r in json.load(sys.stdin)["flows"]))')" != 0 ] && break
+  sleep 0.25
+done
+sleep 1
+"$cli" flows | sed 's/^/  /'
+
+bold "bulkhead flows --rules: packets per deciding rule"
+"$cli" flows --rules | sed 's/^/  /'
+
 bold "bulkhead status"
 "$cli" status | sed 's/^/  /'
 
-bold "Not built yet"
-cat <<'TXT'
-  The NFLOG blocked-flow report (`bulkhead flows`) comes next; above, the drops are
-  read from the kernel's per-rule counters instead. See README.md.
-TXT
 if $keep; then
   echo; echo "Up; Ctrl-C to clean up. Namespaces: ip netns list | grep $P"
   while sleep 3600; do :; done
