@@ -29,6 +29,8 @@
 #define INVENTORY_MAX_BYTES (64u << 20)
 #define TICK_MS 500
 #define FLOW_TICK_MS 100
+/* RESYNCs this soon after a HELLO answer messages sent before it. */
+#define RESYNC_QUIET_MS 100
 /* NFLOG datagrams read per wake-up of one endpoint (each holds up to 64
  * packets): a flood in one namespace does not starve the others. */
 #define NFLOG_BURST 64
@@ -100,6 +102,7 @@ struct agent {
 	bool endpoints_dirty;	/* the controller has not heard the latest list */
 	bool ack_pending;	/* the last ACK said not ok: send again when it changes */
 	struct flows *flows;	/* with a controller: denied-flow batches */
+	uint64_t last_hello_ms; /* monotonic */
 };
 
 /* ---- endpoints ---- */
@@ -210,6 +213,13 @@ static void on_addrs(void *data, uint32_t events)
 		e->agent->status_dirty = true;
 		e->agent->endpoints_dirty = true;
 	}
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t wall_ms(void)
@@ -698,6 +708,7 @@ static void send_hello(void *data)
 		  json_pack("{s:s,s:s,s:o,s:o,s:o}", "node", a->o->node, "agent", BULKHEAD_VERSION, "revision",
 			    held_json(a, "revision"), "hash", held_json(a, "hash"), "endpoints", endpoints_json(a)));
 	a->endpoints_dirty = false;
+	a->last_hello_ms = mono_ms();
 	/* A new session may be a new controller: every unacknowledged batch
 	 * goes again after the HELLO (it stores each batch once). */
 	if (a->flows)
@@ -806,6 +817,10 @@ static void on_link_message(void *data, const struct proto_msg *m)
 		}
 		break;
 	case PROTO_RESYNC:
+		/* A restarted controller answers each message we had queued with
+		 * a RESYNC; one HELLO on its way answers them all. */
+		if (mono_ms() - a->last_hello_ms < RESYNC_QUIET_MS)
+			break;
 		log_info("controller asks for a resync: %s", json_string_value(json_object_get(m->body, "reason")));
 		send_hello(a);
 		break;
