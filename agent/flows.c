@@ -265,7 +265,8 @@ static json_t *flow_json(const struct flow *fl)
 }
 
 /* Appends one batch to the spool: memory while there is room, else the
- * file; a full file drops it and counts what it held. */
+ * file; a full file drops it and counts what it held (n_packets: its flows'
+ * packets and the losses it was reporting), to be reported later. */
 static void spool_add(struct flows *f, json_t *body, uint64_t seq, uint64_t n_packets)
 {
 	char *line = json_dumps(body, JSON_COMPACT);
@@ -295,13 +296,17 @@ static void spool_add(struct flows *f, json_t *body, uint64_t seq, uint64_t n_pa
 		snprintf(path, sizeof(path), "%s/%s", f->state_dir, FLOWS_SPOOL_FILE);
 		int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		line[bytes - 1] = '\n';
-		if (fd >= 0 && write(fd, line, bytes) == (ssize_t)bytes) {
+		off_t before = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+		if (before >= 0 && write(fd, line, bytes) == (ssize_t)bytes) {
 			stored = true;
 			f->file_bytes += bytes;
 			f->file_batches++;
 			f->count.spooled_to_file++;
 		} else {
 			log_error("spooling a flow batch to %s: %m", path);
+			/* No half line for the next batch to stick to. */
+			if (before >= 0 && ftruncate(fd, before) < 0)
+				log_error("truncating %s: %m", path);
 		}
 		if (fd >= 0)
 			close(fd);
@@ -328,18 +333,19 @@ static void spool_refill(struct flows *f)
 		log_error_errno(r, "reading back %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
 		return;
 	}
+	struct batch *old_tail = f->tail;
+	uint64_t old_mem_bytes = f->mem_bytes, old_mem_batches = f->mem_batches;
 	char *line = text, *end;
 	for (; *line && f->mem_bytes < FLOWS_SPOOL_MEM_MAX; line = end) {
 		end = strchr(line, '\n');
 		if (!end)
 			break;
 		*end++ = '\0';
-		f->file_batches--;
-		f->file_bytes -= (uint64_t)(end - line);
 		json_t *body = json_loads(line, 0, NULL);
 		json_t *ep = json_object_get(body, "epoch"), *seq = json_object_get(body, "seq");
 		if (!json_is_integer(ep) || !json_is_integer(seq) || !json_is_array(json_object_get(body, "flows"))) {
 			log_error("%s/%s: an unreadable batch skipped", f->state_dir, FLOWS_SPOOL_FILE);
+			f->count.spool_dropped++;
 			json_decref(body);
 			continue;
 		}
@@ -356,11 +362,34 @@ static void spool_refill(struct flows *f)
 		f->mem_bytes += b->bytes;
 		f->mem_batches++;
 	}
-	r = state_write(f->state_dir, FLOWS_SPOOL_FILE, line, strlen(line));
-	if (r < 0)
+	const char *rest = line;
+	r = state_write(f->state_dir, FLOWS_SPOOL_FILE, rest, strlen(rest));
+	if (r < 0) {
+		/* The file still holds them: forget the copies, try again later. */
 		log_error_errno(r, "rewriting %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
-	if (!*line)
-		f->file_batches = f->file_bytes = 0;
+		struct batch *b = old_tail ? old_tail->next : f->head;
+		while (b) {
+			struct batch *next = b->next;
+			json_decref(b->body);
+			free(b);
+			b = next;
+		}
+		if (old_tail)
+			old_tail->next = NULL;
+		else
+			f->head = NULL;
+		f->tail = old_tail;
+		f->mem_bytes = old_mem_bytes;
+		f->mem_batches = old_mem_batches;
+		rest = NULL;
+	}
+	/* What the file holds now, counted from it rather than by arithmetic. */
+	if (rest) {
+		f->file_bytes = strlen(rest);
+		f->file_batches = 0;
+		for (const char *c = rest; *c; c++)
+			f->file_batches += *c == '\n';
+	}
 	free(text);
 }
 
@@ -379,19 +408,23 @@ void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force
 		}
 	for (struct lost *l = f->lost; l; l = l->next)
 		json_array_append_new(lost, json_pack("{s:s,s:I,s:I,s:I}", "endpoint", l->endpoint, "enobufs",
-						      (json_int_t)l->enobufs, "gap", (json_int_t)l->gap, "spool", 0));
+						      (json_int_t)l->enobufs, "gap", (json_int_t)l->gap, "spool", (json_int_t)0));
 	if (f->spool_lost) {
-		json_array_append_new(lost, json_pack("{s:n,s:I,s:I,s:I}", "endpoint", "enobufs", 0, "gap", 0,
-						      "spool", (json_int_t)f->spool_lost));
+		json_array_append_new(lost, json_pack("{s:n,s:I,s:I,s:I}", "endpoint", "enobufs", (json_int_t)0, "gap",
+						      (json_int_t)0, "spool", (json_int_t)f->spool_lost));
 		f->spool_lost = 0;
 	}
+	/* Should this batch be dropped, what it reports is lost with it. */
+	uint64_t carried = packets + f->spool_lost;
+	for (struct lost *l = f->lost; l; l = l->next)
+		carried += l->gap;
 	uint64_t start = f->window_start > 1 ? f->window_start : now_ms;
 	uint64_t seq = f->next_seq++;
 	json_t *body = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o}", "epoch", (json_int_t)f->epoch, "seq", (json_int_t)seq,
 				 "start", (json_int_t)start, "end", (json_int_t)now_ms, "flows", list, "lost", lost);
 	window_clear(f);
 	f->count.batches++;
-	spool_add(f, body, seq, packets);
+	spool_add(f, body, seq, carried);
 }
 
 void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg)

@@ -159,6 +159,11 @@ int nflog_parse(const struct nlmsghdr *nlh, struct nflog_event *out)
 	const struct nlattr *tb[NFULA_MAX + 1] = {0};
 	if (mnl_attr_parse(nlh, sizeof(*g), attr_cb, tb) < 0)
 		return -EINVAL;
+	/* First: a malformed packet still takes its place in the sequence. */
+	if (tb[NFULA_SEQ]) {
+		out->has_seq = true;
+		out->seq = ntohl(mnl_attr_get_u32(tb[NFULA_SEQ]));
+	}
 	if (!tb[NFULA_PAYLOAD] || !tb[NFULA_PACKET_HDR])
 		return -EINVAL;
 	const uint8_t *pkt = mnl_attr_get_payload(tb[NFULA_PAYLOAD]);
@@ -172,10 +177,6 @@ int nflog_parse(const struct nlmsghdr *nlh, struct nflog_event *out)
 		r = -EINVAL;
 	if (r < 0)
 		return r;
-	if (tb[NFULA_SEQ]) {
-		out->has_seq = true;
-		out->seq = ntohl(mnl_attr_get_u32(tb[NFULA_SEQ]));
-	}
 	if (!tb[NFULA_PREFIX] || nft_prefix_parse(mnl_attr_get_str(tb[NFULA_PREFIX]), &out->prefix) < 0)
 		return -ENOENT;
 	return 0;
@@ -293,7 +294,10 @@ bool nflog_dispatch(struct nflog *l, unsigned max_msgs, nflog_fn fn, void *arg)
 {
 	static char buf[NFLOG_NLBUFSIZ + 4096] __attribute__((aligned(NLMSG_ALIGNTO)));
 	for (unsigned i = 0; i < max_msgs; i++) {
-		ssize_t len = recv(mnl_socket_get_fd(l->nl), buf, sizeof(buf), MSG_DONTWAIT);
+		struct sockaddr_nl from;
+		socklen_t from_len = sizeof(from);
+		ssize_t len = recvfrom(mnl_socket_get_fd(l->nl), buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
+				       &from_len);
 		if (len < 0) {
 			if (errno == ENOBUFS) {
 				l->stats.enobufs++;
@@ -303,6 +307,12 @@ bool nflog_dispatch(struct nflog *l, unsigned max_msgs, nflog_fn fn, void *arg)
 				log_warn("NFLOG group %u: %m", l->group);
 			return false;
 		}
+		/* Only the kernel (port 0) logs packets: anything another
+		 * process in the namespace sends this socket is forged. */
+		if (from_len != sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0) {
+			l->stats.malformed++;
+			continue;
+		}
 		int left = (int)len;
 		for (const struct nlmsghdr *nlh = (const struct nlmsghdr *)buf; mnl_nlmsg_ok(nlh, left);
 		     nlh = mnl_nlmsg_next(nlh, &left)) {
@@ -311,11 +321,11 @@ bool nflog_dispatch(struct nflog *l, unsigned max_msgs, nflog_fn fn, void *arg)
 				continue;
 			struct nflog_event ev;
 			int r = nflog_parse(nlh, &ev);
+			account_seq(l, &ev); /* a malformed one is not also a gap */
 			if (r == -EINVAL) {
 				l->stats.malformed++;
 				continue;
 			}
-			account_seq(l, &ev);
 			if (r == -ENOENT) {
 				l->stats.foreign++;
 				continue;

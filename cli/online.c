@@ -570,6 +570,17 @@ static bool flows_print_lost(json_t *reply)
 	return any;
 }
 
+/* Packets lost in a reply's "lost" list, all nodes together. */
+static json_int_t flows_lost_total(json_t *reply)
+{
+	json_int_t n = 0;
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(reply, "lost"), i, l)
+		n += json_integer_value(json_object_get(l, "gap")) + json_integer_value(json_object_get(l, "spool"));
+	return n;
+}
+
 static int flows(const char *admin, int argc, char **argv)
 {
 	static const char usage[] = "bulkhead flows [--since DURATION] [--node N] [--group G] [--verdict deny|audit]\n"
@@ -664,6 +675,7 @@ static int flows(const char *admin, int argc, char **argv)
 		flows_print_lost(reply);
 	}
 	json_int_t after = json_integer_value(json_object_get(reply, "last_id"));
+	json_int_t lost_before = flows_lost_total(reply);
 	json_decref(reply);
 	/* --follow: each new window's flows as they are stored, oldest first. */
 	while (follow) {
@@ -692,6 +704,11 @@ static int flows(const char *admin, int argc, char **argv)
 		}
 		json_array_foreach(rows, i, row) if (json_integer_value(json_object_get(row, "id")) > after) after =
 			json_integer_value(json_object_get(row, "id"));
+		json_int_t lost_now = flows_lost_total(reply);
+		if (lost_now > lost_before)
+			fprintf(stderr, "warning: %lld more logged packet(s) lost (not counted above)\n",
+				(long long)(lost_now - lost_before));
+		lost_before = lost_now;
 		json_decref(reply);
 	}
 	json_decref(req);

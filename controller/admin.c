@@ -248,7 +248,7 @@ static json_t *cmd_flows(struct admin *a, json_t *req)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	q.since_ms = since_s >= 0 ? now - since_s * 1000 : 0;
+	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;
 	json_t *out = store_query_flows(a->store, &q);
 	if (!out)
 		return fail(1, "reading flows: %s", store_error(a->store));

@@ -339,8 +339,8 @@ fail:
 /* The WHERE clause every flow query shares; binds from index 1. */
 static const char flow_filter[] =
 	" WHERE last >= ?1 AND (?2 IS NULL OR node = ?2) AND (?3 IS NULL OR verdict = ?3)"
-	" AND (?4 IS NULL OR ',' || src_groups || ',' LIKE '%,' || ?4 || ',%'"
-	"      OR ',' || dst_groups || ',' LIKE '%,' || ?4 || ',%') AND id > ?5";
+	" AND (?4 IS NULL OR instr(',' || src_groups || ',', ',' || ?4 || ',') > 0"
+	"      OR instr(',' || dst_groups || ',', ',' || ?4 || ',') > 0) AND id > ?5";
 
 static void bind_query(sqlite3_stmt *st, const struct flow_query *q)
 {
@@ -383,8 +383,6 @@ static json_t *rows_json(sqlite3_stmt *st, int *rc)
 json_t *store_query_flows(struct store *s, const struct flow_query *q)
 {
 	char sql[2048];
-	/* SQLite takes the bare columns of a max() aggregate from the row
-	 * holding the maximum: the names are the newest window's. */
 	if (q->mode == FLOW_QUERY_FOLLOW)
 		snprintf(sql, sizeof(sql),
 			 "SELECT id, node, endpoint, direction, first, last, src, src_endpoint, src_groups, dst,"
@@ -397,13 +395,17 @@ json_t *store_query_flows(struct store *s, const struct flow_query *q)
 			 " MIN(first) AS first, MAX(last) AS last FROM flows%s"
 			 " GROUP BY policy, rule, verdict ORDER BY SUM(count) DESC LIMIT ?6",
 			 flow_filter);
-	else
+	else /* the names are the newest window's: joined back on its row */
 		snprintf(sql, sizeof(sql),
-			 "SELECT MAX(id) AS id, node, endpoint, direction, MIN(first) AS first, MAX(last) AS last, src,"
-			 " src_endpoint, src_groups, dst, dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code,"
-			 " verdict, policy, rule, SUM(count) AS count FROM flows%s"
-			 " GROUP BY node, endpoint, direction, src, dst, proto, port, icmp_type, icmp_code, verdict,"
-			 " policy, rule ORDER BY MAX(last) DESC, MAX(id) DESC LIMIT ?6",
+			 "SELECT f.id AS id, f.node AS node, f.endpoint AS endpoint, f.direction AS direction,"
+			 " a.first AS first, a.last AS last, f.src AS src, f.src_endpoint AS src_endpoint,"
+			 " f.src_groups AS src_groups, f.dst AS dst, f.dst_endpoint AS dst_endpoint,"
+			 " f.dst_groups AS dst_groups, f.proto AS proto, f.port AS port, f.icmp_type AS icmp_type,"
+			 " f.icmp_code AS icmp_code, f.verdict AS verdict, f.policy AS policy, f.rule AS rule,"
+			 " a.count AS count FROM (SELECT MAX(id) AS id, MIN(first) AS first, MAX(last) AS last,"
+			 " SUM(count) AS count FROM flows%s GROUP BY node, endpoint, direction, src, dst, proto, port,"
+			 " icmp_type, icmp_code, verdict, policy, rule) a JOIN flows f ON f.id = a.id"
+			 " ORDER BY a.last DESC, a.id DESC LIMIT ?6",
 			 flow_filter);
 	sqlite3_stmt *st = prepare(s, sql);
 	if (!st)
