@@ -206,6 +206,9 @@ static int settle(struct netns *ns, const char *path)
 
 	if (r == 0)
 		mnl_socket_close(nl);
+	/* The kernel finishes freeing in a work queue after the close (and
+	 * after the exit of an nft process before us): let it, untimed. */
+	usleep(5000);
 	return r;
 }
 
