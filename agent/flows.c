@@ -406,6 +406,10 @@ void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force
 			json_array_append_new(list, flow_json(fl));
 			packets += fl->count;
 		}
+	/* Should this batch be dropped, what it reports is lost with it. */
+	uint64_t carried = packets + f->spool_lost;
+	for (struct lost *l = f->lost; l; l = l->next)
+		carried += l->gap;
 	for (struct lost *l = f->lost; l; l = l->next)
 		json_array_append_new(lost, json_pack("{s:s,s:I,s:I,s:I}", "endpoint", l->endpoint, "enobufs",
 						      (json_int_t)l->enobufs, "gap", (json_int_t)l->gap, "spool", (json_int_t)0));
@@ -414,10 +418,6 @@ void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force
 						      (json_int_t)0, "spool", (json_int_t)f->spool_lost));
 		f->spool_lost = 0;
 	}
-	/* Should this batch be dropped, what it reports is lost with it. */
-	uint64_t carried = packets + f->spool_lost;
-	for (struct lost *l = f->lost; l; l = l->next)
-		carried += l->gap;
 	uint64_t start = f->window_start > 1 ? f->window_start : now_ms;
 	uint64_t seq = f->next_seq++;
 	json_t *body = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o}", "epoch", (json_int_t)f->epoch, "seq", (json_int_t)seq,
