@@ -215,20 +215,6 @@ static void on_addrs(void *data, uint32_t events)
 	}
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* One logged packet: named by the rule of the bundle the table holds. */
 static void on_flow_event(void *data, const struct nflog_event *ev)
 {
@@ -244,7 +230,7 @@ static void on_flow_event(void *data, const struct nflog_event *ev)
 			policy = c->rules[ev->prefix.position].policy;
 		}
 	}
-	flows_record(e->agent->flows, e->name, ev, policy, rule, wall_ms());
+	flows_record(e->agent->flows, e->name, ev, policy, rule, (uint64_t)clock_wall_ms());
 }
 
 static void on_nflog(void *data, uint32_t events)
@@ -636,7 +622,7 @@ static void on_flow_tick(void *data, uint32_t events)
 {
 	struct agent *a = data;
 	(void)events;
-	uint64_t now = wall_ms();
+	uint64_t now = (uint64_t)clock_wall_ms();
 	flows_tick(a->flows, now, a->o->flow_window_ms, false);
 	flows_send(a->flows, now, send_flows, a);
 }
@@ -708,7 +694,7 @@ static void send_hello(void *data)
 		  json_pack("{s:s,s:s,s:o,s:o,s:o}", "node", a->o->node, "agent", BULKHEAD_VERSION, "revision",
 			    held_json(a, "revision"), "hash", held_json(a, "hash"), "endpoints", endpoints_json(a)));
 	a->endpoints_dirty = false;
-	a->last_hello_ms = mono_ms();
+	a->last_hello_ms = (uint64_t)clock_mono_ms();
 	/* A new session may be a new controller: every unacknowledged batch
 	 * goes again after the HELLO (it stores each batch once). */
 	if (a->flows)
@@ -819,7 +805,7 @@ static void on_link_message(void *data, const struct proto_msg *m)
 	case PROTO_RESYNC:
 		/* A restarted controller answers each message we had queued with
 		 * a RESYNC; one HELLO on its way answers them all. */
-		if (mono_ms() - a->last_hello_ms < RESYNC_QUIET_MS)
+		if ((uint64_t)clock_mono_ms() - a->last_hello_ms < RESYNC_QUIET_MS)
 			break;
 		log_info("controller asks for a resync: %s", json_string_value(json_object_get(m->body, "reason")));
 		send_hello(a);
@@ -859,7 +845,7 @@ struct agent *agent_new(const struct agent_options *o, struct loop *loop)
 		abort();
 	/* Denied flows go to the controller; without one, nobody reads them. */
 	if (o->link)
-		a->flows = flows_new(o->state_dir, wall_ms());
+		a->flows = flows_new(o->state_dir, (uint64_t)clock_wall_ms());
 	if (!o->null_dataplane) {
 		a->ns = netns_new();
 		if (!a->ns) {
@@ -885,7 +871,7 @@ void agent_free(struct agent *a)
 		watch_free(a->watch);
 	}
 	if (a->flows) { /* the last window, and every unacknowledged batch, to the spool file */
-		flows_tick(a->flows, wall_ms(), a->o->flow_window_ms, true);
+		flows_tick(a->flows, (uint64_t)clock_wall_ms(), a->o->flow_window_ms, true);
 		flows_free(a->flows);
 	}
 	link_free(a->link);

@@ -24,17 +24,10 @@ struct link {
 	char last_reject[256];
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool link_alive(const struct link *l)
 {
 	return l->last_heard_ms &&
-	       mono_ms() - l->last_heard_ms <= (int64_t)l->o.heartbeat_ms * PROTO_DEAD_HEARTBEATS;
+	       clock_mono_ms() - l->last_heard_ms <= (int64_t)l->o.heartbeat_ms * PROTO_DEAD_HEARTBEATS;
 }
 
 /* Reads one whole message; false when none is waiting. */
@@ -67,7 +60,7 @@ static bool recv_one(struct link *l)
 	} else if (proto_decode(zmq_msg_data(&part[0]), zmq_msg_size(&part[0]), zmq_msg_data(&part[1]),
 				zmq_msg_size(&part[1]), &msg, err, sizeof(err)) == 0) {
 		l->received++;
-		l->last_heard_ms = mono_ms();
+		l->last_heard_ms = clock_mono_ms();
 		if (l->silent_logged)
 			log_info("controller %s answers again", l->o.endpoint);
 		l->silent_logged = false;

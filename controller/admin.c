@@ -166,13 +166,11 @@ static json_t *cmd_rollback(struct admin *a, json_t *req)
 
 static json_t *cmd_status(struct admin *a, json_t *req)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
 	int64_t rev = compiler_revision(a->compiler);
 	json_t *counters = agents_counters(a->agents);
 	json_object_set_new(counters, "admin_requests_malformed", json_integer((json_int_t)a->malformed));
 	return ok(json_pack("{s:o,s:I,s:o,s:o}", "revision", rev ? json_integer(rev) : json_null(), "time",
-			    (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "nodes", agents_status_nodes(a->agents),
+			    (json_int_t)clock_wall_ms(), "nodes", agents_status_nodes(a->agents),
 			    "counters", counters));
 }
 
@@ -245,9 +243,7 @@ static json_t *cmd_flows(struct admin *a, json_t *req)
 		q.mode = FLOW_QUERY_RULES;
 	else if (mode && strcmp(mode, "report") != 0)
 		return fail(2, "mode \"%s\": expected report, follow or rules", mode);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int64_t now = clock_wall_ms();
 	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;
 	json_t *out = store_query_flows(a->store, &q);
 	if (!out)

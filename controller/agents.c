@@ -60,20 +60,6 @@ struct agents {
 	} count;
 };
 
-int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the allow-list: DIR/NODE.key holds NODE's agent public key ---- */
 
 static void allow_clear(struct agents *a)
@@ -282,7 +268,7 @@ static void push_node(struct agents *a, struct node_link *n)
 		return;
 	if (n->inflight_revision) {
 		if (n->inflight_revision == rev && strcmp(n->inflight_hash, hash) == 0 &&
-		    now_ms() - n->inflight_since_ms < INFLIGHT_TIMEOUT_MS)
+		    clock_mono_ms() - n->inflight_since_ms < INFLIGHT_TIMEOUT_MS)
 			return; /* on its way */
 	}
 	if (n->held_revision == rev && strcmp(n->held_hash, hash) == 0)
@@ -310,7 +296,7 @@ static void push_node(struct agents *a, struct node_link *n)
 	if (!ok)
 		return;
 	n->inflight_revision = rev;
-	n->inflight_since_ms = now_ms();
+	n->inflight_since_ms = clock_mono_ms();
 	memcpy(n->inflight_hash, hash, sizeof(n->inflight_hash));
 	n->inflight_bundle = json_incref(want);
 }
@@ -371,7 +357,7 @@ static void on_hello(struct agents *a, const uint8_t *rid, size_t rid_len, const
 	memcpy(n->rid, rid, rid_len);
 	n->rid_len = rid_len;
 	n->connected = true;
-	n->last_heard_ms = now_ms();
+	n->last_heard_ms = clock_mono_ms();
 	free(n->agent_version);
 	n->agent_version = xstrdup(json_string_value(json_object_get(body, "agent")));
 	set_held(n, json_object_get(body, "revision"), json_object_get(body, "hash"));
@@ -474,7 +460,7 @@ static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
 		proto_msg_release(&m);
 		return;
 	}
-	n->last_heard_ms = now_ms();
+	n->last_heard_ms = clock_mono_ms();
 	switch (m.type) {
 	case PROTO_ACK:
 		on_ack(a, n, m.body);
@@ -564,7 +550,7 @@ void agents_tick(struct agents *a, int64_t now)
 json_t *agents_status_nodes(struct agents *a)
 {
 	json_t *out = json_array();
-	int64_t mono = now_ms(), wall = wall_ms();
+	int64_t mono = clock_mono_ms(), wall = clock_wall_ms();
 	int64_t rev = compiler_revision(a->compiler);
 	/* Every node that reported endpoints, connected or not. */
 	for (const char *const *name = compiler_nodes(a->compiler); *name; name++)

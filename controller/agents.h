@@ -43,4 +43,3 @@ void agents_push(struct agents *a);
 json_t *agents_status_nodes(struct agents *a);
 json_t *agents_counters(struct agents *a);
 
-int64_t now_ms(void);

@@ -259,7 +259,7 @@ int main(int argc, char **argv)
 		admin_dispatch(admin);
 		compiler_refresh(compiler);
 		agents_push(agents);
-		agents_tick(agents, now_ms());
+		agents_tick(agents, clock_mono_ms());
 	}
 	close(sfd);
 out:

@@ -258,13 +258,10 @@ int store_add_flow_batch(struct store *s, const char *node, json_t *batch)
 				      "VALUES (?,?,?,?,?,?)");
 	if (!st)
 		goto fail;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, json_integer_value(json_object_get(batch, "epoch")));
 	sqlite3_bind_int64(st, 3, json_integer_value(json_object_get(batch, "seq")));
-	sqlite3_bind_int64(st, 4, now);
+	sqlite3_bind_int64(st, 4, clock_wall_ms());
 	sqlite3_bind_int64(st, 5, json_integer_value(json_object_get(batch, "start")));
 	sqlite3_bind_int64(st, 6, json_integer_value(json_object_get(batch, "end")));
 	int rc = sqlite3_step(st);

@@ -1,5 +1,24 @@
-/* Names of the shared enums, as they appear in JSON and on screen. */
+/* Names of the shared enums, as they appear in JSON and on screen; clocks. */
+#include <time.h>
+
 #include "bulkhead/common.h"
+
+static int64_t clock_ms(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t clock_wall_ms(void)
+{
+	return clock_ms(CLOCK_REALTIME);
+}
+
+int64_t clock_mono_ms(void)
+{
+	return clock_ms(CLOCK_MONOTONIC);
+}
 
 const char *direction_name(enum direction dir)
 {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define BH_MUST_CHECK __attribute__((warn_unused_result))
 #define BH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -36,3 +37,8 @@ enum verdict {
 };
 
 const char *verdict_name(enum verdict verdict); /* "accept" / "drop" / "audit" */
+
+/* Milliseconds: the wall clock (unix time, for what is shown, stored or
+ * sent) and the monotonic clock (for intervals and timeouts). */
+int64_t clock_wall_ms(void);
+int64_t clock_mono_ms(void);
