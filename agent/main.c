@@ -59,8 +59,22 @@ struct options {
 	bool print_ruleset, once, verbose;
 };
 
+/* A decimal option value in lo..hi; false after saying what was expected. */
+static bool parse_range(const char *option, const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	if (errno || *end || end == s || *out < lo || *out > hi) {
+		log_error("--%s: expected %lu..%lu, not \"%s\"", option, lo, hi, s);
+		return false;
+	}
+	return true;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
+	unsigned long v;
 	static const struct option longopts[] = {
 		{"bundle", required_argument, NULL, 'b'},   {"inventory", required_argument, NULL, 'i'},
 		{"node", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 's'},
@@ -100,17 +114,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return -EINVAL;
 			}
 			break;
-		case 'g': {
-			char *end;
-			errno = 0;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || v > UINT16_MAX) {
-				log_error("--nflog-group: expected 0..65535, not \"%s\"", optarg);
+		case 'g':
+			if (!parse_range("nflog-group", optarg, 0, UINT16_MAX, &v))
 				return -EINVAL;
-			}
 			o->agent.nflog_group = (uint16_t)v;
 			break;
-		}
 		case 'p':
 			o->print_ruleset = true;
 			break;
@@ -126,26 +134,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'I':
 			o->link.insecure = true;
 			break;
-		case 'H': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*end || end == optarg || v < 10 || v > 60000) {
-				log_error("--heartbeat-ms: expected 10..60000, not \"%s\"", optarg);
+		case 'H':
+			if (!parse_range("heartbeat-ms", optarg, 10, 60000, &v))
 				return -EINVAL;
-			}
 			o->link.heartbeat_ms = (unsigned)v;
 			break;
-		}
-		case 'W': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*end || end == optarg || v < 10 || v > 600000) {
-				log_error("--flow-window-ms: expected 10..600000, not \"%s\"", optarg);
+		case 'W':
+			if (!parse_range("flow-window-ms", optarg, 10, 600000, &v))
 				return -EINVAL;
-			}
 			o->agent.flow_window_ms = (unsigned)v;
 			break;
-		}
 		case 'o':
 			o->once = true;
 			break;
