@@ -17,7 +17,6 @@ BENCH=agent-rss
 AGENT=$BUILD/agent/bulkhead-agent
 BULKHEAD=$BUILD/cli/bulkhead
 GNU_TIME=${GNU_TIME:-/usr/bin/time}
-PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
 ENDPOINTS=${ENDPOINTS:-100}
 CLIENTS=${CLIENTS:-1000} # remote label-group members every table refers to
 

@@ -29,7 +29,6 @@ AGENT=$BUILD/agent/bulkhead-agent
 CONTROLLER=$BUILD/controller/bulkhead-controller
 BULKHEAD=$BUILD/cli/bulkhead
 APPLY_WAIT=$BUILD/bench/apply-wait
-PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
 
 HINT="apt-get install nftables" need nft nsenter
 HINT="apt-get install python3" need "$PYTHON"
@@ -40,35 +39,9 @@ done
 REPS=$(((REPS + 1) / 2 * 2)) FULL_REPS=$(((FULL_REPS + 1) / 2 * 2))
 PORT=$((20000 + $$ % 20000))
 export BULKHEAD_ADMIN=ipc://$TMP/admin.sock
-PIDS=()
-stop_daemons() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-	PIDS=()
-}
-trap 'stop_daemons; bench_cleanup' EXIT
 
-# Policies: five tiers; each admits the next tier on 8080 and the network
-# group "partners" (20 /24s, not adjacent: nft would merge them) on 443. B: partners has one /24 more. C: every
-# rule's port is different (8081, 444).
-"$PYTHON" - "$TMP" <<'EOF' || die "generating the policies failed"
-import json, sys
-tmp = sys.argv[1]
-def doc(extra_cidr, app_port, partner_port):
-    cidrs = ["198.19.%d.0/24" % (2 * i) for i in range(20)] + ([extra_cidr] if extra_cidr else [])
-    groups = {"partners": {"cidrs": cidrs}}
-    for k in range(5):
-        groups["t%d" % k] = {"labels": {"tier": "t%d" % k}}
-    pols = [{"name": "t%d-in" % k, "applies_to": "t%d" % k,
-             "ingress": [{"from": ["t%d" % ((k + 1) % 5)], "ports": ["tcp/%d" % app_port]},
-                         {"from": ["partners"], "ports": ["tcp/%d" % partner_port]}]}
-            for k in range(5)]
-    return {"version": 1, "groups": groups, "policies": pols}
-for name, d in (("A", doc(None, 8080, 443)), ("B", doc("198.19.99.0/24", 8080, 443)),
-                ("C", doc(None, 8081, 444))):
-    json.dump(d, open("%s/%s.json" % (tmp, name), "w"), indent=1)
-EOF
+# Policies A, B (one member more), C (every port changed): tier-policies.py.
+"$PYTHON" "$ROOT/bench/tier-policies.py" "$TMP" || die "generating the policies failed"
 
 # Keys: the controller's pair and one per node, allow-listed.
 "$BULKHEAD" keygen "$TMP/keys/controller" >/dev/null || die "keygen failed"
@@ -122,20 +95,6 @@ start_daemons() { # K
 	done
 }
 
-# converged: every agent connected and at the newest revision (60 s at most;
-# `status --wait` alone is satisfied before the agents have connected).
-converged() {
-	local n tries=0
-	while [ $tries -lt 600 ]; do
-		n=$("$BULKHEAD" status --json 2>/dev/null | "$PYTHON" -c \
-			'import json,sys; print(sum(n["connected"] and n["up_to_date"] for n in json.load(sys.stdin)["nodes"]))' 2>/dev/null)
-		[ "$n" = "$AGENTS" ] && return 0
-		sleep 0.1
-		tries=$((tries + 1))
-	done
-	return 1
-}
-
 # ms_since START: milliseconds since START ($EPOCHREALTIME).
 ms_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.3f", (b - a) * 1000}'; }
 median() { sort -n | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}'; }
@@ -171,13 +130,13 @@ declare -A ROW
 for k in $KS; do
 	inventories "$k"
 	start_daemons "$k"
-	converged || die "K=$k: the agents did not converge on policy A (see $TMP)"
+	converged "$AGENTS" 60 || die "K=$k: the agents did not converge on policy A (see $TMP)"
 	# Untimed check that an apply really reaches the kernel: B's extra CIDR
 	# appears in the last namespace's table, and goes again with A.
-	"$BULKHEAD" policy apply "$TMP/B.json" >/dev/null && converged || die "K=$k: policy B did not converge"
+	"$BULKHEAD" policy apply "$TMP/B.json" >/dev/null && converged "$AGENTS" 60 || die "K=$k: policy B did not converge"
 	ip netns exec "$P-ep$((k - 1))" nft list table inet bulkhead | grep -q '198\.19\.99\.0/24' ||
 		die "K=$k: policy B acknowledged but not in ep$((k - 1))'s table"
-	"$BULKHEAD" policy apply "$TMP/A.json" >/dev/null && converged || die "K=$k: policy A did not converge"
+	"$BULKHEAD" policy apply "$TMP/A.json" >/dev/null && converged "$AGENTS" 60 || die "K=$k: policy A did not converge"
 
 	"$APPLY_WAIT" "$BULKHEAD_ADMIN" "$AGENTS" "$REPS" "$TMP/A.json" "$TMP/B.json" >"$TMP/member-$k.out" ||
 		die "K=$k: one-member runs failed (see $TMP)"

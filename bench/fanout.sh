@@ -22,7 +22,6 @@ AGENT=$BUILD/agent/bulkhead-agent
 CONTROLLER=$BUILD/controller/bulkhead-controller
 BULKHEAD=$BUILD/cli/bulkhead
 APPLY_WAIT=$BUILD/bench/apply-wait
-PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
 
 HINT="apt-get install nftables" need nft
 HINT="apt-get install python3" need "$PYTHON"
@@ -32,18 +31,11 @@ done
 REPS=$(((REPS + 1) / 2 * 2)) # even: every run ends on policy A
 PORT=$((20000 + $$ % 20000))
 export BULKHEAD_ADMIN=ipc://$TMP/admin.sock
-PIDS=()
-stop_daemons() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-	PIDS=()
-}
-trap 'stop_daemons; bench_cleanup' EXIT
 ulimit -n 65536 2>/dev/null
 
 # Nodes n1..nN, endpoints a and b on each (tiers t0..t4), and the policies
-# of apply-latency.sh: A; B = one partner /24 more; C = every port changed.
+# of apply-latency.sh (tier-policies.py): A; B = one partner /24 more; C =
+# every port changed.
 "$PYTHON" - "$TMP" "$AGENTS" <<'EOF' || die "generating the world failed"
 import json, sys
 tmp, agents = sys.argv[1], int(sys.argv[2])
@@ -54,20 +46,8 @@ for a in range(agents):
         eps.append({"name": "%s%d" % (tag, a), "labels": {"tier": "t%d" % (i % 5)},
                     "addresses": ["198.18.%d.%d" % (i // 200, i % 200 + 10), "2001:db8::%x" % (i + 16)]})
     json.dump({"node": "n%d" % a, "endpoints": eps}, open("%s/n%d.json" % (tmp, a), "w"))
-def doc(extra_cidr, app_port, partner_port):
-    cidrs = ["198.19.%d.0/24" % (2 * i) for i in range(20)] + ([extra_cidr] if extra_cidr else [])
-    groups = {"partners": {"cidrs": cidrs}}
-    for k in range(5):
-        groups["t%d" % k] = {"labels": {"tier": "t%d" % k}}
-    pols = [{"name": "t%d-in" % k, "applies_to": "t%d" % k,
-             "ingress": [{"from": ["t%d" % ((k + 1) % 5)], "ports": ["tcp/%d" % app_port]},
-                         {"from": ["partners"], "ports": ["tcp/%d" % partner_port]}]}
-            for k in range(5)]
-    return {"version": 1, "groups": groups, "policies": pols}
-for name, d in (("A", doc(None, 8080, 443)), ("B", doc("198.19.99.0/24", 8080, 443)),
-                ("C", doc(None, 8081, 444))):
-    json.dump(d, open("%s/%s.json" % (tmp, name), "w"), indent=1)
 EOF
+"$PYTHON" "$ROOT/bench/tier-policies.py" "$TMP" || die "generating the policies failed"
 
 if [ "$INSECURE" = 1 ]; then
 	ctl_keys=(--insecure)
@@ -94,20 +74,7 @@ for a in $(seq 0 $((AGENTS - 1))); do
 	PIDS+=($!)
 done
 
-# Every agent connected and at the newest revision, 120 s at most.
-converged() {
-	local n tries=0
-	while [ $tries -lt 1200 ]; do
-		n=$("$BULKHEAD" status --json 2>/dev/null | "$PYTHON" -c \
-			'import json,sys; print(sum(n["connected"] and n["up_to_date"] for n in json.load(sys.stdin)["nodes"]))' 2>/dev/null)
-		[ "$n" = "$AGENTS" ] && return 0
-		sleep 0.1
-		tries=$((tries + 1))
-	done
-	echo "fanout: $n of $AGENTS agents up to date" >&2
-	return 1
-}
-converged || die "the agents did not converge on policy A (see $TMP)"
+converged "$AGENTS" 120 || die "the agents did not converge on policy A (see $TMP)"
 
 "$APPLY_WAIT" "$BULKHEAD_ADMIN" "$AGENTS" "$REPS" "$TMP/A.json" "$TMP/C.json" >"$TMP/full.out" ||
 	die "full-change runs failed"

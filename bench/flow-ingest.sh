@@ -31,7 +31,6 @@ AGENT=$BUILD/agent/bulkhead-agent
 CONTROLLER=$BUILD/controller/bulkhead-controller
 BULKHEAD=$BUILD/cli/bulkhead
 FLOOD=$BUILD/bench/udp-flood
-PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
 
 HINT="apt-get install nftables" need nft
 HINT="apt-get install ulogd2" need ulogd
@@ -40,14 +39,6 @@ for exe in "$AGENT" "$CONTROLLER" "$BULKHEAD" "$FLOOD"; do
 done
 PORT=$((20000 + $$ % 20000))
 export BULKHEAD_ADMIN=ipc://$TMP/admin.sock
-PIDS=()
-stop_all() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-	PIDS=()
-}
-trap 'stop_all; bench_cleanup' EXIT
 
 netns recv
 netns send
@@ -74,10 +65,7 @@ start_agent() {
 	PIDS+=($!)
 }
 start_agent
-for _ in $(seq 100); do
-	"$BULKHEAD" status --json 2>/dev/null | grep -q '"up_to_date": true' && break
-	sleep 0.1
-done
+converged 1 10 || die "the agent did not take the policy (see $TMP)"
 ip netns exec "$P-recv" nft list table inet bulkhead >/dev/null 2>&1 || die "the agent did not load its table"
 
 logged() { # packets the recv table's logging rules counted
@@ -159,7 +147,7 @@ for rate in $RATES; do
 	U_LOST[$rate]=$(((k1 - k0) - (l1 - l0)))
 	echo "# ulogd2 at $rate/s: sent at ${U_SENT[$rate]}/s, kernel logged $((k1 - k0)), ulogd wrote $((l1 - l0))"
 done
-stop_all
+stop_daemons
 
 echo
 echo "flow-ingest: denied events taken in from NFLOG, one namespace, $SECONDS_EACH s per rate"

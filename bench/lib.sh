@@ -17,9 +17,19 @@ fi
 
 P=bhb$$ # per-run prefix of every namespace name
 TMP=$(mktemp -d "/tmp/bulkhead-$BENCH.XXXXXX")
+PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
+PIDS=() # daemons the script started: stopped before the namespaces go
+
+stop_daemons() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+	PIDS=()
+}
 
 bench_cleanup() {
 	local ns
+	stop_daemons
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
 		case $ns in
 		"$P"-*) ip netns del "$ns" 2>/dev/null ;;
@@ -46,6 +56,22 @@ need() {
 netns() {
 	ip netns add "$P-$1" || die "cannot create namespace $P-$1"
 	ip -n "$P-$1" link set lo up
+}
+
+# converged N SECONDS: N nodes connected and up to date in the controller's
+# status (at $BULKHEAD_ADMIN), within SECONDS. `status --wait` alone is
+# satisfied before the agents have connected.
+converged() {
+	local want=$1 tries=$(($2 * 10)) n
+	while [ "$tries" -gt 0 ]; do
+		n=$("$BUILD/cli/bulkhead" status --json 2>/dev/null | "$PYTHON" -c \
+			'import json,sys; print(sum(n["connected"] and n["up_to_date"] for n in json.load(sys.stdin)["nodes"]))' 2>/dev/null)
+		[ "$n" = "$want" ] && return 0
+		sleep 0.1
+		tries=$((tries - 1))
+	done
+	echo "$BENCH: ${n:-no} of $want nodes up to date after $2 s" >&2
+	return 1
 }
 
 # result FILE WHO FIELD: a field (median, min, n) of nft-bench's result line.
