@@ -10,14 +10,9 @@
 set -u
 . "$(dirname "$0")/world.bash"
 BUILD=${1:-$LIB_ROOT/build}
-CLI=$BUILD/cli/bulkhead
-AGENT=$BUILD/agent/bulkhead-agent
-CONTROLLER=$BUILD/controller/bulkhead-controller
 
 world_init ctl || exit 1
-PORT=$((20000 + $$ % 20000))
-export BULKHEAD_ADMIN=ipc://$TMP/run/admin.sock
-bh() { "$CLI" "$@"; }
+world_daemons "$BUILD" n1 n2 n3 || exit 1
 
 # node: endpoint name, host number, role
 ENDPOINTS="n1:web1:11:web n1:client1:12:client n1:other1:13:other
@@ -55,35 +50,10 @@ policy() { # WEB_FROM (JSON list of groups)
 JSON
 }
 
-# --- keys: the controller's pair, one pair per node, the allow-list ---
-bh keygen "$TMP/keys/controller" >/dev/null
-mkdir -p "$TMP/keys/allowed"
-for n in n1 n2 n3; do
-	bh keygen "$TMP/keys/$n" >/dev/null
-	cp "$TMP/keys/$n/public.key" "$TMP/keys/allowed/$n.key"
-done
+# keys: the controller's pair, one pair per node, the allow-list (world_daemons)
 check "keygen made CURVE pairs" test -s "$TMP/keys/n3/secret.key"
 
-controller_start() {
-	"$CONTROLLER" --listen "tcp://127.0.0.1:$PORT" --admin "$BULKHEAD_ADMIN" --state-dir "$TMP/controller" \
-		--keys "$TMP/keys/controller" --agent-keys "$TMP/keys/allowed" --heartbeat-ms 200 "$@" \
-		>>"$TMP/controller.log" 2>&1 &
-	CONTROLLER_PID=$!
-	WORLD_PIDS+=("$CONTROLLER_PID")
-}
-declare -A AGENT_PID
-agent_start() { # NODE [KEY_NODE]
-	local node=$1 key=${2:-$1}
-	"$AGENT" --controller "tcp://127.0.0.1:$PORT" --node "$node" --inventory "$TMP/$node.json" \
-		--state-dir "$TMP/state-$node" --keys "$TMP/keys/$key" \
-		--controller-key "$TMP/keys/controller/public.key" --heartbeat-ms 200 >>"$TMP/agent-$node.log" 2>&1 &
-	AGENT_PID[$node]=$!
-	WORLD_PIDS+=("$!")
-}
 converged() { bh status --wait=20 >"$TMP/status.out" 2>&1; }
-json_get() { # EXPR over the JSON on stdin as j
-	/usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1" 2>/dev/null
-}
 status_is() { [ "$(bh status --json 2>/dev/null | json_get "$1")" = "$2" ]; } # EXPR WANT
 connected() { status_is "sorted(n['node'] for n in j['nodes'] if n['connected'])" "$1"; } # "['n1', ...]"
 socket_mode() { [ "$(stat -c %a "$TMP/run/admin.sock" 2>/dev/null)" = "$1" ]; }
@@ -96,7 +66,6 @@ web_from_clients() {
 }
 
 for n in n1 n2 n3; do inventory $n >"$TMP/$n.json"; done
-mkdir -p "$TMP/run"
 controller_start
 for n in n1 n2 n3; do agent_start $n; done
 check "the admin socket is root-only (0600)" wait_for 5 socket_mode 600

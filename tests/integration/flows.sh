@@ -14,20 +14,13 @@
 set -u
 . "$(dirname "$0")/world.bash"
 BUILD=${1:-$LIB_ROOT/build}
-CLI=$BUILD/cli/bulkhead
-AGENT=$BUILD/agent/bulkhead-agent
-CONTROLLER=$BUILD/controller/bulkhead-controller
 FLOOD=$BUILD/bench/udp-flood
 FLOOD_RATE=${FLOOD_RATE:-50000}
 FLOOD_SECONDS=${FLOOD_SECONDS:-5}
 
 world_init flows || exit 1
-PORT=$((20000 + $$ % 20000))
-export BULKHEAD_ADMIN=ipc://$TMP/run/admin.sock
-bh() { "$CLI" "$@"; }
-json_get() { # EXPR over the JSON on stdin as j
-	/usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1" 2>/dev/null
-}
+world_daemons "$BUILD" n1 n2 || exit 1
+AGENT_ARGS=(--flow-window-ms 200)
 
 # n1: web1. n2: client2, other2. outside3 is in no inventory: the outside
 # world, inside the network group "partners".
@@ -54,27 +47,6 @@ cat >"$TMP/policy.json" <<'JSON'
    "egress": [{"action": "deny", "to": ["web"], "ports": ["udp/9999"]}, {"action": "allow"}]}]}
 JSON
 
-bh keygen "$TMP/keys/controller" >/dev/null
-mkdir -p "$TMP/keys/allowed" "$TMP/run"
-for n in n1 n2; do
-	bh keygen "$TMP/keys/$n" >/dev/null
-	cp "$TMP/keys/$n/public.key" "$TMP/keys/allowed/$n.key"
-done
-controller_start() {
-	"$CONTROLLER" --listen "tcp://127.0.0.1:$PORT" --admin "$BULKHEAD_ADMIN" --state-dir "$TMP/controller" \
-		--keys "$TMP/keys/controller" --agent-keys "$TMP/keys/allowed" --heartbeat-ms 200 \
-		>>"$TMP/controller.log" 2>&1 &
-	CONTROLLER_PID=$!
-	WORLD_PIDS+=("$CONTROLLER_PID")
-}
-declare -A AGENT_PID
-agent_start() { # NODE
-	"$AGENT" --controller "tcp://127.0.0.1:$PORT" --node "$1" --inventory "$TMP/$1.json" \
-		--state-dir "$TMP/state-$1" --keys "$TMP/keys/$1" --controller-key "$TMP/keys/controller/public.key" \
-		--heartbeat-ms 200 --flow-window-ms 200 >>"$TMP/agent-$1.log" 2>&1 &
-	AGENT_PID[$1]=$!
-	WORLD_PIDS+=("$!")
-}
 connected() { [ "$(bh status --json 2>/dev/null | json_get "sorted(n['node'] for n in j['nodes'] if n['connected'] and n['up_to_date'])")" = "['n1', 'n2']" ]; }
 
 controller_start

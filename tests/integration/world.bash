@@ -8,6 +8,15 @@
 #   can NS PROTO ADDR ARG...   probe from $P-NS succeeds (probe.py args)
 #   ok/not_ok/check/finish     counting and the closing "N passed, N failed"
 #
+# A controller and its agents (after world_init):
+#   world_daemons BUILD NODE... CLI, AGENT, CONTROLLER, PORT, $BULKHEAD_ADMIN,
+#                              bh; CURVE pairs for the controller and each
+#                              NODE, allow-listed in $TMP/keys/allowed
+#   controller_start [ARG...]  CONTROLLER_PID; log $TMP/controller.log
+#   agent_start NODE [KEY]     AGENT_PID[NODE], inventory $TMP/NODE.json, with
+#                              KEY's pair (default NODE's) and ${AGENT_ARGS[@]}
+#   json_get EXPR              EXPR over the JSON on stdin as j
+#
 # BULKHEAD_KEEP=1 keeps the temporary directory (logs, state) for a post-mortem.
 # Only ever touches namespaces named with the per-run prefix; the host's
 # interfaces and firewall are never touched.
@@ -106,4 +115,45 @@ wait_for() {
 		sleep 0.1
 	done
 	return 1
+}
+
+# ---- a controller and its agents, over CURVE on loopback ----
+
+world_daemons() { # BUILD NODE...
+	local n
+	CLI=$1/cli/bulkhead AGENT=$1/agent/bulkhead-agent CONTROLLER=$1/controller/bulkhead-controller
+	shift
+	PORT=$((20000 + $$ % 20000))
+	export BULKHEAD_ADMIN=ipc://$TMP/run/admin.sock
+	mkdir -p "$TMP/run" "$TMP/keys/allowed"
+	bh keygen "$TMP/keys/controller" >/dev/null || return 1
+	for n in "$@"; do
+		bh keygen "$TMP/keys/$n" >/dev/null || return 1
+		cp "$TMP/keys/$n/public.key" "$TMP/keys/allowed/$n.key"
+	done
+}
+bh() { "$CLI" "$@"; }
+
+controller_start() { # [ARG...]
+	"$CONTROLLER" --listen "tcp://127.0.0.1:$PORT" --admin "$BULKHEAD_ADMIN" --state-dir "$TMP/controller" \
+		--keys "$TMP/keys/controller" --agent-keys "$TMP/keys/allowed" --heartbeat-ms 200 "$@" \
+		>>"$TMP/controller.log" 2>&1 &
+	CONTROLLER_PID=$!
+	WORLD_PIDS+=("$CONTROLLER_PID")
+}
+
+declare -A AGENT_PID
+AGENT_ARGS=()
+agent_start() { # NODE [KEY_NODE]
+	local node=$1 key=${2:-$1}
+	"$AGENT" --controller "tcp://127.0.0.1:$PORT" --node "$node" --inventory "$TMP/$node.json" \
+		--state-dir "$TMP/state-$node" --keys "$TMP/keys/$key" \
+		--controller-key "$TMP/keys/controller/public.key" --heartbeat-ms 200 "${AGENT_ARGS[@]}" \
+		>>"$TMP/agent-$node.log" 2>&1 &
+	AGENT_PID[$node]=$!
+	WORLD_PIDS+=("$!")
+}
+
+json_get() { # EXPR over the JSON on stdin as j
+	/usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1" 2>/dev/null
 }
