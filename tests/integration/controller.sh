@@ -68,6 +68,8 @@ web_from_clients() {
 for n in n1 n2 n3; do inventory $n >"$TMP/$n.json"; done
 controller_start
 for n in n1 n2 n3; do agent_start $n; done
+# status --wait counts connected nodes only: let all three connect first.
+wait_for 10 connected "['n1', 'n2', 'n3']"
 check "the admin socket is root-only (0600)" wait_for 5 socket_mode 600
 
 # --- an invalid policy is refused, nothing changes ---
