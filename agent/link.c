@@ -17,7 +17,7 @@ struct link {
 	void *data;
 	struct loop *loop;
 	void *ctx, *sock;
-	int fd;
+	int fd, timer_fd;
 	int64_t last_heard_ms; /* 0: never */
 	bool silent_logged;
 	uint64_t received, rejected, send_dropped;
@@ -81,7 +81,8 @@ static bool recv_one(struct link *l)
 }
 
 /* ZMQ_FD is edge-triggered: it signals a change, so drain everything while
- * ZMQ_EVENTS says input waits, also after each send. */
+ * ZMQ_EVENTS says input waits, also after each send (a send may consume
+ * the edge of input that arrived meanwhile). */
 static void drain(struct link *l)
 {
 	for (int i = 0; i < 10000; i++) {
@@ -94,6 +95,11 @@ static void drain(struct link *l)
 }
 
 static void on_fd(void *data, uint32_t events)
+{
+	drain(data);
+}
+
+static void on_drain_due(void *data, uint32_t events)
 {
 	drain(data);
 }
@@ -126,7 +132,10 @@ void link_send(struct link *l, enum proto_type t, json_t *body)
 		log_debug("controller: %s not sent: %s", type, zmq_strerror(errno));
 	}
 	free(text);
-	drain(l);
+	/* Not here: link_send is called from inside message handlers and from
+	 * loops over the caller's lists, which a handler run now could change
+	 * under them (a FLOWS_ACK freeing the batch being sent). */
+	loop_defer(l->loop, on_drain_due, l);
 }
 
 json_t *link_status(struct link *l)
@@ -143,7 +152,7 @@ struct link *link_new(struct loop *loop, const struct link_options *o, const str
 	l->cb = *cb;
 	l->data = data;
 	l->loop = loop;
-	l->fd = -1;
+	l->fd = l->timer_fd = -1;
 	l->ctx = zmq_ctx_new();
 	l->sock = l->ctx ? zmq_socket(l->ctx, ZMQ_DEALER) : NULL;
 	int zero = 0, hwm = 8;
@@ -162,7 +171,8 @@ struct link *link_new(struct loop *loop, const struct link_options *o, const str
 		goto err;
 	if (zmq_connect(l->sock, o->endpoint) < 0 || zmq_getsockopt(l->sock, ZMQ_FD, &l->fd, &fdlen) < 0)
 		goto err;
-	if (loop_add(loop, l->fd, EPOLLIN, on_fd, l) < 0 || loop_add_timer(loop, o->heartbeat_ms, on_timer, l) < 0)
+	if (loop_add(loop, l->fd, EPOLLIN, on_fd, l) < 0 ||
+	    (l->timer_fd = loop_add_timer(loop, o->heartbeat_ms, on_timer, l)) < 0)
 		goto err;
 	return l;
 err:
@@ -177,6 +187,9 @@ void link_free(struct link *l)
 		return;
 	if (l->fd >= 0)
 		loop_remove(l->loop, l->fd);
+	if (l->timer_fd >= 0)
+		loop_remove(l->loop, l->timer_fd);
+	loop_cancel_deferred(l->loop, l);
 	if (l->sock)
 		zmq_close(l->sock);
 	if (l->ctx)

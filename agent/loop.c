@@ -1,5 +1,6 @@
 /* epoll event loop (see loop.h). Removed sources are marked dead and freed
- * after the current batch of events, so a handler may remove any source. */
+ * after the current batch of events, so a handler may remove any source;
+ * deferred calls run after that batch, before the loop waits again. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -18,11 +19,18 @@ struct loop_source {
 	struct loop_source *next;
 };
 
+struct loop_deferred {
+	loop_fn fn;
+	void *data;
+	struct loop_deferred *next;
+};
+
 struct loop {
 	int epfd;
 	bool quit;
 	int code;
 	struct loop_source *sources;
+	struct loop_deferred *deferred, **deferred_tail; /* in the order asked */
 };
 
 struct loop *loop_new(void)
@@ -33,6 +41,7 @@ struct loop *loop_new(void)
 		free(l);
 		return NULL;
 	}
+	l->deferred_tail = &l->deferred;
 	return l;
 }
 
@@ -58,6 +67,11 @@ void loop_free(struct loop *l)
 	for (struct loop_source *s = l->sources; s; s = s->next)
 		s->dead = true;
 	loop_reap(l);
+	while (l->deferred) {
+		struct loop_deferred *d = l->deferred;
+		l->deferred = d->next;
+		free(d);
+	}
 	close(l->epfd);
 	free(l);
 }
@@ -106,15 +120,64 @@ int loop_add_timer(struct loop *l, unsigned interval_ms, loop_fn fn, void *data)
 		return r;
 	}
 	int r = loop_add_source(l, fd, EPOLLIN, fn, data, true);
-	if (r < 0)
+	if (r < 0) {
 		close(fd);
-	return r;
+		return r;
+	}
+	return fd;
+}
+
+void loop_defer(struct loop *l, loop_fn fn, void *data)
+{
+	for (struct loop_deferred *d = l->deferred; d; d = d->next)
+		if (d->fn == fn && d->data == data)
+			return;
+	struct loop_deferred *d = xcalloc(1, sizeof(*d));
+	*d = (struct loop_deferred){.fn = fn, .data = data};
+	*l->deferred_tail = d;
+	l->deferred_tail = &d->next;
+}
+
+void loop_cancel_deferred(struct loop *l, void *data)
+{
+	for (struct loop_deferred **p = &l->deferred; *p;) {
+		struct loop_deferred *d = *p;
+		if (d->data != data) {
+			p = &d->next;
+			continue;
+		}
+		*p = d->next;
+		free(d);
+	}
+	l->deferred_tail = &l->deferred;
+	while (*l->deferred_tail)
+		l->deferred_tail = &(*l->deferred_tail)->next;
+}
+
+/* Runs what was deferred, including what those calls defer in turn. */
+static void loop_run_deferred(struct loop *l)
+{
+	while (l->deferred && !l->quit) {
+		struct loop_deferred *d = l->deferred;
+		l->deferred = d->next;
+		if (!l->deferred)
+			l->deferred_tail = &l->deferred;
+		loop_fn fn = d->fn;
+		void *data = d->data;
+		free(d);
+		fn(data, 0);
+	}
 }
 
 int loop_run(struct loop *l)
 {
 	struct epoll_event evs[64];
 	while (!l->quit) {
+		/* What the last batch's handlers (or set-up) deferred. */
+		loop_run_deferred(l);
+		loop_reap(l);
+		if (l->quit)
+			break;
 		int n = epoll_wait(l->epfd, evs, (int)BH_ARRAY_SIZE(evs), -1);
 		if (n < 0) {
 			if (errno == EINTR)

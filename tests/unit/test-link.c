@@ -1,0 +1,180 @@
+/* The agent's event loop and its controller link (agent/loop.h, link.h):
+ * deferred calls run once, after the handlers, in order; link_send never
+ * runs the message handler inside the caller's stack (a FLOWS_ACK handled
+ * there once freed the flow batch the caller was sending), and the
+ * messages waiting during a send are all delivered afterwards. A ROUTER on
+ * an ipc socket in a temporary directory stands for the controller. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "link.h"
+#include "loop.h"
+#include "test.h"
+
+/* ---- loop_defer ---- */
+
+static char order[16];
+static size_t n_order;
+
+static void note(void *data, uint32_t events)
+{
+	if (n_order < sizeof(order) - 1)
+		order[n_order++] = *(const char *)data;
+}
+
+static void note_and_defer_again(void *data, uint32_t events);
+
+struct chain {
+	struct loop *loop;
+	int left;
+};
+
+static void note_and_defer_again(void *data, uint32_t events)
+{
+	struct chain *c = data;
+	note("c", 0);
+	if (--c->left > 0)
+		loop_defer(c->loop, note_and_defer_again, c);
+	else
+		loop_quit(c->loop, 7);
+}
+
+TEST(loop_defer_runs_once_in_order_then_chains)
+{
+	struct loop *l = loop_new();
+	CHECK(l != NULL);
+	if (!l)
+		return;
+	n_order = 0;
+	static const char a = 'a', b = 'b', x = 'x';
+	loop_defer(l, note, (void *)&a);
+	loop_defer(l, note, (void *)&b);
+	loop_defer(l, note, (void *)&a); /* asked again before it ran: once */
+	loop_defer(l, note, (void *)&x);
+	loop_cancel_deferred(l, (void *)&x);
+	struct chain c = {l, 3};
+	loop_defer(l, note_and_defer_again, &c);
+	CHECK(loop_run(l) == 7);
+	order[n_order] = '\0';
+	CHECK_STR(order, "abccc");
+	loop_free(l);
+}
+
+/* ---- the link ---- */
+
+struct peer {
+	struct loop *loop;
+	struct link *link;
+	bool in_send;
+	int delivered, delivered_in_send;
+};
+
+static void on_message(void *data, const struct proto_msg *m)
+{
+	struct peer *p = data;
+	p->delivered++;
+	p->delivered_in_send += p->in_send;
+	/* What the agent does: answer from inside the handler. */
+	p->in_send = true;
+	link_send(p->link, PROTO_HEARTBEAT, json_object());
+	p->in_send = false;
+}
+
+static void on_hello(void *data)
+{
+}
+
+static json_t *heartbeat(void *data)
+{
+	return json_object();
+}
+
+static void quit_now(void *data, uint32_t events)
+{
+	loop_quit(data, 0);
+}
+
+/* Receives one whole message on the ROUTER; its identity into rid. */
+static bool router_recv(void *router, char *rid, size_t *rid_len)
+{
+	zmq_pollitem_t it = {.socket = router, .events = ZMQ_POLLIN};
+	if (zmq_poll(&it, 1, 2000) <= 0)
+		return false;
+	int n = zmq_recv(router, rid, 255, 0);
+	if (n < 0)
+		return false;
+	*rid_len = (size_t)n;
+	int more = 1;
+	size_t sz = sizeof(more);
+	char junk[4096];
+	while (zmq_getsockopt(router, ZMQ_RCVMORE, &more, &sz) == 0 && more)
+		if (zmq_recv(router, junk, sizeof(junk), 0) < 0)
+			return false;
+	return true;
+}
+
+TEST(link_send_never_runs_the_handler_inside_the_caller)
+{
+	char dir[] = "/tmp/bulkhead-test-link.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char endpoint[128];
+	snprintf(endpoint, sizeof(endpoint), "ipc://%s/controller", dir);
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER);
+	int zero = 0;
+	zmq_setsockopt(router, ZMQ_LINGER, &zero, sizeof(zero));
+	CHECK(zmq_bind(router, endpoint) == 0);
+
+	struct peer p = {.loop = loop_new()};
+	struct link_options o = {.endpoint = endpoint, .insecure = true, .heartbeat_ms = 60000};
+	struct link_callbacks cb = {.message = on_message, .hello = on_hello, .heartbeat = heartbeat};
+	p.link = link_new(p.loop, &o, &cb, &p);
+	CHECK(p.link != NULL);
+	if (!p.link)
+		goto out;
+	link_send(p.link, PROTO_HEARTBEAT, json_object());
+	char rid[256];
+	size_t rid_len = 0;
+	CHECK(router_recv(router, rid, &rid_len));
+
+	/* Five messages wait at the DEALER before the agent's next send. */
+	enum { N = 5 };
+	for (int i = 0; i < N; i++) {
+		size_t len;
+		char *text = proto_encode(json_object(), &len);
+		const char *type = proto_type_name(PROTO_HEARTBEAT);
+		zmq_send(router, rid, rid_len, ZMQ_SNDMORE);
+		zmq_send(router, type, strlen(type), ZMQ_SNDMORE);
+		zmq_send(router, text, len, 0);
+		free(text);
+	}
+	usleep(200 * 1000);
+	p.in_send = true;
+	link_send(p.link, PROTO_HEARTBEAT, json_object());
+	p.in_send = false;
+	CHECK(p.delivered_in_send == 0);
+
+	/* The loop delivers all of them, none of them nested in a send. */
+	int t = loop_add_timer(p.loop, 300, quit_now, p.loop);
+	CHECK(t >= 0);
+	CHECK(loop_run(p.loop) == 0);
+	CHECK(p.delivered == N);
+	CHECK(p.delivered_in_send == 0);
+	link_free(p.link);
+out:
+	loop_free(p.loop);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+	char sock[160];
+	snprintf(sock, sizeof(sock), "%s/controller", dir);
+	unlink(sock);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	return test_main();
+}
