@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <libmnl/libmnl.h>
@@ -14,6 +15,7 @@
 #include "bulkhead/inventory.h"
 #include "addrs.h"
 #include "agent.h"
+#include "counters.h"
 #include "drift.h"
 #include "flows.h"
 #include "link.h"
@@ -74,6 +76,8 @@ struct endpoint_state {
 	struct drift *drift;
 	struct nflog *nflog; /* with a controller: the denied flows */
 	uint64_t nflog_enobufs, nflog_gap; /* already reported as lost */
+	struct counters *counters; /* with a controller: rule hit counts */
+	bool counters_failed_logged;
 	struct addrs *addrs;
 	struct bundle_ref *applied; /* what its table holds, NULL: nothing known */
 	bool force_full;            /* the kernel's table may differ: replace it whole */
@@ -103,6 +107,7 @@ struct agent {
 	bool ack_pending;	/* the last ACK said not ok: send again when it changes */
 	struct flows *flows;	/* with a controller: denied-flow batches */
 	uint64_t last_hello_ms; /* monotonic */
+	json_t *saved_counters; /* STATE_COUNTERS of a clean exit, by endpoint, until each is opened */
 };
 
 /* ---- endpoints ---- */
@@ -126,6 +131,8 @@ static void endpoint_close(struct endpoint_state *e)
 	}
 	if (e->nft)
 		mnl_socket_close(e->nft);
+	counters_free(e->counters);
+	e->counters = NULL;
 	e->drift = NULL;
 	e->addrs = NULL;
 	e->nft = NULL;
@@ -244,6 +251,124 @@ static void on_nflog(void *data, uint32_t events)
 	e->nflog_gap = st->gap;
 }
 
+/* ---- rule hit counts ---- */
+
+static const char *verdict_word(enum verdict v)
+{
+	return v == VERDICT_ACCEPT ? "allow" : v == VERDICT_AUDIT ? "audit" : "deny";
+}
+
+/* Finds what rule (a comment: rule id or fallback reason) is in b. */
+static bool rule_named(const struct bundle *b, const char *endpoint, enum direction dir, const char *rule,
+		       const char **policy, const char **verdict)
+{
+	const struct bundle_endpoint *be = b ? bundle_find_endpoint(b, endpoint) : NULL;
+	if (!be)
+		return false;
+	const struct bundle_chain *c = &be->chains[dir];
+	for (size_t i = 0; i < c->n_rules; i++) {
+		const struct bundle_rule *r = &c->rules[i];
+		if (strcmp(r->id, rule) != 0)
+			continue;
+		*policy = r->policy;
+		*verdict = r->action == ACTION_ALLOW ? "allow" : r->mode == MODE_AUDIT ? "audit" : "deny";
+		return true;
+	}
+	if (strcmp(c->fallback_reason, rule) != 0)
+		return false;
+	*policy = NULL;
+	*verdict = verdict_word(c->fallback);
+	return true;
+}
+
+static void on_counter_growth(void *data, const struct counter_growth *g)
+{
+	struct endpoint_state *e = data;
+	const char *policy = NULL, *verdict = NULL;
+	/* The bundle the table was built from; at start, before this run
+	 * built it, the cached bundle (the one it most likely holds). */
+	if (!rule_named(e->applied ? e->applied->b : NULL, e->name, g->dir, g->rule, &policy, &verdict) &&
+	    !rule_named(e->agent->current ? e->agent->current->b : NULL, e->name, g->dir, g->rule, &policy,
+			&verdict)) {
+		log_debug("endpoint %s: counter of unknown rule \"%s\" not reported", e->name, g->rule);
+		return;
+	}
+	flows_hit(e->agent->flows, e->name, g->dir, g->rule, policy, verdict, g->packets, g->bytes,
+		  (uint64_t)clock_wall_ms());
+}
+
+/* Reads the table's counters: what they grew by goes into the flow window. */
+static void endpoint_read_counters(struct endpoint_state *e)
+{
+	if (!e->counters || !e->nft)
+		return;
+	int r = counters_read(e->counters, e->nft, on_counter_growth, e);
+	if (r < 0 && r != -ENOENT && !e->counters_failed_logged)
+		log_error_errno(r, "endpoint %s: reading rule counters: %m (hit counts go unreported)", e->name);
+	e->counters_failed_logged = r < 0 && r != -ENOENT;
+}
+
+/* A clean exit's last reading carries over to the next run, per endpoint
+ * and namespace (a namespace made anew has new rules). */
+static void load_saved_counters(struct agent *a)
+{
+	char *text;
+	size_t len;
+	if (!a->o->state_dir || !a->flows || state_read(a->o->state_dir, STATE_COUNTERS, 64u << 20, &text, &len) < 0)
+		return;
+	a->saved_counters = json_loadb(text, len, 0, NULL);
+	free(text);
+	if (!json_is_object(a->saved_counters)) {
+		log_warn("%s/%s unreadable; rule hit counts start afresh", a->o->state_dir, STATE_COUNTERS);
+		json_decref(a->saved_counters);
+		a->saved_counters = NULL;
+	}
+	/* Used once: a later crash must not count from this baseline again. */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", a->o->state_dir, STATE_COUNTERS);
+	unlink(path);
+}
+
+static void endpoint_counters_open(struct endpoint_state *e)
+{
+	struct agent *a = e->agent;
+	e->counters = counters_new();
+	json_t *saved = json_object_get(a->saved_counters, e->name);
+	json_t *dev = json_object_get(saved, "dev"), *ino = json_object_get(saved, "ino");
+	if (saved && json_is_integer(dev) && json_is_integer(ino) &&
+	    (unsigned long)json_integer_value(dev) == e->id.dev && (unsigned long)json_integer_value(ino) == e->id.ino &&
+	    counters_load(e->counters, json_object_get(saved, "readings")) < 0)
+		log_warn("endpoint %s: saved rule counters unreadable; its hit counts start afresh", e->name);
+	json_object_del(a->saved_counters, e->name);
+}
+
+static void save_counters(struct agent *a)
+{
+	if (!a->o->state_dir || !a->flows)
+		return;
+	json_t *out = json_object();
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
+		if (e->counters && e->present)
+			json_object_set_new(out, e->name,
+					    json_pack("{s:I,s:I,s:o}", "dev", (json_int_t)e->id.dev, "ino",
+						      (json_int_t)e->id.ino, "readings", counters_save(e->counters)));
+	}
+	char *text = json_dumps(out, JSON_COMPACT);
+	json_decref(out);
+	int r = text ? state_write(a->o->state_dir, STATE_COUNTERS, text, strlen(text)) : -ENOMEM;
+	if (r < 0)
+		log_error_errno(r, "writing %s/%s: %m", a->o->state_dir, STATE_COUNTERS);
+	free(text);
+}
+
+static void on_counters_tick(void *data, uint32_t events)
+{
+	struct agent *a = data;
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next)
+		if (e->present && e->applied)
+			endpoint_read_counters(e);
+}
+
 /* Opens the namespace's sockets; false when it is not there (yet). */
 static bool endpoint_open(struct endpoint_state *e)
 {
@@ -278,6 +403,8 @@ static bool endpoint_open(struct endpoint_state *e)
 			e->nflog = NULL;
 		}
 	}
+	if (a->flows)
+		endpoint_counters_open(e);
 	e->addrs = addrs_open(a->ns, e->netns);
 	if (!e->addrs || loop_add(a->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0)
 		log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
@@ -316,6 +443,10 @@ static void endpoint_sync(struct endpoint_state *e)
 	bool full = true;
 	int r = old ? nft_batch_build_update(a->nb, e->applied->b, old, a->current->b, bep, &full)
 		    : nft_batch_build(a->nb, a->current->b, bep);
+	/* A whole-table replace starts every counter again: take what the
+	 * old rules counted first. */
+	if (r == 0 && full)
+		endpoint_read_counters(e);
 	if (r == 0 && !a->o->null_dataplane)
 		r = nft_batch_send(a->nb, e->nft);
 	if (r < 0) {
@@ -861,6 +992,11 @@ void agent_free(struct agent *a)
 {
 	if (!a)
 		return;
+	if (a->flows) { /* what the rules counted up to now, and where the next run goes on from */
+		on_counters_tick(a, 0);
+		save_counters(a);
+	}
+	json_decref(a->saved_counters);
 	while (a->endpoints) {
 		struct endpoint_state *e = a->endpoints;
 		a->endpoints = e->next;
@@ -886,6 +1022,7 @@ unsigned agent_start(struct agent *a, bool once)
 	/* Fail-static restart: the cached bundle goes back first, before
 	 * anything newer is read (or, later, any controller answers). */
 	load_cached_bundle(a);
+	load_saved_counters(a);
 	load_inventory(a);
 	if (a->current)
 		sync_all(a);
@@ -923,5 +1060,7 @@ unsigned agent_start(struct agent *a, bool once)
 		log_error_errno(r, "timer: %m; namespaces and retries are not checked");
 	if (a->flows && (r = loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a)) < 0)
 		log_error_errno(r, "timer: %m; denied flows are not reported");
+	if (a->flows && !a->o->null_dataplane && (r = loop_add_timer(a->loop, a->o->counters_ms, on_counters_tick, a)) < 0)
+		log_error_errno(r, "timer: %m; rule hit counts are not reported");
 	return behind;
 }

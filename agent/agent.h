@@ -20,6 +20,7 @@ struct agent_options {
 	const struct link_options *link; /* optional: the controller */
 	uint16_t nflog_group;
 	unsigned flow_window_ms; /* denied flows are aggregated this long */
+	unsigned counters_ms;	 /* rule hit counters are read this often */
 };
 
 struct agent;

@@ -34,6 +34,15 @@ struct lost {
 	struct lost *next;
 };
 
+/* A rule's hit count growth in this window (counters.h). */
+struct hit {
+	char *endpoint, *rule, *policy;
+	const char *verdict; /* "allow", "deny", "audit" */
+	uint8_t dir;
+	uint64_t packets, bytes;
+	struct hit *next;
+};
+
 /* ---- the spool ---- */
 
 struct batch {
@@ -52,6 +61,7 @@ struct flows {
 	size_t n_buckets, n_flows;
 	uint64_t window_start; /* 0: nothing recorded yet */
 	struct lost *lost;
+	struct hit *hits;
 	uint64_t spool_lost; /* flows (packets) dropped from a full spool, not yet reported */
 
 	struct batch *head, *tail; /* oldest first */
@@ -139,6 +149,14 @@ static void window_clear(struct flows *f)
 		f->lost = l->next;
 		free(l->endpoint);
 		free(l);
+	}
+	while (f->hits) {
+		struct hit *h = f->hits;
+		f->hits = h->next;
+		free(h->endpoint);
+		free(h->rule);
+		free(h->policy);
+		free(h);
 	}
 	f->window_start = 0;
 }
@@ -237,6 +255,29 @@ void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_
 		 (unsigned long long)gap, enobufs ? " (receive buffer overrun)" : "");
 	if (!f->window_start)
 		f->window_start = 1; /* a window with only losses still makes a batch */
+}
+
+void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const char *rule, const char *policy,
+	       const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms)
+{
+	struct hit *h;
+	for (h = f->hits; h; h = h->next)
+		if (h->dir == dir && strcmp(h->endpoint, endpoint) == 0 && strcmp(h->rule, rule) == 0)
+			break;
+	if (!h) {
+		h = xcalloc(1, sizeof(*h));
+		h->endpoint = xstrdup(endpoint);
+		h->rule = xstrdup(rule);
+		h->policy = policy ? xstrdup(policy) : NULL;
+		h->verdict = verdict;
+		h->dir = (uint8_t)dir;
+		h->next = f->hits;
+		f->hits = h;
+	}
+	h->packets += packets;
+	h->bytes += bytes;
+	if (!f->window_start)
+		f->window_start = now_ms;
 }
 
 static json_t *flow_json(const struct flow *fl)
@@ -418,10 +459,17 @@ void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force
 						      (json_int_t)0, "spool", (json_int_t)f->spool_lost));
 		f->spool_lost = 0;
 	}
+	json_t *hits = json_array();
+	for (struct hit *h = f->hits; h; h = h->next)
+		json_array_append_new(hits, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I}", "endpoint", h->endpoint,
+						      "dir", h->dir == DIR_EGRESS ? "egress" : "ingress", "rule",
+						      h->rule, "policy", h->policy, "verdict", h->verdict, "packets",
+						      (json_int_t)h->packets, "bytes", (json_int_t)h->bytes));
 	uint64_t start = f->window_start > 1 ? f->window_start : now_ms;
 	uint64_t seq = f->next_seq++;
-	json_t *body = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o}", "epoch", (json_int_t)f->epoch, "seq", (json_int_t)seq,
-				 "start", (json_int_t)start, "end", (json_int_t)now_ms, "flows", list, "lost", lost);
+	json_t *body = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "epoch", (json_int_t)f->epoch, "seq",
+				 (json_int_t)seq, "start", (json_int_t)start, "end", (json_int_t)now_ms, "flows", list,
+				 "lost", lost, "hits", hits);
 	window_clear(f);
 	f->count.batches++;
 	spool_add(f, body, seq, carried);

@@ -5,7 +5,8 @@
  * memory first, then DIR/flows.spool — until the controller acknowledges
  * them, and a clean exit writes what is left to that file, so neither a
  * controller restart nor an agent restart loses a batch. What cannot be
- * kept (a full spool) is counted and reported, never silently dropped. */
+ * kept (a full spool) is counted and reported, never silently dropped.
+ * A window also carries what the rules' kernel counters grew by (hits). */
 #pragma once
 
 #include <stdbool.h>
@@ -13,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "bulkhead/policy.h"
 #include "nflog.h"
 
 #define FLOWS_SPOOL_FILE     "flows.spool"
@@ -35,6 +37,13 @@ void flows_record(struct flows *f, const char *endpoint, const struct nflog_even
 		  const char *rule, uint64_t now_ms);
 /* Events of endpoint the kernel could not deliver since the last call. */
 void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_t gap);
+
+/* What a rule of endpoint counted in the kernel since the last reading
+ * (counters.h), reported with the window: rule is the bundle rule id or a
+ * fallback reason, policy NULL for a fallback, verdict "allow", "deny" or
+ * "audit" (a static string). */
+void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const char *rule, const char *policy,
+	       const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms);
 
 /* Closes the window when it is due (window_ms since it opened) or full;
  * force closes it now. A window with nothing in it makes no batch. */

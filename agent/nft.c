@@ -1855,3 +1855,116 @@ int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, ui
 	*out = text;
 	return 0;
 }
+
+/* ---- rule counters ---------------------------------------------------- */
+
+struct counter_dump {
+	nft_counter_fn fn;
+	void *arg;
+};
+
+/* The comment of a rule's userdata (type-length-value, one byte each),
+ * bounds-checked here: libnftnl's parser trusts the lengths. */
+static bool udata_comment(const uint8_t *p, uint32_t len, char *buf, size_t size)
+{
+	for (uint32_t off = 0; off + 2 <= len;) {
+		uint8_t type = p[off], n = p[off + 1];
+
+		if (off + 2u + n > len)
+			return false;
+		if (type == NFTNL_UDATA_RULE_COMMENT) {
+			if (n == 0 || n > size || p[off + 2 + n - 1] != '\0')
+				return false;
+			memcpy(buf, p + off + 2, n);
+			return true;
+		}
+		off += 2u + n;
+	}
+	return false;
+}
+
+static int counter_rule_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct counter_dump *d = data;
+	struct nftnl_rule *r = nftnl_rule_alloc();
+	struct nft_rule_counter c = {0};
+	char comment[256];
+	bool counted = false;
+
+	if (!r)
+		return MNL_CB_ERROR;
+	if (nftnl_rule_nlmsg_parse(nlh, r) < 0 || !nftnl_rule_is_set(r, NFTNL_RULE_CHAIN) ||
+	    !nftnl_rule_is_set(r, NFTNL_RULE_HANDLE))
+		goto out;
+	const char *chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN);
+	if (strcmp(chain, NFT_CHAIN_INGRESS) == 0)
+		c.dir = DIR_INGRESS;
+	else if (strcmp(chain, NFT_CHAIN_EGRESS) == 0)
+		c.dir = DIR_EGRESS;
+	else
+		goto out;
+	c.handle = nftnl_rule_get_u64(r, NFTNL_RULE_HANDLE);
+	if (nftnl_rule_is_set(r, NFTNL_RULE_USERDATA)) {
+		uint32_t len = 0;
+		const void *ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len);
+
+		if (ud && udata_comment(ud, len, comment, sizeof(comment)))
+			c.comment = comment;
+	}
+	struct nftnl_expr_iter *it = nftnl_expr_iter_create(r);
+	for (struct nftnl_expr *e = it ? nftnl_expr_iter_next(it) : NULL; e; e = nftnl_expr_iter_next(it)) {
+		const char *name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+
+		if (!name || strcmp(name, "counter") != 0)
+			continue;
+		c.packets += nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_PACKETS);
+		c.bytes += nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_BYTES);
+		counted = true;
+	}
+	nftnl_expr_iter_destroy(it);
+	if (counted)
+		d->fn(d->arg, &c);
+out:
+	nftnl_rule_free(r);
+	return MNL_CB_OK;
+}
+
+int nft_read_counters(struct mnl_socket *nl, nft_counter_fn fn, void *arg)
+{
+	/* A dump message is at most a page or two: room for several. */
+	char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
+	uint32_t seq = (uint32_t)time(NULL) ^ 0x5eed0000u, portid = mnl_socket_get_portid(nl);
+	struct counter_dump d = {.fn = fn, .arg = arg};
+	struct nftnl_rule *r = nftnl_rule_alloc();
+	struct nlmsghdr *nlh;
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
+	/* Whatever an earlier request left unread (acknowledgements of a
+	 * batch that failed part way) would fail the sequence check below. */
+	while (recv(mnl_socket_get_fd(nl), buf, sizeof(buf), MSG_DONTWAIT) >= 0 || errno == EINTR)
+		;
+	nlh = nftnl_rule_nlmsg_build_hdr(buf, NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
+	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFT_TABLE_NAME);
+	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+	nftnl_rule_nlmsg_build_payload(nlh, r);
+	nftnl_rule_free(r);
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		ssize_t len = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+
+		if (len < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		/* Sequence and port id checked; NLMSG_DONE ends it. */
+		ret = mnl_cb_run(buf, (size_t)len, seq, portid, counter_rule_cb, &d);
+		if (ret == MNL_CB_STOP)
+			return 0;
+		if (ret < 0)
+			return errno == ENOENT ? -ENOENT : -(errno ? errno : EPROTO);
+	}
+}

@@ -138,3 +138,21 @@ void nft_batch_stats(const struct nft_batch *nb, struct nft_batch_stats *out);
  * 0, -ENOMEM or -EINVAL. */
 BH_MUST_CHECK int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep,
 				  uint16_t nflog_group, char **out);
+
+/* ---- rule counters ---------------------------------------------------- */
+
+/* One rule of table inet bulkhead with its counter, as the kernel holds it.
+ * Borrowed by the callback for the duration of the call. */
+struct nft_rule_counter {
+	enum direction dir;
+	uint64_t handle;     /* the kernel's; a rewritten rule gets a new one */
+	const char *comment; /* bundle rule id or fallback reason; NULL: none (the fixed rules) */
+	uint64_t packets, bytes;
+};
+typedef void (*nft_counter_fn)(void *arg, const struct nft_rule_counter *c);
+
+/* Dumps every rule of table inet bulkhead in nl's namespace (nl as for
+ * nft_batch_send, blocking) and calls fn for each rule that has a counter.
+ * Nothing is trusted: a rule someone else wrote is read as carefully as
+ * ours. 0, -ENOENT when there is no table, or a negative errno. */
+BH_MUST_CHECK int nft_read_counters(struct mnl_socket *nl, nft_counter_fn fn, void *arg);

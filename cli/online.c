@@ -584,7 +584,7 @@ static json_int_t flows_lost_total(json_t *reply)
 static int flows(const char *admin, int argc, char **argv)
 {
 	static const char usage[] = "bulkhead flows [--since DURATION] [--node N] [--group G] [--verdict deny|audit]\n"
-				    "                      [--limit N] [--follow | --rules] [--json]";
+				    "                      [--limit N] [--follow | --rules [--verdict allow]] [--json]";
 	static const struct option longopts[] = {
 		{"since", required_argument, NULL, 's'},  {"node", required_argument, NULL, 'n'},
 		{"group", required_argument, NULL, 'g'},  {"verdict", required_argument, NULL, 'v'},
@@ -610,8 +610,9 @@ static int flows(const char *admin, int argc, char **argv)
 		case 'n': node = optarg; break;
 		case 'g': group = optarg; break;
 		case 'v':
-			if (strcmp(optarg, "deny") != 0 && strcmp(optarg, "audit") != 0) {
-				fprintf(stderr, "bulkhead: --verdict: deny or audit, not \"%s\"\n", optarg);
+			if (strcmp(optarg, "deny") != 0 && strcmp(optarg, "audit") != 0 && strcmp(optarg, "allow") != 0) {
+				fprintf(stderr, "bulkhead: --verdict: deny, audit (or allow, with --rules), not \"%s\"\n",
+					optarg);
 				return EXIT_USAGE;
 			}
 			verdict = optarg;
@@ -635,6 +636,11 @@ static int flows(const char *admin, int argc, char **argv)
 		fprintf(stderr, "usage: %s\n", usage);
 		return EXIT_USAGE;
 	}
+	if (verdict && strcmp(verdict, "allow") == 0 && !rules) {
+		fprintf(stderr, "bulkhead: --verdict allow needs --rules: allowed packets are counted per rule, "
+				"not reported per flow\n");
+		return EXIT_USAGE;
+	}
 	int ret;
 	json_t *req = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I}", "cmd", "flows", "mode", rules ? "rules" : "report",
 				"node", node, "group", group, "verdict", verdict, "limit", (json_int_t)limit);
@@ -649,19 +655,31 @@ static int flows(const char *admin, int argc, char **argv)
 	if (as_json) {
 		print_json(reply);
 	} else if (rules) {
-		struct table t = {.cols = 6};
-		table_add(&t, "POLICY", "RULE", "VERDICT", "PACKETS", "PAIRS", "LAST");
+		/* HITS: the rule's kernel counters (new connections and other
+		 * packets that reached it); REPORTED: what the denied-flow
+		 * reports gave it, from PAIRS distinct source/destination pairs. */
+		struct table t = {.cols = 8};
+		table_add(&t, "POLICY", "RULE", "VERDICT", "HITS", "BYTES", "REPORTED", "PAIRS", "LAST");
 		size_t i;
 		json_t *row;
 		json_array_foreach(json_object_get(reply, "rules"), i, row)
 		{
-			char count[32], pairs[32], when[32];
-			snprintf(count, sizeof(count), "%lld", (long long)json_integer_value(json_object_get(row, "count")));
-			snprintf(pairs, sizeof(pairs), "%lld", (long long)json_integer_value(json_object_get(row, "pairs")));
+			char hits[32], bytes[32], count[32], pairs[32], when[32];
+			const char *v = str_or(json_object_get(row, "verdict"), "");
+			bool allow = strcmp(v, "allow") == 0, audit = strcmp(v, "audit") == 0;
+			snprintf(hits, sizeof(hits), "%lld", (long long)json_integer_value(json_object_get(row, "hits")));
+			snprintf(bytes, sizeof(bytes), "%lld", (long long)json_integer_value(json_object_get(row, "bytes")));
+			snprintf(count, sizeof(count), "%s", "-");
+			snprintf(pairs, sizeof(pairs), "%s", "-");
+			if (!allow) {
+				snprintf(count, sizeof(count), "%lld",
+					 (long long)json_integer_value(json_object_get(row, "count")));
+				snprintf(pairs, sizeof(pairs), "%lld",
+					 (long long)json_integer_value(json_object_get(row, "pairs")));
+			}
 			format_ms(json_integer_value(json_object_get(row, "last")), now, when, sizeof(when));
-			bool audit = strcmp(str_or(json_object_get(row, "verdict"), ""), "audit") == 0;
 			table_add(&t, str_or(json_object_get(row, "policy"), "-"), str_or(json_object_get(row, "rule"), "?"),
-				  audit ? "AUDIT (passed)" : "deny", count, pairs, when);
+				  allow ? "allow" : audit ? "AUDIT (passed)" : "deny", hits, bytes, count, pairs, when);
 		}
 		table_print(&t);
 		flows_print_lost(reply);

@@ -235,14 +235,17 @@ static json_t *cmd_flows(struct admin *a, json_t *req)
 	if (!opt_count(req, "since_seconds", &since_s) || !opt_count(req, "limit", &q.limit) ||
 	    !opt_count(req, "after_id", &q.after_id))
 		return fail(2, "\"since_seconds\", \"limit\" and \"after_id\" must be integers >= 0");
-	if (q.verdict && strcmp(q.verdict, "deny") != 0 && strcmp(q.verdict, "audit") != 0)
-		return fail(2, "verdict \"%s\": expected deny or audit", q.verdict);
 	if (mode && strcmp(mode, "follow") == 0)
 		q.mode = FLOW_QUERY_FOLLOW;
 	else if (mode && strcmp(mode, "rules") == 0)
 		q.mode = FLOW_QUERY_RULES;
 	else if (mode && strcmp(mode, "report") != 0)
 		return fail(2, "mode \"%s\": expected report, follow or rules", mode);
+	/* Allowed packets are counted per rule, never reported per flow. */
+	bool allow_ok = q.mode == FLOW_QUERY_RULES;
+	if (q.verdict && strcmp(q.verdict, "deny") != 0 && strcmp(q.verdict, "audit") != 0 &&
+	    !(allow_ok && strcmp(q.verdict, "allow") == 0))
+		return fail(2, "verdict \"%s\": expected deny or audit%s", q.verdict, allow_ok ? " or allow" : "");
 	int64_t now = clock_wall_ms();
 	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;
 	json_t *out = store_query_flows(a->store, &q);

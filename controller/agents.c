@@ -410,7 +410,7 @@ static void on_ack(struct agents *a, struct node_link *n, json_t *body)
  * that cannot be stored is not acknowledged: the agent sends it again. */
 static void on_flows(struct agents *a, struct node_link *n, json_t *body)
 {
-	flownames_add(a->compiler, body);
+	flownames_add(a->compiler, n->node, body);
 	int r = store_add_flow_batch(a->store, n->node, body);
 	if (r < 0) {
 		a->count.flow_store_failed++;

@@ -39,7 +39,19 @@ static void name_one(const struct inventory *inv, const struct policy_doc *doc, 
 	json_object_set_new(flow, key, json_string(groups));
 }
 
-void flownames_add(struct compiler *c, json_t *body)
+/* The label groups of node/name, for a rule's hits. */
+static void name_hit(const struct inventory *inv, const struct policy_doc *doc, const char *node, json_t *hit)
+{
+	char groups[4096] = "";
+	const char *name = json_string_value(json_object_get(hit, "endpoint"));
+	const struct endpoint *ep = inv && name ? inventory_find(inv, node, name) : NULL;
+	for (size_t g = 0; ep && doc && g < doc->n_groups; g++)
+		if (compile_group_selects(doc->groups[g], ep))
+			append(groups, sizeof(groups), doc->groups[g]->name);
+	json_object_set_new(hit, "groups", json_string(groups));
+}
+
+void flownames_add(struct compiler *c, const char *node, json_t *body)
 {
 	compiler_refresh(c);
 	const struct inventory *inv = compiler_inventory(c);
@@ -51,4 +63,5 @@ void flownames_add(struct compiler *c, json_t *body)
 		name_one(inv, doc, flow, "src");
 		name_one(inv, doc, flow, "dst");
 	}
+	json_array_foreach(json_object_get(body, "hits"), i, flow) name_hit(inv, doc, node, flow);
 }

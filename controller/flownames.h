@@ -9,6 +9,7 @@
 #include "compiler.h"
 
 /* Adds "src_endpoint", "src_groups", "dst_endpoint", "dst_groups" to every
- * flow of a FLOWS body (proto.h): *_endpoint "NODE/NAME" or null, *_groups
- * a comma-separated list, maybe empty. */
-void flownames_add(struct compiler *c, json_t *body);
+ * flow of a FLOWS body (proto.h) from node: *_endpoint "NODE/NAME" or
+ * null, *_groups a comma-separated list, maybe empty; and to every hit
+ * "groups", its endpoint's label groups. */
+void flownames_add(struct compiler *c, const char *node, json_t *body);

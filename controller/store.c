@@ -16,8 +16,9 @@ struct store {
 };
 
 /* Schema version 2 added the flow reports; version 1's flows tables were
- * placeholders that nothing ever filled, so they are replaced. */
-#define SCHEMA_VERSION 2
+ * placeholders that nothing ever filled, so they are replaced. Version 3
+ * added rule_hits. */
+#define SCHEMA_VERSION 3
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
 	"PRAGMA synchronous=NORMAL;"
@@ -51,7 +52,14 @@ static const char schema_flows[] =
 	"CREATE INDEX IF NOT EXISTS flows_by_last ON flows (last);"
 	"CREATE TABLE IF NOT EXISTS flow_losses ("
 	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT, time INTEGER NOT NULL,"
-	"  enobufs INTEGER NOT NULL, gap INTEGER NOT NULL, spool INTEGER NOT NULL);";
+	"  enobufs INTEGER NOT NULL, gap INTEGER NOT NULL, spool INTEGER NOT NULL);"
+	/* What each rule counted in the kernel, per batch: groups are the
+	 * endpoint's label groups; time is the end of the batch's window. */
+	"CREATE TABLE IF NOT EXISTS rule_hits ("
+	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT NOT NULL, groups TEXT NOT NULL,"
+	"  direction TEXT NOT NULL, policy TEXT, rule TEXT NOT NULL, verdict TEXT NOT NULL,"
+	"  time INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS rule_hits_by_time ON rule_hits (time);";
 
 void store_revision_release(struct store_revision *r)
 {
@@ -307,6 +315,29 @@ int store_add_flow_batch(struct store *s, const char *node, json_t *batch)
 		}
 	}
 	sqlite3_finalize(st);
+	st = prepare(s, "INSERT INTO rule_hits (node, endpoint, groups, direction, policy, rule, verdict, time,"
+			" packets, bytes) VALUES (?,?,COALESCE(?,''),?,?,?,?,?,?,?)");
+	if (!st)
+		goto fail;
+	json_array_foreach(json_object_get(batch, "hits"), i, f)
+	{
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+		bind_text_or_null(st, 2, json_object_get(f, "endpoint"));
+		bind_text_or_null(st, 3, json_object_get(f, "groups")); /* COALESCEd: never NULL */
+		bind_text_or_null(st, 4, json_object_get(f, "dir"));
+		bind_text_or_null(st, 5, json_object_get(f, "policy"));
+		bind_text_or_null(st, 6, json_object_get(f, "rule"));
+		bind_text_or_null(st, 7, json_object_get(f, "verdict"));
+		sqlite3_bind_int64(st, 8, json_integer_value(json_object_get(batch, "end")));
+		bind_int_or_null(st, 9, json_object_get(f, "packets"));
+		bind_int_or_null(st, 10, json_object_get(f, "bytes"));
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			sqlite3_finalize(st);
+			goto fail;
+		}
+	}
+	sqlite3_finalize(st);
 	st = prepare(s, "INSERT INTO flow_losses (node, endpoint, time, enobufs, gap, spool) VALUES (?,?,?,?,?,?)");
 	if (!st)
 		goto fail;
@@ -387,10 +418,20 @@ json_t *store_query_flows(struct store *s, const struct flow_query *q)
 			 " FROM flows%s ORDER BY id LIMIT ?6",
 			 flow_filter);
 	else if (q->mode == FLOW_QUERY_RULES)
+		/* Per rule: what its kernel counters counted (hits; every verdict)
+		 * beside the packets the denied-flow reports gave it (count). */
 		snprintf(sql, sizeof(sql),
-			 "SELECT policy, rule, verdict, SUM(count) AS count, COUNT(DISTINCT src || ' ' || dst) AS pairs,"
-			 " MIN(first) AS first, MAX(last) AS last FROM flows%s"
-			 " GROUP BY policy, rule, verdict ORDER BY SUM(count) DESC LIMIT ?6",
+			 "SELECT policy, rule, verdict, SUM(hits) AS hits, SUM(bytes) AS bytes, SUM(count) AS count,"
+			 " SUM(pairs) AS pairs, MIN(first) AS first, MAX(last) AS last FROM ("
+			 "  SELECT policy, rule, verdict, SUM(packets) AS hits, SUM(bytes) AS bytes, 0 AS count,"
+			 "   0 AS pairs, MIN(time) AS first, MAX(time) AS last FROM rule_hits"
+			 "   WHERE time >= ?1 AND (?2 IS NULL OR node = ?2) AND (?3 IS NULL OR verdict = ?3)"
+			 "   AND (?4 IS NULL OR instr(',' || groups || ',', ',' || ?4 || ',') > 0)"
+			 "   GROUP BY policy, rule, verdict"
+			 "  UNION ALL"
+			 "  SELECT policy, rule, verdict, 0, 0, SUM(count), COUNT(DISTINCT src || ' ' || dst),"
+			 "   MIN(first), MAX(last) FROM flows%s GROUP BY policy, rule, verdict)"
+			 " GROUP BY policy, rule, verdict ORDER BY SUM(hits) + SUM(count) DESC, rule LIMIT ?6",
 			 flow_filter);
 	else /* the names are the newest window's: joined back on its row */
 		snprintf(sql, sizeof(sql),

@@ -5,7 +5,7 @@
 # one bulkhead-agent per node. It applies the example policy, sends allowed
 # and forbidden traffic, shows what the kernel did next to what the policy
 # says, the blocked-flow report the agents sent up (`bulkhead flows`), the
-# packets per deciding rule, and `bulkhead status`. Everything it made is
+# hits of every rule (`bulkhead flows --rules`), and `bulkhead status`. Everything it made is
 # removed when it ends.
 #
 #   bash examples/demo.sh           run, show, clean up
@@ -95,7 +95,7 @@ echo "  controller on tcp://127.0.0.1:$port, admin $BULKHEAD_ADMIN"
 for node in node-a node-b node-c; do
   "$agent" --controller "tcp://127.0.0.1:$port" --node $node --inventory "$tmp/$node.json" \
     --state-dir "$tmp/state-$node" --keys "$tmp/keys/$node" \
-    --controller-key "$tmp/keys/controller/public.key" --flow-window-ms 500 >"$tmp/agent-$node.log" 2>&1 &
+    --controller-key "$tmp/keys/controller/public.key" --flow-window-ms 500 --counters-ms 500 >"$tmp/agent-$node.log" 2>&1 &
   pids+=($!)
   echo "  agent $node (pid ${pids[-1]})"
 done
@@ -169,7 +169,7 @@ done
 sleep 1
 "$cli" flows | sed 's/^/  /'
 
-bold "bulkhead flows --rules: packets per deciding rule"
+bold "bulkhead flows --rules: what every rule counted (HITS: the kernel's counters; REPORTED: denied-flow reports)"
 "$cli" flows --rules | sed 's/^/  /'
 
 bold "bulkhead status"

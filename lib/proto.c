@@ -59,7 +59,14 @@ static const struct field heartbeat_fields[] = {{"revision", F_COUNT, true}, {"h
 static const struct field reason_fields[] = {{"reason", F_STRING, false}, END};
 static const struct field flows_fields[] = {
 	{"epoch", F_COUNT, false}, {"seq", F_COUNT, false},   {"start", F_COUNT, false},
-	{"end", F_COUNT, false},   {"flows", F_OBJECTS, false}, {"lost", F_OBJECTS, false}, END,
+	{"end", F_COUNT, false},   {"flows", F_OBJECTS, false}, {"lost", F_OBJECTS, false},
+	{"hits", F_OBJECTS, true}, /* absent from agents before rule hit counts */
+	END,
+};
+static const struct field hit_fields[] = {
+	{"endpoint", F_STRING, false}, {"dir", F_STRING, false},     {"rule", F_STRING, false},
+	{"policy", F_STRING, true},    {"verdict", F_STRING, false}, {"packets", F_COUNT, false},
+	{"bytes", F_COUNT, false},     END,
 };
 static const struct field flow_fields[] = {
 	{"endpoint", F_STRING, false}, {"dir", F_STRING, false},   {"src", F_STRING, false},
@@ -190,6 +197,23 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 			snprintf(where, sizeof(where), "lost[%zu]", i);
 			if (!check_fields(e, lost_fields, where, err, n))
 				return false;
+		}
+		json_array_foreach(json_object_get(body, "hits"), i, e)
+		{
+			snprintf(where, sizeof(where), "hits[%zu]", i);
+			if (!check_fields(e, hit_fields, where, err, n))
+				return false;
+			const char *dir = json_string_value(json_object_get(e, "dir"));
+			const char *verdict = json_string_value(json_object_get(e, "verdict"));
+			if (strcmp(dir, "ingress") != 0 && strcmp(dir, "egress") != 0) {
+				snprintf(err, n, "%s: \"dir\" must be \"ingress\" or \"egress\"", where);
+				return false;
+			}
+			if (strcmp(verdict, "allow") != 0 && strcmp(verdict, "deny") != 0 &&
+			    strcmp(verdict, "audit") != 0) {
+				snprintf(err, n, "%s: \"verdict\" must be \"allow\", \"deny\" or \"audit\"", where);
+				return false;
+			}
 		}
 	}
 	if (t == PROTO_DELTA) {

@@ -27,4 +27,5 @@ int log_error_errno(int r, const char *fmt, ...) __attribute__((format(printf, 2
 /* The daemons abort on out-of-memory through these. */
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);

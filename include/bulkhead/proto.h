@@ -19,11 +19,12 @@
  *              the inventory or an address changes
  *   HEARTBEAT  {"revision": N|null, "hash": H|null}
  *   FLOWS      {"epoch": E, "seq": N, "start": MS, "end": MS,
- *               "flows": [FLOW...], "lost": [LOST...]}
- *              one window of denied and audited flows. (epoch, seq) names the
- *              batch: epoch is the agent's start time (unix ms), seq counts
- *              from 1 within it. The agent resends a batch until FLOWS_ACK;
- *              the controller stores each (node, epoch, seq) once.
+ *               "flows": [FLOW...], "lost": [LOST...], "hits": [HIT...]}
+ *              one window of denied and audited flows, and of what every
+ *              rule counted meanwhile ("hits" may be absent). (epoch, seq)
+ *              names the batch: epoch is the agent's start time (unix ms),
+ *              seq counts from 1 within it. The agent resends a batch until
+ *              FLOWS_ACK; the controller stores each (node, epoch, seq) once.
  *
  * controller → agent
  *   BUNDLE     {"revision": N, "bundle": BUNDLE-JSON}   the whole bundle
@@ -45,6 +46,11 @@
  *              "icmp_code": N|null, "verdict": "deny"|"audit",
  *              "policy": S|null, "rule": RULE-ID or the fallback's reason,
  *              "count": N, "first": MS, "last": MS}
+ * HIT       = {"endpoint", "dir", "rule": RULE-ID or the fallback's reason,
+ *              "policy": S|null, "verdict": "allow"|"deny"|"audit",
+ *              "packets": N, "bytes": N}
+ *             growth of the rule's kernel counters since the last report
+ *             (connections' first packets: conntrack accepts the rest)
  * LOST      = {"endpoint": S|null, "enobufs": N, "gap": N, "spool": N}
  *             events the kernel dropped (receive buffer overrun: "enobufs"
  *             times, "gap" events by NFLOG sequence numbers) and flows the

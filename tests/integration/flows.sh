@@ -9,7 +9,10 @@
 #   - an agent stopped while the controller is down keeps its batches in its
 #     spool file and delivers them after both are back;
 #   - a flood of 50,000 denied packets/s for 5 s: the report counts every
-#     packet the kernel logged, or says exactly how many it lost.
+#     packet the kernel logged, or says exactly how many it lost;
+#   - rule hit counts (flows --rules): N allowed connections are N hits of
+#     the allow rule; a deny rule's hits equal the packets reported for it;
+#     an agent's clean restart carries its counts over exactly.
 # Usage: flows.sh [BUILD_DIR]    FLOOD_RATE=50000 FLOOD_SECONDS=5
 set -u
 . "$(dirname "$0")/world.bash"
@@ -20,7 +23,7 @@ FLOOD_SECONDS=${FLOOD_SECONDS:-5}
 
 world_init flows || exit 1
 world_daemons "$BUILD" n1 n2 || exit 1
-AGENT_ARGS=(--flow-window-ms 200)
+AGENT_ARGS=(--flow-window-ms 200 --counters-ms 300)
 
 # n1: web1. n2: client2, other2. outside3 is in no inventory: the outside
 # world, inside the network group "partners".
@@ -105,6 +108,34 @@ check "--since 1h keeps them, a future-less --since 0s drops them" \
 	test "$(bh flows --since 1h --json | json_get "len(j['flows']) > 0")/$(bh flows --since 0s --json | json_get "len(j['flows'])")" = "True/0"
 check "--rules: packets per rule, default-deny at web1 counted" \
 	test "$(bh flows --rules --json | json_get "[r['count'] for r in j['rules'] if r['rule']=='others-out/egress/0'][0]")" = 7
+
+# --- rule hit counts: the kernel's counters, every verdict ---
+# rule_hits RULE VERDICT [ARGS]: what that rule's counters counted.
+rule_hits() {
+	bh flows --rules --limit 0 --json "${@:3}" | json_get "sum(r['hits'] or 0 for r in j['rules'] if r['rule']=='$1' and r['verdict']=='$2')"
+}
+hits_reach() { [ "$(rule_hits "$1" "$2")" = "$3" ]; }
+hits_settle() { wait_for 10 hits_reach "$@" && sleep 1 && hits_reach "$@"; }
+wait_for 5 test -n "$(rule_hits web-in/ingress/0 allow)"
+allow_before=$(rule_hits web-in/ingress/0 allow)
+for _ in 1 2 3 4 5; do can client2 tcp 198.18.0.11 80; done
+check "5 allowed connections client2 -> web1:80 are 5 more hits of web-in/ingress/0 (from $allow_before)" \
+	hits_settle web-in/ingress/0 allow $((allow_before + 5))
+check "an audit rule's hits equal the packets reported for it (others-out/egress/0: 7)" \
+	hits_settle others-out/egress/0 audit 7
+check "web1's default-deny: hits equal the packets reported for it" \
+	test "$(bh flows --rules --node n1 --json | json_get "[(r['hits'], r['count']) for r in j['rules'] if r['rule']=='default-deny'][0]" | tr -d '( )' | awk -F, '$1 == $2 && $1 > 0 {print "same"}')" = same
+check "--rules --verdict allow: only allow rules" \
+	test "$(bh flows --rules --verdict allow --json | json_get "sorted(set(r['verdict'] for r in j['rules']))")" = "['allow']"
+# (web1's own egress "defaults" counts too: IPv6 multicast listener reports.)
+check "--rules --group web: of the policies' rules, web1's only" \
+	test "$(bh flows --rules --group web --verdict allow --json | json_get "sorted(set(r['rule'] for r in j['rules'] if r['policy']))")" = "['web-in/ingress/0']"
+bh flows --rules >"$TMP/rules.txt"
+check "the human --rules view: hits, bytes, reported" grep -q '^POLICY  *RULE  *VERDICT  *HITS  *BYTES  *REPORTED  *PAIRS  *LAST$' "$TMP/rules.txt"
+check "an allow rule reads: web-in web-in/ingress/0 allow N hits, nothing reported" \
+	grep -Eq "^web-in +web-in/ingress/0 +allow +$((allow_before + 5)) +[0-9]+ +- +- " "$TMP/rules.txt"
+bh flows --verdict allow >/dev/null 2>&1
+check "--verdict allow without --rules is a usage error (exit 2)" test $? -eq 2
 bh flows --since 2m --verdict bogus >/dev/null 2>&1
 check "--verdict bogus is a usage error (exit 2)" test $? -eq 2
 bh flows --since yesterday >/dev/null 2>&1
@@ -133,6 +164,7 @@ check "controller killed mid-stream: exactly 3000 counted, none lost, none twice
 	settles "r['port']==9998 and r['node']=='n1'" 3000
 
 # --- an agent stopped while the controller is down keeps its spool ---
+allow_before=$(rule_hits web-in/ingress/0 allow)
 kill -9 "$CONTROLLER_PID"
 wait "$CONTROLLER_PID" 2>/dev/null
 ip netns exec "$P-other2" "$FLOOD" 198.18.0.11 9997 50 >/dev/null
@@ -144,6 +176,9 @@ controller_start
 agent_start n1
 check "after both restart: the 50 arrive, exactly once" settles "r['port']==9997 and r['node']=='n1'" 50
 check "the spool file is empty once acknowledged" wait_for 5 bash -c "[ ! -s '$TMP/state-n1/flows.spool' ] || ! grep -q 9997 '$TMP/state-n1/flows.spool'"
+for _ in 1 2; do can client2 tcp 198.18.0.11 80; done
+check "after n1's clean restart (its table rebuilt): 2 connections are exactly 2 more hits" \
+	hits_settle web-in/ingress/0 allow $((allow_before + 2))
 
 # --- a flood: every logged packet counted, or the loss stated exactly ---
 # The kernel's own counter of web1's logging drop rules is the truth: what

@@ -55,7 +55,9 @@ TEST(every_type_round_trips)
 				"\"enobufs\":0,\"gap\":2,\"spool\":0}],\"flows\":[{\"endpoint\":\"a\",\"dir\":\"ingress\","
 				"\"src\":\"198.18.0.1\",\"dst\":\"198.18.0.2\",\"proto\":\"udp\",\"port\":53,"
 				"\"verdict\":\"deny\",\"policy\":null,\"rule\":\"default-deny\",\"count\":3,"
-				"\"first\":5,\"last\":6}]}",
+				"\"first\":5,\"last\":6}],\"hits\":[{\"endpoint\":\"a\",\"dir\":\"egress\","
+				"\"rule\":\"p/egress/0\",\"policy\":\"p\",\"verdict\":\"allow\",\"packets\":4,"
+				"\"bytes\":240}]}",
 		[PROTO_FLOWS_ACK] = "{\"epoch\":1,\"seq\":1}",
 		[PROTO_RESYNC] = "{\"reason\":\"x\"}",
 		[PROTO_REFUSED] = "{\"reason\":\"x\"}",
@@ -113,6 +115,19 @@ TEST(hostile_frames_are_refused_with_a_reason)
 		      "flows[0]: \"dir\" must be \"ingress\" or \"egress\""));
 	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":-3,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[]}",
 		      "\"seq\" must be an integer >= 0"));
+	CHECK(refused("FLOWS",
+		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],\"hits\":[{"
+		      "\"endpoint\":\"a\",\"dir\":\"ingress\",\"rule\":\"r\",\"verdict\":\"pass\",\"packets\":1,"
+		      "\"bytes\":1}]}",
+		      "hits[0]: \"verdict\" must be \"allow\", \"deny\" or \"audit\""));
+	CHECK(refused("FLOWS",
+		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],\"hits\":[{"
+		      "\"endpoint\":\"a\",\"dir\":\"ingress\",\"rule\":\"r\",\"verdict\":\"allow\",\"packets\":-1,"
+		      "\"bytes\":1}]}",
+		      "hits[0]: \"packets\" must be an integer >= 0"));
+	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],"
+			       "\"hits\":{}}",
+		      "\"hits\" must be an array of objects"));
 	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1}", "\"seq\" missing"));
 	/* Unknown members are room to grow, not errors. */
 	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"future\":[1,2]}"));
