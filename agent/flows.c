@@ -66,6 +66,11 @@ struct flows {
 
 	struct batch *head, *tail; /* oldest first */
 	uint64_t mem_bytes, mem_batches;
+	/* Every batch in memory is also a line of the journal, so that a
+	 * crash (kill -9) loses none; acknowledged lines are garbage until the
+	 * journal empties or is rewritten. */
+	int journal_fd; /* -1: none (no state dir, or it failed) */
+	uint64_t journal_garbage;
 	uint64_t file_bytes, file_batches; /* newer than every batch in memory */
 
 	struct {
@@ -104,6 +109,124 @@ static void key_from_event(const struct nflog_event *ev, struct flow_key *k)
 
 static void spool_refill(struct flows *f);
 
+/* ---- the journal ---- */
+
+static void journal_path(const struct flows *f, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/%s", f->state_dir, FLOWS_JOURNAL_FILE);
+}
+
+static void journal_open(struct flows *f)
+{
+	char path[4096];
+	journal_path(f, path, sizeof(path));
+	f->journal_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (f->journal_fd < 0)
+		log_error("opening %s: %m; a crash would lose the flow batches in memory", path);
+}
+
+/* Appends lines (each ending in '\n'); false when they are not all there. */
+static bool journal_append(struct flows *f, const char *text, size_t len)
+{
+	if (f->journal_fd < 0)
+		return false;
+	off_t before = lseek(f->journal_fd, 0, SEEK_END);
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(f->journal_fd, text + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("appending to %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
+			if (before >= 0 && ftruncate(f->journal_fd, before) < 0) /* no half line */
+				log_error("truncating %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
+			return false;
+		}
+		off += (size_t)n;
+	}
+	return true;
+}
+
+/* After an acknowledgement: empty when memory is, rewritten when mostly
+ * garbage. */
+static void journal_compact(struct flows *f)
+{
+	if (f->journal_fd < 0)
+		return;
+	if (!f->mem_batches) {
+		if (ftruncate(f->journal_fd, 0) < 0)
+			log_error("emptying %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
+		f->journal_garbage = 0;
+		return;
+	}
+	if (f->journal_garbage < FLOWS_JOURNAL_SLACK || f->journal_garbage < f->mem_bytes)
+		return;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	for (struct batch *b = f->head; b; b = b->next) {
+		char *line = json_dumps(b->body, JSON_COMPACT);
+		if (line)
+			fprintf(out, "%s\n", line);
+		free(line);
+	}
+	fclose(out);
+	/* A new file by rename: the old one stays whole until then. */
+	int r = state_write(f->state_dir, FLOWS_JOURNAL_FILE, buf, len);
+	free(buf);
+	if (r < 0) {
+		log_error_errno(r, "rewriting %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
+		return;
+	}
+	close(f->journal_fd);
+	journal_open(f);
+	f->journal_garbage = 0;
+}
+
+/* At start: what the journal of a run that crashed holds is older than
+ * everything in the spool file, so it goes in front of it. */
+static void journal_recover(struct flows *f)
+{
+	char *journal = NULL, *spool = NULL;
+	size_t jlen = 0, slen = 0;
+	int r = state_read(f->state_dir, FLOWS_JOURNAL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &journal, &jlen);
+	if (r == -ENOENT || (r == 0 && jlen == 0)) {
+		free(journal);
+		return;
+	}
+	if (r < 0) {
+		log_error_errno(r, "reading %s/%s: %m; its batches are lost", f->state_dir, FLOWS_JOURNAL_FILE);
+		return;
+	}
+	while (jlen && journal[jlen - 1] != '\n') /* a line cut short by the crash */
+		jlen--;
+	r = state_read(f->state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &spool, &slen);
+	if (r < 0 && r != -ENOENT) {
+		log_error_errno(r, "reading %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
+		free(journal);
+		return; /* both stay as they are; the next start tries again */
+	}
+	char *both = xmalloc(jlen + slen + 1);
+	memcpy(both, journal, jlen);
+	if (slen)
+		memcpy(both + jlen, spool, slen);
+	r = state_write(f->state_dir, FLOWS_SPOOL_FILE, both, jlen + slen);
+	if (r < 0) {
+		log_error_errno(r, "writing %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
+	} else {
+		size_t n = 0;
+		for (size_t i = 0; i < jlen; i++)
+			n += journal[i] == '\n';
+		log_info("flow journal: %zu batch(es) of a run that did not stop cleanly go first", n);
+		char path[4096];
+		journal_path(f, path, sizeof(path));
+		if (unlink(path) < 0)
+			log_error("removing %s: %m", path);
+	}
+	free(both);
+	free(spool);
+	free(journal);
+}
+
 struct flows *flows_new(const char *state_dir, uint64_t epoch)
 {
 	struct flows *f = xcalloc(1, sizeof(*f));
@@ -112,6 +235,11 @@ struct flows *flows_new(const char *state_dir, uint64_t epoch)
 	f->next_seq = 1;
 	f->n_buckets = 4096;
 	f->buckets = xcalloc(f->n_buckets, sizeof(*f->buckets));
+	f->journal_fd = -1;
+	if (state_dir) {
+		journal_recover(f);
+		journal_open(f);
+	}
 	/* What an earlier run left unacknowledged goes first: count the
 	 * file's batches, then take what fits into memory. */
 	char *text = NULL;
@@ -186,6 +314,8 @@ static void spool_save(struct flows *f)
 	int r = state_write(f->state_dir, FLOWS_SPOOL_FILE, buf, len);
 	if (r < 0)
 		log_error_errno(r, "writing %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
+	else if (f->journal_fd >= 0 && ftruncate(f->journal_fd, 0) < 0) /* its batches are in the file now */
+		log_error("emptying %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
 	free(buf);
 	free(old);
 }
@@ -197,6 +327,8 @@ void flows_free(struct flows *f)
 	spool_save(f);
 	window_clear(f);
 	free(f->buckets);
+	if (f->journal_fd >= 0)
+		close(f->journal_fd);
 	while (f->head) {
 		struct batch *b = f->head;
 		f->head = b->next;
@@ -315,6 +447,8 @@ static void spool_add(struct flows *f, json_t *body, uint64_t seq, uint64_t n_pa
 		abort();
 	size_t bytes = strlen(line) + 1;
 	if (f->mem_bytes + bytes <= FLOWS_SPOOL_MEM_MAX && !f->file_batches) {
+		line[bytes - 1] = '\n';
+		(void)journal_append(f, line, bytes); /* logged; it still goes in memory */
 		struct batch *b = xcalloc(1, sizeof(*b));
 		b->body = body;
 		b->epoch = f->epoch;
@@ -403,11 +537,29 @@ static void spool_refill(struct flows *f)
 		f->mem_bytes += b->bytes;
 		f->mem_batches++;
 	}
+	/* Into the journal too, before they leave the file. */
+	bool journaled = true;
+	if (f->journal_fd >= 0) {
+		char *buf = NULL;
+		size_t blen = 0;
+		FILE *out = open_memstream(&buf, &blen);
+		for (struct batch *b = old_tail ? old_tail->next : f->head; b; b = b->next) {
+			char *l = json_dumps(b->body, JSON_COMPACT);
+			if (l)
+				fprintf(out, "%s\n", l);
+			free(l);
+		}
+		fclose(out);
+		journaled = journal_append(f, buf, blen);
+		free(buf);
+	}
 	const char *rest = line;
-	r = state_write(f->state_dir, FLOWS_SPOOL_FILE, rest, strlen(rest));
+	r = journaled ? state_write(f->state_dir, FLOWS_SPOOL_FILE, rest, strlen(rest)) : -EIO;
 	if (r < 0) {
 		/* The file still holds them: forget the copies, try again later. */
 		log_error_errno(r, "rewriting %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
+		if (journaled && f->journal_fd >= 0) /* the journal's copies are duplicates now */
+			f->journal_garbage += f->mem_bytes - old_mem_bytes;
 		struct batch *b = old_tail ? old_tail->next : f->head;
 		while (b) {
 			struct batch *next = b->next;
@@ -506,8 +658,10 @@ void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq)
 		f->mem_bytes -= b->bytes;
 		f->mem_batches--;
 		f->count.acked++;
+		f->journal_garbage += b->bytes;
 		json_decref(b->body);
 		free(b);
+		journal_compact(f);
 		return;
 	}
 }

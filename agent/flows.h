@@ -4,9 +4,14 @@
  * batch (proto.h) named by (epoch, seq). Batches wait in a bounded spool —
  * memory first, then DIR/flows.spool — until the controller acknowledges
  * them, and a clean exit writes what is left to that file, so neither a
- * controller restart nor an agent restart loses a batch. What cannot be
- * kept (a full spool) is counted and reported, never silently dropped.
- * A window also carries what the rules' kernel counters grew by (hits). */
+ * controller restart nor an agent restart loses a batch. Every batch in
+ * memory is also appended to DIR/flows.journal when it is made, so a crash
+ * (kill -9) loses only the window still open; the next start puts the
+ * journal's batches first (one already acknowledged goes again, and the
+ * controller, which stores each batch once, acknowledges it again). What
+ * cannot be kept (a full spool) is counted and reported, never silently
+ * dropped. A window also carries what the rules' kernel counters grew by
+ * (hits). */
 #pragma once
 
 #include <stdbool.h>
@@ -18,6 +23,8 @@
 #include "nflog.h"
 
 #define FLOWS_SPOOL_FILE     "flows.spool"
+#define FLOWS_JOURNAL_FILE   "flows.journal" /* the batches in memory, for a crash */
+#define FLOWS_JOURNAL_SLACK  (1u << 20)      /* acknowledged bytes it may hold before a rewrite */
 #define FLOWS_SPOOL_MEM_MAX  (8u << 20)  /* bytes of batches held in memory */
 #define FLOWS_SPOOL_FILE_MAX (64u << 20) /* bytes of batches in the file */
 #define FLOWS_WINDOW_MAX     65536       /* distinct flows in one window */

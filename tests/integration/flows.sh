@@ -7,7 +7,8 @@
 #   - kill -9 the controller while flows stream, restart it: the total is
 #     exact, nothing lost and nothing counted twice;
 #   - an agent stopped while the controller is down keeps its batches in its
-#     spool file and delivers them after both are back;
+#     spool file and delivers them after both are back; one killed with
+#     kill -9 keeps them in its journal;
 #   - a flood of 50,000 denied packets/s for 5 s: the report counts every
 #     packet the kernel logged, or says exactly how many it lost;
 #   - rule hit counts (flows --rules): N allowed connections are N hits of
@@ -179,6 +180,18 @@ check "the spool file is empty once acknowledged" wait_for 5 bash -c "[ ! -s '$T
 for _ in 1 2; do can client2 tcp 198.18.0.11 80; done
 check "after n1's clean restart (its table rebuilt): 2 connections are exactly 2 more hits" \
 	hits_settle web-in/ingress/0 allow $((allow_before + 2))
+
+# --- an agent killed (kill -9) while the controller is down: its journal ---
+kill -9 "$CONTROLLER_PID"
+wait "$CONTROLLER_PID" 2>/dev/null
+ip netns exec "$P-other2" "$FLOOD" 198.18.0.11 9996 40 >/dev/null
+sleep 1 # several 200 ms windows: the batch is made
+kill -9 "${AGENT_PID[n1]}"
+wait "${AGENT_PID[n1]}" 2>/dev/null
+check "the killed agent's journal holds its unacknowledged batch" grep -q 9996 "$TMP/state-n1/flows.journal"
+controller_start
+agent_start n1
+check "after both restart: the 40 arrive, exactly once" settles "r['port']==9996 and r['node']=='n1'" 40
 
 # --- a flood: every logged packet counted, or the loss stated exactly ---
 # The kernel's own counter of web1's logging drop rules is the truth: what

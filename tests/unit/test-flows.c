@@ -1,0 +1,196 @@
+/* The agent's flow spool (agent/flows.h): a batch survives the agent's
+ * crash through the journal and goes again under its own (epoch, seq); a
+ * clean exit leaves it in the spool file instead; acknowledged batches
+ * leave the journal (emptied, or rewritten once it is mostly garbage). A
+ * temporary state directory stands for the agent's. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "flows.h"
+#include "state.h"
+#include "test.h"
+
+static char dir[64];
+
+static void make_dir(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/bulkhead-test-flows.XXXXXX");
+	if (!mkdtemp(dir))
+		abort();
+}
+
+static void remove_dir(void)
+{
+	static const char *const names[] = {FLOWS_SPOOL_FILE, FLOWS_JOURNAL_FILE, "." FLOWS_SPOOL_FILE ".tmp",
+					    "." FLOWS_JOURNAL_FILE ".tmp"};
+	char path[128];
+	for (size_t i = 0; i < BH_ARRAY_SIZE(names); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+static long file_size(const char *name)
+{
+	char path[128];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return stat(path, &st) < 0 ? -1 : (long)st.st_size;
+}
+
+static char *slurp(const char *name)
+{
+	char *text = NULL;
+	size_t len = 0;
+	return state_read(dir, name, 1u << 30, &text, &len) == 0 ? text : NULL;
+}
+
+static void put(const char *name, const char *text)
+{
+	if (state_write(dir, name, text, strlen(text)) < 0)
+		abort();
+}
+
+/* One denied UDP packet to port, from 198.18.0.1 to 198.18.0.2. */
+static void record_packet(struct flows *f, uint16_t port, uint64_t now)
+{
+	struct nflog_event ev = {.family = AF_INET, .proto = 17, .has_port = true, .port = port};
+	ev.src[0] = 198, ev.src[1] = 18, ev.src[3] = 1;
+	ev.dst[0] = 198, ev.dst[1] = 18, ev.dst[3] = 2;
+	ev.prefix.verdict = VERDICT_DROP;
+	ev.prefix.dir = DIR_INGRESS;
+	ev.prefix.position = -1;
+	flows_record(f, "web1", &ev, NULL, "default-deny", now);
+}
+
+static json_t *sent[8];
+static size_t n_sent;
+
+static void capture(void *arg, json_t *body)
+{
+	(void)arg;
+	if (n_sent < BH_ARRAY_SIZE(sent))
+		sent[n_sent++] = body;
+	else
+		json_decref(body);
+}
+
+static void release_sent(void)
+{
+	for (size_t i = 0; i < n_sent; i++)
+		json_decref(sent[i]);
+	n_sent = 0;
+}
+
+static json_int_t member(const json_t *body, const char *key)
+{
+	return json_integer_value(json_object_get(body, key));
+}
+
+TEST(a_crash_loses_no_closed_window)
+{
+	make_dir();
+	struct flows *f = flows_new(dir, 111);
+	for (int i = 0; i < 3; i++)
+		record_packet(f, 9999, 1000);
+	flows_tick(f, 3000, 1000, false);
+	CHECK(file_size(FLOWS_JOURNAL_FILE) > 0);
+	/* What a kill -9 now would leave: the journal, no spool file. */
+	char *journal = slurp(FLOWS_JOURNAL_FILE);
+	CHECK(journal != NULL);
+	flows_free(f); /* a clean exit moves the batch to the spool file ... */
+	CHECK(file_size(FLOWS_SPOOL_FILE) > 0);
+	CHECK(file_size(FLOWS_JOURNAL_FILE) == 0); /* ... and empties the journal */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%s", dir, FLOWS_SPOOL_FILE);
+	unlink(path);
+	if (journal)
+		put(FLOWS_JOURNAL_FILE, journal);
+	free(journal);
+
+	f = flows_new(dir, 222);
+	CHECK(file_size(FLOWS_SPOOL_FILE) == 0); /* in memory again, and so in the journal */
+	CHECK(file_size(FLOWS_JOURNAL_FILE) > 0);
+	flows_send(f, 4000, capture, NULL);
+	CHECK(n_sent == 1);
+	if (n_sent == 1) {
+		CHECK(member(sent[0], "epoch") == 111 && member(sent[0], "seq") == 1);
+		json_t *row = json_array_get(json_object_get(sent[0], "flows"), 0);
+		CHECK(member(row, "count") == 3 && member(row, "port") == 9999);
+	}
+	flows_acked(f, 111, 1);
+	release_sent();
+	flows_free(f);
+	CHECK(file_size(FLOWS_SPOOL_FILE) == 0);
+	remove_dir();
+}
+
+TEST(a_crash_cut_line_is_dropped_and_the_spool_file_follows_the_journal)
+{
+	make_dir();
+	put(FLOWS_SPOOL_FILE, "{\"epoch\":5,\"seq\":9,\"start\":1,\"end\":2,\"flows\":[],\"lost\":[]}\n");
+	put(FLOWS_JOURNAL_FILE, "{\"epoch\":5,\"seq\":8,\"start\":1,\"end\":2,\"flows\":[],\"lost\":[]}\n"
+				"{\"epoch\":5,\"seq\":10,\"sta");
+	struct flows *f = flows_new(dir, 6);
+	flows_send(f, 10, capture, NULL);
+	CHECK(n_sent == 2);
+	if (n_sent == 2)
+		CHECK(member(sent[0], "seq") == 8 && member(sent[1], "seq") == 9); /* journal first */
+	release_sent();
+	flows_acked(f, 5, 8);
+	flows_acked(f, 5, 9);
+	flows_free(f);
+	CHECK(file_size(FLOWS_SPOOL_FILE) == 0);
+	remove_dir();
+}
+
+TEST(acknowledged_batches_leave_the_journal)
+{
+	make_dir();
+	struct flows *f = flows_new(dir, 7);
+	/* Two batches; the first acknowledged: the journal keeps the second. */
+	record_packet(f, 1, 10); /* (time 0 would read as "no window open") */
+	flows_tick(f, 20, 1, true);
+	record_packet(f, 2, 30);
+	flows_tick(f, 40, 1, true);
+	long both = file_size(FLOWS_JOURNAL_FILE);
+	flows_acked(f, 7, 1);
+	CHECK(file_size(FLOWS_JOURNAL_FILE) == both); /* a little garbage: kept */
+	flows_acked(f, 7, 2);
+	CHECK(file_size(FLOWS_JOURNAL_FILE) == 0); /* nothing in memory: emptied */
+
+	/* Mostly garbage: rewritten to the batches still unacknowledged. */
+	uint64_t seq = 2, now = 100;
+	while (file_size(FLOWS_JOURNAL_FILE) < (long)FLOWS_JOURNAL_SLACK + 65536) {
+		record_packet(f, 3, now);
+		flows_tick(f, now + 1, 1, true);
+		now += 2;
+		seq++;
+	}
+	long full = file_size(FLOWS_JOURNAL_FILE);
+	for (uint64_t s = 3; s < seq; s++) /* all but the newest */
+		flows_acked(f, 7, s);
+	/* Rewritten once the garbage passed the slack: what was acknowledged
+	 * after that is the little garbage left. */
+	long after = file_size(FLOWS_JOURNAL_FILE);
+	CHECK(after > 0 && after < full / 10);
+	char *journal = slurp(FLOWS_JOURNAL_FILE);
+	char want[64];
+	snprintf(want, sizeof(want), "\"seq\":%llu,", (unsigned long long)seq);
+	CHECK(journal && strstr(journal, want) && !strstr(journal, "\"seq\":3,"));
+	free(journal);
+	flows_free(f);
+	remove_dir();
+}
+
+int main(void)
+{
+	return test_main();
+}
