@@ -472,28 +472,6 @@ static int endpoints(const char *admin, int argc, char **argv)
 
 /* ---- flows ---- */
 
-/* "90", "30s", "10m", "2h", "1d" → seconds; -1 when not a duration. */
-static long parse_duration(const char *s)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || v < 0)
-		return -1;
-	long unit = 1;
-	if (*end == 'm')
-		unit = 60;
-	else if (*end == 'h')
-		unit = 3600;
-	else if (*end == 'd')
-		unit = 86400;
-	else if (*end != 's' && *end != '\0')
-		return -1;
-	if (*end && end[1])
-		return -1;
-	return v > 100L * 365 * 86400 / unit ? -1 : v * unit;
-}
-
 /* "n1/web-1 (web,frontend)", "198.51.100.7 [partners]" or the address. */
 static void flow_end(json_t *row, const char *side, char *buf, size_t n)
 {
@@ -602,7 +580,7 @@ static int flows(const char *admin, int argc, char **argv)
 		char *end;
 		switch (c) {
 		case 's':
-			if ((since = parse_duration(optarg)) < 0) {
+			if ((since = duration_parse(optarg)) < 0) {
 				fprintf(stderr, "bulkhead: --since: a duration like 30s, 10m, 2h or 1d, not \"%s\"\n", optarg);
 				return EXIT_USAGE;
 			}

@@ -18,6 +18,8 @@
 #define ALLOW_KEY_LEN 40
 /* An agent that has not acknowledged a bundle by then gets it again. */
 #define INFLIGHT_TIMEOUT_MS 10000
+/* How often flows past the retention are deleted. */
+#define FLOW_PRUNE_MS (3600 * 1000)
 
 struct node_link {
 	char *node;
@@ -54,9 +56,10 @@ struct agents {
 	size_t n_allow;
 	struct timespec allow_mtime;
 	int64_t last_heartbeat_ms;
+	int64_t last_prune_ms; /* monotonic; 0: not yet */
 	struct {
 		uint64_t malformed, unexpected, refused, resync, send_failed, endpoints_rejected, bundles,
-			deltas, acks, flow_batches, flow_batches_again, flow_store_failed;
+			deltas, acks, flow_batches, flow_batches_again, flow_store_failed, flow_batches_expired;
 	} count;
 };
 
@@ -406,12 +409,33 @@ static void on_ack(struct agents *a, struct node_link *n, json_t *body)
 			 (long long)n->held_revision, json_array_size(n->errors));
 }
 
+/* Flows older than this (unix ms) are not kept; 0: all are. */
+static int64_t flows_keep_after(const struct agents *a)
+{
+	return a->o->flow_retention_ms ? clock_wall_ms() - a->o->flow_retention_ms : 0;
+}
+
+/* The retention: at start, then hourly. */
+static void flows_prune(struct agents *a, int64_t now_mono)
+{
+	if (!a->o->flow_retention_ms || (a->last_prune_ms && now_mono - a->last_prune_ms < FLOW_PRUNE_MS))
+		return;
+	a->last_prune_ms = now_mono;
+	int64_t removed = 0;
+	if (store_prune_flows(a->store, flows_keep_after(a), &removed) < 0)
+		log_error("pruning flows older than %lld s: %s", (long long)(a->o->flow_retention_ms / 1000),
+			  store_error(a->store));
+	else if (removed)
+		log_info("pruned %lld flow row(s) older than %lld s", (long long)removed,
+			 (long long)(a->o->flow_retention_ms / 1000));
+}
+
 /* A batch of denied flows: named, stored once, then acknowledged. A batch
  * that cannot be stored is not acknowledged: the agent sends it again. */
 static void on_flows(struct agents *a, struct node_link *n, json_t *body)
 {
 	flownames_add(a->compiler, n->node, body);
-	int r = store_add_flow_batch(a->store, n->node, body);
+	int r = store_add_flow_batch(a->store, n->node, body, flows_keep_after(a));
 	if (r < 0) {
 		a->count.flow_store_failed++;
 		log_error("node %s: storing flow batch %lld: %s", n->node,
@@ -420,6 +444,8 @@ static void on_flows(struct agents *a, struct node_link *n, json_t *body)
 	}
 	if (r == 0)
 		a->count.flow_batches_again++;
+	else if (r == STORE_BATCH_EXPIRED)
+		a->count.flow_batches_expired++; /* acknowledged all the same: keeping it is no use */
 	else
 		a->count.flow_batches++;
 	send_to(a, n->rid, n->rid_len, PROTO_FLOWS_ACK,
@@ -523,6 +549,7 @@ void agents_dispatch(struct agents *a)
 
 void agents_tick(struct agents *a, int64_t now)
 {
+	flows_prune(a, now);
 	if (now - a->last_heartbeat_ms < (int64_t)a->o->heartbeat_ms)
 		return;
 	a->last_heartbeat_ms = now;
@@ -575,12 +602,13 @@ json_t *agents_status_nodes(struct agents *a)
 
 json_t *agents_counters(struct agents *a)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
 			 (json_int_t)a->count.malformed, "messages_unexpected", (json_int_t)a->count.unexpected,
 			 "agents_refused", (json_int_t)a->count.refused, "resyncs_asked", (json_int_t)a->count.resync,
 			 "sends_failed", (json_int_t)a->count.send_failed, "flow_batches_stored",
 			 (json_int_t)a->count.flow_batches, "flow_batches_resent", (json_int_t)a->count.flow_batches_again,
-			 "flow_batches_not_stored", (json_int_t)a->count.flow_store_failed, "endpoint_lists_rejected",
+			 "flow_batches_not_stored", (json_int_t)a->count.flow_store_failed, "flow_batches_expired",
+			 (json_int_t)a->count.flow_batches_expired, "endpoint_lists_rejected",
 			 (json_int_t)a->count.endpoints_rejected, "bundles_sent", (json_int_t)a->count.bundles,
 			 "deltas_sent", (json_int_t)a->count.deltas, "acks", (json_int_t)a->count.acks);
 }

@@ -20,6 +20,7 @@ struct agents_options {
 	const char *secret_key;
 	const char *allow_dir;	 /* NODE.key files: agent public keys */
 	unsigned heartbeat_ms;
+	int64_t flow_retention_ms; /* flows older are pruned (hourly) and not stored; 0: kept forever */
 };
 
 struct agents;

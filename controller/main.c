@@ -27,7 +27,8 @@
 static void usage(FILE *out)
 {
 	fputs("usage: " PROG " --state-dir DIR [--listen ENDPOINT] [--admin ENDPOINT] [--policy FILE]\n"
-	      "                           (--keys DIR --agent-keys DIR | --insecure) [--verbose]\n"
+	      "                           (--keys DIR --agent-keys DIR | --insecure) [--flow-retention D]\n"
+	      "                           [--heartbeat-ms N] [--verbose]\n"
 	      "\n"
 	      "  --state-dir DIR     SQLite state (" STORE_FILE "): revisions, endpoints, flows;\n"
 	      "                      a restart resumes from the newest revision\n"
@@ -38,7 +39,9 @@ static void usage(FILE *out)
 	      "  --agent-keys DIR    allow-list: NODE.key holds the public key of NODE's agent;\n"
 	      "                      re-read when the directory changes\n"
 	      "  --insecure          no CURVE: any agent may claim any node (local demos only)\n"
-	      "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n",
+	      "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n"
+	      "  --flow-retention D  denied flows and rule hits are kept this long (default 7d; 30m, 12h...;\n"
+	      "                      0: forever), pruned hourly\n",
 	      out);
 }
 
@@ -46,6 +49,7 @@ struct options {
 	const char *state_dir, *listen, *admin, *policy, *keys, *agent_keys;
 	bool insecure, verbose;
 	unsigned heartbeat_ms;
+	long flow_retention_s;
 };
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -56,9 +60,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"keys", required_argument, NULL, 'k'},	     {"agent-keys", required_argument, NULL, 'K'},
 		{"insecure", no_argument, NULL, 'i'},	     {"heartbeat-ms", required_argument, NULL, 'h'},
 		{"verbose", no_argument, NULL, 'v'},	     {"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
+		{"flow-retention", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0},
 	};
-	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS};
+	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS,
+			      .flow_retention_s = 7 * 86400};
 	o->admin = getenv(ADMIN_ENV) ? getenv(ADMIN_ENV) : ADMIN_DEFAULT_ENDPOINT;
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -81,6 +86,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->heartbeat_ms = (unsigned)v;
 			break;
 		}
+		case 'r':
+			if ((o->flow_retention_s = duration_parse(optarg)) < 0) {
+				fprintf(stderr, PROG ": --flow-retention: a duration like 12h or 7d (0: forever), not \"%s\"\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'H': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -214,6 +226,7 @@ int main(int argc, char **argv)
 	struct agents_options ao = {
 		.listen = o.listen, .insecure = o.insecure, .public_key = pub, .secret_key = sec,
 		.allow_dir = o.agent_keys, .heartbeat_ms = o.heartbeat_ms,
+		.flow_retention_ms = (int64_t)o.flow_retention_s * 1000,
 	};
 	struct agents *agents = agents_new(zctx, &ao, compiler, store, &err);
 	struct admin *admin = agents ? admin_new(zctx, o.admin, store, compiler, agents, &err) : NULL;

@@ -59,7 +59,10 @@ static const char schema_flows[] =
 	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT NOT NULL, groups TEXT NOT NULL,"
 	"  direction TEXT NOT NULL, policy TEXT, rule TEXT NOT NULL, verdict TEXT NOT NULL,"
 	"  time INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS rule_hits_by_time ON rule_hits (time);";
+	"CREATE INDEX IF NOT EXISTS rule_hits_by_time ON rule_hits (time);"
+	/* For the retention's pruning. */
+	"CREATE INDEX IF NOT EXISTS flow_batches_by_end ON flow_batches (end);"
+	"CREATE INDEX IF NOT EXISTS flow_losses_by_time ON flow_losses (time);";
 
 void store_revision_release(struct store_revision *r)
 {
@@ -258,8 +261,12 @@ static int exec(struct store *s, const char *sql)
 	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
-int store_add_flow_batch(struct store *s, const char *node, json_t *batch)
+int store_add_flow_batch(struct store *s, const char *node, json_t *batch, int64_t keep_after_ms)
 {
+	/* Older than what is kept: its key may be pruned already, so storing
+	 * it could count it twice; and it would be pruned at once anyway. */
+	if (json_integer_value(json_object_get(batch, "end")) < keep_after_ms)
+		return STORE_BATCH_EXPIRED;
 	if (exec(s, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
 	sqlite3_stmt *st = prepare(s, "INSERT OR IGNORE INTO flow_batches (node, epoch, seq, received, start, end) "
@@ -478,4 +485,36 @@ json_t *store_query_flows(struct store *s, const struct flow_query *q)
 fail:
 	json_decref(rows);
 	return NULL;
+}
+
+int store_prune_flows(struct store *s, int64_t before_ms, int64_t *removed)
+{
+	static const char *const sql[] = {
+		"DELETE FROM flows WHERE last < ?1",
+		"DELETE FROM rule_hits WHERE time < ?1",
+		"DELETE FROM flow_losses WHERE time < ?1",
+		"DELETE FROM flow_batches WHERE end < ?1",
+	};
+	int64_t n = 0;
+	if (exec(s, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+		sqlite3_stmt *st = prepare(s, sql[i]);
+		if (!st)
+			goto fail;
+		sqlite3_bind_int64(st, 1, before_ms);
+		int rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			goto fail;
+		if (i == 0)
+			n = sqlite3_changes(s->db);
+	}
+	if (exec(s, "COMMIT") < 0)
+		goto fail;
+	*removed = n;
+	return 0;
+fail:
+	exec(s, "ROLLBACK");
+	return -EIO;
 }

@@ -50,9 +50,15 @@ BH_MUST_CHECK int store_each_inventory(struct store *s,
 
 /* Stores a FLOWS batch (proto.h) of node once, in one transaction: the
  * flow objects carry the controller's names of both ends too
- * (src_endpoint, src_groups, dst_endpoint, dst_groups). 1 stored, 0 stored
- * before (a resent batch), -EIO. */
-BH_MUST_CHECK int store_add_flow_batch(struct store *s, const char *node, json_t *batch);
+ * (src_endpoint, src_groups, dst_endpoint, dst_groups), the hits their
+ * endpoint's groups. 1 stored, 0 stored before (a resent batch),
+ * STORE_BATCH_EXPIRED when its window ended before keep_after_ms (the
+ * retention: not stored), -EIO. */
+#define STORE_BATCH_EXPIRED 2
+BH_MUST_CHECK int store_add_flow_batch(struct store *s, const char *node, json_t *batch, int64_t keep_after_ms);
+/* Deletes flows, hits, losses and batch keys older than before_ms (unix
+ * ms), in one transaction; *removed: how many flow rows went. 0 or -EIO. */
+BH_MUST_CHECK int store_prune_flows(struct store *s, int64_t before_ms, int64_t *removed);
 
 enum flow_query_mode {
 	FLOW_QUERY_REPORT, /* aggregated over windows, newest first */

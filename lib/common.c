@@ -1,4 +1,7 @@
-/* Names of the shared enums, as they appear in JSON and on screen; clocks. */
+/* Names of the shared enums, as they appear in JSON and on screen; clocks;
+ * durations. */
+#include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "bulkhead/common.h"
@@ -46,4 +49,25 @@ const char *verdict_name(enum verdict verdict)
 		break;
 	}
 	return "accept";
+}
+
+long duration_parse(const char *s)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || v < 0)
+		return -1;
+	long unit = 1;
+	if (*end == 'm')
+		unit = 60;
+	else if (*end == 'h')
+		unit = 3600;
+	else if (*end == 'd')
+		unit = 86400;
+	else if (*end != 's' && *end != '\0')
+		return -1;
+	if (*end && end[1])
+		return -1;
+	return v > 100L * 365 * 86400 / unit ? -1 : v * unit;
 }

@@ -42,3 +42,7 @@ const char *verdict_name(enum verdict verdict); /* "accept" / "drop" / "audit" *
  * sent) and the monotonic clock (for intervals and timeouts). */
 int64_t clock_wall_ms(void);
 int64_t clock_mono_ms(void);
+
+/* "30", "30s", "10m", "2h", "7d" in seconds (at most 100 years); -1 when s
+ * is not such a duration. */
+long duration_parse(const char *s);

@@ -137,6 +137,9 @@ check "an allow rule reads: web-in web-in/ingress/0 allow N hits, nothing report
 	grep -Eq "^web-in +web-in/ingress/0 +allow +$((allow_before + 5)) +[0-9]+ +- +- " "$TMP/rules.txt"
 bh flows --verdict allow >/dev/null 2>&1
 check "--verdict allow without --rules is a usage error (exit 2)" test $? -eq 2
+"$CONTROLLER" --state-dir "$TMP/unused" --insecure --flow-retention yesterday 2>"$TMP/retention.err"
+check "--flow-retention yesterday: the controller says so and exits 2" \
+	bash -c "[ $? -eq 2 ] && grep -q 'flow-retention: a duration' '$TMP/retention.err'"
 bh flows --since 2m --verdict bogus >/dev/null 2>&1
 check "--verdict bogus is a usage error (exit 2)" test $? -eq 2
 bh flows --since yesterday >/dev/null 2>&1
