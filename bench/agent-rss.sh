@@ -7,15 +7,19 @@
 #
 #   bench/agent-rss.sh [BUILD_DIR]     (root; needs GNU time: apt-get install time)
 #
-# The agent runs with --once (bring every endpoint up to date, then exit):
-# its daemon mode keeps the same per-endpoint state, so --once is its
-# working set after the first pass, not counting what later events add.
+# First with --once (bring every endpoint up to date, then exit), under
+# GNU time; then as the daemon it is in production: linked to a controller
+# (--insecure, loopback) with the same policy, so every namespace also has
+# its NFLOG reader, nftables event watch, address watch and rule counters
+# (a --dataplane null agent reports node n2's clients). Its VmRSS and VmHWM
+# are read from /proc once it is up to date and has read its counters.
 set -u
 BENCH=agent-rss
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 AGENT=$BUILD/agent/bulkhead-agent
 BULKHEAD=$BUILD/cli/bulkhead
+CONTROLLER=$BUILD/controller/bulkhead-controller
 GNU_TIME=${GNU_TIME:-/usr/bin/time}
 ENDPOINTS=${ENDPOINTS:-100}
 CLIENTS=${CLIENTS:-1000} # remote label-group members every table refers to
@@ -23,7 +27,7 @@ CLIENTS=${CLIENTS:-1000} # remote label-group members every table refers to
 HINT="apt-get install nftables" need nft
 HINT="apt-get install python3" need "$PYTHON"
 [ -x "$GNU_TIME" ] || die "$GNU_TIME not found (apt-get install time)"
-for exe in "$AGENT" "$BULKHEAD"; do
+for exe in "$AGENT" "$BULKHEAD" "$CONTROLLER"; do
 	[ -x "$exe" ] || die "$exe not built (ninja -C $BUILD)"
 done
 
@@ -88,6 +92,29 @@ ip netns exec "$P-ep000" nft list table inet bulkhead >"$TMP/ep000.list"
 members=$(grep -o '198\.18\.[0-9]*\.[0-9]*' "$TMP/ep000.list" | sort -u | wc -l)
 rules=$(grep -c ' comment "' "$TMP/ep000.list")
 
+# The daemon, linked to a controller. Its tables are rebuilt (a whole
+# replace at start), its counters read every second.
+PORT=$((20000 + $$ % 20000))
+export BULKHEAD_ADMIN=ipc://$TMP/admin.sock
+"$CONTROLLER" --listen "tcp://127.0.0.1:$PORT" --admin "$BULKHEAD_ADMIN" --state-dir "$TMP/controller" \
+	--insecure --policy "$TMP/policy.json" >"$TMP/controller.log" 2>&1 &
+PIDS+=($!)
+"$AGENT" --controller "tcp://127.0.0.1:$PORT" --insecure --node n2 --inventory "$TMP/remote.json" \
+	--state-dir "$TMP/state-n2" --dataplane null >"$TMP/agent-n2.log" 2>&1 &
+PIDS+=($!)
+mkdir -p "$TMP/state-daemon"
+"$AGENT" --controller "tcp://127.0.0.1:$PORT" --insecure --node n1 --inventory "$TMP/local.json" \
+	--state-dir "$TMP/state-daemon" --counters-ms 1000 >"$TMP/daemon.log" 2>&1 &
+DAEMON=$!
+PIDS+=($!)
+converged 2 60 || die "the agents did not converge (see $TMP)"
+sleep 3 # counters read, heartbeats, flow windows: a steady state
+daemon_rss=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$DAEMON/status")
+daemon_hwm=$(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$DAEMON/status")
+daemon_fds=$(find "/proc/$DAEMON/fd" -mindepth 1 | wc -l)
+daemon_members=$(ip netns exec "$P-ep000" nft list table inet bulkhead | grep -o '198\.18\.[0-9]*\.[0-9]*' | sort -u | wc -l)
+stop_daemons
+
 # The peer: nft -f of one endpoint's ruleset, in a namespace of its own.
 "$AGENT" --print-ruleset --bundle "$TMP/bundle.json" --node n1 --inventory "$TMP/local.json" \
 	>"$TMP/all.nft" 2>/dev/null || die "--print-ruleset failed"
@@ -98,14 +125,18 @@ netns peer
 echo "agent-rss: bulkhead-agent --once over $ENDPOINTS namespaces ($tables tables loaded)"
 echo "  each table: $rules nft rules, $members distinct set members; $CLIENTS remote members in all"
 echo "  bundle: $(wc -c <"$TMP/bundle.json") bytes. Peak RSS from GNU time -v (Maximum resident set size)."
-echo "  --once brings every endpoint up to date and exits; the daemon keeps the same per-endpoint state"
-echo "  (its long-running figure, with events, will come with the daemon's own benchmark)."
+echo "  --once brings every endpoint up to date and exits; the daemon rows are the agent linked to a"
+echo "  controller, every namespace with its NFLOG reader, event and address watches, after 3 s steady."
 echo "  peer: nft -f of ONE endpoint's table (of the $ENDPOINTS), for scale"
 echo
 table_header
 table_row "agent --once, nft dataplane" "$(rss "$TMP/nft.time")" "$(rss "$TMP/peer.time")" MB max:20
 table_row "agent --once, --dataplane null" "$(rss "$TMP/null.time")" "$(rss "$TMP/peer.time")" MB max:20
+table_row "agent daemon, steady (VmRSS)" "$daemon_rss" "$(rss "$TMP/peer.time")" MB max:20
+table_row "agent daemon, peak (VmHWM)" "$daemon_hwm" "$(rss "$TMP/peer.time")" MB max:20
 echo
+echo "  daemon: $daemon_fds open fds (per namespace: nftables requests, events, NFLOG, addresses);"
+echo "  ep000's table from the controller's bundle: $daemon_members distinct set members"
 echo "  ratio: peer/Bulkhead, here below 1: the agent holds $ENDPOINTS tables' worth of state, nft one."
 echo "  wall time: nft dataplane $(awk -F': ' '/Elapsed/ {print $2}' "$TMP/nft.time"), null" \
 	"$(awk -F': ' '/Elapsed/ {print $2}' "$TMP/null.time")"
