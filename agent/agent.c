@@ -303,9 +303,9 @@ static void endpoint_read_counters(struct endpoint_state *e)
 	if (!e->counters || !e->nft)
 		return;
 	int r = counters_read(e->counters, e->nft, on_counter_growth, e);
-	if (r < 0 && r != -ENOENT && !e->counters_failed_logged)
+	if (r < 0 && !e->counters_failed_logged)
 		log_error_errno(r, "endpoint %s: reading rule counters: %m (hit counts go unreported)", e->name);
-	e->counters_failed_logged = r < 0 && r != -ENOENT;
+	e->counters_failed_logged = r < 0;
 }
 
 /* A clean exit's last reading carries over to the next run, per endpoint
@@ -323,10 +323,15 @@ static void load_saved_counters(struct agent *a)
 		json_decref(a->saved_counters);
 		a->saved_counters = NULL;
 	}
-	/* Used once: a later crash must not count from this baseline again. */
+	/* Used once: a later crash must not count from this baseline again,
+	 * so without the unlink it is not used at all. */
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", a->o->state_dir, STATE_COUNTERS);
-	unlink(path);
+	if (unlink(path) < 0) {
+		log_error("removing %s: %m; rule hit counts start afresh", path);
+		json_decref(a->saved_counters);
+		a->saved_counters = NULL;
+	}
 }
 
 static void endpoint_counters_open(struct endpoint_state *e)
@@ -463,6 +468,8 @@ static void endpoint_sync(struct endpoint_state *e)
 	}
 	struct nft_batch_stats st;
 	nft_batch_stats(a->nb, &st);
+	if (full && e->counters && !a->o->null_dataplane)
+		counters_table_replaced(e->counters);
 	if (full)
 		e->full_updates++;
 	else

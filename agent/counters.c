@@ -72,6 +72,11 @@ void counters_update(struct counters *c, const struct nft_rule_counter *list, si
 		}
 		if (!r->comment || (!dp && !db))
 			continue;
+		if (dp > COUNTERS_GROWTH_MAX || db > COUNTERS_GROWTH_MAX * 65536) {
+			log_warn("rule \"%s\": its counter jumped by %llu packets; not counted", r->comment,
+				 (unsigned long long)dp);
+			continue;
+		}
 		size_t k = 0;
 		while (k < n_sums && !(sums[k].dir == r->dir && strcmp(sums[k].rule, r->comment) == 0))
 			k++;
@@ -90,6 +95,14 @@ void counters_update(struct counters *c, const struct nft_rule_counter *list, si
 	free(c->last);
 	c->last = now;
 	c->n_last = n;
+	c->first_done = true;
+}
+
+void counters_table_replaced(struct counters *c)
+{
+	free(c->last);
+	c->last = NULL;
+	c->n_last = 0;
 	c->first_done = true;
 }
 
@@ -117,8 +130,8 @@ int counters_read(struct counters *c, struct mnl_socket *nl, counters_fn fn, voi
 {
 	struct collect col = {0};
 	int r = nft_read_counters(nl, collect_one, &col);
-	if (r == 0 || r == -ENOENT) /* no table is a reading too: what comes next is new */
-		counters_update(c, col.v, r == 0 ? col.n : 0, fn, arg);
+	if (r == 0)
+		counters_update(c, col.v, col.n, fn, arg);
 	for (size_t i = 0; i < col.n; i++)
 		free(col.comments[i]);
 	free(col.comments);

@@ -71,6 +71,8 @@ struct flows {
 	 * journal empties or is rewritten. */
 	int journal_fd; /* -1: none (no state dir, or it failed) */
 	uint64_t journal_garbage;
+	uint64_t journal_rewrite_at; /* garbage that makes the next rewrite due */
+	bool journal_failing;	     /* logged: an append failed */
 	uint64_t file_bytes, file_batches; /* newer than every batch in memory */
 
 	struct {
@@ -136,13 +138,19 @@ static bool journal_append(struct flows *f, const char *text, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			log_error("appending to %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
+			if (!f->journal_failing) /* once, not once per batch */
+				log_error("appending to %s/%s: %m; a crash would lose the batches in memory",
+					  f->state_dir, FLOWS_JOURNAL_FILE);
+			f->journal_failing = true;
 			if (before >= 0 && ftruncate(f->journal_fd, before) < 0) /* no half line */
 				log_error("truncating %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
 			return false;
 		}
 		off += (size_t)n;
 	}
+	if (f->journal_failing)
+		log_info("%s/%s is written again", f->state_dir, FLOWS_JOURNAL_FILE);
+	f->journal_failing = false;
 	return true;
 }
 
@@ -155,10 +163,11 @@ static void journal_compact(struct flows *f)
 	if (!f->mem_batches) {
 		if (ftruncate(f->journal_fd, 0) < 0)
 			log_error("emptying %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
-		f->journal_garbage = 0;
+		f->journal_garbage = f->journal_rewrite_at = 0;
 		return;
 	}
-	if (f->journal_garbage < FLOWS_JOURNAL_SLACK || f->journal_garbage < f->mem_bytes)
+	if (f->journal_garbage < FLOWS_JOURNAL_SLACK || f->journal_garbage < f->mem_bytes ||
+	    f->journal_garbage < f->journal_rewrite_at)
 		return;
 	char *buf = NULL;
 	size_t len = 0;
@@ -174,28 +183,31 @@ static void journal_compact(struct flows *f)
 	int r = state_write(f->state_dir, FLOWS_JOURNAL_FILE, buf, len);
 	free(buf);
 	if (r < 0) {
+		/* Not again at every acknowledgement: once it doubled. */
 		log_error_errno(r, "rewriting %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
+		f->journal_rewrite_at = f->journal_garbage * 2;
 		return;
 	}
 	close(f->journal_fd);
 	journal_open(f);
-	f->journal_garbage = 0;
+	f->journal_garbage = f->journal_rewrite_at = 0;
 }
 
 /* At start: what the journal of a run that crashed holds is older than
- * everything in the spool file, so it goes in front of it. */
-static void journal_recover(struct flows *f)
+ * everything in the spool file, so it goes in front of it. false when that
+ * failed: the journal must then stay as it is for the next start. */
+static bool journal_recover(struct flows *f)
 {
 	char *journal = NULL, *spool = NULL;
 	size_t jlen = 0, slen = 0;
 	int r = state_read(f->state_dir, FLOWS_JOURNAL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &journal, &jlen);
 	if (r == -ENOENT || (r == 0 && jlen == 0)) {
 		free(journal);
-		return;
+		return true;
 	}
 	if (r < 0) {
-		log_error_errno(r, "reading %s/%s: %m; its batches are lost", f->state_dir, FLOWS_JOURNAL_FILE);
-		return;
+		log_error_errno(r, "reading %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
+		return false;
 	}
 	while (jlen && journal[jlen - 1] != '\n') /* a line cut short by the crash */
 		jlen--;
@@ -203,13 +215,14 @@ static void journal_recover(struct flows *f)
 	if (r < 0 && r != -ENOENT) {
 		log_error_errno(r, "reading %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
 		free(journal);
-		return; /* both stay as they are; the next start tries again */
+		return false;
 	}
 	char *both = xmalloc(jlen + slen + 1);
 	memcpy(both, journal, jlen);
 	if (slen)
 		memcpy(both + jlen, spool, slen);
 	r = state_write(f->state_dir, FLOWS_SPOOL_FILE, both, jlen + slen);
+	bool ok = r == 0;
 	if (r < 0) {
 		log_error_errno(r, "writing %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
 	} else {
@@ -225,6 +238,7 @@ static void journal_recover(struct flows *f)
 	free(both);
 	free(spool);
 	free(journal);
+	return ok;
 }
 
 struct flows *flows_new(const char *state_dir, uint64_t epoch)
@@ -236,10 +250,13 @@ struct flows *flows_new(const char *state_dir, uint64_t epoch)
 	f->n_buckets = 4096;
 	f->buckets = xcalloc(f->n_buckets, sizeof(*f->buckets));
 	f->journal_fd = -1;
-	if (state_dir) {
-		journal_recover(f);
+	/* A journal that could not be recovered is left for the next start,
+	 * untouched: this run keeps its batches in memory only. */
+	if (state_dir && journal_recover(f))
 		journal_open(f);
-	}
+	else if (state_dir)
+		log_error("%s/%s kept for the next start; until then a crash would lose the batches in memory",
+			  state_dir, FLOWS_JOURNAL_FILE);
 	/* What an earlier run left unacknowledged goes first: count the
 	 * file's batches, then take what fits into memory. */
 	char *text = NULL;
@@ -406,8 +423,9 @@ void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const 
 		h->next = f->hits;
 		f->hits = h;
 	}
-	h->packets += packets;
-	h->bytes += bytes;
+	/* Saturating: the sums go out as JSON integers (int64). */
+	h->packets = packets > (uint64_t)INT64_MAX - h->packets ? (uint64_t)INT64_MAX : h->packets + packets;
+	h->bytes = bytes > (uint64_t)INT64_MAX - h->bytes ? (uint64_t)INT64_MAX : h->bytes + bytes;
 	if (!f->window_start)
 		f->window_start = now_ms;
 }

@@ -138,6 +138,13 @@ void link_send(struct link *l, enum proto_type t, json_t *body)
 	loop_defer(l->loop, on_drain_due, l);
 }
 
+bool link_input_waiting(struct link *l)
+{
+	int events = 0;
+	size_t sz = sizeof(events);
+	return zmq_getsockopt(l->sock, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN);
+}
+
 json_t *link_status(struct link *l)
 {
 	return json_pack("{s:s,s:b,s:b,s:I,s:I,s:I}", "endpoint", l->o.endpoint, "connected", link_alive(l), "curve",

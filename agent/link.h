@@ -41,5 +41,8 @@ void link_free(struct link *l);
  * that cannot be queued is dropped and counted (the protocol recovers). */
 void link_send(struct link *l, enum proto_type t, json_t *body);
 
+/* True when a message from the controller waits to be read (tests). */
+bool link_input_waiting(struct link *l);
+
 /* For status.json: endpoint, connected, counters. New reference. */
 json_t *link_status(struct link *l);

@@ -31,6 +31,7 @@ struct loop {
 	int code;
 	struct loop_source *sources;
 	struct loop_deferred *deferred, **deferred_tail; /* in the order asked */
+	struct loop_deferred *running;			 /* the round being run */
 };
 
 struct loop *loop_new(void)
@@ -70,6 +71,11 @@ void loop_free(struct loop *l)
 	while (l->deferred) {
 		struct loop_deferred *d = l->deferred;
 		l->deferred = d->next;
+		free(d);
+	}
+	while (l->running) {
+		struct loop_deferred *d = l->running;
+		l->running = d->next;
 		free(d);
 	}
 	close(l->epfd);
@@ -138,9 +144,9 @@ void loop_defer(struct loop *l, loop_fn fn, void *data)
 	l->deferred_tail = &d->next;
 }
 
-void loop_cancel_deferred(struct loop *l, void *data)
+static void cancel_in(struct loop_deferred **p, void *data)
 {
-	for (struct loop_deferred **p = &l->deferred; *p;) {
+	while (*p) {
 		struct loop_deferred *d = *p;
 		if (d->data != data) {
 			p = &d->next;
@@ -149,23 +155,32 @@ void loop_cancel_deferred(struct loop *l, void *data)
 		*p = d->next;
 		free(d);
 	}
+}
+
+void loop_cancel_deferred(struct loop *l, void *data)
+{
+	cancel_in(&l->running, data); /* a call of this round may free another's data */
+	cancel_in(&l->deferred, data);
 	l->deferred_tail = &l->deferred;
 	while (*l->deferred_tail)
 		l->deferred_tail = &(*l->deferred_tail)->next;
 }
 
-/* Runs what was deferred, including what those calls defer in turn. */
+/* Runs what was deferred so far; what those calls defer in turn waits for
+ * the next round, after a look at the other sources (no starving them). */
 static void loop_run_deferred(struct loop *l)
 {
-	while (l->deferred && !l->quit) {
-		struct loop_deferred *d = l->deferred;
-		l->deferred = d->next;
-		if (!l->deferred)
-			l->deferred_tail = &l->deferred;
+	l->running = l->deferred;
+	l->deferred = NULL;
+	l->deferred_tail = &l->deferred;
+	while (l->running) {
+		struct loop_deferred *d = l->running;
+		l->running = d->next;
 		loop_fn fn = d->fn;
 		void *data = d->data;
 		free(d);
-		fn(data, 0);
+		if (!l->quit)
+			fn(data, 0);
 	}
 }
 
@@ -178,7 +193,7 @@ int loop_run(struct loop *l)
 		loop_reap(l);
 		if (l->quit)
 			break;
-		int n = epoll_wait(l->epfd, evs, (int)BH_ARRAY_SIZE(evs), -1);
+		int n = epoll_wait(l->epfd, evs, (int)BH_ARRAY_SIZE(evs), l->deferred ? 0 : -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

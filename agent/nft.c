@@ -1965,6 +1965,6 @@ int nft_read_counters(struct mnl_socket *nl, nft_counter_fn fn, void *arg)
 		if (ret == MNL_CB_STOP)
 			return 0;
 		if (ret < 0)
-			return errno == ENOENT ? -ENOENT : -(errno ? errno : EPROTO);
+			return errno == ENOENT ? 0 : -(errno ? errno : EPROTO); /* ENOENT: no table */
 	}
 }

@@ -152,7 +152,7 @@ struct nft_rule_counter {
 typedef void (*nft_counter_fn)(void *arg, const struct nft_rule_counter *c);
 
 /* Dumps every rule of table inet bulkhead in nl's namespace (nl as for
- * nft_batch_send, blocking) and calls fn for each rule that has a counter.
- * Nothing is trusted: a rule someone else wrote is read as carefully as
- * ours. 0, -ENOENT when there is no table, or a negative errno. */
+ * nft_batch_send, blocking) and calls fn for each rule that has a counter;
+ * no table reads as no rules. Nothing is trusted: a rule someone else
+ * wrote is read as carefully as ours. 0 or a negative errno. */
 BH_MUST_CHECK int nft_read_counters(struct mnl_socket *nl, nft_counter_fn fn, void *arg);

@@ -580,7 +580,7 @@ static int flows(const char *admin, int argc, char **argv)
 		char *end;
 		switch (c) {
 		case 's':
-			if ((since = duration_parse(optarg)) < 0) {
+			if (duration_parse(optarg, &since) < 0) {
 				fprintf(stderr, "bulkhead: --since: a duration like 30s, 10m, 2h or 1d, not \"%s\"\n", optarg);
 				return EXIT_USAGE;
 			}

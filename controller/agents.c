@@ -18,8 +18,15 @@
 #define ALLOW_KEY_LEN 40
 /* An agent that has not acknowledged a bundle by then gets it again. */
 #define INFLIGHT_TIMEOUT_MS 10000
-/* How often flows past the retention are deleted. */
+/* How often flows past the retention are deleted, in chunks of this many
+ * rows per table this far apart (other work runs between them). */
 #define FLOW_PRUNE_MS (3600 * 1000)
+#define FLOW_PRUNE_CHUNK 5000
+#define FLOW_PRUNE_CHUNK_GAP_MS 50
+/* A batch's key outlives its flows by this much (by the controller's own
+ * receive time), so a clock stepped back cannot let a resent batch whose
+ * key was pruned be stored twice. */
+#define FLOW_KEY_MARGIN_MS (86400 * 1000)
 
 struct node_link {
 	char *node;
@@ -38,6 +45,7 @@ struct node_link {
 	json_t *inflight_bundle;
 	json_t *errors; /* strings from the last ACK */
 	bool ack_ok;
+	bool expired_logged; /* said once that its batches are past the retention */
 	struct node_link *next;
 };
 
@@ -56,7 +64,9 @@ struct agents {
 	size_t n_allow;
 	struct timespec allow_mtime;
 	int64_t last_heartbeat_ms;
-	int64_t last_prune_ms; /* monotonic; 0: not yet */
+	int64_t last_prune_ms, last_prune_chunk_ms; /* monotonic; 0: not yet */
+	bool prune_pending;			    /* more to delete: another chunk soon */
+	int64_t pruned_rows;
 	struct {
 		uint64_t malformed, unexpected, refused, resync, send_failed, endpoints_rejected, bundles,
 			deltas, acks, flow_batches, flow_batches_again, flow_store_failed, flow_batches_expired;
@@ -415,18 +425,31 @@ static int64_t flows_keep_after(const struct agents *a)
 	return a->o->flow_retention_ms ? clock_wall_ms() - a->o->flow_retention_ms : 0;
 }
 
-/* The retention: at start, then hourly. */
+/* The retention: at start, then hourly, a chunk at a time. */
 static void flows_prune(struct agents *a, int64_t now_mono)
 {
-	if (!a->o->flow_retention_ms || (a->last_prune_ms && now_mono - a->last_prune_ms < FLOW_PRUNE_MS))
+	if (!a->o->flow_retention_ms)
 		return;
-	a->last_prune_ms = now_mono;
-	int64_t removed = 0;
-	if (store_prune_flows(a->store, flows_keep_after(a), &removed) < 0)
+	bool due = !a->last_prune_ms || now_mono - a->last_prune_ms >= FLOW_PRUNE_MS;
+	if (!due && !(a->prune_pending && now_mono - a->last_prune_chunk_ms >= FLOW_PRUNE_CHUNK_GAP_MS))
+		return;
+	if (due) {
+		a->last_prune_ms = now_mono;
+		a->pruned_rows = 0;
+	}
+	a->last_prune_chunk_ms = now_mono;
+	int64_t removed = 0, keep_after = flows_keep_after(a);
+	int r = store_prune_flows(a->store, keep_after, keep_after - FLOW_KEY_MARGIN_MS, FLOW_PRUNE_CHUNK, &removed);
+	if (r < 0) {
 		log_error("pruning flows older than %lld s: %s", (long long)(a->o->flow_retention_ms / 1000),
 			  store_error(a->store));
-	else if (removed)
-		log_info("pruned %lld flow row(s) older than %lld s", (long long)removed,
+		a->prune_pending = false;
+		return;
+	}
+	a->pruned_rows += removed;
+	a->prune_pending = r > 0;
+	if (!a->prune_pending && a->pruned_rows)
+		log_info("pruned %lld flow row(s) older than %lld s", (long long)a->pruned_rows,
 			 (long long)(a->o->flow_retention_ms / 1000));
 }
 
@@ -444,8 +467,17 @@ static void on_flows(struct agents *a, struct node_link *n, json_t *body)
 	}
 	if (r == 0)
 		a->count.flow_batches_again++;
-	else if (r == STORE_BATCH_EXPIRED)
-		a->count.flow_batches_expired++; /* acknowledged all the same: keeping it is no use */
+	else if (r == STORE_BATCH_EXPIRED) {
+		/* Acknowledged all the same: it would be pruned at once. */
+		a->count.flow_batches_expired++;
+		if (!n->expired_logged)
+			log_warn("node %s: a flow batch whose window ended %lld s ago is past the retention (%lld s) "
+				 "and was not stored (is the node's clock behind?); counted as flow_batches_expired",
+				 n->node,
+				 (long long)((clock_wall_ms() - json_integer_value(json_object_get(body, "end"))) / 1000),
+				 (long long)(a->o->flow_retention_ms / 1000));
+		n->expired_logged = true;
+	}
 	else
 		a->count.flow_batches++;
 	send_to(a, n->rid, n->rid_len, PROTO_FLOWS_ACK,

@@ -87,7 +87,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		}
 		case 'r':
-			if ((o->flow_retention_s = duration_parse(optarg)) < 0) {
+			if (duration_parse(optarg, &o->flow_retention_s) < 0) {
 				fprintf(stderr, PROG ": --flow-retention: a duration like 12h or 7d (0: forever), not \"%s\"\n",
 					optarg);
 				return 2;

@@ -15,6 +15,10 @@ struct store {
 	sqlite3 *db;
 };
 
+/* What one stored row may count (2^40): no traffic comes near it, and the
+ * queries' sums stay far from int64's end whatever an agent sends. */
+#define COUNT_MAX "1099511627776"
+
 /* Schema version 2 added the flow reports; version 1's flows tables were
  * placeholders that nothing ever filled, so they are replaced. Version 3
  * added rule_hits. */
@@ -61,7 +65,7 @@ static const char schema_flows[] =
 	"  time INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS rule_hits_by_time ON rule_hits (time);"
 	/* For the retention's pruning. */
-	"CREATE INDEX IF NOT EXISTS flow_batches_by_end ON flow_batches (end);"
+	"CREATE INDEX IF NOT EXISTS flow_batches_by_received ON flow_batches (received);"
 	"CREATE INDEX IF NOT EXISTS flow_losses_by_time ON flow_losses (time);";
 
 void store_revision_release(struct store_revision *r)
@@ -289,7 +293,7 @@ int store_add_flow_batch(struct store *s, const char *node, json_t *batch, int64
 	}
 	st = prepare(s, "INSERT INTO flows (node, endpoint, direction, first, last, src, src_endpoint, src_groups,"
 			" dst, dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code, verdict, policy, rule, count)"
-			" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+			" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,MIN(?," COUNT_MAX "))");
 	if (!st)
 		goto fail;
 	size_t i;
@@ -323,7 +327,7 @@ int store_add_flow_batch(struct store *s, const char *node, json_t *batch, int64
 	}
 	sqlite3_finalize(st);
 	st = prepare(s, "INSERT INTO rule_hits (node, endpoint, groups, direction, policy, rule, verdict, time,"
-			" packets, bytes) VALUES (?,?,COALESCE(?,''),?,?,?,?,?,?,?)");
+			" packets, bytes) VALUES (?,?,COALESCE(?,''),?,?,?,?,?,MIN(?," COUNT_MAX "),MIN(?," COUNT_MAX "))");
 	if (!st)
 		goto fail;
 	json_array_foreach(json_object_get(batch, "hits"), i, f)
@@ -426,7 +430,10 @@ json_t *store_query_flows(struct store *s, const struct flow_query *q)
 			 flow_filter);
 	else if (q->mode == FLOW_QUERY_RULES)
 		/* Per rule: what its kernel counters counted (hits; every verdict)
-		 * beside the packets the denied-flow reports gave it (count). */
+		 * beside the packets the denied-flow reports gave it (count). A
+		 * rule belongs to the endpoint that enforces it, so --group
+		 * means that endpoint's groups on both sides: the destination's
+		 * for an ingress flow, the source's for an egress one. */
 		snprintf(sql, sizeof(sql),
 			 "SELECT policy, rule, verdict, SUM(hits) AS hits, SUM(bytes) AS bytes, SUM(count) AS count,"
 			 " SUM(pairs) AS pairs, MIN(first) AS first, MAX(last) AS last FROM ("
@@ -437,9 +444,12 @@ json_t *store_query_flows(struct store *s, const struct flow_query *q)
 			 "   GROUP BY policy, rule, verdict"
 			 "  UNION ALL"
 			 "  SELECT policy, rule, verdict, 0, 0, SUM(count), COUNT(DISTINCT src || ' ' || dst),"
-			 "   MIN(first), MAX(last) FROM flows%s GROUP BY policy, rule, verdict)"
-			 " GROUP BY policy, rule, verdict ORDER BY SUM(hits) + SUM(count) DESC, rule LIMIT ?6",
-			 flow_filter);
+			 "   MIN(first), MAX(last) FROM flows"
+			 "   WHERE last >= ?1 AND (?2 IS NULL OR node = ?2) AND (?3 IS NULL OR verdict = ?3)"
+			 "   AND (?4 IS NULL OR instr(',' || CASE direction WHEN 'ingress' THEN dst_groups"
+			 "        ELSE src_groups END || ',', ',' || ?4 || ',') > 0) AND id > ?5"
+			 "   GROUP BY policy, rule, verdict)"
+			 " GROUP BY policy, rule, verdict ORDER BY SUM(hits) + SUM(count) DESC, rule LIMIT ?6");
 	else /* the names are the newest window's: joined back on its row */
 		snprintf(sql, sizeof(sql),
 			 "SELECT f.id AS id, f.node AS node, f.endpoint AS endpoint, f.direction AS direction,"
@@ -487,15 +497,18 @@ fail:
 	return NULL;
 }
 
-int store_prune_flows(struct store *s, int64_t before_ms, int64_t *removed)
+int store_prune_flows(struct store *s, int64_t before_ms, int64_t keys_before_ms, int64_t max_rows,
+		      int64_t *removed)
 {
+	/* A bounded chunk of each: the controller's loop waits meanwhile. */
 	static const char *const sql[] = {
-		"DELETE FROM flows WHERE last < ?1",
-		"DELETE FROM rule_hits WHERE time < ?1",
-		"DELETE FROM flow_losses WHERE time < ?1",
-		"DELETE FROM flow_batches WHERE end < ?1",
+		"DELETE FROM flows WHERE rowid IN (SELECT rowid FROM flows WHERE last < ?1 LIMIT ?3)",
+		"DELETE FROM rule_hits WHERE rowid IN (SELECT rowid FROM rule_hits WHERE time < ?1 LIMIT ?3)",
+		"DELETE FROM flow_losses WHERE rowid IN (SELECT rowid FROM flow_losses WHERE time < ?1 LIMIT ?3)",
+		"DELETE FROM flow_batches WHERE rowid IN (SELECT rowid FROM flow_batches WHERE received < ?2 LIMIT ?3)",
 	};
 	int64_t n = 0;
+	bool more = false;
 	if (exec(s, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
 	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
@@ -503,17 +516,21 @@ int store_prune_flows(struct store *s, int64_t before_ms, int64_t *removed)
 		if (!st)
 			goto fail;
 		sqlite3_bind_int64(st, 1, before_ms);
+		sqlite3_bind_int64(st, 2, keys_before_ms);
+		sqlite3_bind_int64(st, 3, max_rows);
 		int rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
 			goto fail;
+		int64_t changed = sqlite3_changes(s->db);
+		more |= changed >= max_rows;
 		if (i == 0)
-			n = sqlite3_changes(s->db);
+			n = changed;
 	}
 	if (exec(s, "COMMIT") < 0)
 		goto fail;
 	*removed = n;
-	return 0;
+	return more;
 fail:
 	exec(s, "ROLLBACK");
 	return -EIO;

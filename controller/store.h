@@ -56,9 +56,12 @@ BH_MUST_CHECK int store_each_inventory(struct store *s,
  * retention: not stored), -EIO. */
 #define STORE_BATCH_EXPIRED 2
 BH_MUST_CHECK int store_add_flow_batch(struct store *s, const char *node, json_t *batch, int64_t keep_after_ms);
-/* Deletes flows, hits, losses and batch keys older than before_ms (unix
- * ms), in one transaction; *removed: how many flow rows went. 0 or -EIO. */
-BH_MUST_CHECK int store_prune_flows(struct store *s, int64_t before_ms, int64_t *removed);
+/* Deletes up to max_rows each of the flows, hits and losses older than
+ * before_ms, and of the batch keys received before keys_before_ms (unix
+ * ms), in one transaction; *removed: how many flow rows went. 1 when some
+ * table had more to delete (call again), 0 when done, -EIO. */
+BH_MUST_CHECK int store_prune_flows(struct store *s, int64_t before_ms, int64_t keys_before_ms, int64_t max_rows,
+				   int64_t *removed);
 
 enum flow_query_mode {
 	FLOW_QUERY_REPORT, /* aggregated over windows, newest first */

@@ -51,13 +51,13 @@ const char *verdict_name(enum verdict verdict)
 	return "accept";
 }
 
-long duration_parse(const char *s)
+int duration_parse(const char *s, long *seconds)
 {
 	char *end;
 	errno = 0;
 	long v = strtol(s, &end, 10);
 	if (errno || end == s || v < 0)
-		return -1;
+		return -EINVAL;
 	long unit = 1;
 	if (*end == 'm')
 		unit = 60;
@@ -66,8 +66,9 @@ long duration_parse(const char *s)
 	else if (*end == 'd')
 		unit = 86400;
 	else if (*end != 's' && *end != '\0')
-		return -1;
-	if (*end && end[1])
-		return -1;
-	return v > 100L * 365 * 86400 / unit ? -1 : v * unit;
+		return -EINVAL;
+	if ((*end && end[1]) || v > 100L * 365 * 86400 / unit)
+		return -EINVAL;
+	*seconds = v * unit;
+	return 0;
 }

@@ -43,6 +43,6 @@ const char *verdict_name(enum verdict verdict); /* "accept" / "drop" / "audit" *
 int64_t clock_wall_ms(void);
 int64_t clock_mono_ms(void);
 
-/* "30", "30s", "10m", "2h", "7d" in seconds (at most 100 years); -1 when s
- * is not such a duration. */
-long duration_parse(const char *s);
+/* "30", "30s", "10m", "2h", "7d" in seconds (at most 100 years). 0, or
+ * -EINVAL when s is not such a duration (*seconds untouched). */
+BH_MUST_CHECK int duration_parse(const char *s, long *seconds);

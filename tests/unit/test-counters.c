@@ -85,16 +85,30 @@ TEST(rewrites_and_resets_count_from_zero)
 	struct nft_rule_counter a[] = {RC(DIR_INGRESS, 10, "p/ingress/0", 9, 900)};
 	counters_update(c, a, 1, record, NULL);
 	CHECK(n_got == 1 && got[0].packets == 9);
-	/* The table was replaced: handle 10 is gone, 20 is the same rule. */
-	struct nft_rule_counter b[] = {RC(DIR_INGRESS, 20, "p/ingress/0", 2, 200)};
+	/* The agent replaced the table: the new one numbers its rules from 1
+	 * again, so handle 10 comes back, at zero, and climbs past the old
+	 * reading: all of it is new. */
+	counters_table_replaced(c);
+	struct nft_rule_counter b[] = {RC(DIR_INGRESS, 10, "p/ingress/0", 12, 1200)};
 	n_got = 0;
 	counters_update(c, b, 1, record, NULL);
+	CHECK(n_got == 1 && got[0].packets == 12 && got[0].bytes == 1200);
+	/* Someone else rewrote a rule: a handle not seen counts from zero. */
+	struct nft_rule_counter b2[] = {RC(DIR_INGRESS, 30, "p/ingress/0", 2, 200)};
+	n_got = 0;
+	counters_update(c, b2, 1, record, NULL);
 	CHECK(n_got == 1 && got[0].packets == 2 && got[0].bytes == 200);
 	/* Someone reset the counters: less than before counts from zero. */
-	struct nft_rule_counter d[] = {RC(DIR_INGRESS, 20, "p/ingress/0", 1, 60)};
+	struct nft_rule_counter d[] = {RC(DIR_INGRESS, 30, "p/ingress/0", 1, 60)};
 	n_got = 0;
 	counters_update(c, d, 1, record, NULL);
 	CHECK(n_got == 1 && got[0].packets == 1 && got[0].bytes == 60);
+	/* Someone wrote an absurd counter: not traffic, not counted. */
+	struct nft_rule_counter e[] = {RC(DIR_INGRESS, 30, "p/ingress/0", UINT64_MAX, 60),
+				       RC(DIR_INGRESS, 31, "q/ingress/0", 1, 1)};
+	n_got = 0;
+	counters_update(c, e, 2, record, NULL);
+	CHECK(n_got == 1 && find("q/ingress/0", DIR_INGRESS));
 	counters_free(c);
 }
 

@@ -43,6 +43,30 @@ static void note_and_defer_again(void *data, uint32_t events)
 		loop_quit(c->loop, 7);
 }
 
+static struct loop *cancel_loop;
+static const char cancelled = 'z';
+
+static void cancel_the_next(void *data, uint32_t events)
+{
+	note(data, 0);
+	loop_cancel_deferred(cancel_loop, (void *)&cancelled); /* queued in this same round */
+}
+
+TEST(a_call_may_cancel_a_later_one_of_its_round)
+{
+	struct loop *l = cancel_loop = loop_new();
+	n_order = 0;
+	static const char y = 'y';
+	loop_defer(l, cancel_the_next, (void *)&y);
+	loop_defer(l, note, (void *)&cancelled);
+	struct chain c = {l, 1};
+	loop_defer(l, note_and_defer_again, &c);
+	CHECK(loop_run(l) == 7);
+	order[n_order] = '\0';
+	CHECK_STR(order, "yc");
+	loop_free(l);
+}
+
 TEST(loop_defer_runs_once_in_order_then_chains)
 {
 	struct loop *l = loop_new();
@@ -73,6 +97,8 @@ struct peer {
 	int delivered, delivered_in_send;
 };
 
+enum { N = 5 };
+
 static void on_message(void *data, const struct proto_msg *m)
 {
 	struct peer *p = data;
@@ -82,6 +108,8 @@ static void on_message(void *data, const struct proto_msg *m)
 	p->in_send = true;
 	link_send(p->link, PROTO_HEARTBEAT, json_object());
 	p->in_send = false;
+	if (p->delivered == N)
+		loop_quit(p->loop, 0);
 }
 
 static void on_hello(void *data)
@@ -93,9 +121,9 @@ static json_t *heartbeat(void *data)
 	return json_object();
 }
 
-static void quit_now(void *data, uint32_t events)
+static void give_up(void *data, uint32_t events)
 {
-	loop_quit(data, 0);
+	loop_quit(data, 1);
 }
 
 /* Receives one whole message on the ROUTER; its identity into rid. */
@@ -141,7 +169,6 @@ TEST(link_send_never_runs_the_handler_inside_the_caller)
 	CHECK(router_recv(router, rid, &rid_len));
 
 	/* Five messages wait at the DEALER before the agent's next send. */
-	enum { N = 5 };
 	for (int i = 0; i < N; i++) {
 		size_t len;
 		char *text = proto_encode(json_object(), &len);
@@ -151,16 +178,18 @@ TEST(link_send_never_runs_the_handler_inside_the_caller)
 		zmq_send(router, text, len, 0);
 		free(text);
 	}
-	usleep(200 * 1000);
+	for (int i = 0; i < 500 && !link_input_waiting(p.link); i++)
+		usleep(10 * 1000);
+	CHECK(link_input_waiting(p.link));
 	p.in_send = true;
 	link_send(p.link, PROTO_HEARTBEAT, json_object());
 	p.in_send = false;
 	CHECK(p.delivered_in_send == 0);
 
 	/* The loop delivers all of them, none of them nested in a send. */
-	int t = loop_add_timer(p.loop, 300, quit_now, p.loop);
+	int t = loop_add_timer(p.loop, 5000, give_up, p.loop);
 	CHECK(t >= 0);
-	CHECK(loop_run(p.loop) == 0);
+	CHECK(loop_run(p.loop) == 0); /* quits on the Nth message */
 	CHECK(p.delivered == N);
 	CHECK(p.delivered_in_send == 0);
 	link_free(p.link);
