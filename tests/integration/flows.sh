@@ -117,7 +117,8 @@ rule_hits() {
 }
 hits_reach() { [ "$(rule_hits "$1" "$2")" = "$3" ]; }
 hits_settle() { wait_for 10 hits_reach "$@" && sleep 1 && hits_reach "$@"; }
-wait_for 5 test -n "$(rule_hits web-in/ingress/0 allow)"
+hits_known() { [ -n "$(rule_hits "$1" "$2")" ]; }
+wait_for 5 hits_known web-in/ingress/0 allow
 allow_before=$(rule_hits web-in/ingress/0 allow)
 for _ in 1 2 3 4 5; do can client2 tcp 198.18.0.11 80; done
 check "5 allowed connections client2 -> web1:80 are 5 more hits of web-in/ingress/0 (from $allow_before)" \
