@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bulkhead/admin.h"
 #include "bulkhead/compile.h"
@@ -335,25 +336,38 @@ struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struc
 	*err = NULL;
 	const char *path = strncmp(endpoint, "ipc://", 6) == 0 ? endpoint + 6 : NULL;
 	if (path) {
-		/* Root-only: the directory keeps others out before the socket
-		 * exists; the socket's own mode follows. */
+		/* Root-only: a directory we make is 0700; one that was there
+		 * is not ours to change (it may be /run or /tmp), so say when
+		 * it lets others in. The socket itself is 0600 from birth. */
 		char *dir = xstrdup(path);
 		char *d = dirname(dir);
+		struct stat st;
 		if (mkdir(d, 0700) < 0 && errno != EEXIST)
 			log_warn("admin: creating %s: %m", d);
+		else if (stat(d, &st) == 0 && (st.st_uid != geteuid() || (st.st_mode & 0022)))
+			log_warn("admin: %s is not ours alone (owner %u, mode %03o); the socket is 0600 all the same",
+				 d, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
 		free(dir);
+	} else {
+		log_warn("admin endpoint %s is not ipc://: it has no authentication, and whoever reaches it can "
+			 "change the policy",
+			 endpoint);
 	}
 	a->rep = zmq_socket(zctx, ZMQ_REP);
 	int zero = 0;
 	int64_t max = ADMIN_MAX_MSG;
-	if (!a->rep || zmq_setsockopt(a->rep, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
-	    zmq_setsockopt(a->rep, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 || zmq_bind(a->rep, endpoint) < 0) {
-		if (asprintf(err, "admin endpoint %s: %s", endpoint, zmq_strerror(errno)) < 0)
+	mode_t old_mask = umask(0177); /* ipc binds in this thread: the socket file is made 0600 */
+	bool ok = a->rep && zmq_setsockopt(a->rep, ZMQ_LINGER, &zero, sizeof(zero)) == 0 &&
+		  zmq_setsockopt(a->rep, ZMQ_MAXMSGSIZE, &max, sizeof(max)) == 0 && zmq_bind(a->rep, endpoint) == 0;
+	int e = errno;
+	umask(old_mask);
+	if (!ok) {
+		if (asprintf(err, "admin endpoint %s: %s", endpoint, zmq_strerror(e)) < 0)
 			abort();
 		admin_free(a);
 		return NULL;
 	}
-	if (path && chmod(path, 0600) < 0)
+	if (path && chmod(path, 0600) < 0) /* in case a libzmq binds elsewhere */
 		log_warn("admin: chmod 0600 %s: %m", path);
 	return a;
 }

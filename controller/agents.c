@@ -16,6 +16,7 @@
 
 #define ROUTING_ID_MAX 256
 #define ALLOW_KEY_LEN 40
+#define ALLOW_REREAD_MS 1000
 /* An agent that has not acknowledged a bundle by then gets it again. */
 #define INFLIGHT_TIMEOUT_MS 10000
 /* How often flows past the retention are deleted, in chunks of this many
@@ -63,6 +64,7 @@ struct agents {
 	struct allow_entry *allow;
 	size_t n_allow;
 	struct timespec allow_mtime;
+	int64_t allow_read_ms; /* monotonic */
 	int64_t last_heartbeat_ms;
 	int64_t last_prune_ms, last_prune_chunk_ms; /* monotonic; 0: not yet */
 	bool prune_pending;			    /* more to delete: another chunk soon */
@@ -84,8 +86,10 @@ static void allow_clear(struct agents *a)
 	a->n_allow = 0;
 }
 
-/* Re-reads the directory when it changed, so agents can be added without a
- * restart. */
+/* Re-reads the directory when it changed (a key added, removed or
+ * renamed), and otherwise at most once a second (a key file rewritten in
+ * place leaves the directory's mtime alone), so agents can be added and
+ * keys replaced without a restart. */
 static void allow_reload(struct agents *a)
 {
 	struct stat st;
@@ -94,9 +98,14 @@ static void allow_reload(struct agents *a)
 		allow_clear(a);
 		return;
 	}
-	if (a->allow && st.st_mtim.tv_sec == a->allow_mtime.tv_sec && st.st_mtim.tv_nsec == a->allow_mtime.tv_nsec)
+	int64_t now = clock_mono_ms();
+	if (a->allow && st.st_mtim.tv_sec == a->allow_mtime.tv_sec && st.st_mtim.tv_nsec == a->allow_mtime.tv_nsec &&
+	    now - a->allow_read_ms < ALLOW_REREAD_MS)
 		return;
 	a->allow_mtime = st.st_mtim;
+	a->allow_read_ms = now;
+	size_t before = a->n_allow;
+	bool had = a->allow != NULL;
 	allow_clear(a);
 	struct dirent **names;
 	int n = scandir(a->o->allow_dir, &names, NULL, alphasort);
@@ -125,7 +134,8 @@ static void allow_reload(struct agents *a)
 		free(names[i]);
 	}
 	free(names);
-	log_info("agent keys: %zu node(s) allowed from %s", a->n_allow, a->o->allow_dir);
+	if (!had || a->n_allow != before)
+		log_info("agent keys: %zu node(s) allowed from %s", a->n_allow, a->o->allow_dir);
 }
 
 static const char *allow_lookup(struct agents *a, const char *key)
@@ -515,6 +525,16 @@ static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
 		/* We restarted, or marked it down: it must say who it is. */
 		a->count.resync++;
 		send_to(a, rid, rid_len, PROTO_RESYNC, json_pack("{s:s}", "reason", "unknown session; say HELLO"));
+		proto_msg_release(&m);
+		return;
+	}
+	/* The routing id named the session at HELLO; the key that sends each
+	 * message must still be that node's (a connection that took over a
+	 * stale routing id must not speak for the node it belonged to). */
+	if (!a->o->insecure && (!user_id || strcmp(user_id, n->node) != 0)) {
+		a->count.refused++;
+		log_warn("dropped a %s on node %s's session from the key of %s", proto_type_name(m.type), n->node,
+			 user_id ? user_id : "nobody");
 		proto_msg_release(&m);
 		return;
 	}
