@@ -37,12 +37,17 @@ static int reply_failure(json_t *reply)
 }
 
 /* One request, the reply on success (NULL with *ret set otherwise). */
+/* When > 0: how long the next call may wait for an answer (status --wait
+ * keeps within its own budget). */
+static int call_timeout_ms;
+
 static json_t *call(const char *endpoint, json_t *req, int *ret)
 {
 	struct admin_conn c = {0};
 	json_t *reply = NULL;
 	*ret = EXIT_FAIL;
-	if (admin_conn_open(&c, endpoint) == 0)
+	if (admin_conn_open(&c, endpoint) == 0 &&
+	    (call_timeout_ms <= 0 || call_timeout_ms >= c.timeout_ms || admin_conn_set_timeout(&c, call_timeout_ms) == 0))
 		reply = admin_conn_call(&c, req);
 	else
 		json_decref(req);
@@ -387,6 +392,11 @@ static int status(const char *admin, int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	char lagging[4096];
 	for (;;) {
+		if (o.wait_s >= 0) { /* no single call past the deadline (100 ms at least) */
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			long spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+			call_timeout_ms = (int)(o.wait_s * 1000L - spent > 100 ? o.wait_s * 1000L - spent : 100);
+		}
 		json_t *reply = call(admin, json_pack("{s:s}", "cmd", "status"), &ret);
 		if (!reply && o.wait_s < 0)
 			return ret;

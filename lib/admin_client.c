@@ -31,6 +31,15 @@ int admin_conn_open(struct admin_conn *c, const char *endpoint)
 	return 0;
 }
 
+int admin_conn_set_timeout(struct admin_conn *c, int timeout_ms)
+{
+	if (zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms)) < 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof(timeout_ms)) < 0)
+		return -errno;
+	c->timeout_ms = timeout_ms;
+	return 0;
+}
+
 void admin_conn_close(struct admin_conn *c)
 {
 	if (c->sock)
