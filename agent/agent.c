@@ -228,7 +228,9 @@ static void on_flow_event(void *data, const struct nflog_event *ev)
 	struct endpoint_state *e = data;
 	const char *policy = NULL, *rule = "unknown-rule";
 	const struct bundle_endpoint *be = e->applied ? bundle_find_endpoint(e->applied->b, e->name) : NULL;
-	if (be) {
+	if (ev->prefix.position == NFT_POSITION_INVALID) {
+		rule = NFT_RULE_CT_INVALID; /* the same in every table */
+	} else if (be) {
 		const struct bundle_chain *c = &be->chains[ev->prefix.dir];
 		if (ev->prefix.position == NFT_POSITION_FALLBACK) {
 			rule = c->fallback_reason;
@@ -285,6 +287,16 @@ static void on_counter_growth(void *data, const struct counter_growth *g)
 {
 	struct endpoint_state *e = data;
 	const char *policy = NULL, *verdict = NULL;
+	/* Of the rules every chain starts with, the invalid drop is reported
+	 * (the others accept conntrack's own traffic, loopback and ND). */
+	if (strcmp(g->rule, NFT_RULE_CT_INVALID) == 0) {
+		flows_hit(e->agent->flows, e->name, g->dir, g->rule, NULL, "deny", g->packets, g->bytes,
+			  (uint64_t)clock_wall_ms());
+		return;
+	}
+	if (strcmp(g->rule, NFT_RULE_ESTABLISHED) == 0 || strcmp(g->rule, NFT_RULE_LOOPBACK) == 0 ||
+	    strcmp(g->rule, NFT_RULE_NEIGHBOUR_DISCOVERY) == 0)
+		return;
 	/* The bundle the table was built from; at start, before this run
 	 * built it, the cached bundle (the one it most likely holds). */
 	if (!rule_named(e->applied ? e->applied->b : NULL, e->name, g->dir, g->rule, &policy, &verdict) &&

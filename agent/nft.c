@@ -94,19 +94,29 @@ enum fixed_rule {
 	FIXED_COUNT,
 };
 
+/* Each has a counter and this comment (its name among the hit counts);
+ * the invalid drop logs, as every drop does. */
+static const char *const fixed_id[FIXED_COUNT] = {
+	[FIXED_ESTABLISHED] = NFT_RULE_ESTABLISHED,
+	[FIXED_INVALID] = NFT_RULE_CT_INVALID,
+	[FIXED_LOOPBACK] = NFT_RULE_LOOPBACK,
+	[FIXED_ND] = NFT_RULE_NEIGHBOUR_DISCOVERY,
+};
+
+/* What each matches, as nft writes it. */
 /* clang-format off */
-static const char *const fixed_text[DIR_COUNT][FIXED_COUNT] = {
+static const char *const fixed_match[DIR_COUNT][FIXED_COUNT] = {
 	[DIR_INGRESS] = {
-		"ct state established,related accept",
-		"ct state invalid drop",
-		"iif \"lo\" accept",
-		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136 accept",
+		"ct state established,related",
+		"ct state invalid",
+		"iif \"lo\"",
+		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136",
 	},
 	[DIR_EGRESS] = {
-		"ct state established,related accept",
-		"ct state invalid drop",
-		"oif \"lo\" accept",
-		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136 accept",
+		"ct state established,related",
+		"ct state invalid",
+		"oif \"lo\"",
+		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136",
 	},
 };
 /* clang-format on */
@@ -224,7 +234,9 @@ void nft_prefix_format(const struct nft_prefix *p, char buf[NFT_PREFIX_MAX])
 	char v = p->verdict == VERDICT_AUDIT ? 'A' : 'D';
 	char d = p->dir == DIR_EGRESS ? 'e' : 'i';
 
-	if (p->position < 0)
+	if (p->position == NFT_POSITION_INVALID)
+		snprintf(buf, NFT_PREFIX_MAX, "bh:%c:%cx", v, d);
+	else if (p->position < 0)
 		snprintf(buf, NFT_PREFIX_MAX, "bh:%c:%c-", v, d);
 	else
 		snprintf(buf, NFT_PREFIX_MAX, "bh:%c:%c%ld", v, d, p->position);
@@ -247,6 +259,8 @@ int nft_prefix_parse(const char *s, struct nft_prefix *out)
 	s += 6;
 	if (s[0] == '-' && s[1] == '\0') {
 		p.position = NFT_POSITION_FALLBACK;
+	} else if (s[0] == 'x' && s[1] == '\0') {
+		p.position = NFT_POSITION_INVALID;
 	} else {
 		if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] != '\0'))
 			return -EINVAL;
@@ -1171,7 +1185,9 @@ static int emit_rule_msg(struct nft_batch *nb, struct nftnl_rule *r, const struc
 static int emit_fixed_rule(struct nft_batch *nb, enum direction dir, enum fixed_rule which)
 {
 	struct nft_obj o = {.kind = OBJ_FIXED_RULE, .dir = dir, .index = which};
-	struct nftnl_rule *r = rule_alloc(dir, NULL);
+	struct nftnl_rule *r = rule_alloc(dir, fixed_id[which]);
+	struct nft_prefix invalid = {.verdict = VERDICT_DROP, .dir = dir, .position = NFT_POSITION_INVALID};
+	char prefix[NFT_PREFIX_MAX];
 	uint32_t lo_ifindex = 1;	  /* the loopback device is ifindex 1 in every netns */
 	uint8_t nd_lo = 133, nd_hi = 136; /* router solicitation .. neighbour advert */
 	bool ok;
@@ -1182,14 +1198,17 @@ static int emit_fixed_rule(struct nft_batch *nb, enum direction dir, enum fixed_
 	switch (which) {
 	case FIXED_ESTABLISHED:
 		ok = add_ct_state(r, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)) &&
-		     add_verdict(r, NF_ACCEPT);
+		     add_counter(r) && add_verdict(r, NF_ACCEPT);
 		break;
 	case FIXED_INVALID:
-		ok = add_ct_state(r, NF_CT_STATE_INVALID_BIT) && add_verdict(r, NF_DROP);
+		nft_prefix_format(&invalid, prefix);
+		ok = add_ct_state(r, NF_CT_STATE_INVALID_BIT) && add_counter(r) &&
+		     add_log(r, prefix, nb->nflog_group) && add_verdict(r, NF_DROP);
 		break;
 	case FIXED_LOOPBACK:
 		ok = add_meta(r, dir == DIR_INGRESS ? NFT_META_IIF : NFT_META_OIF, NFT_REG_1) &&
-		     add_cmp(r, NFT_CMP_EQ, &lo_ifindex, sizeof(lo_ifindex)) && add_verdict(r, NF_ACCEPT);
+		     add_cmp(r, NFT_CMP_EQ, &lo_ifindex, sizeof(lo_ifindex)) && add_counter(r) &&
+		     add_verdict(r, NF_ACCEPT);
 		break;
 	case FIXED_ND:
 	default:
@@ -1197,7 +1216,7 @@ static int emit_fixed_rule(struct nft_batch *nb, enum direction dir, enum fixed_
 		ok = add_meta(r, NFT_META_NFPROTO, NFT_REG_1) && add_cmp_u8(r, NFPROTO_IPV6) &&
 		     add_meta(r, NFT_META_L4PROTO, NFT_REG_1) && add_cmp_u8(r, IPPROTO_ICMPV6) &&
 		     add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) &&
-		     add_cmp(r, NFT_CMP_GTE, &nd_lo, 1) && add_cmp(r, NFT_CMP_LTE, &nd_hi, 1) &&
+		     add_cmp(r, NFT_CMP_GTE, &nd_lo, 1) && add_cmp(r, NFT_CMP_LTE, &nd_hi, 1) && add_counter(r) &&
 		     add_verdict(r, NF_ACCEPT);
 		break;
 	}
@@ -1481,8 +1500,8 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 		snprintf(buf, size, "chain %s", chain_name(o->dir));
 		break;
 	case OBJ_FIXED_RULE:
-		snprintf(buf, size, "rule %s[%" PRIu32 "] (%s)", chain_name(o->dir), o->index,
-			 fixed_text[o->dir][o->index]);
+		snprintf(buf, size, "rule %s[%" PRIu32 "] (%s: %s)", chain_name(o->dir), o->index, fixed_id[o->index],
+			 fixed_match[o->dir][o->index]);
 		break;
 	case OBJ_RULE: {
 		const struct plan_rule *pr = &nb->plan.rules[o->index];
@@ -1837,8 +1856,19 @@ int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, ui
 	for (int d = 0; d < DIR_COUNT; d++) {
 		fprintf(f, "\tchain %s {\n\t\ttype filter hook %s priority 0; policy accept;\n",
 			chain_name(d), d == DIR_INGRESS ? "input" : "output");
-		for (int i = 0; i < FIXED_COUNT; i++)
-			fprintf(f, "\t\t%s\n", fixed_text[d][i]);
+		for (int i = 0; i < FIXED_COUNT; i++) {
+			fprintf(f, "\t\t%s counter ", fixed_match[d][i]);
+			if (i == FIXED_INVALID) {
+				struct nft_prefix invalid = {.verdict = VERDICT_DROP, .dir = d, .position = NFT_POSITION_INVALID};
+				char prefix[NFT_PREFIX_MAX];
+				nft_prefix_format(&invalid, prefix);
+				fprintf(f, "log prefix \"%s\" group %u snaplen %u drop", prefix, nflog_group,
+					NFT_NFLOG_SNAPLEN);
+			} else {
+				fputs("accept", f);
+			}
+			fprintf(f, " comment \"%s\"\n", fixed_id[i]);
+		}
 		for (size_t i = p.first_rule[d]; i < p.first_rule[d + 1]; i++)
 			text_rule(f, ep, &p.rules[i], nflog_group);
 		fprintf(f, "\t}\n%s", d + 1 < DIR_COUNT ? "\n" : "");

@@ -24,15 +24,24 @@ struct mnl_socket;
  *      policy would have dropped it
  *   D  'i' ingress chain, 'e' egress chain
  *   p  the decimal position of the deciding bundle rule in that direction's
- *      list (bundle_endpoint.chains[dir].rules[p]), or '-' for the chain's
- *      fallback (bundle_chain.fallback_reason names it)
- * e.g. "bh:D:i3", "bh:A:e-". Several nft rules made from one bundle rule
+ *      list (bundle_endpoint.chains[dir].rules[p]), '-' for the chain's
+ *      fallback (bundle_chain.fallback_reason names it), or 'x' for the
+ *      drop of packets conntrack calls invalid (NFT_RULE_CT_INVALID)
+ * e.g. "bh:D:i3", "bh:A:e-", "bh:D:ix". Several nft rules made from one bundle rule
  * (one per family and port) share its prefix. The endpoint is the
  * namespace the NFLOG socket reads from, and the rule id comes from the
  * bundle the agent applied, so the prefix stays short: the kernel copies
  * it into every logged packet. */
 #define NFT_PREFIX_MAX	      32
 #define NFT_POSITION_FALLBACK (-1L)
+#define NFT_POSITION_INVALID  (-2L) /* 'x': the chain's "ct state invalid" drop */
+
+/* The comments of the rules every chain starts with (DESIGN §2 step 1),
+ * which are their ids among the hit counts and denied flows. */
+#define NFT_RULE_ESTABLISHED	     "established"
+#define NFT_RULE_CT_INVALID	     "ct-invalid"
+#define NFT_RULE_LOOPBACK	     "loopback"
+#define NFT_RULE_NEIGHBOUR_DISCOVERY "neighbour-discovery"
 
 struct nft_prefix {
 	enum verdict verdict; /* VERDICT_DROP or VERDICT_AUDIT */

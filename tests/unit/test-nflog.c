@@ -160,6 +160,20 @@ TEST(prefixes_that_are_not_ours)
 	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, NULL, 3), &ev) == -ENOENT);
 	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:X:i-", 3), &ev) == -ENOENT);
 	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:D:i007", 3), &ev) == -ENOENT);
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:D:ixx", 3), &ev) == -ENOENT);
+}
+
+TEST(the_invalid_drop_has_its_own_prefix)
+{
+	uint8_t pkt[128];
+	size_t len = ipv4(pkt, IPPROTO_UDP, udp_9999, sizeof(udp_9999), 0, 0);
+	struct nflog_event ev;
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:D:ex", 3), &ev) == 0);
+	CHECK(ev.prefix.position == NFT_POSITION_INVALID && ev.prefix.dir == DIR_EGRESS &&
+	      ev.prefix.verdict == VERDICT_DROP);
+	char text[NFT_PREFIX_MAX];
+	nft_prefix_format(&ev.prefix, text);
+	CHECK_STR(text, "bh:D:ex");
 }
 
 TEST(malformed_messages_are_refused)
