@@ -115,6 +115,11 @@ static int offline_load(struct offline *o, const char *policy_file, const char *
 	diag_release(&d);
 	if (!ok)
 		return EXIT_USAGE;
+	for (size_t i = 0; i < o->inv->n_conflicts; i++) {
+		char text[1024];
+		inventory_conflict_text(&o->inv->conflicts[i], text, sizeof(text));
+		fprintf(stderr, "warning: %s: left out of every label group\n", text);
+	}
 	o->nodes = inventory_nodes(o->inv);
 	if (!o->nodes)
 		abort();

@@ -370,6 +370,13 @@ static void status_print(json_t *reply)
 			  json_is_true(json_object_get(node, "up_to_date")) ? "yes" : "no", eps, errs);
 	}
 	table_print(&t);
+	json_array_foreach(json_object_get(reply, "conflicts"), i, e)
+	{
+		json_t *eps = json_object_get(e, "endpoints");
+		printf("warning: %s is claimed by %s and %s: left out of every label group\n",
+		       str_or(json_object_get(e, "address"), "?"), str_or(json_array_get(eps, 0), "?"),
+		       str_or(json_array_get(eps, 1), "?"));
+	}
 	json_array_foreach(json_object_get(reply, "nodes"), i, node)
 	{
 		json_array_foreach(json_object_get(node, "errors"), k, e)

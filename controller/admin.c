@@ -170,9 +170,10 @@ static json_t *cmd_status(struct admin *a, json_t *req)
 	int64_t rev = compiler_revision(a->compiler);
 	json_t *counters = agents_counters(a->agents);
 	json_object_set_new(counters, "admin_requests_malformed", json_integer((json_int_t)a->malformed));
-	return ok(json_pack("{s:o,s:I,s:o,s:o}", "revision", rev ? json_integer(rev) : json_null(), "time",
-			    (json_int_t)clock_wall_ms(), "nodes", agents_status_nodes(a->agents),
-			    "counters", counters));
+	compiler_refresh(a->compiler);
+	return ok(json_pack("{s:o,s:I,s:o,s:o,s:o}", "revision", rev ? json_integer(rev) : json_null(), "time",
+			    (json_int_t)clock_wall_ms(), "nodes", agents_status_nodes(a->agents), "counters", counters,
+			    "conflicts", compiler_conflicts(a->compiler)));
 }
 
 static json_t *cmd_endpoints(struct admin *a, json_t *req)

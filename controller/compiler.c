@@ -1,5 +1,6 @@
 /* The controller's policy and endpoints → per-node bundles (see compiler.h). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ struct compiler {
 	const char **names; /* NULL-terminated, for compiler_nodes */
 	struct inventory *inv;
 	bool dirty;
+	char *conflicts_said; /* the conflicts last logged, one per line */
 };
 
 struct compiler *compiler_new(void)
@@ -44,6 +46,7 @@ void compiler_free(struct compiler *c)
 	}
 	free(c->nodes);
 	free(c->names);
+	free(c->conflicts_said);
 	inventory_free(c->inv);
 	policy_doc_free(c->doc);
 	free(c);
@@ -137,6 +140,49 @@ const char *const *compiler_nodes(const struct compiler *c)
 	return c->names;
 }
 
+/* Logs the address conflicts when they are not the ones logged last. */
+static void log_conflicts(struct compiler *c)
+{
+	char *now = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&now, &len);
+	for (size_t i = 0; f && i < c->inv->n_conflicts; i++) {
+		char text[1024];
+		inventory_conflict_text(&c->inv->conflicts[i], text, sizeof(text));
+		fprintf(f, "%s\n", text);
+	}
+	if (!f || fclose(f) != 0)
+		abort();
+	if (c->conflicts_said && strcmp(c->conflicts_said, now) == 0) {
+		free(now);
+		return;
+	}
+	for (size_t i = 0; i < c->inv->n_conflicts; i++) {
+		char text[1024];
+		inventory_conflict_text(&c->inv->conflicts[i], text, sizeof(text));
+		log_warn("address conflict: %s; it is left out of every label group until one endpoint claims it",
+			 text);
+	}
+	if (!c->inv->n_conflicts && c->conflicts_said && c->conflicts_said[0])
+		log_info("no address is claimed twice any more");
+	free(c->conflicts_said);
+	c->conflicts_said = now;
+}
+
+json_t *compiler_conflicts(const struct compiler *c)
+{
+	json_t *out = json_array();
+	for (size_t i = 0; c->inv && i < c->inv->n_conflicts; i++) {
+		const struct addr_conflict *x = &c->inv->conflicts[i];
+		char addr[ADDR_STRLEN], a[512], b[512];
+		addr_format(&x->addr, addr);
+		snprintf(a, sizeof(a), "%s/%s", x->a->node, x->a->name);
+		snprintf(b, sizeof(b), "%s/%s", x->b->node, x->b->name);
+		json_array_append_new(out, json_pack("{s:s,s:[s,s]}", "address", addr, "endpoints", a, b));
+	}
+	return out;
+}
+
 bool compiler_refresh(struct compiler *c)
 {
 	if (!c->dirty)
@@ -164,6 +210,7 @@ bool compiler_refresh(struct compiler *c)
 		diag_print(&d, stderr);
 	}
 	diag_release(&d);
+	log_conflicts(c);
 
 	for (size_t i = 0; i < c->n_nodes; i++) {
 		struct node_view *nv = &c->nodes[i];

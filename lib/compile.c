@@ -80,13 +80,16 @@ static int build_set(struct bundle *b, const struct policy_group *g, const struc
 		}
 		return 0;
 	}
-	/* A label group: the addresses of its members on every node. */
+	/* A label group: the addresses of its members on every node, but
+	 * none that another endpoint claims too (inventory.h: conflicts). */
 	s->kind = SET_HOSTS;
 	for (size_t i = 0; i < inv->n; i++) {
 		const struct endpoint *ep = &inv->v[i];
 		if (!compile_group_selects(g, ep))
 			continue;
 		for (size_t k = 0; k < ep->n_addrs; k++) {
+			if (inventory_addr_conflicted(inv, &ep->addrs[k]))
+				continue;
 			struct addr_range r = {ep->addrs[k], ep->addrs[k]};
 			if (range_list_add(ep->addrs[k].family == AF_INET ? &s->v4 : &s->v6, &r) < 0)
 				return -ENOMEM;

@@ -195,6 +195,55 @@ static int endpoint_cmp(const void *a, const void *b)
 	return c ? c : strcmp(x->name, y->name);
 }
 
+struct claim {
+	struct bh_addr addr;
+	const struct endpoint *ep;
+};
+
+static int claim_cmp(const void *a, const void *b)
+{
+	const struct claim *x = a, *y = b;
+	int c = addr_cmp(&x->addr, &y->addr);
+	return c ? c : (x->ep > y->ep) - (x->ep < y->ep); /* the endpoints are in (node, name) order */
+}
+
+/* Every address with two or more claimants, once, sorted. */
+static int find_conflicts(struct inventory *inv)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < inv->n; i++)
+		n += inv->v[i].n_addrs;
+	inv->conflicts = NULL;
+	inv->n_conflicts = 0;
+	if (n < 2)
+		return 0;
+	struct claim *c = malloc(n * sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < inv->n; i++)
+		for (size_t j = 0; j < inv->v[i].n_addrs; j++)
+			c[k++] = (struct claim){inv->v[i].addrs[j], &inv->v[i]};
+	qsort(c, n, sizeof(*c), claim_cmp);
+	size_t n_conf = 0;
+	for (size_t i = 1; i < n; i++)
+		n_conf += addr_cmp(&c[i - 1].addr, &c[i].addr) == 0 && (i < 2 || addr_cmp(&c[i - 2].addr, &c[i].addr) != 0);
+	if (n_conf) {
+		inv->conflicts = arena_calloc(inv->arena, n_conf, sizeof(*inv->conflicts));
+		if (!inv->conflicts) {
+			free(c);
+			return -ENOMEM;
+		}
+		for (size_t i = 1; i < n; i++) {
+			if (addr_cmp(&c[i - 1].addr, &c[i].addr) == 0 && (i < 2 || addr_cmp(&c[i - 2].addr, &c[i].addr) != 0))
+				inv->conflicts[inv->n_conflicts++] =
+					(struct addr_conflict){c[i].addr, c[i - 1].ep, c[i].ep};
+		}
+	}
+	free(c);
+	return 0;
+}
+
 int inventory_finish(struct inventory *inv, struct diag *diag)
 {
 	if (inv->n)
@@ -206,7 +255,27 @@ int inventory_finish(struct inventory *inv, struct diag *diag)
 			r = -EINVAL;
 		}
 	}
+	if (r == 0)
+		r = find_conflicts(inv);
 	return r;
+}
+
+static int conflict_key_cmp(const void *key, const void *elem)
+{
+	return addr_cmp(key, &((const struct addr_conflict *)elem)->addr);
+}
+
+void inventory_conflict_text(const struct addr_conflict *c, char *buf, size_t size)
+{
+	char addr[ADDR_STRLEN];
+	addr_format(&c->addr, addr);
+	snprintf(buf, size, "%s is claimed by %s/%s and %s/%s", addr, c->a->node, c->a->name, c->b->node, c->b->name);
+}
+
+bool inventory_addr_conflicted(const struct inventory *inv, const struct bh_addr *a)
+{
+	return inv->n_conflicts &&
+	       bsearch(a, inv->conflicts, inv->n_conflicts, sizeof(*inv->conflicts), conflict_key_cmp) != NULL;
 }
 
 const char **inventory_nodes(const struct inventory *inv)

@@ -20,10 +20,20 @@ struct endpoint {
 	size_t n_addrs;
 };
 
+/* An address that more than one endpoint claims. Nobody can tell which
+ * claim is true (a stale report, a misconfigured or hostile node), so the
+ * compiler leaves it out of every label group: it fails closed. */
+struct addr_conflict {
+	struct bh_addr addr;
+	const struct endpoint *a, *b; /* the first two claimants, in (node, name) order */
+};
+
 struct inventory {
 	struct arena *arena;
 	struct endpoint *v; /* sorted by (node, name) once finished */
 	size_t n, cap;
+	struct addr_conflict *conflicts; /* sorted by address, once finished */
+	size_t n_conflicts;
 };
 
 enum inventory_flags {
@@ -41,7 +51,9 @@ BH_MUST_CHECK int inventory_load_file(struct inventory *inv, const char *path, c
 				      unsigned flags, struct diag *diag);
 BH_MUST_CHECK int inventory_load_json(struct inventory *inv, json_t *root, const char *node_override,
 				      unsigned flags, struct diag *diag);
-/* Sorts; reports duplicate node/name pairs. 0 or -EINVAL. */
+/* Sorts; reports duplicate node/name pairs (-EINVAL); finds the addresses
+ * claimed by more than one endpoint (conflicts, not errors). 0, -EINVAL or
+ * -ENOMEM. */
 BH_MUST_CHECK int inventory_finish(struct inventory *inv, struct diag *diag);
 
 /* Sorted, unique node names of a finished inventory, in a NULL-terminated
@@ -51,5 +63,10 @@ const char **inventory_nodes(const struct inventory *inv);
 /* The endpoint that holds address a (first in (node, name) order when
  * several claim it), or NULL. Linear: for tools, not per packet. */
 const struct endpoint *inventory_find_by_addr(const struct inventory *inv, const struct bh_addr *a);
+/* Whether more than one endpoint claims a (finished inventory). */
+bool inventory_addr_conflicted(const struct inventory *inv, const struct bh_addr *a);
+/* "198.18.1.5 is claimed by node-a/db-1 and node-b/rogue-1" */
+void inventory_conflict_text(const struct addr_conflict *c, char *buf, size_t size);
+
 /* The endpoint "node/name", or NULL. */
 const struct endpoint *inventory_find(const struct inventory *inv, const char *node, const char *name);
