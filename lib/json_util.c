@@ -10,6 +10,25 @@
 
 #include "json_util.h"
 
+bool json_integral(const json_t *v, json_int_t *out)
+{
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+		return true;
+	}
+	if (!json_is_real(v))
+		return false;
+	double d = json_real_value(v);
+	/* 2^63 is the first double out of range (and NaN is in no range). */
+	if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+		return false;
+	json_int_t i = (json_int_t)d;
+	if ((double)i != d)
+		return false;
+	*out = i;
+	return true;
+}
+
 const char *json_util_type_name_a(json_type type)
 {
 	switch (type) {

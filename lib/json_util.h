@@ -12,6 +12,10 @@
 /* "an object", "a string", … for error messages. */
 const char *json_util_type_name_a(json_type type);
 
+/* An integer as JSON Schema sees one: 3, or 3.0 (a number whose fraction
+ * is zero), within json_int_t. false for anything else. */
+bool json_integral(const json_t *v, json_int_t *out);
+
 /* The closest candidate to word (edit distance ≤ 2 and less than half its
  * length), or NULL. candidates is NULL-terminated. */
 const char *json_util_suggest(const char *word, const char *const *candidates);

@@ -525,13 +525,14 @@ static void parse_policy(struct parser *p, json_t *obj, struct policy *pol)
 	v = json_object_get(obj, "order");
 	if (v) {
 		mark = jpath_push_key(&p->w.path, "order");
-		if (!json_is_integer(v))
+		json_int_t order;
+		if (!json_integral(v, &order))
 			walk_error(&p->w, "expected an integer, got %s", json_util_type_name_a(json_typeof(v)));
-		else if (json_integer_value(v) < INT32_MIN || json_integer_value(v) > INT32_MAX)
-			walk_error(&p->w, "%lld: order out of range (%d to %d)", (long long)json_integer_value(v),
-			     INT32_MIN, INT32_MAX);
+		else if (order < INT32_MIN || order > INT32_MAX)
+			walk_error(&p->w, "%lld: order out of range (%d to %d)", (long long)order, INT32_MIN,
+				   INT32_MAX);
 		else
-			pol->order = (int32_t)json_integer_value(v);
+			pol->order = (int32_t)order;
 		jpath_pop(&p->w.path, mark);
 	}
 
@@ -661,14 +662,15 @@ struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 	walk_description(&p.w, root);
 
 	json_t *v = json_object_get(root, "version");
+	json_int_t version;
 	size_t mark = jpath_push_key(&p.w.path, "version");
 	if (!v)
 		walk_error(&p.w, "missing required key (this Bulkhead reads version %d)", POLICY_VERSION);
-	else if (!json_is_integer(v))
+	else if (!json_integral(v, &version))
 		walk_error(&p.w, "expected an integer, got %s", json_util_type_name_a(json_typeof(v)));
-	else if (json_integer_value(v) != POLICY_VERSION)
-		walk_error(&p.w, "unsupported version %lld (this Bulkhead reads version %d)",
-		     (long long)json_integer_value(v), POLICY_VERSION);
+	else if (version != POLICY_VERSION)
+		walk_error(&p.w, "unsupported version %lld (this Bulkhead reads version %d)", (long long)version,
+			   POLICY_VERSION);
 	doc->version = POLICY_VERSION;
 	jpath_pop(&p.w.path, mark);
 

@@ -13,6 +13,10 @@ follows from where it lives:
   .../invalid-semantic/        schema valid,   C invalid (exit 2)
                                (errors the schema cannot express)
 
+With no FILE it also checks, against the schema alone, the policy inline
+in every tests/fixtures/eval/*.json scenario (the evaluator tests hold
+them valid in C: they compile them).
+
 "C" is `$BULKHEAD_CLI policy validate FILE` (default build/cli/bulkhead under
 the repository root). --schema-only skips it. A file that is not valid JSON
 counts as schema-invalid. Prints `ok FILE` or `FAIL FILE: ...` per file, then
@@ -167,6 +171,20 @@ def main(argv):
             msg += " (" + "; ".join(notes) + ")"
         print(msg)
         failed += 1
+    if not args:
+        for path in sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "eval", "*.json"))):
+            with open(path, encoding="utf-8") as f:
+                scenario = json.load(f)
+            if "policy" not in scenario:
+                continue  # names a policy_file: an example, checked above
+            err = jsonschema.exceptions.best_match(validator.iter_errors(scenario["policy"]))
+            if err is None:
+                print("ok %s (its policy)" % display(path))
+                passed += 1
+            else:
+                ptr = "".join("/" + str(p) for p in err.absolute_path)
+                print("FAIL %s: its policy is schema-invalid: /policy%s: %s" % (display(path), ptr, err.message))
+                failed += 1
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
