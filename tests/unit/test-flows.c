@@ -70,7 +70,7 @@ static void record_packet(struct flows *f, uint16_t port, uint64_t now)
 	flows_record(f, "web1", &ev, NULL, "default-deny", now);
 }
 
-static json_t *sent[8];
+static json_t *sent[2 * FLOWS_IN_FLIGHT];
 static size_t n_sent;
 
 static void capture(void *arg, json_t *body)
@@ -186,6 +186,91 @@ TEST(acknowledged_batches_leave_the_journal)
 	snprintf(want, sizeof(want), "\"seq\":%llu,", (unsigned long long)seq);
 	CHECK(journal && strstr(journal, want) && !strstr(journal, "\"seq\":3,"));
 	free(journal);
+	flows_free(f);
+	remove_dir();
+}
+
+static json_int_t status_of(struct flows *f, const char *key)
+{
+	json_t *st = flows_status(f);
+	json_int_t v = member(st, key);
+	json_decref(st);
+	return v;
+}
+
+/* One window of 200 distinct flows (ports), 3 packets each. */
+static uint64_t record_window(struct flows *f, uint64_t *now)
+{
+	for (int p = 1; p <= 200; p++)
+		for (int k = 0; k < 3; k++)
+			record_packet(f, (uint16_t)p, *now);
+	flows_tick(f, *now + 1, 1, true);
+	*now += 2;
+	return 600;
+}
+
+static uint64_t packets_of(const json_t *body)
+{
+	uint64_t n = 0;
+	size_t i;
+	json_t *row;
+	json_array_foreach(json_object_get(body, "flows"), i, row) n += (uint64_t)member(row, "count");
+	return n;
+}
+
+static uint64_t spool_lost_of(const json_t *body)
+{
+	uint64_t n = 0;
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(body, "lost"), i, l) n += (uint64_t)member(l, "spool");
+	return n;
+}
+
+/* Everything the spool holds, sent and acknowledged in order: the packets
+ * delivered and the spool losses reported. */
+static void drain_all(struct flows *f, uint64_t *delivered, uint64_t *reported_lost, uint64_t now)
+{
+	for (int round = 0; round < 100000; round++) {
+		flows_send(f, now, capture, NULL);
+		if (!n_sent)
+			return;
+		for (size_t i = 0; i < n_sent; i++) {
+			*delivered += packets_of(sent[i]);
+			*reported_lost += spool_lost_of(sent[i]);
+			flows_acked(f, (uint64_t)member(sent[i], "epoch"), (uint64_t)member(sent[i], "seq"));
+		}
+		release_sent();
+		flows_tick(f, now, 1, false); /* a reported loss makes a batch of its own */
+	}
+}
+
+TEST(a_full_spool_overflows_to_the_file_then_drops_and_says_how_much)
+{
+	make_dir();
+	struct flows *f = flows_new(dir, 9);
+	uint64_t now = 1000, recorded = 0;
+	while (!status_of(f, "spooled_to_file"))
+		recorded += record_window(f, &now);
+	CHECK(status_of(f, "spooled_in_memory") > 0);
+	CHECK(file_size(FLOWS_SPOOL_FILE) > 0);
+	CHECK(file_size(FLOWS_JOURNAL_FILE) <= (long)FLOWS_SPOOL_MEM_MAX); /* only what is in memory */
+	while (!status_of(f, "spool_dropped"))
+		recorded += record_window(f, &now);
+	CHECK(file_size(FLOWS_SPOOL_FILE) <= (long)FLOWS_SPOOL_FILE_MAX);
+	/* One more window, dropped too (the spool is still full): what it
+	 * would have reported of the first loss is carried with its own. */
+	recorded += record_window(f, &now);
+	uint64_t dropped = 2 * 600;
+
+	uint64_t delivered = 0, reported_lost = 0;
+	drain_all(f, &delivered, &reported_lost, now + 10);
+	CHECK(reported_lost == dropped);
+	CHECK(delivered + reported_lost == recorded);
+	CHECK(status_of(f, "spooled_in_memory") == 0 && status_of(f, "spooled_in_file") == 0);
+	CHECK(file_size(FLOWS_SPOOL_FILE) == 0 && file_size(FLOWS_JOURNAL_FILE) == 0);
+	fprintf(stderr, "  # %llu packets recorded, %llu delivered, %llu reported lost\n",
+		(unsigned long long)recorded, (unsigned long long)delivered, (unsigned long long)reported_lost);
 	flows_free(f);
 	remove_dir();
 }
