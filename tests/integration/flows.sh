@@ -124,6 +124,7 @@ check "an audit reads differently: AUDIT (passed), with its rule" \
 check "the outside world reads: 198.18.0.31 [partners]" grep -q '198.18.0.31 \[partners\] .* icmp/8/0 ' "$TMP/report.txt"
 check "newest first" test "$(bh flows --json | json_get "all(a['last'] >= b['last'] for a, b in zip(j['flows'], j['flows'][1:]))")" = True
 check "--verdict audit shows only audits" test "$(bh flows --verdict audit --json | json_get "sorted(set(r['verdict'] for r in j['flows']))")" = "['audit']"
+check "--verdict deny shows only denials" test "$(bh flows --verdict deny --json | json_get "sorted(set(r['verdict'] for r in j['flows']))")" = "['deny']"
 check "--node n2 shows only n2" test "$(bh flows --node n2 --json | json_get "sorted(set(r['node'] for r in j['flows']))")" = "['n2']"
 check "--group partners: only flows with an end in partners" \
 	test "$(bh flows --group partners --json | json_get "sorted(set(r['src'] for r in j['flows']))")" = "['198.18.0.31']"
