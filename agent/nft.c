@@ -358,6 +358,13 @@ static int plan_rules_for(struct plan *p, enum direction dir, size_t pos, const 
 			r.set = by_set[2 * br->sets[s] + f];
 			for (size_t j = 0; j < n_ports; j++) {
 				r.port = br->any_port ? NULL : &br->ports[j];
+				/* ICMP is IPv4's, ICMPv6 IPv6's: the other family's
+				 * rule could never match, and would cost every packet
+				 * a look. (Membership never changes this: deltas
+				 * stay deltas.) */
+				if (r.port && ((r.family == AF_INET && r.port->proto == IPPROTO_ICMPV6) ||
+					       (r.family == AF_INET6 && r.port->proto == IPPROTO_ICMP)))
+					continue;
 				ret = plan_add_rule(p, &r);
 				if (ret < 0)
 					return ret;
