@@ -393,6 +393,8 @@ if apply reject srv old swap; then
 else
 	ok "a delta deleting a missing element is rejected: $(grep rejected "$TMP/reject.out" | cut -c1-110)"
 fi
+check "the kernel's refusal names the object: the deletion from $WEBSET and its bundle set" -- \
+	grep -Eq "rejected: delete elements from #[0-9]+ of set $WEBSET \(bundle set [^)]+\): No such file or directory" "$TMP/reject.out"
 check "the rejected delta left the table whole (elements, rules, handles)" -- \
 	test "$S0" = "$(stateless srv)" -a "$H2" = "$(handles srv)"
 flow fail web2 80 4 # its addition went with the failed transaction
