@@ -111,6 +111,28 @@ static void key_from_event(const struct nflog_event *ev, struct flow_key *k)
 
 static void spool_refill(struct flows *f);
 
+/* The batches from b to the end of the list, a line each, as the spool
+ * and the journal hold them, then extra (extra_len bytes, may be 0).
+ * malloc()ed, its length in *len. */
+static char *batch_lines(const struct batch *b, const char *extra, size_t extra_len, size_t *len)
+{
+	char *buf = NULL;
+	FILE *out = open_memstream(&buf, len);
+	if (!out)
+		abort();
+	for (; b; b = b->next) {
+		char *line = json_dumps(b->body, JSON_COMPACT);
+		if (line)
+			fprintf(out, "%s\n", line);
+		free(line);
+	}
+	if (extra_len)
+		fwrite(extra, 1, extra_len, out);
+	if (fclose(out) != 0)
+		abort();
+	return buf;
+}
+
 /* ---- the journal ---- */
 
 static void journal_path(const struct flows *f, char *buf, size_t size)
@@ -169,16 +191,8 @@ static void journal_compact(struct flows *f)
 	if (f->journal_garbage < FLOWS_JOURNAL_SLACK || f->journal_garbage < f->mem_bytes ||
 	    f->journal_garbage < f->journal_rewrite_at)
 		return;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&buf, &len);
-	for (struct batch *b = f->head; b; b = b->next) {
-		char *line = json_dumps(b->body, JSON_COMPACT);
-		if (line)
-			fprintf(out, "%s\n", line);
-		free(line);
-	}
-	fclose(out);
+	size_t len;
+	char *buf = batch_lines(f->head, NULL, 0, &len);
 	/* A new file by rename: the old one stays whole until then. */
 	int r = state_write(f->state_dir, FLOWS_JOURNAL_FILE, buf, len);
 	free(buf);
@@ -316,18 +330,8 @@ static void spool_save(struct flows *f)
 	size_t old_len = 0;
 	if (f->file_batches && state_read(f->state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &old, &old_len) < 0)
 		old_len = 0;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&buf, &len);
-	for (struct batch *b = f->head; b; b = b->next) {
-		char *line = json_dumps(b->body, JSON_COMPACT);
-		if (line)
-			fprintf(out, "%s\n", line);
-		free(line);
-	}
-	if (old_len)
-		fwrite(old, 1, old_len, out);
-	fclose(out);
+	size_t len;
+	char *buf = batch_lines(f->head, old, old_len, &len);
 	int r = state_write(f->state_dir, FLOWS_SPOOL_FILE, buf, len);
 	if (r < 0)
 		log_error_errno(r, "writing %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
@@ -558,16 +562,8 @@ static void spool_refill(struct flows *f)
 	/* Into the journal too, before they leave the file. */
 	bool journaled = true;
 	if (f->journal_fd >= 0) {
-		char *buf = NULL;
-		size_t blen = 0;
-		FILE *out = open_memstream(&buf, &blen);
-		for (struct batch *b = old_tail ? old_tail->next : f->head; b; b = b->next) {
-			char *l = json_dumps(b->body, JSON_COMPACT);
-			if (l)
-				fprintf(out, "%s\n", l);
-			free(l);
-		}
-		fclose(out);
+		size_t blen;
+		char *buf = batch_lines(old_tail ? old_tail->next : f->head, NULL, 0, &blen);
 		journaled = journal_append(f, buf, blen);
 		free(buf);
 	}

@@ -162,6 +162,25 @@ static bool check_strings(json_t *arr, const char *where, char *err, size_t n)
 	return ok;
 }
 
+/* obj's string key is one of words (NULL-terminated); else the error
+ * "where: \"key\" must be \"a\", \"b\" or \"c\"". */
+static bool check_word(json_t *obj, const char *key, const char *const *words, const char *where, char *err,
+		       size_t n)
+{
+	const char *v = json_string_value(json_object_get(obj, key));
+	size_t count = 0;
+	for (; words[count]; count++)
+		if (v && strcmp(v, words[count]) == 0)
+			return true;
+	int len = snprintf(err, n, "%s: \"%s\" must be ", where, key);
+	for (size_t i = 0; i < count && len >= 0 && (size_t)len < n; i++)
+		len += snprintf(err + len, n - (size_t)len, "%s\"%s\"", i == 0 ? "" : i + 1 == count ? " or " : ", ",
+				words[i]);
+	return false;
+}
+
+static const char *const directions[] = {"ingress", "egress", NULL};
+
 static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 {
 	size_t i;
@@ -179,18 +198,11 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 		json_array_foreach(json_object_get(body, "flows"), i, e)
 		{
 			snprintf(where, sizeof(where), "flows[%zu]", i);
-			if (!check_fields(e, flow_fields, where, err, n))
+			static const char *const verdicts[] = {"deny", "audit", NULL};
+			if (!check_fields(e, flow_fields, where, err, n) ||
+			    !check_word(e, "dir", directions, where, err, n) ||
+			    !check_word(e, "verdict", verdicts, where, err, n))
 				return false;
-			const char *dir = json_string_value(json_object_get(e, "dir"));
-			const char *verdict = json_string_value(json_object_get(e, "verdict"));
-			if (strcmp(dir, "ingress") != 0 && strcmp(dir, "egress") != 0) {
-				snprintf(err, n, "%s: \"dir\" must be \"ingress\" or \"egress\"", where);
-				return false;
-			}
-			if (strcmp(verdict, "deny") != 0 && strcmp(verdict, "audit") != 0) {
-				snprintf(err, n, "%s: \"verdict\" must be \"deny\" or \"audit\"", where);
-				return false;
-			}
 		}
 		json_array_foreach(json_object_get(body, "lost"), i, e)
 		{
@@ -201,19 +213,11 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 		json_array_foreach(json_object_get(body, "hits"), i, e)
 		{
 			snprintf(where, sizeof(where), "hits[%zu]", i);
-			if (!check_fields(e, hit_fields, where, err, n))
+			static const char *const verdicts[] = {"allow", "deny", "audit", NULL};
+			if (!check_fields(e, hit_fields, where, err, n) ||
+			    !check_word(e, "dir", directions, where, err, n) ||
+			    !check_word(e, "verdict", verdicts, where, err, n))
 				return false;
-			const char *dir = json_string_value(json_object_get(e, "dir"));
-			const char *verdict = json_string_value(json_object_get(e, "verdict"));
-			if (strcmp(dir, "ingress") != 0 && strcmp(dir, "egress") != 0) {
-				snprintf(err, n, "%s: \"dir\" must be \"ingress\" or \"egress\"", where);
-				return false;
-			}
-			if (strcmp(verdict, "allow") != 0 && strcmp(verdict, "deny") != 0 &&
-			    strcmp(verdict, "audit") != 0) {
-				snprintf(err, n, "%s: \"verdict\" must be \"allow\", \"deny\" or \"audit\"", where);
-				return false;
-			}
 		}
 	}
 	if (t == PROTO_DELTA) {
