@@ -61,6 +61,20 @@ static void loop_reap(struct loop *l)
 	}
 }
 
+/* Frees the calls for data in the list at p; every call when data is NULL. */
+static void cancel_in(struct loop_deferred **p, void *data)
+{
+	while (*p) {
+		struct loop_deferred *d = *p;
+		if (data && d->data != data) {
+			p = &d->next;
+			continue;
+		}
+		*p = d->next;
+		free(d);
+	}
+}
+
 void loop_free(struct loop *l)
 {
 	if (!l)
@@ -68,16 +82,8 @@ void loop_free(struct loop *l)
 	for (struct loop_source *s = l->sources; s; s = s->next)
 		s->dead = true;
 	loop_reap(l);
-	while (l->deferred) {
-		struct loop_deferred *d = l->deferred;
-		l->deferred = d->next;
-		free(d);
-	}
-	while (l->running) {
-		struct loop_deferred *d = l->running;
-		l->running = d->next;
-		free(d);
-	}
+	cancel_in(&l->running, NULL);
+	cancel_in(&l->deferred, NULL);
 	close(l->epfd);
 	free(l);
 }
@@ -142,19 +148,6 @@ void loop_defer(struct loop *l, loop_fn fn, void *data)
 	*d = (struct loop_deferred){.fn = fn, .data = data};
 	*l->deferred_tail = d;
 	l->deferred_tail = &d->next;
-}
-
-static void cancel_in(struct loop_deferred **p, void *data)
-{
-	while (*p) {
-		struct loop_deferred *d = *p;
-		if (d->data != data) {
-			p = &d->next;
-			continue;
-		}
-		*p = d->next;
-		free(d);
-	}
 }
 
 void loop_cancel_deferred(struct loop *l, void *data)

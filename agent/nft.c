@@ -536,6 +536,14 @@ static void rule_comment(const struct bundle_endpoint *ep, const struct plan_rul
 	buf[n] = '\0';
 }
 
+/* The prefix of a chain's "ct state invalid" drop. */
+static void invalid_prefix(enum direction dir, char buf[NFT_PREFIX_MAX])
+{
+	struct nft_prefix pfx = {.verdict = VERDICT_DROP, .dir = dir, .position = NFT_POSITION_INVALID};
+
+	nft_prefix_format(&pfx, buf);
+}
+
 static void rule_prefix(const struct plan_rule *r, char buf[NFT_PREFIX_MAX])
 {
 	struct nft_prefix pfx = {.verdict = r->verdict, .dir = r->dir, .position = r->pos};
@@ -1193,7 +1201,6 @@ static int emit_fixed_rule(struct nft_batch *nb, enum direction dir, enum fixed_
 {
 	struct nft_obj o = {.kind = OBJ_FIXED_RULE, .dir = dir, .index = which};
 	struct nftnl_rule *r = rule_alloc(dir, fixed_id[which]);
-	struct nft_prefix invalid = {.verdict = VERDICT_DROP, .dir = dir, .position = NFT_POSITION_INVALID};
 	char prefix[NFT_PREFIX_MAX];
 	uint32_t lo_ifindex = 1;	  /* the loopback device is ifindex 1 in every netns */
 	uint8_t nd_lo = 133, nd_hi = 136; /* router solicitation .. neighbour advert */
@@ -1208,7 +1215,7 @@ static int emit_fixed_rule(struct nft_batch *nb, enum direction dir, enum fixed_
 		     add_counter(r) && add_verdict(r, NF_ACCEPT);
 		break;
 	case FIXED_INVALID:
-		nft_prefix_format(&invalid, prefix);
+		invalid_prefix(dir, prefix);
 		ok = add_ct_state(r, NF_CT_STATE_INVALID_BIT) && add_counter(r) &&
 		     add_log(r, prefix, nb->nflog_group) && add_verdict(r, NF_DROP);
 		break;
@@ -1866,9 +1873,8 @@ int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, ui
 		for (int i = 0; i < FIXED_COUNT; i++) {
 			fprintf(f, "\t\t%s counter ", fixed_match[d][i]);
 			if (i == FIXED_INVALID) {
-				struct nft_prefix invalid = {.verdict = VERDICT_DROP, .dir = d, .position = NFT_POSITION_INVALID};
 				char prefix[NFT_PREFIX_MAX];
-				nft_prefix_format(&invalid, prefix);
+				invalid_prefix(d, prefix);
 				fprintf(f, "log prefix \"%s\" group %u snaplen %u drop", prefix, nflog_group,
 					NFT_NFLOG_SNAPLEN);
 			} else {

@@ -36,11 +36,11 @@ static int reply_failure(json_t *reply)
 	return code == EXIT_USAGE ? EXIT_USAGE : EXIT_FAIL;
 }
 
-/* One request, the reply on success (NULL with *ret set otherwise). */
 /* When > 0: how long the next call may wait for an answer (status --wait
  * keeps within its own budget). */
 static int call_timeout_ms;
 
+/* One request, the reply on success (NULL with *ret set otherwise). */
 static json_t *call(const char *endpoint, json_t *req, int *ret)
 {
 	struct admin_conn c = {0};
@@ -664,9 +664,10 @@ static int flows(const char *admin, int argc, char **argv)
 			bool allow = strcmp(v, "allow") == 0, audit = strcmp(v, "audit") == 0;
 			snprintf(hits, sizeof(hits), "%lld", (long long)json_integer_value(json_object_get(row, "hits")));
 			snprintf(bytes, sizeof(bytes), "%lld", (long long)json_integer_value(json_object_get(row, "bytes")));
-			snprintf(count, sizeof(count), "%s", "-");
-			snprintf(pairs, sizeof(pairs), "%s", "-");
-			if (!allow) {
+			if (allow) { /* allowed packets are never reported per flow */
+				strcpy(count, "-");
+				strcpy(pairs, "-");
+			} else {
 				snprintf(count, sizeof(count), "%lld",
 					 (long long)json_integer_value(json_object_get(row, "count")));
 				snprintf(pairs, sizeof(pairs), "%lld",

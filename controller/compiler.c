@@ -157,12 +157,9 @@ static void log_conflicts(struct compiler *c)
 		free(now);
 		return;
 	}
-	for (size_t i = 0; i < c->inv->n_conflicts; i++) {
-		char text[1024];
-		inventory_conflict_text(&c->inv->conflicts[i], text, sizeof(text));
-		log_warn("address conflict: %s; it is left out of every label group until one endpoint claims it",
-			 text);
-	}
+	for (const char *line = now, *end; (end = strchr(line, '\n')); line = end + 1)
+		log_warn("address conflict: %.*s; it is left out of every label group until one endpoint claims it",
+			 (int)(end - line), line);
 	if (!c->inv->n_conflicts && c->conflicts_said && c->conflicts_said[0])
 		log_info("no address is claimed twice any more");
 	free(c->conflicts_said);

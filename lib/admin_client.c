@@ -22,9 +22,7 @@ int admin_conn_open(struct admin_conn *c, const char *endpoint)
 	int64_t max = ADMIN_MAX_MSG;
 	if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
 	    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 ||
-	    zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &c->timeout_ms, sizeof(c->timeout_ms)) < 0 ||
-	    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof(c->timeout_ms)) < 0 ||
-	    zmq_connect(c->sock, endpoint) < 0) {
+	    admin_conn_set_timeout(c, c->timeout_ms) < 0 || zmq_connect(c->sock, endpoint) < 0) {
 		fprintf(stderr, "bulkhead: admin endpoint %s: %s\n", endpoint, zmq_strerror(errno));
 		return -1;
 	}

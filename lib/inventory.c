@@ -207,6 +207,12 @@ static int claim_cmp(const void *a, const void *b)
 	return c ? c : (x->ep > y->ep) - (x->ep < y->ep); /* the endpoints are in (node, name) order */
 }
 
+/* Whether c[i] is the second claim of an address (sorted claims). */
+static bool second_claim(const struct claim *c, size_t i)
+{
+	return addr_cmp(&c[i - 1].addr, &c[i].addr) == 0 && (i < 2 || addr_cmp(&c[i - 2].addr, &c[i].addr) != 0);
+}
+
 /* Every address with two or more claimants, once, sorted. */
 static int find_conflicts(struct inventory *inv)
 {
@@ -227,7 +233,7 @@ static int find_conflicts(struct inventory *inv)
 	qsort(c, n, sizeof(*c), claim_cmp);
 	size_t n_conf = 0;
 	for (size_t i = 1; i < n; i++)
-		n_conf += addr_cmp(&c[i - 1].addr, &c[i].addr) == 0 && (i < 2 || addr_cmp(&c[i - 2].addr, &c[i].addr) != 0);
+		n_conf += second_claim(c, i);
 	if (n_conf) {
 		inv->conflicts = arena_calloc(inv->arena, n_conf, sizeof(*inv->conflicts));
 		if (!inv->conflicts) {
@@ -235,7 +241,7 @@ static int find_conflicts(struct inventory *inv)
 			return -ENOMEM;
 		}
 		for (size_t i = 1; i < n; i++) {
-			if (addr_cmp(&c[i - 1].addr, &c[i].addr) == 0 && (i < 2 || addr_cmp(&c[i - 2].addr, &c[i].addr) != 0))
+			if (second_claim(c, i))
 				inv->conflicts[inv->n_conflicts++] =
 					(struct addr_conflict){c[i].addr, c[i - 1].ep, c[i].ep};
 		}

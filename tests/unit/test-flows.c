@@ -209,21 +209,13 @@ static uint64_t record_window(struct flows *f, uint64_t *now)
 	return 600;
 }
 
-static uint64_t packets_of(const json_t *body)
+/* The sum of key over the objects of body's array list. */
+static uint64_t sum_of(const json_t *body, const char *list, const char *key)
 {
 	uint64_t n = 0;
 	size_t i;
-	json_t *row;
-	json_array_foreach(json_object_get(body, "flows"), i, row) n += (uint64_t)member(row, "count");
-	return n;
-}
-
-static uint64_t spool_lost_of(const json_t *body)
-{
-	uint64_t n = 0;
-	size_t i;
-	json_t *l;
-	json_array_foreach(json_object_get(body, "lost"), i, l) n += (uint64_t)member(l, "spool");
+	json_t *o;
+	json_array_foreach(json_object_get(body, list), i, o) n += (uint64_t)member(o, key);
 	return n;
 }
 
@@ -236,8 +228,8 @@ static void drain_all(struct flows *f, uint64_t *delivered, uint64_t *reported_l
 		if (!n_sent)
 			return;
 		for (size_t i = 0; i < n_sent; i++) {
-			*delivered += packets_of(sent[i]);
-			*reported_lost += spool_lost_of(sent[i]);
+			*delivered += sum_of(sent[i], "flows", "count");
+			*reported_lost += sum_of(sent[i], "lost", "spool");
 			flows_acked(f, (uint64_t)member(sent[i], "epoch"), (uint64_t)member(sent[i], "seq"));
 		}
 		release_sent();
