@@ -334,6 +334,36 @@ static json_t *wide_batch(int64_t seq, int64_t end, int n)
 	return b;
 }
 
+TEST(a_version_3_database_gets_its_nodes_usage_counted)
+{
+	struct store *s = open_store();
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	int64_t now = clock_wall_ms(), records = -1;
+	json_t *a = batch(1, now, 2), *b = batch(2, now, 3);
+	CHECK(add(s, "n1", a) == 1 && add(s, "n2", b) == 1);
+	store_free(s);
+	/* What version 3 had: no usage, no drops. */
+	raw_sql("DROP TABLE flow_usage; DROP TABLE flow_drops; PRAGMA user_version = 3;");
+	char *err = NULL;
+	s = store_open(dir, &err);
+	CHECK(s != NULL);
+	free(err);
+	if (!s)
+		return;
+	CHECK(store_flow_records(s, "n1", &records) == 0 && records == 3);
+	CHECK(store_flow_records(s, "n2", &records) == 0 && records == 3);
+	CHECK(add(s, "n1", a) == 0); /* its keys are still known */
+	struct flow_query q = {.mode = FLOW_QUERY_REPORT};
+	json_t *r = query(s, &q);
+	CHECK(r && json_array_size(json_object_get(r, "dropped")) == 0);
+	json_decref(r);
+	json_decref(a);
+	json_decref(b);
+	close_store(s);
+}
+
 TEST(a_flow_query_past_its_limit_is_stopped_and_says_so)
 {
 	struct store *s = open_store();
