@@ -607,7 +607,13 @@ static void on_flows_malformed(struct agents *a, struct node_link *n, const void
 	else if (keyed)
 		flowcheck_bucket_take(&n->flow_bucket, 1);
 	json_decref(key);
-	log_warn("node %s: flow batch %lld/%lld rejected: %s", n->node, (long long)epoch, (long long)seq, why);
+	int64_t *logged = &n->drop_logged_ms[STORE_DROP_REJECTED], mono = clock_mono_ms();
+	if (!*logged || mono - *logged >= FLOW_DROP_LOG_MS) {
+		*logged = mono;
+		log_warn("node %s: flow batch %lld/%lld rejected: %s (logged once a minute; `bulkhead flows` counts "
+			 "them)",
+			 n->node, (long long)epoch, (long long)seq, why);
+	}
 	send_flows_ack(a, n, epoch, seq, why);
 }
 
