@@ -582,8 +582,8 @@ static bool flows_print_lost(json_t *reply)
 					"(the controller's log says why; the agent keeps them in its flows.quarantine)\n",
 				node, batches);
 		else if (strcmp(reason, "expired") == 0)
-			fprintf(stderr, "warning: node %s: %lld flow batch(es) (%lld packets) older than the retention not "
-					"stored (is the node's clock behind?)\n", node, batches, packets);
+			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) older than the retention not "
+					"stored (is the node's clock behind?)\n", node, records, packets);
 		else if (strcmp(reason, "future") == 0)
 			fprintf(stderr, "warning: node %s: %lld flow record(s) dated in the future, shown at the "
 					"controller's time (is the node's clock ahead?)\n", node, records);

@@ -66,6 +66,11 @@ static bool keep_record(json_t *item, void *data)
 		add(p->drops, STORE_DROP_FOREIGN, 1, packets);
 		return false;
 	}
+	/* A window older than the retention would be deleted at once. */
+	if (p->is_flow && p->l->keep_after_ms && member(item, "last") < p->l->keep_after_ms) {
+		add(p->drops, STORE_DROP_EXPIRED, 1, packets);
+		return false;
+	}
 	if (p->kept >= p->allowed) {
 		add(p->drops, p->over, 1, packets);
 		return false;

@@ -3,7 +3,7 @@
  * schema has checked the batch's shape and ranges; here it is held to its
  * node and to the controller's limits:
  *   - a batch whose window ended before the retention is not kept (the
- *     node's clock is behind): "expired";
+ *     node's clock is behind), nor a flow last seen before it: "expired";
  *   - times ahead of the controller's clock by more than a slack are set to
  *     the controller's time (retention would never delete them): "future",
  *     stored all the same;

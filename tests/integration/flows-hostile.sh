@@ -112,7 +112,7 @@ check "1 record dated in the future counted" test "$(dropped n1 future records)"
 check "the expired batch counted: 1 batch, 4 packets" test "$(dropped n1 expired batches)/$(dropped n1 expired packets)" = 1/4
 bh flows >/dev/null 2>"$TMP/warnings"
 check "the report warns: rejected batches" grep -q 'node n1: 3 flow batch(es) rejected as malformed' "$TMP/warnings"
-check "the report warns: the clock behind" grep -q "node n1: 1 flow batch(es) (4 packets) older than the retention not stored (is the node's clock behind?)" "$TMP/warnings"
+check "the report warns: the clock behind" grep -q "node n1: 1 flow record(s) (4 packets) older than the retention not stored (is the node's clock behind?)" "$TMP/warnings"
 check "the report warns: the clock ahead" grep -q "node n1: 1 flow record(s) dated in the future" "$TMP/warnings"
 check "the report warns: endpoints not the node's" grep -q "node n1: 1 flow record(s) (7 packets) of endpoints the node did not report" "$TMP/warnings"
 check "the controller logged the rejections" grep -q 'node n1: flow batch 1000/1 rejected: ' "$TMP/controller.log"

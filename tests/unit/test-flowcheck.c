@@ -83,6 +83,14 @@ TEST(a_clock_eight_days_behind_makes_expired_batches_not_silence)
 	CHECK(json_array_size(json_object_get(b, "lost")) == 1); /* losses are losses still */
 	const struct store_drop_count *e = &d.v[STORE_DROP_EXPIRED];
 	CHECK(e->batches == 1 && e->records == 4 && e->packets == 6);
+	/* A flow of 1970 in a batch of now: expired alone. */
+	json_decref(b);
+	b = batch(2, NOW);
+	json_array_append_new(json_object_get(b, "flows"), flow("web1", 77, 9, 0));
+	struct store_drops d1 = {0};
+	CHECK(flowcheck_batch(b, names, &l, &d1) == 2 && n_flows(b) == 2);
+	CHECK(d1.v[STORE_DROP_EXPIRED].batches == 1 && d1.v[STORE_DROP_EXPIRED].records == 1 &&
+	      d1.v[STORE_DROP_EXPIRED].packets == 9);
 	/* Without a retention nothing expires. */
 	json_decref(b);
 	b = batch(3, NOW - 8 * 24 * 60 * MINUTE);
