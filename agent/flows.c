@@ -76,8 +76,6 @@ struct flows {
 	bool journal_failing;	     /* logged: an append failed */
 	uint64_t file_bytes, file_batches; /* newer than every batch in memory */
 
-	bool quarantine_full_logged;
-
 	struct {
 		uint64_t events, batches, acked, resent, spooled_to_file, spool_dropped;
 		uint64_t quarantined, quarantined_packets; /* rejected by the controller, or unreadable */
@@ -397,7 +395,8 @@ void flows_record(struct flows *f, const char *endpoint, const struct nflog_even
 	fl->first = fl->last = now_ms;
 	fl->next = f->buckets[slot];
 	f->buckets[slot] = fl;
-	f->n_flows++;
+	if (++f->n_flows >= FLOWS_WINDOW_MAX) /* a batch never outgrows the schema */
+		flows_tick(f, now_ms, 0, true);
 }
 
 void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_t gap)
@@ -445,6 +444,8 @@ void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const 
 	h->bytes = add_capped(h->bytes, bytes, PROTO_FLOWS_BYTES_MAX);
 	if (!f->window_start)
 		f->window_start = now_ms;
+	if (f->n_hits >= FLOWS_WINDOW_MAX)
+		flows_tick(f, now_ms, 0, true);
 }
 
 static json_t *flow_json(const struct flow *fl)

@@ -375,6 +375,44 @@ TEST(what_the_agent_sends_keeps_to_the_wire_schema)
 	flows_free(f);
 }
 
+TEST(a_window_closes_when_full_never_past_the_schema)
+{
+	make_dir(); /* a full window is more than the memory spool holds */
+	struct flows *f = flows_new(dir, 14);
+	/* More distinct flows than a batch may hold, within one tick. */
+	for (uint32_t i = 0; i < FLOWS_WINDOW_MAX + 10; i++) {
+		struct nflog_event ev = {.family = AF_INET, .proto = 17, .has_port = true, .port = (uint16_t)i};
+		ev.src[0] = 198, ev.src[1] = 18, ev.src[2] = (uint8_t)(i >> 16), ev.src[3] = 1;
+		ev.dst[0] = 198, ev.dst[1] = 18, ev.dst[3] = 2;
+		ev.prefix.verdict = VERDICT_DROP;
+		ev.prefix.dir = DIR_INGRESS;
+		ev.prefix.position = -1;
+		flows_record(f, "web1", &ev, NULL, "default-deny", 10);
+	}
+	flows_tick(f, 20, 1000, true);
+	/* Two batches (the first bigger than the memory spool: it waits in the
+	 * file and goes alone), each within the schema. */
+	size_t batches = 0, flows = 0;
+	bool all_decode = true;
+	for (int round = 0; round < 10; round++) {
+		flows_send(f, 30, capture, NULL);
+		if (!n_sent)
+			break;
+		for (size_t i = 0; i < n_sent; i++) {
+			batches++;
+			flows += json_array_size(json_object_get(sent[i], "flows"));
+			all_decode &= decodes(sent[i]);
+			CHECK(json_array_size(json_object_get(sent[i], "flows")) <= FLOWS_WINDOW_MAX);
+			flows_acked(f, (uint64_t)member(sent[i], "epoch"), (uint64_t)member(sent[i], "seq"));
+		}
+		release_sent();
+	}
+	CHECK(batches == 2 && flows == FLOWS_WINDOW_MAX + 10 && all_decode);
+	release_sent();
+	flows_free(f);
+	remove_dir();
+}
+
 int main(void)
 {
 	return test_main();
