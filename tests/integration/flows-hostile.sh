@@ -170,7 +170,8 @@ cat >"$TMP/nq.json" <<'JSON'
 JSON
 "$AGENT" --controller "$EP" --insecure --node nq --inventory "$TMP/nq.json" --state-dir "$TMP/state-nq" \
 	--dataplane null --heartbeat-ms 200 >>"$TMP/agent-nq.log" 2>&1 &
-WORLD_PIDS+=("$!")
+AGENT_NQ=$!
+WORLD_PIDS+=("$AGENT_NQ")
 arrived() { [ "$(flows_json --node nq | json_get "sum(r['count'] for r in j['flows'] if r['port'] == 4444)")" = 3 ]; }
 check "the batch after 20 rejected ones (more than the 16 in-flight slots) arrives" wait_for 20 arrived
 quarantined() { [ "$(wc -l <"$TMP/state-nq/flows.quarantine" 2>/dev/null)" = 20 ]; }
@@ -183,6 +184,10 @@ check "status.json counts them as lost: 20 batches, 60 packets" wait_for 5 statu
 check "the agent logged them" grep -q 'flow batch 1000/1 rejected (flows\[0\]: "dir" must be "ingress" or "egress"): kept in' "$TMP/agent-nq.log"
 check "none is left in the spool" wait_for 5 bash -c "[ ! -s '$TMP/state-nq/flows.spool' ] && [ ! -s '$TMP/state-nq/flows.journal' ]"
 check "the controller counted 20 rejected batches of nq" test "$(dropped nq rejected batches)" = 20
+# Stopped before the directory goes: a clean exit writes its state.
+kill "$AGENT_NQ"
+wait "$AGENT_NQ" 2>/dev/null
+ctl_stop
 
 check "no crash or sanitizer report in the daemons' logs" \
 	bash -c "! grep -qE 'AddressSanitizer|runtime error|Segmentation' '$TMP'/*.log"
