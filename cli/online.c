@@ -54,6 +54,9 @@ static bool arg_is_text(const char *what, const char *s)
 /* When > 0: how long the next call may wait for an answer (status --wait
  * keeps within its own budget). */
 static int call_timeout_ms;
+/* The last call was refused at once (this user may not connect): waiting
+ * longer will not help. */
+static bool call_denied;
 
 /* One request, the reply on success (NULL with *ret set otherwise). */
 static json_t *call(const char *endpoint, json_t *req, int *ret)
@@ -66,11 +69,13 @@ static json_t *call(const char *endpoint, json_t *req, int *ret)
 		*ret = EXIT_USAGE;
 		return NULL;
 	}
-	if (admin_conn_open(&c, endpoint) == 0 &&
-	    (call_timeout_ms <= 0 || call_timeout_ms >= c.timeout_ms || admin_conn_set_timeout(&c, call_timeout_ms) == 0))
+	int r = admin_conn_open(&c, endpoint);
+	if (r == 0 && (call_timeout_ms <= 0 || call_timeout_ms >= c.timeout_ms ||
+		       admin_conn_set_timeout(&c, call_timeout_ms) == 0))
 		reply = admin_conn_call(&c, req);
 	else
 		json_decref(req);
+	call_denied = r == -EACCES;
 	admin_conn_close(&c);
 	if (reply && !json_is_true(json_object_get(reply, "ok"))) {
 		*ret = reply_failure(reply);
@@ -429,7 +434,7 @@ static int status(const char *admin, int argc, char **argv)
 			call_timeout_ms = (int)(o.wait_s * 1000L - spent > 100 ? o.wait_s * 1000L - spent : 100);
 		}
 		json_t *reply = call(admin, json_pack("{s:s}", "cmd", "status"), &ret);
-		if (!reply && o.wait_s < 0)
+		if (!reply && (o.wait_s < 0 || call_denied))
 			return ret;
 		if (reply)
 			status_lagging(reply, lagging, sizeof(lagging));

@@ -11,6 +11,7 @@
 #include "bulkhead/admin.h"
 #include "bulkhead/compile.h"
 #include "bulkhead/log.h"
+#include "bulkhead/pathtrust.h"
 #include "bulkhead/sha256.h"
 #include "bulkhead/utf8.h"
 #include "admin.h"
@@ -374,23 +375,34 @@ struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struc
 	a->compiler = c;
 	a->agents = ag;
 	*err = NULL;
-	const char *path = strncmp(endpoint, "ipc://", 6) == 0 ? endpoint + 6 : NULL;
+	const char *path = strncmp(endpoint, "ipc://", 6) == 0 && endpoint[6] != '@' ? endpoint + 6 : NULL;
 	if (path) {
-		/* Root-only: a directory we make is 0700; one that was there
-		 * is not ours to change (it may be /run or /tmp), so say when
-		 * it lets others in. The socket itself is 0600 from birth. */
-		char *dir = xstrdup(path);
-		char *d = dirname(dir);
-		struct stat st;
-		if (mkdir(d, 0700) < 0 && errno != EEXIST)
-			log_warn("admin: creating %s: %m", d);
-		else if (stat(d, &st) == 0 && (st.st_uid != geteuid() || (st.st_mode & 0022)))
-			log_warn("admin: %s is not ours alone (owner %u, mode %03o); the socket is 0600 all the same",
-				 d, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+		/* Root-only: a directory we make is 0700. One that was there
+		 * (/run, /tmp) must be ours or root's, all the way up, and
+		 * writable by nobody else (unless sticky): whoever may rename
+		 * in it could swap the socket for theirs and be sent every
+		 * policy. The socket itself is 0600 from birth. */
+		char *dir = xstrdup(path), *why = NULL;
+		const char *d = dirname(dir);
+		int r = mkdir(d, 0700) < 0 && errno != EEXIST ? -errno : 0;
+		if (r < 0 &&
+		    asprintf(err, "admin endpoint %s: creating %s: %s", endpoint, d, strerror(-r)) < 0)
+			abort();
+		if (r == 0 && (r = pathtrust_dir(d, &why)) < 0 &&
+		    asprintf(err,
+			     "admin endpoint %s: refused: %s (another user could put their own socket in its "
+			     "place)",
+			     endpoint, why ? why : strerror(-r)) < 0)
+			abort();
+		free(why);
 		free(dir);
+		if (r < 0) {
+			admin_free(a);
+			return NULL;
+		}
 	} else {
-		log_warn("admin endpoint %s is not ipc://: it has no authentication, and whoever reaches it can "
-			 "change the policy",
+		log_warn("admin endpoint %s is not an ipc:// path: it has no authentication, and whoever "
+			 "reaches it can change the policy",
 			 endpoint);
 	}
 	a->rep = zmq_socket(zctx, ZMQ_REP);

@@ -75,7 +75,8 @@ struct admin_conn {
 	int timeout_ms;
 };
 
-/* 0, or -1 after printing why on stderr. */
+/* 0, or a negative errno after printing why on stderr: -EACCES when this
+ * user may not use an ipc:// socket (said at once, not after a timeout). */
 int admin_conn_open(struct admin_conn *c, const char *endpoint);
 void admin_conn_close(struct admin_conn *c);
 /* How long a call may wait to send and for its answer (default 10 s, or
