@@ -32,7 +32,9 @@
  *              "up_to_date": BOOL, "endpoints": N,
  *              "errors": ["endpoint: message", ...]}
  *      up_to_date: applied_hash == desired_hash, the applied revision is the
- *      newest and the agent reported no error. `status --wait` polls this
+ *      newest, the agent reported no error and its endpoint list is the one
+ *      it reported (not refused, e.g. by its label rules: then "errors"
+ *      says why). `status --wait` polls this
  *      until every connected node is up to date.
  *  endpoints       {"node": S?} → {"endpoints": [{"node", "name",
  *                  "netns": S|null, "labels": {..}, "addresses": [..],
