@@ -31,6 +31,10 @@
 #define INVENTORY_MAX_BYTES (64u << 20)
 #define TICK_MS 500
 #define FLOW_TICK_MS 100
+/* A cache that could not be written is tried again this often. */
+#define CACHE_RETRY_MS 5000
+/* Attempts at one commit when others keep committing in the namespace. */
+#define COMMIT_ATTEMPTS 3
 /* RESYNCs this soon after a HELLO answer messages sent before it. */
 #define RESYNC_QUIET_MS 100
 /* NFLOG datagrams read per wake-up of one endpoint (each holds up to 64
@@ -42,6 +46,8 @@
 struct bundle_ref {
 	struct bundle *b;
 	unsigned refs;
+	uint64_t serial;  /* this agent's order of bundles, written into tables (nft_tag) */
+	int64_t revision; /* the controller's; 0: a bundle file */
 };
 
 static struct bundle_ref *bundle_ref_new(struct bundle *b)
@@ -81,11 +87,15 @@ struct endpoint_state {
 	struct addrs *addrs;
 	struct bundle_ref *applied; /* what its table holds, NULL: nothing known */
 	bool force_full;            /* the kernel's table may differ: replace it whole */
+	bool has_tag;		    /* tag: which bundle the kernel's table says it holds */
+	struct nft_tag tag;
+	bool held; /* its table is newer than the cached bundle in force: left alone */
 	bool not_in_bundle_logged;
 	char *error;
 	json_t *labels;	   /* from the inventory: reported to the controller */
 	json_t *inv_addrs; /* the inventory's "addresses": used with the null dataplane */
 	unsigned tampering, full_updates, delta_updates, failures;
+	unsigned events_lost, checks; /* event overflows; tables read back to compare */
 	struct endpoint_state *next;
 };
 
@@ -97,6 +107,18 @@ struct agent {
 	struct watch *watch;
 	int watch_inventory, watch_bundle;
 	struct bundle_ref *current; /* the bundle to enforce */
+	/* current is the cached bundle, which no controller or bundle file has
+	 * confirmed since the start: it does not replace a newer table. */
+	bool current_cached;
+	uint64_t max_serial; /* the largest bundle serial seen or given */
+	/* What the state dir's cache holds; cache_error: why the bundle in
+	 * force is not in it (reported until a retry succeeds). */
+	char cached_hash[BUNDLE_HASH_HEX + 1];
+	int64_t cached_revision;
+	uint64_t cached_serial;
+	char *cache_error;
+	int64_t cache_retry_ms; /* monotonic */
+	char *last_ack;		/* the last ACK sent (JSON), to send again only when it changes */
 	struct endpoint_state *endpoints;
 	bool status_dirty;
 	unsigned bundles_rejected, inventories_rejected;
@@ -142,6 +164,7 @@ static void endpoint_close(struct endpoint_state *e)
 	/* A namespace we no longer hold may come back new: assume nothing. */
 	bundle_ref_put(e->applied);
 	e->applied = NULL;
+	e->has_tag = e->held = false;
 	e->agent->status_dirty = true;
 }
 
@@ -166,22 +189,80 @@ static void endpoint_set_error(struct endpoint_state *e, const char *msg)
 static void endpoint_sync(struct endpoint_state *e);
 static void report(struct agent *a);
 
+/* Reads the endpoint's table back and compares it with what want builds
+ * (and the tag it was given): 1 when it is that, 0 when it differs
+ * (nft_batch_error() says how; the whole-table batch is built), or a
+ * negative errno. */
+static int endpoint_verify(struct endpoint_state *e, const struct bundle_ref *want)
+{
+	struct agent *a = e->agent;
+	const struct bundle_endpoint *bep = bundle_find_endpoint(want->b, e->name);
+	uint32_t gen;
+	bool same;
+	if (!bep)
+		return -ENOENT;
+	nft_batch_set_tag(a->nb, e->has_tag ? &e->tag : NULL);
+	e->checks++;
+	a->status_dirty = true;
+	int r = nft_batch_verify(a->nb, want->b, bep, e->nft, &gen, &same);
+	if (r < 0)
+		return r;
+	if (same && e->drift)
+		drift_checked(e->drift, gen);
+	return same;
+}
+
 static void on_drift(void *data, uint32_t events)
 {
 	struct endpoint_state *e = data;
 	struct drift_report rep = {0};
 	drift_dispatch(e->drift, mnl_socket_get_portid(e->nft), &rep);
-	if (!rep.foreign_changes && !rep.lost)
-		return;
-	e->tampering++;
-	e->force_full = true;
-	if (rep.lost)
-		log_warn("endpoint %s: nftables events lost; putting its table back to be sure", e->name);
-	else
+	if (rep.foreign_changes) {
+		e->tampering++;
+		e->force_full = true;
 		log_warn("endpoint %s: table inet %s changed by another process (netlink port %u: %s, %u "
 			 "change%s); putting it back",
 			 e->name, NFT_TABLE_NAME, rep.last_portid, rep.last_what, rep.foreign_changes,
 			 rep.foreign_changes == 1 ? "" : "s");
+		endpoint_sync(e);
+		return;
+	}
+	if (!rep.lost)
+		return;
+	/* Lost events say something was committed, not what: look before
+	 * touching anything. */
+	e->events_lost++;
+	e->agent->status_dirty = true;
+	uint32_t known = drift_known(e->drift), gen;
+	if (known && nft_genid(e->nft, &gen) == 0 && gen == known) {
+		log_info("endpoint %s: nftables events lost, but nothing was committed since its table was "
+			 "last known right",
+			 e->name);
+		return;
+	}
+	if (!e->applied) { /* nothing to compare with */
+		e->force_full = true;
+		endpoint_sync(e);
+		return;
+	}
+	int r = endpoint_verify(e, e->applied);
+	if (r == 1) {
+		log_info(
+		    "endpoint %s: nftables events lost; its table was read back and is as the agent left it",
+		    e->name);
+		return;
+	}
+	if (r == 0) {
+		e->tampering++;
+		log_warn("endpoint %s: nftables events lost; table inet %s read back: %s; putting it back",
+			 e->name, NFT_TABLE_NAME, nft_batch_error(e->agent->nb));
+	} else {
+		log_warn(
+		    "endpoint %s: nftables events lost, and its table could not be read back (%s); putting "
+		    "it back to be sure",
+		    e->name, strerror(-r));
+	}
+	e->force_full = true;
 	endpoint_sync(e);
 }
 
@@ -388,6 +469,22 @@ static void on_counters_tick(void *data, uint32_t events)
 			endpoint_read_counters(e);
 }
 
+/* Which bundle the namespace's table says it holds (from an earlier run). */
+static void endpoint_read_tag(struct endpoint_state *e)
+{
+	struct agent *a = e->agent;
+	int r = nft_tag_read(e->nft, &e->tag);
+	e->has_tag = r == 0;
+	if (r == 0) {
+		/* New serials go past it; an absurd one (someone else's) is not followed. */
+		if (e->tag.serial < (UINT64_C(1) << 62) && e->tag.serial > a->max_serial)
+			a->max_serial = e->tag.serial;
+	} else if (r != -ENOENT) {
+		log_warn("endpoint %s: reading which bundle its table holds: %s; taken as none", e->name,
+			 strerror(-r));
+	}
+}
+
 /* Opens the namespace's sockets; false when it is not there (yet). */
 static bool endpoint_open(struct endpoint_state *e)
 {
@@ -409,6 +506,7 @@ static bool endpoint_open(struct endpoint_state *e)
 		endpoint_set_error(e, msg);
 		return false;
 	}
+	endpoint_read_tag(e);
 	e->drift = drift_open(a->ns, e->netns);
 	if (!e->drift || loop_add(a->loop, drift_fd(e->drift), EPOLLIN, on_drift, e) < 0)
 		log_error("endpoint %s: watching nftables events in %s: %m (tampering will go unnoticed)",
@@ -437,6 +535,51 @@ static bool endpoint_open(struct endpoint_state *e)
 	return true;
 }
 
+/* Sends the batch built in a->nb. Events are not listened to meanwhile
+ * (drift.h), and the generation is read before and after: *clean when the
+ * commit was the only one in between, so the table is exactly the batch.
+ * When someone commits between the first reading and the commit, the
+ * kernel refuses it (nft_batch_send_at()) and it goes again, whole: a
+ * delta might build on a change we did not see. The last attempt commits
+ * at any generation, so a namespace where others commit all the time
+ * still gets its table (not clean: the caller reads it back). */
+static int endpoint_commit(struct endpoint_state *e, const struct bundle_endpoint *bep, bool *full,
+			   bool *clean)
+{
+	struct agent *a = e->agent;
+	*clean = false;
+	for (int attempt = 1;; attempt++) {
+		uint32_t before = 0, after = 0;
+		if (attempt == COMMIT_ATTEMPTS || nft_genid(e->nft, &before) < 0)
+			before = 0; /* commit at any generation; not clean */
+		bool paused = e->drift && drift_pause(e->drift) == 0;
+		int r = nft_batch_send_at(a->nb, e->nft, before);
+		if (paused && drift_resume(e->drift) < 0) {
+			log_error("endpoint %s: rejoining nftables events: %m; tampering will go unnoticed",
+				  e->name);
+			loop_remove(a->loop, drift_fd(e->drift));
+			drift_free(e->drift);
+			e->drift = NULL;
+		}
+		if (r != -ERESTART || attempt == COMMIT_ATTEMPTS) {
+			if (r == 0 && before && nft_genid(e->nft, &after) == 0 &&
+			    after == (before + 1 ? before + 1 : 1)) {
+				*clean = true;
+				if (e->drift)
+					drift_committed(e->drift, before, after, *full);
+			}
+			return r;
+		}
+		if (!*full) {
+			r = nft_batch_build(a->nb, a->current->b, bep);
+			if (r < 0)
+				return r;
+			*full = true;
+			endpoint_read_counters(e);
+		}
+	}
+}
+
 /* Brings the endpoint's table to the current bundle, if it is not there. */
 static void endpoint_sync(struct endpoint_state *e)
 {
@@ -455,46 +598,96 @@ static void endpoint_sync(struct endpoint_state *e)
 		return;
 	}
 	e->not_in_bundle_logged = false;
-
-	const struct bundle_endpoint *old = e->applied && !e->force_full
-						    ? bundle_find_endpoint(e->applied->b, e->name)
-						    : NULL;
-	bool full = true;
-	int r = old ? nft_batch_build_update(a->nb, e->applied->b, old, a->current->b, bep, &full)
-		    : nft_batch_build(a->nb, a->current->b, bep);
-	/* A whole-table replace starts every counter again: take what the
-	 * old rules counted first. */
-	if (r == 0 && full)
-		endpoint_read_counters(e);
-	if (r == 0 && !a->o->null_dataplane)
-		r = nft_batch_send(a->nb, e->nft);
-	if (r < 0) {
-		char msg[1024];
-		snprintf(msg, sizeof(msg), "applying bundle %.12s: %s", a->current->b->hash, nft_batch_error(a->nb));
-		if (!e->error || strcmp(e->error, msg) != 0)
-			log_error("endpoint %s: %s", e->name, msg);
+	/* Started from a cache older than what the table holds (the cache
+	 * could not be written): an older bundle never replaces a newer one.
+	 * The table stays as it is until the controller or a bundle file
+	 * says what to enforce. */
+	if (a->current_cached && e->has_tag && e->tag.serial > a->current->serial &&
+	    strcmp(e->tag.hash, a->current->b->hash) != 0) {
+		char msg[256];
+		snprintf(msg, sizeof(msg),
+			 "its table holds bundle %.12s (revision %lld), newer than the cached %.12s: "
+			 "kept until the controller sends a bundle",
+			 e->tag.hash, (long long)e->tag.revision, a->current->b->hash);
+		if (!e->held) {
+			log_warn("endpoint %s: %s", e->name, msg);
+			/* The ACK says it holds nothing certain: the controller sends its bundle. */
+			a->ack_pending = true;
+		}
+		e->held = true;
 		endpoint_set_error(e, msg);
-		e->failures++;
-		/* A failed send leaves the old table whole (one transaction),
-		 * but an unknown outcome means we cannot trust a delta next. */
-		e->force_full = true;
 		return;
 	}
-	struct nft_batch_stats st;
-	nft_batch_stats(a->nb, &st);
-	if (full && e->counters && !a->o->null_dataplane)
-		counters_table_replaced(e->counters);
-	if (full)
-		e->full_updates++;
-	else
-		e->delta_updates++;
-	log_info("endpoint %s: %s bundle %.12s (%s: %zu rules, %zu sets, %zu elements)%s", e->name,
-		 a->o->null_dataplane ? "built" : "applied", a->current->b->hash, full ? "whole table" : "set delta",
-		 st.rules, st.sets, st.elements, a->o->null_dataplane ? " [null dataplane]" : "");
-	bundle_ref_put(e->applied);
-	e->applied = bundle_ref_get(a->current);
-	e->force_full = false;
-	endpoint_set_error(e, NULL);
+	e->held = false;
+
+	struct nft_tag tag = {.serial = a->current->serial, .revision = a->current->revision};
+	memcpy(tag.hash, a->current->b->hash, sizeof(tag.hash));
+	nft_batch_set_tag(a->nb, &tag);
+	/* Someone else committing at the same moment can leave the result
+	 * uncertain: read back, and replace again if it differs. */
+	for (int round = 0; round < COMMIT_ATTEMPTS; round++) {
+		const struct bundle_endpoint *old =
+		    e->applied && !e->force_full ? bundle_find_endpoint(e->applied->b, e->name) : NULL;
+		bool full = true, clean = true;
+		int r = old ? nft_batch_build_update(a->nb, e->applied->b, old, a->current->b, bep, &full)
+			    : nft_batch_build(a->nb, a->current->b, bep);
+		/* A whole-table replace starts every counter again: take what the
+		 * old rules counted first. */
+		if (r == 0 && full)
+			endpoint_read_counters(e);
+		if (r == 0 && !a->o->null_dataplane)
+			r = endpoint_commit(e, bep, &full, &clean);
+		if (r < 0) {
+			char msg[1024];
+			snprintf(msg, sizeof(msg), "applying bundle %.12s: %s", a->current->b->hash,
+				 nft_batch_error(a->nb));
+			if (!e->error || strcmp(e->error, msg) != 0)
+				log_error("endpoint %s: %s", e->name, msg);
+			endpoint_set_error(e, msg);
+			e->failures++;
+			/* A failed send leaves the old table whole (one transaction),
+			 * but an unknown outcome means we cannot trust a delta next. */
+			e->force_full = true;
+			return;
+		}
+		struct nft_batch_stats st;
+		nft_batch_stats(a->nb, &st);
+		if (full && e->counters && !a->o->null_dataplane)
+			counters_table_replaced(e->counters);
+		if (full)
+			e->full_updates++;
+		else
+			e->delta_updates++;
+		log_info("endpoint %s: %s bundle %.12s (%s: %zu rules, %zu sets, %zu elements)%s", e->name,
+			 a->o->null_dataplane ? "built" : "applied", a->current->b->hash,
+			 full ? "whole table" : "set delta", st.rules, st.sets, st.elements,
+			 a->o->null_dataplane ? " [null dataplane]" : "");
+		bundle_ref_put(e->applied);
+		e->applied = bundle_ref_get(a->current);
+		e->force_full = false;
+		e->tag = tag;
+		e->has_tag = true;
+		endpoint_set_error(e, NULL);
+		if (clean || !e->drift)
+			return;
+		/* Another process committed too, perhaps while we were not
+		 * listening: is the table still what we sent? */
+		r = endpoint_verify(e, e->applied);
+		if (r == 1)
+			return;
+		if (r == 0) {
+			e->tampering++;
+			log_warn("endpoint %s: another process committed as the table was loaded, and it "
+				 "differs: %s; putting it back",
+				 e->name, nft_batch_error(a->nb));
+		} else {
+			log_warn("endpoint %s: another process committed as the table was loaded, and it "
+				 "could not be read back (%s); loading it again",
+				 e->name, strerror(-r));
+		}
+		e->force_full = true;
+		nft_batch_set_tag(a->nb, &tag);
+	}
 }
 
 /* ---- inputs: inventory and bundle ---- */
@@ -607,34 +800,89 @@ static struct bundle *decode_bundle(struct agent *a, const char *source, char *t
 	return b;
 }
 
-/* Makes b (owned) the bundle to enforce, as the controller's revision
- * (0: from a file); caches both when asked. */
-static void set_bundle(struct agent *a, struct bundle *b, int64_t revision, bool cache)
+/* Writes the bundle in force to the cache: bundle.json (unless it holds
+ * it already), then the revision file "REVISION SERIAL HASH", which says
+ * what bundle.json is. A failure is kept in cache_error, reported in
+ * status.json and every ACK, and tried again. */
+static void cache_write(struct agent *a)
 {
-	bool same = a->current && strcmp(a->current->b->hash, b->hash) == 0;
-	if (cache && a->o->state_dir && (!same || revision != a->revision)) {
-		char rev[32];
-		snprintf(rev, sizeof(rev), "%lld\n", (long long)revision);
-		int r = state_write(a->o->state_dir, STATE_REVISION, rev, strlen(rev));
-		if (r < 0)
-			log_error_errno(r, "caching the revision in %s: %m", a->o->state_dir);
+	const char *dir = a->o->state_dir, *file = STATE_BUNDLE;
+	const struct bundle_ref *cur = a->current;
+	int r = 0;
+	if (!dir || !cur)
+		return;
+	if (strcmp(a->cached_hash, cur->b->hash) != 0) {
+		char *text = bundle_encode(cur->b, false);
+		r = text ? state_write(dir, STATE_BUNDLE, text, strlen(text)) : -ENOMEM;
+		free(text);
+		if (r == 0) {
+			memcpy(a->cached_hash, cur->b->hash, sizeof(a->cached_hash));
+			a->cached_revision = 0;
+			a->cached_serial = 0; /* until the revision file says otherwise */
+		}
 	}
-	a->revision = revision;
-	if (same) {
-		bundle_free(b);
+	if (r == 0) {
+		char rev[128];
+		snprintf(rev, sizeof(rev), "%lld %llu %s\n", (long long)cur->revision,
+			 (unsigned long long)cur->serial, cur->b->hash);
+		file = STATE_REVISION;
+		r = state_write(dir, STATE_REVISION, rev, strlen(rev));
+	}
+	a->status_dirty = true;
+	a->cache_retry_ms = clock_mono_ms() + CACHE_RETRY_MS;
+	if (r < 0) {
+		char msg[1024];
+		snprintf(
+		    msg, sizeof(msg),
+		    "bundle %.12s (revision %lld) is enforced but not cached: writing %s/%s: %s; a restart "
+		    "without the controller would start from the older cache",
+		    cur->b->hash, (long long)cur->revision, dir, file, strerror(-r));
+		if (!a->cache_error || strcmp(a->cache_error, msg) != 0)
+			log_error("%s", msg);
+		free(a->cache_error);
+		a->cache_error = xstrdup(msg);
 		return;
 	}
-	if (cache && a->o->state_dir) {
-		char *text = bundle_encode(b, false);
-		int r = text ? state_write(a->o->state_dir, STATE_BUNDLE, text, strlen(text)) : -ENOMEM;
-		if (r < 0)
-			log_error_errno(r, "caching bundle in %s: %m", a->o->state_dir);
-		free(text);
+	a->cached_revision = cur->revision;
+	a->cached_serial = cur->serial;
+	if (a->cache_error) {
+		log_info("bundle %.12s cached in %s after all", cur->b->hash, dir);
+		free(a->cache_error);
+		a->cache_error = NULL;
 	}
-	log_info("bundle %.12s in force (%zu endpoints, %zu sets)", b->hash, b->n_endpoints, b->n_sets);
-	bundle_ref_put(a->current);
-	a->current = bundle_ref_new(b);
+}
+
+/* A new serial, later than any bundle's this agent has seen. */
+static uint64_t next_serial(struct agent *a)
+{
+	uint64_t s = (uint64_t)clock_wall_ms();
+	if (s <= a->max_serial)
+		s = a->max_serial + 1;
+	a->max_serial = s;
+	return s;
+}
+
+/* Makes b (owned) the bundle to enforce, as the controller's revision
+ * (0: from a file), and caches it. Each bundle taken gets a new serial,
+ * also when its content is the one in force: the controller or the file
+ * has confirmed it, so it goes before what any table says it holds. */
+static void set_bundle(struct agent *a, struct bundle *b, int64_t revision)
+{
+	bool same = a->current && strcmp(a->current->b->hash, b->hash) == 0;
+	a->revision = revision;
+	a->current_cached = false;
+	if (same) {
+		bundle_free(b);
+	} else {
+		log_info("bundle %.12s in force (%zu endpoints, %zu sets)", b->hash, b->n_endpoints,
+			 b->n_sets);
+		bundle_ref_put(a->current);
+		a->current = bundle_ref_new(b);
+	}
+	a->current->serial = next_serial(a);
+	a->current->revision = revision;
 	a->status_dirty = true;
+	cache_write(a);
 }
 
 /* Returns false when the file could not be read or was rejected. */
@@ -651,8 +899,33 @@ static bool load_bundle_file(struct agent *a)
 	}
 	struct bundle *b = decode_bundle(a, a->o->bundle_path, text, len);
 	if (b)
-		set_bundle(a, b, 0, true);
+		set_bundle(a, b, 0);
 	return b != NULL;
+}
+
+/* The revision file: "REVISION SERIAL HASH" (or, from older agents,
+ * "REVISION" alone). Its serial counts only when HASH is the bundle's. */
+static void read_cached_revision(struct agent *a, const struct bundle *b, int64_t *revision, uint64_t *serial)
+{
+	char *text, hash[BUNDLE_HASH_HEX + 2] = "";
+	size_t len;
+	long long rev = 0;
+	unsigned long long ser = 0;
+	*revision = 0;
+	*serial = 0;
+	if (state_read(a->o->state_dir, STATE_REVISION, 256, &text, &len) < 0)
+		return;
+	int n = sscanf(text, "%lld %llu %65s", &rev, &ser, hash);
+	free(text);
+	if (n == 1) {
+		*revision = rev;
+	} else if (n == 3 && strcmp(hash, b->hash) == 0) {
+		*revision = rev;
+		*serial = ser;
+	} else {
+		log_warn("%s/%s does not describe the cached bundle %.12s; its revision and age are unknown",
+			 a->o->state_dir, STATE_REVISION, b->hash);
+	}
 }
 
 static void load_cached_bundle(struct agent *a)
@@ -669,14 +942,23 @@ static void load_cached_bundle(struct agent *a)
 		return;
 	}
 	struct bundle *b = decode_bundle(a, "cached bundle", text, len);
-	if (b) {
-		log_info("starting from the cached bundle %.12s", b->hash);
-		set_bundle(a, b, 0, false);
-		if (state_read(a->o->state_dir, STATE_REVISION, 64, &text, &len) == 0) {
-			a->revision = strtoll(text, NULL, 10);
-			free(text);
-		}
-	}
+	if (!b)
+		return;
+	int64_t revision;
+	uint64_t serial;
+	read_cached_revision(a, b, &revision, &serial);
+	log_info("starting from the cached bundle %.12s (revision %lld)", b->hash, (long long)revision);
+	a->current = bundle_ref_new(b);
+	a->current->serial = serial;
+	a->current->revision = revision;
+	a->current_cached = true;
+	a->revision = revision;
+	if (serial > a->max_serial)
+		a->max_serial = serial;
+	memcpy(a->cached_hash, b->hash, sizeof(a->cached_hash));
+	a->cached_revision = revision;
+	a->cached_serial = serial;
+	a->status_dirty = true;
 }
 
 /* ---- status ---- */
@@ -708,12 +990,14 @@ static void write_status(struct agent *a)
 			json_array_append_new(addrs, json_string(s));
 		}
 		json_array_append_new(
-			eps, json_pack("{s:s,s:s?,s:b,s:o,s:s?,s:s?,s:{s:I,s:I,s:I,s:I}}", "name", e->name, "netns",
-				       e->netns, "present", e->present, "addresses", addrs, "applied",
-				       e->applied ? e->applied->b->hash : NULL, "error", e->error, "counters",
-				       "full_updates", (json_int_t)e->full_updates, "delta_updates",
-				       (json_int_t)e->delta_updates, "failures", (json_int_t)e->failures,
-				       "tampering", (json_int_t)e->tampering));
+		    eps,
+		    json_pack("{s:s,s:s?,s:b,s:o,s:s?,s:b,s:s?,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "name", e->name,
+			      "netns", e->netns, "present", e->present, "addresses", addrs, "applied",
+			      e->applied ? e->applied->b->hash : NULL, "held", e->held, "error", e->error,
+			      "counters", "full_updates", (json_int_t)e->full_updates, "delta_updates",
+			      (json_int_t)e->delta_updates, "failures", (json_int_t)e->failures, "tampering",
+			      (json_int_t)e->tampering, "events_lost", (json_int_t)e->events_lost, "checks",
+			      (json_int_t)e->checks));
 		if (e->nflog) {
 			const struct nflog_stats *st = nflog_stats(e->nflog);
 			json_object_set_new(json_array_get(eps, json_array_size(eps) - 1), "nflog",
@@ -728,6 +1012,11 @@ static void write_status(struct agent *a)
 			       a->link ? link_status(a->link) : json_null(), "dataplane",
 			       a->o->null_dataplane ? "null" : "nft", "endpoints", eps, "rejected", "bundles",
 			       (json_int_t)a->bundles_rejected, "inventories", (json_int_t)a->inventories_rejected);
+	if (st && a->o->state_dir)
+		json_object_set_new(st, "cache",
+				    json_pack("{s:s?,s:I,s:s?}", "bundle",
+					      a->cached_hash[0] ? a->cached_hash : NULL, "revision",
+					      (json_int_t)a->cached_revision, "error", a->cache_error));
 	if (st && flows) {
 		json_object_set(st, "flows", flows);
 		json_decref(a->flows_written);
@@ -800,6 +1089,8 @@ static void on_flow_tick(void *data, uint32_t events)
 static void on_tick(void *data, uint32_t events)
 {
 	struct agent *a = data;
+	if (a->cache_error && clock_mono_ms() >= a->cache_retry_ms)
+		cache_write(a);
 	check_namespaces(a);
 	sync_all(a);
 	report(a);
@@ -850,8 +1141,22 @@ static json_t *endpoints_json(struct agent *a)
 	return out;
 }
 
+/* Some endpoint's table is newer than the bundle in force (see
+ * endpoint_sync()). */
+static bool holding_newer(const struct agent *a)
+{
+	for (const struct endpoint_state *e = a->endpoints; e; e = e->next)
+		if (e->held)
+			return true;
+	return false;
+}
+
+/* What the agent tells the controller it holds: nothing certain while a
+ * table is newer than its bundle, so that the controller sends one. */
 static json_t *held_json(struct agent *a, const char *key)
 {
+	if (holding_newer(a))
+		return json_null();
 	if (!strcmp(key, "revision"))
 		return a->current && a->revision ? json_integer(a->revision) : json_null();
 	return a->current ? json_string(a->current->b->hash) : json_null();
@@ -865,6 +1170,9 @@ static void send_hello(void *data)
 			    held_json(a, "revision"), "hash", held_json(a, "hash"), "endpoints", endpoints_json(a)));
 	a->endpoints_dirty = false;
 	a->last_hello_ms = (uint64_t)clock_mono_ms();
+	/* A new session may not have heard the last ACK. */
+	free(a->last_ack);
+	a->last_ack = NULL;
 	/* A new session may be a new controller: every unacknowledged batch
 	 * goes again after the HELLO (it stores each batch once). */
 	if (a->flows)
@@ -877,10 +1185,14 @@ static json_t *heartbeat_body(void *data)
 	return json_pack("{s:o,s:o}", "revision", held_json(a, "revision"), "hash", held_json(a, "hash"));
 }
 
-/* What every endpoint of the current bundle holds; error for the whole. */
-static void send_ack(struct agent *a, int64_t revision, const char *error)
+/* What every endpoint of the current bundle holds; error for the whole,
+ * else the cache's. always: send it even if it says what the last one
+ * did (report() sends again only what is new). */
+static void send_ack(struct agent *a, int64_t revision, const char *error, bool always)
 {
 	json_t *eps = json_array();
+	if (!error)
+		error = a->cache_error;
 	bool ok = a->current && !error;
 	for (struct endpoint_state *e = a->endpoints; a->current && e; e = e->next) {
 		if (!bundle_find_endpoint(a->current->b, e->name))
@@ -891,10 +1203,18 @@ static void send_ack(struct agent *a, int64_t revision, const char *error)
 		json_array_append_new(eps, json_pack("{s:s,s:s?,s:s?}", "name", e->name, "applied",
 						     applied ? a->current->b->hash : NULL, "error", applied ? NULL : why));
 	}
-	link_send(a->link, PROTO_ACK,
-		  json_pack("{s:I,s:o,s:b,s:s?,s:o}", "revision", (json_int_t)revision, "hash", held_json(a, "hash"),
-			    "ok", ok, "error", error, "endpoints", eps));
+	json_t *body = json_pack("{s:I,s:o,s:b,s:s?,s:o}", "revision", (json_int_t)revision, "hash",
+				 held_json(a, "hash"), "ok", ok, "error", error, "endpoints", eps);
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	a->ack_pending = !ok;
+	if (!always && text && a->last_ack && strcmp(text, a->last_ack) == 0) {
+		free(text);
+		json_decref(body);
+		return;
+	}
+	free(a->last_ack);
+	a->last_ack = text;
+	link_send(a->link, PROTO_ACK, body);
 }
 
 /* A bundle from the controller: check, install, enforce, acknowledge. */
@@ -917,12 +1237,12 @@ static void take_bundle(struct agent *a, int64_t revision, json_t *bundle_json, 
 		log_error("%s; keeping the one in force", error);
 		a->bundles_rejected++;
 		a->status_dirty = true;
-		send_ack(a, revision, error);
+		send_ack(a, revision, error, true);
 		return;
 	}
-	set_bundle(a, b, revision, true);
+	set_bundle(a, b, revision);
 	sync_all(a);
-	send_ack(a, revision, NULL);
+	send_ack(a, revision, NULL, true);
 	write_status(a);
 }
 
@@ -1004,7 +1324,7 @@ static void report(struct agent *a)
 		a->endpoints_dirty = false;
 	}
 	if (a->ack_pending && a->current)
-		send_ack(a, a->revision, NULL);
+		send_ack(a, a->revision, NULL, false);
 }
 
 /* ---- life cycle ---- */
@@ -1056,6 +1376,8 @@ void agent_free(struct agent *a)
 		flows_free(a->flows);
 	}
 	link_free(a->link);
+	free(a->cache_error);
+	free(a->last_ack);
 	bundle_ref_put(a->current);
 	nft_batch_free(a->nb);
 	netns_free(a->ns);
@@ -1075,8 +1397,8 @@ unsigned agent_start(struct agent *a, bool once)
 	unsigned behind = sync_all(a);
 	a->status_dirty = true;
 	write_status(a);
-	if (once) /* a rejected --bundle or none at all is a failure too */
-		return behind + !bundle_ok + !a->current;
+	if (once) /* a rejected --bundle, none at all, or a cache not written is a failure too */
+		return behind + !bundle_ok + !a->current + (a->cache_error != NULL);
 
 	a->watch = watch_new();
 	if (!a->watch || loop_add(a->loop, watch_fd(a->watch), EPOLLIN, on_watch, a) < 0) {

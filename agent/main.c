@@ -13,6 +13,7 @@
 
 #include "bulkhead/bundle.h"
 #include "bulkhead/inventory.h"
+#include "bulkhead/utf8.h"
 #include "agent.h"
 #include "bulkhead/log.h"
 #include "loop.h"
@@ -171,6 +172,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (!o->agent.node) {
 		log_error("--node is required");
+		return -EINVAL;
+	}
+	if (!utf8_valid(o->agent.node)) { /* it goes into every message's JSON */
+		log_error("--node: not valid UTF-8");
 		return -EINVAL;
 	}
 	if (o->print_ruleset) {

@@ -4,12 +4,14 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
@@ -28,6 +30,7 @@
 #include <libnftnl/table.h>
 #include <libnftnl/udata.h>
 
+#include "bulkhead/sha256.h"
 #include "nft.h"
 
 #ifndef SOL_NETLINK
@@ -38,6 +41,7 @@
  * needs them to print the elements as addresses. */
 #define NFT_TYPE_IPADDR		 7
 #define NFT_TYPE_IP6ADDR	 8
+#define NFT_TYPE_MARK		 19
 #define NFT_BYTEORDER_BIG_ENDIAN 2
 
 /* Batch pages as nft sizes them; one message must fit in the overrun. */
@@ -561,6 +565,7 @@ enum obj_kind {
 	OBJ_CHAIN,
 	OBJ_FIXED_RULE,
 	OBJ_RULE,
+	OBJ_TAG, /* the tag set, or its element */
 };
 
 /* What one message of the batch was; message i has sequence seq_base + i. */
@@ -582,6 +587,9 @@ struct nft_batch {
 	uint32_t seq_base;
 	size_t n_acks; /* messages that asked for an ACK */
 	const char *zeroed_page;
+	uint8_t *genid; /* NFNL_BATCH_GENID of BEGIN, big-endian: 0 until a send sets it */
+	bool has_tag;
+	struct nft_tag tag;
 	struct nft_batch_stats stats;
 	char error[1024];
 };
@@ -607,6 +615,7 @@ static void batch_reset(struct nft_batch *nb)
 	nb->n_objs = nb->cap_objs = 0;
 	nb->n_acks = 0;
 	nb->zeroed_page = NULL;
+	nb->genid = NULL;
 	memset(&nb->stats, 0, sizeof(nb->stats));
 	nb->error[0] = '\0';
 	nb->ep = NULL;
@@ -987,6 +996,87 @@ static int emit_set(struct nft_batch *nb, uint32_t set_index)
 	return batch_next(nb);
 }
 
+/* The tag set's one element, and the NFTA_SET_ID of the set when the
+ * transaction creates it (plan sets count from 1). */
+static const uint8_t tag_key[4] = {0, 0, 0, 1}; /* 0x00000001 as nft lists it */
+#define NFT_TAG_SET_ID UINT32_MAX
+
+static struct nftnl_set *tag_set_alloc(bool created)
+{
+	struct nftnl_set *s = nftnl_set_alloc();
+
+	if (!s)
+		return NULL;
+	nftnl_set_set_str(s, NFTNL_SET_TABLE, NFT_TABLE_NAME);
+	nftnl_set_set_str(s, NFTNL_SET_NAME, NFT_TAG_SET);
+	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
+	if (created)
+		nftnl_set_set_u32(s, NFTNL_SET_ID, NFT_TAG_SET_ID);
+	return s;
+}
+
+/* The tag (nft.h): with created, the set and its element in a table this
+ * transaction makes; otherwise the element of the existing set replaced
+ * (a DELSETELEM without elements flushes the set). Not counted in the
+ * stats, which describe the bundle's ruleset. */
+static int emit_tag(struct nft_batch *nb, bool created)
+{
+	struct nft_obj o = {.kind = OBJ_TAG};
+	char text[NFT_TAG_MAX];
+	struct nftnl_set *s;
+	struct nftnl_set_elem *e;
+	struct nftnl_udata_buf *ud;
+	struct nlmsghdr *nlh;
+	int ret;
+
+	if (!nb->has_tag)
+		return 0;
+	s = tag_set_alloc(created);
+	if (!s)
+		return -ENOMEM;
+	if (created) {
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, NFT_TYPE_MARK);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, sizeof(tag_key));
+		nlh = batch_hdr(nb, NFT_MSG_NEWSET, NLM_F_CREATE, &o);
+		if (nlh)
+			nftnl_set_nlmsg_build_payload(nlh, s);
+	} else {
+		nlh = batch_hdr(nb, NFT_MSG_DELSETELEM, 0, &o);
+		if (nlh)
+			nftnl_set_elems_nlmsg_build_payload(nlh, s);
+	}
+	nftnl_set_free(s);
+	if (!nlh || (ret = batch_next(nb)) < 0)
+		return -ENOMEM;
+
+	nft_tag_format(&nb->tag, text);
+	s = tag_set_alloc(created);
+	e = nftnl_set_elem_alloc();
+	ud = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
+	if (!s || !e || !ud || !nftnl_udata_put_strz(ud, NFTNL_UDATA_SET_ELEM_COMMENT, text)) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, tag_key, sizeof(tag_key));
+	nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(ud), nftnl_udata_buf_len(ud));
+	nftnl_set_elem_add(s, e);
+	e = NULL;
+	nlh = batch_hdr(nb, NFT_MSG_NEWSETELEM, NLM_F_CREATE, &o);
+	if (!nlh) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	nftnl_set_elems_nlmsg_build_payload(nlh, s);
+	ret = batch_next(nb);
+err_free:
+	nftnl_udata_buf_free(ud);
+	if (e)
+		nftnl_set_elem_free(e);
+	if (s)
+		nftnl_set_free(s);
+	return ret;
+}
+
 static int emit_chain(struct nft_batch *nb, enum direction dir)
 {
 	struct nft_obj o = {.kind = OBJ_CHAIN, .dir = dir};
@@ -1296,7 +1386,13 @@ static int batch_open(struct nft_batch *nb)
 	ret = batch_obj(nb, &o, &seq);
 	if (ret < 0)
 		return ret;
-	nftnl_batch_begin(batch_buffer(nb), seq);
+	/* The generation the transaction expects, filled in by the send:
+	 * 0 asks for none. */
+	struct nlmsghdr *nlh = nftnl_batch_begin(batch_buffer(nb), seq);
+	struct nlattr *genid = mnl_nlmsg_get_payload_tail(nlh);
+
+	mnl_attr_put_u32(nlh, NFNL_BATCH_GENID, 0);
+	nb->genid = mnl_attr_get_payload(genid);
 	return batch_next(nb);
 }
 
@@ -1338,6 +1434,8 @@ static int batch_emit(struct nft_batch *nb)
 		ret = emit_table(nb, NFT_MSG_DELTABLE, 0);
 	if (ret == 0)
 		ret = emit_table(nb, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+	if (ret == 0)
+		ret = emit_tag(nb, true);
 	for (uint32_t i = 0; ret == 0 && i < nb->plan.n_sets; i++) {
 		ret = emit_set(nb, i);
 		if (ret == 0)
@@ -1363,6 +1461,8 @@ static int batch_emit_delta(struct nft_batch *nb, const struct plan *old)
 {
 	int ret = batch_open(nb);
 
+	if (ret == 0)
+		ret = emit_tag(nb, false);
 	for (int pass = 0; pass < 2; pass++) {
 		bool add = pass == 1;
 
@@ -1517,6 +1617,13 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 		snprintf(buf, size, "rule %s[%" PRIu32 "] (%s: %s)", chain_name(o->dir), o->index, fixed_id[o->index],
 			 fixed_match[o->dir][o->index]);
 		break;
+	case OBJ_TAG:
+		snprintf(buf, size, "%s of set %s (the bundle tag)",
+			 o->nlmsg_type == NFT_MSG_NEWSET       ? "creation"
+			 : o->nlmsg_type == NFT_MSG_DELSETELEM ? "flush"
+							       : "element",
+			 NFT_TAG_SET);
+		break;
 	case OBJ_RULE: {
 		const struct plan_rule *pr = &nb->plan.rules[o->index];
 		size_t nth = FIXED_COUNT + o->index - nb->plan.first_rule[pr->dir];
@@ -1578,6 +1685,11 @@ static const char *ack_message(const struct nlmsghdr *nlh, const struct nlmsgerr
 
 int nft_batch_send(struct nft_batch *nb, struct mnl_socket *nl)
 {
+	return nft_batch_send_at(nb, nl, 0);
+}
+
+int nft_batch_send_at(struct nft_batch *nb, struct mnl_socket *nl, uint32_t genid)
+{
 	struct sockaddr_nl snl = {.nl_family = AF_NETLINK};
 	int fd = mnl_socket_get_fd(nl), one = 1, n_iov, first_err = 0;
 	uint32_t portid = mnl_socket_get_portid(nl);
@@ -1610,6 +1722,8 @@ int nft_batch_send(struct nft_batch *nb, struct mnl_socket *nl)
 		return -ENOMEM;
 	}
 	nftnl_batch_iovec(nb->batch, iov, (uint32_t)n_iov);
+	uint32_t be = htonl(genid);
+	memcpy(nb->genid, &be, sizeof(be));
 	msg = (struct msghdr){
 	    .msg_name = &snl,
 	    .msg_namelen = sizeof(snl),
@@ -1682,6 +1796,14 @@ int nft_batch_send(struct nft_batch *nb, struct mnl_socket *nl)
 	}
 	free(buf);
 
+	if (errors == 1 && first_err == -ERESTART) {
+		/* nfnetlink refused the whole batch before looking at it. */
+		snprintf(nb->error, sizeof(nb->error),
+			 "the ruleset changed since generation %" PRIu32
+			 " (another process committed); nothing applied",
+			 genid);
+		return first_err;
+	}
 	if (errors) {
 		if (errors > 1)
 			snprintf(nb->error, sizeof(nb->error), "%s: %s (and %zu more errors)", first_obj,
@@ -1906,16 +2028,17 @@ struct counter_dump {
 	void *arg;
 };
 
-/* The comment of a rule's userdata (type-length-value, one byte each),
- * bounds-checked here: libnftnl's parser trusts the lengths. */
-static bool udata_comment(const uint8_t *p, uint32_t len, char *buf, size_t size)
+/* The comment (of udata type want) in a rule's or element's userdata
+ * (type-length-value, one byte each), bounds-checked here: libnftnl's
+ * parser trusts the lengths. */
+static bool udata_comment(const uint8_t *p, uint32_t len, uint8_t want, char *buf, size_t size)
 {
 	for (uint32_t off = 0; off + 2 <= len;) {
 		uint8_t type = p[off], n = p[off + 1];
 
 		if (off + 2u + n > len)
 			return false;
-		if (type == NFTNL_UDATA_RULE_COMMENT) {
+		if (type == want) {
 			if (n == 0 || n > size || p[off + 2 + n - 1] != '\0')
 				return false;
 			memcpy(buf, p + off + 2, n);
@@ -1951,7 +2074,7 @@ static int counter_rule_cb(const struct nlmsghdr *nlh, void *data)
 		uint32_t len = 0;
 		const void *ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len);
 
-		if (ud && udata_comment(ud, len, comment, sizeof(comment)))
+		if (ud && udata_comment(ud, len, NFTNL_UDATA_RULE_COMMENT, comment, sizeof(comment)))
 			c.comment = comment;
 	}
 	struct nftnl_expr_iter *it = nftnl_expr_iter_create(r);
@@ -1972,11 +2095,56 @@ out:
 	return MNL_CB_OK;
 }
 
-int nft_read_counters(struct mnl_socket *nl, nft_counter_fn fn, void *arg)
+/* A fresh sequence number for a request (unique on its socket). */
+static uint32_t next_seq(void)
+{
+	static uint32_t seq;
+
+	if (!seq)
+		seq = (uint32_t)time(NULL) ^ 0x5eed0000u;
+	return ++seq;
+}
+
+/* Sends the request nlh on nl and passes every answer to cb: a dump's
+ * until NLMSG_DONE, any other request's first. 0, or a negative errno:
+ * the kernel's (-ENOENT: no such table or set), -EINTR when a dump was
+ * interrupted by a commit (NLM_F_DUMP_INTR), -ENOMEM when cb failed. */
+static int nl_ask(struct mnl_socket *nl, const struct nlmsghdr *nlh, mnl_cb_t cb, void *arg)
 {
 	/* A dump message is at most a page or two: room for several. */
 	char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
-	uint32_t seq = (uint32_t)time(NULL) ^ 0x5eed0000u, portid = mnl_socket_get_portid(nl);
+	uint32_t portid = mnl_socket_get_portid(nl), seq = nlh->nlmsg_seq;
+	bool dump = (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
+	int fd = mnl_socket_get_fd(nl);
+
+	/* Whatever an earlier request left unread (acknowledgements of a
+	 * batch that failed part way) would fail the sequence check below. */
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0 || errno == EINTR)
+		;
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		ssize_t len = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		int ret;
+
+		if (len < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		/* Sequence and port id checked; NLMSG_DONE ends a dump. */
+		errno = 0;
+		ret = mnl_cb_run(buf, (size_t)len, seq, portid, cb, arg);
+		if (ret == MNL_CB_STOP || (ret >= 0 && !dump))
+			return 0;
+		if (ret < 0)
+			return -(errno ? errno : EPROTO);
+	}
+}
+
+int nft_read_counters(struct mnl_socket *nl, nft_counter_fn fn, void *arg)
+{
+	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO))); /* one request */
 	struct counter_dump d = {.fn = fn, .arg = arg};
 	struct nftnl_rule *r = nftnl_rule_alloc();
 	struct nlmsghdr *nlh;
@@ -1984,30 +2152,674 @@ int nft_read_counters(struct mnl_socket *nl, nft_counter_fn fn, void *arg)
 
 	if (!r)
 		return -ENOMEM;
-	/* Whatever an earlier request left unread (acknowledgements of a
-	 * batch that failed part way) would fail the sequence check below. */
-	while (recv(mnl_socket_get_fd(nl), buf, sizeof(buf), MSG_DONTWAIT) >= 0 || errno == EINTR)
-		;
-	nlh = nftnl_rule_nlmsg_build_hdr(buf, NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
+	nlh = nftnl_rule_nlmsg_build_hdr(buf, NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, next_seq());
 	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFT_TABLE_NAME);
 	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
 	nftnl_rule_nlmsg_build_payload(nlh, r);
 	nftnl_rule_free(r);
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	for (;;) {
-		ssize_t len = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+	ret = nl_ask(nl, nlh, counter_rule_cb, &d);
+	return ret == -ENOENT ? 0 : ret; /* no table: no rules */
+}
 
-		if (len < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
+/* ---- generation id ---------------------------------------------------- */
+
+static int gen_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nlattr *attr;
+
+	if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWGEN)
+		return MNL_CB_OK;
+	mnl_attr_for_each(attr, nlh, sizeof(struct nfgenmsg))
+	{
+		if (mnl_attr_get_type(attr) == NFTA_GEN_ID && mnl_attr_validate(attr, MNL_TYPE_U32) == 0) {
+			*(uint32_t *)data = ntohl(mnl_attr_get_u32(attr));
+			return MNL_CB_OK;
 		}
-		/* Sequence and port id checked; NLMSG_DONE ends it. */
-		ret = mnl_cb_run(buf, (size_t)len, seq, portid, counter_rule_cb, &d);
-		if (ret == MNL_CB_STOP)
-			return 0;
-		if (ret < 0)
-			return errno == ENOENT ? 0 : -(errno ? errno : EPROTO); /* ENOENT: no table */
 	}
+	return MNL_CB_OK;
+}
+
+int nft_genid(struct mnl_socket *nl, uint32_t *out)
+{
+	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO))); /* one request */
+	struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, 0, next_seq());
+	uint32_t id = 0;
+	int ret = nl_ask(nl, nlh, gen_cb, &id);
+
+	if (ret < 0)
+		return ret;
+	if (!id) /* nf_tables never uses 0 */
+		return -EPROTO;
+	*out = id;
+	return 0;
+}
+
+/* ---- the bundle tag --------------------------------------------------- */
+
+void nft_tag_format(const struct nft_tag *t, char buf[NFT_TAG_MAX])
+{
+	snprintf(buf, NFT_TAG_MAX, "serial %" PRIu64 " revision %" PRId64 " bundle %s", t->serial,
+		 t->revision, t->hash);
+}
+
+/* A decimal number of at most 19 digits (no sign, no leading space) and
+ * the word after it. */
+static const char *tag_number(const char *s, const char *word, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t n = 0;
+
+	for (; s[n] >= '0' && s[n] <= '9'; n++) {
+		if (n == 19)
+			return NULL;
+		v = v * 10 + (uint64_t)(s[n] - '0');
+	}
+	if (!n || strncmp(s + n, word, strlen(word)) != 0)
+		return NULL;
+	*out = v;
+	return s + n + strlen(word);
+}
+
+int nft_tag_parse(const char *s, struct nft_tag *out)
+{
+	struct nft_tag t = {0};
+	uint64_t rev;
+	bool neg;
+	size_t i;
+
+	if (strncmp(s, "serial ", 7) != 0 || !(s = tag_number(s + 7, " revision ", &t.serial)))
+		return -EINVAL;
+	neg = *s == '-';
+	if (!(s = tag_number(s + neg, " bundle ", &rev)))
+		return -EINVAL;
+	t.revision = neg ? -(int64_t)rev : (int64_t)rev;
+	for (i = 0; i < BUNDLE_HASH_HEX; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return -EINVAL;
+		t.hash[i] = s[i];
+	}
+	if (s[i] != '\0')
+		return -EINVAL;
+	*out = t;
+	return 0;
+}
+
+void nft_batch_set_tag(struct nft_batch *nb, const struct nft_tag *t)
+{
+	nb->has_tag = t != NULL;
+	if (t)
+		nb->tag = *t;
+}
+
+struct tag_read {
+	unsigned n; /* elements seen */
+	int ret;
+	struct nft_tag tag;
+};
+
+static int tag_elem_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct tag_read *tr = data;
+	struct nftnl_set *s = nftnl_set_alloc();
+	struct nftnl_set_elems_iter *it;
+	struct nftnl_set_elem *e;
+
+	if (!s)
+		return MNL_CB_ERROR;
+	if (nftnl_set_elems_nlmsg_parse(nlh, s) < 0) {
+		tr->ret = -EINVAL;
+		goto out;
+	}
+	it = nftnl_set_elems_iter_create(s);
+	for (e = it ? nftnl_set_elems_iter_next(it) : NULL; e; e = nftnl_set_elems_iter_next(it)) {
+		uint32_t len = 0;
+		const void *ud = nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len);
+		char text[NFT_TAG_MAX];
+
+		if (tr->n++ || !ud ||
+		    !udata_comment(ud, len, NFTNL_UDATA_SET_ELEM_COMMENT, text, sizeof(text)) ||
+		    nft_tag_parse(text, &tr->tag) < 0)
+			tr->ret = -EINVAL; /* one element, ours, or it is not a tag */
+	}
+	nftnl_set_elems_iter_destroy(it);
+out:
+	nftnl_set_free(s);
+	return MNL_CB_OK;
+}
+
+int nft_tag_read(struct mnl_socket *nl, struct nft_tag *out)
+{
+	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO))); /* one request */
+	struct nftnl_set *s = tag_set_alloc(false);
+	struct tag_read tr = {0};
+	struct nlmsghdr *nlh;
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	nlh = nftnl_set_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, next_seq());
+	nftnl_set_elems_nlmsg_build_payload(nlh, s);
+	nftnl_set_free(s);
+	ret = nl_ask(nl, nlh, tag_elem_cb, &tr);
+	if (ret < 0)
+		return ret;
+	if (tr.ret < 0)
+		return tr.ret;
+	if (!tr.n)
+		return -ENOENT;
+	*out = tr.tag;
+	return 0;
+}
+
+/* ---- verification ------------------------------------------------------
+ * A table is compared with the batch that would build it by reducing both
+ * to the same records, one per object, each the text libnftnl parses from
+ * the netlink message: what nf_tables dumps and what the batch sends carry
+ * the same attributes, apart from what the kernel adds (handles, use
+ * counts, counter values), which the records leave out. Records are not
+ * kept: rules go into a digest in order, everything else into an
+ * order-free sum of digests, keyed with a secret drawn once per process so
+ * nobody in the namespace can make a different table add up the same. */
+
+struct image {
+	struct sha256 rules;	    /* in chain and rule order */
+	uint64_t objs[2], elems[2]; /* sums: table and chains and sets; elements */
+	size_t n_rules, n_objs, n_elems;
+	bool failed; /* out of memory */
+};
+
+static uint8_t image_key[16];
+
+static void image_init(struct image *im)
+{
+	static bool keyed;
+
+	if (!keyed) {
+		FILE *f = fopen("/dev/urandom", "rb");
+		size_t n = f ? fread(image_key, 1, sizeof(image_key), f) : 0;
+
+		if (f)
+			fclose(f);
+		if (n != sizeof(image_key)) { /* no urandom: weaker, still changes per run */
+			uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+
+			memcpy(image_key, &t, sizeof(t));
+		}
+		keyed = true;
+	}
+	memset(im, 0, sizeof(*im));
+	sha256_init(&im->rules);
+	sha256_update(&im->rules, image_key, sizeof(image_key));
+}
+
+static void image_sum(uint64_t sum[2], const char *rec, size_t len)
+{
+	uint8_t d[SHA256_DIGEST_LEN];
+	struct sha256 h;
+	uint64_t v[2];
+
+	sha256_init(&h);
+	sha256_update(&h, image_key, sizeof(image_key));
+	sha256_update(&h, rec, len);
+	sha256_final(&h, d);
+	memcpy(v, d, sizeof(v));
+	sum[0] += v[0];
+	sum[1] += v[1];
+}
+
+/* A record under construction; failed: out of memory. */
+struct rec {
+	char *buf;
+	size_t len, cap;
+	bool failed;
+};
+
+static void rec_add(struct rec *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rec_add(struct rec *r, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (r->failed)
+		return;
+	for (;;) {
+		size_t room = r->cap - r->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(r->buf + r->len, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			r->failed = true;
+			return;
+		}
+		if ((size_t)n < room) {
+			r->len += (size_t)n;
+			return;
+		}
+		size_t cap = 2 * r->cap + (size_t)n + 1;
+		char *b = realloc(r->buf, cap);
+
+		if (!b) {
+			r->failed = true;
+			return;
+		}
+		r->buf = b;
+		r->cap = cap;
+	}
+}
+
+static void rec_hex(struct rec *r, const char *what, const void *data, uint32_t len)
+{
+	const uint8_t *p = data;
+
+	rec_add(r, " %s=", what);
+	for (uint32_t i = 0; p && i < len; i++)
+		rec_add(r, "%02x", p[i]);
+}
+
+/* Records take the attributes the agent sets or the kernel could change
+ * under us; a missing one reads as 0 or "-". */
+static void image_chain(struct image *im, struct rec *r, const struct nftnl_chain *c)
+{
+	const char *type = nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE);
+
+	r->len = 0;
+	rec_add(r, "chain %s type=%s", nftnl_chain_get_str(c, NFTNL_CHAIN_NAME), type ? type : "-");
+	if (nftnl_chain_is_set(c, NFTNL_CHAIN_HOOKNUM))
+		rec_add(r, " hook=%" PRIu32 " prio=%" PRId32 " policy=%" PRIu32,
+			nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM), nftnl_chain_get_s32(c, NFTNL_CHAIN_PRIO),
+			nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY));
+	image_sum(im->objs, r->buf, r->len);
+	im->failed |= r->failed;
+	im->n_objs++;
+}
+
+static void image_set(struct image *im, struct rec *r, const struct nftnl_set *s)
+{
+	uint32_t len = 0;
+	const void *ud = nftnl_set_get_data(s, NFTNL_SET_USERDATA, &len);
+
+	r->len = 0;
+	rec_add(r, "set %s flags=%" PRIu32 " key=%" PRIu32 "/%" PRIu32 " data=%" PRIu32 "/%" PRIu32,
+		nftnl_set_get_str(s, NFTNL_SET_NAME), nftnl_set_get_u32(s, NFTNL_SET_FLAGS),
+		nftnl_set_get_u32(s, NFTNL_SET_KEY_TYPE), nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN),
+		nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE), nftnl_set_get_u32(s, NFTNL_SET_DATA_LEN));
+	rec_hex(r, "udata", ud, ud ? len : 0);
+	image_sum(im->objs, r->buf, r->len);
+	im->failed |= r->failed;
+	im->n_objs++;
+}
+
+/* The payload of a string attribute, NULL when it is not one. */
+static const char *attr_str(const struct nlattr *attr)
+{
+	return mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0 ? mnl_attr_get_str(attr) : NULL;
+}
+
+/* A message of set elements, read here rather than by libnftnl, whose
+ * parser takes only what the kernel writes (element nests of type
+ * NFTA_LIST_ELEM) and not what its own builder writes (types 1, 2, …).
+ * Anything an element carries beyond key, flags and userdata goes into
+ * its record as it is: ours carry nothing else. */
+static void image_elems(struct image *im, struct rec *r, const struct nlmsghdr *nlh)
+{
+	const struct nlattr *attr, *list = NULL, *elem;
+	const char *table = NULL, *set = NULL;
+
+	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
+		return;
+	mnl_attr_for_each(attr, nlh, sizeof(struct nfgenmsg))
+	{
+		switch (mnl_attr_get_type(attr)) {
+		case NFTA_SET_ELEM_LIST_TABLE:
+			table = attr_str(attr);
+			break;
+		case NFTA_SET_ELEM_LIST_SET:
+			set = attr_str(attr);
+			break;
+		case NFTA_SET_ELEM_LIST_ELEMENTS:
+			if (mnl_attr_validate(attr, MNL_TYPE_NESTED) == 0)
+				list = attr;
+			break;
+		}
+	}
+	if (!table || strcmp(table, NFT_TABLE_NAME) != 0 || !list)
+		return;
+	mnl_attr_for_each_nested(elem, list)
+	{
+		const struct nlattr *a, *key = NULL, *ud = NULL, *v;
+		uint32_t flags = 0;
+
+		r->len = 0;
+		rec_add(r, "elem %s", set ? set : "-");
+		mnl_attr_for_each_nested(a, elem)
+		{
+			uint16_t type = mnl_attr_get_type(a);
+
+			if (type == NFTA_SET_ELEM_KEY && !key)
+				key = a;
+			else if (type == NFTA_SET_ELEM_USERDATA && !ud)
+				ud = a;
+			else if (type == NFTA_SET_ELEM_FLAGS && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+				flags = ntohl(mnl_attr_get_u32(a));
+			else
+				rec_hex(r, "other", mnl_attr_get_payload(a), mnl_attr_get_payload_len(a));
+		}
+		rec_add(r, " flags=%" PRIu32, flags);
+		if (key && mnl_attr_validate(key, MNL_TYPE_NESTED) == 0) {
+			mnl_attr_for_each_nested(v, key)
+			{
+				rec_hex(r, mnl_attr_get_type(v) == NFTA_DATA_VALUE ? "key" : "keyother",
+					mnl_attr_get_payload(v), mnl_attr_get_payload_len(v));
+			}
+		}
+		if (ud)
+			rec_hex(r, "udata", mnl_attr_get_payload(ud), mnl_attr_get_payload_len(ud));
+		image_sum(im->elems, r->buf, r->len);
+		im->failed |= r->failed;
+		im->n_elems++;
+	}
+}
+
+static void image_rule(struct image *im, struct rec *r, struct nftnl_rule *rule)
+{
+	uint32_t len = 0;
+	const void *ud = nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len);
+	struct nftnl_expr_iter *it = nftnl_expr_iter_create(rule);
+	char text[1024];
+
+	if (!it) {
+		im->failed = true;
+		return;
+	}
+	r->len = 0;
+	rec_add(r, "rule %s", nftnl_rule_get_str(rule, NFTNL_RULE_CHAIN));
+	rec_hex(r, "udata", ud, ud ? len : 0);
+	for (struct nftnl_expr *e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it)) {
+		const char *name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+
+		if (name && strcmp(name, "counter") == 0) { /* the values change; the counter is there */
+			rec_add(r, " [counter]");
+			continue;
+		}
+		if (name && strcmp(name, "lookup") == 0) { /* the kernel gives flags 0, the batch none */
+			rec_add(r, " [lookup reg %" PRIu32 " set %s dreg %" PRIu32 " flags %" PRIu32 "]",
+				nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_SREG),
+				nftnl_expr_get_str(e, NFTNL_EXPR_LOOKUP_SET),
+				nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_DREG)
+				    ? nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_DREG)
+				    : UINT32_MAX,
+				nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_FLAGS));
+			continue;
+		}
+		int n = nftnl_expr_snprintf(text, sizeof(text), e, NFTNL_OUTPUT_DEFAULT, 0);
+
+		/* Ours are short: a longer one is someone else's. */
+		rec_add(r, " [%s %s%s]", name ? name : "-", n < 0 ? "" : text,
+			n < 0 || (size_t)n >= sizeof(text) ? " (unreadable)" : "");
+	}
+	nftnl_expr_iter_destroy(it);
+	uint32_t n = (uint32_t)r->len;
+
+	sha256_update(&im->rules, &n, sizeof(n)); /* length-prefixed: records cannot run together */
+	sha256_update(&im->rules, r->buf, r->len);
+	im->failed |= r->failed;
+	im->n_rules++;
+}
+
+/* One message of either side into the image; anything outside our table
+ * is not part of it. */
+static void image_msg(struct image *im, struct rec *r, const struct nlmsghdr *nlh)
+{
+	const char *table = NULL;
+
+	switch (NFNL_MSG_TYPE(nlh->nlmsg_type)) {
+	case NFT_MSG_NEWTABLE: {
+		struct nftnl_table *t = nftnl_table_alloc();
+
+		if (!t || nftnl_table_nlmsg_parse(nlh, t) < 0) {
+			im->failed = !t;
+		} else if ((table = nftnl_table_get_str(t, NFTNL_TABLE_NAME)) &&
+			   strcmp(table, NFT_TABLE_NAME) == 0) {
+			r->len = 0;
+			rec_add(r, "table flags=%" PRIu32, nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS));
+			image_sum(im->objs, r->buf, r->len);
+			im->failed |= r->failed;
+			im->n_objs++;
+		}
+		if (t)
+			nftnl_table_free(t);
+		break;
+	}
+	case NFT_MSG_NEWCHAIN: {
+		struct nftnl_chain *c = nftnl_chain_alloc();
+
+		if (!c || nftnl_chain_nlmsg_parse(nlh, c) < 0)
+			im->failed = !c;
+		else if ((table = nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE)) &&
+			 strcmp(table, NFT_TABLE_NAME) == 0 && nftnl_chain_is_set(c, NFTNL_CHAIN_NAME))
+			image_chain(im, r, c);
+		if (c)
+			nftnl_chain_free(c);
+		break;
+	}
+	case NFT_MSG_NEWSET: {
+		struct nftnl_set *s = nftnl_set_alloc();
+
+		if (!s || nftnl_set_nlmsg_parse(nlh, s) < 0)
+			im->failed = !s;
+		else if ((table = nftnl_set_get_str(s, NFTNL_SET_TABLE)) &&
+			 strcmp(table, NFT_TABLE_NAME) == 0 && nftnl_set_is_set(s, NFTNL_SET_NAME))
+			image_set(im, r, s);
+		if (s)
+			nftnl_set_free(s);
+		break;
+	}
+	case NFT_MSG_NEWSETELEM:
+		image_elems(im, r, nlh);
+		break;
+	case NFT_MSG_NEWRULE: {
+		struct nftnl_rule *rule = nftnl_rule_alloc();
+
+		if (!rule || nftnl_rule_nlmsg_parse(nlh, rule) < 0)
+			im->failed = !rule;
+		else if ((table = nftnl_rule_get_str(rule, NFTNL_RULE_TABLE)) &&
+			 strcmp(table, NFT_TABLE_NAME) == 0 && nftnl_rule_is_set(rule, NFTNL_RULE_CHAIN))
+			image_rule(im, r, rule);
+		if (rule)
+			nftnl_rule_free(rule);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* The table a whole-table batch builds (nft_batch_build()): its last
+ * NEWTABLE and what follows. */
+static int image_of_batch(const struct nft_batch *nb, struct image *im)
+{
+	int n_iov = nftnl_batch_iovec_len(nb->batch);
+	struct iovec *iov = calloc((size_t)n_iov, sizeof(*iov));
+	struct rec r = {0};
+
+	if (!iov)
+		return -ENOMEM;
+	nftnl_batch_iovec(nb->batch, iov, (uint32_t)n_iov);
+	for (int i = 0; i < n_iov; i++) {
+		int left = (int)iov[i].iov_len;
+
+		for (const struct nlmsghdr *nlh = iov[i].iov_base; mnl_nlmsg_ok(nlh, left);
+		     nlh = mnl_nlmsg_next(nlh, &left)) {
+			/* The delete and the first create of the table are the
+			 * replace; only the last create is the table. */
+			if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWTABLE && i == 0 && im->n_objs == 0) {
+				const struct nlmsghdr *next = nlh;
+				int l2 = left;
+
+				next = mnl_nlmsg_next(next, &l2);
+				if (mnl_nlmsg_ok(next, l2) &&
+				    NFNL_MSG_TYPE(next->nlmsg_type) == NFT_MSG_DELTABLE)
+					continue;
+			}
+			image_msg(im, &r, nlh);
+		}
+	}
+	free(iov);
+	free(r.buf);
+	return im->failed ? -ENOMEM : 0;
+}
+
+struct dump {
+	struct image *im;
+	struct rec *r;
+	bool collect; /* GETSET: note the names of our table's sets */
+	char (*sets)[NFT_SET_NAME_MAX];
+	size_t n_sets, cap_sets;
+	bool odd_set; /* a set name longer than any we make */
+};
+
+static int dump_note_set(struct dump *d, const struct nlmsghdr *nlh)
+{
+	struct nftnl_set *s = nftnl_set_alloc();
+	const char *table, *name;
+	int ret = 0;
+
+	if (!s)
+		return -ENOMEM;
+	if (nftnl_set_nlmsg_parse(nlh, s) == 0 && (table = nftnl_set_get_str(s, NFTNL_SET_TABLE)) &&
+	    strcmp(table, NFT_TABLE_NAME) == 0 && (name = nftnl_set_get_str(s, NFTNL_SET_NAME))) {
+		if (strlen(name) >= NFT_SET_NAME_MAX) {
+			d->odd_set = true; /* not ours, and makes the image differ already */
+		} else {
+			if (d->n_sets == d->cap_sets) {
+				size_t cap = d->cap_sets ? 2 * d->cap_sets : 64;
+				void *v = realloc(d->sets, cap * sizeof(*d->sets));
+
+				if (!v) {
+					ret = -ENOMEM;
+					goto out;
+				}
+				d->sets = v;
+				d->cap_sets = cap;
+			}
+			snprintf(d->sets[d->n_sets++], NFT_SET_NAME_MAX, "%s", name);
+		}
+	}
+out:
+	nftnl_set_free(s);
+	return ret;
+}
+
+static int dump_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct dump *d = data;
+
+	image_msg(d->im, d->r, nlh);
+	if (d->collect && NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWSET && dump_note_set(d, nlh) < 0)
+		d->im->failed = true;
+	if (d->im->failed) {
+		errno = ENOMEM;
+		return MNL_CB_ERROR;
+	}
+	return MNL_CB_OK;
+}
+
+/* Our table as the kernel holds it: the table by name, then every chain,
+ * set, set's elements and rule of family inet that names it. -ENOENT
+ * when there is no table. */
+static int image_of_kernel(struct mnl_socket *nl, struct image *im)
+{
+	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO))); /* one request */
+	struct rec r = {0};
+	struct dump d = {.im = im, .r = &r};
+	struct nlmsghdr *nlh;
+	int ret;
+
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, NFPROTO_INET, 0, next_seq());
+	mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, NFT_TABLE_NAME);
+	ret = nl_ask(nl, nlh, dump_cb, &d);
+	if (ret == 0) {
+		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, NFPROTO_INET, NLM_F_DUMP, next_seq());
+		ret = nl_ask(nl, nlh, dump_cb, &d);
+	}
+	if (ret == 0) {
+		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, NFPROTO_INET, NLM_F_DUMP, next_seq());
+		mnl_attr_put_strz(nlh, NFTA_SET_TABLE, NFT_TABLE_NAME);
+		d.collect = true;
+		ret = nl_ask(nl, nlh, dump_cb, &d);
+		d.collect = false;
+	}
+	for (size_t i = 0; ret == 0 && i < d.n_sets; i++) {
+		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, next_seq());
+		mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, NFT_TABLE_NAME);
+		mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, d.sets[i]);
+		ret = nl_ask(nl, nlh, dump_cb, &d);
+	}
+	if (ret == 0) {
+		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, next_seq());
+		mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, NFT_TABLE_NAME);
+		ret = nl_ask(nl, nlh, dump_cb, &d);
+	}
+	free(d.sets);
+	free(r.buf);
+	return ret;
+}
+
+/* What differs between two images, "" when nothing does. */
+static void image_diff(struct image *want, struct image *have, char *buf, size_t size)
+{
+	uint8_t dw[SHA256_DIGEST_LEN], dh[SHA256_DIGEST_LEN];
+
+	sha256_final(&want->rules, dw);
+	sha256_final(&have->rules, dh);
+	if (want->n_objs != have->n_objs || memcmp(want->objs, have->objs, sizeof(want->objs)) != 0)
+		snprintf(buf, size, "its table, chains or sets differ (%zu objects, %zu expected)",
+			 have->n_objs, want->n_objs);
+	else if (want->n_elems != have->n_elems || memcmp(want->elems, have->elems, sizeof(want->elems)) != 0)
+		snprintf(buf, size, "set elements differ (%zu, %zu expected)", have->n_elems, want->n_elems);
+	else if (want->n_rules != have->n_rules || memcmp(dw, dh, sizeof(dw)) != 0)
+		snprintf(buf, size, "rules differ (%zu, %zu expected)", have->n_rules, want->n_rules);
+	else
+		buf[0] = '\0';
+}
+
+int nft_batch_verify(struct nft_batch *nb, const struct bundle *b, const struct bundle_endpoint *ep,
+		     struct mnl_socket *nl, uint32_t *genid, bool *same)
+{
+	struct image want, have;
+	uint32_t g0 = 0, g1 = 0;
+	int ret = nft_batch_build(nb, b, ep);
+
+	if (ret < 0)
+		return ret;
+	image_init(&want);
+	ret = image_of_batch(nb, &want);
+	/* The reading is one state only if nobody committed in between. */
+	for (int attempt = 0; ret == 0; attempt++) {
+		image_init(&have);
+		ret = nft_genid(nl, &g0);
+		if (ret == 0)
+			ret = image_of_kernel(nl, &have);
+		if (ret == -ENOENT) /* no table: the empty image */
+			ret = 0;
+		if (ret == 0) {
+			ret = nft_genid(nl, &g1);
+		} else if (ret == -EINTR) { /* a dump saw a commit */
+			ret = 0;
+			g1 = g0 + 1;
+		}
+		if (ret < 0 || g0 == g1)
+			break;
+		if (attempt == 2)
+			ret = -EAGAIN;
+	}
+	if (ret < 0) {
+		snprintf(nb->error, sizeof(nb->error), "reading the table back: %s", strerror(-ret));
+		return ret;
+	}
+	image_diff(&want, &have, nb->error, sizeof(nb->error));
+	*same = nb->error[0] == '\0';
+	*genid = g0;
+	return 0;
 }

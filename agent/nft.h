@@ -61,9 +61,10 @@ BH_MUST_CHECK int nft_prefix_parse(const char *s, struct nft_prefix *out);
 void nft_set_name(const char *set_id, int family, char buf[NFT_SET_NAME_MAX]);
 
 /* One endpoint's table as one transaction, built and ready to send:
- * BEGIN, add/delete/add table (replacing any old table atomically), sets
- * (for every bundle set the rules reference, one per family, also when it
- * has no members of that family), elements, chains, rules, END. Every
+ * BEGIN, add/delete/add table (replacing any old table atomically), the
+ * tag (nft_batch_set_tag()), sets (for every bundle set the rules
+ * reference, one per family, also when it has no members of that family),
+ * elements, chains, rules, END. Every
  * object has its own sequence number, so a kernel error names the object
  * (and bundle rule) that caused it. */
 struct nft_batch;
@@ -92,8 +93,9 @@ BH_MUST_CHECK int nft_batch_build(struct nft_batch *nb, const struct bundle *b,
  *   per family even without members (nft_batch_build() makes them too), so
  *   a group that empties, or gains its first member of a family, is still a
  *   delta. An interval set's range that changed in any way is deleted whole
- *   and added whole (start and end element), so intervals stay paired. An
- *   empty delta is just BEGIN and END.
+ *   and added whole (start and end element), so intervals stay paired. With
+ *   a tag, its element is replaced too (the old table must have the tag
+ *   set). An empty delta is just BEGIN and END (and the tag).
  * - Otherwise (*full true) the full replace of nft_batch_build(); also when
  *   the old bundle cannot be expressed, for then nobody knows what the
  *   kernel holds.
@@ -121,6 +123,57 @@ BH_MUST_CHECK int nft_batch_build_update(struct nft_batch *nb, const struct bund
  * socket release), tens of milliseconds after replacing a large table
  * (bench/program-ruleset.sh measures it). */
 BH_MUST_CHECK int nft_batch_send(struct nft_batch *nb, struct mnl_socket *nl);
+
+/* nft_batch_send(), but the kernel commits the transaction only if the
+ * namespace's ruleset is still at generation genid (nft_genid()), as nft
+ * does: -ERESTART, and nothing applied, when anyone committed since.
+ * genid 0 commits whatever the generation. */
+BH_MUST_CHECK int nft_batch_send_at(struct nft_batch *nb, struct mnl_socket *nl, uint32_t genid);
+
+/* The generation id of the ruleset in nl's namespace: nf_tables adds one
+ * at every committed transaction (failed ones leave it), whoever commits.
+ * 0 or a negative errno. */
+BH_MUST_CHECK int nft_genid(struct mnl_socket *nl, uint32_t *out);
+
+/* ---- which bundle a table holds ----------------------------------------
+ * Every table the agent loads says which bundle it was built from, in a
+ * set NFT_TAG_SET of one element whose comment is the tag, e.g.
+ *   serial 1764633600123 revision 7 bundle 3f2a…(64 hex digits)
+ * serial orders the bundles one agent enforced (newer is larger, across
+ * restarts); revision is the controller's (0: a bundle file). A delta
+ * replaces the element, so the tag is never older than the table. It is
+ * what lets an agent restarted from an older cached bundle leave a newer
+ * table alone. nft lists it as `set bundle { type mark; … }`. */
+#define NFT_TAG_SET "bundle"
+#define NFT_TAG_MAX 128
+struct nft_tag {
+	uint64_t serial;
+	int64_t revision;
+	char hash[BUNDLE_HASH_HEX + 1];
+};
+void nft_tag_format(const struct nft_tag *t, char buf[NFT_TAG_MAX]);
+/* 0, or -EINVAL when s is not exactly what nft_tag_format() writes. */
+BH_MUST_CHECK int nft_tag_parse(const char *s, struct nft_tag *out);
+/* Every later build (whole or delta) writes t into the table; NULL: no
+ * tag set at all (a delta then leaves any there alone). Copied. */
+void nft_batch_set_tag(struct nft_batch *nb, const struct nft_tag *t);
+/* Reads the tag of table inet bulkhead in nl's namespace. 0, -ENOENT when
+ * there is no table or no tag, -EINVAL when the tag is not one of ours
+ * (whatever is in the namespace is untrusted), or another negative errno. */
+BH_MUST_CHECK int nft_tag_read(struct mnl_socket *nl, struct nft_tag *out);
+
+/* Compares table inet bulkhead in nl's namespace with the one
+ * nft_batch_build(nb, b, ep) makes (with nb's tag): table flags, chains,
+ * sets and their elements, every rule and its expressions in order,
+ * counter values aside. Leaves that whole-table batch built in nb, ready
+ * to send when they differ; nft_batch_error() then says what differs.
+ * *same and *genid (the generation that was read, which a commit from
+ * the batch can be sent at) are written on success: 0, -EAGAIN when the
+ * ruleset kept changing while it was read, or another negative errno.
+ * Reads everything: for a check after lost events, not for every event. */
+BH_MUST_CHECK int nft_batch_verify(struct nft_batch *nb, const struct bundle *b,
+				   const struct bundle_endpoint *ep, struct mnl_socket *nl, uint32_t *genid,
+				   bool *same);
 
 /* What the last build or send failed on, e.g.
  * "rule ingress[4] (bundle rule db/ingress/0): kernel: ...", or "" when

@@ -16,6 +16,7 @@
 #include "bulkhead/admin.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/policy.h"
+#include "bulkhead/utf8.h"
 #include "online.h"
 
 #define EXIT_OK 0
@@ -36,9 +37,26 @@ static int reply_failure(json_t *reply)
 	return code == EXIT_USAGE ? EXIT_USAGE : EXIT_FAIL;
 }
 
+/* Whether an argument that goes into a request is text JSON can carry;
+ * says which one it is not. */
+static bool arg_is_text(const char *what, const char *s)
+{
+	if (!s || utf8_valid(s))
+		return true;
+	char *shown = utf8_escape(s);
+	fprintf(stderr,
+		"bulkhead: %s \"%s\": not valid UTF-8 (requests are JSON, which carries UTF-8 text only)\n",
+		what, shown ? shown : "?");
+	free(shown);
+	return false;
+}
+
 /* When > 0: how long the next call may wait for an answer (status --wait
  * keeps within its own budget). */
 static int call_timeout_ms;
+/* The last call was refused at once (this user may not connect): waiting
+ * longer will not help. */
+static bool call_denied;
 
 /* One request, the reply on success (NULL with *ret set otherwise). */
 static json_t *call(const char *endpoint, json_t *req, int *ret)
@@ -46,11 +64,18 @@ static json_t *call(const char *endpoint, json_t *req, int *ret)
 	struct admin_conn c = {0};
 	json_t *reply = NULL;
 	*ret = EXIT_FAIL;
-	if (admin_conn_open(&c, endpoint) == 0 &&
-	    (call_timeout_ms <= 0 || call_timeout_ms >= c.timeout_ms || admin_conn_set_timeout(&c, call_timeout_ms) == 0))
+	if (!req) { /* json_pack refused an argument: the checks above missed one */
+		fprintf(stderr, "bulkhead: the request could not be encoded as JSON\n");
+		*ret = EXIT_USAGE;
+		return NULL;
+	}
+	int r = admin_conn_open(&c, endpoint);
+	if (r == 0 && (call_timeout_ms <= 0 || call_timeout_ms >= c.timeout_ms ||
+		       admin_conn_set_timeout(&c, call_timeout_ms) == 0))
 		reply = admin_conn_call(&c, req);
 	else
 		json_decref(req);
+	call_denied = r == -EACCES;
 	admin_conn_close(&c);
 	if (reply && !json_is_true(json_object_get(reply, "ok"))) {
 		*ret = reply_failure(reply);
@@ -165,6 +190,8 @@ static int parse_verb(int argc, char **argv, struct verb_opts *o, const char *al
 		}
 		}
 	}
+	if (!arg_is_text("--comment", o->comment) || !arg_is_text("--node", o->node))
+		return EXIT_USAGE;
 	o->argc = argc - optind;
 	o->argv = argv + optind;
 	return EXIT_OK;
@@ -196,6 +223,8 @@ static int policy_apply(const char *admin, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *file = o.argv[0];
+	if (!arg_is_text("policy file name", file))
+		return EXIT_USAGE;
 	FILE *f = fopen(file, "r");
 	if (!f) {
 		fprintf(stderr, "%s: %s\n", file, strerror(errno));
@@ -405,7 +434,7 @@ static int status(const char *admin, int argc, char **argv)
 			call_timeout_ms = (int)(o.wait_s * 1000L - spent > 100 ? o.wait_s * 1000L - spent : 100);
 		}
 		json_t *reply = call(admin, json_pack("{s:s}", "cmd", "status"), &ret);
-		if (!reply && o.wait_s < 0)
+		if (!reply && (o.wait_s < 0 || call_denied))
 			return ret;
 		if (reply)
 			status_lagging(reply, lagging, sizeof(lagging));
@@ -665,6 +694,8 @@ static int flows(const char *admin, int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (!arg_is_text("--node", node) || !arg_is_text("--group", group))
+		return EXIT_USAGE;
 	if (optind != argc || (follow && rules)) {
 		fprintf(stderr, "usage: %s\n", usage);
 		return EXIT_USAGE;

@@ -11,7 +11,9 @@
 #include "bulkhead/admin.h"
 #include "bulkhead/compile.h"
 #include "bulkhead/log.h"
+#include "bulkhead/pathtrust.h"
 #include "bulkhead/sha256.h"
+#include "bulkhead/utf8.h"
 #include "admin.h"
 
 struct admin {
@@ -22,6 +24,19 @@ struct admin {
 	uint64_t malformed;
 };
 
+/* s as JSON can carry it: a path given to --policy, or a comment an older
+ * controller stored, need not be UTF-8 (jansson would refuse the string).
+ * NULL stays NULL; malloc()ed. */
+static char *as_text(const char *s)
+{
+	if (!s)
+		return NULL;
+	char *t = utf8_valid(s) ? strdup(s) : utf8_escape(s);
+	if (!t)
+		abort();
+	return t;
+}
+
 static json_t *fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static json_t *fail(int code, const char *fmt, ...)
 {
@@ -30,7 +45,10 @@ static json_t *fail(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	return json_pack("{s:b,s:i,s:s}", "ok", 0, "code", code, "error", buf);
+	char *text = as_text(buf); /* it may quote a peer, or be cut inside a character */
+	json_t *r = json_pack("{s:b,s:i,s:s}", "ok", 0, "code", code, "error", text);
+	free(text);
+	return r;
 }
 
 static json_t *ok(json_t *payload)
@@ -41,8 +59,21 @@ static json_t *ok(json_t *payload)
 
 /* ---- policy ---- */
 
+static json_t *apply_policy(struct store *s, struct compiler *c, const char *document, const char *file,
+			    const char *comment);
+
 json_t *admin_apply_policy(struct store *s, struct compiler *c, const char *document, const char *file,
 			   const char *comment)
+{
+	char *file_text = as_text(file), *comment_text = as_text(comment);
+	json_t *r = apply_policy(s, c, document, file_text, comment_text);
+	free(file_text);
+	free(comment_text);
+	return r;
+}
+
+static json_t *apply_policy(struct store *s, struct compiler *c, const char *document, const char *file,
+			    const char *comment)
 {
 	struct diag d;
 	diag_init(&d, file && file[0] ? file : "policy");
@@ -85,8 +116,11 @@ json_t *admin_apply_policy(struct store *s, struct compiler *c, const char *docu
 static void add_revision(void *data, const struct store_revision *r)
 {
 	json_t *arr = data;
-	json_array_append_new(arr, json_pack("{s:I,s:I,s:s?,s:s}", "revision", (json_int_t)r->revision, "time",
-					     (json_int_t)r->time, "comment", r->comment, "sha256", r->sha256));
+	char *comment = as_text(r->comment);
+	json_array_append_new(arr,
+			      json_pack("{s:I,s:I,s:s?,s:s}", "revision", (json_int_t)r->revision, "time",
+					(json_int_t)r->time, "comment", comment, "sha256", r->sha256));
+	free(comment);
 }
 
 static json_t *cmd_history(struct admin *a, json_t *req)
@@ -128,9 +162,13 @@ static json_t *cmd_show(struct admin *a, json_t *req)
 		return rev ? fail(2, "no revision %lld", (long long)rev) : fail(1, "no policy has been applied yet");
 	if (e < 0)
 		return fail(1, "reading revision %lld: %s", (long long)rev, store_error(a->store));
-	json_t *out = json_pack("{s:I,s:I,s:s?,s:s}", "revision", (json_int_t)r.revision, "time", (json_int_t)r.time,
-				"comment", r.comment, "document", r.document);
+	char *comment = as_text(r.comment);
+	json_t *out = json_pack("{s:I,s:I,s:s?,s:s}", "revision", (json_int_t)r.revision, "time",
+				(json_int_t)r.time, "comment", comment, "document", r.document);
+	free(comment);
 	store_revision_release(&r);
+	if (!out) /* a stored document is one that validated: UTF-8 */
+		return fail(1, "revision %lld cannot be sent as JSON", (long long)rev);
 	return ok(out);
 }
 
@@ -320,6 +358,8 @@ void admin_dispatch(struct admin *a)
 			reply = handle(a, zmq_msg_data(&m), zmq_msg_size(&m));
 		}
 		zmq_msg_close(&m);
+		if (!reply) /* a handler's json_pack refused a string: an answer all the same */
+			reply = fail(1, "the controller could not encode its reply");
 		char *text = json_dumps(reply, JSON_COMPACT);
 		json_decref(reply);
 		if (!text)
@@ -340,23 +380,34 @@ struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struc
 	a->compiler = c;
 	a->agents = ag;
 	*err = NULL;
-	const char *path = strncmp(endpoint, "ipc://", 6) == 0 ? endpoint + 6 : NULL;
+	const char *path = strncmp(endpoint, "ipc://", 6) == 0 && endpoint[6] != '@' ? endpoint + 6 : NULL;
 	if (path) {
-		/* Root-only: a directory we make is 0700; one that was there
-		 * is not ours to change (it may be /run or /tmp), so say when
-		 * it lets others in. The socket itself is 0600 from birth. */
-		char *dir = xstrdup(path);
-		char *d = dirname(dir);
-		struct stat st;
-		if (mkdir(d, 0700) < 0 && errno != EEXIST)
-			log_warn("admin: creating %s: %m", d);
-		else if (stat(d, &st) == 0 && (st.st_uid != geteuid() || (st.st_mode & 0022)))
-			log_warn("admin: %s is not ours alone (owner %u, mode %03o); the socket is 0600 all the same",
-				 d, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+		/* Root-only: a directory we make is 0700. One that was there
+		 * (/run, /tmp) must be ours or root's, all the way up, and
+		 * writable by nobody else (unless sticky): whoever may rename
+		 * in it could swap the socket for theirs and be sent every
+		 * policy. The socket itself is 0600 from birth. */
+		char *dir = xstrdup(path), *why = NULL;
+		const char *d = dirname(dir);
+		int r = mkdir(d, 0700) < 0 && errno != EEXIST ? -errno : 0;
+		if (r < 0 &&
+		    asprintf(err, "admin endpoint %s: creating %s: %s", endpoint, d, strerror(-r)) < 0)
+			abort();
+		if (r == 0 && (r = pathtrust_dir(d, &why)) < 0 &&
+		    asprintf(err,
+			     "admin endpoint %s: refused: %s (another user could put their own socket in its "
+			     "place)",
+			     endpoint, why ? why : strerror(-r)) < 0)
+			abort();
+		free(why);
 		free(dir);
+		if (r < 0) {
+			admin_free(a);
+			return NULL;
+		}
 	} else {
-		log_warn("admin endpoint %s is not ipc://: it has no authentication, and whoever reaches it can "
-			 "change the policy",
+		log_warn("admin endpoint %s is not an ipc:// path: it has no authentication, and whoever "
+			 "reaches it can change the policy",
 			 endpoint);
 	}
 	a->rep = zmq_socket(zctx, ZMQ_REP);

@@ -1,6 +1,7 @@
 /* admin: the operator CLI's endpoint (REP, protocol in bulkhead/admin.h).
  * Root-only when it is an ipc socket: its directory is made 0700 and the
- * socket file 0600. */
+ * socket file 0600; a directory that another user controls (pathtrust.h)
+ * is refused. */
 #pragma once
 
 #include <zmq.h>

@@ -14,10 +14,15 @@
 #include "agents.h"
 #include "flowcheck.h"
 #include "flownames.h"
+#include "labelrules.h"
 
 #define ROUTING_ID_MAX 256
 #define ALLOW_KEY_LEN 40
 #define ALLOW_REREAD_MS 1000
+/* Without a handshake to prompt it, a file rewritten in place is noticed
+ * this late (re-reading 1000 nodes' files costs ~12 ms). */
+#define ALLOW_REREAD_IDLE_MS 10000
+#define ALLOW_LABELS_MAX (1 << 20)
 /* An agent that has not acknowledged a bundle by then gets it again. */
 #define INFLIGHT_TIMEOUT_MS 10000
 /* How often flows past the retention are deleted, in chunks of this many
@@ -54,12 +59,21 @@ struct node_link {
 	bool ack_ok;
 	struct flowcheck_bucket flow_bucket;		 /* its rate allowance */
 	int64_t drop_logged_ms[STORE_DROP_COUNT]; /* monotonic; 0: never */
+	/* Its last endpoint list was refused (the one before stays in force),
+	 * or the one in force breaks its label rules: why, for status. */
+	char *list_error;
+	json_t *refused_list; /* tried again when its label rules change */
 	struct node_link *next;
 };
 
 struct allow_entry {
 	char key[ALLOW_KEY_LEN + 1];
 	char *node;
+	/* DIR/NODE.labels (labelrules.h): NULL when there is none; else its
+	 * text (or why it could not be read) and its rules, NULL when it is
+	 * invalid: then every list of the node is refused (fail closed). */
+	char *labels_text;
+	struct labelrules *labels;
 };
 
 struct agents {
@@ -72,6 +86,8 @@ struct agents {
 	size_t n_allow;
 	struct timespec allow_mtime;
 	int64_t allow_read_ms; /* monotonic */
+	char *allow_said;      /* the problems last logged, one per line */
+	bool allow_loaded;     /* read at least once */
 	int64_t last_heartbeat_ms;
 	int64_t last_prune_ms, last_prune_chunk_ms; /* monotonic; 0: not yet */
 	bool prune_pending;			    /* more to delete: another chunk soon */
@@ -83,45 +99,122 @@ struct agents {
 	} count;
 };
 
-/* ---- the allow-list: DIR/NODE.key holds NODE's agent public key ---- */
+/* ---- the allow-list: DIR/NODE.key holds NODE's agent public key, and
+ * DIR/NODE.labels (optional) the labels NODE may report ---- */
+
+static void allow_free(struct allow_entry *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].node);
+		free(v[i].labels_text);
+		labelrules_free(v[i].labels);
+	}
+	free(v);
+}
 
 static void allow_clear(struct agents *a)
 {
-	for (size_t i = 0; i < a->n_allow; i++)
-		free(a->allow[i].node);
-	free(a->allow);
+	allow_free(a->allow, a->n_allow);
 	a->allow = NULL;
 	a->n_allow = 0;
 }
 
+static const struct allow_entry *allow_entry_for(const struct allow_entry *v, size_t n, const char *node)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].node, node) == 0)
+			return &v[i];
+	return NULL;
+}
+
+/* e's NODE.labels, if there is one; problems go to errs. */
+static void allow_read_labels(struct agents *a, struct allow_entry *e, FILE *errs)
+{
+	char path[4096], name[512];
+	snprintf(path, sizeof(path), "%s/%s.labels", a->o->allow_dir, e->node);
+	snprintf(name, sizeof(name), "%s.labels", e->node);
+	FILE *f = fopen(path, "re");
+	if (!f && errno == ENOENT)
+		return;
+	char *text = xmalloc(ALLOW_LABELS_MAX + 1);
+	size_t len = f ? fread(text, 1, ALLOW_LABELS_MAX + 1, f) : 0;
+	const char *why = NULL;
+	if (!f || ferror(f))
+		why = strerror(errno);
+	else if (len > ALLOW_LABELS_MAX)
+		why = "larger than 1 MiB";
+	if (f)
+		fclose(f);
+	text[len > ALLOW_LABELS_MAX ? 0 : len] = '\0';
+	if (why) {
+		fprintf(errs, "%s: %s; every endpoint list of node %s is refused\n", path, why, e->node);
+		free(text);
+		e->labels_text = xstrdup(why);
+		return;
+	}
+	e->labels_text = text;
+	struct diag d;
+	diag_init(&d, path);
+	e->labels = labelrules_parse(name, text, len, &d);
+	if (!e->labels) {
+		fprintf(errs, "%s: invalid; every endpoint list of node %s is refused until it is fixed\n",
+			path, e->node);
+		diag_print(&d, errs);
+	}
+	diag_release(&d);
+}
+
+static void allow_recheck(struct agents *a, struct node_link *n);
+static struct node_link *node_get(struct agents *a, const char *node);
+
+/* Whether node's label rules differ between two allow-lists. */
+static bool allow_labels_changed(const struct allow_entry *was, size_t n_was, const struct allow_entry *now,
+				 size_t n_now, const char *node)
+{
+	const struct allow_entry *o = allow_entry_for(was, n_was, node),
+				 *e = allow_entry_for(now, n_now, node);
+	if (!o || !e)
+		return o != e;
+	if (!o->labels_text || !e->labels_text)
+		return o->labels_text != e->labels_text;
+	return strcmp(o->labels_text, e->labels_text) != 0;
+}
+
 /* Re-reads the directory when it changed (a key added, removed or
- * renamed), and otherwise at most once a second (a key file rewritten in
- * place leaves the directory's mtime alone), so agents can be added and
- * keys replaced without a restart. */
-static void allow_reload(struct agents *a)
+ * renamed), and otherwise when it was read longer than max_age_ms ago (a
+ * file rewritten in place leaves the directory's mtime alone), so agents
+ * can be added and keys and label rules replaced without a restart. The nodes whose label
+ * rules changed are checked again (allow_recheck). Each problem is logged
+ * when it appears, not at every reading. */
+static void allow_reload(struct agents *a, int64_t max_age_ms)
 {
 	struct stat st;
-	if (stat(a->o->allow_dir, &st) < 0) {
-		log_error("agent keys %s: %m; every agent is refused", a->o->allow_dir);
-		allow_clear(a);
-		return;
-	}
 	int64_t now = clock_mono_ms();
-	if (a->allow && st.st_mtim.tv_sec == a->allow_mtime.tv_sec && st.st_mtim.tv_nsec == a->allow_mtime.tv_nsec &&
-	    now - a->allow_read_ms < ALLOW_REREAD_MS)
+	bool dir_ok = stat(a->o->allow_dir, &st) == 0;
+	if (dir_ok && a->allow_loaded && st.st_mtim.tv_sec == a->allow_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == a->allow_mtime.tv_nsec && now - a->allow_read_ms < max_age_ms)
 		return;
-	a->allow_mtime = st.st_mtim;
+	if (dir_ok)
+		a->allow_mtime = st.st_mtim;
 	a->allow_read_ms = now;
-	size_t before = a->n_allow;
-	bool had = a->allow != NULL;
-	allow_clear(a);
-	struct dirent **names;
-	int n = scandir(a->o->allow_dir, &names, NULL, alphasort);
-	if (n < 0) {
-		log_error("agent keys %s: %m; every agent is refused", a->o->allow_dir);
-		return;
-	}
-	a->allow = xcalloc((size_t)n + 1, sizeof(*a->allow));
+	struct allow_entry *was = a->allow;
+	size_t n_was = a->n_allow;
+	bool had = a->allow_loaded;
+	a->allow_loaded = true;
+	a->allow = NULL;
+	a->n_allow = 0;
+
+	char *said = NULL;
+	size_t said_len = 0;
+	FILE *errs = open_memstream(&said, &said_len);
+	if (!errs)
+		abort();
+	struct dirent **names = NULL;
+	int n = dir_ok ? scandir(a->o->allow_dir, &names, NULL, alphasort) : -1;
+	if (n < 0)
+		fprintf(errs, "agent keys %s: %s; every agent is refused\n", a->o->allow_dir,
+			strerror(errno));
+	a->allow = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*a->allow));
 	for (int i = 0; i < n; i++) {
 		const char *fn = names[i]->d_name;
 		size_t len = strlen(fn);
@@ -129,26 +222,68 @@ static void allow_reload(struct agents *a)
 			char path[4096], key[ALLOW_KEY_LEN + 1], *err = NULL;
 			snprintf(path, sizeof(path), "%s/%s", a->o->allow_dir, fn);
 			if (keys_read(path, key, &err) < 0) {
-				log_error("agent key %s", err ? err : "unreadable");
+				fprintf(errs, "agent key %s\n", err ? err : "unreadable");
 			} else {
 				struct allow_entry *e = &a->allow[a->n_allow++];
 				memcpy(e->key, key, sizeof(e->key));
 				e->node = strndup(fn, len - 4);
 				if (!e->node)
 					abort();
+				allow_read_labels(a, e, errs);
 			}
 			free(err);
 		}
 		free(names[i]);
 	}
 	free(names);
-	if (!had || a->n_allow != before)
+	if (fclose(errs) != 0)
+		abort();
+	if (!a->allow_said || strcmp(a->allow_said, said) != 0) {
+		for (const char *line = said, *end; (end = strchr(line, '\n')); line = end + 1)
+			log_error("%.*s", (int)(end - line), line);
+	}
+	free(a->allow_said);
+	a->allow_said = said;
+	if (!had || a->n_allow != n_was)
 		log_info("agent keys: %zu node(s) allowed from %s", a->n_allow, a->o->allow_dir);
+
+	/* Every node known, then those whose rules changed (all of them at
+	 * the first reading: the lists resumed from the store too). */
+	for (const char *const *name = compiler_nodes(a->compiler); *name; name++)
+		node_get(a, *name);
+	for (struct node_link *nl = a->nodes; nl; nl = nl->next)
+		if (!had || allow_labels_changed(was, n_was, a->allow, a->n_allow, nl->node))
+			allow_recheck(a, nl);
+	allow_free(was, n_was);
+}
+
+/* Whether node may report these endpoints' labels (its NODE.labels): 0,
+ * or -EPERM with why in diag. Without CURVE there is no allow-list and no
+ * rule. */
+static int allow_check_labels(struct agents *a, const char *node, json_t *endpoints, struct diag *d)
+{
+	if (a->o->insecure)
+		return 0;
+	const struct allow_entry *e = allow_entry_for(a->allow, a->n_allow, node);
+	if (!e) {
+		diag_add(d, "", "node %s is not in the agent allow-list %s (any more)", node,
+			 a->o->allow_dir);
+		return -EPERM;
+	}
+	if (!e->labels_text)
+		return 0;
+	if (!e->labels) {
+		diag_add(d, "",
+			 "%s/%s.labels is invalid or unreadable: every endpoint list of node %s is refused",
+			 a->o->allow_dir, node, node);
+		return -EPERM;
+	}
+	return labelrules_check(e->labels, endpoints, d);
 }
 
 static const char *allow_lookup(struct agents *a, const char *key)
 {
-	allow_reload(a);
+	allow_reload(a, ALLOW_REREAD_MS);
 	const char *found = NULL;
 	for (size_t i = 0; i < a->n_allow; i++) {
 		if (strcmp(a->allow[i].key, key) != 0)
@@ -254,6 +389,8 @@ static void node_clear_inflight(struct node_link *n)
 static void node_free(struct node_link *n)
 {
 	node_clear_inflight(n);
+	free(n->list_error);
+	json_decref(n->refused_list);
 	json_decref(n->held_bundle);
 	json_decref(n->errors);
 	free(n->agent_version);
@@ -346,21 +483,78 @@ static void set_held(struct node_link *n, json_t *revision, json_t *hash)
 	snprintf(n->held_hash, sizeof(n->held_hash), "%s", json_is_string(hash) ? json_string_value(hash) : "");
 }
 
+/* Why n's endpoint list is not what it reported (NULL: it is): the first
+ * problem in d, for status. */
+static void node_set_list_error(struct node_link *n, const char *what, const struct diag *d)
+{
+	free(n->list_error);
+	n->list_error = NULL;
+	if (!what)
+		return;
+	const char *first = d && d->n ? d->v[0].message : "see the controller's log";
+	if (asprintf(&n->list_error, "%s: %s%s", what, first,
+		     d && d->n > 1 ? " (and more: see the controller's log)" : "") < 0)
+		abort();
+}
+
 static void take_endpoints(struct agents *a, struct node_link *n, json_t *endpoints)
 {
 	struct diag d;
 	diag_init(&d, n->node);
-	int r = compiler_set_endpoints(a->compiler, n->node, endpoints, &d);
+	/* A label the node may not claim refuses the whole list, as a
+	 * malformed one: leaving the label out instead could take an
+	 * endpoint out of a deny group (fail closed). */
+	int r = allow_check_labels(a, n->node, endpoints, &d);
+	if (r == 0)
+		r = compiler_set_endpoints(a->compiler, n->node, endpoints, &d);
+	json_decref(n->refused_list);
+	n->refused_list = NULL;
 	if (r < 0) {
 		a->count.endpoints_rejected++;
 		log_error("node %s: endpoint list rejected; keeping the previous one:", n->node);
 		diag_print(&d, stderr);
-	} else if (r > 0) {
+		node_set_list_error(n, "endpoint list refused, the previous one kept", &d);
+		n->refused_list = json_incref(endpoints);
+	} else {
+		node_set_list_error(n, NULL, NULL);
+	}
+	if (r > 0) {
 		char *text = json_dumps(endpoints, JSON_COMPACT);
 		if (!text || store_put_inventory(a->store, n->node, text) < 0)
 			log_error("node %s: storing its endpoints: %s", n->node, store_error(a->store));
 		free(text);
 		log_info("node %s: %zu endpoint(s)", n->node, json_array_size(endpoints));
+	}
+	diag_release(&d);
+}
+
+/* n's label rules changed: a list refused before is tried again (they may
+ * admit it now), and the list in force is checked against them. One that
+ * breaks them stays in force, since dropping it could take endpoints out
+ * of deny groups; status says so until the node reports one that keeps
+ * to them. */
+static void allow_recheck(struct agents *a, struct node_link *n)
+{
+	if (n->refused_list) {
+		json_t *list = json_incref(n->refused_list);
+		take_endpoints(a, n, list);
+		json_decref(list);
+		return;
+	}
+	json_t *eps = compiler_endpoints(a->compiler, n->node);
+	if (!eps)
+		return;
+	struct diag d;
+	diag_init(&d, n->node);
+	if (allow_check_labels(a, n->node, eps, &d) < 0) {
+		log_error("node %s: its endpoint list in force breaks its label rules; kept until the node "
+			  "reports one "
+			  "that keeps to them:",
+			  n->node);
+		diag_print(&d, stderr);
+		node_set_list_error(n, "the endpoint list in force breaks the node's label rules (kept)", &d);
+	} else {
+		node_set_list_error(n, NULL, NULL);
 	}
 	diag_release(&d);
 }
@@ -736,6 +930,8 @@ void agents_tick(struct agents *a, int64_t now)
 	if (now - a->last_heartbeat_ms < (int64_t)a->o->heartbeat_ms)
 		return;
 	a->last_heartbeat_ms = now;
+	if (!a->o->insecure) /* label rules changed with no handshake to notice */
+		allow_reload(a, ALLOW_REREAD_IDLE_MS);
 	int64_t dead = (int64_t)a->o->heartbeat_ms * PROTO_DEAD_HEARTBEATS;
 	for (struct node_link *n = a->nodes; n; n = n->next) {
 		if (!n->connected)
@@ -771,14 +967,20 @@ json_t *agents_status_nodes(struct agents *a)
 		json_t *eps = compiler_endpoints(a->compiler, n->node);
 		bool up_to_date = want_hash ? (n->held_revision == rev && strcmp(n->held_hash, want_hash) == 0 && n->ack_ok)
 					    : rev == 0;
+		json_t *errors = json_copy(n->errors);
+		if (n->list_error) {
+			json_array_append_new(errors, json_string(n->list_error));
+			up_to_date = false;
+		}
 		json_array_append_new(
-			out, json_pack("{s:s,s:b,s:o,s:s?,s:o,s:s?,s:s?,s:b,s:I,s:O}", "node", n->node, "connected",
-				       n->connected, "last_heartbeat",
-				       n->last_heard_ms ? json_integer(wall - (mono - n->last_heard_ms)) : json_null(),
-				       "agent_version", n->agent_version, "applied_revision",
-				       n->held_revision ? json_integer(n->held_revision) : json_null(), "applied_hash",
-				       n->held_hash[0] ? n->held_hash : NULL, "desired_hash", want_hash, "up_to_date",
-				       up_to_date, "endpoints", (json_int_t)json_array_size(eps), "errors", n->errors));
+		    out,
+		    json_pack("{s:s,s:b,s:o,s:s?,s:o,s:s?,s:s?,s:b,s:I,s:o}", "node", n->node, "connected",
+			      n->connected, "last_heartbeat",
+			      n->last_heard_ms ? json_integer(wall - (mono - n->last_heard_ms)) : json_null(),
+			      "agent_version", n->agent_version, "applied_revision",
+			      n->held_revision ? json_integer(n->held_revision) : json_null(), "applied_hash",
+			      n->held_hash[0] ? n->held_hash : NULL, "desired_hash", want_hash, "up_to_date",
+			      up_to_date, "endpoints", (json_int_t)json_array_size(eps), "errors", errors));
 	}
 	return out;
 }
@@ -824,7 +1026,7 @@ struct agents *agents_new(void *zctx, const struct agents_options *o, struct com
 			*err = zmq_failure("ZAP handler", "inproc://zeromq.zap.01");
 			goto err_free;
 		}
-		allow_reload(a);
+		allow_reload(a, 0);
 	}
 	a->router = zmq_socket(zctx, ZMQ_ROUTER);
 	int one = 1, zero = 0;
@@ -863,6 +1065,7 @@ void agents_free(struct agents *a)
 		node_free(n);
 	}
 	allow_clear(a);
+	free(a->allow_said);
 	if (a->router)
 		zmq_close(a->router);
 	if (a->zap)

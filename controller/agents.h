@@ -18,7 +18,7 @@ struct agents_options {
 	bool insecure;		 /* no CURVE, no node binding */
 	const char *public_key;	 /* the controller's pair, Z85 */
 	const char *secret_key;
-	const char *allow_dir;	 /* NODE.key files: agent public keys */
+	const char *allow_dir;	 /* NODE.key files: agent public keys; NODE.labels: label rules */
 	unsigned heartbeat_ms;
 	int64_t flow_retention_ms; /* flows older are pruned (hourly) and not stored; 0: kept forever */
 	int64_t flow_rate;	   /* flow and hit records a node may have stored a second, on

@@ -1,17 +1,35 @@
 /* The client side of the admin protocol: `bulkhead` and the benchmarks. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <zmq.h>
 
 #include "bulkhead/admin.h"
 
+/* The socket file of an ipc:// endpoint (not an abstract one), or NULL. */
+static const char *ipc_path(const char *endpoint)
+{
+	return strncmp(endpoint, "ipc://", 6) == 0 && endpoint[6] && endpoint[6] != '@' ? endpoint + 6 : NULL;
+}
+
 int admin_conn_open(struct admin_conn *c, const char *endpoint)
 {
 	c->endpoint = endpoint;
+	/* ZeroMQ connects in the background and would only time out: a
+	 * socket this user may not open is said at once. A missing one may
+	 * still come (the controller starting): that is left to the wait. */
+	const char *path = ipc_path(endpoint);
+	if (path && faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) < 0 && (errno == EACCES || errno == EPERM)) {
+		fprintf(stderr, "bulkhead: admin endpoint %s: permission denied (only root and the controller's "
+				"user may connect)\n",
+			endpoint);
+		return -EACCES;
+	}
 	c->timeout_ms = 10000;
 	const char *t = getenv("BULKHEAD_ADMIN_TIMEOUT_MS");
 	if (t && atoi(t) > 0)
@@ -23,8 +41,9 @@ int admin_conn_open(struct admin_conn *c, const char *endpoint)
 	if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
 	    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 ||
 	    admin_conn_set_timeout(c, c->timeout_ms) < 0 || zmq_connect(c->sock, endpoint) < 0) {
-		fprintf(stderr, "bulkhead: admin endpoint %s: %s\n", endpoint, zmq_strerror(errno));
-		return -1;
+		int e = errno;
+		fprintf(stderr, "bulkhead: admin endpoint %s: %s\n", endpoint, zmq_strerror(e));
+		return e > 0 ? -e : -EINVAL;
 	}
 	return 0;
 }
@@ -60,9 +79,17 @@ json_t *admin_conn_call(struct admin_conn *c, json_t *req)
 	zmq_msg_t m;
 	zmq_msg_init(&m);
 	if (r < 0 || zmq_msg_recv(&m, c->sock, 0) < 0) {
+		int e = errno;
 		zmq_msg_close(&m);
-		fprintf(stderr, "bulkhead: no answer from the controller at %s%s%s\n", c->endpoint,
-			errno == EAGAIN ? "" : ": ", errno == EAGAIN ? "" : zmq_strerror(errno));
+		const char *path = ipc_path(c->endpoint);
+		if (e == EAGAIN && path && access(path, F_OK) < 0 && errno == ENOENT)
+			fprintf(stderr,
+				"bulkhead: no answer from the controller at %s: no socket there (is "
+				"bulkhead-controller running?)\n",
+				c->endpoint);
+		else
+			fprintf(stderr, "bulkhead: no answer from the controller at %s%s%s\n", c->endpoint,
+				e == EAGAIN ? "" : ": ", e == EAGAIN ? "" : zmq_strerror(e));
 		return NULL;
 	}
 	json_error_t jerr;

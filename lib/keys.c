@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "bulkhead/keys.h"
+#include "bulkhead/pathtrust.h"
 
 static int fail(char **err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char **err, int r, const char *fmt, ...)
@@ -69,18 +70,48 @@ int keys_read_pair(const char *dir, char pub[KEY_Z85_LEN + 1], char sec[KEY_Z85_
 	return 0;
 }
 
-static int write_key(const char *path, const char *key, mode_t mode, bool force, char **err)
+/* DIR/.NAME.XXXXXX holding key, mode; its path in tmp. Created with
+ * O_EXCL, so nothing planted there is followed or reused. */
+static int write_temp(const char *dir, const char *name, const char *key, mode_t mode, char tmp[4096],
+		      char **err)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), mode);
+	snprintf(tmp, 4096, "%s/.%s.XXXXXX", dir, name);
+	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, -errno, errno == EEXIST ? "%s: exists; --force replaces it" : "%s: %s", path,
-			    strerror(errno));
+		return fail(err, -errno, "%s: %s", tmp, strerror(errno));
 	char line[KEY_Z85_LEN + 2];
 	snprintf(line, sizeof(line), "%s\n", key);
 	bool ok = fchmod(fd, mode) == 0 && write(fd, line, KEY_Z85_LEN + 1) == KEY_Z85_LEN + 1 && fsync(fd) == 0;
 	int saved = errno;
 	close(fd);
-	return ok ? 0 : fail(err, -saved, "%s: %s", path, strerror(saved));
+	if (!ok) {
+		unlink(tmp);
+		return fail(err, -saved, "%s: %s", tmp, strerror(saved));
+	}
+	return 0;
+}
+
+/* What --force may replace: nothing, or a regular file of this user's. A
+ * symbolic link (or a file someone else owns) planted where a key goes is
+ * refused, never written through. */
+static int check_replaceable(const char *path, bool force, char **err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : fail(err, -errno, "%s: %s", path, strerror(errno));
+	if (!force)
+		return fail(err, -EEXIST, "%s: exists; --force replaces it", path);
+	if (S_ISLNK(st.st_mode))
+		return fail(err, -ELOOP,
+			    "%s: a symbolic link: refused (a key is never written through a link; remove it "
+			    "if it is yours)",
+			    path);
+	if (!S_ISREG(st.st_mode))
+		return fail(err, -EPERM, "%s: not a regular file: refused", path);
+	if (st.st_uid != geteuid())
+		return fail(err, -EPERM, "%s: owned by uid %u, not this user (uid %u): refused", path,
+			    (unsigned)st.st_uid, (unsigned)geteuid());
+	return 0;
 }
 
 int keys_write_pair(const char *dir, bool force, char pub_out[KEY_Z85_LEN + 1], char **err)
@@ -99,25 +130,57 @@ int keys_write_pair(const char *dir, bool force, char pub_out[KEY_Z85_LEN + 1], 
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return fail(err, -errno, "%s: %s", dir, strerror(errno));
-	char pub[KEY_Z85_LEN + 1], sec[KEY_Z85_LEN + 1], path[4096];
+	/* Whoever else may write in the directory could swap the keys. */
+	char *why = NULL;
+	int r = pathtrust_dir(dir, &why);
+	if (r < 0) {
+		fail(err, r, "%s; refused", why ? why : strerror(-r));
+		free(why);
+		return r;
+	}
+	char pub[KEY_Z85_LEN + 1], sec[KEY_Z85_LEN + 1];
 	if (zmq_curve_keypair(pub, sec) < 0)
 		return fail(err, -ENOTSUP, "this libzmq cannot make CURVE keys (built without CURVE?)");
-	if (!force) {
-		/* Refuse before writing either file: never half a pair. */
-		for (int i = 0; i < 2; i++) {
-			snprintf(path, sizeof(path), "%s/%s", dir, i ? KEY_SECRET_FILE : KEY_PUBLIC_FILE);
-			if (access(path, F_OK) == 0)
-				return fail(err, -EEXIST, "%s: exists; --force replaces it", path);
+	static const char *const names[2] = {KEY_SECRET_FILE, KEY_PUBLIC_FILE};
+	const char *keys[2] = {sec, pub};
+	static const mode_t modes[2] = {0600, 0644};
+	char path[2][4096], temp[2][4096];
+	/* Refuse before writing either file: never half a pair. */
+	for (int i = 0; i < 2; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/%s", dir, names[i]);
+		if ((r = check_replaceable(path[i], force, err)) < 0)
+			return r;
+	}
+	/* Both written aside, then put in place by rename (which replaces a
+	 * name, never writes through it) or, without --force, link (which
+	 * fails if the name was taken since). */
+	for (int i = 0; i < 2; i++) {
+		if ((r = write_temp(dir, names[i], keys[i], modes[i], temp[i], err)) < 0) {
+			if (i)
+				unlink(temp[0]);
+			return r;
 		}
 	}
-	snprintf(path, sizeof(path), "%s/" KEY_SECRET_FILE, dir);
-	int r = write_key(path, sec, 0600, force, err);
-	if (r < 0)
-		return r;
-	snprintf(path, sizeof(path), "%s/" KEY_PUBLIC_FILE, dir);
-	r = write_key(path, pub, 0644, force, err);
-	if (r < 0)
-		return r;
+	for (int i = 0; i < 2; i++) {
+		r = force ? rename(temp[i], path[i]) : link(temp[i], path[i]);
+		if (r < 0)
+			r = fail(err, -errno, errno == EEXIST ? "%s: exists; --force replaces it" : "%s: %s",
+				 path[i], strerror(errno));
+		if (!force || r < 0)
+			unlink(temp[i]);
+		if (r < 0) {
+			if (!i)
+				unlink(temp[1]);
+			else if (!force) /* never half a pair */
+				unlink(path[0]);
+			return r;
+		}
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
 	memcpy(pub_out, pub, sizeof(pub));
 	return 0;
 }

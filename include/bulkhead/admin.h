@@ -32,7 +32,9 @@
  *              "up_to_date": BOOL, "endpoints": N,
  *              "errors": ["endpoint: message", ...]}
  *      up_to_date: applied_hash == desired_hash, the applied revision is the
- *      newest and the agent reported no error. `status --wait` polls this
+ *      newest, the agent reported no error and its endpoint list is the one
+ *      it reported (not refused, e.g. by its label rules: then "errors"
+ *      says why). `status --wait` polls this
  *      until every connected node is up to date.
  *  endpoints       {"node": S?} → {"endpoints": [{"node", "name",
  *                  "netns": S|null, "labels": {..}, "addresses": [..],
@@ -75,7 +77,8 @@ struct admin_conn {
 	int timeout_ms;
 };
 
-/* 0, or -1 after printing why on stderr. */
+/* 0, or a negative errno after printing why on stderr: -EACCES when this
+ * user may not use an ipc:// socket (said at once, not after a timeout). */
 int admin_conn_open(struct admin_conn *c, const char *endpoint);
 void admin_conn_close(struct admin_conn *c);
 /* How long a call may wait to send and for its answer (default 10 s, or

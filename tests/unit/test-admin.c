@@ -1,0 +1,171 @@
+/* The controller's admin endpoint (controller/admin.c) answers every
+ * request, whatever its strings: bytes that are not UTF-8 in a request, a
+ * --policy path or a comment an older controller stored that is not UTF-8,
+ * and an error message cut inside a character each get a reply, never an
+ * abort. The endpoint is bound on inproc with a temporary store. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <zmq.h>
+
+#include "admin.h"
+#include "compiler.h"
+#include "store.h"
+#include "test.h"
+
+#define POLICY                                                                                               \
+	"{\"version\": 1, \"groups\": {\"web\": {\"labels\": {\"app\": \"web\"}}}, "                         \
+	"\"policies\": [{\"name\": \"web-in\", \"applies_to\": \"web\", \"ingress\": []}]}"
+
+static char dir[64];
+static void *zctx, *req;
+static struct store *store;
+static struct compiler *compiler;
+static struct admin *admin;
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/bulkhead-test-admin.XXXXXX");
+	if (!mkdtemp(dir))
+		abort();
+	char *err = NULL;
+	store = store_open(dir, &err);
+	compiler = compiler_new();
+	zctx = zmq_ctx_new();
+	/* Only the policy and revision commands: no agents needed. */
+	admin = store ? admin_new(zctx, "inproc://test-admin", store, compiler, NULL, &err) : NULL;
+	if (!admin) {
+		fprintf(stderr, "setup: %s\n", err ? err : "?");
+		exit(1);
+	}
+	req = zmq_socket(zctx, ZMQ_REQ);
+	if (zmq_connect(req, "inproc://test-admin") < 0)
+		abort();
+}
+
+static void teardown(void)
+{
+	zmq_close(req);
+	admin_free(admin);
+	zmq_ctx_term(zctx);
+	compiler_free(compiler);
+	store_free(store);
+	static const char *const names[] = {STORE_FILE, STORE_FILE "-wal", STORE_FILE "-shm"};
+	char path[128];
+	for (size_t i = 0; i < BH_ARRAY_SIZE(names); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+/* Sends raw bytes as a request; the parsed reply (NULL: none, or not JSON). */
+static json_t *ask_raw(const char *text)
+{
+	if (zmq_send(req, text, strlen(text), 0) < 0)
+		return NULL;
+	zmq_pollitem_t item;
+	admin_poll_item(admin, &item);
+	if (zmq_poll(&item, 1, 2000) != 1)
+		return NULL;
+	admin_dispatch(admin);
+	char buf[65536];
+	int timeout = 2000;
+	zmq_setsockopt(req, ZMQ_RCVTIMEO, &timeout, sizeof(timeout));
+	int n = zmq_recv(req, buf, sizeof(buf) - 1, 0);
+	if (n < 0 || n >= (int)sizeof(buf))
+		return NULL;
+	return json_loadb(buf, (size_t)n, 0, NULL);
+}
+
+static bool is_refusal(json_t *reply, int code)
+{
+	return json_is_false(json_object_get(reply, "ok")) &&
+	       json_integer_value(json_object_get(reply, "code")) == code &&
+	       json_is_string(json_object_get(reply, "error"));
+}
+
+TEST(request_bytes_not_utf8_get_an_error_reply)
+{
+	static const char *const requests[] = {
+	    "{\"v\":1,\"cmd\":\"policy.apply\",\"document\":\"{}\",\"comment\":\"x\xff\"}",
+	    "{\"v\":1,\"cmd\":\"endpoints\",\"node\":\"n\xc3\"}",
+	    "{\"v\":1,\"cmd\":\"flows\",\"group\":\"\xed\xa0\x80\"}", /* a surrogate */
+	    "{\"v\":1,\"cmd\":\"st\xe9tus\"}",
+	    "{\"v\":1,\"cmd\":\"policy.apply\",\"document\":\"{}\",\"comment\":\"a\\u0000b\"}",
+	};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(requests); i++) {
+		json_t *reply = ask_raw(requests[i]);
+		CHECK(is_refusal(reply, 2));
+		json_decref(reply);
+	}
+	CHECK(compiler_revision(compiler) == 0);
+}
+
+TEST(an_error_cut_inside_a_character_is_still_a_reply)
+{
+	/* "unknown command \"ééé…\"" is longer than the error buffer. */
+	char text[8192] = "{\"v\":1,\"cmd\":\"x"; /* odd: the cut falls inside an é */
+	for (int i = 0; i < 1500; i++)
+		strcat(text, "\xc3\xa9");
+	strcat(text, "\"}");
+	json_t *reply = ask_raw(text);
+	CHECK(is_refusal(reply, 2));
+	CHECK(reply && strstr(json_string_value(json_object_get(reply, "error")), "unknown command"));
+	json_decref(reply);
+}
+
+TEST(a_policy_path_not_utf8_is_applied_and_shown_escaped)
+{
+	/* bulkhead-controller --policy PATH: the path is the file name in
+	 * errors and the comment of the revision. */
+	json_t *r = admin_apply_policy(store, compiler, "{\"version\": 1, \"policies\": [{}]}",
+				       "/etc/p\xff.json", "--policy /etc/p\xff.json");
+	CHECK(is_refusal(r, 2));
+	json_t *e0 = json_array_get(json_object_get(r, "errors"), 0);
+	CHECK(e0 && strncmp(json_string_value(e0), "/etc/p\\xff.json: /policies/0", 28) == 0);
+	json_decref(r);
+
+	r = admin_apply_policy(store, compiler, POLICY, "/etc/p\xff.json", "--policy /etc/p\xff.json");
+	CHECK(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	json_t *hist = ask_raw("{\"v\":1,\"cmd\":\"policy.history\"}");
+	json_t *rev = json_array_get(json_object_get(hist, "revisions"), 0);
+	CHECK(json_is_true(json_object_get(hist, "ok")));
+	CHECK_STR(json_string_value(json_object_get(rev, "comment")), "--policy /etc/p\\xff.json");
+	json_decref(hist);
+	json_t *show = ask_raw("{\"v\":1,\"cmd\":\"policy.show\"}");
+	CHECK(json_is_true(json_object_get(show, "ok")));
+	CHECK_STR(json_string_value(json_object_get(show, "comment")), "--policy /etc/p\\xff.json");
+	json_decref(show);
+}
+
+TEST(a_stored_comment_not_utf8_is_shown_escaped)
+{
+	/* As an older controller stored a --policy path. */
+	int64_t rev = 0;
+	CHECK(store_add_revision(store, POLICY, "caf\xe9", &rev) == 0);
+	json_t *hist = ask_raw("{\"v\":1,\"cmd\":\"policy.history\"}");
+	json_t *first = json_array_get(json_object_get(hist, "revisions"), 0);
+	CHECK(json_is_true(json_object_get(hist, "ok")));
+	CHECK(json_integer_value(json_object_get(first, "revision")) == rev);
+	CHECK_STR(json_string_value(json_object_get(first, "comment")), "caf\\xe9");
+	json_decref(hist);
+	char text[128];
+	snprintf(text, sizeof(text), "{\"v\":1,\"cmd\":\"policy.show\",\"revision\":%lld}", (long long)rev);
+	json_t *show = ask_raw(text);
+	CHECK(json_is_true(json_object_get(show, "ok")));
+	CHECK_STR(json_string_value(json_object_get(show, "comment")), "caf\\xe9");
+	json_decref(show);
+}
+
+int main(void)
+{
+	setup();
+	int r = test_main();
+	teardown();
+	return r;
+}
