@@ -130,6 +130,8 @@ struct agent {
 	struct flows *flows;	/* with a controller: denied-flow batches */
 	uint64_t last_hello_ms; /* monotonic */
 	json_t *saved_counters; /* STATE_COUNTERS of a clean exit, by endpoint, until each is opened */
+	json_t *flows_written;	/* the flow counters status.json holds */
+	uint64_t flows_written_ms; /* monotonic */
 };
 
 /* ---- endpoints ---- */
@@ -961,10 +963,22 @@ static void load_cached_bundle(struct agent *a)
 
 /* ---- status ---- */
 
+/* The flow counters change with every packet: status.json follows them at
+ * most once a second, when nothing else made it due sooner. */
+#define STATUS_FLOWS_MS 1000
+
 static void write_status(struct agent *a)
 {
-	if (!a->o->state_dir || !a->status_dirty)
+	if (!a->o->state_dir)
 		return;
+	json_t *flows = a->flows ? flows_status(a->flows) : NULL;
+	if (!a->status_dirty && flows && !json_equal(flows, a->flows_written) &&
+	    (uint64_t)clock_mono_ms() - a->flows_written_ms >= STATUS_FLOWS_MS)
+		a->status_dirty = true;
+	if (!a->status_dirty) {
+		json_decref(flows);
+		return;
+	}
 	json_t *eps = json_array();
 	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
 		json_t *addrs = json_array();
@@ -1003,8 +1017,14 @@ static void write_status(struct agent *a)
 				    json_pack("{s:s?,s:I,s:s?}", "bundle",
 					      a->cached_hash[0] ? a->cached_hash : NULL, "revision",
 					      (json_int_t)a->cached_revision, "error", a->cache_error));
-	if (st && a->flows)
-		json_object_set_new(st, "flows", flows_status(a->flows));
+	if (st && flows) {
+		json_object_set(st, "flows", flows);
+		json_decref(a->flows_written);
+		a->flows_written = flows; /* the reference flows held */
+		a->flows_written_ms = (uint64_t)clock_mono_ms();
+	} else {
+		json_decref(flows);
+	}
 	char *text = st ? json_dumps(st, JSON_INDENT(2)) : NULL;
 	json_decref(st);
 	if (!text)
@@ -1267,8 +1287,13 @@ static void on_link_message(void *data, const struct proto_msg *m)
 		break;
 	case PROTO_FLOWS_ACK:
 		if (a->flows) {
-			flows_acked(a->flows, (uint64_t)json_integer_value(json_object_get(m->body, "epoch")),
-				    (uint64_t)json_integer_value(json_object_get(m->body, "seq")));
+			uint64_t epoch = (uint64_t)json_integer_value(json_object_get(m->body, "epoch")),
+				 seq = (uint64_t)json_integer_value(json_object_get(m->body, "seq"));
+			const char *rejected = json_string_value(json_object_get(m->body, "rejected"));
+			if (rejected)
+				flows_rejected(a->flows, epoch, seq, rejected);
+			else
+				flows_acked(a->flows, epoch, seq);
 			a->status_dirty = true;
 		}
 		break;
@@ -1336,6 +1361,7 @@ void agent_free(struct agent *a)
 		save_counters(a);
 	}
 	json_decref(a->saved_counters);
+	json_decref(a->flows_written);
 	while (a->endpoints) {
 		struct endpoint_state *e = a->endpoints;
 		a->endpoints = e->next;

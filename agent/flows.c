@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bulkhead/log.h"
@@ -58,7 +59,7 @@ struct flows {
 	uint64_t epoch, next_seq;
 
 	struct flow **buckets;
-	size_t n_buckets, n_flows;
+	size_t n_buckets, n_flows, n_hits, n_lost;
 	uint64_t window_start; /* 0: nothing recorded yet */
 	struct lost *lost;
 	struct hit *hits;
@@ -77,8 +78,15 @@ struct flows {
 
 	struct {
 		uint64_t events, batches, acked, resent, spooled_to_file, spool_dropped;
+		uint64_t quarantined, quarantined_packets; /* rejected by the controller, or unreadable */
 	} count;
 };
+
+/* a + b, no more than max (the wire schema's range, proto.h). */
+static uint64_t add_capped(uint64_t a, uint64_t b, uint64_t max)
+{
+	return a >= max || b >= max - a ? max : a + b;
+}
 
 static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 {
@@ -110,6 +118,7 @@ static void key_from_event(const struct nflog_event *ev, struct flow_key *k)
 }
 
 static void spool_refill(struct flows *f);
+static void quarantine(struct flows *f, json_t *body, const char *line, const char *reason);
 
 /* The batches from b to the end of the list, a line each, as the spool
  * and the journal hold them, then extra (extra_len bytes, may be 0).
@@ -302,7 +311,7 @@ static void window_clear(struct flows *f)
 		}
 		f->buckets[i] = NULL;
 	}
-	f->n_flows = 0;
+	f->n_flows = f->n_hits = f->n_lost = 0;
 	while (f->lost) {
 		struct lost *l = f->lost;
 		f->lost = l->next;
@@ -372,7 +381,7 @@ void flows_record(struct flows *f, const char *endpoint, const struct nflog_even
 	for (struct flow *fl = f->buckets[slot]; fl; fl = fl->next) {
 		if (memcmp(&fl->k, &k, sizeof(k)) == 0 && strcmp(fl->endpoint, endpoint) == 0 &&
 		    strcmp(fl->rule, rule) == 0) {
-			fl->count++;
+			fl->count = add_capped(fl->count, 1, PROTO_FLOWS_COUNT_MAX);
 			fl->last = now_ms;
 			return;
 		}
@@ -386,7 +395,8 @@ void flows_record(struct flows *f, const char *endpoint, const struct nflog_even
 	fl->first = fl->last = now_ms;
 	fl->next = f->buckets[slot];
 	f->buckets[slot] = fl;
-	f->n_flows++;
+	if (++f->n_flows >= FLOWS_WINDOW_MAX) /* a batch never outgrows the schema */
+		flows_tick(f, now_ms, 0, true);
 }
 
 void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_t gap)
@@ -401,9 +411,10 @@ void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_
 		l->endpoint = xstrdup(endpoint);
 		l->next = f->lost;
 		f->lost = l;
+		f->n_lost++;
 	}
-	l->enobufs += enobufs;
-	l->gap += gap;
+	l->enobufs = add_capped(l->enobufs, enobufs, PROTO_FLOWS_COUNT_MAX);
+	l->gap = add_capped(l->gap, gap, PROTO_FLOWS_COUNT_MAX);
 	log_warn("endpoint %s: the kernel could not deliver %llu logged packet(s)%s", endpoint,
 		 (unsigned long long)gap, enobufs ? " (receive buffer overrun)" : "");
 	if (!f->window_start)
@@ -426,12 +437,15 @@ void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const 
 		h->dir = (uint8_t)dir;
 		h->next = f->hits;
 		f->hits = h;
+		f->n_hits++;
 	}
-	/* Saturating: the sums go out as JSON integers (int64). */
-	h->packets = packets > (uint64_t)INT64_MAX - h->packets ? (uint64_t)INT64_MAX : h->packets + packets;
-	h->bytes = bytes > (uint64_t)INT64_MAX - h->bytes ? (uint64_t)INT64_MAX : h->bytes + bytes;
+	/* Saturating at the wire schema's ranges, which the controller checks. */
+	h->packets = add_capped(h->packets, packets, PROTO_FLOWS_COUNT_MAX);
+	h->bytes = add_capped(h->bytes, bytes, PROTO_FLOWS_BYTES_MAX);
 	if (!f->window_start)
 		f->window_start = now_ms;
+	if (f->n_hits >= FLOWS_WINDOW_MAX)
+		flows_tick(f, now_ms, 0, true);
 }
 
 static json_t *flow_json(const struct flow *fl)
@@ -541,8 +555,7 @@ static void spool_refill(struct flows *f)
 		json_t *body = json_loads(line, 0, NULL);
 		json_t *ep = json_object_get(body, "epoch"), *seq = json_object_get(body, "seq");
 		if (!json_is_integer(ep) || !json_is_integer(seq) || !json_is_array(json_object_get(body, "flows"))) {
-			log_error("%s/%s: an unreadable batch skipped", f->state_dir, FLOWS_SPOOL_FILE);
-			f->count.spool_dropped++;
+			quarantine(f, body, line, "unreadable in " FLOWS_SPOOL_FILE);
 			json_decref(body);
 			continue;
 		}
@@ -602,8 +615,9 @@ static void spool_refill(struct flows *f)
 
 void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force)
 {
-	bool due = f->window_start && (force || now_ms - f->window_start >= window_ms ||
-				       f->n_flows >= FLOWS_WINDOW_MAX || f->window_start == 1);
+	/* Full: no list may outgrow the schema (the spool's loss entry too). */
+	bool full = f->n_flows >= FLOWS_WINDOW_MAX || f->n_hits >= FLOWS_WINDOW_MAX || f->n_lost + 1 >= FLOWS_WINDOW_MAX;
+	bool due = f->window_start && (force || now_ms - f->window_start >= window_ms || full || f->window_start == 1);
 	if (!due && !(f->spool_lost && (force || f->window_start == 0)))
 		return;
 	json_t *list = json_array(), *lost = json_array();
@@ -620,10 +634,11 @@ void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force
 	for (struct lost *l = f->lost; l; l = l->next)
 		json_array_append_new(lost, json_pack("{s:s,s:I,s:I,s:I}", "endpoint", l->endpoint, "enobufs",
 						      (json_int_t)l->enobufs, "gap", (json_int_t)l->gap, "spool", (json_int_t)0));
-	if (f->spool_lost) {
+	if (f->spool_lost) { /* what does not fit the schema's range goes with the next batch */
+		uint64_t n = f->spool_lost < PROTO_FLOWS_COUNT_MAX ? f->spool_lost : PROTO_FLOWS_COUNT_MAX;
 		json_array_append_new(lost, json_pack("{s:n,s:I,s:I,s:I}", "endpoint", "enobufs", (json_int_t)0, "gap",
-						      (json_int_t)0, "spool", (json_int_t)f->spool_lost));
-		f->spool_lost = 0;
+						      (json_int_t)0, "spool", (json_int_t)n));
+		f->spool_lost -= n;
 	}
 	json_t *hits = json_array();
 	for (struct hit *h = f->hits; h; h = h->next)
@@ -659,7 +674,9 @@ void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg)
 	}
 }
 
-void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq)
+/* Unlinks batch (epoch, seq) from memory (its journal line is garbage
+ * now); NULL when it is not there. The caller frees it, then compacts. */
+static struct batch *batch_take(struct flows *f, uint64_t epoch, uint64_t seq)
 {
 	struct batch **pp = &f->head, *prev = NULL;
 	for (; *pp; prev = *pp, pp = &(*pp)->next) {
@@ -671,13 +688,107 @@ void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq)
 			f->tail = prev;
 		f->mem_bytes -= b->bytes;
 		f->mem_batches--;
-		f->count.acked++;
 		f->journal_garbage += b->bytes;
-		json_decref(b->body);
-		free(b);
-		journal_compact(f);
+		return b;
+	}
+	return NULL;
+}
+
+void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq)
+{
+	struct batch *b = batch_take(f, epoch, seq);
+	if (!b)
+		return;
+	f->count.acked++;
+	json_decref(b->body);
+	free(b);
+	journal_compact(f);
+}
+
+/* The packets a batch reports, counted and lost: what is lost with it. */
+static uint64_t batch_packets(json_t *body)
+{
+	uint64_t n = 0;
+	size_t i;
+	json_t *o;
+	json_array_foreach(json_object_get(body, "flows"), i, o)
+	{
+		json_int_t c = json_integer_value(json_object_get(o, "count"));
+		n += c > 0 ? (uint64_t)c : 0;
+	}
+	json_array_foreach(json_object_get(body, "lost"), i, o)
+	{
+		json_int_t g = json_integer_value(json_object_get(o, "gap")),
+			   s = json_integer_value(json_object_get(o, "spool"));
+		n += (g > 0 ? (uint64_t)g : 0) + (s > 0 ? (uint64_t)s : 0);
+	}
+	return n;
+}
+
+/* Keeps a batch the controller will not take (body, or the raw line when it
+ * is not JSON) in the quarantine file, as {"time", "reason", "batch"|"line"};
+ * counts what it carried as lost. */
+static void quarantine(struct flows *f, json_t *body, const char *line, const char *reason)
+{
+	uint64_t packets = body ? batch_packets(body) : 0;
+	f->count.quarantined++;
+	f->count.quarantined_packets += packets;
+	json_t *epoch = json_object_get(body, "epoch"), *seq = json_object_get(body, "seq");
+	char name[64] = "a flow batch";
+	if (json_is_integer(epoch) && json_is_integer(seq))
+		snprintf(name, sizeof(name), "flow batch %lld/%lld", (long long)json_integer_value(epoch),
+			 (long long)json_integer_value(seq));
+	if (!f->state_dir) {
+		log_error("%s rejected (%s): %llu packet(s) lost", name, reason, (unsigned long long)packets);
 		return;
 	}
+	json_t *entry = json_pack("{s:I,s:s,s:O?}", "time", (json_int_t)clock_wall_ms(), "reason", reason,
+				  "batch", body);
+	if (entry && !body)
+		json_object_set_new(entry, "line", json_string(line)); /* NULL (not UTF-8): left out */
+	char *json = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
+	json_decref(entry);
+	if (!json)
+		abort();
+	size_t len = strlen(json) + 1;
+	char *text = xmalloc(len + 1);
+	memcpy(text, json, len - 1);
+	text[len - 1] = '\n';
+	text[len] = '\0';
+	free(json);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", f->state_dir, FLOWS_QUARANTINE_FILE);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	struct stat st;
+	bool kept = false;
+	if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size + len <= FLOWS_QUARANTINE_MAX) {
+		kept = write(fd, text, len) == (ssize_t)len;
+		if (!kept && ftruncate(fd, st.st_size) < 0) /* no half line */
+			log_error("truncating %s: %m", path);
+	}
+	if (fd < 0)
+		log_error("opening %s: %m", path);
+	if (fd >= 0)
+		close(fd);
+	if (kept)
+		log_error("%s rejected (%s): kept in %s; its %llu packet(s) are counted as lost", name, reason, path,
+			  (unsigned long long)packets);
+	else
+		log_error("%s rejected (%s): not kept (%s is full or not writable); its %llu packet(s) are counted as "
+			  "lost",
+			  name, reason, path, (unsigned long long)packets);
+	free(text);
+}
+
+void flows_rejected(struct flows *f, uint64_t epoch, uint64_t seq, const char *reason)
+{
+	struct batch *b = batch_take(f, epoch, seq);
+	if (!b)
+		return;
+	quarantine(f, b->body, NULL, reason);
+	json_decref(b->body);
+	free(b);
+	journal_compact(f);
 }
 
 void flows_resend_all(struct flows *f)
@@ -688,9 +799,11 @@ void flows_resend_all(struct flows *f)
 
 json_t *flows_status(const struct flows *f)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)f->count.events, "batches",
-			 (json_int_t)f->count.batches, "acked", (json_int_t)f->count.acked, "resent",
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)f->count.events,
+			 "batches", (json_int_t)f->count.batches, "acked", (json_int_t)f->count.acked, "resent",
 			 (json_int_t)f->count.resent, "spooled_in_memory", (json_int_t)f->mem_batches,
 			 "spooled_in_file", (json_int_t)f->file_batches, "spooled_to_file",
-			 (json_int_t)f->count.spooled_to_file, "spool_dropped", (json_int_t)f->count.spool_dropped);
+			 (json_int_t)f->count.spooled_to_file, "spool_dropped", (json_int_t)f->count.spool_dropped,
+			 "quarantined", (json_int_t)f->count.quarantined, "quarantined_packets",
+			 (json_int_t)f->count.quarantined_packets);
 }

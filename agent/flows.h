@@ -11,7 +11,9 @@
  * controller, which stores each batch once, acknowledges it again). What
  * cannot be kept (a full spool) is counted and reported, never silently
  * dropped. A window also carries what the rules' kernel counters grew by
- * (hits). */
+ * (hits). A batch the controller rejects (malformed: it would be rejected
+ * again) leaves the spool for DIR/flows.quarantine, and what it carried is
+ * counted as lost and logged. */
 #pragma once
 
 #include <stdbool.h>
@@ -20,6 +22,7 @@
 #include <jansson.h>
 
 #include "bulkhead/policy.h"
+#include "bulkhead/proto.h"
 #include "nflog.h"
 
 #define FLOWS_SPOOL_FILE     "flows.spool"
@@ -27,7 +30,9 @@
 #define FLOWS_JOURNAL_SLACK  (1u << 20)      /* acknowledged bytes it may hold before a rewrite */
 #define FLOWS_SPOOL_MEM_MAX  (8u << 20)  /* bytes of batches held in memory */
 #define FLOWS_SPOOL_FILE_MAX (64u << 20) /* bytes of batches in the file */
-#define FLOWS_WINDOW_MAX     65536       /* distinct flows in one window */
+#define FLOWS_QUARANTINE_FILE "flows.quarantine" /* batches the controller rejected */
+#define FLOWS_QUARANTINE_MAX (16u << 20)	    /* bytes it may grow to */
+#define FLOWS_WINDOW_MAX     PROTO_FLOWS_MAX /* distinct flows (or hits) in one window */
 #define FLOWS_IN_FLIGHT      16          /* batches sent and not yet acknowledged */
 #define FLOWS_RESEND_MS      5000        /* unacknowledged that long: send again */
 
@@ -63,6 +68,9 @@ typedef void (*flows_send_fn)(void *arg, json_t *body);
 void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg);
 /* The controller stored batch (epoch, seq): forget it. */
 void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq);
+/* The controller rejected batch (epoch, seq) for reason: it leaves the
+ * spool for the quarantine file, counted and logged. */
+void flows_rejected(struct flows *f, uint64_t epoch, uint64_t seq, const char *reason);
 /* A new session (HELLO): everything unacknowledged goes again. */
 void flows_resend_all(struct flows *f);
 

@@ -591,10 +591,43 @@ static bool flows_print_lost(json_t *reply)
 			json_is_string(json_object_get(l, "endpoint")) ? json_string_value(json_object_get(l, "endpoint")) : "",
 			(long long)gap, (long long)enobufs, (long long)spool);
 	}
+	/* What the controller did not store, by reason (store.h). */
+	json_array_foreach(json_object_get(reply, "dropped"), i, l)
+	{
+		const char *reason = str_or(json_object_get(l, "reason"), "?");
+		long long batches = json_integer_value(json_object_get(l, "batches")),
+			  records = json_integer_value(json_object_get(l, "records")),
+			  packets = json_integer_value(json_object_get(l, "packets"));
+		const char *node = str_or(json_object_get(l, "node"), "?");
+		any = true;
+		if (strcmp(reason, "rate") == 0)
+			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) over its rate limit not stored "
+					"(the controller's --flow-rate)\n", node, records, packets);
+		else if (strcmp(reason, "quota") == 0)
+			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) over its quota not stored "
+					"(the controller's --flow-quota, --flow-retention)\n", node, records, packets);
+		else if (strcmp(reason, "rejected") == 0)
+			fprintf(stderr, "warning: node %s: %lld flow batch(es) rejected as malformed, not counted above "
+					"(the controller's log says why; the agent keeps them in its flows.quarantine)\n",
+				node, batches);
+		else if (strcmp(reason, "expired") == 0)
+			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) older than the retention not "
+					"stored (is the node's clock behind?)\n", node, records, packets);
+		else if (strcmp(reason, "future") == 0)
+			fprintf(stderr, "warning: node %s: %lld flow record(s) dated in the future, shown at the "
+					"controller's time (is the node's clock ahead?)\n", node, records);
+		else if (strcmp(reason, "foreign") == 0)
+			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) of endpoints the node did "
+					"not report not stored\n", node, records, packets);
+		else
+			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) not stored (%s)\n", node,
+				records, packets, reason);
+	}
 	return any;
 }
 
-/* Packets lost in a reply's "lost" list, all nodes together. */
+/* Packets lost in a reply's "lost" list and not stored by the controller
+ * ("dropped": a record dated in the future was stored), all nodes together. */
 static json_int_t flows_lost_total(json_t *reply)
 {
 	json_int_t n = 0;
@@ -602,6 +635,11 @@ static json_int_t flows_lost_total(json_t *reply)
 	json_t *l;
 	json_array_foreach(json_object_get(reply, "lost"), i, l)
 		n += json_integer_value(json_object_get(l, "gap")) + json_integer_value(json_object_get(l, "spool"));
+	json_array_foreach(json_object_get(reply, "dropped"), i, l)
+	{
+		if (strcmp(str_or(json_object_get(l, "reason"), ""), "future") != 0)
+			n += json_integer_value(json_object_get(l, "packets"));
+	}
 	return n;
 }
 

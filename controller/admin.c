@@ -288,8 +288,13 @@ static json_t *cmd_flows(struct admin *a, json_t *req)
 		return fail(2, "verdict \"%s\": expected deny or audit%s", q.verdict, allow_ok ? " or allow" : "");
 	int64_t now = clock_wall_ms();
 	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;
-	json_t *out = store_query_flows(a->store, &q);
-	if (!out)
+	json_t *out = NULL;
+	int r = store_query_flows(a->store, &q, &out);
+	if (r == -ETIMEDOUT)
+		return fail(1, "reading flows: %s, so that the controller goes on serving its agents; narrow it "
+			       "(--since, --node, --group, --verdict) or raise the controller's --flow-query-ms",
+			    store_error(a->store));
+	if (r < 0)
 		return fail(1, "reading flows: %s", store_error(a->store));
 	json_object_set_new(out, "time", json_integer(now));
 	return ok(out);

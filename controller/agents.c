@@ -12,6 +12,7 @@
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
 #include "agents.h"
+#include "flowcheck.h"
 #include "flownames.h"
 #include "labelrules.h"
 
@@ -33,6 +34,11 @@
  * receive time), so a clock stepped back cannot let a resent batch whose
  * key was pruned be stored twice. */
 #define FLOW_KEY_MARGIN_MS (86400 * 1000)
+/* How far ahead of the controller's clock a flow's time may be; later
+ * times are the controller's (retention would never delete them). */
+#define FLOW_FUTURE_MS (5 * 60 * 1000)
+/* Each reason a node's records are not stored is logged once a minute. */
+#define FLOW_DROP_LOG_MS (60 * 1000)
 
 struct node_link {
 	char *node;
@@ -51,7 +57,8 @@ struct node_link {
 	json_t *inflight_bundle;
 	json_t *errors; /* strings from the last ACK */
 	bool ack_ok;
-	bool expired_logged; /* said once that its batches are past the retention */
+	struct flowcheck_bucket flow_bucket;		 /* its rate allowance */
+	int64_t drop_logged_ms[STORE_DROP_COUNT]; /* monotonic; 0: never */
 	/* Its last endpoint list was refused (the one before stays in force),
 	 * or the one in force breaks its label rules: why, for status. */
 	char *list_error;
@@ -87,7 +94,8 @@ struct agents {
 	int64_t pruned_rows;
 	struct {
 		uint64_t malformed, unexpected, refused, resync, send_failed, endpoints_rejected, bundles,
-			deltas, acks, flow_batches, flow_batches_again, flow_store_failed, flow_batches_expired;
+			deltas, acks, flow_batches, flow_batches_again, flow_store_failed, flow_batches_expired,
+			flow_batches_rejected, flow_records_dropped;
 	} count;
 };
 
@@ -657,35 +665,150 @@ static void flows_prune(struct agents *a, int64_t now_mono)
 			 (long long)(a->o->flow_retention_ms / 1000));
 }
 
-/* A batch of denied flows: named, stored once, then acknowledged. A batch
- * that cannot be stored is not acknowledged: the agent sends it again. */
+static void send_flows_ack(struct agents *a, struct node_link *n, json_int_t epoch, json_int_t seq,
+			   const char *rejected)
+{
+	json_t *body = json_pack("{s:I,s:I}", "epoch", epoch, "seq", seq);
+	if (rejected)
+		json_object_set_new(body, "rejected", json_string(rejected));
+	send_to(a, n->rid, n->rid_len, PROTO_FLOWS_ACK, body);
+}
+
+/* What was not stored of a node's batch: logged once a minute a reason. */
+static void log_drops(struct agents *a, struct node_link *n, const struct store_drops *d)
+{
+	static const char *const why[STORE_DROP_COUNT] = {
+		[STORE_DROP_RATE] = "over the node's rate limit (--flow-rate)",
+		[STORE_DROP_QUOTA] = "over the node's quota (--flow-quota)",
+		[STORE_DROP_REJECTED] = "rejected",
+		[STORE_DROP_EXPIRED] = "older than the retention (is the node's clock behind?)",
+		[STORE_DROP_FUTURE] = "dated in the future, stored with the controller's time (is the node's clock "
+				      "ahead?)",
+		[STORE_DROP_FOREIGN] = "naming endpoints the node did not report",
+	};
+	int64_t now = clock_mono_ms();
+	for (int r = 0; r < STORE_DROP_COUNT; r++) {
+		if (!d->v[r].batches || r == STORE_DROP_REJECTED)
+			continue;
+		if (r != STORE_DROP_FUTURE)
+			a->count.flow_records_dropped += (uint64_t)d->v[r].records;
+		if (r == STORE_DROP_EXPIRED)
+			a->count.flow_batches_expired++;
+		if (n->drop_logged_ms[r] && now - n->drop_logged_ms[r] < FLOW_DROP_LOG_MS)
+			continue;
+		n->drop_logged_ms[r] = now;
+		log_warn("node %s: %lld flow record(s) (%lld packets) %s%s; shown by `bulkhead flows` (logged once a "
+			 "minute)",
+			 n->node, (long long)d->v[r].records, (long long)d->v[r].packets, why[r],
+			 r == STORE_DROP_FUTURE ? "" : ", not stored");
+	}
+}
+
+/* The records n's rate allows now, its batch's key taken first (a batch
+ * key is a row too): < 0 when there is no room even for that. */
+static int64_t flow_room(struct agents *a, struct node_link *n)
+{
+	if (!a->o->flow_rate)
+		return INT64_MAX;
+	return flowcheck_bucket_fill(&n->flow_bucket, clock_mono_ms(), a->o->flow_rate,
+				     a->o->flow_rate * AGENTS_FLOW_BURST_S) -
+	       1;
+}
+
+/* A batch of denied flows: held to its node and the limits (flowcheck.h),
+ * named, stored once, then acknowledged. A batch that cannot be stored is
+ * not acknowledged: the agent sends it again. */
 static void on_flows(struct agents *a, struct node_link *n, json_t *body)
 {
-	flownames_add(a->compiler, n->node, body);
-	int r = store_add_flow_batch(a->store, n->node, body, flows_keep_after(a));
-	if (r < 0) {
-		a->count.flow_store_failed++;
-		log_error("node %s: storing flow batch %lld: %s", n->node,
-			  (long long)json_integer_value(json_object_get(body, "seq")), store_error(a->store));
+	json_int_t epoch = json_integer_value(json_object_get(body, "epoch")),
+		   seq = json_integer_value(json_object_get(body, "seq"));
+	int64_t used = 0;
+	int r = store_flow_batch_seen(a->store, n->node, epoch, seq);
+	if (r == 0)
+		r = store_flow_records(a->store, n->node, &used);
+	if (r < 0)
+		goto fail;
+	if (r == 1) { /* resent: acknowledged again, nothing counted twice */
+		a->count.flow_batches_again++;
+		send_flows_ack(a, n, epoch, seq, NULL);
 		return;
 	}
-	if (r == 0)
-		a->count.flow_batches_again++;
-	else if (r == STORE_BATCH_EXPIRED) {
-		/* Acknowledged all the same: it would be pruned at once. */
-		a->count.flow_batches_expired++;
-		if (!n->expired_logged)
-			log_warn("node %s: a flow batch whose window ended %lld s ago is past the retention (%lld s) "
-				 "and was not stored (is the node's clock behind?); counted as flow_batches_expired",
-				 n->node,
-				 (long long)((clock_wall_ms() - json_integer_value(json_object_get(body, "end"))) / 1000),
-				 (long long)(a->o->flow_retention_ms / 1000));
-		n->expired_logged = true;
+	int64_t now = clock_wall_ms(), room = flow_room(a, n);
+	struct store_drops drops = {0};
+	if (room < 0) { /* not even for its key: counted, nothing stored */
+		flowcheck_drop_all(body, STORE_DROP_RATE, &drops);
+		if (store_add_flow_drops(a->store, n->node, &drops, now) < 0)
+			goto fail;
+		log_drops(a, n, &drops);
+		send_flows_ack(a, n, epoch, seq, NULL);
+		return;
 	}
-	else
+	/* The names it reported: its endpoints, no other node's. */
+	json_t *names = json_object();
+	size_t i;
+	json_t *e;
+	json_array_foreach(compiler_endpoints(a->compiler, n->node), i, e)
+		json_object_set_new(names, json_string_value(json_object_get(e, "name")), json_true());
+	struct flowcheck_limits l = {
+		.now_ms = now,
+		.keep_after_ms = flows_keep_after(a),
+		.future_ms = FLOW_FUTURE_MS,
+		.rate_records = room,
+		.quota_records = a->o->flow_quota ? a->o->flow_quota - used : INT64_MAX,
+	};
+	int64_t kept = flowcheck_batch(body, names, &l, &drops);
+	json_decref(names);
+	flownames_add(a->compiler, n->node, body);
+	r = store_add_flow_batch(a->store, n->node, body, &drops, now);
+	if (r < 0)
+		goto fail;
+	if (r == 1) {
 		a->count.flow_batches++;
-	send_to(a, n->rid, n->rid_len, PROTO_FLOWS_ACK,
-		json_pack("{s:O,s:O}", "epoch", json_object_get(body, "epoch"), "seq", json_object_get(body, "seq")));
+		flowcheck_bucket_take(&n->flow_bucket, kept + 1);
+		log_drops(a, n, &drops);
+	} else {
+		a->count.flow_batches_again++;
+	}
+	send_flows_ack(a, n, epoch, seq, NULL);
+	return;
+fail:
+	a->count.flow_store_failed++;
+	log_error("node %s: storing flow batch %lld: %s", n->node, (long long)seq, store_error(a->store));
+}
+
+/* A FLOWS body that did not decode (why): answered with a rejection when
+ * its batch can be named, so that the agent stops sending it, and counted
+ * for `bulkhead flows`. */
+static void on_flows_malformed(struct agents *a, struct node_link *n, const void *body, size_t len, const char *why)
+{
+	int64_t epoch, seq;
+	if (proto_flows_key(body, len, &epoch, &seq) < 0)
+		return;
+	a->count.flow_batches_rejected++;
+	struct store_drops drops = {0};
+	drops.v[STORE_DROP_REJECTED].batches = 1;
+	int64_t now = clock_wall_ms();
+	json_t *key = json_pack("{s:I,s:I,s:I,s:I,s:[],s:[]}", "epoch", (json_int_t)epoch, "seq", (json_int_t)seq,
+				"start", (json_int_t)now, "end", (json_int_t)now, "flows", "lost");
+	/* Stored as a batch without records, so that a resent copy counts
+	 * once; past the rate, not even that. */
+	bool keyed = flow_room(a, n) >= 0;
+	int r = keyed ? store_add_flow_batch(a->store, n->node, key, &drops, now)
+		      : store_add_flow_drops(a->store, n->node, &drops, now);
+	if (r < 0)
+		log_error("node %s: recording rejected flow batch %lld: %s", n->node, (long long)seq,
+			  store_error(a->store));
+	else if (keyed)
+		flowcheck_bucket_take(&n->flow_bucket, 1);
+	json_decref(key);
+	int64_t *logged = &n->drop_logged_ms[STORE_DROP_REJECTED], mono = clock_mono_ms();
+	if (!*logged || mono - *logged >= FLOW_DROP_LOG_MS) {
+		*logged = mono;
+		log_warn("node %s: flow batch %lld/%lld rejected: %s (logged once a minute; `bulkhead flows` counts "
+			 "them)",
+			 n->node, (long long)epoch, (long long)seq, why);
+	}
+	send_flows_ack(a, n, epoch, seq, why);
 }
 
 static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
@@ -701,14 +824,22 @@ static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
 		return;
 	struct proto_msg m;
 	char err[256];
+	const char *user_id = a->o->insecure ? NULL : zmq_msg_gets(&parts[2], "User-Id");
 	if (proto_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), zmq_msg_data(&parts[2]),
 			 zmq_msg_size(&parts[2]), &m, err, sizeof(err)) < 0) {
 		a->count.malformed++;
 		struct node_link *n = node_by_rid(a, rid, rid_len);
+		/* A batch the agent would send again and again: answered, when
+		 * it comes on its node's session from its node's key. */
+		if (n && zmq_msg_size(&parts[1]) == 5 && memcmp(zmq_msg_data(&parts[1]), "FLOWS", 5) == 0 &&
+		    (a->o->insecure || (user_id && strcmp(user_id, n->node) == 0))) {
+			n->last_heard_ms = clock_mono_ms();
+			on_flows_malformed(a, n, zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), err);
+			return;
+		}
 		log_warn("dropped a malformed message from %s: %s", n ? n->node : "an unknown agent", err);
 		return;
 	}
-	const char *user_id = a->o->insecure ? NULL : zmq_msg_gets(&parts[2], "User-Id");
 	if (m.type == PROTO_HELLO) {
 		on_hello(a, rid, rid_len, user_id, m.body);
 		proto_msg_release(&m);
@@ -856,13 +987,15 @@ json_t *agents_status_nodes(struct agents *a)
 
 json_t *agents_counters(struct agents *a)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
 			 (json_int_t)a->count.malformed, "messages_unexpected", (json_int_t)a->count.unexpected,
 			 "agents_refused", (json_int_t)a->count.refused, "resyncs_asked", (json_int_t)a->count.resync,
 			 "sends_failed", (json_int_t)a->count.send_failed, "flow_batches_stored",
 			 (json_int_t)a->count.flow_batches, "flow_batches_resent", (json_int_t)a->count.flow_batches_again,
 			 "flow_batches_not_stored", (json_int_t)a->count.flow_store_failed, "flow_batches_expired",
-			 (json_int_t)a->count.flow_batches_expired, "endpoint_lists_rejected",
+			 (json_int_t)a->count.flow_batches_expired, "flow_batches_rejected",
+			 (json_int_t)a->count.flow_batches_rejected, "flow_records_dropped",
+			 (json_int_t)a->count.flow_records_dropped, "endpoint_lists_rejected",
 			 (json_int_t)a->count.endpoints_rejected, "bundles_sent", (json_int_t)a->count.bundles,
 			 "deltas_sent", (json_int_t)a->count.deltas, "acks", (json_int_t)a->count.acks);
 }

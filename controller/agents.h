@@ -21,7 +21,13 @@ struct agents_options {
 	const char *allow_dir;	 /* NODE.key files: agent public keys; NODE.labels: label rules */
 	unsigned heartbeat_ms;
 	int64_t flow_retention_ms; /* flows older are pruned (hourly) and not stored; 0: kept forever */
+	int64_t flow_rate;	   /* flow and hit records a node may have stored a second, on
+				    * average over AGENTS_FLOW_BURST_S; 0: no limit */
+	int64_t flow_quota;	   /* records a node may have stored at once; 0: no limit */
 };
+
+/* A node's rate allowance holds this many seconds' worth of records. */
+#define AGENTS_FLOW_BURST_S 60
 
 struct agents;
 

@@ -28,6 +28,7 @@ static void usage(FILE *out)
 {
 	fputs("usage: " PROG " --state-dir DIR [--listen ENDPOINT] [--admin ENDPOINT] [--policy FILE]\n"
 	      "                           (--keys DIR --agent-keys DIR | --insecure) [--flow-retention D]\n"
+	      "                           [--flow-rate N] [--flow-quota N] [--flow-query-ms N]\n"
 	      "                           [--heartbeat-ms N] [--verbose]\n"
 	      "\n"
 	      "  --state-dir DIR     SQLite state (" STORE_FILE "): revisions, endpoints, flows;\n"
@@ -43,7 +44,13 @@ static void usage(FILE *out)
 	      "  --insecure          no CURVE: any agent may claim any node (local demos only)\n"
 	      "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n"
 	      "  --flow-retention D  denied flows and rule hits are kept this long (default 7d; 30m, 12h...;\n"
-	      "                      0: forever), pruned hourly\n",
+	      "                      0: forever), pruned hourly\n"
+	      "  --flow-rate N       flow and hit records stored per node and second, on average over a\n"
+	      "                      minute (default 2000; 0: no limit); the rest is counted as lost\n"
+	      "  --flow-quota N      records kept per node (default 1000000; 0: no limit); the rest is\n"
+	      "                      counted as lost until the retention makes room\n"
+	      "  --flow-query-ms N   a flow query (bulkhead flows) that runs longer is stopped, so that\n"
+	      "                      the agents are served meanwhile (default: the heartbeat interval)\n",
 	      out);
 }
 
@@ -52,7 +59,22 @@ struct options {
 	bool insecure, verbose;
 	unsigned heartbeat_ms;
 	long flow_retention_s;
+	long flow_rate, flow_quota, flow_query_ms; /* flow_query_ms -1: the heartbeat interval */
 };
+
+/* A number option: min..max, or exit 2 naming the option. */
+static int count_option(const char *name, const char *arg, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(arg, &end, 10);
+	if (errno || *end || end == arg || v < min || v > max) {
+		fprintf(stderr, PROG ": --%s: want %ld..%ld, not \"%s\"\n", name, min, max, arg);
+		return 2;
+	}
+	*out = v;
+	return 0;
+}
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
@@ -62,10 +84,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"keys", required_argument, NULL, 'k'},	     {"agent-keys", required_argument, NULL, 'K'},
 		{"insecure", no_argument, NULL, 'i'},	     {"heartbeat-ms", required_argument, NULL, 'h'},
 		{"verbose", no_argument, NULL, 'v'},	     {"help", no_argument, NULL, 'H'},
-		{"flow-retention", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0},
+		{"flow-retention", required_argument, NULL, 'r'}, {"flow-rate", required_argument, NULL, 'R'},
+		{"flow-quota", required_argument, NULL, 'Q'},	  {"flow-query-ms", required_argument, NULL, 'q'},
+		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS,
-			      .flow_retention_s = 7 * 86400};
+			      .flow_retention_s = 7 * 86400, .flow_rate = 2000, .flow_quota = 1000000,
+			      .flow_query_ms = -1};
 	o->admin = getenv(ADMIN_ENV) ? getenv(ADMIN_ENV) : ADMIN_DEFAULT_ENDPOINT;
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -94,6 +119,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 					optarg);
 				return 2;
 			}
+			break;
+		case 'R':
+			if (count_option("flow-rate", optarg, 0, 1000000000L, &o->flow_rate))
+				return 2;
+			break;
+		case 'Q':
+			if (count_option("flow-quota", optarg, 0, 1L << 53, &o->flow_quota))
+				return 2;
+			break;
+		case 'q':
+			if (count_option("flow-query-ms", optarg, 1, 3600000L, &o->flow_query_ms))
+				return 2;
 			break;
 		case 'H': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
@@ -228,8 +265,11 @@ int main(int argc, char **argv)
 	struct agents_options ao = {
 		.listen = o.listen, .insecure = o.insecure, .public_key = pub, .secret_key = sec,
 		.allow_dir = o.agent_keys, .heartbeat_ms = o.heartbeat_ms,
-		.flow_retention_ms = (int64_t)o.flow_retention_s * 1000,
+		.flow_retention_ms = (int64_t)o.flow_retention_s * 1000, .flow_rate = o.flow_rate,
+		.flow_quota = o.flow_quota,
 	};
+	/* A heartbeat's time: the agents' heartbeats wait no longer than two. */
+	store_set_query_limit(store, o.flow_query_ms > 0 ? o.flow_query_ms : o.heartbeat_ms);
 	struct agents *agents = agents_new(zctx, &ao, compiler, store, &err);
 	struct admin *admin = agents ? admin_new(zctx, o.admin, store, compiler, agents, &err) : NULL;
 	if (!agents || !admin) {

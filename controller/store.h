@@ -28,7 +28,7 @@ void store_revision_release(struct store_revision *r);
  * a malloc()ed message in *err. */
 struct store *store_open(const char *dir, char **err);
 void store_free(struct store *s);
-/* The last SQLite error message (for logging after a failed call). */
+/* What went wrong first in the last failed call (for logging after it). */
 const char *store_error(struct store *s);
 
 /* Appends a revision (time: now). 0 and *revision, or -EIO. */
@@ -48,18 +48,49 @@ BH_MUST_CHECK int store_each_inventory(struct store *s,
 
 /* ---- denied flows ---- */
 
-/* Stores a FLOWS batch (proto.h) of node once, in one transaction: the
+/* Why the controller did not store all a node sent (or stored it
+ * otherwise): the "reason" of the flow query's "dropped" entries. */
+enum store_drop {
+	STORE_DROP_RATE,     /* "rate": over the node's rate limit */
+	STORE_DROP_QUOTA,    /* "quota": over the node's quota of stored records */
+	STORE_DROP_REJECTED, /* "rejected": a malformed batch, refused whole */
+	STORE_DROP_EXPIRED,  /* "expired": a batch older than the retention (a clock behind) */
+	STORE_DROP_FUTURE,   /* "future": records dated ahead, stored at the controller's time */
+	STORE_DROP_FOREIGN,  /* "foreign": records of an endpoint the node did not report */
+	STORE_DROP_COUNT,
+};
+const char *store_drop_name(enum store_drop d);
+
+struct store_drop_count {
+	int64_t batches, records, packets; /* records: flow and hit rows; packets: the flows' */
+};
+struct store_drops {
+	struct store_drop_count v[STORE_DROP_COUNT];
+};
+
+/* Whether batch (epoch, seq) of node was stored before: 1, 0, or -EIO. */
+BH_MUST_CHECK int store_flow_batch_seen(struct store *s, const char *node, int64_t epoch, int64_t seq);
+/* The flow and hit records stored for node (its quota's use). 0 or -EIO. */
+BH_MUST_CHECK int store_flow_records(struct store *s, const char *node, int64_t *records);
+
+/* Stores a FLOWS batch (proto.h) of node once, in one transaction, with
+ * what the controller did not store of it (drops; may be all zero): the
  * flow objects carry the controller's names of both ends too
  * (src_endpoint, src_groups, dst_endpoint, dst_groups), the hits their
- * endpoint's groups. 1 stored, 0 stored before (a resent batch),
- * STORE_BATCH_EXPIRED when its window ended before keep_after_ms (the
- * retention: not stored), -EIO. */
-#define STORE_BATCH_EXPIRED 2
-BH_MUST_CHECK int store_add_flow_batch(struct store *s, const char *node, json_t *batch, int64_t keep_after_ms);
-/* Deletes up to max_rows each of the flows, hits and losses older than
- * before_ms, and of the batch keys received before keys_before_ms (unix
- * ms), in one transaction; *removed: how many flow rows went. 1 when some
- * table had more to delete (call again), 0 when done, -EIO. */
+ * endpoint's groups. Losses and drops are added to the node's row of the
+ * minute of now_ms. 1 stored, 0 stored before (a resent batch: nothing is
+ * added), -EIO. */
+BH_MUST_CHECK int store_add_flow_batch(struct store *s, const char *node, json_t *batch,
+				       const struct store_drops *drops, int64_t now_ms);
+/* Adds drops alone (a batch not stored at all: not even its key, which
+ * the rate did not leave room for), to the node's row of the minute of
+ * now_ms. 0 or -EIO. */
+BH_MUST_CHECK int store_add_flow_drops(struct store *s, const char *node, const struct store_drops *drops,
+				       int64_t now_ms);
+/* Deletes up to max_rows each of the flows, hits, losses and drops older
+ * than before_ms, and of the batch keys received before keys_before_ms
+ * (unix ms), in one transaction; *removed: how many flow rows went. 1 when
+ * some table had more to delete (call again), 0 when done, -EIO. */
 BH_MUST_CHECK int store_prune_flows(struct store *s, int64_t before_ms, int64_t keys_before_ms, int64_t max_rows,
 				   int64_t *removed);
 
@@ -79,6 +110,12 @@ struct flow_query {
 	int64_t after_id;
 };
 
-/* {"flows"|"rules": [ROW...], "lost": [{"node", "endpoint", "enobufs",
- * "gap", "spool"}...], "last_id": N}; NULL on a database error. */
-json_t *store_query_flows(struct store *s, const struct flow_query *q);
+/* How long one flow query may run (ms; 0: no limit): the controller's loop
+ * waits for it. */
+void store_set_query_limit(struct store *s, int64_t ms);
+/* *out = {"flows"|"rules": [ROW...], "lost": [{"node", "endpoint",
+ * "enobufs", "gap", "spool"}...], "dropped": [{"node", "reason",
+ * "batches", "records", "packets"}...], "last_id": N}. Every sum stops at
+ * 2^53. 0, -ETIMEDOUT when the query ran past its limit and was stopped,
+ * or -EIO. */
+BH_MUST_CHECK int store_query_flows(struct store *s, const struct flow_query *q, json_t **out);

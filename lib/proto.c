@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bulkhead/addr.h"
 #include "bulkhead/bundle.h"
 #include "bulkhead/proto.h"
 
@@ -29,6 +30,46 @@ enum field_kind {
 	F_BOOL,
 	F_OBJECT,
 	F_OBJECTS, /* array of objects */
+	F_ADDR,	   /* an IPv4 or IPv6 address */
+	/* With a range (FLOWS, proto.h): one of the kinds above, bounded. */
+	F_TIME,	   /* count, unix ms */
+	F_SEQ,	   /* count */
+	F_PACKETS, /* count of packets or events */
+	F_BYTES,   /* count of bytes */
+	F_PORT,	   /* count, 0..65535 */
+	F_OCTET,   /* count, 0..255 */
+	F_NAME,	   /* string, an endpoint name */
+	F_RULE,	   /* string, a rule id, policy or protocol name */
+	F_REASON,  /* string */
+	F_ENTRIES, /* array of objects */
+	F_KIND_COUNT,
+};
+
+/* Every kind's base kind (the type checked), its bound (0: none; a count's
+ * largest value, a string's longest length in bytes, an array's most
+ * items), and what it must be. */
+static const struct kind {
+	enum field_kind base;
+	int64_t max;
+	const char *want;
+} kinds[F_KIND_COUNT] = {
+	[F_STRING] = {F_STRING, 0, "a string"},
+	[F_HASH] = {F_HASH, 0, "a SHA-256 in hex"},
+	[F_COUNT] = {F_COUNT, 0, "an integer >= 0"},
+	[F_BOOL] = {F_BOOL, 0, "true or false"},
+	[F_OBJECT] = {F_OBJECT, 0, "an object"},
+	[F_OBJECTS] = {F_OBJECTS, 0, "an array of objects"},
+	[F_ADDR] = {F_ADDR, 0, "an IPv4 or IPv6 address"},
+	[F_TIME] = {F_COUNT, PROTO_FLOWS_TIME_MAX, NULL},
+	[F_SEQ] = {F_COUNT, PROTO_FLOWS_SEQ_MAX, NULL},
+	[F_PACKETS] = {F_COUNT, PROTO_FLOWS_COUNT_MAX, NULL},
+	[F_BYTES] = {F_COUNT, PROTO_FLOWS_BYTES_MAX, NULL},
+	[F_PORT] = {F_COUNT, 65535, NULL},
+	[F_OCTET] = {F_COUNT, 255, NULL},
+	[F_NAME] = {F_STRING, PROTO_FLOWS_NAME_MAX, NULL},
+	[F_RULE] = {F_STRING, PROTO_FLOWS_RULE_MAX, NULL},
+	[F_REASON] = {F_STRING, PROTO_FLOWS_REASON_MAX, NULL},
+	[F_ENTRIES] = {F_OBJECTS, PROTO_FLOWS_MAX, NULL},
 };
 
 struct field {
@@ -58,28 +99,32 @@ static const struct field endpoints_fields[] = {{"endpoints", F_OBJECTS, false},
 static const struct field heartbeat_fields[] = {{"revision", F_COUNT, true}, {"hash", F_HASH, true}, END};
 static const struct field reason_fields[] = {{"reason", F_STRING, false}, END};
 static const struct field flows_fields[] = {
-	{"epoch", F_COUNT, false}, {"seq", F_COUNT, false},   {"start", F_COUNT, false},
-	{"end", F_COUNT, false},   {"flows", F_OBJECTS, false}, {"lost", F_OBJECTS, false},
-	{"hits", F_OBJECTS, true}, /* absent from agents before rule hit counts */
+	{"epoch", F_TIME, false},  {"seq", F_SEQ, false},	 {"start", F_TIME, false},
+	{"end", F_TIME, false},	   {"flows", F_ENTRIES, false}, {"lost", F_ENTRIES, false},
+	{"hits", F_ENTRIES, true}, /* absent from agents before rule hit counts */
 	END,
 };
 static const struct field hit_fields[] = {
-	{"endpoint", F_STRING, false}, {"dir", F_STRING, false},     {"rule", F_STRING, false},
-	{"policy", F_STRING, true},    {"verdict", F_STRING, false}, {"packets", F_COUNT, false},
-	{"bytes", F_COUNT, false},     END,
+	{"endpoint", F_NAME, false}, {"dir", F_STRING, false},	   {"rule", F_RULE, false},
+	{"policy", F_RULE, true},    {"verdict", F_STRING, false}, {"packets", F_PACKETS, false},
+	{"bytes", F_BYTES, false},   END,
 };
 static const struct field flow_fields[] = {
-	{"endpoint", F_STRING, false}, {"dir", F_STRING, false},   {"src", F_STRING, false},
-	{"dst", F_STRING, false},      {"proto", F_STRING, false}, {"port", F_COUNT, true},
-	{"icmp_type", F_COUNT, true},  {"icmp_code", F_COUNT, true}, {"verdict", F_STRING, false},
-	{"policy", F_STRING, true},    {"rule", F_STRING, false},  {"count", F_COUNT, false},
-	{"first", F_COUNT, false},     {"last", F_COUNT, false},   END,
+	{"endpoint", F_NAME, false},  {"dir", F_STRING, false},	    {"src", F_ADDR, false},
+	{"dst", F_ADDR, false},	      {"proto", F_RULE, false},	    {"port", F_PORT, true},
+	{"icmp_type", F_OCTET, true}, {"icmp_code", F_OCTET, true}, {"verdict", F_STRING, false},
+	{"policy", F_RULE, true},     {"rule", F_RULE, false},	    {"count", F_PACKETS, false},
+	{"first", F_TIME, false},     {"last", F_TIME, false},	    END,
 };
 static const struct field lost_fields[] = {
-	{"endpoint", F_STRING, true}, {"enobufs", F_COUNT, false}, {"gap", F_COUNT, false},
-	{"spool", F_COUNT, false},    END,
+	{"endpoint", F_NAME, true},   {"enobufs", F_PACKETS, false}, {"gap", F_PACKETS, false},
+	{"spool", F_PACKETS, false}, END,
 };
-static const struct field flows_ack_fields[] = {{"epoch", F_COUNT, false}, {"seq", F_COUNT, false}, END};
+static const struct field flows_ack_fields[] = {
+	{"epoch", F_TIME, false}, {"seq", F_SEQ, false},
+	{"rejected", F_REASON, true}, /* absent from controllers before rejections */
+	END,
+};
 static const struct field set_delta_fields[] = {
 	{"id", F_STRING, false}, {"ipv4", F_OBJECT, true}, {"ipv6", F_OBJECT, true}, END,
 };
@@ -112,16 +157,19 @@ static bool check_fields(json_t *obj, const struct field *fields, const char *wh
 			snprintf(err, n, "%s: \"%s\" missing", where, f->name);
 			return false;
 		}
+		const struct kind *k = &kinds[f->kind];
 		bool ok = false;
-		switch (f->kind) {
+		struct bh_addr addr;
+		switch (k->base) {
 		case F_STRING:
-			ok = json_is_string(v);
+			ok = json_is_string(v) && (!k->max || json_string_length(v) <= (size_t)k->max);
 			break;
 		case F_HASH:
 			ok = json_is_string(v) && is_hash(json_string_value(v));
 			break;
 		case F_COUNT:
-			ok = json_is_integer(v) && json_integer_value(v) >= 0;
+			ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
+			     (!k->max || json_integer_value(v) <= k->max);
 			break;
 		case F_BOOL:
 			ok = json_is_boolean(v);
@@ -130,21 +178,32 @@ static bool check_fields(json_t *obj, const struct field *fields, const char *wh
 			ok = json_is_object(v);
 			break;
 		case F_OBJECTS: {
-			ok = json_is_array(v);
+			ok = json_is_array(v) && (!k->max || json_array_size(v) <= (size_t)k->max);
 			size_t i;
 			json_t *e;
 			json_array_foreach(v, i, e) ok &= json_is_object(e);
 			break;
 		}
+		case F_ADDR:
+			ok = json_is_string(v) && json_string_length(v) < ADDR_STRLEN &&
+			     addr_parse(json_string_value(v), &addr) == 0;
+			break;
+		default:
+			break;
 		}
-		if (!ok) {
-			static const char *const want[] = {
-				[F_STRING] = "a string",	 [F_HASH] = "a SHA-256 in hex", [F_COUNT] = "an integer >= 0",
-				[F_BOOL] = "true or false",	 [F_OBJECT] = "an object",	[F_OBJECTS] = "an array of objects",
-			};
-			snprintf(err, n, "%s: \"%s\" must be %s", where, f->name, want[f->kind]);
+		if (!ok && k->want)
+			snprintf(err, n, "%s: \"%s\" must be %s", where, f->name, k->want);
+		else if (!ok && k->base == F_COUNT)
+			snprintf(err, n, "%s: \"%s\" must be an integer from 0 to %lld", where, f->name,
+				 (long long)k->max);
+		else if (!ok && k->base == F_STRING)
+			snprintf(err, n, "%s: \"%s\" must be a string of at most %lld bytes", where, f->name,
+				 (long long)k->max);
+		else if (!ok)
+			snprintf(err, n, "%s: \"%s\" must be an array of at most %lld objects", where, f->name,
+				 (long long)k->max);
+		if (!ok)
 			return false;
-		}
 	}
 	return true;
 }
@@ -181,6 +240,17 @@ static bool check_word(json_t *obj, const char *key, const char *const *words, c
 
 static const char *const directions[] = {"ingress", "egress", NULL};
 
+/* A flow's two ends (already checked to be addresses) are of one family. */
+static bool check_families(json_t *flow, const char *where, char *err, size_t n)
+{
+	struct bh_addr src, dst;
+	if (addr_parse(json_string_value(json_object_get(flow, "src")), &src) == 0 &&
+	    addr_parse(json_string_value(json_object_get(flow, "dst")), &dst) == 0 && src.family == dst.family)
+		return true;
+	snprintf(err, n, "%s: \"src\" and \"dst\" must be of one address family", where);
+	return false;
+}
+
 static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 {
 	size_t i;
@@ -201,7 +271,7 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 			static const char *const verdicts[] = {"deny", "audit", NULL};
 			if (!check_fields(e, flow_fields, where, err, n) ||
 			    !check_word(e, "dir", directions, where, err, n) ||
-			    !check_word(e, "verdict", verdicts, where, err, n))
+			    !check_word(e, "verdict", verdicts, where, err, n) || !check_families(e, where, err, n))
 				return false;
 		}
 		json_array_foreach(json_object_get(body, "lost"), i, e)
@@ -274,6 +344,22 @@ int proto_decode(const void *type, size_t type_len, const void *body, size_t bod
 	}
 	json_decref(root);
 	return -EINVAL;
+}
+
+int proto_flows_key(const void *body, size_t body_len, int64_t *epoch, int64_t *seq)
+{
+	static const struct field key_fields[] = {{"epoch", F_TIME, false}, {"seq", F_SEQ, false}, END};
+	json_t *root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *v = json_object_get(root, "v");
+	char err[8];
+	bool ok = json_is_object(root) && json_is_integer(v) && json_integer_value(v) == PROTO_VERSION &&
+		  check_fields(root, key_fields, "FLOWS", err, sizeof(err));
+	if (ok) {
+		*epoch = json_integer_value(json_object_get(root, "epoch"));
+		*seq = json_integer_value(json_object_get(root, "seq"));
+	}
+	json_decref(root);
+	return ok ? 0 : -EINVAL;
 }
 
 void proto_msg_release(struct proto_msg *m)

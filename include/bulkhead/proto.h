@@ -32,8 +32,11 @@
  *              the bundle H with set elements added and removed gives H2; an
  *              agent that does not hold H answers with HELLO (full resync)
  *   HEARTBEAT  {}
- *   FLOWS_ACK  {"epoch": E, "seq": N}   batch stored (committed); the agent
- *              drops it from its spool
+ *   FLOWS_ACK  {"epoch": E, "seq": N, "rejected": S|null}   batch stored
+ *              (committed), or with "rejected": refused for good (the
+ *              reason; malformed, it would be refused again); either way
+ *              the agent drops it from its spool, and keeps a rejected one
+ *              aside (agents before "rejected" read it as stored)
  *   RESYNC     {"reason": S}   "say HELLO": the controller does not know this
  *              connection (it restarted) or lost track of what it holds
  *   REFUSED    {"reason": S}   the HELLO was refused (wrong node for the key,
@@ -59,6 +62,10 @@
  *                    "ipv6": {"add": [E], "remove": [E]}}
  *             E as in the bundle's sets ("198.18.0.1", "A-B" ranges)
  *
+ * Numbers and sizes in FLOWS have ranges (the PROTO_FLOWS_* limits below);
+ * "src" and "dst" are addresses of one family. A FLOWS body outside them is
+ * malformed, and answered with a rejection when its (epoch, seq) can be read.
+ *
  * A peer silent for PROTO_DEAD_HEARTBEATS heartbeat intervals is down. */
 #pragma once
 
@@ -76,6 +83,17 @@
 #define PROTO_MAX_MSG (64 << 20)
 #define PROTO_HEARTBEAT_MS 1000
 #define PROTO_DEAD_HEARTBEATS 3
+
+/* The ranges of a FLOWS body: what no honest agent exceeds, and what keeps
+ * the controller's sums far from int64's end. */
+#define PROTO_FLOWS_MAX 65536			 /* entries in "flows", "hits" or "lost" */
+#define PROTO_FLOWS_COUNT_MAX (INT64_C(1) << 40) /* packets or events one entry counts */
+#define PROTO_FLOWS_BYTES_MAX (INT64_C(1) << 50) /* bytes one hit counts */
+#define PROTO_FLOWS_TIME_MAX INT64_C(253402300799999) /* unix ms, 9999-12-31: epoch and times */
+#define PROTO_FLOWS_SEQ_MAX (INT64_C(1) << 53)
+#define PROTO_FLOWS_NAME_MAX 253   /* bytes of an endpoint name */
+#define PROTO_FLOWS_RULE_MAX 255   /* bytes of a rule id, policy or protocol name */
+#define PROTO_FLOWS_REASON_MAX 1024 /* bytes of a FLOWS_ACK's "rejected" */
 
 enum proto_type {
 	PROTO_HELLO,
@@ -106,6 +124,12 @@ struct proto_msg {
 BH_MUST_CHECK int proto_decode(const void *type, size_t type_len, const void *body, size_t body_len,
 			       struct proto_msg *out, char *err, size_t err_size);
 void proto_msg_release(struct proto_msg *m);
+
+/* The (epoch, seq) of a FLOWS body that did not decode, so that it can be
+ * answered with a rejection: 0 when the body is a JSON object of this
+ * protocol version with both in range, else -EINVAL. Nothing is written on
+ * failure. */
+BH_MUST_CHECK int proto_flows_key(const void *body, size_t body_len, int64_t *epoch, int64_t *seq);
 
 /* Serialises a body (adds "v"); the caller frees the text with free().
  * Steals the reference to body. NULL on ENOMEM. */

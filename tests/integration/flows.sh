@@ -11,6 +11,7 @@
 #     kill -9 keeps them in its journal;
 #   - a flood of 50,000 denied packets/s for 5 s: the report counts every
 #     packet the kernel logged, or says exactly how many it lost;
+#   - the agent's status.json follows its flow counters on their own;
 #   - rule hit counts (flows --rules): N allowed connections are N hits of
 #     the allow rule; a deny rule's hits equal the packets reported for it;
 #     an agent's clean restart carries its counts over exactly.
@@ -198,7 +199,14 @@ check "controller killed mid-stream: exactly 3000 counted, none lost, none twice
 allow_before=$(rule_hits web-in/ingress/0 allow)
 kill -9 "$CONTROLLER_PID"
 wait "$CONTROLLER_PID" 2>/dev/null
+status_events() { json_get "j['flows']['events']" <"$TMP/state-n1/status.json"; }
+events_before=$(status_events)
 ip netns exec "$P-other2" "$FLOOD" 198.18.0.11 9997 50 >/dev/null
+# Nothing else changes in n1's status meanwhile: its flow counters alone
+# must bring status.json up to date (they were written only along with
+# something else).
+events_reach() { [ "$(status_events)" = $((events_before + 50)) ]; }
+check "status.json follows the flow counters: 50 more events with the controller away" wait_for 5 events_reach
 sleep 1
 kill "${AGENT_PID[n1]}"
 wait "${AGENT_PID[n1]}" 2>/dev/null

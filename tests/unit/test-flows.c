@@ -27,8 +27,8 @@ static void make_dir(void)
 
 static void remove_dir(void)
 {
-	static const char *const names[] = {FLOWS_SPOOL_FILE, FLOWS_JOURNAL_FILE, "." FLOWS_SPOOL_FILE ".tmp",
-					    "." FLOWS_JOURNAL_FILE ".tmp"};
+	static const char *const names[] = {FLOWS_SPOOL_FILE,	       FLOWS_JOURNAL_FILE, "." FLOWS_SPOOL_FILE ".tmp",
+					    "." FLOWS_JOURNAL_FILE ".tmp", FLOWS_QUARANTINE_FILE};
 	char path[128];
 	for (size_t i = 0; i < BH_ARRAY_SIZE(names); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
@@ -263,6 +263,152 @@ TEST(a_full_spool_overflows_to_the_file_then_drops_and_says_how_much)
 	CHECK(file_size(FLOWS_SPOOL_FILE) == 0 && file_size(FLOWS_JOURNAL_FILE) == 0);
 	fprintf(stderr, "  # %llu packets recorded, %llu delivered, %llu reported lost\n",
 		(unsigned long long)recorded, (unsigned long long)delivered, (unsigned long long)reported_lost);
+	flows_free(f);
+	remove_dir();
+}
+
+/* The lines of a file in the state directory. */
+static size_t lines_of(const char *name)
+{
+	char *text = slurp(name);
+	size_t n = 0;
+	for (const char *c = text; c && *c; c++)
+		n += *c == '\n';
+	free(text);
+	return n;
+}
+
+TEST(rejected_batches_leave_for_the_quarantine_and_the_rest_goes_on)
+{
+	make_dir();
+	struct flows *f = flows_new(dir, 12);
+	uint64_t now = 100;
+	for (int b = 0; b < FLOWS_IN_FLIGHT + 4; b++) {
+		record_packet(f, (uint16_t)(1000 + b), now);
+		record_packet(f, (uint16_t)(1000 + b), now);
+		flows_tick(f, now + 1, 1, true);
+		now += 2;
+	}
+	flows_send(f, now, capture, NULL);
+	CHECK(n_sent == FLOWS_IN_FLIGHT);
+	/* Unanswered, the in-flight slots stay taken: nothing else goes. */
+	size_t first = n_sent;
+	flows_send(f, now + 1, capture, NULL);
+	CHECK(n_sent == first);
+	for (size_t i = 0; i < first; i++)
+		flows_rejected(f, (uint64_t)member(sent[i], "epoch"), (uint64_t)member(sent[i], "seq"),
+			       "flows[0]: \"src\" must be an IPv4 or IPv6 address");
+	release_sent();
+	CHECK(status_of(f, "quarantined") == FLOWS_IN_FLIGHT);
+	CHECK(status_of(f, "quarantined_packets") == 2 * FLOWS_IN_FLIGHT);
+	CHECK(lines_of(FLOWS_QUARANTINE_FILE) == FLOWS_IN_FLIGHT);
+	char *q = slurp(FLOWS_QUARANTINE_FILE);
+	CHECK(q && strstr(q, "\"reason\":\"flows[0]: \\\"src\\\" must be an IPv4 or IPv6 address\"") &&
+	      strstr(q, "\"port\":1000,"));
+	free(q);
+	/* The rest goes now. */
+	flows_send(f, now + 2, capture, NULL);
+	CHECK(n_sent == 4 && member(sent[0], "seq") == FLOWS_IN_FLIGHT + 1);
+	for (size_t i = 0; i < n_sent; i++)
+		flows_acked(f, (uint64_t)member(sent[i], "epoch"), (uint64_t)member(sent[i], "seq"));
+	release_sent();
+	CHECK(status_of(f, "spooled_in_memory") == 0 && file_size(FLOWS_JOURNAL_FILE) == 0);
+	flows_free(f);
+	CHECK(file_size(FLOWS_SPOOL_FILE) == 0 && lines_of(FLOWS_QUARANTINE_FILE) == FLOWS_IN_FLIGHT);
+	remove_dir();
+}
+
+TEST(an_unreadable_spool_line_is_quarantined_not_sent)
+{
+	make_dir();
+	put(FLOWS_SPOOL_FILE, "{\"epoch\":5,\"seq\":1,\"start\":1,\"end\":2,\"flows\":[],\"lost\":[]}\n"
+			      "{\"epoch\":5,\"seq\":\"two\",\"flows\":[]}\n"
+			      "not json at all\n"
+			      "{\"epoch\":5,\"seq\":3,\"start\":1,\"end\":2,\"flows\":[],\"lost\":[]}\n");
+	struct flows *f = flows_new(dir, 6);
+	flows_send(f, 10, capture, NULL);
+	CHECK(n_sent == 2 && member(sent[0], "seq") == 1 && member(sent[1], "seq") == 3);
+	release_sent();
+	CHECK(status_of(f, "quarantined") == 2 && lines_of(FLOWS_QUARANTINE_FILE) == 2);
+	char *q = slurp(FLOWS_QUARANTINE_FILE);
+	CHECK(q && strstr(q, "\"line\":\"not json at all\"") && strstr(q, "\"seq\":\"two\""));
+	free(q);
+	flows_free(f);
+	remove_dir();
+}
+
+/* Whether body decodes as a FLOWS message (the controller's check). */
+static bool decodes(json_t *body)
+{
+	size_t len;
+	char *text = proto_encode(json_incref(body), &len);
+	struct proto_msg m;
+	char err[256];
+	bool ok = text && proto_decode("FLOWS", 5, text, len, &m, err, sizeof(err)) == 0;
+	if (ok)
+		proto_msg_release(&m);
+	else
+		fprintf(stderr, "  refused: %s\n", text ? err : "no text");
+	free(text);
+	return ok;
+}
+
+TEST(what_the_agent_sends_keeps_to_the_wire_schema)
+{
+	struct flows *f = flows_new(NULL, 13);
+	/* Counters that ran away (a kernel's, a bug's): capped, not refused. */
+	flows_lost(f, "web1", UINT64_MAX / 2, UINT64_MAX / 2);
+	flows_lost(f, "web1", UINT64_MAX / 2, UINT64_MAX / 2);
+	flows_hit(f, "web1", DIR_INGRESS, "r1", NULL, "deny", UINT64_MAX, UINT64_MAX, 10);
+	record_packet(f, 53, 10);
+	flows_tick(f, 20, 1, true);
+	flows_send(f, 30, capture, NULL);
+	CHECK(n_sent == 1);
+	if (n_sent == 1) {
+		CHECK(decodes(sent[0]));
+		json_t *lost = json_array_get(json_object_get(sent[0], "lost"), 0);
+		json_t *hit = json_array_get(json_object_get(sent[0], "hits"), 0);
+		CHECK(member(lost, "gap") == PROTO_FLOWS_COUNT_MAX && member(lost, "enobufs") == PROTO_FLOWS_COUNT_MAX);
+		CHECK(member(hit, "packets") == PROTO_FLOWS_COUNT_MAX && member(hit, "bytes") == PROTO_FLOWS_BYTES_MAX);
+	}
+	release_sent();
+	flows_free(f);
+}
+
+TEST(a_window_closes_when_full_never_past_the_schema)
+{
+	make_dir(); /* a full window is more than the memory spool holds */
+	struct flows *f = flows_new(dir, 14);
+	/* More distinct flows than a batch may hold, within one tick. */
+	for (uint32_t i = 0; i < FLOWS_WINDOW_MAX + 10; i++) {
+		struct nflog_event ev = {.family = AF_INET, .proto = 17, .has_port = true, .port = (uint16_t)i};
+		ev.src[0] = 198, ev.src[1] = 18, ev.src[2] = (uint8_t)(i >> 16), ev.src[3] = 1;
+		ev.dst[0] = 198, ev.dst[1] = 18, ev.dst[3] = 2;
+		ev.prefix.verdict = VERDICT_DROP;
+		ev.prefix.dir = DIR_INGRESS;
+		ev.prefix.position = -1;
+		flows_record(f, "web1", &ev, NULL, "default-deny", 10);
+	}
+	flows_tick(f, 20, 1000, true);
+	/* Two batches (the first bigger than the memory spool: it waits in the
+	 * file and goes alone), each within the schema. */
+	size_t batches = 0, flows = 0;
+	bool all_decode = true;
+	for (int round = 0; round < 10; round++) {
+		flows_send(f, 30, capture, NULL);
+		if (!n_sent)
+			break;
+		for (size_t i = 0; i < n_sent; i++) {
+			batches++;
+			flows += json_array_size(json_object_get(sent[i], "flows"));
+			all_decode &= decodes(sent[i]);
+			CHECK(json_array_size(json_object_get(sent[i], "flows")) <= FLOWS_WINDOW_MAX);
+			flows_acked(f, (uint64_t)member(sent[i], "epoch"), (uint64_t)member(sent[i], "seq"));
+		}
+		release_sent();
+	}
+	CHECK(batches == 2 && flows == FLOWS_WINDOW_MAX + 10 && all_decode);
+	release_sent();
 	flows_free(f);
 	remove_dir();
 }

@@ -1,6 +1,8 @@
 /* Wire protocol codec (proto.h): every message type round-trips; hostile
  * frames are refused with a reason; set deltas turn one bundle into the
  * next exactly (the hash says so) and are refused when rules changed. */
+#include <errno.h>
+
 #include "bulkhead/compile.h"
 #include "bulkhead/proto.h"
 #include "test.h"
@@ -58,7 +60,7 @@ TEST(every_type_round_trips)
 				"\"first\":5,\"last\":6}],\"hits\":[{\"endpoint\":\"a\",\"dir\":\"egress\","
 				"\"rule\":\"p/egress/0\",\"policy\":\"p\",\"verdict\":\"allow\",\"packets\":4,"
 				"\"bytes\":240}]}",
-		[PROTO_FLOWS_ACK] = "{\"epoch\":1,\"seq\":1}",
+		[PROTO_FLOWS_ACK] = "{\"epoch\":1,\"seq\":1,\"rejected\":\"flows[0]: bad\"}",
 		[PROTO_RESYNC] = "{\"reason\":\"x\"}",
 		[PROTO_REFUSED] = "{\"reason\":\"x\"}",
 	};
@@ -110,11 +112,12 @@ TEST(hostile_frames_are_refused_with_a_reason)
 		      "flows[0]: \"endpoint\" missing"));
 	CHECK(refused("FLOWS",
 		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[{\"endpoint\":\"a\","
-		      "\"dir\":\"in\",\"src\":\"x\",\"dst\":\"y\",\"proto\":\"udp\",\"verdict\":\"deny\",\"rule\":\"r\","
+		      "\"dir\":\"in\",\"src\":\"198.18.0.1\",\"dst\":\"198.18.0.2\",\"proto\":\"udp\",\"verdict\":\"deny\","
+		      "\"rule\":\"r\","
 		      "\"count\":1,\"first\":1,\"last\":1}]}",
 		      "flows[0]: \"dir\" must be \"ingress\" or \"egress\""));
 	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":-3,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[]}",
-		      "\"seq\" must be an integer >= 0"));
+		      "\"seq\" must be an integer from 0 to 9007199254740992"));
 	CHECK(refused("FLOWS",
 		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],\"hits\":[{"
 		      "\"endpoint\":\"a\",\"dir\":\"ingress\",\"rule\":\"r\",\"verdict\":\"pass\",\"packets\":1,"
@@ -124,14 +127,100 @@ TEST(hostile_frames_are_refused_with_a_reason)
 		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],\"hits\":[{"
 		      "\"endpoint\":\"a\",\"dir\":\"ingress\",\"rule\":\"r\",\"verdict\":\"allow\",\"packets\":-1,"
 		      "\"bytes\":1}]}",
-		      "hits[0]: \"packets\" must be an integer >= 0"));
+		      "hits[0]: \"packets\" must be an integer from 0 to 1099511627776"));
 	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],"
 			       "\"hits\":{}}",
-		      "\"hits\" must be an array of objects"));
+		      "\"hits\" must be an array of at most 65536 objects"));
 	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1}", "\"seq\" missing"));
 	/* Unknown members are room to grow, not errors. */
 	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"future\":[1,2]}"));
 	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"revision\":null}"));
+}
+
+/* A FLOWS body with one flow's members and the lost list as given. */
+static char *flows_body(const char *flow, const char *lost)
+{
+	char *s = NULL;
+	if (asprintf(&s,
+		     "{\"v\":1,\"epoch\":1700000000000,\"seq\":1,\"start\":1700000000000,\"end\":1700000001000,"
+		     "\"flows\":[{%s}],\"lost\":[%s]}",
+		     flow, lost) < 0)
+		abort();
+	return s;
+}
+
+#define FLOW_OF(src, dst, port, count)                                                                      \
+	"\"endpoint\":\"a\",\"dir\":\"ingress\",\"src\":\"" src "\",\"dst\":\"" dst "\",\"proto\":\"udp\","       \
+	"\"port\":" port ",\"verdict\":\"deny\",\"rule\":\"default-deny\",\"count\":" count                      \
+	",\"first\":1700000000500,\"last\":1700000000900"
+#define GOOD_FLOW FLOW_OF("198.18.0.1", "198.18.0.2", "53", "3")
+
+static bool flows_refused(const char *flow, const char *lost, const char *want)
+{
+	char *body = flows_body(flow, lost);
+	bool ok = refused("FLOWS", body, want);
+	free(body);
+	return ok;
+}
+
+TEST(flows_numbers_and_names_keep_to_their_ranges)
+{
+	char *body = flows_body(GOOD_FLOW, "{\"endpoint\":\"a\",\"enobufs\":1,\"gap\":1099511627776,\"spool\":0}");
+	CHECK(accepted("FLOWS", body)); /* 2^40: the largest count */
+	free(body);
+	/* Two of 2^62 overflowed the controller's sums: out of range now. */
+	CHECK(flows_refused(GOOD_FLOW, "{\"endpoint\":\"a\",\"enobufs\":0,\"gap\":4611686018427387904,\"spool\":0}",
+			    "lost[0]: \"gap\" must be an integer from 0 to 1099511627776"));
+	CHECK(flows_refused(FLOW_OF("198.18.0.1", "198.18.0.2", "53", "1099511627777"), "",
+			    "flows[0]: \"count\" must be an integer from 0 to 1099511627776"));
+	CHECK(flows_refused(FLOW_OF("198.18.0.1", "198.18.0.2", "65536", "1"), "",
+			    "flows[0]: \"port\" must be an integer from 0 to 65535"));
+	CHECK(flows_refused(FLOW_OF("not-an-address", "198.18.0.2", "53", "1"), "",
+			    "flows[0]: \"src\" must be an IPv4 or IPv6 address"));
+	CHECK(flows_refused(FLOW_OF("198.18.0.0/24", "198.18.0.2", "53", "1"), "",
+			    "flows[0]: \"src\" must be an IPv4 or IPv6 address"));
+	CHECK(flows_refused(FLOW_OF("198.18.0.1", "2001:db8::2", "53", "1"), "",
+			    "flows[0]: \"src\" and \"dst\" must be of one address family"));
+	char name[300], lost[512];
+	memset(name, 'x', 254);
+	name[254] = '\0';
+	snprintf(lost, sizeof(lost), "{\"endpoint\":\"%s\",\"enobufs\":0,\"gap\":1,\"spool\":0}", name);
+	CHECK(flows_refused(GOOD_FLOW, lost, "lost[0]: \"endpoint\" must be a string of at most 253 bytes"));
+	/* Times: a year 10000 is no time. */
+	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":253402300800000,\"flows\":[],"
+			       "\"lost\":[]}",
+		      "FLOWS: \"end\" must be an integer from 0 to 253402300799999"));
+	/* A list longer than a window holds. */
+	json_t *big = json_pack("{s:i,s:i,s:i,s:i,s:i,s:[],s:o}", "v", 1, "epoch", 1, "seq", 1, "start", 1, "end", 1,
+				"flows", "lost", json_array());
+	for (int i = 0; i <= PROTO_FLOWS_MAX; i++)
+		json_array_append_new(json_object_get(big, "lost"), json_object());
+	char *text = json_dumps(big, JSON_COMPACT);
+	CHECK(text && refused("FLOWS", text, "\"lost\" must be an array of at most 65536 objects"));
+	free(text);
+	json_decref(big);
+	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1,\"seq\":1,\"rejected\":7}", "\"rejected\" must be a string"));
+}
+
+TEST(a_malformed_batch_can_still_be_named_for_its_rejection)
+{
+	int64_t epoch = 0, seq = 0;
+	static const char bad[] = "{\"v\":1,\"epoch\":17,\"seq\":4,\"flows\":\"nonsense\"}";
+	CHECK(proto_flows_key(bad, strlen(bad), &epoch, &seq) == 0 && epoch == 17 && seq == 4);
+	static const char *const unnamed[] = {
+		"{\"v\":1,\"epoch\":17}",		    "{\"v\":1,\"epoch\":17,\"seq\":-4}",
+		"{\"v\":2,\"epoch\":17,\"seq\":4}",	    "{\"epoch\":17,\"seq\":4}",
+		"[1]",				    "{\"v\":1,\"epoch\":17,\"seq\":4",
+		"{\"v\":1,\"epoch\":17,\"seq\":4.5}", "{\"v\":1,\"epoch\":1e300,\"seq\":4}",
+	};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(unnamed); i++) {
+		epoch = seq = 99;
+		CHECK(proto_flows_key(unnamed[i], strlen(unnamed[i]), &epoch, &seq) == -EINVAL && epoch == 99 &&
+		      seq == 99);
+	}
+	/* Agents before rejections read a rejection as an acknowledgement:
+	 * epoch and seq where they were, the rest is room to grow. */
+	CHECK(accepted("FLOWS_ACK", "{\"v\":1,\"epoch\":17,\"seq\":4,\"rejected\":\"flows[0]: bad\"}"));
 }
 
 /* Bundle JSON of node n1 with web members as given. */
