@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bulkhead/bundle.h"
+#include "bulkhead/escape.h"
 #include "bulkhead/inventory.h"
 #include "agent.h"
 #include "bulkhead/log.h"
@@ -171,6 +172,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (!o->agent.node) {
 		log_error("--node is required");
+		return -EINVAL;
+	}
+	if (!inventory_node_name_valid(o->agent.node)) {
+		log_error("--node \"%s\": not a node name: %s", ESCAPED(o->agent.node), INVENTORY_NODE_NAME_RULE);
 		return -EINVAL;
 	}
 	if (o->print_ruleset) {

@@ -21,6 +21,7 @@ struct agents_options {
 	const char *allow_dir;	 /* NODE.key files: agent public keys */
 	unsigned heartbeat_ms;
 	int64_t flow_retention_ms; /* flows older are pruned (hourly) and not stored; 0: kept forever */
+	unsigned max_nodes;	   /* with insecure: HELLOs under new names past this many are refused; 0: no bound */
 };
 
 struct agents;
@@ -38,6 +39,13 @@ void agents_dispatch(struct agents *a);
 void agents_tick(struct agents *a, int64_t now_ms);
 /* Sends each connected node what it lacks (after the compiler changed). */
 void agents_push(struct agents *a);
+
+/* Drops a node: its session, its endpoints (they leave every group; the
+ * other nodes' bundles are recompiled) and what the store keeps of them.
+ * 0, -ENOENT (not known), -EBUSY (connected and not force), -EIO (the
+ * store). *was_connected: whether its agent was connected; it is told to
+ * say HELLO again when it speaks next, and comes back if it still runs. */
+BH_MUST_CHECK int agents_forget(struct agents *a, const char *node, bool force, bool *was_connected);
 
 /* Per-node state for `bulkhead status` (admin.h NODE objects) and the
  * counters; new references. */
