@@ -8,6 +8,7 @@ packages=(
   python3-jsonschema     # policy schema checks (Debian's python, /usr/bin/python3)
   nftables iproute2      # nft for inspection and the nft -f benchmark; ip for test namespaces
   iputils-ping socat     # test traffic
+  python3-zmq            # tests/integration/fake_agent.py: a hostile agent on the wire
   valgrind
 )
 missing=()
