@@ -12,6 +12,7 @@
 #include <linux/netlink.h>
 
 #include "bulkhead/bundle.h"
+#include "bulkhead/escape.h"
 #include "bulkhead/inventory.h"
 #include "addrs.h"
 #include "agent.h"
@@ -1302,11 +1303,12 @@ static void on_link_message(void *data, const struct proto_msg *m)
 		 * a RESYNC; one HELLO on its way answers them all. */
 		if ((uint64_t)clock_mono_ms() - a->last_hello_ms < RESYNC_QUIET_MS)
 			break;
-		log_info("controller asks for a resync: %s", json_string_value(json_object_get(m->body, "reason")));
+		log_info("controller asks for a resync: %s", ESCAPED(json_string_value(json_object_get(m->body, "reason"))));
 		send_hello(a);
 		break;
 	case PROTO_REFUSED:
-		log_error("controller refused this agent: %s", json_string_value(json_object_get(m->body, "reason")));
+		log_error("controller refused this agent: %s",
+			  ESCAPED(json_string_value(json_object_get(m->body, "reason"))));
 		break;
 	default:
 		log_warn("controller sent an unexpected %s; dropped", proto_type_name(m->type));

@@ -8,6 +8,7 @@
 
 #include <zmq.h>
 
+#include "bulkhead/escape.h"
 #include "bulkhead/log.h"
 #include "link.h"
 
@@ -72,7 +73,7 @@ static bool recv_one(struct link *l)
 		l->rejected++;
 		/* Once per kind of problem, not once per message. */
 		if (strcmp(err, l->last_reject) != 0)
-			log_warn("dropped a malformed message from the controller: %s", err);
+			log_warn("dropped a malformed message from the controller: %s", ESCAPED(err));
 		snprintf(l->last_reject, sizeof(l->last_reject), "%s", err);
 	}
 	for (int i = 0; i < n && i < 2; i++)

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "bulkhead/bundle.h"
+#include "bulkhead/escape.h"
 #include "bulkhead/inventory.h"
-#include "bulkhead/utf8.h"
 #include "agent.h"
 #include "bulkhead/log.h"
 #include "loop.h"
@@ -174,8 +174,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		log_error("--node is required");
 		return -EINVAL;
 	}
-	if (!utf8_valid(o->agent.node)) { /* it goes into every message's JSON */
-		log_error("--node: not valid UTF-8");
+	if (!inventory_node_name_valid(o->agent.node)) {
+		log_error("--node \"%s\": not a node name: %s", ESCAPED(o->agent.node), INVENTORY_NODE_NAME_RULE);
 		return -EINVAL;
 	}
 	if (o->print_ruleset) {

@@ -14,6 +14,8 @@
 #include <zmq.h>
 
 #include "bulkhead/admin.h"
+#include "bulkhead/escape.h"
+#include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/policy.h"
 #include "bulkhead/utf8.h"
@@ -24,15 +26,35 @@
 #define EXIT_USAGE 2
 #define POLICY_MAX_BYTES (64 << 20)
 
+/* Text from the controller for the terminal: whatever an agent told it
+ * is printed escaped (escape.h), as every string in these verbs' text
+ * output is. malloc()ed. */
+static char *text(const char *s)
+{
+	char *e = escape_dup(s);
+	if (!e)
+		abort();
+	return e;
+}
+
+/* Prints s escaped, then end. */
+static void put_text(FILE *out, const char *s, const char *end)
+{
+	char *e = text(s);
+	fprintf(out, "%s%s", e, end);
+	free(e);
+}
+
 /* Prints a failed reply's errors; returns its exit code. */
 static int reply_failure(json_t *reply)
 {
 	size_t i;
 	json_t *e;
 	json_array_foreach(json_object_get(reply, "errors"), i, e) if (json_is_string(e))
-		fprintf(stderr, "%s\n", json_string_value(e));
+		put_text(stderr, json_string_value(e), "\n");
 	const char *msg = json_string_value(json_object_get(reply, "error"));
-	fprintf(stderr, "bulkhead: %s\n", msg ? msg : "the controller refused the request");
+	fputs("bulkhead: ", stderr);
+	put_text(stderr, msg ? msg : "the controller refused the request", "\n");
 	json_int_t code = json_integer_value(json_object_get(reply, "code"));
 	return code == EXIT_USAGE ? EXIT_USAGE : EXIT_FAIL;
 }
@@ -87,11 +109,28 @@ static json_t *call(const char *endpoint, json_t *req, int *ret)
 	return reply;
 }
 
+/* JSON for scripts, and safe on a terminal: jansson escapes C0 controls
+ * and, with ENSURE_ASCII, every non-ASCII character (C1 controls, bidi
+ * overrides) as \uXXXX. */
+#define JSON_OUT_FLAGS JSON_ENSURE_ASCII
+
 static void print_json(json_t *reply)
 {
 	json_object_del(reply, "ok");
-	json_dumpf(reply, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_dumpf(reply, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_OUT_FLAGS);
 	putchar('\n');
+}
+
+/* A node name given as arg (e.g. "--node "): the one node name syntax
+ * (inventory.h); false after saying so. NULL is fine (none given). */
+static bool node_arg_valid(const char *arg, const char *node)
+{
+	if (!node || inventory_node_name_valid(node))
+		return true;
+	fprintf(stderr, "bulkhead: %s\"", arg);
+	put_text(stderr, node, "");
+	fprintf(stderr, "\" is not a node name: %s\n", INVENTORY_NODE_NAME_RULE);
+	return false;
 }
 
 /* ---- output helpers ---- */
@@ -109,7 +148,8 @@ static void format_time(json_int_t unix_seconds, char *buf, size_t n)
 		snprintf(buf, n, "?");
 }
 
-/* A table: rows of cells, printed with columns as wide as their widest. */
+/* A table: rows of cells, printed with columns as wide as their widest;
+ * every cell escaped. */
 struct table {
 	char **cells;
 	size_t cols, n;
@@ -124,7 +164,7 @@ static void table_add(struct table *t, ...)
 		abort();
 	for (size_t i = 0; i < t->cols; i++) {
 		const char *s = va_arg(ap, const char *);
-		t->cells[t->n++] = strdup(s ? s : "-");
+		t->cells[t->n++] = text(s ? s : "-");
 	}
 	va_end(ap);
 }
@@ -367,14 +407,15 @@ static void status_lagging(json_t *reply, char *buf, size_t n)
 		if (!json_is_true(json_object_get(node, "connected")) || json_is_true(json_object_get(node, "up_to_date")))
 			continue;
 		size_t len = strlen(buf);
-		snprintf(buf + len, n - len, "%s%s", len ? ", " : "", str_or(json_object_get(node, "node"), "?"));
+		snprintf(buf + len, n - len, "%s%s", len ? ", " : "", ESCAPED(str_or(json_object_get(node, "node"), "?")));
 	}
 }
 
 static void status_print(json_t *reply)
 {
 	json_t *rev = json_object_get(reply, "revision");
-	if (json_is_integer(rev))
+	bool policy = json_is_integer(rev);
+	if (policy)
 		printf("policy revision %lld\n", (long long)json_integer_value(rev));
 	else
 		printf("no policy applied yet\n");
@@ -394,22 +435,41 @@ static void status_print(json_t *reply)
 				 (long long)json_integer_value(json_object_get(node, "applied_revision")));
 		snprintf(eps, sizeof(eps), "%lld", (long long)json_integer_value(json_object_get(node, "endpoints")));
 		snprintf(errs, sizeof(errs), "%zu", json_array_size(json_object_get(node, "errors")));
+		/* No policy: nothing to be in sync with ("-"), unless the node
+		 * enforces a bundle from before (said below). */
+		bool up = json_is_true(json_object_get(node, "up_to_date"));
 		table_add(&t, str_or(json_object_get(node, "node"), "?"),
 			  json_is_true(json_object_get(node, "connected")) ? "up" : "down", hb, applied,
-			  json_is_true(json_object_get(node, "up_to_date")) ? "yes" : "no", eps, errs);
+			  up ? (policy ? "yes" : "-") : "no", eps, errs);
 	}
 	table_print(&t);
+	json_array_foreach(json_object_get(reply, "nodes"), i, node)
+	{
+		if (policy || json_is_true(json_object_get(node, "up_to_date")))
+			continue;
+		json_t *held = json_object_get(node, "applied_revision");
+		char what[64] = "a bundle";
+		if (json_is_integer(held))
+			snprintf(what, sizeof(what), "revision %lld", (long long)json_integer_value(held));
+		printf("warning: node %s enforces %s (%.12s), which this controller does not have: no policy is "
+		       "applied here yet\n",
+		       ESCAPED(str_or(json_object_get(node, "node"), "?")), what,
+		       ESCAPED(str_or(json_object_get(node, "applied_hash"), "?")));
+	}
 	json_array_foreach(json_object_get(reply, "conflicts"), i, e)
 	{
 		json_t *eps = json_object_get(e, "endpoints");
 		printf("warning: %s is claimed by %s and %s: left out of every label group\n",
-		       str_or(json_object_get(e, "address"), "?"), str_or(json_array_get(eps, 0), "?"),
-		       str_or(json_array_get(eps, 1), "?"));
+		       ESCAPED(str_or(json_object_get(e, "address"), "?")), ESCAPED(str_or(json_array_get(eps, 0), "?")),
+		       ESCAPED(str_or(json_array_get(eps, 1), "?")));
 	}
 	json_array_foreach(json_object_get(reply, "nodes"), i, node)
 	{
 		json_array_foreach(json_object_get(node, "errors"), k, e)
-			printf("%s: %s\n", str_or(json_object_get(node, "node"), "?"), str_or(e, "?"));
+		{
+			printf("%s: ", ESCAPED(str_or(json_object_get(node, "node"), "?")));
+			put_text(stdout, str_or(e, "?"), "\n");
+		}
 	}
 }
 
@@ -481,6 +541,8 @@ static int endpoints(const char *admin, int argc, char **argv)
 	int ret = parse_verb(argc, argv, &o, "jn", usage);
 	if (ret)
 		return ret;
+	if (!node_arg_valid("--node ", o.node))
+		return EXIT_USAGE;
 	if (o.argc) {
 		fprintf(stderr, "usage: %s\n", usage);
 		return EXIT_USAGE;
@@ -587,8 +649,9 @@ static bool flows_print_lost(json_t *reply)
 		fprintf(stderr,
 			"warning: node %s%s%s: %lld logged packet(s) not counted above (the kernel could not "
 			"deliver them; %lld receive-buffer overrun(s)), %lld dropped from a full spool\n",
-			str_or(json_object_get(l, "node"), "?"), json_is_string(json_object_get(l, "endpoint")) ? ", endpoint " : "",
-			json_is_string(json_object_get(l, "endpoint")) ? json_string_value(json_object_get(l, "endpoint")) : "",
+			ESCAPED(str_or(json_object_get(l, "node"), "?")),
+			json_is_string(json_object_get(l, "endpoint")) ? ", endpoint " : "",
+			json_is_string(json_object_get(l, "endpoint")) ? ESCAPED(json_string_value(json_object_get(l, "endpoint"))) : "",
 			(long long)gap, (long long)enobufs, (long long)spool);
 	}
 	/* What the controller did not store, by reason (store.h). */
@@ -598,7 +661,7 @@ static bool flows_print_lost(json_t *reply)
 		long long batches = json_integer_value(json_object_get(l, "batches")),
 			  records = json_integer_value(json_object_get(l, "records")),
 			  packets = json_integer_value(json_object_get(l, "packets"));
-		const char *node = str_or(json_object_get(l, "node"), "?");
+		const char *node = ESCAPED(str_or(json_object_get(l, "node"), "?"));
 		any = true;
 		if (strcmp(reason, "rate") == 0)
 			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) over its rate limit not stored "
@@ -621,7 +684,7 @@ static bool flows_print_lost(json_t *reply)
 					"not report not stored\n", node, records, packets);
 		else
 			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) not stored (%s)\n", node,
-				records, packets, reason);
+				records, packets, ESCAPED(reason));
 	}
 	return any;
 }
@@ -669,7 +732,11 @@ static int flows(const char *admin, int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
-		case 'n': node = optarg; break;
+		case 'n':
+			if (!node_arg_valid("--node ", optarg))
+				return EXIT_USAGE;
+			node = optarg;
+			break;
 		case 'g': group = optarg; break;
 		case 'v':
 			if (strcmp(optarg, "deny") != 0 && strcmp(optarg, "audit") != 0 && strcmp(optarg, "allow") != 0) {
@@ -776,9 +843,9 @@ static int flows(const char *admin, int argc, char **argv)
 		if (as_json) {
 			json_array_foreach(rows, i, row)
 			{
-				char *text = json_dumps(row, JSON_COMPACT);
-				printf("%s\n", text);
-				free(text);
+				char *line = json_dumps(row, JSON_COMPACT | JSON_OUT_FLAGS);
+				printf("%s\n", line);
+				free(line);
 			}
 		} else if (json_array_size(rows)) {
 			struct table t = {.cols = 8};
@@ -796,6 +863,37 @@ static int flows(const char *admin, int argc, char **argv)
 	}
 	json_decref(req);
 	return ret;
+}
+
+/* ---- nodes ---- */
+
+static int nodes_forget(const char *admin, int argc, char **argv)
+{
+	static const char usage[] = "bulkhead nodes forget NODE [--force] [--json]";
+	struct verb_opts o;
+	int ret = parse_verb(argc, argv, &o, "jf", usage);
+	if (ret)
+		return ret;
+	if (o.argc != 1) {
+		fprintf(stderr, "usage: %s\n", usage);
+		return EXIT_USAGE;
+	}
+	if (!node_arg_valid("", o.argv[0]))
+		return EXIT_USAGE;
+	json_t *reply = call(admin,
+			     json_pack("{s:s,s:s,s:b}", "cmd", "nodes.forget", "node", o.argv[0], "force", o.force),
+			     &ret);
+	if (!reply)
+		return ret;
+	if (o.json)
+		print_json(reply);
+	else
+		printf("node %s forgotten%s\n", o.argv[0],
+		       json_is_true(json_object_get(reply, "was_connected"))
+			       ? " (it was connected: if its agent still runs, it says HELLO again and is back)"
+			       : "");
+	json_decref(reply);
+	return EXIT_OK;
 }
 
 /* ---- keygen ---- */
@@ -833,6 +931,8 @@ int online_main(const char *admin, int argc, char **argv)
 		return endpoints(admin, argc, argv);
 	if (strcmp(verb, "flows") == 0)
 		return flows(admin, argc, argv);
+	if (strcmp(verb, "nodes") == 0 && argc >= 2 && strcmp(argv[1], "forget") == 0)
+		return nodes_forget(admin, argc - 1, argv + 1);
 	if (strcmp(verb, "policy") == 0 && argc >= 2) {
 		const char *sub = argv[1];
 		if (strcmp(sub, "apply") == 0)

@@ -10,6 +10,8 @@
 
 #include "bulkhead/admin.h"
 #include "bulkhead/compile.h"
+#include "bulkhead/escape.h"
+#include "bulkhead/inventory.h"
 #include "bulkhead/log.h"
 #include "bulkhead/pathtrust.h"
 #include "bulkhead/sha256.h"
@@ -246,6 +248,29 @@ static json_t *cmd_endpoints(struct admin *a, json_t *req)
 	return ok(json_pack("{s:o}", "endpoints", out));
 }
 
+/* ---- nodes ---- */
+
+static json_t *cmd_nodes_forget(struct admin *a, json_t *req)
+{
+	const char *node = json_string_value(json_object_get(req, "node"));
+	json_t *force = json_object_get(req, "force");
+	if (!node || (force && !json_is_boolean(force)))
+		return fail(2, "nodes.forget needs \"node\", a string (and optional \"force\", a boolean)");
+	if (!inventory_node_name_valid(node))
+		return fail(2, "\"%s\" is not a node name: %s", ESCAPED(node), INVENTORY_NODE_NAME_RULE);
+	bool was_connected = false;
+	int r = agents_forget(a->agents, node, json_is_true(force), &was_connected);
+	if (r == -ENOENT)
+		return fail(2, "no node %s is known", node);
+	if (r == -EBUSY)
+		return fail(1, "node %s is connected: stop its agent first, or --force (it comes back if its agent "
+			       "keeps running)",
+			    node);
+	if (r < 0)
+		return fail(1, "forgetting node %s: %s", node, store_error(a->store));
+	return ok(json_pack("{s:s,s:b}", "node", node, "was_connected", was_connected));
+}
+
 /* ---- flows ---- */
 
 static bool opt_string(json_t *req, const char *key, const char **out)
@@ -326,8 +351,10 @@ static json_t *handle(struct admin *a, const void *data, size_t len)
 		reply = cmd_endpoints(a, req);
 	} else if (strcmp(cmd, "flows") == 0) {
 		reply = cmd_flows(a, req);
+	} else if (strcmp(cmd, "nodes.forget") == 0) {
+		reply = cmd_nodes_forget(a, req);
 	} else {
-		reply = fail(2, "unknown command \"%s\"", cmd);
+		reply = fail(2, "unknown command \"%s\"", ESCAPED(cmd));
 	}
 	json_decref(req);
 	return reply;

@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "bulkhead/bundle.h"
+#include "bulkhead/escape.h"
+#include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
@@ -39,6 +41,13 @@
 #define FLOW_FUTURE_MS (5 * 60 * 1000)
 /* Each reason a node's records are not stored is logged once a minute. */
 #define FLOW_DROP_LOG_MS (60 * 1000)
+/* A connection that has not finished its handshake by then is closed:
+ * until it has, it may hold a message of up to PROTO_MAX_AGENT_MSG. */
+#define HANDSHAKE_MS 10000
+/* How long one dispatch may read messages before the loop moves on. */
+#define DISPATCH_BUDGET_MS 50
+/* Refusals of a flood are logged at most this often (the rest counted). */
+#define REFUSAL_LOG_MS 10000
 
 struct node_link {
 	char *node;
@@ -46,6 +55,7 @@ struct node_link {
 	uint8_t rid[ROUTING_ID_MAX]; /* the session's ZeroMQ routing id */
 	size_t rid_len;
 	int64_t last_heard_ms; /* 0: never */
+	int64_t stalled_at_heard_ms; /* agents->stalled_ms then */
 	char *agent_version;
 	/* What the agent holds, as it last said. */
 	int64_t held_revision; /* 0: nothing */
@@ -89,13 +99,17 @@ struct agents {
 	char *allow_said;      /* the problems last logged, one per line */
 	bool allow_loaded;     /* read at least once */
 	int64_t last_heartbeat_ms;
+	int64_t last_tick_ms, stalled_ms; /* how long the loop was held up, all told */
 	int64_t last_prune_ms, last_prune_chunk_ms; /* monotonic; 0: not yet */
 	bool prune_pending;			    /* more to delete: another chunk soon */
 	int64_t pruned_rows;
+	size_t n_nodes;
+	int64_t too_many_logged_ms; /* monotonic; when refusing a node past max_nodes was last logged */
+	uint64_t too_many_unlogged;
 	struct {
 		uint64_t malformed, unexpected, refused, resync, send_failed, endpoints_rejected, bundles,
 			deltas, acks, flow_batches, flow_batches_again, flow_store_failed, flow_batches_expired,
-			flow_batches_rejected, flow_records_dropped;
+			flow_batches_rejected, flow_records_dropped, nodes_refused, ack_results_ignored, errors_cut;
 	} count;
 };
 
@@ -221,14 +235,20 @@ static void allow_reload(struct agents *a, int64_t max_age_ms)
 		if (len > 4 && strcmp(fn + len - 4, ".key") == 0) {
 			char path[4096], key[ALLOW_KEY_LEN + 1], *err = NULL;
 			snprintf(path, sizeof(path), "%s/%s", a->o->allow_dir, fn);
-			if (keys_read(path, key, &err) < 0) {
-				fprintf(errs, "agent key %s\n", err ? err : "unreadable");
+			char *node = strndup(fn, len - 4);
+			if (!node)
+				abort();
+			if (!inventory_node_name_valid(node)) {
+				fprintf(errs, "agent key %s/%s: \"%s\" is not a node name (%s); ignored\n", a->o->allow_dir,
+					ESCAPED(fn), ESCAPED(node), INVENTORY_NODE_NAME_RULE);
+				free(node);
+			} else if (keys_read(path, key, &err) < 0) {
+				fprintf(errs, "agent key %s\n", err ? ESCAPED(err) : "unreadable");
+				free(node);
 			} else {
 				struct allow_entry *e = &a->allow[a->n_allow++];
 				memcpy(e->key, key, sizeof(e->key));
-				e->node = strndup(fn, len - 4);
-				if (!e->node)
-					abort();
+				e->node = node;
 				allow_read_labels(a, e, errs);
 			}
 			free(err);
@@ -352,22 +372,50 @@ static void zap_handle(struct agents *a)
 
 /* ---- nodes ---- */
 
-static struct node_link *node_get(struct agents *a, const char *node)
+/* Where node is, or would go, in the sorted list. */
+static struct node_link **node_slot(struct agents *a, const char *node)
 {
 	struct node_link **p = &a->nodes;
-	for (; *p; p = &(*p)->next) {
-		int c = strcmp((*p)->node, node);
-		if (c == 0)
-			return *p;
-		if (c > 0)
-			break;
-	}
+	for (; *p && strcmp((*p)->node, node) < 0; p = &(*p)->next)
+		;
+	return p;
+}
+
+static struct node_link *node_find(struct agents *a, const char *node)
+{
+	struct node_link *n = *node_slot(a, node);
+	return n && strcmp(n->node, node) == 0 ? n : NULL;
+}
+
+/* The node, known from now on (it counts against max_nodes). */
+static struct node_link *node_get(struct agents *a, const char *node)
+{
+	struct node_link **p = node_slot(a, node);
+	if (*p && strcmp((*p)->node, node) == 0)
+		return *p;
 	struct node_link *n = xcalloc(1, sizeof(*n));
 	n->node = xstrdup(node);
 	n->errors = json_array();
 	n->next = *p;
 	*p = n;
+	a->n_nodes++;
 	return n;
+}
+
+static void node_heard(struct agents *a, struct node_link *n)
+{
+	n->last_heard_ms = clock_mono_ms();
+	n->stalled_at_heard_ms = a->stalled_ms;
+}
+
+/* Whether n has been silent too long. Time the controller's loop was held
+ * up (a large message parsed, a slow query) is not the node's silence:
+ * while it lasts nothing is read. It is forgiven up to half the silence,
+ * so a controller kept busy still finds a dead node, at most twice as late. */
+static bool node_silent(const struct agents *a, const struct node_link *n, int64_t now)
+{
+	int64_t silent = now - n->last_heard_ms, held = a->stalled_ms - n->stalled_at_heard_ms;
+	return silent - (held < silent / 2 ? held : silent / 2) > (int64_t)a->o->heartbeat_ms * PROTO_DEAD_HEARTBEATS;
 }
 
 static struct node_link *node_by_rid(struct agents *a, const void *rid, size_t len)
@@ -396,6 +444,28 @@ static void node_free(struct node_link *n)
 	free(n->agent_version);
 	free(n->node);
 	free(n);
+}
+
+int agents_forget(struct agents *a, const char *node, bool force, bool *was_connected)
+{
+	struct node_link **p = node_slot(a, node), *n = *p;
+	if (!n || strcmp(n->node, node) != 0)
+		return -ENOENT;
+	if (n->connected && !force)
+		return -EBUSY;
+	/* The store first: should it fail, the node is still whole. */
+	if (store_forget_node(a->store, node) < 0) {
+		log_error("forgetting node %s: %s", node, store_error(a->store));
+		return -EIO;
+	}
+	*was_connected = n->connected;
+	compiler_forget_node(a->compiler, node);
+	*p = n->next;
+	a->n_nodes--;
+	log_info("node %s forgotten%s; its endpoints leave every group", node,
+		 n->connected ? " while connected (its agent is told to say HELLO again)" : "");
+	node_free(n);
+	return 0;
 }
 
 /* ---- sending ---- */
@@ -559,21 +629,75 @@ static void allow_recheck(struct agents *a, struct node_link *n)
 	diag_release(&d);
 }
 
+/* "agent": a version, shown in status and logged. */
+static bool agent_version_valid(const char *v)
+{
+	size_t len = strlen(v);
+	if (len == 0 || len > PROTO_VERSION_MAX)
+		return false;
+	for (; *v; v++)
+		if (*v < 0x21 || *v > 0x7e)
+			return false;
+	return true;
+}
+
+static void refuse_hello(struct agents *a, const uint8_t *rid, size_t rid_len, const char *reason)
+{
+	a->count.refused++;
+	send_to(a, rid, rid_len, PROTO_REFUSED, json_pack("{s:s}", "reason", reason));
+}
+
+/* Whether a HELLO may make node known: with --insecure anyone may say
+ * HELLO under any name, so their number is bounded (the allow-list bounds
+ * it with CURVE). A flood of refusals is logged now and then. */
+static bool node_room(struct agents *a, const char *node)
+{
+	if (!a->o->insecure || !a->o->max_nodes || a->n_nodes < a->o->max_nodes || node_find(a, node))
+		return true;
+	a->count.nodes_refused++;
+	int64_t now = clock_mono_ms();
+	if (a->too_many_logged_ms && now - a->too_many_logged_ms < REFUSAL_LOG_MS) {
+		a->too_many_unlogged++;
+		return false;
+	}
+	log_warn("refused HELLO for a new node \"%s\": %zu nodes are known, the most --max-nodes allows "
+		 "(`bulkhead nodes forget NODE` drops one)%s",
+		 node, a->n_nodes, a->too_many_unlogged ? "; more refused since the last such line" : "");
+	a->too_many_logged_ms = now;
+	a->too_many_unlogged = 0;
+	return false;
+}
+
 static void on_hello(struct agents *a, const uint8_t *rid, size_t rid_len, const char *user_id, json_t *body)
 {
 	const char *node = json_string_value(json_object_get(body, "node"));
-	if (!a->o->insecure && (!user_id || strcmp(user_id, node) != 0)) {
-		a->count.refused++;
-		log_warn("refused HELLO for node \"%s\" from the key of node \"%s\"", node, user_id ? user_id : "?");
-		char reason[512];
-		snprintf(reason, sizeof(reason), "this key belongs to node \"%s\", not \"%s\"", user_id ? user_id : "?",
-			 node);
-		send_to(a, rid, rid_len, PROTO_REFUSED, json_pack("{s:s}", "reason", reason));
+	const char *version = json_string_value(json_object_get(body, "agent"));
+	char reason[512];
+	if (!inventory_node_name_valid(node)) {
+		log_warn("refused HELLO for node \"%s\": not a node name", ESCAPED(node));
+		snprintf(reason, sizeof(reason), "invalid node name: %s", INVENTORY_NODE_NAME_RULE);
+		refuse_hello(a, rid, rid_len, reason);
 		return;
 	}
-	if (!node[0] || strlen(node) > 253) {
-		a->count.refused++;
-		send_to(a, rid, rid_len, PROTO_REFUSED, json_pack("{s:s}", "reason", "bad node name"));
+	if (!a->o->insecure && (!user_id || strcmp(user_id, node) != 0)) {
+		log_warn("refused HELLO for node \"%s\" from the key of node \"%s\"", node, user_id ? user_id : "?");
+		snprintf(reason, sizeof(reason), "this key belongs to node \"%s\", not \"%s\"", user_id ? user_id : "?",
+			 node);
+		refuse_hello(a, rid, rid_len, reason);
+		return;
+	}
+	if (!agent_version_valid(version)) {
+		log_warn("refused HELLO for node %s: agent version \"%s\" is not 1-%d printable characters", node,
+			 ESCAPED(version), PROTO_VERSION_MAX);
+		snprintf(reason, sizeof(reason), "\"agent\" must be a version of 1-%d printable ASCII characters",
+			 PROTO_VERSION_MAX);
+		refuse_hello(a, rid, rid_len, reason);
+		return;
+	}
+	if (!node_room(a, node)) {
+		snprintf(reason, sizeof(reason), "the controller knows as many nodes as --max-nodes allows (%u)",
+			 a->o->max_nodes);
+		refuse_hello(a, rid, rid_len, reason);
 		return;
 	}
 	struct node_link *n = node_get(a, node);
@@ -582,9 +706,9 @@ static void on_hello(struct agents *a, const uint8_t *rid, size_t rid_len, const
 	memcpy(n->rid, rid, rid_len);
 	n->rid_len = rid_len;
 	n->connected = true;
-	n->last_heard_ms = clock_mono_ms();
+	node_heard(a, n);
 	free(n->agent_version);
-	n->agent_version = xstrdup(json_string_value(json_object_get(body, "agent")));
+	n->agent_version = xstrdup(version);
 	set_held(n, json_object_get(body, "revision"), json_object_get(body, "hash"));
 	json_decref(n->held_bundle);
 	n->held_bundle = NULL;
@@ -601,6 +725,30 @@ static void on_hello(struct agents *a, const uint8_t *rid, size_t rid_len, const
 		n->held_bundle = json_incref(want);
 }
 
+/* An error string from an agent as status shows it: cut at PROTO_ERROR_MAX
+ * bytes (at a character's start; escaping is the printer's). */
+static json_t *agent_error(struct agents *a, const char *prefix, const char *error)
+{
+	size_t len = strlen(error);
+	if (len <= PROTO_ERROR_MAX)
+		return json_sprintf("%s%s", prefix, error);
+	a->count.errors_cut++;
+	while (len > PROTO_ERROR_MAX || (len > 0 && ((unsigned char)error[len] & 0xc0) == 0x80))
+		len--;
+	return json_sprintf("%s%.*s... (cut at %d bytes)", prefix, (int)len, error, PROTO_ERROR_MAX);
+}
+
+/* The names of the endpoints node reported, as an object's keys. */
+static json_t *endpoint_names(struct agents *a, const char *node)
+{
+	json_t *names = json_object();
+	size_t i;
+	json_t *e;
+	json_array_foreach(compiler_endpoints(a->compiler, node), i, e)
+		json_object_set(names, json_string_value(json_object_get(e, "name")), json_true());
+	return names;
+}
+
 static void on_ack(struct agents *a, struct node_link *n, json_t *body)
 {
 	a->count.acks++;
@@ -614,15 +762,29 @@ static void on_ack(struct agents *a, struct node_link *n, json_t *body)
 	json_array_clear(n->errors);
 	json_t *err = json_object_get(body, "error");
 	if (json_is_string(err))
-		json_array_append(n->errors, err);
-	size_t i;
-	json_t *e;
+		json_array_append_new(n->errors, agent_error(a, "", json_string_value(err)));
+	/* An endpoint's error is shown under its name: only for endpoints the
+	 * node reported (one just removed from its list is gone anyway). */
+	size_t i, ignored = 0;
+	json_t *e, *names = endpoint_names(a, n->node);
 	json_array_foreach(json_object_get(body, "endpoints"), i, e)
 	{
+		const char *name = json_string_value(json_object_get(e, "name"));
 		json_t *ee = json_object_get(e, "error");
-		if (json_is_string(ee))
-			json_array_append_new(n->errors, json_sprintf("%s: %s", json_string_value(json_object_get(e, "name")),
-								      json_string_value(ee)));
+		if (!json_is_string(ee))
+			continue;
+		if (!json_object_get(names, name)) {
+			ignored++;
+			continue;
+		}
+		char prefix[NAME_MAX_LEN + 3];
+		snprintf(prefix, sizeof(prefix), "%s: ", name);
+		json_array_append_new(n->errors, agent_error(a, prefix, json_string_value(ee)));
+	}
+	json_decref(names);
+	if (ignored) {
+		a->count.ack_results_ignored += ignored;
+		log_warn("node %s: ignored %zu result(s) in its ACK for endpoints it did not report", n->node, ignored);
 	}
 	if (n->ack_ok)
 		log_info("node %s: applied revision %lld (%.12s)", n->node, (long long)n->held_revision, n->held_hash);
@@ -825,19 +987,24 @@ static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
 	struct proto_msg m;
 	char err[256];
 	const char *user_id = a->o->insecure ? NULL : zmq_msg_gets(&parts[2], "User-Id");
-	if (proto_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), zmq_msg_data(&parts[2]),
+	/* What only the controller sends is not even parsed (a BUNDLE may be
+	 * larger than anything an agent sends). */
+	int t = proto_type_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
+	if (t >= 0 && !proto_sent_by_agent(t))
+		snprintf(err, sizeof(err), "%s: not a message agents send", proto_type_name(t));
+	if ((t >= 0 && !proto_sent_by_agent(t)) ||
+	    proto_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), zmq_msg_data(&parts[2]),
 			 zmq_msg_size(&parts[2]), &m, err, sizeof(err)) < 0) {
 		a->count.malformed++;
 		struct node_link *n = node_by_rid(a, rid, rid_len);
 		/* A batch the agent would send again and again: answered, when
 		 * it comes on its node's session from its node's key. */
-		if (n && zmq_msg_size(&parts[1]) == 5 && memcmp(zmq_msg_data(&parts[1]), "FLOWS", 5) == 0 &&
-		    (a->o->insecure || (user_id && strcmp(user_id, n->node) == 0))) {
+		if (n && t == PROTO_FLOWS && (a->o->insecure || (user_id && strcmp(user_id, n->node) == 0))) {
 			n->last_heard_ms = clock_mono_ms();
 			on_flows_malformed(a, n, zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), err);
 			return;
 		}
-		log_warn("dropped a malformed message from %s: %s", n ? n->node : "an unknown agent", err);
+		log_warn("dropped a malformed message from %s: %s", n ? n->node : "an unknown agent", ESCAPED(err));
 		return;
 	}
 	if (m.type == PROTO_HELLO) {
@@ -863,7 +1030,7 @@ static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
 		proto_msg_release(&m);
 		return;
 	}
-	n->last_heard_ms = clock_mono_ms();
+	node_heard(a, n);
 	switch (m.type) {
 	case PROTO_ACK:
 		on_ack(a, n, m.body);
@@ -919,24 +1086,31 @@ void agents_dispatch(struct agents *a)
 		while (zmq_getsockopt(a->zap, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN))
 			zap_handle(a);
 	}
-	/* Bounded: other sockets get their turn. */
-	for (int i = 0; i < 1000 && recv_one(a); i++)
+	/* Bounded in count and time: other sockets and the heartbeats get
+	 * their turn even while a peer sends large messages. */
+	int64_t start = clock_mono_ms();
+	for (int i = 0; i < 1000 && clock_mono_ms() - start < DISPATCH_BUDGET_MS && recv_one(a); i++)
 		;
 }
 
 void agents_tick(struct agents *a, int64_t now)
 {
+	/* The loop comes here at least every heartbeat_ms / 4 (its poll
+	 * timeout); longer is time it was held up. */
+	int64_t period = a->o->heartbeat_ms / 4;
+	if (a->last_tick_ms && now - a->last_tick_ms > period)
+		a->stalled_ms += now - a->last_tick_ms - period;
+	a->last_tick_ms = now;
 	flows_prune(a, now);
 	if (now - a->last_heartbeat_ms < (int64_t)a->o->heartbeat_ms)
 		return;
 	a->last_heartbeat_ms = now;
 	if (!a->o->insecure) /* label rules changed with no handshake to notice */
 		allow_reload(a, ALLOW_REREAD_IDLE_MS);
-	int64_t dead = (int64_t)a->o->heartbeat_ms * PROTO_DEAD_HEARTBEATS;
 	for (struct node_link *n = a->nodes; n; n = n->next) {
 		if (!n->connected)
 			continue;
-		if (now - n->last_heard_ms > dead) {
+		if (node_silent(a, n, now)) {
 			n->connected = false;
 			node_clear_inflight(n);
 			log_warn("node %s: silent for %d heartbeats; marked down", n->node, PROTO_DEAD_HEARTBEATS);
@@ -965,8 +1139,11 @@ json_t *agents_status_nodes(struct agents *a)
 		const char *want_hash = NULL;
 		compiler_bundle(a->compiler, n->node, &want_hash);
 		json_t *eps = compiler_endpoints(a->compiler, n->node);
+		/* Without a policy there is nothing to be in sync with: a node
+		 * is up to date when it holds nothing either (one that enforces
+		 * an older controller's bundle is not). */
 		bool up_to_date = want_hash ? (n->held_revision == rev && strcmp(n->held_hash, want_hash) == 0 && n->ack_ok)
-					    : rev == 0;
+					    : rev == 0 && !n->held_revision && !n->held_hash[0];
 		json_t *errors = json_copy(n->errors);
 		if (n->list_error) {
 			json_array_append_new(errors, json_string(n->list_error));
@@ -987,7 +1164,7 @@ json_t *agents_status_nodes(struct agents *a)
 
 json_t *agents_counters(struct agents *a)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
+	json_t *c = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
 			 (json_int_t)a->count.malformed, "messages_unexpected", (json_int_t)a->count.unexpected,
 			 "agents_refused", (json_int_t)a->count.refused, "resyncs_asked", (json_int_t)a->count.resync,
 			 "sends_failed", (json_int_t)a->count.send_failed, "flow_batches_stored",
@@ -998,6 +1175,10 @@ json_t *agents_counters(struct agents *a)
 			 (json_int_t)a->count.flow_records_dropped, "endpoint_lists_rejected",
 			 (json_int_t)a->count.endpoints_rejected, "bundles_sent", (json_int_t)a->count.bundles,
 			 "deltas_sent", (json_int_t)a->count.deltas, "acks", (json_int_t)a->count.acks);
+	json_object_update_new(c, json_pack("{s:I,s:I,s:I}", "nodes_refused", (json_int_t)a->count.nodes_refused,
+					    "ack_results_ignored", (json_int_t)a->count.ack_results_ignored,
+					    "agent_errors_cut", (json_int_t)a->count.errors_cut));
+	return c;
 }
 
 /* ---- life cycle ---- */
@@ -1019,6 +1200,13 @@ struct agents *agents_new(void *zctx, const struct agents_options *o, struct com
 	a->compiler = c;
 	a->store = s;
 	*err = NULL;
+	/* The nodes the store remembers are known from the start. */
+	for (const char *const *name = compiler_nodes(c); *name; name++)
+		node_get(a, *name);
+	if (o->insecure && o->max_nodes && a->n_nodes > o->max_nodes)
+		log_warn("%zu nodes are known, more than --max-nodes %u: a new node is refused until `bulkhead nodes "
+			 "forget` drops some",
+			 a->n_nodes, o->max_nodes);
 	if (!o->insecure) {
 		/* The ZAP handler must be bound before any CURVE socket. */
 		a->zap = zmq_socket(zctx, ZMQ_REP);
@@ -1029,9 +1217,14 @@ struct agents *agents_new(void *zctx, const struct agents_options *o, struct com
 		allow_reload(a, 0);
 	}
 	a->router = zmq_socket(zctx, ZMQ_ROUTER);
-	int one = 1, zero = 0;
-	int64_t max = PROTO_MAX_MSG;
+	/* Memory per connection: PROTO_RCVHWM messages queued and one more
+	 * decoded, each at most what an agent sends (plus CURVE's framing);
+	 * past that libzmq stops reading the connection. */
+	int one = 1, zero = 0, hwm = PROTO_RCVHWM, handshake_ms = HANDSHAKE_MS;
+	int64_t max = PROTO_MAX_AGENT_MSG + 4096;
 	if (!a->router || zmq_setsockopt(a->router, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 ||
+	    zmq_setsockopt(a->router, ZMQ_RCVHWM, &hwm, sizeof(hwm)) < 0 ||
+	    zmq_setsockopt(a->router, ZMQ_HANDSHAKE_IVL, &handshake_ms, sizeof(handshake_ms)) < 0 ||
 	    zmq_setsockopt(a->router, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) < 0 ||
 	    zmq_setsockopt(a->router, ZMQ_LINGER, &zero, sizeof(zero)) < 0) {
 		*err = zmq_failure("agents' socket", o->listen);

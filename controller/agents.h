@@ -24,6 +24,7 @@ struct agents_options {
 	int64_t flow_rate;	   /* flow and hit records a node may have stored a second, on
 				    * average over AGENTS_FLOW_BURST_S; 0: no limit */
 	int64_t flow_quota;	   /* records a node may have stored at once; 0: no limit */
+	unsigned max_nodes;	   /* with insecure: HELLOs under new names past this many are refused; 0: no bound */
 };
 
 /* A node's rate allowance holds this many seconds' worth of records. */
@@ -44,6 +45,13 @@ void agents_dispatch(struct agents *a);
 void agents_tick(struct agents *a, int64_t now_ms);
 /* Sends each connected node what it lacks (after the compiler changed). */
 void agents_push(struct agents *a);
+
+/* Drops a node: its session, its endpoints (they leave every group; the
+ * other nodes' bundles are recompiled) and what the store keeps of them.
+ * 0, -ENOENT (not known), -EBUSY (connected and not force), -EIO (the
+ * store). *was_connected: whether its agent was connected; it is told to
+ * say HELLO again when it speaks next, and comes back if it still runs. */
+BH_MUST_CHECK int agents_forget(struct agents *a, const char *node, bool force, bool *was_connected);
 
 /* Per-node state for `bulkhead status` (admin.h NODE objects) and the
  * counters; new references. */

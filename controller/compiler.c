@@ -94,6 +94,17 @@ static int load_node(struct inventory *inv, const char *node, json_t *endpoints,
 	return r;
 }
 
+/* c->names from c->nodes, after the list changed. */
+static void names_update(struct compiler *c)
+{
+	c->names = realloc(c->names, (c->n_nodes + 1) * sizeof(*c->names));
+	if (!c->names)
+		abort();
+	for (size_t i = 0; i < c->n_nodes; i++)
+		c->names[i] = c->nodes[i].name;
+	c->names[c->n_nodes] = NULL;
+}
+
 int compiler_set_endpoints(struct compiler *c, const char *node, json_t *endpoints, struct diag *diag)
 {
 	struct node_view *nv = find_node(c, node);
@@ -113,20 +124,33 @@ int compiler_set_endpoints(struct compiler *c, const char *node, json_t *endpoin
 
 	if (!nv) {
 		c->nodes = realloc(c->nodes, (c->n_nodes + 1) * sizeof(*c->nodes));
-		c->names = realloc(c->names, (c->n_nodes + 2) * sizeof(*c->names));
-		if (!c->nodes || !c->names)
+		if (!c->nodes)
 			abort();
 		c->nodes[c->n_nodes++] = (struct node_view){.name = xstrdup(node)};
 		qsort(c->nodes, c->n_nodes, sizeof(*c->nodes), node_cmp);
-		for (size_t i = 0; i < c->n_nodes; i++)
-			c->names[i] = c->nodes[i].name;
-		c->names[c->n_nodes] = NULL;
+		names_update(c);
 		nv = find_node(c, node);
 	}
 	json_decref(nv->endpoints);
 	nv->endpoints = json_incref(endpoints);
 	c->dirty = true;
 	return 1;
+}
+
+bool compiler_forget_node(struct compiler *c, const char *node)
+{
+	struct node_view *nv = find_node(c, node);
+	if (!nv)
+		return false;
+	free(nv->name);
+	json_decref(nv->endpoints);
+	json_decref(nv->bundle);
+	size_t i = (size_t)(nv - c->nodes);
+	memmove(nv, nv + 1, (c->n_nodes - i - 1) * sizeof(*nv));
+	c->n_nodes--;
+	names_update(c);
+	c->dirty = true;
+	return true;
 }
 
 json_t *compiler_endpoints(const struct compiler *c, const char *node)

@@ -27,6 +27,9 @@ const struct policy_doc *compiler_policy(const struct compiler *c);
  * inventory file: on -EINVAL the problems are in diag and the node keeps its
  * previous list. Returns 1 when the list changed, 0 when it is the same. */
 BH_MUST_CHECK int compiler_set_endpoints(struct compiler *c, const char *node, json_t *endpoints, struct diag *diag);
+/* Drops node and its endpoints (they leave every group at the next
+ * refresh); false when it never reported. */
+bool compiler_forget_node(struct compiler *c, const char *node);
 /* The list as last accepted (borrowed; NULL when the node never reported). */
 json_t *compiler_endpoints(const struct compiler *c, const char *node);
 

@@ -13,6 +13,8 @@
 #include <zmq.h>
 
 #include "bulkhead/admin.h"
+#include "bulkhead/escape.h"
+#include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
@@ -23,13 +25,14 @@
 
 #define PROG "bulkhead-controller"
 #define POLICY_MAX_BYTES (64 << 20)
+#define MAX_NODES_DEFAULT 1000
 
 static void usage(FILE *out)
 {
 	fputs("usage: " PROG " --state-dir DIR [--listen ENDPOINT] [--admin ENDPOINT] [--policy FILE]\n"
 	      "                           (--keys DIR --agent-keys DIR | --insecure) [--flow-retention D]\n"
 	      "                           [--flow-rate N] [--flow-quota N] [--flow-query-ms N]\n"
-	      "                           [--heartbeat-ms N] [--verbose]\n"
+	      "                           [--max-nodes N] [--heartbeat-ms N] [--verbose]\n"
 	      "\n"
 	      "  --state-dir DIR     SQLite state (" STORE_FILE "): revisions, endpoints, flows;\n"
 	      "                      a restart resumes from the newest revision\n"
@@ -42,6 +45,8 @@ static void usage(FILE *out)
 	      "                      NODE.labels (optional) the labels it may report (README:\n"
 	      "                      Security); re-read when the directory changes\n"
 	      "  --insecure          no CURVE: any agent may claim any node (local demos only)\n"
+	      "  --max-nodes N       with --insecure: HELLOs under new node names are refused once N\n"
+	      "                      nodes are known (default 1000; 0: no bound); `bulkhead nodes forget`\n"
 	      "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n"
 	      "  --flow-retention D  denied flows and rule hits are kept this long (default 7d; 30m, 12h...;\n"
 	      "                      0: forever), pruned hourly\n"
@@ -57,7 +62,7 @@ static void usage(FILE *out)
 struct options {
 	const char *state_dir, *listen, *admin, *policy, *keys, *agent_keys;
 	bool insecure, verbose;
-	unsigned heartbeat_ms;
+	unsigned heartbeat_ms, max_nodes;
 	long flow_retention_s;
 	long flow_rate, flow_quota, flow_query_ms; /* flow_query_ms -1: the heartbeat interval */
 };
@@ -86,11 +91,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"verbose", no_argument, NULL, 'v'},	     {"help", no_argument, NULL, 'H'},
 		{"flow-retention", required_argument, NULL, 'r'}, {"flow-rate", required_argument, NULL, 'R'},
 		{"flow-quota", required_argument, NULL, 'Q'},	  {"flow-query-ms", required_argument, NULL, 'q'},
-		{NULL, 0, NULL, 0},
+		{"max-nodes", required_argument, NULL, 'm'},	  {NULL, 0, NULL, 0},
 	};
 	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS,
 			      .flow_retention_s = 7 * 86400, .flow_rate = 2000, .flow_quota = 1000000,
-			      .flow_query_ms = -1};
+			      .flow_query_ms = -1, .max_nodes = MAX_NODES_DEFAULT};
 	o->admin = getenv(ADMIN_ENV) ? getenv(ADMIN_ENV) : ADMIN_DEFAULT_ENDPOINT;
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -111,6 +116,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return 2;
 			}
 			o->heartbeat_ms = (unsigned)v;
+			break;
+		}
+		case 'm': {
+			char *end;
+			errno = 0;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || optarg[0] == '-' || v > 1000000) {
+				fprintf(stderr, PROG ": --max-nodes: want 0..1000000, not \"%s\"\n", optarg);
+				return 2;
+			}
+			o->max_nodes = (unsigned)v;
 			break;
 		}
 		case 'r':
@@ -185,9 +201,21 @@ static void resume(struct store *s, struct compiler *c)
 	store_revision_release(&r);
 }
 
+struct resume {
+	struct compiler *compiler;
+	json_t *forget; /* node names to drop from the store after reading it */
+};
+
 static void resume_endpoints(void *data, const char *node, const char *text)
 {
-	struct compiler *c = data;
+	struct resume *r = data;
+	struct compiler *c = r->compiler;
+	/* Stored before names were checked: not a node this version knows. */
+	if (!inventory_node_name_valid(node)) {
+		log_warn("stored endpoints of \"%s\": not a node name; forgotten", ESCAPED(node));
+		json_array_append_new(r->forget, json_stringn_nocheck(node, strlen(node)));
+		return;
+	}
 	json_t *eps = json_loads(text, 0, NULL);
 	struct diag d;
 	diag_init(&d, node);
@@ -252,8 +280,14 @@ int main(int argc, char **argv)
 	}
 	struct compiler *compiler = compiler_new();
 	resume(store, compiler);
-	if (store_each_inventory(store, resume_endpoints, compiler) < 0)
+	struct resume rs = {compiler, json_array()};
+	if (store_each_inventory(store, resume_endpoints, &rs) < 0)
 		log_error("reading stored endpoints: %s", store_error(store));
+	size_t i;
+	json_t *name;
+	json_array_foreach(rs.forget, i, name) if (store_forget_node(store, json_string_value(name)) < 0)
+		log_error("forgetting \"%s\": %s", ESCAPED(json_string_value(name)), store_error(store));
+	json_decref(rs.forget);
 	if (o.policy && (ret = apply_policy_file(store, compiler, o.policy)) != 0) {
 		compiler_free(compiler);
 		store_free(store);
@@ -266,7 +300,7 @@ int main(int argc, char **argv)
 		.listen = o.listen, .insecure = o.insecure, .public_key = pub, .secret_key = sec,
 		.allow_dir = o.agent_keys, .heartbeat_ms = o.heartbeat_ms,
 		.flow_retention_ms = (int64_t)o.flow_retention_s * 1000, .flow_rate = o.flow_rate,
-		.flow_quota = o.flow_quota,
+		.flow_quota = o.flow_quota, .max_nodes = o.max_nodes,
 	};
 	/* A heartbeat's time: the agents' heartbeats wait no longer than two. */
 	store_set_query_limit(store, o.flow_query_ms > 0 ? o.flow_query_ms : o.heartbeat_ms);

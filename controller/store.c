@@ -317,6 +317,17 @@ int store_each_inventory(struct store *s, void (*fn)(void *data, const char *nod
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+int store_forget_node(struct store *s, const char *node)
+{
+	sqlite3_stmt *st = prepare(s, "DELETE FROM inventory WHERE node = ?");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 /* ---- denied flows ---- */
 
 static const char *const drop_names[STORE_DROP_COUNT] = {

@@ -45,6 +45,10 @@ BH_MUST_CHECK int store_put_inventory(struct store *s, const char *node, const c
 BH_MUST_CHECK int store_each_inventory(struct store *s,
 				       void (*fn)(void *data, const char *node, const char *endpoints_json),
 				       void *data);
+/* Forgets the node's endpoint list (`bulkhead nodes forget`); its flows
+ * stay until the retention prunes them. 0 (also when there was none) or
+ * -EIO. */
+BH_MUST_CHECK int store_forget_node(struct store *s, const char *node);
 
 /* ---- denied flows ---- */
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bulkhead/diag.h"
+#include "bulkhead/escape.h"
 
 void diag_init(struct diag *d, const char *file)
 {
@@ -56,12 +57,20 @@ void diag_add(struct diag *d, const char *path, const char *fmt, ...)
 
 void diag_print(const struct diag *d, FILE *out)
 {
-	const char *file = d->file ? d->file : "<input>";
+	/* Escaped: a document from a peer (an agent's endpoint list) quotes
+	 * its own bad names back. */
+	char file[ESCAPE_BUF];
+	escape_text(file, sizeof(file), d->file ? d->file : "<input>");
 	for (size_t i = 0; i < d->n; i++) {
-		if (d->v[i].path[0])
-			fprintf(out, "%s: %s: %s\n", file, d->v[i].path, d->v[i].message);
+		char *path = escape_dup(d->v[i].path), *msg = escape_dup(d->v[i].message);
+		if (!path || !msg)
+			fprintf(out, "%s: out of memory while printing an error\n", file);
+		else if (path[0])
+			fprintf(out, "%s: %s: %s\n", file, path, msg);
 		else
-			fprintf(out, "%s: %s\n", file, d->v[i].message);
+			fprintf(out, "%s: %s\n", file, msg);
+		free(path);
+		free(msg);
 	}
 	if (d->oom)
 		fprintf(out, "%s: out of memory while recording errors; some are missing\n", file);

@@ -8,6 +8,24 @@
 #include "json_util.h"
 
 #define NODE_NAME_MAX 253 /* a host name */
+#define NETNS_PATH_MAX 4095
+
+bool inventory_node_name_valid(const char *node)
+{
+	return name_valid(node, NODE_NAME_MAX);
+}
+
+/* A path as the kernel takes it, and printable: a netns path is shown and
+ * logged. */
+static bool netns_path_valid(const char *s)
+{
+	if (s[0] != '/' || strlen(s) > NETNS_PATH_MAX)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
 
 struct inventory *inventory_new(void)
 {
@@ -85,8 +103,9 @@ static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, u
 
 	if ((v = json_object_get(obj, "netns"))) {
 		mark = jpath_push_key(&w->path, "netns");
-		if ((ep->netns = walk_take_string(w, v)) && ep->netns[0] != '/')
-			walk_error(w, "\"%s\": expected an absolute path (e.g. /run/netns/NAME)", ep->netns);
+		if ((ep->netns = walk_take_string(w, v)) && !netns_path_valid(ep->netns))
+			walk_error(w, "\"%s\": expected an absolute path (e.g. /run/netns/NAME) of printable characters, "
+				      "at most %d", ep->netns, NETNS_PATH_MAX);
 		jpath_pop(&w->path, mark);
 	}
 
@@ -121,8 +140,8 @@ int inventory_load_json(struct inventory *inv, json_t *root, const char *node_ov
 	json_t *v = json_object_get(root, "node");
 	size_t mark = jpath_push_key(&w.path, "node");
 	if (v) {
-		if ((node = walk_take_string(&w, v)) && !name_valid(node, NODE_NAME_MAX))
-			walk_error(&w, "invalid node name \"%s\"", node);
+		if ((node = walk_take_string(&w, v)) && !inventory_node_name_valid(node))
+			walk_error(&w, "invalid node name \"%s\": " INVENTORY_NODE_NAME_RULE, node);
 		if (node && node_override && strcmp(node, node_override) != 0)
 			walk_error(&w, "inventory is for node \"%s\", not \"%s\"", node, node_override);
 	} else if (node_override) {

@@ -1,6 +1,7 @@
 /* Agent ↔ controller messages (see proto.h): decoding from untrusted peers,
  * encoding, and the set-element deltas between two bundles. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,20 @@ static const char *const type_names[PROTO_TYPE_COUNT] = {
 	[PROTO_ACK] = "ACK",		 [PROTO_ENDPOINTS] = "ENDPOINTS", [PROTO_HEARTBEAT] = "HEARTBEAT",
 	[PROTO_FLOWS] = "FLOWS",	 [PROTO_RESYNC] = "RESYNC",	  [PROTO_REFUSED] = "REFUSED",
 	[PROTO_FLOWS_ACK] = "FLOWS_ACK",
+};
+
+/* The largest body of each type, in bytes and in JSON values (see
+ * proto.h). What an agent sends grows with its node: endpoint lists and
+ * results with its endpoints (16 MiB: tens of thousands), a flow window
+ * with its distinct flows (at most 65,536 of up to some 400 bytes and 37
+ * values, and the rules' hits). Parsed, a value costs 40-90 bytes. What the
+ * controller sends is trusted to its own size. */
+const struct proto_limit proto_limits[PROTO_TYPE_COUNT] = {
+	[PROTO_HELLO] = {16 << 20, 1 << 20},	   [PROTO_ENDPOINTS] = {16 << 20, 1 << 20},
+	[PROTO_ACK] = {16 << 20, 1 << 20},	   [PROTO_HEARTBEAT] = {4096, 64},
+	[PROTO_FLOWS] = {32 << 20, 3 << 20},	   [PROTO_BUNDLE] = {PROTO_MAX_MSG, SIZE_MAX},
+	[PROTO_DELTA] = {PROTO_MAX_MSG, SIZE_MAX}, [PROTO_RESYNC] = {4096, 64},
+	[PROTO_REFUSED] = {4096, 64},		   [PROTO_FLOWS_ACK] = {4096, 64},
 };
 
 const char *proto_type_name(enum proto_type t)
@@ -309,17 +324,71 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 	return true;
 }
 
+/* The JSON values (and object members) a body holds at most: every one
+ * but the first follows a ',', ':', '[' or '{' outside a string. A cheap
+ * count before parsing, which costs about 50-100 bytes a value. */
+static size_t json_items(const char *s, size_t len)
+{
+	size_t n = 1;
+	bool in_string = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == ',' || c == ':' || c == '[' || c == '{') {
+			n++;
+		}
+	}
+	return n;
+}
+
+int proto_type_parse(const void *type, size_t type_len)
+{
+	for (int t = 0; t < PROTO_TYPE_COUNT; t++)
+		if (strlen(type_names[t]) == type_len && memcmp(type_names[t], type, type_len) == 0)
+			return t;
+	return -1;
+}
+
+bool proto_sent_by_agent(enum proto_type t)
+{
+	return t == PROTO_HELLO || t == PROTO_ACK || t == PROTO_ENDPOINTS || t == PROTO_HEARTBEAT || t == PROTO_FLOWS;
+}
+
 int proto_decode(const void *type, size_t type_len, const void *body, size_t body_len, struct proto_msg *out,
 		 char *err, size_t err_size)
 {
 	memset(out, 0, sizeof(*out));
-	int t;
-	for (t = 0; t < PROTO_TYPE_COUNT; t++)
-		if (strlen(type_names[t]) == type_len && memcmp(type_names[t], type, type_len) == 0)
-			break;
-	if (t == PROTO_TYPE_COUNT) {
-		snprintf(err, err_size, "unknown message type \"%.*s\"", (int)(type_len > 32 ? 32 : type_len),
-			 (const char *)type);
+	int t = proto_type_parse(type, type_len);
+	if (t < 0) {
+		/* Printable bytes only: the reason is logged. */
+		char shown[33];
+		size_t n = type_len < sizeof(shown) - 1 ? type_len : sizeof(shown) - 1;
+		for (size_t i = 0; i < n; i++) {
+			char c = ((const char *)type)[i];
+			shown[i] = c >= 0x20 && c < 0x7f ? c : '?';
+		}
+		shown[n] = '\0';
+		snprintf(err, err_size, "unknown message type \"%s\"", shown);
+		return -EINVAL;
+	}
+	/* Sized before parsing: what a body may cost the receiver is bounded
+	 * by its type, whatever the socket let through. */
+	const struct proto_limit *lim = &proto_limits[t];
+	if (body_len > lim->bytes) {
+		snprintf(err, err_size, "%s: body of %zu bytes, more than the %zu a %s may have", type_names[t], body_len,
+			 lim->bytes, type_names[t]);
+		return -EINVAL;
+	}
+	size_t items = json_items(body, body_len);
+	if (items > lim->items) {
+		snprintf(err, err_size, "%s: body of %zu JSON values or more, more than the %zu a %s may have",
+			 type_names[t], items, lim->items, type_names[t]);
 		return -EINVAL;
 	}
 	json_error_t jerr;

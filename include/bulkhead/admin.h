@@ -34,12 +34,18 @@
  *      up_to_date: applied_hash == desired_hash, the applied revision is the
  *      newest, the agent reported no error and its endpoint list is the one
  *      it reported (not refused, e.g. by its label rules: then "errors"
- *      says why). `status --wait` polls this
- *      until every connected node is up to date.
+ *      says why); with no policy yet, the node holds no bundle either.
+ *      `status --wait` polls this until every connected node is up to date.
  *  endpoints       {"node": S?} → {"endpoints": [{"node", "name",
  *                  "netns": S|null, "labels": {..}, "addresses": [..],
  *                  "groups": [label groups it is a member of]}]}
  *                  sorted by (node, name)
+ *  nodes.forget    {"node": S, "force": BOOL?} → {"node", "was_connected": BOOL}
+ *                  drops a node: its session, its endpoints (they leave every
+ *                  group, bundles are recompiled) and its stored list; a
+ *                  connected node only with force (its agent, should it
+ *                  still run, says HELLO again and is back). code 2: no such
+ *                  node; 1: connected without force.
  *  flows           {"mode": "report"|"follow"|"rules"?, "since_seconds": N?,
  *                   "node": S?, "group": S?, "verdict": "deny"|"audit"?,
  *                   "limit": N?, "after_id": N?}

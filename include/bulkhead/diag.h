@@ -22,7 +22,7 @@ void diag_init(struct diag *d, const char *file);
 void diag_release(struct diag *d);
 void diag_add(struct diag *d, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* One line per entry: "FILE: /pointer: message". */
+/* One line per entry: "FILE: /pointer: message", escaped (escape.h). */
 void diag_print(const struct diag *d, FILE *out);
 
 /* A JSON pointer built while walking a document: push a member or an index,

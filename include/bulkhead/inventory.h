@@ -40,6 +40,12 @@ enum inventory_flags {
 	INVENTORY_NEED_ADDRESSES = 1 << 0, /* "addresses" required */
 };
 
+/* The one syntax of node names, wherever a name enters (inventories, an
+ * agent's HELLO and --node, the CLI's --node): a host name's length, of
+ * letters, digits, '.', '_' and '-', beginning with a letter or digit. */
+bool inventory_node_name_valid(const char *node);
+#define INVENTORY_NODE_NAME_RULE "use 1-253 letters, digits, '.', '_' or '-', beginning with a letter or digit"
+
 struct inventory *inventory_new(void);
 void inventory_free(struct inventory *inv);
 

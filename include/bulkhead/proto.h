@@ -66,7 +66,15 @@
  * "src" and "dst" are addresses of one family. A FLOWS body outside them is
  * malformed, and answered with a rejection when its (epoch, seq) can be read.
  *
- * A peer silent for PROTO_DEAD_HEARTBEATS heartbeat intervals is down. */
+ * A peer silent for PROTO_DEAD_HEARTBEATS heartbeat intervals is down.
+ *
+ * Sizes: each type's body has a largest size in bytes and in JSON values
+ * (proto_limits), checked before it is parsed. The controller's socket
+ * takes messages up to PROTO_MAX_AGENT_MSG and queues PROTO_RCVHWM of them
+ * per connection, so a connection holds at most (PROTO_RCVHWM + 1) times
+ * PROTO_MAX_AGENT_MSG before TCP makes its sender wait. Peer strings: a node
+ * name follows inventory_node_name_valid, "agent" is 1-PROTO_VERSION_MAX
+ * printable ASCII characters, an error is cut at PROTO_ERROR_MAX bytes. */
 #pragma once
 
 #include <stdbool.h>
@@ -81,6 +89,14 @@
 #define PROTO_VERSION 1
 /* ZMQ_MAXMSGSIZE on both sides: a bundle of a large node fits with room. */
 #define PROTO_MAX_MSG (64 << 20)
+/* What an agent may send (the largest of its types' limits), and how many
+ * of them wait per connection in the controller's socket: 2, as 1 leaves
+ * libzmq 4.3 no room for the routing id it queues when a CURVE handshake
+ * ends (the session then never starts). */
+#define PROTO_MAX_AGENT_MSG (32 << 20)
+#define PROTO_RCVHWM 2
+#define PROTO_VERSION_MAX 64
+#define PROTO_ERROR_MAX 1024
 #define PROTO_HEARTBEAT_MS 1000
 #define PROTO_DEAD_HEARTBEATS 3
 
@@ -110,6 +126,15 @@ enum proto_type {
 };
 
 const char *proto_type_name(enum proto_type t);
+/* The type a type frame names, or -1. */
+int proto_type_parse(const void *type, size_t type_len);
+/* Whether agents send this type (the controller drops the others unread). */
+bool proto_sent_by_agent(enum proto_type t);
+
+struct proto_limit {
+	size_t bytes, items; /* a body's largest size, and most JSON values */
+};
+extern const struct proto_limit proto_limits[PROTO_TYPE_COUNT];
 
 /* A decoded message. body is owned by the message; its shape has been
  * checked for the members listed above (their types and ranges), so readers

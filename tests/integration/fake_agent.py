@@ -1,16 +1,20 @@
 #!/usr/bin/python3
-"""A hostile (or just odd) agent for the controller's tests: speaks the wire
-protocol (include/bulkhead/proto.h) over ZeroMQ without CURVE, to a
-controller started with --insecure on loopback.
+"""A hostile (or merely odd) agent for the controller's tests: speaks the
+wire protocol (include/bulkhead/proto.h) over --insecure ZeroMQ, with
+whatever names, versions and errors it is given.
 
-    fake_agent.py ENDPOINT NODE ENDPOINTS_JSON < MESSAGES
+  fake_agent.py ENDPOINT NODE [options]
+    --agent-version V      HELLO's "agent" (default 0.1.0)
+    --endpoints JSON       HELLO's endpoint list (default [])
+    --ack-error TEXT       answer every BUNDLE/DELTA with an ACK carrying TEXT
+    --ack-endpoint NAME    ... as the error of endpoint NAME too (repeatable)
+    --seconds S            how long to keep the session (heartbeats every 0.2 s)
+    --flood N --size B     then send N messages of B bytes (--type, default FLOWS)
+    --until-refused        exit 0 at the first REFUSED, 1 if none came
 
-Says HELLO for NODE with ENDPOINTS_JSON (a list of ENDPOINT objects), then
-sends each line of MESSAGES ("TYPE BODY-JSON"; "v" is added, and a body
-given as "@RAW:..." is sent as those bytes), and prints every answer but
-heartbeats and bundles, one "TYPE BODY-JSON" line each. It waits until
-every FLOWS it sent was answered (FLOWS_ACK), or 10 s.
-"""
+Prints "REFUSED: reason", "RESYNC", "BUNDLE rev", "ACKED rev" lines. Uses
+Debian's python3-zmq."""
+import argparse
 import json
 import sys
 import time
@@ -19,53 +23,72 @@ import zmq
 
 
 def main():
-    endpoint, node, endpoints = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("endpoint")
+    ap.add_argument("node")
+    ap.add_argument("--agent-version", default="0.1.0")
+    ap.add_argument("--endpoints", default="[]")
+    ap.add_argument("--ack-error")
+    ap.add_argument("--ack-endpoint", action="append", default=[])
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--flood", type=int, default=0)
+    ap.add_argument("--size", type=int, default=0)
+    ap.add_argument("--type", default="FLOWS")
+    ap.add_argument("--until-refused", action="store_true")
+    a = ap.parse_args()
+
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SNDHWM, 0)
+    s.connect(a.endpoint)
 
     def send(kind, body):
-        if isinstance(body, bytes):
-            sock.send_multipart([kind.encode(), body])
-        else:
-            body["v"] = 1
-            sock.send_multipart([kind.encode(), json.dumps(body).encode()])
+        body["v"] = 1
+        s.send_multipart([kind.encode(), json.dumps(body).encode()])
 
-    send("HELLO", {"node": node, "agent": "fake", "revision": None, "hash": None, "endpoints": endpoints})
-    waiting = set()
-    for line in sys.stdin:
-        line = line.strip()
-        if not line:
+    def hello():
+        send("HELLO", {"node": a.node, "agent": a.agent_version, "revision": None, "hash": None,
+                       "endpoints": json.loads(a.endpoints)})
+
+    hello()
+    if a.flood:
+        # Cheap for the controller to refuse once parsed (no "epoch"),
+        # costly to hold: one long string of a.size bytes.
+        head = b'{"v":1,"pad":"'
+        body = head + b"x" * (a.size - len(head) - 2) + b'"}'
+        for _ in range(a.flood):
+            s.send_multipart([a.type.encode(), body], copy=False)
+    end = time.time() + a.seconds
+    next_beat = 0.0
+    while time.time() < end:
+        now = time.time()
+        if now >= next_beat:
+            send("HEARTBEAT", {"revision": None, "hash": None})
+            next_beat = now + 0.2
+        if not s.poll(50):
             continue
-        kind, _, text = line.partition(" ")
-        if text.startswith("@RAW:"):
-            body = text[5:].encode()
-            try:
-                key = json.loads(body)
-                waiting.add((key["epoch"], key["seq"]))
-            except (ValueError, KeyError, TypeError):
-                pass
-        else:
-            body = json.loads(text)
-            if kind == "FLOWS":
-                waiting.add((body["epoch"], body["seq"]))
-        send(kind, body)
-    deadline = time.time() + 10
-    while waiting and time.time() < deadline:
-        if not sock.poll(100):
-            continue
-        kind, body = sock.recv_multipart()
-        kind, body = kind.decode(), json.loads(body)
-        if kind in ("HEARTBEAT", "BUNDLE", "DELTA"):
-            continue
-        body.pop("v", None)
-        print(kind, json.dumps(body, sort_keys=True), flush=True)
-        if kind == "FLOWS_ACK":
-            waiting.discard((body["epoch"], body["seq"]))
-    if waiting:
-        print("unanswered", sorted(waiting), file=sys.stderr)
-        sys.exit(1)
+        kind, raw = s.recv_multipart()[:2]
+        kind = kind.decode(errors="replace")
+        body = json.loads(raw)
+        if kind == "REFUSED":
+            print("REFUSED:", body.get("reason"), flush=True)
+            if a.until_refused:
+                return 0
+        elif kind == "RESYNC":
+            print("RESYNC", flush=True)
+            hello()
+        elif kind in ("BUNDLE", "DELTA"):
+            rev = body["revision"]
+            h = body["bundle"]["hash"] if kind == "BUNDLE" else body["hash"]
+            print(kind, rev, flush=True)
+            if a.ack_error is not None:
+                send("ACK", {"revision": rev, "hash": h, "ok": False, "error": a.ack_error,
+                             "endpoints": [{"name": n, "applied": None, "error": a.ack_error}
+                                           for n in a.ack_endpoint]})
+                print("ACKED", rev, flush=True)
+    return 1 if a.until_refused else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

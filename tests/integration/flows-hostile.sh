@@ -1,7 +1,7 @@
 #!/bin/bash
 # flows-hostile: what an agent sends in its flow reports is held to the wire
 # schema, to its node and to the controller's limits (issue 10: 6, 7, 9, 10,
-# 18). A fake agent (fake_agent.py, no CURVE: the controller runs with
+# 18). A fake agent (fake_flows.py, no CURVE: the controller runs with
 # --insecure on loopback) sends crafted FLOWS; a real agent (--dataplane
 # null) starts with a spool of batches the controller rejects:
 #   - numbers out of range (two lost.gap of 2^62 broke every `bulkhead
@@ -22,7 +22,7 @@
 set -u
 . "$(dirname "$0")/world.bash"
 BUILD=${1:-$LIB_ROOT/build}
-FAKE=$LIB_ROOT/tests/integration/fake_agent.py
+FAKE=$LIB_ROOT/tests/integration/fake_flows.py
 
 world_init fh || exit 1
 world_daemons "$BUILD" || exit 1

@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "bulkhead/compile.h"
+#include "bulkhead/inventory.h"
 #include "bulkhead/proto.h"
 #include "test.h"
 
@@ -328,6 +329,88 @@ TEST(set_deltas_turn_one_bundle_into_the_next)
 	json_decref(one);
 	json_decref(two);
 	json_decref(other_rules);
+}
+
+/* Every body is sized by its type before it is parsed: in bytes, and in
+ * JSON values (each costs the parser 40-90 bytes). */
+TEST(bodies_are_sized_by_type_before_parsing)
+{
+	char err[256];
+	struct proto_msg m;
+	/* A HEARTBEAT is small: 5,000 bytes of padding is refused unread. */
+	size_t n = 5000;
+	char *big = malloc(n + 1);
+	memset(big, ' ', n);
+	memcpy(big, "{\"v\":1}", 7);
+	big[n] = '\0';
+	CHECK(proto_decode("HEARTBEAT", 9, big, n, &m, err, sizeof(err)) < 0 && strstr(err, "more than the 4096"));
+	free(big);
+	/* 100 values where 64 may be, even inside limits in bytes. */
+	char many[512] = "{\"v\":1,\"x\":[";
+	for (int i = 0; i < 100; i++)
+		strcat(many, i ? ",0" : "0");
+	strcat(many, "]}");
+	CHECK(refused("HEARTBEAT", many, "JSON values or more, more than the 64"));
+	/* Commas and brackets inside strings are not values. */
+	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"x\":\"[,,,,:::{{{\\\",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,\"}"));
+	/* A HELLO's limit is 1 Mi values: a list of 2 Mi zeros is refused. */
+	n = 4u << 20;
+	big = malloc(n + 64);
+	strcpy(big, "{\"v\":1,\"node\":\"n\",\"agent\":\"1\",\"endpoints\":[],\"pad\":[0");
+	size_t len = strlen(big);
+	while (len + 4 < n) {
+		memcpy(big + len, ",0", 2);
+		len += 2;
+	}
+	memcpy(big + len, "]}", 3);
+	len += 2;
+	CHECK(proto_decode("HELLO", 5, big, len, &m, err, sizeof(err)) < 0 && strstr(err, "JSON values"));
+	free(big);
+	/* The controller does not read what agents never send. */
+	CHECK(proto_sent_by_agent(PROTO_HELLO) && proto_sent_by_agent(PROTO_FLOWS) && !proto_sent_by_agent(PROTO_BUNDLE) &&
+	      !proto_sent_by_agent(PROTO_DELTA) && !proto_sent_by_agent(PROTO_RESYNC));
+	CHECK(proto_type_parse("BUNDLE", 6) == PROTO_BUNDLE && proto_type_parse("BUNDL", 5) < 0);
+	/* Every agent message fits the controller's socket. */
+	for (int t = 0; t < PROTO_TYPE_COUNT; t++)
+		CHECK(!proto_sent_by_agent(t) || proto_limits[t].bytes <= PROTO_MAX_AGENT_MSG);
+	/* An unknown type is quoted printable (the reason is logged). */
+	CHECK(refused("\x1b[2J", "{\"v\":1}", "unknown message type \"?[2J\""));
+}
+
+/* An endpoint list from a node is loaded as an inventory: its names,
+ * labels and netns paths are checked, and node names have one syntax. */
+static bool endpoints_load(const char *node, const char *endpoints)
+{
+	json_t *eps = json_loads(endpoints, 0, NULL), *doc = proto_endpoints_inventory(node, eps);
+	struct inventory *inv = inventory_new();
+	struct diag d;
+	diag_init(&d, node);
+	bool ok = inv && doc && inventory_load_json(inv, doc, node, INVENTORY_NEED_ADDRESSES, &d) == 0;
+	diag_release(&d);
+	inventory_free(inv);
+	json_decref(doc);
+	json_decref(eps);
+	return ok;
+}
+
+TEST(node_endpoint_lists_are_checked)
+{
+	CHECK(endpoints_load("n1", "[{\"name\":\"web-1\",\"netns\":\"/run/netns/web-1\",\"labels\":{\"app\":\"web\"},"
+				  "\"addresses\":[\"198.18.0.1\"]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\\u001b[2J\",\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"labels\":{\"app\":\"a\\nb\"},\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"netns\":\"/run/netns/a\\u001b]0;x\\u0007\",\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"addresses\":[\"198.18.0.1\\n\"]}]"));
+	CHECK(!endpoints_load("n\x1b", "[]"));
+	CHECK(inventory_node_name_valid("node-a.example_1") && !inventory_node_name_valid("") &&
+	      !inventory_node_name_valid("-a") && !inventory_node_name_valid("a b") &&
+	      !inventory_node_name_valid("a/b") && !inventory_node_name_valid("caf\xc3\xa9"));
+	char long_name[300];
+	memset(long_name, 'a', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	CHECK(!inventory_node_name_valid(long_name));
+	long_name[253] = '\0';
+	CHECK(inventory_node_name_valid(long_name));
 }
 
 int main(void)
