@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,9 +174,20 @@ static struct range_list *family_list(struct policy_group *g, int family)
 	return family == AF_INET ? &g->v4 : &g->v6;
 }
 
+/* A group's cidrs or except list within POLICY_MAX_NETWORK_ENTRIES;
+ * reported at the current path when not. */
+static bool network_list_fits(struct parser *p, json_t *list)
+{
+	if (json_array_size(list) <= POLICY_MAX_NETWORK_ENTRIES)
+		return true;
+	walk_error(&p->w, "%zu entries: at most %d (split the group, or use wider CIDRs)", json_array_size(list),
+		   POLICY_MAX_NETWORK_ENTRIES);
+	return false;
+}
+
 static bool parse_network_group(struct parser *p, json_t *obj, struct policy_group *g)
 {
-	bool ok = true;
+	bool ok = true, cidrs_fit = false; /* read: the excepts can be checked against them */
 	json_t *cidrs = json_object_get(obj, "cidrs"), *except = json_object_get(obj, "except");
 	g->kind = GROUP_NETWORK;
 	range_list_init(&g->v4, p->w.arena);
@@ -190,7 +202,9 @@ static bool parse_network_group(struct parser *p, json_t *obj, struct policy_gro
 			walk_error(&p->w, "empty list: a network group needs at least one CIDR");
 			ok = false;
 		}
-		for (size_t i = 0; i < json_array_size(cidrs); i++) {
+		cidrs_fit = network_list_fits(p, cidrs);
+		ok &= cidrs_fit;
+		for (size_t i = 0; cidrs_fit && i < json_array_size(cidrs); i++) {
 			size_t m2 = jpath_push_index(&p->w.path, i);
 			struct addr_range r;
 			if (parse_cidr_item(p, json_array_get(cidrs, i), &r)) {
@@ -210,34 +224,28 @@ static bool parse_network_group(struct parser *p, json_t *obj, struct policy_gro
 
 	if (except) {
 		/* Each except must lie inside the union of the cidrs, checked
-		 * before any is subtracted. */
-		struct range_list covered4 = g->v4, covered6 = g->v6;
-		struct addr_range *cuts = NULL;
-		size_t n_cuts = 0;
+		 * before any is subtracted; then all are cut out in one sweep. */
+		struct range_list cuts4, cuts6;
+		range_list_init(&cuts4, NULL);
+		range_list_init(&cuts6, NULL);
 		mark = jpath_push_key(&p->w.path, "except");
-		if (walk_expect_type(&p->w, except, JSON_ARRAY)) {
+		if (walk_expect_type(&p->w, except, JSON_ARRAY) && network_list_fits(p, except)) {
 			size_t n = json_array_size(except);
-			cuts = arena_calloc(p->w.arena, n ? n : 1, sizeof(*cuts));
-			if (!cuts)
-				p->w.oom = true;
-			for (size_t i = 0; cuts && i < n; i++) {
+			for (size_t i = 0; i < n; i++) {
 				size_t m2 = jpath_push_index(&p->w.path, i);
 				struct addr_range r;
 				json_t *item = json_array_get(except, i);
 				if (!parse_cidr_item(p, item, &r)) {
 					ok = false;
 				} else {
-					const struct range_list *in = r.lo.family == AF_INET ? &covered4 : &covered6;
-					bool inside = false;
-					for (size_t k = 0; k < in->n; k++)
-						inside |= range_contains(&in->v[k], &r.lo) &&
-							  range_contains(&in->v[k], &r.hi);
-					if (!inside && cidrs) {
+					const struct addr_range *in = range_list_find(family_list(g, r.lo.family), &r.lo);
+					if ((!in || addr_cmp(&r.hi, &in->hi) > 0) && cidrs_fit) {
 						walk_error(&p->w, "\"%s\": not inside any of the group's cidrs",
 						     json_string_value(item));
 						ok = false;
 					}
-					cuts[n_cuts++] = r;
+					if (range_list_add(r.lo.family == AF_INET ? &cuts4 : &cuts6, &r) < 0)
+						p->w.oom = true;
 				}
 				jpath_pop(&p->w.path, m2);
 			}
@@ -245,10 +253,10 @@ static bool parse_network_group(struct parser *p, json_t *obj, struct policy_gro
 			ok = false;
 		}
 		jpath_pop(&p->w.path, mark);
-		for (size_t i = 0; ok && i < n_cuts; i++) {
-			if (range_list_subtract(family_list(g, cuts[i].lo.family), &cuts[i]) < 0)
-				p->w.oom = true;
-		}
+		if (ok && (range_list_subtract_list(&g->v4, &cuts4) < 0 || range_list_subtract_list(&g->v6, &cuts6) < 0))
+			p->w.oom = true;
+		range_list_release(&cuts4);
+		range_list_release(&cuts6);
 	}
 	return ok;
 }
@@ -696,8 +704,18 @@ err_free_doc:
 	return NULL;
 }
 
+static void too_big(struct diag *diag)
+{
+	diag_add(diag, "", "larger than %d bytes (%d MiB), the most a policy document may be", POLICY_MAX_BYTES,
+		 POLICY_MAX_BYTES >> 20);
+}
+
 struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag *diag)
 {
+	if (len > (size_t)POLICY_MAX_BYTES) {
+		too_big(diag);
+		return NULL;
+	}
 	json_t *root = json_util_loadb(text, len, diag);
 	if (!root)
 		return NULL;
@@ -708,11 +726,40 @@ struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag
 
 struct policy_doc *policy_parse_file(const char *path, struct diag *diag)
 {
-	json_t *root = json_util_load_file(path, diag);
-	if (!root)
+	/* Read whole, and no more than one byte past the limit: the file
+	 * may be a pipe, whose size nobody knows beforehand. */
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		diag_add(diag, "", "cannot open: %s", strerror(errno));
 		return NULL;
-	struct policy_doc *doc = policy_parse_json(root, diag);
-	json_decref(root);
+	}
+	size_t len = 0, cap = 0, max = POLICY_MAX_BYTES;
+	char *text = NULL;
+	struct policy_doc *doc = NULL;
+	for (;;) {
+		if (len == cap) {
+			cap = cap ? 2 * cap : 65536;
+			if (cap > max + 1)
+				cap = max + 1;
+			char *grown = realloc(text, cap);
+			if (!grown) {
+				diag_add(diag, "", "out of memory");
+				goto out;
+			}
+			text = grown;
+		}
+		size_t n = fread(text + len, 1, cap - len, f);
+		len += n;
+		if (n == 0 || len > max)
+			break;
+	}
+	if (ferror(f))
+		diag_add(diag, "", "cannot read: %s", strerror(errno));
+	else
+		doc = policy_parse_string(text, len, diag);
+out:
+	free(text);
+	fclose(f);
 	return doc;
 }
 

@@ -1,6 +1,7 @@
 /* Policy language pieces: label syntax, selectors, port matches, and the
  * parsed model (order, ties, inline groups, except ranges, defaults). */
 #include <netinet/in.h>
+#include <stdarg.h>
 
 #include "bulkhead/policy.h"
 #include "test.h"
@@ -281,6 +282,98 @@ TEST(json_syntax_errors_name_line_and_column)
 	doc = parse("{\"version\": 1,", &d);
 	CHECK(doc == NULL && d.n == 1);
 	diag_release(&d);
+}
+
+/* ---- documents at scale ---- */
+
+/* A growing text buffer for generated documents. */
+struct text {
+	char *s;
+	size_t n, cap;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	while (t->n + (size_t)n + 1 > t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 4096;
+		t->s = realloc(t->s, t->cap);
+		if (!t->s)
+			abort();
+	}
+	va_start(ap, fmt);
+	vsnprintf(t->s + t->n, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	t->n += (size_t)n;
+}
+
+/* "The internet except n hosts": the group of audit finding 4. */
+static char *internet_except(size_t n)
+{
+	struct text t = {0};
+	put(&t, "{\"version\":1,\"groups\":{\"internet\":{\"cidrs\":[\"0.0.0.0/0\",\"::/0\"],\"except\":[");
+	for (size_t i = 0; i < n; i++)
+		put(&t, "%s\"2001:db8::%zx:%zx/128\"", i ? "," : "", i >> 15, (2 * i + 1) & 0xffff);
+	put(&t, "]}}}");
+	return t.s;
+}
+
+TEST(except_lists_are_cut_in_one_sweep)
+{
+	struct diag d;
+	char *text = internet_except(POLICY_MAX_NETWORK_ENTRIES);
+	struct policy_doc *doc = parse(text, &d);
+	CHECK(doc != NULL && d.n == 0);
+	const struct policy_group *g = doc ? policy_find_group(doc, "internet") : NULL;
+	/* Every odd host out: a range before each, one after the last. */
+	CHECK(g && g->v4.n == 1 && g->v6.n == POLICY_MAX_NETWORK_ENTRIES + 1);
+	if (g) {
+		char buf[RANGE_STRLEN];
+		range_format(&g->v6.v[0], buf);
+		CHECK_STR(buf, "::-2001:db8::");
+		range_format(&g->v6.v[1], buf);
+		CHECK_STR(buf, "2001:db8::2");
+		range_format(&g->v6.v[POLICY_MAX_NETWORK_ENTRIES], buf);
+		CHECK_STR(buf, "2001:db8::3:d40-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+	}
+	policy_doc_free(doc);
+	diag_release(&d);
+	free(text);
+}
+
+TEST(a_group_holds_at_most_100000_cidrs_and_excepts)
+{
+	char *text = internet_except(POLICY_MAX_NETWORK_ENTRIES + 1);
+	expect_error(text, "/groups/internet/except",
+		     "100001 entries: at most 100000 (split the group, or use wider CIDRs)");
+	free(text);
+	struct text t = {0};
+	put(&t, "{\"version\":1,\"groups\":{\"many\":{\"cidrs\":[");
+	for (size_t i = 0; i <= POLICY_MAX_NETWORK_ENTRIES; i++)
+		put(&t, "%s\"2001:db8::%zx:%zx\"", i ? "," : "", i >> 16, i & 0xffff);
+	put(&t, "]}}}");
+	expect_error(t.s, "/groups/many/cidrs", "100001 entries: at most 100000 (split the group, or use wider CIDRs)");
+	free(t.s);
+}
+
+TEST(a_document_is_at_most_64_mib)
+{
+	size_t len = POLICY_MAX_BYTES + 1;
+	char *text = malloc(len);
+	if (!text)
+		abort();
+	memset(text, ' ', len);
+	struct diag d;
+	diag_init(&d, "t.json");
+	CHECK(policy_parse_string(text, len, &d) == NULL);
+	CHECK(d.n == 1 && strcmp(d.v[0].message, "larger than 67108864 bytes (64 MiB), the most a policy document may "
+						 "be") == 0);
+	diag_release(&d);
+	free(text);
 }
 
 int main(void)
