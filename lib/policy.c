@@ -21,7 +21,14 @@ struct parser {
 	 * exists but is invalid is not also reported as unknown. */
 	const char **declared;
 	size_t n_declared;
+	const char **declared_sorted; /* the same, sorted, for is_declared */
+	/* Candidates json_util_suggest may still compare: an unknown group
+	 * costs a pass over every declared one, so a document of many unknown
+	 * references and many groups gets suggestions for the first few only. */
+	size_t suggest_budget;
 };
+
+#define SUGGEST_BUDGET 10000000
 
 /* ---- label groups ---- */
 
@@ -302,11 +309,8 @@ static struct policy_group *parse_group(struct parser *p, json_t *obj, const cha
 
 static bool is_declared(struct parser *p, const char *name)
 {
-	for (size_t i = 0; i < p->n_declared; i++) {
-		if (strcmp(p->declared[i], name) == 0)
-			return true;
-	}
-	return false;
+	return p->n_declared &&
+	       bsearch(&name, p->declared_sorted, p->n_declared, sizeof(*p->declared_sorted), str_cmp) != NULL;
 }
 
 static void parse_groups(struct parser *p, json_t *groups)
@@ -347,6 +351,16 @@ static void parse_groups(struct parser *p, json_t *groups)
 		jpath_pop(&p->w.path, m2);
 	}
 	jpath_pop(&p->w.path, mark);
+	p->declared_sorted = arena_calloc(p->w.arena, p->n_declared + 1, sizeof(*p->declared_sorted));
+	if (!p->declared_sorted) {
+		p->w.oom = true;
+		p->n_declared = 0;
+		return;
+	}
+	if (p->n_declared) {
+		memcpy(p->declared_sorted, p->declared, p->n_declared * sizeof(*p->declared));
+		qsort(p->declared_sorted, p->n_declared, sizeof(*p->declared_sorted), str_cmp);
+	}
 }
 
 static int group_ptr_cmp(const void *a, const void *b)
@@ -384,7 +398,11 @@ static struct policy_group *parse_group_ref(struct parser *p, json_t *v, const c
 			return g;
 		}
 		if (!is_declared(p, name)) {
-			const char *near = json_util_suggest(name, p->declared);
+			const char *near = NULL;
+			if (p->suggest_budget >= p->n_declared) {
+				p->suggest_budget -= p->n_declared;
+				near = json_util_suggest(name, p->declared);
+			}
 			if (near)
 				walk_error(&p->w, "unknown group \"%s\" (did you mean \"%s\"?)", name, near);
 			else
@@ -594,6 +612,48 @@ static int policy_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+struct name_ref {
+	const char *name;
+	size_t index;
+};
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+	const struct name_ref *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* For every policy of arr, the index of the first one with the same
+ * (valid) name, or its own index: sorted once, not compared pairwise.
+ * Reads the names as parse_policy() will take them. NULL on ENOMEM. */
+static size_t *first_of_same_name(json_t *arr)
+{
+	size_t n = json_array_size(arr), k = 0;
+	size_t *first = malloc((n ? n : 1) * sizeof(*first));
+	struct name_ref *refs = malloc((n ? n : 1) * sizeof(*refs));
+	if (!first || !refs) {
+		free(first);
+		free(refs);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = json_object_get(json_array_get(arr, i), "name");
+		first[i] = i;
+		if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) &&
+		    name_valid(json_string_value(v), NAME_MAX_LEN))
+			refs[k++] = (struct name_ref){json_string_value(v), i};
+	}
+	if (k)
+		qsort(refs, k, sizeof(*refs), name_ref_cmp);
+	for (size_t i = 1; i < k; i++) {
+		if (strcmp(refs[i - 1].name, refs[i].name) == 0)
+			first[refs[i].index] = first[refs[i - 1].index];
+	}
+	free(refs);
+	return first;
+}
+
 static void parse_policies(struct parser *p, json_t *arr)
 {
 	size_t mark = jpath_push_key(&p->w.path, "policies");
@@ -603,7 +663,9 @@ static void parse_policies(struct parser *p, json_t *arr)
 	}
 	size_t n = json_array_size(arr);
 	struct policy *pols = arena_calloc(p->w.arena, n ? n : 1, sizeof(*pols));
-	if (!pols) {
+	size_t *first = first_of_same_name(arr);
+	if (!pols || !first) {
+		free(first);
 		p->w.oom = true;
 		jpath_pop(&p->w.path, mark);
 		return;
@@ -612,16 +674,14 @@ static void parse_policies(struct parser *p, json_t *arr)
 		size_t m2 = jpath_push_index(&p->w.path, i);
 		parse_policy(p, json_array_get(arr, i), &pols[i]);
 		/* Names are the policies' identity in rule ids and reports. */
-		for (size_t j = 0; pols[i].name && j < i; j++) {
-			if (pols[j].name && strcmp(pols[i].name, pols[j].name) == 0) {
-				size_t m3 = jpath_push_key(&p->w.path, "name");
-				walk_error(&p->w, "duplicate policy name \"%s\" (first at /policies/%zu)", pols[i].name, j);
-				jpath_pop(&p->w.path, m3);
-				break;
-			}
+		if (pols[i].name && first[i] != i) {
+			size_t m3 = jpath_push_key(&p->w.path, "name");
+			walk_error(&p->w, "duplicate policy name \"%s\" (first at /policies/%zu)", pols[i].name, first[i]);
+			jpath_pop(&p->w.path, m3);
 		}
 		jpath_pop(&p->w.path, m2);
 	}
+	free(first);
 	p->doc->policies = pols;
 	p->doc->n_policies = n;
 }
@@ -647,7 +707,7 @@ static void parse_defaults(struct parser *p, json_t *obj)
 struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 {
 	static const char *const keys[] = {"version", "description", "defaults", "groups", "policies", NULL};
-	struct parser p = {0};
+	struct parser p = {.suggest_budget = SUGGEST_BUDGET};
 	size_t errors = diag->n;
 
 	struct arena *arena = arena_new();

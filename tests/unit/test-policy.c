@@ -376,6 +376,68 @@ TEST(a_document_is_at_most_64_mib)
 	free(text);
 }
 
+TEST(duplicate_policy_names_among_100000_name_the_first)
+{
+	const size_t n = 100000;
+	struct text t = {0};
+	put(&t, "{\"version\":1,\"policies\":[");
+	for (size_t i = 0; i < n; i++) {
+		/* p5 again at 70000 and 99999, p3 again at 90000. */
+		size_t name = i == 70000 || i == n - 1 ? 5 : i == 90000 ? 3 : i;
+		put(&t, "%s{\"name\":\"p%zu\",\"applies_to\":{\"labels\":{}},\"ingress\":[]}", i ? "," : "", name);
+	}
+	put(&t, "]}");
+	struct diag d;
+	struct policy_doc *doc = parse(t.s, &d);
+	CHECK(doc == NULL);
+	CHECK(d.n == 3);
+	if (d.n == 3) {
+		CHECK_STR(d.v[0].path, "/policies/70000/name");
+		CHECK_STR(d.v[0].message, "duplicate policy name \"p5\" (first at /policies/5)");
+		CHECK_STR(d.v[1].path, "/policies/90000/name");
+		CHECK_STR(d.v[1].message, "duplicate policy name \"p3\" (first at /policies/3)");
+		CHECK_STR(d.v[2].path, "/policies/99999/name");
+		CHECK_STR(d.v[2].message, "duplicate policy name \"p5\" (first at /policies/5)");
+	}
+	diag_release(&d);
+	free(t.s);
+	/* An invalid name is no first occurrence; the next valid one is. */
+	struct policy_doc *doc2 = parse("{\"version\":1,\"policies\":[{\"name\":\"-x\",\"applies_to\":{\"labels\":{}},"
+					"\"ingress\":[]},{\"name\":\"x\",\"applies_to\":{\"labels\":{}},\"ingress\":[]},{"
+					"\"name\":\"x\",\"applies_to\":{\"labels\":{}},\"ingress\":[]}]}",
+					&d);
+	CHECK(doc2 == NULL && d.n == 2);
+	if (d.n == 2) {
+		CHECK_STR(d.v[1].path, "/policies/2/name");
+		CHECK_STR(d.v[1].message, "duplicate policy name \"x\" (first at /policies/1)");
+	}
+	diag_release(&d);
+}
+
+TEST(unknown_groups_among_many_get_suggestions_while_cheap)
+{
+	/* 20,000 groups and 20,000 unknown references: each suggestion
+	 * compares every group, so only the first ones get one. */
+	const size_t n = 20000;
+	struct text t = {0};
+	put(&t, "{\"version\":1,\"groups\":{");
+	for (size_t i = 0; i < n; i++)
+		put(&t, "%s\"group-%zu\":{\"labels\":{}}", i ? "," : "", i);
+	put(&t, "},\"policies\":[{\"name\":\"p\",\"applies_to\":\"group-1\",\"ingress\":[{\"from\":[");
+	for (size_t i = 0; i < n; i++)
+		put(&t, "%s\"group-%zuX\"", i ? "," : "", i);
+	put(&t, "]}]}]}");
+	struct diag d;
+	struct policy_doc *doc = parse(t.s, &d);
+	CHECK(doc == NULL && d.n == n);
+	if (d.n == n) {
+		CHECK_STR(d.v[0].message, "unknown group \"group-0X\" (did you mean \"group-0\"?)");
+		CHECK_STR(d.v[n - 1].message, "unknown group \"group-19999X\"");
+	}
+	diag_release(&d);
+	free(t.s);
+}
+
 int main(void)
 {
 	return test_main();
