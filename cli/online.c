@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "bulkhead/admin.h"
+#include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/policy.h"
 #include "online.h"
@@ -373,9 +374,9 @@ static void status_print(json_t *reply)
 	json_array_foreach(json_object_get(reply, "conflicts"), i, e)
 	{
 		json_t *eps = json_object_get(e, "endpoints");
-		printf("warning: %s is claimed by %s and %s: left out of every label group\n",
-		       str_or(json_object_get(e, "address"), "?"), str_or(json_array_get(eps, 0), "?"),
-		       str_or(json_array_get(eps, 1), "?"));
+		printf("warning: %s is claimed by %s and %s: %s\n", str_or(json_object_get(e, "address"), "?"),
+		       str_or(json_array_get(eps, 0), "?"), str_or(json_array_get(eps, 1), "?"),
+		       INVENTORY_CONFLICT_EFFECT);
 	}
 	json_array_foreach(json_object_get(reply, "nodes"), i, node)
 	{

@@ -158,8 +158,8 @@ static void log_conflicts(struct compiler *c)
 		return;
 	}
 	for (const char *line = now, *end; (end = strchr(line, '\n')); line = end + 1)
-		log_warn("address conflict: %.*s; it is left out of every label group until one endpoint claims it",
-			 (int)(end - line), line);
+		log_warn("address conflict: %.*s: %s, until only one endpoint claims it", (int)(end - line), line,
+			 INVENTORY_CONFLICT_EFFECT);
 	if (!c->inv->n_conflicts && c->conflicts_said && c->conflicts_said[0])
 		log_info("no address is claimed twice any more");
 	free(c->conflicts_said);

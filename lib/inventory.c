@@ -278,10 +278,15 @@ void inventory_conflict_text(const struct addr_conflict *c, char *buf, size_t si
 	snprintf(buf, size, "%s is claimed by %s/%s and %s/%s", addr, c->a->node, c->a->name, c->b->node, c->b->name);
 }
 
+const struct addr_conflict *inventory_conflict_of(const struct inventory *inv, const struct bh_addr *a)
+{
+	return inv->n_conflicts ? bsearch(a, inv->conflicts, inv->n_conflicts, sizeof(*inv->conflicts), conflict_key_cmp)
+				: NULL;
+}
+
 bool inventory_addr_conflicted(const struct inventory *inv, const struct bh_addr *a)
 {
-	return inv->n_conflicts &&
-	       bsearch(a, inv->conflicts, inv->n_conflicts, sizeof(*inv->conflicts), conflict_key_cmp) != NULL;
+	return inventory_conflict_of(inv, a) != NULL;
 }
 
 const char **inventory_nodes(const struct inventory *inv)

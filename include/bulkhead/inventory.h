@@ -21,8 +21,10 @@ struct endpoint {
 };
 
 /* An address that more than one endpoint claims. Nobody can tell which
- * claim is true (a stale report, a misconfigured or hostile node), so the
- * compiler leaves it out of every label group: it fails closed. */
+ * claim is true (a stale report, a misconfigured or hostile node), so it
+ * fails closed: no allow rule admits it through a label group, and every
+ * deny rule (enforce or audit) naming a claimant's label group still
+ * matches it (bundle.h: BUNDLE_SET_DENY_SUFFIX). */
 struct addr_conflict {
 	struct bh_addr addr;
 	const struct endpoint *a, *b; /* the first two claimants, in (node, name) order */
@@ -65,8 +67,12 @@ const char **inventory_nodes(const struct inventory *inv);
 const struct endpoint *inventory_find_by_addr(const struct inventory *inv, const struct bh_addr *a);
 /* Whether more than one endpoint claims a (finished inventory). */
 bool inventory_addr_conflicted(const struct inventory *inv, const struct bh_addr *a);
+/* The conflict over a, or NULL (finished inventory). */
+const struct addr_conflict *inventory_conflict_of(const struct inventory *inv, const struct bh_addr *a);
 /* "198.18.1.5 is claimed by node-a/db-1 and node-b/rogue-1" */
 void inventory_conflict_text(const struct addr_conflict *c, char *buf, size_t size);
+/* What a conflict does, for every message that reports one. */
+#define INVENTORY_CONFLICT_EFFECT "no allow rule admits it through a label group; deny rules still match it"
 
 /* The endpoint "node/name", or NULL. */
 const struct endpoint *inventory_find(const struct inventory *inv, const char *node, const char *name);
