@@ -293,6 +293,7 @@ int range_list_subtract_list(struct range_list *l, struct range_list *cuts)
 
 int range_list_subtract(struct range_list *l, const struct addr_range *cut)
 {
+	/* Normalizing a list of one range writes nothing: cut stays const. */
 	struct range_list one = {.v = (struct addr_range *)cut, .n = 1, .cap = 1};
 	return range_list_subtract_list(l, &one);
 }
