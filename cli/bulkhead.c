@@ -121,7 +121,7 @@ static int offline_load(struct offline *o, const char *policy_file, const char *
 	for (size_t i = 0; i < o->inv->n_conflicts; i++) {
 		char text[1024];
 		inventory_conflict_text(&o->inv->conflicts[i], text, sizeof(text));
-		fprintf(stderr, "warning: %s: left out of every label group\n", text);
+		fprintf(stderr, "warning: %s: %s\n", text, INVENTORY_CONFLICT_EFFECT);
 	}
 	o->nodes = inventory_nodes(o->inv);
 	if (!o->nodes)
@@ -317,6 +317,17 @@ static void explain_side_text(const char *dir, bool present, const struct endpoi
 	printf("  %-7s at %-24s %-6s by %s\n", dir, name, verdict_name(r->verdict), r->reason);
 }
 
+/* A contested address decides differently by rule action: say so. */
+static void explain_conflict(const struct offline *o, const struct bh_addr *a)
+{
+	const struct addr_conflict *c = inventory_conflict_of(o->inv, a);
+	if (c) {
+		char text[1024];
+		inventory_conflict_text(c, text, sizeof(text));
+		printf("  note    %s: %s\n", text, INVENTORY_CONFLICT_EFFECT);
+	}
+}
+
 /* Reads probes as JSON lines; prints one verdict per line. */
 static int explain_probes(struct offline *o, const char *file)
 {
@@ -479,6 +490,8 @@ static int cmd_policy_explain(int argc, char **argv)
 					.icmp_type = pkt.icmp_type, .icmp_code = pkt.icmp_code};
 		port_match_format(&pm, p, sizeof(p));
 		printf("%s -> %s %s\n", s, d, p);
+		explain_conflict(&o, &pkt.src);
+		explain_conflict(&o, &pkt.dst);
 		explain_side_text("egress", res.has_egress, src_ep, &res.egress);
 		explain_side_text("ingress", res.has_ingress, dst_ep, &res.ingress);
 		printf("  result  %s\n", res.verdict == VERDICT_DROP    ? "dropped"

@@ -459,9 +459,9 @@ static void status_print(json_t *reply)
 	json_array_foreach(json_object_get(reply, "conflicts"), i, e)
 	{
 		json_t *eps = json_object_get(e, "endpoints");
-		printf("warning: %s is claimed by %s and %s: left out of every label group\n",
-		       ESCAPED(str_or(json_object_get(e, "address"), "?")), ESCAPED(str_or(json_array_get(eps, 0), "?")),
-		       ESCAPED(str_or(json_array_get(eps, 1), "?")));
+		printf("warning: %s is claimed by %s and %s: %s\n", ESCAPED(str_or(json_object_get(e, "address"), "?")),
+		       ESCAPED(str_or(json_array_get(eps, 0), "?")), ESCAPED(str_or(json_array_get(eps, 1), "?")),
+		       INVENTORY_CONFLICT_EFFECT);
 	}
 	json_array_foreach(json_object_get(reply, "nodes"), i, node)
 	{

@@ -70,17 +70,24 @@ const struct policy_doc *compiler_policy(const struct compiler *c)
 	return c->doc;
 }
 
-static struct node_view *find_node(const struct compiler *c, const char *node)
+/* Where node is in the sorted nodes, or would go. */
+static size_t node_position(const struct compiler *c, const char *node)
 {
-	for (size_t i = 0; i < c->n_nodes; i++)
-		if (strcmp(c->nodes[i].name, node) == 0)
-			return &c->nodes[i];
-	return NULL;
+	size_t lo = 0, hi = c->n_nodes;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(c->nodes[mid].name, node) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
-static int node_cmp(const void *a, const void *b)
+static struct node_view *find_node(const struct compiler *c, const char *node)
 {
-	return strcmp(((const struct node_view *)a)->name, ((const struct node_view *)b)->name);
+	size_t i = node_position(c, node);
+	return i < c->n_nodes && strcmp(c->nodes[i].name, node) == 0 ? &c->nodes[i] : NULL;
 }
 
 /* Loads one node's list into inv. 0 or -EINVAL (problems in diag). */
@@ -123,13 +130,15 @@ int compiler_set_endpoints(struct compiler *c, const char *node, json_t *endpoin
 		return r;
 
 	if (!nv) {
+		size_t at = node_position(c, node);
 		c->nodes = realloc(c->nodes, (c->n_nodes + 1) * sizeof(*c->nodes));
 		if (!c->nodes)
 			abort();
-		c->nodes[c->n_nodes++] = (struct node_view){.name = xstrdup(node)};
-		qsort(c->nodes, c->n_nodes, sizeof(*c->nodes), node_cmp);
+		memmove(&c->nodes[at + 1], &c->nodes[at], (c->n_nodes - at) * sizeof(*c->nodes));
+		c->nodes[at] = (struct node_view){.name = xstrdup(node)};
+		c->n_nodes++;
 		names_update(c);
-		nv = find_node(c, node);
+		nv = &c->nodes[at];
 	}
 	json_decref(nv->endpoints);
 	nv->endpoints = json_incref(endpoints);
@@ -182,8 +191,8 @@ static void log_conflicts(struct compiler *c)
 		return;
 	}
 	for (const char *line = now, *end; (end = strchr(line, '\n')); line = end + 1)
-		log_warn("address conflict: %.*s; it is left out of every label group until one endpoint claims it",
-			 (int)(end - line), line);
+		log_warn("address conflict: %.*s: %s, until only one endpoint claims it", (int)(end - line), line,
+			 INVENTORY_CONFLICT_EFFECT);
 	if (!c->inv->n_conflicts && c->conflicts_said && c->conflicts_said[0])
 		log_info("no address is claimed twice any more");
 	free(c->conflicts_said);

@@ -47,7 +47,6 @@ const char *const *compiler_nodes(const struct compiler *c);
 
 /* All endpoints, finished (borrowed until the next refresh). */
 const struct inventory *compiler_inventory(const struct compiler *c);
-/* The addresses more than one endpoint claims (left out of every label
- * group): [{"address", "endpoints": ["NODE/NAME", "NODE/NAME"]}]. New
- * reference. */
+/* The addresses more than one endpoint claims (inventory.h: conflicts):
+ * [{"address", "endpoints": ["NODE/NAME", "NODE/NAME"]}]. New reference. */
 json_t *compiler_conflicts(const struct compiler *c);

@@ -245,38 +245,60 @@ void range_list_sort_unique(struct range_list *l)
 	l->n = out + 1;
 }
 
-int range_list_subtract(struct range_list *l, const struct addr_range *cut)
+/* Appends lo..hi to the array out (room was made for it). */
+static void range_put(struct addr_range *out, size_t *n, const struct bh_addr *lo, const struct bh_addr *hi)
 {
-	struct range_list res;
-	range_list_init(&res, l->arena);
-	for (size_t i = 0; i < l->n; i++) {
-		const struct addr_range *r = &l->v[i];
-		if (r->lo.family != cut->lo.family || addr_cmp(&cut->hi, &r->lo) < 0 ||
-		    addr_cmp(&cut->lo, &r->hi) > 0) {
-			if (range_list_add(&res, r) < 0)
-				goto err_release;
-			continue;
-		}
-		struct addr_range left = {.lo = r->lo}, right = {.hi = r->hi};
-		if (addr_cmp(&r->lo, &cut->lo) < 0 && addr_prev(&cut->lo, &left.hi)) {
-			if (range_list_add(&res, &left) < 0)
-				goto err_release;
-		}
-		if (addr_cmp(&cut->hi, &r->hi) < 0 && addr_next(&cut->hi, &right.lo)) {
-			if (range_list_add(&res, &right) < 0)
-				goto err_release;
-		}
-	}
-	range_list_release(l);
-	*l = res;
-	return 0;
-
-err_release:
-	range_list_release(&res);
-	return -ENOMEM;
+	out[(*n)++] = (struct addr_range){*lo, *hi};
 }
 
-bool range_list_contains(const struct range_list *l, const struct bh_addr *a)
+int range_list_subtract_list(struct range_list *l, struct range_list *cuts)
+{
+	range_list_normalize(cuts);
+	if (l->n == 0 || cuts->n == 0)
+		return 0;
+	/* Each cut splits at most one range in two: n + m ranges at most.
+	 * One array, not one per cut: memory stays linear in the input. */
+	size_t cap = l->n + cuts->n, n = 0;
+	if (cap < l->n)
+		return -ENOMEM;
+	struct addr_range *out = l->arena ? arena_calloc(l->arena, cap, sizeof(*out)) : calloc(cap, sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	/* One sweep: both lists are sorted and disjoint, so the first cut
+	 * that can touch a range never moves back. */
+	size_t j = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct addr_range *r = &l->v[i];
+		while (j < cuts->n && addr_cmp(&cuts->v[j].hi, &r->lo) < 0)
+			j++;
+		struct bh_addr cur = r->lo;
+		bool open = true;
+		for (size_t k = j; open && k < cuts->n && addr_cmp(&cuts->v[k].lo, &r->hi) <= 0; k++) {
+			const struct addr_range *c = &cuts->v[k];
+			struct bh_addr before;
+			if (addr_cmp(&c->lo, &cur) > 0 && addr_prev(&c->lo, &before))
+				range_put(out, &n, &cur, &before);
+			/* A cut reaching r's end (or the top of the space) closes r. */
+			open = addr_cmp(&c->hi, &r->hi) < 0 && addr_next(&c->hi, &cur);
+		}
+		if (open)
+			range_put(out, &n, &cur, &r->hi);
+	}
+	range_list_release(l);
+	l->v = out;
+	l->n = n;
+	l->cap = cap;
+	return 0;
+}
+
+int range_list_subtract(struct range_list *l, const struct addr_range *cut)
+{
+	/* Normalizing a list of one range writes nothing: cut stays const. */
+	struct range_list one = {.v = (struct addr_range *)cut, .n = 1, .cap = 1};
+	return range_list_subtract_list(l, &one);
+}
+
+const struct addr_range *range_list_find(const struct range_list *l, const struct bh_addr *a)
 {
 	size_t lo = 0, hi = l->n;
 	while (lo < hi) {
@@ -287,9 +309,14 @@ bool range_list_contains(const struct range_list *l, const struct bh_addr *a)
 		else if (addr_cmp(a, &r->hi) > 0)
 			lo = mid + 1;
 		else
-			return true;
+			return r;
 	}
-	return false;
+	return NULL;
+}
+
+bool range_list_contains(const struct range_list *l, const struct bh_addr *a)
+{
+	return range_list_find(l, a) != NULL;
 }
 
 bool range_list_equal(const struct range_list *a, const struct range_list *b)

@@ -14,41 +14,39 @@ bool compile_group_selects(const struct policy_group *g, const struct endpoint *
 	return g->kind == GROUP_LABEL && selector_matches(&g->selector, &ep->labels);
 }
 
-/* The groups a node's rules reference, deduplicated by id. */
-struct group_index {
-	const struct policy_group **v;
-	size_t n, cap;
+/* A set a node's rules reference: a group, in the form its rules need. */
+struct set_ref {
+	const struct policy_group *g;
+	bool deny; /* the deny form of a label group (bundle.h) */
+	const char *id;
 };
 
-static int group_index_add(struct group_index *gi, const struct policy_group *g)
+/* Whether peer g of a rule with this action takes its group's deny form. */
+static bool ref_is_deny(const struct policy_group *g, enum rule_action action)
 {
-	for (size_t i = 0; i < gi->n; i++) {
-		if (gi->v[i] == g || strcmp(gi->v[i]->id, g->id) == 0)
-			return 0;
-	}
-	if (gi->n == gi->cap) {
-		size_t cap = gi->cap ? gi->cap * 2 : 16;
-		const struct policy_group **v = realloc(gi->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		gi->v = v;
-		gi->cap = cap;
-	}
-	gi->v[gi->n++] = g;
-	return 0;
+	return g->kind == GROUP_LABEL && action == ACTION_DENY;
 }
 
-static int group_id_cmp(const void *a, const void *b)
+/* strcmp(id + suffix, s) without building the concatenation. */
+static int id_cmp(const char *id, const char *suffix, const char *s)
 {
-	return strcmp((*(const struct policy_group *const *)a)->id, (*(const struct policy_group *const *)b)->id);
+	size_t n = strlen(id);
+	int c = strncmp(id, s, n);
+	return c ? c : strcmp(suffix, s + n);
 }
 
-static uint32_t set_index_of(const struct bundle *b, const char *id)
+static int set_ref_cmp(const void *a, const void *b)
 {
+	return strcmp(((const struct set_ref *)a)->id, ((const struct set_ref *)b)->id);
+}
+
+static uint32_t set_index_of(const struct bundle *b, const struct policy_group *g, enum rule_action action)
+{
+	const char *suffix = ref_is_deny(g, action) ? BUNDLE_SET_DENY_SUFFIX : "";
 	size_t lo = 0, hi = b->n_sets;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(id, b->sets[mid].id);
+		int c = id_cmp(g->id, suffix, b->sets[mid].id);
 		if (c == 0)
 			return (uint32_t)mid;
 		if (c < 0)
@@ -59,11 +57,11 @@ static uint32_t set_index_of(const struct bundle *b, const char *id)
 	abort(); /* every referenced group was turned into a set */
 }
 
-static int build_set(struct bundle *b, const struct policy_group *g, const struct inventory *inv,
-		     struct bundle_set *s)
+static int build_set(struct bundle *b, const struct set_ref *ref, const struct inventory *inv, struct bundle_set *s)
 {
+	const struct policy_group *g = ref->g;
 	struct arena *a = b->arena;
-	s->id = arena_strdup(a, g->id);
+	s->id = arena_strdup(a, ref->id);
 	if (!s->id)
 		return -ENOMEM;
 	range_list_init(&s->v4, a);
@@ -80,15 +78,16 @@ static int build_set(struct bundle *b, const struct policy_group *g, const struc
 		}
 		return 0;
 	}
-	/* A label group: the addresses of its members on every node, but
-	 * none that another endpoint claims too (inventory.h: conflicts). */
+	/* A label group: the addresses of its members on every node. An
+	 * address another endpoint claims too (inventory.h: conflicts) fails
+	 * closed: out of the form allow rules use, in the one deny rules use. */
 	s->kind = SET_HOSTS;
 	for (size_t i = 0; i < inv->n; i++) {
 		const struct endpoint *ep = &inv->v[i];
 		if (!compile_group_selects(g, ep))
 			continue;
 		for (size_t k = 0; k < ep->n_addrs; k++) {
-			if (inventory_addr_conflicted(inv, &ep->addrs[k]))
+			if (!ref->deny && inventory_addr_conflicted(inv, &ep->addrs[k]))
 				continue;
 			struct addr_range r = {ep->addrs[k], ep->addrs[k]};
 			if (range_list_add(ep->addrs[k].family == AF_INET ? &s->v4 : &s->v6, &r) < 0)
@@ -97,6 +96,54 @@ static int build_set(struct bundle *b, const struct policy_group *g, const struc
 	}
 	range_list_sort_unique(&s->v4);
 	range_list_sort_unique(&s->v6);
+	return 0;
+}
+
+/* Every set the rules of the applying policies reference, sorted by id
+ * and unique, in *out (malloc'd; ids in tmp). O(r log r) in the references. */
+static int collect_set_refs(const struct policy_doc *doc, const bool *applies, struct arena *tmp,
+			    struct set_ref **out, size_t *n_out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < doc->n_policies; i++) {
+		for (enum direction dir = 0; applies[i] && dir < DIR_COUNT; dir++) {
+			const struct rule_list *rl = &doc->policies[i].rules[dir];
+			for (size_t k = 0; rl->present && k < rl->n; k++)
+				n += rl->v[k].n_peers;
+		}
+	}
+	struct set_ref *refs = calloc(n ? n : 1, sizeof(*refs));
+	if (!refs)
+		return -ENOMEM;
+	n = 0;
+	for (size_t i = 0; i < doc->n_policies; i++) {
+		for (enum direction dir = 0; applies[i] && dir < DIR_COUNT; dir++) {
+			const struct rule_list *rl = &doc->policies[i].rules[dir];
+			for (size_t k = 0; rl->present && k < rl->n; k++) {
+				const struct policy_rule *pr = &rl->v[k];
+				for (size_t p = 0; p < pr->n_peers; p++) {
+					struct set_ref *r = &refs[n++];
+					r->g = pr->peers[p];
+					r->deny = ref_is_deny(r->g, pr->action);
+					r->id = r->deny ? arena_printf(tmp, "%s%s", r->g->id, BUNDLE_SET_DENY_SUFFIX)
+							: r->g->id;
+					if (!r->id) {
+						free(refs);
+						return -ENOMEM;
+					}
+				}
+			}
+		}
+	}
+	if (n)
+		qsort(refs, n, sizeof(*refs), set_ref_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (u == 0 || strcmp(refs[u - 1].id, refs[i].id) != 0)
+			refs[u++] = refs[i];
+	}
+	*out = refs;
+	*n_out = u;
 	return 0;
 }
 
@@ -112,8 +159,14 @@ static size_t applying_policies(const struct policy_doc *doc, const struct endpo
 	return n;
 }
 
+/* Which sets the rule being built already references: seen[set] == stamp. */
+struct set_seen {
+	size_t *seen;
+	size_t stamp;
+};
+
 static int build_chain(struct bundle *b, const struct policy_doc *doc, const struct policy **pols, size_t n_pols,
-		       enum direction dir, struct bundle_chain *chain)
+		       enum direction dir, struct set_seen *ss, struct bundle_chain *chain)
 {
 	struct arena *a = b->arena;
 	size_t n_rules = 0;
@@ -148,13 +201,13 @@ static int build_chain(struct bundle *b, const struct policy_doc *doc, const str
 			if (!br->id || !br->policy || !br->sets || !br->ports)
 				return -ENOMEM;
 			/* Two peers naming one group need one reference. */
+			ss->stamp++;
 			for (size_t p = 0; p < pr->n_peers; p++) {
-				uint32_t idx = set_index_of(b, pr->peers[p]->id);
-				bool seen = false;
-				for (size_t q = 0; q < br->n_sets; q++)
-					seen |= br->sets[q] == idx;
-				if (!seen)
+				uint32_t idx = set_index_of(b, pr->peers[p], pr->action);
+				if (ss->seen[idx] != ss->stamp) {
+					ss->seen[idx] = ss->stamp;
 					br->sets[br->n_sets++] = idx;
+				}
 			}
 			if (pr->n_ports)
 				memcpy(br->ports, pr->ports, pr->n_ports * sizeof(*br->ports));
@@ -183,11 +236,15 @@ static int build_chain(struct bundle *b, const struct policy_doc *doc, const str
 
 struct bundle *compile_bundle(const struct policy_doc *doc, const struct inventory *inv, const char *node)
 {
-	struct group_index groups = {0};
+	struct set_ref *refs = NULL;
+	size_t n_refs = 0;
+	struct set_seen ss = {0};
 	const struct policy **pols = calloc(doc->n_policies ? doc->n_policies : 1, sizeof(*pols));
+	bool *applies = calloc(doc->n_policies ? doc->n_policies : 1, sizeof(*applies));
+	struct arena *tmp = arena_new();
 	struct arena *arena = arena_new();
 	struct bundle *b = arena ? arena_alloc(arena, sizeof(*b)) : NULL;
-	if (!pols || !b)
+	if (!pols || !applies || !tmp || !b)
 		goto err_free;
 	b->arena = arena;
 	b->node = arena_strdup(arena, node);
@@ -201,31 +258,23 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 	while (first + n_local < inv->n && strcmp(inv->v[first + n_local].node, node) == 0)
 		n_local++;
 
-	/* Pass 1: which groups the local endpoints' rules reference. */
+	/* Pass 1: the sets that the rules of the policies applying to any
+	 * local endpoint reference. */
 	for (size_t e = 0; e < n_local; e++) {
-		size_t n_pols = applying_policies(doc, &inv->v[first + e], pols);
-		for (size_t i = 0; i < n_pols; i++) {
-			for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
-				const struct rule_list *rl = &pols[i]->rules[dir];
-				for (size_t k = 0; rl->present && k < rl->n; k++) {
-					for (size_t p = 0; p < rl->v[k].n_peers; p++) {
-						if (group_index_add(&groups, rl->v[k].peers[p]) < 0)
-							goto err_free;
-					}
-				}
-			}
-		}
+		for (size_t i = 0; i < doc->n_policies; i++)
+			applies[i] = applies[i] || compile_group_selects(doc->policies[i].applies_to, &inv->v[first + e]);
 	}
-	if (groups.n)
-		qsort(groups.v, groups.n, sizeof(*groups.v), group_id_cmp);
-	b->sets = arena_calloc(arena, groups.n ? groups.n : 1, sizeof(*b->sets));
-	if (!b->sets)
+	if (collect_set_refs(doc, applies, tmp, &refs, &n_refs) < 0)
 		goto err_free;
-	for (size_t i = 0; i < groups.n; i++) {
-		if (build_set(b, groups.v[i], inv, &b->sets[i]) < 0)
+	b->sets = arena_calloc(arena, n_refs ? n_refs : 1, sizeof(*b->sets));
+	ss.seen = calloc(n_refs ? n_refs : 1, sizeof(*ss.seen));
+	if (!b->sets || !ss.seen)
+		goto err_free;
+	for (size_t i = 0; i < n_refs; i++) {
+		if (build_set(b, &refs[i], inv, &b->sets[i]) < 0)
 			goto err_free;
 	}
-	b->n_sets = groups.n;
+	b->n_sets = n_refs;
 
 	/* Pass 2: each endpoint's chains. */
 	b->endpoints = arena_calloc(arena, n_local ? n_local : 1, sizeof(*b->endpoints));
@@ -243,7 +292,7 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 		be->n_addrs = ep->n_addrs;
 		size_t n_pols = applying_policies(doc, ep, pols);
 		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
-			if (build_chain(b, doc, pols, n_pols, dir, &be->chains[dir]) < 0)
+			if (build_chain(b, doc, pols, n_pols, dir, &ss, &be->chains[dir]) < 0)
 				goto err_free;
 		}
 	}
@@ -251,12 +300,18 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 
 	if (bundle_update_hash(b) < 0)
 		goto err_free;
-	free(groups.v);
+	free(ss.seen);
+	free(refs);
+	arena_free(tmp);
+	free(applies);
 	free(pols);
 	return b;
 
 err_free:
-	free(groups.v);
+	free(ss.seen);
+	free(refs);
+	arena_free(tmp);
+	free(applies);
 	free(pols);
 	if (b)
 		bundle_free(b);

@@ -44,6 +44,7 @@ void inventory_free(struct inventory *inv)
 {
 	if (!inv)
 		return;
+	free(inv->claims);
 	free(inv->v);
 	arena_free(inv->arena);
 	free(inv);
@@ -176,6 +177,11 @@ int inventory_load_json(struct inventory *inv, json_t *root, const char *node_ov
 		return w.oom ? -ENOMEM : -EINVAL;
 	}
 
+	/* The claims point into v, which may move. */
+	free(inv->claims);
+	inv->claims = NULL;
+	inv->n_claims = 0;
+	inv->finished = false;
 	if (inv->n + n > inv->cap) {
 		size_t cap = inv->cap ? inv->cap : 16;
 		while (cap < inv->n + n)
@@ -214,25 +220,21 @@ static int endpoint_cmp(const void *a, const void *b)
 	return c ? c : strcmp(x->name, y->name);
 }
 
-struct claim {
-	struct bh_addr addr;
-	const struct endpoint *ep;
-};
-
 static int claim_cmp(const void *a, const void *b)
 {
-	const struct claim *x = a, *y = b;
+	const struct addr_claim *x = a, *y = b;
 	int c = addr_cmp(&x->addr, &y->addr);
 	return c ? c : (x->ep > y->ep) - (x->ep < y->ep); /* the endpoints are in (node, name) order */
 }
 
 /* Whether c[i] is the second claim of an address (sorted claims). */
-static bool second_claim(const struct claim *c, size_t i)
+static bool second_claim(const struct addr_claim *c, size_t i)
 {
 	return addr_cmp(&c[i - 1].addr, &c[i].addr) == 0 && (i < 2 || addr_cmp(&c[i - 2].addr, &c[i].addr) != 0);
 }
 
-/* Every address with two or more claimants, once, sorted. */
+/* Every claim, sorted; then every address with two or more claimants,
+ * once, sorted. */
 static int find_conflicts(struct inventory *inv)
 {
 	size_t n = 0;
@@ -240,15 +242,18 @@ static int find_conflicts(struct inventory *inv)
 		n += inv->v[i].n_addrs;
 	inv->conflicts = NULL;
 	inv->n_conflicts = 0;
-	if (n < 2)
+	free(inv->claims);
+	inv->claims = NULL;
+	inv->n_claims = 0;
+	if (n == 0)
 		return 0;
-	struct claim *c = malloc(n * sizeof(*c));
+	struct addr_claim *c = malloc(n * sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	size_t k = 0;
 	for (size_t i = 0; i < inv->n; i++)
 		for (size_t j = 0; j < inv->v[i].n_addrs; j++)
-			c[k++] = (struct claim){inv->v[i].addrs[j], &inv->v[i]};
+			c[k++] = (struct addr_claim){inv->v[i].addrs[j], &inv->v[i]};
 	qsort(c, n, sizeof(*c), claim_cmp);
 	size_t n_conf = 0;
 	for (size_t i = 1; i < n; i++)
@@ -265,7 +270,8 @@ static int find_conflicts(struct inventory *inv)
 					(struct addr_conflict){c[i].addr, c[i - 1].ep, c[i].ep};
 		}
 	}
-	free(c);
+	inv->claims = c;
+	inv->n_claims = n;
 	return 0;
 }
 
@@ -282,6 +288,7 @@ int inventory_finish(struct inventory *inv, struct diag *diag)
 	}
 	if (r == 0)
 		r = find_conflicts(inv);
+	inv->finished = r == 0;
 	return r;
 }
 
@@ -297,10 +304,15 @@ void inventory_conflict_text(const struct addr_conflict *c, char *buf, size_t si
 	snprintf(buf, size, "%s is claimed by %s/%s and %s/%s", addr, c->a->node, c->a->name, c->b->node, c->b->name);
 }
 
+const struct addr_conflict *inventory_conflict_of(const struct inventory *inv, const struct bh_addr *a)
+{
+	return inv->n_conflicts ? bsearch(a, inv->conflicts, inv->n_conflicts, sizeof(*inv->conflicts), conflict_key_cmp)
+				: NULL;
+}
+
 bool inventory_addr_conflicted(const struct inventory *inv, const struct bh_addr *a)
 {
-	return inv->n_conflicts &&
-	       bsearch(a, inv->conflicts, inv->n_conflicts, sizeof(*inv->conflicts), conflict_key_cmp) != NULL;
+	return inventory_conflict_of(inv, a) != NULL;
 }
 
 const char **inventory_nodes(const struct inventory *inv)
@@ -318,20 +330,36 @@ const char **inventory_nodes(const struct inventory *inv)
 
 const struct endpoint *inventory_find_by_addr(const struct inventory *inv, const struct bh_addr *a)
 {
-	for (size_t i = 0; i < inv->n; i++) {
-		for (size_t k = 0; k < inv->v[i].n_addrs; k++) {
-			if (addr_cmp(&inv->v[i].addrs[k], a) == 0)
-				return &inv->v[i];
+	if (!inv->finished) {
+		for (size_t i = 0; i < inv->n; i++) {
+			for (size_t k = 0; k < inv->v[i].n_addrs; k++) {
+				if (addr_cmp(&inv->v[i].addrs[k], a) == 0)
+					return &inv->v[i];
+			}
 		}
+		return NULL;
 	}
-	return NULL;
+	/* The first claim of a: claims are sorted by address, then endpoint. */
+	size_t lo = 0, hi = inv->n_claims;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (addr_cmp(&inv->claims[mid].addr, a) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < inv->n_claims && addr_cmp(&inv->claims[lo].addr, a) == 0 ? inv->claims[lo].ep : NULL;
 }
 
 const struct endpoint *inventory_find(const struct inventory *inv, const char *node, const char *name)
 {
-	for (size_t i = 0; i < inv->n; i++) {
-		if (strcmp(inv->v[i].node, node) == 0 && strcmp(inv->v[i].name, name) == 0)
-			return &inv->v[i];
+	if (!inv->finished) {
+		for (size_t i = 0; i < inv->n; i++) {
+			if (strcmp(inv->v[i].node, node) == 0 && strcmp(inv->v[i].name, name) == 0)
+				return &inv->v[i];
+		}
+		return NULL;
 	}
-	return NULL;
+	const struct endpoint key = {.node = node, .name = name};
+	return bsearch(&key, inv->v, inv->n, sizeof(*inv->v), endpoint_cmp);
 }

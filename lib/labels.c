@@ -103,13 +103,15 @@ const char *label_set_get(const struct label_set *labels, const char *key)
 	return NULL;
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The values are sorted and unique (policy.h). */
 static bool values_contain(const struct selector_expr *e, const char *value)
 {
-	for (size_t i = 0; i < e->n_values; i++) {
-		if (strcmp(e->values[i], value) == 0)
-			return true;
-	}
-	return false;
+	return e->n_values && bsearch(&value, e->values, e->n_values, sizeof(*e->values), str_cmp) != NULL;
 }
 
 bool selector_matches(const struct selector *sel, const struct label_set *labels)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,14 @@ struct parser {
 	 * exists but is invalid is not also reported as unknown. */
 	const char **declared;
 	size_t n_declared;
+	const char **declared_sorted; /* the same, sorted, for is_declared */
+	/* Candidates json_util_suggest may still compare: an unknown group
+	 * costs a pass over every declared one, so a document of many unknown
+	 * references and many groups gets suggestions for the first few only. */
+	size_t suggest_budget;
 };
+
+#define SUGGEST_BUDGET 10000000
 
 /* ---- label groups ---- */
 
@@ -173,9 +181,20 @@ static struct range_list *family_list(struct policy_group *g, int family)
 	return family == AF_INET ? &g->v4 : &g->v6;
 }
 
+/* A group's cidrs or except list within POLICY_MAX_NETWORK_ENTRIES;
+ * reported at the current path when not. */
+static bool network_list_fits(struct parser *p, json_t *list)
+{
+	if (json_array_size(list) <= POLICY_MAX_NETWORK_ENTRIES)
+		return true;
+	walk_error(&p->w, "%zu entries: at most %d (split the group, or use wider CIDRs)", json_array_size(list),
+		   POLICY_MAX_NETWORK_ENTRIES);
+	return false;
+}
+
 static bool parse_network_group(struct parser *p, json_t *obj, struct policy_group *g)
 {
-	bool ok = true;
+	bool ok = true, cidrs_fit = false; /* read: the excepts can be checked against them */
 	json_t *cidrs = json_object_get(obj, "cidrs"), *except = json_object_get(obj, "except");
 	g->kind = GROUP_NETWORK;
 	range_list_init(&g->v4, p->w.arena);
@@ -190,7 +209,9 @@ static bool parse_network_group(struct parser *p, json_t *obj, struct policy_gro
 			walk_error(&p->w, "empty list: a network group needs at least one CIDR");
 			ok = false;
 		}
-		for (size_t i = 0; i < json_array_size(cidrs); i++) {
+		cidrs_fit = network_list_fits(p, cidrs);
+		ok &= cidrs_fit;
+		for (size_t i = 0; cidrs_fit && i < json_array_size(cidrs); i++) {
 			size_t m2 = jpath_push_index(&p->w.path, i);
 			struct addr_range r;
 			if (parse_cidr_item(p, json_array_get(cidrs, i), &r)) {
@@ -210,34 +231,28 @@ static bool parse_network_group(struct parser *p, json_t *obj, struct policy_gro
 
 	if (except) {
 		/* Each except must lie inside the union of the cidrs, checked
-		 * before any is subtracted. */
-		struct range_list covered4 = g->v4, covered6 = g->v6;
-		struct addr_range *cuts = NULL;
-		size_t n_cuts = 0;
+		 * before any is subtracted; then all are cut out in one sweep. */
+		struct range_list cuts4, cuts6;
+		range_list_init(&cuts4, NULL);
+		range_list_init(&cuts6, NULL);
 		mark = jpath_push_key(&p->w.path, "except");
-		if (walk_expect_type(&p->w, except, JSON_ARRAY)) {
+		if (walk_expect_type(&p->w, except, JSON_ARRAY) && network_list_fits(p, except)) {
 			size_t n = json_array_size(except);
-			cuts = arena_calloc(p->w.arena, n ? n : 1, sizeof(*cuts));
-			if (!cuts)
-				p->w.oom = true;
-			for (size_t i = 0; cuts && i < n; i++) {
+			for (size_t i = 0; i < n; i++) {
 				size_t m2 = jpath_push_index(&p->w.path, i);
 				struct addr_range r;
 				json_t *item = json_array_get(except, i);
 				if (!parse_cidr_item(p, item, &r)) {
 					ok = false;
 				} else {
-					const struct range_list *in = r.lo.family == AF_INET ? &covered4 : &covered6;
-					bool inside = false;
-					for (size_t k = 0; k < in->n; k++)
-						inside |= range_contains(&in->v[k], &r.lo) &&
-							  range_contains(&in->v[k], &r.hi);
-					if (!inside && cidrs) {
+					const struct addr_range *in = range_list_find(family_list(g, r.lo.family), &r.lo);
+					if ((!in || addr_cmp(&r.hi, &in->hi) > 0) && cidrs_fit) {
 						walk_error(&p->w, "\"%s\": not inside any of the group's cidrs",
 						     json_string_value(item));
 						ok = false;
 					}
-					cuts[n_cuts++] = r;
+					if (range_list_add(r.lo.family == AF_INET ? &cuts4 : &cuts6, &r) < 0)
+						p->w.oom = true;
 				}
 				jpath_pop(&p->w.path, m2);
 			}
@@ -245,10 +260,10 @@ static bool parse_network_group(struct parser *p, json_t *obj, struct policy_gro
 			ok = false;
 		}
 		jpath_pop(&p->w.path, mark);
-		for (size_t i = 0; ok && i < n_cuts; i++) {
-			if (range_list_subtract(family_list(g, cuts[i].lo.family), &cuts[i]) < 0)
-				p->w.oom = true;
-		}
+		if (ok && (range_list_subtract_list(&g->v4, &cuts4) < 0 || range_list_subtract_list(&g->v6, &cuts6) < 0))
+			p->w.oom = true;
+		range_list_release(&cuts4);
+		range_list_release(&cuts6);
 	}
 	return ok;
 }
@@ -294,11 +309,8 @@ static struct policy_group *parse_group(struct parser *p, json_t *obj, const cha
 
 static bool is_declared(struct parser *p, const char *name)
 {
-	for (size_t i = 0; i < p->n_declared; i++) {
-		if (strcmp(p->declared[i], name) == 0)
-			return true;
-	}
-	return false;
+	return p->n_declared &&
+	       bsearch(&name, p->declared_sorted, p->n_declared, sizeof(*p->declared_sorted), str_cmp) != NULL;
 }
 
 static void parse_groups(struct parser *p, json_t *groups)
@@ -339,6 +351,16 @@ static void parse_groups(struct parser *p, json_t *groups)
 		jpath_pop(&p->w.path, m2);
 	}
 	jpath_pop(&p->w.path, mark);
+	p->declared_sorted = arena_calloc(p->w.arena, p->n_declared + 1, sizeof(*p->declared_sorted));
+	if (!p->declared_sorted) {
+		p->w.oom = true;
+		p->n_declared = 0;
+		return;
+	}
+	if (p->n_declared) {
+		memcpy(p->declared_sorted, p->declared, p->n_declared * sizeof(*p->declared));
+		qsort(p->declared_sorted, p->n_declared, sizeof(*p->declared_sorted), str_cmp);
+	}
 }
 
 static int group_ptr_cmp(const void *a, const void *b)
@@ -376,7 +398,11 @@ static struct policy_group *parse_group_ref(struct parser *p, json_t *v, const c
 			return g;
 		}
 		if (!is_declared(p, name)) {
-			const char *near = json_util_suggest(name, p->declared);
+			const char *near = NULL;
+			if (p->suggest_budget >= p->n_declared) {
+				p->suggest_budget -= p->n_declared;
+				near = json_util_suggest(name, p->declared);
+			}
 			if (near)
 				walk_error(&p->w, "unknown group \"%s\" (did you mean \"%s\"?)", name, near);
 			else
@@ -586,6 +612,48 @@ static int policy_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+struct name_ref {
+	const char *name;
+	size_t index;
+};
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+	const struct name_ref *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* For every policy of arr, the index of the first one with the same
+ * (valid) name, or its own index: sorted once, not compared pairwise.
+ * Reads the names as parse_policy() will take them. NULL on ENOMEM. */
+static size_t *first_of_same_name(json_t *arr)
+{
+	size_t n = json_array_size(arr), k = 0;
+	size_t *first = malloc((n ? n : 1) * sizeof(*first));
+	struct name_ref *refs = malloc((n ? n : 1) * sizeof(*refs));
+	if (!first || !refs) {
+		free(first);
+		free(refs);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = json_object_get(json_array_get(arr, i), "name");
+		first[i] = i;
+		if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) &&
+		    name_valid(json_string_value(v), NAME_MAX_LEN))
+			refs[k++] = (struct name_ref){json_string_value(v), i};
+	}
+	if (k)
+		qsort(refs, k, sizeof(*refs), name_ref_cmp);
+	for (size_t i = 1; i < k; i++) {
+		if (strcmp(refs[i - 1].name, refs[i].name) == 0)
+			first[refs[i].index] = first[refs[i - 1].index];
+	}
+	free(refs);
+	return first;
+}
+
 static void parse_policies(struct parser *p, json_t *arr)
 {
 	size_t mark = jpath_push_key(&p->w.path, "policies");
@@ -595,7 +663,9 @@ static void parse_policies(struct parser *p, json_t *arr)
 	}
 	size_t n = json_array_size(arr);
 	struct policy *pols = arena_calloc(p->w.arena, n ? n : 1, sizeof(*pols));
-	if (!pols) {
+	size_t *first = first_of_same_name(arr);
+	if (!pols || !first) {
+		free(first);
 		p->w.oom = true;
 		jpath_pop(&p->w.path, mark);
 		return;
@@ -604,16 +674,14 @@ static void parse_policies(struct parser *p, json_t *arr)
 		size_t m2 = jpath_push_index(&p->w.path, i);
 		parse_policy(p, json_array_get(arr, i), &pols[i]);
 		/* Names are the policies' identity in rule ids and reports. */
-		for (size_t j = 0; pols[i].name && j < i; j++) {
-			if (pols[j].name && strcmp(pols[i].name, pols[j].name) == 0) {
-				size_t m3 = jpath_push_key(&p->w.path, "name");
-				walk_error(&p->w, "duplicate policy name \"%s\" (first at /policies/%zu)", pols[i].name, j);
-				jpath_pop(&p->w.path, m3);
-				break;
-			}
+		if (pols[i].name && first[i] != i) {
+			size_t m3 = jpath_push_key(&p->w.path, "name");
+			walk_error(&p->w, "duplicate policy name \"%s\" (first at /policies/%zu)", pols[i].name, first[i]);
+			jpath_pop(&p->w.path, m3);
 		}
 		jpath_pop(&p->w.path, m2);
 	}
+	free(first);
 	p->doc->policies = pols;
 	p->doc->n_policies = n;
 }
@@ -639,7 +707,7 @@ static void parse_defaults(struct parser *p, json_t *obj)
 struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 {
 	static const char *const keys[] = {"version", "description", "defaults", "groups", "policies", NULL};
-	struct parser p = {0};
+	struct parser p = {.suggest_budget = SUGGEST_BUDGET};
 	size_t errors = diag->n;
 
 	struct arena *arena = arena_new();
@@ -696,8 +764,18 @@ err_free_doc:
 	return NULL;
 }
 
+static void too_big(struct diag *diag)
+{
+	diag_add(diag, "", "larger than %d bytes (%d MiB), the most a policy document may be", POLICY_MAX_BYTES,
+		 POLICY_MAX_BYTES >> 20);
+}
+
 struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag *diag)
 {
+	if (len > (size_t)POLICY_MAX_BYTES) {
+		too_big(diag);
+		return NULL;
+	}
 	json_t *root = json_util_loadb(text, len, diag);
 	if (!root)
 		return NULL;
@@ -708,11 +786,40 @@ struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag
 
 struct policy_doc *policy_parse_file(const char *path, struct diag *diag)
 {
-	json_t *root = json_util_load_file(path, diag);
-	if (!root)
+	/* Read whole, and no more than one byte past the limit: the file
+	 * may be a pipe, whose size nobody knows beforehand. */
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		diag_add(diag, "", "cannot open: %s", strerror(errno));
 		return NULL;
-	struct policy_doc *doc = policy_parse_json(root, diag);
-	json_decref(root);
+	}
+	size_t len = 0, cap = 0, max = POLICY_MAX_BYTES;
+	char *text = NULL;
+	struct policy_doc *doc = NULL;
+	for (;;) {
+		if (len == cap) {
+			cap = cap ? 2 * cap : 65536;
+			if (cap > max + 1)
+				cap = max + 1;
+			char *grown = realloc(text, cap);
+			if (!grown) {
+				diag_add(diag, "", "out of memory");
+				goto out;
+			}
+			text = grown;
+		}
+		size_t n = fread(text + len, 1, cap - len, f);
+		len += n;
+		if (n == 0 || len > max)
+			break;
+	}
+	if (ferror(f))
+		diag_add(diag, "", "cannot read: %s", strerror(errno));
+	else
+		doc = policy_parse_string(text, len, diag);
+out:
+	free(text);
+	fclose(f);
 	return doc;
 }
 

@@ -538,16 +538,19 @@ json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag)
 		json_decref(out);
 		return NULL;
 	}
+	/* The held sets by id (the last of equal ids), looked up once per
+	 * delta set rather than searched: a delta may touch every set. */
+	json_t *by_id = json_object();
 	size_t i;
 	json_t *d;
+	json_array_foreach(bsets, i, d) if (json_is_string(json_object_get(d, "id")))
+		json_object_set(by_id, json_string_value(json_object_get(d, "id")), d);
 	json_array_foreach(sets, i, d)
 	{
 		const char *id = json_string_value(json_object_get(d, "id"));
-		json_t *target = NULL;
-		size_t j;
-		json_t *s;
-		json_array_foreach(bsets, j, s) if (id && json_equal(json_object_get(s, "id"), json_object_get(d, "id")))
-			target = s;
+		json_t *target = id ? json_object_get(by_id, id) : NULL;
+		if (target && !json_equal(json_object_get(target, "id"), json_object_get(d, "id")))
+			target = NULL;
 		if (!target) {
 			char p[32];
 			snprintf(p, sizeof(p), "/sets/%zu/id", i);
@@ -569,6 +572,7 @@ json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag)
 			json_object_set_new(target, fams[k], kept);
 		}
 	}
+	json_decref(by_id);
 	if (diag->n) {
 		json_decref(out);
 		return NULL;

@@ -60,8 +60,15 @@ void range_list_normalize(struct range_list *l);
 /* Sorts and drops exact duplicates but keeps adjacent ranges apart: the
  * form of a list of single addresses (hash sets). Searchable too. */
 void range_list_sort_unique(struct range_list *l);
-/* Removes r from every range of a normalized list; stays normalized. */
+/* Removes every range of cuts from a normalized list, which stays
+ * normalized: cuts is normalized first (so reordered), then one sweep over
+ * both, O((n + m) log m) time and n + m ranges of memory. 0 or -ENOMEM (l
+ * untouched then). */
+BH_MUST_CHECK int range_list_subtract_list(struct range_list *l, struct range_list *cuts);
+/* The same for one range. */
 BH_MUST_CHECK int range_list_subtract(struct range_list *l, const struct addr_range *r);
+/* The range of a normalized list that holds a, or NULL (binary search). */
+const struct addr_range *range_list_find(const struct range_list *l, const struct bh_addr *a);
 /* Binary search; the list must be normalized. */
 bool range_list_contains(const struct range_list *l, const struct bh_addr *a);
 bool range_list_equal(const struct range_list *a, const struct range_list *b);

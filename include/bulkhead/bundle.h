@@ -29,8 +29,18 @@ enum set_kind {
 	SET_RANGES, /* CIDRs minus excepts as ranges (nft interval set) */
 };
 
+/* An address that two endpoints claim (inventory.h: conflicts) fails
+ * closed: allow rules must not admit it, deny rules must still match it.
+ * So a label group has two sets: its id, what allow rules reference, holds
+ * its members' addresses but the contested ones; id + this suffix, what
+ * deny rules (enforce or audit) reference, holds them all. The ids do not
+ * depend on the conflicts, so a conflict coming or going changes elements
+ * only (a delta). A network group has one set, its id, for both. Neither
+ * group names nor inline ids can contain '#'. */
+#define BUNDLE_SET_DENY_SUFFIX "#deny"
+
 struct bundle_set {
-	const char *id; /* group name, or POLICY/DIRECTION/RULE/PEER */
+	const char *id; /* group name, or POLICY/DIRECTION/RULE/PEER; + BUNDLE_SET_DENY_SUFFIX */
 	enum set_kind kind;
 	struct range_list v4, v6; /* normalized */
 };

@@ -21,11 +21,19 @@ struct endpoint {
 };
 
 /* An address that more than one endpoint claims. Nobody can tell which
- * claim is true (a stale report, a misconfigured or hostile node), so the
- * compiler leaves it out of every label group: it fails closed. */
+ * claim is true (a stale report, a misconfigured or hostile node), so it
+ * fails closed: no allow rule admits it through a label group, and every
+ * deny rule (enforce or audit) naming a claimant's label group still
+ * matches it (bundle.h: BUNDLE_SET_DENY_SUFFIX). */
 struct addr_conflict {
 	struct bh_addr addr;
 	const struct endpoint *a, *b; /* the first two claimants, in (node, name) order */
+};
+
+/* One endpoint's claim of one address. */
+struct addr_claim {
+	struct bh_addr addr;
+	const struct endpoint *ep;
 };
 
 struct inventory {
@@ -34,6 +42,11 @@ struct inventory {
 	size_t n, cap;
 	struct addr_conflict *conflicts; /* sorted by address, once finished */
 	size_t n_conflicts;
+	/* Once finished: every claim, sorted by address, then by endpoint
+	 * in (node, name) order; the lookups below search it and v. */
+	struct addr_claim *claims;
+	size_t n_claims;
+	bool finished;
 };
 
 enum inventory_flags {
@@ -49,9 +62,10 @@ bool inventory_node_name_valid(const char *node);
 struct inventory *inventory_new(void);
 void inventory_free(struct inventory *inv);
 
-/* Appends the endpoints of one file/document. The node is the document's
- * "node", else node_override; a document naming another node than a given
- * node_override is an error. Returns 0, or
+/* Appends the endpoints of one file/document (the inventory is no longer
+ * finished then). The node is the document's "node", else node_override; a
+ * document naming another node than a given node_override is an error.
+ * Returns 0, or
  * -EINVAL with every problem recorded in diag (nothing appended). */
 BH_MUST_CHECK int inventory_load_file(struct inventory *inv, const char *path, const char *node_override,
 				      unsigned flags, struct diag *diag);
@@ -67,12 +81,16 @@ BH_MUST_CHECK int inventory_finish(struct inventory *inv, struct diag *diag);
 const char **inventory_nodes(const struct inventory *inv);
 
 /* The endpoint that holds address a (first in (node, name) order when
- * several claim it), or NULL. Linear: for tools, not per packet. */
+ * several claim it), or NULL. A binary search once finished. */
 const struct endpoint *inventory_find_by_addr(const struct inventory *inv, const struct bh_addr *a);
 /* Whether more than one endpoint claims a (finished inventory). */
 bool inventory_addr_conflicted(const struct inventory *inv, const struct bh_addr *a);
+/* The conflict over a, or NULL (finished inventory). */
+const struct addr_conflict *inventory_conflict_of(const struct inventory *inv, const struct bh_addr *a);
 /* "198.18.1.5 is claimed by node-a/db-1 and node-b/rogue-1" */
 void inventory_conflict_text(const struct addr_conflict *c, char *buf, size_t size);
+/* What a conflict does, for every message that reports one. */
+#define INVENTORY_CONFLICT_EFFECT "no allow rule admits it through a label group; deny rules still match it"
 
-/* The endpoint "node/name", or NULL. */
+/* The endpoint "node/name", or NULL. A binary search once finished. */
 const struct endpoint *inventory_find(const struct inventory *inv, const char *node, const char *name);

@@ -17,6 +17,15 @@
 #define POLICY_VERSION 1
 #define POLICY_DEFAULT_ORDER 1000
 #define NAME_MAX_LEN 63 /* group and policy names: [A-Za-z0-9._-]{1,63} */
+/* Where a document is too big to enforce, not only to read: one group's
+ * "cidrs", and its "except", hold at most this many entries (the group is
+ * one set in every bundle that names it, and a bundle must fit in one
+ * message, PROTO_MAX_MSG) ... */
+#define POLICY_MAX_NETWORK_ENTRIES 100000
+/* ... and a document is at most this many bytes, as `policy apply` and
+ * the controller's --policy have read it (the same tokens: cli/online.c
+ * and controller/main.c define it too). */
+#define POLICY_MAX_BYTES (64 << 20)
 
 struct label {
 	const char *key, *value;
@@ -109,7 +118,8 @@ struct policy_doc {
 };
 
 /* Parse and validate. On failure returns NULL and records every error in
- * diag (whose file name prefixes each). The caller owns the result. */
+ * diag (whose file name prefixes each). The caller owns the result. A text
+ * or file of more than POLICY_MAX_BYTES is refused unread. */
 struct policy_doc *policy_parse_file(const char *path, struct diag *diag);
 struct policy_doc *policy_parse_json(json_t *root, struct diag *diag);
 struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag *diag);

@@ -41,5 +41,26 @@ check "unknown endpoint name exits 2" "$?" 2
 "$cli" policy explain "$ex/policy.json" "${invs[@]}" --from node-a/web-1 --to node-b/db-1 --proto http >/dev/null 2>&1
 check "unknown protocol exits 2" "$?" 2
 
+# A contested address (tests/fixtures/eval/conflict.json): explain says what
+# the conflict does, and the verdicts follow it: the deny rule still drops
+# it, the allow by label no longer admits it.
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+/usr/bin/python3 -c '
+import json, sys
+sc = json.load(open(sys.argv[1]))
+json.dump(sc["policy"], open(sys.argv[2] + "/policy.json", "w"))
+for i, inv in enumerate(sc["inventory"]):
+    json.dump(inv, open("%s/inv%d.json" % (sys.argv[2], i), "w"))' "$root/tests/fixtures/eval/conflict.json" "$tmp"
+cinvs=(--inventory "$tmp/inv0.json" --inventory "$tmp/inv1.json")
+got=$("$cli" policy explain "$tmp/policy.json" "${cinvs[@]}" --from 198.18.3.1 --to node-a/api-1 --proto tcp --port 443 2>/dev/null)
+check "a contested source: a note, and the deny rule still drops it" "$got" "198.18.3.1 -> 198.18.3.2 tcp/443
+  note    198.18.3.1 is claimed by node-a/quar-1 and node-b/rogue-2: no allow rule admits it through a label group; deny rules still match it
+  egress  at node-a/quar-1            accept by defaults
+  ingress at node-a/api-1             drop   by quarantine/ingress/0
+  result  dropped"
+got=$("$cli" policy explain "$tmp/policy.json" "${cinvs[@]}" --from 198.18.3.1 --to node-a/logs-1 --proto tcp --port 514 2>/dev/null | tail -2)
+check "a contested source: the allow by label no longer admits it" "$got" "  ingress at node-a/logs-1            drop   by default-deny
+  result  dropped"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -15,7 +15,9 @@ follows from where it lives:
 
 With no FILE it also checks, against the schema alone, the policy inline
 in every tests/fixtures/eval/*.json scenario (the evaluator tests hold
-them valid in C: they compile them).
+them valid in C: they compile them), and, against both, documents made
+here at the size limits (100,000 cidrs or excepts in a group: valid;
+one more: invalid), too big to keep as fixtures.
 
 "C" is `$BULKHEAD_CLI policy validate FILE` (default build/cli/bulkhead under
 the repository root). --schema-only skips it. A file that is not valid JSON
@@ -31,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import jsonschema
 
@@ -111,6 +114,23 @@ def c_check(cli, path):
     return "exit %d" % r.returncode, detail
 
 
+MAX_NETWORK_ENTRIES = 100000
+
+
+def generated():
+    """(name, document, schema valid?, C valid?) at the size limits."""
+    def hosts(n, odd):
+        return ["2001:db8::%x:%x/128" % (i >> 15, (2 * i + odd) & 0xffff) for i in range(n)]
+
+    def doc(group):
+        return {"version": 1, "groups": {"g": group},
+                "policies": [{"name": "p", "applies_to": {"labels": {}}, "ingress": [{"from": ["g"]}]}]}
+    for n in (MAX_NETWORK_ENTRIES, MAX_NETWORK_ENTRIES + 1):
+        ok = n <= MAX_NETWORK_ENTRIES
+        yield ("%d excepts" % n, doc({"cidrs": ["2001:db8::/32"], "except": hosts(n, 1)}), ok, ok)
+        yield ("%d cidrs" % n, doc({"cidrs": hosts(n, 0)}), ok, ok)
+
+
 def word(v):
     if v is True:
         return "valid"
@@ -185,6 +205,21 @@ def main(argv):
                 ptr = "".join("/" + str(p) for p in err.absolute_path)
                 print("FAIL %s: its policy is schema-invalid: /policy%s: %s" % (display(path), ptr, err.message))
                 failed += 1
+    if not args:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, doc, want_schema, want_c in generated():
+                path = os.path.join(tmp, "generated.json")
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(doc, f)
+                got_schema, _ = schema_check(validator, path)
+                got_c = want_c if schema_only else c_check(cli, path)[0]
+                if got_schema == want_schema and got_c is want_c:
+                    print("ok generated: %s" % name)
+                    passed += 1
+                else:
+                    print("FAIL generated: %s: schema said %s, C said %s, expected schema %s and C %s" % (
+                        name, word(got_schema), word(got_c), word(want_schema), word(want_c)))
+                    failed += 1
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 
 #include "bulkhead/addr.h"
+#include "bulkhead/arena.h"
 #include "bulkhead/sha256.h"
 #include "test.h"
 
@@ -133,6 +134,119 @@ TEST(range_list_subtract_at_address_space_ends)
 	format_list(&l, out, sizeof(out));
 	CHECK_STR(out, "::1-ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe");
 	range_list_release(&l);
+}
+
+/* ---- range_list_subtract_list against a naive reference ----
+ *
+ * The universe: four blocks of 256 addresses, at the bottom and the top of
+ * each family's space (where a + 1 and a - 1 run out). A set of addresses
+ * is a bitmap over it; subtraction is bit by bit, so it cannot share a bug
+ * with the sweep. */
+
+#define U_BLOCK 256
+#define U_SIZE (4 * U_BLOCK)
+
+static struct bh_addr u_addr(unsigned i)
+{
+	struct bh_addr a = {.family = i < 2 * U_BLOCK ? AF_INET : AF_INET6};
+	unsigned len = a.family == AF_INET ? 4 : 16, k = i % U_BLOCK;
+	bool top = (i / U_BLOCK) % 2;
+	for (unsigned b = 0; top && b < len; b++)
+		a.bytes[b] = 0xff;
+	a.bytes[len - 1] = top ? (uint8_t)(0xff - (U_BLOCK - 1) + k) : (uint8_t)k;
+	return a;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+static unsigned rng(unsigned n) /* xorshift64*: 0..n-1, the same every run */
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (unsigned)((rng_state * 2685821657736338717u) >> 33) % n;
+}
+
+/* Random ranges inside random blocks, added to l and marked in bits. */
+static void random_ranges(struct range_list *l, bool *bits, unsigned count, unsigned max_len)
+{
+	for (unsigned i = 0; i < count; i++) {
+		unsigned block = rng(4), lo = rng(U_BLOCK), len = 1 + rng(max_len);
+		unsigned hi = lo + len - 1 < U_BLOCK ? lo + len - 1 : U_BLOCK - 1;
+		struct addr_range r = {u_addr(block * U_BLOCK + lo), u_addr(block * U_BLOCK + hi)};
+		if (range_list_add(l, &r) < 0)
+			abort();
+		for (unsigned k = lo; k <= hi; k++)
+			bits[block * U_BLOCK + k] = true;
+	}
+}
+
+/* Whether l is normalized and holds exactly the addresses of bits. */
+static bool list_is(const struct range_list *l, const bool *bits)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		struct addr_range r = l->v[i];
+		if (r.lo.family != r.hi.family || addr_cmp(&r.lo, &r.hi) > 0)
+			return false;
+		if (i && addr_cmp(&l->v[i - 1].hi, &r.lo) >= 0)
+			return false; /* unsorted or overlapping */
+	}
+	for (unsigned i = 0; i < U_SIZE; i++) {
+		struct bh_addr a = u_addr(i);
+		if (range_list_contains(l, &a) != bits[i])
+			return false;
+		/* Normalized: neighbours inside the universe are never split. */
+		if (i % U_BLOCK && bits[i] && bits[i - 1]) {
+			struct bh_addr b = u_addr(i - 1);
+			if (range_list_find(l, &a) != range_list_find(l, &b))
+				return false;
+		}
+	}
+	return true;
+}
+
+TEST(range_list_subtract_list_matches_a_naive_reference)
+{
+	unsigned bad = 0;
+	for (unsigned round = 0; round < 3000; round++) {
+		bool base[U_SIZE] = {0}, cut[U_SIZE] = {0}, want[U_SIZE];
+		struct range_list l, cuts;
+		range_list_init(&l, NULL);
+		range_list_init(&cuts, NULL);
+		/* Few long ranges to many short ones; cuts overlapping each
+		 * other, the edges of the list's ranges, or nothing. */
+		unsigned max_len = 1 + rng(round % 2 ? 8 : 200);
+		random_ranges(&l, base, rng(12), max_len);
+		random_ranges(&cuts, cut, rng(40), 1 + rng(max_len + 10));
+		range_list_normalize(&l);
+		for (unsigned i = 0; i < U_SIZE; i++)
+			want[i] = base[i] && !cut[i];
+		if (range_list_subtract_list(&l, &cuts) < 0 || !list_is(&l, want))
+			bad++;
+		range_list_release(&l);
+		range_list_release(&cuts);
+	}
+	CHECK(bad == 0);
+}
+
+TEST(range_list_subtract_list_in_an_arena)
+{
+	struct arena *a = arena_new();
+	struct range_list l, cuts;
+	struct addr_range all = {A("0.0.0.0"), A("255.255.255.255")};
+	char out[512];
+	range_list_init(&l, a);
+	range_list_init(&cuts, NULL);
+	CHECK(range_list_add(&l, &all) == 0);
+	const char *cut[] = {"255.255.255.255", "198.18.0.9", "0.0.0.0", "198.18.0.8", "198.18.0.200"};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(cut); i++) {
+		struct addr_range r = {A(cut[i]), A(cut[i])};
+		CHECK(range_list_add(&cuts, &r) == 0);
+	}
+	CHECK(range_list_subtract_list(&l, &cuts) == 0);
+	format_list(&l, out, sizeof(out));
+	CHECK_STR(out, "0.0.0.1-198.18.0.7,198.18.0.10-198.18.0.199,198.18.0.201-255.255.255.254");
+	range_list_release(&cuts);
+	arena_free(a);
 }
 
 TEST(range_list_normalize_merges_overlap_and_adjacency)

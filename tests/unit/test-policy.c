@@ -1,6 +1,7 @@
 /* Policy language pieces: label syntax, selectors, port matches, and the
  * parsed model (order, ties, inline groups, except ranges, defaults). */
 #include <netinet/in.h>
+#include <stdarg.h>
 
 #include "bulkhead/policy.h"
 #include "test.h"
@@ -281,6 +282,160 @@ TEST(json_syntax_errors_name_line_and_column)
 	doc = parse("{\"version\": 1,", &d);
 	CHECK(doc == NULL && d.n == 1);
 	diag_release(&d);
+}
+
+/* ---- documents at scale ---- */
+
+/* A growing text buffer for generated documents. */
+struct text {
+	char *s;
+	size_t n, cap;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	while (t->n + (size_t)n + 1 > t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 4096;
+		t->s = realloc(t->s, t->cap);
+		if (!t->s)
+			abort();
+	}
+	va_start(ap, fmt);
+	vsnprintf(t->s + t->n, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	t->n += (size_t)n;
+}
+
+/* "The internet except n hosts": the group of audit finding 4. */
+static char *internet_except(size_t n)
+{
+	struct text t = {0};
+	put(&t, "{\"version\":1,\"groups\":{\"internet\":{\"cidrs\":[\"0.0.0.0/0\",\"::/0\"],\"except\":[");
+	for (size_t i = 0; i < n; i++)
+		put(&t, "%s\"2001:db8::%zx:%zx/128\"", i ? "," : "", i >> 15, (2 * i + 1) & 0xffff);
+	put(&t, "]}}}");
+	return t.s;
+}
+
+TEST(except_lists_are_cut_in_one_sweep)
+{
+	struct diag d;
+	char *text = internet_except(POLICY_MAX_NETWORK_ENTRIES);
+	struct policy_doc *doc = parse(text, &d);
+	CHECK(doc != NULL && d.n == 0);
+	const struct policy_group *g = doc ? policy_find_group(doc, "internet") : NULL;
+	/* Every odd host out: a range before each, one after the last. */
+	CHECK(g && g->v4.n == 1 && g->v6.n == POLICY_MAX_NETWORK_ENTRIES + 1);
+	if (g) {
+		char buf[RANGE_STRLEN];
+		range_format(&g->v6.v[0], buf);
+		CHECK_STR(buf, "::-2001:db8::");
+		range_format(&g->v6.v[1], buf);
+		CHECK_STR(buf, "2001:db8::2");
+		range_format(&g->v6.v[POLICY_MAX_NETWORK_ENTRIES], buf);
+		CHECK_STR(buf, "2001:db8::3:d40-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+	}
+	policy_doc_free(doc);
+	diag_release(&d);
+	free(text);
+}
+
+TEST(a_group_holds_at_most_100000_cidrs_and_excepts)
+{
+	char *text = internet_except(POLICY_MAX_NETWORK_ENTRIES + 1);
+	expect_error(text, "/groups/internet/except",
+		     "100001 entries: at most 100000 (split the group, or use wider CIDRs)");
+	free(text);
+	struct text t = {0};
+	put(&t, "{\"version\":1,\"groups\":{\"many\":{\"cidrs\":[");
+	for (size_t i = 0; i <= POLICY_MAX_NETWORK_ENTRIES; i++)
+		put(&t, "%s\"2001:db8::%zx:%zx\"", i ? "," : "", i >> 16, i & 0xffff);
+	put(&t, "]}}}");
+	expect_error(t.s, "/groups/many/cidrs", "100001 entries: at most 100000 (split the group, or use wider CIDRs)");
+	free(t.s);
+}
+
+TEST(a_document_is_at_most_64_mib)
+{
+	size_t len = POLICY_MAX_BYTES + 1;
+	char *text = malloc(len);
+	if (!text)
+		abort();
+	memset(text, ' ', len);
+	struct diag d;
+	diag_init(&d, "t.json");
+	CHECK(policy_parse_string(text, len, &d) == NULL);
+	CHECK(d.n == 1 && strcmp(d.v[0].message, "larger than 67108864 bytes (64 MiB), the most a policy document may "
+						 "be") == 0);
+	diag_release(&d);
+	free(text);
+}
+
+TEST(duplicate_policy_names_among_100000_name_the_first)
+{
+	const size_t n = 100000;
+	struct text t = {0};
+	put(&t, "{\"version\":1,\"policies\":[");
+	for (size_t i = 0; i < n; i++) {
+		/* p5 again at 70000 and 99999, p3 again at 90000. */
+		size_t name = i == 70000 || i == n - 1 ? 5 : i == 90000 ? 3 : i;
+		put(&t, "%s{\"name\":\"p%zu\",\"applies_to\":{\"labels\":{}},\"ingress\":[]}", i ? "," : "", name);
+	}
+	put(&t, "]}");
+	struct diag d;
+	struct policy_doc *doc = parse(t.s, &d);
+	CHECK(doc == NULL);
+	CHECK(d.n == 3);
+	if (d.n == 3) {
+		CHECK_STR(d.v[0].path, "/policies/70000/name");
+		CHECK_STR(d.v[0].message, "duplicate policy name \"p5\" (first at /policies/5)");
+		CHECK_STR(d.v[1].path, "/policies/90000/name");
+		CHECK_STR(d.v[1].message, "duplicate policy name \"p3\" (first at /policies/3)");
+		CHECK_STR(d.v[2].path, "/policies/99999/name");
+		CHECK_STR(d.v[2].message, "duplicate policy name \"p5\" (first at /policies/5)");
+	}
+	diag_release(&d);
+	free(t.s);
+	/* An invalid name is no first occurrence; the next valid one is. */
+	struct policy_doc *doc2 = parse("{\"version\":1,\"policies\":[{\"name\":\"-x\",\"applies_to\":{\"labels\":{}},"
+					"\"ingress\":[]},{\"name\":\"x\",\"applies_to\":{\"labels\":{}},\"ingress\":[]},{"
+					"\"name\":\"x\",\"applies_to\":{\"labels\":{}},\"ingress\":[]}]}",
+					&d);
+	CHECK(doc2 == NULL && d.n == 2);
+	if (d.n == 2) {
+		CHECK_STR(d.v[1].path, "/policies/2/name");
+		CHECK_STR(d.v[1].message, "duplicate policy name \"x\" (first at /policies/1)");
+	}
+	diag_release(&d);
+}
+
+TEST(unknown_groups_among_many_get_suggestions_while_cheap)
+{
+	/* 20,000 groups and 20,000 unknown references: each suggestion
+	 * compares every group, so only the first ones get one. */
+	const size_t n = 20000;
+	struct text t = {0};
+	put(&t, "{\"version\":1,\"groups\":{");
+	for (size_t i = 0; i < n; i++)
+		put(&t, "%s\"group-%zu\":{\"labels\":{}}", i ? "," : "", i);
+	put(&t, "},\"policies\":[{\"name\":\"p\",\"applies_to\":\"group-1\",\"ingress\":[{\"from\":[");
+	for (size_t i = 0; i < n; i++)
+		put(&t, "%s\"group-%zuX\"", i ? "," : "", i);
+	put(&t, "]}]}]}");
+	struct diag d;
+	struct policy_doc *doc = parse(t.s, &d);
+	CHECK(doc == NULL && d.n == n);
+	if (d.n == n) {
+		CHECK_STR(d.v[0].message, "unknown group \"group-0X\" (did you mean \"group-0\"?)");
+		CHECK_STR(d.v[n - 1].message, "unknown group \"group-19999X\"");
+	}
+	diag_release(&d);
+	free(t.s);
 }
 
 int main(void)
