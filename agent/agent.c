@@ -78,6 +78,7 @@ struct endpoint_state {
 	struct agent *agent;
 	char *name, *netns;
 	bool present; /* namespace open (always, with the null dataplane) */
+	int nsfd;     /* while present: the namespace, as opened once (netns_open) */
 	struct netns_id id;
 	struct mnl_socket *nft; /* requests; its port id marks our own events */
 	struct drift *drift;
@@ -156,6 +157,9 @@ static void endpoint_close(struct endpoint_state *e)
 	}
 	if (e->nft)
 		mnl_socket_close(e->nft);
+	if (e->nsfd >= 0)
+		close(e->nsfd);
+	e->nsfd = -1;
 	counters_free(e->counters);
 	e->counters = NULL;
 	e->drift = NULL;
@@ -185,6 +189,15 @@ static void endpoint_set_error(struct endpoint_state *e, const char *msg)
 	free(e->error);
 	e->error = msg ? xstrdup(msg) : NULL;
 	e->agent->status_dirty = true;
+}
+
+/* Why the endpoint cannot be opened; logged when it is news, so a refusal
+ * retried every tick is said once. */
+static void endpoint_fail(struct endpoint_state *e, const char *msg)
+{
+	if (!e->error || strcmp(e->error, msg) != 0)
+		log_error("endpoint %s: %s", e->name, msg);
+	endpoint_set_error(e, msg);
 }
 
 static void endpoint_sync(struct endpoint_state *e);
@@ -290,7 +303,7 @@ static void on_addrs(void *data, uint32_t events)
 		log_warn("endpoint %s: address notifications lost; reloading", e->name);
 		loop_remove(e->agent->loop, addrs_fd(e->addrs));
 		addrs_free(e->addrs);
-		e->addrs = addrs_open(e->agent->ns, e->netns);
+		e->addrs = addrs_open(e->agent->ns, e->nsfd);
 		if (!e->addrs || loop_add(e->agent->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0) {
 			log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
 			addrs_free(e->addrs);
@@ -486,34 +499,49 @@ static void endpoint_read_tag(struct endpoint_state *e)
 	}
 }
 
-/* Opens the namespace's sockets; false when it is not there (yet). */
+/* Opens the namespace's sockets; false when it is not there (yet) or
+ * refused (the reason in e->error). */
 static bool endpoint_open(struct endpoint_state *e)
 {
 	struct agent *a = e->agent;
+	char msg[1024];
 	if (a->o->null_dataplane) {
 		e->present = true;
 		return true;
 	}
 	if (!e->netns) {
-		endpoint_set_error(e, "the inventory gives no netns");
+		endpoint_fail(e, "the inventory gives no netns");
 		return false;
 	}
-	if (netns_identify(e->netns, &e->id) < 0)
+	struct netns_id id;
+	int fd = netns_open(a->ns, e->netns, &id);
+	if (fd == -ENOENT) {
+		/* Not there (yet): "namespace not present" says it all. */
+		if (e->error)
+			endpoint_set_error(e, NULL);
 		return false;
-	int r = netns_mnl_open(a->ns, e->netns, NETLINK_NETFILTER, &e->nft);
+	}
+	if (fd < 0) {
+		endpoint_fail(e, netns_open_error(fd, e->netns, msg, sizeof(msg)));
+		return false;
+	}
+	e->nsfd = fd;
+	e->id = id;
+	int r = netns_mnl_open(a->ns, e->nsfd, NETLINK_NETFILTER, &e->nft);
 	if (r < 0) {
-		char msg[512];
 		snprintf(msg, sizeof(msg), "opening nftables in %s: %s", e->netns, strerror(-r));
-		endpoint_set_error(e, msg);
+		endpoint_fail(e, msg);
+		close(e->nsfd);
+		e->nsfd = -1;
 		return false;
 	}
 	endpoint_read_tag(e);
-	e->drift = drift_open(a->ns, e->netns);
+	e->drift = drift_open(a->ns, e->nsfd);
 	if (!e->drift || loop_add(a->loop, drift_fd(e->drift), EPOLLIN, on_drift, e) < 0)
 		log_error("endpoint %s: watching nftables events in %s: %m (tampering will go unnoticed)",
 			  e->name, e->netns);
 	if (a->flows) {
-		e->nflog = nflog_open(a->ns, e->netns, a->o->nflog_group);
+		e->nflog = nflog_open(a->ns, e->nsfd, a->o->nflog_group);
 		if (!e->nflog || loop_add(a->loop, nflog_fd(e->nflog), EPOLLIN, on_nflog, e) < 0) {
 			log_error("endpoint %s: reading NFLOG group %u in %s: %m (its denied flows go unreported)",
 				  e->name, a->o->nflog_group, e->netns);
@@ -523,12 +551,13 @@ static bool endpoint_open(struct endpoint_state *e)
 	}
 	if (a->flows)
 		endpoint_counters_open(e);
-	e->addrs = addrs_open(a->ns, e->netns);
+	e->addrs = addrs_open(a->ns, e->nsfd);
 	if (!e->addrs || loop_add(a->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0)
 		log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
 	else
 		endpoint_log_addrs(e);
 	e->present = true;
+	endpoint_set_error(e, NULL); /* failed before, perhaps */
 	/* Whatever table the namespace holds, we did not make it this run. */
 	e->force_full = true;
 	log_info("endpoint %s: namespace %s opened", e->name, e->netns);
@@ -754,6 +783,7 @@ static void load_inventory(struct agent *a)
 		if (!e) {
 			e = xcalloc(1, sizeof(*e));
 			e->agent = a;
+			e->nsfd = -1;
 			e->name = xstrdup(ie->name);
 			e->netns = ie->netns ? xstrdup(ie->netns) : NULL;
 			e->next = a->endpoints;

@@ -1,0 +1,122 @@
+#!/bin/bash
+# agent-netns: what an inventory's netns path may name, with real namespaces
+# and packets. The controller and the agent run inside a namespace of their
+# own ($P-node), so that "the agent's own namespace" is a test namespace.
+#   - a FIFO, a regular file, a directory, a mount namespace and the agent's
+#     own network namespace are refused, each with its error, while the
+#     agent goes on serving the good endpoints.
+# Usage: agent-netns.sh [BUILD_DIR]
+set -u
+. "$(dirname "$0")/world.bash"
+BUILD=${1:-$LIB_ROOT/build}
+
+world_init agentns || exit 1
+world_daemons "$BUILD" n1 || exit 1
+NODE=$P-node
+ip netns add "$NODE" && ip -n "$NODE" link set lo up || exit 1
+# x and good: ordinary endpoints; srv: an unmanaged server.
+for e in "x 11 11" "good 12 12" "srv 13 13"; do world_add_endpoint $e || exit 1; done
+world_serve srv tcp:80 udp:53 || { not_ok "listeners in srv"; finish; exit 1; }
+# A process inside x: /proc/PID/ns/mnt is a namespace, but not a network one.
+ip netns exec "$P-x" sleep 600 &
+SLEEPER=$!
+WORLD_PIDS+=("$SLEEPER")
+mkfifo "$TMP/fifo"
+echo "not a namespace" >"$TMP/file"
+
+STATE=$TMP/state-n1
+LOG=$TMP/agent-n1.log
+# In $NODE: the controller on its loopback, the agent beside it.
+node_controller_start() {
+	ip netns exec "$NODE" "$CONTROLLER" --listen "tcp://127.0.0.1:$PORT" --admin "$BULKHEAD_ADMIN" \
+		--state-dir "$TMP/controller" --keys "$TMP/keys/controller" --agent-keys "$TMP/keys/allowed" \
+		--heartbeat-ms 200 >>"$TMP/controller.log" 2>&1 &
+	WORLD_PIDS+=("$!")
+}
+node_agent_start() { # [ARG...]
+	ip netns exec "$NODE" "$AGENT" --controller "tcp://127.0.0.1:$PORT" --node n1 --inventory "$TMP/n1.json" \
+		--state-dir "$STATE" --keys "$TMP/keys/n1" --controller-key "$TMP/keys/controller/public.key" \
+		--heartbeat-ms 200 "$@" >>"$LOG" 2>&1 &
+	AGENT_PID=$!
+	WORLD_PIDS+=("$AGENT_PID")
+}
+# inventory NAME=NETNS:APP...
+inventory() {
+	local sep="" spec
+	printf '{"node": "n1", "endpoints": ['
+	for spec in "$@"; do
+		local name=${spec%%=*} rest=${spec#*=}
+		printf '%s{"name": "%s", "netns": "%s", "labels": {"app": "%s"}}' "$sep" "$name" "${rest%:*}" "${rest##*:}"
+		sep=", "
+	done
+	printf ']}\n'
+}
+# a may send DNS to srv, b only HTTP; good only HTTP.
+cat >"$TMP/policy.json" <<'JSON'
+{"version": 1,
+ "groups": {"a": {"labels": {"app": "a"}}, "b": {"labels": {"app": "b"}}, "good": {"labels": {"app": "good"}},
+            "srv": {"cidrs": ["198.18.0.13/32", "2001:db8:1::13/128"]}},
+ "policies": [
+  {"name": "a-out", "applies_to": "a", "egress": [{"to": ["srv"], "ports": ["udp/53"]}]},
+  {"name": "b-out", "applies_to": "b", "egress": [{"to": ["srv"], "ports": ["tcp/80"]}]},
+  {"name": "good-out", "applies_to": "good", "egress": [{"to": ["srv"], "ports": ["tcp/80"]}]}]}
+JSON
+status() { "$PYTHON" - "$STATE/status.json" "$@" <<'PY'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except Exception:
+    sys.exit(1)
+e = {x["name"]: x for x in s["endpoints"]}
+print(eval(sys.argv[2], {"s": s, "e": e}))
+PY
+}
+status_is() { [ "$(status "$1" 2>/dev/null)" = "$2" ]; }
+
+inventory "pod-a=/run/netns/$P-x:a" "good=/run/netns/$P-good:good" \
+	"fifo=$TMP/fifo:a" "file=$TMP/file:a" "dir=$TMP:a" "mntns=/proc/$SLEEPER/ns/mnt:a" \
+	"self=/run/netns/$NODE:a" "self2=/proc/self/ns/net:a" >"$TMP/n1.json"
+node_controller_start
+node_agent_start
+bh policy apply "$TMP/policy.json" >/dev/null
+check "the agent applies the bundle to good and to x" \
+	wait_for 20 status_is 'e["good"]["applied"] == e["pod-a"]["applied"] == s["bundle"] != None' True
+check "the agent is still running" kill -0 "$AGENT_PID"
+
+# --- 11: what is not a network namespace, or is the agent's own ---
+# refused NAME ERROR: the endpoint is not open and says why.
+refused() { status_is "e['$1']['present']" False && status_is "e['$1']['error']" "$2"; }
+errors_are() {
+	refused fifo "$TMP/fifo $NOT_NS" && refused file "$TMP/file $NOT_NS" && refused dir "$TMP $NOT_NS" &&
+		refused mntns "/proc/$SLEEPER/ns/mnt $NOT_NS" && refused self "/run/netns/$NODE $OWN_NS" &&
+		refused self2 "/proc/self/ns/net $OWN_NS"
+}
+NOT_NS="is not a network namespace (an nsfs file such as /run/netns/NAME or /proc/PID/ns/net)"
+OWN_NS="is the agent's own network namespace: refused (its table would firewall the node)"
+check "a FIFO, a file, a directory, a mount namespace and the agent's own are refused, each with its error" \
+	wait_for 5 errors_are
+check "the agent's own namespace has no table" bash -c "! ip netns exec '$NODE' nft list table inet bulkhead >/dev/null 2>&1"
+check "good is served: it reaches srv on tcp/80" can good tcp 198.18.0.13 80
+check "good's table denies the rest: no udp/53" cannot good udp 198.18.0.13 53
+# status_says LINE...: `bulkhead status` prints every LINE.
+status_says() {
+	local out line
+	out=$(bh status 2>/dev/null) || return 1
+	for line in "$@"; do grep -qxF "$line" <<<"$out" || return 1; done
+}
+check "bulkhead status shows each refusal (the ACK's errors)" wait_for 10 status_says \
+	"n1: fifo: $TMP/fifo $NOT_NS" "n1: file: $TMP/file $NOT_NS" "n1: dir: $TMP $NOT_NS" \
+	"n1: mntns: /proc/$SLEEPER/ns/mnt $NOT_NS" "n1: self: /run/netns/$NODE $OWN_NS" \
+	"n1: self2: /proc/self/ns/net $OWN_NS"
+# logged_once NAME...: each endpoint's error is in the log once.
+logged_once() {
+	local n
+	for n in "$@"; do [ "$(grep -c "error: endpoint $n: " "$LOG")" = 1 ] || return 1; done
+}
+sleep 1 # a few more retries (every 500 ms)
+check "each refusal, retried every 500 ms, is logged once" logged_once fifo file dir mntns self self2
+
+check "no crash or sanitizer report in the agent's log" bash -c "! grep -qE 'AddressSanitizer|runtime error|Segmentation' '$LOG'"
+
+[ "$failed" -eq 0 ] || { echo "--- agent log"; cat "$LOG"; }
+finish
