@@ -499,6 +499,16 @@ static void endpoint_read_tag(struct endpoint_state *e)
 	}
 }
 
+/* The endpoint whose namespace is id, if one holds it. */
+static struct endpoint_state *namespace_holder(struct agent *a, const struct netns_id *id)
+{
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
+		if (e->nsfd >= 0 && e->id.dev == id->dev && e->id.ino == id->ino)
+			return e;
+	}
+	return NULL;
+}
+
 /* Opens the namespace's sockets; false when it is not there (yet) or
  * refused (the reason in e->error). */
 static bool endpoint_open(struct endpoint_state *e)
@@ -523,6 +533,17 @@ static bool endpoint_open(struct endpoint_state *e)
 	}
 	if (fd < 0) {
 		endpoint_fail(e, netns_open_error(fd, e->netns, msg, sizeof(msg)));
+		return false;
+	}
+	/* One network namespace is one endpoint: two tables taking turns in
+	 * it would each look like tampering to the other, forever. Whoever
+	 * holds it keeps it; at start the first by name (the list's order). */
+	const struct endpoint_state *holder = namespace_holder(a, &id);
+	if (holder) {
+		close(fd);
+		snprintf(msg, sizeof(msg), "namespace %s is already endpoint %s's: %s", e->netns, holder->name,
+			 "one network namespace is one endpoint");
+		endpoint_fail(e, msg);
 		return false;
 	}
 	e->nsfd = fd;
@@ -557,7 +578,7 @@ static bool endpoint_open(struct endpoint_state *e)
 	else
 		endpoint_log_addrs(e);
 	e->present = true;
-	endpoint_set_error(e, NULL); /* failed before, perhaps */
+	endpoint_set_error(e, NULL); /* refused before, perhaps */
 	/* Whatever table the namespace holds, we did not make it this run. */
 	e->force_full = true;
 	log_info("endpoint %s: namespace %s opened", e->name, e->netns);
@@ -786,8 +807,14 @@ static void load_inventory(struct agent *a)
 			e->nsfd = -1;
 			e->name = xstrdup(ie->name);
 			e->netns = ie->netns ? xstrdup(ie->netns) : NULL;
-			e->next = a->endpoints;
-			a->endpoints = e;
+			/* Kept in name order: endpoints are opened in it, so
+			 * which one gets a shared namespace at start is no
+			 * accident of the file's order. */
+			struct endpoint_state **p = &a->endpoints;
+			while (*p && strcmp((*p)->name, e->name) < 0)
+				p = &(*p)->next;
+			e->next = *p;
+			*p = e;
 			log_info("endpoint %s: added (%s)", e->name, e->netns ? e->netns : "no netns");
 		}
 		json_decref(e->labels);

@@ -2,6 +2,11 @@
 # agent-netns: what an inventory's netns path may name, with real namespaces
 # and packets. The controller and the agent run inside a namespace of their
 # own ($P-node), so that "the agent's own namespace" is a test namespace.
+#   - one network namespace is one endpoint: two endpoints whose paths
+#     (/run/netns/X, /proc/PID/ns/net, a second bind mount) name one
+#     namespace do not take turns in it; the one that holds it keeps it,
+#     the other is refused with an error (status.json, ACK, bulkhead
+#     status), and takes over when the holder goes;
 #   - a FIFO, a regular file, a directory, a mount namespace and the agent's
 #     own network namespace are refused, each with its error, while the
 #     agent goes on serving the good endpoints.
@@ -14,10 +19,11 @@ world_init agentns || exit 1
 world_daemons "$BUILD" n1 || exit 1
 NODE=$P-node
 ip netns add "$NODE" && ip -n "$NODE" link set lo up || exit 1
-# x and good: ordinary endpoints; srv: an unmanaged server.
+# x: one namespace, three endpoints; good: an ordinary endpoint; srv: an
+# unmanaged server.
 for e in "x 11 11" "good 12 12" "srv 13 13"; do world_add_endpoint $e || exit 1; done
 world_serve srv tcp:80 udp:53 || { not_ok "listeners in srv"; finish; exit 1; }
-# A process inside x: /proc/PID/ns/mnt is a namespace, but not a network one.
+# A process inside x: /proc/PID/ns/net is a second path to x.
 ip netns exec "$P-x" sleep 600 &
 SLEEPER=$!
 WORLD_PIDS+=("$SLEEPER")
@@ -40,6 +46,7 @@ node_agent_start() { # [ARG...]
 	AGENT_PID=$!
 	WORLD_PIDS+=("$AGENT_PID")
 }
+install_file() { cp "$1" "$2.tmp" && mv "$2.tmp" "$2"; }
 # inventory NAME=NETNS:APP...
 inventory() {
 	local sep="" spec
@@ -72,14 +79,17 @@ print(eval(sys.argv[2], {"s": s, "e": e}))
 PY
 }
 status_is() { [ "$(status "$1" 2>/dev/null)" = "$2" ]; }
+node_errors() { bh status --json 2>/dev/null | json_get "'\n'.join(j['nodes'][0]['errors'])"; }
 
-inventory "pod-a=/run/netns/$P-x:a" "good=/run/netns/$P-good:good" \
+# pod-b comes first in the file; pod-a still holds x (first by name).
+SHARED_ERR="is already endpoint pod-a's: one network namespace is one endpoint"
+inventory "pod-b=/proc/$SLEEPER/ns/net:b" "pod-a=/run/netns/$P-x:a" "good=/run/netns/$P-good:good" \
 	"fifo=$TMP/fifo:a" "file=$TMP/file:a" "dir=$TMP:a" "mntns=/proc/$SLEEPER/ns/mnt:a" \
 	"self=/run/netns/$NODE:a" "self2=/proc/self/ns/net:a" >"$TMP/n1.json"
 node_controller_start
 node_agent_start
 bh policy apply "$TMP/policy.json" >/dev/null
-check "the agent applies the bundle to good and to x" \
+check "the agent applies the bundle to good and to x's holder" \
 	wait_for 20 status_is 'e["good"]["applied"] == e["pod-a"]["applied"] == s["bundle"] != None' True
 check "the agent is still running" kill -0 "$AGENT_PID"
 
@@ -115,6 +125,50 @@ logged_once() {
 }
 sleep 1 # a few more retries (every 500 ms)
 check "each refusal, retried every 500 ms, is logged once" logged_once fifo file dir mntns self self2
+
+# --- 1: one network namespace is one endpoint ---
+check "pod-b (x by another path) is refused with the holder's name" \
+	refused pod-b "namespace /proc/$SLEEPER/ns/net $SHARED_ERR"
+check "bulkhead status shows pod-b's refusal" wait_for 10 status_says "n1: pod-b: namespace /proc/$SLEEPER/ns/net $SHARED_ERR"
+updates() { status '(e["pod-a"]["counters"]["full_updates"], e["pod-a"]["counters"]["tampering"], e["pod-b"]["counters"]["full_updates"])'; }
+before=$(updates)
+acks_before=$(grep -c "not applied everywhere" "$TMP/controller.log")
+probes_ok=0 probes=0
+for _ in 1 2 3 4 5; do
+	cannot x tcp 198.18.0.13 80 && probes_ok=$((probes_ok + 1))
+	can x udp 198.18.0.13 53 && probes_ok=$((probes_ok + 1))
+	probes=$((probes + 2))
+done
+sleep 1
+after=$(updates)
+# (pod-a's full updates, pod-a's tampering, pod-b's full updates): on the
+# old code each replace looked like tampering to the other, thousands a second.
+check "over $probes probes, x's table is not rewritten: $before -> $after" \
+	test "$before" = "$after" -a "${before#*, }" = "0, 0)"
+check "every probe from x got the holder's verdict ($probes_ok of $probes)" test "$probes_ok" -eq "$probes"
+acks=$(($(grep -c "not applied everywhere" "$TMP/controller.log") - acks_before))
+check "meanwhile the agent did not tell the controller the same errors again and again ($acks ACKs)" test "$acks" -le 1
+check "pod-b's refusal, retried every 500 ms, is logged once" logged_once pod-b
+
+# A third path to x (a second bind mount), first by name: pod-a keeps it.
+ip netns attach "$P-x2" "$SLEEPER" || not_ok "ip netns attach"
+inventory "pod-b=/proc/$SLEEPER/ns/net:b" "pod-a=/run/netns/$P-x:a" "pod-0=/run/netns/$P-x2:b" \
+	"good=/run/netns/$P-good:good" >"$TMP/next.json" && install_file "$TMP/next.json" "$TMP/n1.json"
+check "pod-0, first by name, is refused too: the holder keeps its namespace" \
+	wait_for 5 status_is 'e["pod-0"]["error"]' "namespace /run/netns/$P-x2 $SHARED_ERR"
+check "and x's table was not touched" status_is "$(updates) == $before" True
+check "x still gets pod-a's verdict" cannot x tcp 198.18.0.13 80
+
+# The holder goes: the first refused one by name (pod-0) takes over.
+inventory "pod-b=/proc/$SLEEPER/ns/net:b" "pod-0=/run/netns/$P-x2:b" "good=/run/netns/$P-good:good" \
+	>"$TMP/next.json" && install_file "$TMP/next.json" "$TMP/n1.json"
+check "without pod-a, pod-0 takes x over; pod-b stays refused, naming pod-0" wait_for 10 status_is \
+	'e["pod-0"]["present"] and e["pod-0"]["applied"] == s["bundle"] and not e["pod-0"]["error"] and e["pod-b"]["error"].endswith("already endpoint pod-0'"'"'s: one network namespace is one endpoint")' True
+check "x now gets pod-0's verdict: tcp/80 passes" wait_for 5 can x tcp 198.18.0.13 80
+check "and udp/53 does not" cannot x udp 198.18.0.13 53
+only_error() { [ "$(node_errors)" = "$1" ]; }
+check "the controller is told: every endpoint applied but pod-b" \
+	wait_for 10 only_error "pod-b: namespace /proc/$SLEEPER/ns/net is already endpoint pod-0's: one network namespace is one endpoint"
 
 check "no crash or sanitizer report in the agent's log" bash -c "! grep -qE 'AddressSanitizer|runtime error|Segmentation' '$LOG'"
 
