@@ -1481,7 +1481,7 @@ unsigned agent_start(struct agent *a, bool once)
 		else
 			log_error("no controller link; enforcing the bundle in force only");
 	}
-	int r = loop_add_timer(a->loop, TICK_MS, on_tick, a);
+	int r = loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a);
 	if (r < 0)
 		log_error_errno(r, "timer: %m; namespaces and retries are not checked");
 	if (a->flows && (r = loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a)) < 0)
