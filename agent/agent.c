@@ -108,6 +108,7 @@ struct agent {
 	struct nft_batch *nb;
 	struct watch *watch;
 	int watch_inventory, watch_bundle;
+	int mounts_fd; /* netns_mounts_watch(), -1 without */
 	struct bundle_ref *current; /* the bundle to enforce */
 	/* current is the cached bundle, which no controller or bundle file has
 	 * confirmed since the start: it does not replace a newer table. */
@@ -1155,6 +1156,14 @@ static void on_tick(void *data, uint32_t events)
 	write_status(a);
 }
 
+/* The mount table changed: a namespace path may have gone, or name a new
+ * namespace (a container restarted under its name), which must not wait
+ * for the next tick to get its table. */
+static void on_mounts(void *data, uint32_t events)
+{
+	on_tick(data, events);
+}
+
 static void on_watch(void *data, uint32_t events)
 {
 	struct agent *a = data;
@@ -1394,6 +1403,7 @@ struct agent *agent_new(const struct agent_options *o, struct loop *loop)
 	a->o = o;
 	a->loop = loop;
 	a->watch_inventory = a->watch_bundle = -1;
+	a->mounts_fd = -1;
 	a->nb = nft_batch_new(o->nflog_group);
 	if (!a->nb)
 		abort();
@@ -1429,6 +1439,10 @@ void agent_free(struct agent *a)
 	if (a->watch) {
 		loop_remove(a->loop, watch_fd(a->watch));
 		watch_free(a->watch);
+	}
+	if (a->mounts_fd >= 0) {
+		loop_remove(a->loop, a->mounts_fd);
+		close(a->mounts_fd);
 	}
 	if (a->flows) { /* the last window, and every unacknowledged batch, to the spool file */
 		flows_tick(a->flows, (uint64_t)clock_wall_ms(), a->o->flow_window_ms, true);
@@ -1481,7 +1495,19 @@ unsigned agent_start(struct agent *a, bool once)
 		else
 			log_error("no controller link; enforcing the bundle in force only");
 	}
-	int r = loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a);
+	int r;
+	if (!a->o->null_dataplane) {
+		a->mounts_fd = netns_mounts_watch();
+		r = a->mounts_fd < 0 ? a->mounts_fd : loop_add(a->loop, a->mounts_fd, EPOLLPRI, on_mounts, a);
+		if (r < 0) {
+			log_error_errno(r, "watching the mount table: %m; a namespace made anew waits for %s",
+					"the next check");
+			if (a->mounts_fd >= 0)
+				close(a->mounts_fd);
+			a->mounts_fd = -1;
+		}
+	}
+	r = loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a);
 	if (r < 0)
 		log_error_errno(r, "timer: %m; namespaces and retries are not checked");
 	if (a->flows && (r = loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a)) < 0)

@@ -47,7 +47,7 @@ static void usage(FILE *out)
 	      "  --flow-window-ms N  denied flows are aggregated this long before a report (default 1000)\n"
 	      "  --counters-ms N     rule hit counters are read this often (default 5000)\n"
 	      "  --recheck-ms N      namespace paths are re-checked and failed endpoints retried this\n"
-	      "                      often (default 500)\n"
+	      "                      often (default 500); a mount or unmount is seen at once\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"

@@ -177,3 +177,11 @@ int netns_identify(const char *path, struct netns_id *out)
 	return 0;
 }
 
+int netns_mounts_watch(void)
+{
+	/* The kernel flags this file (POLLPRI) on every mount and unmount
+	 * in our mount namespace; polling it clears the flag. inotify would
+	 * not do: a bind mount over a file is no directory event. */
+	int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}

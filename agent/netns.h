@@ -59,3 +59,8 @@ BH_MUST_CHECK int netns_run(struct netns *ns, int nsfd, int (*fn)(void *arg), vo
  * 0 or a negative errno (-ENOENT: gone). */
 BH_MUST_CHECK int netns_identify(const char *path, struct netns_id *out);
 
+/* An fd that polls EPOLLPRI when the agent's mount table changes; the
+ * caller owns it and need not read it. Named namespaces are bind mounts
+ * (`ip netns add`, container engines' netns files), so a namespace made,
+ * removed or made anew at a path shows here at once. Negative errno. */
+BH_MUST_CHECK int netns_mounts_watch(void);

@@ -9,7 +9,10 @@
 #     status), and takes over when the holder goes;
 #   - a FIFO, a regular file, a directory, a mount namespace and the agent's
 #     own network namespace are refused, each with its error, while the
-#     agent goes on serving the good endpoints.
+#     agent goes on serving the good endpoints;
+#   - a namespace made anew at an endpoint's path gets its table when it is
+#     mounted, not at the next periodic check (--recheck-ms 3600000 here, so
+#     only the mount table's notice can do it).
 # Usage: agent-netns.sh [BUILD_DIR]
 set -u
 . "$(dirname "$0")/world.bash"
@@ -21,7 +24,7 @@ NODE=$P-node
 ip netns add "$NODE" && ip -n "$NODE" link set lo up || exit 1
 # x: one namespace, three endpoints; good: an ordinary endpoint; srv: an
 # unmanaged server.
-for e in "x 11 11" "good 12 12" "srv 13 13"; do world_add_endpoint $e || exit 1; done
+for e in "x 11 11" "good 12 12" "srv 13 13" "re 14 14"; do world_add_endpoint $e || exit 1; done
 world_serve srv tcp:80 udp:53 || { not_ok "listeners in srv"; finish; exit 1; }
 # A process inside x: /proc/PID/ns/net is a second path to x.
 ip netns exec "$P-x" sleep 600 &
@@ -79,6 +82,7 @@ print(eval(sys.argv[2], {"s": s, "e": e}))
 PY
 }
 status_is() { [ "$(status "$1" 2>/dev/null)" = "$2" ]; }
+has_table() { ip netns exec "$1" nft list table inet bulkhead >/dev/null 2>&1; }
 node_errors() { bh status --json 2>/dev/null | json_get "'\n'.join(j['nodes'][0]['errors'])"; }
 
 # pod-b comes first in the file; pod-a still holds x (first by name).
@@ -170,6 +174,28 @@ only_error() { [ "$(node_errors)" = "$1" ]; }
 check "the controller is told: every endpoint applied but pod-b" \
 	wait_for 10 only_error "pod-b: namespace /proc/$SLEEPER/ns/net is already endpoint pod-0's: one network namespace is one endpoint"
 
+# --- 17: a namespace made anew at an endpoint's path ---
+kill "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null
+inventory "re=/run/netns/$P-re:a" "good=/run/netns/$P-good:good" >"$TMP/next.json" && install_file "$TMP/next.json" "$TMP/n1.json"
+node_agent_start --recheck-ms 3600000
+check "re gets its table" wait_for 20 has_table "$P-re"
+check "re is up to date" wait_for 20 status_is 'e["re"]["applied"] == s["bundle"] != None' True
+old_full=$(status 'e["re"]["counters"]["full_updates"]')
+start=$(date +%s%N)
+ip netns del "$P-re"
+world_add_endpoint re 14 14
+if wait_for 10 has_table "$P-re"; then
+	ok "a namespace made anew at re's path gets its table when mounted ($(( ($(date +%s%N) - start) / 1000000 )) ms from del to table seen, veth set-up included)"
+else
+	not_ok "a namespace made anew at re's path gets its table when mounted"
+fi
+check "and its rules: re may not reach srv on tcp/80" cannot re tcp 198.18.0.13 80
+check "re may reach srv on udp/53" can re udp 198.18.0.13 53
+check "status says re holds the bundle in its new namespace" \
+	status_is "e['re']['applied'] == s['bundle'] and e['re']['counters']['full_updates'] == $old_full + 1" True
+check "the agent logged the replaced namespace" grep -qE "endpoint re: namespace /run/netns/$P-re (is gone|was replaced)" "$LOG"
+check "and no error for the mount point it saw before the mount" bash -c "! grep -q 'error: endpoint re:' '$LOG'"
 check "no crash or sanitizer report in the agent's log" bash -c "! grep -qE 'AddressSanitizer|runtime error|Segmentation' '$LOG'"
 
 [ "$failed" -eq 0 ] || { echo "--- agent log"; cat "$LOG"; }

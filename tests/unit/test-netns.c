@@ -4,6 +4,7 @@
  * the path. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,17 @@ TEST(errors_name_the_path_and_the_problem)
 	CHECK_STR(netns_open_error(-ELOOP, "/proc/self/ns/net", buf, sizeof(buf)), own);
 	CHECK_STR(netns_open_error(-EACCES, "/x", buf, sizeof(buf)),
 		  "opening namespace /x: Permission denied");
+}
+
+TEST(mount_table_watch_is_quiet_until_a_mount)
+{
+	int fd = netns_mounts_watch();
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	struct pollfd p = {.fd = fd, .events = POLLPRI};
+	CHECK(poll(&p, 1, 0) == 0);
+	close(fd);
 }
 
 int main(void)
