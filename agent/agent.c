@@ -1457,8 +1457,24 @@ void agent_free(struct agent *a)
 	free(a);
 }
 
+static void watch_mounts(struct agent *a)
+{
+	a->mounts_fd = netns_mounts_watch();
+	int r = a->mounts_fd < 0 ? a->mounts_fd : loop_add(a->loop, a->mounts_fd, EPOLLPRI, on_mounts, a);
+	if (r < 0) {
+		log_error_errno(r, "watching the mount table: %m; a namespace made anew waits for %s", "the next check");
+		if (a->mounts_fd >= 0)
+			close(a->mounts_fd);
+		a->mounts_fd = -1;
+	}
+}
+
 unsigned agent_start(struct agent *a, bool once)
 {
+	/* Before the first look at any path: a namespace mounted while we
+	 * start is noticed too. */
+	if (!once && !a->o->null_dataplane)
+		watch_mounts(a);
 	/* Fail-static restart: the cached bundle goes back first, before
 	 * anything newer is read (or, later, any controller answers). */
 	load_cached_bundle(a);
@@ -1495,19 +1511,7 @@ unsigned agent_start(struct agent *a, bool once)
 		else
 			log_error("no controller link; enforcing the bundle in force only");
 	}
-	int r;
-	if (!a->o->null_dataplane) {
-		a->mounts_fd = netns_mounts_watch();
-		r = a->mounts_fd < 0 ? a->mounts_fd : loop_add(a->loop, a->mounts_fd, EPOLLPRI, on_mounts, a);
-		if (r < 0) {
-			log_error_errno(r, "watching the mount table: %m; a namespace made anew waits for %s",
-					"the next check");
-			if (a->mounts_fd >= 0)
-				close(a->mounts_fd);
-			a->mounts_fd = -1;
-		}
-	}
-	r = loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a);
+	int r = loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a);
 	if (r < 0)
 		log_error_errno(r, "timer: %m; namespaces and retries are not checked");
 	if (a->flows && (r = loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a)) < 0)
