@@ -21,6 +21,7 @@ struct agent_options {
 	uint16_t nflog_group;
 	unsigned flow_window_ms; /* denied flows are aggregated this long */
 	unsigned counters_ms;	 /* rule hit counters are read this often */
+	unsigned recheck_ms;	 /* namespace paths re-checked, failures retried this often */
 };
 
 struct agent;
