@@ -82,6 +82,7 @@ struct endpoint_state {
 	struct netns_id id;
 	struct mnl_socket *nft; /* requests; its port id marks our own events */
 	struct drift *drift;
+	struct loop_source *drift_src, *nflog_src, *addrs_src;
 	struct nflog *nflog; /* with a controller: the denied flows */
 	uint64_t nflog_enobufs, nflog_gap; /* already reported as lost */
 	struct counters *counters; /* with a controller: rule hit counts */
@@ -109,6 +110,7 @@ struct agent {
 	struct watch *watch;
 	int watch_inventory, watch_bundle;
 	int mounts_fd; /* netns_mounts_watch(), -1 without */
+	struct loop_source *watch_src, *mounts_src;
 	struct bundle_ref *current; /* the bundle to enforce */
 	/* current is the cached bundle, which no controller or bundle file has
 	 * confirmed since the start: it does not replace a newer table. */
@@ -143,15 +145,15 @@ static void endpoint_close(struct endpoint_state *e)
 {
 	struct loop *loop = e->agent->loop;
 	if (e->drift) {
-		loop_remove(loop, drift_fd(e->drift));
+		loop_remove(loop, e->drift_src);
 		drift_free(e->drift);
 	}
 	if (e->addrs) {
-		loop_remove(loop, addrs_fd(e->addrs));
+		loop_remove(loop, e->addrs_src);
 		addrs_free(e->addrs);
 	}
 	if (e->nflog) {
-		loop_remove(loop, nflog_fd(e->nflog));
+		loop_remove(loop, e->nflog_src);
 		nflog_free(e->nflog);
 		e->nflog = NULL;
 		e->nflog_enobufs = e->nflog_gap = 0; /* a new socket counts afresh */
@@ -165,6 +167,7 @@ static void endpoint_close(struct endpoint_state *e)
 	e->counters = NULL;
 	e->drift = NULL;
 	e->addrs = NULL;
+	e->drift_src = e->nflog_src = e->addrs_src = NULL;
 	e->nft = NULL;
 	e->present = false;
 	/* A namespace we no longer hold may come back new: assume nothing. */
@@ -302,10 +305,11 @@ static void on_addrs(void *data, uint32_t events)
 	if (r < 0) {
 		/* Lost notifications: start over with a fresh dump. */
 		log_warn("endpoint %s: address notifications lost; reloading", e->name);
-		loop_remove(e->agent->loop, addrs_fd(e->addrs));
+		loop_remove(e->agent->loop, e->addrs_src);
+		e->addrs_src = NULL;
 		addrs_free(e->addrs);
 		e->addrs = addrs_open(e->agent->ns, e->nsfd);
-		if (!e->addrs || loop_add(e->agent->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0) {
+		if (!e->addrs || !(e->addrs_src = loop_add_fd(e->agent->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e))) {
 			log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
 			addrs_free(e->addrs);
 			e->addrs = NULL;
@@ -559,12 +563,12 @@ static bool endpoint_open(struct endpoint_state *e)
 	}
 	endpoint_read_tag(e);
 	e->drift = drift_open(a->ns, e->nsfd);
-	if (!e->drift || loop_add(a->loop, drift_fd(e->drift), EPOLLIN, on_drift, e) < 0)
+	if (!e->drift || !(e->drift_src = loop_add_fd(a->loop, drift_fd(e->drift), EPOLLIN, on_drift, e)))
 		log_error("endpoint %s: watching nftables events in %s: %m (tampering will go unnoticed)",
 			  e->name, e->netns);
 	if (a->flows) {
 		e->nflog = nflog_open(a->ns, e->nsfd, a->o->nflog_group);
-		if (!e->nflog || loop_add(a->loop, nflog_fd(e->nflog), EPOLLIN, on_nflog, e) < 0) {
+		if (!e->nflog || !(e->nflog_src = loop_add_fd(a->loop, nflog_fd(e->nflog), EPOLLIN, on_nflog, e))) {
 			log_error("endpoint %s: reading NFLOG group %u in %s: %m (its denied flows go unreported)",
 				  e->name, a->o->nflog_group, e->netns);
 			nflog_free(e->nflog);
@@ -574,7 +578,7 @@ static bool endpoint_open(struct endpoint_state *e)
 	if (a->flows)
 		endpoint_counters_open(e);
 	e->addrs = addrs_open(a->ns, e->nsfd);
-	if (!e->addrs || loop_add(a->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0)
+	if (!e->addrs || !(e->addrs_src = loop_add_fd(a->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e)))
 		log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
 	else
 		endpoint_log_addrs(e);
@@ -609,7 +613,8 @@ static int endpoint_commit(struct endpoint_state *e, const struct bundle_endpoin
 		if (paused && drift_resume(e->drift) < 0) {
 			log_error("endpoint %s: rejoining nftables events: %m; tampering will go unnoticed",
 				  e->name);
-			loop_remove(a->loop, drift_fd(e->drift));
+			loop_remove(a->loop, e->drift_src);
+			e->drift_src = NULL;
 			drift_free(e->drift);
 			e->drift = NULL;
 		}
@@ -1437,11 +1442,11 @@ void agent_free(struct agent *a)
 		endpoint_free(e);
 	}
 	if (a->watch) {
-		loop_remove(a->loop, watch_fd(a->watch));
+		loop_remove(a->loop, a->watch_src);
 		watch_free(a->watch);
 	}
 	if (a->mounts_fd >= 0) {
-		loop_remove(a->loop, a->mounts_fd);
+		loop_remove(a->loop, a->mounts_src);
 		close(a->mounts_fd);
 	}
 	if (a->flows) { /* the last window, and every unacknowledged batch, to the spool file */
@@ -1460,7 +1465,9 @@ void agent_free(struct agent *a)
 static void watch_mounts(struct agent *a)
 {
 	a->mounts_fd = netns_mounts_watch();
-	int r = a->mounts_fd < 0 ? a->mounts_fd : loop_add(a->loop, a->mounts_fd, EPOLLPRI, on_mounts, a);
+	int r = a->mounts_fd;
+	if (r >= 0 && !(a->mounts_src = loop_add_fd(a->loop, a->mounts_fd, EPOLLPRI, on_mounts, a)))
+		r = -errno;
 	if (r < 0) {
 		log_error_errno(r, "watching the mount table: %m; a namespace made anew waits for %s", "the next check");
 		if (a->mounts_fd >= 0)
@@ -1490,7 +1497,7 @@ unsigned agent_start(struct agent *a, bool once)
 		return behind + !bundle_ok + !a->current + (a->cache_error != NULL);
 
 	a->watch = watch_new();
-	if (!a->watch || loop_add(a->loop, watch_fd(a->watch), EPOLLIN, on_watch, a) < 0) {
+	if (!a->watch || !(a->watch_src = loop_add_fd(a->loop, watch_fd(a->watch), EPOLLIN, on_watch, a))) {
 		log_error("watching files: %m; changes to them need a restart");
 	} else {
 		a->watch_inventory = watch_add(a->watch, a->o->inventory_path);
@@ -1511,12 +1518,11 @@ unsigned agent_start(struct agent *a, bool once)
 		else
 			log_error("no controller link; enforcing the bundle in force only");
 	}
-	int r = loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a);
-	if (r < 0)
-		log_error_errno(r, "timer: %m; namespaces and retries are not checked");
-	if (a->flows && (r = loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a)) < 0)
-		log_error_errno(r, "timer: %m; denied flows are not reported");
-	if (a->flows && !a->o->null_dataplane && (r = loop_add_timer(a->loop, a->o->counters_ms, on_counters_tick, a)) < 0)
-		log_error_errno(r, "timer: %m; rule hit counts are not reported");
+	if (!loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a))
+		log_error("timer: %m; namespaces and retries are not checked");
+	if (a->flows && !loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a))
+		log_error("timer: %m; denied flows are not reported");
+	if (a->flows && !a->o->null_dataplane && !loop_add_timer(a->loop, a->o->counters_ms, on_counters_tick, a))
+		log_error("timer: %m; rule hit counts are not reported");
 	return behind;
 }

@@ -9,7 +9,7 @@
 
 #include "bulkhead/common.h"
 #include "link.h"
-#include "loop.h"
+#include "bulkhead/loop.h"
 
 struct agent_options {
 	const char *node;

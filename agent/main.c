@@ -16,7 +16,7 @@
 #include "bulkhead/inventory.h"
 #include "agent.h"
 #include "bulkhead/log.h"
-#include "loop.h"
+#include "bulkhead/loop.h"
 #include "nft.h"
 #include "state.h"
 
@@ -345,7 +345,7 @@ int main(int argc, char **argv)
 		sigaddset(&mask, SIGTERM);
 		sigprocmask(SIG_BLOCK, &mask, NULL);
 		struct signals sig = {loop, signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)};
-		if (sig.fd < 0 || loop_add(loop, sig.fd, EPOLLIN, on_signal, &sig) < 0) {
+		if (sig.fd < 0 || !loop_add_fd(loop, sig.fd, EPOLLIN, on_signal, &sig)) {
 			log_error("signalfd: %m");
 			ret = 1;
 		} else {
