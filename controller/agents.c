@@ -521,12 +521,13 @@ static void push_node(struct agents *a, struct node_link *n)
 		sets = proto_delta_make(n->held_bundle, want);
 	bool ok;
 	if (sets) {
+		size_t n_sets = json_array_size(sets); /* the message takes sets, and is freed once sent */
 		ok = send_node(a, n, PROTO_DELTA,
 			       json_pack("{s:I,s:s,s:s,s:o}", "revision", (json_int_t)rev, "base", n->held_hash, "hash",
 					 hash, "sets", sets));
 		a->count.deltas++;
 		log_info("node %s: delta %.12s → %.12s (revision %lld, %zu set(s))", n->node, n->held_hash, hash,
-			 (long long)rev, json_array_size(sets));
+			 (long long)rev, n_sets);
 	} else {
 		ok = send_node(a, n, PROTO_BUNDLE, json_pack("{s:I,s:O}", "revision", (json_int_t)rev, "bundle", want));
 		a->count.bundles++;
