@@ -703,6 +703,18 @@ static void on_hello(struct agents *a, const uint8_t *rid, size_t rid_len, const
 		refuse_hello(a, rid, rid_len, reason);
 		return;
 	}
+	/* A routing id names one connection, and a connection speaks for one
+	 * node: one that held this id before (its agent gone, the id taken
+	 * over; or under another name with --insecure) has lost its session,
+	 * and gets nothing more on it. */
+	for (struct node_link *o = a->nodes; o; o = o->next) {
+		if (!o->connected || strcmp(o->node, node) == 0 || o->rid_len != rid_len ||
+		    memcmp(o->rid, rid, rid_len) != 0)
+			continue;
+		o->connected = false;
+		node_clear_inflight(o);
+		log_warn("node %s: its connection now says HELLO as node %s; marked down", o->node, node);
+	}
 	struct node_link *n = node_get(a, node);
 	if (n->connected && (n->rid_len != rid_len || memcmp(n->rid, rid, rid_len) != 0))
 		log_info("node %s: a new connection replaces the old one (agent restarted?)", node);
