@@ -48,6 +48,8 @@
 #define DISPATCH_BUDGET_MS 50
 /* Refusals of a flood are logged at most this often (the rest counted). */
 #define REFUSAL_LOG_MS 10000
+/* Where libzmq asks about CURVE handshakes (RFC 27). */
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 
 struct node_link {
 	char *node;
@@ -519,12 +521,13 @@ static void push_node(struct agents *a, struct node_link *n)
 		sets = proto_delta_make(n->held_bundle, want);
 	bool ok;
 	if (sets) {
+		size_t n_sets = json_array_size(sets); /* the message takes sets, and is freed once sent */
 		ok = send_node(a, n, PROTO_DELTA,
 			       json_pack("{s:I,s:s,s:s,s:o}", "revision", (json_int_t)rev, "base", n->held_hash, "hash",
 					 hash, "sets", sets));
 		a->count.deltas++;
 		log_info("node %s: delta %.12s → %.12s (revision %lld, %zu set(s))", n->node, n->held_hash, hash,
-			 (long long)rev, json_array_size(sets));
+			 (long long)rev, n_sets);
 	} else {
 		ok = send_node(a, n, PROTO_BUNDLE, json_pack("{s:I,s:O}", "revision", (json_int_t)rev, "bundle", want));
 		a->count.bundles++;
@@ -699,6 +702,18 @@ static void on_hello(struct agents *a, const uint8_t *rid, size_t rid_len, const
 			 a->o->max_nodes);
 		refuse_hello(a, rid, rid_len, reason);
 		return;
+	}
+	/* A routing id names one connection, and a connection speaks for one
+	 * node: one that held this id before (its agent gone, the id taken
+	 * over; or under another name with --insecure) has lost its session,
+	 * and gets nothing more on it. */
+	for (struct node_link *o = a->nodes; o; o = o->next) {
+		if (!o->connected || strcmp(o->node, node) == 0 || o->rid_len != rid_len ||
+		    memcmp(o->rid, rid, rid_len) != 0)
+			continue;
+		o->connected = false;
+		node_clear_inflight(o);
+		log_warn("node %s: its connection now says HELLO as node %s; marked down", o->node, node);
 	}
 	struct node_link *n = node_get(a, node);
 	if (n->connected && (n->rid_len != rid_len || memcmp(n->rid, rid, rid_len) != 0))
@@ -973,35 +988,30 @@ static void on_flows_malformed(struct agents *a, struct node_link *n, const void
 	send_flows_ack(a, n, epoch, seq, why);
 }
 
-static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
+void agents_handle(struct agents *a, const void *rid_data, size_t rid_len, const char *user_id, const void *type,
+		   size_t type_len, const void *body, size_t body_len)
 {
-	if (n_parts != 3) {
-		a->count.malformed++;
-		log_warn("dropped a message of %d frame(s) (want 3: routing id, type, body)", n_parts);
-		return;
-	}
-	const uint8_t *rid = zmq_msg_data(&parts[0]);
-	size_t rid_len = zmq_msg_size(&parts[0]);
+	const uint8_t *rid = rid_data;
 	if (rid_len > ROUTING_ID_MAX)
 		return;
 	struct proto_msg m;
 	char err[256];
-	const char *user_id = a->o->insecure ? NULL : zmq_msg_gets(&parts[2], "User-Id");
+	if (a->o->insecure)
+		user_id = NULL;
 	/* What only the controller sends is not even parsed (a BUNDLE may be
 	 * larger than anything an agent sends). */
-	int t = proto_type_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
+	int t = proto_type_parse(type, type_len);
 	if (t >= 0 && !proto_sent_by_agent(t))
 		snprintf(err, sizeof(err), "%s: not a message agents send", proto_type_name(t));
 	if ((t >= 0 && !proto_sent_by_agent(t)) ||
-	    proto_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), zmq_msg_data(&parts[2]),
-			 zmq_msg_size(&parts[2]), &m, err, sizeof(err)) < 0) {
+	    proto_decode(type, type_len, body, body_len, &m, err, sizeof(err)) < 0) {
 		a->count.malformed++;
 		struct node_link *n = node_by_rid(a, rid, rid_len);
 		/* A batch the agent would send again and again: answered, when
 		 * it comes on its node's session from its node's key. */
 		if (n && t == PROTO_FLOWS && (a->o->insecure || (user_id && strcmp(user_id, n->node) == 0))) {
 			n->last_heard_ms = clock_mono_ms();
-			on_flows_malformed(a, n, zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), err);
+			on_flows_malformed(a, n, body, body_len, err);
 			return;
 		}
 		log_warn("dropped a malformed message from %s: %s", n ? n->node : "an unknown agent", ESCAPED(err));
@@ -1049,6 +1059,18 @@ static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
 		break;
 	}
 	proto_msg_release(&m);
+}
+
+static void handle_message(struct agents *a, zmq_msg_t *parts, int n_parts)
+{
+	if (n_parts != 3) {
+		a->count.malformed++;
+		log_warn("dropped a message of %d frame(s) (want 3: routing id, type, body)", n_parts);
+		return;
+	}
+	agents_handle(a, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
+		      a->o->insecure ? NULL : zmq_msg_gets(&parts[2], "User-Id"), zmq_msg_data(&parts[1]),
+		      zmq_msg_size(&parts[1]), zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]));
 }
 
 /* Reads one whole message; false when none is waiting. */
@@ -1210,8 +1232,8 @@ struct agents *agents_new(void *zctx, const struct agents_options *o, struct com
 	if (!o->insecure) {
 		/* The ZAP handler must be bound before any CURVE socket. */
 		a->zap = zmq_socket(zctx, ZMQ_REP);
-		if (!a->zap || zmq_bind(a->zap, "inproc://zeromq.zap.01") < 0) {
-			*err = zmq_failure("ZAP handler", "inproc://zeromq.zap.01");
+		if (!a->zap || zmq_bind(a->zap, ZAP_ENDPOINT) < 0) {
+			*err = zmq_failure("ZAP handler", ZAP_ENDPOINT);
 			goto err_free;
 		}
 		allow_reload(a, 0);
@@ -1261,8 +1283,13 @@ void agents_free(struct agents *a)
 	free(a->allow_said);
 	if (a->router)
 		zmq_close(a->router);
-	if (a->zap)
+	if (a->zap) {
+		/* libzmq releases an inproc name when it reaps the socket, later:
+		 * unbound now, the next agents_new() in this context (the fuzzer
+		 * makes one per input) can bind it at once. */
+		zmq_unbind(a->zap, ZAP_ENDPOINT);
 		zmq_close(a->zap);
+	}
 	free(a);
 }
 

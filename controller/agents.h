@@ -41,6 +41,13 @@ void agents_free(struct agents *a);
 int agents_poll_items(struct agents *a, zmq_pollitem_t *items);
 /* Handles whatever is waiting on them (bounded work per call). */
 void agents_dispatch(struct agents *a);
+/* One message as the ROUTER received it (its routing id, type and body
+ * frames; user_id: the connection's ZAP User-Id, ignored with insecure):
+ * decoded, and handled by its session. agents_dispatch() calls it for
+ * every message read; the fuzzer (tests/fuzz/fuzz-controller.c) calls it
+ * without a network. Borrows everything. */
+void agents_handle(struct agents *a, const void *rid, size_t rid_len, const char *user_id, const void *type,
+		   size_t type_len, const void *body, size_t body_len);
 /* Heartbeats out, silent agents marked down; call every few hundred ms. */
 void agents_tick(struct agents *a, int64_t now_ms);
 /* Sends each connected node what it lacks (after the compiler changed). */
