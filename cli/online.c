@@ -24,7 +24,6 @@
 #define EXIT_OK 0
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
-#define POLICY_MAX_BYTES (64 << 20)
 
 /* Text from the controller for the terminal: whatever an agent told it
  * is printed escaped (escape.h), as every string in these verbs' text
@@ -265,23 +264,16 @@ static int policy_apply(const char *admin, int argc, char **argv)
 	const char *file = o.argv[0];
 	if (!arg_is_text("policy file name", file))
 		return EXIT_USAGE;
-	FILE *f = fopen(file, "r");
-	if (!f) {
-		fprintf(stderr, "%s: %s\n", file, strerror(errno));
-		return EXIT_USAGE;
-	}
-	char *text = malloc(POLICY_MAX_BYTES + 1);
-	size_t len = text ? fread(text, 1, POLICY_MAX_BYTES + 1, f) : 0;
-	fclose(f);
-	if (!text || len > POLICY_MAX_BYTES) {
-		fprintf(stderr, "%s: larger than %d bytes\n", file, POLICY_MAX_BYTES);
-		free(text);
-		return EXIT_USAGE;
-	}
-	text[len] = '\0';
 	/* Validate here first: every error, and no round trip for a typo. */
+	char *text;
+	size_t len;
 	struct diag d;
 	diag_init(&d, file);
+	if (policy_read_file(file, &text, &len, &d) < 0) {
+		diag_print(&d, stderr);
+		diag_release(&d);
+		return EXIT_USAGE;
+	}
 	struct policy_doc *doc = policy_parse_string(text, len, &d);
 	if (!doc) {
 		diag_print(&d, stderr);
