@@ -13,6 +13,7 @@
 
 #include "bulkhead/bundle.h"
 #include "bulkhead/escape.h"
+#include "bulkhead/fileio.h"
 #include "bulkhead/inventory.h"
 #include "addrs.h"
 #include "agent.h"
@@ -29,7 +30,6 @@
 
 /* A bundle is outside input: refuse absurd sizes before reading them. */
 #define BUNDLE_MAX_BYTES (256u << 20)
-#define INVENTORY_MAX_BYTES (64u << 20)
 #define TICK_MS 500
 #define FLOW_TICK_MS 100
 /* A cache that could not be written is tried again this often. */
@@ -956,7 +956,7 @@ static bool load_bundle_file(struct agent *a)
 	size_t len;
 	int r = state_read_path(a->o->bundle_path, BUNDLE_MAX_BYTES, &text, &len);
 	if (r < 0) {
-		log_error_errno(r, "reading bundle %s: %m; keeping the one in force", a->o->bundle_path);
+		log_error("reading bundle %s: %s; keeping the one in force", a->o->bundle_path, fileio_strerror(r));
 		a->bundles_rejected++;
 		a->status_dirty = true;
 		return false;

@@ -13,6 +13,7 @@
 
 #include "bulkhead/bundle.h"
 #include "bulkhead/escape.h"
+#include "bulkhead/fileio.h"
 #include "bulkhead/inventory.h"
 #include "agent.h"
 #include "bulkhead/log.h"
@@ -239,7 +240,7 @@ static int print_ruleset(const struct options *o)
 	size_t len;
 	int r = state_read_path(o->agent.bundle_path, BUNDLE_MAX_BYTES, &text, &len);
 	if (r < 0) {
-		log_error_errno(r, "reading %s: %m", o->agent.bundle_path);
+		log_error("reading %s: %s", o->agent.bundle_path, fileio_strerror(r));
 		return 1;
 	}
 	struct diag d;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bulkhead/fileio.h"
 #include "bulkhead/log.h"
 #include "state.h"
 
@@ -46,34 +47,7 @@ int state_write(const char *dir, const char *name, const char *text, size_t len)
 
 int state_read_path(const char *path, size_t max, char **text, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
-	if (!S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-		close(fd);
-		return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
-	}
-	char *buf = xmalloc((size_t)st.st_size + 1);
-	size_t off = 0;
-	while (off < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break; /* shrank under us: take what is there */
-		off += (size_t)n;
-	}
-	close(fd);
-	buf[off] = '\0';
-	*text = buf;
-	*len = off;
-	return 0;
+	return fileio_read(path, max, text, len);
 }
 
 int state_read(const char *dir, const char *name, size_t max, char **text, size_t *len)

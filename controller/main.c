@@ -14,6 +14,7 @@
 
 #include "bulkhead/admin.h"
 #include "bulkhead/escape.h"
+#include "bulkhead/fileio.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/log.h"
@@ -24,7 +25,6 @@
 #include "store.h"
 
 #define PROG "bulkhead-controller"
-#define POLICY_MAX_BYTES (64 << 20)
 #define MAX_NODES_DEFAULT 1000
 
 static void usage(FILE *out)
@@ -227,18 +227,11 @@ static void resume_endpoints(void *data, const char *node, const char *text)
 
 static int apply_policy_file(struct store *s, struct compiler *c, const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return log_error_errno(-errno, "--policy %s: %m", path), 1;
-	char *text = xmalloc(POLICY_MAX_BYTES + 1);
-	size_t len = fread(text, 1, POLICY_MAX_BYTES + 1, f);
-	fclose(f);
-	if (len > POLICY_MAX_BYTES) {
-		free(text);
-		log_error("--policy %s: larger than %d bytes", path, POLICY_MAX_BYTES);
-		return 2;
-	}
-	text[len] = '\0';
+	char *text;
+	size_t len;
+	int err = fileio_read(path, POLICY_MAX_BYTES, &text, &len);
+	if (err < 0)
+		return log_error("--policy %s: %s", path, fileio_strerror(err)), err == -EFBIG ? 2 : 1;
 	char comment[512];
 	snprintf(comment, sizeof(comment), "--policy %s", path);
 	json_t *r = admin_apply_policy(s, c, text, path, comment);

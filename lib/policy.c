@@ -784,42 +784,19 @@ struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag
 	return doc;
 }
 
+int policy_read_file(const char *path, char **text, size_t *len, struct diag *diag)
+{
+	return json_util_read_file(path, POLICY_MAX_BYTES, "a policy document", text, len, diag);
+}
+
 struct policy_doc *policy_parse_file(const char *path, struct diag *diag)
 {
-	/* Read whole, and no more than one byte past the limit: the file
-	 * may be a pipe, whose size nobody knows beforehand. */
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		diag_add(diag, "", "cannot open: %s", strerror(errno));
+	char *text;
+	size_t len;
+	if (policy_read_file(path, &text, &len, diag) < 0)
 		return NULL;
-	}
-	size_t len = 0, cap = 0, max = POLICY_MAX_BYTES;
-	char *text = NULL;
-	struct policy_doc *doc = NULL;
-	for (;;) {
-		if (len == cap) {
-			cap = cap ? 2 * cap : 65536;
-			if (cap > max + 1)
-				cap = max + 1;
-			char *grown = realloc(text, cap);
-			if (!grown) {
-				diag_add(diag, "", "out of memory");
-				goto out;
-			}
-			text = grown;
-		}
-		size_t n = fread(text + len, 1, cap - len, f);
-		len += n;
-		if (n == 0 || len > max)
-			break;
-	}
-	if (ferror(f))
-		diag_add(diag, "", "cannot read: %s", strerror(errno));
-	else
-		doc = policy_parse_string(text, len, diag);
-out:
+	struct policy_doc *doc = policy_parse_string(text, len, diag);
 	free(text);
-	fclose(f);
 	return doc;
 }
 
