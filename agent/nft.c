@@ -89,23 +89,10 @@ struct plan {
 	size_t first_rule[DIR_COUNT + 1];
 };
 
-/* Rules every chain starts with (DESIGN §2 step 1), before the bundle's. */
-enum fixed_rule {
-	FIXED_ESTABLISHED,
-	FIXED_INVALID,
-	FIXED_LOOPBACK,
-	FIXED_ND,
-	FIXED_COUNT,
-};
-
-/* Each has a counter and this comment (its name among the hit counts);
- * the invalid drop logs, as every drop does. */
-static const char *const fixed_id[FIXED_COUNT] = {
-	[FIXED_ESTABLISHED] = NFT_RULE_ESTABLISHED,
-	[FIXED_INVALID] = NFT_RULE_CT_INVALID,
-	[FIXED_LOOPBACK] = NFT_RULE_LOOPBACK,
-	[FIXED_ND] = NFT_RULE_NEIGHBOUR_DISCOVERY,
-};
+/* Rules every chain starts with (DESIGN §2 step 1), before the bundle's
+ * (enum fixed_rule, vocab.h). Each has a counter and its id as comment (its
+ * name among the hit counts); the invalid drop logs, as every drop does. */
+#define fixed_id fixed_rule_words
 
 /* What each matches, as nft writes it. */
 /* clang-format off */
@@ -311,16 +298,12 @@ static int port_check(const struct port_match *pm)
 	}
 }
 
-static int rule_verdict(const struct bundle_rule *r, enum verdict *out)
+static int rule_verdict_check(const struct bundle_rule *r, enum verdict *out)
 {
-	if (r->action == ACTION_ALLOW)
-		*out = VERDICT_ACCEPT;
-	else if (r->action == ACTION_DENY && r->mode == MODE_ENFORCE)
-		*out = VERDICT_DROP;
-	else if (r->action == ACTION_DENY && r->mode == MODE_AUDIT)
-		*out = VERDICT_AUDIT;
-	else
+	if (r->action != ACTION_ALLOW &&
+	    (r->action != ACTION_DENY || (r->mode != MODE_ENFORCE && r->mode != MODE_AUDIT)))
 		return -EINVAL;
+	*out = rule_verdict(r->action, r->mode);
 	return 0;
 }
 
@@ -334,7 +317,7 @@ static int plan_rules_for(struct plan *p, enum direction dir, size_t pos, const 
 	size_t n_ports = br->any_port ? 1 : br->n_ports;
 	int ret;
 
-	if (rule_verdict(br, &r.verdict) < 0) {
+	if (rule_verdict_check(br, &r.verdict) < 0) {
 		snprintf(err, errsz, "bundle rule %s: bad action or mode", br->id);
 		return -EINVAL;
 	}
@@ -1304,7 +1287,7 @@ static int emit_fixed_rule(struct nft_batch *nb, enum direction dir, enum fixed_
 		ok = add_ct_state(r, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)) &&
 		     add_counter(r) && add_verdict(r, NF_ACCEPT);
 		break;
-	case FIXED_INVALID:
+	case FIXED_CT_INVALID:
 		invalid_prefix(dir, prefix);
 		ok = add_ct_state(r, NF_CT_STATE_INVALID_BIT) && add_counter(r) &&
 		     add_log(r, prefix, nb->nflog_group) && add_verdict(r, NF_DROP);
@@ -1314,7 +1297,7 @@ static int emit_fixed_rule(struct nft_batch *nb, enum direction dir, enum fixed_
 		     add_cmp(r, NFT_CMP_EQ, &lo_ifindex, sizeof(lo_ifindex)) && add_counter(r) &&
 		     add_verdict(r, NF_ACCEPT);
 		break;
-	case FIXED_ND:
+	case FIXED_NEIGHBOUR_DISCOVERY:
 	default:
 		/* IPv6 only, as the reference evaluator has it. */
 		ok = add_meta(r, NFT_META_NFPROTO, NFT_REG_1) && add_cmp_u8(r, NFPROTO_IPV6) &&
@@ -1912,20 +1895,10 @@ static void text_set(FILE *f, const struct plan_set *ps)
 	fputs(" }\n\t}\n", f);
 }
 
+/* nft's name for ICMPv6 differs from the policy's. */
 static const char *l4_name(uint8_t proto)
 {
-	switch (proto) {
-	case IPPROTO_TCP:
-		return "tcp";
-	case IPPROTO_UDP:
-		return "udp";
-	case IPPROTO_SCTP:
-		return "sctp";
-	case IPPROTO_ICMP:
-		return "icmp";
-	default:
-		return "ipv6-icmp";
-	}
+	return proto == IPPROTO_ICMPV6 ? "ipv6-icmp" : proto_name(proto);
 }
 
 static void text_rule(FILE *f, const struct bundle_endpoint *ep, const struct plan_rule *pr, uint16_t group)
@@ -1943,7 +1916,7 @@ static void text_rule(FILE *f, const struct bundle_endpoint *ep, const struct pl
 
 		fprintf(f, "meta l4proto %s ", l4_name(pm->proto));
 		if (pm->proto == IPPROTO_ICMP || pm->proto == IPPROTO_ICMPV6) {
-			const char *kw = pm->proto == IPPROTO_ICMP ? "icmp" : "icmpv6";
+			const char *kw = proto_name(pm->proto);
 
 			if (pm->icmp_type >= 0)
 				fprintf(f, "%s type %d ", kw, pm->icmp_type);
@@ -1994,7 +1967,7 @@ int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, ui
 			chain_name(d), d == DIR_INGRESS ? "input" : "output");
 		for (int i = 0; i < FIXED_COUNT; i++) {
 			fprintf(f, "\t\t%s counter ", fixed_match[d][i]);
-			if (i == FIXED_INVALID) {
+			if (i == FIXED_CT_INVALID) {
 				char prefix[NFT_PREFIX_MAX];
 				invalid_prefix(d, prefix);
 				fprintf(f, "log prefix \"%s\" group %u snaplen %u drop", prefix, nflog_group,

@@ -37,11 +37,12 @@ struct mnl_socket;
 #define NFT_POSITION_INVALID  (-2L) /* 'x': the chain's "ct state invalid" drop */
 
 /* The comments of the rules every chain starts with (DESIGN §2 step 1),
- * which are their ids among the hit counts and denied flows. */
-#define NFT_RULE_ESTABLISHED	     "established"
-#define NFT_RULE_CT_INVALID	     "ct-invalid"
-#define NFT_RULE_LOOPBACK	     "loopback"
-#define NFT_RULE_NEIGHBOUR_DISCOVERY "neighbour-discovery"
+ * which are their ids among the hit counts and denied flows (RULE_ID_*,
+ * vocab.h), by the names callers knew them by. */
+#define NFT_RULE_ESTABLISHED	     RULE_ID_ESTABLISHED
+#define NFT_RULE_CT_INVALID	     RULE_ID_CT_INVALID
+#define NFT_RULE_LOOPBACK	     RULE_ID_LOOPBACK
+#define NFT_RULE_NEIGHBOUR_DISCOVERY RULE_ID_NEIGHBOUR_DISCOVERY
 
 struct nft_prefix {
 	enum verdict verdict; /* VERDICT_DROP or VERDICT_AUDIT */

@@ -236,24 +236,9 @@ out:
 
 /* ---- policy explain ---- */
 
-static const struct {
-	const char *name;
-	uint8_t proto;
-} protocols[] = {{"tcp", IPPROTO_TCP},
-		 {"udp", IPPROTO_UDP},
-		 {"sctp", IPPROTO_SCTP},
-		 {"icmp", IPPROTO_ICMP},
-		 {"icmpv6", IPPROTO_ICMPV6}};
-
 static bool proto_parse(const char *s, uint8_t *out)
 {
-	for (size_t i = 0; s && i < BH_ARRAY_SIZE(protocols); i++) {
-		if (strcmp(protocols[i].name, s) == 0) {
-			*out = protocols[i].proto;
-			return true;
-		}
-	}
-	return false;
+	return s && proto_lookup(s, strlen(s), out);
 }
 
 /* An address, or NODE/NAME: that endpoint's first address of the family. */
