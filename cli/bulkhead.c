@@ -286,8 +286,8 @@ static json_t *explain_json(const struct path_result *res, const struct endpoint
 			    const struct endpoint *dst_ep)
 {
 	return json_pack("{s:b,s:s,s:o,s:o}", "delivered", res->delivered, "verdict", verdict_name(res->verdict),
-			 "egress", side_json(res->has_egress, src_ep, &res->egress), "ingress",
-			 side_json(res->has_ingress, dst_ep, &res->ingress));
+			 direction_name(DIR_EGRESS), side_json(res->has_egress, src_ep, &res->egress),
+			 direction_name(DIR_INGRESS), side_json(res->has_ingress, dst_ep, &res->ingress));
 }
 
 static void explain_side_text(const char *dir, bool present, const struct endpoint *ep,
@@ -477,8 +477,8 @@ static int cmd_policy_explain(int argc, char **argv)
 		printf("%s -> %s %s\n", s, d, p);
 		explain_conflict(&o, &pkt.src);
 		explain_conflict(&o, &pkt.dst);
-		explain_side_text("egress", res.has_egress, src_ep, &res.egress);
-		explain_side_text("ingress", res.has_ingress, dst_ep, &res.ingress);
+		explain_side_text(direction_name(DIR_EGRESS), res.has_egress, src_ep, &res.egress);
+		explain_side_text(direction_name(DIR_INGRESS), res.has_ingress, dst_ep, &res.ingress);
 		printf("  result  %s\n", res.verdict == VERDICT_DROP    ? "dropped"
 				       : res.verdict == VERDICT_AUDIT ? "delivered, reported as audit"
 								       : "delivered");

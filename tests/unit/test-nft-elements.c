@@ -239,7 +239,7 @@ static int elem_cmp(const void *a, const void *b)
 
 static struct elem *model_find(struct elems *m, const struct elem *e)
 {
-	return bsearch(e, m->v, m->n, sizeof(*m->v), elem_cmp);
+	return m->n ? bsearch(e, m->v, m->n, sizeof(*m->v), elem_cmp) : NULL;
 }
 
 static void model_sort(struct elems *m)
