@@ -751,17 +751,22 @@ static int emit_rule(struct nft_batch *nb, uint32_t index)
 {
 	const struct nft_plan_rule *pr = &nb->plan.rules[index];
 	struct nft_obj o = {.kind = OBJ_RULE, .dir = pr->dir, .index = index};
-	struct nftnl_rule *r = rule_alloc(pr->dir, pr->comment);
+	char comment[NFT_COMMENT_MAX], prefix[NFT_PREFIX_MAX];
+	struct nftnl_rule *r;
 	struct nlmsghdr *nlh;
 	bool ok;
 	int ret = -ENOMEM;
 
+	nft_plan_rule_comment(pr, comment);
+	r = rule_alloc(pr->dir, comment);
 	if (!r)
 		return -ENOMEM;
 	ok = pr->kind == NFT_PLAN_FIXED ? add_fixed_match(r, pr) : add_match(r, pr);
 	ok = ok && add_counter(r);
-	if (ok && pr->verdict != VERDICT_ACCEPT)
-		ok = add_log(r, pr->prefix, nb->nflog_group);
+	if (ok && pr->verdict != VERDICT_ACCEPT) {
+		nft_plan_rule_prefix(pr, prefix);
+		ok = add_log(r, prefix, nb->nflog_group);
+	}
 	ok = ok && add_verdict(r, pr->verdict == VERDICT_DROP ? NF_DROP : NF_ACCEPT);
 	nlh = ok ? batch_hdr(nb, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, &o) : NULL;
 	if (nlh) {

@@ -131,15 +131,11 @@ static uint64_t range_span(const struct addr_range *r, unsigned len)
 	return hi - lo + 1;
 }
 
-/* The comment nft shows with a rule: its id, reduced to characters that
- * need no quoting anywhere, because the id comes from the bundle, which is
- * outside input. */
-static void comment_set(char buf[NFT_COMMENT_MAX], const char *s)
+void nft_plan_rule_comment(const struct nft_plan_rule *r, char buf[NFT_COMMENT_MAX])
 {
+	const char *s = r->id ? r->id : "fallback";
 	size_t n = 0;
 
-	if (!s)
-		s = "fallback";
 	for (; *s && n + 1 < NFT_COMMENT_MAX; s++) {
 		char c = *s;
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -149,11 +145,18 @@ static void comment_set(char buf[NFT_COMMENT_MAX], const char *s)
 	buf[n] = '\0';
 }
 
-/* Appends r, filling in its prefix and comment. */
+void nft_plan_rule_prefix(const struct nft_plan_rule *r, char buf[NFT_PREFIX_MAX])
+{
+	struct nft_prefix pfx = {.verdict = r->verdict, .dir = r->dir, .position = r->pos};
+
+	if (r->verdict == VERDICT_ACCEPT)
+		buf[0] = '\0';
+	else
+		nft_prefix_format(&pfx, buf);
+}
+
 static int plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
 {
-	struct nft_plan_rule *to;
-
 	if (p->n_rules == p->cap_rules) {
 		size_t cap = p->cap_rules ? 2 * p->cap_rules : 64;
 		struct nft_plan_rule *v = realloc(p->rules, cap * sizeof(*v));
@@ -163,25 +166,7 @@ static int plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
 		p->rules = v;
 		p->cap_rules = cap;
 	}
-	to = &p->rules[p->n_rules++];
-	*to = *r;
-	to->prefix[0] = '\0';
-	if (r->verdict != VERDICT_ACCEPT) {
-		struct nft_prefix pfx = {.verdict = r->verdict, .dir = r->dir, .position = r->pos};
-
-		nft_prefix_format(&pfx, to->prefix);
-	}
-	switch (r->kind) {
-	case NFT_PLAN_FIXED:
-		comment_set(to->comment, fixed_rule_id(r->fixed));
-		break;
-	case NFT_PLAN_RULE:
-		comment_set(to->comment, r->src->id);
-		break;
-	case NFT_PLAN_FALLBACK:
-		comment_set(to->comment, p->ep->chains[r->dir].fallback_reason);
-		break;
-	}
+	p->rules[p->n_rules++] = *r;
 	return 0;
 }
 
@@ -208,7 +193,7 @@ static int plan_rules_for(struct nft_plan *p, enum direction dir, size_t pos, co
 			  struct nft_plan_set **by_set, char *err, size_t errsz)
 {
 	static const int families[] = {AF_INET, AF_INET6};
-	struct nft_plan_rule r = {.kind = NFT_PLAN_RULE, .dir = dir, .pos = (long)pos, .src = br};
+	struct nft_plan_rule r = {.kind = NFT_PLAN_RULE, .dir = dir, .pos = (long)pos, .src = br, .id = br->id};
 	size_t n_ports = br->any_port ? 1 : br->n_ports;
 	int ret;
 
@@ -354,7 +339,7 @@ static int plan_sets(struct nft_plan *p, const struct bundle *b, const struct bu
 static int plan_fixed_rules(struct nft_plan *p, enum direction dir)
 {
 	for (int f = 0; f < FIXED_COUNT; f++) {
-		struct nft_plan_rule r = {.kind = NFT_PLAN_FIXED, .dir = dir, .fixed = f};
+		struct nft_plan_rule r = {.kind = NFT_PLAN_FIXED, .dir = dir, .fixed = f, .id = fixed_rule_id(f)};
 		int ret;
 
 		if (f == FIXED_CT_INVALID) {
@@ -372,8 +357,11 @@ static int plan_chain(struct nft_plan *p, enum direction dir, struct nft_plan_se
 		      size_t errsz)
 {
 	const struct bundle_chain *c = &p->ep->chains[dir];
-	struct nft_plan_rule fb = {
-	    .kind = NFT_PLAN_FALLBACK, .dir = dir, .pos = NFT_POSITION_FALLBACK, .verdict = c->fallback};
+	struct nft_plan_rule fb = {.kind = NFT_PLAN_FALLBACK,
+				   .dir = dir,
+				   .pos = NFT_POSITION_FALLBACK,
+				   .verdict = c->fallback,
+				   .id = c->fallback_reason};
 	struct nft_plan_chain *pc = &p->chains[dir];
 	int ret;
 
@@ -443,6 +431,18 @@ static bool port_equal(const struct port_match *a, const struct port_match *b)
 	       a->icmp_code == b->icmp_code;
 }
 
+/* Ids that differ can still make one comment (nft_plan_rule_comment()). */
+static bool same_comment(const struct nft_plan_rule *x, const struct nft_plan_rule *y)
+{
+	char cx[NFT_COMMENT_MAX], cy[NFT_COMMENT_MAX];
+
+	if (x->id && y->id && strcmp(x->id, y->id) == 0)
+		return true;
+	nft_plan_rule_comment(x, cx);
+	nft_plan_rule_comment(y, cy);
+	return strcmp(cx, cy) == 0;
+}
+
 /* Compares what each nft rule is made of: family, set name, port match,
  * verdict, log prefix (direction and position) and comment (rule id or
  * fallback reason). */
@@ -470,7 +470,7 @@ bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b)
 			return false;
 		if (x->set && strcmp(x->set->name, y->set->name) != 0)
 			return false;
-		if (strcmp(x->comment, y->comment) != 0)
+		if (!same_comment(x, y))
 			return false;
 	}
 	return true;

@@ -20,7 +20,7 @@
  * becomes an interval set (same members) so that expansion stays linear in
  * the input. */
 #define NFT_HOSTS_RANGE_MAX 256
-/* A rule's comment: its id made safe to print (nft_plan_build()). */
+/* A rule's comment: its id made safe to print (nft_plan_rule_comment()). */
 #define NFT_COMMENT_MAX 128
 
 /* One nft set: a bundle set's members of one family. */
@@ -41,8 +41,9 @@ enum nft_plan_kind {
 
 /* One nft rule. It matches a packet when every part that is set does:
  * family, the peer address in set, port; then counts it, logs it to NFLOG
- * with prefix unless verdict is VERDICT_ACCEPT, and applies the verdict
- * (VERDICT_AUDIT accepts). */
+ * (nft_plan_rule_prefix()) unless verdict is VERDICT_ACCEPT, and applies
+ * the verdict (VERDICT_AUDIT accepts). Its comment is
+ * nft_plan_rule_comment(). */
 struct nft_plan_rule {
 	enum nft_plan_kind kind;
 	enum direction dir;
@@ -54,8 +55,7 @@ struct nft_plan_rule {
 	const struct nft_plan_set *set; /* NULL: any peer; else the source (ingress) or destination */
 	const struct port_match *port;	/* NULL: any protocol */
 	enum verdict verdict;
-	char prefix[NFT_PREFIX_MAX];  /* "" when it does not log */
-	char comment[NFT_COMMENT_MAX]; /* rule id, fallback reason or fixed rule id */
+	const char *id; /* rule id, fallback reason or fixed rule id, as the bundle has it (NULL: none) */
 };
 
 /* A base chain: hook input (ingress) or output (egress), priority 0,
@@ -91,6 +91,12 @@ void nft_plan_release(struct nft_plan *p);
 /* Whether a and b make the same sets (names, families, kinds) and the
  * same rules, so that only set elements can differ (an element delta). */
 bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b);
+
+/* The comment nft shows with r: its id, reduced to characters that need no
+ * quoting anywhere (the id comes from the bundle, which is outside input). */
+void nft_plan_rule_comment(const struct nft_plan_rule *r, char buf[NFT_COMMENT_MAX]);
+/* The NFLOG prefix r logs with, "" when it does not log. */
+void nft_plan_rule_prefix(const struct nft_plan_rule *r, char buf[NFT_PREFIX_MAX]);
 
 /* What fixed rule rule matches in chain dir, as nft writes it, e.g.
  * "ct state invalid". */

@@ -126,15 +126,20 @@ static void text_match(FILE *f, const struct nft_plan_rule *pr)
 
 static void text_rule(FILE *f, const struct nft_plan_rule *pr, uint16_t group)
 {
+	char comment[NFT_COMMENT_MAX], prefix[NFT_PREFIX_MAX];
+
 	fputs("\t\t", f);
 	if (pr->kind == NFT_PLAN_FIXED)
 		fprintf(f, "%s ", nft_plan_fixed_match(pr->dir, pr->fixed));
 	else
 		text_match(f, pr);
 	fputs("counter ", f);
-	if (pr->verdict != VERDICT_ACCEPT)
-		fprintf(f, "log prefix \"%s\" group %u snaplen %u ", pr->prefix, group, NFT_NFLOG_SNAPLEN);
-	fprintf(f, "%s comment \"%s\"\n", pr->verdict == VERDICT_DROP ? "drop" : "accept", pr->comment);
+	if (pr->verdict != VERDICT_ACCEPT) {
+		nft_plan_rule_prefix(pr, prefix);
+		fprintf(f, "log prefix \"%s\" group %u snaplen %u ", prefix, group, NFT_NFLOG_SNAPLEN);
+	}
+	nft_plan_rule_comment(pr, comment);
+	fprintf(f, "%s comment \"%s\"\n", pr->verdict == VERDICT_DROP ? "drop" : "accept", comment);
 }
 
 int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, uint16_t nflog_group,

@@ -70,6 +70,23 @@ static const struct nft_plan_rule *rule_at(const struct nft_plan *p, enum direct
 	return &p->rules[p->chains[dir].first_rule + FIXED_COUNT + i];
 }
 
+/* The comment and the NFLOG prefix of a rule (one call's worth each). */
+static const char *comment(const struct nft_plan_rule *r)
+{
+	static char buf[NFT_COMMENT_MAX];
+
+	nft_plan_rule_comment(r, buf);
+	return buf;
+}
+
+static const char *prefix(const struct nft_plan_rule *r)
+{
+	static char buf[NFT_PREFIX_MAX];
+
+	nft_plan_rule_prefix(r, buf);
+	return buf;
+}
+
 static size_t n_bundle_rules(const struct nft_plan *p, enum direction dir)
 {
 	return p->chains[dir].n_rules - FIXED_COUNT - 1;
@@ -103,11 +120,11 @@ TEST(chains_start_with_the_fixed_rules_and_end_with_the_fallback)
 			const struct nft_plan_rule *r = &pl.p.rules[c->first_rule + f];
 
 			CHECK(r->kind == NFT_PLAN_FIXED && r->fixed == (enum fixed_rule)f && r->dir == (enum direction)d);
-			CHECK_STR(r->comment, fixed_rule_id(f));
+			CHECK_STR(comment(r), fixed_rule_id(f));
 			CHECK(!r->set && !r->port && !r->family);
 			/* Only the invalid drop logs, like every drop. */
 			snprintf(want, sizeof(want), "bh:D:%sx", dc);
-			CHECK_STR(r->prefix, f == FIXED_CT_INVALID ? want : "");
+			CHECK_STR(prefix(r), f == FIXED_CT_INVALID ? want : "");
 			CHECK(r->verdict == (f == FIXED_CT_INVALID ? VERDICT_DROP : VERDICT_ACCEPT));
 		}
 		const struct nft_plan_rule *fb = &pl.p.rules[c->first_rule + FIXED_COUNT];
@@ -115,12 +132,12 @@ TEST(chains_start_with_the_fixed_rules_and_end_with_the_fallback)
 		CHECK(fb->kind == NFT_PLAN_FALLBACK && fb->pos == NFT_POSITION_FALLBACK);
 		if (d == DIR_INGRESS) { /* isolated by an empty ingress list */
 			CHECK(fb->verdict == VERDICT_DROP);
-			CHECK_STR(fb->comment, RULE_ID_DEFAULT_DENY);
-			CHECK_STR(fb->prefix, "bh:D:i-");
+			CHECK_STR(comment(fb), RULE_ID_DEFAULT_DENY);
+			CHECK_STR(prefix(fb), "bh:D:i-");
 		} else { /* defaults: allow */
 			CHECK(fb->verdict == VERDICT_ACCEPT);
-			CHECK_STR(fb->comment, RULE_ID_DEFAULTS);
-			CHECK_STR(fb->prefix, "");
+			CHECK_STR(comment(fb), RULE_ID_DEFAULTS);
+			CHECK_STR(prefix(fb), "");
 		}
 	}
 	CHECK_STR(nft_plan_fixed_match(DIR_INGRESS, FIXED_LOOPBACK), "iif \"lo\"");
@@ -148,8 +165,8 @@ TEST(allow_deny_and_audit_rules_with_peers_and_ports)
 		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_INGRESS, i);
 
 		CHECK(r->kind == NFT_PLAN_RULE && r->pos == 0 && r->verdict == VERDICT_ACCEPT);
-		CHECK_STR(r->comment, "db/ingress/0");
-		CHECK_STR(r->prefix, "");
+		CHECK_STR(comment(r), "db/ingress/0");
+		CHECK_STR(prefix(r), "");
 		CHECK(r->family == (i < 2 ? AF_INET : AF_INET6));
 		CHECK(r->set && r->set->family == r->family && strcmp(r->set->src->id, "web") == 0);
 		CHECK(r->port && r->port->proto == (i % 2 ? IPPROTO_UDP : IPPROTO_TCP));
@@ -158,8 +175,8 @@ TEST(allow_deny_and_audit_rules_with_peers_and_ports)
 		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_INGRESS, i);
 
 		CHECK(r->pos == 1 && r->verdict == VERDICT_DROP && !r->port);
-		CHECK_STR(r->prefix, "bh:D:i1");
-		CHECK_STR(r->comment, "db/ingress/1");
+		CHECK_STR(prefix(r), "bh:D:i1");
+		CHECK_STR(comment(r), "db/ingress/1");
 		CHECK(r->set && strcmp(r->set->src->id, "office") == 0 && r->set->interval);
 	}
 	planned_release(&pl);
@@ -177,7 +194,7 @@ TEST(allow_deny_and_audit_rules_with_peers_and_ports)
 		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_EGRESS, i);
 
 		CHECK(r->verdict == VERDICT_AUDIT && !r->family && !r->set && r->port);
-		CHECK_STR(r->prefix, "bh:A:e0");
+		CHECK_STR(prefix(r), "bh:A:e0");
 	}
 	CHECK(rule_at(&pl.p, DIR_EGRESS, 0)->port->lo == 1 && rule_at(&pl.p, DIR_EGRESS, 0)->port->hi == 1024);
 	CHECK(rule_at(&pl.p, DIR_EGRESS, 1)->port->proto == IPPROTO_SCTP);
