@@ -720,8 +720,8 @@ static bool add_fixed_match(struct nftnl_rule *r, const struct nft_plan_rule *pr
 		/* IPv6 only, as the reference evaluator has it. */
 		return add_meta(r, NFT_META_NFPROTO, NFT_REG_1) && add_cmp_u8(r, NFPROTO_IPV6) &&
 		       add_meta(r, NFT_META_L4PROTO, NFT_REG_1) && add_cmp_u8(r, IPPROTO_ICMPV6) &&
-		       add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) && add_cmp(r, NFT_CMP_GTE, &nd_lo, 1) &&
-		       add_cmp(r, NFT_CMP_LTE, &nd_hi, 1);
+		       add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) &&
+		       add_cmp(r, NFT_CMP_GTE, &nd_lo, 1) && add_cmp(r, NFT_CMP_LTE, &nd_hi, 1);
 	}
 }
 
@@ -953,12 +953,13 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 			 NFT_TABLE_NAME);
 		break;
 	case OBJ_SET:
-		snprintf(buf, size, "set %s (bundle set %s)", p->sets[o->index].name, p->sets[o->index].src->id);
+		snprintf(buf, size, "set %s (bundle set %s)", p->sets[o->index].name,
+			 p->sets[o->index].src->id);
 		break;
 	case OBJ_ELEMS:
 		snprintf(buf, size, "%s elements from #%" PRIu32 " of set %s (bundle set %s)",
-			 o->nlmsg_type == NFT_MSG_DELSETELEM ? "delete" : "add", o->first, p->sets[o->index].name,
-			 p->sets[o->index].src->id);
+			 o->nlmsg_type == NFT_MSG_DELSETELEM ? "delete" : "add", o->first,
+			 p->sets[o->index].name, p->sets[o->index].src->id);
 		break;
 	case OBJ_CHAIN:
 		snprintf(buf, size, "chain %s", p->chains[o->dir].name);
@@ -1174,4 +1175,3 @@ int nft_batch_send_at(struct nft_batch *nb, struct mnl_socket *nl, uint32_t geni
 	}
 	return 0;
 }
-

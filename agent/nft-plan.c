@@ -193,7 +193,8 @@ static int plan_rules_for(struct nft_plan *p, enum direction dir, size_t pos, co
 			  struct nft_plan_set **by_set, char *err, size_t errsz)
 {
 	static const int families[] = {AF_INET, AF_INET6};
-	struct nft_plan_rule r = {.kind = NFT_PLAN_RULE, .dir = dir, .pos = (long)pos, .src = br, .id = br->id};
+	struct nft_plan_rule r = {
+	    .kind = NFT_PLAN_RULE, .dir = dir, .pos = (long)pos, .src = br, .id = br->id};
 	size_t n_ports = br->any_port ? 1 : br->n_ports;
 	int ret;
 
@@ -339,7 +340,8 @@ static int plan_sets(struct nft_plan *p, const struct bundle *b, const struct bu
 static int plan_fixed_rules(struct nft_plan *p, enum direction dir)
 {
 	for (int f = 0; f < FIXED_COUNT; f++) {
-		struct nft_plan_rule r = {.kind = NFT_PLAN_FIXED, .dir = dir, .fixed = f, .id = fixed_rule_id(f)};
+		struct nft_plan_rule r = {
+		    .kind = NFT_PLAN_FIXED, .dir = dir, .fixed = f, .id = fixed_rule_id(f)};
 		int ret;
 
 		if (f == FIXED_CT_INVALID) {

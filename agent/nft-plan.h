@@ -47,11 +47,11 @@ enum nft_plan_kind {
 struct nft_plan_rule {
 	enum nft_plan_kind kind;
 	enum direction dir;
-	enum fixed_rule fixed;	       /* NFT_PLAN_FIXED: which */
-	long pos;		       /* bundle rule index, or NFT_POSITION_FALLBACK, NFT_POSITION_INVALID;
-					* 0 for the other fixed rules */
-	const struct bundle_rule *src; /* NFT_PLAN_RULE */
-	int family;		       /* 0: any family */
+	enum fixed_rule fixed;		/* NFT_PLAN_FIXED: which */
+	long pos;			/* bundle rule index, or NFT_POSITION_FALLBACK, NFT_POSITION_INVALID;
+					 * 0 for the other fixed rules */
+	const struct bundle_rule *src;	/* NFT_PLAN_RULE */
+	int family;			/* 0: any family */
 	const struct nft_plan_set *set; /* NULL: any peer; else the source (ingress) or destination */
 	const struct port_match *port;	/* NULL: any protocol */
 	enum verdict verdict;
@@ -61,8 +61,8 @@ struct nft_plan_rule {
 /* A base chain: hook input (ingress) or output (egress), priority 0,
  * policy accept (drops come from the fallback rule, which logs them). */
 struct nft_plan_chain {
-	const char *name; /* NFT_CHAIN_INGRESS, NFT_CHAIN_EGRESS */
-	const char *hook; /* "input", "output" */
+	const char *name;	    /* NFT_CHAIN_INGRESS, NFT_CHAIN_EGRESS */
+	const char *hook;	    /* "input", "output" */
 	size_t first_rule, n_rules; /* its rules in nft_plan.rules */
 };
 

@@ -155,7 +155,8 @@ static int nl_ask(struct mnl_socket *nl, const struct nlmsghdr *nlh, mnl_cb_t cb
 /* A request for the elements of our table's set name. */
 static struct nlmsghdr *ask_set_elems(char *buf, const char *name)
 {
-	struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, next_seq());
+	struct nlmsghdr *nlh =
+	    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, next_seq());
 
 	mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, NFT_TABLE_NAME);
 	mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, name);

@@ -108,7 +108,8 @@ static void text_match(FILE *f, const struct nft_plan_rule *pr)
 		const struct port_match *pm = pr->port;
 
 		/* nft's name for ICMPv6 differs from the policy's. */
-		fprintf(f, "meta l4proto %s ", pm->proto == IPPROTO_ICMPV6 ? "ipv6-icmp" : proto_name(pm->proto));
+		fprintf(f, "meta l4proto %s ",
+			pm->proto == IPPROTO_ICMPV6 ? "ipv6-icmp" : proto_name(pm->proto));
 		if (pm->proto == IPPROTO_ICMP || pm->proto == IPPROTO_ICMPV6) {
 			const char *kw = proto_name(pm->proto);
 
@@ -170,7 +171,8 @@ int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, ui
 	for (int d = 0; d < DIR_COUNT; d++) {
 		const struct nft_plan_chain *c = &p.chains[d];
 
-		fprintf(f, "\tchain %s {\n\t\ttype filter hook %s priority 0; policy accept;\n", c->name, c->hook);
+		fprintf(f, "\tchain %s {\n\t\ttype filter hook %s priority 0; policy accept;\n", c->name,
+			c->hook);
 		for (size_t i = c->first_rule; i < c->first_rule + c->n_rules; i++)
 			text_rule(f, &p.rules[i], nflog_group);
 		fprintf(f, "\t}\n%s", d + 1 < DIR_COUNT ? "\n" : "");

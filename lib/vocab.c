@@ -9,16 +9,16 @@ const char *const direction_words[] = {[DIR_INGRESS] = "ingress", [DIR_EGRESS] =
 const char *const action_words[] = {[ACTION_ALLOW] = "allow", [ACTION_DENY] = "deny", NULL};
 const char *const mode_words[] = {[MODE_ENFORCE] = "enforce", [MODE_AUDIT] = "audit", NULL};
 const char *const verdict_words[] = {
-	[VERDICT_ACCEPT] = "accept", [VERDICT_DROP] = "drop", [VERDICT_AUDIT] = "audit", NULL};
+    [VERDICT_ACCEPT] = "accept", [VERDICT_DROP] = "drop", [VERDICT_AUDIT] = "audit", NULL};
 const char *const report_verdict_words[] = {
-	[VERDICT_ACCEPT] = "allow", [VERDICT_DROP] = "deny", [VERDICT_AUDIT] = "audit", NULL};
+    [VERDICT_ACCEPT] = "allow", [VERDICT_DROP] = "deny", [VERDICT_AUDIT] = "audit", NULL};
 
 const char *const fixed_rule_words[] = {
-	[FIXED_ESTABLISHED] = RULE_ID_ESTABLISHED,
-	[FIXED_CT_INVALID] = RULE_ID_CT_INVALID,
-	[FIXED_LOOPBACK] = RULE_ID_LOOPBACK,
-	[FIXED_NEIGHBOUR_DISCOVERY] = RULE_ID_NEIGHBOUR_DISCOVERY,
-	NULL,
+    [FIXED_ESTABLISHED] = RULE_ID_ESTABLISHED,
+    [FIXED_CT_INVALID] = RULE_ID_CT_INVALID,
+    [FIXED_LOOPBACK] = RULE_ID_LOOPBACK,
+    [FIXED_NEIGHBOUR_DISCOVERY] = RULE_ID_NEIGHBOUR_DISCOVERY,
+    NULL,
 };
 const char *const fallback_reason_words[] = {RULE_ID_DEFAULT_DENY, RULE_ID_DEFAULTS, NULL};
 
@@ -85,8 +85,8 @@ static const struct {
 	const char *name;
 	uint8_t proto;
 } protocols[] = {
-	{"tcp", IPPROTO_TCP},	{"udp", IPPROTO_UDP},	    {"sctp", IPPROTO_SCTP},
-	{"icmp", IPPROTO_ICMP}, {"icmpv6", IPPROTO_ICMPV6},
+    {"tcp", IPPROTO_TCP},   {"udp", IPPROTO_UDP},	{"sctp", IPPROTO_SCTP},
+    {"icmp", IPPROTO_ICMP}, {"icmpv6", IPPROTO_ICMPV6},
 };
 
 const char *proto_name(uint8_t proto)

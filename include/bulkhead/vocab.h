@@ -38,7 +38,7 @@ enum verdict {
  * vocab_find() and the JSON walkers take. */
 extern const char *const direction_words[]; /* "ingress", "egress" */
 extern const char *const action_words[];    /* "allow", "deny" */
-extern const char *const mode_words[];      /* "enforce", "audit" */
+extern const char *const mode_words[];	    /* "enforce", "audit" */
 /* A verdict as bundles and the evaluator write it: "accept", "drop", "audit". */
 extern const char *const verdict_words[];
 /* A verdict as the reports write it, named for what the rule said: "allow",
@@ -47,10 +47,10 @@ extern const char *const verdict_words[];
  * list a denied-flow record may carry: "deny", "audit". */
 extern const char *const report_verdict_words[];
 
-const char *direction_name(enum direction dir);   /* "ingress" / "egress" */
+const char *direction_name(enum direction dir);	  /* "ingress" / "egress" */
 const char *action_name(enum rule_action action); /* "allow" / "deny" */
-const char *mode_name(enum policy_mode mode);     /* "enforce" / "audit" */
-const char *verdict_name(enum verdict verdict);   /* "accept" / "drop" / "audit" */
+const char *mode_name(enum policy_mode mode);	  /* "enforce" / "audit" */
+const char *verdict_name(enum verdict verdict);	  /* "accept" / "drop" / "audit" */
 const char *verdict_report_name(enum verdict v);  /* "allow" / "deny" / "audit" */
 
 /* The verdict of a rule that matched: allow accepts; deny drops, or
@@ -84,7 +84,7 @@ enum fixed_rule {
 #define RULE_ID_DEFAULT_DENY "default-deny" /* isolated, no rule matched */
 #define RULE_ID_DEFAULTS     "defaults"	    /* not isolated: defaults.DIR */
 
-extern const char *const fixed_rule_words[];	 /* by enum fixed_rule */
+extern const char *const fixed_rule_words[];	  /* by enum fixed_rule */
 extern const char *const fallback_reason_words[]; /* RULE_ID_DEFAULT_DENY, RULE_ID_DEFAULTS */
 
 const char *fixed_rule_id(enum fixed_rule rule);

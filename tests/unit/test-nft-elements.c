@@ -97,7 +97,8 @@ static void random_list(struct range_list *l, int family, bool interval)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		u128 lo = anchor(family, interval), span = interval ? below(below(8) == 0 ? 200 : 20) : below(4);
+		u128 lo = anchor(family, interval),
+		     span = interval ? below(below(8) == 0 ? 200 : 20) : below(4);
 		u128 hi = top - lo >= span ? lo + span : top;
 
 		add_range(l, family, lo, hi);
@@ -130,7 +131,8 @@ static void mutate(const struct range_list *old, struct range_list *l, int famil
 			continue; /* dropped */
 		case 1:
 			if (interval && hi < top) /* a range right after it: merged by normalize */
-				add_range(l, family, hi + 1, hi + 1 + below(5) > hi ? hi + 1 + below(5) : top);
+				add_range(l, family, hi + 1,
+					  hi + 1 + below(5) > hi ? hi + 1 + below(5) : top);
 			break;
 		case 2:
 			if (interval && hi < top) /* grown */
@@ -181,13 +183,19 @@ static void one_plan(struct one *o, bool interval, struct range_list *v4, struct
 	char err[128];
 
 	memset(o, 0, sizeof(*o));
-	o->set = (struct bundle_set){.id = "g", .kind = interval ? SET_RANGES : SET_HOSTS, .v4 = *v4, .v6 = *v6};
-	o->rule = (struct bundle_rule){.id = "p/ingress/0", .policy = "p", .sets = &o->ref, .n_sets = 1, .any_port = true};
+	o->set =
+	    (struct bundle_set){.id = "g", .kind = interval ? SET_RANGES : SET_HOSTS, .v4 = *v4, .v6 = *v6};
+	o->rule = (struct bundle_rule){
+	    .id = "p/ingress/0", .policy = "p", .sets = &o->ref, .n_sets = 1, .any_port = true};
 	o->ep.name = "e";
-	o->ep.chains[DIR_INGRESS] = (struct bundle_chain){
-	    .rules = &o->rule, .n_rules = 1, .fallback = VERDICT_DROP, .fallback_reason = RULE_ID_DEFAULT_DENY};
-	o->ep.chains[DIR_EGRESS] = (struct bundle_chain){.fallback = VERDICT_ACCEPT, .fallback_reason = RULE_ID_DEFAULTS};
-	o->b = (struct bundle){.node = "n", .endpoints = &o->ep, .n_endpoints = 1, .sets = &o->set, .n_sets = 1};
+	o->ep.chains[DIR_INGRESS] = (struct bundle_chain){.rules = &o->rule,
+							  .n_rules = 1,
+							  .fallback = VERDICT_DROP,
+							  .fallback_reason = RULE_ID_DEFAULT_DENY};
+	o->ep.chains[DIR_EGRESS] =
+	    (struct bundle_chain){.fallback = VERDICT_ACCEPT, .fallback_reason = RULE_ID_DEFAULTS};
+	o->b =
+	    (struct bundle){.node = "n", .endpoints = &o->ep, .n_endpoints = 1, .sets = &o->set, .n_sets = 1};
 	if (nft_plan_build(&o->p, &o->b, &o->ep, NULL, err, sizeof(err)) < 0 || o->p.n_sets != 2) {
 		fprintf(stderr, "  plan: %s\n", err);
 		abort();
@@ -331,10 +339,12 @@ static bool check_delta(const struct nft_plan *old, const struct nft_plan *now)
 			ok = false;
 		}
 		if (interval && !e->end) {
-			bool paired = i + 1 < d.n && d.v[i + 1].end && d.v[i + 1].set == e->set && d.v[i + 1].add == e->add;
+			bool paired = i + 1 < d.n && d.v[i + 1].end && d.v[i + 1].set == e->set &&
+				      d.v[i + 1].add == e->add;
 
 			if (e->top == e->more || (e->more && !paired)) {
-				fprintf(stderr, "  an interval's start without its end, or an open one with one\n");
+				fprintf(stderr,
+					"  an interval's start without its end, or an open one with one\n");
 				ok = false;
 			}
 		}
@@ -366,14 +376,16 @@ static bool check_delta(const struct nft_plan *old, const struct nft_plan *now)
 				fprintf(stderr, "  set %zu: adds an element it holds already\n", s);
 				ok = false;
 			} else {
-				collect(&m, &now->sets[s], true, &(struct nft_elem){.key = e->key, .end = e->end});
+				collect(&m, &now->sets[s], true,
+					&(struct nft_elem){.key = e->key, .end = e->end});
 				model_sort(&m);
 			}
 		}
 		all_of(now, s, &want);
 		model_sort(&want);
 		if (ok && m.n != want.n) {
-			fprintf(stderr, "  set %zu: %zu elements after the delta, %zu wanted\n", s, m.n, want.n);
+			fprintf(stderr, "  set %zu: %zu elements after the delta, %zu wanted\n", s, m.n,
+				want.n);
 			ok = false;
 		}
 		for (size_t i = 0; ok && i < m.n; i++)
@@ -435,8 +447,8 @@ static void randomised(bool interval, unsigned trials)
 		mutate(&a6, &b6, AF_INET6, interval);
 		bool ok = both_ways(interval, &a4, &a6, &b4, &b6);
 		if (!ok) {
-			fprintf(stderr, "  %s sets, trial %u: BH_TEST_SEED=%llu\n", interval ? "interval" : "hash", t,
-				(unsigned long long)s0);
+			fprintf(stderr, "  %s sets, trial %u: BH_TEST_SEED=%llu\n",
+				interval ? "interval" : "hash", t, (unsigned long long)s0);
 			CHECK(ok);
 			return;
 		}
@@ -502,11 +514,11 @@ TEST(ranges_touching_and_at_the_top)
 		int family = f ? AF_INET6 : AF_INET;
 		u128 top = top_of(family);
 
-		delta_case(family, true, 10, 20, 21, 30, false, false);	    /* touching after */
-		delta_case(family, true, 10, 20, 10, 21, false, false);	    /* grown by one */
-		delta_case(family, true, top - 5, top, top - 6, top, false, false); /* at the top */
+		delta_case(family, true, 10, 20, 21, 30, false, false);			/* touching after */
+		delta_case(family, true, 10, 20, 10, 21, false, false);			/* grown by one */
+		delta_case(family, true, top - 5, top, top - 6, top, false, false);	/* at the top */
 		delta_case(family, true, top - 9, top - 1, top - 9, top, false, false); /* end at the top */
-		delta_case(family, false, top - 3, top, top - 1, top, false, false);    /* hosts at the top */
+		delta_case(family, false, top - 3, top, top - 1, top, false, false);	/* hosts at the top */
 		delta_case(family, false, 0, 3, 0, 0, false, false);
 	}
 }

@@ -36,10 +36,10 @@ static struct bundle *compile(const char *policy, const char *inventory)
 /* web-1 (app=web) and db-1 (app=db), each with an IPv4 and an IPv6 address;
  * lone-1 (app=lone) with IPv4 only. */
 static const char inventory[] =
-	"{\"node\":\"n\",\"endpoints\":["
-	"{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.2\",\"2001:db8::2\"]},"
-	"{\"name\":\"lone-1\",\"labels\":{\"app\":\"lone\"},\"addresses\":[\"198.18.0.9\"]},"
-	"{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.1\",\"2001:db8::1\"]}]}";
+    "{\"node\":\"n\",\"endpoints\":["
+    "{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.2\",\"2001:db8::2\"]},"
+    "{\"name\":\"lone-1\",\"labels\":{\"app\":\"lone\"},\"addresses\":[\"198.18.0.9\"]},"
+    "{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.1\",\"2001:db8::1\"]}]}";
 
 struct planned {
 	struct bundle *b;
@@ -93,9 +93,10 @@ static size_t n_bundle_rules(const struct nft_plan *p, enum direction dir)
 }
 
 #define DB_POLICY(RULES)                                                                                     \
-	"{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}}," \
-	"\"lone\":{\"labels\":{\"app\":\"lone\"}},\"none\":{\"labels\":{\"app\":\"nobody\"}},"                  \
-	"\"office\":{\"cidrs\":[\"203.0.113.0/24\",\"2001:db8:10::/48\"]}},"                                     \
+	"{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":"     \
+	"\"db\"}},"                                                                                          \
+	"\"lone\":{\"labels\":{\"app\":\"lone\"}},\"none\":{\"labels\":{\"app\":\"nobody\"}},"               \
+	"\"office\":{\"cidrs\":[\"203.0.113.0/24\",\"2001:db8:10::/48\"]}},"                                 \
 	"\"policies\":[{\"name\":\"db\",\"applies_to\":\"db\",\"ingress\":[" RULES "]}]}"
 
 TEST(chains_start_with_the_fixed_rules_and_end_with_the_fallback)
@@ -119,7 +120,8 @@ TEST(chains_start_with_the_fixed_rules_and_end_with_the_fallback)
 		for (int f = 0; f < FIXED_COUNT; f++) {
 			const struct nft_plan_rule *r = &pl.p.rules[c->first_rule + f];
 
-			CHECK(r->kind == NFT_PLAN_FIXED && r->fixed == (enum fixed_rule)f && r->dir == (enum direction)d);
+			CHECK(r->kind == NFT_PLAN_FIXED && r->fixed == (enum fixed_rule)f &&
+			      r->dir == (enum direction)d);
 			CHECK_STR(comment(r), fixed_rule_id(f));
 			CHECK(!r->set && !r->port && !r->family);
 			/* Only the invalid drop logs, like every drop. */
@@ -183,10 +185,11 @@ TEST(allow_deny_and_audit_rules_with_peers_and_ports)
 
 	/* An audit-mode policy's deny audits; a rule without peers needs no
 	 * family and makes one rule per port. */
-	plan_of(&pl,
-		"{\"version\":1,\"policies\":[{\"name\":\"db\",\"mode\":\"audit\",\"applies_to\":{\"labels\":{}},"
-		"\"egress\":[{\"action\":\"deny\",\"ports\":[\"tcp/1-1024\",\"sctp\"]}]}]}",
-		"db-1", NULL);
+	plan_of(
+	    &pl,
+	    "{\"version\":1,\"policies\":[{\"name\":\"db\",\"mode\":\"audit\",\"applies_to\":{\"labels\":{}},"
+	    "\"egress\":[{\"action\":\"deny\",\"ports\":[\"tcp/1-1024\",\"sctp\"]}]}]}",
+	    "db-1", NULL);
 	CHECK(pl.ret == 0);
 	CHECK(pl.p.n_sets == 0);
 	CHECK(n_bundle_rules(&pl.p, DIR_EGRESS) == 2);
@@ -196,7 +199,8 @@ TEST(allow_deny_and_audit_rules_with_peers_and_ports)
 		CHECK(r->verdict == VERDICT_AUDIT && !r->family && !r->set && r->port);
 		CHECK_STR(prefix(r), "bh:A:e0");
 	}
-	CHECK(rule_at(&pl.p, DIR_EGRESS, 0)->port->lo == 1 && rule_at(&pl.p, DIR_EGRESS, 0)->port->hi == 1024);
+	CHECK(rule_at(&pl.p, DIR_EGRESS, 0)->port->lo == 1 &&
+	      rule_at(&pl.p, DIR_EGRESS, 0)->port->hi == 1024);
 	CHECK(rule_at(&pl.p, DIR_EGRESS, 1)->port->proto == IPPROTO_SCTP);
 	/* Audit mode never opens what the defaults close: the fallback audits. */
 	CHECK(pl.p.rules[pl.p.chains[DIR_EGRESS].first_rule + FIXED_COUNT + 2].verdict == VERDICT_AUDIT);
@@ -207,8 +211,8 @@ TEST(icmp_only_for_ipv4_and_icmpv6_only_for_ipv6)
 {
 	struct planned pl;
 
-	plan_of(&pl, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"icmp/8\",\"icmpv6/128/0\",\"tcp/22\"]}"), "db-1",
-		NULL);
+	plan_of(&pl, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"icmp/8\",\"icmpv6/128/0\",\"tcp/22\"]}"),
+		"db-1", NULL);
 	CHECK(pl.ret == 0);
 	/* IPv4: icmp/8, tcp/22; IPv6: icmpv6/128/0, tcp/22. */
 	CHECK(n_bundle_rules(&pl.p, DIR_INGRESS) == 4);
@@ -290,7 +294,8 @@ TEST(set_names_and_kinds)
 		char err[128];
 
 		web->v4.v[0].hi.bytes[2] = 1; /* 198.18.0.1 - 198.18.1.1 */
-		CHECK(nft_plan_build(&p2, pl.b, bundle_find_endpoint(pl.b, "db-1"), NULL, err, sizeof(err)) == 0);
+		CHECK(nft_plan_build(&p2, pl.b, bundle_find_endpoint(pl.b, "db-1"), NULL, err, sizeof(err)) ==
+		      0);
 		for (size_t i = 0; i < p2.n_sets; i++)
 			if (p2.sets[i].src == web)
 				CHECK(p2.sets[i].interval == (p2.sets[i].family == AF_INET));
@@ -317,10 +322,11 @@ TEST(the_bundle_tag)
 TEST(same_shape_means_only_members_differ)
 {
 	static const char inv2[] =
-		"{\"node\":\"n\",\"endpoints\":["
-		"{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.2\"]},"
-		"{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.1\"]},"
-		"{\"name\":\"web-2\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.3\",\"2001:db8::3\"]}]}";
+	    "{\"node\":\"n\",\"endpoints\":["
+	    "{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.2\"]},"
+	    "{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.1\"]},"
+	    "{\"name\":\"web-2\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.3\",\"2001:db8::3\"]}"
+	    "]}";
 	struct planned a, c;
 	struct bundle *b2 = compile(DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), inv2);
 	struct nft_plan p2;
@@ -337,7 +343,8 @@ TEST(same_shape_means_only_members_differ)
 	plan_of(&c, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/81\"]}"), "db-1", NULL);
 	CHECK(c.ret == 0 && !nft_plan_same_shape(&a.p, &c.p));
 	planned_release(&c);
-	plan_of(&c, DB_POLICY("{\"action\":\"deny\",\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), "db-1", NULL);
+	plan_of(&c, DB_POLICY("{\"action\":\"deny\",\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), "db-1",
+		NULL);
 	CHECK(c.ret == 0 && !nft_plan_same_shape(&a.p, &c.p));
 	planned_release(&c);
 	plan_of(&c, DB_POLICY("{\"from\":[\"db\"],\"ports\":[\"tcp/80\"]}"), "db-1", NULL);
