@@ -331,7 +331,7 @@ static void on_flow_event(void *data, const struct nflog_event *ev)
 	const char *policy = NULL, *rule = "unknown-rule";
 	const struct bundle_endpoint *be = e->applied ? bundle_find_endpoint(e->applied->b, e->name) : NULL;
 	if (ev->prefix.position == NFT_POSITION_INVALID) {
-		rule = NFT_RULE_CT_INVALID; /* the same in every table */
+		rule = RULE_ID_CT_INVALID; /* the same in every table */
 	} else if (be) {
 		const struct bundle_chain *c = &be->chains[ev->prefix.dir];
 		if (ev->prefix.position == NFT_POSITION_FALLBACK) {
@@ -357,11 +357,6 @@ static void on_nflog(void *data, uint32_t events)
 
 /* ---- rule hit counts ---- */
 
-static const char *verdict_word(enum verdict v)
-{
-	return v == VERDICT_ACCEPT ? "allow" : v == VERDICT_AUDIT ? "audit" : "deny";
-}
-
 /* Finds what rule (a comment: rule id or fallback reason) is in b. */
 static bool rule_named(const struct bundle *b, const char *endpoint, enum direction dir, const char *rule,
 		       const char **policy, const char **verdict)
@@ -375,13 +370,13 @@ static bool rule_named(const struct bundle *b, const char *endpoint, enum direct
 		if (strcmp(r->id, rule) != 0)
 			continue;
 		*policy = r->policy;
-		*verdict = r->action == ACTION_ALLOW ? "allow" : r->mode == MODE_AUDIT ? "audit" : "deny";
+		*verdict = verdict_report_name(rule_verdict(r->action, r->mode));
 		return true;
 	}
 	if (strcmp(c->fallback_reason, rule) != 0)
 		return false;
 	*policy = NULL;
-	*verdict = verdict_word(c->fallback);
+	*verdict = verdict_report_name(c->fallback);
 	return true;
 }
 
@@ -391,13 +386,13 @@ static void on_counter_growth(void *data, const struct counter_growth *g)
 	const char *policy = NULL, *verdict = NULL;
 	/* Of the rules every chain starts with, the invalid drop is reported
 	 * (the others accept conntrack's own traffic, loopback and ND). */
-	if (strcmp(g->rule, NFT_RULE_CT_INVALID) == 0) {
-		flows_hit(e->agent->flows, e->name, g->dir, g->rule, NULL, "deny", g->packets, g->bytes,
-			  (uint64_t)clock_wall_ms());
+	enum fixed_rule fixed = fixed_rule_find(g->rule);
+	if (fixed == FIXED_CT_INVALID) {
+		flows_hit(e->agent->flows, e->name, g->dir, g->rule, NULL, verdict_report_name(VERDICT_DROP),
+			  g->packets, g->bytes, (uint64_t)clock_wall_ms());
 		return;
 	}
-	if (strcmp(g->rule, NFT_RULE_ESTABLISHED) == 0 || strcmp(g->rule, NFT_RULE_LOOPBACK) == 0 ||
-	    strcmp(g->rule, NFT_RULE_NEIGHBOUR_DISCOVERY) == 0)
+	if (fixed != FIXED_COUNT)
 		return;
 	/* The bundle the table was built from; at start, before this run
 	 * built it, the cached bundle (the one it most likely holds). */

@@ -463,8 +463,8 @@ static json_t *flow_json(const struct flow *fl)
 		pname = proto;
 	}
 	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I}", "endpoint", fl->endpoint, "dir",
-			      fl->k.dir == DIR_EGRESS ? "egress" : "ingress", "src", src, "dst", dst, "proto", pname,
-			      "verdict", fl->k.verdict == VERDICT_AUDIT ? "audit" : "deny", "policy", fl->policy,
+			      direction_name(fl->k.dir), "src", src, "dst", dst, "proto", pname, "verdict",
+			      verdict_report_name(fl->k.verdict == VERDICT_AUDIT ? VERDICT_AUDIT : VERDICT_DROP), "policy", fl->policy,
 			      "rule", fl->rule, "count", (json_int_t)fl->count, "first", (json_int_t)fl->first,
 			      "last", (json_int_t)fl->last);
 	json_object_set_new(o, "port", fl->k.port >= 0 ? json_integer(fl->k.port) : json_null());
@@ -643,7 +643,7 @@ void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force
 	json_t *hits = json_array();
 	for (struct hit *h = f->hits; h; h = h->next)
 		json_array_append_new(hits, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I}", "endpoint", h->endpoint,
-						      "dir", h->dir == DIR_EGRESS ? "egress" : "ingress", "rule",
+						      "dir", direction_name(h->dir), "rule",
 						      h->rule, "policy", h->policy, "verdict", h->verdict, "packets",
 						      (json_int_t)h->packets, "bytes", (json_int_t)h->bytes));
 	uint64_t start = f->window_start > 1 ? f->window_start : now_ms;

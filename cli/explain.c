@@ -15,24 +15,9 @@
 #include "cli.h"
 #include "offline.h"
 
-static const struct {
-	const char *name;
-	uint8_t proto;
-} protocols[] = {{"tcp", IPPROTO_TCP},
-		 {"udp", IPPROTO_UDP},
-		 {"sctp", IPPROTO_SCTP},
-		 {"icmp", IPPROTO_ICMP},
-		 {"icmpv6", IPPROTO_ICMPV6}};
-
 static bool proto_parse(const char *s, uint8_t *out)
 {
-	for (size_t i = 0; s && i < BH_ARRAY_SIZE(protocols); i++) {
-		if (strcmp(protocols[i].name, s) == 0) {
-			*out = protocols[i].proto;
-			return true;
-		}
-	}
-	return false;
+	return s && proto_lookup(s, strlen(s), out);
 }
 
 /* An address, or NODE/NAME: that endpoint's first address of the family. */
@@ -80,8 +65,8 @@ static json_t *explain_json(const struct path_result *res, const struct endpoint
 			    const struct endpoint *dst_ep)
 {
 	return json_pack("{s:b,s:s,s:o,s:o}", "delivered", res->delivered, "verdict", verdict_name(res->verdict),
-			 "egress", side_json(res->has_egress, src_ep, &res->egress), "ingress",
-			 side_json(res->has_ingress, dst_ep, &res->ingress));
+			 direction_name(DIR_EGRESS), side_json(res->has_egress, src_ep, &res->egress),
+			 direction_name(DIR_INGRESS), side_json(res->has_ingress, dst_ep, &res->ingress));
 }
 
 static void explain_side_text(const char *dir, bool present, const struct endpoint *ep,
@@ -278,8 +263,8 @@ int cmd_policy_explain(struct cli *cli, int argc, char **argv)
 		printf("%s -> %s %s\n", s, d, p);
 		explain_conflict(&o, &pkt.src);
 		explain_conflict(&o, &pkt.dst);
-		explain_side_text("egress", res.has_egress, src_ep, &res.egress);
-		explain_side_text("ingress", res.has_ingress, dst_ep, &res.ingress);
+		explain_side_text(direction_name(DIR_EGRESS), res.has_egress, src_ep, &res.egress);
+		explain_side_text(direction_name(DIR_INGRESS), res.has_ingress, dst_ep, &res.ingress);
 		printf("  result  %s\n", res.verdict == VERDICT_DROP    ? "dropped"
 				       : res.verdict == VERDICT_AUDIT ? "delivered, reported as audit"
 								       : "delivered");

@@ -63,7 +63,7 @@ static void flows_table_add(struct table *t, json_t *row, json_int_t now)
 	flow_proto(row, proto, sizeof(proto));
 	snprintf(count, sizeof(count), "%lld", (long long)json_integer_value(json_object_get(row, "count")));
 	/* An audit passed: it says so, in other words than a denial. */
-	bool audit = strcmp(verb_str(json_object_get(row, "verdict"), ""), "audit") == 0;
+	bool audit = vocab_find(report_verdict_words, verb_str(json_object_get(row, "verdict"), "")) == VERDICT_AUDIT;
 	table_add(t, when, verb_str(json_object_get(row, "node"), "?"), src, dst, proto,
 		  audit ? "AUDIT (passed)" : "deny", verb_str(json_object_get(row, "rule"), "?"), count);
 }
@@ -173,7 +173,7 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 			break;
 		case 'g': group = optarg; break;
 		case 'v':
-			if (strcmp(optarg, "deny") != 0 && strcmp(optarg, "audit") != 0 && strcmp(optarg, "allow") != 0) {
+			if (vocab_find(report_verdict_words, optarg) < 0) {
 				fprintf(stderr, "bulkhead: --verdict: deny, audit (or allow, with --rules), not \"%s\"\n",
 					optarg);
 				return EXIT_USAGE;
@@ -199,7 +199,7 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		return EXIT_USAGE;
 	if (optind != argc || (follow && rules))
 		return EXIT_SHOW_USAGE;
-	if (verdict && strcmp(verdict, "allow") == 0 && !rules) {
+	if (vocab_find(report_verdict_words, verdict) == VERDICT_ACCEPT && !rules) {
 		fprintf(stderr, "bulkhead: --verdict allow needs --rules: allowed packets are counted per rule, "
 				"not reported per flow\n");
 		return EXIT_USAGE;
@@ -229,7 +229,8 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		{
 			char hits[32], bytes[32], count[32], pairs[32], when[32];
 			const char *v = verb_str(json_object_get(row, "verdict"), "");
-			bool allow = strcmp(v, "allow") == 0, audit = strcmp(v, "audit") == 0;
+			int vv = vocab_find(report_verdict_words, v);
+			bool allow = vv == VERDICT_ACCEPT, audit = vv == VERDICT_AUDIT;
 			snprintf(hits, sizeof(hits), "%lld", (long long)json_integer_value(json_object_get(row, "hits")));
 			snprintf(bytes, sizeof(bytes), "%lld", (long long)json_integer_value(json_object_get(row, "bytes")));
 			if (allow) { /* allowed packets are never reported per flow */

@@ -308,8 +308,8 @@ static json_t *cmd_flows(struct admin *a, json_t *req)
 		return fail(2, "mode \"%s\": expected report, follow or rules", mode);
 	/* Allowed packets are counted per rule, never reported per flow. */
 	bool allow_ok = q.mode == FLOW_QUERY_RULES;
-	if (q.verdict && strcmp(q.verdict, "deny") != 0 && strcmp(q.verdict, "audit") != 0 &&
-	    !(allow_ok && strcmp(q.verdict, "allow") == 0))
+	int verdict = vocab_find(report_verdict_words, q.verdict);
+	if (q.verdict && (verdict < 0 || (verdict == VERDICT_ACCEPT && !allow_ok)))
 		return fail(2, "verdict \"%s\": expected deny or audit%s", q.verdict, allow_ok ? " or allow" : "");
 	int64_t now = clock_wall_ms();
 	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;

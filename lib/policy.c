@@ -424,10 +424,9 @@ static bool parse_action(struct parser *p, json_t *v, enum rule_action *out)
 	if (!walk_expect_type(&p->w, v, JSON_STRING))
 		return false;
 	const char *s = json_string_value(v);
-	if (strcmp(s, "allow") == 0)
-		*out = ACTION_ALLOW;
-	else if (strcmp(s, "deny") == 0)
-		*out = ACTION_DENY;
+	int i = vocab_find(action_words, s);
+	if (i >= 0)
+		*out = (enum rule_action)i;
 	else {
 		walk_error(&p->w, "\"%s\": expected \"allow\" or \"deny\"", s);
 		return false;
@@ -568,9 +567,10 @@ static void parse_policy(struct parser *p, json_t *obj, struct policy *pol)
 		mark = jpath_push_key(&p->w.path, "mode");
 		if (walk_expect_type(&p->w, v, JSON_STRING)) {
 			const char *s = json_string_value(v);
-			if (strcmp(s, "audit") == 0)
-				pol->mode = MODE_AUDIT;
-			else if (strcmp(s, "enforce") != 0)
+			int i = vocab_find(mode_words, s);
+			if (i >= 0)
+				pol->mode = (enum policy_mode)i;
+			else
 				walk_error(&p->w, "\"%s\": expected \"enforce\" or \"audit\"", s);
 		}
 		jpath_pop(&p->w.path, mark);
@@ -688,10 +688,9 @@ static void parse_policies(struct parser *p, json_t *arr)
 
 static void parse_defaults(struct parser *p, json_t *obj)
 {
-	static const char *const keys[] = {"ingress", "egress", NULL};
 	size_t mark = jpath_push_key(&p->w.path, "defaults");
 	if (walk_expect_type(&p->w, obj, JSON_OBJECT)) {
-		walk_check_keys(&p->w, obj, keys, NULL);
+		walk_check_keys(&p->w, obj, direction_words, NULL);
 		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
 			json_t *v = json_object_get(obj, direction_name(dir));
 			if (!v)

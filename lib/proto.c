@@ -253,8 +253,6 @@ static bool check_word(json_t *obj, const char *key, const char *const *words, c
 	return false;
 }
 
-static const char *const directions[] = {"ingress", "egress", NULL};
-
 /* A flow's two ends (already checked to be addresses) are of one family. */
 static bool check_families(json_t *flow, const char *where, char *err, size_t n)
 {
@@ -283,10 +281,10 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 		json_array_foreach(json_object_get(body, "flows"), i, e)
 		{
 			snprintf(where, sizeof(where), "flows[%zu]", i);
-			static const char *const verdicts[] = {"deny", "audit", NULL};
 			if (!check_fields(e, flow_fields, where, err, n) ||
-			    !check_word(e, "dir", directions, where, err, n) ||
-			    !check_word(e, "verdict", verdicts, where, err, n) || !check_families(e, where, err, n))
+			    !check_word(e, "dir", direction_words, where, err, n) ||
+			    !check_word(e, "verdict", &report_verdict_words[VERDICT_DROP], where, err, n) ||
+			    !check_families(e, where, err, n))
 				return false;
 		}
 		json_array_foreach(json_object_get(body, "lost"), i, e)
@@ -298,10 +296,9 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 		json_array_foreach(json_object_get(body, "hits"), i, e)
 		{
 			snprintf(where, sizeof(where), "hits[%zu]", i);
-			static const char *const verdicts[] = {"allow", "deny", "audit", NULL};
 			if (!check_fields(e, hit_fields, where, err, n) ||
-			    !check_word(e, "dir", directions, where, err, n) ||
-			    !check_word(e, "verdict", verdicts, where, err, n))
+			    !check_word(e, "dir", direction_words, where, err, n) ||
+			    !check_word(e, "verdict", report_verdict_words, where, err, n))
 				return false;
 		}
 	}

@@ -141,4 +141,3 @@ const char *label_set_get(const struct label_set *labels, const char *key);
  * set to a message. */
 BH_MUST_CHECK int port_match_parse(const char *s, struct port_match *out, const char **why);
 void port_match_format(const struct port_match *p, char *buf, size_t size);
-const char *proto_name(uint8_t proto); /* "tcp", … or NULL */
