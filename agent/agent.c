@@ -1093,7 +1093,7 @@ static void write_status(struct agent *a)
 	json_decref(st);
 	if (!text)
 		abort();
-	int r = state_write(a->o->state_dir, STATE_STATUS, text, strlen(text));
+	int r = state_write_nosync(a->o->state_dir, STATE_STATUS, text, strlen(text));
 	if (r < 0)
 		log_error_errno(r, "writing %s/%s: %m", a->o->state_dir, STATE_STATUS);
 	free(text);
