@@ -139,29 +139,42 @@ static bool tamper_deferred(const struct endpoint_state *e)
 	return e->force_full && e->backoff.reason == BACKOFF_TAMPERING && e->backoff.delay_ms > 0;
 }
 
+/* One more change by someone else (how): the wait before the table is
+ * put back; the start of a backoff is logged, not every doubling. */
+static uint64_t tamper_streak(struct endpoint_state *e, const char *how)
+{
+	bool was = e->backoff.reason == BACKOFF_TAMPERING && e->backoff.delay_ms > 0;
+	uint64_t delay = backoff_fail(&e->backoff, BACKOFF_TAMPERING, e->env->now_ms());
+	if (delay && !was)
+		log_warn("endpoint %s: %s, again: putting it back backs off, %u ms doubling to %u s, until it has "
+			 "stayed put for %u s",
+			 e->name, how, (unsigned)delay, BACKOFF_MAX_MS / 1000, BACKOFF_QUIET_MS / 1000);
+	touch(e);
+	return delay;
+}
+
+/* Its table is wrong and waits for its repair (backoff). */
+static void repair_later(struct endpoint_state *e)
+{
+	e->force_full = true;
+	/* It is known to be wrong: no need to hear how it changes meanwhile. */
+	dataplane_quiet(e->dp);
+	e->env->ack_pending = true;
+	e->env->wake(e->env->core);
+}
+
 /* Its table was found changed by someone else: put back at once the first
  * time, with backoff when it happens again and again. */
 static void tampered(struct endpoint_state *e, const char *how)
 {
-	struct endpoint_env *env = e->env;
-	bool was = e->backoff.reason == BACKOFF_TAMPERING && e->backoff.delay_ms > 0;
 	e->tampering++;
 	e->force_full = true;
-	touch(e);
-	uint64_t delay = backoff_fail(&e->backoff, BACKOFF_TAMPERING, env->now_ms());
-	if (!delay) {
-		log_warn("endpoint %s: %s; putting it back", e->name, how);
-		endpoint_sync(e);
+	if (tamper_streak(e, how)) {
+		repair_later(e);
 		return;
 	}
-	if (!was)
-		log_warn("endpoint %s: %s, again: putting it back backs off, %u ms doubling to %u s, until it has "
-			 "stayed put for %u s",
-			 e->name, how, (unsigned)delay, BACKOFF_MAX_MS / 1000, BACKOFF_QUIET_MS / 1000);
-	/* It is known to be wrong: no need to hear how it changes meanwhile. */
-	dataplane_quiet(e->dp);
-	env->ack_pending = true;
-	env->wake(env->core);
+	log_warn("endpoint %s: %s; putting it back", e->name, how);
+	endpoint_sync(e);
 }
 
 static void on_foreign(void *data, const struct drift_report *rep)
@@ -467,21 +480,19 @@ void endpoint_sync(struct endpoint_state *e)
 	set_error(e, NULL);
 	if (e->backoff.reason == BACKOFF_APPLY)
 		backoff_over(e, "applied");
+	static const char rewritten[] = "table inet " NFT_TABLE_NAME " changed by another process as it was loaded";
 	if (res.tampered) {
 		e->tampering += res.tampered;
-		backoff_fail(&e->backoff, BACKOFF_TAMPERING, now);
+		tamper_streak(e, rewritten);
 	}
 	backoff_repaired(&e->backoff, now);
 	if (res.unsettled) {
 		/* Someone rewrote it as fast as it went in: it goes in again
 		 * when the backoff says so (the table may have nothing left to
 		 * change, so no event would come). */
-		e->force_full = true;
 		if (!e->backoff.delay_ms)
-			backoff_fail(&e->backoff, BACKOFF_TAMPERING, now);
-		dataplane_quiet(e->dp);
-		env->ack_pending = true;
-		env->wake(env->core);
+			tamper_streak(e, rewritten);
+		repair_later(e);
 	}
 }
 

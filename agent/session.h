@@ -8,10 +8,12 @@
  * wire (BUNDLE, or a DELTA applied to the bundle in force), decoded, their
  * hash checked and addressed to this node (struct bundle_intake), and
  * with what it refused. Everything crosses as data the core owns or
- * copies, in one direction at a time, and no call waits for an answer:
- * so a later privilege-separation step can put a proxy behind this
- * interface that runs session.c in a child without capabilities, passes
- * each call as a message, and hands the core canonical bundles that it
+ * copies, in one direction at a time, and no call waits for an answer
+ * (session_status() reads what the session last reported): so a later
+ * privilege-separation step can put a proxy behind this interface that
+ * runs session.c in a child without capabilities, passes each call as a
+ * message (the bundle in force as its canonical encoding), keeps the
+ * child's last status, and hands the core canonical bundles that the core
  * decodes and checks again.
  *
  * session.c is the implementation over link.c (ZeroMQ, CURVE); the unit

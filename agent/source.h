@@ -52,8 +52,9 @@
 
 struct source;
 
-/* A named port of an endpoint (DESIGN §2: "http" -> tcp/8080). Carried by
- * the core; what uses it comes with the engines. */
+/* A named port of an endpoint (DESIGN §2: "http" -> tcp/8080). The core
+ * does not use them yet: the engines (issue 12) bring them and have them
+ * reported to the controller. */
 struct source_port {
 	const char *name;
 	uint8_t proto;
