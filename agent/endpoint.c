@@ -298,10 +298,13 @@ bool endpoint_open(struct endpoint_state *e)
 	struct dataplane_ep *ep = NULL;
 	int r = dataplane_open(env->dp, e->name, e->netns, &ep, &id, msg, sizeof(msg));
 	if (r == -ENOENT) {
-		/* Not there (yet): "namespace not present" says it all. */
+		/* Not there (yet): "namespace not present" says it all, and
+		 * nothing is failing; it is opened as soon as it is there. */
 		if (e->error)
 			set_error(e, NULL);
 		e->refused_shared = false;
+		if (e->backoff.reason == BACKOFF_OPEN)
+			backoff_reset(&e->backoff);
 		return false;
 	}
 	if (r < 0) {
@@ -343,7 +346,7 @@ bool endpoint_open(struct endpoint_state *e)
 		backoff_over(e, "opened");
 	/* Whatever table the namespace holds, we did not make it this run. */
 	e->force_full = true;
-	if (e->netns)
+	if (e->netns && (id.dev || id.ino)) /* a dataplane without namespaces opens none */
 		log_info("endpoint %s: namespace %s opened", e->name, e->netns);
 	return true;
 }
