@@ -28,7 +28,7 @@ struct agent {
 	struct bundle_file *bundle_file; /* NULL without --bundle */
 	struct cache *cache;
 	struct status *status;
-	int64_t revision; /* the controller's revision of the bundle in force; 0: none */
+	int64_t revision;  /* the controller's revision of the bundle in force; 0: none */
 	bool certain_told; /* what the session was last told (session_in_force()) */
 	unsigned bundles_rejected, inventories_rejected;
 	struct source_waiter *waiters;
@@ -129,15 +129,15 @@ static void write_status(struct agent *a)
 	for (const struct endpoint_state *e = a->env.endpoints; e; e = e->next)
 		json_array_append_new(eps, endpoint_status_json(e));
 	struct status_facts f = {
-		.node = a->o->node,
-		.bundle = a->env.current ? a->env.current->b->hash : NULL,
-		.revision = a->revision,
-		.dataplane = dataplane_name(a->dp),
-		.endpoints = eps,
-		.controller = controller,
-		.bundles_rejected = a->bundles_rejected,
-		.inventories_rejected = a->inventories_rejected,
-		.cache = cache_status(a->cache),
+	    .node = a->o->node,
+	    .bundle = a->env.current ? a->env.current->b->hash : NULL,
+	    .revision = a->revision,
+	    .dataplane = dataplane_name(a->dp),
+	    .endpoints = eps,
+	    .controller = controller,
+	    .bundles_rejected = a->bundles_rejected,
+	    .inventories_rejected = a->inventories_rejected,
+	    .cache = cache_status(a->cache),
 	};
 	status_write(a->status, &f, flows, now);
 }
@@ -237,7 +237,8 @@ void agent_tick(struct agent *a)
 {
 	struct endpoint_state *e;
 	if (a->env.current)
-		cache_retry(a->cache, a->env.current->b, a->env.current->revision, a->env.current->serial, now_ms(a));
+		cache_retry(a->cache, a->env.current->b, a->env.current->revision, a->env.current->serial,
+			    now_ms(a));
 	for (e = a->env.endpoints; e; e = e->next) {
 		endpoint_check_namespace(e);
 		endpoint_tick(e);
@@ -294,7 +295,8 @@ static void set_bundle(struct agent *a, struct bundle *b, int64_t revision)
 	if (same) {
 		bundle_free(b);
 	} else {
-		log_info("bundle %.12s in force (%zu endpoints, %zu sets)", b->hash, b->n_endpoints, b->n_sets);
+		log_info("bundle %.12s in force (%zu endpoints, %zu sets)", b->hash, b->n_endpoints,
+			 b->n_sets);
 		bundle_ref_put(cur);
 		a->env.current = cur = bundle_ref_new(b);
 		for (struct endpoint_state *e = a->env.endpoints; e; e = e->next)
@@ -338,8 +340,8 @@ static void session_changed(void *core)
 }
 
 const struct session_peer agent_session_peer = {
-	.bundles = {.take = take_bundle, .rejected = bundle_rejected},
-	.changed = session_changed,
+    .bundles = {.take = take_bundle, .rejected = bundle_rejected},
+    .changed = session_changed,
 };
 
 static const struct bundle_intake file_intake = {.take = take_bundle, .rejected = bundle_rejected};
@@ -392,8 +394,8 @@ static bool update_endpoint(struct agent *a, struct source *s, const struct sour
 {
 	struct endpoint_state *e = find_endpoint(a, se->name);
 	if (e && e->source != s) {
-		log_error("endpoint %s: reported by the %s source too; the %s source's is kept", se->name, s->ops->kind,
-			  e->source->ops->kind);
+		log_error("endpoint %s: reported by the %s source too; the %s source's is kept", se->name,
+			  s->ops->kind, e->source->ops->kind);
 		return false;
 	}
 	if (!e) {
@@ -492,12 +494,12 @@ static void source_cancel_cb(void *core, struct source_waiter *w)
 }
 
 static const struct source_sink agent_sink = {
-	.set_all = source_set_all_cb,
-	.update = source_update_cb,
-	.remove = source_remove_cb,
-	.rejected = source_rejected_cb,
-	.enforce = source_enforce_cb,
-	.cancel = source_cancel_cb,
+    .set_all = source_set_all_cb,
+    .update = source_update_cb,
+    .remove = source_remove_cb,
+    .rejected = source_rejected_cb,
+    .enforce = source_enforce_cb,
+    .cancel = source_cancel_cb,
 };
 
 /* ---- life cycle ---- */
@@ -511,11 +513,11 @@ struct agent *agent_new(const struct agent_options *o, struct loop *loop, struct
 	a->status = status_new(o->state_dir);
 	a->cache = cache_new(o->state_dir, o->node);
 	a->env = (struct endpoint_env){
-		.dp = dp,
-		.status = a->status,
-		.now_ms = o->now_ms ? o->now_ms : real_now_ms,
-		.wake = wake,
-		.core = a,
+	    .dp = dp,
+	    .status = a->status,
+	    .now_ms = o->now_ms ? o->now_ms : real_now_ms,
+	    .wake = wake,
+	    .core = a,
 	};
 	if (o->bundle_path)
 		a->bundle_file = bundle_file_new(o->bundle_path, o->node, &file_intake, a);
@@ -570,7 +572,8 @@ unsigned agent_start(struct agent *a, bool once)
 		a->env.endpoints_dirty = false;
 		(void)session_start(a->session);
 	}
-	if (!(a->tick_src = loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a)))
+	if (!(a->tick_src =
+		  loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a)))
 		log_error("timer: %m; namespaces and retries are not checked");
 	if (a->session && dataplane_counts(a->dp) &&
 	    !(a->counters_src = loop_add_timer(a->loop, a->o->counters_ms, on_counters_tick, a)))

@@ -30,7 +30,8 @@ struct bundle *bundle_file_decode(const char *source, const char *node, char *te
 		log_error("bundle %s rejected; keeping the one in force:", source);
 		diag_print(&d, stderr);
 	} else if (strcmp(b->node, node) != 0) {
-		log_error("bundle %s is for node \"%s\", not \"%s\"; keeping the one in force", source, b->node, node);
+		log_error("bundle %s is for node \"%s\", not \"%s\"; keeping the one in force", source,
+			  b->node, node);
 		bundle_free(b);
 		b = NULL;
 	}

@@ -60,8 +60,8 @@ static void read_revision(struct cache *c, const struct bundle *b, int64_t *revi
 		*revision = rev;
 		*serial = ser;
 	} else {
-		log_warn("%s/%s does not describe the cached bundle %.12s; its revision and age are unknown", c->dir,
-			 STATE_REVISION, b->hash);
+		log_warn("%s/%s does not describe the cached bundle %.12s; its revision and age are unknown",
+			 c->dir, STATE_REVISION, b->hash);
 	}
 }
 
@@ -106,17 +106,19 @@ void cache_store(struct cache *c, const struct bundle *b, int64_t revision, uint
 	}
 	if (r == 0) {
 		char rev[128];
-		snprintf(rev, sizeof(rev), "%lld %llu %s\n", (long long)revision, (unsigned long long)serial, b->hash);
+		snprintf(rev, sizeof(rev), "%lld %llu %s\n", (long long)revision, (unsigned long long)serial,
+			 b->hash);
 		file = STATE_REVISION;
 		r = state_write(c->dir, STATE_REVISION, rev, strlen(rev));
 	}
 	c->retry_ms = now_ms + CACHE_RETRY_MS;
 	if (r < 0) {
 		char msg[1024];
-		snprintf(msg, sizeof(msg),
-			 "bundle %.12s (revision %lld) is enforced but not cached: writing %s/%s: %s; a restart "
-			 "without the controller would start from the older cache",
-			 b->hash, (long long)revision, c->dir, file, strerror(-r));
+		snprintf(
+		    msg, sizeof(msg),
+		    "bundle %.12s (revision %lld) is enforced but not cached: writing %s/%s: %s; a restart "
+		    "without the controller would start from the older cache",
+		    b->hash, (long long)revision, c->dir, file, strerror(-r));
 		if (!c->error || strcmp(c->error, msg) != 0)
 			log_error("%s", msg);
 		free(c->error);
@@ -147,6 +149,6 @@ json_t *cache_status(const struct cache *c)
 {
 	if (!c->dir)
 		return NULL;
-	return json_pack("{s:s?,s:I,s:s?}", "bundle", c->hash[0] ? c->hash : NULL, "revision", (json_int_t)c->revision,
-			 "error", c->error);
+	return json_pack("{s:s?,s:I,s:s?}", "bundle", c->hash[0] ? c->hash : NULL, "revision",
+			 (json_int_t)c->revision, "error", c->error);
 }

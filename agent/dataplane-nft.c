@@ -38,7 +38,7 @@ struct nft_ep {
 	struct dataplane_ep ep;
 	struct nft_dp *dp;
 	char *name, *path;
-	int nsfd; /* the namespace, as opened once (netns_open) */
+	int nsfd;		/* the namespace, as opened once (netns_open) */
 	struct mnl_socket *nft; /* requests; its port id marks our own events */
 	struct drift *drift;
 	bool quiet; /* drift paused until the next apply (dataplane_quiet()) */
@@ -96,7 +96,8 @@ static void on_addrs(void *data, uint32_t events);
 static bool addrs_start(struct nft_ep *e)
 {
 	e->addrs = addrs_open(e->dp->ns, e->nsfd);
-	if (!e->addrs || !(e->addrs_src = loop_add_fd(e->dp->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e))) {
+	if (!e->addrs ||
+	    !(e->addrs_src = loop_add_fd(e->dp->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e))) {
 		log_error("endpoint %s: following addresses in %s: %m", e->name, e->path);
 		addrs_free(e->addrs);
 		e->addrs = NULL;
@@ -185,16 +186,18 @@ static int nft_attach(struct dataplane_ep *epv, unsigned flags, const struct dat
 	}
 	e->drift = drift_open(dp->ns, e->nsfd);
 	if (!e->drift || !(e->drift_src = loop_add_fd(dp->loop, drift_fd(e->drift), EPOLLIN, on_drift, e))) {
-		log_error("endpoint %s: watching nftables events in %s: %m (tampering will go unnoticed)", e->name,
-			  e->path);
+		log_error("endpoint %s: watching nftables events in %s: %m (tampering will go unnoticed)",
+			  e->name, e->path);
 		drift_free(e->drift);
 		e->drift = NULL;
 	}
 	if (flags & DATAPLANE_FLOWS) {
 		e->nflog = nflog_open(dp->ns, e->nsfd, dp->nflog_group);
-		if (!e->nflog || !(e->nflog_src = loop_add_fd(dp->loop, nflog_fd(e->nflog), EPOLLIN, on_nflog, e))) {
-			log_error("endpoint %s: reading NFLOG group %u in %s: %m (its denied flows go unreported)",
-				  e->name, dp->nflog_group, e->path);
+		if (!e->nflog ||
+		    !(e->nflog_src = loop_add_fd(dp->loop, nflog_fd(e->nflog), EPOLLIN, on_nflog, e))) {
+			log_error(
+			    "endpoint %s: reading NFLOG group %u in %s: %m (its denied flows go unreported)",
+			    e->name, dp->nflog_group, e->path);
 			nflog_free(e->nflog);
 			e->nflog = NULL;
 		}
@@ -334,7 +337,8 @@ static int commit(struct nft_ep *e, const struct dataplane_apply *req, bool *ful
 	}
 }
 
-static int nft_apply(struct dataplane_ep *epv, const struct dataplane_apply *req, struct dataplane_result *res)
+static int nft_apply(struct dataplane_ep *epv, const struct dataplane_apply *req,
+		     struct dataplane_result *res)
 {
 	struct nft_ep *e = nft_ep_of(epv);
 	struct nft_batch *nb = e->dp->nb;
@@ -414,8 +418,8 @@ static json_t *nft_status(struct dataplane_ep *epv)
 		return NULL;
 	const struct nflog_stats *st = nflog_stats(e->nflog);
 	return json_pack("{s:{s:I,s:I,s:I,s:I,s:I}}", "nflog", "events", (json_int_t)st->events, "enobufs",
-			 (json_int_t)st->enobufs, "gap", (json_int_t)st->gap, "malformed", (json_int_t)st->malformed,
-			 "foreign", (json_int_t)st->foreign);
+			 (json_int_t)st->enobufs, "gap", (json_int_t)st->gap, "malformed",
+			 (json_int_t)st->malformed, "foreign", (json_int_t)st->foreign);
 }
 
 /* ---- the namespaces ---- */
@@ -438,7 +442,8 @@ static int nft_watch_namespaces(struct dataplane *dpv, void (*fn)(void *data), v
 	if (r >= 0 && !(dp->mounts_src = loop_add_fd(dp->loop, dp->mounts_fd, EPOLLPRI, on_mounts, dp)))
 		r = -errno;
 	if (r < 0) {
-		log_error_errno(r, "watching the mount table: %m; a namespace made anew waits for %s", "the next check");
+		log_error_errno(r, "watching the mount table: %m; a namespace made anew waits for %s",
+				"the next check");
 		if (dp->mounts_fd >= 0)
 			close(dp->mounts_fd);
 		dp->mounts_fd = -1;
@@ -459,20 +464,20 @@ static void nft_free(struct dataplane *dpv)
 }
 
 static const struct dataplane_ops nft_ops = {
-	.name = "nft",
-	.free = nft_free,
-	.open = nft_open,
-	.attach = nft_attach,
-	.close = nft_close,
-	.identify = nft_identify,
-	.read_tag = nft_read_tag,
-	.apply = nft_apply,
-	.verify = nft_verify,
-	.quiet = nft_quiet,
-	.read_counters = nft_counters,
-	.addresses = nft_addresses,
-	.status = nft_status,
-	.watch_namespaces = nft_watch_namespaces,
+    .name = "nft",
+    .free = nft_free,
+    .open = nft_open,
+    .attach = nft_attach,
+    .close = nft_close,
+    .identify = nft_identify,
+    .read_tag = nft_read_tag,
+    .apply = nft_apply,
+    .verify = nft_verify,
+    .quiet = nft_quiet,
+    .read_counters = nft_counters,
+    .addresses = nft_addresses,
+    .status = nft_status,
+    .watch_namespaces = nft_watch_namespaces,
 };
 
 struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group)

@@ -47,7 +47,8 @@ static int null_read_tag(struct dataplane_ep *ep, struct nft_tag *out)
 	return -ENOENT;
 }
 
-static int null_apply(struct dataplane_ep *ep, const struct dataplane_apply *req, struct dataplane_result *res)
+static int null_apply(struct dataplane_ep *ep, const struct dataplane_apply *req,
+		      struct dataplane_result *res)
 {
 	struct nft_batch *nb = ((struct null_dp *)ep->dp)->nb;
 	bool full = true;
@@ -82,15 +83,15 @@ static void null_free(struct dataplane *dp)
 }
 
 static const struct dataplane_ops null_ops = {
-	.name = "null",
-	.free = null_free,
-	.open = null_open,
-	.attach = null_attach,
-	.close = null_close,
-	.identify = null_identify,
-	.read_tag = null_read_tag,
-	.apply = null_apply,
-	.verify = null_verify,
+    .name = "null",
+    .free = null_free,
+    .open = null_open,
+    .attach = null_attach,
+    .close = null_close,
+    .identify = null_identify,
+    .read_tag = null_read_tag,
+    .apply = null_apply,
+    .verify = null_verify,
 };
 
 struct dataplane *dataplane_null_new(uint16_t nflog_group)

@@ -98,7 +98,8 @@ struct dataplane_ops {
 	void (*close)(struct dataplane_ep *ep);
 	int (*identify)(struct dataplane *dp, const char *path, struct netns_id *id);
 	int (*read_tag)(struct dataplane_ep *ep, struct nft_tag *out);
-	int (*apply)(struct dataplane_ep *ep, const struct dataplane_apply *req, struct dataplane_result *res);
+	int (*apply)(struct dataplane_ep *ep, const struct dataplane_apply *req,
+		     struct dataplane_result *res);
 	int (*verify)(struct dataplane_ep *ep, const struct bundle *b, const struct bundle_endpoint *bep,
 		      const struct nft_tag *tag, bool *read, char *why, size_t whylen);
 	void (*quiet)(struct dataplane_ep *ep);
@@ -168,7 +169,8 @@ static inline void dataplane_close(struct dataplane_ep *ep)
 /* What path names now, cheaply, without opening it: compared with the
  * identity dataplane_open() gave, it says the namespace went or was made
  * anew. 0 or a negative errno (-ENOENT: gone). */
-static inline BH_MUST_CHECK int dataplane_identify(struct dataplane *dp, const char *path, struct netns_id *id)
+static inline BH_MUST_CHECK int dataplane_identify(struct dataplane *dp, const char *path,
+						   struct netns_id *id)
 {
 	return dp->ops->identify(dp, path, id);
 }

@@ -146,9 +146,10 @@ static uint64_t tamper_streak(struct endpoint_state *e, const char *how)
 	bool was = e->backoff.reason == BACKOFF_TAMPERING && e->backoff.delay_ms > 0;
 	uint64_t delay = backoff_fail(&e->backoff, BACKOFF_TAMPERING, e->env->now_ms());
 	if (delay && !was)
-		log_warn("endpoint %s: %s, again: putting it back backs off, %u ms doubling to %u s, until it has "
-			 "stayed put for %u s",
-			 e->name, how, (unsigned)delay, BACKOFF_MAX_MS / 1000, BACKOFF_QUIET_MS / 1000);
+		log_warn(
+		    "endpoint %s: %s, again: putting it back backs off, %u ms doubling to %u s, until it has "
+		    "stayed put for %u s",
+		    e->name, how, (unsigned)delay, BACKOFF_MAX_MS / 1000, BACKOFF_QUIET_MS / 1000);
 	touch(e);
 	return delay;
 }
@@ -181,7 +182,8 @@ static void on_foreign(void *data, const struct drift_report *rep)
 {
 	struct endpoint_state *e = data;
 	char how[256];
-	snprintf(how, sizeof(how), "table inet %s changed by another process (netlink port %u: %s, %u change%s)",
+	snprintf(how, sizeof(how),
+		 "table inet %s changed by another process (netlink port %u: %s, %u change%s)",
 		 NFT_TABLE_NAME, rep->last_portid, rep->last_what, rep->foreign_changes,
 		 rep->foreign_changes == 1 ? "" : "s");
 	tampered(e, how);
@@ -199,16 +201,18 @@ static void on_lost(void *data)
 	if (tamper_deferred(e))
 		return; /* its repair is on its way */
 	const struct bundle_endpoint *bep = e->applied ? bundle_find_endpoint(e->applied->b, e->name) : NULL;
-	int r = dataplane_verify(e->dp, e->applied ? e->applied->b : NULL, bep, e->has_tag ? &e->tag : NULL, &read,
-				 why, sizeof(why));
+	int r = dataplane_verify(e->dp, e->applied ? e->applied->b : NULL, bep, e->has_tag ? &e->tag : NULL,
+				 &read, why, sizeof(why));
 	e->checks += read;
 	if (r == 1) {
 		if (read)
-			log_info("endpoint %s: nftables events lost; its table was read back and is as the agent "
-				 "left it",
-				 e->name);
+			log_info(
+			    "endpoint %s: nftables events lost; its table was read back and is as the agent "
+			    "left it",
+			    e->name);
 		else
-			log_info("endpoint %s: nftables events lost, but nothing was committed since its table was "
+			log_info("endpoint %s: nftables events lost, but nothing was committed since its "
+				 "table was "
 				 "last known right",
 				 e->name);
 		return;
@@ -220,13 +224,15 @@ static void on_lost(void *data)
 	}
 	if (r == 0) {
 		char how[1200];
-		snprintf(how, sizeof(how), "nftables events lost; table inet %s read back: %s", NFT_TABLE_NAME, why);
+		snprintf(how, sizeof(how), "nftables events lost; table inet %s read back: %s",
+			 NFT_TABLE_NAME, why);
 		tampered(e, how);
 		return;
 	}
-	log_warn("endpoint %s: nftables events lost, and its table could not be read back (%s); putting it back "
-		 "to be sure",
-		 e->name, strerror(-r));
+	log_warn(
+	    "endpoint %s: nftables events lost, and its table could not be read back (%s); putting it back "
+	    "to be sure",
+	    e->name, strerror(-r));
 	e->force_full = true;
 	endpoint_sync(e);
 }
@@ -251,11 +257,11 @@ static void on_packets_lost(void *data, uint64_t enobufs, uint64_t gap)
 }
 
 static const struct dataplane_events events = {
-	.foreign = on_foreign,
-	.lost = on_lost,
-	.addresses = on_addresses,
-	.packet = on_packet,
-	.packets_lost = on_packets_lost,
+    .foreign = on_foreign,
+    .lost = on_lost,
+    .addresses = on_addresses,
+    .packet = on_packet,
+    .packets_lost = on_packets_lost,
 };
 
 /* ---- the namespace ---- */
@@ -431,14 +437,14 @@ void endpoint_sync(struct endpoint_state *e)
 	struct nft_tag tag = {.serial = cur->serial, .revision = cur->revision};
 	memcpy(tag.hash, cur->b->hash, sizeof(tag.hash));
 	struct dataplane_apply req = {
-		.name = e->name,
-		.old_b = e->applied && !e->force_full ? e->applied->b : NULL,
-		.b = cur->b,
-		.ep = bep,
-		.tag = &tag,
-		.replacing = on_replacing,
-		.arg = e,
-		.once = e->backoff.reason == BACKOFF_TAMPERING && e->backoff.delay_ms > 0,
+	    .name = e->name,
+	    .old_b = e->applied && !e->force_full ? e->applied->b : NULL,
+	    .b = cur->b,
+	    .ep = bep,
+	    .tag = &tag,
+	    .replacing = on_replacing,
+	    .arg = e,
+	    .once = e->backoff.reason == BACKOFF_TAMPERING && e->backoff.delay_ms > 0,
 	};
 	req.old_ep = req.old_b ? bundle_find_endpoint(req.old_b, e->name) : NULL;
 	struct dataplane_result res;
@@ -446,8 +452,8 @@ void endpoint_sync(struct endpoint_state *e)
 	if (r < 0 && req.old_ep && !res.full) {
 		/* The kernel does not hold what the delta builds on (a change we
 		 * did not see): the table is as it was; replace it whole now. */
-		log_warn("endpoint %s: set delta to bundle %.12s failed (%s); replacing the table whole", e->name,
-			 cur->b->hash, res.error);
+		log_warn("endpoint %s: set delta to bundle %.12s failed (%s); replacing the table whole",
+			 e->name, cur->b->hash, res.error);
 		e->delta_fallbacks++;
 		unsigned tampered_before = res.tampered, checks_before = res.checks;
 		req.old_b = NULL;
@@ -483,7 +489,8 @@ void endpoint_sync(struct endpoint_state *e)
 	set_error(e, NULL);
 	if (e->backoff.reason == BACKOFF_APPLY)
 		backoff_over(e, "applied");
-	static const char rewritten[] = "table inet " NFT_TABLE_NAME " changed by another process as it was loaded";
+	static const char rewritten[] =
+	    "table inet " NFT_TABLE_NAME " changed by another process as it was loaded";
 	if (res.tampered) {
 		e->tampering += res.tampered;
 		tamper_streak(e, rewritten);
@@ -512,9 +519,10 @@ void endpoint_tick(struct endpoint_state *e)
 	if (!backoff_quiet(&e->backoff, e->env->now_ms()) || tamper_deferred(e))
 		return;
 	if (backoff_reset(&e->backoff))
-		log_info("endpoint %s: its table has stayed as put back for %u s; changes to it are put back at "
-			 "once again",
-			 e->name, BACKOFF_QUIET_MS / 1000);
+		log_info(
+		    "endpoint %s: its table has stayed as put back for %u s; changes to it are put back at "
+		    "once again",
+		    e->name, BACKOFF_QUIET_MS / 1000);
 	touch(e);
 }
 
@@ -553,13 +561,13 @@ json_t *endpoint_ack_json(const struct endpoint_state *e, bool *ok)
 	if (!cur || !bundle_find_endpoint(cur->b, e->name))
 		return NULL;
 	bool applied = endpoint_enforced(e);
-	const char *why = e->error                ? e->error
-			  : !e->present           ? "namespace not present"
-			  : tamper_deferred(e)    ? ENDPOINT_TAMPERING_ERROR
-						  : NULL;
+	const char *why = e->error	       ? e->error
+			  : !e->present	       ? "namespace not present"
+			  : tamper_deferred(e) ? ENDPOINT_TAMPERING_ERROR
+					       : NULL;
 	*ok = applied;
-	return json_pack("{s:s,s:s?,s:s?}", "name", e->name, "applied", applied ? cur->b->hash : NULL, "error",
-			 applied ? NULL : why);
+	return json_pack("{s:s,s:s?,s:s?}", "name", e->name, "applied", applied ? cur->b->hash : NULL,
+			 "error", applied ? NULL : why);
 }
 
 static json_t *addresses_json(const struct endpoint_state *e, bool fallback)
@@ -580,26 +588,28 @@ static json_t *addresses_json(const struct endpoint_state *e, bool fallback)
 json_t *endpoint_report_json(const struct endpoint_state *e)
 {
 	/* Where the namespace is not read, what the source says. */
-	return json_pack("{s:s,s:s?,s:O,s:o}", "name", e->name, "netns", e->netns, "labels", e->labels, "addresses",
-			 addresses_json(e, true));
+	return json_pack("{s:s,s:s?,s:O,s:o}", "name", e->name, "netns", e->netns, "labels", e->labels,
+			 "addresses", addresses_json(e, true));
 }
 
 json_t *endpoint_status_json(const struct endpoint_state *e)
 {
-	json_t *o = json_pack(
-	    "{s:s,s:s?,s:b,s:o,s:s?,s:b,s:s?,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "name", e->name, "netns", e->netns,
-	    "present", e->present, "addresses", addresses_json(e, false), "applied",
-	    e->applied ? e->applied->b->hash : NULL, "held", e->held, "error", e->error, "counters", "full_updates",
-	    (json_int_t)e->full_updates, "delta_updates", (json_int_t)e->delta_updates, "delta_fallbacks",
-	    (json_int_t)e->delta_fallbacks, "failures", (json_int_t)e->failures, "tampering", (json_int_t)e->tampering,
-	    "events_lost", (json_int_t)e->events_lost, "checks", (json_int_t)e->checks);
+	json_t *o =
+	    json_pack("{s:s,s:s?,s:b,s:o,s:s?,s:b,s:s?,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "name", e->name,
+		      "netns", e->netns, "present", e->present, "addresses", addresses_json(e, false),
+		      "applied", e->applied ? e->applied->b->hash : NULL, "held", e->held, "error", e->error,
+		      "counters", "full_updates", (json_int_t)e->full_updates, "delta_updates",
+		      (json_int_t)e->delta_updates, "delta_fallbacks", (json_int_t)e->delta_fallbacks,
+		      "failures", (json_int_t)e->failures, "tampering", (json_int_t)e->tampering,
+		      "events_lost", (json_int_t)e->events_lost, "checks", (json_int_t)e->checks);
 	if (!o)
 		abort();
 	/* Backing off: why, how many in a row, how long each wait is now. */
 	json_object_set_new(o, "backoff",
 			    e->backoff.reason != BACKOFF_NONE && e->backoff.delay_ms > 0
-				? json_pack("{s:s,s:I,s:I,s:b}", "reason", backoff_reason_name(e->backoff.reason),
-					    "streak", (json_int_t)e->backoff.streak, "delay_ms",
+				? json_pack("{s:s,s:I,s:I,s:b}", "reason",
+					    backoff_reason_name(e->backoff.reason), "streak",
+					    (json_int_t)e->backoff.streak, "delay_ms",
 					    (json_int_t)e->backoff.delay_ms, "waiting", endpoint_waiting(e))
 				: json_null());
 	json_t *more = e->dp ? dataplane_status(e->dp) : NULL;

@@ -31,7 +31,7 @@ struct endpoint_env {
 	struct dataplane *dp;
 	struct session *session; /* NULL without a controller: no flows, no counters */
 	struct status *status;
-	uint64_t (*now_ms)(void); /* monotonic */
+	uint64_t (*now_ms)(void);	  /* monotonic */
 	struct endpoint_state *endpoints; /* the table, in name order */
 	struct bundle_ref *current;	  /* the bundle to enforce; NULL: none */
 	/* current is the cached bundle, which no controller or bundle file has
@@ -50,21 +50,21 @@ struct endpoint_state {
 	struct endpoint_env *env;
 	const struct source *source; /* the one that reported it */
 	char *name, *netns;
-	bool present;		/* namespace open and attached */
-	struct dataplane_ep *dp; /* while present */
-	struct netns_id id;	/* while present */
+	bool present;		   /* namespace open and attached */
+	struct dataplane_ep *dp;   /* while present */
+	struct netns_id id;	   /* while present */
 	struct counters *counters; /* while present, with a session: rule hit counts */
 	bool counters_failed_logged;
 	struct bundle_ref *applied; /* what its table holds, NULL: nothing known */
 	bool force_full;	    /* the kernel's table may differ: replace it whole */
 	bool has_tag;		    /* tag: which bundle the kernel's table says it holds */
 	struct nft_tag tag;
-	bool held; /* its table is newer than the cached bundle in force: left alone */
+	bool held;	     /* its table is newer than the cached bundle in force: left alone */
 	bool refused_shared; /* refused: another endpoint holds its namespace */
 	bool not_in_bundle_logged;
 	char *error;
-	json_t *labels;	    /* from the source: reported to the controller */
-	json_t *src_addrs;  /* the source's addresses: used where the dataplane reads none */
+	json_t *labels;	   /* from the source: reported to the controller */
+	json_t *src_addrs; /* the source's addresses: used where the dataplane reads none */
 	struct backoff backoff;
 	unsigned tampering, full_updates, delta_updates, delta_fallbacks, failures;
 	unsigned events_lost, checks; /* event overflows; tables read back to compare */
@@ -116,6 +116,6 @@ json_t *endpoint_status_json(const struct endpoint_state *e);
 
 /* The error an ACK shows for an endpoint whose table keeps being changed
  * while its repair backs off. */
-#define ENDPOINT_TAMPERING_ERROR                                                                         \
-	"table inet " NFT_TABLE_NAME " keeps being changed by another process: putting it back backs off " \
+#define ENDPOINT_TAMPERING_ERROR                                                                             \
+	"table inet " NFT_TABLE_NAME " keeps being changed by another process: putting it back backs off "   \
 	"(waits of up to 30 s)"

@@ -66,7 +66,8 @@ static void on_growth(void *data, const struct counter_growth *g)
 	/* Of the rules every chain starts with, the invalid drop is reported
 	 * (the others accept conntrack's own traffic, loopback and ND). */
 	if (strcmp(g->rule, NFT_RULE_CT_INVALID) == 0) {
-		session_hit(s, e->name, g->dir, g->rule, NULL, "deny", g->packets, g->bytes, (uint64_t)clock_wall_ms());
+		session_hit(s, e->name, g->dir, g->rule, NULL, "deny", g->packets, g->bytes,
+			    (uint64_t)clock_wall_ms());
 		return;
 	}
 	if (strcmp(g->rule, NFT_RULE_ESTABLISHED) == 0 || strcmp(g->rule, NFT_RULE_LOOPBACK) == 0 ||
@@ -80,7 +81,8 @@ static void on_growth(void *data, const struct counter_growth *g)
 		log_debug("endpoint %s: counter of unknown rule \"%s\" not reported", e->name, g->rule);
 		return;
 	}
-	session_hit(s, e->name, g->dir, g->rule, policy, verdict, g->packets, g->bytes, (uint64_t)clock_wall_ms());
+	session_hit(s, e->name, g->dir, g->rule, policy, verdict, g->packets, g->bytes,
+		    (uint64_t)clock_wall_ms());
 }
 
 void hits_read(struct endpoint_state *e)
@@ -89,7 +91,8 @@ void hits_read(struct endpoint_state *e)
 		return;
 	int r = dataplane_read_counters(e->dp, e->counters, on_growth, e);
 	if (r < 0 && !e->counters_failed_logged)
-		log_error_errno(r, "endpoint %s: reading rule counters: %m (hit counts go unreported)", e->name);
+		log_error_errno(r, "endpoint %s: reading rule counters: %m (hit counts go unreported)",
+				e->name);
 	e->counters_failed_logged = r < 0;
 }
 
@@ -124,7 +127,8 @@ void hits_restore(struct endpoint_state *e)
 	json_t *saved = json_object_get(all, e->name);
 	json_t *dev = json_object_get(saved, "dev"), *ino = json_object_get(saved, "ino");
 	if (saved && json_is_integer(dev) && json_is_integer(ino) &&
-	    (unsigned long)json_integer_value(dev) == e->id.dev && (unsigned long)json_integer_value(ino) == e->id.ino &&
+	    (unsigned long)json_integer_value(dev) == e->id.dev &&
+	    (unsigned long)json_integer_value(ino) == e->id.ino &&
 	    counters_load(e->counters, json_object_get(saved, "readings")) < 0)
 		log_warn("endpoint %s: saved rule counters unreadable; its hit counts start afresh", e->name);
 	json_object_del(all, e->name);
@@ -139,7 +143,8 @@ void hits_save(const char *dir, const struct endpoint_state *list)
 		if (e->counters && e->present)
 			json_object_set_new(out, e->name,
 					    json_pack("{s:I,s:I,s:o}", "dev", (json_int_t)e->id.dev, "ino",
-						      (json_int_t)e->id.ino, "readings", counters_save(e->counters)));
+						      (json_int_t)e->id.ino, "readings",
+						      counters_save(e->counters)));
 	}
 	char *text = json_dumps(out, JSON_COMPACT);
 	json_decref(out);

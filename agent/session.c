@@ -21,15 +21,15 @@ struct ctl_session {
 	struct loop *loop;
 	const struct session_peer *peer;
 	void *core;
-	struct link *link; /* NULL until started, or when it could not be made */
+	struct link *link;   /* NULL until started, or when it could not be made */
 	struct flows *flows; /* NULL once stopped */
 	struct loop_source *flow_timer;
 	/* What the core says it holds. */
 	const struct bundle *in_force; /* borrowed */
 	int64_t revision;
 	bool certain;
-	json_t *endpoints; /* the last list, for every HELLO */
-	char *last_ack;	   /* the last ACK sent (JSON), to send again only when it changes */
+	json_t *endpoints;	/* the last list, for every HELLO */
+	char *last_ack;		/* the last ACK sent (JSON), to send again only when it changes */
 	uint64_t last_hello_ms; /* monotonic */
 };
 
@@ -54,8 +54,8 @@ static void send_hello(void *data)
 {
 	struct ctl_session *c = data;
 	link_send(c->link, PROTO_HELLO,
-		  json_pack("{s:s,s:s,s:o,s:o,s:O}", "node", c->o->node, "agent", BULKHEAD_VERSION, "revision",
-			    held_revision(c), "hash", held_hash(c), "endpoints",
+		  json_pack("{s:s,s:s,s:o,s:o,s:O}", "node", c->o->node, "agent", BULKHEAD_VERSION,
+			    "revision", held_revision(c), "hash", held_hash(c), "endpoints",
 			    c->endpoints ? c->endpoints : json_array()));
 	c->last_hello_ms = (uint64_t)clock_mono_ms();
 	/* A new session may not have heard the last ACK. */
@@ -84,7 +84,8 @@ static void take_bundle(struct ctl_session *c, int64_t revision, json_t *bundle_
 		snprintf(error, sizeof(error), "%s rejected: %s%s%s", what, d.n ? d.v[0].path : "",
 			 d.n ? ": " : "", d.n ? d.v[0].message : "");
 	} else if (strcmp(b->node, c->o->node) != 0) {
-		snprintf(error, sizeof(error), "%s is for node \"%s\", not \"%s\"", what, b->node, c->o->node);
+		snprintf(error, sizeof(error), "%s is for node \"%s\", not \"%s\"", what, b->node,
+			 c->o->node);
 		bundle_free(b);
 		b = NULL;
 	}
@@ -111,7 +112,8 @@ static void on_delta(struct ctl_session *c, json_t *body)
 	json_t *next = cur ? proto_delta_apply(cur, json_object_get(body, "sets"), &d) : NULL;
 	json_decref(cur);
 	if (!next) {
-		log_error("delta does not apply (%s); asking for the whole bundle", d.n ? d.v[0].message : "no memory");
+		log_error("delta does not apply (%s); asking for the whole bundle",
+			  d.n ? d.v[0].message : "no memory");
 		diag_release(&d);
 		send_hello(c);
 		return;
@@ -153,7 +155,8 @@ static void on_link_message(void *data, const struct proto_msg *m)
 		 * a RESYNC; one HELLO on its way answers them all. */
 		if ((uint64_t)clock_mono_ms() - c->last_hello_ms < RESYNC_QUIET_MS)
 			break;
-		log_info("controller asks for a resync: %s", ESCAPED(json_string_value(json_object_get(m->body, "reason"))));
+		log_info("controller asks for a resync: %s",
+			 ESCAPED(json_string_value(json_object_get(m->body, "reason"))));
 		send_hello(c);
 		break;
 	case PROTO_REFUSED:
@@ -186,7 +189,7 @@ static int ctl_start(struct session *s)
 {
 	struct ctl_session *c = ctl(s);
 	static const struct link_callbacks cb = {
-		.message = on_link_message, .hello = send_hello, .heartbeat = heartbeat_body};
+	    .message = on_link_message, .hello = send_hello, .heartbeat = heartbeat_body};
 	c->link = link_new(c->loop, c->o->link, &cb, c);
 	if (!c->link) {
 		int r = -errno;
@@ -216,11 +219,12 @@ static void ctl_endpoints(struct session *s, json_t *list)
 		link_send(c->link, PROTO_ENDPOINTS, json_pack("{s:O}", "endpoints", list));
 }
 
-static void ctl_ack(struct session *s, int64_t revision, bool ok, const char *error, json_t *endpoints, bool always)
+static void ctl_ack(struct session *s, int64_t revision, bool ok, const char *error, json_t *endpoints,
+		    bool always)
 {
 	struct ctl_session *c = ctl(s);
-	json_t *body = json_pack("{s:I,s:o,s:b,s:s?,s:o}", "revision", (json_int_t)revision, "hash", held_hash(c), "ok",
-				 ok, "error", error, "endpoints", endpoints);
+	json_t *body = json_pack("{s:I,s:o,s:b,s:s?,s:o}", "revision", (json_int_t)revision, "hash",
+				 held_hash(c), "ok", ok, "error", error, "endpoints", endpoints);
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	if (!c->link || (!always && text && c->last_ack && strcmp(text, c->last_ack) == 0)) {
 		free(text);
@@ -232,8 +236,8 @@ static void ctl_ack(struct session *s, int64_t revision, bool ok, const char *er
 	link_send(c->link, PROTO_ACK, body);
 }
 
-static void ctl_packet(struct session *s, const char *endpoint, const struct nflog_event *ev, const char *policy,
-		       const char *rule, uint64_t now_ms)
+static void ctl_packet(struct session *s, const char *endpoint, const struct nflog_event *ev,
+		       const char *policy, const char *rule, uint64_t now_ms)
 {
 	struct ctl_session *c = ctl(s);
 	if (c->flows)
@@ -247,8 +251,9 @@ static void ctl_packets_lost(struct session *s, const char *endpoint, uint64_t e
 		flows_lost(c->flows, endpoint, enobufs, gap);
 }
 
-static void ctl_hit(struct session *s, const char *endpoint, enum direction dir, const char *rule, const char *policy,
-		    const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms)
+static void ctl_hit(struct session *s, const char *endpoint, enum direction dir, const char *rule,
+		    const char *policy, const char *verdict, uint64_t packets, uint64_t bytes,
+		    uint64_t now_ms)
 {
 	struct ctl_session *c = ctl(s);
 	if (c->flows)
@@ -287,20 +292,20 @@ static void ctl_free(struct session *s)
 }
 
 static const struct session_ops ctl_ops = {
-	.start = ctl_start,
-	.in_force = ctl_in_force,
-	.endpoints = ctl_endpoints,
-	.ack = ctl_ack,
-	.packet = ctl_packet,
-	.packets_lost = ctl_packets_lost,
-	.hit = ctl_hit,
-	.status = ctl_status,
-	.stop = ctl_stop,
-	.free = ctl_free,
+    .start = ctl_start,
+    .in_force = ctl_in_force,
+    .endpoints = ctl_endpoints,
+    .ack = ctl_ack,
+    .packet = ctl_packet,
+    .packets_lost = ctl_packets_lost,
+    .hit = ctl_hit,
+    .status = ctl_status,
+    .stop = ctl_stop,
+    .free = ctl_free,
 };
 
-struct session *session_new(struct loop *loop, const struct session_options *o, const struct session_peer *peer,
-			    void *core)
+struct session *session_new(struct loop *loop, const struct session_options *o,
+			    const struct session_peer *peer, void *core)
 {
 	struct ctl_session *c = xcalloc(1, sizeof(*c));
 	c->s.ops = &ctl_ops;

@@ -44,12 +44,14 @@ struct session_ops {
 	int (*start)(struct session *s);
 	void (*in_force)(struct session *s, const struct bundle *b, int64_t revision, bool certain);
 	void (*endpoints)(struct session *s, json_t *list);
-	void (*ack)(struct session *s, int64_t revision, bool ok, const char *error, json_t *endpoints, bool always);
-	void (*packet)(struct session *s, const char *endpoint, const struct nflog_event *ev, const char *policy,
-		       const char *rule, uint64_t now_ms);
+	void (*ack)(struct session *s, int64_t revision, bool ok, const char *error, json_t *endpoints,
+		    bool always);
+	void (*packet)(struct session *s, const char *endpoint, const struct nflog_event *ev,
+		       const char *policy, const char *rule, uint64_t now_ms);
 	void (*packets_lost)(struct session *s, const char *endpoint, uint64_t enobufs, uint64_t gap);
 	void (*hit)(struct session *s, const char *endpoint, enum direction dir, const char *rule,
-		    const char *policy, const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms);
+		    const char *policy, const char *verdict, uint64_t packets, uint64_t bytes,
+		    uint64_t now_ms);
 	void (*status)(struct session *s, json_t **controller, json_t **flows);
 	void (*stop)(struct session *s);
 	void (*free)(struct session *s);
@@ -69,8 +71,8 @@ struct session_options {
 /* The controller session over link.c. Borrows o (and what it points to),
  * loop, and peer/core for its lifetime. Nothing is sent before
  * session_start(). */
-struct session *session_new(struct loop *loop, const struct session_options *o, const struct session_peer *peer,
-			    void *core);
+struct session *session_new(struct loop *loop, const struct session_options *o,
+			    const struct session_peer *peer, void *core);
 
 /* ---- what the core calls ---- */
 
@@ -98,8 +100,8 @@ static inline void session_endpoints(struct session *s, json_t *list)
  * reference to endpoints: [{"name", "applied", "error"}...]); error for
  * the whole. Unless always, an ACK that says what the last one said is
  * not sent again. */
-static inline void session_ack(struct session *s, int64_t revision, bool ok, const char *error, json_t *endpoints,
-			       bool always)
+static inline void session_ack(struct session *s, int64_t revision, bool ok, const char *error,
+			       json_t *endpoints, bool always)
 {
 	s->ops->ack(s, revision, ok, error, endpoints, always);
 }
@@ -110,7 +112,8 @@ static inline void session_packet(struct session *s, const char *endpoint, const
 {
 	s->ops->packet(s, endpoint, ev, policy, rule, now_ms);
 }
-static inline void session_packets_lost(struct session *s, const char *endpoint, uint64_t enobufs, uint64_t gap)
+static inline void session_packets_lost(struct session *s, const char *endpoint, uint64_t enobufs,
+					uint64_t gap)
 {
 	s->ops->packets_lost(s, endpoint, enobufs, gap);
 }

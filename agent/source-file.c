@@ -91,9 +91,9 @@ static void source_file_free(struct source *s)
 }
 
 static const struct source_ops source_file_ops = {
-	.kind = "file",
-	.start = source_file_start,
-	.free = source_file_free,
+    .kind = "file",
+    .start = source_file_start,
+    .free = source_file_free,
 };
 
 struct source *source_file_new(const char *path, const char *node)

@@ -64,8 +64,8 @@ struct source_port {
 /* What a source knows of one endpoint. Borrowed for the call: the core
  * copies what it keeps. */
 struct source_endpoint {
-	const char *name;  /* unique on the node */
-	const char *netns; /* the namespace's path; NULL: not known (yet) */
+	const char *name;		/* unique on the node */
+	const char *netns;		/* the namespace's path; NULL: not known (yet) */
 	const struct label_set *labels; /* NULL: none */
 	/* What the source says the addresses are (an inventory's
 	 * "addresses"); the dataplane's reading in the namespace wins. */

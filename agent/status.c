@@ -52,11 +52,11 @@ bool status_due(struct status *st, const json_t *flows, uint64_t now_ms)
 
 void status_write(struct status *st, struct status_facts *f, json_t *flows, uint64_t now_ms)
 {
-	json_t *o = json_pack("{s:s,s:s?,s:I,s:o,s:s,s:o,s:{s:I,s:I}}", "node", f->node, "bundle", f->bundle,
-			      "revision", (json_int_t)f->revision, "controller",
-			      f->controller ? f->controller : json_null(), "dataplane", f->dataplane, "endpoints",
-			      f->endpoints, "rejected", "bundles", (json_int_t)f->bundles_rejected, "inventories",
-			      (json_int_t)f->inventories_rejected);
+	json_t *o = json_pack(
+	    "{s:s,s:s?,s:I,s:o,s:s,s:o,s:{s:I,s:I}}", "node", f->node, "bundle", f->bundle, "revision",
+	    (json_int_t)f->revision, "controller", f->controller ? f->controller : json_null(), "dataplane",
+	    f->dataplane, "endpoints", f->endpoints, "rejected", "bundles", (json_int_t)f->bundles_rejected,
+	    "inventories", (json_int_t)f->inventories_rejected);
 	if (!o)
 		abort();
 	if (f->cache)

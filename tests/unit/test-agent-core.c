@@ -77,17 +77,18 @@ static uint64_t fake_now(void)
 static struct bundle *compile_for(const char *cidrs, int port, const char *names)
 {
 	char policy[1024], inventory[1024] = "{\"node\":\"n1\",\"endpoints\":[";
-	snprintf(policy, sizeof(policy),
-		 "{\"version\":1,\"groups\":{\"office\":{\"cidrs\":[%s]}},\"policies\":[{\"name\":\"in\","
-		 "\"applies_to\":{\"labels\":{}},\"ingress\":[{\"from\":[\"office\"],\"ports\":[\"tcp/%d\"]}]}]}",
-		 cidrs, port);
+	snprintf(
+	    policy, sizeof(policy),
+	    "{\"version\":1,\"groups\":{\"office\":{\"cidrs\":[%s]}},\"policies\":[{\"name\":\"in\","
+	    "\"applies_to\":{\"labels\":{}},\"ingress\":[{\"from\":[\"office\"],\"ports\":[\"tcp/%d\"]}]}]}",
+	    cidrs, port);
 	char list[256];
 	snprintf(list, sizeof(list), "%s", names);
 	int i = 0;
 	for (char *save, *n = strtok_r(list, " ", &save); n; n = strtok_r(NULL, " ", &save), i++)
 		snprintf(inventory + strlen(inventory), sizeof(inventory) - strlen(inventory),
-			 "%s{\"name\":\"%s\",\"labels\":{\"app\":\"x\"},\"addresses\":[\"198.18.0.%d\"]}", i ? "," : "", n,
-			 10 + i);
+			 "%s{\"name\":\"%s\",\"labels\":{\"app\":\"x\"},\"addresses\":[\"198.18.0.%d\"]}",
+			 i ? "," : "", n, 10 + i);
 	strcat(inventory, "]}");
 	struct diag d;
 	diag_init(&d, "test");
@@ -138,8 +139,8 @@ static struct fake_dp {
 	struct dataplane dp;
 	struct nft_batch *nb;
 	const char *fail_delta, *fail_apply; /* endpoint names */
-	const char *overwritten; /* rewritten by someone as fast as it goes in */
-	bool last_once;		 /* what the last apply was asked */
+	const char *overwritten;	     /* rewritten by someone as fast as it goes in */
+	bool last_once;			     /* what the last apply was asked */
 } fake;
 
 static struct fake_ns *ns_at(const char *path)
@@ -250,7 +251,8 @@ static int fake_read_tag(struct dataplane_ep *ep, struct nft_tag *out)
 	return 0;
 }
 
-static int fake_apply(struct dataplane_ep *ep, const struct dataplane_apply *req, struct dataplane_result *res)
+static int fake_apply(struct dataplane_ep *ep, const struct dataplane_apply *req,
+		      struct dataplane_result *res)
 {
 	struct fake_ep *e = (struct fake_ep *)ep;
 	bool full = true;
@@ -265,7 +267,8 @@ static int fake_apply(struct dataplane_ep *ep, const struct dataplane_apply *req
 	}
 	note("apply %s %s %.8s ns%lu", e->name, full ? "full" : "delta", req->b->hash, e->id.ino);
 	if (!full && fake.fail_delta && strcmp(fake.fail_delta, e->name) == 0) {
-		snprintf(res->error, sizeof(res->error), "delete elements from set s_1: No such file or directory");
+		snprintf(res->error, sizeof(res->error),
+			 "delete elements from set s_1: No such file or directory");
 		note("failed");
 		return -ENOENT;
 	}
@@ -330,17 +333,17 @@ static void fake_free(struct dataplane *dp)
 }
 
 static const struct dataplane_ops fake_ops = {
-	.name = "fake",
-	.free = fake_free,
-	.open = fake_open,
-	.attach = fake_attach,
-	.close = fake_close,
-	.identify = fake_identify,
-	.read_tag = fake_read_tag,
-	.apply = fake_apply,
-	.verify = fake_verify,
-	.quiet = fake_quiet,
-	.watch_namespaces = fake_watch_namespaces,
+    .name = "fake",
+    .free = fake_free,
+    .open = fake_open,
+    .attach = fake_attach,
+    .close = fake_close,
+    .identify = fake_identify,
+    .read_tag = fake_read_tag,
+    .apply = fake_apply,
+    .verify = fake_verify,
+    .quiet = fake_quiet,
+    .watch_namespaces = fake_watch_namespaces,
 };
 
 /* Someone changes ep's table; the dataplane tells the core (unless it
@@ -406,15 +409,15 @@ static void fs_ack(struct session *s, int64_t revision, bool ok, const char *err
 	note("ack %lld %s", (long long)revision, ok ? "ok" : "not-ok");
 }
 
-static void fs_packet(struct session *s, const char *endpoint, const struct nflog_event *ev, const char *policy,
-		      const char *rule, uint64_t now_ms)
+static void fs_packet(struct session *s, const char *endpoint, const struct nflog_event *ev,
+		      const char *policy, const char *rule, uint64_t now_ms)
 {
 }
 static void fs_packets_lost(struct session *s, const char *endpoint, uint64_t enobufs, uint64_t gap)
 {
 }
-static void fs_hit(struct session *s, const char *endpoint, enum direction dir, const char *rule, const char *policy,
-		   const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms)
+static void fs_hit(struct session *s, const char *endpoint, enum direction dir, const char *rule,
+		   const char *policy, const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms)
 {
 }
 static void fs_status(struct session *s, json_t **controller, json_t **flows)
@@ -436,16 +439,16 @@ static void fs_free(struct session *s)
 }
 
 static const struct session_ops fs_ops = {
-	.start = fs_start,
-	.in_force = fs_in_force,
-	.endpoints = fs_endpoints,
-	.ack = fs_ack,
-	.packet = fs_packet,
-	.packets_lost = fs_packets_lost,
-	.hit = fs_hit,
-	.status = fs_status,
-	.stop = fs_stop,
-	.free = fs_free,
+    .start = fs_start,
+    .in_force = fs_in_force,
+    .endpoints = fs_endpoints,
+    .ack = fs_ack,
+    .packet = fs_packet,
+    .packets_lost = fs_packets_lost,
+    .hit = fs_hit,
+    .status = fs_status,
+    .stop = fs_stop,
+    .free = fs_free,
 };
 
 /* The controller sends b (owned) as revision. */
@@ -510,7 +513,10 @@ struct world {
 
 static void world_new(struct world *w, const char *endpoints)
 {
-	*w = (struct world){.o = {.node = "n1", .nflog_group = 100, .counters_ms = 1000, .recheck_ms = 500,
+	*w = (struct world){.o = {.node = "n1",
+				  .nflog_group = 100,
+				  .counters_ms = 1000,
+				  .recheck_ms = 500,
 				  .now_ms = fake_now}};
 	snprintf(w->dir, sizeof(w->dir), "/tmp/bulkhead-test-core.XXXXXX");
 	if (!mkdtemp(w->dir))
@@ -577,7 +583,8 @@ static long long counter(struct world *w, const char *name, const char *key)
 {
 	json_t *st = status_json(w);
 	json_t *c = json_object_get(status_endpoint(st, name), "counters");
-	long long v = json_is_integer(json_object_get(c, key)) ? json_integer_value(json_object_get(c, key)) : -1;
+	long long v =
+	    json_is_integer(json_object_get(c, key)) ? json_integer_value(json_object_get(c, key)) : -1;
 	json_decref(st);
 	return v;
 }
@@ -879,7 +886,8 @@ TEST(a_failing_endpoint_backs_off_until_it_applies_or_a_new_bundle_comes)
 	CHECK_STR(json_string_value(json_object_get(bo, "reason")), "apply");
 	CHECK(json_integer_value(json_object_get(bo, "delay_ms")) == 30000);
 	CHECK(json_integer_value(json_object_get(bo, "streak")) == (json_int_t)tries);
-	CHECK(json_integer_value(json_object_get(json_object_get(e1, "counters"), "failures")) == (json_int_t)tries);
+	CHECK(json_integer_value(json_object_get(json_object_get(e1, "counters"), "failures")) ==
+	      (json_int_t)tries);
 	CHECK(json_is_null(json_object_get(status_endpoint(st, "ep2"), "backoff")));
 	json_decref(st);
 	/* A new bundle is tried at once. */
