@@ -18,11 +18,14 @@
 #include "agent.h"
 #include "bulkhead/log.h"
 #include "bulkhead/loop.h"
+#include "bundle-file.h"
+#include "dataplane.h"
 #include "nft.h"
+#include "session.h"
+#include "source.h"
 #include "state.h"
 
 #define PROG "bulkhead-agent"
-#define BUNDLE_MAX_BYTES (256u << 20)
 
 static void usage(FILE *out)
 {
@@ -59,9 +62,11 @@ static void usage(FILE *out)
 
 struct options {
 	struct agent_options agent;
+	struct session_options session;
 	struct link_options link;
+	const char *inventory_path;
 	const char *keys, *controller_key;
-	bool print_ruleset, once, verbose;
+	bool null_dataplane, print_ruleset, once, verbose;
 };
 
 /* A decimal option value in lo..hi; false after saying what was expected. */
@@ -94,7 +99,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	};
 	int c;
 	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
-			      .agent.flow_window_ms = 1000,
+			      .session.flow_window_ms = 1000,
 			      .agent.counters_ms = 5000,
 			      .agent.recheck_ms = 500,
 			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS};
@@ -104,7 +109,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->agent.bundle_path = optarg;
 			break;
 		case 'i':
-			o->agent.inventory_path = optarg;
+			o->inventory_path = optarg;
 			break;
 		case 'n':
 			o->agent.node = optarg;
@@ -114,9 +119,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'd':
 			if (strcmp(optarg, "nft") == 0) {
-				o->agent.null_dataplane = false;
+				o->null_dataplane = false;
 			} else if (strcmp(optarg, "null") == 0) {
-				o->agent.null_dataplane = true;
+				o->null_dataplane = true;
 			} else {
 				log_error("--dataplane: expected nft or null, not \"%s\"", optarg);
 				return -EINVAL;
@@ -150,7 +155,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'W':
 			if (!parse_range("flow-window-ms", optarg, 10, 600000, &v))
 				return -EINVAL;
-			o->agent.flow_window_ms = (unsigned)v;
+			o->session.flow_window_ms = (unsigned)v;
 			break;
 		case 'c':
 			if (!parse_range("counters-ms", optarg, 10, 3600000, &v))
@@ -195,7 +200,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		}
 		return 0;
 	}
-	if (!o->agent.inventory_path) {
+	if (!o->inventory_path) {
 		log_error("--inventory is required");
 		return -EINVAL;
 	}
@@ -228,8 +233,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		log_error("--insecure and --keys/--controller-key exclude each other");
 		return -EINVAL;
 	}
-	if (o->link.endpoint)
-		o->agent.link = &o->link;
+	o->session.node = o->agent.node;
+	o->session.state_dir = o->agent.state_dir;
+	o->session.link = &o->link;
 	return 0;
 }
 
@@ -238,7 +244,7 @@ static int print_ruleset(const struct options *o)
 {
 	char *text;
 	size_t len;
-	int r = state_read_path(o->agent.bundle_path, BUNDLE_MAX_BYTES, &text, &len);
+	int r = state_read_path(o->agent.bundle_path, BUNDLE_FILE_MAX_BYTES, &text, &len);
 	if (r < 0) {
 		log_error("reading %s: %s", o->agent.bundle_path, fileio_strerror(r));
 		return 1;
@@ -257,10 +263,10 @@ static int print_ruleset(const struct options *o)
 		return 1;
 	}
 	struct inventory *inv = NULL;
-	if (o->agent.inventory_path) {
+	if (o->inventory_path) {
 		inv = inventory_new();
-		diag_init(&d, o->agent.inventory_path);
-		if (!inv || inventory_load_file(inv, o->agent.inventory_path, o->agent.node, 0, &d) < 0 ||
+		diag_init(&d, o->inventory_path);
+		if (!inv || inventory_load_file(inv, o->inventory_path, o->agent.node, 0, &d) < 0 ||
 		    inventory_finish(inv, &d) < 0) {
 			diag_print(&d, stderr);
 			diag_release(&d);
@@ -327,11 +333,17 @@ int main(int argc, char **argv)
 		log_error("epoll: %m");
 		return 1;
 	}
-	struct agent *agent = agent_new(&o.agent, loop);
-	if (!agent) {
+	struct dataplane *dp =
+	    o.null_dataplane ? dataplane_null_new(o.agent.nflog_group) : dataplane_nft_new(loop, o.agent.nflog_group);
+	if (!dp) {
+		log_error("opening the agent's own network namespace: %m");
 		loop_free(loop);
 		return 1;
 	}
+	struct agent *agent = agent_new(&o.agent, loop, dp);
+	if (o.link.endpoint)
+		agent_set_session(agent, session_new(loop, &o.session, &agent_session_peer, agent));
+	agent_add_source(agent, source_file_new(o.inventory_path, o.agent.node));
 	unsigned behind = agent_start(agent, o.once);
 	int ret = 0;
 	if (o.once) {
@@ -356,6 +368,7 @@ int main(int argc, char **argv)
 		if (sig.fd >= 0)
 			close(sig.fd);
 	}
+	agent_stop(agent);
 	agent_free(agent);
 	loop_free(loop);
 	return ret;

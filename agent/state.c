@@ -1,5 +1,6 @@
 /* Files in the agent's state directory (see state.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 #include "bulkhead/log.h"
 #include "state.h"
 
-int state_write(const char *dir, const char *name, const char *text, size_t len)
+static int write_atomic(const char *dir, const char *name, const char *text, size_t len, bool sync)
 {
 	char path[4096], tmp[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -31,8 +32,8 @@ int state_write(const char *dir, const char *name, const char *text, size_t len)
 		}
 		off += (size_t)n;
 	}
-	/* The cache must survive a crash: data on disk before the rename. */
-	if (fsync(fd) < 0 || close(fd) < 0) {
+	/* What must survive a crash (the cache) is on disk before the rename. */
+	if ((sync && fsync(fd) < 0) || close(fd) < 0) {
 		int r = -errno;
 		unlink(tmp);
 		return r;
@@ -43,6 +44,16 @@ int state_write(const char *dir, const char *name, const char *text, size_t len)
 		return r;
 	}
 	return 0;
+}
+
+int state_write(const char *dir, const char *name, const char *text, size_t len)
+{
+	return write_atomic(dir, name, text, len, true);
+}
+
+int state_write_nosync(const char *dir, const char *name, const char *text, size_t len)
+{
+	return write_atomic(dir, name, text, len, false);
 }
 
 int state_read_path(const char *path, size_t max, char **text, size_t *len)
