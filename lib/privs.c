@@ -231,6 +231,10 @@ static int user_lookup(const char *user, uid_t *uid, gid_t *gid, char **name, ch
 			    "--user %s: that is root; name an unprivileged user (this daemon needs no "
 			    "privilege)",
 			    user);
+	/* Root's group would keep what root's group may write. */
+	if (pw->pw_gid == 0)
+		return fail(err, -EINVAL,
+			    "--user %s: its group is root's (gid 0); name a user of another group", user);
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
 	*name = strdup(pw->pw_name);
@@ -366,7 +370,11 @@ static int check_path(const struct privs_path *p, const struct who *w, char **er
 {
 	char *dir = own_dir(p);
 	int r = 0;
-	if (dir)
+	char fix[PATH_MAX + 64];
+	if (dir && p->need == PRIVS_IPC_ENDPOINT) { /* its files are sockets: the directory is all */
+		snprintf(fix, sizeof(fix), "chown %s %s", w->name, dir);
+		r = check_access(p->what, dir, NULL, R_OK | W_OK | X_OK, fix, w, err);
+	} else if (dir)
 		r = check_dir(p->what, dir, true, w, err);
 	else if (p->path && p->need == PRIVS_READ_DIR)
 		r = check_dir(p->what, p->path, false, w, err);

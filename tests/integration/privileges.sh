@@ -77,7 +77,7 @@ refused() {
 }
 U="user nobody \(uid $NOBODY\)"
 refused "an admin directory root owns" \
-	"--admin $TMP/run: $U cannot write in it: owned by root:root, mode 0755; chown -R nobody $TMP/run$" --user nobody
+	"--admin $TMP/run: $U cannot write in it: owned by root:root, mode 0755; chown nobody $TMP/run$" --user nobody
 check "the missing state directory was made, nobody's and 0700" \
 	test "$(stat -c '%U %a' "$TMP/controller")" = "nobody 700"
 rmdir "$TMP/run"
