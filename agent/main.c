@@ -2,6 +2,7 @@
  * network namespace (DESIGN §3). Set-up only: options, objects, the loop. */
 #include <errno.h>
 #include <getopt.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "bulkhead/loop.h"
 #include "bundle-file.h"
 #include "dataplane.h"
+#include "bulkhead/privs.h"
 #include "nft.h"
 #include "session.h"
 #include "source.h"
@@ -32,7 +34,7 @@ static void usage(FILE *out)
 	fputs("usage: " PROG " --node NAME --inventory FILE --state-dir DIR\n"
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
 	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
-	      "                      [--counters-ms N] [--recheck-ms N] [--once] [--verbose]\n"
+	      "                      [--counters-ms N] [--recheck-ms N] [--cap-ptrace] [--once] [--verbose]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
@@ -52,6 +54,9 @@ static void usage(FILE *out)
 	      "  --counters-ms N     rule hit counters are read this often (default 5000)\n"
 	      "  --recheck-ms N      namespace paths are re-checked and failed endpoints retried this\n"
 	      "                      often (default 500); a mount or unmount is seen at once\n"
+	      "  --cap-ptrace        keep CAP_SYS_PTRACE too: opening /proc/PID/ns/net of a process that\n"
+	      "                      has capabilities the agent has not, or another user's, needs it\n"
+	      "                      (bind-mounted paths such as /run/netns/NAME do not)\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"
@@ -66,7 +71,7 @@ struct options {
 	struct link_options link;
 	const char *inventory_path;
 	const char *keys, *controller_key;
-	bool null_dataplane, print_ruleset, once, verbose;
+	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace;
 };
 
 /* A decimal option value in lo..hi; false after saying what was expected. */
@@ -95,7 +100,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"controller-key", required_argument, NULL, 'K'}, {"insecure", no_argument, NULL, 'I'},
 		{"heartbeat-ms", required_argument, NULL, 'H'}, {"flow-window-ms", required_argument, NULL, 'W'},
 		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
-		{NULL, 0, NULL, 0},
+		{"cap-ptrace", no_argument, NULL, 'P'},       {NULL, 0, NULL, 0},
 	};
 	int c;
 	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
@@ -169,6 +174,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'o':
 			o->once = true;
+			break;
+		case 'P':
+			o->cap_ptrace = true;
 			break;
 		case 'v':
 			o->verbose = true;
@@ -323,6 +331,23 @@ int main(int argc, char **argv)
 		log_warn("--insecure: the controller is not authenticated and neither is this agent");
 	if (o.print_ruleset)
 		return print_ruleset(&o);
+
+	/* Before any object exists (ZeroMQ starts threads): from here on the
+	 * agent holds what setns (SYS_ADMIN) and nftables and NFLOG
+	 * (NET_ADMIN) need, and nothing else (README: Deploying). */
+	static const int caps[] = {CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE};
+	uint64_t missing;
+	char *err = NULL;
+	if (privs_keep_caps(caps, o.cap_ptrace ? 3 : 2, &missing, &err) < 0) {
+		log_error("dropping capabilities: %s", err ? err : "failed");
+		free(err);
+		return 1;
+	}
+	for (size_t i = 0; i < BH_ARRAY_SIZE(caps); i++)
+		if ((missing >> caps[i]) & 1 && !o.null_dataplane)
+			log_warn("%s is not permitted to this process: endpoints will fail (run as root, or "
+				 "with it in AmbientCapabilities=)",
+				 privs_cap_name(caps[i]));
 	if (o.agent.state_dir && mkdir(o.agent.state_dir, 0700) < 0 && errno != EEXIST) {
 		log_error("creating --state-dir %s: %m", o.agent.state_dir);
 		return 1;

@@ -417,10 +417,13 @@ struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struc
 		char *dir = xstrdup(path), *why = NULL;
 		const char *d = dirname(dir);
 		int r = mkdir(d, 0700) < 0 && errno != EEXIST ? -errno : 0;
-		if (r < 0 &&
+		/* A directory others control is the reason to give, also when
+		 * it is what kept mkdir out (root without CAP_DAC_OVERRIDE). */
+		int t = pathtrust_dir(d, &why);
+		if (r < 0 && t != -EPERM &&
 		    asprintf(err, "admin endpoint %s: creating %s: %s", endpoint, d, strerror(-r)) < 0)
 			abort();
-		if (r == 0 && (r = pathtrust_dir(d, &why)) < 0 &&
+		if ((r == 0 || t == -EPERM) && (r = t) < 0 &&
 		    asprintf(err,
 			     "admin endpoint %s: refused: %s (another user could put their own socket in its "
 			     "place)",
