@@ -106,13 +106,87 @@ static void quarantine(struct flows *f, json_t *body, const char *line, size_t l
 
 /* ---- batches: a window's entries cut to size ---- */
 
-/* One list of a batch body: its entries as JSON text, and the packets each
- * reports (what is lost with it: a flow's count, a loss's gap and spool). */
+/* ---- JSON text, written directly (jansson's pack and dump of each entry
+ * cost five times as much: 0.35 s for a full window) ---- */
+
+struct out {
+	char *p;
+	size_t len, cap;
+};
+
+static void out_add(struct out *o, const char *s, size_t n)
+{
+	if (o->len + n + 1 > o->cap) {
+		o->cap = (o->len + n + 1) * 2;
+		o->p = xrealloc(o->p, o->cap);
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+	o->p[o->len] = '\0';
+}
+
+static void out_lit(struct out *o, const char *s)
+{
+	out_add(o, s, strlen(s));
+}
+
+static void out_u64(struct out *o, uint64_t v)
+{
+	char num[24];
+	out_add(o, num, (size_t)snprintf(num, sizeof(num), "%" PRIu64, v));
+}
+
+/* s as a JSON string (NULL: null). Names are plain ASCII as a rule; other
+ * text is escaped by jansson, and bytes that are not UTF-8 become '?'. */
+static void out_str(struct out *o, const char *s)
+{
+	if (!s) {
+		out_lit(o, "null");
+		return;
+	}
+	const unsigned char *c = (const unsigned char *)s;
+	while (*c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\')
+		c++;
+	if (!*c) {
+		out_add(o, "\"", 1);
+		out_add(o, s, (size_t)((const char *)c - s));
+		out_add(o, "\"", 1);
+		return;
+	}
+	json_t *j = json_string(s);
+	if (!j) {
+		char *copy = xstrdup(s);
+		for (char *p = copy; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		j = json_string(copy);
+		free(copy);
+	}
+	char *text = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!text)
+		abort();
+	out_lit(o, text);
+	free(text);
+}
+
+/* A member's key, after a comma unless it is the object's first. */
+static void out_key(struct out *o, const char *key)
+{
+	bool first = o->len && o->p[o->len - 1] == '{';
+	out_add(o, first ? "\"" : ",\"", first ? 1 : 2);
+	out_lit(o, key);
+	out_add(o, "\":", 2);
+}
+
+/* One list of a batch body: its entries as JSON text, one after another
+ * in one buffer, and the packets each reports (what is lost with it: a
+ * flow's count, a loss's gap and spool). */
 struct entries {
-	char **text;
-	size_t *len;
+	struct out text;
+	size_t *off, *len;
 	uint64_t *packets;
-	size_t n, cap;
+	size_t n, cap, start; /* start: of the entry being written */
 };
 
 enum { L_FLOWS, L_LOST, L_HITS, L_COUNT };
@@ -120,29 +194,44 @@ static const char *const list_names[L_COUNT] = {"flows", "lost", "hits"};
 /* Losses first: the first batch of a window says them. */
 static const int list_order[L_COUNT] = {L_LOST, L_FLOWS, L_HITS};
 
-/* Takes o. */
+static void entry_begin(struct entries *e)
+{
+	e->start = e->text.len;
+	out_add(&e->text, "{", 1);
+}
+
+static void entry_end(struct entries *e, uint64_t packets)
+{
+	out_add(&e->text, "}", 1);
+	if (e->n == e->cap) {
+		e->cap = e->cap ? e->cap * 2 : 64;
+		e->off = xrealloc(e->off, e->cap * sizeof(*e->off));
+		e->len = xrealloc(e->len, e->cap * sizeof(*e->len));
+		e->packets = xrealloc(e->packets, e->cap * sizeof(*e->packets));
+	}
+	e->off[e->n] = e->start;
+	e->len[e->n] = e->text.len - e->start;
+	e->packets[e->n++] = packets;
+}
+
+/* An entry that is JSON already (takes o). */
 static void entries_add(struct entries *e, json_t *o, uint64_t packets)
 {
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
-	if (!text)
+	if (!text || text[0] != '{')
 		abort();
-	if (e->n == e->cap) {
-		e->cap = e->cap ? e->cap * 2 : 64;
-		e->text = xrealloc(e->text, e->cap * sizeof(*e->text));
-		e->len = xrealloc(e->len, e->cap * sizeof(*e->len));
-		e->packets = xrealloc(e->packets, e->cap * sizeof(*e->packets));
-	}
-	e->text[e->n] = text;
-	e->len[e->n] = strlen(text);
-	e->packets[e->n++] = packets;
+	entry_begin(e);
+	out_lit(&e->text, text + 1);
+	e->text.len--; /* its '}' again at the end */
+	free(text);
+	entry_end(e, packets);
 }
 
 static void entries_clear(struct entries *e)
 {
-	for (size_t i = 0; i < e->n; i++)
-		free(e->text[i]);
-	free(e->text);
+	free(e->text.p);
+	free(e->off);
 	free(e->len);
 	free(e->packets);
 	memset(e, 0, sizeof(*e));
@@ -200,7 +289,7 @@ static char *batch_text(uint64_t epoch, uint64_t seq, uint64_t start, uint64_t e
 		for (size_t i = c->from[l]; i < c->to[l]; i++) {
 			if (i > c->from[l])
 				buf[n++] = ',';
-			memcpy(buf + n, lists[l].text[i], lists[l].len[i]);
+			memcpy(buf + n, lists[l].text.p + lists[l].off[i], lists[l].len[i]);
 			n += lists[l].len[i];
 		}
 		buf[n++] = ']';
@@ -498,93 +587,6 @@ void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const 
 		flows_tick(f, now_ms, 0, true);
 }
 
-/* ---- entries as JSON text, written directly (jansson's pack and dump
- * of each entry cost five times as much: 0.35 s for a full window) ---- */
-
-struct out {
-	char *p;
-	size_t len, cap;
-};
-
-static void out_add(struct out *o, const char *s, size_t n)
-{
-	if (o->len + n + 1 > o->cap) {
-		o->cap = (o->len + n + 1) * 2;
-		o->p = xrealloc(o->p, o->cap);
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-	o->p[o->len] = '\0';
-}
-
-static void out_lit(struct out *o, const char *s)
-{
-	out_add(o, s, strlen(s));
-}
-
-static void out_u64(struct out *o, uint64_t v)
-{
-	char num[24];
-	out_add(o, num, (size_t)snprintf(num, sizeof(num), "%" PRIu64, v));
-}
-
-/* s as a JSON string (NULL: null). Names are plain ASCII as a rule; other
- * text is escaped by jansson, and bytes that are not UTF-8 become '?'. */
-static void out_str(struct out *o, const char *s)
-{
-	if (!s) {
-		out_lit(o, "null");
-		return;
-	}
-	const unsigned char *c = (const unsigned char *)s;
-	while (*c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\')
-		c++;
-	if (!*c) {
-		out_add(o, "\"", 1);
-		out_add(o, s, (size_t)((const char *)c - s));
-		out_add(o, "\"", 1);
-		return;
-	}
-	json_t *j = json_string(s);
-	if (!j) {
-		char *copy = xstrdup(s);
-		for (char *p = copy; *p; p++)
-			if ((unsigned char)*p >= 0x80)
-				*p = '?';
-		j = json_string(copy);
-		free(copy);
-	}
-	char *text = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!text)
-		abort();
-	out_lit(o, text);
-	free(text);
-}
-
-static void out_key(struct out *o, const char *key)
-{
-	out_add(o, o->len > 1 ? ",\"" : "\"", o->len > 1 ? 2 : 1);
-	out_lit(o, key);
-	out_add(o, "\":", 2);
-}
-
-/* Into e (o's text is taken). */
-static void entries_take(struct entries *e, struct out *o, uint64_t packets)
-{
-	out_add(o, "}", 1);
-	if (e->n == e->cap) {
-		e->cap = e->cap ? e->cap * 2 : 64;
-		e->text = xrealloc(e->text, e->cap * sizeof(*e->text));
-		e->len = xrealloc(e->len, e->cap * sizeof(*e->len));
-		e->packets = xrealloc(e->packets, e->cap * sizeof(*e->packets));
-	}
-	e->text[e->n] = o->p;
-	e->len[e->n] = o->len;
-	e->packets[e->n++] = packets;
-	*o = (struct out){0};
-}
-
 static void flow_entry(struct entries *e, const struct flow *fl)
 {
 	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], proto[8];
@@ -599,82 +601,82 @@ static void flow_entry(struct entries *e, const struct flow *fl)
 		snprintf(proto, sizeof(proto), "%u", fl->k.proto);
 		pname = proto;
 	}
-	struct out o = {0};
-	out_add(&o, "{", 1);
-	out_key(&o, "endpoint");
-	out_str(&o, fl->endpoint);
-	out_key(&o, "dir");
-	out_lit(&o, fl->k.dir == DIR_EGRESS ? "\"egress\"" : "\"ingress\"");
-	out_key(&o, "src");
-	out_str(&o, src);
-	out_key(&o, "dst");
-	out_str(&o, dst);
-	out_key(&o, "proto");
-	out_str(&o, pname);
-	out_key(&o, "port");
+	struct out *o = &e->text;
+	entry_begin(e);
+	out_key(o, "endpoint");
+	out_str(o, fl->endpoint);
+	out_key(o, "dir");
+	out_lit(o, fl->k.dir == DIR_EGRESS ? "\"egress\"" : "\"ingress\"");
+	out_key(o, "src");
+	out_str(o, src);
+	out_key(o, "dst");
+	out_str(o, dst);
+	out_key(o, "proto");
+	out_str(o, pname);
+	out_key(o, "port");
 	if (fl->k.port >= 0)
-		out_u64(&o, (uint64_t)fl->k.port);
+		out_u64(o, (uint64_t)fl->k.port);
 	else
-		out_lit(&o, "null");
-	out_key(&o, "icmp_type");
+		out_lit(o, "null");
+	out_key(o, "icmp_type");
 	if (fl->k.icmp_type >= 0)
-		out_u64(&o, (uint64_t)fl->k.icmp_type);
+		out_u64(o, (uint64_t)fl->k.icmp_type);
 	else
-		out_lit(&o, "null");
-	out_key(&o, "icmp_code");
+		out_lit(o, "null");
+	out_key(o, "icmp_code");
 	if (fl->k.icmp_code >= 0)
-		out_u64(&o, (uint64_t)fl->k.icmp_code);
+		out_u64(o, (uint64_t)fl->k.icmp_code);
 	else
-		out_lit(&o, "null");
-	out_key(&o, "verdict");
-	out_lit(&o, fl->k.verdict == VERDICT_AUDIT ? "\"audit\"" : "\"deny\"");
-	out_key(&o, "policy");
-	out_str(&o, fl->policy);
-	out_key(&o, "rule");
-	out_str(&o, fl->rule);
-	out_key(&o, "count");
-	out_u64(&o, fl->count);
-	out_key(&o, "first");
-	out_u64(&o, fl->first);
-	out_key(&o, "last");
-	out_u64(&o, fl->last);
-	entries_take(e, &o, fl->count);
+		out_lit(o, "null");
+	out_key(o, "verdict");
+	out_lit(o, fl->k.verdict == VERDICT_AUDIT ? "\"audit\"" : "\"deny\"");
+	out_key(o, "policy");
+	out_str(o, fl->policy);
+	out_key(o, "rule");
+	out_str(o, fl->rule);
+	out_key(o, "count");
+	out_u64(o, fl->count);
+	out_key(o, "first");
+	out_u64(o, fl->first);
+	out_key(o, "last");
+	out_u64(o, fl->last);
+	entry_end(e, fl->count);
 }
 
 static void lost_entry(struct entries *e, const char *endpoint, uint64_t enobufs, uint64_t gap, uint64_t spool)
 {
-	struct out o = {0};
-	out_add(&o, "{", 1);
-	out_key(&o, "endpoint");
-	out_str(&o, endpoint);
-	out_key(&o, "enobufs");
-	out_u64(&o, enobufs);
-	out_key(&o, "gap");
-	out_u64(&o, gap);
-	out_key(&o, "spool");
-	out_u64(&o, spool);
-	entries_take(e, &o, gap + spool);
+	struct out *o = &e->text;
+	entry_begin(e);
+	out_key(o, "endpoint");
+	out_str(o, endpoint);
+	out_key(o, "enobufs");
+	out_u64(o, enobufs);
+	out_key(o, "gap");
+	out_u64(o, gap);
+	out_key(o, "spool");
+	out_u64(o, spool);
+	entry_end(e, gap + spool);
 }
 
 static void hit_entry(struct entries *e, const struct hit *h)
 {
-	struct out o = {0};
-	out_add(&o, "{", 1);
-	out_key(&o, "endpoint");
-	out_str(&o, h->endpoint);
-	out_key(&o, "dir");
-	out_lit(&o, h->dir == DIR_EGRESS ? "\"egress\"" : "\"ingress\"");
-	out_key(&o, "rule");
-	out_str(&o, h->rule);
-	out_key(&o, "policy");
-	out_str(&o, h->policy);
-	out_key(&o, "verdict");
-	out_str(&o, h->verdict);
-	out_key(&o, "packets");
-	out_u64(&o, h->packets);
-	out_key(&o, "bytes");
-	out_u64(&o, h->bytes);
-	entries_take(e, &o, 0);
+	struct out *o = &e->text;
+	entry_begin(e);
+	out_key(o, "endpoint");
+	out_str(o, h->endpoint);
+	out_key(o, "dir");
+	out_lit(o, h->dir == DIR_EGRESS ? "\"egress\"" : "\"ingress\"");
+	out_key(o, "rule");
+	out_str(o, h->rule);
+	out_key(o, "policy");
+	out_str(o, h->policy);
+	out_key(o, "verdict");
+	out_str(o, h->verdict);
+	out_key(o, "packets");
+	out_u64(o, h->packets);
+	out_key(o, "bytes");
+	out_u64(o, h->bytes);
+	entry_end(e, 0);
 }
 
 void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force)
