@@ -21,7 +21,7 @@
 struct flow_key {
 	uint8_t family, proto, dir, verdict;
 	uint8_t src[16], dst[16];
-	int32_t port;		       /* -1: none */
+	int32_t port;		      /* -1: none */
 	int16_t icmp_type, icmp_code; /* -1: none */
 };
 
@@ -273,17 +273,17 @@ static bool batch_cut(const struct entries *lists, size_t *pos, struct cut *c)
 
 /* The body of batch (epoch, seq) holding c of lists; malloc()ed, its
  * length in *len. */
-static char *batch_text(uint64_t epoch, uint64_t seq, uint64_t start, uint64_t end, const struct entries *lists,
-			const struct cut *c, size_t *len)
+static char *batch_text(uint64_t epoch, uint64_t seq, uint64_t start, uint64_t end,
+			const struct entries *lists, const struct cut *c, size_t *len)
 {
 	size_t cap = BATCH_HEAD_MAX;
 	for (int l = 0; l < L_COUNT; l++)
 		for (size_t i = c->from[l]; i < c->to[l]; i++)
 			cap += lists[l].len[i] + 1;
 	char *buf = xmalloc(cap + 1);
-	size_t n = (size_t)snprintf(buf, cap, "{\"epoch\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"start\":%" PRIu64
-					      ",\"end\":%" PRIu64,
-				    epoch, seq, start, end);
+	size_t n = (size_t)snprintf(
+	    buf, cap, "{\"epoch\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"start\":%" PRIu64 ",\"end\":%" PRIu64,
+	    epoch, seq, start, end);
 	for (int l = 0; l < L_COUNT; l++) {
 		n += (size_t)snprintf(buf + n, cap - n, ",\"%s\":[", list_names[l]);
 		for (size_t i = c->from[l]; i < c->to[l]; i++) {
@@ -310,7 +310,8 @@ static int keep(struct flows *f, uint64_t epoch, uint64_t seq, char *text, size_
 		return r;
 	f->spool_lost += packets;
 	f->count.spool_dropped++;
-	log_error("flow spool full: a batch of %llu packet(s) dropped (reported as lost)", (unsigned long long)packets);
+	log_error("flow spool full: a batch of %llu packet(s) dropped (reported as lost)",
+		  (unsigned long long)packets);
 	return r;
 }
 
@@ -354,7 +355,8 @@ static bool take_old_line(struct flows *f, char *line, size_t len, const char *f
 		return true;
 	}
 	uint64_t e = (uint64_t)json_integer_value(epoch), s = (uint64_t)json_integer_value(seq);
-	size_t n = json_array_size(json_object_get(body, "flows")) + json_array_size(json_object_get(body, "lost")) +
+	size_t n = json_array_size(json_object_get(body, "flows")) +
+		   json_array_size(json_object_get(body, "lost")) +
 		   json_array_size(json_object_get(body, "hits"));
 	bool on_disk = true;
 	if (n <= FLOWS_BATCH_MAX && len <= FLOWS_BATCH_BYTES) {
@@ -370,7 +372,7 @@ static bool take_old_line(struct flows *f, char *line, size_t len, const char *f
 		size_t i;
 		json_t *o;
 		json_array_foreach(json_object_get(body, list_names[l]), i, o)
-			entries_add(&lists[l], json_incref(o), l == L_HITS ? 0 : entry_packets(o, l == L_LOST));
+		    entries_add(&lists[l], json_incref(o), l == L_HITS ? 0 : entry_packets(o, l == L_LOST));
 	}
 	uint64_t start = (uint64_t)json_integer_value(json_object_get(body, "start")),
 		 end = (uint64_t)json_integer_value(json_object_get(body, "end"));
@@ -381,7 +383,8 @@ static bool take_old_line(struct flows *f, char *line, size_t len, const char *f
 		char *text = batch_text(e, s + (k << 40), start, end, lists, &c, &tlen);
 		on_disk &= keep(f, e, s + (k << 40), text, tlen, c.packets, SPOOL_UNCAPPED) == 0;
 	}
-	log_info("flow batch %" PRIu64 "/%" PRIu64 " of %s: %zu entries, sent as several batches", e, s, from, n);
+	log_info("flow batch %" PRIu64 "/%" PRIu64 " of %s: %zu entries, sent as several batches", e, s, from,
+		 n);
 	for (int l = 0; l < L_COUNT; l++)
 		entries_clear(&lists[l]);
 	json_decref(body);
@@ -403,7 +406,8 @@ static void take_old_files(struct flows *f)
 			continue;
 		found = true;
 		if (r < 0) {
-			log_error_errno(r, "reading %s/%s: %m; kept for the next start", f->state_dir, names[k]);
+			log_error_errno(r, "reading %s/%s: %m; kept for the next start", f->state_dir,
+					names[k]);
 			all = false;
 			continue;
 		}
@@ -422,8 +426,8 @@ static void take_old_files(struct flows *f)
 		return;
 	spool_flush(f->spool);
 	if (!all) {
-		log_error("%s/%s and %s kept for the next start: not all of their batches reached %s", f->state_dir,
-			  FLOWS_OLD_JOURNAL_FILE, FLOWS_OLD_SPOOL_FILE, SPOOL_DIR);
+		log_error("%s/%s and %s kept for the next start: not all of their batches reached %s",
+			  f->state_dir, FLOWS_OLD_JOURNAL_FILE, FLOWS_OLD_SPOOL_FILE, SPOOL_DIR);
 		return;
 	}
 	for (size_t k = 0; k < BH_ARRAY_SIZE(names); k++) {
@@ -560,8 +564,8 @@ void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_
 		f->window_start = 1; /* a window with only losses still makes a batch */
 }
 
-void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const char *rule, const char *policy,
-	       const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms)
+void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const char *rule,
+	       const char *policy, const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms)
 {
 	struct hit *h;
 	for (h = f->hits; h; h = h->next)
@@ -643,7 +647,8 @@ static void flow_entry(struct entries *e, const struct flow *fl)
 	entry_end(e, fl->count);
 }
 
-static void lost_entry(struct entries *e, const char *endpoint, uint64_t enobufs, uint64_t gap, uint64_t spool)
+static void lost_entry(struct entries *e, const char *endpoint, uint64_t enobufs, uint64_t gap,
+		       uint64_t spool)
 {
 	struct out *o = &e->text;
 	entry_begin(e);
@@ -682,8 +687,10 @@ static void hit_entry(struct entries *e, const struct hit *h)
 void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force)
 {
 	/* Full: no list outgrows what a window holds (the spool's loss entry too). */
-	bool full = f->n_flows >= FLOWS_WINDOW_MAX || f->n_hits >= FLOWS_WINDOW_MAX || f->n_lost + 1 >= FLOWS_WINDOW_MAX;
-	bool due = f->window_start && (force || now_ms - f->window_start >= window_ms || full || f->window_start == 1);
+	bool full = f->n_flows >= FLOWS_WINDOW_MAX || f->n_hits >= FLOWS_WINDOW_MAX ||
+		    f->n_lost + 1 >= FLOWS_WINDOW_MAX;
+	bool due = f->window_start &&
+		   (force || now_ms - f->window_start >= window_ms || full || f->window_start == 1);
 	if (!due && !(f->spool_lost && (force || f->window_start == 0)))
 		return;
 	struct entries lists[L_COUNT] = {0};
@@ -738,7 +745,8 @@ void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg)
 	for (struct spool_batch *b = spool_head(f->spool); b; b = b->next)
 		in_flight += b->in_flight && now_ms - b->sent_ms < FLOWS_RESEND_MS;
 	size_t decoded = 0;
-	for (struct spool_batch *b = spool_head(f->spool), *next; b && in_flight < FLOWS_IN_FLIGHT; b = next) {
+	for (struct spool_batch *b = spool_head(f->spool), *next; b && in_flight < FLOWS_IN_FLIGHT;
+	     b = next) {
 		next = b->next;
 		if (b->in_flight && now_ms - b->sent_ms < FLOWS_RESEND_MS)
 			continue;
@@ -785,10 +793,11 @@ static void quarantine(struct flows *f, json_t *body, const char *line, size_t l
 		log_error("%s rejected (%s): %llu packet(s) lost", name, reason, (unsigned long long)packets);
 		return;
 	}
-	json_t *entry = json_pack("{s:I,s:s,s:O?}", "time", (json_int_t)clock_wall_ms(), "reason", reason,
-				  "batch", body);
+	json_t *entry =
+	    json_pack("{s:I,s:s,s:O?}", "time", (json_int_t)clock_wall_ms(), "reason", reason, "batch", body);
 	if (entry && !body)
-		json_object_set_new(entry, "line", json_stringn(line, line_len)); /* NULL (not UTF-8): left out */
+		json_object_set_new(entry, "line",
+				    json_stringn(line, line_len)); /* NULL (not UTF-8): left out */
 	char *json = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
 	json_decref(entry);
 	if (!json)
@@ -814,10 +823,11 @@ static void quarantine(struct flows *f, json_t *body, const char *line, size_t l
 	if (fd >= 0)
 		close(fd);
 	if (kept)
-		log_error("%s rejected (%s): kept in %s; its %llu packet(s) are counted as lost", name, reason, path,
-			  (unsigned long long)packets);
+		log_error("%s rejected (%s): kept in %s; its %llu packet(s) are counted as lost", name,
+			  reason, path, (unsigned long long)packets);
 	else
-		log_error("%s rejected (%s): not kept (%s is full or not writable); its %llu packet(s) are counted as "
+		log_error("%s rejected (%s): not kept (%s is full or not writable); its %llu packet(s) are "
+			  "counted as "
 			  "lost",
 			  name, reason, path, (unsigned long long)packets);
 	free(text);
@@ -844,11 +854,12 @@ json_t *flows_status(const struct flows *f)
 {
 	struct spool_counts c;
 	spool_counts(f->spool, &c);
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)f->count.events,
-			 "batches", (json_int_t)f->count.batches, "acked", (json_int_t)f->count.acked, "resent",
-			 (json_int_t)f->count.resent, "spooled_in_memory", (json_int_t)c.mem_batches, "spooled_in_file",
-			 (json_int_t)c.disk_batches, "spooled_to_file", (json_int_t)c.to_disk, "spool_dropped",
-			 (json_int_t)f->count.spool_dropped, "quarantined", (json_int_t)f->count.quarantined,
-			 "quarantined_packets", (json_int_t)f->count.quarantined_packets, "spool_bytes",
-			 (json_int_t)c.disk_bytes, "spool_segments", (json_int_t)c.segments);
+	return json_pack(
+	    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)f->count.events,
+	    "batches", (json_int_t)f->count.batches, "acked", (json_int_t)f->count.acked, "resent",
+	    (json_int_t)f->count.resent, "spooled_in_memory", (json_int_t)c.mem_batches, "spooled_in_file",
+	    (json_int_t)c.disk_batches, "spooled_to_file", (json_int_t)c.to_disk, "spool_dropped",
+	    (json_int_t)f->count.spool_dropped, "quarantined", (json_int_t)f->count.quarantined,
+	    "quarantined_packets", (json_int_t)f->count.quarantined_packets, "spool_bytes",
+	    (json_int_t)c.disk_bytes, "spool_segments", (json_int_t)c.segments);
 }

@@ -26,18 +26,18 @@
 #include "bulkhead/proto.h"
 #include "nflog.h"
 
-#define FLOWS_OLD_SPOOL_FILE "flows.spool"     /* before the segments: taken over at start */
-#define FLOWS_OLD_JOURNAL_FILE "flows.journal" /* likewise, and older than the spool file */
-#define FLOWS_QUARANTINE_FILE "flows.quarantine" /* batches the controller rejected */
-#define FLOWS_QUARANTINE_MAX (16u << 20)	    /* bytes it may grow to */
-#define FLOWS_WINDOW_MAX 65536		    /* distinct flows (or hits) one window aggregates */
+#define FLOWS_OLD_SPOOL_FILE   "flows.spool"	  /* before the segments: taken over at start */
+#define FLOWS_OLD_JOURNAL_FILE "flows.journal"	  /* likewise, and older than the spool file */
+#define FLOWS_QUARANTINE_FILE  "flows.quarantine" /* batches the controller rejected */
+#define FLOWS_QUARANTINE_MAX   (16u << 20)	  /* bytes it may grow to */
+#define FLOWS_WINDOW_MAX       65536		  /* distinct flows (or hits) one window aggregates */
 /* One batch: a window past these is sent as several, so that no message
  * holds the controller long (half the wire's limits, proto.h). */
-#define FLOWS_BATCH_MAX 4096	      /* entries (flows, losses and hits) */
+#define FLOWS_BATCH_MAX	  4096	     /* entries (flows, losses and hits) */
 #define FLOWS_BATCH_BYTES (1u << 20) /* bytes of its body */
-#define FLOWS_IN_FLIGHT 16	      /* batches sent and not yet acknowledged */
-#define FLOWS_RESEND_MS 5000	      /* unacknowledged that long: send again */
-#define FLOWS_SEND_BYTES (1u << 20)  /* bytes of batches one flows_send() decodes (one batch at least) */
+#define FLOWS_IN_FLIGHT	  16	     /* batches sent and not yet acknowledged */
+#define FLOWS_RESEND_MS	  5000	     /* unacknowledged that long: send again */
+#define FLOWS_SEND_BYTES  (1u << 20) /* bytes of batches one flows_send() decodes (one batch at least) */
 
 struct flows;
 
@@ -60,8 +60,8 @@ void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_
  * (counters.h), reported with the window: rule is the bundle rule id or a
  * fallback reason, policy NULL for a fallback, verdict "allow", "deny" or
  * "audit" (a static string). */
-void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const char *rule, const char *policy,
-	       const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms);
+void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const char *rule,
+	       const char *policy, const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms);
 
 /* Closes the window when it is due (window_ms since it opened) or full;
  * force closes it now. A window with nothing in it makes no batch. */

@@ -13,8 +13,8 @@
 #include "bulkhead/log.h"
 #include "spool.h"
 
-#define MAGIC_LEN (sizeof(SPOOL_MAGIC) - 1)
-#define CRC_SPAN 44 /* "K EPOCH SEQ LEN": what the checksum covers before the payload */
+#define MAGIC_LEN	 (sizeof(SPOOL_MAGIC) - 1)
+#define CRC_SPAN	 44 /* "K EPOCH SEQ LEN": what the checksum covers before the payload */
 #define SEGMENT_READ_MAX (SPOOL_SEGMENT_MAX + SPOOL_RECORD_MAX + 2 * SPOOL_HEADER_LEN)
 
 /* ---- records ---- */
@@ -31,7 +31,8 @@ static void crc_init(void)
 	}
 	for (uint32_t i = 0; i < 256; i++)
 		for (int t = 1; t < 8; t++)
-			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+			crc_table[t][i] =
+			    (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
 uint32_t spool_crc32c(uint32_t crc, const void *data, size_t len)
@@ -44,10 +45,11 @@ uint32_t spool_crc32c(uint32_t crc, const void *data, size_t len)
 	const uint8_t *p = data;
 	crc = ~crc;
 	for (; len >= 8; p += 8, len -= 8) { /* eight bytes a step, in any byte order */
-		uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
-		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^ crc_table[5][(lo >> 16) & 0xff] ^
-		      crc_table[4][lo >> 24] ^ crc_table[3][p[4]] ^ crc_table[2][p[5]] ^ crc_table[1][p[6]] ^
-		      crc_table[0][p[7]];
+		uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+				     (uint32_t)p[3] << 24);
+		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][p[4]] ^
+		      crc_table[2][p[5]] ^ crc_table[1][p[6]] ^ crc_table[0][p[7]];
 	}
 	for (; len; p++, len--)
 		crc = (crc >> 8) ^ crc_table[0][(crc ^ *p) & 0xff];
@@ -56,7 +58,8 @@ uint32_t spool_crc32c(uint32_t crc, const void *data, size_t len)
 
 void spool_record_header(char *hdr, char kind, uint64_t epoch, uint64_t seq, const char *payload, size_t len)
 {
-	snprintf(hdr, CRC_SPAN + 1, "%c %016" PRIx64 " %016" PRIx64 " %08" PRIx32, kind, epoch, seq, (uint32_t)len);
+	snprintf(hdr, CRC_SPAN + 1, "%c %016" PRIx64 " %016" PRIx64 " %08" PRIx32, kind, epoch, seq,
+		 (uint32_t)len);
 	uint32_t crc = spool_crc32c(spool_crc32c(0, hdr, CRC_SPAN), payload, len);
 	snprintf(hdr + CRC_SPAN, SPOOL_HEADER_LEN - CRC_SPAN + 1, " %08" PRIx32 " ", crc);
 }
@@ -87,7 +90,8 @@ int spool_header_parse(const char *hdr, struct spool_record *r)
 	    !parse_hex(hdr + 19, 16, ' ', &seq) || !parse_hex(hdr + 36, 8, ' ', &len) ||
 	    !parse_hex(hdr + 45, 8, ' ', &crc) || len > SPOOL_RECORD_MAX || (hdr[0] == 'D' && len))
 		return -EBADMSG;
-	*r = (struct spool_record){.kind = hdr[0], .epoch = epoch, .seq = seq, .len = (uint32_t)len, .crc = (uint32_t)crc};
+	*r = (struct spool_record){
+	    .kind = hdr[0], .epoch = epoch, .seq = seq, .len = (uint32_t)len, .crc = (uint32_t)crc};
 	return 0;
 }
 
@@ -102,13 +106,13 @@ int spool_record_check(const struct spool_record *r, const char *hdr, const char
 
 struct spool_segment {
 	uint64_t id;
-	uint64_t size;	  /* bytes in the file */
-	uint64_t end;	  /* where its whole records end: what is read back */
+	uint64_t size;	   /* bytes in the file */
+	uint64_t end;	   /* where its whole records end: what is read back */
 	uint64_t unsynced; /* bytes of batch records appended since it was synced */
-	uint64_t pending; /* its batches not done: in memory or still to be read */
-	uint64_t unread;  /* of those, still to be read */
-	int fd;		  /* for appending and syncing; -1 */
-	bool from_start;  /* found at start: done records of earlier runs may name its batches */
+	uint64_t pending;  /* its batches not done: in memory or still to be read */
+	uint64_t unread;   /* of those, still to be read */
+	int fd;		   /* for appending and syncing; -1 */
+	bool from_start;   /* found at start: done records of earlier runs may name its batches */
 	struct spool_segment *next;
 };
 
@@ -125,9 +129,9 @@ struct spool {
 	struct spool_segment *segs, *last; /* oldest first */
 	struct spool_segment *open;	   /* appended to; NULL: the next append makes one */
 	uint64_t next_id, disk_bytes, n_segs;
-	bool dir_dirty; /* a segment was made since the directory was synced */
+	bool dir_dirty;	  /* a segment was made since the directory was synced */
 	uint64_t sync_ms; /* when spool_sync() last synced */
-	bool failing;	/* logged: the disk refused an append */
+	bool failing;	  /* logged: the disk refused an append */
 
 	struct spool_batch *head, *tail;
 	uint64_t mem_batches, mem_bytes, mem_only, to_disk;
@@ -164,7 +168,8 @@ static void segment_name(const struct spool_segment *g, char *buf, size_t size)
 	snprintf(buf, size, "%016" PRIx64 ".seg", g->id);
 }
 
-static void bad(struct spool *s, const struct spool_segment *g, const char *text, size_t len, const char *what)
+static void bad(struct spool *s, const struct spool_segment *g, const char *text, size_t len,
+		const char *what)
 {
 	char name[32], reason[128];
 	segment_name(g, name, sizeof(name));
@@ -198,7 +203,8 @@ static int segment_create(struct spool *s)
 	for (int tries = 0; tries < 16; tries++) {
 		char name[32];
 		snprintf(name, sizeof(name), "%016" PRIx64 ".seg", s->next_id);
-		int fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+		int fd = openat(s->dir_fd, name,
+				O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd < 0 && errno == EEXIST) { /* not ours to touch: the next name */
 			s->next_id++;
 			continue;
@@ -277,8 +283,9 @@ static void append_failed(struct spool *s, int r, const char *what)
 	if (r == -ENOENT || r == SPOOL_FULL)
 		return;
 	if (!s->failing) /* once, not once per batch */
-		log_error("flow spool: appending %s to %s: %s; a crash would lose the batches that are not on disk",
-			  what, s->dir, strerror(-r));
+		log_error(
+		    "flow spool: appending %s to %s: %s; a crash would lose the batches that are not on disk",
+		    what, s->dir, strerror(-r));
 	s->failing = true;
 }
 
@@ -470,7 +477,8 @@ void spool_refill(struct spool *s)
 			snprintf(path, sizeof(path), "%s/%016" PRIx64 ".seg", s->dir, g->id);
 			s->rd_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 			if (s->rd_fd < 0) {
-				log_error("flow spool: reading %s: %m; %" PRIu64 " batch(es) in it are lost", path, g->unread);
+				log_error("flow spool: reading %s: %m; %" PRIu64 " batch(es) in it are lost",
+					  path, g->unread);
 				/* They cannot come: the segment goes once the rest is done. */
 				s->backlog -= g->unread;
 				g->pending -= g->unread;
@@ -483,7 +491,8 @@ void spool_refill(struct spool *s)
 		}
 		char hdr[SPOOL_HEADER_LEN + 1] = {0};
 		struct spool_record r;
-		if (g->end - s->cur_off < SPOOL_HEADER_LEN || read_at(s->rd_fd, hdr, SPOOL_HEADER_LEN, s->cur_off) < 0 ||
+		if (g->end - s->cur_off < SPOOL_HEADER_LEN ||
+		    read_at(s->rd_fd, hdr, SPOOL_HEADER_LEN, s->cur_off) < 0 ||
 		    spool_header_parse(hdr, &r) < 0) {
 			skip_rest(s, "an unreadable record");
 			continue;
@@ -498,13 +507,14 @@ void spool_refill(struct spool *s)
 		if (read && read + rec > SPOOL_REFILL_MAX)
 			break; /* the rest at the next call */
 		char *tail = xmalloc((size_t)r.len + 1);
-		if (read_at(s->rd_fd, tail, (size_t)r.len + 1, s->cur_off + SPOOL_HEADER_LEN) < 0 || tail[r.len] != '\n') {
+		if (read_at(s->rd_fd, tail, (size_t)r.len + 1, s->cur_off + SPOOL_HEADER_LEN) < 0 ||
+		    tail[r.len] != '\n') {
 			free(tail);
 			skip_rest(s, "a record that does not end where it says");
 			continue;
 		}
 		if (spool_record_check(&r, hdr, tail) < 0) { /* framed still: only this record */
-			if (!g->from_start) /* (those were reported at start) */
+			if (!g->from_start)		     /* (those were reported at start) */
 				bad(s, g, tail, r.len, "a record with a wrong checksum");
 			free(tail);
 			s->cur_off += rec;
@@ -589,7 +599,8 @@ void spool_stop(struct spool *s)
 		if (b->seg)
 			continue;
 		if (append(s, 'B', b->epoch, b->seq, b->text, b->len, true) < 0) {
-			log_error("flow spool: %" PRIu64 " batch(es) the disk did not take are lost", s->mem_only);
+			log_error("flow spool: %" PRIu64 " batch(es) the disk did not take are lost",
+				  s->mem_only);
 			break;
 		}
 		b->seg = s->open;
@@ -635,13 +646,13 @@ void spool_free(struct spool *s)
 void spool_counts(const struct spool *s, struct spool_counts *c)
 {
 	*c = (struct spool_counts){
-		.mem_batches = s->mem_batches,
-		.mem_bytes = s->mem_bytes,
-		.disk_batches = s->backlog,
-		.disk_bytes = s->disk_bytes,
-		.segments = s->n_segs,
-		.to_disk = s->to_disk,
-		.mem_only = s->mem_only,
+	    .mem_batches = s->mem_batches,
+	    .mem_bytes = s->mem_bytes,
+	    .disk_batches = s->backlog,
+	    .disk_bytes = s->disk_bytes,
+	    .segments = s->n_segs,
+	    .to_disk = s->to_disk,
+	    .mem_only = s->mem_only,
 	};
 }
 
@@ -674,7 +685,8 @@ static uint64_t *segment_ids(DIR *d, size_t *n)
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		uint64_t id;
-		if (strlen(e->d_name) != 20 || strcmp(e->d_name + 16, ".seg") != 0 || !parse_hex(e->d_name, 16, '.', &id))
+		if (strlen(e->d_name) != 20 || strcmp(e->d_name + 16, ".seg") != 0 ||
+		    !parse_hex(e->d_name, 16, '.', &id))
 			continue;
 		if (*n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -696,7 +708,8 @@ static void scan_segment(struct spool *s, struct scan *sc, uint64_t id)
 	int fd = openat(s->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_error("flow spool: reading %s/%s: %s; left alone", s->dir, name, fd < 0 ? strerror(errno) : "not a file");
+		log_error("flow spool: reading %s/%s: %s; left alone", s->dir, name,
+			  fd < 0 ? strerror(errno) : "not a file");
 		if (fd >= 0)
 			close(fd);
 		if (id >= s->next_id)
@@ -708,19 +721,25 @@ static void scan_segment(struct spool *s, struct scan *sc, uint64_t id)
 	if (read_at(fd, buf, size, 0) < 0)
 		size = 0;
 	close(fd);
+	if (size < MAGIC_LEN || memcmp(buf, SPOOL_MAGIC, MAGIC_LEN) != 0) {
+		/* Another version's, or broken at its start: not ours to remove. */
+		log_error("flow spool: %s/%s does not start as a segment of this version does; left alone",
+			  s->dir, name);
+		if (id >= s->next_id)
+			s->next_id = id + 1;
+		free(buf);
+		return;
+	}
 	/* Its bytes all count against the spool's size until it goes. */
 	struct spool_segment *g = segment_push(s, id, (uint64_t)st.st_size);
 	g->from_start = true;
 	size_t off = MAGIC_LEN;
-	if (size < MAGIC_LEN || memcmp(buf, SPOOL_MAGIC, MAGIC_LEN) != 0) {
-		bad(s, g, buf, size, "a segment of another format");
-		size = off; /* nothing in it is read */
-	}
 	while (off < size) {
 		struct spool_record r;
 		const char *hdr = buf + off;
 		if (size - off < SPOOL_HEADER_LEN) {
-			log_info("flow spool: %s/%s: a record cut short at its end (a crash while writing) is dropped",
+			log_info("flow spool: %s/%s: a record cut short at its end (a crash while writing) "
+				 "is dropped",
 				 s->dir, name);
 			break;
 		}
@@ -730,7 +749,8 @@ static void scan_segment(struct spool *s, struct scan *sc, uint64_t id)
 		}
 		size_t rec = SPOOL_HEADER_LEN + (size_t)r.len + 1;
 		if (rec > size - off) {
-			log_info("flow spool: %s/%s: a record cut short at its end (a crash while writing) is dropped",
+			log_info("flow spool: %s/%s: a record cut short at its end (a crash while writing) "
+				 "is dropped",
 				 s->dir, name);
 			break;
 		}
@@ -760,8 +780,9 @@ static void scan_segment(struct spool *s, struct scan *sc, uint64_t id)
 	}
 	g->end = off; /* the refill reads no further than this scan did */
 	if ((size_t)st.st_size > size && size == SEGMENT_READ_MAX)
-		log_error("flow spool: %s/%s is longer than a segment can be; what follows %zu bytes is ignored", s->dir,
-			  name, size);
+		log_error(
+		    "flow spool: %s/%s is longer than a segment can be; what follows %zu bytes is ignored",
+		    s->dir, name, size);
 	free(buf);
 }
 

@@ -22,9 +22,10 @@
  *
  * At start, spool_new() reads every segment: a record cut short at a
  * segment's end (a crash in mid-write) is dropped, a record whose checksum
- * or framing is wrong is handed to the bad-record callback (quarantined,
- * counted) and the segment's rest after a broken frame with it; batches a
- * done record names are skipped.
+ * is wrong is handed to the bad-record callback (quarantined, counted), and
+ * so is the rest of a segment after a header that cannot be read; batches a
+ * done record names are skipped. A file that does not start with
+ * SPOOL_MAGIC (another version's) is left alone.
  *
  * Record: "K EPOCH SEQ LEN CRC PAYLOAD\n", K 'B' (a batch; PAYLOAD is its
  * FLOWS body) or 'D' (done; no payload), EPOCH and SEQ 16 hex digits, LEN
@@ -38,16 +39,16 @@
 
 #include "bulkhead/common.h"
 
-#define SPOOL_DIR "flows.d"
-#define SPOOL_MAGIC "bulkhead-flows 1\n"
-#define SPOOL_MEM_MAX (8u << 20)      /* bytes of batches held in memory */
-#define SPOOL_DISK_MAX (72u << 20)    /* bytes of segments: memory's 8 MiB and 64 MiB more */
+#define SPOOL_DIR	  "flows.d"
+#define SPOOL_MAGIC	  "bulkhead-flows 1\n"
+#define SPOOL_MEM_MAX	  (8u << 20)  /* bytes of batches held in memory */
+#define SPOOL_DISK_MAX	  (72u << 20) /* bytes of segments: memory's 8 MiB and 64 MiB more */
 #define SPOOL_SEGMENT_MAX (1u << 20)  /* a segment is closed past this size */
-#define SPOOL_RECORD_MAX (16u << 20)  /* a longer record is a broken frame */
-#define SPOOL_REFILL_MAX (1u << 20)   /* bytes read back into memory per call */
-#define SPOOL_SYNC_MAX (1u << 20)     /* bytes fdatasync()ed per spool_sync() */
-#define SPOOL_SYNC_MS 1000	      /* and no more often than this */
-#define SPOOL_HEADER_LEN 54	      /* "K EPOCH SEQ LEN CRC " */
+#define SPOOL_RECORD_MAX  (16u << 20) /* a longer record is a broken frame */
+#define SPOOL_REFILL_MAX  (1u << 20)  /* bytes read back into memory per call */
+#define SPOOL_SYNC_MAX	  (1u << 20)  /* bytes fdatasync()ed per spool_sync() */
+#define SPOOL_SYNC_MS	  1000	      /* and no more often than this */
+#define SPOOL_HEADER_LEN  54	      /* "K EPOCH SEQ LEN CRC " */
 
 /* ---- records (pure) ---- */
 
@@ -103,7 +104,8 @@ void spool_free(struct spool *s);
  * failed and memory is full): dropped. SPOOL_UNCAPPED: past
  * SPOOL_DISK_MAX too (what an upgrade takes over must not be lost). */
 #define SPOOL_UNCAPPED 1u
-BH_MUST_CHECK int spool_add(struct spool *s, uint64_t epoch, uint64_t seq, char *text, size_t len, unsigned flags);
+BH_MUST_CHECK int spool_add(struct spool *s, uint64_t epoch, uint64_t seq, char *text, size_t len,
+			    unsigned flags);
 /* The first batch in memory (NULL: none); the next with b->next. */
 struct spool_batch *spool_head(struct spool *s);
 struct spool_batch *spool_find(struct spool *s, uint64_t epoch, uint64_t seq);

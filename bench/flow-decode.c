@@ -65,7 +65,8 @@ int main(int argc, char **argv)
 	snprintf(rule, sizeof(rule), "%s#12", policy);
 	struct flows *f = flows_new(argv[1], 1700000000000ull);
 	for (uint32_t i = 0; i + 1 < FLOWS_WINDOW_MAX; i++) {
-		struct nflog_event ev = {.family = AF_INET6, .proto = 17, .has_port = true, .port = (uint16_t)(i | 1)};
+		struct nflog_event ev = {
+		    .family = AF_INET6, .proto = 17, .has_port = true, .port = (uint16_t)(i | 1)};
 		static const uint8_t pre[8] = {0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0xff, 0xff};
 		memcpy(ev.src, pre, 8), memcpy(ev.dst, pre, 8);
 		memset(ev.src + 8, 0xee, 8), memset(ev.dst + 8, 0xdd, 8);

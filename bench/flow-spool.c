@@ -71,8 +71,8 @@ static void timing_print(struct timing *t)
 		return;
 	}
 	qsort(t->v, t->n, sizeof(*t->v), cmp_double);
-	printf("%-24s %8zu %10.3f %10.3f %10.3f %10.3f\n", t->name, t->n, t->v[t->n / 2], t->v[(t->n * 99) / 100],
-	       t->v[t->n - 1], t->cpu_max);
+	printf("%-24s %8zu %10.3f %10.3f %10.3f %10.3f\n", t->name, t->n, t->v[t->n / 2],
+	       t->v[(t->n * 99) / 100], t->v[t->n - 1], t->cpu_max);
 }
 
 static json_int_t status_of(struct flows *f, const char *key)
@@ -86,7 +86,8 @@ static json_int_t status_of(struct flows *f, const char *key)
 /* One denied UDP packet of flow i (distinct source and port per i). */
 static void record(struct flows *f, uint32_t i, uint64_t now)
 {
-	struct nflog_event ev = {.family = AF_INET, .proto = 17, .has_port = true, .port = (uint16_t)(i & 0xffff)};
+	struct nflog_event ev = {
+	    .family = AF_INET, .proto = 17, .has_port = true, .port = (uint16_t)(i & 0xffff)};
 	ev.src[0] = 198, ev.src[1] = 18, ev.src[2] = (uint8_t)(i >> 16), ev.src[3] = (uint8_t)(i >> 8);
 	ev.dst[0] = 198, ev.dst[1] = 19, ev.dst[2] = 1, ev.dst[3] = 2;
 	ev.prefix.verdict = VERDICT_DROP;
@@ -116,8 +117,10 @@ int main(int argc, char **argv)
 	const char *dir = argv[1];
 	uint32_t window = argc > 2 ? (uint32_t)atoi(argv[2]) : 1000;
 	bool restart = argc > 3 && strcmp(argv[3], "restart") == 0;
-	struct timing fill_rec = {.name = "fill: flows_record"}, fill = {.name = "fill: flows_tick"}, fill_send = {.name = "fill: flows_send"}, start = {.name = "flows_new (backlog)"}, tick = {.name = "drain: flows_tick"},
-		      send = {.name = "drain: flows_send"}, ack = {.name = "drain: flows_acked"}, rec = {.name = "drain: flows_record"};
+	struct timing fill_rec = {.name = "fill: flows_record"}, fill = {.name = "fill: flows_tick"},
+		      fill_send = {.name = "fill: flows_send"}, start = {.name = "flows_new (backlog)"},
+		      tick = {.name = "drain: flows_tick"}, send = {.name = "drain: flows_send"},
+		      ack = {.name = "drain: flows_acked"}, rec = {.name = "drain: flows_record"};
 	uint64_t now = 1000000, windows = 0;
 	struct flows *f = flows_new(dir, 1000);
 	while (!status_of(f, "spool_dropped") && windows < 100000) {

@@ -286,10 +286,31 @@ TEST(a_corrupt_segment_is_quarantined_and_the_rest_goes_in_order)
 	CHECK(ports[0] == 9200 && ports[1] == 9202);
 	CHECK(status_of(f, "quarantined") == 2);
 	char *q = slurp(FLOWS_QUARANTINE_FILE);
-	CHECK(q && strstr(q, "a record with a wrong checksum in flows.d/") && strstr(q, "an unreadable record in flows.d/") &&
-	      strstr(q, "\"port\\\":9209"));
+	CHECK(q && strstr(q, "a record with a wrong checksum in flows.d/") &&
+	      strstr(q, "an unreadable record in flows.d/") && strstr(q, "\"port\\\":9209"));
 	free(q);
 	CHECK(n_segments() == 0);
+	flows_free(f);
+	remove_dir();
+}
+
+TEST(a_segment_of_another_version_is_left_alone)
+{
+	make_dir();
+	char sub[128];
+	snprintf(sub, sizeof(sub), "%s/%s", dir, SPOOL_DIR);
+	mkdir(sub, 0700);
+	segment_write("0000000000000005.seg", "bulkhead-flows 2\nB whatever\n", 27);
+	struct flows *f = flows_new(dir, 7);
+	uint64_t now = 10;
+	one_batch(f, 1, &now);
+	char names[4][32];
+	CHECK(segments(names, 4, NULL) == 2);
+	CHECK(strcmp(names[0], "0000000000000005.seg") == 0 && strcmp(names[1], "0000000000000006.seg") == 0);
+	json_int_t ports[4];
+	CHECK(drain_ports(f, ports, 4, now) == 1 && ports[0] == 1);
+	CHECK(segments(names, 4, NULL) == 1 && strcmp(names[0], "0000000000000005.seg") == 0);
+	CHECK(status_of(f, "quarantined") == 0);
 	flows_free(f);
 	remove_dir();
 }
@@ -406,7 +427,8 @@ TEST(segments_rotate_are_never_rewritten_and_go_once_acknowledged)
 		if (!went)
 			break;
 	}
-	fprintf(stderr, "  # %llu of %llu acknowledged\n", (unsigned long long)acked, (unsigned long long)batches);
+	fprintf(stderr, "  # %llu of %llu acknowledged\n", (unsigned long long)acked,
+		(unsigned long long)batches);
 	CHECK(acked == batches && fewer);
 	CHECK(n_segments() == 0 && status_of(f, "spool_bytes") == 0);
 	snapshot_free(&snap);
@@ -475,7 +497,8 @@ TEST(a_full_spool_overflows_to_disk_then_drops_and_says_how_much)
 	CHECK(status_of(f, "spooled_in_memory") == 0 && status_of(f, "spooled_in_file") == 0);
 	CHECK(n_segments() == 0);
 	fprintf(stderr, "  # %llu packets recorded, %llu delivered, %llu reported lost\n",
-		(unsigned long long)recorded, (unsigned long long)delivered, (unsigned long long)reported_lost);
+		(unsigned long long)recorded, (unsigned long long)delivered,
+		(unsigned long long)reported_lost);
 	flows_free(f);
 	remove_dir();
 }
@@ -647,6 +670,23 @@ TEST(old_files_are_taken_over_the_journal_first_and_a_cut_line_dropped)
 	release_sent();
 	flows_free(f);
 	CHECK(n_segments() == 0);
+
+	/* A crash after the take-over, before the old file went: its batches
+	 * come twice, under the same names (the controller stores them once). */
+	put(FLOWS_OLD_SPOOL_FILE,
+	    "{\"epoch\":5,\"seq\":11,\"start\":1,\"end\":2,\"flows\":[],\"lost\":[]}\n");
+	f = flows_new(dir, 8);
+	flows_free(f);
+	put(FLOWS_OLD_SPOOL_FILE,
+	    "{\"epoch\":5,\"seq\":11,\"start\":1,\"end\":2,\"flows\":[],\"lost\":[]}\n");
+	f = flows_new(dir, 9);
+	flows_send(f, 10, capture, NULL);
+	CHECK(n_sent == 2 && member(sent[0], "seq") == 11 && member(sent[1], "seq") == 11);
+	for (size_t i = 0; i < n_sent; i++)
+		flows_acked(f, 5, 11);
+	release_sent();
+	CHECK(n_segments() == 0);
+	flows_free(f);
 	remove_dir();
 }
 
@@ -692,14 +732,14 @@ static char *old_big_batch(uint64_t seq, int n)
 {
 	json_t *flows = json_array();
 	for (int i = 0; i < n; i++)
-		json_array_append_new(flows, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:n,s:n,s:s,s:n,s:s,s:i,s:i,s:i}",
-						       "endpoint", "web1", "dir", "ingress", "src", "198.18.0.1",
-						       "dst", "198.18.0.2", "proto", "udp", "port", i, "icmp_type",
-						       "icmp_code", "verdict", "deny", "policy", "rule",
-						       "default-deny", "count", 2, "first", 1, "last", 2));
-	json_t *b = json_pack("{s:i,s:I,s:i,s:i,s:o,s:[{s:s,s:i,s:i,s:i}],s:[]}", "epoch", 5, "seq", (json_int_t)seq,
-			      "start", 1, "end", 2, "flows", flows, "lost", "endpoint", "web1", "enobufs", 1, "gap", 7,
-			      "spool", 0, "hits");
+		json_array_append_new(
+		    flows, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:n,s:n,s:s,s:n,s:s,s:i,s:i,s:i}", "endpoint",
+				     "web1", "dir", "ingress", "src", "198.18.0.1", "dst", "198.18.0.2",
+				     "proto", "udp", "port", i, "icmp_type", "icmp_code", "verdict", "deny",
+				     "policy", "rule", "default-deny", "count", 2, "first", 1, "last", 2));
+	json_t *b = json_pack("{s:i,s:I,s:i,s:i,s:o,s:[{s:s,s:i,s:i,s:i}],s:[]}", "epoch", 5, "seq",
+			      (json_int_t)seq, "start", 1, "end", 2, "flows", flows, "lost", "endpoint",
+			      "web1", "enobufs", 1, "gap", 7, "spool", 0, "hits");
 	char *text = json_dumps(b, JSON_COMPACT);
 	json_decref(b);
 	return text;
@@ -779,8 +819,10 @@ TEST(what_the_agent_sends_keeps_to_the_wire_schema)
 		      json_is_null(json_object_get(odd, "port")));
 		json_t *lost = json_array_get(json_object_get(sent[0], "lost"), 0);
 		json_t *hit = json_array_get(json_object_get(sent[0], "hits"), 0);
-		CHECK(member(lost, "gap") == PROTO_FLOWS_COUNT_MAX && member(lost, "enobufs") == PROTO_FLOWS_COUNT_MAX);
-		CHECK(member(hit, "packets") == PROTO_FLOWS_COUNT_MAX && member(hit, "bytes") == PROTO_FLOWS_BYTES_MAX);
+		CHECK(member(lost, "gap") == PROTO_FLOWS_COUNT_MAX &&
+		      member(lost, "enobufs") == PROTO_FLOWS_COUNT_MAX);
+		CHECK(member(hit, "packets") == PROTO_FLOWS_COUNT_MAX &&
+		      member(hit, "bytes") == PROTO_FLOWS_BYTES_MAX);
 	}
 	release_sent();
 	flows_free(f);
@@ -799,7 +841,8 @@ TEST(a_full_window_goes_as_batches_within_the_bounds)
 		flows_hit(f, "web1", DIR_INGRESS, rule, "web-in", "allow", 5, 500, 10);
 	}
 	for (uint32_t i = 0; i < FLOWS_WINDOW_MAX + 10; i++) {
-		struct nflog_event ev = {.family = AF_INET, .proto = 17, .has_port = true, .port = (uint16_t)i};
+		struct nflog_event ev = {
+		    .family = AF_INET, .proto = 17, .has_port = true, .port = (uint16_t)i};
 		ev.src[0] = 198, ev.src[1] = 18, ev.src[2] = (uint8_t)(i >> 16), ev.src[3] = 1;
 		ev.dst[0] = 198, ev.dst[1] = 18, ev.dst[3] = 2;
 		ev.prefix.verdict = VERDICT_DROP;
@@ -823,8 +866,9 @@ TEST(a_full_window_goes_as_batches_within_the_bounds)
 			hits += nh;
 			all_decode &= decodes(sent[i]);
 			char *text = json_dumps(sent[i], JSON_COMPACT);
-			within &= nf + nh + json_array_size(json_object_get(sent[i], "lost")) <= FLOWS_BATCH_MAX &&
-				  text && strlen(text) <= FLOWS_BATCH_BYTES;
+			within &=
+			    nf + nh + json_array_size(json_object_get(sent[i], "lost")) <= FLOWS_BATCH_MAX &&
+			    text && strlen(text) <= FLOWS_BATCH_BYTES;
 			free(text);
 			distinct &= member(sent[i], "seq") > last_seq;
 			last_seq = member(sent[i], "seq");
@@ -847,7 +891,8 @@ TEST(a_record_checks_its_frame_and_checksum)
 	spool_record_header(hdr, 'B', 0x1234, 7, "{}", 2);
 	CHECK(strlen(hdr) == SPOOL_HEADER_LEN);
 	struct spool_record r;
-	CHECK(spool_header_parse(hdr, &r) == 0 && r.kind == 'B' && r.epoch == 0x1234 && r.seq == 7 && r.len == 2);
+	CHECK(spool_header_parse(hdr, &r) == 0 && r.kind == 'B' && r.epoch == 0x1234 && r.seq == 7 &&
+	      r.len == 2);
 	CHECK(spool_record_check(&r, hdr, "{}\n") == 0);
 	CHECK(spool_record_check(&r, hdr, "{]\n") == -EBADMSG);
 	CHECK(spool_record_check(&r, hdr, "{}x") == -EBADMSG);
