@@ -17,8 +17,9 @@
  * SPOOL_SYNC_MS and at most SPOOL_SYNC_MAX bytes of them a call (the rest
  * at the next), and the directory when a segment was made; done records
  * are never synced for themselves (lost, they cost a resend). spool_flush()
- * and spool_stop() sync everything. A power cut so loses at most the last
- * second or so of batches, never a segment's older records.
+ * and spool_stop() sync everything. A power cut so loses what was appended
+ * since the last sync (about a second's batches; a burst past
+ * SPOOL_SYNC_MAX is synced over the next seconds), never older records.
  *
  * At start, spool_new() reads every segment: a record cut short at a
  * segment's end (a crash in mid-write) is dropped, a record whose checksum
