@@ -764,7 +764,7 @@ void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg)
 		in_flight++;
 		send(arg, body);
 	}
-	spool_sync(f->spool, now_ms);
+	spool_sync(f->spool);
 }
 
 void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq)

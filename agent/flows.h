@@ -70,7 +70,8 @@ void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force
 /* Sends what is due: batches not in flight, and those unacknowledged for
  * FLOWS_RESEND_MS, at most FLOWS_IN_FLIGHT at a time (and FLOWS_SEND_BYTES
  * a call). send() takes the reference to body. Once per flow tick: it also
- * reads waiting batches back from disk and syncs the spool (spool.h). */
+ * reads waiting batches back from disk and starts the writeback of new
+ * ones (spool.h: nothing waits for the disk). */
 typedef void (*flows_send_fn)(void *arg, json_t *body);
 void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg);
 /* The controller stored batch (epoch, seq): forget it. */

@@ -106,13 +106,14 @@ int spool_record_check(const struct spool_record *r, const char *hdr, const char
 
 struct spool_segment {
 	uint64_t id;
-	uint64_t size;	   /* bytes in the file */
-	uint64_t end;	   /* where its whole records end: what is read back */
-	uint64_t unsynced; /* bytes of batch records appended since it was synced */
-	uint64_t pending;  /* its batches not done: in memory or still to be read */
-	uint64_t unread;   /* of those, still to be read */
-	int fd;		   /* for appending and syncing; -1 */
-	bool from_start;   /* found at start: done records of earlier runs may name its batches */
+	uint64_t size;	  /* bytes in the file */
+	uint64_t end;	  /* where its whole records end: what is read back */
+	bool unstarted;	  /* batches appended whose writeback was not started */
+	bool unsynced;	  /* batches appended since it was last fdatasync()ed */
+	uint64_t pending; /* its batches not done: in memory or still to be read */
+	uint64_t unread;  /* of those, still to be read */
+	int fd;		  /* for appending and syncing; -1 */
+	bool from_start;  /* found at start: done records of earlier runs may name its batches */
 	struct spool_segment *next;
 };
 
@@ -129,9 +130,8 @@ struct spool {
 	struct spool_segment *segs, *last; /* oldest first */
 	struct spool_segment *open;	   /* appended to; NULL: the next append makes one */
 	uint64_t next_id, disk_bytes, n_segs;
-	bool dir_dirty;	  /* a segment was made since the directory was synced */
-	uint64_t sync_ms; /* when spool_sync() last synced */
-	bool failing;	  /* logged: the disk refused an append */
+	bool dir_dirty; /* a segment was made since the directory was synced */
+	bool failing;	/* logged: the disk refused an append */
 
 	struct spool_batch *head, *tail;
 	uint64_t mem_batches, mem_bytes, mem_only, to_disk;
@@ -239,7 +239,7 @@ static int append(struct spool *s, char kind, uint64_t epoch, uint64_t seq, cons
 		return -ENOENT;
 	uint64_t rec = SPOOL_HEADER_LEN + len + 1;
 	if (s->open && s->open->size > MAGIC_LEN && s->open->size + rec > SPOOL_SEGMENT_MAX) {
-		if (!s->open->unsynced) { /* closed; else its fd stays until it is synced */
+		if (!s->open->unstarted) { /* closed; else its fd stays for spool_sync() */
 			close(s->open->fd);
 			s->open->fd = -1;
 		}
@@ -265,7 +265,7 @@ static int append(struct spool *s, char kind, uint64_t epoch, uint64_t seq, cons
 		g->end = g->size;
 		s->disk_bytes += rec;
 		if (kind == 'B') /* a done record lost to a power cut costs a resend only */
-			g->unsynced += rec;
+			g->unstarted = g->unsynced = true;
 		return 0;
 	}
 	int r = n < 0 ? -errno : -ENOSPC;
@@ -556,37 +556,24 @@ static void retry_memory_only(struct spool *s)
 	}
 }
 
-/* Syncs segments with unsynced batches, oldest first, up to max bytes. */
-static void sync_segments(struct spool *s, uint64_t max)
-{
-	uint64_t synced = 0;
-	for (struct spool_segment *g = s->segs; g; g = g->next) {
-		if (g->fd < 0)
-			continue;
-		if (g->unsynced && synced < max) {
-			if (fdatasync(g->fd) < 0)
-				log_error("flow spool: syncing %s/%016" PRIx64 ".seg: %m", s->dir, g->id);
-			synced += g->unsynced;
-			g->unsynced = 0;
-		}
-		if (g != s->open && !g->unsynced) {
-			close(g->fd);
-			g->fd = -1;
-		}
-	}
-	if (s->dir_dirty && synced && fsync(s->dir_fd) == 0)
-		s->dir_dirty = false;
-}
-
-void spool_sync(struct spool *s, uint64_t now_ms)
+void spool_sync(struct spool *s)
 {
 	if (!s->dir)
 		return;
 	retry_memory_only(s);
-	if (now_ms >= s->sync_ms && now_ms - s->sync_ms < SPOOL_SYNC_MS)
-		return;
-	s->sync_ms = now_ms;
-	sync_segments(s, SPOOL_SYNC_MAX);
+	for (struct spool_segment *g = s->segs; g; g = g->next) {
+		if (g->fd < 0)
+			continue;
+		/* Writeback started, not waited for: the disk's time is not
+		 * the loop's. */
+		if (g->unstarted && sync_file_range(g->fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0)
+			log_error("flow spool: writing %s/%016" PRIx64 ".seg back: %m", s->dir, g->id);
+		g->unstarted = false;
+		if (g != s->open) {
+			close(g->fd);
+			g->fd = -1;
+		}
+	}
 }
 
 void spool_stop(struct spool *s)
@@ -612,9 +599,22 @@ void spool_stop(struct spool *s)
 
 void spool_flush(struct spool *s)
 {
-	if (s->dir)
-		sync_segments(s, UINT64_MAX);
-	if (s->dir && s->dir_dirty && fsync(s->dir_fd) == 0)
+	if (!s->dir)
+		return;
+	for (struct spool_segment *g = s->segs; g; g = g->next) {
+		if (!g->unsynced)
+			continue;
+		char name[32];
+		segment_name(g, name, sizeof(name));
+		int fd = g->fd >= 0 ? g->fd : openat(s->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || fdatasync(fd) < 0)
+			log_error("flow spool: syncing %s/%s: %m", s->dir, name);
+		else
+			g->unsynced = false;
+		if (fd >= 0 && fd != g->fd)
+			close(fd);
+	}
+	if (s->dir_dirty && fsync(s->dir_fd) == 0)
 		s->dir_dirty = false;
 }
 

@@ -11,15 +11,16 @@
  * most SPOOL_REFILL_MAX bytes a call. No file is ever rewritten: segments
  * only grow, then go (a half-written record is cut off again at once).
  *
- * fsync policy: the page cache survives a crashed process, so appends are
- * not synced one by one. spool_sync(), called every flow tick, fdatasync()s
- * the segments that batches were appended to, at most once per
- * SPOOL_SYNC_MS and at most SPOOL_SYNC_MAX bytes of them a call (the rest
- * at the next), and the directory when a segment was made; done records
- * are never synced for themselves (lost, they cost a resend). spool_flush()
- * and spool_stop() sync everything. A power cut so loses what was appended
- * since the last sync (about a second's batches; a burst past
- * SPOOL_SYNC_MAX is synced over the next seconds), never older records.
+ * fsync policy: nothing in the event loop waits for the disk. The page
+ * cache survives a crashed process, so a kill -9 loses nothing appended;
+ * spool_sync(), called every flow tick, starts the writeback of what
+ * batches were appended since (sync_file_range(SYNC_FILE_RANGE_WRITE),
+ * which does not wait for it), and done records are never synced for
+ * themselves (lost, they cost a resend). fdatasync() and the directory's
+ * fsync() come only at a clean stop (spool_stop) and after a take-over at
+ * start (spool_flush). A power cut may so lose the batches of the last
+ * seconds (what the file system had not committed: ext4 commits every 5 s),
+ * never older ones.
  *
  * At start, spool_new() reads every segment: a record cut short at a
  * segment's end (a crash in mid-write) is dropped, a record whose checksum
@@ -47,8 +48,6 @@
 #define SPOOL_SEGMENT_MAX (1u << 20)  /* a segment is closed past this size */
 #define SPOOL_RECORD_MAX  (16u << 20) /* a longer record is a broken frame */
 #define SPOOL_REFILL_MAX  (1u << 20)  /* bytes read back into memory per call */
-#define SPOOL_SYNC_MAX	  (1u << 20)  /* bytes fdatasync()ed per spool_sync() */
-#define SPOOL_SYNC_MS	  1000	      /* and no more often than this */
 #define SPOOL_HEADER_LEN  54	      /* "K EPOCH SEQ LEN CRC " */
 
 /* ---- records (pure) ---- */
@@ -114,10 +113,11 @@ struct spool_batch *spool_find(struct spool *s, uint64_t epoch, uint64_t seq);
 void spool_done(struct spool *s, struct spool_batch *b);
 /* Reads batches from disk into memory while there is room (bounded). */
 void spool_refill(struct spool *s);
-/* Writes what the disk refused once it can; syncs what was appended
- * (bounded; see above). now_ms: any clock. */
-void spool_sync(struct spool *s, uint64_t now_ms);
-/* Syncs everything appended (unbounded: at start and at a stop). */
+/* Writes what the disk refused once it can; starts the writeback of what
+ * was appended (see above). */
+void spool_sync(struct spool *s);
+/* fdatasync()s everything appended, and the directory (not in the loop:
+ * at start and at a stop). */
 void spool_flush(struct spool *s);
 
 struct spool_counts {
