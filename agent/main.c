@@ -24,6 +24,7 @@
 #include "bulkhead/privs.h"
 #include "nft.h"
 #include "session.h"
+#include "session-privsep.h"
 #include "source.h"
 #include "state.h"
 
@@ -35,6 +36,7 @@ static void usage(FILE *out)
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
 	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
 	      "                      [--counters-ms N] [--recheck-ms N] [--cap-ptrace] [--once] [--verbose]\n"
+	      "                      [--session-user NAME | --no-privsep]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
@@ -57,6 +59,9 @@ static void usage(FILE *out)
 	      "  --cap-ptrace        keep CAP_SYS_PTRACE too: opening /proc/PID/ns/net of a process that\n"
 	      "                      has capabilities the agent has not, or another user's, needs it\n"
 	      "                      (bind-mounted paths such as /run/netns/NAME do not)\n"
+	      "  --session-user NAME the controller session (ZeroMQ, the wire's JSON, the flow spool) runs\n"
+	      "                      in a child process as this user, with no capability (default nobody)\n"
+	      "  --no-privsep        the controller session runs inside the agent (debugging, scale tests)\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"
@@ -71,7 +76,8 @@ struct options {
 	struct link_options link;
 	const char *inventory_path;
 	const char *keys, *controller_key;
-	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace;
+	const char *session_user;
+	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace, no_privsep;
 };
 
 /* A decimal option value in lo..hi; false after saying what was expected. */
@@ -100,14 +106,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"controller-key", required_argument, NULL, 'K'}, {"insecure", no_argument, NULL, 'I'},
 		{"heartbeat-ms", required_argument, NULL, 'H'}, {"flow-window-ms", required_argument, NULL, 'W'},
 		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
-		{"cap-ptrace", no_argument, NULL, 'P'},       {NULL, 0, NULL, 0},
+		{"cap-ptrace", no_argument, NULL, 'P'},       {"session-user", required_argument, NULL, 'U'},
+		{"no-privsep", no_argument, NULL, 'N'},       {NULL, 0, NULL, 0},
 	};
 	int c;
 	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
 			      .session.flow_window_ms = 1000,
 			      .agent.counters_ms = 5000,
 			      .agent.recheck_ms = 500,
-			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS};
+			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS,
+			      .session_user = "nobody"};
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
@@ -177,6 +185,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'P':
 			o->cap_ptrace = true;
+			break;
+		case 'U':
+			o->session_user = optarg;
+			break;
+		case 'N':
+			o->no_privsep = true;
 			break;
 		case 'v':
 			o->verbose = true;
@@ -332,6 +346,13 @@ int main(int argc, char **argv)
 	if (o.print_ruleset)
 		return print_ruleset(&o);
 
+	/* The controller session's process (session-privsep.h), and the
+	 * spool given to whoever writes it: while the agent may still. */
+	struct spawner *spawner = NULL;
+	if (o.link.endpoint &&
+	    session_privsep_setup(&o.session, o.no_privsep ? NULL : o.session_user, &spawner) < 0)
+		return 1;
+
 	/* Before any object exists (ZeroMQ starts threads): from here on the
 	 * agent holds what setns (SYS_ADMIN) and nftables and NFLOG
 	 * (NET_ADMIN) need, and nothing else (README: Deploying). */
@@ -367,7 +388,8 @@ int main(int argc, char **argv)
 	}
 	struct agent *agent = agent_new(&o.agent, loop, dp);
 	if (o.link.endpoint)
-		agent_set_session(agent, session_new(loop, &o.session, &agent_session_peer, agent));
+		agent_set_session(agent, spawner ? session_proxy_new(loop, &o.session, spawner, &agent_session_peer, agent)
+					   : session_new(loop, &o.session, &agent_session_peer, agent));
 	agent_add_source(agent, source_file_new(o.inventory_path, o.agent.node));
 	unsigned behind = agent_start(agent, o.once);
 	int ret = 0;
