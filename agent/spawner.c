@@ -50,20 +50,19 @@ struct spawner_reply {
 /* Every descriptor but stdio and the two kept. */
 static void close_others(int a, int b)
 {
-	int lo = a < b ? a : b, hi = a < b ? b : a;
+	unsigned lo = (unsigned)(a < b ? a : b), hi = (unsigned)(a < b ? b : a);
+	if (lo >= 3 && (lo == 3 || syscall(SYS_close_range, 3u, lo - 1, 0u) == 0) &&
+	    (hi - lo <= 1 || syscall(SYS_close_range, lo + 1, hi - 1, 0u) == 0) &&
+	    syscall(SYS_close_range, hi + 1, ~0u, 0u) == 0)
+		return;
+	/* Without close_range (an old kernel, a system call filter), one by one. */
 	struct rlimit rl;
 	int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 1048576
 		      ? (int)rl.rlim_cur
 		      : 65536;
-	if (syscall(SYS_close_range, 3u, (unsigned)lo - 1, 0u) < 0 && errno == ENOSYS) {
-		for (int fd = 3; fd < max; fd++)
-			if (fd != a && fd != b)
-				close(fd);
-		return;
-	}
-	if (lo + 1 <= hi - 1)
-		(void)syscall(SYS_close_range, (unsigned)lo + 1, (unsigned)hi - 1, 0u);
-	(void)syscall(SYS_close_range, (unsigned)hi + 1, ~0u, 0u);
+	for (int fd = 3; fd < max; fd++)
+		if (fd != a && fd != b)
+			close(fd);
 }
 
 static void reply(int ctl, int error, pid_t pid, int fd, const char *message)

@@ -466,8 +466,9 @@ int privs_lookup_user(const char *what, const char *user, uid_t *uid, gid_t *gid
 
 /* ---- giving files to a user ---- */
 
-/* fd (path, for messages) to uid:gid when it is not theirs already; a
- * file with another link somewhere else is not given away. */
+/* fd (an O_PATH descriptor of path, for messages) to uid:gid when it is
+ * not theirs already; a file with another link somewhere else is not
+ * given away. By descriptor, as CAP_CHOWN allows, with no need to read. */
 static int give_fd(int fd, const char *path, uid_t uid, gid_t gid, char **err)
 {
 	struct stat st;
@@ -480,15 +481,46 @@ static int give_fd(int fd, const char *path, uid_t uid, gid_t gid, char **err)
 			    (uintmax_t)st.st_nlink);
 	if (st.st_uid == uid && st.st_gid == gid)
 		return 0;
-	if (fchown(fd, uid, gid) < 0)
+	if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
 		return fail(err, -errno, "%s: giving it to uid %u: %s", path, (unsigned)uid, strerror(errno));
 	return 0;
+}
+
+static int open_path(const char *path, bool dir, char **err)
+{
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+	return fd < 0 ? fail(err, -errno, "opening %s: %s", path, strerror(errno)) : fd;
+}
+
+/* The regular files directly in the directory path. */
+static int give_files(const char *path, uid_t uid, gid_t gid, char **err)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return fail(err, -errno, "reading %s: %s", path, strerror(errno));
+	int r = 0;
+	struct dirent *e;
+	while (r == 0 && (e = readdir(d))) {
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		char sub[PATH_MAX];
+		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+		int f = openat(dirfd(d), e->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (f < 0) {
+			r = fail(err, -errno, "opening %s: %s", sub, strerror(errno));
+			break;
+		}
+		r = give_fd(f, sub, uid, gid, err);
+		close(f);
+	}
+	closedir(d);
+	return r;
 }
 
 int privs_give_path(const char *path, bool dir, uid_t uid, gid_t gid, char **err)
 {
 	*err = NULL;
-	int r;
 	if (dir) {
 		if (mkdir(path, 0700) < 0 && errno != EEXIST)
 			return fail(err, -errno, "creating %s: %s", path, strerror(errno));
@@ -499,34 +531,21 @@ int privs_give_path(const char *path, bool dir, uid_t uid, gid_t gid, char **err
 		if (fd >= 0)
 			close(fd);
 	}
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (dir ? O_DIRECTORY : 0));
+	int fd = open_path(path, dir, err);
 	if (fd < 0)
-		return fail(err, -errno, "opening %s: %s", path, strerror(errno));
-	if ((r = give_fd(fd, path, uid, gid, err)) < 0 || !dir) {
-		close(fd);
-		return r;
+		return fd;
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? fail(err, -errno, "%s: %s", path, strerror(errno)) : 0;
+	if (r == 0 && dir && (st.st_uid != uid || st.st_gid != gid)) {
+		/* Ours first, so that we may read it (no CAP_DAC_READ_SEARCH
+		 * needed), then its files, then the directory. A directory the
+		 * user owns already holds only what the user made. */
+		r = give_fd(fd, path, geteuid(), getegid(), err);
+		if (r == 0)
+			r = give_files(path, uid, gid, err);
 	}
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		r = -errno;
-		close(fd);
-		return fail(err, r, "reading %s: %s", path, strerror(-r));
-	}
-	struct dirent *e;
-	while (r == 0 && (e = readdir(d))) {
-		struct stat st;
-		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-			continue;
-		char sub[PATH_MAX];
-		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-		int f = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-		if (f < 0) {
-			r = fail(err, -errno, "opening %s: %s", sub, strerror(errno));
-			break;
-		}
-		r = give_fd(f, sub, uid, gid, err);
-		close(f);
-	}
-	closedir(d);
+	if (r == 0)
+		r = give_fd(fd, path, uid, gid, err);
+	close(fd);
 	return r;
 }

@@ -67,12 +67,12 @@ BH_MUST_CHECK int privs_keep_caps(const int *keep, size_t n, uint64_t *missing, 
 BH_MUST_CHECK int privs_lookup_user(const char *what, const char *user, uid_t *uid, gid_t *gid, char **err);
 
 /* Gives path to uid:gid, so that a process running as that user can write
- * it: a directory (dir; made 0700 when missing) and the regular files
- * directly in it, or a regular file (made empty, 0600, when missing). As
- * root, with CAP_CHOWN (and CAP_DAC_READ_SEARCH for a directory another
- * user owns). Never follows a symbolic link; a file with more than one
- * link is refused (it may be someone else's, linked in). 0, or a negative
- * errno with *err a malloc()ed message naming the path. */
+ * it: a directory (dir; made 0700 when missing) and, when it was not
+ * theirs, the regular files directly in it; or a regular file (made empty,
+ * 0600, when missing). As root, with CAP_CHOWN. Never follows a symbolic
+ * link; a file with more than one link is refused (it may be someone
+ * else's, linked in). 0, or a negative errno with *err a malloc()ed
+ * message naming the path. */
 BH_MUST_CHECK int privs_give_path(const char *path, bool dir, uid_t uid, gid_t gid, char **err);
 
 /* "CAP_NET_ADMIN" for CAP_NET_ADMIN; "CAP_?" for a number it does not
