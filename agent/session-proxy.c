@@ -824,7 +824,8 @@ static void proxy_stop(struct session *s)
 	if (p->chan && !p->doomed) {
 		chan_send(p->chan, PS_STOP, NULL, 0);
 		int64_t end = clock_mono_ms() + STOP_MS;
-		while (!p->stopped && !p->doomed) {
+		bool gone = false;
+		while (!p->stopped && !p->doomed && !gone) {
 			int w = chan_flush(p->chan);
 			int64_t left = end - clock_mono_ms();
 			if (w < 0 || left <= 0)
@@ -832,11 +833,12 @@ static void proxy_stop(struct session *s)
 			struct pollfd pfd = {.fd = chan_fd(p->chan), .events = POLLIN | (w ? POLLOUT : 0)};
 			if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
 				break;
-			if (chan_read(p->chan, CHAN_READ_BURST) < 0 && !p->stopped)
-				break; /* gone without a word: its spool is as it left it */
+			gone = chan_read(p->chan, CHAN_READ_BURST) < 0;
 		}
 		if (!p->stopped)
-			log_error("the session child did not stop in time; its last flow window may be lost");
+			log_error("the session child %s; its last flow window may be lost",
+				  gone || p->doomed ? "ended before it said it had stopped"
+						    : "did not stop in time");
 	}
 	drop_child(p);
 	p->doomed = NULL;
