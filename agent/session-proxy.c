@@ -176,7 +176,8 @@ static void drop_child(struct proxy *p)
 	add_stats(&p->gone, chan_stats(p->chan));
 	chan_free(p->chan);
 	p->chan = NULL;
-	p->kids.kill(p->kids.arg);
+	if (!p->stopping || !p->stopped) /* one told to stop that said so exits by itself */
+		p->kids.kill(p->kids.arg);
 	p->child_in_force[0] = p->child_sent[0] = '\0';
 	p->told = false;
 }
@@ -337,7 +338,10 @@ static int child_message(void *data, uint16_t type, const uint8_t *m, size_t len
 		r = on_status(p, &in);
 		break;
 	case PS_STOPPED:
-		p->stopped = true;
+		if (p->stopping) /* unasked, it means nothing */
+			p->stopped = true;
+		else
+			r = -EBADMSG;
 		break;
 	}
 	if (r < 0) {
@@ -726,6 +730,7 @@ static int start_child(struct proxy *p)
 	p->since_ms = p->out_progress_ms = (uint64_t)clock_mono_ms();
 	p->out_seen = 0;
 	p->win_messages = p->win_bytes = 0;
+	p->stopped = false;
 	log_info("session child started (pid %d, user %s)", (int)pid, p->kids.user);
 	/* Everything it must know before it says HELLO, then what waited. */
 	send_in_force(p);

@@ -17,7 +17,8 @@
 #include "bulkhead/privs.h"
 #include "spawner.h"
 
-#define SPAWNER_TIMEOUT_S 5 /* an answer takes a fork; past this the spawner is taken for hung */
+#define SPAWNER_TIMEOUT_S    5	  /* an answer takes a fork; past this the spawner is taken for hung */
+#define SPAWNER_LAST_WAIT_MS 2000 /* at the end, for a child to exit by itself */
 
 /* A sanitizer's leak check at exit traces the process from a helper,
  * which a process that is not dumpable forbids. */
@@ -121,6 +122,19 @@ static void kill_child(pid_t *child)
 	*child = 0;
 }
 
+/* At the end: a child that was told to stop gets a moment to exit. */
+static void wait_child(pid_t *child)
+{
+	for (int i = 0; i < SPAWNER_LAST_WAIT_MS / 10 && *child > 0; i++) {
+		pid_t r = waitpid(*child, NULL, WNOHANG);
+		if (r == *child || (r < 0 && errno == ECHILD))
+			*child = 0;
+		else
+			usleep(10000);
+	}
+	kill_child(child);
+}
+
 static void spawn(int ctl, const struct spawner_options *o, pid_t *child)
 {
 	kill_child(child);
@@ -199,7 +213,7 @@ static _Noreturn void spawner_main(int ctl, const struct spawner_options *o, pid
 		else if (req == 'K')
 			kill_child(&child);
 	}
-	kill_child(&child);
+	wait_child(&child);
 	_exit(0);
 }
 

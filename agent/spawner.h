@@ -33,8 +33,8 @@ struct spawner;
 /* Forks the spawner and waits until it is ready. Single-threaded, before
  * the capabilities are dropped. NULL with *err a malloc()ed message. */
 struct spawner *spawner_new(const struct spawner_options *o, char **err);
-/* The spawner kills its child, if any, and exits; waited for. Accepts
- * NULL. */
+/* The spawner waits a moment for its child, if any, to exit (it was told
+ * to stop), kills it if it does not, and exits; waited for. Accepts NULL. */
 void spawner_free(struct spawner *sp);
 
 /* A new child (the last one killed first): *fd our end of its channel,

@@ -750,7 +750,22 @@ TEST(stop_waits_for_the_child_to_say_it_stopped)
 	session_stop(w.s);
 	kid_reads();
 	CHECK(kid_got(PS_STOP, 0) != NULL);
-	CHECK(kids.killed >= 1); /* and then it is gone for sure */
+	CHECK(kids.killed == 0); /* it exits by itself (the spawner sees to it at the end) */
+	world_down(&w);
+}
+
+/* A child that says it stopped when nobody asked is refused, and still
+ * killed when it goes. */
+TEST(an_unasked_stop_answer_is_refused_and_the_child_still_killed)
+{
+	struct world w;
+	world_up(&w);
+	kid_send(PS_STOPPED, NULL);
+	run_until(w.loop, never, 20);
+	CHECK(session_count(w.s, "from_child", "refused") == 1);
+	kid_dies();
+	CHECK(wait_count(&w, NULL, "deaths", 1));
+	CHECK(kids.killed == 1);
 	world_down(&w);
 }
 
