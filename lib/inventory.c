@@ -84,6 +84,11 @@ static void parse_addresses(struct json_walk *w, json_t *arr, struct endpoint *e
 	ep->n_addrs = u;
 }
 
+bool inventory_endpoint_name_valid(const char *name)
+{
+	return name_valid(name, NAME_MAX_LEN);
+}
+
 static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, unsigned flags, struct endpoint *ep)
 {
 	static const char *const keys[] = {"name", "netns", "labels", "addresses", NULL};
