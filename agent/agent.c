@@ -483,8 +483,13 @@ static void source_set_all_cb(void *core, struct source *s, const struct source_
 static void source_update_cb(void *core, struct source *s, const struct source_endpoint *se)
 {
 	struct agent *a = core;
-	if (update_endpoint(a, s, se) && a->started)
+	bool ok = update_endpoint(a, s, se);
+	if (!a->started)
+		return;
+	if (ok)
 		after_change(a);
+	else
+		write_status(a); /* the refusal */
 }
 
 static void source_remove_cb(void *core, struct source *s, const char *name)
