@@ -453,7 +453,8 @@ static void source_set_all_cb(void *core, struct source *s, const struct source_
 	/* Refusals of names the source no longer reports are over. */
 	const char *name;
 	json_t *why, *tmp;
-	json_object_foreach_safe(a->refused, tmp, name, why) {
+	json_object_foreach_safe(a->refused, tmp, name, why)
+	{
 		bool listed = false;
 		for (size_t i = 0; i < n && !listed; i++)
 			listed = strcmp(v[i].name, name) == 0;

@@ -90,7 +90,8 @@ void endpoint_set(struct endpoint_state *e, const struct source_endpoint *se)
 		json_object_set_new(e->labels, se->labels->v[k].key, json_string(se->labels->v[k].value));
 	for (size_t k = 0; k < se->n_ports; k++) {
 		char buf[32];
-		snprintf(buf, sizeof(buf), "%s/%u", proto_name(se->ports[k].proto) ? proto_name(se->ports[k].proto) : "?",
+		snprintf(buf, sizeof(buf), "%s/%u",
+			 proto_name(se->ports[k].proto) ? proto_name(se->ports[k].proto) : "?",
 			 se->ports[k].port);
 		json_object_set_new(e->ports, se->ports[k].name, json_string(buf));
 	}
@@ -455,12 +456,13 @@ static void apply_table(struct endpoint_state *e, struct bundle_ref *ref, const 
 		return;
 	}
 	if (quarantine)
-		log_info("endpoint %s: quarantine table %s (until the bundle in force has its table)", e->name,
-			 res.committed ? "in place" : "built");
+		log_info("endpoint %s: quarantine table %s (until the bundle in force has its table)",
+			 e->name, res.committed ? "in place" : "built");
 	else
-		log_info("endpoint %s: %s bundle %.12s (%s: %zu rules, %zu sets, %zu elements)%s%s%s", e->name,
-			 res.committed ? "applied" : "built", ref->b->hash, res.full ? "whole table" : "set delta",
-			 res.stats.rules, res.stats.sets, res.stats.elements, res.committed ? "" : " [",
+		log_info("endpoint %s: %s bundle %.12s (%s: %zu rules, %zu sets, %zu elements)%s%s%s",
+			 e->name, res.committed ? "applied" : "built", ref->b->hash,
+			 res.full ? "whole table" : "set delta", res.stats.rules, res.stats.sets,
+			 res.stats.elements, res.committed ? "" : " [",
 			 res.committed ? "" : dataplane_name(env->dp), res.committed ? "" : " dataplane]");
 	bundle_ref_put(e->applied);
 	e->applied = bundle_ref_get(ref);

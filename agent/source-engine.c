@@ -884,10 +884,15 @@ static void namespace_born(struct source_engine *e, const char *path)
 	 * quarantined, unless that could hit a container not selected. */
 	if (!e->select.key || (candidates && selected == candidates)) {
 		e->n_anonymous++;
-		log_info(
-		    "engine %s: namespace %s made for one of %u starting container%s: quarantined until its "
-		    "container is known",
-		    kind(e), path, candidates, candidates == 1 ? "" : "s");
+		if (candidates)
+			log_info("engine %s: namespace %s made for one of %u containers starting at once: "
+				 "quarantined until its container is known",
+				 kind(e), path, candidates);
+		else
+			log_info("engine %s: namespace %s made for a container not known yet: quarantined "
+				 "until it "
+				 "is",
+				 kind(e), path);
 		source_quarantine(&e->src, path);
 	}
 }

@@ -1067,7 +1067,8 @@ TEST(a_namespace_seen_before_its_container_is_quarantined_once)
 	journal_reset();
 	ns_make("/run/netns/newborn");
 	source_quarantine(&fake_src, "/run/netns/newborn");
-	CHECK(at("open (new namespace)") >= 0 && at("apply (new namespace) full") > at("open (new namespace)"));
+	CHECK(at("open (new namespace)") >= 0 &&
+	      at("apply (new namespace) full") > at("open (new namespace)"));
 	CHECK(at("close (new namespace)") > at("apply (new namespace) full"));
 	CHECK(ns_at("/run/netns/newborn")->has_table && ns_at("/run/netns/newborn")->tag.serial == 0);
 	/* One an endpoint holds is that endpoint's business; one not there
@@ -1100,7 +1101,8 @@ TEST(a_name_two_sources_report_is_refused_and_shown)
 	struct source_endpoint se = {.name = "ep1", .netns = "/run/netns/other"};
 	source_update(&second, &se);
 	json_t *st = status_json(&w);
-	const char *why = json_string_value(json_object_get(json_object_get(json_object_get(st, "refused"), "ep1"), "error"));
+	const char *why = json_string_value(
+	    json_object_get(json_object_get(json_object_get(st, "refused"), "ep1"), "error"));
 	CHECK(why && strstr(why, "second") && strstr(why, "fake source's is kept"));
 	json_decref(st);
 	CHECK(at("open ep1 ns") >= 0 && count("open ep1") == 1); /* the first one's namespace only */
