@@ -915,7 +915,7 @@ static void on_mounts(void *data, uint32_t events)
 	engine_mounts_scan(text, (size_t)len, dir, mount_seen, &m);
 	free(text);
 	for (size_t i = 0; i < m.n; i++)
-		if (!mount_known(e, m.v[i]) && e->synced)
+		if (!mount_known(e, m.v[i]))
 			namespace_born(e, m.v[i]);
 	for (size_t i = 0; i < e->n_mounts; i++)
 		free(e->mounts[i]);
