@@ -747,9 +747,11 @@ static void on_retry(void *data, uint32_t events)
 
 static void retry_later(struct source_engine *e)
 {
-	if (e->once || e->stopping)
+	if (e->stopping)
 		return;
 	e->conn = CONN_DOWN;
+	if (e->once)
+		return; /* engine_start() says so */
 	if (e->list) {
 		engine_http_cancel(e->http, e->list);
 		e->list = NULL;
