@@ -283,7 +283,7 @@ static void publish(struct source_engine *e, struct ctr *c)
 	}
 	c->last_verdict = v;
 	if (ep.notes[0] && (!c->notes || strcmp(c->notes, ep.notes) != 0))
-		log_warn("engine %s: container %s: %s", kind(e), ESCAPED(ep.name), ESCAPED(ep.notes));
+		log_info("engine %s: container %s: %s", kind(e), ESCAPED(ep.name), ESCAPED(ep.notes));
 	set_str(&c->notes, ep.notes);
 	if (c->reported && strcmp(c->reported, ep.name) != 0)
 		unreport(e, c);
