@@ -1,6 +1,7 @@
-/* The controller's agent sessions (controller/agents.c), reached through
- * agents_handle() as the ROUTER's messages are: a routing id names one
- * session. The sockets are inproc, the store is in a temporary directory. */
+/* The controller's agent sessions (controller/sessions.c), reached through
+ * sessions_handle() as the ROUTER's messages are: a routing id names one
+ * session. The sockets are inproc, the store is in a temporary directory;
+ * the loop is never run (the tests call what its sources would). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,29 +10,35 @@
 #include <jansson.h>
 #include <zmq.h>
 
-#include "agents.h"
+#include "bulkhead/loop.h"
 #include "compiler.h"
+#include "node.h"
+#include "sessions.h"
 #include "store.h"
 #include "test.h"
 
 static char dir[64];
 static void *zctx;
 static struct store *store;
+static struct loop *loop;
+static struct nodes *nodes;
 static struct compiler *compiler;
-static struct agents *agents;
-static struct agents_options options = {.listen = "inproc://test-agents", .insecure = true, .heartbeat_ms = 1000};
+static struct sessions *sessions;
+static struct sessions_options options = {.listen = "inproc://test-session", .insecure = true, .heartbeat_ms = 1000};
 
 static void setup(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/bulkhead-test-agents.XXXXXX");
+	snprintf(dir, sizeof(dir), "/tmp/bulkhead-test-session.XXXXXX");
 	if (!mkdtemp(dir))
 		abort();
 	char *err = NULL;
 	store = store_open(dir, &err);
-	compiler = compiler_new();
+	loop = loop_new();
+	nodes = nodes_new();
+	compiler = compiler_new(nodes);
 	zctx = zmq_ctx_new();
-	agents = store ? agents_new(zctx, &options, compiler, store, &err) : NULL;
-	if (!agents) {
+	sessions = store ? sessions_new(loop, zctx, &options, nodes, compiler, store, &err) : NULL;
+	if (!sessions) {
 		fprintf(stderr, "setup: %s\n", err ? err : "?");
 		exit(1);
 	}
@@ -39,9 +46,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-	agents_free(agents);
+	sessions_free(sessions);
 	zmq_ctx_term(zctx);
 	compiler_free(compiler);
+	nodes_free(nodes);
+	loop_free(loop);
 	store_free(store);
 	static const char *const names[] = {STORE_FILE, STORE_FILE "-wal", STORE_FILE "-shm"};
 	char path[128];
@@ -58,18 +67,18 @@ static void hello(const char *rid, const char *node)
 	snprintf(body, sizeof(body),
 		 "{\"v\":1,\"node\":\"%s\",\"agent\":\"0.1.0\",\"revision\":null,\"hash\":null,\"endpoints\":[]}",
 		 node);
-	agents_handle(agents, rid, strlen(rid), NULL, "HELLO", 5, body, strlen(body));
+	sessions_handle(sessions, rid, strlen(rid), NULL, "HELLO", 5, body, strlen(body));
 }
 
 /* Whether status shows node connected (-1: not shown). */
 static int connected(const char *node)
 {
-	json_t *nodes = agents_status_nodes(agents), *n;
+	json_t *list = sessions_status_nodes(sessions), *n;
 	size_t i;
 	int r = -1;
-	json_array_foreach(nodes, i, n) if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0) r =
+	json_array_foreach(list, i, n) if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0) r =
 	    json_is_true(json_object_get(n, "connected"));
-	json_decref(nodes);
+	json_decref(list);
 	return r;
 }
 
