@@ -99,6 +99,64 @@ TEST(a_hello_on_a_routing_id_ends_the_session_another_node_had_on_it)
 	CHECK(connected("n1") == 1);
 }
 
+/* ---- silence is judged against what was read ---- */
+
+static int64_t quit_at_ms;
+static const char *quit_when_up; /* a node: the loop ends once it is connected */
+
+static void check_quit(void *data, uint32_t events)
+{
+	if ((quit_when_up && connected(quit_when_up) == 1) || clock_mono_ms() >= quit_at_ms)
+		loop_quit(loop, 0);
+}
+
+/* Runs the loop (the ROUTER read as the daemon reads it) for up to ms,
+ * or until node is connected. */
+static void run_loop(int64_t ms, const char *node)
+{
+	quit_at_ms = clock_mono_ms() + ms;
+	quit_when_up = node;
+	struct loop_source *t = loop_add_timer(loop, 5, check_quit, NULL);
+	loop_run(loop);
+	loop_remove(loop, t);
+}
+
+static void send_frames(void *sock, const char *type, const char *body)
+{
+	zmq_send(sock, type, strlen(type), ZMQ_SNDMORE);
+	zmq_send(sock, body, strlen(body), 0);
+}
+
+/* peer.sh's flood made a live agent look silent on a loaded machine: its
+ * heartbeat waited in the socket while the clock ran. Now the tick, however
+ * late, does not mark a node down while input waits that may be its. */
+TEST(a_heartbeat_waiting_in_the_socket_keeps_its_node_up)
+{
+	void *d = zmq_socket(zctx, ZMQ_DEALER);
+	int zero = 0;
+	zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_setsockopt(d, ZMQ_ROUTING_ID, "d1", 2);
+	CHECK(zmq_connect(d, options.listen) == 0);
+	send_frames(d, "HELLO",
+		    "{\"v\":1,\"node\":\"live\",\"agent\":\"0.1.0\",\"revision\":null,\"hash\":null,"
+		    "\"endpoints\":[]}");
+	run_loop(2000, "live");
+	CHECK(connected("live") == 1);
+	/* Its next heartbeat is queued, not read; the tick comes 10
+	 * heartbeats late (a loop held up that long). */
+	send_frames(d, "HEARTBEAT", "{\"v\":1,\"revision\":null,\"hash\":null}");
+	usleep(20000);
+	sessions_tick(sessions, clock_mono_ms() + 10 * (int64_t)options.heartbeat_ms);
+	CHECK(connected("live") == 1);
+	/* Read, the socket empty: a node silent for 10 heartbeats since is
+	 * down. */
+	run_loop(100, NULL);
+	CHECK(connected("live") == 1);
+	sessions_tick(sessions, clock_mono_ms() + 20 * (int64_t)options.heartbeat_ms);
+	CHECK(connected("live") == 0);
+	zmq_close(d);
+}
+
 int main(void)
 {
 	setup();
