@@ -20,12 +20,12 @@
 
 #define KEY_LEN 40
 /* A handshake re-reads a directory older than this. */
-#define REREAD_MS 1000
+#define REREAD_MS  1000
 #define LABELS_MAX (1 << 20)
 /* Where libzmq asks about CURVE handshakes (RFC 27). */
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 /* Refused handshakes: a few lines every 10 s, the rest counted. */
-#define REFUSED_LOG_MS 10000
+#define REFUSED_LOG_MS	  10000
 #define REFUSED_LOG_BURST 5
 
 struct allow_entry {
@@ -49,9 +49,9 @@ struct auth {
 	struct allow_entry *allow;
 	size_t n_allow;
 	struct timespec mtime;
-	int64_t read_ms;  /* monotonic */
-	char *said;	  /* the problems last logged, one per line */
-	bool loaded;	  /* read at least once */
+	int64_t read_ms; /* monotonic */
+	char *said;	 /* the problems last logged, one per line */
+	bool loaded;	 /* read at least once */
 	uint64_t refused;
 	struct ratelimit refused_log;
 };
@@ -104,18 +104,19 @@ static void read_labels(struct auth *a, struct allow_entry *e, FILE *errs)
 	diag_init(&d, path);
 	e->labels = labelrules_parse(name, text, len, &d);
 	if (!e->labels) {
-		fprintf(errs, "%s: invalid; every endpoint list of node %s is refused until it is fixed\n", path,
-			e->node);
+		fprintf(errs, "%s: invalid; every endpoint list of node %s is refused until it is fixed\n",
+			path, e->node);
 		diag_print(&d, errs);
 	}
 	diag_release(&d);
 }
 
 /* Whether node's label rules differ between two allow-lists. */
-static bool labels_changed(const struct allow_entry *was, size_t n_was, const struct allow_entry *now, size_t n_now,
-			   const char *node)
+static bool labels_changed(const struct allow_entry *was, size_t n_was, const struct allow_entry *now,
+			   size_t n_now, const char *node)
 {
-	const struct allow_entry *o = allow_entry_for(was, n_was, node), *e = allow_entry_for(now, n_now, node);
+	const struct allow_entry *o = allow_entry_for(was, n_was, node),
+				 *e = allow_entry_for(now, n_now, node);
 	if (!o || !e)
 		return o != e;
 	if (!o->labels_text || !e->labels_text)
@@ -136,8 +137,8 @@ void auth_reload(struct auth *a, int64_t max_age_ms)
 	struct stat st;
 	int64_t now = clock_mono_ms();
 	bool dir_ok = stat(a->dir, &st) == 0;
-	if (dir_ok && a->loaded && st.st_mtim.tv_sec == a->mtime.tv_sec && st.st_mtim.tv_nsec == a->mtime.tv_nsec &&
-	    now - a->read_ms < max_age_ms)
+	if (dir_ok && a->loaded && st.st_mtim.tv_sec == a->mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == a->mtime.tv_nsec && now - a->read_ms < max_age_ms)
 		return;
 	if (dir_ok)
 		a->mtime = st.st_mtim;
@@ -169,8 +170,8 @@ void auth_reload(struct auth *a, int64_t max_age_ms)
 			if (!node)
 				abort();
 			if (!inventory_node_name_valid(node)) {
-				fprintf(errs, "agent key %s/%s: \"%s\" is not a node name (%s); ignored\n", a->dir,
-					ESCAPED(fn), ESCAPED(node), INVENTORY_NODE_NAME_RULE);
+				fprintf(errs, "agent key %s/%s: \"%s\" is not a node name (%s); ignored\n",
+					a->dir, ESCAPED(fn), ESCAPED(node), INVENTORY_NODE_NAME_RULE);
 				free(node);
 			} else if (keys_read(path, key, &err) < 0) {
 				fprintf(errs, "agent key %s\n", err ? ESCAPED(err) : "unreadable");
@@ -219,7 +220,8 @@ int auth_check_labels(struct auth *a, const char *node, json_t *endpoints, struc
 	if (!e->labels_text)
 		return 0;
 	if (!e->labels) {
-		diag_add(d, "", "%s/%s.labels is invalid or unreadable: every endpoint list of node %s is refused",
+		diag_add(d, "",
+			 "%s/%s.labels is invalid or unreadable: every endpoint list of node %s is refused",
 			 a->dir, node, node);
 		return -EPERM;
 	}
@@ -235,8 +237,9 @@ static const char *node_of_key(struct auth *a, const char *key)
 		if (strcmp(a->allow[i].key, key) != 0)
 			continue;
 		if (found) {
-			ratelimit_log(&a->refused_log, LOG_LEVEL_ERROR, "agent key %.8s… is listed for nodes %s and %s; refused",
-				      key, found, a->allow[i].node);
+			ratelimit_log(&a->refused_log, LOG_LEVEL_ERROR,
+				      "agent key %.8s… is listed for nodes %s and %s; refused", key, found,
+				      a->allow[i].node);
 			return NULL;
 		}
 		found = a->allow[i].node;
@@ -255,7 +258,7 @@ static void zap_handle(struct auth *a, struct zmsg *m)
 		status = "500";
 		text = "malformed ZAP request";
 	} else if (m->parts == 7 && zmsg_size(m, 5) == 5 && memcmp(zmsg_data(m, 5), "CURVE", 5) == 0 &&
-	    zmsg_size(m, 6) == 32) {
+		   zmsg_size(m, 6) == 32) {
 		zmq_z85_encode(z85, zmsg_data(m, 6), 32);
 		node = node_of_key(a, z85);
 		if (node) {
@@ -267,8 +270,8 @@ static void zap_handle(struct auth *a, struct zmsg *m)
 	}
 	if (!node) {
 		a->refused++;
-		ratelimit_log(&a->refused_log, LOG_LEVEL_WARN, "refused an agent connection: %s (key %.8s…)", text,
-			      z85[0] ? z85 : "none");
+		ratelimit_log(&a->refused_log, LOG_LEVEL_WARN, "refused an agent connection: %s (key %.8s…)",
+			      text, z85[0] ? z85 : "none");
 	}
 	zmq_send(a->zap, "1.0", 3, ZMQ_SNDMORE);
 	zmq_send(a->zap, m->kept > 1 ? zmsg_data(m, 1) : "", m->kept > 1 ? zmsg_size(m, 1) : 0, ZMQ_SNDMORE);
@@ -308,7 +311,8 @@ struct auth *auth_new(struct loop *l, void *zctx, const char *allow_dir, struct 
 	if (!allow_dir)
 		return a;
 	a->zap = zmq_socket(zctx, ZMQ_REP);
-	if (!a->zap || zmq_bind(a->zap, ZAP_ENDPOINT) < 0 || !(a->zap_src = loop_add_zmq(l, a->zap, on_zap, a))) {
+	if (!a->zap || zmq_bind(a->zap, ZAP_ENDPOINT) < 0 ||
+	    !(a->zap_src = loop_add_zmq(l, a->zap, on_zap, a))) {
 		if (asprintf(err, "ZAP handler %s: %s", ZAP_ENDPOINT, zmq_strerror(errno)) < 0)
 			abort();
 		auth_free(a);

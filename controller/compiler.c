@@ -16,6 +16,7 @@
 #include "bulkhead/compile.h"
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
+#include "bulkhead/ratelimit.h"
 #include "compiler.h"
 
 /* A label group's members, as of one inventory. */
@@ -36,10 +37,11 @@ struct compiler {
 	json_t *group_index; /* id → index in groups */
 	struct inventory *inv;
 	uint64_t inv_gen;
-	bool inv_dirty;	 /* an endpoint list changed: the inventory is built again */
-	bool check_due;	 /* an input changed: which nodes are stale is worked out again */
+	bool inv_dirty; /* an endpoint list changed: the inventory is built again */
+	bool check_due; /* an input changed: which nodes are stale is worked out again */
 	uint64_t compilations;
 	char *conflicts_said; /* the conflicts last logged, one per line */
+	struct ratelimit conflicts_log;
 	void (*changed)(void *data);
 	void *changed_data;
 };
@@ -48,6 +50,7 @@ struct compiler *compiler_new(struct nodes *t)
 {
 	struct compiler *c = xcalloc(1, sizeof(*c));
 	c->nodes = t;
+	c->conflicts_log = RATELIMIT_INIT(10000, 5);
 	c->group_index = json_object();
 	c->inv = inventory_new();
 	if (!c->inv)
@@ -212,13 +215,20 @@ static void log_conflicts(struct compiler *c)
 	}
 	if (!f || fclose(f) != 0)
 		abort();
-	if (c->conflicts_said && strcmp(c->conflicts_said, now) == 0) {
+	/* The nodes' reports decide them: a node that flips its claims at
+	 * every report is heard a few times every 10 s. */
+	uint64_t missed;
+	if ((c->conflicts_said && strcmp(c->conflicts_said, now) == 0) ||
+	    !ratelimit_pass(&c->conflicts_log, clock_mono_ms(), &missed)) {
 		free(now);
 		return;
 	}
+	if (missed)
+		log_info("the address conflicts changed %llu more time(s) (not logged)",
+			 (unsigned long long)missed);
 	for (const char *line = now, *end; (end = strchr(line, '\n')); line = end + 1)
-		log_warn("address conflict: %.*s: %s, until only one endpoint claims it", (int)(end - line), line,
-			 INVENTORY_CONFLICT_EFFECT);
+		log_warn("address conflict: %.*s: %s, until only one endpoint claims it", (int)(end - line),
+			 line, INVENTORY_CONFLICT_EFFECT);
 	if (!c->inv->n_conflicts && c->conflicts_said && c->conflicts_said[0])
 		log_info("no address is claimed twice any more");
 	free(c->conflicts_said);
@@ -286,7 +296,8 @@ static bool node_stale(struct compiler *c, const struct node *n)
 {
 	if (!c->doc || !n->endpoints)
 		return false; /* no bundle to compile */
-	if (!n->bundle || n->compiled_policy_gen != c->policy_gen || n->compiled_endpoints_gen != n->endpoints_gen)
+	if (!n->bundle || n->compiled_policy_gen != c->policy_gen ||
+	    n->compiled_endpoints_gen != n->endpoints_gen)
 		return true;
 	for (size_t i = 0; i < n->n_deps; i++)
 		if (memcmp(group_digest(c, n->deps[i].group), n->deps[i].digest, SHA256_DIGEST_LEN) != 0)
@@ -378,7 +389,8 @@ bool compiler_changed(const struct compiler *c)
 	return c->check_due;
 }
 
-size_t compiler_compile(struct compiler *c, int64_t budget_ms, void (*done)(void *data, struct node *n), void *data)
+size_t compiler_compile(struct compiler *c, int64_t budget_ms, void (*done)(void *data, struct node *n),
+			void *data)
 {
 	prepare(c);
 	int64_t start = clock_mono_ms();

@@ -43,7 +43,8 @@ const struct policy_doc *compiler_policy(const struct compiler *c);
  * added to the table when new). Checked like an inventory file: on
  * -EINVAL the problems are in diag and the node keeps its previous list.
  * Returns 1 when the list changed, 0 when it is the same. */
-BH_MUST_CHECK int compiler_set_endpoints(struct compiler *c, const char *node, json_t *endpoints, struct diag *diag);
+BH_MUST_CHECK int compiler_set_endpoints(struct compiler *c, const char *node, json_t *endpoints,
+					 struct diag *diag);
 /* Drops node's endpoints (they leave every group); the node stays in the
  * table. False when it never reported. */
 bool compiler_forget_node(struct compiler *c, const char *node);
@@ -57,7 +58,8 @@ bool compiler_changed(const struct compiler *c);
 /* Compiles stale nodes in name order until budget_ms (monotonic) has
  * passed, at least one; done(data, node) after each. Returns how many are
  * still stale. */
-size_t compiler_compile(struct compiler *c, int64_t budget_ms, void (*done)(void *data, struct node *n), void *data);
+size_t compiler_compile(struct compiler *c, int64_t budget_ms, void (*done)(void *data, struct node *n),
+			void *data);
 /* Compiles every stale node now. True when any was. */
 bool compiler_refresh(struct compiler *c);
 /* compile_bundle() calls so far (tests count them). */

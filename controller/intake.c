@@ -12,11 +12,11 @@
 /* How often flows past the retention are deleted, in chunks this far
  * apart (other work runs between them); a chunk's rows are adjusted so
  * that it takes about PRUNE_CHUNK_BUDGET_MS. */
-#define PRUNE_MS (3600 * 1000)
-#define PRUNE_CHUNK_GAP_MS 50
+#define PRUNE_MS	      (3600 * 1000)
+#define PRUNE_CHUNK_GAP_MS    50
 #define PRUNE_CHUNK_BUDGET_MS 20
-#define PRUNE_ROWS_MIN 100
-#define PRUNE_ROWS_MAX 20000
+#define PRUNE_ROWS_MIN	      100
+#define PRUNE_ROWS_MAX	      20000
 /* A batch's key outlives its flows by this much (by the controller's own
  * receive time), so a clock stepped back cannot let a resent batch whose
  * key was pruned be stored twice. */
@@ -103,13 +103,14 @@ static json_t *flows_ack(json_int_t epoch, json_int_t seq, const char *rejected)
 static void log_drops(struct intake *i, struct node *n, const struct store_drops *d)
 {
 	static const char *const why[STORE_DROP_COUNT] = {
-		[STORE_DROP_RATE] = "over the node's rate limit (--flow-rate)",
-		[STORE_DROP_QUOTA] = "over the node's quota (--flow-quota)",
-		[STORE_DROP_REJECTED] = "rejected",
-		[STORE_DROP_EXPIRED] = "older than the retention (is the node's clock behind?)",
-		[STORE_DROP_FUTURE] = "dated in the future, stored with the controller's time (is the node's clock "
-				      "ahead?)",
-		[STORE_DROP_FOREIGN] = "naming endpoints the node did not report",
+	    [STORE_DROP_RATE] = "over the node's rate limit (--flow-rate)",
+	    [STORE_DROP_QUOTA] = "over the node's quota (--flow-quota)",
+	    [STORE_DROP_REJECTED] = "rejected",
+	    [STORE_DROP_EXPIRED] = "older than the retention (is the node's clock behind?)",
+	    [STORE_DROP_FUTURE] =
+		"dated in the future, stored with the controller's time (is the node's clock "
+		"ahead?)",
+	    [STORE_DROP_FOREIGN] = "naming endpoints the node did not report",
 	};
 	for (int r = 0; r < STORE_DROP_COUNT; r++) {
 		if (!d->v[r].batches || r == STORE_DROP_REJECTED)
@@ -119,7 +120,8 @@ static void log_drops(struct intake *i, struct node *n, const struct store_drops
 		if (r == STORE_DROP_EXPIRED)
 			i->count.expired++;
 		ratelimit_log(&n->drop_log[r], LOG_LEVEL_WARN,
-			      "node %s: %lld flow record(s) (%lld packets) %s%s; shown by `bulkhead flows` (logged once "
+			      "node %s: %lld flow record(s) (%lld packets) %s%s; shown by `bulkhead flows` "
+			      "(logged once "
 			      "a minute)",
 			      n->name, (long long)d->v[r].records, (long long)d->v[r].packets, why[r],
 			      r == STORE_DROP_FUTURE ? "" : ", not stored");
@@ -132,7 +134,9 @@ static int64_t room(struct intake *i, struct node *n)
 {
 	if (!i->o.rate)
 		return INT64_MAX;
-	return flowcheck_bucket_fill(&n->flow_bucket, clock_mono_ms(), i->o.rate, i->o.rate * INTAKE_BURST_S) - 1;
+	return flowcheck_bucket_fill(&n->flow_bucket, clock_mono_ms(), i->o.rate,
+				     i->o.rate * INTAKE_BURST_S) -
+	       1;
 }
 
 json_t *intake_flows(struct intake *i, struct node *n, json_t *body)
@@ -163,13 +167,13 @@ json_t *intake_flows(struct intake *i, struct node *n, json_t *body)
 	size_t k;
 	json_t *e;
 	json_array_foreach(n->endpoints, k, e)
-		json_object_set_new(names, json_string_value(json_object_get(e, "name")), json_true());
+	    json_object_set_new(names, json_string_value(json_object_get(e, "name")), json_true());
 	struct flowcheck_limits l = {
-		.now_ms = now,
-		.keep_after_ms = keep_after(i),
-		.future_ms = FUTURE_MS,
-		.rate_records = allowed,
-		.quota_records = i->o.quota ? i->o.quota - used : INT64_MAX,
+	    .now_ms = now,
+	    .keep_after_ms = keep_after(i),
+	    .future_ms = FUTURE_MS,
+	    .rate_records = allowed,
+	    .quota_records = i->o.quota ? i->o.quota - used : INT64_MAX,
 	};
 	int64_t kept = flowcheck_batch(body, names, &l, &drops);
 	json_decref(names);
@@ -200,8 +204,9 @@ json_t *intake_malformed(struct intake *i, struct node *n, const void *body, siz
 	struct store_drops drops = {0};
 	drops.v[STORE_DROP_REJECTED].batches = 1;
 	int64_t now = clock_wall_ms();
-	json_t *key = json_pack("{s:I,s:I,s:I,s:I,s:[],s:[]}", "epoch", (json_int_t)epoch, "seq", (json_int_t)seq,
-				"start", (json_int_t)now, "end", (json_int_t)now, "flows", "lost");
+	json_t *key =
+	    json_pack("{s:I,s:I,s:I,s:I,s:[],s:[]}", "epoch", (json_int_t)epoch, "seq", (json_int_t)seq,
+		      "start", (json_int_t)now, "end", (json_int_t)now, "flows", "lost");
 	/* Stored as a batch without records, so that a resent copy counts
 	 * once; past the rate, not even that. */
 	bool keyed = room(i, n) >= 0;
@@ -213,9 +218,10 @@ json_t *intake_malformed(struct intake *i, struct node *n, const void *body, siz
 	else if (keyed)
 		flowcheck_bucket_take(&n->flow_bucket, 1);
 	json_decref(key);
-	ratelimit_log(&n->drop_log[STORE_DROP_REJECTED], LOG_LEVEL_WARN,
-		      "node %s: flow batch %lld/%lld rejected: %s (logged once a minute; `bulkhead flows` counts them)",
-		      n->name, (long long)epoch, (long long)seq, ESCAPED(why));
+	ratelimit_log(
+	    &n->drop_log[STORE_DROP_REJECTED], LOG_LEVEL_WARN,
+	    "node %s: flow batch %lld/%lld rejected: %s (logged once a minute; `bulkhead flows` counts them)",
+	    n->name, (long long)epoch, (long long)seq, ESCAPED(why));
 	return flows_ack(epoch, seq, why);
 }
 
@@ -224,7 +230,7 @@ void intake_counters(struct intake *i, json_t *c)
 	json_object_update_new(
 	    c, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "flow_batches_stored", (json_int_t)i->count.batches,
 			 "flow_batches_resent", (json_int_t)i->count.again, "flow_batches_not_stored",
-			 (json_int_t)i->count.store_failed, "flow_batches_expired", (json_int_t)i->count.expired,
-			 "flow_batches_rejected", (json_int_t)i->count.rejected, "flow_records_dropped",
-			 (json_int_t)i->count.records_dropped));
+			 (json_int_t)i->count.store_failed, "flow_batches_expired",
+			 (json_int_t)i->count.expired, "flow_batches_rejected", (json_int_t)i->count.rejected,
+			 "flow_records_dropped", (json_int_t)i->count.records_dropped));
 }

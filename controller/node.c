@@ -6,9 +6,9 @@
 #include "bulkhead/log.h"
 #include "node.h"
 
-/* Each peer-driven warning of one node: 10 lines a minute. */
-#define NODE_LOG_BURST 10
-#define NODE_LOG_MS 60000
+/* What one node makes the controller log: 20 lines every 10 s. */
+#define NODE_LOG_BURST 20
+#define NODE_LOG_MS    10000
 /* Each reason its flow records are not stored: a line a minute. */
 #define NODE_DROP_LOG_MS 60000
 

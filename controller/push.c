@@ -15,7 +15,8 @@ static void clear_inflight(struct node *n)
 static void set_held(struct node *n, json_t *revision, json_t *hash)
 {
 	n->held_revision = json_is_integer(revision) ? json_integer_value(revision) : 0;
-	snprintf(n->held_hash, sizeof(n->held_hash), "%s", json_is_string(hash) ? json_string_value(hash) : "");
+	snprintf(n->held_hash, sizeof(n->held_hash), "%s",
+		 json_is_string(hash) ? json_string_value(hash) : "");
 	json_decref(n->held_bundle);
 	n->held_bundle = NULL;
 }
@@ -49,7 +50,8 @@ bool push_overdue(const struct node *n, int64_t now_ms)
 int push_next(const struct node *n, json_t *want, const char *hash, int64_t revision, int64_t now_ms,
 	      json_t **body, size_t *n_sets)
 {
-	if (n->inflight_revision == revision && strcmp(n->inflight_hash, hash) == 0 && !push_overdue(n, now_ms))
+	if (n->inflight_revision == revision && strcmp(n->inflight_hash, hash) == 0 &&
+	    !push_overdue(n, now_ms))
 		return -1; /* on its way */
 	if (n->held_revision == revision && strcmp(n->held_hash, hash) == 0)
 		return -1;
@@ -60,8 +62,8 @@ int push_next(const struct node *n, json_t *want, const char *hash, int64_t revi
 		sets = proto_delta_make(n->held_bundle, want);
 	if (sets) {
 		*n_sets = json_array_size(sets);
-		*body = json_pack("{s:I,s:s,s:s,s:o}", "revision", (json_int_t)revision, "base", n->held_hash, "hash",
-				  hash, "sets", sets);
+		*body = json_pack("{s:I,s:s,s:s,s:o}", "revision", (json_int_t)revision, "base", n->held_hash,
+				  "hash", hash, "sets", sets);
 		return PROTO_DELTA;
 	}
 	*n_sets = 0;

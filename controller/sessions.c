@@ -24,13 +24,13 @@
 /* Messages one call of the ROUTER's handler reads, and how long it may
  * read (a message of 32 MiB takes a while to parse); the loop calls again
  * while more wait, after the other sources had their turn. */
-#define READ_BURST 64
+#define READ_BURST     64
 #define READ_BUDGET_MS 50
 /* How long one round of compiling may hold the loop before it yields. */
 #define COMPILE_BUDGET_MS 20
 /* What peers that are no node (yet) make the controller log: 10 lines
  * every 10 s. */
-#define PEER_LOG_MS 10000
+#define PEER_LOG_MS    10000
 #define PEER_LOG_BURST 10
 
 struct sessions {
@@ -56,11 +56,12 @@ struct sessions {
 	int64_t horizon_ms;
 	uint64_t horizon_reads, horizon_need;
 	uint64_t reads;
-	int64_t connections; /* from the socket's monitor */
-	struct ratelimit log;
+	int64_t connections;	      /* from the socket's monitor */
+	struct ratelimit log;	      /* malformed messages of peers that are no node */
+	struct ratelimit refused_log; /* refused HELLOs */
 	struct {
-		uint64_t malformed, unexpected, refused, resync, send_failed, endpoints_rejected, bundles, deltas,
-			acks, nodes_refused, ack_results_ignored, errors_cut;
+		uint64_t malformed, unexpected, refused, resync, send_failed, endpoints_rejected, bundles,
+		    deltas, acks, nodes_refused, ack_results_ignored, errors_cut;
 	} count;
 };
 
@@ -155,11 +156,13 @@ static void push_node(struct sessions *s, struct node *n)
 		return;
 	if (t == PROTO_DELTA) {
 		s->count.deltas++;
-		log_info("node %s: delta %.12s → %.12s (revision %lld, %zu set(s))", n->name, n->held_hash, hash,
-			 (long long)rev, n_sets);
+		ratelimit_log(&n->log, LOG_LEVEL_INFO,
+			      "node %s: delta %.12s → %.12s (revision %lld, %zu set(s))", n->name,
+			      n->held_hash, hash, (long long)rev, n_sets);
 	} else {
 		s->count.bundles++;
-		log_info("node %s: bundle %.12s (revision %lld)", n->name, hash, (long long)rev);
+		ratelimit_log(&n->log, LOG_LEVEL_INFO, "node %s: bundle %.12s (revision %lld)", n->name, hash,
+			      (long long)rev);
 	}
 	push_sent(n, send_node(s, n, t, body), want, hash, rev, now);
 }
@@ -228,8 +231,10 @@ static void take_endpoints(struct sessions *s, struct node *n, json_t *endpoints
 		s->count.endpoints_rejected++;
 		uint64_t missed;
 		if (ratelimit_pass(&n->log, clock_mono_ms(), &missed)) {
-			log_error("node %s: endpoint list rejected; keeping the previous one%s", n->name,
-				  missed ? " (lines about this node were left out before: too many)" : "");
+			if (missed)
+				log_info("node %s: %llu line(s) about the node not logged before this one",
+					 n->name, (unsigned long long)missed);
+			log_error("node %s: endpoint list rejected; keeping the previous one:", n->name);
 			diag_print(&d, stderr);
 		}
 		set_list_error(n, "endpoint list refused, the previous one kept", &d);
@@ -242,7 +247,8 @@ static void take_endpoints(struct sessions *s, struct node *n, json_t *endpoints
 		if (!text || store_put_inventory(s->store, n->name, text) < 0)
 			log_error("node %s: storing its endpoints: %s", n->name, store_error(s->store));
 		free(text);
-		log_info("node %s: %zu endpoint(s)", n->name, json_array_size(endpoints));
+		ratelimit_log(&n->log, LOG_LEVEL_INFO, "node %s: %zu endpoint(s)", n->name,
+			      json_array_size(endpoints));
 	}
 	diag_release(&d);
 }
@@ -266,7 +272,8 @@ static void rules_changed(void *data, struct node *n)
 	struct diag d;
 	diag_init(&d, n->name);
 	if (auth_check_labels(s->auth, n->name, n->endpoints, &d) < 0) {
-		log_error("node %s: its endpoint list in force breaks its label rules; kept until the node reports one "
+		log_error("node %s: its endpoint list in force breaks its label rules; kept until the node "
+			  "reports one "
 			  "that keeps to them:",
 			  n->name);
 		diag_print(&d, stderr);
@@ -323,44 +330,48 @@ static bool node_room(struct sessions *s, const char *node)
 	    nodes_find(s->nodes, node))
 		return true;
 	s->count.nodes_refused++;
-	ratelimit_log(&s->log, LOG_LEVEL_WARN,
+	ratelimit_log(&s->refused_log, LOG_LEVEL_WARN,
 		      "refused HELLO for a new node \"%s\": %zu nodes are known, the most --max-nodes allows "
 		      "(`bulkhead nodes forget NODE` drops one)",
 		      ESCAPED(node), nodes_count(s->nodes));
 	return false;
 }
 
-static void on_hello(struct sessions *s, const uint8_t *rid, size_t rid_len, const char *user_id, json_t *body)
+static void on_hello(struct sessions *s, const uint8_t *rid, size_t rid_len, const char *user_id,
+		     json_t *body)
 {
 	const char *node = json_string_value(json_object_get(body, "node"));
 	const char *version = json_string_value(json_object_get(body, "agent"));
 	char reason[512];
 	if (!inventory_node_name_valid(node)) {
-		ratelimit_log(&s->log, LOG_LEVEL_WARN, "refused HELLO for node \"%s\": not a node name", ESCAPED(node));
+		ratelimit_log(&s->refused_log, LOG_LEVEL_WARN,
+			      "refused HELLO for node \"%s\": not a node name", ESCAPED(node));
 		snprintf(reason, sizeof(reason), "invalid node name: %s", INVENTORY_NODE_NAME_RULE);
 		refuse_hello(s, rid, rid_len, reason);
 		return;
 	}
 	if (!s->o->insecure && (!user_id || strcmp(user_id, node) != 0)) {
-		ratelimit_log(&s->log, LOG_LEVEL_WARN, "refused HELLO for node \"%s\" from the key of node \"%s\"", node,
+		ratelimit_log(&s->refused_log, LOG_LEVEL_WARN,
+			      "refused HELLO for node \"%s\" from the key of node \"%s\"", node,
 			      user_id ? ESCAPED(user_id) : "?");
-		snprintf(reason, sizeof(reason), "this key belongs to node \"%s\", not \"%s\"", user_id ? user_id : "?",
-			 node);
+		snprintf(reason, sizeof(reason), "this key belongs to node \"%s\", not \"%s\"",
+			 user_id ? user_id : "?", node);
 		refuse_hello(s, rid, rid_len, reason);
 		return;
 	}
 	if (!agent_version_valid(version)) {
-		ratelimit_log(&s->log, LOG_LEVEL_WARN,
-			      "refused HELLO for node %s: agent version \"%s\" is not 1-%d printable characters", node,
-			      ESCAPED(version), PROTO_VERSION_MAX);
-		snprintf(reason, sizeof(reason), "\"agent\" must be a version of 1-%d printable ASCII characters",
-			 PROTO_VERSION_MAX);
+		ratelimit_log(
+		    &s->refused_log, LOG_LEVEL_WARN,
+		    "refused HELLO for node %s: agent version \"%s\" is not 1-%d printable characters", node,
+		    ESCAPED(version), PROTO_VERSION_MAX);
+		snprintf(reason, sizeof(reason),
+			 "\"agent\" must be a version of 1-%d printable ASCII characters", PROTO_VERSION_MAX);
 		refuse_hello(s, rid, rid_len, reason);
 		return;
 	}
 	if (!node_room(s, node)) {
-		snprintf(reason, sizeof(reason), "the controller knows as many nodes as --max-nodes allows (%u)",
-			 s->o->max_nodes);
+		snprintf(reason, sizeof(reason),
+			 "the controller knows as many nodes as --max-nodes allows (%u)", s->o->max_nodes);
 		refuse_hello(s, rid, rid_len, reason);
 		return;
 	}
@@ -374,12 +385,14 @@ static void on_hello(struct sessions *s, const uint8_t *rid, size_t rid_len, con
 		    memcmp(o->rid, rid, rid_len) != 0)
 			continue;
 		node_down(o);
-		ratelimit_log(&o->log, LOG_LEVEL_WARN, "node %s: its connection now says HELLO as node %s; marked down",
-			      o->name, node);
+		ratelimit_log(&o->log, LOG_LEVEL_WARN,
+			      "node %s: its connection now says HELLO as node %s; marked down", o->name,
+			      node);
 	}
 	struct node *n = nodes_add(s->nodes, node);
 	if (n->connected && (n->rid_len != rid_len || memcmp(n->rid, rid, rid_len) != 0))
-		log_info("node %s: a new connection replaces the old one (agent restarted?)", node);
+		ratelimit_log(&n->log, LOG_LEVEL_INFO,
+			      "node %s: a new connection replaces the old one (agent restarted?)", node);
 	memcpy(n->rid, rid, rid_len);
 	n->rid_len = rid_len;
 	n->connected = true;
@@ -392,8 +405,9 @@ static void on_hello(struct sessions *s, const uint8_t *rid, size_t rid_len, con
 	push_hello(n, json_object_get(body, "revision"), json_object_get(body, "hash"), n->bundle, n->hash);
 	json_array_clear(n->errors);
 	n->ack_ok = true;
-	log_info("node %s: HELLO from agent %s holding revision %lld (%.12s)", node, n->agent_version,
-		 (long long)n->held_revision, n->held_hash[0] ? n->held_hash : "nothing");
+	ratelimit_log(&n->log, LOG_LEVEL_INFO, "node %s: HELLO from agent %s holding revision %lld (%.12s)",
+		      node, n->agent_version, (long long)n->held_revision,
+		      n->held_hash[0] ? n->held_hash : "nothing");
 	take_endpoints(s, n, json_object_get(body, "endpoints"));
 	push_node(s, n);
 }
@@ -425,7 +439,7 @@ static void on_ack(struct sessions *s, struct node *n, json_t *body)
 	size_t i, ignored = 0;
 	json_t *e, *names = json_object();
 	json_array_foreach(n->endpoints, i, e)
-		json_object_set(names, json_string_value(json_object_get(e, "name")), json_true());
+	    json_object_set(names, json_string_value(json_object_get(e, "name")), json_true());
 	json_array_foreach(json_object_get(body, "endpoints"), i, e)
 	{
 		const char *name = json_string_value(json_object_get(e, "name"));
@@ -444,14 +458,16 @@ static void on_ack(struct sessions *s, struct node *n, json_t *body)
 	if (ignored) {
 		s->count.ack_results_ignored += ignored;
 		ratelimit_log(&n->log, LOG_LEVEL_WARN,
-			      "node %s: ignored %zu result(s) in its ACK for endpoints it did not report", n->name,
-			      ignored);
+			      "node %s: ignored %zu result(s) in its ACK for endpoints it did not report",
+			      n->name, ignored);
 	}
 	if (n->ack_ok)
-		log_info("node %s: applied revision %lld (%.12s)", n->name, (long long)n->held_revision, n->held_hash);
+		ratelimit_log(&n->log, LOG_LEVEL_INFO, "node %s: applied revision %lld (%.12s)", n->name,
+			      (long long)n->held_revision, n->held_hash);
 	else
-		log_warn("node %s: revision %lld not applied everywhere (%zu error(s))", n->name,
-			 (long long)n->held_revision, json_array_size(n->errors));
+		ratelimit_log(&n->log, LOG_LEVEL_WARN,
+			      "node %s: revision %lld not applied everywhere (%zu error(s))", n->name,
+			      (long long)n->held_revision, json_array_size(n->errors));
 	push_node(s, n); /* a newer bundle may be waiting for this ACK */
 }
 
@@ -462,8 +478,8 @@ static void on_flows(struct sessions *s, struct node *n, json_t *body)
 		send_node(s, n, PROTO_FLOWS_ACK, ack);
 }
 
-void sessions_handle(struct sessions *s, const void *rid_data, size_t rid_len, const char *user_id, const void *type,
-		    size_t type_len, const void *body, size_t body_len)
+void sessions_handle(struct sessions *s, const void *rid_data, size_t rid_len, const char *user_id,
+		     const void *type, size_t type_len, const void *body, size_t body_len)
 {
 	const uint8_t *rid = rid_data;
 	if (rid_len > NODE_RID_MAX)
@@ -490,8 +506,9 @@ void sessions_handle(struct sessions *s, const void *rid_data, size_t rid_len, c
 				send_node(s, n, PROTO_FLOWS_ACK, ack);
 			return;
 		}
-		ratelimit_log(n ? &n->log : &s->log, LOG_LEVEL_WARN, "dropped a malformed message from %s: %s",
-			      n ? n->name : "an unknown agent", ESCAPED(err));
+		ratelimit_log(n ? &n->log : &s->log, LOG_LEVEL_WARN,
+			      "dropped a malformed message from %s: %s", n ? n->name : "an unknown agent",
+			      ESCAPED(err));
 		return;
 	}
 	if (m.type == PROTO_HELLO) {
@@ -503,7 +520,8 @@ void sessions_handle(struct sessions *s, const void *rid_data, size_t rid_len, c
 	if (!n) {
 		/* We restarted, or marked it down: it must say who it is. */
 		s->count.resync++;
-		send_to(s, rid, rid_len, PROTO_RESYNC, json_pack("{s:s}", "reason", "unknown session; say HELLO"));
+		send_to(s, rid, rid_len, PROTO_RESYNC,
+			json_pack("{s:s}", "reason", "unknown session; say HELLO"));
 		proto_msg_release(&m);
 		return;
 	}
@@ -555,11 +573,13 @@ static void on_router(void *data, uint32_t events)
 		if (m.parts != 3) {
 			s->count.malformed++;
 			ratelimit_log(&s->log, LOG_LEVEL_WARN,
-				      "dropped a message of %d frame(s) (want 3: routing id, type, body)", m.parts);
+				      "dropped a message of %d frame(s) (want 3: routing id, type, body)",
+				      m.parts);
 		} else {
 			sessions_handle(s, zmsg_data(&m, 0), zmsg_size(&m, 0),
-				       s->o->insecure ? NULL : zmq_msg_gets(&m.part[2], "User-Id"), zmsg_data(&m, 1),
-				       zmsg_size(&m, 1), zmsg_data(&m, 2), zmsg_size(&m, 2));
+					s->o->insecure ? NULL : zmq_msg_gets(&m.part[2], "User-Id"),
+					zmsg_data(&m, 1), zmsg_size(&m, 1), zmsg_data(&m, 2),
+					zmsg_size(&m, 2));
 		}
 		zmsg_release(&m);
 	}
@@ -602,13 +622,16 @@ void sessions_tick(struct sessions *s, int64_t now)
 			continue;
 		if (node_silent(s, n)) {
 			node_down(n);
-			log_warn("node %s: silent for %d heartbeats; marked down", n->name, PROTO_DEAD_HEARTBEATS);
+			ratelimit_log(&n->log, LOG_LEVEL_WARN,
+				      "node %s: silent for %d heartbeats; marked down", n->name,
+				      PROTO_DEAD_HEARTBEATS);
 			continue;
 		}
 		send_node(s, n, PROTO_HEARTBEAT, json_object());
 		if (push_overdue(n, now))
-			ratelimit_log(&n->log, LOG_LEVEL_WARN, "node %s: no ACK for %.12s in %d s; sending it again",
-				      n->name, n->inflight_hash, PUSH_INFLIGHT_TIMEOUT_MS / 1000);
+			ratelimit_log(&n->log, LOG_LEVEL_WARN,
+				      "node %s: no ACK for %.12s in %d s; sending it again", n->name,
+				      n->inflight_hash, PUSH_INFLIGHT_TIMEOUT_MS / 1000);
 		/* What is overdue, and what could not be sent before. */
 		push_node(s, n);
 	}
@@ -656,37 +679,42 @@ json_t *sessions_status_nodes(struct sessions *s)
 		 * is up to date when it holds nothing either (one that enforces
 		 * an older controller's bundle is not). A node still being
 		 * compiled is not up to date. */
-		bool up_to_date = want_hash ? (n->held_revision == rev && strcmp(n->held_hash, want_hash) == 0 && n->ack_ok)
-					    : rev == 0 && !n->held_revision && !n->held_hash[0];
+		bool up_to_date =
+		    want_hash ? (n->held_revision == rev && strcmp(n->held_hash, want_hash) == 0 && n->ack_ok)
+			      : rev == 0 && !n->held_revision && !n->held_hash[0];
 		json_t *errors = json_copy(n->errors);
 		if (n->list_error) {
 			json_array_append_new(errors, json_string(n->list_error));
 			up_to_date = false;
 		}
 		json_array_append_new(
-		    out, json_pack("{s:s,s:b,s:o,s:s?,s:o,s:s?,s:s?,s:b,s:I,s:o}", "node", n->name, "connected",
-				   n->connected, "last_heartbeat",
-				   n->last_heard_ms ? json_integer(wall - (mono - n->last_heard_ms)) : json_null(),
-				   "agent_version", n->agent_version, "applied_revision",
-				   n->held_revision ? json_integer(n->held_revision) : json_null(), "applied_hash",
-				   n->held_hash[0] ? n->held_hash : NULL, "desired_hash", want_hash, "up_to_date",
-				   up_to_date, "endpoints", (json_int_t)json_array_size(n->endpoints), "errors", errors));
+		    out,
+		    json_pack("{s:s,s:b,s:o,s:s?,s:o,s:s?,s:s?,s:b,s:I,s:o}", "node", n->name, "connected",
+			      n->connected, "last_heartbeat",
+			      n->last_heard_ms ? json_integer(wall - (mono - n->last_heard_ms)) : json_null(),
+			      "agent_version", n->agent_version, "applied_revision",
+			      n->held_revision ? json_integer(n->held_revision) : json_null(), "applied_hash",
+			      n->held_hash[0] ? n->held_hash : NULL, "desired_hash", want_hash, "up_to_date",
+			      up_to_date, "endpoints", (json_int_t)json_array_size(n->endpoints), "errors",
+			      errors));
 	}
 	return out;
 }
 
 json_t *sessions_counters(struct sessions *s)
 {
-	json_t *c = json_pack(
-	    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed", (json_int_t)s->count.malformed,
-	    "messages_unexpected", (json_int_t)s->count.unexpected, "agents_refused",
-	    (json_int_t)(s->count.refused + auth_refused(s->auth)), "resyncs_asked", (json_int_t)s->count.resync,
-	    "sends_failed", (json_int_t)s->count.send_failed, "endpoint_lists_rejected",
-	    (json_int_t)s->count.endpoints_rejected, "bundles_sent", (json_int_t)s->count.bundles, "deltas_sent",
-	    (json_int_t)s->count.deltas, "acks", (json_int_t)s->count.acks);
-	json_object_update_new(c, json_pack("{s:I,s:I,s:I}", "nodes_refused", (json_int_t)s->count.nodes_refused,
-					    "ack_results_ignored", (json_int_t)s->count.ack_results_ignored,
-					    "agent_errors_cut", (json_int_t)s->count.errors_cut));
+	json_t *c =
+	    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_malformed",
+		      (json_int_t)s->count.malformed, "messages_unexpected", (json_int_t)s->count.unexpected,
+		      "agents_refused", (json_int_t)(s->count.refused + auth_refused(s->auth)),
+		      "resyncs_asked", (json_int_t)s->count.resync, "sends_failed",
+		      (json_int_t)s->count.send_failed, "endpoint_lists_rejected",
+		      (json_int_t)s->count.endpoints_rejected, "bundles_sent", (json_int_t)s->count.bundles,
+		      "deltas_sent", (json_int_t)s->count.deltas, "acks", (json_int_t)s->count.acks);
+	json_object_update_new(c,
+			       json_pack("{s:I,s:I,s:I}", "nodes_refused", (json_int_t)s->count.nodes_refused,
+					 "ack_results_ignored", (json_int_t)s->count.ack_results_ignored,
+					 "agent_errors_cut", (json_int_t)s->count.errors_cut));
 	intake_counters(s->intake, c);
 	return c;
 }
@@ -703,7 +731,7 @@ static char *zmq_failure(const char *doing, const char *where)
 }
 
 struct sessions *sessions_new(struct loop *l, void *zctx, const struct sessions_options *o, struct nodes *t,
-			    struct compiler *c, struct store *st, char **err)
+			      struct compiler *c, struct store *st, char **err)
 {
 	struct sessions *s = xcalloc(1, sizeof(*s));
 	s->o = o;
@@ -712,11 +740,15 @@ struct sessions *sessions_new(struct loop *l, void *zctx, const struct sessions_
 	s->compiler = c;
 	s->store = st;
 	s->log = RATELIMIT_INIT(PEER_LOG_MS, PEER_LOG_BURST);
-	s->intake = intake_new(st, c, &(struct intake_options){.retention_ms = o->flow_retention_ms,
-								 .rate = o->flow_rate, .quota = o->flow_quota});
+	s->refused_log = RATELIMIT_INIT(PEER_LOG_MS, PEER_LOG_BURST);
+	s->intake = intake_new(st, c,
+			       &(struct intake_options){.retention_ms = o->flow_retention_ms,
+							.rate = o->flow_rate,
+							.quota = o->flow_quota});
 	*err = NULL;
 	if (o->insecure && o->max_nodes && nodes_count(t) > o->max_nodes)
-		log_warn("%zu nodes are known, more than --max-nodes %u: a new node is refused until `bulkhead nodes "
+		log_warn("%zu nodes are known, more than --max-nodes %u: a new node is refused until "
+			 "`bulkhead nodes "
 			 "forget` drops some",
 			 nodes_count(t), o->max_nodes);
 	/* The ZAP handler is bound before any CURVE socket. */
@@ -738,17 +770,18 @@ struct sessions *sessions_new(struct loop *l, void *zctx, const struct sessions_
 		*err = zmq_failure("agents' socket", o->listen);
 		goto err_free;
 	}
-	if (!o->insecure &&
-	    (zmq_setsockopt(s->router, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
-	     zmq_setsockopt(s->router, ZMQ_CURVE_SECRETKEY, o->secret_key, KEY_Z85_LEN) < 0 ||
-	     zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, "bulkhead", 8) < 0)) {
+	if (!o->insecure && (zmq_setsockopt(s->router, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
+			     zmq_setsockopt(s->router, ZMQ_CURVE_SECRETKEY, o->secret_key, KEY_Z85_LEN) < 0 ||
+			     zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, "bulkhead", 8) < 0)) {
 		*err = zmq_failure("CURVE on", o->listen);
 		goto err_free;
 	}
 	/* Connections counted as they come and go (the input's horizon). */
 	static unsigned monitors; /* inproc names are released late: one each */
-	snprintf(s->monitor_endpoint, sizeof(s->monitor_endpoint), "inproc://bulkhead-router-monitor-%u", monitors++);
-	if (zmq_socket_monitor(s->router, s->monitor_endpoint, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0 ||
+	snprintf(s->monitor_endpoint, sizeof(s->monitor_endpoint), "inproc://bulkhead-router-monitor-%u",
+		 monitors++);
+	if (zmq_socket_monitor(s->router, s->monitor_endpoint, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) <
+		0 ||
 	    !(s->monitor = zmq_socket(zctx, ZMQ_PAIR)) ||
 	    zmq_setsockopt(s->monitor, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
 	    zmq_connect(s->monitor, s->monitor_endpoint) < 0) {

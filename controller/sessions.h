@@ -24,16 +24,17 @@
 #include "store.h"
 
 struct sessions_options {
-	const char *listen;	   /* e.g. tcp://0.0.0.0:7700 */
-	bool insecure;		   /* no CURVE, no node binding */
-	const char *public_key;	   /* the controller's pair, Z85 */
+	const char *listen;	/* e.g. tcp://0.0.0.0:7700 */
+	bool insecure;		/* no CURVE, no node binding */
+	const char *public_key; /* the controller's pair, Z85 */
 	const char *secret_key;
-	const char *allow_dir;	   /* NODE.key files: agent public keys; NODE.labels: label rules */
+	const char *allow_dir; /* NODE.key files: agent public keys; NODE.labels: label rules */
 	unsigned heartbeat_ms;
 	int64_t flow_retention_ms; /* intake.h: intake_options */
 	int64_t flow_rate;
 	int64_t flow_quota;
-	unsigned max_nodes; /* with insecure: HELLOs under new names past this many are refused; 0: no bound */
+	/* With insecure: HELLOs under new names past this many are refused; 0: no bound. */
+	unsigned max_nodes;
 };
 
 struct sessions;
@@ -42,7 +43,7 @@ struct sessions;
  * timer for the heartbeats), compiling and pushing as the compiler's
  * inputs change. Borrows everything given. NULL with *err (malloc()ed). */
 struct sessions *sessions_new(struct loop *l, void *zctx, const struct sessions_options *o, struct nodes *t,
-			    struct compiler *c, struct store *s, char **err);
+			      struct compiler *c, struct store *s, char **err);
 void sessions_free(struct sessions *s);
 
 /* One message as the ROUTER received it (its routing id, type and body
@@ -50,8 +51,8 @@ void sessions_free(struct sessions *s);
  * decoded, and handled by its session. The ROUTER's handler calls it for
  * every message read; the fuzzer (tests/fuzz/fuzz-controller.c) calls it
  * without a network. Borrows everything. */
-void sessions_handle(struct sessions *s, const void *rid, size_t rid_len, const char *user_id, const void *type,
-		    size_t type_len, const void *body, size_t body_len);
+void sessions_handle(struct sessions *s, const void *rid, size_t rid_len, const char *user_id,
+		     const void *type, size_t type_len, const void *body, size_t body_len);
 /* Heartbeats out, silent agents marked down, the retention's chunks: the
  * timer calls it every heartbeat / 4. */
 void sessions_tick(struct sessions *s, int64_t now_ms);

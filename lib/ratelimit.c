@@ -35,7 +35,8 @@ void ratelimit_log(struct ratelimit *r, int level, const char *fmt, ...)
 	if (n < 0)
 		abort();
 	if (missed)
-		log_msg(level, "%s; %llu similar line(s) not logged before this one", line, (unsigned long long)missed);
+		log_msg(level, "%s; %llu similar line(s) not logged before this one", line,
+			(unsigned long long)missed);
 	else
 		log_msg(level, "%s", line);
 	free(line);

@@ -28,4 +28,5 @@ bool ratelimit_pass(struct ratelimit *r, int64_t now_ms, uint64_t *missed);
 
 /* log_msg() under limit r (on the monotonic clock): a line written after
  * some were left out ends with how many ("; 12 similar lines not logged"). */
-void ratelimit_log(struct ratelimit *r, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ratelimit_log(struct ratelimit *r, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));

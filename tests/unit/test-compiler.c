@@ -20,12 +20,13 @@
 
 /* db accepts web on tcp/5432; web may reach db; ops is a network; batch
  * is in no group any rule names. */
-#define POLICY                                                                                                 \
-	"{\"version\": 1, \"groups\": {\"web\": {\"labels\": {\"app\": \"web\"}}, \"db\": {\"labels\": {\"app\": " \
-	"\"db\"}}, \"ops\": {\"cidrs\": [\"203.0.113.0/24\"]}},"                                                   \
-	" \"policies\": [{\"name\": \"db-in\", \"applies_to\": \"db\", \"ingress\": [{\"from\": [\"web\", "       \
-	"\"ops\"], \"ports\": [\"tcp/5432\"]}]},"                                                                  \
-	" {\"name\": \"web-out\", \"applies_to\": \"web\", \"egress\": [{\"to\": [\"db\"]}, {\"action\": "         \
+#define POLICY                                                                                               \
+	"{\"version\": 1, \"groups\": {\"web\": {\"labels\": {\"app\": \"web\"}}, \"db\": {\"labels\": "     \
+	"{\"app\": "                                                                                         \
+	"\"db\"}}, \"ops\": {\"cidrs\": [\"203.0.113.0/24\"]}},"                                             \
+	" \"policies\": [{\"name\": \"db-in\", \"applies_to\": \"db\", \"ingress\": [{\"from\": [\"web\", "  \
+	"\"ops\"], \"ports\": [\"tcp/5432\"]}]},"                                                            \
+	" {\"name\": \"web-out\", \"applies_to\": \"web\", \"egress\": [{\"to\": [\"db\"]}, {\"action\": "   \
 	"\"deny\", \"to\": [\"web\"]}]}]}"
 
 static struct policy_doc *policy(const char *text)
@@ -52,8 +53,8 @@ static void set(struct compiler *c, const char *node, const char *const *eps, si
 		json_t *a = json_array();
 		for (char *tok = strtok(addrs, ","); tok; tok = strtok(NULL, ","))
 			json_array_append_new(a, json_string(tok));
-		json_array_append_new(list, json_pack("{s:s,s:n,s:{s:s},s:o}", "name", name, "netns", "labels", "app",
-						      app, "addresses", a));
+		json_array_append_new(list, json_pack("{s:s,s:n,s:{s:s},s:o}", "name", name, "netns",
+						      "labels", "app", app, "addresses", a));
 	}
 	struct diag d;
 	diag_init(&d, node);
@@ -95,7 +96,8 @@ static bool all_as_from_scratch(struct compiler *c, struct nodes *t)
 		}
 		struct bundle *b = compile_bundle(compiler_policy(c), inv, n->name);
 		if (!have || strcmp(hash, b->hash) != 0) {
-			fprintf(stderr, "  # node %s: %.12s, from scratch %.12s\n", n->name, have ? hash : "none", b->hash);
+			fprintf(stderr, "  # node %s: %.12s, from scratch %.12s\n", n->name,
+				have ? hash : "none", b->hash);
 			same = false;
 		}
 		bundle_free(b);
@@ -211,7 +213,8 @@ TEST(random_changes_keep_every_bundle_as_from_scratch)
 			char v6[32] = "";
 			if (rand() % 3 == 0)
 				snprintf(v6, sizeof(v6), ",2001:db8::%d", 1 + rand() % 4);
-			snprintf(eps[i], sizeof(eps[i]), "e%d:%s:198.18.0.%d%s", i, apps[rand() % 3], 1 + rand() % 12, v6);
+			snprintf(eps[i], sizeof(eps[i]), "e%d:%s:198.18.0.%d%s", i, apps[rand() % 3],
+				 1 + rand() % 12, v6);
 			v[i] = eps[i];
 		}
 		set(c, node, v, (size_t)n);
@@ -225,7 +228,8 @@ TEST(random_changes_keep_every_bundle_as_from_scratch)
 	close(saved);
 	close(null);
 	CHECK(failures == 0);
-	printf("  # %llu of %llu steps differ from scratch\n", (unsigned long long)failures, (unsigned long long)steps);
+	printf("  # %llu of %llu steps differ from scratch\n", (unsigned long long)failures,
+	       (unsigned long long)steps);
 	/* Fewer than every node each step. */
 	CHECK(compiled < steps * 5);
 	printf("  # %llu compilations over %llu changes of 5 nodes\n", (unsigned long long)compiled,

@@ -24,7 +24,8 @@ static struct loop *loop;
 static struct nodes *nodes;
 static struct compiler *compiler;
 static struct sessions *sessions;
-static struct sessions_options options = {.listen = "inproc://test-session", .insecure = true, .heartbeat_ms = 1000};
+static struct sessions_options options = {
+    .listen = "inproc://test-session", .insecure = true, .heartbeat_ms = 1000};
 
 static void setup(void)
 {
@@ -64,9 +65,10 @@ static void teardown(void)
 static void hello(const char *rid, const char *node)
 {
 	char body[512];
-	snprintf(body, sizeof(body),
-		 "{\"v\":1,\"node\":\"%s\",\"agent\":\"0.1.0\",\"revision\":null,\"hash\":null,\"endpoints\":[]}",
-		 node);
+	snprintf(
+	    body, sizeof(body),
+	    "{\"v\":1,\"node\":\"%s\",\"agent\":\"0.1.0\",\"revision\":null,\"hash\":null,\"endpoints\":[]}",
+	    node);
 	sessions_handle(sessions, rid, strlen(rid), NULL, "HELLO", 5, body, strlen(body));
 }
 
@@ -76,8 +78,8 @@ static int connected(const char *node)
 	json_t *list = sessions_status_nodes(sessions), *n;
 	size_t i;
 	int r = -1;
-	json_array_foreach(list, i, n) if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0) r =
-	    json_is_true(json_object_get(n, "connected"));
+	json_array_foreach(list, i, n) if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0)
+	    r = json_is_true(json_object_get(n, "connected"));
 	json_decref(list);
 	return r;
 }
@@ -155,6 +157,53 @@ TEST(a_heartbeat_waiting_in_the_socket_keeps_its_node_up)
 	sessions_tick(sessions, clock_mono_ms() + 20 * (int64_t)options.heartbeat_ms);
 	CHECK(connected("live") == 0);
 	zmq_close(d);
+}
+
+/* Lines of the controller's log that hold what, while fn runs. */
+static int log_lines(void (*fn)(void), const char *what)
+{
+	char path[] = "/tmp/bulkhead-test-sessions-log.XXXXXX";
+	int fd = mkstemp(path), saved = dup(2);
+	fflush(stderr);
+	dup2(fd, 2);
+	fn();
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int n = 0;
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, what) != NULL;
+	if (f)
+		fclose(f);
+	close(fd);
+	unlink(path);
+	return n;
+}
+
+static void malformed_flood(void)
+{
+	for (int i = 0; i < 1000; i++)
+		sessions_handle(sessions, "x9", 2, NULL, "NOPE", 4, "{}", 2);
+}
+
+static void hello_flood(void)
+{
+	for (int i = 0; i < 1000; i++)
+		hello("x9", "bad name");
+}
+
+/* Issue 11: a peer could make the controller write a line for every
+ * message it sent wrong. */
+TEST(a_flood_of_malformed_messages_and_refused_hellos_is_logged_a_few_times)
+{
+	int malformed = log_lines(malformed_flood, "dropped a malformed message");
+	int refused = log_lines(hello_flood, "refused HELLO");
+	printf("  # 1000 malformed messages: %d line(s); 1000 refused HELLOs: %d line(s)\n", malformed,
+	       refused);
+	CHECK(malformed >= 1 && malformed <= 10);
+	CHECK(refused >= 1 && refused <= 10);
 }
 
 int main(void)
