@@ -25,7 +25,6 @@ struct worker {
 	struct worker_job *queue, **tail; /* to run, in order */
 	struct worker_job *running;
 	struct worker_job *done, **done_tail; /* run, to deliver, in order */
-	unsigned pending;		      /* loop thread only */
 };
 
 /* Takes the first of list (NULL when empty). */
@@ -88,7 +87,6 @@ static void on_done(void *data, uint32_t events)
 	while (list) {
 		struct worker_job *j = list;
 		list = j->next;
-		w->pending--;
 		j->done(j, false);
 	}
 }
@@ -155,12 +153,6 @@ void worker_submit(struct worker *w, struct worker_job *j)
 {
 	pthread_mutex_lock(&w->lock);
 	push(&w->tail, j);
-	w->pending++;
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
-}
-
-unsigned worker_pending(const struct worker *w)
-{
-	return w->pending;
 }

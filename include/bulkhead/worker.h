@@ -35,5 +35,3 @@ void worker_free(struct worker *w);
 
 /* Queues j (which must have run and done). */
 void worker_submit(struct worker *w, struct worker_job *j);
-/* Jobs queued or running, not delivered yet. */
-unsigned worker_pending(const struct worker *w);
