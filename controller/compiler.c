@@ -6,8 +6,16 @@
  * its inputs — the policy's generation, its list's, and the digest of each
  * label group it depends on. A group's digest covers its members'
  * addresses in inventory order with whether each is contested, which is
- * all compile_bundle() reads of the group: equal digests, equal sets. */
+ * all compile_bundle() reads of the group: equal digests, equal sets.
+ *
+ * With a worker, each stale node is a job that compiles it from the policy
+ * and the inventory of the moment it was queued (both kept whole until it
+ * is done); its result is taken when it is still right — the same policy,
+ * the same list of the node's, the same members in every group its bundle
+ * holds — whatever else changed meanwhile, so one node's changing
+ * endpoints never keep the others from their bundles. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +25,75 @@
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
 #include "bulkhead/ratelimit.h"
+#include "bulkhead/worker.h"
 #include "compiler.h"
+
+/* A policy with the label groups its rules may name (named and inline),
+ * by id, or an inventory: what compile jobs read, kept whole until the last
+ * one that reads it is done, also when the compiler has moved on. Counted
+ * on the loop's thread only; read-only once made. */
+struct shared {
+	unsigned refs;
+	struct policy_doc *doc;
+	const struct policy_group **groups;
+	size_t n_groups;
+	json_t *index; /* id → index in groups */
+	struct inventory *inv;
+};
+
+static void shared_add_group(struct shared *sh, const struct policy_group *g)
+{
+	if (g->kind != GROUP_LABEL || json_object_get(sh->index, g->id))
+		return;
+	sh->groups = xrealloc(sh->groups, (sh->n_groups + 1) * sizeof(*sh->groups));
+	sh->groups[sh->n_groups] = g;
+	json_object_set_new(sh->index, g->id, json_integer((json_int_t)sh->n_groups));
+	sh->n_groups++;
+}
+
+static struct shared *shared_doc(struct policy_doc *doc)
+{
+	struct shared *sh = xcalloc(1, sizeof(*sh));
+	sh->refs = 1;
+	sh->doc = doc;
+	sh->index = json_object();
+	for (size_t i = 0; i < doc->n_groups; i++)
+		shared_add_group(sh, doc->groups[i]);
+	for (size_t i = 0; i < doc->n_policies; i++)
+		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
+			const struct rule_list *rl = &doc->policies[i].rules[dir];
+			for (size_t k = 0; rl->present && k < rl->n; k++)
+				for (size_t p = 0; p < rl->v[k].n_peers; p++)
+					shared_add_group(sh, rl->v[k].peers[p]);
+		}
+	return sh;
+}
+
+static struct shared *shared_inv(struct inventory *inv)
+{
+	struct shared *sh = xcalloc(1, sizeof(*sh));
+	sh->refs = 1;
+	sh->inv = inv;
+	return sh;
+}
+
+static struct shared *shared_ref(struct shared *sh)
+{
+	if (sh)
+		sh->refs++;
+	return sh;
+}
+
+static void shared_drop(struct shared *sh)
+{
+	if (!sh || --sh->refs)
+		return;
+	policy_doc_free(sh->doc);
+	free(sh->groups);
+	json_decref(sh->index);
+	inventory_free(sh->inv);
+	free(sh);
+}
 
 /* A label group's members, as of one inventory. */
 struct group_digest {
@@ -28,61 +104,54 @@ struct group_digest {
 struct compiler {
 	struct nodes *nodes;
 	int64_t revision;
-	struct policy_doc *doc;
+	struct shared *doc; /* NULL: no policy */
 	uint64_t policy_gen;
-	/* The label groups rules may name (named and inline) and their ids. */
-	const struct policy_group **groups;
-	struct group_digest *digests;
-	size_t n_groups;
-	json_t *group_index; /* id → index in groups */
-	struct inventory *inv;
+	struct group_digest *digests; /* one a group of doc */
+	struct shared *inv;
 	uint64_t inv_gen;
-	bool inv_dirty; /* an endpoint list changed: the inventory is built again */
-	bool check_due; /* an input changed: which nodes are stale is worked out again */
-	uint64_t compilations;
-	char *conflicts_said; /* the conflicts last logged, one per line */
+	uint64_t lists;			   /* endpoint lists taken: each node's endpoints_gen is unique */
+	bool inv_dirty;			   /* an endpoint list changed: the inventory is built again */
+	bool check_due;			   /* an input changed: which nodes are stale is worked out again */
+	atomic_uint_fast64_t compilations; /* build() calls, on either thread */
+	char *conflicts_said;		   /* the conflicts last logged, one per line */
 	struct ratelimit conflicts_log;
 	void (*changed)(void *data);
 	void *changed_data;
+	/* Compiling off the loop: where, and whom to tell. */
+	struct worker *worker;
+	void (*done)(void *data, struct node *n);
+	void *done_data;
 };
+
+static struct inventory *inventory_empty(void)
+{
+	struct inventory *inv = inventory_new();
+	struct diag d;
+	diag_init(&d, "inventory");
+	if (!inv || inventory_finish(inv, &d) < 0) /* empty: cannot fail */
+		abort();
+	diag_release(&d);
+	return inv;
+}
 
 struct compiler *compiler_new(struct nodes *t)
 {
 	struct compiler *c = xcalloc(1, sizeof(*c));
 	c->nodes = t;
 	c->conflicts_log = RATELIMIT_INIT(10000, 5);
-	c->group_index = json_object();
-	c->inv = inventory_new();
-	if (!c->inv)
-		abort();
-	struct diag d;
-	diag_init(&d, "inventory");
-	if (inventory_finish(c->inv, &d) < 0) /* empty: cannot fail */
-		abort();
-	diag_release(&d);
+	c->inv = shared_inv(inventory_empty());
 	c->inv_gen = 1;
 	return c;
-}
-
-static void groups_clear(struct compiler *c)
-{
-	free(c->groups);
-	free(c->digests);
-	c->groups = NULL;
-	c->digests = NULL;
-	c->n_groups = 0;
-	json_object_clear(c->group_index);
 }
 
 void compiler_free(struct compiler *c)
 {
 	if (!c)
 		return;
-	groups_clear(c);
-	json_decref(c->group_index);
+	free(c->digests);
 	free(c->conflicts_said);
-	inventory_free(c->inv);
-	policy_doc_free(c->doc);
+	shared_drop(c->inv);
+	shared_drop(c->doc);
 	free(c);
 }
 
@@ -99,41 +168,14 @@ static void changed(struct compiler *c)
 		c->changed(c->changed_data);
 }
 
-static void group_add(struct compiler *c, const struct policy_group *g)
-{
-	if (g->kind != GROUP_LABEL || json_object_get(c->group_index, g->id))
-		return;
-	c->groups = xrealloc(c->groups, (c->n_groups + 1) * sizeof(*c->groups));
-	c->groups[c->n_groups] = g;
-	json_object_set_new(c->group_index, g->id, json_integer((json_int_t)c->n_groups));
-	c->n_groups++;
-}
-
-/* Every label group a rule of doc may name, by id. */
-static void groups_index(struct compiler *c)
-{
-	groups_clear(c);
-	if (!c->doc)
-		return;
-	for (size_t i = 0; i < c->doc->n_groups; i++)
-		group_add(c, c->doc->groups[i]);
-	for (size_t i = 0; i < c->doc->n_policies; i++)
-		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
-			const struct rule_list *rl = &c->doc->policies[i].rules[dir];
-			for (size_t k = 0; rl->present && k < rl->n; k++)
-				for (size_t p = 0; p < rl->v[k].n_peers; p++)
-					group_add(c, rl->v[k].peers[p]);
-		}
-	c->digests = xcalloc(c->n_groups ? c->n_groups : 1, sizeof(*c->digests));
-}
-
 void compiler_set_policy(struct compiler *c, int64_t revision, struct policy_doc *doc)
 {
-	policy_doc_free(c->doc);
-	c->doc = doc;
+	shared_drop(c->doc);
+	c->doc = doc ? shared_doc(doc) : NULL;
 	c->revision = revision;
 	c->policy_gen++;
-	groups_index(c);
+	free(c->digests);
+	c->digests = c->doc ? xcalloc(c->doc->n_groups ? c->doc->n_groups : 1, sizeof(*c->digests)) : NULL;
 	changed(c);
 }
 
@@ -144,7 +186,7 @@ int64_t compiler_revision(const struct compiler *c)
 
 const struct policy_doc *compiler_policy(const struct compiler *c)
 {
-	return c->doc;
+	return c->doc ? c->doc->doc : NULL;
 }
 
 /* Loads one node's list into inv. 0 or -EINVAL (problems in diag). */
@@ -177,7 +219,7 @@ int compiler_set_endpoints(struct compiler *c, const char *node, json_t *endpoin
 	n = nodes_add(c->nodes, node);
 	json_decref(n->endpoints);
 	n->endpoints = json_incref(endpoints);
-	n->endpoints_gen++;
+	n->endpoints_gen = ++c->lists;
 	c->inv_dirty = true;
 	changed(c);
 	return 1;
@@ -190,7 +232,7 @@ bool compiler_forget_node(struct compiler *c, const char *node)
 		return false;
 	json_decref(n->endpoints);
 	n->endpoints = NULL;
-	n->endpoints_gen++;
+	n->endpoints_gen = ++c->lists;
 	c->inv_dirty = true;
 	changed(c);
 	return true;
@@ -205,12 +247,13 @@ json_t *compiler_endpoints(const struct compiler *c, const char *node)
 /* Logs the address conflicts when they are not the ones logged last. */
 static void log_conflicts(struct compiler *c)
 {
+	const struct inventory *inv = c->inv->inv;
 	char *now = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&now, &len);
-	for (size_t i = 0; f && i < c->inv->n_conflicts; i++) {
+	for (size_t i = 0; f && i < inv->n_conflicts; i++) {
 		char text[1024];
-		inventory_conflict_text(&c->inv->conflicts[i], text, sizeof(text));
+		inventory_conflict_text(&inv->conflicts[i], text, sizeof(text));
 		fprintf(f, "%s\n", text);
 	}
 	if (!f || fclose(f) != 0)
@@ -229,7 +272,7 @@ static void log_conflicts(struct compiler *c)
 	for (const char *line = now, *end; (end = strchr(line, '\n')); line = end + 1)
 		log_warn("address conflict: %.*s: %s, until only one endpoint claims it", (int)(end - line),
 			 line, INVENTORY_CONFLICT_EFFECT);
-	if (!c->inv->n_conflicts && c->conflicts_said && c->conflicts_said[0])
+	if (!inv->n_conflicts && c->conflicts_said && c->conflicts_said[0])
 		log_info("no address is claimed twice any more");
 	free(c->conflicts_said);
 	c->conflicts_said = now;
@@ -238,9 +281,8 @@ static void log_conflicts(struct compiler *c)
 /* Every node's endpoints in one inventory again. */
 static void inventory_rebuild(struct compiler *c)
 {
-	inventory_free(c->inv);
-	c->inv = inventory_new();
-	if (!c->inv)
+	struct inventory *inv = inventory_new();
+	if (!inv)
 		abort();
 	for (size_t i = 0; i < nodes_count(c->nodes); i++) {
 		struct node *n = nodes_at(c->nodes, i);
@@ -250,7 +292,7 @@ static void inventory_rebuild(struct compiler *c)
 		diag_init(&d, n->name);
 		/* Each list was checked when it arrived; this cannot fail
 		 * short of memory. */
-		if (load_node(c->inv, n->name, n->endpoints, &d) < 0) {
+		if (load_node(inv, n->name, n->endpoints, &d) < 0) {
 			log_error("node %s: endpoints no longer load:", n->name);
 			diag_print(&d, stderr);
 		}
@@ -258,37 +300,56 @@ static void inventory_rebuild(struct compiler *c)
 	}
 	struct diag d;
 	diag_init(&d, "inventory");
-	if (inventory_finish(c->inv, &d) < 0) {
+	if (inventory_finish(inv, &d) < 0) {
 		log_error("the nodes' endpoints do not fit together:");
 		diag_print(&d, stderr);
 	}
 	diag_release(&d);
+	shared_drop(c->inv);
+	c->inv = shared_inv(inv);
 	c->inv_gen++;
 	log_conflicts(c);
 }
 
-/* The digest of group i's members in the inventory as it is. */
-static const uint8_t *group_digest(struct compiler *c, size_t i)
+/* The digest of g's members in inv. Pure: any thread. */
+static void digest_of(const struct policy_group *g, const struct inventory *inv,
+		      uint8_t out[SHA256_DIGEST_LEN])
 {
-	struct group_digest *gd = &c->digests[i];
-	if (gd->inv_gen == c->inv_gen)
-		return gd->d;
 	struct sha256 h;
 	sha256_init(&h);
-	for (size_t e = 0; e < c->inv->n; e++) {
-		const struct endpoint *ep = &c->inv->v[e];
-		if (!compile_group_selects(c->groups[i], ep))
+	for (size_t e = 0; e < inv->n; e++) {
+		const struct endpoint *ep = &inv->v[e];
+		if (!compile_group_selects(g, ep))
 			continue;
 		for (size_t k = 0; k < ep->n_addrs; k++) {
-			uint8_t contested = inventory_addr_conflicted(c->inv, &ep->addrs[k]);
+			uint8_t contested = inventory_addr_conflicted(inv, &ep->addrs[k]);
 			sha256_update(&h, &ep->addrs[k].family, 1);
 			sha256_update(&h, ep->addrs[k].bytes, sizeof(ep->addrs[k].bytes));
 			sha256_update(&h, &contested, 1);
 		}
 	}
-	sha256_final(&h, gd->d);
-	gd->inv_gen = c->inv_gen;
+	sha256_final(&h, out);
+}
+
+/* The digest of group i of the policy in force in the inventory as it is
+ * (kept until the inventory changes). */
+static const uint8_t *group_digest(struct compiler *c, size_t i)
+{
+	struct group_digest *gd = &c->digests[i];
+	if (gd->inv_gen != c->inv_gen) {
+		digest_of(c->doc->groups[i], c->inv->inv, gd->d);
+		gd->inv_gen = c->inv_gen;
+	}
 	return gd->d;
+}
+
+/* Whether deps hold the members their groups have now. */
+static bool deps_current(struct compiler *c, const struct node_dep *deps, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(group_digest(c, deps[i].group), deps[i].digest, SHA256_DIGEST_LEN) != 0)
+			return false;
+	return true;
 }
 
 /* Whether n's bundle is not what its inputs give now. */
@@ -296,13 +357,8 @@ static bool node_stale(struct compiler *c, const struct node *n)
 {
 	if (!c->doc || !n->endpoints)
 		return false; /* no bundle to compile */
-	if (!n->bundle || n->compiled_policy_gen != c->policy_gen ||
-	    n->compiled_endpoints_gen != n->endpoints_gen)
-		return true;
-	for (size_t i = 0; i < n->n_deps; i++)
-		if (memcmp(group_digest(c, n->deps[i].group), n->deps[i].digest, SHA256_DIGEST_LEN) != 0)
-			return true;
-	return false;
+	return !n->bundle || n->compiled_policy_gen != c->policy_gen ||
+	       n->compiled_endpoints_gen != n->endpoints_gen || !deps_current(c, n->deps, n->n_deps);
 }
 
 static void node_drop_bundle(struct node *n)
@@ -336,11 +392,24 @@ static void prepare(struct compiler *c)
 	}
 }
 
-/* The label groups n's bundle holds sets of, with their digests now. */
-static void node_set_deps(struct compiler *c, struct node *n, const struct bundle *b)
+/* What compiling a node gives: the slow part, pure (any thread). */
+struct result {
+	json_t *bundle;
+	char hash[BUNDLE_HASH_HEX + 1];
+	struct node_dep *deps; /* the label groups it holds sets of, with their members' digests */
+	size_t n_deps;
+};
+
+static void build(struct compiler *c, const struct shared *doc, const struct inventory *inv, const char *node,
+		  struct result *r)
 {
-	n->deps = xcalloc(b->n_sets ? b->n_sets : 1, sizeof(*n->deps));
-	n->n_deps = 0;
+	atomic_fetch_add(&c->compilations, 1);
+	struct bundle *b = compile_bundle(doc->doc, inv, node);
+	if (!b || !(r->bundle = bundle_to_json(b)))
+		abort();
+	memcpy(r->hash, b->hash, sizeof(r->hash));
+	r->deps = xcalloc(b->n_sets ? b->n_sets : 1, sizeof(*r->deps));
+	r->n_deps = 0;
 	size_t suffix = strlen(BUNDLE_SET_DENY_SUFFIX);
 	for (size_t i = 0; i < b->n_sets; i++) {
 		const char *id = b->sets[i].id;
@@ -352,36 +421,106 @@ static void node_set_deps(struct compiler *c, struct node *n, const struct bundl
 		char *gid = strndup(id, len);
 		if (!gid)
 			abort();
-		json_t *idx = json_object_get(c->group_index, gid);
+		json_t *idx = json_object_get(doc->index, gid);
 		free(gid);
 		if (!json_is_integer(idx))
 			abort(); /* every label set is a group of the policy */
 		size_t g = (size_t)json_integer_value(idx);
-		/* GROUP and GROUP#deny are one group: sorted ids, adjacent. */
-		if (n->n_deps && n->deps[n->n_deps - 1].group == g)
+		/* GROUP and GROUP#deny are one group, adjacent in id order. */
+		if (r->n_deps && r->deps[r->n_deps - 1].group == g)
 			continue;
-		n->deps[n->n_deps].group = g;
-		memcpy(n->deps[n->n_deps].digest, group_digest(c, g), SHA256_DIGEST_LEN);
-		n->n_deps++;
+		r->deps[r->n_deps].group = g;
+		digest_of(doc->groups[g], inv, r->deps[r->n_deps].digest);
+		r->n_deps++;
 	}
+	bundle_free(b);
+}
+
+/* r is n's bundle from now on (takes what it holds). */
+static void install(struct compiler *c, struct node *n, struct result *r)
+{
+	node_drop_bundle(n);
+	n->bundle = r->bundle;
+	memcpy(n->hash, r->hash, sizeof(n->hash));
+	n->deps = r->deps;
+	n->n_deps = r->n_deps;
+	n->compiled_policy_gen = c->policy_gen;
+	n->compiled_endpoints_gen = n->endpoints_gen;
+	n->stale = false;
+	*r = (struct result){0};
 }
 
 static void compile_node(struct compiler *c, struct node *n)
 {
-	node_drop_bundle(n);
-	struct bundle *b = compile_bundle(c->doc, c->inv, n->name);
-	if (!b)
-		abort();
-	c->compilations++;
-	n->bundle = bundle_to_json(b);
-	if (!n->bundle)
-		abort();
-	memcpy(n->hash, b->hash, sizeof(n->hash));
-	node_set_deps(c, n, b);
-	bundle_free(b);
-	n->compiled_policy_gen = c->policy_gen;
-	n->compiled_endpoints_gen = n->endpoints_gen;
-	n->stale = false;
+	struct result r;
+	build(c, c->doc, c->inv->inv, n->name, &r);
+	install(c, n, &r);
+}
+
+/* ---- off the loop ---- */
+
+struct job {
+	struct worker_job job;
+	struct compiler *c;
+	char *node;
+	struct shared *doc, *inv; /* what it reads */
+	uint64_t policy_gen, endpoints_gen;
+	struct result r; /* what it made */
+};
+
+static void job_run(struct worker_job *wj)
+{
+	struct job *j = (struct job *)wj;
+	build(j->c, j->doc, j->inv->inv, j->node, &j->r);
+}
+
+static void submit(struct compiler *c, struct node *n);
+
+static void job_done(struct worker_job *wj, bool cancelled)
+{
+	struct job *j = (struct job *)wj;
+	struct compiler *c = j->c;
+	struct node *n = cancelled ? NULL : nodes_find(c->nodes, j->node);
+	if (n) {
+		n->compiling = false;
+		prepare(c);
+		/* Still right for the node: its bundle. Else its inputs changed
+		 * meanwhile: once more. */
+		if (n->stale && j->policy_gen == c->policy_gen && j->endpoints_gen == n->endpoints_gen &&
+		    deps_current(c, j->r.deps, j->r.n_deps)) {
+			install(c, n, &j->r);
+			if (c->done)
+				c->done(c->done_data, n);
+		} else if (n->stale) {
+			submit(c, n);
+		}
+	}
+	shared_drop(j->doc);
+	shared_drop(j->inv);
+	json_decref(j->r.bundle);
+	free(j->r.deps);
+	free(j->node);
+	free(j);
+}
+
+/* Queues n; right after prepare(): the inventory holds its list. */
+static void submit(struct compiler *c, struct node *n)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->job = (struct worker_job){.run = job_run, .done = job_done};
+	j->c = c;
+	j->node = xstrdup(n->name);
+	j->doc = shared_ref(c->doc);
+	j->inv = shared_ref(c->inv);
+	j->policy_gen = c->policy_gen;
+	j->endpoints_gen = n->endpoints_gen;
+	n->compiling = true;
+	worker_submit(c->worker, &j->job);
+}
+
+void compiler_use_worker(struct compiler *c, struct worker *w)
+{
+	c->worker = w;
 }
 
 bool compiler_changed(const struct compiler *c)
@@ -393,6 +532,16 @@ size_t compiler_compile(struct compiler *c, int64_t budget_ms, void (*done)(void
 			void *data)
 {
 	prepare(c);
+	if (c->worker) {
+		c->done = done;
+		c->done_data = data;
+		for (size_t i = 0; i < nodes_count(c->nodes); i++) {
+			struct node *n = nodes_at(c->nodes, i);
+			if (n->stale && !n->compiling)
+				submit(c, n);
+		}
+		return 0;
+	}
 	int64_t start = clock_mono_ms();
 	size_t left = 0;
 	bool any = false;
@@ -414,15 +563,19 @@ size_t compiler_compile(struct compiler *c, int64_t budget_ms, void (*done)(void
 
 bool compiler_refresh(struct compiler *c)
 {
-	uint64_t before = c->compilations;
-	while (compiler_compile(c, INT64_MAX / 2, NULL, NULL) > 0)
-		;
-	return c->compilations != before;
+	uint64_t before = atomic_load(&c->compilations);
+	prepare(c);
+	for (size_t i = 0; i < nodes_count(c->nodes); i++) {
+		struct node *n = nodes_at(c->nodes, i);
+		if (n->stale)
+			compile_node(c, n);
+	}
+	return atomic_load(&c->compilations) != before;
 }
 
-uint64_t compiler_compilations(const struct compiler *c)
+uint64_t compiler_compilations(struct compiler *c)
 {
-	return c->compilations;
+	return atomic_load(&c->compilations);
 }
 
 json_t *compiler_bundle(struct compiler *c, const char *node, const char **hash)
@@ -439,15 +592,16 @@ json_t *compiler_bundle(struct compiler *c, const char *node, const char **hash)
 const struct inventory *compiler_inventory(struct compiler *c)
 {
 	prepare(c);
-	return c->inv;
+	return c->inv->inv;
 }
 
 json_t *compiler_conflicts(struct compiler *c)
 {
 	prepare(c);
+	const struct inventory *inv = c->inv->inv;
 	json_t *out = json_array();
-	for (size_t i = 0; i < c->inv->n_conflicts; i++) {
-		const struct addr_conflict *x = &c->inv->conflicts[i];
+	for (size_t i = 0; i < inv->n_conflicts; i++) {
+		const struct addr_conflict *x = &inv->conflicts[i];
 		char addr[ADDR_STRLEN], a[512], b[512];
 		addr_format(&x->addr, addr);
 		snprintf(a, sizeof(a), "%s/%s", x->a->node, x->a->name);

@@ -22,6 +22,7 @@
 #include "bulkhead/diag.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/policy.h"
+#include "bulkhead/worker.h"
 #include "node.h"
 
 struct compiler;
@@ -55,15 +56,24 @@ json_t *compiler_endpoints(const struct compiler *c, const char *node);
  * call below does that). */
 bool compiler_changed(const struct compiler *c);
 
-/* Compiles stale nodes in name order until budget_ms (monotonic) has
- * passed, at least one; done(data, node) after each. Returns how many are
- * still stale. */
+/* From now on compiler_compile() compiles on w's thread, a node a job,
+ * reading the policy and the inventory as they were when the job was
+ * queued (kept until it is done); a node whose inputs changed meanwhile is
+ * compiled again. w must be freed before c. */
+void compiler_use_worker(struct compiler *c, struct worker *w);
+
+/* Compiles the stale nodes, done(data, node) after each. In place: in
+ * name order until budget_ms (monotonic) has passed, at least one, and
+ * returns how many are still stale. With a worker: queues every stale node
+ * not queued yet and returns 0; done() is called on the loop's thread as
+ * each is compiled. */
 size_t compiler_compile(struct compiler *c, int64_t budget_ms, void (*done)(void *data, struct node *n),
 			void *data);
-/* Compiles every stale node now. True when any was. */
+/* Compiles every stale node now, in place. True when any was. */
 bool compiler_refresh(struct compiler *c);
-/* compile_bundle() calls so far (tests count them). */
-uint64_t compiler_compilations(const struct compiler *c);
+/* Nodes compiled so far, also those whose result came too late to be
+ * taken (tests count them). */
+uint64_t compiler_compilations(struct compiler *c);
 
 /* The bundle node must enforce now, as JSON (borrowed, valid until it is
  * recompiled) and its hash; NULL when there is no policy yet, or its

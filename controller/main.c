@@ -325,20 +325,25 @@ int main(int argc, char **argv)
 		.flow_retention_ms = (int64_t)o.flow_retention_s * 1000, .flow_rate = o.flow_rate,
 		.flow_quota = o.flow_quota, .max_nodes = o.max_nodes,
 	};
+	/* Two threads beside the loop: one compiles, one answers slow admin
+	 * requests and checkpoints the store (a flow query does not hold
+	 * back a policy's bundles). */
 	struct loop *loop = loop_new();
 	void *zctx = zmq_ctx_new();
 	struct worker *worker = loop ? worker_new(loop) : NULL;
-	struct sessions *session = NULL;
+	struct worker *compile_worker = worker ? worker_new(loop) : NULL;
+	struct sessions *sessions = NULL;
 	struct admin *admin = NULL;
 	struct admin_options ao = {.endpoint = o.admin, .flow_query_ms = o.flow_query_ms, .worker = worker};
-	if (!worker) {
-		log_error("the loop and its worker: %m");
+	if (!compile_worker) {
+		log_error("the loop and its threads: %m");
 		ret = 1;
 		goto out;
 	}
+	compiler_use_worker(compiler, compile_worker);
 	if (store_checkpoint_off_loop(store, loop, worker, &err) < 0 ||
-	    !(session = sessions_new(loop, zctx, &so, nodes, compiler, store, &err)) ||
-	    !(admin = admin_new(loop, zctx, &ao, store, compiler, session, &err))) {
+	    !(sessions = sessions_new(loop, zctx, &so, nodes, compiler, store, &err)) ||
+	    !(admin = admin_new(loop, zctx, &ao, store, compiler, sessions, &err))) {
 		log_error("%s", err);
 		free(err);
 		ret = 1;
@@ -369,11 +374,12 @@ int main(int argc, char **argv)
 	if (sg.fd >= 0)
 		close(sg.fd);
 out:
-	/* The worker first: its jobs use the admin's and the store's
-	 * connections. */
+	/* The workers first: their jobs use the compiler, the admin's and
+	 * the store's connections. */
+	worker_free(compile_worker);
 	worker_free(worker);
 	admin_free(admin);
-	sessions_free(session);
+	sessions_free(sessions);
 	zmq_ctx_term(zctx);
 	compiler_free(compiler);
 	nodes_free(nodes);

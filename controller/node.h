@@ -33,10 +33,11 @@ struct node {
 
 	/* compiler.c: what the node reported, and the bundle it must enforce */
 	json_t *endpoints;	/* the list in force (checked); NULL: never reported */
-	uint64_t endpoints_gen; /* counts the changes of endpoints */
+	uint64_t endpoints_gen; /* changes with endpoints; never the same for two lists */
 	json_t *bundle;		/* as last compiled; NULL: no policy, or never compiled */
 	char hash[BUNDLE_HASH_HEX + 1];
-	bool stale; /* its inputs changed since: bundle is not to be sent */
+	bool stale;	/* its inputs changed since: bundle is not to be sent */
+	bool compiling; /* queued on the compiler's worker */
 	uint64_t compiled_policy_gen, compiled_endpoints_gen;
 	struct node_dep *deps;
 	size_t n_deps;

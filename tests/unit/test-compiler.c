@@ -13,6 +13,8 @@
 
 #include "bulkhead/compile.h"
 #include "bulkhead/log.h"
+#include "bulkhead/loop.h"
+#include "bulkhead/worker.h"
 #include "bulkhead/proto.h"
 #include "compiler.h"
 #include "node.h"
@@ -234,6 +236,62 @@ TEST(random_changes_keep_every_bundle_as_from_scratch)
 	CHECK(compiled < steps * 5);
 	printf("  # %llu compilations over %llu changes of 5 nodes\n", (unsigned long long)compiled,
 	       (unsigned long long)steps);
+	compiler_free(c);
+	nodes_free(t);
+}
+
+/* ---- off the loop ---- */
+
+static struct loop *loop;
+static int compiled_left;
+
+static void on_compiled(void *data, struct node *n)
+{
+	if (--compiled_left <= 0)
+		loop_quit(loop, 0);
+}
+
+static void on_timeout(void *data, uint32_t events)
+{
+	loop_quit(loop, 1);
+}
+
+/* Runs the loop until want more nodes are compiled (10 s at most). */
+static int run_until_compiled(int want)
+{
+	compiled_left = want;
+	struct loop_source *t = loop_add_timer(loop, 10000, on_timeout, NULL);
+	int r = loop_run(loop);
+	loop_remove(loop, t);
+	return r;
+}
+
+/* Jobs compile from the inputs of the moment they were queued: what changed
+ * meanwhile decides which results are taken. */
+TEST(with_a_worker_a_result_is_taken_unless_its_inputs_changed_meanwhile)
+{
+	struct nodes *t = nodes_new();
+	struct compiler *c = compiler_new(t);
+	loop = loop_new();
+	struct worker *w = worker_new(loop);
+	compiler_use_worker(c, w);
+	compiler_set_policy(c, 1, policy(POLICY));
+	set(c, "a", (const char *[]){"web-1:web:198.18.0.1"}, 1);
+	set(c, "b", (const char *[]){"db-1:db:198.18.0.2"}, 1);
+	set(c, "c", (const char *[]){"batch-1:batch:198.18.0.3"}, 1);
+	set(c, "d", (const char *[]){"batch-2:batch:198.18.0.4"}, 1);
+	CHECK(compiler_compile(c, 0, on_compiled, NULL) == 0); /* queued */
+	CHECK(compiler_bundle(c, "a", NULL) == NULL);	       /* not compiled yet */
+	/* Before any result is taken: c's list changes (no group holds it),
+	 * and a's web member moves (b's ingress names web). */
+	set(c, "c", (const char *[]){"batch-1:batch:198.18.0.33"}, 1);
+	set(c, "a", (const char *[]){"web-1:web:198.18.0.11"}, 1);
+	CHECK(run_until_compiled(4) == 0);
+	/* d's result taken; a's, b's and c's compiled again. */
+	CHECK(compiler_compilations(c) == 7);
+	CHECK(all_as_from_scratch(c, t));
+	worker_free(w);
+	loop_free(loop);
 	compiler_free(c);
 	nodes_free(t);
 }
