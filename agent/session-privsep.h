@@ -18,9 +18,11 @@
  *
  * The child is considered compromised: every message it sends is outside
  * input to the enforcer, checked (types, lengths, strings) and dropped and
- * counted when wrong. A bundle crosses as its canonical text, which the
- * enforcer decodes and checks again (hash, node) as it would the
- * controller's; never as a structure the child built. A child that dies,
+ * counted when wrong. A bundle crosses as its canonical text, no longer
+ * than PS_BUNDLE_MAX, which the enforcer decodes and checks again as it
+ * would the controller's (every field against the format, no unknown or
+ * duplicate key, the hash, the node) and takes only if encoding it again
+ * gives the same bytes; never as a structure the child built. A child that dies,
  * floods the channel or stops reading is killed and started again with
  * backoff; meanwhile the enforcer keeps enforcing the bundle in force
  * (fail-static) and counts the logged packets it cannot pass on as lost.

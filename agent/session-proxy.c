@@ -225,6 +225,18 @@ static void reap(void *data, uint32_t events)
 
 /* ---- what the child sends ---- */
 
+/* The child encodes what it decoded: the same bytes again, or it made
+ * them up (what the enforcer takes has one spelling only). */
+static bool canonical(const struct bundle *b, const uint8_t *text, size_t n)
+{
+	char *again = bundle_encode(b, false);
+	if (!again)
+		abort(); /* out of memory */
+	bool same = strlen(again) == n && memcmp(again, text, n) == 0;
+	free(again);
+	return same;
+}
+
 static int on_bundle(struct proxy *p, struct chan_in *in)
 {
 	int64_t revision = (int64_t)chan_get_u64(in);
@@ -245,6 +257,10 @@ static int on_bundle(struct proxy *p, struct chan_in *in)
 	} else if (strcmp(b->node, p->o->node) != 0) {
 		snprintf(error, sizeof(error), "the session passed a bundle for node \"%s\", not \"%s\"",
 			 b->node, p->o->node);
+		bundle_free(b);
+		b = NULL;
+	} else if (!canonical(b, text, n)) {
+		snprintf(error, sizeof(error), "the session passed a bundle that is not in canonical form");
 		bundle_free(b);
 		b = NULL;
 	}
