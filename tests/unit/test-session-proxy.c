@@ -6,9 +6,10 @@
  * not check (a bundle that does not decode or is for another node, a
  * rejection that is not UTF-8, a status that is not an object) is dropped
  * and counted, and the proxy goes on reading; a bundle that checks
- * reaches the core decoded; a child that dies or floods is replaced after
- * a backoff and told everything again; logged packets become flow items,
- * and those that find no child are reported as lost to the next. */
+ * reaches the core decoded; a child that dies, floods or stops reading is
+ * replaced after a backoff and told everything again; logged packets
+ * become flow items, and those that find no child are reported as lost to
+ * the next. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -724,6 +725,28 @@ TEST(logged_packets_go_as_flow_items_one_message_a_round)
 	/* 3000 packets of ~60 bytes: a few full messages, each with its tuple. */
 	CHECK(kid_got(PS_FLOWS, 2) != NULL && kid_got(PS_FLOWS, 4) == NULL);
 	CHECK(it.tuples == 4); /* one per message, and the hit's */
+	world_down(&w);
+}
+
+/* A child that takes nothing more (hung, or stopped on purpose) is
+ * replaced once its channel has not moved for STUCK_MS (10 s). */
+TEST(a_child_that_stops_reading_is_replaced)
+{
+	struct world w;
+	world_up(&w);
+	/* More than the socket holds: the rest waits in the channel. */
+	for (uint32_t i = 0; i < 300000; i++) {
+		struct nflog_event ev = event((uint16_t)i);
+		session_packet(w.s, "web", &ev, NULL, "default-deny", 1000 + i);
+		if (i % 5000 == 0)
+			run_until(w.loop, never, 1);
+	}
+	run_until(w.loop, never, 10);
+	CHECK(session_count(w.s, "to_child", "queued_bytes") > 0);
+	CHECK(kids.spawned == 1 && session_count(w.s, NULL, "deaths") == 0);
+	CHECK(run_until(w.loop, second_child, 15000));
+	CHECK(session_count(w.s, NULL, "deaths") == 1);
+	CHECK(kids.killed >= 1);
 	world_down(&w);
 }
 
