@@ -397,8 +397,13 @@ int main(int argc, char **argv)
 		log_warn("--insecure: the controller is not authenticated and neither is this agent");
 	if (o.print_ruleset)
 		return print_ruleset(&o);
-	if (o.n_engines)
+	if (o.n_engines) {
 		engine_http_global_init(); /* before any thread */
+		if (engine_http_unavailable()) {
+			log_error("--engine: %s", engine_http_unavailable());
+			return 1;
+		}
+	}
 
 	/* The controller session's process (session-privsep.h), and the
 	 * spool given to whoever writes it: while the agent may still. */
