@@ -279,13 +279,63 @@ static int nl_error(const struct nlmsghdr *nlh)
 	return err->error <= 0 ? err->error : -err->error;
 }
 
+/* How many entries the namespace's conntrack holds (its own count, not
+ * the host's): 0, -ENOENT when the kernel does not say, another negative
+ * errno. */
+static int count_entries(struct mnl_socket *nl, char *buf, uint32_t *count)
+{
+	uint32_t portid = mnl_socket_get_portid(nl), seq = next_seq();
+	char req[CONNTRACK_NL_MSG_MAX];
+	struct nlmsghdr *q = put_header(req, IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST, AF_UNSPEC, seq);
+	if (mnl_socket_sendto(nl, q, q->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		ssize_t got = mnl_socket_recvfrom(nl, buf, CT_RECV_BUF);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		int len = (int)got;
+		for (const struct nlmsghdr *nlh = (const void *)buf; mnl_nlmsg_ok(nlh, len);
+		     nlh = mnl_nlmsg_next(nlh, &len)) {
+			if (nlh->nlmsg_seq != seq || (nlh->nlmsg_pid && nlh->nlmsg_pid != portid))
+				continue;
+			if (nlh->nlmsg_type == NLMSG_ERROR) {
+				int e = nl_error(nlh);
+				return e < 0 ? e : -ENOENT;
+			}
+			if (NFNL_SUBSYS_ID(nlh->nlmsg_type) != NFNL_SUBSYS_CTNETLINK ||
+			    nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
+				return -ENOENT;
+			static const uint8_t kinds[CTA_STATS_GLOBAL_MAX + 1] = {[CTA_STATS_GLOBAL_ENTRIES] =
+										    K_U32};
+			const struct nlattr *tb[CTA_STATS_GLOBAL_MAX + 1] = {0};
+			struct level l = {.tb = tb, .max = CTA_STATS_GLOBAL_MAX, .kinds = kinds};
+			if (mnl_attr_parse(nlh, sizeof(struct nfgenmsg), level_cb, &l) < 0 ||
+			    !tb[CTA_STATS_GLOBAL_ENTRIES])
+				return -ENOENT;
+			*count = ntohl(mnl_attr_get_u32(tb[CTA_STATS_GLOBAL_ENTRIES]));
+			return 0;
+		}
+	}
+}
+
 int conntrack_nl_dump(struct mnl_socket *nl, void (*fn)(void *arg, const struct ct_entry *ce), void *arg,
 		      size_t *entries, size_t *malformed)
 {
-	uint32_t portid = mnl_socket_get_portid(nl);
+	uint32_t portid = mnl_socket_get_portid(nl), count = 0;
 	char req[CONNTRACK_NL_MSG_MAX];
 	char *buf = xmalloc(CT_RECV_BUF);
-	int r = 0;
+	/* A dump walks the host's whole conntrack hash (some 10 ms with
+	 * 262,144 buckets) whatever the namespace holds: an empty one is
+	 * asked first. */
+	int r = count_entries(nl, buf, &count);
+	if (r == 0 && count == 0) {
+		free(buf);
+		return 0;
+	}
+	r = 0;
 	for (int attempt = 1;; attempt++) {
 		uint32_t seq = next_seq();
 		struct nlmsghdr *q = conntrack_nl_dump_msg(req, seq);

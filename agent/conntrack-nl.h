@@ -34,7 +34,8 @@ struct nlmsghdr *conntrack_nl_dump_msg(void *buf, uint32_t seq);
 struct nlmsghdr *conntrack_nl_delete_msg(void *buf, const struct ct_entry *ce, uint32_t seq);
 
 /* Dumps every entry on nl (a NETLINK_NETFILTER socket of the namespace)
- * and calls fn for each that parses; *entries and *malformed count.
+ * and calls fn for each that parses; *entries and *malformed count. A
+ * namespace whose conntrack says it holds nothing is not dumped.
  * A dump the kernel says was interrupted (the table changed under it) is
  * read to its end and started again, up to 3 times: entries may then be
  * seen twice, which judging allows. 0 or a negative errno. */

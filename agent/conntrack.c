@@ -288,14 +288,16 @@ static uint64_t mono_us(void)
 }
 
 struct cut {
-	struct endpoint_state *e;
+	const char *name;
 	const struct bundle *b;
 	const struct bundle_endpoint *ep;
 	const struct bh_addr *local;
 	size_t n_local;
+	void (*audit)(void *arg, const struct ct_judgement *j);
+	void *arg;
 	struct ct_entry *doomed; /* to delete */
 	size_t n_doomed, cap;
-	size_t audit, loopback;
+	struct conntrack_cut_stats *st;
 };
 
 static void describe(const struct ct_judgement *j, char *buf, size_t size)
@@ -314,10 +316,73 @@ static void describe(const struct ct_judgement *j, char *buf, size_t size)
 		 j->res.reason ? j->res.reason : "?");
 }
 
+static void on_entry(void *arg, const struct ct_entry *ce)
+{
+	struct cut *c = arg;
+	struct ct_judgement j;
+	conntrack_judge(c->b, c->ep, c->local, c->n_local, ce, &j);
+	c->st->loopback += j.loopback;
+	if (j.fate == CT_KEEP)
+		return;
+	char what[256];
+	describe(&j, what, sizeof(what));
+	if (j.fate == CT_AUDIT) {
+		if (c->st->audit++ < CT_LOG_MAX)
+			log_info("endpoint %s: connection %s kept: an audit policy would cut it", c->name,
+				 what);
+		if (c->audit)
+			c->audit(c->arg, &j);
+		return;
+	}
+	if (c->n_doomed < CT_LOG_MAX)
+		log_info("endpoint %s: cutting connection %s", c->name, what);
+	if (c->n_doomed == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 16;
+		c->doomed = xrealloc(c->doomed, c->cap * sizeof(*c->doomed));
+	}
+	c->doomed[c->n_doomed++] = *ce;
+}
+
+int conntrack_cut_ns(struct dataplane_ep *dpe, const char *name, const struct bundle *b,
+		     const struct bundle_endpoint *ep, const struct bh_addr *local, size_t n_local,
+		     void (*audit)(void *arg, const struct ct_judgement *j), void *arg,
+		     struct conntrack_cut_stats *st, char *err, size_t errlen)
+{
+	struct cut c = {.name = name,
+			.b = b,
+			.ep = ep,
+			.local = local,
+			.n_local = n_local,
+			.audit = audit,
+			.arg = arg,
+			.st = st};
+	struct dataplane_ct_dump dump;
+	uint64_t t0 = mono_us();
+	*st = (struct conntrack_cut_stats){0};
+	int r = dataplane_ct_dump(dpe, on_entry, &c, &dump, err, errlen);
+	st->entries = dump.entries;
+	st->malformed = dump.malformed;
+	st->doomed = c.n_doomed;
+	if (r == 0 && c.n_doomed)
+		r = dataplane_ct_delete(dpe, c.doomed, c.n_doomed, &st->deleted, err, errlen);
+	if (c.n_doomed > CT_LOG_MAX && r == 0)
+		log_info("endpoint %s: and %zu more connection%s cut", name, c.n_doomed - CT_LOG_MAX,
+			 c.n_doomed - CT_LOG_MAX == 1 ? "" : "s");
+	free(c.doomed);
+	st->us = mono_us() - t0;
+	return r;
+}
+
+struct audit_ctx {
+	struct endpoint_state *e;
+	const struct bundle_endpoint *ep;
+};
+
 /* An audit verdict never reaches NFLOG for a connection conntrack holds:
  * it is reported here, as the rule that would have cut it. */
-static void report_audit(struct cut *c, const struct ct_judgement *j)
+static void report_audit(void *arg, const struct ct_judgement *j)
 {
+	struct audit_ctx *a = arg;
 	struct nflog_event ev = {
 	    .family = j->pkt.src.family,
 	    .proto = j->pkt.proto,
@@ -333,69 +398,32 @@ static void report_audit(struct cut *c, const struct ct_judgement *j)
 		ev.icmp_type = j->pkt.icmp_type;
 		ev.icmp_code = j->pkt.icmp_code;
 	}
-	if (j->res.rule) {
-		const struct bundle_chain *ch = &c->ep->chains[j->dir];
-		ev.prefix.position = (long)(j->res.rule - ch->rules);
-	}
-	hits_packet(c->e, &ev);
-}
-
-static void on_entry(void *arg, const struct ct_entry *ce)
-{
-	struct cut *c = arg;
-	struct ct_judgement j;
-	conntrack_judge(c->b, c->ep, c->local, c->n_local, ce, &j);
-	c->loopback += j.loopback;
-	if (j.fate == CT_KEEP)
-		return;
-	char what[256];
-	describe(&j, what, sizeof(what));
-	if (j.fate == CT_AUDIT) {
-		if (c->audit++ < CT_LOG_MAX)
-			log_info("endpoint %s: connection %s kept: an audit policy would cut it", c->e->name,
-				 what);
-		report_audit(c, &j);
-		return;
-	}
-	if (c->n_doomed < CT_LOG_MAX)
-		log_info("endpoint %s: cutting connection %s", c->e->name, what);
-	if (c->n_doomed == c->cap) {
-		c->cap = c->cap ? 2 * c->cap : 16;
-		c->doomed = xrealloc(c->doomed, c->cap * sizeof(*c->doomed));
-	}
-	c->doomed[c->n_doomed++] = *ce;
-}
-
-/* The endpoint's own addresses: what its namespace has, else what the
- * bundle says it has (a dataplane that reads none). *owned is freed by
- * the caller. */
-static void local_addresses(struct endpoint_state *e, const struct bundle_endpoint *ep,
-			    const struct bh_addr **list, size_t *n)
-{
-	if (dataplane_local_addresses(e->dp, list, n))
-		return;
-	*list = ep->addrs;
-	*n = ep->n_addrs;
+	if (j->res.rule)
+		ev.prefix.position = (long)(j->res.rule - a->ep->chains[j->dir].rules);
+	hits_packet(a->e, &ev);
 }
 
 static int cut_now(struct endpoint_state *e, const struct bundle *b, const struct bundle_endpoint *ep)
 {
 	char err[512] = "";
-	struct cut c = {.e = e, .b = b, .ep = ep};
-	struct dataplane_ct_dump st;
-	uint64_t t0 = mono_us();
-	local_addresses(e, ep, &c.local, &c.n_local);
-	int r = dataplane_ct_dump(e->dp, on_entry, &c, &st, err, sizeof(err));
+	struct conntrack_cut_stats st;
+	struct audit_ctx a = {.e = e, .ep = ep};
+	const struct bh_addr *local;
+	size_t n_local;
+	/* The endpoint's own addresses: what its namespace has, else what the
+	 * bundle says it has (a dataplane that reads none). */
+	if (!dataplane_local_addresses(e->dp, &local, &n_local)) {
+		local = ep->addrs;
+		n_local = ep->n_addrs;
+	}
+	int r =
+	    conntrack_cut_ns(e->dp, e->name, b, ep, local, n_local, report_audit, &a, &st, err, sizeof(err));
 	e->ct.dumps++;
 	e->ct.entries += st.entries;
 	e->ct.malformed += st.malformed;
-	e->ct.audit += c.audit;
-	size_t deleted = 0;
-	if (r == 0 && c.n_doomed)
-		r = dataplane_ct_delete(e->dp, c.doomed, c.n_doomed, &deleted, err, sizeof(err));
-	e->ct.cut += deleted;
-	uint64_t us = mono_us() - t0;
-	e->ct.last_us = us;
+	e->ct.audit += st.audit;
+	e->ct.cut += st.deleted;
+	e->ct.last_us = st.us;
 	if (r < 0) {
 		/* Said once; the periodic check tries again. */
 		if (!e->ct.retry)
@@ -404,22 +432,18 @@ static int cut_now(struct endpoint_state *e, const struct bundle *b, const struc
 			    "again at every check",
 			    e->name, b->hash, err[0] ? err : strerror(-r));
 		e->ct.failures++;
-	} else if (c.n_doomed || c.audit) {
+	} else if (st.doomed || st.audit) {
 		log_info("endpoint %s: bundle %.12s: %zu of %zu tracked connection%s cut, %zu kept for audit "
 			 "(%.1f ms)",
-			 e->name, b->hash, deleted, st.entries, st.entries == 1 ? "" : "s", c.audit,
-			 us / 1000.0);
+			 e->name, b->hash, st.deleted, st.entries, st.entries == 1 ? "" : "s", st.audit,
+			 st.us / 1000.0);
 	} else {
 		log_debug("endpoint %s: bundle %.12s: none of %zu tracked connections to cut (%.1f ms)",
-			  e->name, b->hash, st.entries, us / 1000.0);
+			  e->name, b->hash, st.entries, st.us / 1000.0);
 	}
-	if (c.n_doomed > CT_LOG_MAX && r == 0)
-		log_info("endpoint %s: and %zu more connection%s cut", e->name, c.n_doomed - CT_LOG_MAX,
-			 c.n_doomed - CT_LOG_MAX == 1 ? "" : "s");
 	if (st.malformed)
 		log_warn("endpoint %s: %zu conntrack message%s malformed, skipped", e->name, st.malformed,
 			 st.malformed == 1 ? "" : "s");
-	free(c.doomed);
 	status_touch(e->env->status);
 	return r;
 }

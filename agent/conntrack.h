@@ -91,6 +91,27 @@ bool conntrack_tightened(const struct bundle *old_b, const struct bundle_endpoin
 			 const struct bundle *b, const struct bundle_endpoint *ep,
 			 struct conntrack_memo *memo);
 
+struct dataplane_ep;
+
+struct conntrack_cut_stats {
+	size_t entries;	  /* judged */
+	size_t malformed; /* dump messages skipped */
+	size_t doomed;	  /* judged to be cut */
+	size_t deleted;	  /* of those, deleted (the others were gone already, or the delete failed) */
+	size_t audit;	  /* kept: only an audit policy would cut them */
+	size_t loopback;  /* kept: both ends are the endpoint's */
+	uint64_t us;	  /* dump, judging and deletes took */
+};
+
+/* The cut in one namespace (dpe, named name in the log): every entry of
+ * one dump judged by ep of b (local as for conntrack_judge()), those it
+ * drops deleted, audit(arg, j) called for those an audit policy would cut
+ * (may be NULL). 0, or a negative errno with why in err. */
+BH_MUST_CHECK int conntrack_cut_ns(struct dataplane_ep *dpe, const char *name, const struct bundle *b,
+				   const struct bundle_endpoint *ep, const struct bh_addr *local,
+				   size_t n_local, void (*audit)(void *arg, const struct ct_judgement *j),
+				   void *arg, struct conntrack_cut_stats *st, char *err, size_t errlen);
+
 struct endpoint_state;
 
 /* After e's table was brought to the bundle in force: unless the update
