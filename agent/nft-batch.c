@@ -735,9 +735,10 @@ static bool add_fixed_match(struct nftnl_rule *r, const struct nft_plan_rule *pr
 		/* ct state new, TCP, and of FIN SYN RST ACK not SYN alone */
 		uint8_t fsra = 0x01 | 0x02 | 0x04 | 0x10, syn = 0x02;
 
-		return add_ct_state(r, NF_CT_STATE_BIT(IP_CT_NEW)) && add_meta(r, NFT_META_L4PROTO, NFT_REG_1) &&
-		       add_cmp_u8(r, IPPROTO_TCP) && add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1) &&
-		       add_mask_u8(r, fsra) && add_cmp(r, NFT_CMP_NEQ, &syn, 1);
+		return add_ct_state(r, NF_CT_STATE_BIT(IP_CT_NEW)) &&
+		       add_meta(r, NFT_META_L4PROTO, NFT_REG_1) && add_cmp_u8(r, IPPROTO_TCP) &&
+		       add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1) && add_mask_u8(r, fsra) &&
+		       add_cmp(r, NFT_CMP_NEQ, &syn, 1);
 	}
 	case FIXED_NEIGHBOUR_DISCOVERY:
 	default:
