@@ -148,7 +148,7 @@ check "agent n1 logged the cut" grep -q 'endpoint web1: bundle [0-9a-f]*: 2 of [
 ip netns exec "$P-web1" sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
 cut1=$(ct cut)
 n2_reports guest
-check "c2's labels change: web1's table gets a set delta that cuts c2's connection" wait_for 15 cut_reaches $((cut1 + 1))
+check "c2's labels change: web1's table gets a set delta that cuts c2's connection" wait_for 30 cut_reaches $((cut1 + 1))
 check "agent n1 applied it as a set delta" grep -q 'endpoint web1: applied bundle [0-9a-f]* (set delta' "$TMP/agent-n1.log"
 check "c2's tcp/84 stops" stopped m84
 check "c1's tcp/81 goes on" goes_on k81

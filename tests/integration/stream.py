@@ -7,7 +7,9 @@
   stream.py reset-serve PORT READY          accept and reset (SO_LINGER 0)
                                             every connection, until killed
   stream.py once ADDR PORT SPORT TIMEOUT    exit 0 when a TCP handshake from
-                                            source port SPORT completes
+                                            source port SPORT completes (a reset
+                                            after it counts); then waits for the
+                                            server to end or reset it
 
 serve and connect write DIR/server.json or DIR/client.json (atomically,
 every 50 ms): {"sent": BYTES, "recv": BYTES, "final": false}. Over TCP both
@@ -197,6 +199,7 @@ def reset_serve(port, ready):
     open(ready, "w").close()
     while True:
         c, _ = s.accept()
+        time.sleep(0.2)  # the client sees its connect() succeed first, then waits
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
 
@@ -208,8 +211,14 @@ def once(addr, port, sport, timeout):
     c.settimeout(timeout)
     try:
         c.connect((addr, port))
+    except ConnectionResetError:
+        return 0  # reset after the handshake (a refused SYN reads ECONNREFUSED)
     except OSError:
         return 1
+    try:  # until the server's reset (or end), so that it comes while we wait
+        c.recv(1)
+    except OSError:
+        pass
     return 0
 
 
