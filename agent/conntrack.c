@@ -453,7 +453,10 @@ void conntrack_cut(struct endpoint_state *e, const struct bundle *old_b, const s
 	struct endpoint_env *env = e->env;
 	const struct bundle *b = e->applied ? e->applied->b : NULL;
 	const struct bundle_endpoint *ep = b ? bundle_find_endpoint(b, e->name) : NULL;
-	if (!ep || !e->dp || !dataplane_tracks(env->dp))
+	/* The quarantine table is a waiting room, not a policy: what it lets
+	 * live on is judged by the real table when that comes, so nothing
+	 * that table allows is cut. */
+	if (!ep || !e->dp || !dataplane_tracks(env->dp) || endpoint_quarantined(e))
 		return;
 	if (!e->ct.retry && !conntrack_tightened(old_b, old_ep, b, ep, env->ct_memo)) {
 		e->ct.skipped++;

@@ -121,7 +121,8 @@ struct endpoint_state;
  * judges each by the bundle in force, deletes those it drops and reports
  * those it audits. Logged per endpoint, counted in status.json; a failure
  * is retried by conntrack_retry(). Nothing without a dataplane that
- * tracks connections. */
+ * tracks connections, nor under the quarantine table (the real table
+ * judges everything when it replaces it). */
 void conntrack_cut(struct endpoint_state *e, const struct bundle *old_b,
 		   const struct bundle_endpoint *old_ep);
 /* Periodic: a cut that failed is tried again (everything judged). */
