@@ -49,11 +49,12 @@ static const struct command commands[] = {
 	{"endpoints", {"[--node NODE] [--json]"}, "every endpoint the agents reported, with addresses and groups",
 	 cmd_endpoints},
 	{"flows",
-	 {"[--since DURATION] [--node N] [--group G] [--verdict deny|audit]\n"
-	  "[--limit N] [--follow | --rules [--verdict allow]] [--json]"},
+	 {"[--since DURATION] [--node N] [--group G] [--verdict deny|audit|allow]\n"
+	  "[--limit N] [--follow | --rules] [--json]"},
 	 "the blocked-flow report: denied and audited flows, newest first, with both ends\n"
-	 "named and the deciding rule; --follow prints new ones as they arrive; --rules:\n"
-	 "packets per rule (default --limit 50)",
+	 "named and the deciding rule (--verdict allow: the accepted new connections that\n"
+	 "a policy with \"observe\": \"all\" reports); --follow prints new ones as they\n"
+	 "arrive; --rules: packets per rule (default --limit 50)",
 	 cmd_flows},
 	{"nodes forget", {"NODE [--force] [--json]"},
 	 "drop a decommissioned node: its endpoints leave every group, the other nodes'\n"

@@ -389,11 +389,11 @@ static json_t *cmd_flows(struct admin *a, json_t *req, struct job *later)
 		q.mode = FLOW_QUERY_RULES;
 	else if (mode && strcmp(mode, "report") != 0)
 		return fail(2, "mode \"%s\": expected report, follow or rules", mode);
-	/* Allowed packets are counted per rule, never reported per flow. */
-	bool allow_ok = q.mode == FLOW_QUERY_RULES;
-	int verdict = vocab_find(report_verdict_words, q.verdict);
-	if (q.verdict && (verdict < 0 || (verdict == VERDICT_ACCEPT && !allow_ok)))
-		return fail(2, "verdict \"%s\": expected deny or audit%s", q.verdict, allow_ok ? " or allow" : "");
+	if (q.verdict && vocab_find(report_verdict_words, q.verdict) < 0)
+		return fail(2, "verdict \"%s\": expected deny, audit or allow", q.verdict);
+	/* Allowed flows (observe all) are listed only when asked for: the
+	 * report is of blocked flows; per rule, every verdict counts. */
+	q.blocked_only = q.mode != FLOW_QUERY_RULES;
 	int64_t now = clock_wall_ms();
 	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;
 	if (!later)
