@@ -8,7 +8,7 @@
 # never asserts.
 #
 #   bench/observe.sh [BUILD_DIR]
-#   CONNS=30000 REPS=3 PAR=64 RATES="2000 5000 10000 20000" SECONDS_EACH=2
+#   CONNS=30000 REPS=5 PAR=64 RATES="2000 5000 10000 20000" SECONDS_EACH=2
 #
 # One receiving namespace with the agent's table (tcp/80 allowed from
 # anywhere; conn-flood serve accepts and closes), one sending namespace on
@@ -24,7 +24,7 @@ BENCH=observe
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 CONNS=${CONNS:-30000}
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 PAR=${PAR:-64}
 RATES=${RATES:-2000 5000 10000 20000}
 SECONDS_EACH=${SECONDS_EACH:-2}
@@ -98,6 +98,7 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2
 
 # --- as fast as they go: denied beside all, interleaved ---
 declare -A RUNS
+best=0 # the highest achieved rate with observe all at which the agent took in every connection
 for rep in $(seq "$REPS"); do
 	for mode in denied all; do
 		use "$mode"
@@ -106,6 +107,7 @@ for rep in $(seq "$REPS"); do
 		sleep 2
 		read -r e1 n1 g1 < <(agent_nflog)
 		RUNS[$mode]="${RUNS[$mode]:-} $rate"
+		[ "$mode" = all ] && [ $((e1 - e0)) -ge "$ok" ] && [ "$rate" -gt "$best" ] && best=$rate
 		echo "# $mode #$rep: $ok connected ($bad failed) at $rate/s; agent took $((e1 - e0)) events (overruns so far $n1, gaps $g1)"
 	done
 done
@@ -122,6 +124,7 @@ for rate in $RATES; do
 	sleep 2.5
 	read -r e1 n1 g1 < <(agent_nflog)
 	R_OK[$rate]="$ok ($got/s)" R_IN[$rate]=$((e1 - e0)) R_LOST[$rate]=$((ok - (e1 - e0)))
+	[ "${R_LOST[$rate]}" -le 0 ] && [ "$got" -gt "$best" ] && best=$got
 	echo "# all at $rate/s: $ok connected at $got/s, agent took $((e1 - e0)), detected lost $((g1 - g0)) (overruns $((n1 - n0)))"
 done
 sleep 2
@@ -139,11 +142,9 @@ awk -v a="$a" -v d="$d" 'BEGIN { if (d > 0) printf "  observe all keeps %.0f%% o
 echo
 echo "observe all, paced ($SECONDS_EACH s per rate): connections the agent took in from NFLOG"
 printf '%-12s %-22s %12s %10s\n' "offered/s" "connected (achieved)" "agent took" "lost"
-best=0
 for rate in $RATES; do
 	printf '%-12s %-22s %12s %10s\n' "$rate" "${R_OK[$rate]}" "${R_IN[$rate]}" "${R_LOST[$rate]}"
-	[ "${R_LOST[$rate]}" -le 0 ] && [ "$rate" -gt "$best" ] && best=$rate
 done
-echo "  highest lossless offered rate: $best connections/s"
+echo "  highest achieved rate taken in without loss (these and the runs above): $best connections/s"
 echo "  the controller stored $stored allowed connections to port 80 (the agent took $taken events in all)"
 exit 0

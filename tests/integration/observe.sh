@@ -8,8 +8,15 @@
 #   - denials are reported as before, beside them; `bulkhead flows` without
 #     --verdict stays the blocked-flow report; the allow rule's hit counter
 #     still counts each connection once;
+#   - bulkhead policy preview, on those flows: a document without the
+#     tcp/80 allow newly blocks client2 -> web1:80 (exit 3, both ends named,
+#     the rule that would decide), one that lets others in newly allows
+#     other2 -> web1:80 (exit 0), the document in force changes nothing; it
+#     says how much of the period was observed with observe all;
 #   - the same document without observe: the table logs no accepted packet
-#     (no "bh:P" prefix) and new connections are no longer reported.
+#     (no "bh:P" prefix) and new connections are no longer reported; a
+#     preview of a period with no observe all in force says allowed traffic
+#     is unknown.
 # Usage: observe.sh [BUILD_DIR]
 set -u
 . "$(dirname "$0")/world.bash"
@@ -94,6 +101,43 @@ check "--rules: the allow rule's reported connections beside its hits" \
 check "the agent's status.json counts the logged packets like any other" \
 	test "$(json_get "j['flows']['events'] > 0" <"$TMP/state-n1/status.json")" = True
 
+# --- bulkhead policy preview on the flows of the period ---
+# tighter: web1 keeps only udp/53; looser: others may reach tcp/80 too.
+sed 's|"ports": \["tcp/80", "udp/53"\]|"ports": ["udp/53"]|' "$TMP/observed.json" >"$TMP/tighter.json"
+sed 's|"clients": {"labels": {"role": "client"}}|&, "others": {"labels": {"role": "other"}}|; s|"from": \["clients"\]|"from": ["clients", "others"]|' \
+	"$TMP/observed.json" >"$TMP/looser.json"
+bh policy preview "$TMP/tighter.json" --since 10m --json >"$TMP/tighter.out"
+check "preview of a tighter document: exit 3 (something would be newly blocked)" test $? -eq 3
+pv() { json_get "$1" <"$TMP/tighter.out"; }
+check "it newly blocks one flow, newly allows none, 2 unchanged (udp/53, other2's denied tcp/80)" \
+	test "$(pv "(j['counts']['newly_blocked'], j['counts']['newly_allowed'], j['counts']['unchanged'])")" = "(1, 0, 2)"
+check "the newly blocked flow: n2/client2 (clients) -> n1/web1 (web) tcp/80, was allow by web-in/ingress/0 x5, now deny by default-deny at web1's ingress" \
+	test "$(pv "[(f['src_endpoint'], f['src_groups'], f['dst_endpoint'], f['dst_groups'], f['proto'], f['port'], f['was'], f['was_rule'], f['count'], f['now'], f['rule'], f['ingress']['endpoint'], f['egress']['verdict']) for f in j['flows'] if f['change']=='newly_blocked']")" \
+	= "[('n2/client2', 'clients', 'n1/web1', 'web', 'tcp', 80, 'allow', 'web-in/ingress/0', 5, 'deny', 'default-deny', 'n1/web1', 'allow')]"
+check "it says how much of the period was observed with observe all (some, not all of 10 m)" \
+	test "$(pv "0 < j['observed_ms'] < j['until'] - j['since']")" = True
+bh policy preview "$TMP/tighter.json" --since 10m >"$TMP/tighter.txt"
+check "the text names the newly blocked flow, the old and the new rule" \
+	grep -Eq 'n2/client2 \(clients\) +n1/web1 \(web\) +tcp/80 +allow x5 +web-in/ingress/0 +deny +default-deny$' "$TMP/tighter.txt"
+check "the text says the share of the period observed, and the counts" \
+	bash -c "grep -q '^Observed with \"observe\": \"all\" [0-9]*% of the period' '$TMP/tighter.txt' && grep -q '^Newly blocked: 1$' '$TMP/tighter.txt' && grep -q '^Unchanged: 2 ' '$TMP/tighter.txt'"
+bh policy preview "$TMP/looser.json" --since 10m --json >"$TMP/looser.out"
+check "preview of a looser document: exit 0" test $? -eq 0
+check "it newly allows other2 -> web1:80 (was deny by default-deny x2, now allow by web-in/ingress/0)" \
+	test "$(json_get "[(f['src_endpoint'], f['dst_endpoint'], f['port'], f['was'], f['was_rule'], f['count'], f['now'], f['rule']) for f in j['flows'] if f['change']=='newly_allowed']" <"$TMP/looser.out")" \
+	= "[('n2/other2', 'n1/web1', 80, 'deny', 'default-deny', 2, 'allow', 'web-in/ingress/0')]"
+bh policy preview "$TMP/observed.json" --json >"$TMP/same.out"
+rc=$?
+check "the document in force: nothing changes, exit 0" \
+	test "$rc $(json_get "(j['counts']['newly_blocked'], j['counts']['newly_allowed'], j['counts']['unchanged'])" <"$TMP/same.out")" = "0 (0, 0, 3)"
+echo '{"version": 1, "polices": []}' >"$TMP/typo.json"
+bh policy preview "$TMP/typo.json" 2>"$TMP/typo.err"
+rc=$?
+check "an invalid document: exit 2, the error names the file and the place" \
+	bash -c "[ $rc -eq 2 ] && grep -q 'typo.json: /polices: unknown key' '$TMP/typo.err'"
+bh policy preview "$TMP/tighter.json" --since yesterday 2>/dev/null
+check "--since yesterday: usage error, exit 2" test $? -eq 2
+
 # --- back to the default: nothing accepted is logged any more ---
 bh policy apply "$TMP/policy.json" >/dev/null
 bh_wait() { bh status --wait=20 >/dev/null; }
@@ -104,5 +148,10 @@ for _ in 1 2 3; do can client2 tcp 198.18.0.11 80; done
 sleep 1.5
 check "new connections are no longer reported: still 5 at web1's ingress" \
 	settles "r['proto']=='tcp' and r['port']==80 and r['node']=='n1'" 5
+sleep 1.5
+bh policy preview "$TMP/tighter.json" --since 1s >"$TMP/unknown.txt"
+rc=$?
+check "a period with no observe all in force: the preview says allowed traffic is unknown (exit 0: nothing shown blocked)" \
+	bash -c "[ $rc -eq 0 ] && grep -q 'allowed traffic is unknown' '$TMP/unknown.txt'"
 
 finish
