@@ -69,6 +69,16 @@ hits() { bh flows --rules --limit 0 --json | json_get "sum(r['hits'] or 0 for r 
 check "web1's table logs accepted new connections: ct status ! confirmed ... bh:P:i0" \
 	bash -c "ip netns exec '$P-web1' nft list table inet bulkhead | grep -q 'ct status ! confirmed log prefix \"bh:P:i0\"'"
 
+# The nft text of the same plan (--print-ruleset) says the same, and nft takes it.
+cat >"$TMP/n1-offline.json" <<'JSON'
+{"node": "n1", "endpoints": [{"name": "web1", "labels": {"role": "web"}, "addresses": ["198.18.0.11"]}]}
+JSON
+bh policy compile "$TMP/observed.json" --inventory "$TMP/n1-offline.json" --node n1 >"$TMP/n1-bundle.json" &&
+	"$AGENT" --print-ruleset --bundle "$TMP/n1-bundle.json" --node n1 >"$TMP/n1.nft" 2>/dev/null
+sed -i '/^# endpoint /d' "$TMP/n1.nft"
+check "--print-ruleset: the twin before the allow rule, and nft -c -f accepts the text" \
+	bash -c "grep -B0 -A1 'ct status ! confirmed log prefix \"bh:P:i0\"' '$TMP/n1.nft' | grep -q 'counter accept comment \"web-in/ingress/0\"' && ip netns exec '$FAB' nft -c -f '$TMP/n1.nft'"
+
 hits_before=$(hits web-in/ingress/0)
 for _ in 1 2 3 4 5; do can client2 tcp 198.18.0.11 80; done
 hits_plus_5() { [ "$(hits web-in/ingress/0)" = $((hits_before + 5)) ]; }
