@@ -102,6 +102,19 @@ static void preview_text(json_t *reply, const char *file)
 	else
 		printf("No revision with \"observe\": \"all\" was in force in the period: allowed traffic is unknown, "
 		       "so nothing can be shown as newly blocked; only denied and audited flows were judged.\n");
+	/* Reports lost on the way, or not stored: flows the preview cannot see. */
+	json_int_t lost = 0;
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(reply, "lost"), i, l)
+		lost += json_integer_value(json_object_get(l, "gap")) + json_integer_value(json_object_get(l, "spool"));
+	json_array_foreach(json_object_get(reply, "dropped"), i, l)
+		if (strcmp(verb_str(json_object_get(l, "reason"), ""), "future") != 0)
+			lost += json_integer_value(json_object_get(l, "packets"));
+	if (lost)
+		printf("Warning: %lld logged packet(s) of the period were lost or not stored (bulkhead flows says "
+		       "where): flows may be missing here.\n",
+		       (long long)lost);
 	section(reply, "newly_blocked", "Newly blocked");
 	section(reply, "newly_allowed", "Newly allowed");
 	printf("\nUnchanged: %lld (--json lists them)\n",
