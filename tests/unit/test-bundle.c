@@ -2,6 +2,7 @@
  * Usage: test-bundle [SCENARIO.json...] — each scenario's bundles (every
  * node) are also round-tripped. */
 #include "bulkhead/compile.h"
+#include "bulkhead/proto.h"
 #include "scenario.h"
 #include "test.h"
 
@@ -120,6 +121,8 @@ TEST(observe_all_is_carried_and_the_default_is_not_written)
 	CHECK(json_object_get(jp, "observe") == NULL);
 	CHECK_STR(json_string_value(json_object_get(ja, "observe")), "all");
 	CHECK(strcmp(plain->hash, all->hash) != 0);
+	/* Observing or not is never a set-element delta: a full bundle goes. */
+	CHECK(proto_delta_make(jp, ja) == NULL && proto_delta_make(ja, jp) == NULL);
 	json_decref(jp);
 	json_decref(ja);
 	CHECK(round_trips(all));
