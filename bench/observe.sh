@@ -60,6 +60,7 @@ sed 's/^{"version": 1,/{"version": 1, "observe": "all",/' "$TMP/denied.json" >"$
 PIDS+=($!)
 "$AGENT" --controller "tcp://127.0.0.1:$PORT" --node n1 --inventory "$TMP/node.json" --state-dir "$TMP/state" \
 	--insecure >>"$TMP/agent.log" 2>&1 &
+AGENT_PID=$!
 PIDS+=($!)
 converged 1 10 || die "the agent did not take the policy (see $TMP)"
 ip netns exec "$P-recv" nft list table inet bulkhead >/dev/null 2>&1 || die "the agent did not load its table"
@@ -75,6 +76,9 @@ use() { # MODE: apply denied.json or all.json, wait until the agent has it
 	ip netns exec "$P-recv" nft list table inet bulkhead | grep -q 'bh:P' && [ "$1" = denied ] &&
 		die "observe denied, yet the table logs accepted packets"
 	sleep 0.5
+}
+agent_cpu_ms() { # the agent's user + system CPU time so far
+	awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$AGENT_PID/stat"
 }
 agent_nflog() { # events enobufs gap, from status.json
 	"$PYTHON" -c 'import json,sys; n=json.load(open(sys.argv[1]))["endpoints"][0].get("nflog", {})
@@ -97,15 +101,17 @@ flood() { # COUNT RATE: "connected failed rate"
 median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
 
 # --- as fast as they go: denied beside all, interleaved ---
-declare -A RUNS
+declare -A RUNS CPU
 best=0 # the highest achieved rate with observe all at which the agent took in every connection
 for rep in $(seq "$REPS"); do
 	for mode in denied all; do
 		use "$mode"
 		read -r e0 _ _ < <(agent_nflog)
+		c0=$(agent_cpu_ms)
 		read -r ok bad rate < <(flood "$CONNS" 0)
 		sleep 2
 		read -r e1 n1 g1 < <(agent_nflog)
+		CPU[$mode]="${CPU[$mode]:-} $(($(agent_cpu_ms) - c0))"
 		RUNS[$mode]="${RUNS[$mode]:-} $rate"
 		[ "$mode" = all ] && [ $((e1 - e0)) -ge "$ok" ] && [ "$rate" -gt "$best" ] && best=$rate
 		echo "# $mode #$rep: $ok connected ($bad failed) at $rate/s; agent took $((e1 - e0)) events (overruns so far $n1, gaps $g1)"
@@ -113,6 +119,8 @@ for rep in $(seq "$REPS"); do
 done
 d=$(median <<<"${RUNS[denied]}")
 a=$(median <<<"${RUNS[all]}")
+cd_=$(median <<<"${CPU[denied]}")
+ca=$(median <<<"${CPU[all]}")
 
 # --- observe all, paced: does the agent take in every connection? ---
 use all
@@ -138,7 +146,10 @@ echo "  median of $REPS interleaved runs; peer = the same policy with the defaul
 echo
 table_header
 table_row "new connections/s, observe all" "$a" "$d" "conn/s" -
+table_row "agent CPU per run, observe all" "$ca" "$cd_" "ms" -
 awk -v a="$a" -v d="$d" 'BEGIN { if (d > 0) printf "  observe all keeps %.0f%% of the rate without it\n", 100 * a / d }'
+echo "  runs (conn/s): all${RUNS[all]}; denied${RUNS[denied]}"
+echo "  agent CPU (ms per $CONNS connections and 2 s after): all${CPU[all]}; denied${CPU[denied]}"
 echo
 echo "observe all, paced ($SECONDS_EACH s per rate): connections the agent took in from NFLOG"
 printf '%-12s %-22s %12s %10s\n' "offered/s" "connected (achieved)" "agent took" "lost"
