@@ -172,6 +172,25 @@ static int nft_open(struct dataplane *dpv, const char *name, const char *path, s
 	return 0;
 }
 
+static int nft_adopt(struct dataplane *dpv, const char *name, const char *path, int fd,
+		     struct dataplane_ep **out, struct netns_id *id, char *err, size_t errlen)
+{
+	struct nft_dp *dp = nft_dp_of(dpv);
+	int own = netns_open_fd(dp->ns, fd, id);
+	if (own < 0) {
+		netns_open_error(own, path ? path : "(the hook's namespace)", err, errlen);
+		return own;
+	}
+	struct nft_ep *e = xcalloc(1, sizeof(*e));
+	e->ep.dp = dpv;
+	e->dp = dp;
+	e->name = xstrdup(name);
+	e->path = xstrdup(path ? path : "(the hook's namespace)");
+	e->nsfd = own;
+	*out = &e->ep;
+	return 0;
+}
+
 static int nft_attach(struct dataplane_ep *epv, unsigned flags, const struct dataplane_events *ev, void *data,
 		      char *err, size_t errlen)
 {
@@ -228,6 +247,11 @@ static void nft_close(struct dataplane_ep *epv)
 static int nft_identify(struct dataplane *dp, const char *path, struct netns_id *id)
 {
 	return path ? netns_identify(path, id) : -ENOENT;
+}
+
+static int nft_identify_fd(struct dataplane *dp, int fd, struct netns_id *id)
+{
+	return netns_fd_identify(fd, id);
 }
 
 static int nft_read_tag(struct dataplane_ep *epv, struct nft_tag *out)
@@ -337,6 +361,30 @@ static int commit(struct nft_ep *e, const struct dataplane_apply *req, bool *ful
 	}
 }
 
+/* The quarantine table, whole, in one commit: nothing to read back it
+ * could be compared with but itself, and a change by someone else shows
+ * as drift like any other. */
+static int apply_quarantine(struct nft_ep *e, const struct dataplane_apply *req, struct dataplane_result *res)
+{
+	struct nft_batch *nb = e->dp->nb;
+	bool full = true, clean;
+	int r = nft_batch_build_quarantine(nb);
+	if (r == 0 && req->replacing)
+		req->replacing(req->arg, false);
+	if (r == 0)
+		r = commit(e, req, &full, &clean);
+	if (r < 0) {
+		snprintf(res->error, sizeof(res->error), "%s", nft_batch_error(nb));
+		return r;
+	}
+	res->committed = true;
+	res->full_commits = 1;
+	nft_batch_stats(nb, &res->stats);
+	if (req->replacing)
+		req->replacing(req->arg, true);
+	return 0;
+}
+
 static int nft_apply(struct dataplane_ep *epv, const struct dataplane_apply *req,
 		     struct dataplane_result *res)
 {
@@ -344,6 +392,8 @@ static int nft_apply(struct dataplane_ep *epv, const struct dataplane_apply *req
 	struct nft_batch *nb = e->dp->nb;
 	const struct bundle_endpoint *old = req->old_ep;
 	*res = (struct dataplane_result){.full = true};
+	if (req->quarantine)
+		return apply_quarantine(e, req, res);
 	/* Someone else committing at the same moment can leave the result
 	 * uncertain: read back, and replace again if it differs. */
 	for (int round = 0; round < (req->once ? 1 : COMMIT_ATTEMPTS); round++) {
@@ -467,9 +517,11 @@ static const struct dataplane_ops nft_ops = {
     .name = "nft",
     .free = nft_free,
     .open = nft_open,
+    .adopt = nft_adopt,
     .attach = nft_attach,
     .close = nft_close,
     .identify = nft_identify,
+    .identify_fd = nft_identify_fd,
     .read_tag = nft_read_tag,
     .apply = nft_apply,
     .verify = nft_verify,

@@ -1,9 +1,11 @@
 /* One endpoint's life (see endpoint.h): namespace, table, changes by
  * others, backoff. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bulkhead/log.h"
 #include "endpoint.h"
@@ -23,7 +25,24 @@ struct endpoint_state *endpoint_new(struct endpoint_env *env, const struct sourc
 	e->name = xstrdup(name);
 	e->labels = json_object();
 	e->src_addrs = json_array();
+	e->netns_fd = -1;
 	return e;
+}
+
+static void drop_fd(struct endpoint_state *e)
+{
+	if (e->netns_fd >= 0)
+		close(e->netns_fd);
+	e->netns_fd = -1;
+}
+
+void endpoint_take_fd(struct endpoint_state *e, int fd)
+{
+	drop_fd(e);
+	e->netns_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (e->netns_fd < 0)
+		log_warn("endpoint %s: keeping the hook's namespace: %m; its path is opened instead",
+			 e->name);
 }
 
 void endpoint_close(struct endpoint_state *e)
@@ -39,6 +58,7 @@ void endpoint_close(struct endpoint_state *e)
 	bundle_ref_put(e->applied);
 	e->applied = NULL;
 	e->has_tag = e->held = false;
+	e->quarantined = false; /* nothing known of the next namespace's table */
 	touch(e);
 	if (!was)
 		return;
@@ -53,6 +73,7 @@ void endpoint_free(struct endpoint_state *e)
 	if (!e)
 		return;
 	endpoint_close(e);
+	drop_fd(e);
 	free(e->name);
 	free(e->netns);
 	free(e->error);
@@ -72,9 +93,18 @@ void endpoint_set(struct endpoint_state *e, const struct source_endpoint *se)
 		if (e->netns || e->present)
 			log_info("endpoint %s: namespace now %s", e->name, se->netns ? se->netns : "(none)");
 		endpoint_close(e);
+		drop_fd(e);
 		free(e->netns);
 		e->netns = se->netns ? xstrdup(se->netns) : NULL;
 		backoff_reset(&e->backoff);
+		e->isolate = e->quarantined = false; /* a new namespace */
+	}
+	e->isolate |= se->isolate;
+	if (se->netns_fd) {
+		endpoint_take_fd(e, *se->netns_fd);
+		/* The path may name a new namespace now (a container restarted
+		 * with the same one): the old one must not pass for it. */
+		endpoint_check_namespace(e);
 	}
 	json_decref(e->labels);
 	json_decref(e->src_addrs);
@@ -302,7 +332,11 @@ bool endpoint_open(struct endpoint_state *e)
 		return false;
 	struct netns_id id;
 	struct dataplane_ep *ep = NULL;
-	int r = dataplane_open(env->dp, e->name, e->netns, &ep, &id, msg, sizeof(msg));
+	bool adopt = e->netns_fd >= 0;
+	int r = adopt ? dataplane_adopt(env->dp, e->name, e->netns, e->netns_fd, &ep, &id, msg, sizeof(msg))
+		      : dataplane_open(env->dp, e->name, e->netns, &ep, &id, msg, sizeof(msg));
+	if (adopt && r < 0)
+		drop_fd(e); /* not a namespace we can use: the path is tried next */
 	if (r == -ENOENT) {
 		/* Not there (yet): "namespace not present" says it all, and
 		 * nothing is failing; it is opened as soon as it is there. */
@@ -342,6 +376,7 @@ bool endpoint_open(struct endpoint_state *e)
 	e->dp = ep;
 	e->id = id;
 	e->present = true;
+	drop_fd(e); /* the dataplane holds its own */
 	read_tag(e);
 	if (env->session && dataplane_counts(env->dp)) {
 		e->counters = counters_new();
@@ -389,21 +424,79 @@ static void on_replacing(void *arg, bool done)
 		counters_table_replaced(e->counters);
 }
 
+/* The quarantine table in place of whatever the namespace holds. */
+static void quarantine(struct endpoint_state *e)
+{
+	if (!backoff_due(&e->backoff, e->env->now_ms())) {
+		e->env->wake(e->env->core);
+		return;
+	}
+	struct dataplane_apply req = {
+	    .name = e->name, .quarantine = true, .replacing = on_replacing, .arg = e};
+	struct dataplane_result res;
+	int r = dataplane_apply(e->dp, &req, &res);
+	e->full_updates += res.full_commits;
+	touch(e);
+	if (r < 0) {
+		char msg[1200];
+		snprintf(msg, sizeof(msg), "quarantining its namespace: %s", res.error);
+		fail(e, msg);
+		e->failures++;
+		e->force_full = true;
+		back_off(e, BACKOFF_APPLY);
+		return;
+	}
+	if (!e->quarantined)
+		log_warn("endpoint %s: quarantined: loopback only, everything else dropped and reported, "
+			 "until its bundle entry is in place",
+			 e->name);
+	bundle_ref_put(e->applied);
+	e->applied = NULL;
+	e->has_tag = false;
+	e->quarantined = true;
+	e->force_full = false;
+	set_error(e, NULL);
+	if (e->backoff.reason == BACKOFF_APPLY)
+		backoff_over(e, "quarantined");
+}
+
+int endpoint_isolate(struct endpoint_state *e, char *why, size_t whylen)
+{
+	e->isolate = true;
+	touch(e);
+	/* Whatever held it back, a container waits for it now. */
+	if (e->backoff.reason == BACKOFF_OPEN || e->backoff.reason == BACKOFF_APPLY)
+		backoff_reset(&e->backoff);
+	if (!e->present)
+		endpoint_open(e);
+	endpoint_sync(e);
+	if (e->quarantined || endpoint_enforced(e))
+		return 0;
+	snprintf(why, whylen, "%s",
+		 e->error      ? e->error
+		 : !e->present ? "its namespace is not open"
+			       : "not applied");
+	return e->present ? -EIO : -ENOENT;
+}
+
 void endpoint_sync(struct endpoint_state *e)
 {
 	struct endpoint_env *env = e->env;
 	struct bundle_ref *cur = env->current;
-	if (!cur || !e->present)
+	if (!e->present)
 		return;
-	if (e->applied == cur && !e->force_full)
+	if (cur && e->applied == cur && !e->force_full)
 		return;
-	const struct bundle_endpoint *bep = bundle_find_endpoint(cur->b, e->name);
+	const struct bundle_endpoint *bep = cur ? bundle_find_endpoint(cur->b, e->name) : NULL;
 	if (!bep) {
-		/* The controller has not compiled for it yet: leave its
-		 * namespace alone. */
-		if (!e->not_in_bundle_logged)
-			log_info("endpoint %s: not in bundle %.12s, left alone", e->name, cur->b->hash);
-		e->not_in_bundle_logged = true;
+		/* The controller has not compiled for it yet: its namespace is
+		 * left alone, or isolated when it must be. */
+		if (e->isolate && (!e->quarantined || e->force_full))
+			quarantine(e);
+		if (cur && !e->not_in_bundle_logged)
+			log_info("endpoint %s: not in bundle %.12s, %s", e->name, cur->b->hash,
+				 e->quarantined ? "quarantined" : "left alone");
+		e->not_in_bundle_logged = cur != NULL;
 		return;
 	}
 	e->not_in_bundle_logged = false;
@@ -481,6 +574,9 @@ void endpoint_sync(struct endpoint_state *e)
 		 res.committed ? "applied" : "built", cur->b->hash, res.full ? "whole table" : "set delta",
 		 res.stats.rules, res.stats.sets, res.stats.elements, res.committed ? "" : " [",
 		 res.committed ? "" : dataplane_name(env->dp), res.committed ? "" : " dataplane]");
+	if (e->quarantined)
+		log_info("endpoint %s: out of quarantine", e->name);
+	e->quarantined = false;
 	bundle_ref_put(e->applied);
 	e->applied = bundle_ref_get(cur);
 	e->force_full = false;
@@ -533,7 +629,11 @@ bool endpoint_waiting(const struct endpoint_state *e)
 		return !e->present;
 	case BACKOFF_APPLY:
 	case BACKOFF_TAMPERING:
-		return e->present && e->env->current && (e->force_full || e->applied != e->env->current);
+		if (!e->present)
+			return false;
+		if (e->env->current && bundle_find_endpoint(e->env->current->b, e->name))
+			return e->force_full || e->applied != e->env->current;
+		return e->isolate && (!e->quarantined || e->force_full);
 	case BACKOFF_NONE:
 		break;
 	}
@@ -594,14 +694,14 @@ json_t *endpoint_report_json(const struct endpoint_state *e)
 
 json_t *endpoint_status_json(const struct endpoint_state *e)
 {
-	json_t *o =
-	    json_pack("{s:s,s:s?,s:b,s:o,s:s?,s:b,s:s?,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "name", e->name,
-		      "netns", e->netns, "present", e->present, "addresses", addresses_json(e, false),
-		      "applied", e->applied ? e->applied->b->hash : NULL, "held", e->held, "error", e->error,
-		      "counters", "full_updates", (json_int_t)e->full_updates, "delta_updates",
-		      (json_int_t)e->delta_updates, "delta_fallbacks", (json_int_t)e->delta_fallbacks,
-		      "failures", (json_int_t)e->failures, "tampering", (json_int_t)e->tampering,
-		      "events_lost", (json_int_t)e->events_lost, "checks", (json_int_t)e->checks);
+	json_t *o = json_pack("{s:s,s:s?,s:b,s:o,s:s?,s:b,s:b,s:s?,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "name",
+			      e->name, "netns", e->netns, "present", e->present, "addresses",
+			      addresses_json(e, false), "applied", e->applied ? e->applied->b->hash : NULL,
+			      "held", e->held, "quarantined", e->quarantined, "error", e->error, "counters",
+			      "full_updates", (json_int_t)e->full_updates, "delta_updates",
+			      (json_int_t)e->delta_updates, "delta_fallbacks", (json_int_t)e->delta_fallbacks,
+			      "failures", (json_int_t)e->failures, "tampering", (json_int_t)e->tampering,
+			      "events_lost", (json_int_t)e->events_lost, "checks", (json_int_t)e->checks);
 	if (!o)
 		abort();
 	/* Backing off: why, how many in a row, how long each wait is now. */
