@@ -64,14 +64,20 @@ int hook_request_encode(const struct hook_request *r, char *buf, size_t size, si
 	return encode(o, buf, size, len);
 }
 
-/* At most n - 1 bytes of s as a JSON string, never cut inside a UTF-8
- * sequence (jansson refuses invalid UTF-8: the member is then left out). */
+/* At most n - 1 bytes of s as a JSON string, without a UTF-8 sequence
+ * left incomplete at its end (cut here or before). jansson refuses
+ * invalid UTF-8 anywhere else: the member is then left out. */
 static json_t *cut_string(const char *s, size_t n)
 {
-	size_t len = strnlen(s, n - 1);
-	if (s[len] != '\0')
-		while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
-			len--;
+	size_t len = strnlen(s, n - 1), k = len;
+	while (k > 0 && len - k < 3 && ((unsigned char)s[k - 1] & 0xc0) == 0x80)
+		k--;
+	if (k > 0) {
+		unsigned char lead = (unsigned char)s[k - 1];
+		size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+		if (len - (k - 1) < need)
+			len = k - 1;
+	}
 	return json_stringn(s, len);
 }
 

@@ -109,10 +109,11 @@ static void conn_answer(struct hook_conn *c, enum hook_result result, const char
 	snprintf(r.endpoint, sizeof(r.endpoint), "%s", c->name);
 	snprintf(r.reason, sizeof(r.reason), "%s", reason ? reason : "");
 	unsigned ms = (unsigned)(clock_mono_ms() - c->since_ms);
+	bool told = !c->req.id[0]; /* a malformed request: conn_malformed() said it */
 	if (hook_reply_encode(&r, buf, sizeof(buf), &len) == 0 &&
 	    send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		log_warn("hook: container %s: answering: %m (the hook quarantines it itself)", short_id(c));
-	switch (result) {
+	switch (told ? HOOK_RESULT_COUNT : result) {
 	case HOOK_ENFORCED:
 		log_info("hook: container %s (endpoint %s): its table is in place after %u ms", short_id(c),
 			 c->name, ms);
@@ -124,9 +125,11 @@ static void conn_answer(struct hook_conn *c, enum hook_result result, const char
 	case HOOK_UNMANAGED:
 		log_info("hook: container %s: not managed here: %s", short_id(c), ESCAPED(reason));
 		break;
-	default:
+	case HOOK_ISOLATE:
 		log_warn("hook: container %s: the hook quarantines it after %u ms: %s", short_id(c), ms,
 			 ESCAPED(reason));
+		break;
+	default:
 		break;
 	}
 	conn_close(c);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bulkhead/compile.h"
@@ -206,6 +207,72 @@ static int fake_open(struct dataplane *dp, const char *name, const char *path, s
 	return 0;
 }
 
+/* fds the test hands over as namespaces (the hook's), by fd number. */
+static char fd_paths[64][64];
+
+static int fake_adopt(struct dataplane *dp, const char *name, const char *path, int fd, struct dataplane_ep **out,
+		      struct netns_id *id, char *err, size_t errlen)
+{
+	/* The agent adopts a copy: find what it copies by identity. */
+	struct netns_id want;
+	int r = dp->ops->identify_fd(dp, fd, &want);
+	struct fake_ns *ns = r == 0 ? ns_of(&want) : NULL;
+	if (!ns) {
+		snprintf(err, errlen, "not a network namespace");
+		return -EINVAL;
+	}
+	note("adopt %s ns%lu", name, ns->id.ino);
+	struct fake_ep *e = xcalloc(1, sizeof(*e));
+	e->ep.dp = dp;
+	e->name = xstrdup(name);
+	e->id = ns->id;
+	*id = ns->id;
+	*out = &e->ep;
+	return 0;
+}
+
+/* An fd stands for the namespace made at path when the test handed it
+ * over; the agent's copy (F_DUPFD) shares its open file, so identity goes
+ * by what fstat says of the file: a pipe of the test's, remembered by inode. */
+static unsigned long fd_inos[64];
+static int fake_identify_fd(struct dataplane *dp, int fd, struct netns_id *id)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -EBADF;
+	for (size_t i = 0; i < BH_ARRAY_SIZE(fd_inos); i++) {
+		if (fd_inos[i] != st.st_ino || !fd_paths[i][0])
+			continue;
+		struct fake_ns *ns = ns_at(fd_paths[i]);
+		if (!ns)
+			return -EINVAL;
+		*id = ns->id;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* An fd standing for the namespace at path (made if missing); the test closes it. */
+static int hand_over(const char *path)
+{
+	int p[2];
+	if (pipe(p) < 0)
+		abort();
+	close(p[1]);
+	struct stat st;
+	fstat(p[0], &st);
+	if (!ns_at(path))
+		ns_make(path);
+	for (size_t i = 0; i < BH_ARRAY_SIZE(fd_inos); i++) {
+		if (!fd_paths[i][0]) {
+			fd_inos[i] = st.st_ino;
+			snprintf(fd_paths[i], sizeof(fd_paths[i]), "%s", path);
+			break;
+		}
+	}
+	return p[0];
+}
+
 static int fake_attach(struct dataplane_ep *ep, unsigned flags, const struct dataplane_events *ev, void *data,
 		       char *err, size_t errlen)
 {
@@ -257,6 +324,19 @@ static int fake_apply(struct dataplane_ep *ep, const struct dataplane_apply *req
 	struct fake_ep *e = (struct fake_ep *)ep;
 	bool full = true;
 	*res = (struct dataplane_result){.full = true};
+	if (req->quarantine) {
+		if (nft_batch_build_quarantine(fake.nb) < 0)
+			return -ENOMEM;
+		note("quarantine %s ns%lu", e->name, e->id.ino);
+		struct fake_ns *ns = ns_of(&e->id);
+		ns->has_table = false; /* no tag */
+		ns->changed = false;
+		e->quiet = false;
+		res->committed = true;
+		res->full_commits = 1;
+		nft_batch_stats(fake.nb, &res->stats);
+		return 0;
+	}
 	nft_batch_set_tag(fake.nb, req->tag);
 	int r = req->old_ep ? nft_batch_build_update(fake.nb, req->old_b, req->old_ep, req->b, req->ep, &full)
 			    : nft_batch_build(fake.nb, req->b, req->ep);
@@ -336,6 +416,8 @@ static const struct dataplane_ops fake_ops = {
     .name = "fake",
     .free = fake_free,
     .open = fake_open,
+    .adopt = fake_adopt,
+    .identify_fd = fake_identify_fd,
     .attach = fake_attach,
     .close = fake_close,
     .identify = fake_identify,
@@ -525,6 +607,7 @@ static void world_new(struct world *w, const char *endpoints)
 	journal_reset();
 	n_nss = 0;
 	memset(open_eps, 0, sizeof(open_eps));
+	memset(fd_paths, 0, sizeof(fd_paths));
 	now = 1000000;
 	fake = (struct fake_dp){.dp.ops = &fake_ops, .nb = nft_batch_new(100)};
 	fs = xcalloc(1, sizeof(*fs));
@@ -1016,6 +1099,177 @@ TEST(stop_does_the_shutdown_work_and_free_only_frees)
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", w.dir);
 	CHECK(system(cmd) == 0);
+}
+
+/* ---- the OCI hook's calls: claim, heard, isolate ---- */
+
+/* An engine that knows one container id (its create event came), as
+ * endpoint ctr-1 labelled app=x; and a hook source that notes what it heard. */
+static char engine_knows[32];
+static int engine_refuses; /* -EPERM: --select leaves it out */
+static struct source engine_src, hook_src;
+static int engine_claim(struct source *s, const struct source_claim *c, char *name, size_t namelen)
+{
+	if (engine_refuses)
+		return engine_refuses;
+	if (strcmp(c->id, engine_knows) != 0)
+		return -EAGAIN;
+	struct label labels[] = {{.key = "app", .value = "x"}};
+	struct label_set set = {.v = labels, .n = 1};
+	struct source_endpoint se = {.name = "ctr-1", .netns = c->netns, .labels = &set, .netns_fd = &c->netns_fd};
+	source_update(s, &se);
+	snprintf(name, namelen, "ctr-1");
+	return 0;
+}
+static void hook_heard(struct source *s, const char *id)
+{
+	note("heard %s", id);
+}
+static int no_start(struct source *s, struct loop *loop, bool once)
+{
+	return 0;
+}
+static const struct source_ops engine_ops = {.kind = "engine", .start = no_start, .free = src_free, .claim = engine_claim};
+static const struct source_ops hook_ops = {.kind = "hook", .start = no_start, .free = src_free, .heard = hook_heard};
+
+static void world_with_hook(struct world *w, const char *endpoints, bool engine)
+{
+	world_new(w, endpoints);
+	engine_knows[0] = '\0';
+	engine_refuses = 0;
+	engine_src = (struct source){.ops = &engine_ops};
+	hook_src = (struct source){.ops = &hook_ops};
+	w->a = agent_new(&w->o, w->loop, &fake.dp);
+	agent_set_session(w->a, &fs->s);
+	agent_add_source(w->a, &fake_src);
+	if (engine)
+		agent_add_source(w->a, &engine_src);
+	agent_add_source(w->a, &hook_src);
+}
+
+static int claim(const char *id, const char *netns, int fd, char *name)
+{
+	struct source_claim c = {.id = id, .netns = netns, .netns_fd = fd, .pid = 42};
+	return source_claim(&hook_src, &c, name, 64);
+}
+
+TEST(a_claim_finds_the_endpoint_that_holds_the_namespace)
+{
+	struct world w;
+	char name[64] = "";
+	world_with_hook(&w, "ep1 ep2", false);
+	ns_make("/run/netns/ep1");
+	(void)agent_start(w.a, false);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1 ep2"), 1);
+	/* ep1's namespace is open: a container joined to it waits for ep1's table. */
+	int fd = hand_over("/run/netns/ep1");
+	CHECK(claim("c1", NULL, fd, name) == 0);
+	CHECK_STR(name, "ep1");
+	close(fd);
+	/* ep2's appears at its path, not seen yet: the claim finds it there,
+	 * and its namespace is adopted from the fd. */
+	fd = hand_over("/run/netns/ep2");
+	CHECK(claim("c2", "/run/netns/ep2", fd, name) == 0);
+	CHECK_STR(name, "ep2");
+	close(fd);
+	struct source_waiter wt = {.endpoint = "ep2", .done = waited};
+	waited_result = 99;
+	source_enforce(&hook_src, &wt);
+	CHECK(waited_result == 0);
+	CHECK(at("adopt ep2") >= 0 && at("apply ep2 full") > at("adopt ep2"));
+	/* Nobody knows a third, and no engine could: not to wait for. */
+	fd = hand_over("/run/netns/other");
+	CHECK(claim("c3", NULL, fd, name) == -ENOENT);
+	close(fd);
+	world_free(&w);
+}
+
+TEST(a_claim_asks_the_engine_which_may_hear_of_the_container_later)
+{
+	struct world w;
+	char name[64] = "";
+	world_with_hook(&w, "ep1", true);
+	ns_make("/run/netns/ep1");
+	(void)agent_start(w.a, false);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	int fd = hand_over("/run/netns/netns-abc");
+	CHECK(claim("abc", "/run/netns/netns-abc", fd, name) == -EAGAIN);
+	/* The create event: the hook source hears of it through the core. */
+	snprintf(engine_knows, sizeof(engine_knows), "abc");
+	source_heard(&engine_src, "abc");
+	CHECK(at("heard abc") >= 0);
+	CHECK(claim("abc", "/run/netns/netns-abc", fd, name) == 0);
+	CHECK_STR(name, "ctr-1");
+	CHECK(at("adopt ctr-1") >= 0); /* from the hook's fd, not the path */
+	close(fd);
+	/* Not in the bundle yet: its waiter waits; the controller's next
+	 * bundle names it, and its table goes in. */
+	struct source_waiter wt = {.endpoint = "ctr-1", .done = waited};
+	waited_result = 99;
+	source_enforce(&hook_src, &wt);
+	CHECK(waited_result == 99);
+	CHECK(fs->endpoint_lists > 0);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ctr-1 ep1"), 2);
+	CHECK(waited_result == 0);
+	/* An engine that leaves a container out says so. */
+	engine_refuses = -EPERM;
+	fd = hand_over("/run/netns/netns-def");
+	CHECK(claim("def", NULL, fd, name) == -EPERM);
+	close(fd);
+	world_free(&w);
+}
+
+TEST(an_isolated_endpoint_is_quarantined_until_its_bundle_entry_comes)
+{
+	struct world w;
+	char name[64], why[256];
+	world_with_hook(&w, "ep1", true);
+	ns_make("/run/netns/ep1");
+	(void)agent_start(w.a, false);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	snprintf(engine_knows, sizeof(engine_knows), "abc");
+	int fd = hand_over("/run/netns/netns-abc");
+	CHECK(claim("abc", "/run/netns/netns-abc", fd, name) == 0);
+	close(fd);
+	CHECK(source_isolate(&hook_src, "nobody", why, sizeof(why)) == -ENOENT);
+	CHECK(source_isolate(&hook_src, "ctr-1", why, sizeof(why)) == 0);
+	CHECK(count("quarantine ctr-1") == 1);
+	json_t *st = status_json(&w);
+	CHECK(json_is_true(json_object_get(status_endpoint(st, "ctr-1"), "quarantined")));
+	json_decref(st);
+	/* Someone flushes it: it goes back in. */
+	tamper("ctr-1");
+	CHECK(count("quarantine ctr-1") == 2);
+	/* A new bundle that still does not name it leaves it quarantined. */
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ep1"), 2);
+	CHECK(count("quarantine ctr-1") == 2);
+	/* Named at last: its real table replaces the quarantine, whole. */
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ctr-1 ep1"), 3);
+	CHECK(at("apply ctr-1 full") > at("quarantine ctr-1"));
+	st = status_json(&w);
+	CHECK(json_is_false(json_object_get(status_endpoint(st, "ctr-1"), "quarantined")));
+	json_decref(st);
+	world_free(&w);
+}
+
+TEST(a_running_container_reported_to_isolate_is_quarantined_first)
+{
+	/* Docker's way (no hook): the engine reports a container it finds
+	 * running with isolate; without a bundle at all it is quarantined. */
+	struct world w;
+	world_new(&w, "");
+	ns_make("/run/netns/d1");
+	world_start(&w);
+	struct source_endpoint se = {.name = "d1", .netns = "/run/netns/d1", .isolate = true};
+	source_update(&fake_src, &se);
+	CHECK(count("quarantine d1") == 1);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "d1"), 1);
+	CHECK(at("apply d1 full") > at("quarantine d1"));
+	/* Restarted in a new namespace, still in the bundle: its table at once. */
+	ns_make("/run/netns/d1");
+	agent_tick(w.a);
+	CHECK(count("apply d1 full") == 2); /* in the bundle: its table at once */
+	world_free(&w);
 }
 
 /* ---- backoff.c ---- */
