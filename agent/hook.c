@@ -240,6 +240,13 @@ static int run(const struct hook_options *o)
 		log_error("%s; the container is not started (fail closed)", err);
 		return 1;
 	}
+	/* Rootless podman runs hooks as its user: those containers live in
+	 * the user's own namespaces, which the agent does not manage. */
+	if (geteuid() != 0) {
+		log_info("container %.12s: run by uid %u (rootless), which the agent does not manage: no table",
+			 st.id, (unsigned)geteuid());
+		return 0;
+	}
 	char nspath[64];
 	snprintf(nspath, sizeof(nspath), "/proc/%d/ns/net", st.pid);
 	int nsfd = open(nspath, O_RDONLY | O_CLOEXEC);
