@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "endpoint.h"
 #include "hits.h"
+#include "quarantine.h"
 #include "status.h"
 
 #define TICK_MS 500
@@ -32,6 +33,7 @@ struct agent {
 	bool certain_told; /* what the session was last told (session_in_force()) */
 	unsigned bundles_rejected, inventories_rejected;
 	struct source_waiter *waiters;
+	json_t *refused; /* endpoint name -> why a source's report of it was refused */
 	struct loop_source *tick_src, *counters_src, *backoff_src;
 	bool started;
 };
@@ -114,6 +116,21 @@ static void report(struct agent *a)
 		send_ack(a, a->revision, NULL, false);
 }
 
+static json_t *sources_json(const struct agent *a)
+{
+	json_t *out = NULL;
+	for (size_t i = 0; i < a->n_sources; i++) {
+		struct source *s = a->sources[i];
+		json_t *one = s->ops->status ? s->ops->status(s) : NULL;
+		if (!one)
+			continue;
+		if (!out)
+			out = json_array();
+		json_array_append_new(out, one);
+	}
+	return out;
+}
+
 static void write_status(struct agent *a)
 {
 	json_t *controller = NULL, *flows = NULL;
@@ -138,6 +155,8 @@ static void write_status(struct agent *a)
 	    .bundles_rejected = a->bundles_rejected,
 	    .inventories_rejected = a->inventories_rejected,
 	    .cache = cache_status(a->cache),
+	    .sources = sources_json(a),
+	    .refused = json_object_size(a->refused) ? json_incref(a->refused) : NULL,
 	};
 	status_write(a->status, &f, flows, now);
 }
@@ -394,9 +413,23 @@ static bool update_endpoint(struct agent *a, struct source *s, const struct sour
 {
 	struct endpoint_state *e = find_endpoint(a, se->name);
 	if (e && e->source != s) {
-		log_error("endpoint %s: reported by the %s source too; the %s source's is kept", se->name,
-			  s->ops->kind, e->source->ops->kind);
+		/* One name, one endpoint: whoever reported it first keeps it
+		 * (at start, the inventory: it is read first). */
+		char why[256];
+		snprintf(why, sizeof(why), "reported by the %s source too: refused, the %s source's is kept",
+			 s->ops->kind, e->source->ops->kind);
+		json_t *old = json_object_get(json_object_get(a->refused, se->name), "error");
+		if (!old || strcmp(json_string_value(old), why) != 0) {
+			log_error("endpoint %s: %s", se->name, why);
+			json_object_set_new(a->refused, se->name,
+					    json_pack("{s:s,s:s}", "source", s->ops->kind, "error", why));
+			status_touch(a->status);
+		}
 		return false;
+	}
+	if (json_object_get(a->refused, se->name)) {
+		json_object_del(a->refused, se->name);
+		status_touch(a->status);
 	}
 	if (!e) {
 		e = endpoint_new(&a->env, s, se->name);
@@ -417,6 +450,19 @@ static bool update_endpoint(struct agent *a, struct source *s, const struct sour
 static void source_set_all_cb(void *core, struct source *s, const struct source_endpoint *v, size_t n)
 {
 	struct agent *a = core;
+	/* Refusals of names the source no longer reports are over. */
+	const char *name;
+	json_t *why, *tmp;
+	json_object_foreach_safe(a->refused, tmp, name, why)
+	{
+		bool listed = false;
+		for (size_t i = 0; i < n && !listed; i++)
+			listed = strcmp(v[i].name, name) == 0;
+		if (!listed && strcmp(json_string_value(json_object_get(why, "source")), s->ops->kind) == 0) {
+			json_object_del(a->refused, name);
+			status_touch(a->status);
+		}
+	}
 	/* Endpoints gone from the listing: close; their tables stay
 	 * (fail-static) until the namespace goes. */
 	for (struct endpoint_state *e = a->env.endpoints, *next; e; e = next) {
@@ -438,16 +484,26 @@ static void source_set_all_cb(void *core, struct source *s, const struct source_
 static void source_update_cb(void *core, struct source *s, const struct source_endpoint *se)
 {
 	struct agent *a = core;
-	if (update_endpoint(a, s, se) && a->started)
+	bool ok = update_endpoint(a, s, se);
+	if (!a->started)
+		return;
+	if (ok)
 		after_change(a);
+	else
+		write_status(a); /* the refusal */
 }
 
 static void source_remove_cb(void *core, struct source *s, const char *name)
 {
 	struct agent *a = core;
 	struct endpoint_state *e = find_endpoint(a, name);
-	if (!e || e->source != s)
+	if (!e || e->source != s) {
+		if (e && json_object_get(a->refused, name)) { /* the refused one went */
+			json_object_del(a->refused, name);
+			status_touch(a->status);
+		}
 		return;
+	}
 	drop_endpoint(a, e);
 	if (a->started)
 		after_change(a);
@@ -520,26 +576,7 @@ static int source_claim_cb(void *core, struct source *s, const struct source_cla
 			return 0;
 		}
 	}
-	int ret = -ENOENT;
-	for (size_t i = 0; i < a->n_sources; i++) {
-		struct source *o = a->sources[i];
-		if (o == s || !o->ops->claim)
-			continue;
-		int r = o->ops->claim(o, c, name, namelen);
-		if (r == 0)
-			return 0;
-		if (r == -EAGAIN || (r == -EPERM && ret != -EAGAIN))
-			ret = r;
-	}
-	return ret;
-}
-
-static void source_heard_cb(void *core, struct source *s, const char *id)
-{
-	struct agent *a = core;
-	for (size_t i = 0; i < a->n_sources; i++)
-		if (a->sources[i] != s && a->sources[i]->ops->heard)
-			a->sources[i]->ops->heard(a->sources[i], id);
+	return -ENOENT;
 }
 
 static int source_isolate_cb(void *core, struct source *s, const char *name, char *why, size_t whylen)
@@ -557,6 +594,43 @@ static int source_isolate_cb(void *core, struct source *s, const char *name, cha
 	return r;
 }
 
+static void source_quarantine_cb(void *core, struct source *s, const char *netns)
+{
+	struct agent *a = core;
+	struct dataplane_ep *ep = NULL;
+	struct netns_id id;
+	char err[1024];
+	static const struct dataplane_events none = {0};
+	int r = dataplane_open(a->dp, "(new namespace)", netns, &ep, &id, err, sizeof(err));
+	if (r < 0) {
+		if (r != -ENOENT)
+			log_warn("namespace %s: not quarantined: %s", netns, err);
+		return;
+	}
+	for (struct endpoint_state *e = a->env.endpoints; e; e = e->next) {
+		if (e->present && (id.dev || id.ino) && e->id.dev == id.dev && e->id.ino == id.ino) {
+			dataplane_close(ep); /* an endpoint holds it: its table is that one's business */
+			return;
+		}
+	}
+	r = dataplane_attach(ep, 0, &none, NULL, err, sizeof(err));
+	if (r == 0)
+		r = quarantine_put(ep, "(new namespace)", err, sizeof(err));
+	dataplane_close(ep);
+	if (r < 0)
+		log_error("namespace %s: the quarantine table could not go in: %s", netns, err);
+	else
+		log_info("namespace %s: quarantine table in place (from the %s source)", netns, s->ops->kind);
+}
+
+static void source_changed_cb(void *core, struct source *s)
+{
+	struct agent *a = core;
+	status_touch(a->status);
+	if (a->started)
+		write_status(a);
+}
+
 static const struct source_sink agent_sink = {
     .set_all = source_set_all_cb,
     .update = source_update_cb,
@@ -564,8 +638,9 @@ static const struct source_sink agent_sink = {
     .rejected = source_rejected_cb,
     .enforce = source_enforce_cb,
     .cancel = source_cancel_cb,
+    .quarantine = source_quarantine_cb,
+    .changed = source_changed_cb,
     .claim = source_claim_cb,
-    .heard = source_heard_cb,
     .isolate = source_isolate_cb,
 };
 
@@ -579,6 +654,7 @@ struct agent *agent_new(const struct agent_options *o, struct loop *loop, struct
 	a->dp = dp;
 	a->status = status_new(o->state_dir);
 	a->cache = cache_new(o->state_dir, o->node);
+	a->refused = json_object();
 	a->env = (struct endpoint_env){
 	    .dp = dp,
 	    .status = a->status,
@@ -690,6 +766,7 @@ void agent_free(struct agent *a)
 		endpoint_free(e);
 	}
 	json_decref(a->env.saved_counters);
+	json_decref(a->refused);
 	bundle_ref_put(a->env.current);
 	cache_free(a->cache);
 	status_free(a->status);

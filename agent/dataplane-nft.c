@@ -361,30 +361,6 @@ static int commit(struct nft_ep *e, const struct dataplane_apply *req, bool *ful
 	}
 }
 
-/* The quarantine table, whole, in one commit: nothing to read back it
- * could be compared with but itself, and a change by someone else shows
- * as drift like any other. */
-static int apply_quarantine(struct nft_ep *e, const struct dataplane_apply *req, struct dataplane_result *res)
-{
-	struct nft_batch *nb = e->dp->nb;
-	bool full = true, clean;
-	int r = nft_batch_build_quarantine(nb);
-	if (r == 0 && req->replacing)
-		req->replacing(req->arg, false);
-	if (r == 0)
-		r = commit(e, req, &full, &clean);
-	if (r < 0) {
-		snprintf(res->error, sizeof(res->error), "%s", nft_batch_error(nb));
-		return r;
-	}
-	res->committed = true;
-	res->full_commits = 1;
-	nft_batch_stats(nb, &res->stats);
-	if (req->replacing)
-		req->replacing(req->arg, true);
-	return 0;
-}
-
 static int nft_apply(struct dataplane_ep *epv, const struct dataplane_apply *req,
 		     struct dataplane_result *res)
 {
@@ -392,8 +368,6 @@ static int nft_apply(struct dataplane_ep *epv, const struct dataplane_apply *req
 	struct nft_batch *nb = e->dp->nb;
 	const struct bundle_endpoint *old = req->old_ep;
 	*res = (struct dataplane_result){.full = true};
-	if (req->quarantine)
-		return apply_quarantine(e, req, res);
 	/* Someone else committing at the same moment can leave the result
 	 * uncertain: read back, and replace again if it differs. */
 	for (int round = 0; round < (req->once ? 1 : COMMIT_ATTEMPTS); round++) {

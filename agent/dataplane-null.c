@@ -54,9 +54,8 @@ static int null_apply(struct dataplane_ep *ep, const struct dataplane_apply *req
 	bool full = true;
 	*res = (struct dataplane_result){.full = true};
 	nft_batch_set_tag(nb, req->tag);
-	int r = req->quarantine ? nft_batch_build_quarantine(nb)
-		: req->old_ep	? nft_batch_build_update(nb, req->old_b, req->old_ep, req->b, req->ep, &full)
-				: nft_batch_build(nb, req->b, req->ep);
+	int r = req->old_ep ? nft_batch_build_update(nb, req->old_b, req->old_ep, req->b, req->ep, &full)
+			    : nft_batch_build(nb, req->b, req->ep);
 	res->full = full;
 	if (r < 0) {
 		snprintf(res->error, sizeof(res->error), "%s", nft_batch_error(nb));

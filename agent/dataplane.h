@@ -61,9 +61,6 @@ struct dataplane_apply {
 	const struct bundle *b;
 	const struct bundle_endpoint *ep;
 	const struct nft_tag *tag; /* which bundle the table says it holds */
-	/* The quarantine table (nft_plan_build_quarantine()) instead: b, ep,
-	 * old_b, old_ep and tag are not used. */
-	bool quarantine;
 	/* Someone keeps rewriting the table: one attempt, no replacing again
 	 * when another commit comes in between (res->unsettled says so). */
 	bool once;

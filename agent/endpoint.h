@@ -61,13 +61,16 @@ struct endpoint_state {
 	struct nft_tag tag;
 	bool held;	     /* its table is newer than the cached bundle in force: left alone */
 	int netns_fd;	     /* the OCI hook's namespace, opened from this until present; -1 */
-	bool isolate;	     /* until its bundle entry is in place: the quarantine table */
-	bool quarantined;    /* its table is the quarantine table */
 	bool refused_shared; /* refused: another endpoint holds its namespace */
 	bool not_in_bundle_logged;
 	char *error;
 	json_t *labels;	   /* from the source: reported to the controller */
+	json_t *ports;	   /* named ports from the source, {"http": "tcp/8080"} */
 	json_t *src_addrs; /* the source's addresses: used where the dataplane reads none */
+	/* The source wants the quarantine table until the bundle in force
+	 * has one for it (source_endpoint.quarantine). */
+	bool quarantine;
+	struct bundle_ref *quarantine_ref; /* its quarantine bundle, made when first needed */
 	struct backoff backoff;
 	unsigned tampering, full_updates, delta_updates, delta_fallbacks, failures;
 	unsigned events_lost, checks; /* event overflows; tables read back to compare */
@@ -86,9 +89,10 @@ void endpoint_set(struct endpoint_state *e, const struct source_endpoint *se);
 /* Its namespace is fd (borrowed; the OCI hook's): the next open adopts a
  * copy of it instead of opening the path. */
 void endpoint_take_fd(struct endpoint_state *e, int fd);
-/* To be isolated until its bundle entry is in place: the quarantine
- * table goes in now (opening the namespace first) unless its table is
- * there. 0 when either is in place; a negative errno with why. */
+/* To be quarantined until its bundle entry is in place (as
+ * source_endpoint.quarantine): the quarantine table goes in now (opening
+ * the namespace first) unless its table is there. 0 when either is in
+ * place; a negative errno with why. */
 int endpoint_isolate(struct endpoint_state *e, char *why, size_t whylen);
 
 /* Opens its namespace unless a backoff holds it back; true when present. */
@@ -120,7 +124,11 @@ bool endpoint_behind(const struct endpoint_state *e);
 /* {"name", "applied", "error"} for an ACK (NULL when the bundle in force
  * does not name it); *ok false when not enforced. New reference. */
 json_t *endpoint_ack_json(const struct endpoint_state *e, bool *ok);
-/* {"name", "netns", "labels", "addresses"} for HELLO and ENDPOINTS. */
+/* Its table is the quarantine table (quarantine.h). */
+bool endpoint_quarantined(const struct endpoint_state *e);
+
+/* {"name", "netns", "labels", "addresses"} for HELLO and ENDPOINTS, and
+ * "ports" when it has named ports. */
 json_t *endpoint_report_json(const struct endpoint_state *e);
 /* The endpoint's object in status.json. */
 json_t *endpoint_status_json(const struct endpoint_state *e);

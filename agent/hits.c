@@ -18,8 +18,6 @@ void hits_packet(struct endpoint_state *e, const struct nflog_event *ev)
 		return;
 	if (ev->prefix.position == NFT_POSITION_INVALID) {
 		rule = RULE_ID_CT_INVALID; /* the same in every table */
-	} else if (ev->prefix.position == NFT_POSITION_QUARANTINE) {
-		rule = RULE_ID_QUARANTINE; /* the quarantine table's, which has no bundle */
 	} else if (be) {
 		const struct bundle_chain *c = &be->chains[ev->prefix.dir];
 		if (ev->prefix.position == NFT_POSITION_FALLBACK) {
@@ -70,11 +68,6 @@ static void on_growth(void *data, const struct counter_growth *g)
 	}
 	if (fixed != FIXED_COUNT)
 		return;
-	if (strcmp(g->rule, RULE_ID_QUARANTINE) == 0) {
-		session_hit(s, e->name, g->dir, g->rule, NULL, verdict_report_name(VERDICT_DROP), g->packets,
-			    g->bytes, (uint64_t)clock_wall_ms());
-		return;
-	}
 	/* The bundle the table was built from; at start, before this run
 	 * built it, the bundle in force (the one it most likely holds). */
 	if (!rule_named(e->applied ? e->applied->b : NULL, e->name, g->dir, g->rule, &policy, &verdict) &&

@@ -22,6 +22,7 @@
 #include "hook.h"
 #include "netns.h"
 #include "nft.h"
+#include "quarantine.h"
 
 #define PROG "bulkhead-agent hook"
 /* What the runtime's state and the bundle's config.json may weigh. */
@@ -181,9 +182,9 @@ out:
 /* ---- the quarantine, by the hook itself ---- */
 
 /* In nsfd's namespace (entered for good: the hook ends after this), the
- * quarantine table, unless the agent's own table is there already (a
- * valid tag: the agent made it, perhaps just after giving up on us). 0 or
- * a negative errno with why. */
+ * quarantine table, unless a table of the agent's is there already (a
+ * valid tag: the agent made it, perhaps just after giving up on us, or a
+ * quarantine of its own). 0 or a negative errno with why. */
 static int quarantine_self(const struct hook_options *o, int nsfd, bool *kept, char *why, size_t whylen)
 {
 	struct nft_tag tag;
@@ -204,18 +205,26 @@ static int quarantine_self(const struct hook_options *o, int nsfd, bool *kept, c
 	int r = nft_tag_read(nl, &tag);
 	if (r == 0) {
 		*kept = true;
-		snprintf(why, whylen, "the agent's table (bundle %.12s) is there already", tag.hash);
+		snprintf(why, whylen, "a table of the agent's (%s %.12s) is there already",
+			 tag.serial ? "bundle" : "quarantine", tag.hash);
 		mnl_socket_close(nl);
 		return 0;
 	}
+	/* The agent's quarantine table (quarantine.h), as the agent would
+	 * put it in. */
+	struct bundle *q = quarantine_bundle("(hook)");
 	struct nft_batch *nb = nft_batch_new(o->nflog_group);
-	r = nb ? nft_batch_build_quarantine(nb) : -ENOMEM;
+	quarantine_tag(q, &tag);
+	if (nb)
+		nft_batch_set_tag(nb, &tag);
+	r = nb ? nft_batch_build(nb, q, &q->endpoints[0]) : -ENOMEM;
 	if (r == 0)
 		r = nft_batch_send(nb, nl);
 	if (r < 0)
 		snprintf(why, whylen, "loading the quarantine table: %s",
 			 nb && nft_batch_error(nb)[0] ? nft_batch_error(nb) : strerror(-r));
 	nft_batch_free(nb);
+	bundle_free(q);
 	mnl_socket_close(nl);
 	return r;
 }
@@ -243,8 +252,9 @@ static int run(const struct hook_options *o)
 	/* Rootless podman runs hooks as its user: those containers live in
 	 * the user's own namespaces, which the agent does not manage. */
 	if (geteuid() != 0) {
-		log_info("container %.12s: run by uid %u (rootless), which the agent does not manage: no table",
-			 st.id, (unsigned)geteuid());
+		log_info(
+		    "container %.12s: run by uid %u (rootless), which the agent does not manage: no table",
+		    st.id, (unsigned)geteuid());
 		return 0;
 	}
 	char nspath[64];

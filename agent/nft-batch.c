@@ -901,19 +901,6 @@ int nft_batch_build(struct nft_batch *nb, const struct bundle *b, const struct b
 	return ret;
 }
 
-int nft_batch_build_quarantine(struct nft_batch *nb)
-{
-	int ret;
-
-	batch_reset(nb);
-	ret = nft_plan_build_quarantine(&nb->plan); /* no tag in the plan: emit_tag() adds none */
-	if (ret == 0)
-		ret = batch_emit(nb);
-	if (ret < 0)
-		batch_fail(nb, ret);
-	return ret;
-}
-
 int nft_batch_build_update(struct nft_batch *nb, const struct bundle *old_b,
 			   const struct bundle_endpoint *old_ep, const struct bundle *b,
 			   const struct bundle_endpoint *ep, bool *full)
@@ -988,7 +975,7 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 		const struct nft_plan_rule *pr = &p->rules[o->index];
 		const struct nft_plan_chain *c = &p->chains[pr->dir];
 		size_t nth = o->index - c->first_rule;
-		const char *reason = pr->id; /* the chain's fallback reason, or the quarantine's */
+		const char *reason = p->ep->chains[pr->dir].fallback_reason;
 
 		if (pr->kind == NFT_PLAN_FIXED)
 			snprintf(buf, size, "rule %s[%zu] (%s: %s)", c->name, nth, fixed_rule_id(pr->fixed),

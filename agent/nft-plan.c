@@ -425,34 +425,6 @@ err_free:
 	return ret;
 }
 
-int nft_plan_build_quarantine(struct nft_plan *p)
-{
-	int ret = 0;
-
-	memset(p, 0, sizeof(*p));
-	for (int d = 0; ret == 0 && d < DIR_COUNT; d++) {
-		struct nft_plan_rule lo = {
-		    .kind = NFT_PLAN_FIXED, .dir = d, .fixed = FIXED_LOOPBACK, .id = RULE_ID_LOOPBACK};
-		struct nft_plan_rule drop = {.kind = NFT_PLAN_FALLBACK,
-					     .dir = d,
-					     .pos = NFT_POSITION_QUARANTINE,
-					     .verdict = VERDICT_DROP,
-					     .id = RULE_ID_QUARANTINE};
-		struct nft_plan_chain *pc = &p->chains[d];
-
-		pc->name = d == DIR_INGRESS ? NFT_CHAIN_INGRESS : NFT_CHAIN_EGRESS;
-		pc->hook = d == DIR_INGRESS ? "input" : "output";
-		pc->first_rule = p->n_rules;
-		ret = plan_add_rule(p, &lo);
-		if (ret == 0)
-			ret = plan_add_rule(p, &drop);
-		pc->n_rules = p->n_rules - pc->first_rule;
-	}
-	if (ret < 0)
-		nft_plan_release(p);
-	return ret;
-}
-
 static bool port_equal(const struct port_match *a, const struct port_match *b)
 {
 	if (!a || !b)

@@ -67,7 +67,7 @@ struct nft_plan_chain {
 };
 
 struct nft_plan {
-	const struct bundle_endpoint *ep; /* borrowed, like the sets' members; NULL: quarantine */
+	const struct bundle_endpoint *ep; /* borrowed, like the sets' members */
 	struct nft_plan_set *sets;	  /* bundle set order, v4 before v6 */
 	size_t n_sets;
 	struct nft_plan_rule *rules; /* every chain's in turn, ingress first */
@@ -87,16 +87,6 @@ struct nft_plan {
 BH_MUST_CHECK int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bundle_endpoint *ep,
 				 const struct nft_tag *tag, char *err, size_t errsz);
 void nft_plan_release(struct nft_plan *p);
-
-/* The quarantine table (DESIGN §3: no window without rules), for a
- * namespace whose bundle entry is not in place yet: each chain accepts
- * loopback and drops everything else, counted and logged as
- * RULE_ID_QUARANTINE (prefix position NFT_POSITION_QUARANTINE). No sets
- * and no tag: a table without a tag is one the agent replaces whole once
- * it has the endpoint's entry, and that the OCI hook may overwrite. It
- * needs no bundle, so the hook builds it alone when no agent answers.
- * 0 or -ENOMEM; p is zeroed on failure. */
-BH_MUST_CHECK int nft_plan_build_quarantine(struct nft_plan *p);
 
 /* Whether a and b make the same sets (names, families, kinds) and the
  * same rules, so that only set elements can differ (an element delta). */

@@ -12,8 +12,6 @@ void nft_prefix_format(const struct nft_prefix *p, char buf[NFT_PREFIX_MAX])
 
 	if (p->position == NFT_POSITION_INVALID)
 		snprintf(buf, NFT_PREFIX_MAX, "bh:%c:%cx", v, d);
-	else if (p->position == NFT_POSITION_QUARANTINE)
-		snprintf(buf, NFT_PREFIX_MAX, "bh:%c:%cq", v, d);
 	else if (p->position < 0)
 		snprintf(buf, NFT_PREFIX_MAX, "bh:%c:%c-", v, d);
 	else
@@ -39,8 +37,6 @@ int nft_prefix_parse(const char *s, struct nft_prefix *out)
 		p.position = NFT_POSITION_FALLBACK;
 	} else if (s[0] == 'x' && s[1] == '\0') {
 		p.position = NFT_POSITION_INVALID;
-	} else if (s[0] == 'q' && s[1] == '\0') {
-		p.position = NFT_POSITION_QUARANTINE;
 	} else {
 		if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] != '\0'))
 			return -EINVAL;

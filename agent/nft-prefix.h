@@ -15,9 +15,8 @@
  *   D  'i' ingress chain, 'e' egress chain
  *   p  the decimal position of the deciding bundle rule in that direction's
  *      list (bundle_endpoint.chains[dir].rules[p]), '-' for the chain's
- *      fallback (bundle_chain.fallback_reason names it), 'x' for the
- *      drop of packets conntrack calls invalid (RULE_ID_CT_INVALID), or 'q'
- *      for the quarantine table's drop (RULE_ID_QUARANTINE)
+ *      fallback (bundle_chain.fallback_reason names it), or 'x' for the
+ *      drop of packets conntrack calls invalid (RULE_ID_CT_INVALID)
  * e.g. "bh:D:i3", "bh:A:e-", "bh:D:ix". Several nft rules made from one bundle rule
  * (one per family and port) share its prefix. The endpoint is the
  * namespace the NFLOG socket reads from, and the rule id comes from the
@@ -26,7 +25,6 @@
 #define NFT_PREFIX_MAX	      32
 #define NFT_POSITION_FALLBACK (-1L)
 #define NFT_POSITION_INVALID  (-2L) /* 'x': the chain's "ct state invalid" drop */
-#define NFT_POSITION_QUARANTINE (-3L) /* 'q': the quarantine table's drop */
 
 struct nft_prefix {
 	enum verdict verdict; /* VERDICT_DROP or VERDICT_AUDIT */

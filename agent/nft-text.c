@@ -143,68 +143,49 @@ static void text_rule(FILE *f, const struct nft_plan_rule *pr, uint16_t group)
 	fprintf(f, "%s comment \"%s\"\n", pr->verdict == VERDICT_DROP ? "drop" : "accept", comment);
 }
 
-/* The plan as nft text (*out malloc()ed). */
-static int render_plan(const struct nft_plan *p, uint16_t nflog_group, char **out)
+int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, uint16_t nflog_group,
+		    char **out)
 {
+	char err[256];
+	struct nft_plan p;
 	size_t size;
 	char *text;
 	FILE *f;
 	int ret;
 
+	ret = nft_plan_build(&p, b, ep, NULL, err, sizeof(err));
+	if (ret < 0)
+		return ret;
 	f = open_memstream(&text, &size);
-	if (!f)
+	if (!f) {
+		nft_plan_release(&p);
 		return -ENOMEM;
+	}
 	/* The same replace-in-one-transaction idiom as the batch. */
 	fprintf(f, "table inet %s\ndelete table inet %s\n", NFT_TABLE_NAME, NFT_TABLE_NAME);
 	fprintf(f, "table inet %s {\n", NFT_TABLE_NAME);
-	for (size_t i = 0; i < p->n_sets; i++) {
-		text_set(f, &p->sets[i]);
+	for (size_t i = 0; i < p.n_sets; i++) {
+		text_set(f, &p.sets[i]);
 		fputc('\n', f);
 	}
 	for (int d = 0; d < DIR_COUNT; d++) {
-		const struct nft_plan_chain *c = &p->chains[d];
+		const struct nft_plan_chain *c = &p.chains[d];
 
 		fprintf(f, "\tchain %s {\n\t\ttype filter hook %s priority 0; policy accept;\n", c->name,
 			c->hook);
 		for (size_t i = c->first_rule; i < c->first_rule + c->n_rules; i++)
-			text_rule(f, &p->rules[i], nflog_group);
+			text_rule(f, &p.rules[i], nflog_group);
 		fprintf(f, "\t}\n%s", d + 1 < DIR_COUNT ? "\n" : "");
 	}
 	fputs("}\n", f);
 	ret = ferror(f) ? -ENOMEM : 0;
 	if (fclose(f) != 0)
 		ret = -ENOMEM;
+	nft_plan_release(&p);
 	if (ret < 0) {
 		free(text);
 		return ret;
 	}
 	*out = text;
 	return 0;
-}
-
-int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, uint16_t nflog_group,
-		    char **out)
-{
-	char err[256];
-	struct nft_plan p;
-	int ret;
-
-	ret = nft_plan_build(&p, b, ep, NULL, err, sizeof(err));
-	if (ret < 0)
-		return ret;
-	ret = render_plan(&p, nflog_group, out);
-	nft_plan_release(&p);
-	return ret;
-}
-
-int nft_render_quarantine_text(uint16_t nflog_group, char **out)
-{
-	struct nft_plan p;
-	int ret = nft_plan_build_quarantine(&p);
-
-	if (ret < 0)
-		return ret;
-	ret = render_plan(&p, nflog_group, out);
-	nft_plan_release(&p);
-	return ret;
 }

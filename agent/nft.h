@@ -52,10 +52,6 @@ void nft_batch_free(struct nft_batch *nb); /* accepts NULL */
 BH_MUST_CHECK int nft_batch_build(struct nft_batch *nb, const struct bundle *b,
 				  const struct bundle_endpoint *ep);
 
-/* Builds into nb the quarantine table (nft_plan_build_quarantine()):
- * replacing whatever table is there, with no tag. 0 or -ENOMEM. */
-BH_MUST_CHECK int nft_batch_build_quarantine(struct nft_batch *nb);
-
 /* Builds into nb the smallest transaction that turns the table built
  * from (old_b, old_ep) into the one from (b, ep), and says in *full which
  * it is:
@@ -176,8 +172,6 @@ void nft_batch_stats(const struct nft_batch *nb, struct nft_batch_stats *out);
  * 0, -ENOMEM or -EINVAL. */
 BH_MUST_CHECK int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep,
 				  uint16_t nflog_group, char **out);
-/* The quarantine table as nft text, the same way. */
-BH_MUST_CHECK int nft_render_quarantine_text(uint16_t nflog_group, char **out);
 
 /* ---- rule counters ---------------------------------------------------- */
 

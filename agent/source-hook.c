@@ -1,13 +1,13 @@
-/* The OCI hook's socket as an endpoint source (source.h:
- * source_hook_new(); DESIGN §3, no window without rules). The runtime
- * runs `bulkhead-agent hook` (hook.c) before a container's first
- * instruction; the hook hands over the container's id and network
- * namespace here (hook-proto.h) and waits. This source finds the
- * container's endpoint (source_claim(): the engine knows its name and
- * labels from its create event, which may come a little after the hook),
- * waits until its table is in place (source_enforce()) and answers, or,
- * when time runs out first, quarantines it (source_isolate()) and says
- * so. Nothing here blocks the loop: every socket is non-blocking, every
+/* The OCI hook's socket as an endpoint source (source-hook.h; DESIGN §3,
+ * no window without rules). The runtime runs `bulkhead-agent hook`
+ * (hook.c) before a container's first instruction; the hook hands over
+ * the container's id and network namespace here (hook-proto.h) and waits.
+ * This source finds the container's endpoint (one that holds the
+ * namespace already, source_claim(); else the engine's, which knows its
+ * name and labels from its create event, perhaps only a little after the
+ * hook began: source_engine_hook()), waits until its table is in place
+ * and answers, or, when time runs out first, quarantines it
+ * (source_isolate()) and says so. Nothing here blocks the loop: every socket is non-blocking, every
  * connection has a deadline, and what a peer sends is bounded and
  * checked. Only peer_uid (root) may connect (SO_PEERCRED). */
 #include <errno.h>
@@ -26,7 +26,7 @@
 #include "bulkhead/log.h"
 #include "hook-proto.h"
 #include "netns.h"
-#include "source.h"
+#include "source-hook.h"
 
 #define HOOK_CONNS_MAX 64   /* connections at once; more are refused (closed) */
 #define HOOK_READ_MS   2000 /* a connection's request must come within this */
@@ -34,9 +34,9 @@
 #define HOOK_FDS_MAX   4    /* fds a request's control data may carry (only one is used) */
 
 enum conn_state {
-	CONN_READING,  /* no request yet */
-	CONN_CLAIMING, /* no source knows the container yet */
-	CONN_WAITING,  /* its endpoint's table is on its way (w) */
+	CONN_READING, /* no request yet */
+	CONN_ENGINE,  /* the engine's to name, and its table on its way (ew) */
+	CONN_WAITING, /* the endpoint's table is on its way (w) */
 };
 
 struct hook_conn {
@@ -45,12 +45,14 @@ struct hook_conn {
 	struct loop_source *io, *timer;
 	enum conn_state state;
 	struct hook_request req;
-	int nsfd;	    /* the container's namespace, -1 until the request */
-	bool netns_checked; /* req.netns names nsfd's namespace */
+	int nsfd;		   /* the container's namespace, -1 until the request */
+	bool netns_checked;	   /* req.netns names nsfd's namespace */
+	char netns[HOOK_PATH_MAX]; /* what the endpoint's namespace goes by */
 	char name[HOOK_NAME_MAX];
 	struct source_waiter w;
-	bool waiting;	/* the core holds w */
-	unsigned round; /* source_hook_heard()'s, that asked it last */
+	bool waiting; /* the core holds w */
+	struct engine_hook_waiter ew;
+	bool engine_waiting; /* the engine holds ew */
 	uint64_t since_ms;
 	struct hook_conn *next;
 };
@@ -63,8 +65,9 @@ struct source_hook {
 	struct loop *loop;
 	struct loop_source *accept_src;
 	struct hook_conn *conns;
-	unsigned n_conns, round;
-	uint64_t refused, malformed; /* logged: the first, then every 100th */
+	unsigned n_conns;
+	struct source_hook_engine engine; /* engine.engine NULL: none */
+	uint64_t refused, malformed;	  /* logged: the first, then every 100th */
 };
 
 static struct hook_conn *conn_of(struct source_waiter *w)
@@ -85,6 +88,8 @@ static void conn_close(struct hook_conn *c)
 	struct source_hook *h = c->h;
 	if (c->waiting)
 		source_cancel(&h->src, &c->w);
+	if (c->engine_waiting)
+		h->engine.cancel(h->engine.engine, &c->ew);
 	loop_remove(h->loop, c->io);
 	loop_remove(h->loop, c->timer);
 	close(c->fd);
@@ -155,30 +160,37 @@ static void conn_expire(struct hook_conn *c)
 			  HOOK_READ_MS);
 		conn_close(c);
 		return;
-	case CONN_CLAIMING:
-		snprintf(
-		    reason, sizeof(reason),
-		    "its name and labels are unknown: no container engine reported container %.64s within "
-		    "%u ms",
-		    c->req.id, c->req.timeout_ms);
-		conn_answer(c, HOOK_ISOLATE, reason);
-		return;
+	case CONN_ENGINE:
+		/* Reported already (its name and labels known): the engine goes
+		 * on with it, quarantined until its table comes. */
+		if (c->ew.endpoint)
+			snprintf(c->name, sizeof(c->name), "%s", c->ew.endpoint);
+		c->h->engine.cancel(c->h->engine.engine, &c->ew);
+		c->engine_waiting = false;
+		if (!c->name[0]) {
+			snprintf(reason, sizeof(reason),
+				 "its name and labels are unknown: the engine reported no container %.64s "
+				 "within %u ms",
+				 c->req.id, c->req.timeout_ms);
+			conn_answer(c, HOOK_ISOLATE, reason);
+			return;
+		}
+		break;
 	case CONN_WAITING:
 		if (c->waiting)
 			source_cancel(&c->h->src, &c->w);
 		c->waiting = false;
-		if (source_isolate(&c->h->src, c->name, why, sizeof(why)) == 0) {
-			snprintf(reason, sizeof(reason), "its table was not in place within %u ms",
-				 c->req.timeout_ms);
-			conn_answer(c, HOOK_QUARANTINED, reason);
-		} else {
-			snprintf(
-			    reason, sizeof(reason),
-			    "its table was not in place within %u ms, nor could the agent quarantine it: %s",
-			    c->req.timeout_ms, why);
-			conn_answer(c, HOOK_ISOLATE, reason);
-		}
-		return;
+		break;
+	}
+	if (source_isolate(&c->h->src, c->name, why, sizeof(why)) == 0) {
+		snprintf(reason, sizeof(reason), "its table was not in place within %u ms",
+			 c->req.timeout_ms);
+		conn_answer(c, HOOK_QUARANTINED, reason);
+	} else {
+		snprintf(reason, sizeof(reason),
+			 "its table was not in place within %u ms, nor could the agent quarantine it: %s",
+			 c->req.timeout_ms, why);
+		conn_answer(c, HOOK_ISOLATE, reason);
 	}
 }
 
@@ -187,11 +199,10 @@ static void on_timer(void *data, uint32_t events)
 	conn_expire(data);
 }
 
-static void on_done(struct source_waiter *w, int result, const char *error)
+/* The table is there (0), or not to be. */
+static void conn_done(struct hook_conn *c, int result, const char *error)
 {
-	struct hook_conn *c = conn_of(w);
 	char reason[HOOK_REASON_MAX], why[400];
-	c->waiting = false; /* the core has let go of it */
 	if (result == 0) {
 		conn_answer(c, HOOK_ENFORCED, NULL);
 		return;
@@ -202,45 +213,67 @@ static void on_done(struct source_waiter *w, int result, const char *error)
 	}
 	snprintf(reason, sizeof(reason), "its table could not be put in place: %s",
 		 error ? error : strerror(-result));
-	if (source_isolate(&c->h->src, c->name, why, sizeof(why)) == 0) {
+	if (c->name[0] && source_isolate(&c->h->src, c->name, why, sizeof(why)) == 0) {
 		conn_answer(c, HOOK_QUARANTINED, reason);
 		return;
 	}
 	conn_answer(c, HOOK_ISOLATE, reason);
 }
 
-/* Asks who the container is; on success waits for its table. May answer
- * (and free c) before it returns. */
-static void conn_claim(struct hook_conn *c)
+static void on_done(struct source_waiter *w, int result, const char *error)
 {
-	struct source_claim cl = {
-	    .id = c->req.id,
-	    .netns = c->netns_checked ? c->req.netns : NULL,
-	    .netns_fd = c->nsfd,
-	    .pid = c->req.pid,
-	};
-	char reason[HOOK_REASON_MAX];
-	int r = source_claim(&c->h->src, &cl, c->name, sizeof(c->name));
-	if (r == -EAGAIN)
-		return; /* source_heard() or the deadline comes next */
-	if (r == -EPERM) {
-		snprintf(reason, sizeof(reason), "container %.64s is not one of this agent's endpoints",
-			 c->req.id);
-		conn_answer(c, HOOK_UNMANAGED, reason);
+	struct hook_conn *c = conn_of(w);
+	c->waiting = false; /* the core has let go of it */
+	conn_done(c, result, error);
+}
+
+static void on_engine_done(struct engine_hook_waiter *w, int result, const char *endpoint, const char *error)
+{
+	struct hook_conn *c = (struct hook_conn *)((char *)w - offsetof(struct hook_conn, ew));
+	c->engine_waiting = false;
+	if (endpoint)
+		snprintf(c->name, sizeof(c->name), "%s", endpoint);
+	if (result == 1) { /* the engine knows it, and it is not an endpoint */
+		conn_answer(c, HOOK_UNMANAGED, error ? error : "not an endpoint");
 		return;
 	}
-	if (r < 0) {
-		snprintf(reason, sizeof(reason),
-			 "its name and labels are unknown: no source of this agent knows container %.64s (no "
-			 "--engine)",
-			 c->req.id);
+	conn_done(c, result, error);
+}
+
+/* Asks who the container is and waits for its table. May answer (and
+ * free c) before it returns. */
+static void conn_claim(struct hook_conn *c)
+{
+	struct source_hook *h = c->h;
+	struct source_claim cl = {.netns = c->netns_checked ? c->req.netns : NULL, .netns_fd = c->nsfd};
+	char reason[HOOK_REASON_MAX];
+	if (source_claim(&h->src, &cl, c->name, sizeof(c->name)) == 0) {
+		c->state = CONN_WAITING;
+		c->w = (struct source_waiter){.endpoint = c->name, .done = on_done};
+		c->waiting = true;
+		source_enforce(&h->src, &c->w); /* done() may answer, and free c, before it returns */
+		return;
+	}
+	if (!h->engine.engine) {
+		snprintf(
+		    reason, sizeof(reason),
+		    "its name and labels are unknown: no endpoint holds its namespace, and the agent has no "
+		    "--engine");
 		conn_answer(c, HOOK_ISOLATE, reason);
 		return;
 	}
-	c->state = CONN_WAITING;
-	c->w = (struct source_waiter){.endpoint = c->name, .done = on_done};
-	c->waiting = true;
-	source_enforce(&c->h->src, &c->w); /* done() may answer, and free c, before it returns */
+	/* The engine's bind mount when the hook named it, as the engine will
+	 * report it (the endpoint is not opened anew then); else the
+	 * process's. */
+	if (c->netns_checked)
+		snprintf(c->netns, sizeof(c->netns), "%s", c->req.netns);
+	else
+		snprintf(c->netns, sizeof(c->netns), "/proc/%d/ns/net", c->req.pid);
+	c->state = CONN_ENGINE;
+	c->ew = (struct engine_hook_waiter){
+	    .id = c->req.id, .netns = c->netns, .netns_fd = c->nsfd, .done = on_engine_done};
+	c->engine_waiting = true;
+	h->engine.hook(h->engine.engine, &c->ew); /* may answer, and free c */
 }
 
 /* The request: one message, its namespace as the only fd. */
@@ -310,7 +343,6 @@ static void conn_read(struct hook_conn *c)
 		conn_answer(c, HOOK_ISOLATE, "the agent has no timer left");
 		return;
 	}
-	c->state = CONN_CLAIMING;
 	conn_claim(c);
 }
 
@@ -378,24 +410,6 @@ static void on_accept(void *data, uint32_t events)
 			log_error("hook socket %s: %m; connection closed", h->path);
 			conn_close(c);
 		}
-	}
-}
-
-/* Another source heard of id: whoever waits for it asks again. Asking
- * can answer any connection (the core tells every waiter what changed),
- * so the list is walked afresh after each. */
-static void source_hook_heard(struct source *s, const char *id)
-{
-	struct source_hook *h = (struct source_hook *)s;
-	unsigned round = ++h->round;
-	for (;;) {
-		struct hook_conn *c = h->conns;
-		while (c && !(c->state == CONN_CLAIMING && c->round != round && strcmp(c->req.id, id) == 0))
-			c = c->next;
-		if (!c)
-			return;
-		c->round = round;
-		conn_claim(c);
 	}
 }
 
@@ -501,12 +515,14 @@ static const struct source_ops source_hook_ops = {
     .kind = "hook",
     .start = source_hook_start,
     .free = source_hook_free,
-    .heard = source_hook_heard,
 };
 
-int source_hook_new(const char *path, unsigned peer_uid, struct source **out)
+int source_hook_new(const char *path, unsigned peer_uid, const struct source_hook_engine *engine,
+		    struct source **out)
 {
 	struct source_hook *h = xcalloc(1, sizeof(*h));
+	if (engine)
+		h->engine = *engine;
 	h->src.ops = &source_hook_ops;
 	h->path = xstrdup(path);
 	size_t n = strlen(path) + sizeof(".lock");

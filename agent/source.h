@@ -22,14 +22,18 @@
  *     source_enforce() with a waiter after source_update(): the core
  *     opens the namespace and applies the bundle now, and calls the
  *     waiter's done() once, when the table is there (or not to be).
+ *   - A source that reports a container it saw start (an engine's event,
+ *     the hook) sets source_endpoint.quarantine: until the bundle in
+ *     force has a table for it, its namespace holds the quarantine table
+ *     (drop and report everything but loopback, agent/quarantine.h),
+ *     never nothing. A source that sees a namespace born before it knows
+ *     whose it is calls source_quarantine() with its path.
  *   - The OCI hook (source-hook.c) knows a container by its id and its
  *     namespace only, before it runs; its name and labels are the
- *     engine's. It calls source_claim(): the core finds the endpoint that
- *     already holds that namespace, or asks the sources that know
- *     containers (ops->claim: the engines, from their create events) to
- *     report it now. An engine that hears of a new container calls
- *     source_heard(), so a claim that came too early is tried again. When
- *     time runs out, source_isolate() puts the quarantine table in.
+ *     engine's (source-engine.h: source_engine_hook()). It calls
+ *     source_claim() first: a namespace an endpoint holds already (a
+ *     container joined to another's, an inventory's) is that endpoint's.
+ *     When time runs out, source_isolate() puts the quarantine table in.
  *
  * Everything a source reports is outside input to the core, which checks
  * what it uses; a source checks its own syntax (names, label keys, paths)
@@ -58,6 +62,8 @@
 #include "bulkhead/loop.h"
 #include "bulkhead/policy.h"
 
+#include <jansson.h>
+
 struct source;
 
 /* A named port of an endpoint (DESIGN §2: "http" -> tcp/8080). The core
@@ -85,18 +91,17 @@ struct source_endpoint {
 	 * opens it from this fd rather than from the path, once. Borrowed for
 	 * the call; NULL: open netns. */
 	const int *netns_fd;
-	/* Until its bundle entry is in place, its namespace gets the
-	 * quarantine table (a container that runs already: no hook held it
-	 * back). */
-	bool isolate;
+	/* Until the bundle in force has a table for it, the quarantine
+	 * table (a container the source saw start: it must not run without
+	 * rules). Without it such an endpoint is left alone (an inventory's
+	 * namespaces, containers found running). */
+	bool quarantine;
 };
 
 /* A container about to run, as the OCI hook hands it over (source_claim()). */
 struct source_claim {
-	const char *id;	   /* the runtime's container id, checked: 1-128 of [A-Za-z0-9_.+-] */
 	const char *netns; /* its namespace's bind mount, checked to be netns_fd's; NULL: none */
 	int netns_fd;	   /* its network namespace, borrowed for the call */
-	int pid;	   /* its first process (/proc/PID/ns/net when netns is NULL) */
 };
 
 /* Waits for one endpoint's table (source_enforce()). Owned by the
@@ -119,8 +124,9 @@ struct source_sink {
 	void (*rejected)(void *core, struct source *s);
 	void (*enforce)(void *core, struct source *s, struct source_waiter *w);
 	void (*cancel)(void *core, struct source_waiter *w);
+	void (*quarantine)(void *core, struct source *s, const char *netns);
+	void (*changed)(void *core, struct source *s);
 	int (*claim)(void *core, struct source *s, const struct source_claim *c, char *name, size_t namelen);
-	void (*heard)(void *core, struct source *s, const char *id);
 	int (*isolate)(void *core, struct source *s, const char *name, char *why, size_t whylen);
 };
 
@@ -133,17 +139,9 @@ struct source_ops {
 	 * it has). */
 	int (*start)(struct source *s, struct loop *loop, bool once);
 	void (*free)(struct source *s); /* only frees */
-	/* Sources that know containers before they run (engines; NULL for
-	 * the others): if c->id is one this source knows (its create event
-	 * came), report it now as an endpoint (source_update() with c's
-	 * namespace as netns and netns_fd) and write its name into name
-	 * (namelen bytes). 0; -EAGAIN not heard of (yet): source_heard()
-	 * says when; -EPERM known, but not to be enforced (--select leaves
-	 * it out); another negative errno. */
-	int (*claim)(struct source *s, const struct source_claim *c, char *name, size_t namelen);
-	/* Sources that wait for containers (the hook; NULL for the others):
-	 * another source heard of container id (source_heard()). */
-	void (*heard)(struct source *s, const char *id);
+	/* What status.json shows of the source (a new reference), or NULL;
+	 * the member may be NULL. */
+	json_t *(*status)(struct source *s);
 };
 
 struct source {
@@ -180,22 +178,27 @@ static inline void source_cancel(struct source *s, struct source_waiter *w)
 {
 	s->sink->cancel(s->core, w);
 }
+/* What ops->status() says changed (connected, disconnected). */
+static inline void source_changed(struct source *s)
+{
+	s->sink->changed(s->core, s);
+}
+/* The namespace at netns (outside input, as every path) was just made
+ * for a container the source will report and does not know yet: the
+ * quarantine table goes in now, unless an endpoint holds the namespace.
+ * Once: the endpoint reported later takes it from there. */
+static inline void source_quarantine(struct source *s, const char *netns)
+{
+	s->sink->quarantine(s->core, s, netns);
+}
 
-/* The endpoint of the container c, reported now if it was not: the
- * endpoint that holds c's namespace already, or the one a source's
- * ops->claim reports. Its name goes into name. 0; -EAGAIN no source knows
- * it yet, but one may hear of it (source_heard()); -EPERM a source knows
- * it and leaves it out; -ENOENT no source could know it (no engine). */
+/* The endpoint that holds c's namespace already (present, or whose path
+ * names it), if one does: its name goes into name, and one not open yet
+ * opens it from c's fd. 0, or -ENOENT. */
 static inline BH_MUST_CHECK int source_claim(struct source *s, const struct source_claim *c, char *name,
 					     size_t namelen)
 {
 	return s->sink->claim(s->core, s, c, name, namelen);
-}
-/* Container id was heard of (an engine's create event): sources waiting
- * for it (ops->heard) try again. */
-static inline void source_heard(struct source *s, const char *id)
-{
-	s->sink->heard(s->core, s, id);
 }
 /* Endpoint name is to be isolated until its bundle entry is in place: its
  * namespace gets the quarantine table now unless its table is there. 0
@@ -212,14 +215,6 @@ static inline BH_MUST_CHECK int source_isolate(struct source *s, const char *nam
  * that does not validate keeps the endpoints in force. */
 struct source *source_file_new(const char *path, const char *node);
 
-/* The OCI hook's socket (bulkhead-agent hook; DESIGN §3): a unix socket
- * at path, 0600 (its directory made 0700 when missing), where only
- * peer_uid (root: 0) may connect. Each connection hands over one
- * container (its id and its namespace as an fd) and is answered once its
- * table is in place, or once it is quarantined. Listens at once (logged
- * errors): 0 and *out, -EBUSY when another agent holds path (a lock
- * beside it, path.lock, names its pid), another negative errno. */
-BH_MUST_CHECK int source_hook_new(const char *path, unsigned peer_uid, struct source **out);
 
 /* ---- bundle sources ---- */
 

@@ -84,10 +84,6 @@ enum fixed_rule {
 #define RULE_ID_DEFAULT_DENY "default-deny" /* isolated, no rule matched */
 #define RULE_ID_DEFAULTS     "defaults"	    /* not isolated: defaults.DIR */
 
-/* The quarantine table's drop (DESIGN §3, no window without rules): a
- * namespace whose bundle entry is not in place yet has only loopback. */
-#define RULE_ID_QUARANTINE "quarantine"
-
 extern const char *const fixed_rule_words[];	  /* by enum fixed_rule */
 extern const char *const fallback_reason_words[]; /* RULE_ID_DEFAULT_DENY, RULE_ID_DEFAULTS */
 

@@ -95,8 +95,8 @@ hook() {
 hook_ok() { [ "$HOOK_RC" = 0 ]; }
 hook_said() { grep -q "$2" "$TMP/hook-$1.log"; }
 table_of() { ip netns exec "$P-$1" nft list table inet bulkhead 2>/dev/null; }
-quarantined() { table_of "$1" | grep -q 'comment "quarantine"' && ! table_of "$1" | grep -q 'set bundle'; }
-tagged() { table_of "$1" | grep -q 'set bundle'; }
+quarantined() { table_of "$1" | grep -q 'comment "quarantine"'; }
+tagged() { table_of "$1" | grep -q 'set bundle' && ! quarantined "$1"; }
 up_to_date() { [ "$(bh status --json 2>/dev/null | json_get "[n['up_to_date'] for n in j['nodes'] if n['node']=='$1']")" = "[True]" ]; }
 status_n1() { # PYTHON over the agent's status.json as s
 	/usr/bin/python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \

@@ -21,6 +21,7 @@
 #include "agent.h"
 #include "backoff.h"
 #include "endpoint.h"
+#include "quarantine.h"
 #include "state.h"
 #include "test.h"
 
@@ -210,8 +211,8 @@ static int fake_open(struct dataplane *dp, const char *name, const char *path, s
 /* fds the test hands over as namespaces (the hook's), by fd number. */
 static char fd_paths[64][64];
 
-static int fake_adopt(struct dataplane *dp, const char *name, const char *path, int fd, struct dataplane_ep **out,
-		      struct netns_id *id, char *err, size_t errlen)
+static int fake_adopt(struct dataplane *dp, const char *name, const char *path, int fd,
+		      struct dataplane_ep **out, struct netns_id *id, char *err, size_t errlen)
 {
 	/* The agent adopts a copy: find what it copies by identity. */
 	struct netns_id want;
@@ -324,19 +325,6 @@ static int fake_apply(struct dataplane_ep *ep, const struct dataplane_apply *req
 	struct fake_ep *e = (struct fake_ep *)ep;
 	bool full = true;
 	*res = (struct dataplane_result){.full = true};
-	if (req->quarantine) {
-		if (nft_batch_build_quarantine(fake.nb) < 0)
-			return -ENOMEM;
-		note("quarantine %s ns%lu", e->name, e->id.ino);
-		struct fake_ns *ns = ns_of(&e->id);
-		ns->has_table = false; /* no tag */
-		ns->changed = false;
-		e->quiet = false;
-		res->committed = true;
-		res->full_commits = 1;
-		nft_batch_stats(fake.nb, &res->stats);
-		return 0;
-	}
 	nft_batch_set_tag(fake.nb, req->tag);
 	int r = req->old_ep ? nft_batch_build_update(fake.nb, req->old_b, req->old_ep, req->b, req->ep, &full)
 			    : nft_batch_build(fake.nb, req->b, req->ep);
@@ -1076,6 +1064,126 @@ TEST(a_source_can_wait_until_an_endpoint_is_enforced)
 	CHECK(waited_result == -ECANCELED);
 }
 
+static bool quarantined(struct world *w, const char *name)
+{
+	json_t *st = status_json(w);
+	bool q = json_is_true(json_object_get(status_endpoint(st, name), "quarantined"));
+	json_decref(st);
+	return q;
+}
+
+TEST(a_container_seen_starting_holds_the_quarantine_table_until_its_own_comes)
+{
+	struct world w;
+	char line[128];
+	struct bundle *q = quarantine_bundle("ep5");
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	/* Not in the bundle yet, seen starting: the quarantine table. */
+	ns_make("/run/netns/ep5");
+	struct source_endpoint se = {.name = "ep5", .netns = "/run/netns/ep5", .quarantine = true};
+	source_update(&fake_src, &se);
+	snprintf(line, sizeof(line), "apply ep5 full %.8s", q->hash);
+	CHECK(at(line) >= 0);
+	CHECK(ns_at("/run/netns/ep5")->tag.serial == 0); /* never newer than a cached bundle */
+	CHECK(quarantined(&w, "ep5"));
+	CHECK(ack_of("ep5") == NULL); /* the controller has not named it: nothing to acknowledge */
+	/* Its own table replaces it, whole, once the controller has it. */
+	struct bundle *b2 = compile_for(OFFICE_A, 80, "ep1 ep5");
+	char real[128];
+	snprintf(real, sizeof(real), "apply ep5 full %.8s", b2->hash);
+	controller_sends(w.a, b2, 2);
+	CHECK(at(real) > at(line));
+	CHECK(!quarantined(&w, "ep5"));
+	CHECK(ack_of("ep5") && strcmp(ack_of("ep5"), "applied") == 0);
+	/* A namespace reported without quarantine (found running, an
+	 * inventory's) is left alone until the bundle names it. */
+	ns_make("/run/netns/ep6");
+	struct source_endpoint se6 = {.name = "ep6", .netns = "/run/netns/ep6"};
+	source_update(&fake_src, &se6);
+	CHECK(at("apply ep6") < 0);
+	CHECK(!ns_at("/run/netns/ep6")->has_table);
+	world_free(&w);
+	bundle_free(q);
+}
+
+TEST(quarantine_without_any_bundle)
+{
+	struct world w;
+	world_new(&w, "");
+	world_start(&w);
+	/* No cache, no controller answer yet: fail closed all the same. */
+	ns_make("/run/netns/ep5");
+	struct source_endpoint se = {.name = "ep5", .netns = "/run/netns/ep5", .quarantine = true};
+	source_update(&fake_src, &se);
+	CHECK(at("apply ep5 full") >= 0);
+	CHECK(quarantined(&w, "ep5"));
+	/* Tampered with: put back like any table. */
+	journal_reset();
+	tamper("ep5");
+	CHECK(at("apply ep5 full") >= 0);
+	world_free(&w);
+}
+
+TEST(a_namespace_seen_before_its_container_is_quarantined_once)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	journal_reset();
+	ns_make("/run/netns/newborn");
+	source_quarantine(&fake_src, "/run/netns/newborn");
+	CHECK(at("open (new namespace)") >= 0 &&
+	      at("apply (new namespace) full") > at("open (new namespace)"));
+	CHECK(at("close (new namespace)") > at("apply (new namespace) full"));
+	CHECK(ns_at("/run/netns/newborn")->has_table && ns_at("/run/netns/newborn")->tag.serial == 0);
+	/* One an endpoint holds is that endpoint's business; one not there
+	 * is nothing to do. */
+	journal_reset();
+	source_quarantine(&fake_src, "/run/netns/ep1");
+	source_quarantine(&fake_src, "/run/netns/nothing-here");
+	CHECK(at("apply") < 0);
+	world_free(&w);
+}
+
+static int src2_start(struct source *s, struct loop *loop, bool once)
+{
+	return 0;
+}
+static const struct source_ops src2_ops = {.kind = "second", .start = src2_start, .free = src_free};
+
+TEST(a_name_two_sources_report_is_refused_and_shown)
+{
+	struct world w;
+	struct source second = {.ops = &src2_ops};
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	ns_make("/run/netns/other");
+	w.a = agent_new(&w.o, w.loop, &fake.dp);
+	agent_set_session(w.a, &fs->s);
+	agent_add_source(w.a, &fake_src);
+	agent_add_source(w.a, &second);
+	(void)agent_start(w.a, false);
+	struct source_endpoint se = {.name = "ep1", .netns = "/run/netns/other"};
+	source_update(&second, &se);
+	json_t *st = status_json(&w);
+	const char *why = json_string_value(
+	    json_object_get(json_object_get(json_object_get(st, "refused"), "ep1"), "error"));
+	CHECK(why && strstr(why, "second") && strstr(why, "fake source's is kept"));
+	json_decref(st);
+	CHECK(at("open ep1 ns") >= 0 && count("open ep1") == 1); /* the first one's namespace only */
+	/* The refused source stops reporting it: the refusal is over. */
+	source_set_all(&second, NULL, 0);
+	st = status_json(&w);
+	CHECK(!json_object_get(st, "refused"));
+	json_decref(st);
+	world_free(&w);
+}
+
 TEST(stop_does_the_shutdown_work_and_free_only_frees)
 {
 	struct world w;
@@ -1101,55 +1209,28 @@ TEST(stop_does_the_shutdown_work_and_free_only_frees)
 	CHECK(system(cmd) == 0);
 }
 
-/* ---- the OCI hook's calls: claim, heard, isolate ---- */
+/* ---- the OCI hook's calls: claim, isolate ---- */
 
-/* An engine that knows one container id (its create event came), as
- * endpoint ctr-1 labelled app=x; and a hook source that notes what it heard. */
-static char engine_knows[32];
-static int engine_refuses; /* -EPERM: --select leaves it out */
-static struct source engine_src, hook_src;
-static int engine_claim(struct source *s, const struct source_claim *c, char *name, size_t namelen)
-{
-	if (engine_refuses)
-		return engine_refuses;
-	if (strcmp(c->id, engine_knows) != 0)
-		return -EAGAIN;
-	struct label labels[] = {{.key = "app", .value = "x"}};
-	struct label_set set = {.v = labels, .n = 1};
-	struct source_endpoint se = {.name = "ctr-1", .netns = c->netns, .labels = &set, .netns_fd = &c->netns_fd};
-	source_update(s, &se);
-	snprintf(name, namelen, "ctr-1");
-	return 0;
-}
-static void hook_heard(struct source *s, const char *id)
-{
-	note("heard %s", id);
-}
+static struct source hook_src;
 static int no_start(struct source *s, struct loop *loop, bool once)
 {
 	return 0;
 }
-static const struct source_ops engine_ops = {.kind = "engine", .start = no_start, .free = src_free, .claim = engine_claim};
-static const struct source_ops hook_ops = {.kind = "hook", .start = no_start, .free = src_free, .heard = hook_heard};
+static const struct source_ops hook_ops = {.kind = "hook", .start = no_start, .free = src_free};
 
-static void world_with_hook(struct world *w, const char *endpoints, bool engine)
+static void world_with_hook(struct world *w, const char *endpoints)
 {
 	world_new(w, endpoints);
-	engine_knows[0] = '\0';
-	engine_refuses = 0;
-	engine_src = (struct source){.ops = &engine_ops};
 	hook_src = (struct source){.ops = &hook_ops};
 	w->a = agent_new(&w->o, w->loop, &fake.dp);
 	agent_set_session(w->a, &fs->s);
 	agent_add_source(w->a, &fake_src);
-	if (engine)
-		agent_add_source(w->a, &engine_src);
 	agent_add_source(w->a, &hook_src);
 }
 
-static int claim(const char *id, const char *netns, int fd, char *name)
+static int claim(const char *netns, int fd, char *name)
 {
-	struct source_claim c = {.id = id, .netns = netns, .netns_fd = fd, .pid = 42};
+	struct source_claim c = {.netns = netns, .netns_fd = fd};
 	return source_claim(&hook_src, &c, name, 64);
 }
 
@@ -1157,19 +1238,19 @@ TEST(a_claim_finds_the_endpoint_that_holds_the_namespace)
 {
 	struct world w;
 	char name[64] = "";
-	world_with_hook(&w, "ep1 ep2", false);
+	world_with_hook(&w, "ep1 ep2");
 	ns_make("/run/netns/ep1");
 	(void)agent_start(w.a, false);
 	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1 ep2"), 1);
 	/* ep1's namespace is open: a container joined to it waits for ep1's table. */
 	int fd = hand_over("/run/netns/ep1");
-	CHECK(claim("c1", NULL, fd, name) == 0);
+	CHECK(claim(NULL, fd, name) == 0);
 	CHECK_STR(name, "ep1");
 	close(fd);
 	/* ep2's appears at its path, not seen yet: the claim finds it there,
 	 * and its namespace is adopted from the fd. */
 	fd = hand_over("/run/netns/ep2");
-	CHECK(claim("c2", "/run/netns/ep2", fd, name) == 0);
+	CHECK(claim("/run/netns/ep2", fd, name) == 0);
 	CHECK_STR(name, "ep2");
 	close(fd);
 	struct source_waiter wt = {.endpoint = "ep2", .done = waited};
@@ -1177,98 +1258,44 @@ TEST(a_claim_finds_the_endpoint_that_holds_the_namespace)
 	source_enforce(&hook_src, &wt);
 	CHECK(waited_result == 0);
 	CHECK(at("adopt ep2") >= 0 && at("apply ep2 full") > at("adopt ep2"));
-	/* Nobody knows a third, and no engine could: not to wait for. */
+	/* A namespace no endpoint holds is the engine's business. */
 	fd = hand_over("/run/netns/other");
-	CHECK(claim("c3", NULL, fd, name) == -ENOENT);
+	CHECK(claim(NULL, fd, name) == -ENOENT);
 	close(fd);
 	world_free(&w);
 }
 
-TEST(a_claim_asks_the_engine_which_may_hear_of_the_container_later)
+TEST(a_source_hands_over_a_namespace_as_an_fd_and_isolation_quarantines)
 {
 	struct world w;
-	char name[64] = "";
-	world_with_hook(&w, "ep1", true);
+	char why[256];
+	world_with_hook(&w, "ep1");
 	ns_make("/run/netns/ep1");
 	(void)agent_start(w.a, false);
 	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	/* As the engine reports a container the hook handed over: its
+	 * namespace opened from the fd, not from the path. */
 	int fd = hand_over("/run/netns/netns-abc");
-	CHECK(claim("abc", "/run/netns/netns-abc", fd, name) == -EAGAIN);
-	/* The create event: the hook source hears of it through the core. */
-	snprintf(engine_knows, sizeof(engine_knows), "abc");
-	source_heard(&engine_src, "abc");
-	CHECK(at("heard abc") >= 0);
-	CHECK(claim("abc", "/run/netns/netns-abc", fd, name) == 0);
-	CHECK_STR(name, "ctr-1");
-	CHECK(at("adopt ctr-1") >= 0); /* from the hook's fd, not the path */
+	struct source_endpoint se = {.name = "ctr-1", .netns = "/run/netns/netns-abc", .netns_fd = &fd};
+	source_update(&fake_src, &se);
 	close(fd);
-	/* Not in the bundle yet: its waiter waits; the controller's next
-	 * bundle names it, and its table goes in. */
-	struct source_waiter wt = {.endpoint = "ctr-1", .done = waited};
-	waited_result = 99;
-	source_enforce(&hook_src, &wt);
-	CHECK(waited_result == 99);
-	CHECK(fs->endpoint_lists > 0);
-	controller_sends(w.a, compile_for(OFFICE_A, 80, "ctr-1 ep1"), 2);
-	CHECK(waited_result == 0);
-	/* An engine that leaves a container out says so. */
-	engine_refuses = -EPERM;
-	fd = hand_over("/run/netns/netns-def");
-	CHECK(claim("def", NULL, fd, name) == -EPERM);
-	close(fd);
-	world_free(&w);
-}
-
-TEST(an_isolated_endpoint_is_quarantined_until_its_bundle_entry_comes)
-{
-	struct world w;
-	char name[64], why[256];
-	world_with_hook(&w, "ep1", true);
-	ns_make("/run/netns/ep1");
-	(void)agent_start(w.a, false);
-	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
-	snprintf(engine_knows, sizeof(engine_knows), "abc");
-	int fd = hand_over("/run/netns/netns-abc");
-	CHECK(claim("abc", "/run/netns/netns-abc", fd, name) == 0);
-	close(fd);
+	CHECK(at("adopt ctr-1") >= 0 && at("open ctr-1") > at("adopt ctr-1"));
+	/* Not named by the bundle in time: isolated, the quarantine table. */
 	CHECK(source_isolate(&hook_src, "nobody", why, sizeof(why)) == -ENOENT);
 	CHECK(source_isolate(&hook_src, "ctr-1", why, sizeof(why)) == 0);
-	CHECK(count("quarantine ctr-1") == 1);
+	CHECK(at("apply ctr-1 full") > at("adopt ctr-1"));
 	json_t *st = status_json(&w);
 	CHECK(json_is_true(json_object_get(status_endpoint(st, "ctr-1"), "quarantined")));
 	json_decref(st);
-	/* Someone flushes it: it goes back in. */
-	tamper("ctr-1");
-	CHECK(count("quarantine ctr-1") == 2);
-	/* A new bundle that still does not name it leaves it quarantined. */
-	controller_sends(w.a, compile_for(OFFICE_B, 80, "ep1"), 2);
-	CHECK(count("quarantine ctr-1") == 2);
-	/* Named at last: its real table replaces the quarantine, whole. */
-	controller_sends(w.a, compile_for(OFFICE_B, 80, "ctr-1 ep1"), 3);
-	CHECK(at("apply ctr-1 full") > at("quarantine ctr-1"));
+	/* One whose table is in place already is left as it is. */
+	size_t before = journal_len;
+	CHECK(source_isolate(&hook_src, "ep1", why, sizeof(why)) == 0);
+	CHECK(strstr(journal + before, "apply ep1") == NULL);
+	/* Its own table at last. */
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ctr-1 ep1"), 2);
 	st = status_json(&w);
 	CHECK(json_is_false(json_object_get(status_endpoint(st, "ctr-1"), "quarantined")));
 	json_decref(st);
-	world_free(&w);
-}
-
-TEST(a_running_container_reported_to_isolate_is_quarantined_first)
-{
-	/* Docker's way (no hook): the engine reports a container it finds
-	 * running with isolate; without a bundle at all it is quarantined. */
-	struct world w;
-	world_new(&w, "");
-	ns_make("/run/netns/d1");
-	world_start(&w);
-	struct source_endpoint se = {.name = "d1", .netns = "/run/netns/d1", .isolate = true};
-	source_update(&fake_src, &se);
-	CHECK(count("quarantine d1") == 1);
-	controller_sends(w.a, compile_for(OFFICE_A, 80, "d1"), 1);
-	CHECK(at("apply d1 full") > at("quarantine d1"));
-	/* Restarted in a new namespace, still in the bundle: its table at once. */
-	ns_make("/run/netns/d1");
-	agent_tick(w.a);
-	CHECK(count("apply d1 full") == 2); /* in the bundle: its table at once */
 	world_free(&w);
 }
 

@@ -149,45 +149,6 @@ TEST(chains_start_with_the_fixed_rules_and_end_with_the_fallback)
 	planned_release(&pl);
 }
 
-TEST(the_quarantine_table_has_loopback_and_a_logged_drop_and_no_bundle)
-{
-	struct nft_plan p;
-	struct nft_prefix pfx;
-	char *text = NULL;
-
-	CHECK(nft_plan_build_quarantine(&p) == 0);
-	CHECK(p.n_sets == 0 && !p.has_tag && p.ep == NULL);
-	for (int d = 0; d < DIR_COUNT; d++) {
-		const struct nft_plan_chain *c = &p.chains[d];
-		const struct nft_plan_rule *lo = &p.rules[c->first_rule], *drop = &p.rules[c->first_rule + 1];
-
-		CHECK(c->n_rules == 2);
-		CHECK(lo->kind == NFT_PLAN_FIXED && lo->fixed == FIXED_LOOPBACK && lo->verdict == VERDICT_ACCEPT);
-		CHECK(drop->kind == NFT_PLAN_FALLBACK && drop->verdict == VERDICT_DROP);
-		CHECK(!drop->set && !drop->port && !drop->family);
-		CHECK_STR(comment(drop), RULE_ID_QUARANTINE);
-		CHECK_STR(prefix(drop), d == DIR_INGRESS ? "bh:D:iq" : "bh:D:eq");
-		CHECK(nft_prefix_parse(prefix(drop), &pfx) == 0 && pfx.position == NFT_POSITION_QUARANTINE &&
-		      pfx.dir == (enum direction)d && pfx.verdict == VERDICT_DROP);
-	}
-	nft_plan_release(&p);
-	CHECK(nft_prefix_parse("bh:D:iqq", &pfx) == -EINVAL);
-	/* The text, as --print-ruleset and nft show it. */
-	CHECK(nft_render_quarantine_text(100, &text) == 0);
-	CHECK(text && strstr(text, "iif \"lo\" counter accept comment \"loopback\"") != NULL);
-	CHECK(text && strstr(text, "counter log prefix \"bh:D:eq\" group 100 snaplen 128 drop comment "
-				   "\"quarantine\"") != NULL);
-	CHECK(text && strstr(text, "@") == NULL); /* no set */
-	free(text);
-	/* The batch builds without a bundle, and with no tag. */
-	struct nft_batch *nb = nft_batch_new(100);
-	struct nft_batch_stats st;
-	CHECK(nb && nft_batch_build_quarantine(nb) == 0);
-	nft_batch_stats(nb, &st);
-	CHECK(st.rules == 4 && st.chains == 2 && st.sets == 0);
-	nft_batch_free(nb);
-}
-
 TEST(allow_deny_and_audit_rules_with_peers_and_ports)
 {
 	struct planned pl;

@@ -1,10 +1,10 @@
 /* The hook socket (agent/source-hook.c) on a real unix socket and the
- * agent's event loop, before a fake core (the sink): what each answer is
- * for each thing the core says (enforced, quarantined, unmanaged, the
- * hook's own quarantine), a claim that waits for the engine to hear of
- * the container, deadlines, a hook that hangs up, a peer of another uid,
- * malformed and oversized requests, and two agents on one path. No root:
- * the namespace handed over is the test's own. */
+ * agent's event loop, before a fake core (the sink) and a fake engine:
+ * what each answer is for each thing they say (enforced, quarantined,
+ * unmanaged, the hook's own quarantine), an engine that hears of the
+ * container only after the hook began, deadlines, a hook that hangs up, a
+ * peer of another uid, malformed and oversized requests, and two agents
+ * on one path. No root: the namespace handed over is the test's own. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@
 #include "bulkhead/log.h"
 #include "bulkhead/loop.h"
 #include "hook-proto.h"
-#include "source.h"
+#include "source-hook.h"
 #include "test.h"
 
 /* ---- the fake core ---- */
@@ -28,9 +28,61 @@ static struct fake_core {
 	int isolate_result;
 	int enforce_result; /* 1: hold the waiter; else done(result) at once */
 	struct source_waiter *held;
-	char claimed_id[HOOK_ID_MAX + 1];
 	bool claimed_with_netns;
+	char isolated[64];
 } core;
+
+/* ---- the fake engine ---- */
+
+static struct fake_engine {
+	int result;    /* 2: hold the waiter (not heard of yet, or its table on its way); else done(result) */
+	bool reported; /* when holding: reported under "ctr-1" already */
+	struct engine_hook_waiter *held;
+	unsigned hooks, cancels;
+	char id[HOOK_ID_MAX + 1], netns[HOOK_PATH_MAX];
+	bool had_fd;
+} engine;
+static struct source engine_src;
+
+static void fe_hook(struct source *s, struct engine_hook_waiter *w)
+{
+	engine.hooks++;
+	snprintf(engine.id, sizeof(engine.id), "%s", w->id);
+	snprintf(engine.netns, sizeof(engine.netns), "%s", w->netns);
+	engine.had_fd = w->netns_fd >= 0;
+	w->endpoint = engine.reported ? xstrdup("ctr-1") : NULL;
+	if (engine.result == 2) {
+		engine.held = w;
+		return;
+	}
+	char *name = w->endpoint;
+	w->endpoint = NULL;
+	w->done(w, engine.result, engine.result == 1 ? NULL : "ctr-1",
+		engine.result == 1 ? "--select app=shop: it has no label app"
+		: engine.result	   ? "rule: kernel: No"
+				   : NULL);
+	free(name);
+}
+
+static void fe_cancel(struct source *s, struct engine_hook_waiter *w)
+{
+	engine.cancels++;
+	if (engine.held == w)
+		engine.held = NULL;
+	free(w->endpoint);
+	w->endpoint = NULL;
+}
+
+/* The engine, holding w, finishes it. */
+static void engine_done(int result)
+{
+	struct engine_hook_waiter *w = engine.held;
+	engine.held = NULL;
+	char *name = w->endpoint ? w->endpoint : xstrdup("ctr-1");
+	w->endpoint = NULL;
+	w->done(w, result, name, NULL);
+	free(name);
+}
 
 static void fc_set_all(void *c, struct source *s, const struct source_endpoint *v, size_t n)
 {
@@ -66,20 +118,23 @@ static void fc_cancel(void *c, struct source_waiter *w)
 static int fc_claim(void *c, struct source *s, const struct source_claim *cl, char *name, size_t namelen)
 {
 	core.claims++;
-	snprintf(core.claimed_id, sizeof(core.claimed_id), "%s", cl->id);
 	core.claimed_with_netns = cl->netns != NULL;
 	if (core.claim_result == 0)
 		snprintf(name, namelen, "web-1");
 	return core.claim_result;
 }
 
-static void fc_heard(void *c, struct source *s, const char *id)
+static void fc_quarantine(void *c, struct source *s, const char *netns)
+{
+}
+static void fc_changed(void *c, struct source *s)
 {
 }
 
 static int fc_isolate(void *c, struct source *s, const char *name, char *why, size_t whylen)
 {
 	core.isolates++;
+	snprintf(core.isolated, sizeof(core.isolated), "%s", name);
 	if (core.isolate_result < 0)
 		snprintf(why, whylen, "its namespace is not open");
 	return core.isolate_result;
@@ -92,8 +147,9 @@ static const struct source_sink sink = {
     .rejected = fc_rejected,
     .enforce = fc_enforce,
     .cancel = fc_cancel,
+    .quarantine = fc_quarantine,
+    .changed = fc_changed,
     .claim = fc_claim,
-    .heard = fc_heard,
     .isolate = fc_isolate,
 };
 
@@ -102,15 +158,19 @@ static const struct source_sink sink = {
 static char dir[40], path[80];
 static struct loop *loop;
 
+static bool with_engine;
 static void reset_core(void)
 {
 	core = (struct fake_core){.claim_result = 0, .enforce_result = 0, .isolate_result = 0};
+	engine = (struct fake_engine){.result = 0};
+	with_engine = true;
 }
 
 static struct source *hook_start(unsigned uid)
 {
 	struct source *s = NULL;
-	if (source_hook_new(path, uid, &s) < 0)
+	struct source_hook_engine e = {&engine_src, fe_hook, fe_cancel};
+	if (source_hook_new(path, uid, with_engine ? &e : NULL, &s) < 0)
 		return NULL;
 	s->sink = &sink;
 	s->core = &core;
@@ -199,7 +259,7 @@ static int answer(int fd, struct hook_reply *r)
 
 /* ---- the cases ---- */
 
-TEST(a_container_whose_table_is_in_place_is_told_so)
+TEST(a_namespace_an_endpoint_holds_waits_for_that_table)
 {
 	reset_core();
 	struct source *s = hook_start(getuid());
@@ -211,34 +271,39 @@ TEST(a_container_whose_table_is_in_place_is_told_so)
 	CHECK(answer(fd, &r) == 1);
 	CHECK(r.result == HOOK_ENFORCED);
 	CHECK_STR(r.endpoint, "web-1");
-	CHECK_STR(core.claimed_id, "c1");
 	/* The path the hook gave names the namespace it handed over. */
 	CHECK(core.claimed_with_netns);
-	CHECK(core.enforces == 1 && core.isolates == 0);
+	CHECK(core.enforces == 1 && core.isolates == 0 && engine.hooks == 0);
+	close(fd);
+	/* Held until the table is there. */
+	core.enforce_result = 1;
+	fd = ask("c1b", 5000);
+	pump(30);
+	CHECK(answer(fd, &r) == -1);
+	core.held->done(core.held, 0, NULL);
+	CHECK(answer(fd, &r) == 1 && r.result == HOOK_ENFORCED);
 	close(fd);
 	s->ops->free(s);
 }
 
-TEST(a_claim_waits_for_the_engine_to_hear_of_the_container)
+TEST(the_engine_names_a_container_it_hears_of_after_the_hook_began)
 {
 	reset_core();
 	struct source *s = hook_start(getuid());
-	core.claim_result = -EAGAIN;
+	core.claim_result = -ENOENT;
+	engine.result = 2;
 	int fd = ask("c2", 5000);
 	pump(50);
 	struct hook_reply r;
 	CHECK(answer(fd, &r) == -1); /* still waiting */
-	CHECK(core.claims == 1);
-	s->ops->heard(s, "another"); /* not this one: not asked again */
-	CHECK(core.claims == 1);
-	core.claim_result = 0;
-	core.enforce_result = 1;
-	s->ops->heard(s, "c2");
-	CHECK(core.claims == 2 && core.held != NULL);
-	pump(20);
-	CHECK(answer(fd, &r) == -1); /* its table is on its way */
-	core.held->done(core.held, 0, NULL);
+	CHECK(engine.hooks == 1 && engine.held != NULL);
+	CHECK_STR(engine.id, "c2");
+	CHECK_STR(engine.netns, "/proc/self/ns/net"); /* the hook's path, checked */
+	CHECK(engine.had_fd);
+	/* The create event, then its table. */
+	engine_done(0);
 	CHECK(answer(fd, &r) == 1 && r.result == HOOK_ENFORCED);
+	CHECK_STR(r.endpoint, "ctr-1");
 	close(fd);
 	s->ops->free(s);
 }
@@ -247,19 +312,26 @@ TEST(labels_unknown_in_time_the_hook_quarantines_it)
 {
 	reset_core();
 	struct source *s = hook_start(getuid());
-	core.claim_result = -EAGAIN;
+	core.claim_result = -ENOENT;
+	engine.result = 2;
 	int fd = ask("c3", 60);
 	pump(200);
 	struct hook_reply r;
 	CHECK(answer(fd, &r) == 1);
 	CHECK(r.result == HOOK_ISOLATE);
 	CHECK(strstr(r.reason, "unknown") != NULL);
+	CHECK(engine.cancels == 1 && engine.held == NULL && core.isolates == 0);
 	close(fd);
-	/* No source could ever know it (no engine): at once. */
+	s->ops->free(s);
+	/* No engine at all: at once. */
+	reset_core();
+	with_engine = false;
+	s = hook_start(getuid());
 	core.claim_result = -ENOENT;
 	fd = ask("c3b", 5000);
 	pump(30);
 	CHECK(answer(fd, &r) == 1 && r.result == HOOK_ISOLATE);
+	CHECK(strstr(r.reason, "no --engine") != NULL);
 	close(fd);
 	s->ops->free(s);
 }
@@ -268,13 +340,17 @@ TEST(a_table_not_in_place_in_time_is_quarantined_by_the_agent)
 {
 	reset_core();
 	struct source *s = hook_start(getuid());
-	core.enforce_result = 1;
+	core.claim_result = -ENOENT;
+	engine.result = 2;
+	engine.reported = true; /* named, its table not there in time */
 	int fd = ask("c4", 60);
 	pump(200);
 	struct hook_reply r;
 	CHECK(answer(fd, &r) == 1);
 	CHECK(r.result == HOOK_QUARANTINED);
-	CHECK(core.cancels == 1 && core.held == NULL && core.isolates == 1);
+	CHECK_STR(r.endpoint, "ctr-1");
+	CHECK(engine.cancels == 1 && core.isolates == 1);
+	CHECK_STR(core.isolated, "ctr-1");
 	close(fd);
 	/* When the agent cannot either, the hook is told to. */
 	core.isolate_result = -ENOENT;
@@ -286,11 +362,20 @@ TEST(a_table_not_in_place_in_time_is_quarantined_by_the_agent)
 	close(fd);
 	/* A table that fails to apply: quarantined at once, with why. */
 	core.isolate_result = 0;
-	core.enforce_result = -EIO;
+	engine.result = -EIO;
 	fd = ask("c4c", 5000);
 	pump(30);
 	CHECK(answer(fd, &r) == 1 && r.result == HOOK_QUARANTINED);
-	CHECK(strstr(r.reason, "Operation not permitted") != NULL);
+	CHECK(strstr(r.reason, "kernel") != NULL);
+	close(fd);
+	/* The same for a namespace an endpoint holds. */
+	core.claim_result = 0;
+	core.enforce_result = 1;
+	fd = ask("c4d", 60);
+	pump(200);
+	CHECK(answer(fd, &r) == 1 && r.result == HOOK_QUARANTINED);
+	CHECK(core.cancels == 1 && core.held == NULL);
+	CHECK_STR(core.isolated, "web-1");
 	close(fd);
 	s->ops->free(s);
 }
@@ -299,11 +384,13 @@ TEST(a_container_left_out_by_the_engine_starts_as_it_is)
 {
 	reset_core();
 	struct source *s = hook_start(getuid());
-	core.claim_result = -EPERM;
+	core.claim_result = -ENOENT;
+	engine.result = 1;
 	int fd = ask("c5", 5000);
 	pump(30);
 	struct hook_reply r;
 	CHECK(answer(fd, &r) == 1 && r.result == HOOK_UNMANAGED);
+	CHECK(strstr(r.reason, "--select") != NULL);
 	close(fd);
 	s->ops->free(s);
 }
@@ -319,7 +406,17 @@ TEST(a_hook_that_hangs_up_is_forgotten)
 	close(fd);
 	pump(30);
 	CHECK(core.held == NULL && core.cancels == 1);
+	/* The same while the engine has it. */
+	core.claim_result = -ENOENT;
+	engine.result = 2;
+	fd = ask("c6a", 5000);
+	pump(30);
+	CHECK(engine.held != NULL);
+	close(fd);
+	pump(30);
+	CHECK(engine.held == NULL && engine.cancels == 1);
 	/* The agent stops while one waits: it is told to quarantine it. */
+	core.claim_result = 0;
 	fd = ask("c6b", 5000);
 	pump(30);
 	core.held->done(core.held, -ECANCELED, "the agent stops");
@@ -397,7 +494,7 @@ TEST(two_agents_do_not_share_a_socket_and_a_dead_ones_is_taken_over)
 	reset_core();
 	struct source *s = hook_start(getuid()), *t = NULL;
 	CHECK(s != NULL);
-	CHECK(source_hook_new(path, getuid(), &t) == -EBUSY);
+	CHECK(source_hook_new(path, getuid(), NULL, &t) == -EBUSY);
 	/* The first still answers. */
 	int fd = ask("c8", 5000);
 	pump(30);
@@ -420,7 +517,7 @@ TEST(two_agents_do_not_share_a_socket_and_a_dead_ones_is_taken_over)
 	/* Something that is no socket at the path is left alone. */
 	unlink(path);
 	CHECK(close(open(path, O_CREAT | O_WRONLY, 0600)) == 0);
-	CHECK(source_hook_new(path, getuid(), &t) == -EEXIST);
+	CHECK(source_hook_new(path, getuid(), NULL, &t) == -EEXIST);
 	unlink(path);
 }
 
