@@ -886,10 +886,15 @@ static void namespace_born(struct source_engine *e, const char *path)
 	 * quarantined, unless that could hit a container not selected. */
 	if (!e->select.key || (candidates && selected == candidates)) {
 		e->n_anonymous++;
-		log_info(
-		    "engine %s: namespace %s made for one of %u starting container%s: quarantined until its "
-		    "container is known",
-		    kind(e), path, candidates, candidates == 1 ? "" : "s");
+		if (candidates)
+			log_info("engine %s: namespace %s made for one of %u containers starting at once: "
+				 "quarantined until its container is known",
+				 kind(e), path, candidates);
+		else
+			log_info("engine %s: namespace %s made for a container not known yet: quarantined "
+				 "until it "
+				 "is",
+				 kind(e), path);
 		source_quarantine(&e->src, path);
 	}
 }
@@ -912,7 +917,7 @@ static void on_mounts(void *data, uint32_t events)
 	engine_mounts_scan(text, (size_t)len, dir, mount_seen, &m);
 	free(text);
 	for (size_t i = 0; i < m.n; i++)
-		if (!mount_known(e, m.v[i]) && e->synced)
+		if (!mount_known(e, m.v[i]))
 			namespace_born(e, m.v[i]);
 	for (size_t i = 0; i < e->n_mounts; i++)
 		free(e->mounts[i]);
@@ -995,7 +1000,7 @@ static void hook_report(struct source_engine *e, struct ctr *c, struct engine_ho
 	if (c->state == CTR_CREATED || c->state == CTR_EXITED)
 		c->state = CTR_STARTING;
 	/* Opened from the hook's fd: no path resolved, no ptrace check. */
-	c->hook_fd = w->netns_fd >= 0 ? &w->netns_fd : NULL;
+	c->hook_fd = w->netns_fd;
 	publish(e, c);
 	c->hook_fd = NULL;
 	if (!c->reported) {

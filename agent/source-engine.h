@@ -95,7 +95,9 @@ const struct engine_container *source_engine_find(struct source *s, const char *
 struct engine_hook_waiter {
 	const char *id;	   /* borrowed until done or cancelled */
 	const char *netns; /* borrowed until done or cancelled */
-	int netns_fd;	   /* the namespace itself, or -1: the endpoint is opened from it */
+	/* The namespace itself (borrowed until done or cancelled; NULL:
+	 * none): the endpoint is opened from it, not from netns. */
+	const int *netns_fd;
 	/* endpoint: the name it is reported under (NULL: not an endpoint). */
 	void (*done)(struct engine_hook_waiter *w, int result, const char *endpoint, const char *error);
 	/* The source's. */

@@ -271,7 +271,7 @@ static void conn_claim(struct hook_conn *c)
 		snprintf(c->netns, sizeof(c->netns), "/proc/%d/ns/net", c->req.pid);
 	c->state = CONN_ENGINE;
 	c->ew = (struct engine_hook_waiter){
-	    .id = c->req.id, .netns = c->netns, .netns_fd = c->nsfd, .done = on_engine_done};
+	    .id = c->req.id, .netns = c->netns, .netns_fd = &c->nsfd, .done = on_engine_done};
 	c->engine_waiting = true;
 	h->engine.hook(h->engine.engine, &c->ew); /* may answer, and free c */
 }

@@ -49,7 +49,7 @@ static void fe_hook(struct source *s, struct engine_hook_waiter *w)
 	engine.hooks++;
 	snprintf(engine.id, sizeof(engine.id), "%s", w->id);
 	snprintf(engine.netns, sizeof(engine.netns), "%s", w->netns);
-	engine.had_fd = w->netns_fd >= 0;
+	engine.had_fd = w->netns_fd && *w->netns_fd >= 0;
 	w->endpoint = engine.reported ? xstrdup("ctr-1") : NULL;
 	if (engine.result == 2) {
 		engine.held = w;
