@@ -46,13 +46,6 @@ all_cleanup() {
 }
 trap all_cleanup EXIT
 
-# The label policy: every container is a client or a web server.
-cat >"$TMP/policy.json" <<'JSON'
-{"version": 1,
- "groups": {"web": {"labels": {"role": "web"}}, "clients": {"labels": {"role": "client"}}},
- "policies": [{"name": "web-in", "applies_to": "web", "ingress": [{"from": ["clients"], "ports": ["tcp/80"]}]}]}
-JSON
-
 # pct FILE COLUMN P...: the percentiles of a column of numbers.
 pct() {
 	"$PYTHON" - "$@" <<'PY'
@@ -73,6 +66,12 @@ window_podman() {
 		{ echo "podman: not installed (tests/install-deps.sh): not measured"; return 0; }
 	local TMP=$TMP/podman # logs and state of this half
 	mkdir -p "$TMP"
+	# Every container a client or a web server.
+	cat >"$TMP/policy.json" <<'JSON'
+{"version": 1,
+ "groups": {"web": {"labels": {"role": "web"}}, "clients": {"labels": {"role": "client"}}},
+ "policies": [{"name": "web-in", "applies_to": "web", "ingress": [{"from": ["clients"], "ports": ["tcp/80"]}]}]}
+JSON
 	PM_CLEANUP_NEXT="docker_cleanup; bench_cleanup"
 	pm_init
 	pm_image || die "podman import failed"
