@@ -695,8 +695,9 @@ unsigned agent_start(struct agent *a, bool once)
 	load_cached_bundle(a);
 	if (a->session)
 		a->env.saved_counters = hits_load(a->o->state_dir);
+	unsigned sources_failed = 0;
 	for (size_t i = 0; i < a->n_sources; i++)
-		(void)a->sources[i]->ops->start(a->sources[i], a->loop, once);
+		sources_failed += a->sources[i]->ops->start(a->sources[i], a->loop, once) < 0;
 	if (a->env.current)
 		sync_all(a);
 	bool bundle_ok = !a->bundle_file || bundle_file_read(a->bundle_file) == 0;
@@ -704,8 +705,9 @@ unsigned agent_start(struct agent *a, bool once)
 	a->started = true;
 	status_touch(a->status);
 	write_status(a);
-	if (once) /* a rejected --bundle, none at all, or a cache not written is a failure too */
-		return behind + !bundle_ok + !a->env.current + (cache_error(a->cache) != NULL);
+	if (once) /* a rejected --bundle, none at all, a cache not written, a source that could not say
+		   * what it has (an engine not answering) is a failure too */
+		return behind + !bundle_ok + !a->env.current + (cache_error(a->cache) != NULL) + sources_failed;
 
 	if (a->bundle_file)
 		(void)bundle_file_watch(a->bundle_file, a->loop);

@@ -284,7 +284,7 @@ static void publish(struct source_engine *e, struct ctr *c)
 	}
 	c->last_verdict = v;
 	if (ep.notes[0] && (!c->notes || strcmp(c->notes, ep.notes) != 0))
-		log_warn("engine %s: container %s: %s", kind(e), ESCAPED(ep.name), ESCAPED(ep.notes));
+		log_info("engine %s: container %s: %s", kind(e), ESCAPED(ep.name), ESCAPED(ep.notes));
 	set_str(&c->notes, ep.notes);
 	if (c->reported && strcmp(c->reported, ep.name) != 0)
 		unreport(e, c);
@@ -749,9 +749,11 @@ static void on_retry(void *data, uint32_t events)
 
 static void retry_later(struct source_engine *e)
 {
-	if (e->once || e->stopping)
+	if (e->stopping)
 		return;
 	e->conn = CONN_DOWN;
+	if (e->once)
+		return; /* engine_start() says so */
 	if (e->list) {
 		engine_http_cancel(e->http, e->list);
 		e->list = NULL;

@@ -88,7 +88,9 @@ struct source *source_engine_new(const struct source_engine_options *o);
  *     container:X) is answered when that endpoint's table is in place.
  *     The hook source bounds the wait itself: source_engine_hook_cancel()
  *     gives up (no done() then); the endpoint stays reported and
- *     quarantined until its table comes.
+ *     quarantined until its table comes. A waiter still waiting for its
+ *     create event when the source is freed is forgotten, not told: the
+ *     hook source cancels its own before.
  */
 const struct engine_container *source_engine_find(struct source *s, const char *id);
 

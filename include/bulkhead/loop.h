@@ -48,7 +48,7 @@ void loop_defer(struct loop *l, loop_fn fn, void *data);
 /* Forgets every deferred call for data (before data is freed). */
 void loop_cancel_deferred(struct loop *l, void *data);
 
-/* Runs until loop_quit() is called (while it runs: a loop can be run
- * again); returns its code, or a negative errno when waiting failed. */
+/* Runs until loop_quit(); returns its code, or a negative errno when
+ * waiting failed. It may be run again after (tests do). */
 int loop_run(struct loop *l);
 void loop_quit(struct loop *l, int code);
