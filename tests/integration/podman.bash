@@ -10,7 +10,8 @@
 # one firewall rule pm_network may add.
 #
 #   pm_init                    PM_DIR, PM_SOCK, IMAGE; containers.conf (runc,
-#                              nofile/nproc 4096, cgroupfs, events in a file)
+#                              nofile/nproc 4096, cgroupfs, events in a file,
+#                              CNI) as CONTAINERS_CONF: the host's is not read
 #   pm ARGS...                 podman with this world's flags
 #   pm_image                   localhost/$P-busybox:latest (IMAGE)
 #   pm_network NAME V4 V6      an --internal network $P-NAME, its bridge in
@@ -47,6 +48,7 @@ default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+network_backend = "cni"
 EOF
 	export CONTAINERS_CONF=$PM_DIR/containers.conf
 	PM_ARGS=(--root "$PM_DIR/root" --runroot "$PM_DIR/runroot" --tmpdir "$PM_DIR/tmp"

@@ -12,13 +12,16 @@
 #     in time, and nothing asked podman about the container while podman
 #     held its lock;
 #   - the denied flows are in `bulkhead flows` under the containers' names;
-#   - restart (a new namespace), removal (the address leaves the groups),
-#     the engine's restart (a container started meanwhile is quarantined,
-#     then gets its table);
+#   - restart (a new namespace), rename (podman's event has only the new
+#     name), network connect/disconnect, stop (podman's "died") and
+#     removal (the address leaves the groups), the engine's restart (a
+#     container started meanwhile is quarantined, then gets its table);
 #   - the hook with no agent running: the container starts quarantined;
-#   - two agents on one host (one for Docker, one for podman, nodes of
-#     their own) each with its hook socket: the podman agent answers
-#     podman's hooks; a third on a socket that is taken does not start.
+#   - two agents on one host (one for a real dockerd of the test's own,
+#     one for podman, nodes of their own) each with its hook socket: each
+#     has its engine's containers (a Docker container's address joins the
+#     podman node's sets), the podman agent answers podman's hooks; a
+#     third on a socket that is taken does not start.
 # Removes every container, network and image it made, and the firewall
 # rule it may add (a dockerd's FORWARD policy), also on failure.
 # Usage: podman.sh [BUILD_DIR]
@@ -29,10 +32,14 @@ BUILD=$(realpath "${1:-$LIB_ROOT/build}")
 world_init podman || exit 1
 # shellcheck source=tests/integration/podman.bash
 . "$(dirname "$0")/podman.bash"
+# shellcheck source=tests/integration/docker.bash
+. "$(dirname "$0")/docker.bash"
+PM_CLEANUP_NEXT="docker_cleanup; world_cleanup"
 pm_init
 world_daemons "$BUILD" pod dock dock2 || exit 1
 pm_image || pm_skip "podman import of busybox failed"
 pm_network a 198.18.50.0/24 2001:db8:50::/64 || pm_skip "podman network create failed"
+pm_network b 198.18.52.0/24 2001:db8:52::/64 || pm_skip "podman network create failed"
 pm_service || pm_skip "podman system service did not answer"
 
 NET=$P-a
@@ -122,17 +129,38 @@ named_flow() { bh flows --node pod --limit 0 | grep -q "pod/$P-bad .*pod/$P-sink
 check "bulkhead flows names both ends by container: $P-bad -> $P-sink" named_flow
 
 # --- restart: a new namespace, its table again before it runs ---
-old_ns=$(readlink "$(pm_ns "$P-web")")
+# The namespace's path, not its inode: the kernel hands a freed inode
+# number out again, often to the very next namespace.
+sandbox() { pm inspect "$P-$1" --format '{{.NetworkSettings.SandboxKey}}'; }
+old_ns=$(sandbox web)
 pm restart -t 0 "$P-web" >/dev/null
-check "web restarted in a new namespace" test "$(readlink "$(pm_ns "$P-web")")" != "$old_ns"
+check "web restarted in a new namespace" test "$(sandbox web)" != "$old_ns"
 check "... its table there again" wait_for 10 has_table web
 check "... client -> web tcp/80 still allowed" wait_for 5 can_from cli "$WEB" 80
 check "... and tcp/81 still denied" cannot_from cli "$WEB" 81
 
-# --- removal: the address leaves the groups ---
+# --- rename: podman's event names only the new name ---
+renamed() { endpoint_listed "$P-sink2" && not_listed "$P-sink"; }
+pm rename "$P-sink" "$P-sink2"
+check "sink renamed sink2: the controller's endpoints follow" wait_for 10 renamed
+
+# --- network connect / disconnect: the address follows ---
 in_web() { ! left_web "$1"; }
+pm network connect --ip 198.18.52.30 "$P-b" "$P-cli" >/dev/null
+check "cli connected to a second network: its address there joins web's client set" \
+	wait_for 10 in_web 198.18.52.30
+pm network disconnect "$P-b" "$P-cli" >/dev/null
+check "... and disconnected: it leaves" wait_for 10 left_web 198.18.52.30
+
+# --- stop ("died" in podman's own events, "die" in its compatible
+# stream), then removal ("remove"): the address leaves the groups ---
 check "cli (running) is an endpoint" endpoint_listed "$P-cli"
 check "... its address in web's client set" in_web 198.18.50.30
+pm stop -t 0 "$P-cli" >/dev/null
+check "stopped: cli is no longer an endpoint" wait_for 10 not_listed "$P-cli"
+check "... and its address left web's client set" wait_for 10 left_web 198.18.50.30
+pm start "$P-cli" >/dev/null
+check "started again: an endpoint again, its address back in web's set" wait_for 10 in_web 198.18.50.30
 pm rm -f -t 0 "$P-cli" >/dev/null
 check "removed: cli is no longer an endpoint" wait_for 10 not_listed "$P-cli"
 check "... and its address left web's client set" wait_for 10 left_web 198.18.50.30
@@ -149,15 +177,26 @@ pm_service || echo "# the service did not come back"
 check "the engine back: the agent finds late and gives it its real table" wait_for 20 has_table late
 check "... late -> web tcp/80 allowed now" wait_for 10 can_from late "$WEB" 80
 
-# --- two agents on one host: each its own hook socket ---
-AGENT_ARGS=(--engine "docker:$TMP/no-docker.sock" --hook-socket "$TMP/run-dock/hook.sock")
+# --- two agents on one host, nodes of their own: one for a dockerd (of
+# the test's own, docker.bash), one for podman; each its hook socket ---
+PM_IMAGE=$IMAGE
+docker_start || pm_skip "dockerd did not start"
+docker_image || pm_skip "docker import of busybox failed"
+DOCKER_IMAGE=$IMAGE IMAGE=$PM_IMAGE
+docker_network "$P-d" 198.18.51.0/24 2001:db8:51::/64 || pm_skip "docker network create failed"
+AGENT_ARGS=(--engine "docker:$DSOCK" --hook-socket "$TMP/run-dock/hook.sock")
 agent_start dock
 check "a second agent (Docker's) runs beside it on a socket of its own" wait_for 10 test -S "$TMP/run-dock/hook.sock"
+$DOCKER run -d --name "$P-dcli" --network "$P-d" --ip 198.18.51.30 -l role=client "$DOCKER_IMAGE" sleep 3600 >/dev/null
+docker_applied() { grep -q "endpoint $P-dcli: applied bundle" "$TMP/agent-dock.log"; }
+check "a Docker container is the Docker agent's endpoint, its table in place" wait_for 15 docker_applied
+check "... its address joins web's client set on the podman node" wait_for 10 in_web 198.18.51.30
+check "... and it is not the podman agent's" eval '! grep -q "$P-dcli" "$TMP/agent-pod.log"'
 first two client 198.18.50.50 2001:db8:50::50 "$WEB" 80
 answered_by_pod() { grep -q "(endpoint $P-two): its table is in place" "$TMP/agent-pod.log" && ! grep -q "$P-two" "$TMP/agent-dock.log"; }
 check "podman's hook is answered by the podman agent" answered_by_pod
 check "... allowed on first try" test "$OUT" = OPEN
-AGENT_ARGS=(--engine "docker:$TMP/no-docker.sock" --hook-socket "$HOOK_SOCK")
+AGENT_ARGS=(--engine "docker:$DSOCK" --hook-socket "$HOOK_SOCK")
 agent_start dock2
 wait "${AGENT_PID[dock2]}"
 check "a third agent on the podman agent's socket refuses to start" test $? = 1
