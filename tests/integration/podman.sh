@@ -17,6 +17,7 @@
 #     removal (the address leaves the groups), the engine's restart (a
 #     container started meanwhile is quarantined, then gets its table);
 #   - the hook with no agent running: the container starts quarantined;
+#     the agent back: the running containers get their real tables;
 #   - two agents on one host (one for a real dockerd of the test's own,
 #     one for podman, nodes of their own) each with its hook socket: each
 #     has its engine's containers (a Docker container's address joins the
@@ -212,5 +213,13 @@ pm run -d --name "$P-alone2" --label role=client --network "$NET" --ip 198.18.50
 	"$IMAGE" sleep 3600 >/dev/null
 check "... its namespace holds the quarantine table" quarantined "$P-alone2"
 check "... loopback works inside" pm exec "$P-alone2" sh -c 'nc -ll -p 7 -e /bin/true & sleep 0.2; nc -w 2 127.0.0.1 7 </dev/null'
+
+# --- the agent back, with containers running: the hook's quarantine
+# replaced by the real table ---
+AGENT_ARGS=(--engine "podman:$PM_SOCK" --hook-socket "$HOOK_SOCK" --flow-window-ms 200)
+agent_start pod
+check "the agent restarted: alone2's quarantine (the hook's) replaced by its real table" wait_for 20 has_table alone2
+check "... alone2 -> web tcp/80 allowed now" wait_for 10 can_from alone2 "$WEB" 80
+check "... and tcp/81 refused" cannot_from alone2 "$WEB" 81
 
 finish
