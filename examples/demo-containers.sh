@@ -81,6 +81,14 @@ pm_hook "$hooksock" --timeout-ms 5000
 echo "  controller on tcp://127.0.0.1:$port; agent podhost (pid ${pids[-1]}) on podman's API"
 echo "  hooks.d entry: $(tr -d '\n' <"$PM_DIR/hooks.d/bulkhead.json" | sed 's/  */ /g')"
 
+# No container yet: wait for the agent's session, so that status below
+# has a node to wait for.
+for _ in $(seq 100); do
+  "$CLI" status --json 2>/dev/null | "$py" -c 'import json,sys
+sys.exit(not any(n["node"] == "podhost" for n in json.load(sys.stdin)["nodes"]))' 2>/dev/null && break
+  sleep 0.1
+done
+
 bold "bulkhead policy apply $ex/policy.json"
 "$CLI" policy apply $ex/policy.json --comment "demo: three-tier shop on podman" | sed 's/^/  /'
 "$CLI" status --wait=20 | sed 's/^/  /' || die "the agent did not converge; logs in $TMP"
