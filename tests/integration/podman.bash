@@ -75,6 +75,18 @@ pm_network() {
 	local net=$P-$1 br
 	pm network create --internal --subnet "$2" --ipv6 --subnet "$3" "$net" >/dev/null || return 1
 	PM_NETS+=("$net")
+	# podman's CNI list has the portmap and firewall plugins too: the
+	# firewall one makes chains in the host's filter table (CNI-FORWARD,
+	# CNI-ADMIN, a jump from FORWARD) and never removes them. An
+	# --internal network maps no ports: the bridge (and tuning) alone, so
+	# the host's firewall is left as it was.
+	/usr/bin/python3 - "$PM_DIR/cni/$net.conflist" <<'PY' || return 1
+import json, sys
+f = sys.argv[1]
+c = json.load(open(f))
+c["plugins"] = [p for p in c["plugins"] if p.get("type") not in ("portmap", "firewall")]
+json.dump(c, open(f, "w"), indent=1)
+PY
 	br=$(pm network inspect "$net" --format '{{.NetworkInterface}}')
 	PM_BRIDGE[$1]=$br
 	# A dockerd on this host sets FORWARD's policy to DROP, and bridged

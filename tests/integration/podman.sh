@@ -24,7 +24,8 @@
 #     podman node's sets), the podman agent answers podman's hooks; a
 #     third on a socket that is taken does not start.
 # Removes every container, network and image it made, and the firewall
-# rule it may add (a dockerd's FORWARD policy), also on failure.
+# rule it may add (a dockerd's FORWARD policy), also on failure; CNI adds
+# nothing to the host's firewall (checked).
 # Usage: podman.sh [BUILD_DIR]
 set -u
 . "$(dirname "$0")/world.bash"
@@ -67,6 +68,11 @@ has_table() { # NAME: its real table (tagged, not the quarantine)
 	t=$(table_in "$P-$1") && [[ $t == *"set bundle"* ]] && [[ $t != *'comment "quarantine"'* ]]
 }
 left_web() { ! table_in "$P-web" | grep -q "$1"; }
+
+# CNI's plugins (firewall, portmap) would add chains and rules to the
+# host's filter and nat tables; pm_network leaves them out.
+cni_rules() { (iptables-save; ip6tables-save) 2>/dev/null | grep -c CNI; }
+CNI_BEFORE=$(cni_rules)
 
 controller_start
 AGENT_ARGS=(--engine "podman:$PM_SOCK" --hook-socket "$HOOK_SOCK" --flow-window-ms 200)
@@ -221,5 +227,7 @@ agent_start pod
 check "the agent restarted: alone2's quarantine (the hook's) replaced by its real table" wait_for 20 has_table alone2
 check "... alone2 -> web tcp/80 allowed now" wait_for 10 can_from alone2 "$WEB" 80
 check "... and tcp/81 refused" cannot_from alone2 "$WEB" 81
+
+check "containers running: no iptables chain or rule of CNI's added to the host" test "$(cni_rules)" = "$CNI_BEFORE"
 
 finish
