@@ -88,7 +88,7 @@ if [ $engine = podman ]; then
   pm_network shop $net.0/24 $net6::/64 || die "podman network create failed"
   pm_service || die "podman system service did not answer"
   echo "  image $IMAGE, network $P-shop (bridge ${PM_BRIDGE[shop]}), API $PM_SOCK"
-  [ ${#PM_FWD[@]} -gt 0 ] && echo "  (the host's FORWARD policy drops: forwarding accepted on ${PM_FWD[*]} until the end)"
+  [ ${#PM_FWD[@]} -gt 0 ] && echo "  (the host's FORWARD policy drops: forwarding accepted on ${PM_BRIDGE[shop]} until the end)"
 else
   bold "A dockerd of the demo's own: its socket, image and network"
   docker_start || die "dockerd did not start"

@@ -7,7 +7,7 @@
 # 198.18.0.0/15 and 2001:db8::/32; podman's API service on $PM_SOCK for the
 # agent's --engine podman. pm_cleanup (run on exit) removes every
 # container, network and image made, stops the service and takes back the
-# one firewall rule pm_network may add.
+# firewall rules pm_network may add.
 #
 #   pm_init                    PM_DIR, PM_SOCK, IMAGE; containers.conf (runc,
 #                              nofile/nproc 4096, cgroupfs, events in a file,
@@ -93,11 +93,15 @@ PY
 	# IPv4 goes through FORWARD (br_netfilter): containers on one bridge
 	# would not reach each other. Only then, forwarding on this bridge
 	# alone is accepted (taken back on exit).
-	if [ "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null)" = 1 ] &&
-		iptables -S FORWARD 2>/dev/null | grep -q '^-P FORWARD DROP'; then
-		iptables -I FORWARD -i "$br" -o "$br" -j ACCEPT -m comment --comment "$P bulkhead test" &&
-			PM_FWD+=("$br")
-	fi
+	# The same for IPv6 (ip6tables, bridge-nf-call-ip6tables).
+	local t
+	for t in iptables ip6tables; do
+		if [ "$(cat /proc/sys/net/bridge/bridge-nf-call-$t 2>/dev/null)" = 1 ] &&
+			$t -S FORWARD 2>/dev/null | grep -q '^-P FORWARD DROP'; then
+			$t -I FORWARD -i "$br" -o "$br" -j ACCEPT -m comment --comment "$P bulkhead test" &&
+				PM_FWD+=("$t $br")
+		fi
+	done
 }
 
 pm_service() {
@@ -138,7 +142,7 @@ pm_ns() {
 
 pm_cleanup() {
 	[ -n "${PM_DIR:-}" ] || return 0
-	local net br
+	local net
 	pm rm -af -t 0 >/dev/null 2>&1
 	pm_service_stop
 	for net in "${PM_NETS[@]}"; do
@@ -146,9 +150,12 @@ pm_cleanup() {
 		rm -rf "/var/lib/cni/networks/$net"
 	done
 	pm rmi -af >/dev/null 2>&1
-	for br in "${PM_FWD[@]}"; do
-		iptables -D FORWARD -i "$br" -o "$br" -j ACCEPT -m comment --comment "$P bulkhead test" 2>/dev/null
+	local rule
+	for rule in "${PM_FWD[@]}"; do
+		set -- $rule
+		"$1" -D FORWARD -i "$2" -o "$2" -j ACCEPT -m comment --comment "$P bulkhead test" 2>/dev/null
 	done
+	PM_FWD=()
 	# vfs storage: plain directories once no container runs; whatever is
 	# still mounted under it (a container's /dev/shm) goes first.
 	awk -v d="$PM_DIR/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r |
