@@ -2,8 +2,8 @@
 # namespaces per DESIGN §7, checks that count, and cleanup on any exit.
 #
 #   world_init NAME            prefix, temp dir, fabric namespace + bridge, traps
-#   world_add_endpoint N V4 V6 namespace $P-N on the bridge, eth0 with
-#                              198.18.0.V4/24 and 2001:db8:1::V6/64
+#   world_add_ns N A4/L A6/L   namespace $P-N on the bridge, eth0 with A4/L and A6/L
+#   world_add_endpoint N V4 V6 the same with 198.18.0.V4/24 and 2001:db8:1::V6/64
 #   world_serve N SPEC...      probe.py listeners in $P-N (tcp:80 udp:53 ...)
 #   can NS PROTO ADDR ARG...   probe from $P-NS succeeds (probe.py args)
 #   ok/not_ok/check/finish     counting and the closing "N passed, N failed"
@@ -72,6 +72,10 @@ world_init() {
 }
 
 world_add_endpoint() { # NAME V4HOST V6HOST
+	world_add_ns "$1" "198.18.0.$2/24" "2001:db8:1::$3/64"
+}
+
+world_add_ns() { # NAME V4/LEN V6/LEN
 	local ns=$P-$1
 	WORLD_PORTS=$((WORLD_PORTS + 1))
 	ip netns add "$ns" || return 1
@@ -80,8 +84,8 @@ world_add_endpoint() { # NAME V4HOST V6HOST
 	ip -n "$ns" link set lo up
 	ip -n "$FAB" link add "v$WORLD_PORTS" type veth peer name eth0 netns "$ns" || return 1
 	ip -n "$FAB" link set "v$WORLD_PORTS" master br0 up
-	ip -n "$ns" addr add "198.18.0.$2/24" dev eth0
-	ip -n "$ns" addr add "2001:db8:1::$3/64" dev eth0 nodad
+	ip -n "$ns" addr add "$2" dev eth0 || return 1
+	ip -n "$ns" addr add "$3" dev eth0 nodad || return 1
 	ip -n "$ns" link set eth0 up
 }
 
