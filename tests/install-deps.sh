@@ -11,6 +11,7 @@ packages=(
   nftables iproute2      # nft for inspection and the nft -f benchmark; ip for test namespaces
   iputils-ping socat     # test traffic
   valgrind
+  clang-format           # the C sources' format, checked by tests/tree/format.sh (clang-format 14)
   docker.io podman runc busybox-static curl   # real containers (tests/integration/docker.sh)
 )
 missing=()
