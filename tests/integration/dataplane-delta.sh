@@ -17,13 +17,7 @@ BULKHEAD=$BUILD/cli/bulkhead
 APPLY=$BUILD/bench/nft-apply
 
 world_init delta || exit 1
-for tool in nft "$BULKHEAD" "$APPLY"; do
-	if ! command -v "$tool" >/dev/null; then
-		not_ok "prerequisites: $tool not found"
-		finish
-		exit 1
-	fi
-done
+world_need nft "$BULKHEAD" "$APPLY"
 
 # --- the world -----------------------------------------------------------
 # name v4 v6 (198.18.0.0/16 and 2001:db8:2::/64 on one bridge). srv holds

@@ -17,13 +17,7 @@ AGENT=$BUILD/agent/bulkhead-agent
 NODE=n1
 
 world_init rules || exit 1
-for tool in "$BULKHEAD" "$AGENT"; do
-	if ! command -v "$tool" >/dev/null; then
-		not_ok "prerequisites: $tool not found"
-		finish
-		exit 1
-	fi
-done
+world_need "$BULKHEAD" "$AGENT"
 
 # --- the world -----------------------------------------------------------
 # name  v4 host  v6 host  labels

@@ -57,9 +57,7 @@ if [ $(((ROUNDS + 1) * PROBES)) -gt 50000 ]; then
 fi
 
 world_init differential || exit 1
-for tool in nft "$BULKHEAD" "$AGENT"; do
-	command -v "$tool" >/dev/null || bail "prerequisites: $tool not found"
-done
+world_need nft "$BULKHEAD" "$AGENT"
 compared=0 # probes sent and compared
 
 indent() { sed 's/^/    /'; }

@@ -2,6 +2,7 @@
 # namespaces per DESIGN §7, checks that count, and cleanup on any exit.
 #
 #   world_init NAME            prefix, temp dir, fabric namespace + bridge, traps
+#   world_need PROGRAM...      each one is there, or "not ok" and exit
 #   world_add_ns N A4/L A6/L   namespace $P-N on the bridge, eth0 with A4/L and A6/L
 #   world_add_endpoint N V4 V6 the same with 198.18.0.V4/24 and 2001:db8:1::V6/64
 #   world_serve N SPEC...      probe.py listeners in $P-N (tcp:80 udp:53 ...)
@@ -16,6 +17,10 @@
 #   agent_start NODE [KEY]     AGENT_PID[NODE], inventory $TMP/NODE.json, with
 #                              KEY's pair (default NODE's) and ${AGENT_ARGS[@]}
 #   json_get EXPR              EXPR over the JSON on stdin as j
+#   agent_status EXPR [EP]     EXPR over the agent's $STATE/status.json: s the
+#                              document, e its endpoints by name (with EP: that
+#                              endpoint, and c its counters); fails while not JSON
+#   agent_status_is EXPR VALUE [EP]
 #
 # BULKHEAD_KEEP=1 keeps the temporary directory (logs, state) for a post-mortem.
 # Only ever touches namespaces named with the per-run prefix; the host's
@@ -69,6 +74,16 @@ world_init() {
 	ip -n "$FAB" link add br0 type bridge mcast_snooping 0 || return 1
 	ip -n "$FAB" link set br0 up
 	WORLD_PORTS=0
+}
+
+world_need() { # PROGRAM...
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null && continue
+		not_ok "prerequisites: $t not found"
+		finish
+		exit 1
+	done
 }
 
 world_add_endpoint() { # NAME V4HOST V6HOST
@@ -161,3 +176,20 @@ agent_start() { # NODE [KEY_NODE]
 json_get() { # EXPR over the JSON on stdin as j
 	/usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1" 2>/dev/null
 }
+
+agent_status() { # EXPR [ENDPOINT]
+	"$PYTHON" - "$STATE/status.json" "$@" <<'PY'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except Exception:
+    sys.exit(1)
+e = {x["name"]: x for x in s["endpoints"]}
+c = None
+if len(sys.argv) > 3:
+    e = e[sys.argv[3]]
+    c = e["counters"]
+print(eval(sys.argv[2], {"s": s, "e": e, "c": c}))
+PY
+}
+agent_status_is() { [ "$(agent_status "$1" "${@:3}" 2>/dev/null)" = "$2" ]; }
