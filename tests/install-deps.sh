@@ -12,6 +12,7 @@ packages=(
   nftables iproute2      # nft for inspection and the nft -f benchmark; ip for test namespaces
   iputils-ping socat     # test traffic
   valgrind
+  chromium               # the page in a headless browser (tests/integration/web.sh)
   docker.io podman runc busybox-static curl   # real containers (tests/integration/docker.sh)
 )
 missing=()
