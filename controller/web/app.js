@@ -106,7 +106,7 @@
         el('td', protoText(f)));
       const v = el('td');
       v.append(el('span', f.verdict, 'v ' + f.verdict));
-      tr.append(v, el('td', f.policy ? f.policy + '/' + f.rule : f.rule), el('td', f.count, 'num'));
+      tr.append(v, el('td', f.rule), el('td', f.count, 'num'));
       return tr;
     });
     replaceRows($('flows'), rows);
@@ -120,7 +120,7 @@
   function renderMap(data) {
     const map = $('map');
     const groups = data.groups.filter((g) => g.active || g.kind === 'label' || g.kind === 'network');
-    const n = groups.length, C = 380, R = n > 16 ? 300 : 250;
+    const n = groups.length, C = 380, R = n > 12 ? 260 : 250;
     const pos = {};
     groups.forEach((g, i) => {
       const a = (2 * Math.PI * i) / Math.max(n, 1) - Math.PI / 2;
@@ -128,11 +128,16 @@
     });
     const defs = svg('defs', {});
     for (const v of VERDICTS) {
-      const m = svg('marker', { id: 'arrow-' + v, viewBox: '0 0 10 10', refX: '9', refY: '5', markerWidth: '5', markerHeight: '5', orient: 'auto-start-reverse' });
+      const m = svg('marker', { id: 'arrow-' + v, viewBox: '0 0 10 10', refX: '9', refY: '5', markerUnits: 'userSpaceOnUse', markerWidth: '9', markerHeight: '9', orient: 'auto-start-reverse' });
       m.append(svg('path', { d: 'M0,0 L10,5 L0,10 z', fill: COLORS[v] }));
       defs.append(m);
     }
-    const edges = svg('g', { class: 'edges' }), labels = svg('g', { class: 'counts' });
+    const edges = svg('g', { class: 'edges' + (data.edges.length > 25 ? ' many' : '') }), labels = svg('g', { class: 'counts' });
+    // Counts on the largest arcs only (every arc has its count in its title).
+    const all = [];
+    for (const e of data.edges) for (const v of VERDICTS) if (e.verdicts[v]) all.push(e.verdicts[v].count);
+    all.sort((x, y) => y - x);
+    const labelFrom = all.length > 20 ? all[19] : 0;
     for (const e of data.edges) {
       const a = pos[e.src], b = pos[e.dst];
       if (!a || !b) continue;
@@ -155,7 +160,7 @@
           d = `M${a.x},${a.y} Q${cx},${cy} ${ex},${ey}`;
           mx = 0.25 * a.x + 0.5 * cx + 0.25 * b.x; my = 0.25 * a.y + 0.5 * cy + 0.25 * b.y;
         }
-        const w = Math.min(8, 1.5 + 0.8 * Math.log2(c + 1));
+        const w = Math.min(6, 1.2 + 0.6 * Math.log2(c + 1));
         const selected = pair.src === e.src && pair.dst === e.dst && (!pair.verdict || pair.verdict === v);
         const path = svg('path', { d, class: 'edge edge-' + v + (selected ? ' selected' : ''), stroke: COLORS[v], 'stroke-width': w.toFixed(1), 'marker-end': 'url(#arrow-' + v + ')' });
         path.dataset.src = e.src; path.dataset.dst = e.dst; path.dataset.verdict = v; path.dataset.count = c;
@@ -168,7 +173,7 @@
         path.addEventListener('click', choose);
         t.addEventListener('click', choose);
         edges.append(path);
-        labels.append(t);
+        if (c >= labelFrom) labels.append(t);
       });
     }
     const nodes = svg('g', { class: 'nodes' });
@@ -179,7 +184,14 @@
       node.dataset.group = g.name;
       node.append(svg('circle', { cx: p.x.toFixed(1), cy: p.y.toFixed(1), r: '6' }));
       const right = Math.cos(p.a) >= -0.01;
-      const t = svg('text', { x: (p.x + 12 * Math.cos(p.a)).toFixed(1), y: (p.y + 12 * Math.sin(p.a) + 4).toFixed(1), 'text-anchor': Math.abs(Math.cos(p.a)) < 0.2 ? 'middle' : right ? 'start' : 'end' });
+      const lx = p.x + 12 * Math.cos(p.a), ly = p.y + 12 * Math.sin(p.a);
+      let t;
+      if (n > 12) { // many groups: labels along the radius, so that neighbours do not overlap
+        const deg = (p.a * 180) / Math.PI + (right ? 0 : 180);
+        t = svg('text', { x: lx.toFixed(1), y: (ly + 4).toFixed(1), 'text-anchor': right ? 'start' : 'end', transform: `rotate(${deg.toFixed(1)} ${lx.toFixed(1)} ${ly.toFixed(1)})` });
+      } else {
+        t = svg('text', { x: lx.toFixed(1), y: (ly + 4).toFixed(1), 'text-anchor': Math.abs(Math.cos(p.a)) < 0.2 ? 'middle' : right ? 'start' : 'end' });
+      }
       t.textContent = g.name + (g.kind === 'network' ? ' ⌁' : '');
       const title = svg('title', {});
       title.textContent = g.name + ' (' + g.kind + ' group)';
@@ -224,7 +236,7 @@
       const tr = el('tr', null, 'hit');
       const v = el('td');
       v.append(el('span', h.verdict, 'v ' + h.verdict));
-      tr.append(el('td', h.policy || '–'), el('td', h.rule), v, el('td', h.count, 'num'));
+      tr.append(el('td', h.policy || '–'), el('td', h.rule), v, el('td', h.hits, 'num'), el('td', h.count || '–', 'num'));
       return tr;
     }));
   }
