@@ -89,6 +89,11 @@ for bad in "port=tcp/99999" "verdict=maybe" "since=yesterday" "limit=0" "limit=x
 	check "the API: $bad is 400, naming it" test "$(api "/api/flows?$bad" | json_get "j['error'].split(':')[0]")" = "${bad%%=*}"
 done
 check "the API: an unknown path is 404" test "$(code /api/nope)/$(code /etc/passwd)/$(code /../index.html)" = 404/404/404
+long=$(head -c 100000 /dev/zero | tr '\0' a)
+check "the API: a 100 KB request line is refused" test "$(code "/api/flows?node=$long")" != 200
+check "the API: 80 connections at once, then it still answers" sh -c "
+	for i in \$(seq 80); do curl -s -o /dev/null --max-time 10 '$URL/api/groups' & done; wait
+	test \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 '$URL/api/nodes')\" = 200"
 check "the API: POST is refused" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST --max-time 5 "$URL/api/flows")" = 405
 
 # --- the page in a browser that can reach only the controller ---
