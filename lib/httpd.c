@@ -11,12 +11,89 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
+#include <stddef.h>
+
 #include <microhttpd.h>
 
 #include "bulkhead/httpd.h"
 #include "bulkhead/log.h"
 #include "bulkhead/ratelimit.h"
 #include "bulkhead/sha256.h"
+
+/* libmicrohttpd is loaded when a server is asked for (--http, --metrics),
+ * not linked: it brings GnuTLS and a dozen libraries more, ~3 MB of RSS
+ * in every daemon, also in those that serve nothing (bench/agent-rss.sh).
+ * The calls below keep MHD's names and go through this table, typed from
+ * microhttpd.h's own declarations. */
+static struct {
+	__typeof__(MHD_add_response_header) *add_response_header;
+	__typeof__(MHD_create_response_from_buffer) *create_response_from_buffer;
+	__typeof__(MHD_destroy_response) *destroy_response;
+	__typeof__(MHD_get_daemon_info) *get_daemon_info;
+	__typeof__(MHD_get_timeout) *get_timeout;
+	__typeof__(MHD_is_feature_supported) *is_feature_supported;
+	__typeof__(MHD_lookup_connection_value) *lookup_connection_value;
+	__typeof__(MHD_queue_response) *queue_response;
+	__typeof__(MHD_resume_connection) *resume_connection;
+	__typeof__(MHD_run) *run;
+	__typeof__(MHD_start_daemon) *start_daemon;
+	__typeof__(MHD_stop_daemon) *stop_daemon;
+	__typeof__(MHD_suspend_connection) *suspend_connection;
+} mhd;
+
+#define MHD_add_response_header		mhd.add_response_header
+#define MHD_create_response_from_buffer mhd.create_response_from_buffer
+#define MHD_destroy_response		mhd.destroy_response
+#define MHD_get_daemon_info		mhd.get_daemon_info
+#define MHD_get_timeout			mhd.get_timeout
+#define MHD_is_feature_supported	mhd.is_feature_supported
+#define MHD_lookup_connection_value	mhd.lookup_connection_value
+#define MHD_queue_response		mhd.queue_response
+#define MHD_resume_connection		mhd.resume_connection
+#define MHD_run				mhd.run
+#define MHD_start_daemon		mhd.start_daemon
+#define MHD_stop_daemon			mhd.stop_daemon
+#define MHD_suspend_connection		mhd.suspend_connection
+
+/* Loads it once (never closed: the daemon serves until it exits). NULL,
+ * or why not. */
+static const char *load_mhd(void)
+{
+	static char why[256];
+	static bool loaded;
+	if (loaded || why[0])
+		return why[0] ? why : NULL;
+	void *lib = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		snprintf(why, sizeof(why), "libmicrohttpd could not be loaded (%s)", dlerror());
+		return why;
+	}
+	static const struct {
+		const char *name;
+		size_t offset;
+	} syms[] = {
+#define SYM(field) {"MHD_" #field, offsetof(__typeof__(mhd), field)}
+	    SYM(add_response_header), SYM(create_response_from_buffer), SYM(destroy_response),
+	    SYM(get_daemon_info),     SYM(get_timeout),			SYM(is_feature_supported),
+	    SYM(lookup_connection_value), SYM(queue_response),		SYM(resume_connection),
+	    SYM(run),		      SYM(start_daemon),		SYM(stop_daemon),
+	    SYM(suspend_connection),
+#undef SYM
+	};
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		void *fn = dlsym(lib, syms[i].name);
+		if (!fn) {
+			snprintf(why, sizeof(why), "libmicrohttpd has no %s", syms[i].name);
+			dlclose(lib);
+			memset(&mhd, 0, sizeof(mhd));
+			return why;
+		}
+		memcpy((char *)&mhd + syms[i].offset, &fn, sizeof(fn));
+	}
+	loaded = true;
+	return NULL;
+}
 
 #define CONNECTIONS_MAX	       64
 #define CONNECTIONS_PER_IP_MAX 16
@@ -475,6 +552,9 @@ struct httpd *httpd_new(struct loop *l, const struct httpd_options *o, httpd_fn 
 			    "%s %s: not a loopback address: give a token (%s-token FILE) so that not everyone who "
 			    "reaches it may read it",
 			    what, o->listen, what);
+	const char *unloaded = load_mhd();
+	if (unloaded)
+		return fail(NULL, ENOTSUP, errno_out, err, "%s: %s", what, unloaded);
 	if (!MHD_is_feature_supported(MHD_FEATURE_EPOLL))
 		return fail(NULL, ENOTSUP, errno_out, err, "%s: this libmicrohttpd has no epoll", what);
 	struct httpd *h = xcalloc(1, sizeof(*h));
