@@ -8,7 +8,10 @@
 #     the parameter; unknown paths 404;
 #   - the page: the denied flows are table rows and red edges of the map,
 #     audited ones yellow; a filter in the address (port, an edge's pair)
-#     changes the rows; the assets come from the binary, nothing else.
+#     changes the rows; the assets come from the binary, nothing else;
+#   - driven through the DevTools protocol (cdp.py): a click on a red edge
+#     filters the table to its flows, a flow sent meanwhile appears without
+#     a reload, clearing the pair brings every row back.
 # Chromium runs in a namespace of the test's own with only a loopback
 # interface; socat there carries its connections to the controller on the
 # host's loopback, so the browser can reach nothing else.
@@ -154,6 +157,38 @@ rows >"$TMP/rows-audit"
 check "the verdict filter: one audited row" test "$(wc -l <"$TMP/rows-audit")/$(grep -c '| audit |' "$TMP/rows-audit")" = 1/1
 check "the browser made no request the controller did not answer from its assets or API" \
 	test -z "$(grep -iE 'ERR_|Refused to' "$TMP/chromium.log")"
+# --- clicks and live refresh, through the DevTools protocol (cdp.py) ---
+ip netns exec "$P-browser" chromium --headless --no-sandbox --disable-gpu --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync \
+	--user-data-dir="$TMP/chromium-cdp" --window-size=1500,1000 --remote-debugging-port=9222 \
+	"http://127.0.0.1:7780/" 2>>"$TMP/chromium.log" &
+CHROMIUM_PID=$!
+WORLD_PIDS+=("$CHROMIUM_PID")
+ROWS="[...document.querySelectorAll('#flows tr.flow')]"
+ip netns exec "$P-browser" timeout 90 "$PYTHON" "$LIB_ROOT/tests/integration/cdp.py" 9222 \
+	"wait:+document.body.dataset.loaded >= 1" \
+	"eval:window.kept = 1; $ROWS.length" \
+	"eval:document.querySelector('#map path.edge-deny[data-src=\"clients\"][data-dst=\"db\"]').dispatchEvent(new MouseEvent('click', {bubbles: true}))" \
+	"wait:$ROWS.length === 1" \
+	"eval:$ROWS.map(r => r.cells[2].textContent + ' > ' + r.cells[3].textContent + ' ' + r.cells[4].textContent)" \
+	"eval:location.search" \
+	"sh:ip netns exec $P-client2 $FLOOD 198.18.0.12 54 2" \
+	"wait:$ROWS.length === 2" \
+	"eval:$ROWS.map(r => r.cells[4].textContent + ' ' + r.cells[7].textContent).sort()" \
+	"eval:window.kept === 1 && performance.getEntriesByType('navigation').length === 1" \
+	"eval:document.getElementById('pair-clear').click()" \
+	"wait:$ROWS.length === 5" \
+	"eval:location.search" >"$TMP/cdp.out" 2>"$TMP/cdp.err"
+check "DevTools: the page scripted through the protocol ($(head -c 300 "$TMP/cdp.err"))" test -s "$TMP/cdp.out" -a ! -s "$TMP/cdp.err"
+line() { sed -n "$1p" "$TMP/cdp.out"; }
+check "DevTools: four rows at first" test "$(line 1)" = 4
+check "DevTools: a click on the red edge clients -> db leaves its one flow in the table" \
+	test "$(line 3)" = '["n2/client2 (clients) > n1/db1 (db) udp/53"]'
+check "DevTools: ... and the address keeps the pair ($(line 4))" test "$(line 4)" = '"?since=1h&src_group=clients&dst_group=db&pair_verdict=deny"'
+check "DevTools: a flow sent meanwhile comes in without a reload" test "$(line 5)" = '["udp/53 5", "udp/54 2"]'
+check "DevTools: ... the same document, never reloaded" test "$(line 6)" = true
+check "DevTools: clearing the pair shows every flow again" test "$(line 8)" = '"?since=1h"'
+kill "$CHROMIUM_PID" 2>/dev/null
 if [ -n "${WEB_SCREENSHOT:-}" ]; then
 	browser --screenshot="$TMP/shot.png" "http://127.0.0.1:7780/" >/dev/null && cp "$TMP/shot.png" "$WEB_SCREENSHOT"
 fi
