@@ -9,6 +9,8 @@
 #   - the page: the denied flows are table rows and red edges of the map,
 #     audited ones yellow; a filter in the address (port, an edge's pair)
 #     changes the rows; the assets come from the binary, nothing else;
+#   - with "observe": "all", an allowed connection is an allow row and a
+#     green edge;
 #   - driven through the DevTools protocol (cdp.py): a click on a red edge
 #     filters the table to its flows, a flow sent meanwhile appears without
 #     a reload, clearing the pair brings every row back.
@@ -192,6 +194,19 @@ check "DevTools: ... the same document, never reloaded" test "$(line 6)" = true
 check "DevTools: clearing the pair shows every flow again" test "$(line 8)" = '"?since=1h"'
 check "DevTools: nothing was fetched from anywhere but the controller" test "$(line 9)" = '[]'
 kill "$CHROMIUM_PID" 2>/dev/null
+# --- allowed flows ("observe": "all"): green, like the store holds them ---
+sed 's/^{"version": 1,/{"version": 1, "observe": "all",/' "$TMP/policy.json" >"$TMP/observe.json"
+bh policy apply "$TMP/observe.json" >/dev/null
+check "observe all: both agents up to date" wait_for 20 connected
+can client2 tcp 198.18.0.11 80
+allowed() { [ "$(api '/api/flows?verdict=allow&src_group=clients&dst_group=web' | json_get "sum(r['count'] for r in j['flows'] if r['port'] == 80)")" -ge 1 ] 2>/dev/null; }
+check "observe all: the allowed connection client2 -> web1:80 is stored" wait_for 15 allowed
+page "?verdict=allow" >/dev/null
+rows >"$TMP/rows-allow"
+check "observe all: the page lists it, verdict allow, with the rule that let it in" \
+	grep -qx "n1 | n2/client2 (clients) | n1/web1 (web) | tcp/80 | allow | web-in/ingress/0 | 1" "$TMP/rows-allow"
+edges >"$TMP/edges-allow"
+check "observe all: clients -> web is a green edge" grep -q "^clients web allow #43a047 " "$TMP/edges-allow"
 if [ -n "${WEB_SCREENSHOT:-}" ]; then
 	browser --screenshot="$TMP/shot.png" "http://127.0.0.1:7780/" >/dev/null && cp "$TMP/shot.png" "$WEB_SCREENSHOT"
 fi
