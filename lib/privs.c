@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,7 +214,7 @@ int privs_keep_caps(const int *keep, size_t n, uint64_t *missing, char **err)
 
 /* ---- becoming a user ---- */
 
-static int user_lookup(const char *user, uid_t *uid, gid_t *gid, char **name, char **err)
+static int user_lookup(const char *what, const char *user, uid_t *uid, gid_t *gid, char **name, char **err)
 {
 	char *end;
 	errno = 0;
@@ -223,18 +224,18 @@ static int user_lookup(const char *user, uid_t *uid, gid_t *gid, char **name, ch
 	struct passwd *pw = numeric ? getpwuid((uid_t)n) : getpwnam(user);
 	/* Not found is NULL with errno 0, ENOENT or ESRCH, by the NSS module. */
 	if (!pw && (errno == 0 || errno == ENOENT || errno == ESRCH))
-		return fail(err, -ENOENT, "--user %s: no such user", user);
+		return fail(err, -ENOENT, "%s %s: no such user", what, user);
 	if (!pw)
-		return fail(err, -errno, "--user %s: %s", user, strerror(errno));
+		return fail(err, -errno, "%s %s: %s", what, user, strerror(errno));
 	if (pw->pw_uid == 0)
 		return fail(err, -EINVAL,
-			    "--user %s: that is root; name an unprivileged user (this daemon needs no "
+			    "%s %s: that is root; name an unprivileged user (this daemon needs no "
 			    "privilege)",
-			    user);
+			    what, user);
 	/* Root's group would keep what root's group may write. */
 	if (pw->pw_gid == 0)
 		return fail(err, -EINVAL,
-			    "--user %s: its group is root's (gid 0); name a user of another group", user);
+			    "%s %s: its group is root's (gid 0); name a user of another group", what, user);
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
 	*name = strdup(pw->pw_name);
@@ -423,7 +424,7 @@ int privs_become_user(const char *user, const struct privs_path *paths, size_t n
 	uid_t uid = 0;
 	gid_t gid = 0;
 	char *name = NULL;
-	if ((r = user_lookup(user, &uid, &gid, &name, err)) < 0)
+	if ((r = user_lookup("--user", user, &uid, &gid, &name, err)) < 0)
 		return r;
 	uid_t ruid, euid, suid;
 	if (getresuid(&ruid, &euid, &suid) < 0) {
@@ -451,5 +452,100 @@ int privs_become_user(const char *user, const struct privs_path *paths, size_t n
 		r = check_path(&paths[i], &w, err);
 out:
 	free(name);
+	return r;
+}
+
+int privs_lookup_user(const char *what, const char *user, uid_t *uid, gid_t *gid, char **err)
+{
+	char *name = NULL;
+	*err = NULL;
+	int r = user_lookup(what, user, uid, gid, &name, err);
+	free(name);
+	return r;
+}
+
+/* ---- giving files to a user ---- */
+
+/* fd (an O_PATH descriptor of path, for messages) to uid:gid when it is
+ * not theirs already; a file with another link somewhere else is not
+ * given away. By descriptor, as CAP_CHOWN allows, with no need to read. */
+static int give_fd(int fd, const char *path, uid_t uid, gid_t gid, char **err)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return fail(err, -errno, "%s: %s", path, strerror(errno));
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+		return fail(err, -EINVAL, "%s: neither a directory nor a regular file", path);
+	if (S_ISREG(st.st_mode) && st.st_nlink != 1)
+		return fail(err, -EMLINK, "%s: has %ju links; not given away (remove the others)", path,
+			    (uintmax_t)st.st_nlink);
+	if (st.st_uid == uid && st.st_gid == gid)
+		return 0;
+	if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+		return fail(err, -errno, "%s: giving it to uid %u: %s", path, (unsigned)uid, strerror(errno));
+	return 0;
+}
+
+static int open_path(const char *path, bool dir, char **err)
+{
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+	return fd < 0 ? fail(err, -errno, "opening %s: %s", path, strerror(errno)) : fd;
+}
+
+/* The regular files directly in the directory path. */
+static int give_files(const char *path, uid_t uid, gid_t gid, char **err)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return fail(err, -errno, "reading %s: %s", path, strerror(errno));
+	int r = 0;
+	struct dirent *e;
+	while (r == 0 && (e = readdir(d))) {
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		char sub[PATH_MAX];
+		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+		int f = openat(dirfd(d), e->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (f < 0) {
+			r = fail(err, -errno, "opening %s: %s", sub, strerror(errno));
+			break;
+		}
+		r = give_fd(f, sub, uid, gid, err);
+		close(f);
+	}
+	closedir(d);
+	return r;
+}
+
+int privs_give_path(const char *path, bool dir, uid_t uid, gid_t gid, char **err)
+{
+	*err = NULL;
+	if (dir) {
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return fail(err, -errno, "creating %s: %s", path, strerror(errno));
+	} else {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			return fail(err, -errno, "creating %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	int fd = open_path(path, dir, err);
+	if (fd < 0)
+		return fd;
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? fail(err, -errno, "%s: %s", path, strerror(errno)) : 0;
+	if (r == 0 && dir && (st.st_uid != uid || st.st_gid != gid)) {
+		/* Ours first, so that we may read it (no CAP_DAC_READ_SEARCH
+		 * needed), then its files, then the directory. A directory the
+		 * user owns already holds only what the user made. */
+		r = give_fd(fd, path, geteuid(), getegid(), err);
+		if (r == 0)
+			r = give_files(path, uid, gid, err);
+	}
+	if (r == 0)
+		r = give_fd(fd, path, uid, gid, err);
+	close(fd);
 	return r;
 }
