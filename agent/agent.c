@@ -162,6 +162,36 @@ static void write_status(struct agent *a)
 	status_write(a->status, &f, flows, now);
 }
 
+/* ---- metrics ---- */
+
+void agent_measure_applies(struct agent *a, struct metric *histogram)
+{
+	a->env.apply_seconds = histogram;
+}
+
+json_t *agent_facts(struct agent *a)
+{
+	json_t *controller = NULL, *flows = NULL;
+	if (a->session)
+		session_status(a->session, &controller, &flows);
+	const struct bundle *b = a->env.current ? a->env.current->b : NULL;
+	size_t rules = 0;
+	for (size_t i = 0; b && i < b->n_endpoints; i++)
+		for (int d = 0; d < DIR_COUNT; d++)
+			rules += b->endpoints[i].chains[d].n_rules;
+	json_t *eps = json_array();
+	for (const struct endpoint_state *e = a->env.endpoints; e; e = e->next)
+		json_array_append_new(eps, endpoint_status_json(e));
+	json_t *o = json_pack("{s:I,s:s?,s:I,s:o,s:o,s:o,s:I,s:I,s:I}", "revision", (json_int_t)a->revision, "bundle",
+			      b ? b->hash : NULL, "rules", (json_int_t)rules, "controller",
+			      controller ? controller : json_null(), "flows", flows ? flows : json_null(), "endpoints",
+			      eps, "apply_failures", (json_int_t)a->env.apply_failures, "drift_repairs",
+			      (json_int_t)a->env.drift_repairs, "bundles_rejected", (json_int_t)a->bundles_rejected);
+	if (!o)
+		abort();
+	return o;
+}
+
 /* ---- waiters (source_enforce()) ---- */
 
 static struct endpoint_state *find_endpoint(struct agent *a, const char *name)

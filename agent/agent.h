@@ -64,3 +64,14 @@ void agent_stop(struct agent *a);
  * the controller and status.json told. The loop calls it every
  * recheck_ms; tests call it directly. */
 void agent_tick(struct agent *a);
+
+/* For the agent's /metrics (telemetry.h). Every table update's duration
+ * goes into histogram from now on (NULL: none; it must outlive a). */
+struct metric;
+void agent_measure_applies(struct agent *a, struct metric *histogram);
+/* What the agent holds now, read when /metrics is scraped: {"revision",
+ * "bundle": HASH|null, "rules" (in the bundle in force, every endpoint's
+ * chains), "controller": link status|null, "flows": flows_status()|null,
+ * "endpoints": [endpoint_status_json()...], "apply_failures",
+ * "drift_repairs" (since the start), "bundles_rejected"}. New reference. */
+json_t *agent_facts(struct agent *a);

@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bulkhead/log.h"
+#include "bulkhead/metrics.h"
 #include "conntrack.h"
 #include "endpoint.h"
 #include "hits.h"
@@ -211,6 +213,7 @@ static void repair_later(struct endpoint_state *e)
 static void tampered(struct endpoint_state *e, const char *how)
 {
 	e->tampering++;
+	e->env->drift_repairs++;
 	e->force_full = true;
 	if (tamper_streak(e, how)) {
 		repair_later(e);
@@ -436,6 +439,15 @@ static void on_replacing(void *arg, bool done)
 		counters_table_replaced(e->counters);
 }
 
+/* For the apply histogram: the real clock, not env->now_ms (which tests
+ * stop). */
+static uint64_t clock_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Puts ref's table for bep in place (with tag), a delta from what the
  * table holds where one will do; what is logged, counted and backed off
  * after it is the same for every table. */
@@ -456,6 +468,7 @@ static void apply_table(struct endpoint_state *e, struct bundle_ref *ref, const 
 	};
 	req.old_ep = req.old_b ? bundle_find_endpoint(req.old_b, e->name) : NULL;
 	struct dataplane_result res;
+	uint64_t t0 = clock_mono_us();
 	int r = dataplane_apply(e->dp, &req, &res);
 	if (r < 0 && req.old_ep && !res.full) {
 		/* The kernel does not hold what the delta builds on (a change we
@@ -470,6 +483,7 @@ static void apply_table(struct endpoint_state *e, struct bundle_ref *ref, const 
 		res.tampered += tampered_before;
 		res.checks += checks_before;
 	}
+	metric_observe(env->apply_seconds, (double)(clock_mono_us() - t0) / 1e6);
 	e->checks += res.checks;
 	e->full_updates += res.full_commits;
 	e->delta_updates += res.delta_commits;
@@ -482,6 +496,7 @@ static void apply_table(struct endpoint_state *e, struct bundle_ref *ref, const 
 			snprintf(msg, sizeof(msg), "applying bundle %.12s: %s", ref->b->hash, res.error);
 		fail(e, msg);
 		e->failures++;
+		env->apply_failures++;
 		/* A failed send leaves the old table whole (one transaction),
 		 * but an unknown outcome means we cannot trust a delta next. */
 		e->force_full = true;
@@ -521,6 +536,7 @@ static void apply_table(struct endpoint_state *e, struct bundle_ref *ref, const 
 	    "table inet " NFT_TABLE_NAME " changed by another process as it was loaded";
 	if (res.tampered) {
 		e->tampering += res.tampered;
+		e->env->drift_repairs += res.tampered;
 		tamper_streak(e, rewritten);
 	}
 	backoff_repaired(&e->backoff, now);

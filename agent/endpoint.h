@@ -44,6 +44,10 @@ struct endpoint_env {
 	/* An endpoint waits for its backoff: the core must come back to it. */
 	void (*wake)(void *core);
 	void *core;
+	/* Every endpoint's, since the start (an endpoint's own go with it):
+	 * failed table updates, tables found changed by someone else. */
+	uint64_t apply_failures, drift_repairs;
+	struct metric *apply_seconds; /* each table update's time; NULL: not measured */
 	/* conntrack.c: the set relations of the last update, shared by its endpoints */
 	struct conntrack_memo *ct_memo;
 };

@@ -64,6 +64,8 @@ struct flows {
 	struct {
 		uint64_t events, batches, acked, resent, spool_dropped;
 		uint64_t quarantined, quarantined_packets; /* rejected by the controller, or unreadable */
+		uint64_t packets[3];		      /* logged packets by verdict (vocab.h order) */
+		uint64_t lost_enobufs, lost_gap, lost_spool;
 	} count;
 };
 
@@ -309,6 +311,7 @@ static int keep(struct flows *f, uint64_t epoch, uint64_t seq, char *text, size_
 	if (r >= 0)
 		return r;
 	f->spool_lost += packets;
+	f->count.lost_spool += packets;
 	f->count.spool_dropped++;
 	log_error("flow spool full: a batch of %llu packet(s) dropped (reported as lost)",
 		  (unsigned long long)packets);
@@ -519,6 +522,8 @@ void flows_record(struct flows *f, const char *endpoint, const struct nflog_even
 	key_from_event(ev, &k);
 	size_t slot = flow_hash(&k, endpoint, rule) & (f->n_buckets - 1);
 	f->count.events++;
+	if (ev->prefix.verdict < 3)
+		f->count.packets[ev->prefix.verdict]++;
 	if (!f->window_start)
 		f->window_start = now_ms;
 	for (struct flow *fl = f->buckets[slot]; fl; fl = fl->next) {
@@ -558,6 +563,8 @@ void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_
 	}
 	l->enobufs = add_capped(l->enobufs, enobufs, PROTO_FLOWS_COUNT_MAX);
 	l->gap = add_capped(l->gap, gap, PROTO_FLOWS_COUNT_MAX);
+	f->count.lost_enobufs += enobufs;
+	f->count.lost_gap += gap;
 	log_warn("endpoint %s: the kernel could not deliver %llu logged packet(s)%s", endpoint,
 		 (unsigned long long)gap, enobufs ? " (receive buffer overrun)" : "");
 	if (!f->window_start)
@@ -854,7 +861,7 @@ json_t *flows_status(const struct flows *f)
 {
 	struct spool_counts c;
 	spool_counts(f->spool, &c);
-	return json_pack(
+	json_t *o = json_pack(
 	    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)f->count.events,
 	    "batches", (json_int_t)f->count.batches, "acked", (json_int_t)f->count.acked, "resent",
 	    (json_int_t)f->count.resent, "spooled_in_memory", (json_int_t)c.mem_batches, "spooled_in_file",
@@ -862,4 +869,11 @@ json_t *flows_status(const struct flows *f)
 	    (json_int_t)f->count.spool_dropped, "quarantined", (json_int_t)f->count.quarantined,
 	    "quarantined_packets", (json_int_t)f->count.quarantined_packets, "spool_bytes",
 	    (json_int_t)c.disk_bytes, "spool_segments", (json_int_t)c.segments);
+	json_object_update_new(
+	    o, json_pack("{s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "packets_allowed", (json_int_t)f->count.packets[VERDICT_ACCEPT],
+			 "packets_denied", (json_int_t)f->count.packets[VERDICT_DROP], "packets_audited",
+			 (json_int_t)f->count.packets[VERDICT_AUDIT], "lost", "enobufs",
+			 (json_int_t)f->count.lost_enobufs, "gap", (json_int_t)f->count.lost_gap, "spool",
+			 (json_int_t)f->count.lost_spool));
+	return o;
 }

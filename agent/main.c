@@ -15,6 +15,7 @@
 #include "bulkhead/bundle.h"
 #include "bulkhead/escape.h"
 #include "bulkhead/fileio.h"
+#include "bulkhead/httpd.h"
 #include "bulkhead/inventory.h"
 #include "agent.h"
 #include "bulkhead/log.h"
@@ -31,6 +32,7 @@
 #include "source-hook.h"
 #include "source.h"
 #include "state.h"
+#include "telemetry.h"
 
 #define PROG "bulkhead-agent"
 
@@ -40,7 +42,7 @@ static void usage(FILE *out)
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
 	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
 	      "                      [--counters-ms N] [--recheck-ms N] [--select LABEL[=VALUE]] [--cap-ptrace]\n"
-	      "                      [--hook-socket PATH]\n"
+	      "                      [--hook-socket PATH] [--metrics ADDR:PORT [--metrics-token FILE]]\n"
 	      "                      [--once] [--verbose] [--session-user NAME | --no-privsep]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "       " PROG " hook [--socket PATH] [--timeout-ms N]   the OCI hook (" PROG " hook --help)\n"
@@ -81,6 +83,10 @@ static void usage(FILE *out)
 	      "  --hook-socket PATH  listen for the OCI hook there (" PROG " hook, installed in podman's\n"
 	      "                      hooks.d): a container waits to start until its table is in place,\n"
 	      "                      and starts quarantined when it cannot be in time; root only\n"
+	      "  --metrics ADDR:PORT Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9701); a\n"
+	      "                      loopback address may go without a token, any other needs --metrics-token\n"
+	      "  --metrics-token F   a bearer token (F's first line, 16+ printable characters) that every\n"
+	      "                      scrape carries: \"Authorization: Bearer TOKEN\"\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"
@@ -99,6 +105,7 @@ struct options {
 	size_t n_engines;
 	const char *select;
 	const char *keys, *controller_key;
+	const char *metrics, *metrics_token;
 	const char *session_user;
 	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace, no_privsep;
 };
@@ -131,6 +138,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
 		{"cap-ptrace", no_argument, NULL, 'P'},       {"engine", required_argument, NULL, 'E'},
 		{"select", required_argument, NULL, 'S'},      {"hook-socket", required_argument, NULL, 'X'},
+		{"metrics", required_argument, NULL, 'M'},     {"metrics-token", required_argument, NULL, 'T'},
 		{"session-user", required_argument, NULL, 'U'}, {"no-privsep", no_argument, NULL, 'N'},
 		{NULL, 0, NULL, 0},
 	};
@@ -246,6 +254,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'S':
 			o->select = optarg;
 			break;
+		case 'M':
+			o->metrics = optarg;
+			break;
+		case 'T':
+			o->metrics_token = optarg;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -297,6 +311,30 @@ static int parse_options(int argc, char **argv, struct options *o)
 	if (!o->once && !o->agent.state_dir) {
 		log_error("--state-dir is required (the cached bundle and status live there)");
 		return -EINVAL;
+	}
+	if (o->metrics_token && !o->metrics) {
+		log_error("--metrics-token goes with --metrics");
+		return -EINVAL;
+	}
+	if (o->metrics) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		bool loopback;
+		const char *why;
+		if (o->once) {
+			log_error("--metrics does not go with --once");
+			return -EINVAL;
+		}
+		if (httpd_listen_parse(o->metrics, &ss, &len, &loopback, &why) < 0) {
+			log_error("--metrics \"%s\": %s (want ADDR:PORT, e.g. 127.0.0.1:9701)", ESCAPED(o->metrics), why);
+			return -EINVAL;
+		}
+		if (!loopback && !o->metrics_token) {
+			log_error("--metrics %s is not a loopback address: give --metrics-token FILE (a bearer token), "
+				  "or listen on 127.0.0.1",
+				  o->metrics);
+			return -EINVAL;
+		}
 	}
 	if ((o->keys || o->controller_key || o->link.insecure) && !o->link.endpoint) {
 		log_error("--keys, --controller-key and --insecure go with --controller");
@@ -385,6 +423,34 @@ static int print_ruleset(const struct options *o)
 	inventory_free(inv);
 	bundle_free(b);
 	return ret;
+}
+
+/* --metrics-token FILE's token: malloc()ed, or NULL having said why. */
+static char *read_token(const char *path)
+{
+	char *text, *token = NULL;
+	size_t len;
+	const char *why;
+	int r = fileio_read(path, 8192, &text, &len);
+	if (r < 0) {
+		log_error("--metrics-token %s: %s", path, fileio_strerror(r));
+		return NULL;
+	}
+	if (httpd_token_parse(text, len, &token, &why) < 0)
+		log_error("--metrics-token %s: %s", path, why);
+	explicit_bzero(text, len);
+	free(text);
+	return token;
+}
+
+/* The agent's HTTP server answers /metrics only. */
+static void on_http(void *data, struct httpd_request *r)
+{
+	if (strcmp(httpd_path(r), "/metrics") != 0)
+		return httpd_respond_error(r, 404, "only /metrics here");
+	size_t len;
+	char *text = metrics_render(telemetry_metrics(data), &len);
+	httpd_respond(r, 200, METRICS_CONTENT_TYPE, text, len);
 }
 
 struct signals {
@@ -489,6 +555,28 @@ int main(int argc, char **argv)
 	}
 	if (hook)
 		agent_add_source(agent, hook);
+	struct telemetry *telemetry = NULL;
+	struct httpd *httpd = NULL;
+	if (o.metrics) { /* before the start: its first table updates are measured too */
+		char *token = o.metrics_token ? read_token(o.metrics_token) : NULL;
+		telemetry = telemetry_new(agent);
+		struct httpd_options ho = {.listen = o.metrics, .token = token, .what = "--metrics"};
+		int e;
+		httpd = (!o.metrics_token || token) ? httpd_new(loop, &ho, on_http, telemetry, &e, &err) : NULL;
+		if (token)
+			explicit_bzero(token, strlen(token));
+		free(token);
+		if (!httpd) {
+			if (err)
+				log_error("%s", err);
+			free(err);
+			telemetry_free(telemetry);
+			agent_free(agent);
+			loop_free(loop);
+			return 1;
+		}
+		log_info("metrics on --metrics %s, port %u", o.metrics, httpd_port(httpd));
+	}
 	unsigned behind = agent_start(agent, o.once);
 	int ret = 0;
 	if (o.once) {
@@ -514,6 +602,8 @@ int main(int argc, char **argv)
 			close(sig.fd);
 	}
 	agent_stop(agent);
+	httpd_free(httpd);
+	telemetry_free(telemetry);
 	agent_free(agent);
 	loop_free(loop);
 	return ret;

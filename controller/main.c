@@ -16,6 +16,7 @@
 #include "bulkhead/admin.h"
 #include "bulkhead/escape.h"
 #include "bulkhead/fileio.h"
+#include "bulkhead/httpd.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/log.h"
@@ -28,6 +29,8 @@
 #include "node.h"
 #include "sessions.h"
 #include "store.h"
+#include "telemetry.h"
+#include "web.h"
 
 #define PROG "bulkhead-controller"
 #define MAX_NODES_DEFAULT 1000
@@ -39,6 +42,7 @@ static void usage(FILE *out)
 	      "                           (--keys DIR --agent-keys DIR | --insecure) [--flow-retention D]\n"
 	      "                           [--flow-rate N] [--flow-quota N] [--flow-query-ms N]\n"
 	      "                           [--max-nodes N] [--heartbeat-ms N] [--user NAME] [--verbose]\n"
+	      "                           [--http ADDR:PORT [--http-token FILE]]\n"
 	      "\n"
 	      "  --state-dir DIR     SQLite state (" STORE_FILE "): revisions, endpoints, flows;\n"
 	      "                      a restart resumes from the newest revision\n"
@@ -63,6 +67,11 @@ static void usage(FILE *out)
 	      "  --flow-query-ms N   a flow query (bulkhead flows) that runs longer is stopped (it runs on a\n"
 	      "                      thread of its own, beside the agents; default 8000, within the CLI's\n"
 	      "                      10 s wait)\n"
+	      "  --http ADDR:PORT    the blocked-flow page, its JSON API (/api/) and Prometheus /metrics,\n"
+	      "                      e.g. 127.0.0.1:7780 ([::1]:7780 for IPv6); a loopback address may go\n"
+	      "                      without a token, any other needs --http-token\n"
+	      "  --http-token FILE   a bearer token (its first line, 16+ printable characters): every request\n"
+	      "                      carries \"Authorization: Bearer TOKEN\", or a browser opens /?token=TOKEN\n"
 	      "  --user NAME         started as root: become NAME (and its groups) before anything is\n"
 	      "                      opened; the state and admin directories are made for NAME when\n"
 	      "                      missing. Without it, root keeps uid 0 but no capability\n",
@@ -70,7 +79,7 @@ static void usage(FILE *out)
 }
 
 struct options {
-	const char *state_dir, *listen, *admin, *policy, *keys, *agent_keys, *user;
+	const char *state_dir, *listen, *admin, *policy, *keys, *agent_keys, *user, *http, *http_token;
 	bool insecure, verbose;
 	unsigned heartbeat_ms, max_nodes;
 	long flow_retention_s;
@@ -102,6 +111,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"flow-retention", required_argument, NULL, 'r'}, {"flow-rate", required_argument, NULL, 'R'},
 		{"flow-quota", required_argument, NULL, 'Q'},	  {"flow-query-ms", required_argument, NULL, 'q'},
 		{"max-nodes", required_argument, NULL, 'm'},	  {"user", required_argument, NULL, 'u'},
+		{"http", required_argument, NULL, 'w'},		  {"http-token", required_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS,
@@ -118,6 +128,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'k': o->keys = optarg; break;
 		case 'K': o->agent_keys = optarg; break;
 		case 'u': o->user = optarg; break;
+		case 'w': o->http = optarg; break;
+		case 'W': o->http_token = optarg; break;
 		case 'i': o->insecure = true; break;
 		case 'v': o->verbose = true; break;
 		case 'h': {
@@ -176,6 +188,27 @@ static int parse_options(int argc, char **argv, struct options *o)
 		fprintf(stderr, PROG ": agents are authenticated with CURVE: give --keys DIR and --agent-keys DIR "
 				"(or --insecure for a local demo)\n");
 		return 2;
+	}
+	if (o->http_token && !o->http) {
+		fprintf(stderr, PROG ": --http-token without --http\n");
+		return 2;
+	}
+	if (o->http) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		bool loopback;
+		const char *why;
+		if (httpd_listen_parse(o->http, &ss, &len, &loopback, &why) < 0) {
+			fprintf(stderr, PROG ": --http \"%s\": %s (want ADDR:PORT, e.g. 127.0.0.1:7780)\n", o->http, why);
+			return 2;
+		}
+		if (!loopback && !o->http_token) {
+			fprintf(stderr,
+				PROG ": --http %s is not a loopback address: anyone who can reach it would read the "
+				     "flows; give --http-token FILE (a bearer token), or listen on 127.0.0.1\n",
+				o->http);
+			return 2;
+		}
 	}
 	if (o->insecure && (o->keys || o->agent_keys)) {
 		fprintf(stderr, PROG ": --insecure and --keys/--agent-keys exclude each other\n");
@@ -260,6 +293,23 @@ static int apply_policy_file(struct store *s, struct compiler *c, const char *pa
 	return ret;
 }
 
+/* --http-token FILE's token: 0, or -1 having said why. */
+static int read_token(const char *path, char **out)
+{
+	char *text;
+	size_t len;
+	const char *why;
+	int err = fileio_read(path, 8192, &text, &len);
+	if (err < 0)
+		return log_error("--http-token %s: %s", path, fileio_strerror(err)), -1;
+	err = httpd_token_parse(text, len, out, &why);
+	explicit_bzero(text, len);
+	free(text);
+	if (err < 0)
+		return log_error("--http-token %s: %s", path, why), -1;
+	return 0;
+}
+
 /* SIGINT and SIGTERM through a signalfd: the loop ends. */
 struct signals {
 	int fd;
@@ -289,7 +339,7 @@ int main(int argc, char **argv)
 	const struct privs_path paths[] = {
 		{"--state-dir", o.state_dir, PRIVS_OWN_DIR}, {"--admin", o.admin, PRIVS_IPC_ENDPOINT},
 		{"--keys", o.keys, PRIVS_READ_DIR},	     {"--agent-keys", o.agent_keys, PRIVS_READ_DIR},
-		{"--policy", o.policy, PRIVS_READ_FILE},
+		{"--policy", o.policy, PRIVS_READ_FILE},     {"--http-token", o.http_token, PRIVS_READ_FILE},
 	};
 	char *err = NULL;
 	ret = privs_become_user(o.user, paths, BH_ARRAY_SIZE(paths), &err);
@@ -303,6 +353,10 @@ int main(int argc, char **argv)
 	else if (o.user)
 		log_info("running as user %s, without capabilities", o.user);
 	ret = 0;
+
+	char *token = NULL;
+	if (o.http_token && read_token(o.http_token, &token) < 0)
+		return 1;
 
 	char pub[KEY_Z85_LEN + 1] = "", sec[KEY_Z85_LEN + 1] = "";
 	if (o.insecure) {
@@ -353,6 +407,9 @@ int main(int argc, char **argv)
 	struct worker *compile_worker = worker ? worker_new(loop) : NULL;
 	struct sessions *sessions = NULL;
 	struct admin *admin = NULL;
+	struct telemetry *telemetry = NULL;
+	struct worker *http_worker = NULL;
+	struct web *web = NULL;
 	struct admin_options ao = {.endpoint = o.admin, .flow_query_ms = o.flow_query_ms, .worker = worker};
 	if (!compile_worker) {
 		log_error("the loop and its threads: %m");
@@ -367,6 +424,25 @@ int main(int argc, char **argv)
 		free(err);
 		ret = 1;
 		goto out;
+	}
+	if (o.http) {
+		/* The page's flow queries on a thread of their own: a page left
+		 * open does not hold back `bulkhead flows`. */
+		telemetry = telemetry_new(compiler, sessions);
+		struct web_options wo = {.listen = o.http, .token = token, .flow_query_ms = o.flow_query_ms};
+		if (!(wo.worker = http_worker = worker_new(loop))) {
+			log_error("the HTTP thread: %m");
+			ret = 1;
+			goto out;
+		}
+		if (!(web = web_new(loop, &wo, store, compiler, sessions, telemetry_metrics(telemetry), &err))) {
+			log_error("%s", err);
+			free(err);
+			ret = 1;
+			goto out;
+		}
+		log_info("the page, /api/ and /metrics on --http %s, port %u%s", o.http, web_port(web),
+			 token ? " (bearer token)" : "");
 	}
 	log_info("listening for agents on %s%s, admin on %s", o.listen, o.insecure ? " (insecure)" : " (CURVE)",
 		 o.admin);
@@ -397,6 +473,12 @@ out:
 	 * the store's connections. */
 	worker_free(compile_worker);
 	worker_free(worker);
+	worker_free(http_worker);
+	web_free(web);
+	telemetry_free(telemetry);
+	if (token)
+		explicit_bzero(token, strlen(token));
+	free(token);
 	admin_free(admin);
 	sessions_free(sessions);
 	zmq_ctx_term(zctx);

@@ -698,6 +698,18 @@ fail:
 	return -EIO;
 }
 
+/* The condition that side's end ("src", "dst") is in group (bound as
+ * ?param), or in none (FLOW_GROUP_*); "" when group is NULL. */
+static int side_filter(char *buf, size_t n, const char *side, const char *group, int param)
+{
+	if (!group)
+		return 0;
+	if (strcmp(group, FLOW_GROUP_UNGROUPED) == 0 || strcmp(group, FLOW_GROUP_OUTSIDE) == 0)
+		return snprintf(buf, n, " AND %s_groups = '' AND %s_endpoint IS %sNULL", side, side,
+				strcmp(group, FLOW_GROUP_OUTSIDE) == 0 ? "" : "NOT ");
+	return snprintf(buf, n, " AND instr(',' || %s_groups || ',', ',' || ?%d || ',') > 0", side, param);
+}
+
 /* The WHERE clause of a flow query over table (flows, rule_hits or the
  * loss tables), binds from index 1: only the filters q sets, so that the
  * indexes by node and time serve them. */
@@ -723,6 +735,20 @@ static void flow_filter(char *buf, size_t n, const struct flow_query *q, const c
 		len += snprintf(buf + len, n - (size_t)len,
 				" AND (instr(',' || src_groups || ',', ',' || ?4 || ',') > 0"
 				" OR instr(',' || dst_groups || ',', ',' || ?4 || ',') > 0)");
+	if (flows) {
+		len += side_filter(buf + len, n - (size_t)len, "src", q->src_group, 7);
+		len += side_filter(buf + len, n - (size_t)len, "dst", q->dst_group, 8);
+	}
+	if (flows && q->port.set) {
+		if (q->port.proto)
+			len += snprintf(buf + len, n - (size_t)len, " AND proto = ?9");
+		if (q->port.lo != 0 || q->port.hi != 65535)
+			len += snprintf(buf + len, n - (size_t)len, " AND port BETWEEN ?10 AND ?11");
+		if (q->port.icmp_type >= 0)
+			len += snprintf(buf + len, n - (size_t)len, " AND icmp_type = ?12");
+		if (q->port.icmp_code >= 0)
+			len += snprintf(buf + len, n - (size_t)len, " AND icmp_code = ?13");
+	}
 	if (flows && q->after_id)
 		snprintf(buf + len, n - (size_t)len, " AND id > ?5");
 }
@@ -738,6 +764,16 @@ static void bind_query(sqlite3_stmt *st, const struct flow_query *q)
 		sqlite3_bind_text(st, 4, q->group, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, q->after_id);
 	sqlite3_bind_int64(st, 6, q->limit > 0 ? q->limit : -1);
+	if (q->src_group)
+		sqlite3_bind_text(st, 7, q->src_group, -1, SQLITE_STATIC);
+	if (q->dst_group)
+		sqlite3_bind_text(st, 8, q->dst_group, -1, SQLITE_STATIC);
+	if (q->port.proto)
+		sqlite3_bind_text(st, 9, q->port.proto, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 10, q->port.lo);
+	sqlite3_bind_int(st, 11, q->port.hi);
+	sqlite3_bind_int(st, 12, q->port.icmp_type);
+	sqlite3_bind_int(st, 13, q->port.icmp_code);
 }
 
 static json_t *column_json(sqlite3_stmt *st, int i)
@@ -799,7 +835,7 @@ void store_set_query_limit(struct store *s, int64_t ms)
 
 static int flows_query(struct store *s, const struct flow_query *q, json_t **out)
 {
-	char sql[4096], where[512], where2[512];
+	char sql[4096], where[1024], where2[1024];
 	flow_filter(where, sizeof(where), q, "flows");
 	if (q->mode == FLOW_QUERY_FOLLOW) {
 		snprintf(sql, sizeof(sql),
@@ -826,6 +862,16 @@ static int flows_query(struct store *s, const struct flow_query *q, json_t **out
 			 "   GROUP BY policy, rule, verdict)"
 			 " GROUP BY policy, rule, verdict ORDER BY " SUM("hits") " + " SUM("count") " DESC, rule LIMIT ?6",
 			 where2, where);
+	} else if (q->mode == FLOW_QUERY_GROUPS) {
+		/* The group map's edges: few rows, however many flows (one per
+		 * combination of both ends' groups and the verdict). */
+		snprintf(sql, sizeof(sql),
+			 "SELECT src_groups, src_endpoint IS NULL AS src_outside, dst_groups,"
+			 " dst_endpoint IS NULL AS dst_outside, verdict, " SUM("count") " AS count,"
+			 " COUNT(DISTINCT src || ' ' || dst) AS pairs, MAX(last) AS last FROM flows%s"
+			 " GROUP BY src_groups, src_outside, dst_groups, dst_outside, verdict"
+			 " ORDER BY " SUM("count") " DESC, src_groups, dst_groups, verdict LIMIT ?6",
+			 where);
 	} else { /* the names are the newest window's: joined back on its row */
 		snprintf(sql, sizeof(sql),
 			 "SELECT f.id AS id, f.node AS node, f.endpoint AS endpoint, f.direction AS direction,"
@@ -865,7 +911,11 @@ static int flows_query(struct store *s, const struct flow_query *q, json_t **out
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
 		goto fail;
-	*out = json_pack("{s:o,s:o,s:o,s:I}", q->mode == FLOW_QUERY_RULES ? "rules" : "flows", rows, "lost", lost,
+	*out = json_pack("{s:o,s:o,s:o,s:I}",
+			 q->mode == FLOW_QUERY_RULES	? "rules"
+			 : q->mode == FLOW_QUERY_GROUPS ? "groups"
+							: "flows",
+			 rows, "lost", lost,
 			 "dropped", dropped, "last_id", last_id);
 	return 0;
 fail:

@@ -120,6 +120,24 @@ enum flow_query_mode {
 	FLOW_QUERY_REPORT, /* aggregated over windows, newest first */
 	FLOW_QUERY_FOLLOW, /* rows after after_id, oldest first, one per window */
 	FLOW_QUERY_RULES,  /* packets per deciding rule, most first */
+	FLOW_QUERY_GROUPS, /* packets per (source groups, destination groups, verdict), most first */
+};
+
+/* What stands for an end in no group, where a group name is expected
+ * (the group map, and the src_group / dst_group filters): an endpoint in
+ * no label group, an outside address in no network group. Neither can be
+ * a group's name. */
+#define FLOW_GROUP_UNGROUPED "(ungrouped)"
+#define FLOW_GROUP_OUTSIDE   "(outside)"
+
+/* A protocol and port filter: the flows to a destination port in lo..hi
+ * (of proto, or of any protocol when proto is NULL), or of an ICMP type
+ * and code (-1: any). */
+struct flow_port {
+	bool set;
+	const char *proto; /* "tcp", "udp", "sctp", "icmp", "icmpv6"; NULL: any */
+	uint16_t lo, hi;
+	int icmp_type, icmp_code;
 };
 
 struct flow_query {
@@ -131,13 +149,20 @@ struct flow_query {
 	bool blocked_only;   /* with verdict NULL: deny and audit only (the blocked-flow report) */
 	int64_t limit;	     /* <= 0: no limit */
 	int64_t after_id;
+	/* Flows only (not the rules' kernel hits, which have neither ends
+	 * nor ports): the source's and the destination's group (a name, or
+	 * FLOW_GROUP_*), and the port. */
+	const char *src_group, *dst_group;
+	struct flow_port port;
 };
 
 /* How long one flow query on s may run (ms; 0: no limit). */
 void store_set_query_limit(struct store *s, int64_t ms);
-/* *out = {"flows"|"rules": [ROW...], "lost": [{"node", "endpoint",
+/* *out = {"flows"|"rules"|"groups": [ROW...], "lost": [{"node", "endpoint",
  * "enobufs", "gap", "spool"}...], "dropped": [{"node", "reason",
  * "batches", "records", "packets"}...], "last_id": N}. Every sum stops at
- * 2^53. 0, -ETIMEDOUT when the query ran past its limit and was stopped,
+ * 2^53. A "groups" ROW: {"src_groups", "src_outside": 0|1, "dst_groups",
+ * "dst_outside", "verdict", "count", "pairs" (distinct source and
+ * destination addresses), "last"}; *_outside: the end is no endpoint. 0, -ETIMEDOUT when the query ran past its limit and was stopped,
  * or -EIO. */
 BH_MUST_CHECK int store_query_flows(struct store *s, const struct flow_query *q, json_t **out);

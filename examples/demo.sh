@@ -88,8 +88,9 @@ done
 bold "Starting the controller and one agent per node"
 port=$((20000 + $$ % 20000))
 export BULKHEAD_ADMIN=ipc://$tmp/run/admin.sock
+http=127.0.0.1:${BULKHEAD_HTTP_PORT:-7780}   # the blocked-flow page and /metrics
 "$controller" --listen "tcp://127.0.0.1:$port" --admin "$BULKHEAD_ADMIN" --state-dir "$tmp/controller" \
-  --keys "$tmp/keys/controller" --agent-keys "$tmp/keys/allowed" >"$tmp/controller.log" 2>&1 &
+  --keys "$tmp/keys/controller" --agent-keys "$tmp/keys/allowed" --http "$http" >"$tmp/controller.log" 2>&1 &
 pids+=($!)
 echo "  controller on tcp://127.0.0.1:$port, admin $BULKHEAD_ADMIN"
 for node in node-a node-b node-c; do
@@ -175,6 +176,7 @@ bold "bulkhead flows --rules: what every rule counted (HITS: the kernel's counte
 bold "bulkhead status"
 "$cli" status | sed 's/^/  /'
 
+bold "The blocked-flow page: http://$http/ (Prometheus metrics: http://$http/metrics)"
 if $keep; then
   echo; echo "Up; Ctrl-C to clean up. Namespaces: ip netns list | grep $P"
   while sleep 3600; do :; done

@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config
   libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev libjansson-dev libzmq3-dev libsqlite3-dev
+  libmicrohttpd-dev      # the controller's page, API and /metrics; the agent's /metrics
   libcurl4-openssl-dev   # the agent talks to Docker's and podman's API with libcurl
   python3-jsonschema     # policy schema checks (Debian's python, /usr/bin/python3)
   python3-zmq            # the fake agents of tests/integration/fake_*.py
@@ -13,6 +14,7 @@ packages=(
   conntrack              # conntrack -L/-D: tests/integration/conntrack-cut.sh, bench/conntrack-cut.sh
   valgrind
   clang-format           # the C sources' format, checked by tests/tree/format.sh (clang-format 14)
+  chromium               # the page in a headless browser (tests/integration/web.sh)
   # Real containers (tests/integration/docker.sh, podman.sh, the containers
   # demo): podman with runc and CNI (not crun, not netavark). No
   # containers.conf is written: the tests and the demo bring their own

@@ -199,6 +199,111 @@ TEST(allowed_flows_are_listed_only_when_asked_for)
 	close_store(s);
 }
 
+/* One flow as the controller names it: src (endpoint or NULL, groups),
+ * dst, "proto/port" or "icmp/type/code", verdict, count. */
+static json_t *named_flow(const char *src, const char *src_ep, const char *src_groups, const char *dst,
+			  const char *dst_ep, const char *dst_groups, const char *proto, int a, int b,
+			  const char *verdict, int64_t count, int64_t last)
+{
+	bool icmp = strncmp(proto, "icmp", 4) == 0;
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:s,s:n,s:s,s:I,s:I,s:I,s:s,s:s,s:s?,s:s?}",
+			 "endpoint", "web1", "dir", "ingress", "src", src, "dst", dst, "proto", proto, "port",
+			 icmp ? json_null() : json_integer(a), "icmp_type", icmp ? json_integer(a) : json_null(),
+			 "icmp_code", icmp ? json_integer(b) : json_null(), "verdict", verdict, "policy", "rule",
+			 "default-deny", "count", (json_int_t)count, "first", (json_int_t)last, "last",
+			 (json_int_t)last, "src_groups", src_groups, "dst_groups", dst_groups, "src_endpoint", src_ep,
+			 "dst_endpoint", dst_ep);
+}
+
+/* The number of rows of a report under q, and their packets. */
+static size_t report_rows(struct store *s, struct flow_query q, int64_t *packets)
+{
+	json_t *r = query(s, &q);
+	size_t i, n = json_array_size(json_object_get(r, "flows"));
+	json_t *row;
+	*packets = 0;
+	json_array_foreach(json_object_get(r, "flows"), i, row) *packets += member(row, "count");
+	json_decref(r);
+	return n;
+}
+
+TEST(flows_by_port_and_by_the_group_of_each_end_and_the_group_map_rows)
+{
+	struct store *s = open_store();
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	int64_t now = clock_wall_ms(), p;
+	json_t *b = json_pack("{s:I,s:I,s:I,s:I,s:[],s:[],s:[]}", "epoch", (json_int_t)1, "seq", (json_int_t)1,
+			      "start", (json_int_t)(now - 1000), "end", (json_int_t)now, "flows", "lost", "hits");
+	json_t *flows = json_object_get(b, "flows");
+	json_array_append_new(flows, named_flow("198.18.0.1", "n1/web1", "web,all", "198.18.0.2", "n2/db1",
+						"db,all", "tcp", 5432, 0, "deny", 3, now));
+	json_array_append_new(flows, named_flow("203.0.113.5", NULL, "office", "198.18.0.1", "n1/web1",
+						"web,all", "tcp", 80, 0, "deny", 2, now));
+	json_array_append_new(flows, named_flow("192.0.2.9", NULL, "", "198.18.0.1", "n1/web1", "web,all",
+						"icmp", 8, 0, "audit", 1, now));
+	json_array_append_new(flows, named_flow("198.18.0.3", "n1/batch1", "", "198.18.0.2", "n2/db1", "db,all",
+						"udp", 53, 0, "deny", 5, now));
+	json_array_append_new(flows, named_flow("198.18.0.1", "n1/web1", "web,all", "198.18.0.4", "n2/api1",
+						"api,all", "tcp", 8080, 0, "allow", 4, now));
+	CHECK(add(s, "n1", b) == 1);
+	struct flow_query q = {.mode = FLOW_QUERY_REPORT};
+	CHECK(report_rows(s, q, &p) == 5 && p == 15);
+	q.port = (struct flow_port){.set = true, .proto = "tcp", .lo = 5432, .hi = 5432, -1, -1};
+	CHECK(report_rows(s, q, &p) == 1 && p == 3);
+	q.port = (struct flow_port){.set = true, .lo = 53, .hi = 53, -1, -1}; /* any protocol */
+	CHECK(report_rows(s, q, &p) == 1 && p == 5);
+	q.port = (struct flow_port){.set = true, .proto = "tcp", .lo = 0, .hi = 65535, -1, -1};
+	CHECK(report_rows(s, q, &p) == 3 && p == 9);
+	q.port = (struct flow_port){.set = true, .proto = "tcp", .lo = 8000, .hi = 8100, -1, -1};
+	CHECK(report_rows(s, q, &p) == 1 && p == 4);
+	q.port = (struct flow_port){.set = true, .proto = "icmp", .lo = 0, .hi = 65535, 8, -1};
+	CHECK(report_rows(s, q, &p) == 1 && p == 1);
+	q.port = (struct flow_port){.set = true, .proto = "icmp", .lo = 0, .hi = 65535, 8, 3};
+	CHECK(report_rows(s, q, &p) == 0);
+	q.port = (struct flow_port){0};
+	q.src_group = "web";
+	CHECK(report_rows(s, q, &p) == 2 && p == 7);
+	q.src_group = NULL;
+	q.dst_group = "db";
+	CHECK(report_rows(s, q, &p) == 2 && p == 8);
+	q.src_group = "web";
+	CHECK(report_rows(s, q, &p) == 1 && p == 3);
+	q.src_group = FLOW_GROUP_OUTSIDE;
+	q.dst_group = NULL;
+	CHECK(report_rows(s, q, &p) == 1 && p == 1);
+	q.src_group = FLOW_GROUP_UNGROUPED;
+	CHECK(report_rows(s, q, &p) == 1 && p == 5);
+	q.src_group = "office";
+	CHECK(report_rows(s, q, &p) == 1 && p == 2);
+	q.src_group = "al"; /* a name, not a prefix */
+	CHECK(report_rows(s, q, &p) == 0);
+	q.src_group = NULL;
+	q.verdict = "allow";
+	CHECK(report_rows(s, q, &p) == 1 && p == 4);
+
+	q = (struct flow_query){.mode = FLOW_QUERY_GROUPS};
+	json_t *g = query(s, &q);
+	json_t *rows = json_object_get(g, "groups");
+	CHECK(json_array_size(rows) == 5);
+	json_t *first = json_array_get(rows, 0); /* most packets first */
+	CHECK_STR(json_string_value(json_object_get(first, "src_groups")), "");
+	CHECK(member(first, "src_outside") == 0 && member(first, "count") == 5 && member(first, "pairs") == 1);
+	CHECK_STR(json_string_value(json_object_get(first, "dst_groups")), "db,all");
+	json_decref(g);
+	q.verdict = "deny";
+	q.dst_group = "web";
+	g = query(s, &q);
+	rows = json_object_get(g, "groups");
+	CHECK(json_array_size(rows) == 1);
+	CHECK_STR(json_string_value(json_object_get(json_array_get(rows, 0), "src_groups")), "office");
+	CHECK(member(json_array_get(rows, 0), "src_outside") == 1);
+	json_decref(g);
+	json_decref(b);
+	close_store(s);
+}
+
 TEST(pruning_removes_what_is_past_the_retention)
 {
 	struct store *s = open_store();
