@@ -480,7 +480,7 @@ static const struct dataplane_ops nft_ops = {
     .watch_namespaces = nft_watch_namespaces,
 };
 
-struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group)
+struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group, enum nft_form form)
 {
 	struct nft_dp *dp = xcalloc(1, sizeof(*dp));
 	dp->dp.ops = &nft_ops;
@@ -490,6 +490,7 @@ struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group)
 	dp->nb = nft_batch_new(nflog_group);
 	if (!dp->nb)
 		abort();
+	nft_batch_set_form(dp->nb, form);
 	dp->ns = netns_new();
 	if (!dp->ns) {
 		int saved = errno;

@@ -64,6 +64,10 @@ struct bench_ruleset {
 	struct addr_range *extra_slot;
 };
 
+/* The form every table is built in: BENCH_FORM=linear for the list of
+ * rules, else verdict maps. */
+static enum nft_form bench_form = NFT_FORM_MAPS;
+
 static double now_ms(void)
 {
 	struct timespec t;
@@ -280,7 +284,7 @@ static int write_text(const struct bench_ruleset *rs, const char *file)
 {
 	char *text;
 	FILE *f;
-	int r = nft_render_text(&rs->b, &rs->ep, NFT_NFLOG_GROUP_DEFAULT, &text);
+	int r = nft_render_text(&rs->b, &rs->ep, NFT_NFLOG_GROUP_DEFAULT, bench_form, &text);
 
 	if (r < 0)
 		return r;
