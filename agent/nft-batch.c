@@ -53,10 +53,6 @@
 /* Batch pages as nft sizes them; one message must fit in the overrun. */
 #define NFT_BATCH_PAGE	  (128 * 1024)
 #define NFT_BATCH_OVERRUN (64 * 1024)
-/* Elements per NEWSETELEM message: the element list is one netlink
- * attribute, whose length is 16 bits. 256 IPv6 intervals with a goto each
- * stay well below. */
-#define NFT_ELEMS_PER_MSG 256
 /* Receive buffer per expected acknowledgement (skb truesize, rounded up). */
 #define NFT_ACK_TRUESIZE 1024
 #define NFT_RECV_BUF	 16384
@@ -291,34 +287,35 @@ static const char *dest_name(const struct nft_elem_dest *d)
 	return d->set ? d->set->name : d->map->name;
 }
 
-/* Elements on their way into NEWSETELEM or DELSETELEM messages of at
- * most NFT_ELEMS_PER_MSG elements each, one set and one kind at a time. */
+/* Elements on their way into NEWSETELEM or DELSETELEM messages, one set
+ * and one kind at a time, written straight into the batch: a table of
+ * 200,000 members is 200,000 elements, and libnftnl's element objects
+ * (an allocation and a copy of the chain name each, a list, a free) cost
+ * more than the kernel's parsing of them. The attributes are libnftnl's,
+ * each element one NFTA_LIST_ELEM nest. */
 struct elem_writer {
 	struct nft_batch *nb;
 	struct nft_elem_dest dest; /* none yet: both NULL */
 	uint16_t type;		   /* NFT_MSG_NEWSETELEM or NFT_MSG_DELSETELEM */
 	bool with_id;		   /* the set is created in this transaction */
-	struct nftnl_set *chunk;
-	uint32_t in_chunk; /* elements in chunk */
-	uint32_t done;	   /* elements already in messages */
+	struct nlmsghdr *nlh;	   /* the message being written; NULL: none */
+	struct nlattr *list;	   /* its NFTA_SET_ELEM_LIST_ELEMENTS */
+	uint32_t in_chunk;	   /* elements in it */
+	uint32_t done;		   /* elements already in messages */
 };
+
+/* A message ends past this many bytes (at an interval's end): the element
+ * list is one attribute, whose length is 16 bits, and a message must fit
+ * in a batch page's overrun. */
+#define NFT_ELEMS_MSG_BYTES 48000
 
 static int elem_writer_flush(struct elem_writer *w)
 {
-	const struct nft_plan *p = &w->nb->plan;
-	struct nft_obj o = {.first = w->done, .kind = OBJ_ELEMS, .map = w->dest.map != NULL};
-	struct nlmsghdr *nlh;
 	int ret;
 
-	if (!w->chunk || !w->in_chunk)
+	if (!w->nlh)
 		return 0;
-	o.index = (uint32_t)(w->dest.map ? w->dest.map - p->maps : w->dest.set - p->sets);
-	/* Additions may create; deletions of what is not there fail, which
-	 * says the table is not what we think it is (see nft.h). */
-	nlh = batch_hdr(w->nb, w->type, w->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, &o);
-	if (!nlh)
-		return -ENOMEM;
-	nftnl_set_elems_nlmsg_build_payload(nlh, w->chunk);
+	mnl_attr_nest_end(w->nlh, w->list);
 	ret = batch_next(w->nb);
 	if (ret < 0)
 		return ret;
@@ -329,41 +326,50 @@ static int elem_writer_flush(struct elem_writer *w)
 	w->nb->stats.elements += w->in_chunk;
 	w->done += w->in_chunk;
 	w->in_chunk = 0;
-	nftnl_set_free(w->chunk);
-	w->chunk = NULL;
+	w->nlh = NULL;
 	return 0;
 }
 
-/* Drops what was not flushed; after an error, or after the last flush. */
+/* A message is written in place: nothing to drop after an error (the
+ * batch is not sent then). */
 static void elem_writer_release(struct elem_writer *w)
 {
-	if (w->chunk) /* libnftnl's free functions do not take NULL */
-		nftnl_set_free(w->chunk);
-	w->chunk = NULL;
+	w->nlh = NULL;
 }
 
 /* The messages of the set and kind written so far are complete. */
 static int elem_writer_end(struct elem_writer *w)
 {
-	int ret = elem_writer_flush(w);
-
-	elem_writer_release(w);
-	return ret;
+	return elem_writer_flush(w);
 }
 
-/* Tells nft list that an interval runs to the top of the address space,
- * where no end element can follow (as nft itself marks it). */
-static int elem_mark_open(struct nftnl_set_elem *el)
+static int elem_writer_start(struct elem_writer *w)
 {
-	struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(16);
+	const struct nft_plan *p = &w->nb->plan;
+	const struct nft_elem_dest *d = &w->dest;
+	struct nft_obj o = {.first = w->done, .kind = OBJ_ELEMS, .map = d->map != NULL};
+	uint32_t id = !w->with_id ? 0 : d->set ? d->set->id : d->map->id;
 
-	if (!ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_ELEM_FLAGS, NFTNL_SET_ELEM_F_INTERVAL_OPEN)) {
-		nftnl_udata_buf_free(ud);
+	o.index = (uint32_t)(d->map ? d->map - p->maps : d->set - p->sets);
+	/* Additions may create; deletions of what is not there fail, which
+	 * says the table is not what we think it is (see nft.h). */
+	w->nlh = batch_hdr(w->nb, w->type, w->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, &o);
+	if (!w->nlh)
 		return -ENOMEM;
-	}
-	nftnl_set_elem_set(el, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(ud), nftnl_udata_buf_len(ud));
-	nftnl_udata_buf_free(ud);
+	mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_TABLE, NFT_TABLE_NAME);
+	mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_SET, dest_name(d));
+	if (id)
+		mnl_attr_put_u32(w->nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(id));
+	w->list = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
 	return 0;
+}
+
+static void put_data(struct nlmsghdr *nlh, uint16_t type, const void *data, unsigned len)
+{
+	struct nlattr *nest = mnl_attr_nest_start(nlh, type);
+
+	mnl_attr_put(nlh, NFTA_DATA_VALUE, len, data);
+	mnl_attr_nest_end(nlh, nest);
 }
 
 /* nft_elem_fn: one element into the current message; a new set or kind
@@ -372,45 +378,49 @@ static int elem_writer_put(void *arg, const struct nft_elem_dest *dest, bool add
 {
 	struct elem_writer *w = arg;
 	uint16_t type = add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM;
-	struct nftnl_set_elem *el;
+	struct nlattr *el;
+	int ret;
 
 	if (dest->set != w->dest.set || dest->map != w->dest.map || type != w->type) {
-		int ret = elem_writer_end(w);
-
+		ret = elem_writer_end(w);
 		if (ret < 0)
 			return ret;
 		w->dest = *dest;
 		w->type = type;
 		w->done = 0;
 	}
-	if (!w->chunk) {
-		uint32_t id = !w->with_id ? 0 : dest->set ? dest->set->id : dest->map->id;
-
-		w->chunk = set_named(dest_name(dest), id);
-		if (!w->chunk)
-			return -ENOMEM;
-	}
-	el = nftnl_set_elem_alloc();
-	if (!el)
-		return -ENOMEM;
-	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, e->key, e->key_len);
-	if (e->key_end)
-		nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY_END, e->key_end, e->key_len);
+	if (!w->nlh && (ret = elem_writer_start(w)) < 0)
+		return ret;
+	el = mnl_attr_nest_start(w->nlh, NFTA_LIST_ELEM);
 	if (e->end)
-		nftnl_set_elem_set_u32(el, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+		mnl_attr_put_u32(w->nlh, NFTA_SET_ELEM_FLAGS, htonl(NFT_SET_ELEM_INTERVAL_END));
+	put_data(w->nlh, NFTA_SET_ELEM_KEY, e->key, e->key_len);
+	if (e->key_end)
+		put_data(w->nlh, NFTA_SET_ELEM_KEY_END, e->key_end, e->key_len);
 	if (e->chain) {
-		nftnl_set_elem_set_u32(el, NFTNL_SET_ELEM_VERDICT, (uint32_t)NFT_GOTO);
-		nftnl_set_elem_set_str(el, NFTNL_SET_ELEM_CHAIN, e->chain);
+		struct nlattr *data = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_DATA);
+		struct nlattr *v = mnl_attr_nest_start(w->nlh, NFTA_DATA_VERDICT);
+
+		mnl_attr_put_u32(w->nlh, NFTA_VERDICT_CODE, htonl((uint32_t)NFT_GOTO));
+		mnl_attr_put_strz(w->nlh, NFTA_VERDICT_CHAIN, e->chain);
+		mnl_attr_nest_end(w->nlh, v);
+		mnl_attr_nest_end(w->nlh, data);
 	}
-	if (e->top && add && elem_mark_open(el) < 0) {
-		nftnl_set_elem_free(el);
-		return -ENOMEM;
+	if (e->top && add) {
+		/* Tells nft list that the interval runs to the top of the
+		 * address space, where no end element can follow (as nft
+		 * marks it): one userdata TLV, a u32 in host order. */
+		uint32_t flag = NFTNL_SET_ELEM_F_INTERVAL_OPEN;
+		uint8_t ud[2 + sizeof(flag)] = {NFTNL_UDATA_SET_ELEM_FLAGS, sizeof(flag)};
+
+		memcpy(ud + 2, &flag, sizeof(flag));
+		mnl_attr_put(w->nlh, NFTA_SET_ELEM_USERDATA, sizeof(ud), ud);
 	}
-	nftnl_set_elem_add(w->chunk, el);
+	mnl_attr_nest_end(w->nlh, el);
 	w->in_chunk++;
 	/* An interval's end goes into its start's message, so that the
 	 * kernel never sees half an interval. */
-	if (w->in_chunk >= NFT_ELEMS_PER_MSG && !e->more)
+	if (w->nlh->nlmsg_len >= NFT_ELEMS_MSG_BYTES && !e->more)
 		return elem_writer_flush(w);
 	return 0;
 }

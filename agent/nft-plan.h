@@ -35,8 +35,6 @@
 #define NFT_HOSTS_RANGE_MAX 256
 /* A rule's comment: its id made safe to print (nft_plan_rule_comment()). */
 #define NFT_COMMENT_MAX 128
-/* Chain and map names the plan makes: "ingress_c" + 16 hex digits + "_ports". */
-#define NFT_NAME_MAX 40
 
 /* One nft set of the linear form: a bundle set's members of one family. */
 struct nft_plan_set {

@@ -720,7 +720,7 @@ struct dump {
 	struct image *im;
 	struct rec *r;
 	bool collect; /* GETSET: note the names of our table's sets */
-	char (*sets)[NFT_SET_NAME_MAX];
+	char (*sets)[NFT_NAME_MAX];
 	size_t n_sets, cap_sets;
 	bool odd_set; /* a set name longer than any we make */
 };
@@ -735,7 +735,7 @@ static int dump_note_set(struct dump *d, const struct nlmsghdr *nlh)
 		return -ENOMEM;
 	if (nftnl_set_nlmsg_parse(nlh, s) == 0 && (table = nftnl_set_get_str(s, NFTNL_SET_TABLE)) &&
 	    strcmp(table, NFT_TABLE_NAME) == 0 && (name = nftnl_set_get_str(s, NFTNL_SET_NAME))) {
-		if (strlen(name) >= NFT_SET_NAME_MAX) {
+		if (strlen(name) >= NFT_NAME_MAX) {
 			d->odd_set = true; /* not ours, and makes the image differ already */
 		} else {
 			if (d->n_sets == d->cap_sets) {
@@ -749,7 +749,7 @@ static int dump_note_set(struct dump *d, const struct nlmsghdr *nlh)
 				d->sets = v;
 				d->cap_sets = cap;
 			}
-			snprintf(d->sets[d->n_sets++], NFT_SET_NAME_MAX, "%s", name);
+			snprintf(d->sets[d->n_sets++], NFT_NAME_MAX, "%s", name);
 		}
 	}
 out:

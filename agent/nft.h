@@ -31,6 +31,9 @@ struct mnl_socket;
  * bundles, so a membership change can become a set-element delta. */
 #define NFT_SET_NAME_MAX 24
 void nft_set_name(const char *set_id, int family, char buf[NFT_SET_NAME_MAX]);
+/* Any chain, set or map name the agent makes fits in this (the map form's
+ * longest: "ingress_c" + 16 hex digits + "_ports"). */
+#define NFT_NAME_MAX 40
 
 /* The two forms a table can take (nft-plan.h says how each decides):
  * each direction's rules as a few lookups in verdict maps (the default),

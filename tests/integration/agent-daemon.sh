@@ -61,7 +61,7 @@ PY
 }
 status_is() { [ "$(status "$1" 2>/dev/null)" = "$2" ]; }
 agent_start() { "$AGENT" --node n1 --inventory "$TMP/inventory.json" --state-dir "$STATE" "$@" >>"$LOG" 2>&1 & AGENT_PID=$!; WORLD_PIDS+=("$AGENT_PID"); }
-table_rules() { ip netns exec "$P-$1" nft list chain inet bulkhead ingress 2>/dev/null | grep -c 'log prefix\|accept\|drop'; }
+table_rules() { ip netns exec "$P-$1" nft list table inet bulkhead 2>/dev/null | grep -c 'log prefix\|accept\|drop'; }
 rules_are() { [ "$(table_rules "$1")" = "$2" ]; } # evaluated at every poll of wait_for
 has_table() { ip netns exec "$P-$1" nft list table inet bulkhead >/dev/null 2>&1; }
 
