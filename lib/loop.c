@@ -222,6 +222,7 @@ static void loop_run_deferred(struct loop *l)
 int loop_run(struct loop *l)
 {
 	struct epoll_event evs[64];
+	l->quit = false;
 	while (!l->quit) {
 		/* What the last round's handlers (or set-up) deferred. */
 		loop_run_deferred(l);
