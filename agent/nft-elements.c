@@ -179,17 +179,13 @@ static int put_map_elem(const struct diff *d, const struct nft_plan_elem *e)
 	}
 }
 
-static unsigned map_key_len(const struct nft_plan_map *m)
-{
-	return m->kind == NFT_MAP_PORTS || m->kind == NFT_MAP_ICMP ? 3 : nft_addr_len(m->family);
-}
-
 /* Whether two elements of maps of one kind are the same element: keys,
- * and the chain by name. */
+ * and the chain by name. A plan's keys are zero past their length
+ * (nft-plan.h), so all 16 bytes compare as fast as a number. */
 static bool elem_same(const struct nft_plan *pa, const struct nft_plan_elem *a, const struct nft_plan *pb,
-		      const struct nft_plan_elem *b, unsigned len)
+		      const struct nft_plan_elem *b)
 {
-	return memcmp(a->lo, b->lo, len) == 0 && memcmp(a->hi, b->hi, len) == 0 &&
+	return nft_addr_order(a->lo, b->lo, 16) == 0 && nft_addr_order(a->hi, b->hi, 16) == 0 &&
 	       strcmp(pa->chains[a->target].name, pb->chains[b->target].name) == 0;
 }
 
@@ -198,7 +194,6 @@ static bool elem_same(const struct nft_plan *pa, const struct nft_plan_elem *a, 
 static int diff_maps(const struct diff *d, const struct nft_plan *pa, const struct nft_plan_map *a,
 		     const struct nft_plan *pb, const struct nft_plan_map *b)
 {
-	unsigned len = map_key_len(a);
 	struct diff dd = *d;
 	size_t j = 0;
 	int ret = 0;
@@ -207,9 +202,9 @@ static int diff_maps(const struct diff *d, const struct nft_plan *pa, const stru
 	for (size_t i = 0; ret == 0 && i < a->n_elems; i++) {
 		const struct nft_plan_elem *e = &a->elems[i];
 
-		while (b && j < b->n_elems && memcmp(b->elems[j].lo, e->lo, len) < 0)
+		while (b && j < b->n_elems && nft_addr_order(b->elems[j].lo, e->lo, 16) < 0)
 			j++;
-		if (b && j < b->n_elems && elem_same(pa, e, pb, &b->elems[j], len))
+		if (b && j < b->n_elems && elem_same(pa, e, pb, &b->elems[j]))
 			continue;
 		ret = put_map_elem(&dd, e);
 	}

@@ -89,6 +89,7 @@
  * - observe "all" (issue 14): an accepted connection's first packet passes
  *   exactly one rule chain (or the fallback's), so the log statement that
  *   reports it goes there, once per connection and with its rule id. */
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -579,12 +580,80 @@ static int cmp_event(const void *a, const void *b)
 	return c ? c : (int)x->end - (int)y->end;
 }
 
-static int cmp_member(const void *a, const void *b)
+/* Members in address order, then set order. Addresses are zero past the
+ * family's length, so two big-endian halves order both families. */
+static inline int member_order(const struct member *x, const struct member *y)
 {
-	const struct member *x = a, *y = b;
-	int c = memcmp(x->addr, y->addr, sort_len);
+	uint64_t a, b;
 
-	return c ? c : (x->set > y->set) - (x->set < y->set);
+	memcpy(&a, x->addr, 8);
+	memcpy(&b, y->addr, 8);
+	if (a != b)
+		return be64toh(a) < be64toh(b) ? -1 : 1;
+	memcpy(&a, x->addr + 8, 8);
+	memcpy(&b, y->addr + 8, 8);
+	if (a != b)
+		return be64toh(a) < be64toh(b) ? -1 : 1;
+	return (x->set > y->set) - (x->set < y->set);
+}
+
+/* Sorts members by member_order(). They come as runs already in order
+ * (each set's list is sorted, and the sets come one after another), so a
+ * natural merge sort takes a few passes over them where qsort takes
+ * log2(n): a delta rebuilds every member's place, so this is most of its
+ * time. */
+static int members_sort(struct member *v, size_t n)
+{
+	struct member *tmp;
+	size_t *runs, n_runs = 0;
+
+	if (n < 2)
+		return 0;
+	tmp = malloc(n * sizeof(*tmp));
+	runs = malloc((n + 1) * sizeof(*runs));
+	if (!tmp || !runs) {
+		free(tmp);
+		free(runs);
+		return -ENOMEM;
+	}
+	runs[n_runs++] = 0;
+	for (size_t i = 1; i < n; i++) {
+		if (member_order(&v[i - 1], &v[i]) > 0)
+			runs[n_runs++] = i;
+	}
+	runs[n_runs] = n;
+	struct member *src = v, *dst = tmp;
+
+	while (n_runs > 1) {
+		size_t k = 0;
+
+		for (size_t r = 0; r < n_runs; r += 2) {
+			size_t lo = runs[r], mid = runs[r + 1], hi = r + 2 <= n_runs ? runs[r + 2] : mid;
+			size_t i = lo, j = mid, o = lo;
+
+			if (r + 1 == n_runs) { /* an odd run out: copied as it is */
+				mid = hi = runs[r + 1];
+				j = hi;
+			}
+			while (i < mid && j < hi)
+				dst[o++] = member_order(&src[j], &src[i]) < 0 ? src[j++] : src[i++];
+			memcpy(dst + o, src + i, (mid - i) * sizeof(*dst));
+			o += mid - i;
+			memcpy(dst + o, src + j, (hi - j) * sizeof(*dst));
+			runs[k++] = lo;
+		}
+		runs[k] = n;
+		n_runs = k;
+		struct member *t = src;
+
+		src = dst;
+		dst = t;
+	}
+	if (src != v)
+		memcpy(v, src, n * sizeof(*v));
+	free(tmp);
+	free(runs);
+	return 0;
 }
 
 static void addr_decrement(uint8_t *a, unsigned len)
@@ -653,7 +722,8 @@ static int family_collect(struct dir_build *db, struct family_build *fb)
 					memset(m, 0, sizeof(*m));
 					memcpy(m->addr, a, fb->len);
 					m->set = l;
-					last = memcmp(a, r->hi.bytes, fb->len) == 0 || nft_addr_increment(a, fb->len);
+					last = nft_addr_order(a, r->hi.bytes, fb->len) == 0 ||
+					       nft_addr_increment(a, fb->len);
 				}
 				continue;
 			}
@@ -779,10 +849,16 @@ static int family_maps(struct dir_build *db, struct family_build *fb, uint32_t h
 {
 	size_t cap_hosts = 0, cap_ranges = 0;
 	uint32_t *sig = malloc((db->n_used + 1) * sizeof(*sig));
+	long *one_set = malloc((db->n_used + 1) * sizeof(*one_set));
 	int ret = 0;
 
-	if (!sig)
+	if (!sig || !one_set) {
+		free(sig);
+		free(one_set);
 		return -ENOMEM;
+	}
+	for (uint32_t l = 0; l <= db->n_used; l++)
+		one_set[l] = -1;
 	ret = family_collect(db, fb);
 	if (ret == 0)
 		ret = family_cells(db, fb);
@@ -818,14 +894,27 @@ static int family_maps(struct dir_build *db, struct family_build *fb, uint32_t h
 	}
 
 	/* Hosts: each member address with its whole signature. */
-	sort_len = fb->len;
-	qsort(fb->members, fb->n_members, sizeof(*fb->members), cmp_member);
+	ret = members_sort(fb->members, fb->n_members);
+	if (ret < 0)
+		goto out;
+	/* At most one element per member: no growing on the way. */
+	if (fb->n_members) {
+		struct nft_plan_map *hm0 = &db->p->maps[hosts_map];
+		struct nft_plan_elem *w = realloc(hm0->elems, (hm0->n_elems + fb->n_members) * sizeof(*w));
+
+		if (!w) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		hm0->elems = w;
+		cap_hosts = hm0->n_elems + fb->n_members;
+	}
 	for (size_t i = 0; i < fb->n_members;) {
 		const uint8_t *a = fb->members[i].addr;
 		const struct cell *c = cell_of(fb, a);
 		size_t j = i, n = 0;
 
-		for (; j < fb->n_members && memcmp(fb->members[j].addr, a, fb->len) == 0; j++) {
+		for (; j < fb->n_members && nft_addr_order(fb->members[j].addr, a, fb->len) == 0; j++) {
 			if (!n || sig[n - 1] != fb->members[j].set)
 				sig[n++] = fb->members[j].set;
 		}
@@ -852,7 +941,18 @@ static int family_maps(struct dir_build *db, struct family_build *fb, uint32_t h
 				sig[y] = v;
 			}
 		}
-		long s = sig_find(&db->sigs, sig, n), d = s < 0 ? s : sig_decision(db, s);
+		/* Most members are in one set and no cell: their decision is
+		 * that set's, looked up once. */
+		long s, d;
+
+		if (n == 1 && !c && one_set[sig[0]] >= 0) {
+			d = one_set[sig[0]];
+		} else {
+			s = sig_find(&db->sigs, sig, n);
+			d = s < 0 ? s : sig_decision(db, s);
+			if (n == 1 && !c && d >= 0)
+				one_set[sig[0]] = d;
+		}
 		long dc = c ? sig_decision(db, c->sig) : db->none;
 
 		if (d < 0 || dc < 0) {
@@ -872,6 +972,7 @@ static int family_maps(struct dir_build *db, struct family_build *fb, uint32_t h
 		hm->size = (uint32_t)((2 * hm->n_elems + 4095) / 4096 * 4096);
 out:
 	free(sig);
+	free(one_set);
 	return ret;
 }
 

@@ -58,7 +58,8 @@ enum nft_map_kind {
 /* One element: the keys lo..hi (inclusive; a hosts map's lo == hi) go to
  * chain target (an index into nft_plan.chains). Keys are big-endian bytes:
  * an address (nft_addr_len() of the map's family), or for PORTS and ICMP
- * the protocol number then the 16-bit value (port, or type << 8 | code). */
+ * the protocol number then the 16-bit value (port, or type << 8 | code);
+ * the bytes past the key are zero (the diff compares all 16). */
 struct nft_plan_elem {
 	uint8_t lo[16], hi[16];
 	uint32_t target;

@@ -10,6 +10,7 @@ packages=(
   python3-zmq            # the fake agents of tests/integration/fake_*.py
   nftables iproute2      # nft for inspection and the nft -f benchmark; ip for test namespaces
   iputils-ping socat     # test traffic
+  iperf3 time            # bench/packet-path.sh throughput; GNU time for the load and RSS benchmarks
   valgrind
   docker.io podman runc busybox-static curl   # real containers (tests/integration/docker.sh)
 )
