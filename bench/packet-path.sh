@@ -142,16 +142,17 @@ udp_rate() { # I: flows/s
 	before=$(noports "$1")
 	took=$(ip netns exec "$P-c$1" "$FLOW" udp 198.18.0.64 "$NSRC" 198.18.0.1 9 "$SECONDS_EACH" | awk '{print $4}')
 	after=$(noports "$1")
-	awk -v n=$((after - before)) -v t="$took" 'BEGIN {printf "%.0f\n", t > 0 ? n / t : 0}'
+	awk -v n=$((after - before)) -v t="$took" 'BEGIN {printf "%.0f\n", (t > 0 ? n / t : 0)}'
 }
 
 tcp_rate() { # I: connections/s
 	ip netns exec "$P-c$1" "$FLOW" tcp 198.18.0.16 "$THREADS" 198.18.0.1 9 "$SECONDS_EACH" "$THREADS" |
-		awk '{printf "%.0f\n", $4 > 0 ? $2 / $4 : 0}'
+		awk '{printf "%.0f\n", ($4 > 0 ? $2 / $4 : 0)}'
 }
 
-iperf_rate() { # I: Gbit/s
-	ip netns exec "$P-c$1" iperf3 -c 198.18.0.1 -t "$IPERF_SECONDS" -J 2>/dev/null | "$PYTHON" -c '
+iperf_rate() { # I: Gbit/s (from the first TCP client address, which every table admits)
+	ip netns exec "$P-c$1" iperf3 -c 198.18.0.1 -B 198.18.0.16 --connect-timeout 2000 -t "$IPERF_SECONDS" -J \
+		2>/dev/null | "$PYTHON" -c '
 import json, sys
 try:
     print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))
@@ -212,8 +213,8 @@ while read -r i name; do
 	read -r bu _ _ bt _ _ _ _ _ < <(row "$base-R0")
 	[ "$name" = none ] && { bu=$um; bt=$tm; }
 	printf '%-16s %10.0f (%6.0f-%6.0f) %6.0f%%  %10.0f (%6.0f-%6.0f) %6.0f%%  %14s\n' "$name" "$um" "$ul" "$uh" \
-		"$(awk -v a="$um" -v b="$bu" 'BEGIN {print b > 0 ? 100 * a / b : 0}')" "$tm" "$tl" "$th" \
-		"$(awk -v a="$tm" -v b="$bt" 'BEGIN {print b > 0 ? 100 * a / b : 0}')" "$im"
+		"$(awk -v a="$um" -v b="$bu" 'BEGIN {print (b > 0 ? 100 * a / b : 0)}')" "$tm" "$tl" "$th" \
+		"$(awk -v a="$tm" -v b="$bt" 'BEGIN {print (b > 0 ? 100 * a / b : 0)}')" "$im"
 done <"$TMP/configs"
 echo
 # target NAME BASE PERCENT: NAME's UDP and TCP medians at least PERCENT of BASE's.
@@ -225,7 +226,7 @@ target() {
 		read -r b _ _ < <(stats "$TMP/$k-$base")
 		awk -v w="$what" -v bs="$base" -v k="$k" -v a="$a" -v b="$b" -v p="$pct" 'BEGIN {
 			r = b > 0 ? 100 * a / b : 0
-			printf "  %-34s %5.0f%% of %-12s target >= %d%%  %s\n", w " " k, r, bs, p, r >= p ? "yes" : "NO" }'
+			printf "  %-34s %5.0f%% of %-12s target >= %d%%  %s\n", w " " k, r, bs, p, (r >= p ? "yes" : "NO") }'
 	done
 }
 echo "targets:"
