@@ -1243,16 +1243,7 @@ static int base_chain(struct nft_plan *p, enum direction dir, const struct dir_o
 	int ret = 0;
 
 	c->first_rule = p->n_rules;
-	for (int f = 0; ret == 0 && f < FIXED_COUNT; f++) {
-		struct nft_plan_rule r = {
-		    .kind = NFT_PLAN_FIXED, .dir = dir, .fixed = f, .id = fixed_rule_id(f)};
-
-		if (f == FIXED_CT_INVALID) {
-			r.verdict = VERDICT_DROP;
-			r.pos = NFT_POSITION_INVALID;
-		}
-		ret = nft_plan_add_rule(p, &r);
-	}
+	ret = nft_plan_fixed_rules(p, dir);
 	for (int m = 0; ret == 0 && o->has_maps && m < 4; m++) {
 		struct nft_plan_rule r = {.kind = NFT_PLAN_DISPATCH,
 					  .dir = dir,

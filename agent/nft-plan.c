@@ -17,12 +17,14 @@ static const char *const fixed_match[DIR_COUNT][FIXED_COUNT] = {
 		"ct state invalid",
 		"iif \"lo\"",
 		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136",
+		"ct state new tcp flags & (fin | syn | rst | ack) != syn",
 	},
 	[DIR_EGRESS] = {
 		"ct state established,related",
 		"ct state invalid",
 		"oif \"lo\"",
 		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136",
+		"ct state new tcp flags & (fin | syn | rst | ack) != syn",
 	},
 };
 /* clang-format on */
@@ -412,16 +414,14 @@ static int plan_sets(struct nft_plan *p, const struct bundle *b, struct nft_plan
 	return plan_check_names(p, err, errsz);
 }
 
-/* The fixed rules (DESIGN §2 step 1): each counts, the invalid drop logs,
- * as every drop does. */
-static int plan_fixed_rules(struct nft_plan *p, enum direction dir)
+int nft_plan_fixed_rules(struct nft_plan *p, enum direction dir)
 {
 	for (int f = 0; f < FIXED_COUNT; f++) {
 		struct nft_plan_rule r = {
 		    .kind = NFT_PLAN_FIXED, .dir = dir, .fixed = f, .id = fixed_rule_id(f)};
 		int ret;
 
-		if (f == FIXED_CT_INVALID) {
+		if (f == FIXED_CT_INVALID || f == FIXED_TCP_PICKUP) {
 			r.verdict = VERDICT_DROP;
 			r.pos = NFT_POSITION_INVALID;
 		}
@@ -445,7 +445,7 @@ static int plan_linear_chain(struct nft_plan *p, enum direction dir, struct nft_
 	int ret;
 
 	pc->first_rule = p->n_rules;
-	ret = plan_fixed_rules(p, dir);
+	ret = nft_plan_fixed_rules(p, dir);
 	for (size_t i = 0; ret == 0 && i < c->n_rules; i++)
 		ret = plan_rules_for(p, dir, i, &c->rules[i], by_set);
 	if (ret == 0)
@@ -712,7 +712,7 @@ static bool rule_matches(const struct nft_plan_rule *r, const struct nft_packet 
 			return pkt->family == AF_INET6 && pkt->l4proto == IPPROTO_ICMPV6 && pkt->has_th &&
 			       pkt->th[0] >= 133 && pkt->th[0] <= 136;
 		default:
-			return false; /* conntrack's: a new packet that is not invalid */
+			return false; /* conntrack's: a new packet, not invalid, a SYN if TCP */
 		}
 	}
 	if (r->family && r->family != pkt->family)

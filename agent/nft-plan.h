@@ -200,6 +200,10 @@ long nft_plan_decide(const struct nft_plan *p, enum direction dir, const struct 
 /* ---- internal: shared by nft-plan.c and nft-plan-maps.c ---------------- */
 
 BH_MUST_CHECK int nft_plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r);
+/* The fixed rules (DESIGN §2 step 1) at the end of p's rules, both forms'
+ * base chains' first: each counts, the invalid drops log, as every drop
+ * does. */
+BH_MUST_CHECK int nft_plan_fixed_rules(struct nft_plan *p, enum direction dir);
 /* A new chain (zeroed but for what is given), its index in *out. */
 BH_MUST_CHECK int nft_plan_add_chain(struct nft_plan *p, const char *name, enum nft_chain_kind kind,
 				     enum direction dir, uint32_t *out);

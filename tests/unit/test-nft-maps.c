@@ -442,6 +442,38 @@ TEST(the_maps_decide_every_packet_as_the_rule_list_does)
 	CHECK(compared >= 300000);
 }
 
+/* The fixed rules (those the walk above never reaches with a new packet's
+ * first packet, like the TCP pickup drop among them) are the same rules
+ * in both forms: same order, verdict, log position and id. */
+TEST(both_forms_start_with_the_same_fixed_rules)
+{
+	struct world w;
+	struct nft_plan maps, linear;
+
+	rng_state = seed() * 2 + 3;
+	random_world(&w);
+	CHECK(plan(&maps, &w, NFT_FORM_MAPS) == 0);
+	CHECK(plan(&linear, &w, NFT_FORM_LINEAR) == 0);
+	for (int d = 0; d < DIR_COUNT; d++) {
+		const struct nft_plan_chain *a = &maps.chains[d], *b = &linear.chains[d];
+		size_t n = 0;
+
+		for (size_t i = 0; i < a->n_rules && i < b->n_rules; i++) {
+			const struct nft_plan_rule *x = &maps.rules[a->first_rule + i], *y = &linear.rules[b->first_rule + i];
+
+			if (x->kind != NFT_PLAN_FIXED || y->kind != NFT_PLAN_FIXED)
+				break;
+			CHECK(x->fixed == y->fixed && x->verdict == y->verdict && x->pos == y->pos &&
+			      strcmp(x->id, y->id) == 0);
+			n++;
+		}
+		CHECK(n == FIXED_COUNT);
+	}
+	nft_plan_release(&maps);
+	nft_plan_release(&linear);
+	world_release(&w);
+}
+
 /* ---- deltas ------------------------------------------------------------------ */
 
 /* A model of the kernel's maps: every element by map name, key, end flag;
