@@ -1176,8 +1176,8 @@ static int dir_rule_chains(struct dir_build *db)
 			db->fallback_chain = ci;
 		p->chains[ci].pos = r.pos;
 		p->chains[ci].first_rule = p->n_rules;
-		p->chains[ci].n_rules = 1;
-		ret = nft_plan_add_rule(p, &r);
+		ret = nft_plan_add_rule(p, &r); /* after its observe twin, if any */
+		p->chains[ci].n_rules = p->n_rules - p->chains[ci].first_rule;
 	}
 	return ret;
 }

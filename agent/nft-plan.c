@@ -156,12 +156,18 @@ void nft_plan_rule_comment(const struct nft_plan_rule *r, char buf[NFT_COMMENT_M
 	buf[n] = '\0';
 }
 
+bool nft_plan_rule_logs(const struct nft_plan_rule *r)
+{
+	if (r->kind != NFT_PLAN_FIXED && r->kind != NFT_PLAN_RULE && r->kind != NFT_PLAN_FALLBACK)
+		return false; /* the map form's dispatch, lookups and gotos */
+	return r->verdict != VERDICT_ACCEPT || r->observe;
+}
+
 void nft_plan_rule_prefix(const struct nft_plan_rule *r, char buf[NFT_PREFIX_MAX])
 {
 	struct nft_prefix pfx = {.verdict = r->verdict, .dir = r->dir, .position = r->pos};
 
-	if (r->verdict == VERDICT_ACCEPT || (r->kind != NFT_PLAN_FIXED && r->kind != NFT_PLAN_RULE &&
-					     r->kind != NFT_PLAN_FALLBACK))
+	if (!nft_plan_rule_logs(r))
 		buf[0] = '\0';
 	else
 		nft_prefix_format(&pfx, buf);
@@ -182,12 +188,30 @@ static int grow(void **v, size_t *cap, size_t n, size_t sz, size_t first)
 	return 0;
 }
 
-int nft_plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
+static int plan_push(struct nft_plan *p, const struct nft_plan_rule *r)
 {
 	if (grow((void **)&p->rules, &p->cap_rules, p->n_rules, sizeof(*p->rules), 64) < 0)
 		return -ENOMEM;
 	p->rules[p->n_rules++] = *r;
 	return 0;
+}
+
+/* Adds r, after its observe twin when the bundle observes every accepted
+ * connection and r is a rule or fallback that accepts (nft-plan.h). In
+ * the map form that is the first rule of the deciding rule's own chain. */
+int nft_plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
+{
+	if (p->observe && r->verdict == VERDICT_ACCEPT &&
+	    (r->kind == NFT_PLAN_RULE || r->kind == NFT_PLAN_FALLBACK)) {
+		struct nft_plan_rule twin = *r;
+		int ret;
+
+		twin.observe = true;
+		ret = plan_push(p, &twin);
+		if (ret < 0)
+			return ret;
+	}
+	return plan_push(p, r);
 }
 
 int nft_plan_add_chain(struct nft_plan *p, const char *name, enum nft_chain_kind kind, enum direction dir,
@@ -485,6 +509,7 @@ int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bund
 	memset(p, 0, sizeof(*p));
 	p->ep = ep;
 	p->form = form;
+	p->observe = b->observe == OBSERVE_ALL;
 	if (tag) {
 		p->has_tag = true;
 		nft_tag_format(tag, p->tag);
@@ -539,14 +564,14 @@ static bool same_comment(const struct nft_plan_rule *x, const struct nft_plan_ru
 }
 
 /* Compares what an nft rule is made of: family, set name, port match,
- * verdict, log prefix (direction and position), comment (rule id or
+ * verdict, whether it is an observe rule, log prefix (direction and position), comment (rule id or
  * fallback reason), map and goto target (by name). */
 static bool same_rule(const struct nft_plan *a, const struct nft_plan_rule *x, const struct nft_plan *b,
 		      const struct nft_plan_rule *y)
 {
 	if (x->kind != y->kind || x->fixed != y->fixed || x->dir != y->dir || x->pos != y->pos ||
-	    x->family != y->family || x->verdict != y->verdict || !port_equal(x->port, y->port) ||
-	    !x->set != !y->set)
+	    x->family != y->family || x->verdict != y->verdict || x->observe != y->observe ||
+	    !port_equal(x->port, y->port) || !x->set != !y->set)
 		return false;
 	if (x->set && strcmp(x->set->name, y->set->name) != 0)
 		return false;
@@ -735,7 +760,9 @@ long nft_plan_decide(const struct nft_plan *p, enum direction dir, const struct 
 		for (size_t i = c->first_rule; i < c->first_rule + c->n_rules; i++) {
 			const struct nft_plan_rule *r = &p->rules[i];
 
-			if (r->kind == NFT_PLAN_FIXED || r->kind == NFT_PLAN_RULE || r->kind == NFT_PLAN_FALLBACK) {
+			if (r->observe) {
+				continue; /* logs, decides nothing */
+			} else if (r->kind == NFT_PLAN_FIXED || r->kind == NFT_PLAN_RULE || r->kind == NFT_PLAN_FALLBACK) {
 				if (rule_matches(r, pkt))
 					return (long)i;
 				continue;

@@ -104,7 +104,19 @@ enum nft_plan_kind {
  * unless verdict is VERDICT_ACCEPT, and apply the verdict (VERDICT_AUDIT
  * accepts). Its comment is nft_plan_rule_comment(). DISPATCH and LOOKUP go
  * where their map says, or on to the next rule when it has no element for
- * the packet; GOTO goes to target. */
+ * the packet; GOTO goes to target.
+ *
+ * An observe rule (bundle observe all) stands right before each rule or
+ * fallback that accepts (VERDICT_ACCEPT), with the same match, kind,
+ * position and id (in the map form: first in the deciding rule's own
+ * chain): it matches only a packet whose conntrack entry is not
+ * confirmed yet ("ct status ! confirmed": the first packet of a new
+ * connection; a repeated one, such as a SYN resent or a one-way UDP
+ * stream, finds its entry confirmed), logs it with verdict 'P' and no
+ * counter, and has no verdict, so the packet goes on to its twin, which
+ * counts and accepts it. So every accepted new connection is logged once
+ * by the rule that decides it, hit counts stay the twin's, and a chain
+ * without observe is exactly what it was. */
 struct nft_plan_rule {
 	enum nft_plan_kind kind;
 	enum direction dir;
@@ -116,6 +128,7 @@ struct nft_plan_rule {
 	const struct nft_plan_set *set; /* NULL: any peer; else the source (ingress) or destination */
 	const struct port_match *port;	/* NULL: any protocol */
 	enum verdict verdict;
+	bool observe;	/* the log-only twin of the accepting rule after it (above) */
 	const char *id; /* rule id, fallback reason or fixed rule id, as the bundle has it (NULL: none) */
 	uint32_t map;	/* DISPATCH, LOOKUP: index into nft_plan.maps */
 	uint32_t target; /* GOTO: index into nft_plan.chains */
@@ -145,6 +158,7 @@ struct nft_plan {
 	size_t n_chains, cap_chains;
 	struct nft_plan_rule *rules; /* chain after chain */
 	size_t n_rules, cap_rules;
+	bool observe; /* the bundle's observe all: accepting rules have their twins */
 	bool has_tag;
 	char tag[NFT_TAG_MAX]; /* nft_tag_format() of the tag given */
 };
@@ -154,8 +168,10 @@ struct nft_plan {
  * reference gets one nft set per family, members or not; a rule with
  * peers becomes one nft rule per family, peer set and port (no ICMP rule
  * for IPv6, no ICMPv6 rule for IPv4), one without peers one per port. Map
- * form: see nft-plan-maps.c. 0, -ENOMEM, or -EINVAL for a bundle nft
- * cannot express, with the reason in err. p is zeroed on failure. */
+ * form: see nft-plan-maps.c. With the bundle's observe all, each rule or
+ * fallback that accepts comes right after its observe twin. 0, -ENOMEM,
+ * or -EINVAL for a bundle nft cannot express, with the reason in err. p
+ * is zeroed on failure. */
 BH_MUST_CHECK int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bundle_endpoint *ep,
 				 const struct nft_tag *tag, enum nft_form form, char *err, size_t errsz);
 void nft_plan_release(struct nft_plan *p);
@@ -170,6 +186,8 @@ bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b);
 /* The comment nft shows with r: its id, reduced to characters that need no
  * quoting anywhere (the id comes from the bundle, which is outside input). */
 void nft_plan_rule_comment(const struct nft_plan_rule *r, char buf[NFT_COMMENT_MAX]);
+/* Whether r logs (a drop, an audit, or an observe rule). */
+bool nft_plan_rule_logs(const struct nft_plan_rule *r);
 /* The NFLOG prefix r logs with, "" when it does not log. */
 void nft_plan_rule_prefix(const struct nft_plan_rule *r, char buf[NFT_PREFIX_MAX]);
 

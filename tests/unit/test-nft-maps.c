@@ -253,6 +253,8 @@ static void random_world(struct world *w)
 	}
 	w->ep.name = "e";
 	w->b = (struct bundle){.node = "n", .endpoints = &w->ep, .n_endpoints = 1, .sets = w->sets, .n_sets = n_sets};
+	if (chance(30))
+		w->b.observe = OBSERVE_ALL; /* log-only twins, which decide nothing */
 }
 
 static void world_release(struct world *w)
@@ -468,6 +470,21 @@ TEST(both_forms_start_with_the_same_fixed_rules)
 			n++;
 		}
 		CHECK(n == FIXED_COUNT);
+	}
+	/* With observe all, every accepting rule's own chain logs a new
+	 * connection first (its twin), then counts and accepts. */
+	w.b.observe = OBSERVE_ALL;
+	nft_plan_release(&maps);
+	CHECK(plan(&maps, &w, NFT_FORM_MAPS) == 0);
+	for (size_t c = DIR_COUNT; c < maps.n_chains; c++) {
+		const struct nft_plan_chain *ch = &maps.chains[c];
+		const struct nft_plan_rule *last = &maps.rules[ch->first_rule + ch->n_rules - 1];
+
+		if (ch->kind != NFT_PLAN_RULE_CHAIN && ch->kind != NFT_PLAN_FALLBACK_CHAIN)
+			continue;
+		CHECK(ch->n_rules == (last->verdict == VERDICT_ACCEPT ? 2u : 1u) && !last->observe);
+		if (ch->n_rules == 2)
+			CHECK(maps.rules[ch->first_rule].observe);
 	}
 	nft_plan_release(&maps);
 	nft_plan_release(&linear);
