@@ -21,6 +21,9 @@
 
 /* Attempts at one commit when others keep committing in the namespace. */
 #define COMMIT_ATTEMPTS 3
+/* A commit of this many elements or more stops every endpoint's event
+ * watch while it runs, not only its own (see commit()). */
+#define PAUSE_ALL_ELEMENTS 4096
 /* NFLOG datagrams read per wake-up of one endpoint (each holds up to 64
  * packets): a flood in one namespace does not starve the others. */
 #define NFLOG_BURST 64
@@ -34,7 +37,8 @@ struct nft_dp {
 	struct netns *ns;
 	struct nft_batch *nb; /* one batch, built and sent for one endpoint at a time */
 	uint16_t nflog_group;
-	int mounts_fd; /* netns_mounts_watch(), -1 without */
+	struct nft_ep *eps; /* every open endpoint, for pausing their watches */
+	int mounts_fd;	    /* netns_mounts_watch(), -1 without */
 	struct loop_source *mounts_src;
 	void (*mounts_fn)(void *data);
 	void *mounts_data;
@@ -43,6 +47,7 @@ struct nft_dp {
 struct nft_ep {
 	struct dataplane_ep ep;
 	struct nft_dp *dp;
+	struct nft_ep *prev, *next; /* in dp->eps */
 	char *name, *path;
 	int nsfd;		/* the namespace, as opened once (netns_open) */
 	struct mnl_socket *nft; /* requests; its port id marks our own events */
@@ -175,6 +180,10 @@ static int nft_open(struct dataplane *dpv, const char *name, const char *path, s
 	e->name = xstrdup(name);
 	e->path = xstrdup(path);
 	e->nsfd = fd;
+	e->next = dp->eps;
+	if (dp->eps)
+		dp->eps->prev = e;
+	dp->eps = e;
 	*out = &e->ep;
 	return 0;
 }
@@ -237,6 +246,13 @@ static void nft_close(struct dataplane_ep *epv)
 {
 	struct nft_ep *e = nft_ep_of(epv);
 	struct loop *loop = e->dp->loop;
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		e->dp->eps = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	loop_cancel_deferred(loop, e);
 	loop_remove(loop, e->drift_src);
 	drift_free(e->drift);
 	loop_remove(loop, e->addrs_src);
@@ -330,6 +346,65 @@ static void drift_release(struct nft_ep *e)
 	}
 }
 
+/* Events of another endpoint's namespace may have been missed while its
+ * watch was paused for a big commit elsewhere: as if they were lost. */
+static void on_missed(void *data, uint32_t events)
+{
+	struct nft_ep *e = data;
+	if (!e->quiet && e->ev->lost)
+		e->ev->lost(e->data);
+}
+
+struct paused {
+	struct nft_ep *e;
+	uint32_t gen; /* its namespace's generation when paused; 0: unknown */
+};
+
+/* Stops every other endpoint's event watch for a commit of many elements.
+ * nf_tables builds an event for every element it commits as soon as any
+ * socket on the machine listens to the nftables group, whatever its
+ * namespace (the kernel keeps one listener mask per netlink family): with
+ * the watches of the agent's other endpoints listening, 200,000 elements
+ * cost 200,000 events that nobody reads. Returns the paused ones (the
+ * caller frees). */
+static struct paused *pause_others(struct nft_ep *self, size_t *n)
+{
+	size_t cap = 0;
+	struct paused *v = NULL;
+	*n = 0;
+	for (struct nft_ep *o = self->dp->eps; o; o = o->next) {
+		if (o == self || !o->drift || o->quiet)
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		uint32_t gen = 0;
+		if (!o->nft || nft_genid(o->nft, &gen) < 0)
+			gen = 0;
+		if (drift_pause(o->drift) < 0)
+			continue;
+		v[(*n)++] = (struct paused){o, gen};
+	}
+	return v;
+}
+
+/* Listens again; whoever committed in a paused namespace meanwhile was not
+ * heard, so that endpoint's table is checked as after lost events. */
+static void resume_others(struct nft_dp *dp, struct paused *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct nft_ep *o = v[i].e;
+		uint32_t gen = 0;
+		drift_release(o);
+		if (!o->drift)
+			continue;
+		if (!v[i].gen || nft_genid(o->nft, &gen) < 0 || gen != v[i].gen)
+			loop_defer(dp->loop, on_missed, o);
+	}
+	free(v);
+}
+
 /* Sends the batch built in nb. Events are not listened to meanwhile
  * (drift.h), and the generation is read before and after: *clean when the
  * commit was the only one in between, so the table is exactly the batch.
@@ -344,12 +419,20 @@ static int commit(struct nft_ep *e, const struct dataplane_apply *req, bool *ful
 	*clean = false;
 	for (int attempt = 1;; attempt++) {
 		uint32_t before = 0, after = 0;
+		struct nft_batch_stats st;
+		struct paused *others = NULL;
+		size_t n_others = 0;
+		nft_batch_stats(nb, &st);
+		if (st.elements >= PAUSE_ALL_ELEMENTS)
+			others = pause_others(e, &n_others);
 		if (attempt == COMMIT_ATTEMPTS || nft_genid(e->nft, &before) < 0)
 			before = 0; /* commit at any generation; not clean */
 		bool held = drift_hold(e);
 		int r = nft_batch_send_at(nb, e->nft, before);
 		if (held)
 			drift_release(e);
+		if (others)
+			resume_others(e->dp, others, n_others);
 		if (r != -ERESTART || attempt == COMMIT_ATTEMPTS) {
 			if (r == 0 && before && nft_genid(e->nft, &after) == 0 &&
 			    after == (before + 1 ? before + 1 : 1)) {
@@ -587,7 +670,7 @@ static const struct dataplane_ops nft_ops = {
     .ct_delete = nft_ct_delete,
 };
 
-struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group)
+struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group, enum nft_form form)
 {
 	struct nft_dp *dp = xcalloc(1, sizeof(*dp));
 	dp->dp.ops = &nft_ops;
@@ -597,6 +680,7 @@ struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group)
 	dp->nb = nft_batch_new(nflog_group);
 	if (!dp->nb)
 		abort();
+	nft_batch_set_form(dp->nb, form);
 	dp->ns = netns_new();
 	if (!dp->ns) {
 		int saved = errno;

@@ -139,7 +139,7 @@ struct dataplane_ep {
 
 /* The nft dataplane: opens namespaces from the agent's own (netns.h) and
  * registers its sockets on loop. NULL with errno. */
-struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group);
+struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group, enum nft_form form);
 /* Builds every batch (the same work as nft but the kernel's), commits
  * nothing; namespaces are not opened and have no identity. */
 struct dataplane *dataplane_null_new(uint16_t nflog_group);

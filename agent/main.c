@@ -40,11 +40,11 @@ static void usage(FILE *out)
 {
 	fputs("usage: " PROG " --node NAME (--inventory FILE | --engine ENGINE[:SOCKET])... --state-dir DIR\n"
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
-	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
+	      "                      [--bundle FILE] [--dataplane nft|nft-linear|null] [--nflog-group N] [--flow-window-ms N]\n"
 	      "                      [--counters-ms N] [--recheck-ms N] [--select LABEL[=VALUE]] [--cap-ptrace]\n"
 	      "                      [--hook-socket PATH] [--metrics ADDR:PORT [--metrics-token FILE]]\n"
 	      "                      [--once] [--verbose] [--session-user NAME | --no-privsep]\n"
-	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
+	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE] [--dataplane nft-linear]\n"
 	      "       " PROG " hook [--socket PATH] [--timeout-ms N]   the OCI hook (" PROG " hook --help)\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
@@ -68,6 +68,8 @@ static void usage(FILE *out)
 	      "  --bundle FILE       a compiled bundle (bulkhead policy compile), re-read when it changes;\n"
 	      "                      with --controller too, the newest input wins\n"
 	      "  --dataplane nft     one table inet " NFT_TABLE_NAME " per endpoint namespace (default)\n"
+	      "  --dataplane nft-linear  the same, each chain a list of rules walked in order (the form\n"
+	      "                      before verdict maps, kept for comparison)\n"
 	      "  --dataplane null    build every batch but touch no kernel state\n"
 	      "  --nflog-group N     NFLOG group for drops and audits (default 100)\n"
 	      "  --flow-window-ms N  denied flows are aggregated this long before a report (default 1000)\n"
@@ -108,6 +110,7 @@ struct options {
 	const char *metrics, *metrics_token;
 	const char *session_user;
 	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace, no_privsep;
+	enum nft_form form;
 };
 
 /* A decimal option value in lo..hi; false after saying what was expected. */
@@ -164,12 +167,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->agent.state_dir = optarg;
 			break;
 		case 'd':
-			if (strcmp(optarg, "nft") == 0) {
+			if (strcmp(optarg, "nft") == 0 || strcmp(optarg, "nft-linear") == 0) {
 				o->null_dataplane = false;
+				o->form = optarg[3] ? NFT_FORM_LINEAR : NFT_FORM_MAPS;
 			} else if (strcmp(optarg, "null") == 0) {
 				o->null_dataplane = true;
 			} else {
-				log_error("--dataplane: expected nft or null, not \"%s\"", optarg);
+				log_error("--dataplane: expected nft, nft-linear or null, not \"%s\"", optarg);
 				return -EINVAL;
 			}
 			break;
@@ -410,7 +414,7 @@ static int print_ruleset(const struct options *o)
 		const struct endpoint *ie = inv ? inventory_find(inv, o->agent.node, ep->name) : NULL;
 		if (inv && !ie)
 			continue;
-		r = nft_render_text(b, ep, o->agent.nflog_group, &text);
+		r = nft_render_text(b, ep, o->agent.nflog_group, o->form, &text);
 		if (r < 0) {
 			log_error_errno(r, "endpoint %s: rendering its ruleset: %m", ep->name);
 			ret = 1;
@@ -525,7 +529,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct dataplane *dp =
-	    o.null_dataplane ? dataplane_null_new(o.agent.nflog_group) : dataplane_nft_new(loop, o.agent.nflog_group);
+	    o.null_dataplane ? dataplane_null_new(o.agent.nflog_group)
+			     : dataplane_nft_new(loop, o.agent.nflog_group, o.form);
 	if (!dp) {
 		log_error("opening the agent's own network namespace: %m");
 		loop_free(loop);

@@ -39,18 +39,20 @@
 #endif
 
 /* nft's datatype numbers for set keys (nftables src/datatype.h); nft list
- * needs them to print the elements as addresses. */
+ * needs them to print the elements. A concatenation's type is its fields'
+ * types, 6 bits each. */
 #define NFT_TYPE_IPADDR		 7
 #define NFT_TYPE_IP6ADDR	 8
+#define NFT_TYPE_INET_PROTOCOL	 12
+#define NFT_TYPE_INET_SERVICE	 13
 #define NFT_TYPE_MARK		 19
+#define NFT_TYPE_BITS		 6
+#define NFT_BYTEORDER_HOST	 1
 #define NFT_BYTEORDER_BIG_ENDIAN 2
 
 /* Batch pages as nft sizes them; one message must fit in the overrun. */
 #define NFT_BATCH_PAGE	  (128 * 1024)
 #define NFT_BATCH_OVERRUN (64 * 1024)
-/* Elements per NEWSETELEM message: the element list is one netlink
- * attribute, whose length is 16 bits. 256 IPv6 intervals stay well below. */
-#define NFT_ELEMS_PER_MSG 256
 /* Receive buffer per expected acknowledgement (skb truesize, rounded up). */
 #define NFT_ACK_TRUESIZE 1024
 #define NFT_RECV_BUF	 16384
@@ -58,24 +60,27 @@
 enum obj_kind {
 	OBJ_BATCH,
 	OBJ_TABLE,
-	OBJ_SET,
-	OBJ_ELEMS,
-	OBJ_CHAIN,
-	OBJ_RULE,
-	OBJ_TAG, /* the tag set, or its element */
+	OBJ_SET,   /* index: plan set */
+	OBJ_ELEMS, /* index: plan set; map: plan map */
+	OBJ_MAP,   /* index: plan map */
+	OBJ_CHAIN, /* index: plan chain */
+	OBJ_RULE,  /* index: plan rule */
+	OBJ_GONE,  /* index: nb->gone, a class chain or map a delta removes */
+	OBJ_TAG,   /* the tag set, or its element */
 };
 
 /* What one message of the batch was; message i has sequence seq_base + i. */
 struct nft_obj {
 	enum obj_kind kind;
-	uint32_t index; /* set or plan rule index */
+	uint32_t index;
 	uint32_t first; /* OBJ_ELEMS: first element of the chunk */
-	uint16_t dir;
+	bool map;	/* OBJ_ELEMS: of a map */
 	uint16_t nlmsg_type;
 };
 
 struct nft_batch {
 	uint16_t nflog_group;
+	enum nft_form form;
 	struct nft_plan plan;
 	struct nftnl_batch *batch;
 	struct nft_obj *objs;
@@ -86,6 +91,9 @@ struct nft_batch {
 	uint8_t *genid; /* NFNL_BATCH_GENID of BEGIN, big-endian: 0 until a send sets it */
 	bool has_tag;
 	struct nft_tag tag;
+	/* The names of the class chains and maps a delta removes. */
+	char (*gone)[NFT_NAME_MAX];
+	size_t n_gone;
 	struct nft_batch_stats stats;
 	char error[1024];
 };
@@ -97,7 +105,13 @@ struct nft_batch *nft_batch_new(uint16_t nflog_group)
 	if (!nb)
 		return NULL;
 	nb->nflog_group = nflog_group;
+	nb->form = NFT_FORM_MAPS;
 	return nb;
+}
+
+void nft_batch_set_form(struct nft_batch *nb, enum nft_form form)
+{
+	nb->form = form;
 }
 
 static void batch_reset(struct nft_batch *nb)
@@ -112,6 +126,9 @@ static void batch_reset(struct nft_batch *nb)
 	nb->n_acks = 0;
 	nb->zeroed_page = NULL;
 	nb->genid = NULL;
+	free(nb->gone);
+	nb->gone = NULL;
+	nb->n_gone = 0;
 	memset(&nb->stats, 0, sizeof(nb->stats));
 	nb->error[0] = '\0';
 }
@@ -248,50 +265,57 @@ static int emit_table(struct nft_batch *nb, uint16_t type, uint16_t flags)
 	return batch_next(nb);
 }
 
-/* The set as the head of an element message, or of NEWSET. with_id names
- * a set created in this same transaction by its NFTA_SET_ID as well; a
- * delta's sets exist already and go by name alone. */
-static struct nftnl_set *set_alloc(const struct nft_plan_set *ps, bool with_id)
+/* A set or map by name, as the head of an element message or of NEWSET.
+ * id (NFTA_SET_ID): one created in this same transaction; 0: one that
+ * exists already, by name alone. */
+static struct nftnl_set *set_named(const char *name, uint32_t id)
 {
 	struct nftnl_set *s = nftnl_set_alloc();
 
 	if (!s)
 		return NULL;
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, NFT_TABLE_NAME);
-	nftnl_set_set_str(s, NFTNL_SET_NAME, ps->name);
+	nftnl_set_set_str(s, NFTNL_SET_NAME, name);
 	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-	if (with_id)
-		nftnl_set_set_u32(s, NFTNL_SET_ID, ps->id);
+	if (id)
+		nftnl_set_set_u32(s, NFTNL_SET_ID, id);
 	return s;
 }
 
-/* Elements on their way into NEWSETELEM or DELSETELEM messages of at
- * most NFT_ELEMS_PER_MSG elements each, one set and one kind at a time. */
+static const char *dest_name(const struct nft_elem_dest *d)
+{
+	return d->set ? d->set->name : d->map->name;
+}
+
+/* Elements on their way into NEWSETELEM or DELSETELEM messages, one set
+ * and one kind at a time, written straight into the batch: a table of
+ * 200,000 members is 200,000 elements, and libnftnl's element objects
+ * (an allocation and a copy of the chain name each, a list, a free) cost
+ * more than the kernel's parsing of them. The attributes are libnftnl's,
+ * each element one NFTA_LIST_ELEM nest. */
 struct elem_writer {
 	struct nft_batch *nb;
-	const struct nft_plan_set *ps; /* NULL: none yet */
-	uint32_t set_index;
-	uint16_t type; /* NFT_MSG_NEWSETELEM or NFT_MSG_DELSETELEM */
-	bool with_id;  /* the set is created in this transaction */
-	struct nftnl_set *chunk;
-	uint32_t in_chunk; /* elements in chunk */
-	uint32_t done;	   /* elements already in messages */
+	struct nft_elem_dest dest; /* none yet: both NULL */
+	uint16_t type;		   /* NFT_MSG_NEWSETELEM or NFT_MSG_DELSETELEM */
+	bool with_id;		   /* the set is created in this transaction */
+	struct nlmsghdr *nlh;	   /* the message being written; NULL: none */
+	struct nlattr *list;	   /* its NFTA_SET_ELEM_LIST_ELEMENTS */
+	uint32_t in_chunk;	   /* elements in it */
+	uint32_t done;		   /* elements already in messages */
 };
+
+/* A message ends past this many bytes (at an interval's end): the element
+ * list is one attribute, whose length is 16 bits, and a message must fit
+ * in a batch page's overrun. */
+#define NFT_ELEMS_MSG_BYTES 48000
 
 static int elem_writer_flush(struct elem_writer *w)
 {
-	struct nft_obj o = {.kind = OBJ_ELEMS, .index = w->set_index, .first = w->done};
-	struct nlmsghdr *nlh;
 	int ret;
 
-	if (!w->chunk || !w->in_chunk)
+	if (!w->nlh)
 		return 0;
-	/* Additions may create; deletions of what is not there fail, which
-	 * says the table is not what we think it is (see nft.h). */
-	nlh = batch_hdr(w->nb, w->type, w->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, &o);
-	if (!nlh)
-		return -ENOMEM;
-	nftnl_set_elems_nlmsg_build_payload(nlh, w->chunk);
+	mnl_attr_nest_end(w->nlh, w->list);
 	ret = batch_next(w->nb);
 	if (ret < 0)
 		return ret;
@@ -302,93 +326,130 @@ static int elem_writer_flush(struct elem_writer *w)
 	w->nb->stats.elements += w->in_chunk;
 	w->done += w->in_chunk;
 	w->in_chunk = 0;
-	nftnl_set_free(w->chunk);
-	w->chunk = NULL;
+	w->nlh = NULL;
 	return 0;
 }
 
-/* Drops what was not flushed; after an error, or after the last flush. */
+/* A message is written in place: nothing to drop after an error (the
+ * batch is not sent then). */
 static void elem_writer_release(struct elem_writer *w)
 {
-	if (w->chunk) /* libnftnl's free functions do not take NULL */
-		nftnl_set_free(w->chunk);
-	w->chunk = NULL;
+	w->nlh = NULL;
 }
 
 /* The messages of the set and kind written so far are complete. */
 static int elem_writer_end(struct elem_writer *w)
 {
-	int ret = elem_writer_flush(w);
+	return elem_writer_flush(w);
+}
 
-	elem_writer_release(w);
-	return ret;
+static int elem_writer_start(struct elem_writer *w)
+{
+	const struct nft_plan *p = &w->nb->plan;
+	const struct nft_elem_dest *d = &w->dest;
+	struct nft_obj o = {.first = w->done, .kind = OBJ_ELEMS, .map = d->map != NULL};
+	uint32_t id = !w->with_id ? 0 : d->set ? d->set->id : d->map->id;
+
+	o.index = (uint32_t)(d->map ? d->map - p->maps : d->set - p->sets);
+	/* Additions may create; deletions of what is not there fail, which
+	 * says the table is not what we think it is (see nft.h). */
+	w->nlh = batch_hdr(w->nb, w->type, w->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, &o);
+	if (!w->nlh)
+		return -ENOMEM;
+	mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_TABLE, NFT_TABLE_NAME);
+	mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_SET, dest_name(d));
+	if (id)
+		mnl_attr_put_u32(w->nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(id));
+	w->list = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+	return 0;
+}
+
+static void put_data(struct nlmsghdr *nlh, uint16_t type, const void *data, unsigned len)
+{
+	struct nlattr *nest = mnl_attr_nest_start(nlh, type);
+
+	mnl_attr_put(nlh, NFTA_DATA_VALUE, len, data);
+	mnl_attr_nest_end(nlh, nest);
 }
 
 /* nft_elem_fn: one element into the current message; a new set or kind
  * closes the messages of the one before. */
-static int elem_writer_put(void *arg, const struct nft_plan_set *ps, bool add, const struct nft_elem *e)
+static int elem_writer_put(void *arg, const struct nft_elem_dest *dest, bool add, const struct nft_elem *e)
 {
 	struct elem_writer *w = arg;
 	uint16_t type = add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM;
-	unsigned len = nft_addr_len(ps->family);
-	struct nftnl_set_elem *el;
+	struct nlattr *el;
+	int ret;
 
-	if (ps != w->ps || type != w->type) {
-		int ret = elem_writer_end(w);
-
+	if (dest->set != w->dest.set || dest->map != w->dest.map || type != w->type) {
+		ret = elem_writer_end(w);
 		if (ret < 0)
 			return ret;
-		w->ps = ps;
-		w->set_index = (uint32_t)(ps - w->nb->plan.sets);
+		w->dest = *dest;
 		w->type = type;
 		w->done = 0;
 	}
-	if (!w->chunk) {
-		w->chunk = set_alloc(w->ps, w->with_id);
-		if (!w->chunk)
-			return -ENOMEM;
-	}
-	el = nftnl_set_elem_alloc();
-	if (!el)
-		return -ENOMEM;
-	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, e->key, len);
+	if (!w->nlh && (ret = elem_writer_start(w)) < 0)
+		return ret;
+	el = mnl_attr_nest_start(w->nlh, NFTA_LIST_ELEM);
 	if (e->end)
-		nftnl_set_elem_set_u32(el, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
-	if (e->top && add) {
-		/* Tells nft list that this interval runs to the top of the
-		 * address space, where no end element can follow (as nft
-		 * itself marks it). */
-		struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(16);
+		mnl_attr_put_u32(w->nlh, NFTA_SET_ELEM_FLAGS, htonl(NFT_SET_ELEM_INTERVAL_END));
+	put_data(w->nlh, NFTA_SET_ELEM_KEY, e->key, e->key_len);
+	if (e->key_end)
+		put_data(w->nlh, NFTA_SET_ELEM_KEY_END, e->key_end, e->key_len);
+	if (e->chain) {
+		struct nlattr *data = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_DATA);
+		struct nlattr *v = mnl_attr_nest_start(w->nlh, NFTA_DATA_VERDICT);
 
-		if (!ud ||
-		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_ELEM_FLAGS, NFTNL_SET_ELEM_F_INTERVAL_OPEN)) {
-			nftnl_udata_buf_free(ud);
-			nftnl_set_elem_free(el);
-			return -ENOMEM;
-		}
-		nftnl_set_elem_set(el, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(ud),
-				   nftnl_udata_buf_len(ud));
-		nftnl_udata_buf_free(ud);
+		mnl_attr_put_u32(w->nlh, NFTA_VERDICT_CODE, htonl((uint32_t)NFT_GOTO));
+		mnl_attr_put_strz(w->nlh, NFTA_VERDICT_CHAIN, e->chain);
+		mnl_attr_nest_end(w->nlh, v);
+		mnl_attr_nest_end(w->nlh, data);
 	}
-	nftnl_set_elem_add(w->chunk, el);
+	if (e->top && add) {
+		/* Tells nft list that the interval runs to the top of the
+		 * address space, where no end element can follow (as nft
+		 * marks it): one userdata TLV, a u32 in host order. */
+		uint32_t flag = NFTNL_SET_ELEM_F_INTERVAL_OPEN;
+		uint8_t ud[2 + sizeof(flag)] = {NFTNL_UDATA_SET_ELEM_FLAGS, sizeof(flag)};
+
+		memcpy(ud + 2, &flag, sizeof(flag));
+		mnl_attr_put(w->nlh, NFTA_SET_ELEM_USERDATA, sizeof(ud), ud);
+	}
+	mnl_attr_nest_end(w->nlh, el);
 	w->in_chunk++;
 	/* An interval's end goes into its start's message, so that the
 	 * kernel never sees half an interval. */
-	if (w->in_chunk >= NFT_ELEMS_PER_MSG && !e->more)
+	if (w->nlh->nlmsg_len >= NFT_ELEMS_MSG_BYTES && !e->more)
 		return elem_writer_flush(w);
 	return 0;
 }
 
-/* Every element of a set created in this transaction. */
-static int emit_elems(struct nft_batch *nb, uint32_t set_index)
+/* Every element of a set or map created in this transaction. */
+static int emit_elems(struct nft_batch *nb, const struct nft_elem_dest *dest)
 {
 	struct elem_writer w = {.nb = nb, .with_id = true};
-	int ret = nft_elements_all(&nb->plan.sets[set_index], elem_writer_put, &w);
+	int ret = nft_elements_all(&nb->plan, dest, elem_writer_put, &w);
 
 	if (ret == 0)
 		return elem_writer_end(&w);
 	elem_writer_release(&w);
 	return ret;
+}
+
+/* NEWSET of s with the userdata ud (len bytes). */
+static int emit_newset(struct nft_batch *nb, struct nftnl_set *s, const struct nft_obj *o)
+{
+	struct nlmsghdr *nlh = batch_hdr(nb, NFT_MSG_NEWSET, NLM_F_CREATE, o);
+
+	if (!nlh) {
+		nftnl_set_free(s);
+		return -ENOMEM;
+	}
+	nftnl_set_nlmsg_build_payload(nlh, s);
+	nftnl_set_free(s);
+	nb->stats.sets++;
+	return batch_next(nb);
 }
 
 static int emit_set(struct nft_batch *nb, uint32_t set_index)
@@ -397,9 +458,8 @@ static int emit_set(struct nft_batch *nb, uint32_t set_index)
 	struct nft_obj o = {.kind = OBJ_SET, .index = set_index};
 	struct nftnl_udata_buf *ud;
 	struct nftnl_set *s;
-	struct nlmsghdr *nlh;
 
-	s = set_alloc(ps, true);
+	s = set_named(ps->name, ps->id);
 	ud = nftnl_udata_buf_alloc(64);
 	if (!s || !ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_KEYBYTEORDER, NFT_BYTEORDER_BIG_ENDIAN)) {
 		nftnl_udata_buf_free(ud);
@@ -412,34 +472,67 @@ static int emit_set(struct nft_batch *nb, uint32_t set_index)
 	nftnl_set_set_u32(s, NFTNL_SET_FLAGS, ps->interval ? NFT_SET_INTERVAL : 0);
 	nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud), nftnl_udata_buf_len(ud));
 	nftnl_udata_buf_free(ud);
-	nlh = batch_hdr(nb, NFT_MSG_NEWSET, NLM_F_CREATE, &o);
-	if (!nlh) {
-		nftnl_set_free(s);
+	return emit_newset(nb, s, &o);
+}
+
+/* A map as nft -f makes it from `type ... : verdict` (its userdata too,
+ * so that nft lists it the same): an address map's key is big-endian; a
+ * protocol and port map's is a concatenation of a 1-byte and a 2-byte
+ * field. */
+static int emit_map(struct nft_batch *nb, uint32_t map_index)
+{
+	/* nft's: the key's byte order (host, for the concatenation), the
+	 * data's, the fields' types (inet_service last), and "data is no
+	 * interval". */
+	static const uint8_t concat_udata[] = {0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4,
+					       13, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0};
+	static const uint8_t field_len[] = {1, 2};
+	const struct nft_plan_map *m = &nb->plan.maps[map_index];
+	struct nft_obj o = {.kind = OBJ_MAP, .index = map_index};
+	bool addr = m->kind == NFT_MAP_HOSTS || m->kind == NFT_MAP_RANGES;
+	struct nftnl_udata_buf *ud = NULL;
+	struct nftnl_set *s = set_named(m->name, m->id);
+
+	if (!s)
 		return -ENOMEM;
+	nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
+	nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, 0);
+	if (addr) {
+		ud = nftnl_udata_buf_alloc(64);
+		if (!ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_KEYBYTEORDER, NFT_BYTEORDER_BIG_ENDIAN) ||
+		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATABYTEORDER, 0) ||
+		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATA_INTERVAL, 0)) {
+			nftnl_udata_buf_free(ud);
+			nftnl_set_free(s);
+			return -ENOMEM;
+		}
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, m->family == AF_INET ? NFT_TYPE_IPADDR : NFT_TYPE_IP6ADDR);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, nft_addr_len(m->family));
+		nftnl_set_set_u32(s, NFTNL_SET_FLAGS,
+				  NFT_SET_MAP | (m->kind == NFT_MAP_RANGES ? NFT_SET_INTERVAL : 0));
+		nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud), nftnl_udata_buf_len(ud));
+		nftnl_udata_buf_free(ud);
+		if (m->size)
+			nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, m->size);
+	} else {
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE,
+				  NFT_TYPE_INET_PROTOCOL << NFT_TYPE_BITS | NFT_TYPE_INET_SERVICE);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, 8);
+		nftnl_set_set_u32(s, NFTNL_SET_FLAGS, NFT_SET_MAP | NFT_SET_INTERVAL | NFT_SET_CONCAT);
+		nftnl_set_set_data(s, NFTNL_SET_DESC_CONCAT, field_len, sizeof(field_len));
+		nftnl_set_set_data(s, NFTNL_SET_USERDATA, concat_udata, sizeof(concat_udata));
 	}
-	nftnl_set_nlmsg_build_payload(nlh, s);
-	nftnl_set_free(s);
-	nb->stats.sets++;
-	return batch_next(nb);
+	return emit_newset(nb, s, &o);
 }
 
 /* The tag set's one element, and the NFTA_SET_ID of the set when the
- * transaction creates it (plan sets count from 1). */
+ * transaction creates it (plan sets and maps count from 1). */
 static const uint8_t tag_key[4] = {0, 0, 0, 1}; /* 0x00000001 as nft lists it */
 #define NFT_TAG_SET_ID UINT32_MAX
 
 static struct nftnl_set *tag_set_alloc(bool created)
 {
-	struct nftnl_set *s = nftnl_set_alloc();
-
-	if (!s)
-		return NULL;
-	nftnl_set_set_str(s, NFTNL_SET_TABLE, NFT_TABLE_NAME);
-	nftnl_set_set_str(s, NFTNL_SET_NAME, NFT_TAG_SET);
-	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-	if (created)
-		nftnl_set_set_u32(s, NFTNL_SET_ID, NFT_TAG_SET_ID);
-	return s;
+	return set_named(NFT_TAG_SET, created ? NFT_TAG_SET_ID : 0);
 }
 
 /* The tag (nft.h): with created, the set and its element in a table this
@@ -502,32 +595,52 @@ err_free:
 	return ret;
 }
 
-static int emit_chain(struct nft_batch *nb, enum direction dir)
+static struct nftnl_chain *chain_named(const char *name)
 {
-	struct nft_obj o = {.kind = OBJ_CHAIN, .dir = dir};
 	struct nftnl_chain *c = nftnl_chain_alloc();
-	struct nlmsghdr *nlh;
 
 	if (!c)
-		return -ENOMEM;
+		return NULL;
 	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, NFT_TABLE_NAME);
-	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, nb->plan.chains[dir].name);
+	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
 	nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
-	nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, "filter");
-	nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM,
-			    dir == DIR_INGRESS ? NF_INET_LOCAL_IN : NF_INET_LOCAL_OUT);
-	nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, 0);
-	/* Drops come from the chain's own fallback rule, which logs them. */
-	nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
-	nlh = batch_hdr(nb, NFT_MSG_NEWCHAIN, NLM_F_CREATE, &o);
+	return c;
+}
+
+/* NEWCHAIN or DELCHAIN of c. */
+static int emit_chain_msg(struct nft_batch *nb, struct nftnl_chain *c, uint16_t type, uint16_t flags,
+			  const struct nft_obj *o)
+{
+	struct nlmsghdr *nlh = batch_hdr(nb, type, flags, o);
+
 	if (!nlh) {
 		nftnl_chain_free(c);
 		return -ENOMEM;
 	}
 	nftnl_chain_nlmsg_build_payload(nlh, c);
 	nftnl_chain_free(c);
-	nb->stats.chains++;
+	if (type == NFT_MSG_NEWCHAIN)
+		nb->stats.chains++;
 	return batch_next(nb);
+}
+
+static int emit_chain(struct nft_batch *nb, uint32_t index)
+{
+	const struct nft_plan_chain *pc = &nb->plan.chains[index];
+	struct nft_obj o = {.kind = OBJ_CHAIN, .index = index};
+	struct nftnl_chain *c = chain_named(pc->name);
+
+	if (!c)
+		return -ENOMEM;
+	if (pc->kind == NFT_PLAN_BASE_CHAIN) {
+		nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, "filter");
+		nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM,
+				    pc->dir == DIR_INGRESS ? NF_INET_LOCAL_IN : NF_INET_LOCAL_OUT);
+		nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, 0);
+		/* Drops come from the chain's own fallback rule, which logs them. */
+		nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
+	}
+	return emit_chain_msg(nb, c, NFT_MSG_NEWCHAIN, NLM_F_CREATE, &o);
 }
 
 /* Expression helpers: each returns false on ENOMEM. */
@@ -550,7 +663,7 @@ static bool add_meta(struct nftnl_rule *r, uint32_t key, uint32_t reg)
 	return add_expr(r, e);
 }
 
-static bool add_payload(struct nftnl_rule *r, uint32_t base, uint32_t offset, uint32_t len)
+static bool add_payload_to(struct nftnl_rule *r, uint32_t base, uint32_t offset, uint32_t len, uint32_t reg)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc("payload");
 
@@ -558,9 +671,14 @@ static bool add_payload(struct nftnl_rule *r, uint32_t base, uint32_t offset, ui
 		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
 		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
 		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
-		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, reg);
 	}
 	return add_expr(r, e);
+}
+
+static bool add_payload(struct nftnl_rule *r, uint32_t base, uint32_t offset, uint32_t len)
+{
+	return add_payload_to(r, base, offset, len, NFT_REG_1);
 }
 
 static bool add_cmp(struct nftnl_rule *r, uint32_t op, const void *data, uint32_t len)
@@ -627,14 +745,19 @@ static bool add_mask_u8(struct nftnl_rule *r, uint8_t mask)
 	return add_expr(r, bw);
 }
 
-static bool add_lookup(struct nftnl_rule *r, const struct nft_plan_set *ps)
+/* lookup of the key in reg 1 in the set name (id: created in this
+ * transaction); a map's answer is the verdict. */
+static bool add_lookup(struct nftnl_rule *r, const char *name, uint32_t id, bool map)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc("lookup");
 
 	if (e) {
 		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
-		nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, ps->name);
-		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, ps->id);
+		nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, name);
+		if (id)
+			nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, id);
+		if (map)
+			nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
 	}
 	return add_expr(r, e);
 }
@@ -676,6 +799,18 @@ static bool add_verdict(struct nftnl_rule *r, int verdict)
 	return add_expr(r, e);
 }
 
+static bool add_goto(struct nftnl_rule *r, const char *chain)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("immediate");
+
+	if (e) {
+		nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, (uint32_t)NFT_GOTO);
+		nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain);
+	}
+	return add_expr(r, e);
+}
+
 /* Transport protocol, then its destination port range or ICMP type/code,
  * as nft itself would emit them. */
 static bool add_port(struct nftnl_rule *r, const struct port_match *pm)
@@ -709,14 +844,14 @@ static bool add_port(struct nftnl_rule *r, const struct port_match *pm)
 	return add_cmp(r, NFT_CMP_GTE, &lo, sizeof(lo)) && add_cmp(r, NFT_CMP_LTE, &hi, sizeof(hi));
 }
 
-static struct nftnl_rule *rule_alloc(enum direction dir, const char *comment)
+static struct nftnl_rule *rule_alloc(const char *chain, const char *comment)
 {
 	struct nftnl_rule *r = nftnl_rule_alloc();
 
 	if (!r)
 		return NULL;
 	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFT_TABLE_NAME);
-	nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, dir == DIR_INGRESS ? NFT_CHAIN_INGRESS : NFT_CHAIN_EGRESS);
+	nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
 	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
 	if (comment) {
 		struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
@@ -766,52 +901,106 @@ static bool add_fixed_match(struct nftnl_rule *r, const struct nft_plan_rule *pr
 	}
 }
 
+/* The peer address of a rule's family into reg 1, behind the family
+ * check nft adds itself (raw libnftnl must, or the address would be read
+ * from the wrong header). */
+static bool add_peer(struct nftnl_rule *r, int family, enum direction dir)
+{
+	bool v4 = family == AF_INET, src = dir == DIR_INGRESS;
+	uint32_t off = v4 ? (src ? 12 : 16) : (src ? 8 : 24);
+
+	return add_meta(r, NFT_META_NFPROTO, NFT_REG_1) && add_cmp_u8(r, v4 ? NFPROTO_IPV4 : NFPROTO_IPV6) &&
+	       add_payload(r, NFT_PAYLOAD_NETWORK_HEADER, off, v4 ? 4 : 16);
+}
+
 /* What a rule of the bundle or a fallback matches: family, peer, port. */
 static bool add_match(struct nftnl_rule *r, const struct nft_plan_rule *pr)
 {
 	bool ok = true;
 
-	if (pr->family) {
-		/* nft adds this dependency itself; raw libnftnl must, or the
-		 * address payload would be read from the wrong header. */
+	if (pr->family && !pr->set)
 		ok = add_meta(r, NFT_META_NFPROTO, NFT_REG_1) &&
 		     add_cmp_u8(r, pr->family == AF_INET ? NFPROTO_IPV4 : NFPROTO_IPV6);
-	}
-	if (ok && pr->set) {
-		bool v4 = pr->family == AF_INET, src = pr->dir == DIR_INGRESS;
-		uint32_t off = v4 ? (src ? 12 : 16) : (src ? 8 : 24);
-
-		ok = add_payload(r, NFT_PAYLOAD_NETWORK_HEADER, off, v4 ? 4 : 16) && add_lookup(r, pr->set);
-	}
+	if (ok && pr->set)
+		ok = add_peer(r, pr->family, pr->dir) && add_lookup(r, pr->set->name, pr->set->id, false);
 	if (ok && pr->port)
 		ok = add_port(r, pr->port);
 	return ok;
 }
 
-static int emit_rule(struct nft_batch *nb, uint32_t index)
+/* meta l4proto . th dport (or th sport: ICMP's type and code) vmap @map,
+ * as nft emits it: the protocol in reg 1, the 2 bytes in reg 9 (the next
+ * 4-byte register). nft's byteorder on the 1-byte protocol changes
+ * nothing; it is there so that nft lists the rule as it lists its own. */
+static bool add_proto_lookup(struct nftnl_rule *r, const struct nft_plan_map *m)
 {
-	const struct nft_plan_rule *pr = &nb->plan.rules[index];
-	struct nft_obj o = {.kind = OBJ_RULE, .dir = pr->dir, .index = index};
+	struct nftnl_expr *bo;
+
+	if (!add_meta(r, NFT_META_L4PROTO, NFT_REG_1))
+		return false;
+	bo = nftnl_expr_alloc("byteorder");
+	if (bo) {
+		nftnl_expr_set_u32(bo, NFTNL_EXPR_BYTEORDER_SREG, NFT_REG_1);
+		nftnl_expr_set_u32(bo, NFTNL_EXPR_BYTEORDER_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(bo, NFTNL_EXPR_BYTEORDER_OP, NFT_BYTEORDER_HTON);
+		nftnl_expr_set_u32(bo, NFTNL_EXPR_BYTEORDER_LEN, 1);
+		nftnl_expr_set_u32(bo, NFTNL_EXPR_BYTEORDER_SIZE, 2);
+	}
+	return add_expr(r, bo) &&
+	       add_payload_to(r, NFT_PAYLOAD_TRANSPORT_HEADER, m->kind == NFT_MAP_PORTS ? 2 : 0, 2, NFT_REG32_01) &&
+	       add_lookup(r, m->name, m->id, true);
+}
+
+/* One rule of chain (rules index). The sets and maps it looks up are
+ * made in the same transaction (a delta's too: only new class chains get
+ * rules), so they go by id as well as by name. */
+static int emit_rule(struct nft_batch *nb, const char *chain, uint32_t index)
+{
+	const struct nft_plan *p = &nb->plan;
+	const struct nft_plan_rule *pr = &p->rules[index];
+	struct nft_obj o = {.kind = OBJ_RULE, .index = index};
 	char comment[NFT_COMMENT_MAX], prefix[NFT_PREFIX_MAX];
+	bool verdict = pr->kind == NFT_PLAN_FIXED || pr->kind == NFT_PLAN_RULE || pr->kind == NFT_PLAN_FALLBACK;
 	struct nftnl_rule *r;
 	struct nlmsghdr *nlh;
-	bool ok;
+	bool ok = true;
 	int ret = -ENOMEM;
 
-	nft_plan_rule_comment(pr, comment);
-	r = rule_alloc(pr->dir, comment);
+	if (verdict)
+		nft_plan_rule_comment(pr, comment);
+	r = rule_alloc(chain, verdict ? comment : NULL);
 	if (!r)
 		return -ENOMEM;
-	ok = pr->kind == NFT_PLAN_FIXED ? add_fixed_match(r, pr) : add_match(r, pr);
-	/* An observe rule logs a new connection's first packet and lets it
-	 * go on to its twin, which counts and accepts (nft-plan.h). */
-	ok = ok && (pr->observe ? add_ct_unconfirmed(r) : add_counter(r));
-	if (ok && nft_plan_rule_logs(pr)) {
-		nft_plan_rule_prefix(pr, prefix);
-		ok = add_log(r, prefix, nb->nflog_group);
+	switch (pr->kind) {
+	case NFT_PLAN_FIXED:
+		ok = add_fixed_match(r, pr);
+		break;
+	case NFT_PLAN_DISPATCH:
+		ok = add_peer(r, pr->family, pr->dir) &&
+		     add_lookup(r, p->maps[pr->map].name, p->maps[pr->map].id, true);
+		break;
+	case NFT_PLAN_LOOKUP:
+		ok = add_proto_lookup(r, &p->maps[pr->map]);
+		break;
+	case NFT_PLAN_GOTO:
+		ok = add_goto(r, p->chains[pr->target].name);
+		break;
+	default:
+		ok = add_match(r, pr);
+		break;
 	}
-	if (ok && !pr->observe)
-		ok = add_verdict(r, pr->verdict == VERDICT_DROP ? NF_DROP : NF_ACCEPT);
+	if (verdict) {
+		/* An observe rule logs a new connection's first packet and
+		 * lets it go on to its twin, which counts and accepts
+		 * (nft-plan.h). */
+		ok = ok && (pr->observe ? add_ct_unconfirmed(r) : add_counter(r));
+		if (ok && nft_plan_rule_logs(pr)) {
+			nft_plan_rule_prefix(pr, prefix);
+			ok = add_log(r, prefix, nb->nflog_group);
+		}
+		if (ok && !pr->observe)
+			ok = add_verdict(r, pr->verdict == VERDICT_DROP ? NF_DROP : NF_ACCEPT);
+	}
 	nlh = ok ? batch_hdr(nb, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, &o) : NULL;
 	if (nlh) {
 		nftnl_rule_nlmsg_build_payload(nlh, r);
@@ -820,6 +1009,26 @@ static int emit_rule(struct nft_batch *nb, uint32_t index)
 	}
 	nftnl_rule_free(r);
 	return ret;
+}
+
+/* The rules of chain index, in order. */
+static int emit_chain_rules(struct nft_batch *nb, uint32_t index)
+{
+	const struct nft_plan_chain *c = &nb->plan.chains[index];
+	int ret = 0;
+
+	for (size_t i = c->first_rule; ret == 0 && i < c->first_rule + c->n_rules; i++)
+		ret = emit_rule(nb, c->name, (uint32_t)i);
+	return ret;
+}
+
+/* A map and its elements. */
+static int emit_map_whole(struct nft_batch *nb, uint32_t index)
+{
+	struct nft_elem_dest d = {.map = &nb->plan.maps[index]};
+	int ret = emit_map(nb, index);
+
+	return ret ? ret : emit_elems(nb, &d);
 }
 
 /* BEGIN, into a fresh batch. */
@@ -877,6 +1086,7 @@ static int batch_close(struct nft_batch *nb)
 
 static int batch_emit(struct nft_batch *nb)
 {
+	const struct nft_plan *p = &nb->plan;
 	int ret = batch_open(nb);
 
 	/* Create-if-missing then delete then create: replaces the table in
@@ -889,33 +1099,174 @@ static int batch_emit(struct nft_batch *nb)
 		ret = emit_table(nb, NFT_MSG_NEWTABLE, NLM_F_CREATE);
 	if (ret == 0)
 		ret = emit_tag(nb, true);
-	for (uint32_t i = 0; ret == 0 && i < nb->plan.n_sets; i++) {
+	/* Chains before the maps whose elements go to them, maps before the
+	 * rules that look them up. */
+	for (uint32_t i = 0; ret == 0 && i < p->n_chains; i++)
+		ret = emit_chain(nb, i);
+	for (uint32_t i = 0; ret == 0 && i < p->n_sets; i++) {
+		struct nft_elem_dest d = {.set = &p->sets[i]};
+
 		ret = emit_set(nb, i);
 		if (ret == 0)
-			ret = emit_elems(nb, i);
+			ret = emit_elems(nb, &d);
 	}
-	for (int d = 0; ret == 0 && d < DIR_COUNT; d++)
-		ret = emit_chain(nb, d);
-	for (size_t i = 0; ret == 0 && i < nb->plan.n_rules; i++)
-		ret = emit_rule(nb, (uint32_t)i);
+	for (uint32_t i = 0; ret == 0 && i < p->n_maps; i++)
+		ret = emit_map_whole(nb, i);
+	for (uint32_t i = 0; ret == 0 && i < p->n_chains; i++)
+		ret = emit_chain_rules(nb, i);
 	if (ret == 0)
 		ret = batch_close(nb);
 	return ret;
 }
 
-/* The element delta (nft_elements_delta()) from old to nb's plan. */
+/* The chain of p named name, or -1. Class chains: few, and looked up once
+ * per delta. */
+static long chain_find(const struct nft_plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_chains; i++) {
+		if (strcmp(p->chains[i].name, name) == 0)
+			return (long)i;
+	}
+	return -1;
+}
+
+static bool map_elems_equal(const struct nft_plan *pa, const struct nft_plan_map *a, const struct nft_plan *pb,
+			    const struct nft_plan_map *b)
+{
+	if (a->n_elems != b->n_elems || a->kind != b->kind)
+		return false;
+	for (size_t i = 0; i < a->n_elems; i++) {
+		const struct nft_plan_elem *x = &a->elems[i], *y = &b->elems[i];
+
+		if (memcmp(x->lo, y->lo, sizeof(x->lo)) != 0 || memcmp(x->hi, y->hi, sizeof(x->hi)) != 0 ||
+		    strcmp(pa->chains[x->target].name, pb->chains[y->target].name) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* The maps of class chain c of p, in plan order: at most two. */
+static size_t class_maps(const struct nft_plan *p, uint32_t c, const struct nft_plan_map *out[2])
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->n_maps && n < 2; i++) {
+		const struct nft_plan_map *m = &p->maps[i];
+
+		if ((m->kind == NFT_MAP_PORTS || m->kind == NFT_MAP_ICMP) && m->chain == c)
+			out[n++] = m;
+	}
+	return n;
+}
+
+/* A class chain both plans have is named after what it decides, so the
+ * two are the same chain; checked anyway, rules and maps, since a delta
+ * leaves it as it is. */
+static bool classes_agree(const struct nft_plan *old, const struct nft_plan *now)
+{
+	for (size_t i = 0; i < now->n_chains; i++) {
+		const struct nft_plan_chain *c = &now->chains[i];
+		const struct nft_plan_map *ma[2], *mb[2];
+		long j;
+
+		if (c->kind != NFT_PLAN_CLASS_CHAIN || (j = chain_find(old, c->name)) < 0)
+			continue;
+		const struct nft_plan_chain *o = &old->chains[j];
+		size_t na = class_maps(old, (uint32_t)j, ma), nn = class_maps(now, (uint32_t)i, mb);
+
+		if (o->n_rules != c->n_rules || na != nn)
+			return false;
+		for (size_t k = 0; k < na; k++) {
+			if (strcmp(ma[k]->name, mb[k]->name) != 0 || !map_elems_equal(old, ma[k], now, mb[k]))
+				return false;
+		}
+		for (size_t k = 0; k < c->n_rules; k++) {
+			const struct nft_plan_rule *x = &old->rules[o->first_rule + k], *y = &now->rules[c->first_rule + k];
+
+			if (x->kind != y->kind || (x->kind == NFT_PLAN_GOTO &&
+						   strcmp(old->chains[x->target].name, now->chains[y->target].name) != 0))
+				return false;
+		}
+	}
+	return true;
+}
+
+static int gone_add(struct nft_batch *nb, const char *name)
+{
+	void *v = realloc(nb->gone, (nb->n_gone + 1) * sizeof(*nb->gone));
+
+	if (!v)
+		return -ENOMEM;
+	nb->gone = v;
+	snprintf(nb->gone[nb->n_gone++], NFT_NAME_MAX, "%s", name);
+	return 0;
+}
+
+/* Removes what a class chain of old that now lacks was: the chain (its
+ * rules with it: nf_tables deletes a chain's rules when the chain goes),
+ * then its maps, which those rules looked up. */
+static int emit_gone_class(struct nft_batch *nb, const struct nft_plan *old, uint32_t c)
+{
+	const struct nft_plan_map *maps[2];
+	size_t n = class_maps(old, c, maps);
+	struct nft_obj o = {.kind = OBJ_GONE, .index = (uint32_t)nb->n_gone};
+	struct nftnl_chain *ch;
+	int ret = gone_add(nb, old->chains[c].name);
+
+	if (ret < 0 || !(ch = chain_named(old->chains[c].name)))
+		return -ENOMEM;
+	ret = emit_chain_msg(nb, ch, NFT_MSG_DELCHAIN, 0, &o);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		struct nftnl_set *s;
+		struct nlmsghdr *nlh;
+
+		o.index = (uint32_t)nb->n_gone;
+		if (gone_add(nb, maps[i]->name) < 0 || !(s = set_named(maps[i]->name, 0)))
+			return -ENOMEM;
+		nlh = batch_hdr(nb, NFT_MSG_DELSET, 0, &o);
+		if (nlh)
+			nftnl_set_nlmsg_build_payload(nlh, s);
+		nftnl_set_free(s);
+		ret = nlh ? batch_next(nb) : -ENOMEM;
+	}
+	return ret;
+}
+
+/* The delta from old to nb's plan: new class chains first (with their
+ * maps and elements, then their rules), then the element delta
+ * (nft_elements_delta()), then the class chains nothing goes to any more. */
 static int batch_emit_delta(struct nft_batch *nb, const struct nft_plan *old)
 {
+	const struct nft_plan *p = &nb->plan;
 	struct elem_writer w = {.nb = nb};
 	int ret = batch_open(nb);
 
 	if (ret == 0)
 		ret = emit_tag(nb, false);
+	for (uint32_t i = 0; ret == 0 && i < p->n_chains; i++) {
+		if (p->chains[i].kind == NFT_PLAN_CLASS_CHAIN && chain_find(old, p->chains[i].name) < 0)
+			ret = emit_chain(nb, i);
+	}
+	for (uint32_t i = 0; ret == 0 && i < p->n_maps; i++) {
+		const struct nft_plan_map *m = &p->maps[i];
+
+		if ((m->kind == NFT_MAP_PORTS || m->kind == NFT_MAP_ICMP) &&
+		    chain_find(old, p->chains[m->chain].name) < 0)
+			ret = emit_map_whole(nb, i);
+	}
+	for (uint32_t i = 0; ret == 0 && i < p->n_chains; i++) {
+		if (p->chains[i].kind == NFT_PLAN_CLASS_CHAIN && chain_find(old, p->chains[i].name) < 0)
+			ret = emit_chain_rules(nb, i);
+	}
 	if (ret == 0)
-		ret = nft_elements_delta(old, &nb->plan, elem_writer_put, &w);
+		ret = nft_elements_delta(old, p, elem_writer_put, &w);
 	if (ret == 0)
 		ret = elem_writer_end(&w);
 	elem_writer_release(&w);
+	for (uint32_t i = 0; ret == 0 && i < old->n_chains; i++) {
+		if (old->chains[i].kind == NFT_PLAN_CLASS_CHAIN && chain_find(p, old->chains[i].name) < 0)
+			ret = emit_gone_class(nb, old, i);
+	}
 	if (ret == 0)
 		ret = batch_close(nb);
 	return ret;
@@ -936,7 +1287,8 @@ int nft_batch_build(struct nft_batch *nb, const struct bundle *b, const struct b
 	int ret;
 
 	batch_reset(nb);
-	ret = nft_plan_build(&nb->plan, b, ep, nb->has_tag ? &nb->tag : NULL, nb->error, sizeof(nb->error));
+	ret = nft_plan_build(&nb->plan, b, ep, nb->has_tag ? &nb->tag : NULL, nb->form, nb->error,
+			     sizeof(nb->error));
 	if (ret < 0)
 		return ret;
 	ret = batch_emit(nb);
@@ -955,16 +1307,17 @@ int nft_batch_build_update(struct nft_batch *nb, const struct bundle *old_b,
 	int ret;
 
 	batch_reset(nb);
-	ret = nft_plan_build(&nb->plan, b, ep, nb->has_tag ? &nb->tag : NULL, nb->error, sizeof(nb->error));
+	ret = nft_plan_build(&nb->plan, b, ep, nb->has_tag ? &nb->tag : NULL, nb->form, nb->error,
+			     sizeof(nb->error));
 	if (ret < 0)
 		return ret;
-	ret = nft_plan_build(&old, old_b, old_ep, NULL, old_err, sizeof(old_err));
+	ret = nft_plan_build(&old, old_b, old_ep, NULL, nb->form, old_err, sizeof(old_err));
 	if (ret == -ENOMEM) {
 		batch_fail(nb, ret);
 		return ret;
 	}
 	old_ok = ret == 0;
-	same = old_ok && nft_plan_same_shape(&old, &nb->plan);
+	same = old_ok && nft_plan_same_shape(&old, &nb->plan) && classes_agree(&old, &nb->plan);
 	ret = same ? batch_emit_delta(nb, &old) : batch_emit(nb);
 	if (old_ok)
 		nft_plan_release(&old);
@@ -1000,13 +1353,26 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 		snprintf(buf, size, "set %s (bundle set %s)", p->sets[o->index].name,
 			 p->sets[o->index].src->id);
 		break;
+	case OBJ_MAP:
+		snprintf(buf, size, "map %s", p->maps[o->index].name);
+		break;
 	case OBJ_ELEMS:
-		snprintf(buf, size, "%s elements from #%" PRIu32 " of set %s (bundle set %s)",
-			 o->nlmsg_type == NFT_MSG_DELSETELEM ? "delete" : "add", o->first,
-			 p->sets[o->index].name, p->sets[o->index].src->id);
+		if (o->map)
+			snprintf(buf, size, "%s elements from #%" PRIu32 " of map %s",
+				 o->nlmsg_type == NFT_MSG_DELSETELEM ? "delete" : "add", o->first,
+				 p->maps[o->index].name);
+		else
+			snprintf(buf, size, "%s elements from #%" PRIu32 " of set %s (bundle set %s)",
+				 o->nlmsg_type == NFT_MSG_DELSETELEM ? "delete" : "add", o->first,
+				 p->sets[o->index].name, p->sets[o->index].src->id);
 		break;
 	case OBJ_CHAIN:
-		snprintf(buf, size, "chain %s", p->chains[o->dir].name);
+		snprintf(buf, size, "chain %s", p->chains[o->index].name);
+		break;
+	case OBJ_GONE:
+		snprintf(buf, size, "%s %s (a class of peers no longer there)",
+			 o->nlmsg_type == NFT_MSG_DELCHAIN ? "delete chain" : "delete map",
+			 o->index < nb->n_gone ? nb->gone[o->index] : "?");
 		break;
 	case OBJ_TAG:
 		snprintf(buf, size, "%s of set %s (the bundle tag)",
@@ -1017,18 +1383,32 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 		break;
 	case OBJ_RULE: {
 		const struct nft_plan_rule *pr = &p->rules[o->index];
-		const struct nft_plan_chain *c = &p->chains[pr->dir];
-		size_t nth = o->index - c->first_rule;
+		const struct nft_plan_chain *c = NULL;
 		const char *reason = p->ep->chains[pr->dir].fallback_reason;
+
+		for (size_t k = 0; k < p->n_chains && !c; k++) {
+			if (o->index >= p->chains[k].first_rule &&
+			    o->index < p->chains[k].first_rule + p->chains[k].n_rules)
+				c = &p->chains[k];
+		}
+		if (!c) {
+			snprintf(buf, size, "rule #%" PRIu32, o->index);
+			break;
+		}
+		size_t nth = o->index - c->first_rule;
 
 		if (pr->kind == NFT_PLAN_FIXED)
 			snprintf(buf, size, "rule %s[%zu] (%s: %s)", c->name, nth, fixed_rule_id(pr->fixed),
 				 nft_plan_fixed_match(pr->dir, pr->fixed));
 		else if (pr->kind == NFT_PLAN_RULE)
 			snprintf(buf, size, "rule %s[%zu] (bundle rule %s)", c->name, nth, pr->src->id);
-		else
+		else if (pr->kind == NFT_PLAN_FALLBACK)
 			snprintf(buf, size, "rule %s[%zu] (fallback %s)", c->name, nth,
 				 reason ? reason : verdict_name(pr->verdict));
+		else if (pr->kind == NFT_PLAN_GOTO)
+			snprintf(buf, size, "rule %s[%zu] (goto %s)", c->name, nth, p->chains[pr->target].name);
+		else
+			snprintf(buf, size, "rule %s[%zu] (lookup in map %s)", c->name, nth, p->maps[pr->map].name);
 		break;
 	}
 	}

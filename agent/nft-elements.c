@@ -1,38 +1,52 @@
-/* nft-elements: set members as nft elements, and the element diff of two
- * plans (nft-elements.h). Pure. */
+/* nft-elements: set and map members as nft elements, and the element diff
+ * of two plans (nft-elements.h). Pure. */
 #include <string.h>
 
 #include "nft-addr.h"
 #include "nft-elements.h"
 
-/* The elements of ps's members that b lacks go to fn. */
+/* The elements of a list that another lacks go to fn. */
 struct diff {
-	const struct nft_plan_set *ps;
+	struct nft_elem_dest dest;
+	const struct nft_plan *p; /* names a map's targets */
 	bool add;
 	nft_elem_fn fn;
 	void *arg;
 };
 
-static int put(const struct diff *d, const uint8_t *key, bool end, bool top, bool more)
+static unsigned dest_addr_len(const struct diff *d)
 {
-	struct nft_elem e = {.key = key, .end = end, .top = top, .more = more};
+	return nft_addr_len(d->dest.set ? d->dest.set->family : d->dest.map->family);
+}
 
-	return d->fn(d->arg, d->ps, d->add, &e);
+static int put(const struct diff *d, const uint8_t *key, bool end, bool top, bool more, const char *chain)
+{
+	struct nft_elem e = {
+	    .key = key, .key_len = dest_addr_len(d), .end = end, .top = top, .more = more, .chain = chain};
+
+	return d->fn(d->arg, &d->dest, d->add, &e);
+}
+
+/* lo..hi of an interval set or map: start (with the goto, when added to a
+ * map) and end + 1. */
+static int put_interval(const struct diff *d, const uint8_t *lo, const uint8_t *hi, const char *chain)
+{
+	unsigned len = dest_addr_len(d);
+	bool top = nft_addr_is_top(hi, len);
+	uint8_t end[16];
+	int ret;
+
+	ret = put(d, lo, false, top, !top, d->add ? chain : NULL);
+	if (ret < 0 || top)
+		return ret;
+	memcpy(end, hi, len);
+	nft_addr_increment(end, len);
+	return put(d, end, true, false, false, NULL);
 }
 
 static int put_range(const struct diff *d, const struct addr_range *r)
 {
-	unsigned len = nft_addr_len(d->ps->family);
-	bool top = nft_addr_is_top(r->hi.bytes, len);
-	uint8_t end[16];
-	int ret;
-
-	ret = put(d, r->lo.bytes, false, top, !top);
-	if (ret < 0 || top)
-		return ret;
-	memcpy(end, r->hi.bytes, len);
-	nft_addr_increment(end, len);
-	return put(d, end, true, false, false);
+	return put_interval(d, r->lo.bytes, r->hi.bytes, NULL);
 }
 
 /* The addresses of a hosts list in ascending order, each once, also when
@@ -100,7 +114,7 @@ static int range_cmp(const struct addr_range *a, const struct addr_range *b, uns
 static int diff_lists(const struct diff *d, const struct range_list *a, const struct range_list *b)
 {
 	static const struct range_list none;
-	unsigned len = nft_addr_len(d->ps->family);
+	unsigned len = dest_addr_len(d);
 	int ret = 0;
 
 	if (!b)
@@ -108,7 +122,7 @@ static int diff_lists(const struct diff *d, const struct range_list *a, const st
 	/* Most sets of a delta did not change: no walk for them. */
 	if (a->n == b->n && (a->n == 0 || a->v == b->v || memcmp(a->v, b->v, a->n * sizeof(*a->v)) == 0))
 		return 0;
-	if (d->ps->interval) {
+	if (d->dest.set->interval) {
 		size_t j = 0;
 
 		for (size_t i = 0; ret == 0 && i < a->n; i++) {
@@ -128,16 +142,87 @@ static int diff_lists(const struct diff *d, const struct range_list *a, const st
 		addr_iter_seek(&ib, ia.cur);
 		if (!addr_iter_done(&ib) && nft_addr_order(ib.cur, ia.cur, len) == 0)
 			continue;
-		ret = put(d, ia.cur, false, false, false);
+		ret = put(d, ia.cur, false, false, false, NULL);
 	}
 	return ret;
 }
 
-int nft_elements_all(const struct nft_plan_set *ps, nft_elem_fn fn, void *arg)
-{
-	struct diff d = {.ps = ps, .add = true, .fn = fn, .arg = arg};
+/* ---- maps ---------------------------------------------------------------- */
 
-	return diff_lists(&d, ps->members, NULL);
+/* A protocol and port key: the protocol's 4-byte field, the value's. */
+static void port_key(uint8_t key[8], const uint8_t v[3])
+{
+	memset(key, 0, 8);
+	key[0] = v[0];
+	key[4] = v[1];
+	key[5] = v[2];
+}
+
+static int put_map_elem(const struct diff *d, const struct nft_plan_elem *e)
+{
+	const struct nft_plan_map *m = d->dest.map;
+	const char *chain = d->add ? d->p->chains[e->target].name : NULL;
+
+	switch (m->kind) {
+	case NFT_MAP_HOSTS:
+		return put(d, e->lo, false, false, false, chain);
+	case NFT_MAP_RANGES:
+		return put_interval(d, e->lo, e->hi, chain);
+	default: {
+		uint8_t key[8], key_end[8];
+		struct nft_elem el = {.key = key, .key_end = key_end, .key_len = 8, .chain = chain};
+
+		port_key(key, e->lo);
+		port_key(key_end, e->hi);
+		return d->fn(d->arg, &d->dest, d->add, &el);
+	}
+	}
+}
+
+/* Whether two elements of maps of one kind are the same element: keys,
+ * and the chain by name. A plan's keys are zero past their length
+ * (nft-plan.h), so all 16 bytes compare as fast as a number. */
+static bool elem_same(const struct nft_plan *pa, const struct nft_plan_elem *a, const struct nft_plan *pb,
+		      const struct nft_plan_elem *b)
+{
+	return nft_addr_order(a->lo, b->lo, 16) == 0 && nft_addr_order(a->hi, b->hi, 16) == 0 &&
+	       strcmp(pa->chains[a->target].name, pb->chains[b->target].name) == 0;
+}
+
+/* The elements of map a (of plan pa) that map b (of pb) lacks; b NULL:
+ * all of a. Both sorted by lo and disjoint. */
+static int diff_maps(const struct diff *d, const struct nft_plan *pa, const struct nft_plan_map *a,
+		     const struct nft_plan *pb, const struct nft_plan_map *b)
+{
+	struct diff dd = *d;
+	size_t j = 0;
+	int ret = 0;
+
+	dd.p = pa;
+	for (size_t i = 0; ret == 0 && i < a->n_elems; i++) {
+		const struct nft_plan_elem *e = &a->elems[i];
+
+		while (b && j < b->n_elems && nft_addr_order(b->elems[j].lo, e->lo, 16) < 0)
+			j++;
+		if (b && j < b->n_elems && elem_same(pa, e, pb, &b->elems[j]))
+			continue;
+		ret = put_map_elem(&dd, e);
+	}
+	return ret;
+}
+
+int nft_elements_all(const struct nft_plan *p, const struct nft_elem_dest *dest, nft_elem_fn fn, void *arg)
+{
+	struct diff d = {.dest = *dest, .p = p, .add = true, .fn = fn, .arg = arg};
+
+	if (dest->map)
+		return diff_maps(&d, p, dest->map, NULL, NULL);
+	return diff_lists(&d, dest->set->members, NULL);
+}
+
+static bool is_class_map(const struct nft_plan_map *m)
+{
+	return m->kind == NFT_MAP_PORTS || m->kind == NFT_MAP_ICMP;
 }
 
 int nft_elements_delta(const struct nft_plan *old, const struct nft_plan *now, nft_elem_fn fn, void *arg)
@@ -146,10 +231,27 @@ int nft_elements_delta(const struct nft_plan *old, const struct nft_plan *now, n
 
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; ret == 0 && i < now->n_sets; i++) {
-			struct diff d = {.ps = &now->sets[i], .add = pass == 1, .fn = fn, .arg = arg};
+			struct diff d = {.dest = {.set = &now->sets[i]}, .add = pass == 1, .fn = fn, .arg = arg};
 			const struct range_list *was = old->sets[i].members, *is = now->sets[i].members;
 
 			ret = d.add ? diff_lists(&d, is, was) : diff_lists(&d, was, is);
+		}
+		/* The address maps, paired in plan order (same shape). */
+		size_t j = 0;
+
+		for (size_t i = 0; ret == 0 && i < now->n_maps; i++) {
+			const struct nft_plan_map *is = &now->maps[i];
+
+			if (is_class_map(is))
+				continue;
+			while (j < old->n_maps && is_class_map(&old->maps[j]))
+				j++;
+			if (j == old->n_maps)
+				break;
+			const struct nft_plan_map *was = &old->maps[j++];
+			struct diff d = {.dest = {.map = is}, .add = pass == 1, .fn = fn, .arg = arg};
+
+			ret = d.add ? diff_maps(&d, now, is, old, was) : diff_maps(&d, old, was, now, is);
 		}
 	}
 	return ret;

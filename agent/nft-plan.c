@@ -107,7 +107,11 @@ int nft_tag_parse(const char *s, struct nft_tag *out)
 
 void nft_plan_release(struct nft_plan *p)
 {
+	for (size_t i = 0; i < p->n_maps; i++)
+		free(p->maps[i].elems);
+	free(p->maps);
 	free(p->sets);
+	free(p->chains);
 	free(p->rules);
 	memset(p, 0, sizeof(*p));
 }
@@ -133,6 +137,11 @@ static uint64_t range_span(const struct addr_range *r, unsigned len)
 	return hi - lo + 1;
 }
 
+bool nft_plan_long_range(const struct addr_range *r, int family)
+{
+	return range_span(r, nft_addr_len(family)) > NFT_HOSTS_RANGE_MAX;
+}
+
 void nft_plan_rule_comment(const struct nft_plan_rule *r, char buf[NFT_COMMENT_MAX])
 {
 	const char *s = r->id ? r->id : "fallback";
@@ -149,6 +158,8 @@ void nft_plan_rule_comment(const struct nft_plan_rule *r, char buf[NFT_COMMENT_M
 
 bool nft_plan_rule_logs(const struct nft_plan_rule *r)
 {
+	if (r->kind != NFT_PLAN_FIXED && r->kind != NFT_PLAN_RULE && r->kind != NFT_PLAN_FALLBACK)
+		return false; /* the map form's dispatch, lookups and gotos */
 	return r->verdict != VERDICT_ACCEPT || r->observe;
 }
 
@@ -162,26 +173,36 @@ void nft_plan_rule_prefix(const struct nft_plan_rule *r, char buf[NFT_PREFIX_MAX
 		nft_prefix_format(&pfx, buf);
 }
 
+/* Grows *v (of *cap elements of size sz) to hold one more. */
+static int grow(void **v, size_t *cap, size_t n, size_t sz, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t c = *cap ? 2 * *cap : first;
+	void *w = realloc(*v, c * sz);
+
+	if (!w)
+		return -ENOMEM;
+	*v = w;
+	*cap = c;
+	return 0;
+}
+
 static int plan_push(struct nft_plan *p, const struct nft_plan_rule *r)
 {
-	if (p->n_rules == p->cap_rules) {
-		size_t cap = p->cap_rules ? 2 * p->cap_rules : 64;
-		struct nft_plan_rule *v = realloc(p->rules, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		p->rules = v;
-		p->cap_rules = cap;
-	}
+	if (grow((void **)&p->rules, &p->cap_rules, p->n_rules, sizeof(*p->rules), 64) < 0)
+		return -ENOMEM;
 	p->rules[p->n_rules++] = *r;
 	return 0;
 }
 
 /* Adds r, after its observe twin when the bundle observes every accepted
- * connection and r accepts (nft-plan.h). */
-static int plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
+ * connection and r is a rule or fallback that accepts (nft-plan.h). In
+ * the map form that is the first rule of the deciding rule's own chain. */
+int nft_plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
 {
-	if (p->observe && r->verdict == VERDICT_ACCEPT && r->kind != NFT_PLAN_FIXED) {
+	if (p->observe && r->verdict == VERDICT_ACCEPT &&
+	    (r->kind == NFT_PLAN_RULE || r->kind == NFT_PLAN_FALLBACK)) {
 		struct nft_plan_rule twin = *r;
 		int ret;
 
@@ -191,6 +212,41 @@ static int plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
 			return ret;
 	}
 	return plan_push(p, r);
+}
+
+int nft_plan_add_chain(struct nft_plan *p, const char *name, enum nft_chain_kind kind, enum direction dir,
+		       uint32_t *out)
+{
+	struct nft_plan_chain *c;
+
+	if (grow((void **)&p->chains, &p->cap_chains, p->n_chains, sizeof(*p->chains), 16) < 0)
+		return -ENOMEM;
+	c = &p->chains[p->n_chains];
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->kind = kind;
+	c->dir = dir;
+	*out = (uint32_t)p->n_chains++;
+	return 0;
+}
+
+int nft_plan_add_map(struct nft_plan *p, const char *name, enum nft_map_kind kind, enum direction dir,
+		     int family, uint32_t *out)
+{
+	struct nft_plan_map *m;
+
+	if (grow((void **)&p->maps, &p->cap_maps, p->n_maps, sizeof(*p->maps), 8) < 0)
+		return -ENOMEM;
+	m = &p->maps[p->n_maps];
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->kind = kind;
+	m->dir = dir;
+	m->family = family;
+	*out = (uint32_t)p->n_maps++;
+	/* After the linear form's sets (none in this form) and the tag's. */
+	m->id = (uint32_t)p->n_maps;
+	return 0;
 }
 
 static int port_check(const struct port_match *pm)
@@ -210,36 +266,44 @@ static int port_check(const struct port_match *pm)
 	}
 }
 
-/* One nft rule per (family, set, port); a rule with any peer needs no
- * family match, so it becomes one rule per port. */
-static int plan_rules_for(struct nft_plan *p, enum direction dir, size_t pos, const struct bundle_rule *br,
-			  struct nft_plan_set **by_set, char *err, size_t errsz)
+int nft_plan_check_rule(const struct bundle_rule *br, char *err, size_t errsz)
 {
-	static const int families[] = {AF_INET, AF_INET6};
-	struct nft_plan_rule r = {
-	    .kind = NFT_PLAN_RULE, .dir = dir, .pos = (long)pos, .src = br, .id = br->id};
-	size_t n_ports = br->any_port ? 1 : br->n_ports;
-	int ret;
-
 	if (br->action != ACTION_ALLOW &&
 	    (br->action != ACTION_DENY || (br->mode != MODE_ENFORCE && br->mode != MODE_AUDIT))) {
 		snprintf(err, errsz, "bundle rule %s: bad action or mode", br->id);
 		return -EINVAL;
 	}
-	r.verdict = rule_verdict(br->action, br->mode);
 	for (size_t i = 0; !br->any_port && i < br->n_ports; i++) {
 		if (port_check(&br->ports[i]) < 0) {
 			snprintf(err, errsz, "bundle rule %s: port match %zu not expressible", br->id, i);
 			return -EINVAL;
 		}
 	}
+	return 0;
+}
+
+/* One nft rule per (family, set, port); a rule with any peer needs no
+ * family match, so it becomes one rule per port. */
+static int plan_rules_for(struct nft_plan *p, enum direction dir, size_t pos, const struct bundle_rule *br,
+			  struct nft_plan_set **by_set)
+{
+	static const int families[] = {AF_INET, AF_INET6};
+	struct nft_plan_rule r = {.kind = NFT_PLAN_RULE,
+				  .dir = dir,
+				  .pos = (long)pos,
+				  .src = br,
+				  .id = br->id,
+				  .verdict = rule_verdict(br->action, br->mode)};
+	size_t n_ports = br->any_port ? 1 : br->n_ports;
+	int ret;
+
 	if (!br->any_port && br->n_ports == 0)
 		return 0; /* matches no packet */
 
 	if (br->any_peer) {
 		for (size_t j = 0; j < n_ports; j++) {
 			r.port = br->any_port ? NULL : &br->ports[j];
-			ret = plan_add_rule(p, &r);
+			ret = nft_plan_add_rule(p, &r);
 			if (ret < 0)
 				return ret;
 		}
@@ -258,7 +322,7 @@ static int plan_rules_for(struct nft_plan *p, enum direction dir, size_t pos, co
 				if (r.port && ((r.family == AF_INET && r.port->proto == IPPROTO_ICMPV6) ||
 					       (r.family == AF_INET6 && r.port->proto == IPPROTO_ICMP)))
 					continue;
-				ret = plan_add_rule(p, &r);
+				ret = nft_plan_add_rule(p, &r);
 				if (ret < 0)
 					return ret;
 			}
@@ -302,7 +366,6 @@ static int plan_check_names(const struct nft_plan *p, char *err, size_t errsz)
 static void plan_set_init(struct nft_plan_set *ps, const struct bundle_set *bs, int family, uint32_t id)
 {
 	const struct range_list *l = family == AF_INET ? &bs->v4 : &bs->v6;
-	unsigned len = nft_addr_len(family);
 
 	memset(ps, 0, sizeof(*ps));
 	nft_set_name(bs->id, family, ps->name);
@@ -312,12 +375,13 @@ static void plan_set_init(struct nft_plan_set *ps, const struct bundle_set *bs, 
 	ps->id = id;
 	ps->interval = bs->kind == SET_RANGES;
 	for (size_t i = 0; !ps->interval && i < l->n; i++)
-		ps->interval = range_span(&l->v[i], len) > NFT_HOSTS_RANGE_MAX;
+		ps->interval = nft_plan_long_range(&l->v[i], family);
 }
 
-/* Sets first, in bundle set order, only those the endpoint's rules use. */
-static int plan_sets(struct nft_plan *p, const struct bundle *b, const struct bundle_endpoint *ep,
-		     struct nft_plan_set **by_set, bool *used, char *err, size_t errsz)
+/* Checks every rule's set references and kinds; used[s]: rules of ep use
+ * bundle set s. */
+static int plan_check_sets(const struct bundle *b, const struct bundle_endpoint *ep, bool *used, char *err,
+			   size_t errsz)
 {
 	for (int d = 0; d < DIR_COUNT; d++) {
 		const struct bundle_chain *c = &ep->chains[d];
@@ -332,19 +396,35 @@ static int plan_sets(struct nft_plan *p, const struct bundle *b, const struct bu
 						 br->sets[s]);
 					return -EINVAL;
 				}
-				used[br->sets[s]] = true;
+				if (b->sets[br->sets[s]].kind != SET_HOSTS &&
+				    b->sets[br->sets[s]].kind != SET_RANGES) {
+					snprintf(err, errsz, "bundle set %s: unknown kind", b->sets[br->sets[s]].id);
+					return -EINVAL;
+				}
+				if (used)
+					used[br->sets[s]] = true;
 			}
+			if (nft_plan_check_rule(br, err, errsz) < 0)
+				return -EINVAL;
+		}
+		if (c->fallback != VERDICT_ACCEPT && c->fallback != VERDICT_DROP && c->fallback != VERDICT_AUDIT) {
+			snprintf(err, errsz, "%s chain: bad fallback verdict", direction_name(d));
+			return -EINVAL;
 		}
 	}
+	return 0;
+}
+
+/* The linear form's sets: in bundle set order, only those the endpoint's
+ * rules use. */
+static int plan_sets(struct nft_plan *p, const struct bundle *b, struct nft_plan_set **by_set, const bool *used,
+		     char *err, size_t errsz)
+{
 	for (size_t s = 0; s < b->n_sets; s++) {
 		const struct bundle_set *bs = &b->sets[s];
 
 		if (!used[s])
 			continue;
-		if (bs->kind != SET_HOSTS && bs->kind != SET_RANGES) {
-			snprintf(err, errsz, "bundle set %s: unknown kind", bs->id);
-			return -EINVAL;
-		}
 		/* Both families, even without members: which sets and rules
 		 * exist then depends on the rules alone, so a group that
 		 * empties or gains its first IPv6 member is an element delta
@@ -358,9 +438,7 @@ static int plan_sets(struct nft_plan *p, const struct bundle *b, const struct bu
 	return plan_check_names(p, err, errsz);
 }
 
-/* The fixed rules (DESIGN §2 step 1): each counts, the invalid drops log,
- * as every drop does. */
-static int plan_fixed_rules(struct nft_plan *p, enum direction dir)
+int nft_plan_fixed_rules(struct nft_plan *p, enum direction dir)
 {
 	for (int f = 0; f < FIXED_COUNT; f++) {
 		struct nft_plan_rule r = {
@@ -371,15 +449,15 @@ static int plan_fixed_rules(struct nft_plan *p, enum direction dir)
 			r.verdict = VERDICT_DROP;
 			r.pos = NFT_POSITION_INVALID;
 		}
-		ret = plan_add_rule(p, &r);
+		ret = nft_plan_add_rule(p, &r);
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
 }
 
-static int plan_chain(struct nft_plan *p, enum direction dir, struct nft_plan_set **by_set, char *err,
-		      size_t errsz)
+/* A linear chain: the fixed rules, every bundle rule in turn, the fallback. */
+static int plan_linear_chain(struct nft_plan *p, enum direction dir, struct nft_plan_set **by_set)
 {
 	const struct bundle_chain *c = &p->ep->chains[dir];
 	struct nft_plan_rule fb = {.kind = NFT_PLAN_FALLBACK,
@@ -390,61 +468,77 @@ static int plan_chain(struct nft_plan *p, enum direction dir, struct nft_plan_se
 	struct nft_plan_chain *pc = &p->chains[dir];
 	int ret;
 
-	pc->name = dir == DIR_INGRESS ? NFT_CHAIN_INGRESS : NFT_CHAIN_EGRESS;
-	pc->hook = dir == DIR_INGRESS ? "input" : "output";
 	pc->first_rule = p->n_rules;
-	ret = plan_fixed_rules(p, dir);
+	ret = nft_plan_fixed_rules(p, dir);
 	for (size_t i = 0; ret == 0 && i < c->n_rules; i++)
-		ret = plan_rules_for(p, dir, i, &c->rules[i], by_set, err, errsz);
-	if (ret < 0)
-		return ret;
-	if (c->fallback != VERDICT_ACCEPT && c->fallback != VERDICT_DROP && c->fallback != VERDICT_AUDIT) {
-		snprintf(err, errsz, "%s chain: bad fallback verdict", direction_name(dir));
-		return -EINVAL;
-	}
-	ret = plan_add_rule(p, &fb);
+		ret = plan_rules_for(p, dir, i, &c->rules[i], by_set);
+	if (ret == 0)
+		ret = nft_plan_add_rule(p, &fb);
 	pc->n_rules = p->n_rules - pc->first_rule;
 	return ret;
 }
 
-int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bundle_endpoint *ep,
-		   const struct nft_tag *tag, char *err, size_t errsz)
+static int plan_linear(struct nft_plan *p, const struct bundle *b, const bool *used, char *err, size_t errsz)
 {
 	struct nft_plan_set **by_set = NULL;
+	int ret = 0;
+
+	if (b->n_sets) {
+		/* Two slots per bundle set, v4 and v6; at most that many nft sets. */
+		by_set = calloc(2 * b->n_sets, sizeof(*by_set));
+		p->sets = calloc(2 * b->n_sets, sizeof(*p->sets));
+		if (!by_set || !p->sets) {
+			free(by_set);
+			return -ENOMEM;
+		}
+	}
+	ret = plan_sets(p, b, by_set, used, err, errsz);
+	for (int d = 0; ret == 0 && d < DIR_COUNT; d++)
+		ret = plan_linear_chain(p, d, by_set);
+	free(by_set);
+	return ret;
+}
+
+int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bundle_endpoint *ep,
+		   const struct nft_tag *tag, enum nft_form form, char *err, size_t errsz)
+{
 	bool *used = NULL;
+	uint32_t idx;
 	int ret = 0;
 
 	memset(p, 0, sizeof(*p));
 	p->ep = ep;
+	p->form = form;
 	p->observe = b->observe == OBSERVE_ALL;
 	if (tag) {
 		p->has_tag = true;
 		nft_tag_format(tag, p->tag);
 	}
-	if (b->n_sets) {
-		/* Two slots per bundle set, v4 and v6; at most that many nft sets. */
-		by_set = calloc(2 * b->n_sets, sizeof(*by_set));
-		used = calloc(b->n_sets, sizeof(*used));
-		p->sets = calloc(2 * b->n_sets, sizeof(*p->sets));
-		if (!by_set || !used || !p->sets) {
-			ret = -ENOMEM;
-			goto err_free;
-		}
+	if (b->n_sets && !(used = calloc(b->n_sets, sizeof(*used)))) {
+		ret = -ENOMEM;
+		goto err_free;
 	}
-	ret = plan_sets(p, b, ep, by_set, used, err, errsz);
-	for (int d = 0; ret == 0 && d < DIR_COUNT; d++)
-		ret = plan_chain(p, d, by_set, err, errsz);
+	ret = plan_check_sets(b, ep, used, err, errsz);
+	/* The base chains first, at the index of their direction. */
+	for (int d = 0; ret == 0 && d < DIR_COUNT; d++) {
+		ret = nft_plan_add_chain(p, d == DIR_INGRESS ? NFT_CHAIN_INGRESS : NFT_CHAIN_EGRESS,
+					 NFT_PLAN_BASE_CHAIN, d, &idx);
+		if (ret == 0)
+			p->chains[idx].hook = d == DIR_INGRESS ? "input" : "output";
+	}
+	if (ret == 0 && form == NFT_FORM_LINEAR)
+		ret = plan_linear(p, b, used, err, errsz);
+	else if (ret == 0)
+		ret = nft_plan_maps_build(p, b, err, errsz);
 	if (ret < 0)
 		goto err_free;
 	free(used);
-	free(by_set);
 	return 0;
 
 err_free:
 	if (ret == -ENOMEM)
 		snprintf(err, errsz, "out of memory");
 	free(used);
-	free(by_set);
 	nft_plan_release(p);
 	return ret;
 }
@@ -469,35 +563,217 @@ static bool same_comment(const struct nft_plan_rule *x, const struct nft_plan_ru
 	return strcmp(cx, cy) == 0;
 }
 
-/* Compares what each nft rule is made of: family, set name, port match,
- * verdict, whether it is an observe rule, log prefix (direction and
- * position) and comment (rule id or fallback reason). */
+/* Compares what an nft rule is made of: family, set name, port match,
+ * verdict, whether it is an observe rule, log prefix (direction and position), comment (rule id or
+ * fallback reason), map and goto target (by name). */
+static bool same_rule(const struct nft_plan *a, const struct nft_plan_rule *x, const struct nft_plan *b,
+		      const struct nft_plan_rule *y)
+{
+	if (x->kind != y->kind || x->fixed != y->fixed || x->dir != y->dir || x->pos != y->pos ||
+	    x->family != y->family || x->verdict != y->verdict || x->observe != y->observe ||
+	    !port_equal(x->port, y->port) || !x->set != !y->set)
+		return false;
+	if (x->set && strcmp(x->set->name, y->set->name) != 0)
+		return false;
+	if ((x->kind == NFT_PLAN_DISPATCH || x->kind == NFT_PLAN_LOOKUP) &&
+	    strcmp(a->maps[x->map].name, b->maps[y->map].name) != 0)
+		return false;
+	if (x->kind == NFT_PLAN_GOTO && strcmp(a->chains[x->target].name, b->chains[y->target].name) != 0)
+		return false;
+	return same_comment(x, y);
+}
+
+static bool same_chain(const struct nft_plan *a, const struct nft_plan_chain *x, const struct nft_plan *b,
+		       const struct nft_plan_chain *y)
+{
+	if (strcmp(x->name, y->name) != 0 || x->kind != y->kind || x->dir != y->dir || x->n_rules != y->n_rules)
+		return false;
+	for (size_t i = 0; i < x->n_rules; i++) {
+		if (!same_rule(a, &a->rules[x->first_rule + i], b, &b->rules[y->first_rule + i]))
+			return false;
+	}
+	return true;
+}
+
+/* The chains that are not classes, and the maps that are not a class's,
+ * in plan order. */
+static size_t count_fixed_chains(const struct nft_plan *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->n_chains; i++)
+		n += p->chains[i].kind != NFT_PLAN_CLASS_CHAIN;
+	return n;
+}
+
 bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b)
 {
-	if (a->n_sets != b->n_sets || a->n_rules != b->n_rules)
+	size_t i, j;
+
+	if (a->form != b->form || a->n_sets != b->n_sets)
 		return false;
-	for (size_t i = 0; i < a->n_sets; i++) {
+	for (i = 0; i < a->n_sets; i++) {
 		const struct nft_plan_set *x = &a->sets[i], *y = &b->sets[i];
 
 		if (strcmp(x->name, y->name) != 0 || x->family != y->family || x->interval != y->interval)
 			return false;
 	}
-	for (int d = 0; d < DIR_COUNT; d++) {
-		if (a->chains[d].first_rule != b->chains[d].first_rule ||
-		    a->chains[d].n_rules != b->chains[d].n_rules)
-			return false;
-	}
-	for (size_t i = 0; i < a->n_rules; i++) {
-		const struct nft_plan_rule *x = &a->rules[i], *y = &b->rules[i];
+	/* Dispatch maps: same names and kinds; a sized hosts map must hold
+	 * the new elements (an unsized one grows). Class maps come and go
+	 * with their chains. */
+	for (i = j = 0;; i++, j++) {
+		while (i < a->n_maps && (a->maps[i].kind == NFT_MAP_PORTS || a->maps[i].kind == NFT_MAP_ICMP))
+			i++;
+		while (j < b->n_maps && (b->maps[j].kind == NFT_MAP_PORTS || b->maps[j].kind == NFT_MAP_ICMP))
+			j++;
+		if (i == a->n_maps || j == b->n_maps)
+			break;
+		const struct nft_plan_map *x = &a->maps[i], *y = &b->maps[j];
 
-		if (x->kind != y->kind || x->fixed != y->fixed || x->dir != y->dir || x->pos != y->pos ||
-		    x->family != y->family || x->verdict != y->verdict || x->observe != y->observe ||
-		    !port_equal(x->port, y->port) || !x->set != !y->set)
-			return false;
-		if (x->set && strcmp(x->set->name, y->set->name) != 0)
-			return false;
-		if (!same_comment(x, y))
+		if (strcmp(x->name, y->name) != 0 || x->kind != y->kind || x->family != y->family ||
+		    x->dir != y->dir || !x->size != !y->size || (x->size && y->n_elems > x->size))
 			return false;
 	}
-	return true;
+	if (i != a->n_maps || j != b->n_maps)
+		return false;
+	if (count_fixed_chains(a) != count_fixed_chains(b))
+		return false;
+	for (i = j = 0;; i++, j++) {
+		while (i < a->n_chains && a->chains[i].kind == NFT_PLAN_CLASS_CHAIN)
+			i++;
+		while (j < b->n_chains && b->chains[j].kind == NFT_PLAN_CLASS_CHAIN)
+			j++;
+		if (i == a->n_chains || j == b->n_chains)
+			break;
+		if (!same_chain(a, &a->chains[i], b, &b->chains[j]))
+			return false;
+	}
+	return i == a->n_chains && j == b->n_chains;
+}
+
+/* ---- the plan as a packet sees it -------------------------------------- */
+
+static bool packet_port_matches(const struct port_match *pm, const struct nft_packet *pkt)
+{
+	if (pm->proto != pkt->l4proto)
+		return false;
+	if (pm->proto == IPPROTO_ICMP || pm->proto == IPPROTO_ICMPV6) {
+		/* The batch loads type and code only when it compares them. */
+		if ((pm->icmp_type >= 0 || pm->icmp_code >= 0) && !pkt->has_th)
+			return false;
+		return (pm->icmp_type < 0 || pm->icmp_type == pkt->th[0]) &&
+		       (pm->icmp_code < 0 || pm->icmp_code == pkt->th[1]);
+	}
+	if (pm->lo == 0 && pm->hi == 65535)
+		return true;
+	if (!pkt->has_th)
+		return false;
+	unsigned port = (unsigned)pkt->th[2] << 8 | pkt->th[3];
+
+	return port >= pm->lo && port <= pm->hi;
+}
+
+static bool packet_in_list(const struct range_list *l, const struct nft_packet *pkt)
+{
+	struct bh_addr a = {.family = (uint8_t)pkt->family};
+
+	memcpy(a.bytes, pkt->peer, nft_addr_len(pkt->family));
+	return range_list_contains(l, &a);
+}
+
+/* The element of m that holds key (klen bytes), or NULL. */
+static const struct nft_plan_elem *map_find(const struct nft_plan_map *m, const uint8_t *key, unsigned klen)
+{
+	size_t lo = 0, hi = m->n_elems;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct nft_plan_elem *e = &m->elems[mid];
+
+		if (memcmp(key, e->lo, klen) < 0)
+			hi = mid;
+		else if (memcmp(key, e->hi, klen) > 0)
+			lo = mid + 1;
+		else
+			return e;
+	}
+	return NULL;
+}
+
+/* Where a map-form rule sends pkt: the chain index, or -1 to go on. */
+static long rule_goes(const struct nft_plan *p, const struct nft_plan_rule *r, const struct nft_packet *pkt)
+{
+	const struct nft_plan_elem *e;
+	uint8_t key[3];
+
+	switch (r->kind) {
+	case NFT_PLAN_GOTO:
+		return r->target;
+	case NFT_PLAN_DISPATCH:
+		if (r->family != pkt->family)
+			return -1;
+		e = map_find(&p->maps[r->map], pkt->peer, nft_addr_len(pkt->family));
+		return e ? (long)e->target : -1;
+	case NFT_PLAN_LOOKUP:
+		if (!pkt->has_th)
+			return -1; /* the payload load breaks the rule */
+		key[0] = pkt->l4proto;
+		memcpy(key + 1, pkt->th + (p->maps[r->map].kind == NFT_MAP_PORTS ? 2 : 0), 2);
+		e = map_find(&p->maps[r->map], key, 3);
+		return e ? (long)e->target : -1;
+	default:
+		return -1;
+	}
+}
+
+/* Whether a rule that gives a verdict matches pkt. */
+static bool rule_matches(const struct nft_plan_rule *r, const struct nft_packet *pkt)
+{
+	if (r->kind == NFT_PLAN_FIXED) {
+		switch (r->fixed) {
+		case FIXED_LOOPBACK:
+			return pkt->loopback;
+		case FIXED_NEIGHBOUR_DISCOVERY:
+			return pkt->family == AF_INET6 && pkt->l4proto == IPPROTO_ICMPV6 && pkt->has_th &&
+			       pkt->th[0] >= 133 && pkt->th[0] <= 136;
+		default:
+			return false; /* conntrack's: a new packet, not invalid, a SYN if TCP */
+		}
+	}
+	if (r->family && r->family != pkt->family)
+		return false;
+	if (r->set && !packet_in_list(r->set->members, pkt))
+		return false;
+	return !r->port || packet_port_matches(r->port, pkt);
+}
+
+long nft_plan_decide(const struct nft_plan *p, enum direction dir, const struct nft_packet *pkt)
+{
+	size_t chain = dir, hops = 0;
+
+	if (dir >= DIR_COUNT || p->n_chains <= (size_t)dir)
+		return -1;
+	for (;;) {
+		const struct nft_plan_chain *c = &p->chains[chain];
+		long next = -1;
+
+		for (size_t i = c->first_rule; i < c->first_rule + c->n_rules; i++) {
+			const struct nft_plan_rule *r = &p->rules[i];
+
+			if (r->observe) {
+				continue; /* logs, decides nothing */
+			} else if (r->kind == NFT_PLAN_FIXED || r->kind == NFT_PLAN_RULE || r->kind == NFT_PLAN_FALLBACK) {
+				if (rule_matches(r, pkt))
+					return (long)i;
+				continue;
+			}
+			next = rule_goes(p, r, pkt);
+			if (next >= 0)
+				break;
+		}
+		/* The end of a chain gone to: back to the hook, whose policy accepts. */
+		if (next < 0 || (size_t)next >= p->n_chains || ++hops > p->n_chains)
+			return -1;
+		chain = (size_t)next;
+	}
 }

@@ -59,6 +59,24 @@ static bool udata_comment(const uint8_t *p, uint32_t len, uint8_t want, char *bu
 	return false;
 }
 
+/* The direction of one of our chains: the base chain's name, alone or
+ * before "_" (the map form's rule, class and fallback chains). */
+static int chain_dir(const char *chain, enum direction *out)
+{
+	static const char *const names[DIR_COUNT] = {[DIR_INGRESS] = NFT_CHAIN_INGRESS,
+						     [DIR_EGRESS] = NFT_CHAIN_EGRESS};
+
+	for (int d = 0; d < DIR_COUNT; d++) {
+		size_t n = strlen(names[d]);
+
+		if (strncmp(chain, names[d], n) == 0 && (chain[n] == '\0' || chain[n] == '_')) {
+			*out = d;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 static int counter_rule_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct counter_dump *d = data;
@@ -73,11 +91,7 @@ static int counter_rule_cb(const struct nlmsghdr *nlh, void *data)
 	    !nftnl_rule_is_set(r, NFTNL_RULE_HANDLE))
 		goto out;
 	const char *chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN);
-	if (strcmp(chain, NFT_CHAIN_INGRESS) == 0)
-		c.dir = DIR_INGRESS;
-	else if (strcmp(chain, NFT_CHAIN_EGRESS) == 0)
-		c.dir = DIR_EGRESS;
-	else
+	if (chain_dir(chain, &c.dir) < 0)
 		goto out;
 	c.handle = nftnl_rule_get_u64(r, NFTNL_RULE_HANDLE);
 	if (nftnl_rule_is_set(r, NFTNL_RULE_USERDATA)) {
@@ -281,7 +295,13 @@ int nft_tag_read(struct mnl_socket *nl, struct nft_tag *out)
  * nobody in the namespace can make a different table add up the same. */
 
 struct image {
-	struct sha256 rules;	    /* in chain and rule order */
+	/* The rules of one chain in order, then the chain's digest into an
+	 * order-free sum: the kernel lists a chain a delta added after the
+	 * others, a fresh build in plan order. Both give each chain's rules
+	 * together. */
+	struct sha256 chain_rules;
+	char chain[256]; /* whose rules chain_rules holds; "" none yet */
+	uint64_t rules[2];
 	uint64_t objs[2], elems[2]; /* sums: table and chains and sets; elements */
 	size_t n_rules, n_objs, n_elems;
 	bool failed; /* out of memory */
@@ -307,8 +327,6 @@ static void image_init(struct image *im)
 		keyed = true;
 	}
 	memset(im, 0, sizeof(*im));
-	sha256_init(&im->rules);
-	sha256_update(&im->rules, image_key, sizeof(image_key));
 }
 
 static void image_sum(uint64_t sum[2], const char *rec, size_t len)
@@ -324,6 +342,22 @@ static void image_sum(uint64_t sum[2], const char *rec, size_t len)
 	memcpy(v, d, sizeof(v));
 	sum[0] += v[0];
 	sum[1] += v[1];
+}
+
+/* The rules of the chain read so far go into the sum. */
+static void image_chain_done(struct image *im)
+{
+	uint8_t d[SHA256_DIGEST_LEN];
+	uint64_t v[2];
+
+	if (!im->chain[0])
+		return;
+	sha256_update(&im->chain_rules, im->chain, strlen(im->chain) + 1);
+	sha256_final(&im->chain_rules, d);
+	memcpy(v, d, sizeof(v));
+	im->rules[0] += v[0];
+	im->rules[1] += v[1];
+	im->chain[0] = '\0';
 }
 
 /* A record under construction; failed: out of memory. */
@@ -398,17 +432,27 @@ static void image_chain(struct image *im, struct rec *r, const struct nftnl_chai
 	im->n_objs++;
 }
 
+/* A set's size (NFTA_SET_DESC_SIZE) is left out: a hosts map keeps the
+ * size it was made with across deltas, which a fresh build may size
+ * otherwise (nft-plan.h), and a size too small only makes a delta fail
+ * (and the whole table follow). A verdict map's data length is the
+ * kernel's own. */
 static void image_set(struct image *im, struct rec *r, const struct nftnl_set *s)
 {
-	uint32_t len = 0;
+	uint32_t len = 0, dtype = nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE);
 	const void *ud = nftnl_set_get_data(s, NFTNL_SET_USERDATA, &len);
 
 	r->len = 0;
 	rec_add(r, "set %s flags=%" PRIu32 " key=%" PRIu32 "/%" PRIu32 " data=%" PRIu32 "/%" PRIu32,
 		nftnl_set_get_str(s, NFTNL_SET_NAME), nftnl_set_get_u32(s, NFTNL_SET_FLAGS),
-		nftnl_set_get_u32(s, NFTNL_SET_KEY_TYPE), nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN),
-		nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE), nftnl_set_get_u32(s, NFTNL_SET_DATA_LEN));
+		nftnl_set_get_u32(s, NFTNL_SET_KEY_TYPE), nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN), dtype,
+		dtype == NFT_DATA_VERDICT ? 0 : nftnl_set_get_u32(s, NFTNL_SET_DATA_LEN));
 	rec_hex(r, "udata", ud, ud ? len : 0);
+	if (nftnl_set_is_set(s, NFTNL_SET_DESC_CONCAT)) {
+		const void *f = nftnl_set_get_data(s, NFTNL_SET_DESC_CONCAT, &len);
+
+		rec_hex(r, "fields", f, f ? len : 0);
+	}
 	image_sum(im->objs, r->buf, r->len);
 	im->failed |= r->failed;
 	im->n_objs++;
@@ -420,11 +464,53 @@ static const char *attr_str(const struct nlattr *attr)
 	return mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0 ? mnl_attr_get_str(attr) : NULL;
 }
 
+/* The values of a key (NFTA_SET_ELEM_KEY, _KEY_END) into r as what. */
+static void rec_key(struct rec *r, const char *what, const struct nlattr *key)
+{
+	const struct nlattr *v;
+
+	if (!key || mnl_attr_validate(key, MNL_TYPE_NESTED) < 0)
+		return;
+	mnl_attr_for_each_nested(v, key)
+	{
+		rec_hex(r, mnl_attr_get_type(v) == NFTA_DATA_VALUE ? what : "keyother", mnl_attr_get_payload(v),
+			mnl_attr_get_payload_len(v));
+	}
+}
+
+/* A map element's data: the verdict and its chain, read by attribute
+ * (the kernel's nests carry no NLA_F_NESTED, libmnl's builder's do). */
+static void rec_data(struct rec *r, const struct nlattr *data)
+{
+	const struct nlattr *d, *a;
+
+	if (!data || mnl_attr_validate(data, MNL_TYPE_NESTED) < 0)
+		return;
+	mnl_attr_for_each_nested(d, data)
+	{
+		if (mnl_attr_get_type(d) != NFTA_DATA_VERDICT || mnl_attr_validate(d, MNL_TYPE_NESTED) < 0) {
+			rec_hex(r, "dataother", mnl_attr_get_payload(d), mnl_attr_get_payload_len(d));
+			continue;
+		}
+		mnl_attr_for_each_nested(a, d)
+		{
+			const char *chain;
+
+			if (mnl_attr_get_type(a) == NFTA_VERDICT_CODE && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+				rec_add(r, " verdict=%" PRId32, (int32_t)ntohl(mnl_attr_get_u32(a)));
+			else if (mnl_attr_get_type(a) == NFTA_VERDICT_CHAIN && (chain = attr_str(a)))
+				rec_add(r, " chain=%s", chain);
+			else
+				rec_hex(r, "verdictother", mnl_attr_get_payload(a), mnl_attr_get_payload_len(a));
+		}
+	}
+}
+
 /* A message of set elements, read here rather than by libnftnl, whose
  * parser takes only what the kernel writes (element nests of type
  * NFTA_LIST_ELEM) and not what its own builder writes (types 1, 2, …).
- * Anything an element carries beyond key, flags and userdata goes into
- * its record as it is: ours carry nothing else. */
+ * Anything an element carries beyond key, key end, flags, data and
+ * userdata goes into its record as it is: ours carry nothing else. */
 static void image_elems(struct image *im, struct rec *r, const struct nlmsghdr *nlh)
 {
 	const struct nlattr *attr, *list = NULL, *elem;
@@ -451,7 +537,7 @@ static void image_elems(struct image *im, struct rec *r, const struct nlmsghdr *
 		return;
 	mnl_attr_for_each_nested(elem, list)
 	{
-		const struct nlattr *a, *key = NULL, *ud = NULL, *v;
+		const struct nlattr *a, *key = NULL, *key_end = NULL, *data = NULL, *ud = NULL;
 		uint32_t flags = 0;
 
 		r->len = 0;
@@ -462,6 +548,10 @@ static void image_elems(struct image *im, struct rec *r, const struct nlmsghdr *
 
 			if (type == NFTA_SET_ELEM_KEY && !key)
 				key = a;
+			else if (type == NFTA_SET_ELEM_KEY_END && !key_end)
+				key_end = a;
+			else if (type == NFTA_SET_ELEM_DATA && !data)
+				data = a;
 			else if (type == NFTA_SET_ELEM_USERDATA && !ud)
 				ud = a;
 			else if (type == NFTA_SET_ELEM_FLAGS && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
@@ -470,13 +560,9 @@ static void image_elems(struct image *im, struct rec *r, const struct nlmsghdr *
 				rec_hex(r, "other", mnl_attr_get_payload(a), mnl_attr_get_payload_len(a));
 		}
 		rec_add(r, " flags=%" PRIu32, flags);
-		if (key && mnl_attr_validate(key, MNL_TYPE_NESTED) == 0) {
-			mnl_attr_for_each_nested(v, key)
-			{
-				rec_hex(r, mnl_attr_get_type(v) == NFTA_DATA_VALUE ? "key" : "keyother",
-					mnl_attr_get_payload(v), mnl_attr_get_payload_len(v));
-			}
-		}
+		rec_key(r, "key", key);
+		rec_key(r, "end", key_end);
+		rec_data(r, data);
 		if (ud)
 			rec_hex(r, "udata", mnl_attr_get_payload(ud), mnl_attr_get_payload_len(ud));
 		image_sum(im->elems, r->buf, r->len);
@@ -524,9 +610,16 @@ static void image_rule(struct image *im, struct rec *r, struct nftnl_rule *rule)
 	}
 	nftnl_expr_iter_destroy(it);
 	uint32_t n = (uint32_t)r->len;
+	const char *chain = nftnl_rule_get_str(rule, NFTNL_RULE_CHAIN);
 
-	sha256_update(&im->rules, &n, sizeof(n)); /* length-prefixed: records cannot run together */
-	sha256_update(&im->rules, r->buf, r->len);
+	if (strncmp(im->chain, chain, sizeof(im->chain)) != 0) {
+		image_chain_done(im);
+		snprintf(im->chain, sizeof(im->chain), "%s", chain);
+		sha256_init(&im->chain_rules);
+		sha256_update(&im->chain_rules, image_key, sizeof(image_key));
+	}
+	sha256_update(&im->chain_rules, &n, sizeof(n)); /* length-prefixed: records cannot run together */
+	sha256_update(&im->chain_rules, r->buf, r->len);
 	im->failed |= r->failed;
 	im->n_rules++;
 }
@@ -618,6 +711,7 @@ static int image_of_batch(const struct nft_batch *nb, struct image *im)
 	struct image_rec ir = {.im = im, .r = &r};
 	int ret = nft_batch_walk(nb, image_batch_msg, &ir);
 
+	image_chain_done(im);
 	free(r.buf);
 	return ret < 0 || im->failed ? -ENOMEM : 0;
 }
@@ -626,7 +720,7 @@ struct dump {
 	struct image *im;
 	struct rec *r;
 	bool collect; /* GETSET: note the names of our table's sets */
-	char (*sets)[NFT_SET_NAME_MAX];
+	char (*sets)[NFT_NAME_MAX];
 	size_t n_sets, cap_sets;
 	bool odd_set; /* a set name longer than any we make */
 };
@@ -641,7 +735,7 @@ static int dump_note_set(struct dump *d, const struct nlmsghdr *nlh)
 		return -ENOMEM;
 	if (nftnl_set_nlmsg_parse(nlh, s) == 0 && (table = nftnl_set_get_str(s, NFTNL_SET_TABLE)) &&
 	    strcmp(table, NFT_TABLE_NAME) == 0 && (name = nftnl_set_get_str(s, NFTNL_SET_NAME))) {
-		if (strlen(name) >= NFT_SET_NAME_MAX) {
+		if (strlen(name) >= NFT_NAME_MAX) {
 			d->odd_set = true; /* not ours, and makes the image differ already */
 		} else {
 			if (d->n_sets == d->cap_sets) {
@@ -655,7 +749,7 @@ static int dump_note_set(struct dump *d, const struct nlmsghdr *nlh)
 				d->sets = v;
 				d->cap_sets = cap;
 			}
-			snprintf(d->sets[d->n_sets++], NFT_SET_NAME_MAX, "%s", name);
+			snprintf(d->sets[d->n_sets++], NFT_NAME_MAX, "%s", name);
 		}
 	}
 out:
@@ -709,6 +803,7 @@ static int image_of_kernel(struct mnl_socket *nl, struct image *im)
 		mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, NFT_TABLE_NAME);
 		ret = nl_ask(nl, nlh, dump_cb, &d);
 	}
+	image_chain_done(im);
 	free(d.sets);
 	free(r.buf);
 	return ret;
@@ -717,16 +812,12 @@ static int image_of_kernel(struct mnl_socket *nl, struct image *im)
 /* What differs between two images, "" when nothing does. */
 static void image_diff(struct image *want, struct image *have, char *buf, size_t size)
 {
-	uint8_t dw[SHA256_DIGEST_LEN], dh[SHA256_DIGEST_LEN];
-
-	sha256_final(&want->rules, dw);
-	sha256_final(&have->rules, dh);
 	if (want->n_objs != have->n_objs || memcmp(want->objs, have->objs, sizeof(want->objs)) != 0)
 		snprintf(buf, size, "its table, chains or sets differ (%zu objects, %zu expected)",
 			 have->n_objs, want->n_objs);
 	else if (want->n_elems != have->n_elems || memcmp(want->elems, have->elems, sizeof(want->elems)) != 0)
 		snprintf(buf, size, "set elements differ (%zu, %zu expected)", have->n_elems, want->n_elems);
-	else if (want->n_rules != have->n_rules || memcmp(dw, dh, sizeof(dw)) != 0)
+	else if (want->n_rules != have->n_rules || memcmp(want->rules, have->rules, sizeof(want->rules)) != 0)
 		snprintf(buf, size, "rules differ (%zu, %zu expected)", have->n_rules, want->n_rules);
 	else
 		buf[0] = '\0';

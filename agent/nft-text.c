@@ -3,9 +3,11 @@
  * batch. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nft-addr.h"
 #include "nft-plan.h"
@@ -50,6 +52,26 @@ static void text_sep(FILE *f, size_t n)
 		fputs(",\n\t\t\t     ", f);
 }
 
+/* An interval of addresses as nft writes it: a CIDR, LOW-HIGH, or one
+ * address. */
+static void text_interval(FILE *f, int family, const uint8_t *lo, const uint8_t *hi)
+{
+	struct addr_range r = {0};
+	unsigned len = nft_addr_len(family);
+	int plen;
+
+	memcpy(r.lo.bytes, lo, len);
+	memcpy(r.hi.bytes, hi, len);
+	plen = range_prefix_len(&r, len);
+	text_addr(f, family, lo);
+	if (plen >= 0 && plen < (int)len * 8) {
+		fprintf(f, "/%d", plen);
+	} else if (plen < 0) {
+		fputc('-', f);
+		text_addr(f, family, hi);
+	}
+}
+
 /* Members as nft writes them: an interval set's ranges as CIDRs or
  * LOW-HIGH, a hash set's one address at a time. */
 static void text_set(FILE *f, const struct nft_plan_set *ps)
@@ -70,16 +92,8 @@ static void text_set(FILE *f, const struct nft_plan_set *ps)
 		const struct addr_range *r = &l->v[i];
 
 		if (ps->interval) {
-			int plen = range_prefix_len(r, len);
-
 			text_sep(f, n++);
-			text_addr(f, ps->family, r->lo.bytes);
-			if (plen >= 0 && plen < (int)len * 8) {
-				fprintf(f, "/%d", plen);
-			} else if (plen < 0) {
-				fputc('-', f);
-				text_addr(f, ps->family, r->hi.bytes);
-			}
+			text_interval(f, ps->family, r->lo.bytes, r->hi.bytes);
 			continue;
 		}
 		uint8_t key[16];
@@ -125,15 +139,77 @@ static void text_match(FILE *f, const struct nft_plan_rule *pr)
 	}
 }
 
-static void text_rule(FILE *f, const struct nft_plan_rule *pr, uint16_t group)
+/* nft's name of a protocol of the map form's keys. */
+static const char *text_proto(uint8_t proto)
+{
+	return proto == IPPROTO_ICMPV6 ? "ipv6-icmp" : proto_name(proto);
+}
+
+/* A map: its type, and its elements with the goto each. A map of
+ * addresses lists one address or interval per line; the others four to a
+ * line, as nft list prints them. */
+static void text_map(FILE *f, const struct nft_plan *p, const struct nft_plan_map *m)
+{
+	bool addr = m->kind == NFT_MAP_HOSTS || m->kind == NFT_MAP_RANGES;
+
+	fprintf(f, "\tmap %s {\n", m->name);
+	if (addr)
+		fprintf(f, "\t\ttype %s : verdict\n", m->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
+	else
+		fputs("\t\ttype inet_proto . inet_service : verdict\n", f);
+	if (m->kind != NFT_MAP_HOSTS)
+		fputs("\t\tflags interval\n", f);
+	if (m->size)
+		fprintf(f, "\t\tsize %" PRIu32 "\n", m->size);
+	if (!m->n_elems) {
+		fputs("\t}\n", f); /* nft rejects an empty element list */
+		return;
+	}
+	fputs("\t\telements = {", f);
+	for (size_t i = 0; i < m->n_elems; i++) {
+		const struct nft_plan_elem *e = &m->elems[i];
+
+		text_sep(f, i);
+		if (m->kind == NFT_MAP_HOSTS) {
+			text_addr(f, m->family, e->lo);
+		} else if (m->kind == NFT_MAP_RANGES) {
+			text_interval(f, m->family, e->lo, e->hi);
+		} else {
+			unsigned lo = (unsigned)e->lo[1] << 8 | e->lo[2], hi = (unsigned)e->hi[1] << 8 | e->hi[2];
+
+			fprintf(f, "%s . %u", text_proto(e->lo[0]), lo);
+			if (hi != lo)
+				fprintf(f, "-%u", hi);
+		}
+		fprintf(f, " : goto %s", p->chains[e->target].name);
+	}
+	fputs(" }\n\t}\n", f);
+}
+
+static void text_rule(FILE *f, const struct nft_plan *p, const struct nft_plan_rule *pr, uint16_t group)
 {
 	char comment[NFT_COMMENT_MAX], prefix[NFT_PREFIX_MAX];
 
 	fputs("\t\t", f);
-	if (pr->kind == NFT_PLAN_FIXED)
+	switch (pr->kind) {
+	case NFT_PLAN_DISPATCH:
+		fprintf(f, "meta nfproto %s %s %s vmap @%s\n", pr->family == AF_INET ? "ipv4" : "ipv6",
+			pr->family == AF_INET ? "ip" : "ip6", pr->dir == DIR_INGRESS ? "saddr" : "daddr",
+			p->maps[pr->map].name);
+		return;
+	case NFT_PLAN_LOOKUP:
+		fprintf(f, "meta l4proto . th %s vmap @%s\n", p->maps[pr->map].kind == NFT_MAP_PORTS ? "dport" : "sport",
+			p->maps[pr->map].name);
+		return;
+	case NFT_PLAN_GOTO:
+		fprintf(f, "goto %s\n", p->chains[pr->target].name);
+		return;
+	case NFT_PLAN_FIXED:
 		fprintf(f, "%s ", nft_plan_fixed_match(pr->dir, pr->fixed));
-	else
+		break;
+	default:
 		text_match(f, pr);
+	}
 	/* An observe rule: a new connection's first packet, logged, no verdict. */
 	fputs(pr->observe ? "ct status ! confirmed " : "counter ", f);
 	if (nft_plan_rule_logs(pr)) {
@@ -147,7 +223,7 @@ static void text_rule(FILE *f, const struct nft_plan_rule *pr, uint16_t group)
 }
 
 int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, uint16_t nflog_group,
-		    char **out)
+		    enum nft_form form, char **out)
 {
 	char err[256];
 	struct nft_plan p;
@@ -156,7 +232,7 @@ int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, ui
 	FILE *f;
 	int ret;
 
-	ret = nft_plan_build(&p, b, ep, NULL, err, sizeof(err));
+	ret = nft_plan_build(&p, b, ep, NULL, form, err, sizeof(err));
 	if (ret < 0)
 		return ret;
 	f = open_memstream(&text, &size);
@@ -171,14 +247,19 @@ int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, ui
 		text_set(f, &p.sets[i]);
 		fputc('\n', f);
 	}
-	for (int d = 0; d < DIR_COUNT; d++) {
+	for (size_t i = 0; i < p.n_maps; i++) {
+		text_map(f, &p, &p.maps[i]);
+		fputc('\n', f);
+	}
+	for (size_t d = 0; d < p.n_chains; d++) {
 		const struct nft_plan_chain *c = &p.chains[d];
 
-		fprintf(f, "\tchain %s {\n\t\ttype filter hook %s priority 0; policy accept;\n", c->name,
-			c->hook);
+		fprintf(f, "\tchain %s {\n", c->name);
+		if (c->kind == NFT_PLAN_BASE_CHAIN)
+			fprintf(f, "\t\ttype filter hook %s priority 0; policy accept;\n", c->hook);
 		for (size_t i = c->first_rule; i < c->first_rule + c->n_rules; i++)
-			text_rule(f, &p.rules[i], nflog_group);
-		fprintf(f, "\t}\n%s", d + 1 < DIR_COUNT ? "\n" : "");
+			text_rule(f, &p, &p.rules[i], nflog_group);
+		fprintf(f, "\t}\n%s", d + 1 < p.n_chains ? "\n" : "");
 	}
 	fputs("}\n", f);
 	ret = ferror(f) ? -ENOMEM : 0;

@@ -31,19 +31,30 @@ struct mnl_socket;
  * bundles, so a membership change can become a set-element delta. */
 #define NFT_SET_NAME_MAX 24
 void nft_set_name(const char *set_id, int family, char buf[NFT_SET_NAME_MAX]);
+/* Any chain, set or map name the agent makes fits in this (the map form's
+ * longest: "ingress_c" + 16 hex digits + "_ports"). */
+#define NFT_NAME_MAX 40
+
+/* The two forms a table can take (nft-plan.h says how each decides):
+ * each direction's rules as a few lookups in verdict maps (the default),
+ * or as a list of rules walked in order (for comparison). */
+enum nft_form {
+	NFT_FORM_MAPS,
+	NFT_FORM_LINEAR,
+};
 
 /* One endpoint's table as one transaction, built and ready to send:
  * BEGIN, add/delete/add table (replacing any old table atomically), the
- * tag (nft_batch_set_tag()), sets (for every bundle set the rules
- * reference, one per family, also when it has no members of that family),
- * elements, chains, rules, END. Every
- * object has its own sequence number, so a kernel error names the object
- * (and bundle rule) that caused it. */
+ * tag (nft_batch_set_tag()), chains, sets and maps with their elements,
+ * rules, END. Every object has its own sequence number, so a kernel error
+ * names the object (and bundle rule) that caused it. */
 struct nft_batch;
 
-/* NULL on ENOMEM. */
+/* NULL on ENOMEM. Builds NFT_FORM_MAPS until told otherwise. */
 struct nft_batch *nft_batch_new(uint16_t nflog_group);
 void nft_batch_free(struct nft_batch *nb); /* accepts NULL */
+/* Every later build makes form. */
+void nft_batch_set_form(struct nft_batch *nb, enum nft_form form);
 
 /* Translates ep of b into nb, replacing whatever nb held. nb borrows b and
  * ep (to name objects in errors) until the next build or nft_batch_free().
@@ -56,18 +67,23 @@ BH_MUST_CHECK int nft_batch_build(struct nft_batch *nb, const struct bundle *b,
  * from (old_b, old_ep) into the one from (b, ep), and says in *full which
  * it is:
  *
- * - A delta (*full false) when both make the same nft sets (same names,
- *   families and kinds) and the same rules: same bundle rule ids, order,
- *   verdicts, ports and set references, same fallbacks. Then only set
- *   elements change: first every deletion, then every addition, in one
- *   transaction (BEGIN..END) that leaves tables, chains, rules, their
- *   handles and counters alone. Every referenced bundle set has an nft set
- *   per family even without members (nft_batch_build() makes them too), so
- *   a group that empties, or gains its first member of a family, is still a
- *   delta. An interval set's range that changed in any way is deleted whole
- *   and added whole (start and end element), so intervals stay paired. With
- *   a tag, its element is replaced too (the old table must have the tag
- *   set). An empty delta is just BEGIN and END (and the tag).
+ * - A delta (*full false) when both make the same sets and maps (same
+ *   names, families and kinds) and the same rules: same bundle rule ids,
+ *   order, verdicts, ports and set references, same fallbacks
+ *   (nft_plan_same_shape()). Then only set and map elements change:
+ *   first every deletion, then every addition, in one transaction
+ *   (BEGIN..END) that leaves tables, rules, their handles and counters
+ *   alone, but for the map form's class chains: a class of peers that
+ *   appears is a chain, its maps and elements added before the elements
+ *   that go to it, one that goes is removed after them. Every referenced
+ *   bundle set has its sets or maps per family even without members
+ *   (nft_batch_build() makes them too), so a group that empties, or gains
+ *   its first member of a family, is still a delta. An interval that
+ *   changed in any way, or now goes to another chain, is deleted whole and
+ *   added whole (start and end element), so intervals stay paired; so is
+ *   an address that goes to another chain. With a tag, its element is
+ *   replaced too (the old table must have the tag set). An empty delta is
+ *   just BEGIN and END (and the tag).
  * - Otherwise (*full true) the full replace of nft_batch_build(); also when
  *   the old bundle cannot be expressed, for then nobody knows what the
  *   kernel holds.
@@ -166,12 +182,12 @@ struct nft_batch_stats {
 };
 void nft_batch_stats(const struct nft_batch *nb, struct nft_batch_stats *out);
 
-/* The same ruleset as nft text, loadable with `nft -f` (which replaces the
- * table the same way) and close to what `nft list table inet bulkhead`
- * shows. *out is malloc()ed, the caller frees it; untouched on failure.
- * 0, -ENOMEM or -EINVAL. */
+/* The same ruleset as nft text in form, loadable with `nft -f` (which
+ * replaces the table the same way) and close to what `nft list table inet
+ * bulkhead` shows. *out is malloc()ed, the caller frees it; untouched on
+ * failure. 0, -ENOMEM or -EINVAL. */
 BH_MUST_CHECK int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep,
-				  uint16_t nflog_group, char **out);
+				  uint16_t nflog_group, enum nft_form form, char **out);
 
 /* ---- rule counters ---------------------------------------------------- */
 
@@ -180,7 +196,7 @@ BH_MUST_CHECK int nft_render_text(const struct bundle *b, const struct bundle_en
 struct nft_rule_counter {
 	enum direction dir;
 	uint64_t handle;     /* the kernel's; a rewritten rule gets a new one */
-	const char *comment; /* bundle rule id or fallback reason; NULL: none (the fixed rules) */
+	const char *comment; /* bundle rule id, fallback reason or fixed rule id; NULL: none */
 	uint64_t packets, bytes;
 };
 typedef void (*nft_counter_fn)(void *arg, const struct nft_rule_counter *c);

@@ -148,7 +148,7 @@ int main(int argc, char **argv)
 	int rounds = atoi(argv[11]);
 	struct bundle *a = load(argv[5]), *bc = load(argv[6]), *bn = load(argv[7]);
 	struct loop *loop = loop_new();
-	dp = dataplane_nft_new(loop, 100);
+	dp = dataplane_nft_new(loop, 100, NFT_FORM_MAPS);
 	ns = netns_new();
 	if (!dp || !ns || !loop)
 		fail("setup", strerror(errno));

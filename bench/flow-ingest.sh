@@ -72,10 +72,11 @@ start_agent
 converged 1 10 || die "the agent did not take the policy (see $TMP)"
 ip netns exec "$P-recv" nft list table inet bulkhead >/dev/null 2>&1 || die "the agent did not load its table"
 
-logged() { # packets the recv table's logging rules counted
-	ip netns exec "$P-recv" nft -j list chain inet bulkhead ingress | "$PYTHON" -c '
+logged() { # packets the recv table's ingress logging rules counted (any of its ingress chains)
+	ip netns exec "$P-recv" nft -j list table inet bulkhead | "$PYTHON" -c '
 import json, sys
 print(sum(e["counter"]["packets"] for o in json.load(sys.stdin)["nftables"] if "rule" in o
+          and o["rule"]["chain"].split("_")[0] == "ingress"
           and any("log" in x for x in o["rule"]["expr"]) for e in o["rule"]["expr"] if "counter" in e))'
 }
 agent_nflog() { # events enobufs gap, from status.json; events the agent could not pass to its

@@ -3,12 +3,13 @@
  * (nft_batch_build_update), and says which it was. For the dataplane-delta
  * integration test and the benchmarks; not an operator tool.
  *
- *   nft-apply [--apply-old] [--fallback] [--nflog-group N] NETNS ENDPOINT OLD|- NEW
+ *   nft-apply [--apply-old] [--fallback] [--linear] [--nflog-group N] NETNS ENDPOINT OLD|- NEW
  *
  * OLD "-": a full build of NEW. Otherwise the update OLD -> NEW, which
  * assumes the namespace holds OLD's table; --apply-old loads it first.
  * --fallback: when the kernel rejects a delta, send the full replace, as
- * the agent does. Prints one line per transaction:
+ * the agent does. --linear: the form whose chains are lists of rules
+ * (nft.h), instead of verdict maps. Prints one line per transaction:
  *   old: full added=N removed=0 messages=N bytes=N
  *   update: delta added=N removed=N messages=N bytes=N
  *   update: full ...
@@ -108,7 +109,7 @@ static int apply_full(struct netns *ns, const char *path, struct nft_batch *nb, 
 
 static void usage(FILE *f)
 {
-	fputs("usage: nft-apply [--apply-old] [--fallback] [--nflog-group N] NETNS ENDPOINT OLD|- NEW\n", f);
+	fputs("usage: nft-apply [--apply-old] [--fallback] [--linear] [--nflog-group N] NETNS ENDPOINT OLD|- NEW\n", f);
 }
 
 int main(int argc, char **argv)
@@ -116,11 +117,12 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"apply-old", no_argument, NULL, 'a'},
 	    {"fallback", no_argument, NULL, 'f'},
+	    {"linear", no_argument, NULL, 'l'},
 	    {"nflog-group", required_argument, NULL, 'g'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	bool apply_old = false, fallback = false, full = false;
+	bool apply_old = false, fallback = false, full = false, linear = false;
 	const struct bundle_endpoint *old_ep = NULL, *ep;
 	struct bundle *old_b = NULL, *b = NULL;
 	const char *path, *name;
@@ -136,6 +138,9 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			fallback = true;
+			break;
+		case 'l':
+			linear = true;
 			break;
 		case 'g': {
 			char *end;
@@ -176,6 +181,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nft-apply: %s\n", nb ? strerror(errno) : "out of memory");
 		goto out;
 	}
+	nft_batch_set_form(nb, linear ? NFT_FORM_LINEAR : NFT_FORM_MAPS);
 
 	if (!old_b) {
 		ret = apply_full(ns, path, nb, b, ep, "update") < 0;

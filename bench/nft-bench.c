@@ -46,6 +46,8 @@
 
 #include "bulkhead/bundle.h"
 #include "netns.h"
+#include "nft-elements.h"
+#include "nft-plan.h"
 #include "nft.h"
 
 #define BENCH_SETS	       10
@@ -63,6 +65,20 @@ struct bench_ruleset {
 	/* Set 0's IPv4 list has room for one more member (the delta). */
 	struct addr_range *extra_slot;
 };
+
+/* The form every table is built in: BENCH_FORM=linear for the list of
+ * rules, else verdict maps. */
+static enum nft_form bench_form = NFT_FORM_MAPS;
+
+/* A batch that builds bench_form. */
+static struct nft_batch *new_batch(void)
+{
+	struct nft_batch *nb = nft_batch_new(NFT_NFLOG_GROUP_DEFAULT);
+
+	if (nb)
+		nft_batch_set_form(nb, bench_form);
+	return nb;
+}
 
 static double now_ms(void)
 {
@@ -280,7 +296,7 @@ static int write_text(const struct bench_ruleset *rs, const char *file)
 {
 	char *text;
 	FILE *f;
-	int r = nft_render_text(&rs->b, &rs->ep, NFT_NFLOG_GROUP_DEFAULT, &text);
+	int r = nft_render_text(&rs->b, &rs->ep, NFT_NFLOG_GROUP_DEFAULT, bench_form, &text);
 
 	if (r < 0)
 		return r;
@@ -333,7 +349,7 @@ static void times_free(struct bench_times *t)
 static int bench_ruleset(struct netns *ns, const char *path, int reps, const char *text)
 {
 	char *nft_argv[] = {"nft", "-f", (char *)text, NULL};
-	struct nft_batch *nb = nft_batch_new(NFT_NFLOG_GROUP_DEFAULT);
+	struct nft_batch *nb = new_batch();
 	struct bench_times t = {0};
 	struct bench_ruleset rs = {0};
 	struct mnl_socket *nl;
@@ -414,10 +430,55 @@ static int delta_there_and_back(struct nft_batch *nb, const struct bench_ruleset
 	return r;
 }
 
+/* The chain a member of set 0 goes to in the map form's ingress hosts
+ * map: the goto the operator's one-liner gives a new member. */
+struct find_chain {
+	uint8_t key[4];
+	char chain[NFT_NAME_MAX];
+};
+
+static int find_chain_cb(void *arg, const struct nft_elem_dest *dest, bool add, const struct nft_elem *e)
+{
+	struct find_chain *f = arg;
+
+	(void)dest;
+	(void)add;
+	if (e->chain && e->key_len == 4 && memcmp(e->key, f->key, 4) == 0)
+		snprintf(f->chain, sizeof(f->chain), "%s", e->chain);
+	return 0;
+}
+
+static int member_chain(const struct bench_ruleset *rs, char chain[NFT_NAME_MAX], char map[NFT_NAME_MAX])
+{
+	struct nft_plan p;
+	char err[256];
+	struct find_chain f;
+
+	memset(&f, 0, sizeof(f));
+	int r = nft_plan_build(&p, &rs->b, &rs->ep, NULL, NFT_FORM_MAPS, err, sizeof(err));
+
+	if (r < 0)
+		return r;
+	memcpy(f.key, rs->sets[0].v4.v[0].lo.bytes, 4);
+	for (size_t i = 0; i < p.n_maps && r == 0; i++) {
+		struct nft_elem_dest d = {.map = &p.maps[i]};
+
+		if (p.maps[i].kind == NFT_MAP_HOSTS && p.maps[i].family == AF_INET) {
+			r = nft_elements_all(&p, &d, find_chain_cb, &f);
+			snprintf(map, NFT_NAME_MAX, "%s", p.maps[i].name);
+		}
+	}
+	nft_plan_release(&p);
+	if (r == 0 && !f.chain[0])
+		r = -ENOENT;
+	snprintf(chain, NFT_NAME_MAX, "%s", f.chain);
+	return r;
+}
+
 static int bench_delta(struct netns *ns, const char *path, int reps)
 {
-	struct nft_batch *nb = nft_batch_new(NFT_NFLOG_GROUP_DEFAULT);
-	char set[NFT_SET_NAME_MAX], elem[64];
+	struct nft_batch *nb = new_batch();
+	char set[NFT_NAME_MAX], elem[128], chain[NFT_NAME_MAX] = "";
 	char *add_argv[] = {"nft", "add", "element", "inet", NFT_TABLE_NAME, set, elem, NULL};
 	char *del_argv[] = {"nft", "delete", "element", "inet", NFT_TABLE_NAME, set, elem, NULL};
 	struct bench_ruleset base = {0}, plus; /* plus shares base's storage */
@@ -427,8 +488,17 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 
 	if (!nb || times_alloc(&t, reps) < 0 || ruleset_init(&base) < 0)
 		goto out;
-	nft_set_name(base.sets[0].id, AF_INET, set);
-	r = nft_batch_build(nb, &base.b, &base.ep);
+	/* The peer adds the member where the form keeps it: the linear
+	 * form's set of the group, or the map form's hosts map with the goto
+	 * every other member of the group has. */
+	if (bench_form == NFT_FORM_LINEAR) {
+		nft_set_name(base.sets[0].id, AF_INET, set);
+		r = 0;
+	} else {
+		r = member_chain(&base, chain, set);
+	}
+	if (r == 0)
+		r = nft_batch_build(nb, &base.b, &base.ep);
 	if (r == 0)
 		r = apply(ns, path, nb);
 	if (r == 0)
@@ -466,7 +536,11 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 		t.once[i] = t1 - t0;
 
 		/* The operator's one-liner, for a third new member. */
-		snprintf(elem, sizeof(elem), "{ 198.19.%u.%u }", (3 * i + 3) / 256, (3 * i + 3) % 256);
+		if (chain[0])
+			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u : goto %s }", (3 * i + 3) / 256, (3 * i + 3) % 256,
+				 chain);
+		else
+			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u }", (3 * i + 3) / 256, (3 * i + 3) % 256);
 		if (r == 0)
 			r = settle(ns, path);
 		t0 = now_ms();
@@ -495,7 +569,7 @@ out:
 static int bench_load(struct netns *ns, const char *path, const char *text)
 {
 	struct bench_ruleset rs = {0};
-	struct nft_batch *nb = nft_batch_new(NFT_NFLOG_GROUP_DEFAULT);
+	struct nft_batch *nb = new_batch();
 	int r = -ENOMEM;
 
 	if (nb && ruleset_init(&rs) == 0 && (r = write_text(&rs, text)) == 0 &&
@@ -528,6 +602,8 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("BENCH_FORM") && strcmp(getenv("BENCH_FORM"), "linear") == 0)
+		bench_form = NFT_FORM_LINEAR;
 	ns = netns_new();
 	if (!ns) {
 		perror("nft-bench: own namespace");

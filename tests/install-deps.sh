@@ -11,6 +11,7 @@ packages=(
   python3-zmq            # the fake agents of tests/integration/fake_*.py
   nftables iproute2      # nft for inspection and the nft -f benchmark; ip for test namespaces
   iputils-ping socat     # test traffic
+  iperf3 time            # bench/packet-path.sh throughput; GNU time for the load and RSS benchmarks
   conntrack              # conntrack -L/-D: tests/integration/conntrack-cut.sh, bench/conntrack-cut.sh
   valgrind
   clang-format           # the C sources' format, checked by tests/tree/format.sh (clang-format 14)

@@ -50,7 +50,7 @@ compile() {
 }
 install_file() { cp "$1" "$2.tmp" && mv "$2.tmp" "$2"; } # atomic, as deployment tools do
 agent_start() { "$AGENT" --node n1 --inventory "$TMP/inventory.json" --state-dir "$STATE" "$@" >>"$LOG" 2>&1 & AGENT_PID=$!; WORLD_PIDS+=("$AGENT_PID"); }
-table_rules() { ip netns exec "$P-$1" nft list chain inet bulkhead ingress 2>/dev/null | grep -c 'log prefix\|accept\|drop'; }
+table_rules() { ip netns exec "$P-$1" nft list table inet bulkhead 2>/dev/null | grep -c 'log prefix\|accept\|drop'; }
 rules_are() { [ "$(table_rules "$1")" = "$2" ]; } # evaluated at every poll of wait_for
 has_table() { ip netns exec "$P-$1" nft list table inet bulkhead >/dev/null 2>&1; }
 

@@ -38,7 +38,7 @@ json.dump({"version": 1, "groups": {"t": {"labels": {"app": "t"}}},
 EOF
 # cpu_ticks PID: utime + stime, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-has_rules() { ip netns exec "$P-t" nft list chain inet bulkhead ingress 2>/dev/null | grep -q 'comment "t-in/ingress/0"'; }
+has_rules() { ip netns exec "$P-t" nft list table inet bulkhead 2>/dev/null | grep -q 'comment "t-in/ingress/0"'; }
 
 controller_start
 agent_start n1

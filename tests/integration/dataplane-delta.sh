@@ -1,9 +1,11 @@
 #!/bin/bash
 # dataplane-delta: proves that a membership change reaches the kernel as a
-# set-element delta (nft_batch_build_update) that leaves chains, rule
-# handles and counters alone, that a rule change replaces the table, and
-# that a delta the kernel rejects leaves the old table whole. Real traffic
-# decides; every delta's sets are compared with a fresh build's.
+# map-element delta (nft_batch_build_update) that leaves the rules'
+# chains, their handles and counters alone; that a port change in a rule
+# only swaps the chains of the classes of peers it touches (the rule's own
+# chain, and its counter, stay); that a verdict change replaces the table;
+# and that a delta the kernel rejects leaves the old table whole. Real
+# traffic decides; every delta's table is compared with a fresh build's.
 #
 # Its world (world.bash, DESIGN §7): namespaces joined by veth pairs to a
 # bridge inside a dedicated fabric namespace, addresses from 198.18.0.0/15
@@ -212,13 +214,34 @@ handles() { # the handles of the table, its sets, chains and rules, in order
 	ip netns exec "$P-$1" nft -a list table inet bulkhead | sed -n 's/.* # handle \([0-9]*\)$/\1/p' | tr '\n' ' '
 }
 
-stateless() { ip netns exec "$P-$1" nft -s list table inet bulkhead; }
+# The table without counters, one block (map, set, chain) after another
+# in name order: a delta adds the chains and maps of new classes after the
+# others, which a fresh build lists in its own order.
+stateless() {
+	ip netns exec "$P-$1" nft -s list table inet bulkhead | "$PYTHON" -c '
+import sys
+blocks, cur = [], []
+for line in sys.stdin:
+    if line in ("\n", "}\n"):
+        continue
+    if line.startswith("\t") and not line.startswith("\t\t") and line.strip() != "}":
+        cur = [line]
+        blocks.append(cur)
+    elif cur:
+        cur.append(line)
+print("".join(sorted("".join(b) for b in blocks)), end="")'
+}
 
-# Packets counted by srv's first web rule (IPv4).
+# Packets counted by srv's first web rule: its chain's one counter.
 web_counter() {
-	ip netns exec "$P-srv" nft list chain inet bulkhead ingress |
-		awk '/ip saddr @/ && /tcp dport 80|th dport 80/ && /srv-in\/ingress\/0/ {
+	ip netns exec "$P-srv" nft list table inet bulkhead |
+		awk '/srv-in\/ingress\/0/ && /counter packets/ {
 			for (i = 1; i < NF; i++) if ($i == "packets") { print $(i + 1); exit } }'
+}
+
+# The handle of the rule in srv's chain of its first web rule.
+web_rule_handle() {
+	ip netns exec "$P-srv" nft -a list chain inet bulkhead ingress_0 | sed -n 's/.*srv-in\/ingress\/0.* # handle \([0-9]*\)$/\1/p'
 }
 
 # same_as_fresh NAME OLD NEW: OLD then the update to NEW in chk1 gives what
@@ -298,21 +321,34 @@ done
 same_as_fresh "700 members join" old bulk
 same_as_fresh "700 members leave" bulk old
 
-# --- a group's first member: still a delta (empty sets exist) ------------
+# --- a group's first member: still a delta (the maps exist) ---------------
+# Its two addresses, and the class it makes: a chain and its port map
+# with one element (tcp/22).
 same_as_fresh "ghost" old ghost
-update_is ghost-b "delta added=2 removed=0 " "an empty group's first member is a delta" 0
+update_is ghost-b "delta added=3 removed=0 " "an empty group's first member is a delta" 0
 
-# --- a rule change: the full replace -------------------------------------
+# --- a port change in a rule: the classes' chains, not the rule's ---------
+R0=$(web_rule_handle)
 apply rule srv old rule
-update_is rule "full " "a new port in a rule is a full replace" $?
-check "the full replace made new rules (new handles)" test "$H0" != "$(handles srv)"
+update_is rule "delta " "a new port in a rule is a delta of its peers' class chains" $?
+check "the rule's own chain and counter stayed (rule handle $R0)" test -n "$R0" -a "$R0" = "$(web_rule_handle)"
 flow pass web1 81 4
 same_as_fresh "rule" old rule
+apply rule-back srv rule old
+flow fail web1 81 4
+
+# --- a verdict change: the full replace --------------------------------------
+sed 's/"action": "allow", "from": \["web"\]/"action": "deny", "from": ["web"]/' "$TMP/p1.json" >"$TMP/p-deny.json"
+compile deny "$TMP/p-deny.json" "$TMP/inv-old.json" "$TMP/r0.json"
+apply deny srv old deny
+update_is deny "full " "a rule's new verdict is a full replace" $?
+check "the full replace made new rules (new handles)" test "$H0" != "$(handles srv)"
+flow fail web1 80 4
+same_as_fresh "deny" old deny
 
 # --- a delta the kernel rejects leaves the old table whole -----------------
 apply reset srv - old
-WEBSET=$(ip netns exec "$P-srv" nft list chain inet bulkhead ingress |
-	sed -n 's/.*ip saddr @\(s_[0-9a-f]*_v4\) .*srv-in\/ingress\/0.*/\1/p' | head -1)
+WEBSET=ingress_hosts_v4
 # Someone removed web1 behind our back; the delta old -> swap deletes it.
 ip netns exec "$P-srv" nft delete element inet bulkhead "$WEBSET" "{ $(v4 web1) }"
 S0=$(stateless srv)
@@ -322,8 +358,8 @@ if apply reject srv old swap; then
 else
 	ok "a delta deleting a missing element is rejected: $(grep rejected "$TMP/reject.out" | cut -c1-110)"
 fi
-check "the kernel's refusal names the object: the deletion from $WEBSET and its bundle set" \
-	grep -Eq "rejected: delete elements from #[0-9]+ of set $WEBSET \(bundle set [^)]+\): No such file or directory" "$TMP/reject.out"
+check "the kernel's refusal names the object: the deletion from map $WEBSET" \
+	grep -Eq "rejected: delete elements from #[0-9]+ of map $WEBSET: No such file or directory" "$TMP/reject.out"
 check "the rejected delta left the table whole (elements, rules, handles)" \
 	test "$S0" = "$(stateless srv)" -a "$H2" = "$(handles srv)"
 flow fail web2 80 4 # its addition went with the failed transaction

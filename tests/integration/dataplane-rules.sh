@@ -292,13 +292,13 @@ flow tcp fail egr1 web1 80 4 # egress isolated
 flow tcp pass web1 egr1 80 4 # its ingress is untouched
 
 # --- counters and log prefixes -------------------------------------------
-rules=$(ip netns exec "$P-aud1" nft list chain inet bulkhead ingress 2>/dev/null)
+rules=$(ip netns exec "$P-aud1" nft list table inet bulkhead 2>/dev/null)
 if grep -E 'counter packets [1-9][0-9]* .*log prefix "bh:A:i0"' <<<"$rules" >/dev/null; then
 	ok "audit deny rule counted its packets and logs as bh:A:i0"
 else
 	not_ok "audit deny rule counted its packets and logs as bh:A:i0"
 fi
-rules=$(ip netns exec "$P-db1" nft list chain inet bulkhead ingress 2>/dev/null)
+rules=$(ip netns exec "$P-db1" nft list table inet bulkhead 2>/dev/null)
 if grep -E 'counter packets [1-9][0-9]* .*log prefix "bh:D:i-".* drop' <<<"$rules" >/dev/null; then
 	ok "default deny counted its drops and logs as bh:D:i-"
 else

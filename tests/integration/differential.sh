@@ -10,10 +10,17 @@
 # expressions, network groups with excepts, inline peers, order ties, audit
 # and enforce, allow and deny, empty rule lists, random defaults, every kind
 # of port), fresh labels, and random probes (TCP, UDP, ICMP echo and
-# timestamp, ICMPv6 echo; IPv4 and IPv6). Each round compiles the bundles,
-# applies them with `bulkhead-agent --once`, asks the oracle, sends every
-# probe for real (one probe.py batch per source namespace, every probe in
-# its own thread) and compares.
+# timestamp, ICMPv6 echo; IPv4 and IPv6); one round in three adds a stress
+# policy of overlap and order (nested network groups with excepts, deny of
+# the inner before allow of the outer, shadowed rules, port ranges that
+# touch, ICMP types with and without codes, overlapping label groups). Each
+# round compiles the bundles, applies them with `bulkhead-agent --once` (the
+# verdict-map form; every eighth round the linear form, --dataplane
+# nft-linear), asks the oracle, sends every probe for real (one probe.py
+# batch per source namespace, every probe in its own thread) and compares:
+# what arrived, and which rule decided (every table's rule counters against
+# the oracle's deciding rules, so the rule whose NFLOG prefix and hit count
+# the kernel used is the oracle's).
 #
 # The seed is printed first; BULKHEAD_SEED=S reproduces a run. Round k uses
 # seed S+k-1 on the world of seed S. Also: BULKHEAD_ROUNDS (16),
@@ -113,7 +120,8 @@ ruleset() { # NS: its nft ruleset, indented, for a mismatch report
 
 # round K: seed SEED+K-1, a fresh policy on the same world.
 round() {
-	local k=$1 seed=$((SEED + $1 - 1)) dir="$TMP/round$1" node invs=() p f n lines ns missing
+	local k=$1 seed=$((SEED + $1 - 1)) dir="$TMP/round$1" node invs=() p f n lines ns missing form=nft
+	[ $((k % 8)) = 0 ] && form=nft-linear
 	"$PYTHON" "$GEN" "$seed" "$dir" --world "$TMP/world/world.json" --prefix "$P" \
 		--probes "$PROBES" --base $((k * PROBES)) || {
 		not_ok "seed $seed: gen_world.py"
@@ -137,8 +145,8 @@ round() {
 			return
 		fi
 		if ! "$AGENT" --bundle "$dir/bundle-$node.json" --inventory "$dir/inventory-$node.json" \
-			--node "$node" --once >"$dir/agent-$node.out" 2>&1; then
-			not_ok "seed $seed: bulkhead-agent --once applies the bundle of $node"
+			--node "$node" --dataplane "$form" --once >"$dir/agent-$node.out" 2>&1; then
+			not_ok "seed $seed: bulkhead-agent --once --dataplane $form applies the bundle of $node"
 			indent <"$dir/agent-$node.out"
 			return
 		fi
@@ -151,7 +159,7 @@ round() {
 			indent <"$dir/agent-$node.out"
 			return
 		fi
-		ok "seed $seed: bulkhead-agent --once applies the bundle of $node"
+		ok "seed $seed: bulkhead-agent --once --dataplane $form applies the bundle of $node"
 	done
 	if ! "$BULKHEAD" policy explain "$dir/policy.json" "${invs[@]}" --probes "$dir/probes.jsonl" \
 		>"$dir/oracle.jsonl" 2>"$dir/oracle.err"; then
@@ -170,6 +178,10 @@ round() {
 	for f in "$dir"/kernel-*.err; do
 		[ -s "$f" ] && { echo "    $(basename "$f"):"; indent <"$f"; }
 	done
+	while read -r ns _ _ n; do
+		[ "$n" = - ] && continue
+		ip netns exec "$P-$ns" nft -j list table inet bulkhead >"$dir/counters-$ns.json" 2>/dev/null
+	done <"$TMP/world/world.tsv"
 	BULKHEAD_LABEL="seed $seed" "$PYTHON" "$GEN" compare "$dir" || {
 		not_ok "seed $seed: comparing the kernel with the oracle"
 		return
@@ -184,6 +196,11 @@ round() {
 		not_ok "seed $seed: the kernel disagrees with the oracle on $f of $((p + f)) probes"
 		echo "    seed $seed: the rulesets involved in a mismatch:"
 		while read -r ns; do ruleset "$ns"; done <"$dir/mismatch-ns.txt"
+	fi
+	if BULKHEAD_LABEL="seed $seed" "$PYTHON" "$GEN" rules "$dir" && read -r p f <"$dir/rules-counts" && [ "$f" = 0 ]; then
+		ok "seed $seed: the kernel's rule counters name the oracle's deciding rule ($p rules)"
+	else
+		not_ok "seed $seed: the kernel's rule counters disagree with the oracle's deciding rules"
 	fi
 }
 

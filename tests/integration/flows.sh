@@ -236,13 +236,13 @@ check "after both restart: the 40 arrive, exactly once" settles "r['port']==9996
 # --- a flood: every logged packet counted, or the loss stated exactly ---
 # The kernel's own counter of web1's logging drop rules is the truth: what
 # it counted is what NFLOG was asked to deliver.
-logged() { # packets counted by web1's ingress logging rules
-	ip netns exec "$P-web1" nft -j list chain inet bulkhead ingress | /usr/bin/python3 -c '
+logged() { # packets counted by web1's ingress logging rules (in any of its ingress chains)
+	ip netns exec "$P-web1" nft -j list table inet bulkhead | /usr/bin/python3 -c '
 import json, sys
 n = 0
 for o in json.load(sys.stdin)["nftables"]:
     r = o.get("rule")
-    if r and any("log" in e for e in r["expr"]):
+    if r and r["chain"].split("_")[0] == "ingress" and any("log" in e for e in r["expr"]):
         n += sum(e["counter"]["packets"] for e in r["expr"] if "counter" in e)
 print(n)'
 }

@@ -29,6 +29,25 @@ probe where the kernel's outcome differs from the oracle's "delivered", one
 the label in these lines is $BULKHEAD_LABEL), and writes
 counts ("PASSED FAILED") and mismatch-ns.txt (namespaces involved).
 
+  gen_world.py rules OUTDIR
+
+reads the same and counters-NS.json (`nft -j list table inet bulkhead` of
+every table after the probes) and checks that the kernel's rule counters
+say which rule decided each probe, as the oracle does: a rule (by its id,
+the comment of its nft rules, summed over a direction's chains) counted
+packets exactly when the oracle gives it probes, never fewer, and exactly
+as many when none of them is TCP (a TCP SYN may be sent again before the
+probe gives up; a UDP datagram or an ICMP request is sent once, and its
+answer is an established flow's). Writes rules-counts ("PASSED FAILED").
+
+Policies come in two kinds, by the seed: random ones (every feature of
+the language, anywhere), and stress ones (one in three) that pile up
+overlap and order on one endpoint: network groups nested in each other
+and cut by excepts, a deny of the inner one before an allow of the outer,
+the same peers allowed again after a deny (shadowed rules), port ranges
+that touch and nest, ICMP types with and without codes, label groups that
+overlap each other.
+
 Only the standard library.
 """
 import ipaddress
@@ -257,6 +276,76 @@ class PolicyGen:
             rule["ports"] = ports
         return rule
 
+    def nested_networks(self, groups):
+        """Three network groups around one host address: a wide one, a
+        narrower one inside it (with an except), and the host alone."""
+        a = self.rnd.choice(self.addrs)
+        if a.version == 4:
+            wide, narrow = self.prefix_around(a, 15, 20), self.prefix_around(a, 24, 29)
+        else:
+            wide, narrow = self.prefix_around(a, 32, 64), self.prefix_around(a, 96, 124)
+        names = []
+        for kind, net in (("wide", wide), ("narrow", narrow), ("host", ipaddress.ip_network(a))):
+            name = "st-%s-%d" % (kind, len(groups))
+            g = {"cidrs": [str(net)]}
+            if kind == "narrow" and self.chance(0.6):
+                g["except"] = [str(self.except_in(net))]
+            groups[name] = g
+            names.append(name)
+        return names
+
+    def stress_policy(self, names, groups, label_names, net_names):
+        """One policy, order 0, whose rules overlap in peers and ports."""
+        while True:
+            name = "st-" + "".join(self.rnd.choice("abcdefghjkmnpqrstuvwxyz") for _ in range(4))
+            if name not in names:
+                names.add(name)
+                break
+        # Overlapping label groups: one key each, and one on two keys.
+        k1, k2 = self.rnd.sample(["app", "env", "tier"], 2)
+        for g in ({"labels": {k1: self.value(k1)}}, {"labels": {k2: self.value(k2)}},
+                  {"labels": {k1: self.value(k1), k2: self.value(k2)}}):
+            n = "st-lg-%d" % len(groups)
+            groups[n] = g
+            label_names.append(n)
+        pol = {"name": name, "order": 0, "applies_to": self.rnd.choice(label_names) if self.chance(0.5) else {"labels": {}}}
+        if self.chance(0.3):
+            pol["mode"] = "audit"
+        touching = [["tcp/22-80", "tcp/81-443"], ["tcp/80", "tcp/79-81"], ["tcp/1-442", "tcp/443-8080"],
+                    ["udp/53", "udp/50-60"], ["udp/53-123", "udp/124-9000"], ["tcp", "tcp/443"],
+                    ["icmp/8/0", "icmp/8"], ["icmp/8", "icmp"], ["icmpv6/128/1", "icmpv6/128"],
+                    ["icmp/13", "icmp/8/0"], ["sctp", "tcp/8080"]]
+        for d in self.rnd.choice([["ingress"], ["egress"], ["ingress", "egress"]]):
+            wide, narrow, host = self.nested_networks(groups)
+            net_names += [wide, narrow, host]
+            peer_key = "from" if d == "ingress" else "to"
+            rules = []
+            for _ in range(self.rnd.randint(6, 12)):
+                r = {}
+                pick = self.rnd.random()
+                if pick < 0.5:
+                    # deny the inner one, then allow the outer: order decides
+                    r = {"action": "deny", peer_key: [self.rnd.choice([narrow, host])]}
+                    rules.append(r)
+                    r = {"action": "allow", peer_key: [self.rnd.choice([wide, narrow])]}
+                elif pick < 0.7:
+                    r = {"action": self.rnd.choice(["allow", "deny"]),
+                         peer_key: [self.rnd.choice(label_names[-3:])]}
+                elif pick < 0.85:
+                    r = {"action": self.rnd.choice(["allow", "deny"])}  # any peer
+                else:
+                    r = {"action": self.rnd.choice(["allow", "deny"]),
+                         peer_key: [self.rnd.choice([wide, narrow, host]), self.rnd.choice(label_names[-3:])]}
+                if self.chance(0.75):
+                    r["ports"] = list(self.rnd.choice(touching))
+                    if self.chance(0.3):
+                        r["ports"].reverse()
+                rules.append(r)
+            if self.chance(0.5) and rules:
+                rules.append(dict(self.rnd.choice(rules)))  # shadowed: an earlier rule again
+            pol[d] = rules
+        return pol
+
     def policy(self):
         groups = {}
         label_names, net_names = [], []
@@ -297,6 +386,8 @@ class PolicyGen:
                 pol[d] = [self.rule(d, label_names, net_names) for _ in range(n)]
             policies.append(pol)
 
+        if self.chance(1 / 3):
+            policies.append(self.stress_policy(names, groups, label_names, net_names))
         doc = {"version": 1}
         r = self.rnd.random()
         if r < 0.8:
@@ -477,9 +568,60 @@ def compare(out):
                 f.write(ns + "\n")
 
 
+def rules(out):
+    """The kernel's rule counters against the oracle's deciding rules."""
+    label = os.environ.get("BULKHEAD_LABEL", out)
+    plan = read_jsonl(os.path.join(out, "plan.jsonl"))
+    oracle = read_jsonl(os.path.join(out, "oracle.jsonl"))
+    want, tcp = {}, set()
+    for p in plan:
+        o = oracle[p["i"]] if p["i"] < len(oracle) else {}
+        if "error" in o or not o:
+            continue
+        is_tcp = " tcp/" in p["desc"]
+        sides = []
+        if o.get("egress"):
+            sides.append((p["src_ns"], "egress", o["egress"]["reason"]))
+        if o.get("ingress") and not (o.get("egress") and o["egress"]["verdict"] == "drop"):
+            sides.append((p["dst_ns"], "ingress", o["ingress"]["reason"]))
+        for key in sides:
+            want[key] = want.get(key, 0) + 1
+            if is_tcp:
+                tcp.add(key)
+    fixed = {"established", "ct-invalid", "loopback", "neighbour-discovery"}
+    have = {}
+    for name in os.listdir(out):
+        if not (name.startswith("counters-") and name.endswith(".json")):
+            continue
+        ns = name[len("counters-"):-len(".json")]
+        with open(os.path.join(out, name)) as f:
+            objs = json.load(f)["nftables"]
+        for o in objs:
+            r = o.get("rule")
+            if not r or "comment" not in r or r["comment"] in fixed:
+                continue
+            n = sum(e["counter"]["packets"] for e in r["expr"] if "counter" in e)
+            key = (ns, r["chain"].split("_")[0], r["comment"])
+            have[key] = have.get(key, 0) + n
+    passed = failed = 0
+    for key in sorted(set(want) | set(have)):
+        w, h = want.get(key, 0), have.get(key, 0)
+        if (w == 0) != (h == 0) or h < w or (key not in tcp and h != w):
+            failed += 1
+            print("    mismatch: %s: %s %s rule %s counted %d packets, the oracle gives it %d probes%s" % (
+                label, key[0], key[1], key[2], h, w, " (some TCP)" if key in tcp else ""))
+        else:
+            passed += 1
+    print("    %s: %d rules counted as the oracle decided, %d not" % (label, passed, failed))
+    with open(os.path.join(out, "rules-counts"), "w") as f:
+        f.write("%d %d\n" % (passed, failed))
+
+
 def main(argv):
     if len(argv) == 3 and argv[1] == "compare":
         compare(argv[2])
+    elif len(argv) == 3 and argv[1] == "rules":
+        rules(argv[2])
     elif len(argv) >= 3:
         generate(argv[1:])
     else:

@@ -196,7 +196,7 @@ static void one_plan(struct one *o, bool interval, struct range_list *v4, struct
 	    (struct bundle_chain){.fallback = VERDICT_ACCEPT, .fallback_reason = RULE_ID_DEFAULTS};
 	o->b =
 	    (struct bundle){.node = "n", .endpoints = &o->ep, .n_endpoints = 1, .sets = &o->set, .n_sets = 1};
-	if (nft_plan_build(&o->p, &o->b, &o->ep, NULL, err, sizeof(err)) < 0 || o->p.n_sets != 2) {
+	if (nft_plan_build(&o->p, &o->b, &o->ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) < 0 || o->p.n_sets != 2) {
 		fprintf(stderr, "  plan: %s\n", err);
 		abort();
 	}
@@ -215,8 +215,9 @@ struct elems {
 	const struct nft_plan *plan;
 };
 
-static int collect(void *arg, const struct nft_plan_set *ps, bool add, const struct nft_elem *e)
+static int collect(void *arg, const struct nft_elem_dest *dest, bool add, const struct nft_elem *e)
 {
+	const struct nft_plan_set *ps = dest->set;
 	struct elems *es = arg;
 
 	if (es->n == es->cap) {
@@ -261,7 +262,9 @@ static void model_sort(struct elems *m)
 static void all_of(const struct nft_plan *p, size_t i, struct elems *out)
 {
 	*out = (struct elems){.plan = p};
-	CHECK(nft_elements_all(&p->sets[i], collect, out) == 0);
+	struct nft_elem_dest d = {.set = &p->sets[i]};
+
+	CHECK(nft_elements_all(p, &d, collect, out) == 0);
 }
 
 /* The members the elements of an interval set (sorted) stand for, checked
@@ -376,7 +379,7 @@ static bool check_delta(const struct nft_plan *old, const struct nft_plan *now)
 				fprintf(stderr, "  set %zu: adds an element it holds already\n", s);
 				ok = false;
 			} else {
-				collect(&m, &now->sets[s], true,
+				collect(&m, &(struct nft_elem_dest){.set = &now->sets[s]}, true,
 					&(struct nft_elem){.key = e->key, .end = e->end});
 				model_sort(&m);
 			}

@@ -38,7 +38,7 @@ static void plan_of(struct planned *pl, const char *policy, const char *endpoint
 	memset(pl, 0, sizeof(*pl));
 	pl->b = compile(policy, inventory);
 	ep = pl->b ? bundle_find_endpoint(pl->b, endpoint) : NULL;
-	pl->ret = ep ? nft_plan_build(&pl->p, pl->b, ep, tag, pl->err, sizeof(pl->err)) : -1;
+	pl->ret = ep ? nft_plan_build(&pl->p, pl->b, ep, tag, NFT_FORM_LINEAR, pl->err, sizeof(pl->err)) : -1;
 }
 
 static void planned_release(struct planned *pl)
@@ -279,7 +279,7 @@ TEST(set_names_and_kinds)
 		char err[128];
 
 		web->v4.v[0].hi.bytes[2] = 1; /* 198.18.0.1 - 198.18.1.1 */
-		CHECK(nft_plan_build(&p2, pl.b, bundle_find_endpoint(pl.b, "db-1"), NULL, err, sizeof(err)) ==
+		CHECK(nft_plan_build(&p2, pl.b, bundle_find_endpoint(pl.b, "db-1"), NULL, NFT_FORM_LINEAR, err, sizeof(err)) ==
 		      0);
 		for (size_t i = 0; i < p2.n_sets; i++)
 			if (p2.sets[i].src == web)
@@ -319,7 +319,7 @@ TEST(same_shape_means_only_members_differ)
 
 	plan_of(&a, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), "db-1", NULL);
 	CHECK(a.ret == 0 && b2);
-	CHECK(nft_plan_build(&p2, b2, bundle_find_endpoint(b2, "db-1"), NULL, err, sizeof(err)) == 0);
+	CHECK(nft_plan_build(&p2, b2, bundle_find_endpoint(b2, "db-1"), NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
 	CHECK(nft_plan_same_shape(&a.p, &p2));
 	CHECK(nft_plan_same_shape(&p2, &a.p));
 	nft_plan_release(&p2);
@@ -420,12 +420,12 @@ TEST(what_nft_cannot_express_is_refused_with_the_reason)
 	struct bundle_endpoint *ep = (struct bundle_endpoint *)bundle_find_endpoint(pl.b, "db-1");
 
 	ep->chains[DIR_INGRESS].rules[0].sets[0] = 99;
-	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, err, sizeof(err)) == -EINVAL);
+	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == -EINVAL);
 	CHECK(strstr(err, "db/ingress/0: set index 99 out of range") != NULL);
 	CHECK(p2.rules == NULL && p2.n_rules == 0);
 	ep->chains[DIR_INGRESS].rules[0].sets[0] = 0;
 	ep->chains[DIR_EGRESS].fallback = (enum verdict)7;
-	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, err, sizeof(err)) == -EINVAL);
+	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == -EINVAL);
 	CHECK_STR(err, "egress chain: bad fallback verdict");
 	planned_release(&pl);
 }
