@@ -36,15 +36,18 @@
 
 #define PROG "bulkhead-agent"
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x)  STRINGIFY_(x)
+
 static void usage(FILE *out)
 {
 	fputs("usage: " PROG " --node NAME (--inventory FILE | --engine ENGINE[:SOCKET])... --state-dir DIR\n"
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
-	      "                      [--bundle FILE] [--dataplane nft|nft-linear|null] [--nflog-group N] [--flow-window-ms N]\n"
+	      "                      [--bundle FILE] [--dataplane nft|nft-maps|nft-linear|null] [--nflog-group N] [--flow-window-ms N]\n"
 	      "                      [--counters-ms N] [--recheck-ms N] [--select LABEL[=VALUE]] [--cap-ptrace]\n"
 	      "                      [--hook-socket PATH] [--metrics ADDR:PORT [--metrics-token FILE]]\n"
 	      "                      [--once] [--verbose] [--session-user NAME | --no-privsep]\n"
-	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE] [--dataplane nft-linear]\n"
+	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE] [--dataplane nft-maps|nft-linear]\n"
 	      "       " PROG " hook [--socket PATH] [--timeout-ms N]   the OCI hook (" PROG " hook --help)\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
@@ -68,8 +71,11 @@ static void usage(FILE *out)
 	      "  --bundle FILE       a compiled bundle (bulkhead policy compile), re-read when it changes;\n"
 	      "                      with --controller too, the newest input wins\n"
 	      "  --dataplane nft     one table inet " NFT_TABLE_NAME " per endpoint namespace (default)\n"
-	      "  --dataplane nft-linear  the same, each chain a list of rules walked in order (the form\n"
-	      "                      before verdict maps, kept for comparison)\n"
+	      "                      (each direction a list of rules while it is short, verdict-map\n"
+	      "                      lookups past " STRINGIFY(NFT_LINEAR_WALK_MAX) " nft rules: the cost of a new connection does not\n"
+	      "                      grow with the rules)\n"
+	      "  --dataplane nft-maps    the same, always verdict-map lookups\n"
+	      "  --dataplane nft-linear  the same, always a list of rules walked in order\n"
 	      "  --dataplane null    build every batch but touch no kernel state\n"
 	      "  --nflog-group N     NFLOG group for drops and audits (default 100)\n"
 	      "  --flow-window-ms N  denied flows are aggregated this long before a report (default 1000)\n"
@@ -151,7 +157,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			      .agent.counters_ms = 5000,
 			      .agent.recheck_ms = 500,
 			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS,
-			      .session_user = "nobody"};
+			      .session_user = "nobody",
+			      .form = NFT_FORM_AUTO};
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
@@ -167,13 +174,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->agent.state_dir = optarg;
 			break;
 		case 'd':
-			if (strcmp(optarg, "nft") == 0 || strcmp(optarg, "nft-linear") == 0) {
+			if (strcmp(optarg, "nft") == 0 || strcmp(optarg, "nft-linear") == 0 ||
+			    strcmp(optarg, "nft-maps") == 0) {
 				o->null_dataplane = false;
-				o->form = optarg[3] ? NFT_FORM_LINEAR : NFT_FORM_MAPS;
+				o->form = !optarg[3]		   ? NFT_FORM_AUTO
+					  : strcmp(optarg, "nft-maps") == 0 ? NFT_FORM_MAPS
+									    : NFT_FORM_LINEAR;
 			} else if (strcmp(optarg, "null") == 0) {
 				o->null_dataplane = true;
 			} else {
-				log_error("--dataplane: expected nft, nft-linear or null, not \"%s\"", optarg);
+				log_error("--dataplane: expected nft, nft-maps, nft-linear or null, not \"%s\"", optarg);
 				return -EINVAL;
 			}
 			break;

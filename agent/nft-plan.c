@@ -499,6 +499,23 @@ static int plan_linear(struct nft_plan *p, const struct bundle *b, const bool *u
 	return ret;
 }
 
+/* NFT_FORM_AUTO's choice for ep (nft-plan.h). */
+static enum nft_form form_for(const struct bundle_endpoint *ep)
+{
+	for (int d = 0; d < DIR_COUNT; d++) {
+		size_t walk = 0;
+
+		for (size_t i = 0; i < ep->chains[d].n_rules; i++) {
+			const struct bundle_rule *r = &ep->chains[d].rules[i];
+
+			walk += (r->n_sets ? r->n_sets : 1) * (r->n_ports ? r->n_ports : 1);
+			if (walk > NFT_LINEAR_WALK_MAX)
+				return NFT_FORM_MAPS;
+		}
+	}
+	return NFT_FORM_LINEAR;
+}
+
 int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bundle_endpoint *ep,
 		   const struct nft_tag *tag, enum nft_form form, char *err, size_t errsz)
 {
@@ -507,6 +524,8 @@ int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bund
 	int ret = 0;
 
 	memset(p, 0, sizeof(*p));
+	if (form == NFT_FORM_AUTO)
+		form = form_for(ep);
 	p->ep = ep;
 	p->form = form;
 	p->observe = b->observe == OBSERVE_ALL;

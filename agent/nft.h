@@ -41,7 +41,14 @@ void nft_set_name(const char *set_id, int family, char buf[NFT_SET_NAME_MAX]);
 enum nft_form {
 	NFT_FORM_MAPS,
 	NFT_FORM_LINEAR,
+	/* Per endpoint (the agent's default, --dataplane nft): the linear form
+	 * while each direction's walk is short, the maps past that. */
+	NFT_FORM_AUTO,
 };
+/* NFT_FORM_AUTO: the longest linear walk (nft rules in one direction,
+ * counted as peer sets x ports per bundle rule) kept in the linear form
+ * (nft-plan.h says why). */
+#define NFT_LINEAR_WALK_MAX 16
 
 /* One endpoint's table as one transaction, built and ready to send:
  * BEGIN, add/delete/add table (replacing any old table atomically), the

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Every example's rendered ruleset, endpoint by endpoint, against the golden
-# files under tests/golden/EXAMPLE/NODE/ENDPOINT.nft: each example is
-# compiled with the CLI, one bundle per node, and printed by
-# `bulkhead-agent --print-ruleset` (nft_render_text: the plan the batch is
-# built from, as nft text). A change to what the agent loads shows here as
+# Every example's rendered ruleset, endpoint by endpoint and in both forms
+# of the nft plan, against the golden files under
+# tests/golden/FORM/EXAMPLE/NODE/ENDPOINT.nft (FORM: maps, linear; the
+# agent's default picks one per endpoint): each example is compiled with
+# the CLI, one bundle per node, and printed by `bulkhead-agent
+# --print-ruleset --dataplane nft-FORM` (nft_render_text: the plan the
+# batch is built from, as nft text). A change to what the agent loads shows here as
 # a diff. To accept one on purpose, regenerate and review `git diff`:
 #
 #   tests/cli/golden-rulesets.sh build --update
@@ -22,34 +24,37 @@ report() {
 
 $update && rm -rf "$golden" && mkdir -p "$golden"
 : >"$tmp/seen"
+for form in maps linear; do
 for dir in "$root"/examples/*/; do
   ex=$(basename "$dir") invs=()
   for f in "$dir"node-*.json; do invs+=(--inventory "$f"); done
   for f in "$dir"node-*.json; do
     node=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node"])' "$f")
     if ! "$cli" policy compile "$dir/policy.json" "${invs[@]}" --node "$node" >"$tmp/bundle.json" 2>"$tmp/err" ||
-      ! "$agent" --print-ruleset --bundle "$tmp/bundle.json" --node "$node" >"$tmp/out" 2>"$tmp/err"; then
-      report not-ok "$ex $node: compiles and renders" "$(cat "$tmp/err")"; continue
+      ! "$agent" --print-ruleset --bundle "$tmp/bundle.json" --node "$node" --dataplane "nft-$form" \
+        >"$tmp/out" 2>"$tmp/err"; then
+      report not-ok "$form: $ex $node: compiles and renders" "$(cat "$tmp/err")"; continue
     fi
     # One file per endpoint: each "# endpoint NAME" line starts one.
     rm -rf "$tmp/split"; mkdir -p "$tmp/split"
     awk -v d="$tmp/split" '/^# endpoint /{f = d "/" $3 ".nft"; next} {print > f}' "$tmp/out"
     for got in "$tmp"/split/*.nft; do
-      [ -e "$got" ] || { report not-ok "$ex $node: has endpoints"; continue; }
-      ep=$(basename "$got" .nft) want=$golden/$ex/$node/$ep.nft
-      echo "$ex/$node/$ep.nft" >>"$tmp/seen"
+      [ -e "$got" ] || { report not-ok "$form: $ex $node: has endpoints"; continue; }
+      ep=$(basename "$got" .nft) want=$golden/$form/$ex/$node/$ep.nft
+      echo "$form/$ex/$node/$ep.nft" >>"$tmp/seen"
       if $update; then
         mkdir -p "$(dirname "$want")" && cp "$got" "$want"
-        report ok "$ex $node $ep: golden file written"
+        report ok "$form: $ex $node $ep: golden file written"
       elif [ ! -e "$want" ]; then
-        report not-ok "$ex $node $ep: no golden file $want (regenerate: tests/cli/golden-rulesets.sh BUILD --update)"
+        report not-ok "$form: $ex $node $ep: no golden file $want (regenerate: tests/cli/golden-rulesets.sh BUILD --update)"
       elif cmp -s "$got" "$want"; then
-        report ok "$ex $node $ep: ruleset as in tests/golden"
+        report ok "$form: $ex $node $ep: ruleset as in tests/golden"
       else
-        report not-ok "$ex $node $ep: ruleset differs from tests/golden" "$(diff -u "$want" "$got" | head -40)"
+        report not-ok "$form: $ex $node $ep: ruleset differs from tests/golden" "$(diff -u "$want" "$got" | head -40)"
       fi
     done
   done
+done
 done
 # A golden file whose endpoint no example has any more is a test that no
 # longer runs.

@@ -15,8 +15,8 @@
 # the inner before allow of the outer, shadowed rules, port ranges that
 # touch, ICMP types with and without codes, overlapping label groups). Each
 # round compiles the bundles, applies them with `bulkhead-agent --once` (the
-# verdict-map form; every eighth round the linear form, --dataplane
-# nft-linear), asks the oracle, sends every probe for real (one probe.py
+# verdict-map form, --dataplane nft-maps; every eighth round the linear
+# form, and every eighth the default, which picks one per endpoint), asks the oracle, sends every probe for real (one probe.py
 # batch per source namespace, every probe in its own thread) and compares:
 # what arrived, and which rule decided (every table's rule counters against
 # the oracle's deciding rules, so the rule whose NFLOG prefix and hit count
@@ -120,8 +120,9 @@ ruleset() { # NS: its nft ruleset, indented, for a mismatch report
 
 # round K: seed SEED+K-1, a fresh policy on the same world.
 round() {
-	local k=$1 seed=$((SEED + $1 - 1)) dir="$TMP/round$1" node invs=() p f n lines ns missing form=nft
+	local k=$1 seed=$((SEED + $1 - 1)) dir="$TMP/round$1" node invs=() p f n lines ns missing form=nft-maps
 	[ $((k % 8)) = 0 ] && form=nft-linear
+	[ $((k % 8)) = 4 ] && form=nft # the default: each endpoint's own choice
 	"$PYTHON" "$GEN" "$seed" "$dir" --world "$TMP/world/world.json" --prefix "$P" \
 		--probes "$PROBES" --base $((k * PROBES)) || {
 		not_ok "seed $seed: gen_world.py"

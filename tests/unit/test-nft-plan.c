@@ -409,6 +409,40 @@ TEST(observe_all_logs_each_accepting_rule_first_by_a_twin)
 	planned_release(&pl);
 }
 
+TEST(the_automatic_form_keeps_short_lists_linear_and_maps_long_ones)
+{
+	/* 16 nft rules in a direction (8 rules of one peer set and two ports)
+	 * stay a list; a ninth rule makes a walk of 18, and the maps. */
+	char rules[2048] = "", policy[4096];
+	struct bundle *b;
+	struct nft_plan p;
+	char err[256];
+
+	for (int n = 1; n <= 9; n++) {
+		snprintf(rules + strlen(rules), sizeof(rules) - strlen(rules),
+			 "%s{\"action\":\"allow\",\"from\":[\"web\"],\"ports\":[\"tcp/%d\",\"udp/%d\"]}",
+			 n > 1 ? "," : "", 1000 + n, 1000 + n);
+		if (n < 8)
+			continue;
+		snprintf(policy, sizeof(policy), DB_POLICY("%s"), rules);
+		b = compile(policy, inventory);
+		CHECK(b != NULL);
+		if (!b)
+			return;
+		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_AUTO, err, sizeof(err)) == 0);
+		CHECK(p.form == (n == 8 ? NFT_FORM_LINEAR : NFT_FORM_MAPS));
+		nft_plan_release(&p);
+		/* The forms asked for by name are kept whatever the length. */
+		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_MAPS, err, sizeof(err)) == 0);
+		CHECK(p.form == NFT_FORM_MAPS);
+		nft_plan_release(&p);
+		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+		CHECK(p.form == NFT_FORM_LINEAR);
+		nft_plan_release(&p);
+		bundle_free(b);
+	}
+}
+
 TEST(what_nft_cannot_express_is_refused_with_the_reason)
 {
 	struct planned pl;
