@@ -17,7 +17,8 @@
  *   S USER TYPE BODY   a message on session S ('0'-'3': connections that
  *                      read what the controller sends; '4'-'8': routing ids
  *                      nobody holds; '9': one longer than ROUTER allows)
- *                      whose key belongs to USER ("-": no User-Id)
+ *                      whose key belongs to USER (a node name; "-": no
+ *                      User-Id)
  *   !tick MS           the clock moves on MS ms; the tick runs
  *   !policy K          policy K (1-3) is applied
  *   !labels NODE TEXT  the allow-list's NODE.labels is now TEXT (none
@@ -44,6 +45,7 @@
 
 #include "bulkhead/admin.h"
 #include "bulkhead/bundle.h"
+#include "bulkhead/inventory.h"
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
 #include "admin.h"
@@ -443,6 +445,12 @@ static void message(struct world *w, const char *p, const char *end)
 	size_t rid_len;
 	const char *rid = rid_of(sess[0], &rid_len);
 	char *uid = ulen == 1 && user[0] == '-' ? NULL : strndup(user, ulen);
+	/* A User-Id is what the ZAP handler answered: a node name of the
+	 * allow-list, checked when it was read. */
+	if (uid && !inventory_node_name_valid(uid)) {
+		free(uid);
+		return;
+	}
 	struct session *s = sess[0] >= '0' && sess[0] < '0' + SESSIONS ? &w->s[sess[0] - '0'] : NULL;
 	json_t *hello = NULL;
 	if (s) {
