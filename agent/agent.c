@@ -1316,6 +1316,11 @@ static void on_link_message(void *data, const struct proto_msg *m)
 	}
 }
 
+void agent_link_message(struct agent *a, const struct proto_msg *m)
+{
+	on_link_message(a, m);
+}
+
 /* After anything that may have changed the endpoints or their tables. */
 static void report(struct agent *a)
 {

@@ -34,3 +34,10 @@ void agent_free(struct agent *a);
  * the number of endpoints that could not be brought up to date (0: all);
  * with once, a rejected --bundle or no bundle at all counts as one more. */
 unsigned agent_start(struct agent *a, bool once);
+
+/* A decoded message from the controller, as the link hands it over
+ * (link_callbacks.message); what the agent answers goes to the link that
+ * agent_start() made from o->link (required). The link calls it for every
+ * message it reads; the fuzzer (tests/fuzz/fuzz-agent.c), which has no
+ * controller, calls it directly. Borrows m. */
+void agent_link_message(struct agent *a, const struct proto_msg *m);

@@ -17,7 +17,7 @@ struct link {
 	struct link_callbacks cb;
 	void *data;
 	struct loop *loop;
-	void *ctx, *sock;
+	void *ctx, *sock; /* ctx: NULL when the options gave one */
 	int fd, timer_fd;
 	int64_t last_heard_ms; /* 0: never */
 	bool silent_logged;
@@ -161,8 +161,8 @@ struct link *link_new(struct loop *loop, const struct link_options *o, const str
 	l->data = data;
 	l->loop = loop;
 	l->fd = l->timer_fd = -1;
-	l->ctx = zmq_ctx_new();
-	l->sock = l->ctx ? zmq_socket(l->ctx, ZMQ_DEALER) : NULL;
+	l->ctx = o->zctx ? NULL : zmq_ctx_new();
+	l->sock = o->zctx || l->ctx ? zmq_socket(o->zctx ? o->zctx : l->ctx, ZMQ_DEALER) : NULL;
 	int zero = 0, hwm = 8;
 	int64_t max = PROTO_MAX_MSG;
 	size_t fdlen = sizeof(l->fd);
