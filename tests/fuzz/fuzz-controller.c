@@ -457,8 +457,14 @@ static void message(struct world *w, const char *p, const char *end)
 		free(s->user);
 		s->user = uid ? xstrdup(uid) : NULL;
 		s->refused = false;
-		if (tlen == 5 && memcmp(type, "HELLO", 5) == 0)
-			hello = json_loadb(p, (size_t)(end - p), 0, NULL);
+		/* A HELLO the controller reads (a malformed one is dropped unanswered). */
+		struct proto_msg m;
+		char err[256];
+		if (tlen == 5 && memcmp(type, "HELLO", 5) == 0 &&
+		    proto_decode(type, tlen, p, (size_t)(end - p), &m, err, sizeof(err)) == 0) {
+			hello = json_incref(m.body);
+			proto_msg_release(&m);
+		}
 	}
 	agents_handle(w->agents, rid, rid_len, uid, type, tlen, p, (size_t)(end - p));
 	free(uid);
