@@ -14,6 +14,7 @@
 #include "bulkhead/bundle.h"
 #include "bulkhead/escape.h"
 #include "bulkhead/inventory.h"
+#include "bulkhead/utf8.h"
 #include "addrs.h"
 #include "agent.h"
 #include "counters.h"
@@ -180,10 +181,27 @@ static void endpoint_free(struct endpoint_state *e)
 	free(e);
 }
 
+/* A message for the ACK and status.json, which carry UTF-8 only (json_pack
+ * refuses anything else, and the agent aborts on the NULL): one cut short
+ * by snprintf inside a character loses the piece, anything else that is
+ * not UTF-8 (a path) is escaped. malloc()ed. */
+static char *agent_text(const char *msg)
+{
+	char *s = xstrdup(msg);
+	utf8_cut(s);
+	if (utf8_valid(s))
+		return s;
+	char *escaped = utf8_escape(s);
+	free(s);
+	if (!escaped)
+		abort();
+	return escaped;
+}
+
 static void endpoint_set_error(struct endpoint_state *e, const char *msg)
 {
 	free(e->error);
-	e->error = msg ? xstrdup(msg) : NULL;
+	e->error = msg ? agent_text(msg) : NULL;
 	e->agent->status_dirty = true;
 }
 
@@ -838,10 +856,11 @@ static void cache_write(struct agent *a)
 		    "bundle %.12s (revision %lld) is enforced but not cached: writing %s/%s: %s; a restart "
 		    "without the controller would start from the older cache",
 		    cur->b->hash, (long long)cur->revision, dir, file, strerror(-r));
-		if (!a->cache_error || strcmp(a->cache_error, msg) != 0)
-			log_error("%s", msg);
+		char *text = agent_text(msg);
+		if (!a->cache_error || strcmp(a->cache_error, text) != 0)
+			log_error("%s", text);
 		free(a->cache_error);
-		a->cache_error = xstrdup(msg);
+		a->cache_error = text;
 		return;
 	}
 	a->cached_revision = cur->revision;
@@ -1235,10 +1254,12 @@ static void take_bundle(struct agent *a, int64_t revision, json_t *bundle_json, 
 	}
 	diag_release(&d);
 	if (!b) {
-		log_error("%s; keeping the one in force", error);
+		char *text = agent_text(error); /* the bundle's own text, maybe cut */
+		log_error("%s; keeping the one in force", text);
 		a->bundles_rejected++;
 		a->status_dirty = true;
-		send_ack(a, revision, error, true);
+		send_ack(a, revision, text, true);
+		free(text);
 		return;
 	}
 	set_bundle(a, b, revision);
