@@ -88,14 +88,14 @@ static bool addrs_collect(struct addrs *a)
 	return changed;
 }
 
-struct addrs *addrs_open(struct netns *ns, const char *path)
+struct addrs *addrs_open(struct netns *ns, int nsfd)
 {
 	struct addrs *a = xcalloc(1, sizeof(*a));
 	struct addrs_open_args o = {.a = a};
-	int r = netns_run(ns, path, addrs_open_here, &o);
+	int r = netns_run(ns, nsfd, addrs_open_here, &o);
 	if (r < 0) {
 		if (o.err)
-			log_debug("libnl in %s: %s", path, nl_geterror(o.err));
+			log_debug("libnl: %s", nl_geterror(o.err));
 		addrs_free(a);
 		errno = -r;
 		return NULL;

@@ -8,9 +8,9 @@
 
 struct addrs;
 
-/* Dumps links and addresses in the namespace at path and subscribes to
- * their changes. NULL with errno. */
-struct addrs *addrs_open(struct netns *ns, const char *path);
+/* Dumps links and addresses in the namespace nsfd (netns_open) and
+ * subscribes to their changes. NULL with errno. */
+struct addrs *addrs_open(struct netns *ns, int nsfd);
 void addrs_free(struct addrs *a);
 int addrs_fd(const struct addrs *a);
 /* Processes pending notifications. 1 when the address list changed, 0

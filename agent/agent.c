@@ -79,9 +79,11 @@ struct endpoint_state {
 	struct agent *agent;
 	char *name, *netns;
 	bool present; /* namespace open (always, with the null dataplane) */
+	int nsfd;     /* while present: the namespace, as opened once (netns_open) */
 	struct netns_id id;
 	struct mnl_socket *nft; /* requests; its port id marks our own events */
 	struct drift *drift;
+	struct loop_source *drift_src, *nflog_src, *addrs_src;
 	struct nflog *nflog; /* with a controller: the denied flows */
 	uint64_t nflog_enobufs, nflog_gap; /* already reported as lost */
 	struct counters *counters; /* with a controller: rule hit counts */
@@ -108,6 +110,8 @@ struct agent {
 	struct nft_batch *nb;
 	struct watch *watch;
 	int watch_inventory, watch_bundle;
+	int mounts_fd; /* netns_mounts_watch(), -1 without */
+	struct loop_source *watch_src, *mounts_src;
 	struct bundle_ref *current; /* the bundle to enforce */
 	/* current is the cached bundle, which no controller or bundle file has
 	 * confirmed since the start: it does not replace a newer table. */
@@ -142,25 +146,29 @@ static void endpoint_close(struct endpoint_state *e)
 {
 	struct loop *loop = e->agent->loop;
 	if (e->drift) {
-		loop_remove(loop, drift_fd(e->drift));
+		loop_remove(loop, e->drift_src);
 		drift_free(e->drift);
 	}
 	if (e->addrs) {
-		loop_remove(loop, addrs_fd(e->addrs));
+		loop_remove(loop, e->addrs_src);
 		addrs_free(e->addrs);
 	}
 	if (e->nflog) {
-		loop_remove(loop, nflog_fd(e->nflog));
+		loop_remove(loop, e->nflog_src);
 		nflog_free(e->nflog);
 		e->nflog = NULL;
 		e->nflog_enobufs = e->nflog_gap = 0; /* a new socket counts afresh */
 	}
 	if (e->nft)
 		mnl_socket_close(e->nft);
+	if (e->nsfd >= 0)
+		close(e->nsfd);
+	e->nsfd = -1;
 	counters_free(e->counters);
 	e->counters = NULL;
 	e->drift = NULL;
 	e->addrs = NULL;
+	e->drift_src = e->nflog_src = e->addrs_src = NULL;
 	e->nft = NULL;
 	e->present = false;
 	/* A namespace we no longer hold may come back new: assume nothing. */
@@ -203,6 +211,15 @@ static void endpoint_set_error(struct endpoint_state *e, const char *msg)
 	free(e->error);
 	e->error = msg ? agent_text(msg) : NULL;
 	e->agent->status_dirty = true;
+}
+
+/* Why the endpoint cannot be opened; logged when it is news, so a refusal
+ * retried every tick is said once. */
+static void endpoint_fail(struct endpoint_state *e, const char *msg)
+{
+	if (!e->error || strcmp(e->error, msg) != 0)
+		log_error("endpoint %s: %s", e->name, msg);
+	endpoint_set_error(e, msg);
 }
 
 static void endpoint_sync(struct endpoint_state *e);
@@ -306,10 +323,11 @@ static void on_addrs(void *data, uint32_t events)
 	if (r < 0) {
 		/* Lost notifications: start over with a fresh dump. */
 		log_warn("endpoint %s: address notifications lost; reloading", e->name);
-		loop_remove(e->agent->loop, addrs_fd(e->addrs));
+		loop_remove(e->agent->loop, e->addrs_src);
+		e->addrs_src = NULL;
 		addrs_free(e->addrs);
-		e->addrs = addrs_open(e->agent->ns, e->netns);
-		if (!e->addrs || loop_add(e->agent->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0) {
+		e->addrs = addrs_open(e->agent->ns, e->nsfd);
+		if (!e->addrs || !(e->addrs_src = loop_add_fd(e->agent->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e))) {
 			log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
 			addrs_free(e->addrs);
 			e->addrs = NULL;
@@ -504,35 +522,71 @@ static void endpoint_read_tag(struct endpoint_state *e)
 	}
 }
 
-/* Opens the namespace's sockets; false when it is not there (yet). */
+/* The endpoint whose namespace is id, if one holds it. */
+static struct endpoint_state *namespace_holder(struct agent *a, const struct netns_id *id)
+{
+	for (struct endpoint_state *e = a->endpoints; e; e = e->next) {
+		if (e->nsfd >= 0 && e->id.dev == id->dev && e->id.ino == id->ino)
+			return e;
+	}
+	return NULL;
+}
+
+/* Opens the namespace's sockets; false when it is not there (yet) or
+ * refused (the reason in e->error). */
 static bool endpoint_open(struct endpoint_state *e)
 {
 	struct agent *a = e->agent;
+	char msg[1024];
 	if (a->o->null_dataplane) {
 		e->present = true;
 		return true;
 	}
 	if (!e->netns) {
-		endpoint_set_error(e, "the inventory gives no netns");
+		endpoint_fail(e, "the inventory gives no netns");
 		return false;
 	}
-	if (netns_identify(e->netns, &e->id) < 0)
+	struct netns_id id;
+	int fd = netns_open(a->ns, e->netns, &id);
+	if (fd == -ENOENT) {
+		/* Not there (yet): "namespace not present" says it all. */
+		if (e->error)
+			endpoint_set_error(e, NULL);
 		return false;
-	int r = netns_mnl_open(a->ns, e->netns, NETLINK_NETFILTER, &e->nft);
+	}
+	if (fd < 0) {
+		endpoint_fail(e, netns_open_error(fd, e->netns, msg, sizeof(msg)));
+		return false;
+	}
+	/* One network namespace is one endpoint: two tables taking turns in
+	 * it would each look like tampering to the other, forever. Whoever
+	 * holds it keeps it; at start the first by name (the list's order). */
+	const struct endpoint_state *holder = namespace_holder(a, &id);
+	if (holder) {
+		close(fd);
+		snprintf(msg, sizeof(msg), "namespace %s is already endpoint %s's: %s", e->netns, holder->name,
+			 "one network namespace is one endpoint");
+		endpoint_fail(e, msg);
+		return false;
+	}
+	e->nsfd = fd;
+	e->id = id;
+	int r = netns_mnl_open(a->ns, e->nsfd, NETLINK_NETFILTER, &e->nft);
 	if (r < 0) {
-		char msg[512];
 		snprintf(msg, sizeof(msg), "opening nftables in %s: %s", e->netns, strerror(-r));
-		endpoint_set_error(e, msg);
+		endpoint_fail(e, msg);
+		close(e->nsfd);
+		e->nsfd = -1;
 		return false;
 	}
 	endpoint_read_tag(e);
-	e->drift = drift_open(a->ns, e->netns);
-	if (!e->drift || loop_add(a->loop, drift_fd(e->drift), EPOLLIN, on_drift, e) < 0)
+	e->drift = drift_open(a->ns, e->nsfd);
+	if (!e->drift || !(e->drift_src = loop_add_fd(a->loop, drift_fd(e->drift), EPOLLIN, on_drift, e)))
 		log_error("endpoint %s: watching nftables events in %s: %m (tampering will go unnoticed)",
 			  e->name, e->netns);
 	if (a->flows) {
-		e->nflog = nflog_open(a->ns, e->netns, a->o->nflog_group);
-		if (!e->nflog || loop_add(a->loop, nflog_fd(e->nflog), EPOLLIN, on_nflog, e) < 0) {
+		e->nflog = nflog_open(a->ns, e->nsfd, a->o->nflog_group);
+		if (!e->nflog || !(e->nflog_src = loop_add_fd(a->loop, nflog_fd(e->nflog), EPOLLIN, on_nflog, e))) {
 			log_error("endpoint %s: reading NFLOG group %u in %s: %m (its denied flows go unreported)",
 				  e->name, a->o->nflog_group, e->netns);
 			nflog_free(e->nflog);
@@ -541,12 +595,13 @@ static bool endpoint_open(struct endpoint_state *e)
 	}
 	if (a->flows)
 		endpoint_counters_open(e);
-	e->addrs = addrs_open(a->ns, e->netns);
-	if (!e->addrs || loop_add(a->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e) < 0)
+	e->addrs = addrs_open(a->ns, e->nsfd);
+	if (!e->addrs || !(e->addrs_src = loop_add_fd(a->loop, addrs_fd(e->addrs), EPOLLIN, on_addrs, e)))
 		log_error("endpoint %s: following addresses in %s: %m", e->name, e->netns);
 	else
 		endpoint_log_addrs(e);
 	e->present = true;
+	endpoint_set_error(e, NULL); /* refused before, perhaps */
 	/* Whatever table the namespace holds, we did not make it this run. */
 	e->force_full = true;
 	log_info("endpoint %s: namespace %s opened", e->name, e->netns);
@@ -576,7 +631,8 @@ static int endpoint_commit(struct endpoint_state *e, const struct bundle_endpoin
 		if (paused && drift_resume(e->drift) < 0) {
 			log_error("endpoint %s: rejoining nftables events: %m; tampering will go unnoticed",
 				  e->name);
-			loop_remove(a->loop, drift_fd(e->drift));
+			loop_remove(a->loop, e->drift_src);
+			e->drift_src = NULL;
 			drift_free(e->drift);
 			e->drift = NULL;
 		}
@@ -772,10 +828,17 @@ static void load_inventory(struct agent *a)
 		if (!e) {
 			e = xcalloc(1, sizeof(*e));
 			e->agent = a;
+			e->nsfd = -1;
 			e->name = xstrdup(ie->name);
 			e->netns = ie->netns ? xstrdup(ie->netns) : NULL;
-			e->next = a->endpoints;
-			a->endpoints = e;
+			/* Kept in name order: endpoints are opened in it, so
+			 * which one gets a shared namespace at start is no
+			 * accident of the file's order. */
+			struct endpoint_state **p = &a->endpoints;
+			while (*p && strcmp((*p)->name, e->name) < 0)
+				p = &(*p)->next;
+			e->next = *p;
+			*p = e;
 			log_info("endpoint %s: added (%s)", e->name, e->netns ? e->netns : "no netns");
 		}
 		json_decref(e->labels);
@@ -1117,6 +1180,14 @@ static void on_tick(void *data, uint32_t events)
 	write_status(a);
 }
 
+/* The mount table changed: a namespace path may have gone, or name a new
+ * namespace (a container restarted under its name), which must not wait
+ * for the next tick to get its table. */
+static void on_mounts(void *data, uint32_t events)
+{
+	on_tick(data, events);
+}
+
 static void on_watch(void *data, uint32_t events)
 {
 	struct agent *a = data;
@@ -1363,6 +1434,7 @@ struct agent *agent_new(const struct agent_options *o, struct loop *loop)
 	a->o = o;
 	a->loop = loop;
 	a->watch_inventory = a->watch_bundle = -1;
+	a->mounts_fd = -1;
 	a->nb = nft_batch_new(o->nflog_group);
 	if (!a->nb)
 		abort();
@@ -1396,8 +1468,12 @@ void agent_free(struct agent *a)
 		endpoint_free(e);
 	}
 	if (a->watch) {
-		loop_remove(a->loop, watch_fd(a->watch));
+		loop_remove(a->loop, a->watch_src);
 		watch_free(a->watch);
+	}
+	if (a->mounts_fd >= 0) {
+		loop_remove(a->loop, a->mounts_src);
+		close(a->mounts_fd);
 	}
 	if (a->flows) { /* the last window, and every unacknowledged batch, to the spool file */
 		flows_tick(a->flows, (uint64_t)clock_wall_ms(), a->o->flow_window_ms, true);
@@ -1412,8 +1488,26 @@ void agent_free(struct agent *a)
 	free(a);
 }
 
+static void watch_mounts(struct agent *a)
+{
+	a->mounts_fd = netns_mounts_watch();
+	int r = a->mounts_fd;
+	if (r >= 0 && !(a->mounts_src = loop_add_fd(a->loop, a->mounts_fd, EPOLLPRI, on_mounts, a)))
+		r = -errno;
+	if (r < 0) {
+		log_error_errno(r, "watching the mount table: %m; a namespace made anew waits for %s", "the next check");
+		if (a->mounts_fd >= 0)
+			close(a->mounts_fd);
+		a->mounts_fd = -1;
+	}
+}
+
 unsigned agent_start(struct agent *a, bool once)
 {
+	/* Before the first look at any path: a namespace mounted while we
+	 * start is noticed too. */
+	if (!once && !a->o->null_dataplane)
+		watch_mounts(a);
 	/* Fail-static restart: the cached bundle goes back first, before
 	 * anything newer is read (or, later, any controller answers). */
 	load_cached_bundle(a);
@@ -1429,7 +1523,7 @@ unsigned agent_start(struct agent *a, bool once)
 		return behind + !bundle_ok + !a->current + (a->cache_error != NULL);
 
 	a->watch = watch_new();
-	if (!a->watch || loop_add(a->loop, watch_fd(a->watch), EPOLLIN, on_watch, a) < 0) {
+	if (!a->watch || !(a->watch_src = loop_add_fd(a->loop, watch_fd(a->watch), EPOLLIN, on_watch, a))) {
 		log_error("watching files: %m; changes to them need a restart");
 	} else {
 		a->watch_inventory = watch_add(a->watch, a->o->inventory_path);
@@ -1450,12 +1544,11 @@ unsigned agent_start(struct agent *a, bool once)
 		else
 			log_error("no controller link; enforcing the bundle in force only");
 	}
-	int r = loop_add_timer(a->loop, TICK_MS, on_tick, a);
-	if (r < 0)
-		log_error_errno(r, "timer: %m; namespaces and retries are not checked");
-	if (a->flows && (r = loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a)) < 0)
-		log_error_errno(r, "timer: %m; denied flows are not reported");
-	if (a->flows && !a->o->null_dataplane && (r = loop_add_timer(a->loop, a->o->counters_ms, on_counters_tick, a)) < 0)
-		log_error_errno(r, "timer: %m; rule hit counts are not reported");
+	if (!loop_add_timer(a->loop, a->o->recheck_ms ? a->o->recheck_ms : TICK_MS, on_tick, a))
+		log_error("timer: %m; namespaces and retries are not checked");
+	if (a->flows && !loop_add_timer(a->loop, FLOW_TICK_MS, on_flow_tick, a))
+		log_error("timer: %m; denied flows are not reported");
+	if (a->flows && !a->o->null_dataplane && !loop_add_timer(a->loop, a->o->counters_ms, on_counters_tick, a))
+		log_error("timer: %m; rule hit counts are not reported");
 	return behind;
 }

@@ -9,7 +9,7 @@
 
 #include "bulkhead/common.h"
 #include "link.h"
-#include "loop.h"
+#include "bulkhead/loop.h"
 
 struct agent_options {
 	const char *node;
@@ -21,6 +21,7 @@ struct agent_options {
 	uint16_t nflog_group;
 	unsigned flow_window_ms; /* denied flows are aggregated this long */
 	unsigned counters_ms;	 /* rule hit counters are read this often */
+	unsigned recheck_ms;	 /* namespace paths re-checked, failures retried this often */
 };
 
 struct agent;

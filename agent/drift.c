@@ -22,10 +22,10 @@ struct drift {
 	struct drift_state st;
 };
 
-struct drift *drift_open(struct netns *ns, const char *path)
+struct drift *drift_open(struct netns *ns, int nsfd)
 {
 	struct mnl_socket *nl;
-	int r = netns_mnl_open_groups(ns, path, NETLINK_NETFILTER, 1u << (NFNLGRP_NFTABLES - 1), &nl);
+	int r = netns_mnl_open_groups(ns, nsfd, NETLINK_NETFILTER, 1u << (NFNLGRP_NFTABLES - 1), &nl);
 	if (r < 0) {
 		errno = -r;
 		return NULL;

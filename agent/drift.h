@@ -61,8 +61,9 @@ bool drift_gen_after(uint32_t a, uint32_t b);
 
 struct drift;
 
-/* Subscribes to nftables events in the namespace at path. NULL with errno. */
-struct drift *drift_open(struct netns *ns, const char *path);
+/* Subscribes to nftables events in the namespace nsfd (netns_open).
+ * NULL with errno. */
+struct drift *drift_open(struct netns *ns, int nsfd);
 void drift_free(struct drift *d);
 int drift_fd(const struct drift *d);
 /* Reads every pending event into *out (see drift_state_feed()). */

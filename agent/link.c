@@ -18,7 +18,7 @@ struct link {
 	void *data;
 	struct loop *loop;
 	void *ctx, *sock; /* ctx: NULL when the options gave one */
-	int fd, timer_fd;
+	struct loop_source *sock_src, *timer_src;
 	int64_t last_heard_ms; /* 0: never */
 	bool silent_logged;
 	uint64_t received, rejected, send_dropped;
@@ -81,28 +81,14 @@ static bool recv_one(struct link *l)
 	return true;
 }
 
-/* ZMQ_FD is edge-triggered: it signals a change, so drain everything while
- * ZMQ_EVENTS says input waits, also after each send (a send may consume
- * the edge of input that arrived meanwhile). */
-static void drain(struct link *l)
-{
-	for (int i = 0; i < 10000; i++) {
-		int events = 0;
-		size_t sz = sizeof(events);
-		if (zmq_getsockopt(l->sock, ZMQ_EVENTS, &events, &sz) < 0 || !(events & ZMQ_POLLIN))
-			return;
-		recv_one(l);
-	}
-}
+/* Messages read per call: the loop calls again while more wait. */
+#define LINK_BURST 64
 
-static void on_fd(void *data, uint32_t events)
+static void on_input(void *data, uint32_t events)
 {
-	drain(data);
-}
-
-static void on_drain_due(void *data, uint32_t events)
-{
-	drain(data);
+	struct link *l = data;
+	for (int i = 0; i < LINK_BURST && recv_one(l); i++)
+		;
 }
 
 static void on_timer(void *data, uint32_t events)
@@ -117,7 +103,6 @@ static void on_timer(void *data, uint32_t events)
 	} else {
 		link_send(l, PROTO_HEARTBEAT, l->cb.heartbeat(l->data));
 	}
-	drain(l);
 }
 
 void link_send(struct link *l, enum proto_type t, json_t *body)
@@ -133,10 +118,10 @@ void link_send(struct link *l, enum proto_type t, json_t *body)
 		log_debug("controller: %s not sent: %s", type, zmq_strerror(errno));
 	}
 	free(text);
-	/* Not here: link_send is called from inside message handlers and from
-	 * loops over the caller's lists, which a handler run now could change
-	 * under them (a FLOWS_ACK freeing the batch being sent). */
-	loop_defer(l->loop, on_drain_due, l);
+	/* Input is never read here: link_send is called from inside message
+	 * handlers and from loops over the caller's lists, which a handler run
+	 * now could change under them (a FLOWS_ACK freeing the batch being
+	 * sent). The loop asks the socket after this round (loop_add_zmq). */
 }
 
 bool link_input_waiting(struct link *l)
@@ -160,12 +145,10 @@ struct link *link_new(struct loop *loop, const struct link_options *o, const str
 	l->cb = *cb;
 	l->data = data;
 	l->loop = loop;
-	l->fd = l->timer_fd = -1;
 	l->ctx = o->zctx ? NULL : zmq_ctx_new();
 	l->sock = o->zctx || l->ctx ? zmq_socket(o->zctx ? o->zctx : l->ctx, ZMQ_DEALER) : NULL;
 	int zero = 0, hwm = 8;
 	int64_t max = PROTO_MAX_MSG;
-	size_t fdlen = sizeof(l->fd);
 	if (!l->sock || zmq_setsockopt(l->sock, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
 	    zmq_setsockopt(l->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) < 0 ||
 	    /* The first HELLO waits for the connection; a long outage queues
@@ -177,10 +160,8 @@ struct link *link_new(struct loop *loop, const struct link_options *o, const str
 	     zmq_setsockopt(l->sock, ZMQ_CURVE_PUBLICKEY, o->public_key, KEY_Z85_LEN) < 0 ||
 	     zmq_setsockopt(l->sock, ZMQ_CURVE_SECRETKEY, o->secret_key, KEY_Z85_LEN) < 0))
 		goto err;
-	if (zmq_connect(l->sock, o->endpoint) < 0 || zmq_getsockopt(l->sock, ZMQ_FD, &l->fd, &fdlen) < 0)
-		goto err;
-	if (loop_add(loop, l->fd, EPOLLIN, on_fd, l) < 0 ||
-	    (l->timer_fd = loop_add_timer(loop, o->heartbeat_ms, on_timer, l)) < 0)
+	if (zmq_connect(l->sock, o->endpoint) < 0 || !(l->sock_src = loop_add_zmq(loop, l->sock, on_input, l)) ||
+	    !(l->timer_src = loop_add_timer(loop, o->heartbeat_ms, on_timer, l)))
 		goto err;
 	return l;
 err:
@@ -193,11 +174,8 @@ void link_free(struct link *l)
 {
 	if (!l)
 		return;
-	if (l->fd >= 0)
-		loop_remove(l->loop, l->fd);
-	if (l->timer_fd >= 0)
-		loop_remove(l->loop, l->timer_fd);
-	loop_cancel_deferred(l->loop, l);
+	loop_remove(l->loop, l->sock_src);
+	loop_remove(l->loop, l->timer_src);
 	if (l->sock)
 		zmq_close(l->sock);
 	if (l->ctx)

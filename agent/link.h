@@ -12,7 +12,7 @@
 
 #include "bulkhead/keys.h"
 #include "bulkhead/proto.h"
-#include "loop.h"
+#include "bulkhead/loop.h"
 
 struct link_options {
 	const char *endpoint;

@@ -16,7 +16,7 @@
 #include "bulkhead/inventory.h"
 #include "agent.h"
 #include "bulkhead/log.h"
-#include "loop.h"
+#include "bulkhead/loop.h"
 #include "nft.h"
 #include "state.h"
 
@@ -28,7 +28,7 @@ static void usage(FILE *out)
 	fputs("usage: " PROG " --node NAME --inventory FILE --state-dir DIR\n"
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
 	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
-	      "                      [--counters-ms N] [--once] [--verbose]\n"
+	      "                      [--counters-ms N] [--recheck-ms N] [--once] [--verbose]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
@@ -46,6 +46,8 @@ static void usage(FILE *out)
 	      "  --nflog-group N     NFLOG group for drops and audits (default 100)\n"
 	      "  --flow-window-ms N  denied flows are aggregated this long before a report (default 1000)\n"
 	      "  --counters-ms N     rule hit counters are read this often (default 5000)\n"
+	      "  --recheck-ms N      namespace paths are re-checked and failed endpoints retried this\n"
+	      "                      often (default 500); a mount or unmount is seen at once\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"
@@ -86,12 +88,14 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"controller", required_argument, NULL, 'C'}, {"keys", required_argument, NULL, 'k'},
 		{"controller-key", required_argument, NULL, 'K'}, {"insecure", no_argument, NULL, 'I'},
 		{"heartbeat-ms", required_argument, NULL, 'H'}, {"flow-window-ms", required_argument, NULL, 'W'},
-		{"counters-ms", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0},
+		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
 			      .agent.flow_window_ms = 1000,
 			      .agent.counters_ms = 5000,
+			      .agent.recheck_ms = 500,
 			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS};
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
@@ -151,6 +155,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (!parse_range("counters-ms", optarg, 10, 3600000, &v))
 				return -EINVAL;
 			o->agent.counters_ms = (unsigned)v;
+			break;
+		case 'R':
+			if (!parse_range("recheck-ms", optarg, 10, 3600000, &v))
+				return -EINVAL;
+			o->agent.recheck_ms = (unsigned)v;
 			break;
 		case 'o':
 			o->once = true;
@@ -336,7 +345,7 @@ int main(int argc, char **argv)
 		sigaddset(&mask, SIGTERM);
 		sigprocmask(SIG_BLOCK, &mask, NULL);
 		struct signals sig = {loop, signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)};
-		if (sig.fd < 0 || loop_add(loop, sig.fd, EPOLLIN, on_signal, &sig) < 0) {
+		if (sig.fd < 0 || !loop_add_fd(loop, sig.fd, EPOLLIN, on_signal, &sig)) {
 			log_error("signalfd: %m");
 			ret = 1;
 		} else {

@@ -2,10 +2,15 @@
  * opened from the agent's own. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/nsfs.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <libmnl/libmnl.h>
@@ -14,22 +19,28 @@
 
 struct netns {
 	int self_fd; /* the agent's own network namespace */
+	struct netns_id self;
 };
 
 struct netns *netns_new(void)
 {
 	struct netns *ns = calloc(1, sizeof(*ns));
+	struct stat st;
 
 	if (!ns)
 		return NULL;
 	ns->self_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (ns->self_fd < 0) {
+	if (ns->self_fd < 0 || fstat(ns->self_fd, &st) < 0) {
 		int e = errno;
 
+		if (ns->self_fd >= 0)
+			close(ns->self_fd);
 		free(ns);
 		errno = e;
 		return NULL;
 	}
+	ns->self.dev = st.st_dev;
+	ns->self.ino = st.st_ino;
 	return ns;
 }
 
@@ -39,6 +50,64 @@ void netns_free(struct netns *ns)
 		return;
 	close(ns->self_fd);
 	free(ns);
+}
+
+int netns_open(struct netns *ns, const char *path, struct netns_id *id)
+{
+	/* O_PATH resolves the path without opening what it names, so a FIFO
+	 * cannot block us and a device cannot act on an open. */
+	int pfd = open(path, O_PATH | O_CLOEXEC);
+	if (pfd < 0)
+		return -errno;
+	struct statfs sfs;
+	struct stat st;
+	int ret = fstatfs(pfd, &sfs) < 0 ? -errno : sfs.f_type != NSFS_MAGIC ? -EINVAL : 0;
+	/* `ip netns add` and container engines create an empty file, then
+	 * bind-mount the namespace on it: not yet there, rather than wrong. */
+	if (ret == -EINVAL && fstat(pfd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+		ret = -ENOENT;
+	if (ret < 0) {
+		close(pfd);
+		return ret;
+	}
+	/* setns and ioctl need a real open. Through the fd's own /proc link,
+	 * not the path again: it reaches the file pfd holds, whatever has
+	 * been mounted at path since. */
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+	int fd = open(self, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	ret = fd < 0 ? -errno : 0;
+	close(pfd);
+	if (ret < 0)
+		return ret;
+	/* Kernels before 4.11 do not say (ENOTTY); setns checks it then. */
+	int type = ioctl(fd, NS_GET_NSTYPE);
+	if (type >= 0 && type != CLONE_NEWNET)
+		ret = -EINVAL;
+	else if (fstat(fd, &st) < 0)
+		ret = -errno;
+	else if (st.st_dev == ns->self.dev && st.st_ino == ns->self.ino)
+		ret = -ELOOP;
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	return fd;
+}
+
+const char *netns_open_error(int err, const char *path, char *buf, size_t size)
+{
+	if (err == -EINVAL)
+		snprintf(buf, size, "%s is not a network namespace (%s)", path,
+			 "an nsfs file such as /run/netns/NAME or /proc/PID/ns/net");
+	else if (err == -ELOOP)
+		snprintf(buf, size, "%s is the agent's own network namespace: %s", path,
+			 "refused (its table would firewall the node)");
+	else
+		snprintf(buf, size, "opening namespace %s: %s", path, strerror(-err));
+	return buf;
 }
 
 /* Back home. Failing here would leave the whole (single-threaded) agent in
@@ -52,17 +121,10 @@ static void netns_return(struct netns *ns)
 	}
 }
 
-int netns_run(struct netns *ns, const char *path, int (*fn)(void *arg), void *arg)
+int netns_run(struct netns *ns, int nsfd, int (*fn)(void *arg), void *arg)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (setns(nsfd, CLONE_NEWNET) < 0)
 		return -errno;
-	if (setns(fd, CLONE_NEWNET) < 0) {
-		int ret = errno == EINVAL ? -EINVAL : -errno;
-		close(fd);
-		return ret;
-	}
-	close(fd);
 	int ret = fn(arg);
 	netns_return(ns);
 	return ret;
@@ -90,19 +152,19 @@ static int mnl_open_here(void *arg)
 	return 0;
 }
 
-int netns_mnl_open_groups(struct netns *ns, const char *path, int bus, unsigned groups, struct mnl_socket **out)
+int netns_mnl_open_groups(struct netns *ns, int nsfd, int bus, unsigned groups, struct mnl_socket **out)
 {
 	struct mnl_open_args a = {.bus = bus, .groups = groups};
-	int ret = netns_run(ns, path, mnl_open_here, &a);
+	int ret = netns_run(ns, nsfd, mnl_open_here, &a);
 	if (ret < 0)
 		return ret;
 	*out = a.nl;
 	return 0;
 }
 
-int netns_mnl_open(struct netns *ns, const char *path, int bus, struct mnl_socket **out)
+int netns_mnl_open(struct netns *ns, int nsfd, int bus, struct mnl_socket **out)
 {
-	return netns_mnl_open_groups(ns, path, bus, 0, out);
+	return netns_mnl_open_groups(ns, nsfd, bus, 0, out);
 }
 
 int netns_identify(const char *path, struct netns_id *out)
@@ -113,4 +175,13 @@ int netns_identify(const char *path, struct netns_id *out)
 	out->dev = st.st_dev;
 	out->ino = st.st_ino;
 	return 0;
+}
+
+int netns_mounts_watch(void)
+{
+	/* The kernel flags this file (POLLPRI) on every mount and unmount
+	 * in our mount namespace; polling it clears the flag. inotify would
+	 * not do: a bind mount over a file is no directory event. */
+	int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }

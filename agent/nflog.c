@@ -216,10 +216,10 @@ static int config_send(struct mnl_socket *nl, struct nlmsghdr *nlh)
 	}
 }
 
-struct nflog *nflog_open(struct netns *ns, const char *path, uint16_t group)
+struct nflog *nflog_open(struct netns *ns, int nsfd, uint16_t group)
 {
 	struct mnl_socket *nl;
-	int r = netns_mnl_open(ns, path, NETLINK_NETFILTER, &nl);
+	int r = netns_mnl_open(ns, nsfd, NETLINK_NETFILTER, &nl);
 	if (r < 0) {
 		errno = -r;
 		return NULL;

@@ -49,9 +49,9 @@ BH_MUST_CHECK int nflog_parse(const struct nlmsghdr *nlh, struct nflog_event *ou
 
 struct nflog;
 
-/* Binds NFLOG group in the namespace at path. NULL with errno (EBUSY: some
- * other program has bound the group there). */
-struct nflog *nflog_open(struct netns *ns, const char *path, uint16_t group);
+/* Binds NFLOG group in the namespace nsfd (netns_open). NULL with errno
+ * (EBUSY: some other program has bound the group there). */
+struct nflog *nflog_open(struct netns *ns, int nsfd, uint16_t group);
 void nflog_free(struct nflog *l); /* accepts NULL */
 int nflog_fd(const struct nflog *l);
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <linux/netlink.h>
 
@@ -90,7 +91,12 @@ static int send_batch(struct netns *ns, const char *path, struct nft_batch *nb, 
 	struct mnl_socket *nl;
 	int r;
 
-	r = netns_mnl_open(ns, path, NETLINK_NETFILTER, &nl);
+	struct netns_id id;
+	int fd = netns_open(ns, path, &id);
+
+	r = fd < 0 ? fd : netns_mnl_open(ns, fd, NETLINK_NETFILTER, &nl);
+	if (fd >= 0)
+		close(fd);
 	if (r < 0) {
 		printf("%s: rejected: opening netlink in %s: %s\n", what, path, strerror(-r));
 		return r;

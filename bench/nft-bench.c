@@ -180,7 +180,12 @@ static void ruleset_plus_one(const struct bench_ruleset *base, struct bench_rule
 
 static int open_nl(struct netns *ns, const char *path, struct mnl_socket **nl)
 {
-	int r = netns_mnl_open(ns, path, NETLINK_NETFILTER, nl);
+	struct netns_id id;
+	int fd = netns_open(ns, path, &id);
+	int r = fd < 0 ? fd : netns_mnl_open(ns, fd, NETLINK_NETFILTER, nl);
+
+	if (fd >= 0)
+		close(fd);
 
 	if (r < 0)
 		fprintf(stderr, "nft-bench: opening netlink in %s: %s\n", path, strerror(-r));

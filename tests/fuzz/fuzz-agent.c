@@ -40,11 +40,11 @@
 
 #include "bulkhead/bundle.h"
 #include "bulkhead/log.h"
+#include "bulkhead/loop.h"
 #include "bulkhead/proto.h"
 #include "agent.h"
 #include "counters.h"
 #include "flows.h"
-#include "loop.h"
 #include "state.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

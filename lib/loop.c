@@ -1,6 +1,6 @@
 /* epoll event loop (see loop.h). Removed sources are marked dead and freed
- * after the current batch of events, so a handler may remove any source;
- * deferred calls run after that batch, before the loop waits again. */
+ * after the current round of events, so a handler may remove any source;
+ * deferred calls run after that round, before the loop waits again. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -8,12 +8,22 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
 #include "bulkhead/log.h"
-#include "loop.h"
+#include "bulkhead/loop.h"
+
+enum source_kind {
+	SOURCE_FD,
+	SOURCE_TIMER, /* the loop owns fd, a timerfd */
+	SOURCE_ZMQ,   /* fd is the socket's ZMQ_FD; zsock is asked ZMQ_EVENTS */
+};
 
 struct loop_source {
+	enum source_kind kind;
 	int fd;
-	bool owns_fd, dead;
+	void *zsock;
+	bool dead;
 	loop_fn fn;
 	void *data;
 	struct loop_source *next;
@@ -55,7 +65,7 @@ static void loop_reap(struct loop *l)
 			continue;
 		}
 		*p = s->next;
-		if (s->owns_fd)
+		if (s->kind == SOURCE_TIMER)
 			close(s->fd);
 		free(s);
 	}
@@ -88,55 +98,87 @@ void loop_free(struct loop *l)
 	free(l);
 }
 
-static int loop_add_source(struct loop *l, int fd, uint32_t events, loop_fn fn, void *data, bool owns_fd)
+static struct loop_source *loop_add_source(struct loop *l, enum source_kind kind, int fd, void *zsock,
+					   uint32_t events, loop_fn fn, void *data)
 {
 	struct loop_source *s = xcalloc(1, sizeof(*s));
-	*s = (struct loop_source){.fd = fd, .owns_fd = owns_fd, .fn = fn, .data = data, .next = l->sources};
+	*s = (struct loop_source){.kind = kind, .fd = fd, .zsock = zsock, .fn = fn, .data = data, .next = l->sources};
 	struct epoll_event ev = {.events = events, .data.ptr = s};
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		int r = -errno;
+		int e = errno;
 		free(s);
-		return r;
+		errno = e;
+		return NULL;
 	}
 	l->sources = s;
-	return 0;
+	return s;
 }
 
-int loop_add(struct loop *l, int fd, uint32_t events, loop_fn fn, void *data)
+struct loop_source *loop_add_fd(struct loop *l, int fd, uint32_t events, loop_fn fn, void *data)
 {
-	return loop_add_source(l, fd, events, fn, data, false);
+	return loop_add_source(l, SOURCE_FD, fd, NULL, events, fn, data);
 }
 
-void loop_remove(struct loop *l, int fd)
+void loop_remove(struct loop *l, struct loop_source *s)
 {
-	for (struct loop_source *s = l->sources; s; s = s->next) {
-		if (s->fd == fd && !s->dead) {
-			epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
-			s->dead = true;
-		}
-	}
+	if (!s || s->dead)
+		return;
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	s->dead = true;
 }
 
-int loop_add_timer(struct loop *l, unsigned interval_ms, loop_fn fn, void *data)
+struct loop_source *loop_add_timer(struct loop *l, unsigned interval_ms, loop_fn fn, void *data)
 {
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return NULL;
 	struct itimerspec its = {
 		.it_interval = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000},
 		.it_value = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000},
 	};
-	if (timerfd_settime(fd, 0, &its, NULL) < 0) {
-		int r = -errno;
+	struct loop_source *s = NULL;
+	if (timerfd_settime(fd, 0, &its, NULL) == 0)
+		s = loop_add_source(l, SOURCE_TIMER, fd, NULL, EPOLLIN, fn, data);
+	if (!s) {
+		int e = errno;
 		close(fd);
-		return r;
+		errno = e;
 	}
-	int r = loop_add_source(l, fd, EPOLLIN, fn, data, true);
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-	return fd;
+	return s;
+}
+
+struct loop_source *loop_add_zmq(struct loop *l, void *zsock, loop_fn fn, void *data)
+{
+	int fd;
+	size_t len = sizeof(fd);
+	if (zmq_getsockopt(zsock, ZMQ_FD, &fd, &len) < 0)
+		return NULL;
+	return loop_add_source(l, SOURCE_ZMQ, fd, zsock, EPOLLIN, fn, data);
+}
+
+static bool zmq_input_waits(const struct loop_source *s)
+{
+	int events = 0;
+	size_t len = sizeof(events);
+	return zmq_getsockopt(s->zsock, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
+}
+
+/* Whether a ZeroMQ source has input: then the loop must not sleep, for
+ * its fd may never signal it again. */
+static bool loop_zmq_waiting(struct loop *l)
+{
+	for (struct loop_source *s = l->sources; s; s = s->next)
+		if (s->kind == SOURCE_ZMQ && !s->dead && zmq_input_waits(s))
+			return true;
+	return false;
+}
+
+/* Calls every ZeroMQ source whose socket has input, once. */
+static void loop_run_zmq(struct loop *l)
+{
+	for (struct loop_source *s = l->sources; s && !l->quit; s = s->next)
+		if (s->kind == SOURCE_ZMQ && !s->dead && zmq_input_waits(s))
+			s->fn(s->data, EPOLLIN);
 }
 
 void loop_defer(struct loop *l, loop_fn fn, void *data)
@@ -181,12 +223,14 @@ int loop_run(struct loop *l)
 {
 	struct epoll_event evs[64];
 	while (!l->quit) {
-		/* What the last batch's handlers (or set-up) deferred. */
+		/* What the last round's handlers (or set-up) deferred. */
 		loop_run_deferred(l);
 		loop_reap(l);
 		if (l->quit)
 			break;
-		int n = epoll_wait(l->epfd, evs, (int)BH_ARRAY_SIZE(evs), l->deferred ? 0 : -1);
+		/* Sends, here or in handlers, may have taken a ZeroMQ edge. */
+		bool ready = l->deferred || loop_zmq_waiting(l);
+		int n = epoll_wait(l->epfd, evs, (int)BH_ARRAY_SIZE(evs), ready ? 0 : -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -194,16 +238,17 @@ int loop_run(struct loop *l)
 		}
 		for (int i = 0; i < n && !l->quit; i++) {
 			struct loop_source *s = evs[i].data.ptr;
-			if (s->dead)
+			if (s->dead || s->kind == SOURCE_ZMQ) /* ZeroMQ: asked below, every round */
 				continue;
-			if (s->owns_fd) {
-				/* A timer: consume its expirations first. */
+			if (s->kind == SOURCE_TIMER) {
+				/* Consume its expirations first. */
 				uint64_t ticks;
 				if (read(s->fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 					log_warn("timer: %m");
 			}
 			s->fn(s->data, evs[i].events);
 		}
+		loop_run_zmq(l);
 		loop_reap(l);
 	}
 	return l->code;
