@@ -213,13 +213,15 @@ static void endpoint_set_error(struct endpoint_state *e, const char *msg)
 	e->agent->status_dirty = true;
 }
 
-/* Why the endpoint cannot be opened; logged when it is news, so a refusal
- * retried every tick is said once. */
+/* Why the endpoint cannot be opened or its table applied; logged when it
+ * is news, so a refusal retried every tick is said once. */
 static void endpoint_fail(struct endpoint_state *e, const char *msg)
 {
-	if (!e->error || strcmp(e->error, msg) != 0)
-		log_error("endpoint %s: %s", e->name, msg);
+	char *was = e->error ? xstrdup(e->error) : NULL;
 	endpoint_set_error(e, msg);
+	if (!was || strcmp(was, e->error) != 0)
+		log_error("endpoint %s: %s", e->name, e->error);
+	free(was);
 }
 
 static void endpoint_sync(struct endpoint_state *e);
@@ -716,9 +718,7 @@ static void endpoint_sync(struct endpoint_state *e)
 			char msg[1024];
 			snprintf(msg, sizeof(msg), "applying bundle %.12s: %s", a->current->b->hash,
 				 nft_batch_error(a->nb));
-			if (!e->error || strcmp(e->error, msg) != 0)
-				log_error("endpoint %s: %s", e->name, msg);
-			endpoint_set_error(e, msg);
+			endpoint_fail(e, msg);
 			e->failures++;
 			/* A failed send leaves the old table whole (one transaction),
 			 * but an unknown outcome means we cannot trust a delta next. */
