@@ -1,44 +1,66 @@
-/* agent: the node agent's core. It keeps, for every endpoint of the
- * inventory, the namespace's sockets (nftables requests and events,
- * addresses) and the table the current bundle asks for, and puts that
- * table back whenever it is missing, stale or tampered with. */
+/* agent: the node agent's core. It keeps the endpoint table (fed by the
+ * endpoint sources, source.h), the bundle in force (from the bundle
+ * sources: the cache, --bundle, the controller session), and reconciles
+ * the two: every endpoint's table is brought to the bundle in force
+ * through the dataplane (dataplane.h), put back when it is missing, stale
+ * or changed by someone else, with backoff when it keeps failing
+ * (endpoint.c). What it holds goes to the controller through the session
+ * (session.h) and to status.json (status.c).
+ *
+ * The core does no I/O of its own but the cache and status.json: every
+ * kernel, namespace and network effect is behind the dataplane, the
+ * sources and the session, so the unit tests run it without root on
+ * fakes (tests/unit/test-agent-core.c). */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "bulkhead/common.h"
-#include "link.h"
 #include "bulkhead/loop.h"
+#include "dataplane.h"
+#include "session.h"
+#include "source.h"
 
 struct agent_options {
 	const char *node;
-	const char *inventory_path;
 	const char *bundle_path; /* optional: a compiled bundle file, watched */
-	const char *state_dir;   /* optional with --once: cache and status.json */
-	bool null_dataplane;     /* build every batch, touch no kernel state */
-	const struct link_options *link; /* optional: the controller */
+	const char *state_dir;	 /* optional with --once: cache and status.json */
 	uint16_t nflog_group;
-	unsigned flow_window_ms; /* denied flows are aggregated this long */
-	unsigned counters_ms;	 /* rule hit counters are read this often */
-	unsigned recheck_ms;	 /* namespace paths re-checked, failures retried this often */
+	unsigned counters_ms; /* rule hit counters are read this often */
+	unsigned recheck_ms;  /* namespace paths re-checked, failures retried this often */
+	/* The monotonic clock in ms (tests give their own); NULL: the real one. */
+	uint64_t (*now_ms)(void);
 };
 
 struct agent;
 
-/* Borrows o (strings included) and loop for its lifetime. */
-struct agent *agent_new(const struct agent_options *o, struct loop *loop);
+/* Borrows o (strings included) and loop for its lifetime; takes
+ * ownership of dp. */
+struct agent *agent_new(const struct agent_options *o, struct loop *loop, struct dataplane *dp);
+/* Only frees (agent_stop() first): the tables stay where they are. */
 void agent_free(struct agent *a);
 
-/* Loads the cached bundle and applies it, then the inventory and --bundle,
- * and (unless once) registers its watches and timers on the loop. Returns
- * the number of endpoints that could not be brought up to date (0: all);
- * with once, a rejected --bundle or no bundle at all counts as one more. */
+/* The controller session (takes ownership; before agent_start()). It
+ * calls the core back through agent_session_peer. */
+void agent_set_session(struct agent *a, struct session *s);
+extern const struct session_peer agent_session_peer;
+/* An endpoint source (takes ownership; before agent_start()). */
+void agent_add_source(struct agent *a, struct source *s);
+
+/* Loads the cached bundle and applies it, then what the sources and
+ * --bundle say, and (unless once) starts the session and registers its
+ * watches and timers on the loop. Returns the number of endpoints that
+ * could not be brought up to date (0: all); with once, a rejected --bundle
+ * or no bundle at all counts as one more. */
 unsigned agent_start(struct agent *a, bool once);
 
-/* A decoded message from the controller, as the link hands it over
- * (link_callbacks.message); what the agent answers goes to the link that
- * agent_start() made from o->link (required). The link calls it for every
- * message it reads; the fuzzer (tests/fuzz/fuzz-agent.c), which has no
- * controller, calls it directly. Borrows m. */
-void agent_link_message(struct agent *a, const struct proto_msg *m);
+/* Shutdown: the rule counters read one last time and saved for the next
+ * run, the session's last flow window and spool written, every waiter
+ * told. The loop is not run again. */
+void agent_stop(struct agent *a);
+
+/* What the periodic check does: namespaces re-checked, endpoints retried,
+ * the controller and status.json told. The loop calls it every
+ * recheck_ms; tests call it directly. */
+void agent_tick(struct agent *a);

@@ -1,7 +1,9 @@
-/* Denied-flow aggregation and the batch spool (see flows.h). */
+/* Denied-flow aggregation, batches cut to size, and what the spool cannot
+ * read or the controller rejects (see flows.h; the spool is spool.c). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "bulkhead/log.h"
 #include "bulkhead/policy.h"
 #include "flows.h"
+#include "spool.h"
 #include "state.h"
 
 /* ---- the window: a hash table of aggregates ---- */
@@ -18,7 +21,7 @@
 struct flow_key {
 	uint8_t family, proto, dir, verdict;
 	uint8_t src[16], dst[16];
-	int32_t port;		       /* -1: none */
+	int32_t port;		      /* -1: none */
 	int16_t icmp_type, icmp_code; /* -1: none */
 };
 
@@ -44,16 +47,6 @@ struct hit {
 	struct hit *next;
 };
 
-/* ---- the spool ---- */
-
-struct batch {
-	json_t *body;
-	uint64_t epoch, seq, bytes, flows;
-	bool in_flight;
-	uint64_t sent_ms;
-	struct batch *next;
-};
-
 struct flows {
 	char *state_dir;
 	uint64_t epoch, next_seq;
@@ -65,19 +58,11 @@ struct flows {
 	struct hit *hits;
 	uint64_t spool_lost; /* flows (packets) dropped from a full spool, not yet reported */
 
-	struct batch *head, *tail; /* oldest first */
-	uint64_t mem_bytes, mem_batches;
-	/* Every batch in memory is also a line of the journal, so that a
-	 * crash (kill -9) loses none; acknowledged lines are garbage until the
-	 * journal empties or is rewritten. */
-	int journal_fd; /* -1: none (no state dir, or it failed) */
-	uint64_t journal_garbage;
-	uint64_t journal_rewrite_at; /* garbage that makes the next rewrite due */
-	bool journal_failing;	     /* logged: an append failed */
-	uint64_t file_bytes, file_batches; /* newer than every batch in memory */
+	struct spool *spool;
+	bool stopped;
 
 	struct {
-		uint64_t events, batches, acked, resent, spooled_to_file, spool_dropped;
+		uint64_t events, batches, acked, resent, spool_dropped;
 		uint64_t quarantined, quarantined_packets; /* rejected by the controller, or unreadable */
 	} count;
 };
@@ -117,151 +102,351 @@ static void key_from_event(const struct nflog_event *ev, struct flow_key *k)
 	k->icmp_code = ev->has_icmp ? ev->icmp_code : -1;
 }
 
-static void spool_refill(struct flows *f);
-static void quarantine(struct flows *f, json_t *body, const char *line, const char *reason);
+static void quarantine(struct flows *f, json_t *body, const char *line, size_t line_len, const char *reason);
 
-/* The batches from b to the end of the list, a line each, as the spool
- * and the journal hold them, then extra (extra_len bytes, may be 0).
- * malloc()ed, its length in *len. */
-static char *batch_lines(const struct batch *b, const char *extra, size_t extra_len, size_t *len)
+/* ---- batches: a window's entries cut to size ---- */
+
+/* ---- JSON text, written directly (jansson's pack and dump of each entry
+ * cost five times as much: 0.35 s for a full window) ---- */
+
+struct out {
+	char *p;
+	size_t len, cap;
+};
+
+static void out_add(struct out *o, const char *s, size_t n)
 {
-	char *buf = NULL;
-	FILE *out = open_memstream(&buf, len);
-	if (!out)
-		abort();
-	for (; b; b = b->next) {
-		char *line = json_dumps(b->body, JSON_COMPACT);
-		if (line)
-			fprintf(out, "%s\n", line);
-		free(line);
+	if (o->len + n + 1 > o->cap) {
+		o->cap = (o->len + n + 1) * 2;
+		o->p = xrealloc(o->p, o->cap);
 	}
-	if (extra_len)
-		fwrite(extra, 1, extra_len, out);
-	if (fclose(out) != 0)
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+	o->p[o->len] = '\0';
+}
+
+static void out_lit(struct out *o, const char *s)
+{
+	out_add(o, s, strlen(s));
+}
+
+static void out_u64(struct out *o, uint64_t v)
+{
+	char num[24];
+	out_add(o, num, (size_t)snprintf(num, sizeof(num), "%" PRIu64, v));
+}
+
+/* s as a JSON string (NULL: null). Names are plain ASCII as a rule; other
+ * text is escaped by jansson, and bytes that are not UTF-8 become '?'. */
+static void out_str(struct out *o, const char *s)
+{
+	if (!s) {
+		out_lit(o, "null");
+		return;
+	}
+	const unsigned char *c = (const unsigned char *)s;
+	while (*c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\')
+		c++;
+	if (!*c) {
+		out_add(o, "\"", 1);
+		out_add(o, s, (size_t)((const char *)c - s));
+		out_add(o, "\"", 1);
+		return;
+	}
+	json_t *j = json_string(s);
+	if (!j) {
+		char *copy = xstrdup(s);
+		for (char *p = copy; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		j = json_string(copy);
+		free(copy);
+	}
+	char *text = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!text)
 		abort();
+	out_lit(o, text);
+	free(text);
+}
+
+/* A member's key, after a comma unless it is the object's first. */
+static void out_key(struct out *o, const char *key)
+{
+	bool first = o->len && o->p[o->len - 1] == '{';
+	out_add(o, first ? "\"" : ",\"", first ? 1 : 2);
+	out_lit(o, key);
+	out_add(o, "\":", 2);
+}
+
+/* One list of a batch body: its entries as JSON text, one after another
+ * in one buffer, and the packets each reports (what is lost with it: a
+ * flow's count, a loss's gap and spool). */
+struct entries {
+	struct out text;
+	size_t *off, *len;
+	uint64_t *packets;
+	size_t n, cap, start; /* start: of the entry being written */
+};
+
+enum { L_FLOWS, L_LOST, L_HITS, L_COUNT };
+static const char *const list_names[L_COUNT] = {"flows", "lost", "hits"};
+/* Losses first: the first batch of a window says them. */
+static const int list_order[L_COUNT] = {L_LOST, L_FLOWS, L_HITS};
+
+static void entry_begin(struct entries *e)
+{
+	e->start = e->text.len;
+	out_add(&e->text, "{", 1);
+}
+
+static void entry_end(struct entries *e, uint64_t packets)
+{
+	out_add(&e->text, "}", 1);
+	if (e->n == e->cap) {
+		e->cap = e->cap ? e->cap * 2 : 64;
+		e->off = xrealloc(e->off, e->cap * sizeof(*e->off));
+		e->len = xrealloc(e->len, e->cap * sizeof(*e->len));
+		e->packets = xrealloc(e->packets, e->cap * sizeof(*e->packets));
+	}
+	e->off[e->n] = e->start;
+	e->len[e->n] = e->text.len - e->start;
+	e->packets[e->n++] = packets;
+}
+
+/* An entry that is JSON already (takes o). */
+static void entries_add(struct entries *e, json_t *o, uint64_t packets)
+{
+	char *text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!text || text[0] != '{')
+		abort();
+	entry_begin(e);
+	out_lit(&e->text, text + 1);
+	e->text.len--; /* its '}' again at the end */
+	free(text);
+	entry_end(e, packets);
+}
+
+static void entries_clear(struct entries *e)
+{
+	free(e->text.p);
+	free(e->off);
+	free(e->len);
+	free(e->packets);
+	memset(e, 0, sizeof(*e));
+}
+
+/* One batch's share of the lists: [from, to) of each. */
+struct cut {
+	size_t from[L_COUNT], to[L_COUNT];
+	uint64_t packets;
+};
+
+#define BATCH_HEAD_MAX 192 /* {"epoch":N,"seq":N,"start":N,"end":N,"flows":[],"lost":[],"hits":[]} */
+_Static_assert(2 * FLOWS_BATCH_MAX <= PROTO_FLOWS_MAX, "a batch keeps well within the wire's lists");
+
+/* The next batch from pos on (advanced): at most FLOWS_BATCH_MAX entries
+ * and FLOWS_BATCH_BYTES, one entry at least; false when none are left. */
+static bool batch_cut(const struct entries *lists, size_t *pos, struct cut *c)
+{
+	size_t n = 0, bytes = BATCH_HEAD_MAX;
+	bool full = false;
+	c->packets = 0;
+	for (int k = 0; k < L_COUNT; k++) {
+		int l = list_order[k];
+		const struct entries *e = &lists[l];
+		c->from[l] = pos[l];
+		while (!full && pos[l] < e->n) {
+			if (n && (n >= FLOWS_BATCH_MAX || bytes + e->len[pos[l]] + 1 > FLOWS_BATCH_BYTES)) {
+				full = true;
+				break;
+			}
+			bytes += e->len[pos[l]] + 1;
+			c->packets += e->packets[pos[l]++];
+			n++;
+		}
+		c->to[l] = pos[l];
+	}
+	return n > 0;
+}
+
+/* The body of batch (epoch, seq) holding c of lists; malloc()ed, its
+ * length in *len. */
+static char *batch_text(uint64_t epoch, uint64_t seq, uint64_t start, uint64_t end,
+			const struct entries *lists, const struct cut *c, size_t *len)
+{
+	size_t cap = BATCH_HEAD_MAX;
+	for (int l = 0; l < L_COUNT; l++)
+		for (size_t i = c->from[l]; i < c->to[l]; i++)
+			cap += lists[l].len[i] + 1;
+	char *buf = xmalloc(cap + 1);
+	size_t n = (size_t)snprintf(
+	    buf, cap, "{\"epoch\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"start\":%" PRIu64 ",\"end\":%" PRIu64,
+	    epoch, seq, start, end);
+	for (int l = 0; l < L_COUNT; l++) {
+		n += (size_t)snprintf(buf + n, cap - n, ",\"%s\":[", list_names[l]);
+		for (size_t i = c->from[l]; i < c->to[l]; i++) {
+			if (i > c->from[l])
+				buf[n++] = ',';
+			memcpy(buf + n, lists[l].text.p + lists[l].off[i], lists[l].len[i]);
+			n += lists[l].len[i];
+		}
+		buf[n++] = ']';
+	}
+	buf[n++] = '}';
+	buf[n] = '\0';
+	*len = n;
 	return buf;
 }
 
-/* ---- the journal ---- */
-
-static void journal_path(const struct flows *f, char *buf, size_t size)
+/* Into the spool; what cannot be kept is counted, its packets reported as
+ * lost with a later batch. Takes text. */
+static int keep(struct flows *f, uint64_t epoch, uint64_t seq, char *text, size_t len, uint64_t packets,
+		unsigned flags)
 {
-	snprintf(buf, size, "%s/%s", f->state_dir, FLOWS_JOURNAL_FILE);
+	int r = spool_add(f->spool, epoch, seq, text, len, flags);
+	if (r >= 0)
+		return r;
+	f->spool_lost += packets;
+	f->count.spool_dropped++;
+	log_error("flow spool full: a batch of %llu packet(s) dropped (reported as lost)",
+		  (unsigned long long)packets);
+	return r;
 }
 
-static void journal_open(struct flows *f)
+/* The packets a batch reports, counted and lost: what is lost with it. */
+static uint64_t entry_packets(json_t *o, bool lost)
 {
-	char path[4096];
-	journal_path(f, path, sizeof(path));
-	f->journal_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (f->journal_fd < 0)
-		log_error("opening %s: %m; a crash would lose the flow batches in memory", path);
+	json_int_t a = json_integer_value(json_object_get(o, lost ? "gap" : "count")),
+		   b = lost ? json_integer_value(json_object_get(o, "spool")) : 0;
+	return (a > 0 ? (uint64_t)a : 0) + (b > 0 ? (uint64_t)b : 0);
 }
 
-/* Appends lines (each ending in '\n'); false when they are not all there. */
-static bool journal_append(struct flows *f, const char *text, size_t len)
+static uint64_t batch_packets(json_t *body)
 {
-	if (f->journal_fd < 0)
-		return false;
-	off_t before = lseek(f->journal_fd, 0, SEEK_END);
-	for (size_t off = 0; off < len;) {
-		ssize_t n = write(f->journal_fd, text + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (!f->journal_failing) /* once, not once per batch */
-				log_error("appending to %s/%s: %m; a crash would lose the batches in memory",
-					  f->state_dir, FLOWS_JOURNAL_FILE);
-			f->journal_failing = true;
-			if (before >= 0 && ftruncate(f->journal_fd, before) < 0) /* no half line */
-				log_error("truncating %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
-			return false;
-		}
-		off += (size_t)n;
-	}
-	if (f->journal_failing)
-		log_info("%s/%s is written again", f->state_dir, FLOWS_JOURNAL_FILE);
-	f->journal_failing = false;
-	return true;
+	uint64_t n = 0;
+	size_t i;
+	json_t *o;
+	json_array_foreach(json_object_get(body, "flows"), i, o) n += entry_packets(o, false);
+	json_array_foreach(json_object_get(body, "lost"), i, o) n += entry_packets(o, true);
+	return n;
 }
 
-/* After an acknowledgement: empty when memory is, rewritten when mostly
- * garbage. */
-static void journal_compact(struct flows *f)
-{
-	if (f->journal_fd < 0)
-		return;
-	if (!f->mem_batches) {
-		if (ftruncate(f->journal_fd, 0) < 0)
-			log_error("emptying %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
-		f->journal_garbage = f->journal_rewrite_at = 0;
-		return;
-	}
-	if (f->journal_garbage < FLOWS_JOURNAL_SLACK || f->journal_garbage < f->mem_bytes ||
-	    f->journal_garbage < f->journal_rewrite_at)
-		return;
-	size_t len;
-	char *buf = batch_lines(f->head, NULL, 0, &len);
-	/* A new file by rename: the old one stays whole until then. */
-	int r = state_write(f->state_dir, FLOWS_JOURNAL_FILE, buf, len);
-	free(buf);
-	if (r < 0) {
-		/* Not again at every acknowledgement: once it doubled. */
-		log_error_errno(r, "rewriting %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
-		f->journal_rewrite_at = f->journal_garbage * 2;
-		return;
-	}
-	close(f->journal_fd);
-	journal_open(f);
-	f->journal_garbage = f->journal_rewrite_at = 0;
-}
+/* ---- what agents before the segments left: flows.journal, flows.spool ---- */
 
-/* At start: what the journal of a run that crashed holds is older than
- * everything in the spool file, so it goes in front of it. false when that
- * failed: the journal must then stay as it is for the next start. */
-static bool journal_recover(struct flows *f)
+#define OLD_FILE_MAX (128u << 20) /* what those files could hold, with room */
+
+/* One line of an old file: as it is when it is within a batch's bounds;
+ * else cut into batches, the first under its own name, the others under
+ * (epoch, seq + k * 2^40) (seq never gets near 2^40, and the names are the
+ * same should the files be taken over again after a crash). false when a
+ * batch of it did not reach the disk. */
+static bool take_old_line(struct flows *f, char *line, size_t len, const char *from)
 {
-	char *journal = NULL, *spool = NULL;
-	size_t jlen = 0, slen = 0;
-	int r = state_read(f->state_dir, FLOWS_JOURNAL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &journal, &jlen);
-	if (r == -ENOENT || (r == 0 && jlen == 0)) {
-		free(journal);
+	json_t *body = json_loadb(line, len, 0, NULL);
+	json_t *epoch = json_object_get(body, "epoch"), *seq = json_object_get(body, "seq");
+	if (!json_is_integer(epoch) || !json_is_integer(seq) || json_integer_value(epoch) < 0 ||
+	    json_integer_value(seq) < 0 || !json_is_array(json_object_get(body, "flows"))) {
+		char reason[64];
+		snprintf(reason, sizeof(reason), "unreadable in %s", from);
+		quarantine(f, body, line, len, reason);
+		json_decref(body);
 		return true;
 	}
-	if (r < 0) {
-		log_error_errno(r, "reading %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
-		return false;
+	uint64_t e = (uint64_t)json_integer_value(epoch), s = (uint64_t)json_integer_value(seq);
+	size_t n = json_array_size(json_object_get(body, "flows")) +
+		   json_array_size(json_object_get(body, "lost")) +
+		   json_array_size(json_object_get(body, "hits"));
+	bool on_disk = true;
+	if (n <= FLOWS_BATCH_MAX && len <= FLOWS_BATCH_BYTES) {
+		char *text = xmalloc(len + 1);
+		memcpy(text, line, len);
+		text[len] = '\0';
+		on_disk = keep(f, e, s, text, len, batch_packets(body), SPOOL_UNCAPPED) == 0;
+		json_decref(body);
+		return on_disk;
 	}
-	while (jlen && journal[jlen - 1] != '\n') /* a line cut short by the crash */
-		jlen--;
-	r = state_read(f->state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &spool, &slen);
-	if (r < 0 && r != -ENOENT) {
-		log_error_errno(r, "reading %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
-		free(journal);
-		return false;
+	struct entries lists[L_COUNT] = {0};
+	for (int l = 0; l < L_COUNT; l++) {
+		size_t i;
+		json_t *o;
+		json_array_foreach(json_object_get(body, list_names[l]), i, o)
+		    entries_add(&lists[l], json_incref(o), l == L_HITS ? 0 : entry_packets(o, l == L_LOST));
 	}
-	char *both = xmalloc(jlen + slen + 1);
-	memcpy(both, journal, jlen);
-	if (slen)
-		memcpy(both + jlen, spool, slen);
-	r = state_write(f->state_dir, FLOWS_SPOOL_FILE, both, jlen + slen);
-	bool ok = r == 0;
-	if (r < 0) {
-		log_error_errno(r, "writing %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
-	} else {
-		size_t n = 0;
-		for (size_t i = 0; i < jlen; i++)
-			n += journal[i] == '\n';
-		log_info("flow journal: %zu batch(es) of a run that did not stop cleanly go first", n);
+	uint64_t start = (uint64_t)json_integer_value(json_object_get(body, "start")),
+		 end = (uint64_t)json_integer_value(json_object_get(body, "end"));
+	size_t pos[L_COUNT] = {0};
+	struct cut c;
+	for (uint64_t k = 0; batch_cut(lists, pos, &c); k++) {
+		size_t tlen;
+		char *text = batch_text(e, s + (k << 40), start, end, lists, &c, &tlen);
+		on_disk &= keep(f, e, s + (k << 40), text, tlen, c.packets, SPOOL_UNCAPPED) == 0;
+	}
+	log_info("flow batch %" PRIu64 "/%" PRIu64 " of %s: %zu entries, sent as several batches", e, s, from,
+		 n);
+	for (int l = 0; l < L_COUNT; l++)
+		entries_clear(&lists[l]);
+	json_decref(body);
+	return on_disk;
+}
+
+/* Takes the batches of the old files over into the spool, the journal's
+ * first (they are older); the files go once every batch is on disk. */
+static void take_old_files(struct flows *f)
+{
+	static const char *const names[] = {FLOWS_OLD_JOURNAL_FILE, FLOWS_OLD_SPOOL_FILE};
+	bool found = false, all = true;
+	size_t lines = 0;
+	for (size_t k = 0; k < BH_ARRAY_SIZE(names); k++) {
+		char *text = NULL;
+		size_t len = 0;
+		int r = state_read(f->state_dir, names[k], OLD_FILE_MAX, &text, &len);
+		if (r == -ENOENT)
+			continue;
+		found = true;
+		if (r < 0) {
+			log_error_errno(r, "reading %s/%s: %m; kept for the next start", f->state_dir,
+					names[k]);
+			all = false;
+			continue;
+		}
+		while (len && text[len - 1] != '\n') /* a line cut short by a crash */
+			len--;
+		for (char *line = text, *nl; line < text + len; line = nl + 1) {
+			nl = memchr(line, '\n', (size_t)(text + len - line));
+			if (nl > line) {
+				all &= take_old_line(f, line, (size_t)(nl - line), names[k]);
+				lines++;
+			}
+		}
+		free(text);
+	}
+	if (!found)
+		return;
+	spool_flush(f->spool);
+	if (!all) {
+		log_error("%s/%s and %s kept for the next start: not all of their batches reached %s",
+			  f->state_dir, FLOWS_OLD_JOURNAL_FILE, FLOWS_OLD_SPOOL_FILE, SPOOL_DIR);
+		return;
+	}
+	for (size_t k = 0; k < BH_ARRAY_SIZE(names); k++) {
 		char path[4096];
-		journal_path(f, path, sizeof(path));
-		if (unlink(path) < 0)
+		snprintf(path, sizeof(path), "%s/%s", f->state_dir, names[k]);
+		if (unlink(path) < 0 && errno != ENOENT)
 			log_error("removing %s: %m", path);
 	}
-	free(both);
-	free(spool);
-	free(journal);
-	return ok;
+	log_info("flow spool: %zu batch(es) of %s and %s taken over into %s", lines, FLOWS_OLD_JOURNAL_FILE,
+		 FLOWS_OLD_SPOOL_FILE, SPOOL_DIR);
+}
+
+/* A record the spool cannot read back: kept aside, counted. */
+static void spool_bad(void *arg, const char *text, size_t len, const char *reason)
+{
+	struct flows *f = arg;
+	json_t *body = json_loadb(text, len, 0, NULL);
+	quarantine(f, body, text, len, reason);
+	json_decref(body);
 }
 
 struct flows *flows_new(const char *state_dir, uint64_t epoch)
@@ -272,30 +457,9 @@ struct flows *flows_new(const char *state_dir, uint64_t epoch)
 	f->next_seq = 1;
 	f->n_buckets = 4096;
 	f->buckets = xcalloc(f->n_buckets, sizeof(*f->buckets));
-	f->journal_fd = -1;
-	/* A journal that could not be recovered is left for the next start,
-	 * untouched: this run keeps its batches in memory only. */
-	if (state_dir && journal_recover(f))
-		journal_open(f);
-	else if (state_dir)
-		log_error("%s/%s kept for the next start; until then a crash would lose the batches in memory",
-			  state_dir, FLOWS_JOURNAL_FILE);
-	/* What an earlier run left unacknowledged goes first: count the
-	 * file's batches, then take what fits into memory. */
-	char *text = NULL;
-	size_t len = 0;
-	int r = state_dir ? state_read(state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &text, &len) : -ENOENT;
-	if (r < 0 && r != -ENOENT)
-		log_error_errno(r, "reading %s/%s: %m; its batches are lost", state_dir, FLOWS_SPOOL_FILE);
-	for (size_t i = 0; text && i < len; i++)
-		f->file_batches += text[i] == '\n';
-	f->file_bytes = len;
-	free(text);
-	if (f->file_batches) {
-		log_info("flow spool: %llu unacknowledged batch(es) from an earlier run",
-			 (unsigned long long)f->file_batches);
-		spool_refill(f);
-	}
+	f->spool = spool_new(state_dir, spool_bad, f);
+	if (state_dir)
+		take_old_files(f);
 	return f;
 }
 
@@ -329,42 +493,21 @@ static void window_clear(struct flows *f)
 	f->window_start = 0;
 }
 
-/* Rewrites the spool file with the batches in memory followed by those
- * already in the file; empties it when there are none. */
-static void spool_save(struct flows *f)
+void flows_stop(struct flows *f)
 {
-	if (!f->state_dir)
-		return;
-	char *old = NULL;
-	size_t old_len = 0;
-	if (f->file_batches && state_read(f->state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &old, &old_len) < 0)
-		old_len = 0;
-	size_t len;
-	char *buf = batch_lines(f->head, old, old_len, &len);
-	int r = state_write(f->state_dir, FLOWS_SPOOL_FILE, buf, len);
-	if (r < 0)
-		log_error_errno(r, "writing %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
-	else if (f->journal_fd >= 0 && ftruncate(f->journal_fd, 0) < 0) /* its batches are in the file now */
-		log_error("emptying %s/%s: %m", f->state_dir, FLOWS_JOURNAL_FILE);
-	free(buf);
-	free(old);
+	spool_stop(f->spool);
+	f->stopped = true;
 }
 
 void flows_free(struct flows *f)
 {
 	if (!f)
 		return;
-	spool_save(f);
+	if (!f->stopped)
+		flows_stop(f);
 	window_clear(f);
 	free(f->buckets);
-	if (f->journal_fd >= 0)
-		close(f->journal_fd);
-	while (f->head) {
-		struct batch *b = f->head;
-		f->head = b->next;
-		json_decref(b->body);
-		free(b);
-	}
+	spool_free(f->spool);
 	free(f->state_dir);
 	free(f);
 }
@@ -421,8 +564,8 @@ void flows_lost(struct flows *f, const char *endpoint, uint64_t enobufs, uint64_
 		f->window_start = 1; /* a window with only losses still makes a batch */
 }
 
-void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const char *rule, const char *policy,
-	       const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms)
+void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const char *rule,
+	       const char *policy, const char *verdict, uint64_t packets, uint64_t bytes, uint64_t now_ms)
 {
 	struct hit *h;
 	for (h = f->hits; h; h = h->next)
@@ -448,7 +591,7 @@ void flows_hit(struct flows *f, const char *endpoint, enum direction dir, const 
 		flows_tick(f, now_ms, 0, true);
 }
 
-static json_t *flow_json(const struct flow *fl)
+static void flow_entry(struct entries *e, const struct flow *fl)
 {
 	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], proto[8];
 	inet_ntop(fl->k.family, fl->k.src, src, sizeof(src));
@@ -462,273 +605,181 @@ static json_t *flow_json(const struct flow *fl)
 		snprintf(proto, sizeof(proto), "%u", fl->k.proto);
 		pname = proto;
 	}
-	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I}", "endpoint", fl->endpoint, "dir",
-			      fl->k.dir == DIR_EGRESS ? "egress" : "ingress", "src", src, "dst", dst, "proto", pname,
-			      "verdict", fl->k.verdict == VERDICT_AUDIT ? "audit" : "deny", "policy", fl->policy,
-			      "rule", fl->rule, "count", (json_int_t)fl->count, "first", (json_int_t)fl->first,
-			      "last", (json_int_t)fl->last);
-	json_object_set_new(o, "port", fl->k.port >= 0 ? json_integer(fl->k.port) : json_null());
-	json_object_set_new(o, "icmp_type", fl->k.icmp_type >= 0 ? json_integer(fl->k.icmp_type) : json_null());
-	json_object_set_new(o, "icmp_code", fl->k.icmp_code >= 0 ? json_integer(fl->k.icmp_code) : json_null());
-	return o;
+	struct out *o = &e->text;
+	entry_begin(e);
+	out_key(o, "endpoint");
+	out_str(o, fl->endpoint);
+	out_key(o, "dir");
+	out_str(o, direction_name(fl->k.dir));
+	out_key(o, "src");
+	out_str(o, src);
+	out_key(o, "dst");
+	out_str(o, dst);
+	out_key(o, "proto");
+	out_str(o, pname);
+	out_key(o, "port");
+	if (fl->k.port >= 0)
+		out_u64(o, (uint64_t)fl->k.port);
+	else
+		out_lit(o, "null");
+	out_key(o, "icmp_type");
+	if (fl->k.icmp_type >= 0)
+		out_u64(o, (uint64_t)fl->k.icmp_type);
+	else
+		out_lit(o, "null");
+	out_key(o, "icmp_code");
+	if (fl->k.icmp_code >= 0)
+		out_u64(o, (uint64_t)fl->k.icmp_code);
+	else
+		out_lit(o, "null");
+	out_key(o, "verdict");
+	out_str(o, verdict_report_name(fl->k.verdict == VERDICT_AUDIT ? VERDICT_AUDIT : VERDICT_DROP));
+	out_key(o, "policy");
+	out_str(o, fl->policy);
+	out_key(o, "rule");
+	out_str(o, fl->rule);
+	out_key(o, "count");
+	out_u64(o, fl->count);
+	out_key(o, "first");
+	out_u64(o, fl->first);
+	out_key(o, "last");
+	out_u64(o, fl->last);
+	entry_end(e, fl->count);
 }
 
-/* Appends one batch to the spool: memory while there is room, else the
- * file; a full file drops it and counts what it held (n_packets: its flows'
- * packets and the losses it was reporting), to be reported later. */
-static void spool_add(struct flows *f, json_t *body, uint64_t seq, uint64_t n_packets)
+static void lost_entry(struct entries *e, const char *endpoint, uint64_t enobufs, uint64_t gap,
+		       uint64_t spool)
 {
-	char *line = json_dumps(body, JSON_COMPACT);
-	if (!line)
-		abort();
-	size_t bytes = strlen(line) + 1;
-	if (f->mem_bytes + bytes <= FLOWS_SPOOL_MEM_MAX && !f->file_batches) {
-		line[bytes - 1] = '\n';
-		(void)journal_append(f, line, bytes); /* logged; it still goes in memory */
-		struct batch *b = xcalloc(1, sizeof(*b));
-		b->body = body;
-		b->epoch = f->epoch;
-		b->seq = seq;
-		b->bytes = bytes;
-		b->flows = n_packets;
-		if (f->tail)
-			f->tail->next = b;
-		else
-			f->head = b;
-		f->tail = b;
-		f->mem_bytes += bytes;
-		f->mem_batches++;
-		free(line);
-		return;
-	}
-	bool stored = false;
-	if (f->state_dir && f->file_bytes + bytes <= FLOWS_SPOOL_FILE_MAX) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", f->state_dir, FLOWS_SPOOL_FILE);
-		int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		line[bytes - 1] = '\n';
-		off_t before = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
-		if (before >= 0 && write(fd, line, bytes) == (ssize_t)bytes) {
-			stored = true;
-			f->file_bytes += bytes;
-			f->file_batches++;
-			f->count.spooled_to_file++;
-		} else {
-			log_error("spooling a flow batch to %s: %m", path);
-			/* No half line for the next batch to stick to. */
-			if (before >= 0 && ftruncate(fd, before) < 0)
-				log_error("truncating %s: %m", path);
-		}
-		if (fd >= 0)
-			close(fd);
-	}
-	if (!stored) {
-		f->spool_lost += n_packets;
-		f->count.spool_dropped++;
-		log_error("flow spool full: a batch of %llu packet(s) dropped (reported as lost)",
-			  (unsigned long long)n_packets);
-	}
-	free(line);
-	json_decref(body);
+	struct out *o = &e->text;
+	entry_begin(e);
+	out_key(o, "endpoint");
+	out_str(o, endpoint);
+	out_key(o, "enobufs");
+	out_u64(o, enobufs);
+	out_key(o, "gap");
+	out_u64(o, gap);
+	out_key(o, "spool");
+	out_u64(o, spool);
+	entry_end(e, gap + spool);
 }
 
-/* Moves batches from the file back into memory once there is room. */
-static void spool_refill(struct flows *f)
+static void hit_entry(struct entries *e, const struct hit *h)
 {
-	if (!f->file_batches || f->mem_bytes > FLOWS_SPOOL_MEM_MAX / 2)
-		return;
-	char *text = NULL;
-	size_t len = 0;
-	int r = state_read(f->state_dir, FLOWS_SPOOL_FILE, FLOWS_SPOOL_FILE_MAX * 2u, &text, &len);
-	if (r < 0) {
-		log_error_errno(r, "reading back %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
-		return;
-	}
-	struct batch *old_tail = f->tail;
-	uint64_t old_mem_bytes = f->mem_bytes, old_mem_batches = f->mem_batches;
-	char *line = text, *end;
-	for (; *line && f->mem_bytes < FLOWS_SPOOL_MEM_MAX; line = end) {
-		end = strchr(line, '\n');
-		if (!end)
-			break;
-		*end++ = '\0';
-		json_t *body = json_loads(line, 0, NULL);
-		json_t *ep = json_object_get(body, "epoch"), *seq = json_object_get(body, "seq");
-		if (!json_is_integer(ep) || !json_is_integer(seq) || !json_is_array(json_object_get(body, "flows"))) {
-			quarantine(f, body, line, "unreadable in " FLOWS_SPOOL_FILE);
-			json_decref(body);
-			continue;
-		}
-		struct batch *b = xcalloc(1, sizeof(*b));
-		b->body = body;
-		b->epoch = (uint64_t)json_integer_value(ep);
-		b->seq = (uint64_t)json_integer_value(seq);
-		b->bytes = (uint64_t)(end - line);
-		if (f->tail)
-			f->tail->next = b;
-		else
-			f->head = b;
-		f->tail = b;
-		f->mem_bytes += b->bytes;
-		f->mem_batches++;
-	}
-	/* Into the journal too, before they leave the file. */
-	bool journaled = true;
-	if (f->journal_fd >= 0) {
-		size_t blen;
-		char *buf = batch_lines(old_tail ? old_tail->next : f->head, NULL, 0, &blen);
-		journaled = journal_append(f, buf, blen);
-		free(buf);
-	}
-	const char *rest = line;
-	r = journaled ? state_write(f->state_dir, FLOWS_SPOOL_FILE, rest, strlen(rest)) : -EIO;
-	if (r < 0) {
-		/* The file still holds them: forget the copies, try again later. */
-		log_error_errno(r, "rewriting %s/%s: %m", f->state_dir, FLOWS_SPOOL_FILE);
-		if (journaled && f->journal_fd >= 0) /* the journal's copies are duplicates now */
-			f->journal_garbage += f->mem_bytes - old_mem_bytes;
-		struct batch *b = old_tail ? old_tail->next : f->head;
-		while (b) {
-			struct batch *next = b->next;
-			json_decref(b->body);
-			free(b);
-			b = next;
-		}
-		if (old_tail)
-			old_tail->next = NULL;
-		else
-			f->head = NULL;
-		f->tail = old_tail;
-		f->mem_bytes = old_mem_bytes;
-		f->mem_batches = old_mem_batches;
-		rest = NULL;
-	}
-	/* What the file holds now, counted from it rather than by arithmetic. */
-	if (rest) {
-		f->file_bytes = strlen(rest);
-		f->file_batches = 0;
-		for (const char *c = rest; *c; c++)
-			f->file_batches += *c == '\n';
-	}
-	free(text);
+	struct out *o = &e->text;
+	entry_begin(e);
+	out_key(o, "endpoint");
+	out_str(o, h->endpoint);
+	out_key(o, "dir");
+	out_str(o, direction_name(h->dir));
+	out_key(o, "rule");
+	out_str(o, h->rule);
+	out_key(o, "policy");
+	out_str(o, h->policy);
+	out_key(o, "verdict");
+	out_str(o, h->verdict);
+	out_key(o, "packets");
+	out_u64(o, h->packets);
+	out_key(o, "bytes");
+	out_u64(o, h->bytes);
+	entry_end(e, 0);
 }
 
 void flows_tick(struct flows *f, uint64_t now_ms, unsigned window_ms, bool force)
 {
-	/* Full: no list may outgrow the schema (the spool's loss entry too). */
-	bool full = f->n_flows >= FLOWS_WINDOW_MAX || f->n_hits >= FLOWS_WINDOW_MAX || f->n_lost + 1 >= FLOWS_WINDOW_MAX;
-	bool due = f->window_start && (force || now_ms - f->window_start >= window_ms || full || f->window_start == 1);
+	/* Full: no list outgrows what a window holds (the spool's loss entry too). */
+	bool full = f->n_flows >= FLOWS_WINDOW_MAX || f->n_hits >= FLOWS_WINDOW_MAX ||
+		    f->n_lost + 1 >= FLOWS_WINDOW_MAX;
+	bool due = f->window_start &&
+		   (force || now_ms - f->window_start >= window_ms || full || f->window_start == 1);
 	if (!due && !(f->spool_lost && (force || f->window_start == 0)))
 		return;
-	json_t *list = json_array(), *lost = json_array();
-	uint64_t packets = 0;
+	struct entries lists[L_COUNT] = {0};
 	for (size_t i = 0; i < f->n_buckets; i++)
-		for (struct flow *fl = f->buckets[i]; fl; fl = fl->next) {
-			json_array_append_new(list, flow_json(fl));
-			packets += fl->count;
-		}
-	/* Should this batch be dropped, what it reports is lost with it. */
-	uint64_t carried = packets + f->spool_lost;
+		for (struct flow *fl = f->buckets[i]; fl; fl = fl->next)
+			flow_entry(&lists[L_FLOWS], fl);
 	for (struct lost *l = f->lost; l; l = l->next)
-		carried += l->gap;
-	for (struct lost *l = f->lost; l; l = l->next)
-		json_array_append_new(lost, json_pack("{s:s,s:I,s:I,s:I}", "endpoint", l->endpoint, "enobufs",
-						      (json_int_t)l->enobufs, "gap", (json_int_t)l->gap, "spool", (json_int_t)0));
+		lost_entry(&lists[L_LOST], l->endpoint, l->enobufs, l->gap, 0);
 	if (f->spool_lost) { /* what does not fit the schema's range goes with the next batch */
 		uint64_t n = f->spool_lost < PROTO_FLOWS_COUNT_MAX ? f->spool_lost : PROTO_FLOWS_COUNT_MAX;
-		json_array_append_new(lost, json_pack("{s:n,s:I,s:I,s:I}", "endpoint", "enobufs", (json_int_t)0, "gap",
-						      (json_int_t)0, "spool", (json_int_t)n));
+		lost_entry(&lists[L_LOST], NULL, 0, 0, n);
 		f->spool_lost -= n;
 	}
-	json_t *hits = json_array();
 	for (struct hit *h = f->hits; h; h = h->next)
-		json_array_append_new(hits, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I}", "endpoint", h->endpoint,
-						      "dir", h->dir == DIR_EGRESS ? "egress" : "ingress", "rule",
-						      h->rule, "policy", h->policy, "verdict", h->verdict, "packets",
-						      (json_int_t)h->packets, "bytes", (json_int_t)h->bytes));
+		hit_entry(&lists[L_HITS], h);
 	uint64_t start = f->window_start > 1 ? f->window_start : now_ms;
-	uint64_t seq = f->next_seq++;
-	json_t *body = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "epoch", (json_int_t)f->epoch, "seq",
-				 (json_int_t)seq, "start", (json_int_t)start, "end", (json_int_t)now_ms, "flows", list,
-				 "lost", lost, "hits", hits);
 	window_clear(f);
-	f->count.batches++;
-	spool_add(f, body, seq, carried);
+	/* A window past a batch's bounds goes as several, each its own
+	 * (epoch, seq); should one be dropped, what it reports is lost with it. */
+	size_t pos[L_COUNT] = {0};
+	struct cut c;
+	while (batch_cut(lists, pos, &c)) {
+		uint64_t seq = f->next_seq++;
+		size_t len;
+		char *text = batch_text(f->epoch, seq, start, now_ms, lists, &c, &len);
+		f->count.batches++;
+		(void)keep(f, f->epoch, seq, text, len, c.packets, 0);
+	}
+	for (int l = 0; l < L_COUNT; l++)
+		entries_clear(&lists[l]);
+}
+
+/* A batch body as the spool holds it, decoded; NULL (quarantined, gone
+ * from the spool) when it is not one. */
+static json_t *batch_decode(struct flows *f, struct spool_batch *b)
+{
+	json_t *body = json_loadb(b->text, b->len, 0, NULL);
+	if (json_is_object(body) && json_is_array(json_object_get(body, "flows")) &&
+	    json_integer_value(json_object_get(body, "epoch")) == (json_int_t)b->epoch &&
+	    json_integer_value(json_object_get(body, "seq")) == (json_int_t)b->seq)
+		return body;
+	quarantine(f, body, b->text, b->len, "unreadable in the spool");
+	json_decref(body);
+	spool_done(f->spool, b);
+	return NULL;
 }
 
 void flows_send(struct flows *f, uint64_t now_ms, flows_send_fn send, void *arg)
 {
-	spool_refill(f);
+	spool_refill(f->spool);
 	unsigned in_flight = 0;
-	for (struct batch *b = f->head; b; b = b->next)
+	for (struct spool_batch *b = spool_head(f->spool); b; b = b->next)
 		in_flight += b->in_flight && now_ms - b->sent_ms < FLOWS_RESEND_MS;
-	for (struct batch *b = f->head; b && in_flight < FLOWS_IN_FLIGHT; b = b->next) {
+	size_t decoded = 0;
+	for (struct spool_batch *b = spool_head(f->spool), *next; b && in_flight < FLOWS_IN_FLIGHT;
+	     b = next) {
+		next = b->next;
 		if (b->in_flight && now_ms - b->sent_ms < FLOWS_RESEND_MS)
 			continue;
-		if (b->in_flight)
+		if (decoded && decoded + b->len > FLOWS_SEND_BYTES) /* the rest at the next tick */
+			break;
+		decoded += b->len;
+		bool again = b->in_flight;
+		json_t *body = batch_decode(f, b); /* (b is gone when NULL) */
+		if (!body)
+			continue;
+		if (again)
 			f->count.resent++;
 		b->in_flight = true;
 		b->sent_ms = now_ms;
 		in_flight++;
-		send(arg, json_incref(b->body));
+		send(arg, body);
 	}
-}
-
-/* Unlinks batch (epoch, seq) from memory (its journal line is garbage
- * now); NULL when it is not there. The caller frees it, then compacts. */
-static struct batch *batch_take(struct flows *f, uint64_t epoch, uint64_t seq)
-{
-	struct batch **pp = &f->head, *prev = NULL;
-	for (; *pp; prev = *pp, pp = &(*pp)->next) {
-		struct batch *b = *pp;
-		if (b->epoch != epoch || b->seq != seq)
-			continue;
-		*pp = b->next;
-		if (f->tail == b)
-			f->tail = prev;
-		f->mem_bytes -= b->bytes;
-		f->mem_batches--;
-		f->journal_garbage += b->bytes;
-		return b;
-	}
-	return NULL;
+	spool_sync(f->spool);
 }
 
 void flows_acked(struct flows *f, uint64_t epoch, uint64_t seq)
 {
-	struct batch *b = batch_take(f, epoch, seq);
+	struct spool_batch *b = spool_find(f->spool, epoch, seq);
 	if (!b)
 		return;
 	f->count.acked++;
-	json_decref(b->body);
-	free(b);
-	journal_compact(f);
-}
-
-/* The packets a batch reports, counted and lost: what is lost with it. */
-static uint64_t batch_packets(json_t *body)
-{
-	uint64_t n = 0;
-	size_t i;
-	json_t *o;
-	json_array_foreach(json_object_get(body, "flows"), i, o)
-	{
-		json_int_t c = json_integer_value(json_object_get(o, "count"));
-		n += c > 0 ? (uint64_t)c : 0;
-	}
-	json_array_foreach(json_object_get(body, "lost"), i, o)
-	{
-		json_int_t g = json_integer_value(json_object_get(o, "gap")),
-			   s = json_integer_value(json_object_get(o, "spool"));
-		n += (g > 0 ? (uint64_t)g : 0) + (s > 0 ? (uint64_t)s : 0);
-	}
-	return n;
+	spool_done(f->spool, b);
 }
 
 /* Keeps a batch the controller will not take (body, or the raw line when it
  * is not JSON) in the quarantine file, as {"time", "reason", "batch"|"line"};
  * counts what it carried as lost. */
-static void quarantine(struct flows *f, json_t *body, const char *line, const char *reason)
+static void quarantine(struct flows *f, json_t *body, const char *line, size_t line_len, const char *reason)
 {
 	uint64_t packets = body ? batch_packets(body) : 0;
 	f->count.quarantined++;
@@ -742,10 +793,11 @@ static void quarantine(struct flows *f, json_t *body, const char *line, const ch
 		log_error("%s rejected (%s): %llu packet(s) lost", name, reason, (unsigned long long)packets);
 		return;
 	}
-	json_t *entry = json_pack("{s:I,s:s,s:O?}", "time", (json_int_t)clock_wall_ms(), "reason", reason,
-				  "batch", body);
+	json_t *entry =
+	    json_pack("{s:I,s:s,s:O?}", "time", (json_int_t)clock_wall_ms(), "reason", reason, "batch", body);
 	if (entry && !body)
-		json_object_set_new(entry, "line", json_string(line)); /* NULL (not UTF-8): left out */
+		json_object_set_new(entry, "line",
+				    json_stringn(line, line_len)); /* NULL (not UTF-8): left out */
 	char *json = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
 	json_decref(entry);
 	if (!json)
@@ -771,10 +823,11 @@ static void quarantine(struct flows *f, json_t *body, const char *line, const ch
 	if (fd >= 0)
 		close(fd);
 	if (kept)
-		log_error("%s rejected (%s): kept in %s; its %llu packet(s) are counted as lost", name, reason, path,
-			  (unsigned long long)packets);
+		log_error("%s rejected (%s): kept in %s; its %llu packet(s) are counted as lost", name,
+			  reason, path, (unsigned long long)packets);
 	else
-		log_error("%s rejected (%s): not kept (%s is full or not writable); its %llu packet(s) are counted as "
+		log_error("%s rejected (%s): not kept (%s is full or not writable); its %llu packet(s) are "
+			  "counted as "
 			  "lost",
 			  name, reason, path, (unsigned long long)packets);
 	free(text);
@@ -782,28 +835,31 @@ static void quarantine(struct flows *f, json_t *body, const char *line, const ch
 
 void flows_rejected(struct flows *f, uint64_t epoch, uint64_t seq, const char *reason)
 {
-	struct batch *b = batch_take(f, epoch, seq);
+	struct spool_batch *b = spool_find(f->spool, epoch, seq);
 	if (!b)
 		return;
-	quarantine(f, b->body, NULL, reason);
-	json_decref(b->body);
-	free(b);
-	journal_compact(f);
+	json_t *body = json_loadb(b->text, b->len, 0, NULL);
+	quarantine(f, body, b->text, b->len, reason);
+	json_decref(body);
+	spool_done(f->spool, b);
 }
 
 void flows_resend_all(struct flows *f)
 {
-	for (struct batch *b = f->head; b; b = b->next)
+	for (struct spool_batch *b = spool_head(f->spool); b; b = b->next)
 		b->in_flight = false;
 }
 
 json_t *flows_status(const struct flows *f)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)f->count.events,
-			 "batches", (json_int_t)f->count.batches, "acked", (json_int_t)f->count.acked, "resent",
-			 (json_int_t)f->count.resent, "spooled_in_memory", (json_int_t)f->mem_batches,
-			 "spooled_in_file", (json_int_t)f->file_batches, "spooled_to_file",
-			 (json_int_t)f->count.spooled_to_file, "spool_dropped", (json_int_t)f->count.spool_dropped,
-			 "quarantined", (json_int_t)f->count.quarantined, "quarantined_packets",
-			 (json_int_t)f->count.quarantined_packets);
+	struct spool_counts c;
+	spool_counts(f->spool, &c);
+	return json_pack(
+	    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "events", (json_int_t)f->count.events,
+	    "batches", (json_int_t)f->count.batches, "acked", (json_int_t)f->count.acked, "resent",
+	    (json_int_t)f->count.resent, "spooled_in_memory", (json_int_t)c.mem_batches, "spooled_in_file",
+	    (json_int_t)c.disk_batches, "spooled_to_file", (json_int_t)c.to_disk, "spool_dropped",
+	    (json_int_t)f->count.spool_dropped, "quarantined", (json_int_t)f->count.quarantined,
+	    "quarantined_packets", (json_int_t)f->count.quarantined_packets, "spool_bytes",
+	    (json_int_t)c.disk_bytes, "spool_segments", (json_int_t)c.segments);
 }

@@ -2,6 +2,7 @@
  * network namespace (DESIGN §3). Set-up only: options, objects, the loop. */
 #include <errno.h>
 #include <getopt.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,22 +14,27 @@
 
 #include "bulkhead/bundle.h"
 #include "bulkhead/escape.h"
+#include "bulkhead/fileio.h"
 #include "bulkhead/inventory.h"
 #include "agent.h"
 #include "bulkhead/log.h"
 #include "bulkhead/loop.h"
+#include "bundle-file.h"
+#include "dataplane.h"
+#include "bulkhead/privs.h"
 #include "nft.h"
+#include "session.h"
+#include "source.h"
 #include "state.h"
 
 #define PROG "bulkhead-agent"
-#define BUNDLE_MAX_BYTES (256u << 20)
 
 static void usage(FILE *out)
 {
 	fputs("usage: " PROG " --node NAME --inventory FILE --state-dir DIR\n"
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
 	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
-	      "                      [--counters-ms N] [--recheck-ms N] [--once] [--verbose]\n"
+	      "                      [--counters-ms N] [--recheck-ms N] [--cap-ptrace] [--once] [--verbose]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
@@ -48,6 +54,9 @@ static void usage(FILE *out)
 	      "  --counters-ms N     rule hit counters are read this often (default 5000)\n"
 	      "  --recheck-ms N      namespace paths are re-checked and failed endpoints retried this\n"
 	      "                      often (default 500); a mount or unmount is seen at once\n"
+	      "  --cap-ptrace        keep CAP_SYS_PTRACE too: opening /proc/PID/ns/net of a process that\n"
+	      "                      has capabilities the agent has not, or another user's, needs it\n"
+	      "                      (bind-mounted paths such as /run/netns/NAME do not)\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"
@@ -58,9 +67,11 @@ static void usage(FILE *out)
 
 struct options {
 	struct agent_options agent;
+	struct session_options session;
 	struct link_options link;
+	const char *inventory_path;
 	const char *keys, *controller_key;
-	bool print_ruleset, once, verbose;
+	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace;
 };
 
 /* A decimal option value in lo..hi; false after saying what was expected. */
@@ -89,11 +100,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"controller-key", required_argument, NULL, 'K'}, {"insecure", no_argument, NULL, 'I'},
 		{"heartbeat-ms", required_argument, NULL, 'H'}, {"flow-window-ms", required_argument, NULL, 'W'},
 		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
-		{NULL, 0, NULL, 0},
+		{"cap-ptrace", no_argument, NULL, 'P'},       {NULL, 0, NULL, 0},
 	};
 	int c;
 	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
-			      .agent.flow_window_ms = 1000,
+			      .session.flow_window_ms = 1000,
 			      .agent.counters_ms = 5000,
 			      .agent.recheck_ms = 500,
 			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS};
@@ -103,7 +114,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->agent.bundle_path = optarg;
 			break;
 		case 'i':
-			o->agent.inventory_path = optarg;
+			o->inventory_path = optarg;
 			break;
 		case 'n':
 			o->agent.node = optarg;
@@ -113,9 +124,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'd':
 			if (strcmp(optarg, "nft") == 0) {
-				o->agent.null_dataplane = false;
+				o->null_dataplane = false;
 			} else if (strcmp(optarg, "null") == 0) {
-				o->agent.null_dataplane = true;
+				o->null_dataplane = true;
 			} else {
 				log_error("--dataplane: expected nft or null, not \"%s\"", optarg);
 				return -EINVAL;
@@ -149,7 +160,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'W':
 			if (!parse_range("flow-window-ms", optarg, 10, 600000, &v))
 				return -EINVAL;
-			o->agent.flow_window_ms = (unsigned)v;
+			o->session.flow_window_ms = (unsigned)v;
 			break;
 		case 'c':
 			if (!parse_range("counters-ms", optarg, 10, 3600000, &v))
@@ -163,6 +174,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'o':
 			o->once = true;
+			break;
+		case 'P':
+			o->cap_ptrace = true;
 			break;
 		case 'v':
 			o->verbose = true;
@@ -194,7 +208,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		}
 		return 0;
 	}
-	if (!o->agent.inventory_path) {
+	if (!o->inventory_path) {
 		log_error("--inventory is required");
 		return -EINVAL;
 	}
@@ -227,8 +241,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		log_error("--insecure and --keys/--controller-key exclude each other");
 		return -EINVAL;
 	}
-	if (o->link.endpoint)
-		o->agent.link = &o->link;
+	o->session.node = o->agent.node;
+	o->session.state_dir = o->agent.state_dir;
+	o->session.link = &o->link;
 	return 0;
 }
 
@@ -237,9 +252,9 @@ static int print_ruleset(const struct options *o)
 {
 	char *text;
 	size_t len;
-	int r = state_read_path(o->agent.bundle_path, BUNDLE_MAX_BYTES, &text, &len);
+	int r = state_read_path(o->agent.bundle_path, BUNDLE_FILE_MAX_BYTES, &text, &len);
 	if (r < 0) {
-		log_error_errno(r, "reading %s: %m", o->agent.bundle_path);
+		log_error("reading %s: %s", o->agent.bundle_path, fileio_strerror(r));
 		return 1;
 	}
 	struct diag d;
@@ -256,10 +271,10 @@ static int print_ruleset(const struct options *o)
 		return 1;
 	}
 	struct inventory *inv = NULL;
-	if (o->agent.inventory_path) {
+	if (o->inventory_path) {
 		inv = inventory_new();
-		diag_init(&d, o->agent.inventory_path);
-		if (!inv || inventory_load_file(inv, o->agent.inventory_path, o->agent.node, 0, &d) < 0 ||
+		diag_init(&d, o->inventory_path);
+		if (!inv || inventory_load_file(inv, o->inventory_path, o->agent.node, 0, &d) < 0 ||
 		    inventory_finish(inv, &d) < 0) {
 			diag_print(&d, stderr);
 			diag_release(&d);
@@ -316,6 +331,23 @@ int main(int argc, char **argv)
 		log_warn("--insecure: the controller is not authenticated and neither is this agent");
 	if (o.print_ruleset)
 		return print_ruleset(&o);
+
+	/* Before any object exists (ZeroMQ starts threads): from here on the
+	 * agent holds what setns (SYS_ADMIN) and nftables and NFLOG
+	 * (NET_ADMIN) need, and nothing else (README: Deploying). */
+	static const int caps[] = {CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE};
+	uint64_t missing;
+	char *err = NULL;
+	if (privs_keep_caps(caps, o.cap_ptrace ? 3 : 2, &missing, &err) < 0) {
+		log_error("dropping capabilities: %s", err ? err : "failed");
+		free(err);
+		return 1;
+	}
+	for (size_t i = 0; i < BH_ARRAY_SIZE(caps); i++)
+		if ((missing >> caps[i]) & 1 && !o.null_dataplane)
+			log_warn("%s is not permitted to this process: endpoints will fail (run as root, or "
+				 "with it in AmbientCapabilities=)",
+				 privs_cap_name(caps[i]));
 	if (o.agent.state_dir && mkdir(o.agent.state_dir, 0700) < 0 && errno != EEXIST) {
 		log_error("creating --state-dir %s: %m", o.agent.state_dir);
 		return 1;
@@ -326,11 +358,17 @@ int main(int argc, char **argv)
 		log_error("epoll: %m");
 		return 1;
 	}
-	struct agent *agent = agent_new(&o.agent, loop);
-	if (!agent) {
+	struct dataplane *dp =
+	    o.null_dataplane ? dataplane_null_new(o.agent.nflog_group) : dataplane_nft_new(loop, o.agent.nflog_group);
+	if (!dp) {
+		log_error("opening the agent's own network namespace: %m");
 		loop_free(loop);
 		return 1;
 	}
+	struct agent *agent = agent_new(&o.agent, loop, dp);
+	if (o.link.endpoint)
+		agent_set_session(agent, session_new(loop, &o.session, &agent_session_peer, agent));
+	agent_add_source(agent, source_file_new(o.inventory_path, o.agent.node));
 	unsigned behind = agent_start(agent, o.once);
 	int ret = 0;
 	if (o.once) {
@@ -355,6 +393,7 @@ int main(int argc, char **argv)
 		if (sig.fd >= 0)
 			close(sig.fd);
 	}
+	agent_stop(agent);
 	agent_free(agent);
 	loop_free(loop);
 	return ret;

@@ -105,6 +105,12 @@ const char *netns_open_error(int err, const char *path, char *buf, size_t size)
 	else if (err == -ELOOP)
 		snprintf(buf, size, "%s is the agent's own network namespace: %s", path,
 			 "refused (its table would firewall the node)");
+	else if ((err == -EACCES || err == -EPERM) && strncmp(path, "/proc/", 6) == 0)
+		/* The kernel asks for ptrace read access to the process. */
+		snprintf(buf, size, "opening namespace %s: %s (%s)", path, strerror(-err),
+			 "a process's namespace by /proc needs CAP_SYS_PTRACE unless it runs as root with no "
+			 "capability the agent lacks: bulkhead-agent --cap-ptrace, or a bind mount such as "
+			 "`ip netns attach NAME PID`");
 	else
 		snprintf(buf, size, "opening namespace %s: %s", path, strerror(-err));
 	return buf;

@@ -15,7 +15,7 @@
 
 #include "bulkhead/common.h"
 #include "netns.h"
-#include "nft.h"
+#include "nft-prefix.h"
 
 struct nlmsghdr;
 

@@ -1,5 +1,9 @@
 /* nft: turns one bundle endpoint into table inet bulkhead and loads it as
- * one nftables transaction (DESIGN §3, dataplane). */
+ * one nftables transaction (DESIGN §3, dataplane); reads what the kernel
+ * holds of it. The entry points of the nft layers, in nftables' own order:
+ * nft-plan.c (the table as data), nft-elements.c (set elements and their
+ * diff), nft-batch.c (libnftnl batch, libmnl send), nft-text.c (nft text),
+ * nft-read.c (counters, tag, read-back); nft-prefix.c (NFLOG prefixes). */
 #pragma once
 
 #include <stdbool.h>
@@ -8,51 +12,19 @@
 
 #include "bulkhead/bundle.h"
 #include "bulkhead/common.h"
+#include "nft-prefix.h"
 
 struct mnl_socket;
 
 #define NFT_TABLE_NAME		"bulkhead"
 #define NFT_CHAIN_INGRESS	"ingress" /* hook input, priority 0 */
 #define NFT_CHAIN_EGRESS	"egress"  /* hook output, priority 0 */
-#define NFT_NFLOG_GROUP_DEFAULT 100
-/* Bytes of each logged packet NFLOG copies: IPv6 + TCP headers with room
- * to spare; the denied-flow report needs headers only. */
-#define NFT_NFLOG_SNAPLEN 128
-
-/* NFLOG prefix of every logging rule: "bh:V:Dp"
- *   V  'D' the packet was dropped, 'A' audit: accepted, but an audit-mode
- *      policy would have dropped it
- *   D  'i' ingress chain, 'e' egress chain
- *   p  the decimal position of the deciding bundle rule in that direction's
- *      list (bundle_endpoint.chains[dir].rules[p]), '-' for the chain's
- *      fallback (bundle_chain.fallback_reason names it), or 'x' for the
- *      drop of packets conntrack calls invalid (NFT_RULE_CT_INVALID)
- * e.g. "bh:D:i3", "bh:A:e-", "bh:D:ix". Several nft rules made from one bundle rule
- * (one per family and port) share its prefix. The endpoint is the
- * namespace the NFLOG socket reads from, and the rule id comes from the
- * bundle the agent applied, so the prefix stays short: the kernel copies
- * it into every logged packet. */
-#define NFT_PREFIX_MAX	      32
-#define NFT_POSITION_FALLBACK (-1L)
-#define NFT_POSITION_INVALID  (-2L) /* 'x': the chain's "ct state invalid" drop */
-
-/* The comments of the rules every chain starts with (DESIGN §2 step 1),
- * which are their ids among the hit counts and denied flows. */
-#define NFT_RULE_ESTABLISHED	     "established"
-#define NFT_RULE_CT_INVALID	     "ct-invalid"
-#define NFT_RULE_LOOPBACK	     "loopback"
-#define NFT_RULE_NEIGHBOUR_DISCOVERY "neighbour-discovery"
-
-struct nft_prefix {
-	enum verdict verdict; /* VERDICT_DROP or VERDICT_AUDIT */
-	enum direction dir;
-	long position; /* rule index, or NFT_POSITION_FALLBACK */
-};
-
-void nft_prefix_format(const struct nft_prefix *p, char buf[NFT_PREFIX_MAX]);
-/* 0, or -EINVAL when s is not a prefix of this format (an NFLOG message
- * from something else in the namespace). */
-BH_MUST_CHECK int nft_prefix_parse(const char *s, struct nft_prefix *out);
+/* The ids of the rules every chain starts with (RULE_ID_*, vocab.h), by
+ * the names callers knew them by. */
+#define NFT_RULE_ESTABLISHED	     RULE_ID_ESTABLISHED
+#define NFT_RULE_CT_INVALID	     RULE_ID_CT_INVALID
+#define NFT_RULE_LOOPBACK	     RULE_ID_LOOPBACK
+#define NFT_RULE_NEIGHBOUR_DISCOVERY RULE_ID_NEIGHBOUR_DISCOVERY
 
 /* Name of the nft set holding the family's members of bundle set id:
  * "s_" + 16 hex digits of a hash of the id + "_v4"/"_v6". Stable across

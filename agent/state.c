@@ -1,5 +1,6 @@
 /* Files in the agent's state directory (see state.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,10 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bulkhead/fileio.h"
 #include "bulkhead/log.h"
 #include "state.h"
 
-int state_write(const char *dir, const char *name, const char *text, size_t len)
+static int write_atomic(const char *dir, const char *name, const char *text, size_t len, bool sync)
 {
 	char path[4096], tmp[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -30,8 +32,8 @@ int state_write(const char *dir, const char *name, const char *text, size_t len)
 		}
 		off += (size_t)n;
 	}
-	/* The cache must survive a crash: data on disk before the rename. */
-	if (fsync(fd) < 0 || close(fd) < 0) {
+	/* What must survive a crash (the cache) is on disk before the rename. */
+	if ((sync && fsync(fd) < 0) || close(fd) < 0) {
 		int r = -errno;
 		unlink(tmp);
 		return r;
@@ -44,36 +46,19 @@ int state_write(const char *dir, const char *name, const char *text, size_t len)
 	return 0;
 }
 
+int state_write(const char *dir, const char *name, const char *text, size_t len)
+{
+	return write_atomic(dir, name, text, len, true);
+}
+
+int state_write_nosync(const char *dir, const char *name, const char *text, size_t len)
+{
+	return write_atomic(dir, name, text, len, false);
+}
+
 int state_read_path(const char *path, size_t max, char **text, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
-	if (!S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-		close(fd);
-		return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
-	}
-	char *buf = xmalloc((size_t)st.st_size + 1);
-	size_t off = 0;
-	while (off < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break; /* shrank under us: take what is there */
-		off += (size_t)n;
-	}
-	close(fd);
-	buf[off] = '\0';
-	*text = buf;
-	*len = off;
-	return 0;
+	return fileio_read(path, max, text, len);
 }
 
 int state_read(const char *dir, const char *name, size_t max, char **text, size_t *len)

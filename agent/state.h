@@ -9,8 +9,13 @@
 
 /* Writes text to DIR/NAME atomically (temporary file, fsync, rename). */
 BH_MUST_CHECK int state_write(const char *dir, const char *name, const char *text, size_t len);
-/* Reads DIR/NAME (at most max bytes) into a malloc()ed, NUL-terminated
- * buffer. 0, -ENOENT when absent, -EFBIG when larger than max. */
+/* The same without fsync, for what is only informational (status.json):
+ * readers still see the old file or the new one whole, and a disk that
+ * stalls does not stall the loop; a crash may leave it old or empty. */
+BH_MUST_CHECK int state_write_nosync(const char *dir, const char *name, const char *text, size_t len);
+/* Reads DIR/NAME (a regular file of at most max bytes) into a malloc()ed,
+ * NUL-terminated buffer: fileio_read (fileio.h). 0, -ENOENT when absent,
+ * -EFBIG when larger than max, -EINVAL when not a regular file. */
 BH_MUST_CHECK int state_read(const char *dir, const char *name, size_t max, char **text, size_t *len);
 /* Reads any file the same way (for --bundle). */
 BH_MUST_CHECK int state_read_path(const char *path, size_t max, char **text, size_t *len);

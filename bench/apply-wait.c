@@ -18,7 +18,9 @@
 
 #include <jansson.h>
 
-#include "bulkhead/admin.h"
+#include "bulkhead/fileio.h"
+#include "bulkhead/policy.h"
+#include "admin.h"
 
 #define POLL_US 1000
 #define GIVE_UP_MS 60000
@@ -30,23 +32,15 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* A policy document, whole; NULL after saying why. */
 static char *read_file(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		perror(path);
-		return NULL;
-	}
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&buf, &len);
-	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, out);
-	fclose(f);
-	fclose(out);
-	return buf;
+	char *text;
+	size_t len;
+	int r = fileio_read(path, POLICY_MAX_BYTES, &text, &len);
+	if (r < 0)
+		fprintf(stderr, "apply-wait: %s: %s\n", path, fileio_strerror(r));
+	return r < 0 ? NULL : text;
 }
 
 /* How many nodes are connected, up to date and at revision rev. */

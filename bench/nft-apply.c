@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <linux/netlink.h>
@@ -30,6 +29,7 @@
 
 #include "bulkhead/bundle.h"
 #include "bulkhead/diag.h"
+#include "bulkhead/fileio.h"
 #include "netns.h"
 #include "nft.h"
 
@@ -38,27 +38,14 @@
 static struct bundle *load_bundle(const char *path)
 {
 	struct bundle *b = NULL;
-	struct stat st;
 	struct diag d;
 	char *text;
 	size_t n;
-	FILE *f;
 
-	f = fopen(path, "re");
-	if (!f || fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (size_t)st.st_size > BUNDLE_MAX_BYTES) {
+	if (fileio_read(path, BUNDLE_MAX_BYTES, &text, &n) < 0) {
 		fprintf(stderr, "nft-apply: %s: cannot read a bundle there\n", path);
-		if (f)
-			fclose(f);
 		return NULL;
 	}
-	text = malloc((size_t)st.st_size + 1);
-	if (!text) {
-		fclose(f);
-		return NULL;
-	}
-	n = fread(text, 1, (size_t)st.st_size, f);
-	fclose(f);
 	diag_init(&d, path);
 	b = bundle_decode(text, n, &d);
 	if (!b)

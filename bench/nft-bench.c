@@ -140,11 +140,11 @@ static int ruleset_init(struct bench_ruleset *rs)
 	    .rules = rs->rules,
 	    .n_rules = BENCH_RULES,
 	    .fallback = VERDICT_DROP,
-	    .fallback_reason = REASON_DEFAULT_DENY,
+	    .fallback_reason = RULE_ID_DEFAULT_DENY,
 	};
 	rs->ep.chains[DIR_EGRESS] = (struct bundle_chain){
 	    .fallback = VERDICT_ACCEPT,
-	    .fallback_reason = REASON_DEFAULTS,
+	    .fallback_reason = RULE_ID_DEFAULTS,
 	};
 	rs->b = (struct bundle){
 	    .node = "bench",

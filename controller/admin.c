@@ -308,8 +308,8 @@ static json_t *cmd_flows(struct admin *a, json_t *req)
 		return fail(2, "mode \"%s\": expected report, follow or rules", mode);
 	/* Allowed packets are counted per rule, never reported per flow. */
 	bool allow_ok = q.mode == FLOW_QUERY_RULES;
-	if (q.verdict && strcmp(q.verdict, "deny") != 0 && strcmp(q.verdict, "audit") != 0 &&
-	    !(allow_ok && strcmp(q.verdict, "allow") == 0))
+	int verdict = vocab_find(report_verdict_words, q.verdict);
+	if (q.verdict && (verdict < 0 || (verdict == VERDICT_ACCEPT && !allow_ok)))
 		return fail(2, "verdict \"%s\": expected deny or audit%s", q.verdict, allow_ok ? " or allow" : "");
 	int64_t now = clock_wall_ms();
 	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;
@@ -417,10 +417,13 @@ struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struc
 		char *dir = xstrdup(path), *why = NULL;
 		const char *d = dirname(dir);
 		int r = mkdir(d, 0700) < 0 && errno != EEXIST ? -errno : 0;
-		if (r < 0 &&
+		/* A directory others control is the reason to give, also when
+		 * it is what kept mkdir out (root without CAP_DAC_OVERRIDE). */
+		int t = pathtrust_dir(d, &why);
+		if (r < 0 && t != -EPERM &&
 		    asprintf(err, "admin endpoint %s: creating %s: %s", endpoint, d, strerror(-r)) < 0)
 			abort();
-		if (r == 0 && (r = pathtrust_dir(d, &why)) < 0 &&
+		if ((r == 0 || t == -EPERM) && (r = t) < 0 &&
 		    asprintf(err,
 			     "admin endpoint %s: refused: %s (another user could put their own socket in its "
 			     "place)",

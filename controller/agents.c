@@ -9,6 +9,7 @@
 
 #include "bulkhead/bundle.h"
 #include "bulkhead/escape.h"
+#include "bulkhead/fileio.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/log.h"
@@ -149,22 +150,14 @@ static void allow_read_labels(struct agents *a, struct allow_entry *e, FILE *err
 	char path[4096], name[512];
 	snprintf(path, sizeof(path), "%s/%s.labels", a->o->allow_dir, e->node);
 	snprintf(name, sizeof(name), "%s.labels", e->node);
-	FILE *f = fopen(path, "re");
-	if (!f && errno == ENOENT)
+	char *text;
+	size_t len;
+	int r = fileio_read(path, ALLOW_LABELS_MAX, &text, &len);
+	if (r == -ENOENT)
 		return;
-	char *text = xmalloc(ALLOW_LABELS_MAX + 1);
-	size_t len = f ? fread(text, 1, ALLOW_LABELS_MAX + 1, f) : 0;
-	const char *why = NULL;
-	if (!f || ferror(f))
-		why = strerror(errno);
-	else if (len > ALLOW_LABELS_MAX)
-		why = "larger than 1 MiB";
-	if (f)
-		fclose(f);
-	text[len > ALLOW_LABELS_MAX ? 0 : len] = '\0';
-	if (why) {
+	if (r < 0) {
+		const char *why = r == -EFBIG ? "larger than 1 MiB" : fileio_strerror(r);
 		fprintf(errs, "%s: %s; every endpoint list of node %s is refused\n", path, why, e->node);
-		free(text);
 		e->labels_text = xstrdup(why);
 		return;
 	}

@@ -14,9 +14,11 @@
 
 #include "bulkhead/admin.h"
 #include "bulkhead/escape.h"
+#include "bulkhead/fileio.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/log.h"
+#include "bulkhead/privs.h"
 #include "bulkhead/proto.h"
 #include "admin.h"
 #include "agents.h"
@@ -24,7 +26,6 @@
 #include "store.h"
 
 #define PROG "bulkhead-controller"
-#define POLICY_MAX_BYTES (64 << 20)
 #define MAX_NODES_DEFAULT 1000
 
 static void usage(FILE *out)
@@ -32,7 +33,7 @@ static void usage(FILE *out)
 	fputs("usage: " PROG " --state-dir DIR [--listen ENDPOINT] [--admin ENDPOINT] [--policy FILE]\n"
 	      "                           (--keys DIR --agent-keys DIR | --insecure) [--flow-retention D]\n"
 	      "                           [--flow-rate N] [--flow-quota N] [--flow-query-ms N]\n"
-	      "                           [--max-nodes N] [--heartbeat-ms N] [--verbose]\n"
+	      "                           [--max-nodes N] [--heartbeat-ms N] [--user NAME] [--verbose]\n"
 	      "\n"
 	      "  --state-dir DIR     SQLite state (" STORE_FILE "): revisions, endpoints, flows;\n"
 	      "                      a restart resumes from the newest revision\n"
@@ -55,12 +56,15 @@ static void usage(FILE *out)
 	      "  --flow-quota N      records kept per node (default 1000000; 0: no limit); the rest is\n"
 	      "                      counted as lost until the retention makes room\n"
 	      "  --flow-query-ms N   a flow query (bulkhead flows) that runs longer is stopped, so that\n"
-	      "                      the agents are served meanwhile (default: the heartbeat interval)\n",
+	      "                      the agents are served meanwhile (default: the heartbeat interval)\n"
+	      "  --user NAME         started as root: become NAME (and its groups) before anything is\n"
+	      "                      opened; the state and admin directories are made for NAME when\n"
+	      "                      missing. Without it, root keeps uid 0 but no capability\n",
 	      out);
 }
 
 struct options {
-	const char *state_dir, *listen, *admin, *policy, *keys, *agent_keys;
+	const char *state_dir, *listen, *admin, *policy, *keys, *agent_keys, *user;
 	bool insecure, verbose;
 	unsigned heartbeat_ms, max_nodes;
 	long flow_retention_s;
@@ -91,7 +95,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"verbose", no_argument, NULL, 'v'},	     {"help", no_argument, NULL, 'H'},
 		{"flow-retention", required_argument, NULL, 'r'}, {"flow-rate", required_argument, NULL, 'R'},
 		{"flow-quota", required_argument, NULL, 'Q'},	  {"flow-query-ms", required_argument, NULL, 'q'},
-		{"max-nodes", required_argument, NULL, 'm'},	  {NULL, 0, NULL, 0},
+		{"max-nodes", required_argument, NULL, 'm'},	  {"user", required_argument, NULL, 'u'},
+		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS,
 			      .flow_retention_s = 7 * 86400, .flow_rate = 2000, .flow_quota = 1000000,
@@ -106,6 +111,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'p': o->policy = optarg; break;
 		case 'k': o->keys = optarg; break;
 		case 'K': o->agent_keys = optarg; break;
+		case 'u': o->user = optarg; break;
 		case 'i': o->insecure = true; break;
 		case 'v': o->verbose = true; break;
 		case 'h': {
@@ -227,18 +233,11 @@ static void resume_endpoints(void *data, const char *node, const char *text)
 
 static int apply_policy_file(struct store *s, struct compiler *c, const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return log_error_errno(-errno, "--policy %s: %m", path), 1;
-	char *text = xmalloc(POLICY_MAX_BYTES + 1);
-	size_t len = fread(text, 1, POLICY_MAX_BYTES + 1, f);
-	fclose(f);
-	if (len > POLICY_MAX_BYTES) {
-		free(text);
-		log_error("--policy %s: larger than %d bytes", path, POLICY_MAX_BYTES);
-		return 2;
-	}
-	text[len] = '\0';
+	char *text;
+	size_t len;
+	int err = fileio_read(path, POLICY_MAX_BYTES, &text, &len);
+	if (err < 0)
+		return log_error("--policy %s: %s", path, fileio_strerror(err)), err == -EFBIG ? 2 : 1;
 	char comment[512];
 	snprintf(comment, sizeof(comment), "--policy %s", path);
 	json_t *r = admin_apply_policy(s, c, text, path, comment);
@@ -263,7 +262,27 @@ int main(int argc, char **argv)
 		return ret;
 	log_setup(PROG, o.verbose);
 
-	char pub[KEY_Z85_LEN + 1] = "", sec[KEY_Z85_LEN + 1] = "", *err = NULL;
+	/* Before anything is opened and before ZeroMQ starts its threads:
+	 * everything below runs as the user, without capabilities. */
+	const struct privs_path paths[] = {
+		{"--state-dir", o.state_dir, PRIVS_OWN_DIR}, {"--admin", o.admin, PRIVS_IPC_ENDPOINT},
+		{"--keys", o.keys, PRIVS_READ_DIR},	     {"--agent-keys", o.agent_keys, PRIVS_READ_DIR},
+		{"--policy", o.policy, PRIVS_READ_FILE},
+	};
+	char *err = NULL;
+	ret = privs_become_user(o.user, paths, BH_ARRAY_SIZE(paths), &err);
+	if (ret < 0) {
+		log_error("%s", err ? err : "dropping privileges failed");
+		free(err);
+		return 1;
+	}
+	if (ret > 0)
+		log_warn("running as root (without capabilities): give --user NAME, or User= in the unit");
+	else if (o.user)
+		log_info("running as user %s, without capabilities", o.user);
+	ret = 0;
+
+	char pub[KEY_Z85_LEN + 1] = "", sec[KEY_Z85_LEN + 1] = "";
 	if (o.insecure) {
 		log_warn("--insecure: agents are not authenticated and any agent may speak for any node");
 	} else if (keys_read_pair(o.keys, pub, sec, &err) < 0) {

@@ -201,10 +201,9 @@ static int walk_enum(struct json_walk *w, json_t *obj, const char *key, const ch
 	const char *s = walk_required_string(w, obj, key);
 	if (!s)
 		return -1;
-	for (int i = 0; names[i]; i++) {
-		if (strcmp(s, names[i]) == 0)
-			return i;
-	}
+	int i = vocab_find(names, s);
+	if (i >= 0)
+		return i;
 	size_t mark = jpath_push_key(&w->path, key);
 	walk_error(w, "unexpected value \"%s\"", s);
 	jpath_pop(&w->path, mark);
@@ -304,8 +303,6 @@ static void decode_rule(struct json_walk *w, json_t *o, const struct bundle *b, 
 			struct bundle_rule *r)
 {
 	static const char *const keys[] = {"id", "policy", "index", "action", "mode", "peers", "ports", NULL};
-	static const char *const actions[] = {"allow", "deny", NULL};
-	static const char *const modes[] = {"enforce", "audit", NULL};
 	if (!walk_expect_type(w, o, JSON_OBJECT))
 		return;
 	walk_check_keys(w, o, keys, NULL);
@@ -320,8 +317,8 @@ static void decode_rule(struct json_walk *w, json_t *o, const struct bundle *b, 
 	else
 		r->index = (uint32_t)json_integer_value(v);
 	jpath_pop(&w->path, mark);
-	r->action = walk_enum(w, o, "action", actions) == 1 ? ACTION_DENY : ACTION_ALLOW;
-	r->mode = walk_enum(w, o, "mode", modes) == 1 ? MODE_AUDIT : MODE_ENFORCE;
+	r->action = walk_enum(w, o, "action", action_words) == ACTION_DENY ? ACTION_DENY : ACTION_ALLOW;
+	r->mode = walk_enum(w, o, "mode", mode_words) == MODE_AUDIT ? MODE_AUDIT : MODE_ENFORCE;
 	if (r->id && r->policy) {
 		char *want = arena_printf(w->arena, "%s/%s/%u", r->policy, direction_name(dir), r->index);
 		mark = jpath_push_key(&w->path, "id");
@@ -381,15 +378,13 @@ static void decode_chain(struct json_walk *w, json_t *o, const struct bundle *b,
 			 struct bundle_chain *c)
 {
 	static const char *const keys[] = {"rules", "fallback", "fallback_reason", NULL};
-	static const char *const verdicts[] = {"accept", "drop", "audit", NULL};
-	static const char *const reasons[] = {REASON_DEFAULT_DENY, REASON_DEFAULTS, NULL};
 	if (!walk_expect_type(w, o, JSON_OBJECT))
 		return;
 	walk_check_keys(w, o, keys, NULL);
-	int verdict = walk_enum(w, o, "fallback", verdicts);
+	int verdict = walk_enum(w, o, "fallback", verdict_words);
 	c->fallback = verdict < 0 ? VERDICT_DROP : (enum verdict)verdict;
-	int reason = walk_enum(w, o, "fallback_reason", reasons);
-	c->fallback_reason = reason == 0 ? REASON_DEFAULT_DENY : REASON_DEFAULTS;
+	int reason = walk_enum(w, o, "fallback_reason", fallback_reason_words);
+	c->fallback_reason = fallback_reason_words[reason == 0 ? 0 : 1];
 
 	json_t *rules = json_object_get(o, "rules");
 	size_t mark = jpath_push_key(&w->path, "rules");

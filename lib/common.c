@@ -1,5 +1,4 @@
-/* Names of the shared enums, as they appear in JSON and on screen; clocks;
- * durations. */
+/* Clocks and durations. */
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
@@ -21,34 +20,6 @@ int64_t clock_wall_ms(void)
 int64_t clock_mono_ms(void)
 {
 	return clock_ms(CLOCK_MONOTONIC);
-}
-
-const char *direction_name(enum direction dir)
-{
-	return dir == DIR_EGRESS ? "egress" : "ingress";
-}
-
-const char *action_name(enum rule_action action)
-{
-	return action == ACTION_DENY ? "deny" : "allow";
-}
-
-const char *mode_name(enum policy_mode mode)
-{
-	return mode == MODE_AUDIT ? "audit" : "enforce";
-}
-
-const char *verdict_name(enum verdict verdict)
-{
-	switch (verdict) {
-	case VERDICT_DROP:
-		return "drop";
-	case VERDICT_AUDIT:
-		return "audit";
-	case VERDICT_ACCEPT:
-		break;
-	}
-	return "accept";
 }
 
 int duration_parse(const char *s, long *seconds)

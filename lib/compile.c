@@ -220,16 +220,16 @@ static int build_chain(struct bundle *b, const struct policy_doc *doc, const str
 	 * policy never opens what the document's defaults close. */
 	if (!isolated) {
 		chain->fallback = doc->defaults[dir] == ACTION_DENY ? VERDICT_DROP : VERDICT_ACCEPT;
-		chain->fallback_reason = REASON_DEFAULTS;
+		chain->fallback_reason = RULE_ID_DEFAULTS;
 	} else if (enforce_isolates) {
 		chain->fallback = VERDICT_DROP;
-		chain->fallback_reason = REASON_DEFAULT_DENY;
+		chain->fallback_reason = RULE_ID_DEFAULT_DENY;
 	} else if (doc->defaults[dir] == ACTION_DENY) {
 		chain->fallback = VERDICT_DROP;
-		chain->fallback_reason = REASON_DEFAULTS;
+		chain->fallback_reason = RULE_ID_DEFAULTS;
 	} else {
 		chain->fallback = VERDICT_AUDIT;
-		chain->fallback_reason = REASON_DEFAULT_DENY;
+		chain->fallback_reason = RULE_ID_DEFAULT_DENY;
 	}
 	return 0;
 }

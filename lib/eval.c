@@ -51,15 +51,15 @@ void eval_packet(const struct bundle *b, const struct bundle_endpoint *ep, enum 
 {
 	*out = (struct eval_result){.verdict = VERDICT_ACCEPT};
 	if (pkt->established) {
-		out->reason = REASON_ESTABLISHED;
+		out->reason = RULE_ID_ESTABLISHED;
 		return;
 	}
 	if (pkt->loopback) {
-		out->reason = REASON_LOOPBACK;
+		out->reason = RULE_ID_LOOPBACK;
 		return;
 	}
 	if (eval_is_neighbour_discovery(pkt)) {
-		out->reason = REASON_NEIGHBOUR_DISCOVERY;
+		out->reason = RULE_ID_NEIGHBOUR_DISCOVERY;
 		return;
 	}
 
@@ -71,10 +71,7 @@ void eval_packet(const struct bundle *b, const struct bundle_endpoint *ep, enum 
 			continue;
 		out->rule = r;
 		out->reason = r->id;
-		if (r->action == ACTION_ALLOW)
-			out->verdict = VERDICT_ACCEPT;
-		else
-			out->verdict = r->mode == MODE_AUDIT ? VERDICT_AUDIT : VERDICT_DROP;
+		out->verdict = rule_verdict(r->action, r->mode);
 		return;
 	}
 	out->verdict = chain->fallback;

@@ -205,7 +205,7 @@ int inventory_load_json(struct inventory *inv, json_t *root, const char *node_ov
 int inventory_load_file(struct inventory *inv, const char *path, const char *node_override, unsigned flags,
 			struct diag *diag)
 {
-	json_t *root = json_util_load_file(path, diag);
+	json_t *root = json_util_load_file(path, INVENTORY_MAX_BYTES, "an inventory", diag);
 	if (!root)
 		return -EINVAL;
 	int r = inventory_load_json(inv, root, node_override, flags, diag);

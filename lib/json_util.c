@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bulkhead/arena.h"
+#include "bulkhead/fileio.h"
 
 #include "json_util.h"
 
@@ -108,20 +109,26 @@ json_t *json_util_loadb(const char *text, size_t len, struct diag *diag)
 	return root;
 }
 
-json_t *json_util_load_file(const char *path, struct diag *diag)
+int json_util_read_file(const char *path, size_t max, const char *what, char **text, size_t *len,
+			struct diag *diag)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		diag_add(diag, "", "cannot open: %s", strerror(errno));
+	int r = fileio_read(path, max, text, len);
+	if (r == -EFBIG)
+		diag_add(diag, "", "larger than %zu bytes (%zu MiB), the most %s may be", max, max >> 20, what);
+	else if (r < 0) /* what it is and reading it go wrong after open() */
+		diag_add(diag, "", "cannot %s: %s", r == -EISDIR || r == -EINVAL || r == -EIO ? "read" : "open",
+			 fileio_strerror(r));
+	return r;
+}
+
+json_t *json_util_load_file(const char *path, size_t max, const char *what, struct diag *diag)
+{
+	char *text;
+	size_t len;
+	if (json_util_read_file(path, max, what, &text, &len, diag) < 0)
 		return NULL;
-	}
-	json_error_t err;
-	json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
-	if (!root && ferror(f))
-		diag_add(diag, "", "cannot read: %s", strerror(errno));
-	else if (!root)
-		record_json_error(diag, &err);
-	fclose(f);
+	json_t *root = json_util_loadb(text, len, diag);
+	free(text);
 	return root;
 }
 

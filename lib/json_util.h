@@ -23,7 +23,14 @@ const char *json_util_suggest(const char *word, const char *const *candidates);
 /* Load JSON, rejecting duplicate object keys; a syntax error is recorded
  * in diag with its line and column. */
 json_t *json_util_loadb(const char *text, size_t len, struct diag *diag);
-json_t *json_util_load_file(const char *path, struct diag *diag);
+/* A document file read whole (fileio.h: a regular file of at most max
+ * bytes) into *text (malloc()ed, NUL-terminated, the caller's); why not is
+ * recorded in diag ("cannot open: ...", "larger than N bytes (N MiB), the
+ * most WHAT may be"). 0 or fileio_read's negative errno. */
+BH_MUST_CHECK int json_util_read_file(const char *path, size_t max, const char *what, char **text, size_t *len,
+				      struct diag *diag);
+/* The same file loaded as JSON; NULL when unread or invalid (in diag). */
+json_t *json_util_load_file(const char *path, size_t max, const char *what, struct diag *diag);
 
 /* A walk over an untrusted document: where we are (path), where errors go
  * (diag) and where parsed data lives (arena). Every walk_* function records

@@ -10,8 +10,12 @@
 
 #include <zmq.h>
 
+#include "bulkhead/fileio.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/pathtrust.h"
+
+/* A key file holds one key and a line end; more is not a key file. */
+#define KEY_FILE_MAX 127
 
 static int fail(char **err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char **err, int r, const char *fmt, ...)
@@ -27,27 +31,25 @@ static int fail(char **err, int r, const char *fmt, ...)
 int keys_read(const char *path, char out[KEY_Z85_LEN + 1], char **err)
 {
 	*err = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(err, -errno, "%s: %s", path, strerror(errno));
-	char buf[128];
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	int saved = errno;
-	close(fd);
-	if (n < 0)
-		return fail(err, -saved, "%s: %s", path, strerror(saved));
-	buf[n] = '\0';
-	size_t len = (size_t)n;
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-		buf[--len] = '\0';
-	if (len != KEY_Z85_LEN)
-		return fail(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %zu%s", path,
-			    KEY_Z85_LEN, len, n == (ssize_t)sizeof(buf) - 1 ? " or more" : "");
+	char *text;
+	size_t n;
+	int r = fileio_read(path, KEY_FILE_MAX, &text, &n);
+	if (r == -EFBIG)
+		return fail(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %d or more", path,
+			    KEY_Z85_LEN, KEY_FILE_MAX);
+	if (r < 0)
+		return fail(err, r, "%s: %s", path, fileio_strerror(r));
+	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ' || text[n - 1] == '\t'))
+		text[--n] = '\0';
 	uint8_t raw[32];
-	if (!zmq_z85_decode(raw, buf))
-		return fail(err, -EINVAL, "%s: not a CURVE key: characters outside Z85", path);
-	memcpy(out, buf, KEY_Z85_LEN + 1);
-	return 0;
+	if (n != KEY_Z85_LEN)
+		r = fail(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %zu", path, KEY_Z85_LEN, n);
+	else if (!zmq_z85_decode(raw, text))
+		r = fail(err, -EINVAL, "%s: not a CURVE key: characters outside Z85", path);
+	else
+		memcpy(out, text, KEY_Z85_LEN + 1);
+	free(text);
+	return r;
 }
 
 int keys_read_pair(const char *dir, char pub[KEY_Z85_LEN + 1], char sec[KEY_Z85_LEN + 1], char **err)

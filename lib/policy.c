@@ -424,10 +424,9 @@ static bool parse_action(struct parser *p, json_t *v, enum rule_action *out)
 	if (!walk_expect_type(&p->w, v, JSON_STRING))
 		return false;
 	const char *s = json_string_value(v);
-	if (strcmp(s, "allow") == 0)
-		*out = ACTION_ALLOW;
-	else if (strcmp(s, "deny") == 0)
-		*out = ACTION_DENY;
+	int i = vocab_find(action_words, s);
+	if (i >= 0)
+		*out = (enum rule_action)i;
 	else {
 		walk_error(&p->w, "\"%s\": expected \"allow\" or \"deny\"", s);
 		return false;
@@ -568,9 +567,10 @@ static void parse_policy(struct parser *p, json_t *obj, struct policy *pol)
 		mark = jpath_push_key(&p->w.path, "mode");
 		if (walk_expect_type(&p->w, v, JSON_STRING)) {
 			const char *s = json_string_value(v);
-			if (strcmp(s, "audit") == 0)
-				pol->mode = MODE_AUDIT;
-			else if (strcmp(s, "enforce") != 0)
+			int i = vocab_find(mode_words, s);
+			if (i >= 0)
+				pol->mode = (enum policy_mode)i;
+			else
 				walk_error(&p->w, "\"%s\": expected \"enforce\" or \"audit\"", s);
 		}
 		jpath_pop(&p->w.path, mark);
@@ -688,10 +688,9 @@ static void parse_policies(struct parser *p, json_t *arr)
 
 static void parse_defaults(struct parser *p, json_t *obj)
 {
-	static const char *const keys[] = {"ingress", "egress", NULL};
 	size_t mark = jpath_push_key(&p->w.path, "defaults");
 	if (walk_expect_type(&p->w, obj, JSON_OBJECT)) {
-		walk_check_keys(&p->w, obj, keys, NULL);
+		walk_check_keys(&p->w, obj, direction_words, NULL);
 		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
 			json_t *v = json_object_get(obj, direction_name(dir));
 			if (!v)
@@ -784,42 +783,19 @@ struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag
 	return doc;
 }
 
+int policy_read_file(const char *path, char **text, size_t *len, struct diag *diag)
+{
+	return json_util_read_file(path, POLICY_MAX_BYTES, "a policy document", text, len, diag);
+}
+
 struct policy_doc *policy_parse_file(const char *path, struct diag *diag)
 {
-	/* Read whole, and no more than one byte past the limit: the file
-	 * may be a pipe, whose size nobody knows beforehand. */
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		diag_add(diag, "", "cannot open: %s", strerror(errno));
+	char *text;
+	size_t len;
+	if (policy_read_file(path, &text, &len, diag) < 0)
 		return NULL;
-	}
-	size_t len = 0, cap = 0, max = POLICY_MAX_BYTES;
-	char *text = NULL;
-	struct policy_doc *doc = NULL;
-	for (;;) {
-		if (len == cap) {
-			cap = cap ? 2 * cap : 65536;
-			if (cap > max + 1)
-				cap = max + 1;
-			char *grown = realloc(text, cap);
-			if (!grown) {
-				diag_add(diag, "", "out of memory");
-				goto out;
-			}
-			text = grown;
-		}
-		size_t n = fread(text + len, 1, cap - len, f);
-		len += n;
-		if (n == 0 || len > max)
-			break;
-	}
-	if (ferror(f))
-		diag_add(diag, "", "cannot read: %s", strerror(errno));
-	else
-		doc = policy_parse_string(text, len, diag);
-out:
+	struct policy_doc *doc = policy_parse_string(text, len, diag);
 	free(text);
-	fclose(f);
 	return doc;
 }
 

@@ -7,23 +7,6 @@
 
 #include "bulkhead/policy.h"
 
-static const struct {
-	const char *name;
-	uint8_t proto;
-} protocols[] = {
-	{"tcp", IPPROTO_TCP},   {"udp", IPPROTO_UDP},       {"sctp", IPPROTO_SCTP},
-	{"icmp", IPPROTO_ICMP}, {"icmpv6", IPPROTO_ICMPV6},
-};
-
-const char *proto_name(uint8_t proto)
-{
-	for (size_t i = 0; i < BH_ARRAY_SIZE(protocols); i++) {
-		if (protocols[i].proto == proto)
-			return protocols[i].name;
-	}
-	return NULL;
-}
-
 static bool proto_is_icmp(uint8_t proto)
 {
 	return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
@@ -54,14 +37,7 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 	const char *slash = strchr(s, '/');
 	size_t nlen = slash ? (size_t)(slash - s) : strlen(s);
 	struct port_match m = {.lo = 0, .hi = 65535, .icmp_type = -1, .icmp_code = -1};
-	bool known = false;
-	for (size_t i = 0; i < BH_ARRAY_SIZE(protocols); i++) {
-		if (strlen(protocols[i].name) == nlen && strncmp(protocols[i].name, s, nlen) == 0) {
-			m.proto = protocols[i].proto;
-			known = true;
-		}
-	}
-	if (!known) {
+	if (!proto_lookup(s, nlen, &m.proto)) {
 		*why = "unknown protocol (expected tcp, udp, sctp, icmp or icmpv6)";
 		return -EINVAL;
 	}

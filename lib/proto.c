@@ -19,14 +19,16 @@ static const char *const type_names[PROTO_TYPE_COUNT] = {
 
 /* The largest body of each type, in bytes and in JSON values (see
  * proto.h). What an agent sends grows with its node: endpoint lists and
- * results with its endpoints (16 MiB: tens of thousands), a flow window
- * with its distinct flows (at most 65,536 of up to some 400 bytes and 37
- * values, and the rules' hits). Parsed, a value costs 40-90 bytes. What the
- * controller sends is trusted to its own size. */
+ * results with its endpoints (16 MiB: tens of thousands). A flow batch does
+ * not: an agent cuts a window into batches of at most 4,096 entries and
+ * 1 MiB (some 120,000 values: a flow counts 29), twice that is the limit (a
+ * batch that large takes the controller some 40 ms to decode, 65,536 flows
+ * took 0.5-0.9 s). Parsed, a value costs 40-90 bytes. What the controller
+ * sends is trusted to its own size. */
 const struct proto_limit proto_limits[PROTO_TYPE_COUNT] = {
 	[PROTO_HELLO] = {16 << 20, 1 << 20},	   [PROTO_ENDPOINTS] = {16 << 20, 1 << 20},
 	[PROTO_ACK] = {16 << 20, 1 << 20},	   [PROTO_HEARTBEAT] = {4096, 64},
-	[PROTO_FLOWS] = {32 << 20, 3 << 20},	   [PROTO_BUNDLE] = {PROTO_MAX_MSG, SIZE_MAX},
+	[PROTO_FLOWS] = {2 << 20, 256 << 10},	   [PROTO_BUNDLE] = {PROTO_MAX_MSG, SIZE_MAX},
 	[PROTO_DELTA] = {PROTO_MAX_MSG, SIZE_MAX}, [PROTO_RESYNC] = {4096, 64},
 	[PROTO_REFUSED] = {4096, 64},		   [PROTO_FLOWS_ACK] = {4096, 64},
 };
@@ -253,8 +255,6 @@ static bool check_word(json_t *obj, const char *key, const char *const *words, c
 	return false;
 }
 
-static const char *const directions[] = {"ingress", "egress", NULL};
-
 /* A flow's two ends (already checked to be addresses) are of one family. */
 static bool check_families(json_t *flow, const char *where, char *err, size_t n)
 {
@@ -283,10 +283,10 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 		json_array_foreach(json_object_get(body, "flows"), i, e)
 		{
 			snprintf(where, sizeof(where), "flows[%zu]", i);
-			static const char *const verdicts[] = {"deny", "audit", NULL};
 			if (!check_fields(e, flow_fields, where, err, n) ||
-			    !check_word(e, "dir", directions, where, err, n) ||
-			    !check_word(e, "verdict", verdicts, where, err, n) || !check_families(e, where, err, n))
+			    !check_word(e, "dir", direction_words, where, err, n) ||
+			    !check_word(e, "verdict", &report_verdict_words[VERDICT_DROP], where, err, n) ||
+			    !check_families(e, where, err, n))
 				return false;
 		}
 		json_array_foreach(json_object_get(body, "lost"), i, e)
@@ -298,10 +298,9 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 		json_array_foreach(json_object_get(body, "hits"), i, e)
 		{
 			snprintf(where, sizeof(where), "hits[%zu]", i);
-			static const char *const verdicts[] = {"allow", "deny", "audit", NULL};
 			if (!check_fields(e, hit_fields, where, err, n) ||
-			    !check_word(e, "dir", directions, where, err, n) ||
-			    !check_word(e, "verdict", verdicts, where, err, n))
+			    !check_word(e, "dir", direction_words, where, err, n) ||
+			    !check_word(e, "verdict", report_verdict_words, where, err, n))
 				return false;
 		}
 	}

@@ -76,3 +76,16 @@ void utf8_cut(char *s)
 	if (len - (lead - 1) < want)
 		s[lead - 1] = '\0';
 }
+
+char *utf8_text(const char *s)
+{
+	char *t = strdup(s);
+	if (!t)
+		return NULL;
+	utf8_cut(t);
+	if (utf8_valid(t))
+		return t;
+	char *escaped = utf8_escape(t);
+	free(t);
+	return escaped;
+}

@@ -4,6 +4,7 @@
  * ipc:///run/bulkhead/admin.sock (root-only: the controller makes the
  * directory 0700 and the socket 0600). One request, one reply, each a single
  * frame of JSON. Every request carries "v": ADMIN_VERSION and a "cmd".
+ * The server is controller/admin.c, the client cli/admin.c.
  *
  * Replies: {"ok": true, ...} or
  *          {"ok": false, "code": 1|2, "error": "one line",
@@ -71,25 +72,3 @@
 /* Requests carry whole policy documents; replies whole listings. */
 #define ADMIN_MAX_MSG (64 << 20)
 
-#include <jansson.h>
-
-#include "bulkhead/common.h"
-
-/* A REQ connection to the admin endpoint (lib/admin_client.c). Requests
- * time out after $BULKHEAD_ADMIN_TIMEOUT_MS (default 10000). */
-struct admin_conn {
-	const char *endpoint;
-	void *ctx, *sock;
-	int timeout_ms;
-};
-
-/* 0, or a negative errno after printing why on stderr: -EACCES when this
- * user may not use an ipc:// socket (said at once, not after a timeout). */
-int admin_conn_open(struct admin_conn *c, const char *endpoint);
-void admin_conn_close(struct admin_conn *c);
-/* How long a call may wait to send and for its answer (default 10 s, or
- * $BULKHEAD_ADMIN_TIMEOUT_MS). 0 or a negative errno. */
-BH_MUST_CHECK int admin_conn_set_timeout(struct admin_conn *c, int timeout_ms);
-/* Sends req (stolen, "v" added) and returns the reply, checked to be an
- * object with a boolean "ok"; NULL after printing why on stderr. */
-json_t *admin_conn_call(struct admin_conn *c, json_t *req);

@@ -20,10 +20,6 @@
 #define BUNDLE_FORMAT 1
 #define BUNDLE_HASH_HEX 64
 
-/* Reasons for verdicts that no policy rule decided. */
-#define REASON_DEFAULT_DENY "default-deny" /* isolated, no rule matched */
-#define REASON_DEFAULTS "defaults"         /* not isolated: defaults.DIR */
-
 enum set_kind {
 	SET_HOSTS,  /* single addresses of label-group members (nft hash set) */
 	SET_RANGES, /* CIDRs minus excepts as ranges (nft interval set) */
@@ -64,7 +60,7 @@ struct bundle_chain {
 	size_t n_rules;
 	/* When no rule matched. */
 	enum verdict fallback;
-	const char *fallback_reason; /* REASON_DEFAULT_DENY or REASON_DEFAULTS */
+	const char *fallback_reason; /* RULE_ID_DEFAULT_DENY or RULE_ID_DEFAULTS */
 };
 
 struct bundle_endpoint {

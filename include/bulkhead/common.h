@@ -4,39 +4,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bulkhead/vocab.h" /* the shared enums and their words */
+
 #define BH_MUST_CHECK __attribute__((warn_unused_result))
 #define BH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Traffic direction, seen from the endpoint that enforces it. */
-enum direction {
-	DIR_INGRESS = 0,
-	DIR_EGRESS = 1,
-	DIR_COUNT = 2,
-};
-
-enum rule_action {
-	ACTION_ALLOW = 0,
-	ACTION_DENY = 1,
-};
-
-enum policy_mode {
-	MODE_ENFORCE = 0,
-	MODE_AUDIT = 1,
-};
-
-const char *direction_name(enum direction dir);   /* "ingress" / "egress" */
-const char *action_name(enum rule_action action); /* "allow" / "deny" */
-const char *mode_name(enum policy_mode mode);     /* "enforce" / "audit" */
-
-/* What happens to a packet: accepted, dropped, or accepted and reported
- * because an audit-mode policy would have dropped it. */
-enum verdict {
-	VERDICT_ACCEPT = 0,
-	VERDICT_DROP = 1,
-	VERDICT_AUDIT = 2,
-};
-
-const char *verdict_name(enum verdict verdict); /* "accept" / "drop" / "audit" */
 
 /* Milliseconds: the wall clock (unix time, for what is shown, stored or
  * sent) and the monotonic clock (for intervals and timeouts). */

@@ -19,15 +19,10 @@ struct packet {
 	bool loopback;      /* on the loopback interface */
 };
 
-/* Reasons that precede the policy rules (DESIGN §2 step 1). */
-#define REASON_ESTABLISHED "established"
-#define REASON_LOOPBACK "loopback"
-#define REASON_NEIGHBOUR_DISCOVERY "icmpv6-nd"
-
 struct eval_result {
 	enum verdict verdict;
 	const struct bundle_rule *rule; /* the deciding rule, or NULL */
-	const char *reason;             /* rule id, or a REASON_* */
+	const char *reason;             /* rule id, or a RULE_ID_* (vocab.h) */
 };
 
 /* Verdict for pkt in direction dir at endpoint ep of bundle b (the peer is

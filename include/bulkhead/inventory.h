@@ -49,6 +49,9 @@ struct inventory {
 	bool finished;
 };
 
+/* The largest inventory file read (fileio.h): every endpoint of a node. */
+#define INVENTORY_MAX_BYTES (64u << 20)
+
 enum inventory_flags {
 	INVENTORY_NEED_ADDRESSES = 1 << 0, /* "addresses" required */
 };
@@ -63,8 +66,9 @@ struct inventory *inventory_new(void);
 void inventory_free(struct inventory *inv);
 
 /* Appends the endpoints of one file/document (the inventory is no longer
- * finished then). The node is the document's "node", else node_override; a
- * document naming another node than a given node_override is an error.
+ * finished then); a file is a regular one of at most INVENTORY_MAX_BYTES.
+ * The node is the document's "node", else node_override; a document naming
+ * another node than a given node_override is an error.
  * Returns 0, or
  * -EINVAL with every problem recorded in diag (nothing appended). */
 BH_MUST_CHECK int inventory_load_file(struct inventory *inv, const char *path, const char *node_override,

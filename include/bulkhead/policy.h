@@ -22,9 +22,8 @@
  * one set in every bundle that names it, and a bundle must fit in one
  * message, PROTO_MAX_MSG) ... */
 #define POLICY_MAX_NETWORK_ENTRIES 100000
-/* ... and a document is at most this many bytes, as `policy apply` and
- * the controller's --policy have read it (the same tokens: cli/online.c
- * and controller/main.c define it too). */
+/* ... and a document is at most this many bytes, read (policy_read_file)
+ * or given. */
 #define POLICY_MAX_BYTES (64 << 20)
 
 struct label {
@@ -117,6 +116,10 @@ struct policy_doc {
 	size_t n_policies;
 };
 
+/* A policy file read whole (a regular file of at most POLICY_MAX_BYTES,
+ * fileio.h) into *text: malloc()ed, NUL-terminated, the caller's. 0, or a
+ * negative errno with the reason recorded in diag. */
+BH_MUST_CHECK int policy_read_file(const char *path, char **text, size_t *len, struct diag *diag);
 /* Parse and validate. On failure returns NULL and records every error in
  * diag (whose file name prefixes each). The caller owns the result. A text
  * or file of more than POLICY_MAX_BYTES is refused unread. */
@@ -138,4 +141,3 @@ const char *label_set_get(const struct label_set *labels, const char *key);
  * set to a message. */
 BH_MUST_CHECK int port_match_parse(const char *s, struct port_match *out, const char **why);
 void port_match_format(const struct port_match *p, char *buf, size_t size);
-const char *proto_name(uint8_t proto); /* "tcp", … or NULL */

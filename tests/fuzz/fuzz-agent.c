@@ -1,8 +1,11 @@
 /* Fuzz target: the agent's handling of what the controller sends (BUNDLE,
  * DELTA, RESYNC, FLOWS_ACK, ...) and of its own state files (the cached
- * bundle and its revision file, counters.json, the flow spool and
- * journal), with the null dataplane: every nftables batch is built, none
- * is sent, no root needed.
+ * bundle and its revision file, counters.json, the flow spool's segments
+ * and the files of older versions it takes over), with the null dataplane
+ * (every table planned, none loaded, no root needed): the agent core with
+ * its controller session (session.c) and link (link.c), whose DEALER
+ * reaches this file's ROUTER over inproc; the loop runs a round after each
+ * message.
  *
  * Each input is a fresh agent (node n1) over an empty state directory in a
  * temporary directory (tmpfs when there is one). The input is records, each
@@ -10,22 +13,24 @@
  * such line (without the newline before it):
  *
  *   @FILE NAME      the state directory's file NAME holds what follows
- *                   ("inventory": the agent's inventory file); read when
- *                   the agent starts, at its first other record or after
- *                   a @RESTART
- *   @MSG TYPE       a message (TYPE, body) as the link decodes it
+ *                   (flows.d/NAME: a spool segment; "inventory": the
+ *                   agent's inventory file); read when the agent starts,
+ *                   at its first other record or after a @RESTART
+ *   @MSG TYPE       a message (TYPE, body frames) from the controller
  *   @BUNDLE REV     a BUNDLE of revision REV, the bundle being what
  *                   follows with the hash its content has (a mutated
  *                   bundle gets past the hash check)
  *   @DELTA REV      a DELTA of what follows (its "sets") against the bundle
  *                   the agent holds, naming the hash the result has
- *   @ACKALL REASON  a FLOWS_ACK for every batch in the spool and journal
- *                   files, rejecting it for REASON when there is one
+ *   @ACKALL REASON  a FLOWS_ACK for every batch in the spool's segments
+ *                   (and older versions' files), rejecting it for REASON
+ *                   when there is one
  *   @RESTART        the agent stops cleanly and starts again from its
  *                   state directory
  *
  * A bundle for n1 that verifies must be the one in force once it is taken
  * (status.json says so), and again after a restart from the cache. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -44,7 +49,11 @@
 #include "bulkhead/proto.h"
 #include "agent.h"
 #include "counters.h"
+#include "dataplane.h"
 #include "flows.h"
+#include "session.h"
+#include "source.h"
+#include "spool.h"
 #include "state.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -127,6 +136,10 @@ static void setup(void)
 		abort();
 }
 
+/* The routing id of the agent's connection, from what it sent last. */
+static char agent_rid[256];
+static size_t agent_rid_len;
+
 /* What the agent sent: each message is one the controller reads. */
 static void drain(void)
 {
@@ -159,6 +172,10 @@ static void drain(void)
 		if (!proto_sent_by_agent(msg.type))
 			abort();
 		proto_msg_release(&msg);
+		if (zmq_msg_size(&part[0]) <= sizeof(agent_rid)) {
+			agent_rid_len = zmq_msg_size(&part[0]);
+			memcpy(agent_rid, zmq_msg_data(&part[0]), agent_rid_len);
+		}
 		for (int i = 0; i < n; i++)
 			zmq_msg_close(&part[i]);
 	}
@@ -168,6 +185,7 @@ static void drain(void)
 
 struct world {
 	struct link_options link;
+	struct session_options so;
 	struct agent_options o;
 	struct loop *loop;
 	struct agent *agent;
@@ -206,16 +224,31 @@ static void expect_held(struct world *w, const char *what)
 
 static bool takes(json_t *bundle);
 
+/* A round of the agent's loop: the link reads what waits, the core acts. */
+static void pump(struct world *w)
+{
+	for (int i = 0; i < 2; i++)
+		if (loop_run_once(w->loop) < 0)
+			abort();
+	drain();
+}
+
 static void agent_up(struct world *w)
 {
 	if (w->agent)
 		return;
 	w->loop = loop_new();
-	w->agent = w->loop ? agent_new(&w->o, w->loop) : NULL;
+	struct dataplane *dp = dataplane_null_new(w->o.nflog_group);
+	w->agent = w->loop && dp ? agent_new(&w->o, w->loop, dp) : NULL;
 	if (!w->agent)
 		abort();
+	agent_set_session(w->agent, session_new(w->loop, &w->so, &agent_session_peer, w->agent));
+	agent_add_source(w->agent, source_file_new(inventory_path, w->o.node));
+	agent_rid_len = 0;
 	agent_start(w->agent, false);
-	drain();
+	pump(w); /* its HELLO names its connection */
+	if (!agent_rid_len)
+		abort();
 	w->files_changed = false;
 	/* Started from a cached bundle: what a DELTA goes against. */
 	char *text, now[BUNDLE_HASH_HEX + 1];
@@ -233,24 +266,28 @@ static void agent_up(struct world *w)
 static void agent_down(struct world *w)
 {
 	drain();
+	agent_stop(w->agent);
 	agent_free(w->agent);
 	loop_free(w->loop);
 	w->agent = NULL;
 	w->loop = NULL;
 }
 
-/* false when the link would drop the message (it does not decode). */
+/* Sends a message to the agent and lets it act; false when its link drops
+ * it (it does not decode). */
 static bool deliver(struct world *w, const char *type, size_t type_len, const void *body, size_t body_len)
 {
 	struct proto_msg m;
 	char err[256];
-	if (proto_decode(type, type_len, body, body_len, &m, err, sizeof(err)) < 0)
-		return false;
+	bool decodes = proto_decode(type, type_len, body, body_len, &m, err, sizeof(err)) == 0;
+	if (decodes)
+		proto_msg_release(&m);
 	agent_up(w);
-	agent_link_message(w->agent, &m);
-	proto_msg_release(&m);
-	drain();
-	return true;
+	if (zmq_send(controller, agent_rid, agent_rid_len, ZMQ_SNDMORE) < 0 ||
+	    zmq_send(controller, type, type_len, ZMQ_SNDMORE) < 0 || zmq_send(controller, body, body_len, 0) < 0)
+		abort();
+	pump(w);
+	return decodes;
 }
 
 /* Takes the reference to body. */
@@ -347,22 +384,54 @@ static void on_delta(struct world *w, long revision, const char *text, size_t le
 	json_decref(sets);
 }
 
-/* A FLOWS_ACK for each batch line of a spool file. */
+static void ack_one(struct world *w, json_t *epoch, json_t *seq, const char *reason)
+{
+	json_t *ack = json_pack("{s:O,s:O}", "epoch", epoch, "seq", seq);
+	if (reason)
+		json_object_set_new(ack, "rejected", json_string(reason));
+	deliver_json(w, PROTO_FLOWS_ACK, ack);
+}
+
+/* A FLOWS_ACK for each batch record of a spool segment. */
+static void ack_segment(struct world *w, const char *name, const char *reason)
+{
+	char *text;
+	size_t len;
+	if (state_read(state_dir, name, SPOOL_DISK_MAX, &text, &len) < 0)
+		return;
+	size_t at = strlen(SPOOL_MAGIC);
+	if (len < at || memcmp(text, SPOOL_MAGIC, at) != 0)
+		at = len;
+	while (at + SPOOL_HEADER_LEN <= len) {
+		char hdr[SPOOL_HEADER_LEN + 1];
+		memcpy(hdr, text + at, SPOOL_HEADER_LEN);
+		hdr[SPOOL_HEADER_LEN] = '\0';
+		struct spool_record r;
+		if (spool_header_parse(hdr, &r) < 0)
+			break;
+		if (r.kind == 'B') {
+			json_t *epoch = json_integer((json_int_t)r.epoch), *seq = json_integer((json_int_t)r.seq);
+			ack_one(w, epoch, seq, reason);
+			json_decref(epoch);
+			json_decref(seq);
+		}
+		at += SPOOL_HEADER_LEN + (size_t)r.len + 1;
+	}
+	free(text);
+}
+
+/* A FLOWS_ACK for each batch line of an older version's spool file. */
 static void ack_file(struct world *w, const char *name, const char *reason)
 {
 	char *text;
 	size_t len;
-	if (state_read(state_dir, name, FLOWS_SPOOL_FILE_MAX * 2u, &text, &len) < 0)
+	if (state_read(state_dir, name, SPOOL_DISK_MAX, &text, &len) < 0)
 		return;
 	for (char *line = text, *end; (end = strchr(line, '\n')); line = end + 1) {
 		json_t *b = json_loadb(line, (size_t)(end - line), 0, NULL);
 		json_t *epoch = json_object_get(b, "epoch"), *seq = json_object_get(b, "seq");
-		if (json_is_integer(epoch) && json_is_integer(seq)) {
-			json_t *ack = json_pack("{s:O,s:O}", "epoch", epoch, "seq", seq);
-			if (reason)
-				json_object_set_new(ack, "rejected", json_string(reason));
-			deliver_json(w, PROTO_FLOWS_ACK, ack);
-		}
+		if (json_is_integer(epoch) && json_is_integer(seq))
+			ack_one(w, epoch, seq, reason);
 		json_decref(b);
 	}
 	free(text);
@@ -406,10 +475,18 @@ static void record(struct world *w, const char *head, size_t head_len, const cha
 	size_t arg_len = (size_t)(head + head_len - arg);
 	if (op_len == 5 && memcmp(head, "@FILE", 5) == 0) {
 		char name[64], path[400];
-		if (!arg_len || arg_len >= sizeof(name) || memchr(arg, '/', arg_len) || memchr(arg, '\0', arg_len) ||
-		    (arg_len <= 2 && arg[0] == '.'))
+		static const char seg[] = SPOOL_DIR "/";
+		const char *base = arg_len > strlen(seg) && memcmp(arg, seg, strlen(seg)) == 0 ? arg + strlen(seg) : arg;
+		size_t base_len = arg_len - (size_t)(base - arg);
+		if (!base_len || arg_len >= sizeof(name) || memchr(base, '/', base_len) || memchr(arg, '\0', arg_len) ||
+		    (base_len <= 2 && base[0] == '.'))
 			return;
 		snprintf(name, sizeof(name), "%.*s", (int)arg_len, arg);
+		if (base != arg) {
+			snprintf(path, sizeof(path), "%s/" SPOOL_DIR, state_dir);
+			if (mkdir(path, 0700) < 0 && errno != EEXIST)
+				abort();
+		}
 		if (strcmp(name, "inventory") == 0)
 			snprintf(path, sizeof(path), "%s", inventory_path);
 		else
@@ -428,8 +505,20 @@ static void record(struct world *w, const char *head, size_t head_len, const cha
 	} else if (op_len == 7 && memcmp(head, "@ACKALL", 7) == 0) {
 		agent_up(w);
 		char *reason = arg_len ? strndup(arg, arg_len) : NULL;
-		ack_file(w, FLOWS_JOURNAL_FILE, reason);
-		ack_file(w, FLOWS_SPOOL_FILE, reason);
+		ack_file(w, FLOWS_OLD_JOURNAL_FILE, reason);
+		ack_file(w, FLOWS_OLD_SPOOL_FILE, reason);
+		char dir[400];
+		snprintf(dir, sizeof(dir), "%s/" SPOOL_DIR, state_dir);
+		struct dirent **names = NULL;
+		int n = scandir(dir, &names, NULL, alphasort);
+		for (int i = 0; i < n; i++) {
+			char name[300];
+			snprintf(name, sizeof(name), SPOOL_DIR "/%s", names[i]->d_name);
+			if (names[i]->d_name[0] != '.')
+				ack_segment(w, name, reason);
+			free(names[i]);
+		}
+		free(names);
 		free(reason);
 	} else if (op_len == 8 && memcmp(head, "@RESTART", 8) == 0) {
 		bool changed = w->files_changed;
@@ -452,15 +541,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	write_file(inventory_path, inventory_text, strlen(inventory_text));
 	struct world w = {
 		.link = {.endpoint = LINK_ENDPOINT, .insecure = true, .heartbeat_ms = 1000, .zctx = zctx},
-		.o = {.node = "n1",
-		      .inventory_path = inventory_path,
-		      .state_dir = state_dir,
-		      .null_dataplane = true,
-		      .nflog_group = 1,
-		      .flow_window_ms = 1000,
-		      .counters_ms = 1000},
+		.so = {.node = "n1", .state_dir = state_dir, .flow_window_ms = 1000},
+		.o = {.node = "n1", .state_dir = state_dir, .nflog_group = 1, .counters_ms = 1000, .recheck_ms = 500},
 	};
-	w.o.link = &w.link;
+	w.so.link = &w.link;
 	const char *p = (const char *)data, *end = p + size;
 	/* Records start at the beginning or at a line starting with '@'. */
 	for (int n = 0; p < end && n < RECORDS_MAX; n++) {

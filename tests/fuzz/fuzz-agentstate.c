@@ -1,10 +1,14 @@
 /* Fuzz target: what the agent reads back of its own state where someone
- * else may have written it — a table's tag (nft_tag_parse, from the set
- * element any process with CAP_NET_ADMIN in the namespace can write) on
- * the first line, and the rule counters a clean exit saved (counters_load,
- * counters.json's "readings") after it. A tag that parses is exactly what
- * nft_tag_format writes; readings that load are saved again as they were
- * and count growth from there, never more than the readings grew. */
+ * else may have written it or a crash may have cut it — a table's tag
+ * (nft_tag_parse, from the set element any process with CAP_NET_ADMIN in
+ * the namespace can write) on the first line, the rule counters a clean
+ * exit saved (counters_load, counters.json's "readings") after it, and,
+ * after a line "--", a flow spool segment (spool.h) as the next start finds
+ * it. A tag that parses is exactly what nft_tag_format writes; readings
+ * that load are saved again as they were and count growth from there,
+ * never more than the readings grew; every batch read back from a segment
+ * is whole, and once each is done, none comes back at the next start. */
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,10 +17,17 @@
 
 #include <jansson.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bulkhead/log.h"
 #include "counters.h"
 #include "nft.h"
+#include "spool.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static FILE *report; /* what this harness finds: fd 2, which the sanitizers use too */
 
 static void tag(const char *text, size_t len)
 {
@@ -30,7 +41,7 @@ static void tag(const char *text, size_t len)
 		return;
 	nft_tag_format(&t, back);
 	if (strcmp(s, back) != 0) {
-		fprintf(stderr, "fuzz-agentstate: tag \"%s\" parsed, but it is written \"%s\"\n", s, back);
+		fprintf(report, "fuzz-agentstate: tag \"%s\" parsed, but it is written \"%s\"\n", s, back);
 		abort();
 	}
 }
@@ -84,12 +95,103 @@ static void readings(const char *text, size_t len)
 	json_decref(saved);
 }
 
+static char dir[256];
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void cleanup(void)
+{
+	if (dir[0])
+		nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void count_bad(void *arg, const char *text, size_t len, const char *reason)
+{
+	(*(unsigned *)arg)++;
+}
+
+/* Every batch in memory, each marked done (read forward as they go). */
+static unsigned take_all(struct spool *s)
+{
+	unsigned n = 0;
+	for (;;) {
+		struct spool_batch *b = spool_head(s);
+		if (!b) {
+			spool_refill(s);
+			if (!(b = spool_head(s)))
+				return n;
+		}
+		if (b->text[b->len] != '\0')
+			abort();
+		spool_done(s, b);
+		n++;
+	}
+}
+
+static void segment(const char *bytes, size_t len)
+{
+	if (!dir[0]) {
+		const char *tmp = getenv("BULKHEAD_FUZZ_DIR");
+		struct stat st;
+		if (!tmp)
+			tmp = stat("/dev/shm", &st) == 0 && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+		snprintf(dir, sizeof(dir), "%s/bulkhead-fuzz-agentstate.XXXXXX", tmp);
+		if (!mkdtemp(dir))
+			abort();
+		atexit(cleanup);
+	}
+	char path[400];
+	snprintf(path, sizeof(path), "%s/" SPOOL_DIR, dir);
+	nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (mkdir(path, 0700) < 0)
+		abort();
+	snprintf(path, sizeof(path), "%s/" SPOOL_DIR "/0000000000000001.seg", dir);
+	FILE *f = fopen(path, "w");
+	if (!f || fwrite(bytes, 1, len, f) != len || fclose(f) != 0)
+		abort();
+	unsigned bad = 0;
+	struct spool *s = spool_new(dir, count_bad, &bad);
+	if (!s)
+		abort();
+	take_all(s);
+	spool_stop(s);
+	spool_free(s);
+	/* Done is done: the next start finds nothing left. */
+	s = spool_new(dir, count_bad, &bad);
+	if (!s)
+		abort();
+	unsigned again = take_all(s);
+	spool_stop(s);
+	spool_free(s);
+	if (again) {
+		fprintf(report, "fuzz-agentstate: %u batch(es) came back after they were done\n", again);
+		abort();
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *text = (const char *)data, *nl = memchr(text, '\n', size);
+	if (!report) { /* the spool logs what it drops: stdio's stderr goes nowhere unless asked for */
+		if (!(report = fdopen(dup(2), "w")))
+			abort();
+		setvbuf(report, NULL, _IONBF, 0);
+		if (!getenv("BULKHEAD_FUZZ_LOG") && !(stderr = fopen("/dev/null", "w")))
+			abort();
+	}
+	const char *text = (const char *)data, *end = text + size, *nl = memchr(text, '\n', size);
 	size_t first = nl ? (size_t)(nl - text) : size;
 	tag(text, first);
-	if (nl)
-		readings(nl + 1, size - first - 1);
+	if (!nl)
+		return 0;
+	const char *rest = nl + 1, *sep = NULL;
+	for (const char *p = rest; p + 4 <= end && !sep; p++)
+		if (memcmp(p, "\n--\n", 4) == 0)
+			sep = p;
+	readings(rest, (size_t)((sep ? sep : end) - rest));
+	if (sep)
+		segment(sep + 4, (size_t)(end - sep - 4));
 	return 0;
 }

@@ -42,10 +42,12 @@ node_controller_start() {
 		--heartbeat-ms 200 >>"$TMP/controller.log" 2>&1 &
 	WORLD_PIDS+=("$!")
 }
+# --cap-ptrace: /proc/$SLEEPER/ns/net is a root process's with every
+# capability (privileges.sh shows the refusal without it).
 node_agent_start() { # [ARG...]
 	ip netns exec "$NODE" "$AGENT" --controller "tcp://127.0.0.1:$PORT" --node n1 --inventory "$TMP/n1.json" \
 		--state-dir "$STATE" --keys "$TMP/keys/n1" --controller-key "$TMP/keys/controller/public.key" \
-		--heartbeat-ms 200 "$@" >>"$LOG" 2>&1 &
+		--heartbeat-ms 200 --cap-ptrace "$@" >>"$LOG" 2>&1 &
 	AGENT_PID=$!
 	WORLD_PIDS+=("$AGENT_PID")
 }

@@ -15,9 +15,10 @@
 #     restart): what exceeds them is counted and reported;
 #   - a flow query over 30,000 rows with --flow-query-ms 1 is stopped with a
 #     clear answer, and the controller goes on answering;
-#   - an agent whose spool holds 20 batches the controller rejects (more than
-#     its 16 in-flight slots) keeps them in flows.quarantine, counts them,
-#     and the batch after them arrives.
+#   - an agent whose spool (an old flows.spool, taken over at start) holds
+#     20 batches the controller rejects (more than its 16 in-flight slots)
+#     keeps them in flows.quarantine, counts them, and the batch after them
+#     arrives.
 # Usage: flows-hostile.sh [BUILD_DIR]
 set -u
 . "$(dirname "$0")/world.bash"
@@ -140,7 +141,8 @@ check "... 60 records over the quota counted" test "$(dropped n4 quota records)"
 # --- a flow query cannot hold the controller's loop (finding 7) ---
 ctl_stop
 ctl_start --flow-query-ms 1
-flows_msg 1 "$(now_ms)" 1 30000 1 web5 | fake n5 web5 198.18.0.15
+# (in batches of 3,750 flows: what an agent sends is at most 4,096 a batch)
+for s in 1 2 3 4 5 6 7 8; do flows_msg "$s" "$(now_ms)" $((1 + (s - 1) * 3750)) 3750 1 web5; done | fake n5 web5 198.18.0.15
 bh flows --limit 5 >/dev/null 2>"$TMP/cut.err"
 check "--flow-query-ms 1 over 30,000 rows: bulkhead flows fails (exit 1)" test $? -eq 1
 check "... and says the query was stopped and what to do" \
@@ -182,7 +184,8 @@ check "... each with the controller's reason" \
 status_quarantined() { [ "$(json_get "j['flows']['quarantined'], j['flows']['quarantined_packets']" <"$TMP/state-nq/status.json")" = "(20, 60)" ]; }
 check "status.json counts them as lost: 20 batches, 60 packets" wait_for 5 status_quarantined
 check "the agent logged them" grep -q 'flow batch 1000/1 rejected (flows\[0\]: "dir" must be "ingress" or "egress"): kept in' "$TMP/agent-nq.log"
-check "none is left in the spool" wait_for 5 bash -c "[ ! -s '$TMP/state-nq/flows.spool' ] && [ ! -s '$TMP/state-nq/flows.journal' ]"
+check "the old flows.spool was taken over (it is gone)" test ! -e "$TMP/state-nq/flows.spool"
+check "none is left in the spool" wait_for 5 bash -c "[ -z \"\$(ls '$TMP/state-nq/flows.d')\" ]"
 check "the controller counted 20 rejected batches of nq" test "$(dropped nq rejected batches)" = 20
 # Stopped before the directory goes: a clean exit writes its state.
 kill "$AGENT_NQ"

@@ -210,11 +210,12 @@ check "status.json follows the flow counters: 50 more events with the controller
 sleep 1
 kill "${AGENT_PID[n1]}"
 wait "${AGENT_PID[n1]}" 2>/dev/null
-check "the stopped agent left its unacknowledged batches in flows.spool" test -s "$TMP/state-n1/flows.spool"
+check "the stopped agent left its unacknowledged batches in its spool segments" \
+	bash -c "grep -qs 9997 '$TMP/state-n1/flows.d/'*.seg"
 controller_start
 agent_start n1
 check "after both restart: the 50 arrive, exactly once" settles "r['port']==9997 and r['node']=='n1'" 50
-check "the spool file is empty once acknowledged" wait_for 5 bash -c "[ ! -s '$TMP/state-n1/flows.spool' ] || ! grep -q 9997 '$TMP/state-n1/flows.spool'"
+check "the segment holding them is gone once acknowledged" wait_for 5 bash -c "! grep -qs 9997 '$TMP/state-n1/flows.d/'*.seg"
 for _ in 1 2; do can client2 tcp 198.18.0.11 80; done
 check "after n1's clean restart (its table rebuilt): 2 connections are exactly 2 more hits" \
 	hits_settle web-in/ingress/0 allow $((allow_before + 2))
@@ -226,7 +227,8 @@ ip netns exec "$P-other2" "$FLOOD" 198.18.0.11 9996 40 >/dev/null
 sleep 1 # several 200 ms windows: the batch is made
 kill -9 "${AGENT_PID[n1]}"
 wait "${AGENT_PID[n1]}" 2>/dev/null
-check "the killed agent's journal holds its unacknowledged batch" grep -q 9996 "$TMP/state-n1/flows.journal"
+check "the killed agent's spool segment holds its unacknowledged batch" \
+	bash -c "grep -qs 9996 '$TMP/state-n1/flows.d/'*.seg"
 controller_start
 agent_start n1
 check "after both restart: the 40 arrive, exactly once" settles "r['port']==9996 and r['node']=='n1'" 40

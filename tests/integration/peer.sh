@@ -168,9 +168,10 @@ log_mark=$(wc -l <"$TMP/controller.log")
 start ctl-flood --heartbeat-ms 500
 real_agent n1 500
 check "a real agent is up" wait_for 10 up n1
-# 60 messages of 30 MB, each within what an agent may send: before, the
-# controller queued them all (1.7 GB).
-$FAKE "$EP" flooder --flood 60 --size 30000000 --seconds 6 >/dev/null 2>&1 &
+# 60 messages of 16 MB, each within what an agent may send (16 MiB; 32 MiB
+# before flow batches were bounded): before, the controller queued them all
+# (1.7 GB with 30 MB each).
+$FAKE "$EP" flooder --flood 60 --size 16000000 --seconds 6 >/dev/null 2>&1 &
 FAKE_PID=$!
 WORLD_PIDS+=("$FAKE_PID")
 answered=0 n1_up=0

@@ -11,15 +11,6 @@
 #include "scenario.h"
 #include "test.h"
 
-static const struct {
-	const char *name;
-	uint8_t proto;
-} protos[] = {{"tcp", IPPROTO_TCP},
-	      {"udp", IPPROTO_UDP},
-	      {"sctp", IPPROTO_SCTP},
-	      {"icmp", IPPROTO_ICMP},
-	      {"icmpv6", IPPROTO_ICMPV6}};
-
 static bool parse_packet(json_t *c, struct packet *pkt, const char **err)
 {
 	const char *src = json_string_value(json_object_get(c, "src"));
@@ -30,14 +21,7 @@ static bool parse_packet(json_t *c, struct packet *pkt, const char **err)
 		*err = "bad src/dst/proto";
 		return false;
 	}
-	bool known = false;
-	for (size_t i = 0; i < BH_ARRAY_SIZE(protos); i++) {
-		if (strcmp(protos[i].name, proto) == 0) {
-			pkt->proto = protos[i].proto;
-			known = true;
-		}
-	}
-	if (!known) {
+	if (!proto_lookup(proto, strlen(proto), &pkt->proto)) {
 		*err = "unknown proto";
 		return false;
 	}

@@ -131,7 +131,7 @@ TEST(hostile_frames_are_refused_with_a_reason)
 		      "hits[0]: \"packets\" must be an integer from 0 to 1099511627776"));
 	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],"
 			       "\"hits\":{}}",
-		      "\"hits\" must be an array of at most 65536 objects"));
+		      "\"hits\" must be an array of at most 8192 objects"));
 	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1}", "\"seq\" missing"));
 	/* Unknown members are room to grow, not errors. */
 	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"future\":[1,2]}"));
@@ -197,7 +197,7 @@ TEST(flows_numbers_and_names_keep_to_their_ranges)
 	for (int i = 0; i <= PROTO_FLOWS_MAX; i++)
 		json_array_append_new(json_object_get(big, "lost"), json_object());
 	char *text = json_dumps(big, JSON_COMPACT);
-	CHECK(text && refused("FLOWS", text, "\"lost\" must be an array of at most 65536 objects"));
+	CHECK(text && refused("FLOWS", text, "\"lost\" must be an array of at most 8192 objects"));
 	free(text);
 	json_decref(big);
 	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1,\"seq\":1,\"rejected\":7}", "\"rejected\" must be a string"));

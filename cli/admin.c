@@ -1,4 +1,4 @@
-/* The client side of the admin protocol: `bulkhead` and the benchmarks. */
+/* The client side of the admin protocol (see admin.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <jansson.h>
 #include <zmq.h>
 
-#include "bulkhead/admin.h"
+#include "admin.h"
 
 /* The socket file of an ipc:// endpoint (not an abstract one), or NULL. */
 static const char *ipc_path(const char *endpoint)

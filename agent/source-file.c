@@ -1,0 +1,107 @@
+/* The inventory file as an endpoint source (source.h): --inventory FILE,
+ * read at start and again whenever it changes (watch.h). A file that does
+ * not validate is refused whole and the endpoints in force stay: a bad
+ * edit must not unmanage them. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+
+#include "bulkhead/inventory.h"
+#include "bulkhead/log.h"
+#include "source.h"
+#include "watch.h"
+
+struct source_file {
+	struct source src;
+	char *path, *node;
+	struct loop *loop;
+	struct watch *watch;
+	struct loop_source *watch_src;
+	int token;
+};
+
+static void source_file_read(struct source_file *f)
+{
+	struct diag d;
+	diag_init(&d, f->path);
+	struct inventory *inv = inventory_new();
+	if (!inv)
+		abort();
+	if (inventory_load_file(inv, f->path, f->node, 0, &d) < 0 || inventory_finish(inv, &d) < 0) {
+		log_error("inventory %s rejected; keeping the previous one:", f->path);
+		diag_print(&d, stderr);
+		diag_release(&d);
+		inventory_free(inv);
+		source_rejected(&f->src);
+		return;
+	}
+	diag_release(&d);
+	struct source_endpoint *v = xcalloc(inv->n ? inv->n : 1, sizeof(*v));
+	for (size_t i = 0; i < inv->n; i++) {
+		const struct endpoint *ie = &inv->v[i];
+		v[i] = (struct source_endpoint){.name = ie->name,
+						.netns = ie->netns,
+						.labels = &ie->labels,
+						.addrs = ie->addrs,
+						.n_addrs = ie->n_addrs};
+	}
+	source_set_all(&f->src, v, inv->n);
+	free(v);
+	inventory_free(inv);
+}
+
+static void on_watch(void *data, uint32_t events)
+{
+	struct source_file *f = data;
+	unsigned changed = 0;
+	watch_dispatch(f->watch, &changed);
+	if (f->token >= 0 && (changed & (1u << f->token)))
+		source_file_read(f);
+}
+
+static int source_file_start(struct source *s, struct loop *loop, bool once)
+{
+	struct source_file *f = (struct source_file *)s;
+	f->loop = loop;
+	source_file_read(f);
+	if (once)
+		return 0;
+	f->watch = watch_new();
+	if (!f->watch || !(f->watch_src = loop_add_fd(loop, watch_fd(f->watch), EPOLLIN, on_watch, f))) {
+		int r = -errno;
+		log_error("watching files: %m; changes to them need a restart");
+		return r;
+	}
+	f->token = watch_add(f->watch, f->path);
+	if (f->token < 0)
+		return log_error_errno(f->token, "watching %s: %m", f->path);
+	return 0;
+}
+
+static void source_file_free(struct source *s)
+{
+	struct source_file *f = (struct source_file *)s;
+	if (f->watch_src)
+		loop_remove(f->loop, f->watch_src);
+	if (f->watch)
+		watch_free(f->watch);
+	free(f->path);
+	free(f->node);
+	free(f);
+}
+
+static const struct source_ops source_file_ops = {
+    .kind = "file",
+    .start = source_file_start,
+    .free = source_file_free,
+};
+
+struct source *source_file_new(const char *path, const char *node)
+{
+	struct source_file *f = xcalloc(1, sizeof(*f));
+	f->src.ops = &source_file_ops;
+	f->path = xstrdup(path);
+	f->node = xstrdup(node);
+	f->token = -1;
+	return &f->src;
+}

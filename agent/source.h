@@ -1,0 +1,168 @@
+/* source: where the agent learns its node's endpoints and its bundles.
+ *
+ * ENDPOINT SOURCES say which container namespaces are on this node: name,
+ * labels, namespace path, named ports. Today one, source-file.c
+ * (--inventory FILE, re-read when it changes); next, container engines
+ * (the Docker/podman API) and the OCI hook (DESIGN §3). A source is an
+ * object that embeds struct source first and fills struct source_ops; the
+ * core hands it a sink (struct source_sink) and a loop at start, and the
+ * source tells the core what it knows, whenever it learns it, through the
+ * source_*() calls below. That is all a new source needs:
+ *
+ *   - A source that lists everything at once (a file, an engine's list
+ *     after a reconnect) calls source_set_all(): endpoints of this source
+ *     missing from the list are dropped.
+ *   - A source that hears of one container at a time (an engine's event
+ *     stream) calls source_update() for one added or changed, and
+ *     source_remove() for one gone.
+ *   - A source whose input is refused whole (a malformed file) logs why
+ *     and calls source_rejected(): nothing changes, the count is shown.
+ *   - A source that must hold a container back until its table is in
+ *     place (the OCI hook blocks the container's start) calls
+ *     source_enforce() with a waiter after source_update(): the core
+ *     opens the namespace and applies the bundle now, and calls the
+ *     waiter's done() once, when the table is there (or not to be).
+ *
+ * Everything a source reports is outside input to the core, which checks
+ * what it uses; a source checks its own syntax (names, label keys, paths)
+ * before it reports, as inventory.c does. Endpoint names are unique on a
+ * node: a name another source holds is refused (logged), the first keeps
+ * it. A removed endpoint's table stays in its namespace (fail-static).
+ * All calls happen on the loop's thread; none blocks.
+ *
+ * BUNDLE SOURCES are not endpoint sources: they say what to enforce, not
+ * where. There are three, each with its own check of what it reads, and
+ * all hand the core a decoded bundle for this node through struct
+ * bundle_intake: the state directory's cache (cache.c: read at start, so
+ * the last bundle is enforced before any controller answers; written by
+ * the core whenever the bundle in force changes), --bundle FILE
+ * (bundle-file.c, re-read when it changes) and the controller session
+ * (session.h). The newest input wins; the cache gives way to either. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bulkhead/addr.h"
+#include "bulkhead/bundle.h"
+#include "bulkhead/common.h"
+#include "bulkhead/loop.h"
+#include "bulkhead/policy.h"
+
+struct source;
+
+/* A named port of an endpoint (DESIGN §2: "http" -> tcp/8080). The core
+ * does not use them yet: the engines (issue 12) bring them and have them
+ * reported to the controller. */
+struct source_port {
+	const char *name;
+	uint8_t proto;
+	uint16_t port;
+};
+
+/* What a source knows of one endpoint. Borrowed for the call: the core
+ * copies what it keeps. */
+struct source_endpoint {
+	const char *name;		/* unique on the node */
+	const char *netns;		/* the namespace's path; NULL: not known (yet) */
+	const struct label_set *labels; /* NULL: none */
+	/* What the source says the addresses are (an inventory's
+	 * "addresses"); the dataplane's reading in the namespace wins. */
+	const struct bh_addr *addrs;
+	size_t n_addrs;
+	const struct source_port *ports;
+	size_t n_ports;
+};
+
+/* Waits for one endpoint's table (source_enforce()). Owned by the
+ * source, which keeps it alive until done() is called or it cancels. */
+struct source_waiter {
+	const char *endpoint; /* borrowed until done or cancelled */
+	/* Called once: result 0 when the endpoint's table holds the bundle in
+	 * force; -ENOENT the endpoint is gone or was never reported; -EIO
+	 * applying failed (error says why; the core retries it with backoff,
+	 * and the source may wait again); -ECANCELED the agent stops. */
+	void (*done)(struct source_waiter *w, int result, const char *error);
+	struct source_waiter *next; /* the core's */
+};
+
+/* The core, as sources see it. */
+struct source_sink {
+	void (*set_all)(void *core, struct source *s, const struct source_endpoint *v, size_t n);
+	void (*update)(void *core, struct source *s, const struct source_endpoint *ep);
+	void (*remove)(void *core, struct source *s, const char *name);
+	void (*rejected)(void *core, struct source *s);
+	void (*enforce)(void *core, struct source *s, struct source_waiter *w);
+	void (*cancel)(void *core, struct source_waiter *w);
+};
+
+struct source_ops {
+	const char *kind; /* "file", "docker", "hook": for logs */
+	/* Reports what the source knows now, before it returns (so the
+	 * cached bundle goes to those endpoints before anything newer is
+	 * read), then, unless once, follows changes on loop. 0, or a
+	 * negative errno (logged by the source; the agent goes on with what
+	 * it has). */
+	int (*start)(struct source *s, struct loop *loop, bool once);
+	void (*free)(struct source *s); /* only frees */
+};
+
+struct source {
+	const struct source_ops *ops;
+	const struct source_sink *sink; /* set by agent_add_source() */
+	void *core;
+};
+
+/* ---- what a source calls ---- */
+
+static inline void source_set_all(struct source *s, const struct source_endpoint *v, size_t n)
+{
+	s->sink->set_all(s->core, s, v, n);
+}
+static inline void source_update(struct source *s, const struct source_endpoint *ep)
+{
+	s->sink->update(s->core, s, ep);
+}
+static inline void source_remove(struct source *s, const char *name)
+{
+	s->sink->remove(s->core, s, name);
+}
+static inline void source_rejected(struct source *s)
+{
+	s->sink->rejected(s->core, s);
+}
+/* Apply now: w->done() follows, perhaps before this returns. */
+static inline void source_enforce(struct source *s, struct source_waiter *w)
+{
+	s->sink->enforce(s->core, s, w);
+}
+/* Forgets w without calling done (the source gave up waiting). */
+static inline void source_cancel(struct source *s, struct source_waiter *w)
+{
+	s->sink->cancel(s->core, w);
+}
+
+/* ---- the sources ---- */
+
+/* --inventory FILE: the inventory format (inventory.h) for node; a file
+ * that does not validate keeps the endpoints in force. */
+struct source *source_file_new(const char *path, const char *node);
+
+/* ---- bundle sources ---- */
+
+enum bundle_origin {
+	BUNDLE_FROM_CACHE,
+	BUNDLE_FROM_FILE,
+	BUNDLE_FROM_CONTROLLER,
+};
+
+/* The core, as bundle sources see it. */
+struct bundle_intake {
+	/* A bundle for this node, decoded and its hash checked (takes
+	 * ownership). revision: the controller's; 0 from a file. */
+	void (*take)(void *core, enum bundle_origin from, struct bundle *b, int64_t revision);
+	/* What the source read was refused (it logged why): the bundle in
+	 * force stays; the controller is told error for revision. */
+	void (*rejected)(void *core, enum bundle_origin from, int64_t revision, const char *error);
+};

@@ -1,0 +1,380 @@
+/* The nft plan (agent/nft-plan.h): what table a bundle endpoint becomes,
+ * checked as data, without libnftnl or root. Bundles come from small
+ * policies through the compiler, as the controller makes them. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "bulkhead/compile.h"
+#include "nft-plan.h"
+#include "test.h"
+
+/* The bundle of node "n" for policy and the inventory of node "n". */
+static struct bundle *compile(const char *policy, const char *inventory)
+{
+	struct diag d;
+	json_error_t jerr;
+	json_t *pj = json_loads(policy, 0, &jerr), *ij = json_loads(inventory, 0, &jerr);
+	struct policy_doc *doc;
+	struct inventory *inv = inventory_new();
+	struct bundle *b = NULL;
+
+	diag_init(&d, "test");
+	doc = pj ? policy_parse_json(pj, &d) : NULL;
+	if (doc && inv && ij && inventory_load_json(inv, ij, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
+	    inventory_finish(inv, &d) == 0)
+		b = compile_bundle(doc, inv, "n");
+	diag_print(&d, stderr);
+	diag_release(&d);
+	policy_doc_free(doc);
+	inventory_free(inv);
+	json_decref(pj);
+	json_decref(ij);
+	return b;
+}
+
+/* web-1 (app=web) and db-1 (app=db), each with an IPv4 and an IPv6 address;
+ * lone-1 (app=lone) with IPv4 only. */
+static const char inventory[] =
+    "{\"node\":\"n\",\"endpoints\":["
+    "{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.2\",\"2001:db8::2\"]},"
+    "{\"name\":\"lone-1\",\"labels\":{\"app\":\"lone\"},\"addresses\":[\"198.18.0.9\"]},"
+    "{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.1\",\"2001:db8::1\"]}]}";
+
+struct planned {
+	struct bundle *b;
+	struct nft_plan p;
+	char err[256];
+	int ret;
+};
+
+static void plan_of(struct planned *pl, const char *policy, const char *endpoint, const struct nft_tag *tag)
+{
+	const struct bundle_endpoint *ep;
+
+	memset(pl, 0, sizeof(*pl));
+	pl->b = compile(policy, inventory);
+	ep = pl->b ? bundle_find_endpoint(pl->b, endpoint) : NULL;
+	pl->ret = ep ? nft_plan_build(&pl->p, pl->b, ep, tag, pl->err, sizeof(pl->err)) : -1;
+}
+
+static void planned_release(struct planned *pl)
+{
+	nft_plan_release(&pl->p);
+	bundle_free(pl->b);
+}
+
+/* The bundle rules of chain dir: after the fixed rules, before the fallback. */
+static const struct nft_plan_rule *rule_at(const struct nft_plan *p, enum direction dir, size_t i)
+{
+	return &p->rules[p->chains[dir].first_rule + FIXED_COUNT + i];
+}
+
+/* The comment and the NFLOG prefix of a rule (one call's worth each). */
+static const char *comment(const struct nft_plan_rule *r)
+{
+	static char buf[NFT_COMMENT_MAX];
+
+	nft_plan_rule_comment(r, buf);
+	return buf;
+}
+
+static const char *prefix(const struct nft_plan_rule *r)
+{
+	static char buf[NFT_PREFIX_MAX];
+
+	nft_plan_rule_prefix(r, buf);
+	return buf;
+}
+
+static size_t n_bundle_rules(const struct nft_plan *p, enum direction dir)
+{
+	return p->chains[dir].n_rules - FIXED_COUNT - 1;
+}
+
+#define DB_POLICY(RULES)                                                                                     \
+	"{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":"     \
+	"\"db\"}},"                                                                                          \
+	"\"lone\":{\"labels\":{\"app\":\"lone\"}},\"none\":{\"labels\":{\"app\":\"nobody\"}},"               \
+	"\"office\":{\"cidrs\":[\"203.0.113.0/24\",\"2001:db8:10::/48\"]}},"                                 \
+	"\"policies\":[{\"name\":\"db\",\"applies_to\":\"db\",\"ingress\":[" RULES "]}]}"
+
+TEST(chains_start_with_the_fixed_rules_and_end_with_the_fallback)
+{
+	struct planned pl;
+
+	plan_of(&pl, DB_POLICY(""), "db-1", NULL);
+	CHECK(pl.ret == 0);
+	CHECK_STR(pl.p.chains[DIR_INGRESS].name, "ingress");
+	CHECK_STR(pl.p.chains[DIR_INGRESS].hook, "input");
+	CHECK_STR(pl.p.chains[DIR_EGRESS].name, "egress");
+	CHECK_STR(pl.p.chains[DIR_EGRESS].hook, "output");
+	CHECK(pl.p.n_sets == 0);
+	CHECK(pl.p.n_rules == 2 * (FIXED_COUNT + 1));
+	for (int d = 0; d < DIR_COUNT; d++) {
+		const struct nft_plan_chain *c = &pl.p.chains[d];
+		const char *dc = d == DIR_INGRESS ? "i" : "e";
+		char want[NFT_PREFIX_MAX];
+
+		CHECK(c->n_rules == FIXED_COUNT + 1);
+		for (int f = 0; f < FIXED_COUNT; f++) {
+			const struct nft_plan_rule *r = &pl.p.rules[c->first_rule + f];
+
+			CHECK(r->kind == NFT_PLAN_FIXED && r->fixed == (enum fixed_rule)f &&
+			      r->dir == (enum direction)d);
+			CHECK_STR(comment(r), fixed_rule_id(f));
+			CHECK(!r->set && !r->port && !r->family);
+			/* Only the invalid drop logs, like every drop. */
+			snprintf(want, sizeof(want), "bh:D:%sx", dc);
+			CHECK_STR(prefix(r), f == FIXED_CT_INVALID ? want : "");
+			CHECK(r->verdict == (f == FIXED_CT_INVALID ? VERDICT_DROP : VERDICT_ACCEPT));
+		}
+		const struct nft_plan_rule *fb = &pl.p.rules[c->first_rule + FIXED_COUNT];
+
+		CHECK(fb->kind == NFT_PLAN_FALLBACK && fb->pos == NFT_POSITION_FALLBACK);
+		if (d == DIR_INGRESS) { /* isolated by an empty ingress list */
+			CHECK(fb->verdict == VERDICT_DROP);
+			CHECK_STR(comment(fb), RULE_ID_DEFAULT_DENY);
+			CHECK_STR(prefix(fb), "bh:D:i-");
+		} else { /* defaults: allow */
+			CHECK(fb->verdict == VERDICT_ACCEPT);
+			CHECK_STR(comment(fb), RULE_ID_DEFAULTS);
+			CHECK_STR(prefix(fb), "");
+		}
+	}
+	CHECK_STR(nft_plan_fixed_match(DIR_INGRESS, FIXED_LOOPBACK), "iif \"lo\"");
+	CHECK_STR(nft_plan_fixed_match(DIR_EGRESS, FIXED_LOOPBACK), "oif \"lo\"");
+	CHECK_STR(nft_plan_fixed_match(DIR_EGRESS, FIXED_CT_INVALID), "ct state invalid");
+	CHECK(!pl.p.has_tag);
+	planned_release(&pl);
+}
+
+TEST(allow_deny_and_audit_rules_with_peers_and_ports)
+{
+	struct planned pl;
+
+	plan_of(&pl,
+		DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/5432\",\"udp/53\"]},"
+			  "{\"action\":\"deny\",\"from\":[\"office\"]}"),
+		"db-1", NULL);
+	CHECK(pl.ret == 0);
+	/* web and office, both families each. */
+	CHECK(pl.p.n_sets == 4);
+	/* Rule 0: 2 families x 1 set x 2 ports; rule 1: 2 families x any port. */
+	CHECK(n_bundle_rules(&pl.p, DIR_INGRESS) == 6);
+	CHECK(n_bundle_rules(&pl.p, DIR_EGRESS) == 0);
+	for (size_t i = 0; i < 4; i++) {
+		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_INGRESS, i);
+
+		CHECK(r->kind == NFT_PLAN_RULE && r->pos == 0 && r->verdict == VERDICT_ACCEPT);
+		CHECK_STR(comment(r), "db/ingress/0");
+		CHECK_STR(prefix(r), "");
+		CHECK(r->family == (i < 2 ? AF_INET : AF_INET6));
+		CHECK(r->set && r->set->family == r->family && strcmp(r->set->src->id, "web") == 0);
+		CHECK(r->port && r->port->proto == (i % 2 ? IPPROTO_UDP : IPPROTO_TCP));
+	}
+	for (size_t i = 4; i < 6; i++) {
+		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_INGRESS, i);
+
+		CHECK(r->pos == 1 && r->verdict == VERDICT_DROP && !r->port);
+		CHECK_STR(prefix(r), "bh:D:i1");
+		CHECK_STR(comment(r), "db/ingress/1");
+		CHECK(r->set && strcmp(r->set->src->id, "office") == 0 && r->set->interval);
+	}
+	planned_release(&pl);
+
+	/* An audit-mode policy's deny audits; a rule without peers needs no
+	 * family and makes one rule per port. */
+	plan_of(
+	    &pl,
+	    "{\"version\":1,\"policies\":[{\"name\":\"db\",\"mode\":\"audit\",\"applies_to\":{\"labels\":{}},"
+	    "\"egress\":[{\"action\":\"deny\",\"ports\":[\"tcp/1-1024\",\"sctp\"]}]}]}",
+	    "db-1", NULL);
+	CHECK(pl.ret == 0);
+	CHECK(pl.p.n_sets == 0);
+	CHECK(n_bundle_rules(&pl.p, DIR_EGRESS) == 2);
+	for (size_t i = 0; i < 2; i++) {
+		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_EGRESS, i);
+
+		CHECK(r->verdict == VERDICT_AUDIT && !r->family && !r->set && r->port);
+		CHECK_STR(prefix(r), "bh:A:e0");
+	}
+	CHECK(rule_at(&pl.p, DIR_EGRESS, 0)->port->lo == 1 &&
+	      rule_at(&pl.p, DIR_EGRESS, 0)->port->hi == 1024);
+	CHECK(rule_at(&pl.p, DIR_EGRESS, 1)->port->proto == IPPROTO_SCTP);
+	/* Audit mode never opens what the defaults close: the fallback audits. */
+	CHECK(pl.p.rules[pl.p.chains[DIR_EGRESS].first_rule + FIXED_COUNT + 2].verdict == VERDICT_AUDIT);
+	planned_release(&pl);
+}
+
+TEST(icmp_only_for_ipv4_and_icmpv6_only_for_ipv6)
+{
+	struct planned pl;
+
+	plan_of(&pl, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"icmp/8\",\"icmpv6/128/0\",\"tcp/22\"]}"),
+		"db-1", NULL);
+	CHECK(pl.ret == 0);
+	/* IPv4: icmp/8, tcp/22; IPv6: icmpv6/128/0, tcp/22. */
+	CHECK(n_bundle_rules(&pl.p, DIR_INGRESS) == 4);
+	for (size_t i = 0; i < n_bundle_rules(&pl.p, DIR_INGRESS); i++) {
+		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_INGRESS, i);
+
+		CHECK(r->port);
+		if (r->port && r->family == AF_INET)
+			CHECK(r->port->proto != IPPROTO_ICMPV6);
+		if (r->port && r->family == AF_INET6)
+			CHECK(r->port->proto != IPPROTO_ICMP);
+	}
+	CHECK(rule_at(&pl.p, DIR_INGRESS, 0)->port->proto == IPPROTO_ICMP);
+	CHECK(rule_at(&pl.p, DIR_INGRESS, 0)->port->icmp_type == 8);
+	CHECK(rule_at(&pl.p, DIR_INGRESS, 2)->port->proto == IPPROTO_ICMPV6);
+	CHECK(rule_at(&pl.p, DIR_INGRESS, 2)->port->icmp_code == 0);
+	planned_release(&pl);
+
+	/* Without peers there is no family to choose: both stay. */
+	plan_of(&pl, DB_POLICY("{\"ports\":[\"icmp\",\"icmpv6\"]}"), "db-1", NULL);
+	CHECK(pl.ret == 0);
+	CHECK(n_bundle_rules(&pl.p, DIR_INGRESS) == 2);
+	planned_release(&pl);
+}
+
+TEST(empty_groups_still_have_a_set_per_family)
+{
+	struct planned pl;
+
+	plan_of(&pl, DB_POLICY("{\"from\":[\"none\"]},{\"from\":[\"lone\"]}"), "db-1", NULL);
+	CHECK(pl.ret == 0);
+	/* none (no members) and lone (IPv4 only): two sets each, so that a
+	 * first member, or a first IPv6 address, is an element delta. */
+	CHECK(pl.p.n_sets == 4);
+	for (size_t i = 0; i < pl.p.n_sets; i++) {
+		const struct nft_plan_set *s = &pl.p.sets[i];
+		bool lone4 = strcmp(s->src->id, "lone") == 0 && s->family == AF_INET;
+
+		CHECK(s->family == (i % 2 ? AF_INET6 : AF_INET));
+		CHECK(s->id == i + 1);
+		CHECK(!s->interval);
+		CHECK(s->members->n == (lone4 ? 1u : 0u));
+	}
+	CHECK(n_bundle_rules(&pl.p, DIR_INGRESS) == 4);
+	planned_release(&pl);
+}
+
+TEST(set_names_and_kinds)
+{
+	struct planned pl;
+	char n4[NFT_SET_NAME_MAX], n6[NFT_SET_NAME_MAX], other[NFT_SET_NAME_MAX];
+
+	nft_set_name("web", AF_INET, n4);
+	nft_set_name("web", AF_INET6, n6);
+	nft_set_name("web#deny", AF_INET, other);
+	CHECK(strlen(n4) == 2 + 16 + 3 && strncmp(n4, "s_", 2) == 0 && strcmp(n4 + 18, "_v4") == 0);
+	CHECK(strncmp(n4, n6, 18) == 0 && strcmp(n6 + 18, "_v6") == 0);
+	CHECK(strcmp(n4, other) != 0);
+
+	plan_of(&pl, DB_POLICY("{\"from\":[\"web\",\"office\"]}"), "db-1", NULL);
+	CHECK(pl.ret == 0 && pl.p.n_sets == 4);
+	for (size_t i = 0; i < pl.p.n_sets; i++) {
+		const struct nft_plan_set *s = &pl.p.sets[i];
+		char want[NFT_SET_NAME_MAX];
+
+		nft_set_name(s->src->id, s->family, want);
+		CHECK_STR(s->name, want);
+		CHECK(s->interval == (s->src->kind == SET_RANGES));
+	}
+	/* A hosts list with a run longer than any endpoint's becomes an
+	 * interval set, so that its elements stay linear in the input. */
+	struct bundle_set *web = NULL;
+	for (size_t i = 0; i < pl.b->n_sets; i++)
+		if (strcmp(pl.b->sets[i].id, "web") == 0)
+			web = &pl.b->sets[i];
+	CHECK(web && web->kind == SET_HOSTS && web->v4.n == 1);
+	if (web && web->v4.n == 1) {
+		struct nft_plan p2;
+		char err[128];
+
+		web->v4.v[0].hi.bytes[2] = 1; /* 198.18.0.1 - 198.18.1.1 */
+		CHECK(nft_plan_build(&p2, pl.b, bundle_find_endpoint(pl.b, "db-1"), NULL, err, sizeof(err)) ==
+		      0);
+		for (size_t i = 0; i < p2.n_sets; i++)
+			if (p2.sets[i].src == web)
+				CHECK(p2.sets[i].interval == (p2.sets[i].family == AF_INET));
+		CHECK(!nft_plan_same_shape(&pl.p, &p2));
+		nft_plan_release(&p2);
+	}
+	planned_release(&pl);
+}
+
+TEST(the_bundle_tag)
+{
+	struct planned pl;
+	struct nft_tag tag = {.serial = 1764633600123ULL, .revision = 7}, back;
+
+	memset(tag.hash, 'a', BUNDLE_HASH_HEX);
+	plan_of(&pl, DB_POLICY(""), "db-1", &tag);
+	CHECK(pl.ret == 0 && pl.p.has_tag);
+	CHECK(strncmp(pl.p.tag, "serial 1764633600123 revision 7 bundle aaaa", 43) == 0);
+	CHECK(nft_tag_parse(pl.p.tag, &back) == 0);
+	CHECK(back.serial == tag.serial && back.revision == 7 && strcmp(back.hash, tag.hash) == 0);
+	planned_release(&pl);
+}
+
+TEST(same_shape_means_only_members_differ)
+{
+	static const char inv2[] =
+	    "{\"node\":\"n\",\"endpoints\":["
+	    "{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.2\"]},"
+	    "{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.1\"]},"
+	    "{\"name\":\"web-2\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.3\",\"2001:db8::3\"]}"
+	    "]}";
+	struct planned a, c;
+	struct bundle *b2 = compile(DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), inv2);
+	struct nft_plan p2;
+	char err[128];
+
+	plan_of(&a, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), "db-1", NULL);
+	CHECK(a.ret == 0 && b2);
+	CHECK(nft_plan_build(&p2, b2, bundle_find_endpoint(b2, "db-1"), NULL, err, sizeof(err)) == 0);
+	CHECK(nft_plan_same_shape(&a.p, &p2));
+	CHECK(nft_plan_same_shape(&p2, &a.p));
+	nft_plan_release(&p2);
+	bundle_free(b2);
+
+	plan_of(&c, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/81\"]}"), "db-1", NULL);
+	CHECK(c.ret == 0 && !nft_plan_same_shape(&a.p, &c.p));
+	planned_release(&c);
+	plan_of(&c, DB_POLICY("{\"action\":\"deny\",\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), "db-1",
+		NULL);
+	CHECK(c.ret == 0 && !nft_plan_same_shape(&a.p, &c.p));
+	planned_release(&c);
+	plan_of(&c, DB_POLICY("{\"from\":[\"db\"],\"ports\":[\"tcp/80\"]}"), "db-1", NULL);
+	CHECK(c.ret == 0 && !nft_plan_same_shape(&a.p, &c.p));
+	planned_release(&c);
+	planned_release(&a);
+}
+
+TEST(what_nft_cannot_express_is_refused_with_the_reason)
+{
+	struct planned pl;
+	struct nft_plan p2;
+	char err[256];
+
+	plan_of(&pl, DB_POLICY("{\"from\":[\"web\"]}"), "db-1", NULL);
+	CHECK(pl.ret == 0);
+	struct bundle_endpoint *ep = (struct bundle_endpoint *)bundle_find_endpoint(pl.b, "db-1");
+
+	ep->chains[DIR_INGRESS].rules[0].sets[0] = 99;
+	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, err, sizeof(err)) == -EINVAL);
+	CHECK(strstr(err, "db/ingress/0: set index 99 out of range") != NULL);
+	CHECK(p2.rules == NULL && p2.n_rules == 0);
+	ep->chains[DIR_INGRESS].rules[0].sets[0] = 0;
+	ep->chains[DIR_EGRESS].fallback = (enum verdict)7;
+	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, err, sizeof(err)) == -EINVAL);
+	CHECK_STR(err, "egress chain: bad fallback verdict");
+	planned_release(&pl);
+}
+
+int main(void)
+{
+	return test_main();
+}
