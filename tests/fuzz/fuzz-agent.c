@@ -265,6 +265,8 @@ static void agent_up(struct world *w)
 
 static void agent_down(struct world *w)
 {
+	if (!w->agent)
+		return;
 	drain();
 	agent_stop(w->agent);
 	agent_free(w->agent);
