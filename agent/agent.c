@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "endpoint.h"
 #include "hits.h"
+#include "quarantine.h"
 #include "status.h"
 
 #define TICK_MS 500
@@ -32,6 +33,7 @@ struct agent {
 	bool certain_told; /* what the session was last told (session_in_force()) */
 	unsigned bundles_rejected, inventories_rejected;
 	struct source_waiter *waiters;
+	json_t *refused; /* endpoint name -> why a source's report of it was refused */
 	struct loop_source *tick_src, *counters_src, *backoff_src;
 	bool started;
 };
@@ -114,6 +116,21 @@ static void report(struct agent *a)
 		send_ack(a, a->revision, NULL, false);
 }
 
+static json_t *sources_json(const struct agent *a)
+{
+	json_t *out = NULL;
+	for (size_t i = 0; i < a->n_sources; i++) {
+		struct source *s = a->sources[i];
+		json_t *one = s->ops->status ? s->ops->status(s) : NULL;
+		if (!one)
+			continue;
+		if (!out)
+			out = json_array();
+		json_array_append_new(out, one);
+	}
+	return out;
+}
+
 static void write_status(struct agent *a)
 {
 	json_t *controller = NULL, *flows = NULL;
@@ -138,6 +155,8 @@ static void write_status(struct agent *a)
 	    .bundles_rejected = a->bundles_rejected,
 	    .inventories_rejected = a->inventories_rejected,
 	    .cache = cache_status(a->cache),
+	    .sources = sources_json(a),
+	    .refused = json_object_size(a->refused) ? json_incref(a->refused) : NULL,
 	};
 	status_write(a->status, &f, flows, now);
 }
@@ -394,9 +413,23 @@ static bool update_endpoint(struct agent *a, struct source *s, const struct sour
 {
 	struct endpoint_state *e = find_endpoint(a, se->name);
 	if (e && e->source != s) {
-		log_error("endpoint %s: reported by the %s source too; the %s source's is kept", se->name,
-			  s->ops->kind, e->source->ops->kind);
+		/* One name, one endpoint: whoever reported it first keeps it
+		 * (at start, the inventory: it is read first). */
+		char why[256];
+		snprintf(why, sizeof(why), "reported by the %s source too: refused, the %s source's is kept",
+			 s->ops->kind, e->source->ops->kind);
+		json_t *old = json_object_get(json_object_get(a->refused, se->name), "error");
+		if (!old || strcmp(json_string_value(old), why) != 0) {
+			log_error("endpoint %s: %s", se->name, why);
+			json_object_set_new(a->refused, se->name,
+					    json_pack("{s:s,s:s}", "source", s->ops->kind, "error", why));
+			status_touch(a->status);
+		}
 		return false;
+	}
+	if (json_object_get(a->refused, se->name)) {
+		json_object_del(a->refused, se->name);
+		status_touch(a->status);
 	}
 	if (!e) {
 		e = endpoint_new(&a->env, s, se->name);
@@ -417,6 +450,19 @@ static bool update_endpoint(struct agent *a, struct source *s, const struct sour
 static void source_set_all_cb(void *core, struct source *s, const struct source_endpoint *v, size_t n)
 {
 	struct agent *a = core;
+	/* Refusals of names the source no longer reports are over. */
+	const char *name;
+	json_t *why, *tmp;
+	json_object_foreach_safe(a->refused, tmp, name, why)
+	{
+		bool listed = false;
+		for (size_t i = 0; i < n && !listed; i++)
+			listed = strcmp(v[i].name, name) == 0;
+		if (!listed && strcmp(json_string_value(json_object_get(why, "source")), s->ops->kind) == 0) {
+			json_object_del(a->refused, name);
+			status_touch(a->status);
+		}
+	}
 	/* Endpoints gone from the listing: close; their tables stay
 	 * (fail-static) until the namespace goes. */
 	for (struct endpoint_state *e = a->env.endpoints, *next; e; e = next) {
@@ -438,16 +484,26 @@ static void source_set_all_cb(void *core, struct source *s, const struct source_
 static void source_update_cb(void *core, struct source *s, const struct source_endpoint *se)
 {
 	struct agent *a = core;
-	if (update_endpoint(a, s, se) && a->started)
+	bool ok = update_endpoint(a, s, se);
+	if (!a->started)
+		return;
+	if (ok)
 		after_change(a);
+	else
+		write_status(a); /* the refusal */
 }
 
 static void source_remove_cb(void *core, struct source *s, const char *name)
 {
 	struct agent *a = core;
 	struct endpoint_state *e = find_endpoint(a, name);
-	if (!e || e->source != s)
+	if (!e || e->source != s) {
+		if (e && json_object_get(a->refused, name)) { /* the refused one went */
+			json_object_del(a->refused, name);
+			status_touch(a->status);
+		}
 		return;
+	}
 	drop_endpoint(a, e);
 	if (a->started)
 		after_change(a);
@@ -493,6 +549,43 @@ static void source_cancel_cb(void *core, struct source_waiter *w)
 	}
 }
 
+static void source_quarantine_cb(void *core, struct source *s, const char *netns)
+{
+	struct agent *a = core;
+	struct dataplane_ep *ep = NULL;
+	struct netns_id id;
+	char err[1024];
+	static const struct dataplane_events none = {0};
+	int r = dataplane_open(a->dp, "(new namespace)", netns, &ep, &id, err, sizeof(err));
+	if (r < 0) {
+		if (r != -ENOENT)
+			log_warn("namespace %s: not quarantined: %s", netns, err);
+		return;
+	}
+	for (struct endpoint_state *e = a->env.endpoints; e; e = e->next) {
+		if (e->present && (id.dev || id.ino) && e->id.dev == id.dev && e->id.ino == id.ino) {
+			dataplane_close(ep); /* an endpoint holds it: its table is that one's business */
+			return;
+		}
+	}
+	r = dataplane_attach(ep, 0, &none, NULL, err, sizeof(err));
+	if (r == 0)
+		r = quarantine_put(ep, "(new namespace)", err, sizeof(err));
+	dataplane_close(ep);
+	if (r < 0)
+		log_error("namespace %s: the quarantine table could not go in: %s", netns, err);
+	else
+		log_info("namespace %s: quarantine table in place (from the %s source)", netns, s->ops->kind);
+}
+
+static void source_changed_cb(void *core, struct source *s)
+{
+	struct agent *a = core;
+	status_touch(a->status);
+	if (a->started)
+		write_status(a);
+}
+
 static const struct source_sink agent_sink = {
     .set_all = source_set_all_cb,
     .update = source_update_cb,
@@ -500,6 +593,8 @@ static const struct source_sink agent_sink = {
     .rejected = source_rejected_cb,
     .enforce = source_enforce_cb,
     .cancel = source_cancel_cb,
+    .quarantine = source_quarantine_cb,
+    .changed = source_changed_cb,
 };
 
 /* ---- life cycle ---- */
@@ -512,6 +607,7 @@ struct agent *agent_new(const struct agent_options *o, struct loop *loop, struct
 	a->dp = dp;
 	a->status = status_new(o->state_dir);
 	a->cache = cache_new(o->state_dir, o->node);
+	a->refused = json_object();
 	a->env = (struct endpoint_env){
 	    .dp = dp,
 	    .status = a->status,
@@ -552,8 +648,9 @@ unsigned agent_start(struct agent *a, bool once)
 	load_cached_bundle(a);
 	if (a->session)
 		a->env.saved_counters = hits_load(a->o->state_dir);
+	unsigned sources_failed = 0;
 	for (size_t i = 0; i < a->n_sources; i++)
-		(void)a->sources[i]->ops->start(a->sources[i], a->loop, once);
+		sources_failed += a->sources[i]->ops->start(a->sources[i], a->loop, once) < 0;
 	if (a->env.current)
 		sync_all(a);
 	bool bundle_ok = !a->bundle_file || bundle_file_read(a->bundle_file) == 0;
@@ -561,8 +658,9 @@ unsigned agent_start(struct agent *a, bool once)
 	a->started = true;
 	status_touch(a->status);
 	write_status(a);
-	if (once) /* a rejected --bundle, none at all, or a cache not written is a failure too */
-		return behind + !bundle_ok + !a->env.current + (cache_error(a->cache) != NULL);
+	if (once) /* a rejected --bundle, none at all, a cache not written, a source that could not say
+		   * what it has (an engine not answering) is a failure too */
+		return behind + !bundle_ok + !a->env.current + (cache_error(a->cache) != NULL) + sources_failed;
 
 	if (a->bundle_file)
 		(void)bundle_file_watch(a->bundle_file, a->loop);
@@ -623,6 +721,7 @@ void agent_free(struct agent *a)
 		endpoint_free(e);
 	}
 	json_decref(a->env.saved_counters);
+	json_decref(a->refused);
 	bundle_ref_put(a->env.current);
 	cache_free(a->cache);
 	status_free(a->status);

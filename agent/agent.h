@@ -51,8 +51,8 @@ void agent_add_source(struct agent *a, struct source *s);
 /* Loads the cached bundle and applies it, then what the sources and
  * --bundle say, and (unless once) starts the session and registers its
  * watches and timers on the loop. Returns the number of endpoints that
- * could not be brought up to date (0: all); with once, a rejected --bundle
- * or no bundle at all counts as one more. */
+ * could not be brought up to date (0: all); with once, a rejected --bundle,
+ * no bundle at all and a source that failed to start count as one more. */
 unsigned agent_start(struct agent *a, bool once);
 
 /* Shutdown: the rule counters read one last time and saved for the next

@@ -9,6 +9,7 @@
 #include "bulkhead/utf8.h"
 #include "endpoint.h"
 #include "hits.h"
+#include "quarantine.h"
 #include "status.h"
 
 static void touch(struct endpoint_state *e)
@@ -23,6 +24,7 @@ struct endpoint_state *endpoint_new(struct endpoint_env *env, const struct sourc
 	e->source = source;
 	e->name = xstrdup(name);
 	e->labels = json_object();
+	e->ports = json_object();
 	e->src_addrs = json_array();
 	return e;
 }
@@ -58,7 +60,9 @@ void endpoint_free(struct endpoint_state *e)
 	free(e->netns);
 	free(e->error);
 	json_decref(e->labels);
+	json_decref(e->ports);
 	json_decref(e->src_addrs);
+	bundle_ref_put(e->quarantine_ref);
 	free(e);
 }
 
@@ -78,11 +82,21 @@ void endpoint_set(struct endpoint_state *e, const struct source_endpoint *se)
 		backoff_reset(&e->backoff);
 	}
 	json_decref(e->labels);
+	json_decref(e->ports);
 	json_decref(e->src_addrs);
 	e->labels = json_object();
+	e->ports = json_object();
 	e->src_addrs = json_array();
 	for (size_t k = 0; se->labels && k < se->labels->n; k++)
 		json_object_set_new(e->labels, se->labels->v[k].key, json_string(se->labels->v[k].value));
+	for (size_t k = 0; k < se->n_ports; k++) {
+		char buf[32];
+		snprintf(buf, sizeof(buf), "%s/%u",
+			 proto_name(se->ports[k].proto) ? proto_name(se->ports[k].proto) : "?",
+			 se->ports[k].port);
+		json_object_set_new(e->ports, se->ports[k].name, json_string(buf));
+	}
+	e->quarantine = se->quarantine;
 	for (size_t k = 0; k < se->n_addrs; k++) {
 		char buf[ADDR_STRLEN];
 		addr_format(&se->addrs[k], buf);
@@ -397,21 +411,136 @@ static void on_replacing(void *arg, bool done)
 		counters_table_replaced(e->counters);
 }
 
+/* Puts ref's table for bep in place (with tag), a delta from what the
+ * table holds where one will do; what is logged, counted and backed off
+ * after it is the same for every table. */
+static void apply_table(struct endpoint_state *e, struct bundle_ref *ref, const struct bundle_endpoint *bep,
+			const struct nft_tag *tag, uint64_t now)
+{
+	struct endpoint_env *env = e->env;
+	bool quarantine = ref == e->quarantine_ref;
+	struct dataplane_apply req = {
+	    .name = e->name,
+	    .old_b = e->applied && !e->force_full ? e->applied->b : NULL,
+	    .b = ref->b,
+	    .ep = bep,
+	    .tag = tag,
+	    .replacing = on_replacing,
+	    .arg = e,
+	    .once = e->backoff.reason == BACKOFF_TAMPERING && e->backoff.delay_ms > 0,
+	};
+	req.old_ep = req.old_b ? bundle_find_endpoint(req.old_b, e->name) : NULL;
+	struct dataplane_result res;
+	int r = dataplane_apply(e->dp, &req, &res);
+	if (r < 0 && req.old_ep && !res.full) {
+		/* The kernel does not hold what the delta builds on (a change we
+		 * did not see): the table is as it was; replace it whole now. */
+		log_warn("endpoint %s: set delta to bundle %.12s failed (%s); replacing the table whole",
+			 e->name, ref->b->hash, res.error);
+		e->delta_fallbacks++;
+		unsigned tampered_before = res.tampered, checks_before = res.checks;
+		req.old_b = NULL;
+		req.old_ep = NULL;
+		r = dataplane_apply(e->dp, &req, &res);
+		res.tampered += tampered_before;
+		res.checks += checks_before;
+	}
+	e->checks += res.checks;
+	e->full_updates += res.full_commits;
+	e->delta_updates += res.delta_commits;
+	touch(e);
+	if (r < 0) {
+		char msg[1200];
+		if (quarantine)
+			snprintf(msg, sizeof(msg), "putting the quarantine table in: %s", res.error);
+		else
+			snprintf(msg, sizeof(msg), "applying bundle %.12s: %s", ref->b->hash, res.error);
+		fail(e, msg);
+		e->failures++;
+		/* A failed send leaves the old table whole (one transaction),
+		 * but an unknown outcome means we cannot trust a delta next. */
+		e->force_full = true;
+		back_off(e, BACKOFF_APPLY);
+		return;
+	}
+	if (quarantine)
+		log_info("endpoint %s: quarantine table %s (until the bundle in force has its table)",
+			 e->name, res.committed ? "in place" : "built");
+	else
+		log_info("endpoint %s: %s bundle %.12s (%s: %zu rules, %zu sets, %zu elements)%s%s%s",
+			 e->name, res.committed ? "applied" : "built", ref->b->hash,
+			 res.full ? "whole table" : "set delta", res.stats.rules, res.stats.sets,
+			 res.stats.elements, res.committed ? "" : " [",
+			 res.committed ? "" : dataplane_name(env->dp), res.committed ? "" : " dataplane]");
+	bundle_ref_put(e->applied);
+	e->applied = bundle_ref_get(ref);
+	e->force_full = false;
+	e->tag = *tag;
+	e->has_tag = true;
+	set_error(e, NULL);
+	if (e->backoff.reason == BACKOFF_APPLY)
+		backoff_over(e, "applied");
+	static const char rewritten[] =
+	    "table inet " NFT_TABLE_NAME " changed by another process as it was loaded";
+	if (res.tampered) {
+		e->tampering += res.tampered;
+		tamper_streak(e, rewritten);
+	}
+	backoff_repaired(&e->backoff, now);
+	if (res.unsettled) {
+		/* Someone rewrote it as fast as it went in: it goes in again
+		 * when the backoff says so (the table may have nothing left to
+		 * change, so no event would come). */
+		if (!e->backoff.delay_ms)
+			tamper_streak(e, rewritten);
+		repair_later(e);
+	}
+}
+
+/* Not in the bundle in force (or none is): a container that must not run
+ * without rules gets the quarantine table meanwhile. */
+static void quarantine_sync(struct endpoint_state *e)
+{
+	struct endpoint_env *env = e->env;
+	if (!e->quarantine_ref)
+		e->quarantine_ref = bundle_ref_new(quarantine_bundle(e->name));
+	struct bundle_ref *q = e->quarantine_ref;
+	if (e->applied == q && !e->force_full)
+		return;
+	uint64_t now = env->now_ms();
+	if (!backoff_due(&e->backoff, now)) {
+		env->wake(env->core);
+		return;
+	}
+	struct nft_tag tag;
+	quarantine_tag(q->b, &tag);
+	apply_table(e, q, &q->b->endpoints[0], &tag, now);
+}
+
+bool endpoint_quarantined(const struct endpoint_state *e)
+{
+	return e->applied && e->applied == e->quarantine_ref;
+}
+
 void endpoint_sync(struct endpoint_state *e)
 {
 	struct endpoint_env *env = e->env;
 	struct bundle_ref *cur = env->current;
-	if (!cur || !e->present)
+	if (!e->present)
 		return;
-	if (e->applied == cur && !e->force_full)
+	if (cur && e->applied == cur && !e->force_full)
 		return;
-	const struct bundle_endpoint *bep = bundle_find_endpoint(cur->b, e->name);
+	const struct bundle_endpoint *bep = cur ? bundle_find_endpoint(cur->b, e->name) : NULL;
 	if (!bep) {
+		if (e->quarantine) {
+			quarantine_sync(e);
+			return;
+		}
 		/* The controller has not compiled for it yet: leave its
 		 * namespace alone. */
-		if (!e->not_in_bundle_logged)
+		if (cur && !e->not_in_bundle_logged)
 			log_info("endpoint %s: not in bundle %.12s, left alone", e->name, cur->b->hash);
-		e->not_in_bundle_logged = true;
+		e->not_in_bundle_logged = cur != NULL;
 		return;
 	}
 	e->not_in_bundle_logged = false;
@@ -441,77 +570,9 @@ void endpoint_sync(struct endpoint_state *e)
 		env->wake(env->core);
 		return;
 	}
-
 	struct nft_tag tag = {.serial = cur->serial, .revision = cur->revision};
 	memcpy(tag.hash, cur->b->hash, sizeof(tag.hash));
-	struct dataplane_apply req = {
-	    .name = e->name,
-	    .old_b = e->applied && !e->force_full ? e->applied->b : NULL,
-	    .b = cur->b,
-	    .ep = bep,
-	    .tag = &tag,
-	    .replacing = on_replacing,
-	    .arg = e,
-	    .once = e->backoff.reason == BACKOFF_TAMPERING && e->backoff.delay_ms > 0,
-	};
-	req.old_ep = req.old_b ? bundle_find_endpoint(req.old_b, e->name) : NULL;
-	struct dataplane_result res;
-	int r = dataplane_apply(e->dp, &req, &res);
-	if (r < 0 && req.old_ep && !res.full) {
-		/* The kernel does not hold what the delta builds on (a change we
-		 * did not see): the table is as it was; replace it whole now. */
-		log_warn("endpoint %s: set delta to bundle %.12s failed (%s); replacing the table whole",
-			 e->name, cur->b->hash, res.error);
-		e->delta_fallbacks++;
-		unsigned tampered_before = res.tampered, checks_before = res.checks;
-		req.old_b = NULL;
-		req.old_ep = NULL;
-		r = dataplane_apply(e->dp, &req, &res);
-		res.tampered += tampered_before;
-		res.checks += checks_before;
-	}
-	e->checks += res.checks;
-	e->full_updates += res.full_commits;
-	e->delta_updates += res.delta_commits;
-	touch(e);
-	if (r < 0) {
-		char msg[1200];
-		snprintf(msg, sizeof(msg), "applying bundle %.12s: %s", cur->b->hash, res.error);
-		fail(e, msg);
-		e->failures++;
-		/* A failed send leaves the old table whole (one transaction),
-		 * but an unknown outcome means we cannot trust a delta next. */
-		e->force_full = true;
-		back_off(e, BACKOFF_APPLY);
-		return;
-	}
-	log_info("endpoint %s: %s bundle %.12s (%s: %zu rules, %zu sets, %zu elements)%s%s%s", e->name,
-		 res.committed ? "applied" : "built", cur->b->hash, res.full ? "whole table" : "set delta",
-		 res.stats.rules, res.stats.sets, res.stats.elements, res.committed ? "" : " [",
-		 res.committed ? "" : dataplane_name(env->dp), res.committed ? "" : " dataplane]");
-	bundle_ref_put(e->applied);
-	e->applied = bundle_ref_get(cur);
-	e->force_full = false;
-	e->tag = tag;
-	e->has_tag = true;
-	set_error(e, NULL);
-	if (e->backoff.reason == BACKOFF_APPLY)
-		backoff_over(e, "applied");
-	static const char rewritten[] =
-	    "table inet " NFT_TABLE_NAME " changed by another process as it was loaded";
-	if (res.tampered) {
-		e->tampering += res.tampered;
-		tamper_streak(e, rewritten);
-	}
-	backoff_repaired(&e->backoff, now);
-	if (res.unsettled) {
-		/* Someone rewrote it as fast as it went in: it goes in again
-		 * when the backoff says so (the table may have nothing left to
-		 * change, so no event would come). */
-		if (!e->backoff.delay_ms)
-			tamper_streak(e, rewritten);
-		repair_later(e);
-	}
+	apply_table(e, cur, bep, &tag, now);
 }
 
 void endpoint_bundle_changed(struct endpoint_state *e)
@@ -596,8 +657,13 @@ static json_t *addresses_json(const struct endpoint_state *e, bool fallback)
 json_t *endpoint_report_json(const struct endpoint_state *e)
 {
 	/* Where the namespace is not read, what the source says. */
-	return json_pack("{s:s,s:s?,s:O,s:o}", "name", e->name, "netns", e->netns, "labels", e->labels,
-			 "addresses", addresses_json(e, true));
+	json_t *o = json_pack("{s:s,s:s?,s:O,s:o}", "name", e->name, "netns", e->netns, "labels", e->labels,
+			      "addresses", addresses_json(e, true));
+	/* Only when there are some: a controller from before named ports
+	 * refuses a list with "ports" (upgrade controllers first). */
+	if (o && json_object_size(e->ports))
+		json_object_set(o, "ports", e->ports);
+	return o;
 }
 
 json_t *endpoint_status_json(const struct endpoint_state *e)
@@ -612,6 +678,9 @@ json_t *endpoint_status_json(const struct endpoint_state *e)
 		      "events_lost", (json_int_t)e->events_lost, "checks", (json_int_t)e->checks);
 	if (!o)
 		abort();
+	json_object_set_new(o, "quarantined", json_boolean(endpoint_quarantined(e)));
+	if (json_object_size(e->ports))
+		json_object_set(o, "ports", e->ports);
 	/* Backing off: why, how many in a row, how long each wait is now. */
 	json_object_set_new(o, "backoff",
 			    e->backoff.reason != BACKOFF_NONE && e->backoff.delay_ms > 0

@@ -64,7 +64,12 @@ struct endpoint_state {
 	bool not_in_bundle_logged;
 	char *error;
 	json_t *labels;	   /* from the source: reported to the controller */
+	json_t *ports;	   /* named ports from the source, {"http": "tcp/8080"} */
 	json_t *src_addrs; /* the source's addresses: used where the dataplane reads none */
+	/* The source wants the quarantine table until the bundle in force
+	 * has one for it (source_endpoint.quarantine). */
+	bool quarantine;
+	struct bundle_ref *quarantine_ref; /* its quarantine bundle, made when first needed */
 	struct backoff backoff;
 	unsigned tampering, full_updates, delta_updates, delta_fallbacks, failures;
 	unsigned events_lost, checks; /* event overflows; tables read back to compare */
@@ -109,7 +114,11 @@ bool endpoint_behind(const struct endpoint_state *e);
 /* {"name", "applied", "error"} for an ACK (NULL when the bundle in force
  * does not name it); *ok false when not enforced. New reference. */
 json_t *endpoint_ack_json(const struct endpoint_state *e, bool *ok);
-/* {"name", "netns", "labels", "addresses"} for HELLO and ENDPOINTS. */
+/* Its table is the quarantine table (quarantine.h). */
+bool endpoint_quarantined(const struct endpoint_state *e);
+
+/* {"name", "netns", "labels", "addresses"} for HELLO and ENDPOINTS, and
+ * "ports" when it has named ports. */
 json_t *endpoint_report_json(const struct endpoint_state *e);
 /* The endpoint's object in status.json. */
 json_t *endpoint_status_json(const struct endpoint_state *e);

@@ -10,6 +10,7 @@
 
 #include "bulkhead/escape.h"
 #include "bulkhead/log.h"
+#include "bulkhead/zmsg.h"
 #include "link.h"
 
 struct link {
@@ -34,32 +35,15 @@ static bool link_alive(const struct link *l)
 /* Reads one whole message; false when none is waiting. */
 static bool recv_one(struct link *l)
 {
-	zmq_msg_t part[2];
-	int n = 0, more = 1;
-	bool got = false;
-	while (more) {
-		zmq_msg_t m;
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, l->sock, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&m);
-			break;
-		}
-		got = true;
-		more = zmq_msg_more(&m);
-		if (n < 2)
-			part[n] = m;
-		else
-			zmq_msg_close(&m);
-		n++;
-	}
-	if (!got)
+	struct zmsg m;
+	if (zmsg_recv(&m, l->sock, 2) <= 0)
 		return false;
 	struct proto_msg msg;
 	char err[256];
-	if (n != 2) {
-		snprintf(err, sizeof(err), "a message of %d frames (want 2: type, body)", n);
-	} else if (proto_decode(zmq_msg_data(&part[0]), zmq_msg_size(&part[0]), zmq_msg_data(&part[1]),
-				zmq_msg_size(&part[1]), &msg, err, sizeof(err)) == 0) {
+	if (m.parts != 2) {
+		snprintf(err, sizeof(err), "a message of %d frames (want 2: type, body)", m.parts);
+	} else if (proto_decode(zmsg_data(&m, 0), zmsg_size(&m, 0), zmsg_data(&m, 1), zmsg_size(&m, 1), &msg, err,
+				sizeof(err)) == 0) {
 		l->received++;
 		l->last_heard_ms = clock_mono_ms();
 		if (l->silent_logged)
@@ -76,8 +60,7 @@ static bool recv_one(struct link *l)
 			log_warn("dropped a malformed message from the controller: %s", ESCAPED(err));
 		snprintf(l->last_reject, sizeof(l->last_reject), "%s", err);
 	}
-	for (int i = 0; i < n && i < 2; i++)
-		zmq_msg_close(&part[i]);
+	zmsg_release(&m);
 	return true;
 }
 

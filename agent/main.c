@@ -22,8 +22,10 @@
 #include "bundle-file.h"
 #include "dataplane.h"
 #include "bulkhead/privs.h"
+#include "engine-http.h"
 #include "nft.h"
 #include "session.h"
+#include "source-engine.h"
 #include "source.h"
 #include "state.h"
 
@@ -31,14 +33,25 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: " PROG " --node NAME --inventory FILE --state-dir DIR\n"
+	fputs("usage: " PROG " --node NAME (--inventory FILE | --engine ENGINE[:SOCKET])... --state-dir DIR\n"
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
 	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
-	      "                      [--counters-ms N] [--recheck-ms N] [--cap-ptrace] [--once] [--verbose]\n"
+	      "                      [--counters-ms N] [--recheck-ms N] [--select LABEL[=VALUE]] [--cap-ptrace]\n"
+	      "                      [--once] [--verbose]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
 	      "  --inventory FILE    local endpoints and their namespaces (re-read when it changes)\n"
+	      "  --engine docker[:SOCKET]  every running container of Docker (" ENGINE_DOCKER_SOCKET ")\n"
+	      "  --engine podman[:SOCKET]  or of podman's API service (" ENGINE_PODMAN_SOCKET ")\n"
+	      "                      is an endpoint: its name, its labels and " ENGINE_LABEL ", its\n"
+	      "                      namespace (SandboxKey; else /proc/PID/ns/net, which needs --cap-ptrace);\n"
+	      "                      not a container of --network host (the node's own namespace) nor one\n"
+	      "                      that joins another's (--network container:X). Named ports from labels\n"
+	      "                      " ENGINE_PORT_LABEL_PREFIX "NAME=tcp/8080. A container seen starting holds\n"
+	      "                      the quarantine table until its own comes. With --inventory too, a name\n"
+	      "                      both report stays with the first (the inventory's at start)\n"
+	      "  --select LABEL[=VALUE]  only the containers with that label (and value) are endpoints\n"
 	      "  --state-dir DIR     cached last bundle (applied first at start) and status.json\n"
 	      "  --controller EP     the controller, e.g. tcp://10.0.0.1:7700 (bundles, status, endpoints)\n"
 	      "  --keys DIR          this agent's CURVE pair (bulkhead keygen DIR)\n"
@@ -70,6 +83,9 @@ struct options {
 	struct session_options session;
 	struct link_options link;
 	const char *inventory_path;
+	struct source_engine_options engines[2];
+	size_t n_engines;
+	const char *select;
 	const char *keys, *controller_key;
 	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace;
 };
@@ -100,7 +116,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"controller-key", required_argument, NULL, 'K'}, {"insecure", no_argument, NULL, 'I'},
 		{"heartbeat-ms", required_argument, NULL, 'H'}, {"flow-window-ms", required_argument, NULL, 'W'},
 		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
-		{"cap-ptrace", no_argument, NULL, 'P'},       {NULL, 0, NULL, 0},
+		{"cap-ptrace", no_argument, NULL, 'P'},       {"engine", required_argument, NULL, 'E'},
+		{"select", required_argument, NULL, 'S'},      {NULL, 0, NULL, 0},
 	};
 	int c;
 	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
@@ -178,6 +195,28 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'P':
 			o->cap_ptrace = true;
 			break;
+		case 'E': {
+			const char *why;
+			if (o->n_engines == BH_ARRAY_SIZE(o->engines)) {
+				log_error("--engine: at most %zu", BH_ARRAY_SIZE(o->engines));
+				return -EINVAL;
+			}
+			if (source_engine_parse(optarg, &o->engines[o->n_engines], &why) < 0) {
+				log_error("--engine \"%s\": %s", ESCAPED(optarg), why);
+				return -EINVAL;
+			}
+			for (size_t i = 0; i < o->n_engines; i++) {
+				if (o->engines[i].kind == o->engines[o->n_engines].kind) {
+					log_error("--engine %s given twice", ESCAPED(optarg));
+					return -EINVAL;
+				}
+			}
+			o->n_engines++;
+			break;
+		}
+		case 'S':
+			o->select = optarg;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -208,9 +247,23 @@ static int parse_options(int argc, char **argv, struct options *o)
 		}
 		return 0;
 	}
-	if (!o->inventory_path) {
-		log_error("--inventory is required");
+	if (!o->inventory_path && !o->n_engines) {
+		log_error("--inventory or --engine is required (where the endpoints come from)");
 		return -EINVAL;
+	}
+	if (o->select) {
+		struct engine_select sel;
+		const char *why;
+		if (!o->n_engines) {
+			log_error("--select goes with --engine");
+			return -EINVAL;
+		}
+		if (engine_select_parse(o->select, &sel, &why) < 0) {
+			log_error("--select \"%s\": %s", ESCAPED(o->select), why);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < o->n_engines; i++)
+			o->engines[i].select = sel;
 	}
 	if (!o->once && !o->agent.state_dir) {
 		log_error("--state-dir is required (the cached bundle and status live there)");
@@ -331,6 +384,8 @@ int main(int argc, char **argv)
 		log_warn("--insecure: the controller is not authenticated and neither is this agent");
 	if (o.print_ruleset)
 		return print_ruleset(&o);
+	if (o.n_engines)
+		engine_http_global_init(); /* before any thread */
 
 	/* Before any object exists (ZeroMQ starts threads): from here on the
 	 * agent holds what setns (SYS_ADMIN) and nftables and NFLOG
@@ -368,7 +423,11 @@ int main(int argc, char **argv)
 	struct agent *agent = agent_new(&o.agent, loop, dp);
 	if (o.link.endpoint)
 		agent_set_session(agent, session_new(loop, &o.session, &agent_session_peer, agent));
-	agent_add_source(agent, source_file_new(o.inventory_path, o.agent.node));
+	/* The inventory first: at start, a name both report is its. */
+	if (o.inventory_path)
+		agent_add_source(agent, source_file_new(o.inventory_path, o.agent.node));
+	for (size_t i = 0; i < o.n_engines; i++)
+		agent_add_source(agent, source_engine_new(&o.engines[i]));
 	unsigned behind = agent_start(agent, o.once);
 	int ret = 0;
 	if (o.once) {

@@ -37,15 +37,24 @@ static void source_file_read(struct source_file *f)
 	}
 	diag_release(&d);
 	struct source_endpoint *v = xcalloc(inv->n ? inv->n : 1, sizeof(*v));
+	size_t n_ports = 0;
+	for (size_t i = 0; i < inv->n; i++)
+		n_ports += inv->v[i].n_ports;
+	struct source_port *ports = xcalloc(n_ports ? n_ports : 1, sizeof(*ports)), *p = ports;
 	for (size_t i = 0; i < inv->n; i++) {
 		const struct endpoint *ie = &inv->v[i];
 		v[i] = (struct source_endpoint){.name = ie->name,
 						.netns = ie->netns,
 						.labels = &ie->labels,
 						.addrs = ie->addrs,
-						.n_addrs = ie->n_addrs};
+						.n_addrs = ie->n_addrs,
+						.ports = p,
+						.n_ports = ie->n_ports};
+		for (size_t k = 0; k < ie->n_ports; k++)
+			*p++ = (struct source_port){ie->ports[k].name, ie->ports[k].proto, ie->ports[k].port};
 	}
 	source_set_all(&f->src, v, inv->n);
+	free(ports);
 	free(v);
 	inventory_free(inv);
 }

@@ -22,6 +22,12 @@
  *     source_enforce() with a waiter after source_update(): the core
  *     opens the namespace and applies the bundle now, and calls the
  *     waiter's done() once, when the table is there (or not to be).
+ *   - A source that reports a container it saw start (an engine's event,
+ *     the hook) sets source_endpoint.quarantine: until the bundle in
+ *     force has a table for it, its namespace holds the quarantine table
+ *     (drop and report everything but loopback, agent/quarantine.h),
+ *     never nothing. A source that sees a namespace born before it knows
+ *     whose it is calls source_quarantine() with its path.
  *
  * Everything a source reports is outside input to the core, which checks
  * what it uses; a source checks its own syntax (names, label keys, paths)
@@ -50,6 +56,8 @@
 #include "bulkhead/loop.h"
 #include "bulkhead/policy.h"
 
+#include <jansson.h>
+
 struct source;
 
 /* A named port of an endpoint (DESIGN §2: "http" -> tcp/8080). The core
@@ -73,6 +81,11 @@ struct source_endpoint {
 	size_t n_addrs;
 	const struct source_port *ports;
 	size_t n_ports;
+	/* Until the bundle in force has a table for it, the quarantine
+	 * table (a container the source saw start: it must not run without
+	 * rules). Without it such an endpoint is left alone (an inventory's
+	 * namespaces, containers found running). */
+	bool quarantine;
 };
 
 /* Waits for one endpoint's table (source_enforce()). Owned by the
@@ -95,6 +108,8 @@ struct source_sink {
 	void (*rejected)(void *core, struct source *s);
 	void (*enforce)(void *core, struct source *s, struct source_waiter *w);
 	void (*cancel)(void *core, struct source_waiter *w);
+	void (*quarantine)(void *core, struct source *s, const char *netns);
+	void (*changed)(void *core, struct source *s);
 };
 
 struct source_ops {
@@ -106,6 +121,9 @@ struct source_ops {
 	 * it has). */
 	int (*start)(struct source *s, struct loop *loop, bool once);
 	void (*free)(struct source *s); /* only frees */
+	/* What status.json shows of the source (a new reference), or NULL;
+	 * the member may be NULL. */
+	json_t *(*status)(struct source *s);
 };
 
 struct source {
@@ -141,6 +159,19 @@ static inline void source_enforce(struct source *s, struct source_waiter *w)
 static inline void source_cancel(struct source *s, struct source_waiter *w)
 {
 	s->sink->cancel(s->core, w);
+}
+/* What ops->status() says changed (connected, disconnected). */
+static inline void source_changed(struct source *s)
+{
+	s->sink->changed(s->core, s);
+}
+/* The namespace at netns (outside input, as every path) was just made
+ * for a container the source will report and does not know yet: the
+ * quarantine table goes in now, unless an endpoint holds the namespace.
+ * Once: the endpoint reported later takes it from there. */
+static inline void source_quarantine(struct source *s, const char *netns)
+{
+	s->sink->quarantine(s->core, s, netns);
 }
 
 /* ---- the sources ---- */

@@ -61,6 +61,10 @@ void status_write(struct status *st, struct status_facts *f, json_t *flows, uint
 		abort();
 	if (f->cache)
 		json_object_set_new(o, "cache", f->cache);
+	if (f->sources)
+		json_object_set_new(o, "sources", f->sources);
+	if (f->refused)
+		json_object_set_new(o, "refused", f->refused);
 	if (flows) {
 		json_object_set(o, "flows", flows);
 		json_decref(st->flows_written);

@@ -32,6 +32,8 @@ struct status_facts {
 	json_t *controller; /* NULL: null */
 	unsigned bundles_rejected, inventories_rejected;
 	json_t *cache; /* NULL: left out */
+	json_t *sources; /* array of the sources' own status; NULL: left out */
+	json_t *refused; /* endpoint name -> why a source's report was refused; NULL: left out */
 };
 
 /* Whether a write is due: touched, or the flow counters changed and the

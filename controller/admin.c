@@ -16,14 +16,51 @@
 #include "bulkhead/pathtrust.h"
 #include "bulkhead/sha256.h"
 #include "bulkhead/utf8.h"
+#include "bulkhead/zmsg.h"
 #include "admin.h"
 
+/* Requests read per call; the loop calls again while more wait. */
+#define READ_BURST 16
+
 struct admin {
-	void *rep;
+	struct loop *loop;
+	void *sock;
+	struct loop_source *src;
 	struct store *store;
+	struct store *reader; /* the worker's read-only connection; NULL: no worker */
 	struct compiler *compiler;
-	struct agents *agents;
+	struct sessions *sessions;
+	struct worker *worker;
 	uint64_t malformed;
+};
+
+/* A request answered later, from the worker: what it does there, and
+ * where its reply goes. */
+enum job_kind {
+	JOB_NONE,   /* answered at once */
+	JOB_FLOWS,  /* a flow query on the reader */
+	JOB_SHOW,   /* a revision's document, from the reader */
+	JOB_POLICY, /* a document parsed and validated, then made a revision on the loop */
+};
+
+struct parsed_policy {
+	char *document, *file, *comment; /* file and comment as JSON can carry them */
+	struct policy_doc *doc;		 /* NULL: invalid, the errors in d */
+	struct diag d;
+	char sha256[65];
+};
+
+struct job {
+	struct worker_job job;
+	struct admin *a;
+	enum job_kind kind;
+	uint8_t rid[256];
+	size_t rid_len;
+	struct flow_query q; /* JOB_FLOWS: its strings in strings */
+	json_t *strings;
+	int64_t revision; /* JOB_SHOW */
+	struct parsed_policy policy; /* JOB_POLICY */
+	json_t *reply;
 };
 
 /* s as JSON can carry it: a path given to --policy, or a comment an older
@@ -61,58 +98,72 @@ static json_t *ok(json_t *payload)
 
 /* ---- policy ---- */
 
-static json_t *apply_policy(struct store *s, struct compiler *c, const char *document, const char *file,
-			    const char *comment);
+/* Takes what a policy.apply names (copies; file and comment as JSON can
+ * carry them). */
+static void policy_init(struct parsed_policy *p, const char *document, const char *file, const char *comment)
+{
+	p->document = xstrdup(document);
+	p->file = as_text(file && file[0] ? file : "policy");
+	p->comment = as_text(comment);
+	p->doc = NULL;
+	diag_init(&p->d, p->file);
+}
+
+static void policy_release(struct parsed_policy *p)
+{
+	policy_doc_free(p->doc);
+	diag_release(&p->d);
+	free(p->document);
+	free(p->file);
+	free(p->comment);
+}
+
+/* The slow part, pure: any thread. */
+static void policy_parse(struct parsed_policy *p)
+{
+	p->doc = policy_parse_string(p->document, strlen(p->document), &p->d);
+	sha256_hex(p->document, strlen(p->document), p->sha256);
+}
+
+/* The parsed document made the newest revision (or said why not): the
+ * reply. On the loop's thread; takes p->doc. */
+static json_t *policy_commit(struct store *s, struct compiler *c, struct parsed_policy *p)
+{
+	if (!p->doc) {
+		json_t *errors = json_array();
+		for (size_t i = 0; i < p->d.n; i++)
+			json_array_append_new(errors, json_sprintf("%s: %s%s%s", p->d.file, p->d.v[i].path,
+								   p->d.v[i].path[0] ? ": " : "", p->d.v[i].message));
+		json_t *r = fail(2, "%s: invalid policy (%zu error%s); revision %lld stays in force", p->d.file, p->d.n,
+				 p->d.n == 1 ? "" : "s", (long long)compiler_revision(c));
+		json_object_set_new(r, "errors", errors);
+		return r;
+	}
+	char current[65];
+	if (compiler_revision(c) && store_revision_sha256(s, compiler_revision(c), current) == 0 &&
+	    strcmp(p->sha256, current) == 0)
+		return ok(json_pack("{s:I,s:b}", "revision", (json_int_t)compiler_revision(c), "unchanged", 1));
+	int64_t rev;
+	if (store_add_revision(s, p->document, p->comment, &rev) < 0) {
+		log_error("storing a policy revision: %s", store_error(s));
+		return fail(1, "storing the revision failed: %s", store_error(s));
+	}
+	compiler_set_policy(c, rev, p->doc);
+	p->doc = NULL;
+	log_info("policy revision %lld applied%s%s", (long long)rev, p->comment ? ": " : "",
+		 p->comment ? p->comment : "");
+	return ok(json_pack("{s:I,s:b}", "revision", (json_int_t)rev, "unchanged", 0));
+}
 
 json_t *admin_apply_policy(struct store *s, struct compiler *c, const char *document, const char *file,
 			   const char *comment)
 {
-	char *file_text = as_text(file), *comment_text = as_text(comment);
-	json_t *r = apply_policy(s, c, document, file_text, comment_text);
-	free(file_text);
-	free(comment_text);
+	struct parsed_policy p;
+	policy_init(&p, document, file, comment);
+	policy_parse(&p);
+	json_t *r = policy_commit(s, c, &p);
+	policy_release(&p);
 	return r;
-}
-
-static json_t *apply_policy(struct store *s, struct compiler *c, const char *document, const char *file,
-			    const char *comment)
-{
-	struct diag d;
-	diag_init(&d, file && file[0] ? file : "policy");
-	struct policy_doc *doc = policy_parse_string(document, strlen(document), &d);
-	if (!doc) {
-		json_t *errors = json_array();
-		for (size_t i = 0; i < d.n; i++)
-			json_array_append_new(errors, json_sprintf("%s: %s%s%s", d.file, d.v[i].path,
-								   d.v[i].path[0] ? ": " : "", d.v[i].message));
-		json_t *r = fail(2, "%s: invalid policy (%zu error%s); revision %lld stays in force", d.file, d.n,
-				 d.n == 1 ? "" : "s", (long long)compiler_revision(c));
-		json_object_set_new(r, "errors", errors);
-		diag_release(&d);
-		return r;
-	}
-	diag_release(&d);
-
-	struct store_revision cur = {0};
-	if (compiler_revision(c) && store_get_revision(s, compiler_revision(c), &cur) == 0) {
-		char hex[65];
-		sha256_hex(document, strlen(document), hex);
-		if (strcmp(hex, cur.sha256) == 0) {
-			store_revision_release(&cur);
-			policy_doc_free(doc);
-			return ok(json_pack("{s:I,s:b}", "revision", (json_int_t)compiler_revision(c), "unchanged", 1));
-		}
-		store_revision_release(&cur);
-	}
-	int64_t rev;
-	if (store_add_revision(s, document, comment, &rev) < 0) {
-		policy_doc_free(doc);
-		log_error("storing a policy revision: %s", store_error(s));
-		return fail(1, "storing the revision failed: %s", store_error(s));
-	}
-	compiler_set_policy(c, rev, doc);
-	log_info("policy revision %lld applied%s%s", (long long)rev, comment ? ": " : "", comment ? comment : "");
-	return ok(json_pack("{s:I,s:b}", "revision", (json_int_t)rev, "unchanged", 0));
 }
 
 static void add_revision(void *data, const struct store_revision *r)
@@ -125,7 +176,7 @@ static void add_revision(void *data, const struct store_revision *r)
 	free(comment);
 }
 
-static json_t *cmd_history(struct admin *a, json_t *req)
+static json_t *cmd_history(struct admin *a, json_t *req, struct job *later)
 {
 	json_t *revs = json_array();
 	if (store_each_revision(a->store, add_revision, revs) < 0) {
@@ -151,19 +202,15 @@ static int64_t req_revision(json_t *req)
 	return json_integer_value(v);
 }
 
-static json_t *cmd_show(struct admin *a, json_t *req)
+/* Revision rev as policy.show answers; any thread (s is its connection). */
+static json_t *show_revision(struct store *s, int64_t rev)
 {
-	int64_t rev = req_revision(req);
-	if (rev < 0)
-		return fail(2, "\"revision\" must be an integer >= 1");
-	if (rev == 0)
-		rev = compiler_revision(a->compiler);
 	struct store_revision r = {0};
-	int e = rev ? store_get_revision(a->store, rev, &r) : -ENOENT;
+	int e = rev ? store_get_revision(s, rev, &r) : -ENOENT;
 	if (e == -ENOENT)
 		return rev ? fail(2, "no revision %lld", (long long)rev) : fail(1, "no policy has been applied yet");
 	if (e < 0)
-		return fail(1, "reading revision %lld: %s", (long long)rev, store_error(a->store));
+		return fail(1, "reading revision %lld: %s", (long long)rev, store_error(s));
 	char *comment = as_text(r.comment);
 	json_t *out = json_pack("{s:I,s:I,s:s?,s:s}", "revision", (json_int_t)r.revision, "time",
 				(json_int_t)r.time, "comment", comment, "document", r.document);
@@ -174,17 +221,40 @@ static json_t *cmd_show(struct admin *a, json_t *req)
 	return ok(out);
 }
 
-static json_t *cmd_apply(struct admin *a, json_t *req)
+static json_t *cmd_show(struct admin *a, json_t *req, struct job *later)
+{
+	int64_t rev = req_revision(req);
+	if (rev < 0)
+		return fail(2, "\"revision\" must be an integer >= 1");
+	if (rev == 0)
+		rev = compiler_revision(a->compiler);
+	if (!later || !rev)
+		return show_revision(a->store, rev);
+	later->kind = JOB_SHOW; /* a document may be large: read off the loop */
+	later->revision = rev;
+	return NULL;
+}
+
+/* policy.apply and rollback: parsed off the loop when there is a worker. */
+static json_t *apply(struct admin *a, struct job *later, const char *document, const char *file, const char *comment)
+{
+	if (!later)
+		return admin_apply_policy(a->store, a->compiler, document, file, comment);
+	later->kind = JOB_POLICY;
+	policy_init(&later->policy, document, file, comment);
+	return NULL;
+}
+
+static json_t *cmd_apply(struct admin *a, json_t *req, struct job *later)
 {
 	json_t *docv = json_object_get(req, "document"), *file = json_object_get(req, "file"),
 	       *comment = json_object_get(req, "comment");
 	if (!json_is_string(docv) || (file && !json_is_string(file)) || (comment && !json_is_null(comment) && !json_is_string(comment)))
 		return fail(2, "policy.apply needs \"document\" (and optional \"file\", \"comment\") as strings");
-	return admin_apply_policy(a->store, a->compiler, json_string_value(docv), json_string_value(file),
-				  json_string_value(comment));
+	return apply(a, later, json_string_value(docv), json_string_value(file), json_string_value(comment));
 }
 
-static json_t *cmd_rollback(struct admin *a, json_t *req)
+static json_t *cmd_rollback(struct admin *a, json_t *req, struct job *later)
 {
 	int64_t rev = req_revision(req);
 	if (rev <= 0)
@@ -198,31 +268,29 @@ static json_t *cmd_rollback(struct admin *a, json_t *req)
 	char comment[64], file[64];
 	snprintf(comment, sizeof(comment), "rollback to %lld", (long long)rev);
 	snprintf(file, sizeof(file), "revision %lld", (long long)rev);
-	json_t *out = admin_apply_policy(a->store, a->compiler, r.document, file, comment);
+	json_t *out = apply(a, later, r.document, file, comment);
 	store_revision_release(&r);
 	return out;
 }
 
 /* ---- status and endpoints ---- */
 
-static json_t *cmd_status(struct admin *a, json_t *req)
+static json_t *cmd_status(struct admin *a, json_t *req, struct job *later)
 {
 	int64_t rev = compiler_revision(a->compiler);
-	json_t *counters = agents_counters(a->agents);
+	json_t *counters = sessions_counters(a->sessions);
 	json_object_set_new(counters, "admin_requests_malformed", json_integer((json_int_t)a->malformed));
-	compiler_refresh(a->compiler);
 	return ok(json_pack("{s:o,s:I,s:o,s:o,s:o}", "revision", rev ? json_integer(rev) : json_null(), "time",
-			    (json_int_t)clock_wall_ms(), "nodes", agents_status_nodes(a->agents), "counters", counters,
+			    (json_int_t)clock_wall_ms(), "nodes", sessions_status_nodes(a->sessions), "counters", counters,
 			    "conflicts", compiler_conflicts(a->compiler)));
 }
 
-static json_t *cmd_endpoints(struct admin *a, json_t *req)
+static json_t *cmd_endpoints(struct admin *a, json_t *req, struct job *later)
 {
 	json_t *nodev = json_object_get(req, "node");
 	if (nodev && !json_is_null(nodev) && !json_is_string(nodev))
 		return fail(2, "\"node\" must be a string");
 	const char *node = json_string_value(nodev);
-	compiler_refresh(a->compiler);
 	const struct inventory *inv = compiler_inventory(a->compiler);
 	const struct policy_doc *doc = compiler_policy(a->compiler);
 	json_t *out = json_array();
@@ -250,7 +318,7 @@ static json_t *cmd_endpoints(struct admin *a, json_t *req)
 
 /* ---- nodes ---- */
 
-static json_t *cmd_nodes_forget(struct admin *a, json_t *req)
+static json_t *cmd_nodes_forget(struct admin *a, json_t *req, struct job *later)
 {
 	const char *node = json_string_value(json_object_get(req, "node"));
 	json_t *force = json_object_get(req, "force");
@@ -259,7 +327,7 @@ static json_t *cmd_nodes_forget(struct admin *a, json_t *req)
 	if (!inventory_node_name_valid(node))
 		return fail(2, "\"%s\" is not a node name: %s", ESCAPED(node), INVENTORY_NODE_NAME_RULE);
 	bool was_connected = false;
-	int r = agents_forget(a->agents, node, json_is_true(force), &was_connected);
+	int r = sessions_forget(a->sessions, node, json_is_true(force), &was_connected);
 	if (r == -ENOENT)
 		return fail(2, "no node %s is known", node);
 	if (r == -EBUSY)
@@ -289,7 +357,22 @@ static bool opt_count(json_t *req, const char *key, int64_t *out)
 	return json_is_integer(v) && *out >= 0;
 }
 
-static json_t *cmd_flows(struct admin *a, json_t *req)
+/* A flow query and its reply; any thread (s is its connection). */
+static json_t *query_flows(struct store *s, const struct flow_query *q)
+{
+	json_t *out = NULL;
+	int r = store_query_flows(s, q, &out);
+	if (r == -ETIMEDOUT)
+		return fail(1, "reading flows: %s, its limit; narrow it (--since, --node, --group, --verdict) or "
+			       "raise the controller's --flow-query-ms",
+			    store_error(s));
+	if (r < 0)
+		return fail(1, "reading flows: %s", store_error(s));
+	json_object_set_new(out, "time", json_integer(clock_wall_ms()));
+	return ok(out);
+}
+
+static json_t *cmd_flows(struct admin *a, json_t *req, struct job *later)
 {
 	struct flow_query q = {.mode = FLOW_QUERY_REPORT};
 	const char *mode = NULL;
@@ -313,23 +396,34 @@ static json_t *cmd_flows(struct admin *a, json_t *req)
 		return fail(2, "verdict \"%s\": expected deny or audit%s", q.verdict, allow_ok ? " or allow" : "");
 	int64_t now = clock_wall_ms();
 	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;
-	json_t *out = NULL;
-	int r = store_query_flows(a->store, &q, &out);
-	if (r == -ETIMEDOUT)
-		return fail(1, "reading flows: %s, so that the controller goes on serving its agents; narrow it "
-			       "(--since, --node, --group, --verdict) or raise the controller's --flow-query-ms",
-			    store_error(a->store));
-	if (r < 0)
-		return fail(1, "reading flows: %s", store_error(a->store));
-	json_object_set_new(out, "time", json_integer(now));
-	return ok(out);
+	if (!later)
+		return query_flows(a->store, &q);
+	/* Off the loop: the strings stay in the request, which the job keeps. */
+	later->kind = JOB_FLOWS;
+	later->q = q;
+	later->strings = json_incref(req);
+	return NULL;
 }
 
-static json_t *handle(struct admin *a, const void *data, size_t len)
+/* ---- requests ---- */
+
+static const struct command {
+	const char *name;
+	json_t *(*fn)(struct admin *a, json_t *req, struct job *later);
+} commands[] = {
+	{"policy.apply", cmd_apply},	   {"policy.history", cmd_history}, {"policy.show", cmd_show},
+	{"policy.rollback", cmd_rollback}, {"status", cmd_status},	    {"endpoints", cmd_endpoints},
+	{"flows", cmd_flows},		   {"nodes.forget", cmd_nodes_forget},
+};
+
+/* The reply to one request; or NULL, and later (a job not yet submitted;
+ * NULL when there is no worker) says what the worker is to do for it
+ * (JOB_NONE: nothing, the reply could not be made). */
+static json_t *handle(struct admin *a, const void *data, size_t len, struct job *later)
 {
 	json_error_t jerr;
 	json_t *req = json_loadb(data, len, 0, &jerr);
-	json_t *reply;
+	json_t *reply = NULL;
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
 	json_t *v = json_object_get(req, "v");
 	if (!json_is_object(req) || !cmd) {
@@ -337,76 +431,147 @@ static json_t *handle(struct admin *a, const void *data, size_t len)
 		reply = fail(2, "malformed request: %s", req ? "no \"cmd\"" : jerr.text);
 	} else if (!json_is_integer(v) || json_integer_value(v) != ADMIN_VERSION) {
 		reply = fail(2, "admin protocol version mismatch: the controller speaks %d", ADMIN_VERSION);
-	} else if (strcmp(cmd, "policy.apply") == 0) {
-		reply = cmd_apply(a, req);
-	} else if (strcmp(cmd, "policy.history") == 0) {
-		reply = cmd_history(a, req);
-	} else if (strcmp(cmd, "policy.show") == 0) {
-		reply = cmd_show(a, req);
-	} else if (strcmp(cmd, "policy.rollback") == 0) {
-		reply = cmd_rollback(a, req);
-	} else if (strcmp(cmd, "status") == 0) {
-		reply = cmd_status(a, req);
-	} else if (strcmp(cmd, "endpoints") == 0) {
-		reply = cmd_endpoints(a, req);
-	} else if (strcmp(cmd, "flows") == 0) {
-		reply = cmd_flows(a, req);
-	} else if (strcmp(cmd, "nodes.forget") == 0) {
-		reply = cmd_nodes_forget(a, req);
 	} else {
-		reply = fail(2, "unknown command \"%s\"", ESCAPED(cmd));
+		size_t i = 0;
+		while (i < BH_ARRAY_SIZE(commands) && strcmp(cmd, commands[i].name) != 0)
+			i++;
+		if (i == BH_ARRAY_SIZE(commands))
+			reply = fail(2, "unknown command \"%s\"", ESCAPED(cmd));
+		else
+			reply = commands[i].fn(a, req, later); /* NULL: later, or json_pack refused a string */
 	}
 	json_decref(req);
 	return reply;
 }
 
+static void send_reply(struct admin *a, const void *rid, size_t rid_len, json_t *reply)
+{
+	if (!reply) /* a handler's json_pack refused a string: an answer all the same */
+		reply = fail(1, "the controller could not encode its reply");
+	char *text = json_dumps(reply, JSON_COMPACT);
+	json_decref(reply);
+	if (!text)
+		abort();
+	/* A client gone meanwhile: its reply is dropped (no
+	 * ROUTER_MANDATORY). */
+	if (zmq_send(a->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(a->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(a->sock, text, strlen(text), ZMQ_DONTWAIT) < 0)
+		log_warn("admin: sending a reply: %s", zmq_strerror(errno));
+	free(text);
+}
+
+/* ---- the worker's part ---- */
+
+static void job_free(struct job *j)
+{
+	json_decref(j->strings);
+	json_decref(j->reply);
+	if (j->kind == JOB_POLICY)
+		policy_release(&j->policy);
+	free(j);
+}
+
+static void job_run(struct worker_job *wj)
+{
+	struct job *j = (struct job *)wj;
+	switch (j->kind) {
+	case JOB_FLOWS:
+		j->reply = query_flows(j->a->reader, &j->q);
+		break;
+	case JOB_SHOW:
+		j->reply = show_revision(j->a->reader, j->revision);
+		break;
+	case JOB_POLICY:
+		policy_parse(&j->policy);
+		break;
+	case JOB_NONE:
+		break;
+	}
+}
+
+static void job_cancel(struct worker_job *wj)
+{
+	struct job *j = (struct job *)wj;
+	if (j->kind != JOB_POLICY)
+		store_interrupt(j->a->reader);
+}
+
+static void job_done(struct worker_job *wj, bool cancelled)
+{
+	struct job *j = (struct job *)wj;
+	if (!cancelled) {
+		json_t *reply = j->kind == JOB_POLICY ? policy_commit(j->a->store, j->a->compiler, &j->policy)
+						      : json_incref(j->reply);
+		send_reply(j->a, j->rid, j->rid_len, reply);
+	}
+	job_free(j);
+}
+
+/* ---- the socket ---- */
+
+static void on_request(void *data, uint32_t events)
+{
+	struct admin *a = data;
+	struct zmsg m;
+	for (int i = 0; i < READ_BURST && zmsg_recv(&m, a->sock, 3) > 0; i++) {
+		/* ROUTER: a REQ's request is its routing id, an empty frame and
+		 * one frame of JSON. */
+		if (m.parts < 2 || zmsg_size(&m, 0) > sizeof(((struct job *)0)->rid) || zmsg_size(&m, 1) != 0) {
+			a->malformed++;
+		} else if (m.parts != 3) {
+			a->malformed++;
+			send_reply(a, zmsg_data(&m, 0), zmsg_size(&m, 0),
+				   fail(2, "malformed request: %s", m.parts < 3 ? "no frame" : "more than one frame"));
+		} else {
+			struct job *later = NULL;
+			if (a->worker) {
+				later = xcalloc(1, sizeof(*later));
+				later->job = (struct worker_job){.run = job_run, .done = job_done, .cancel = job_cancel};
+				later->a = a;
+				memcpy(later->rid, zmsg_data(&m, 0), zmsg_size(&m, 0));
+				later->rid_len = zmsg_size(&m, 0);
+			}
+			json_t *reply = handle(a, zmsg_data(&m, 2), zmsg_size(&m, 2), later);
+			if (later && !reply && later->kind != JOB_NONE) {
+				worker_submit(a->worker, &later->job);
+			} else {
+				send_reply(a, zmsg_data(&m, 0), zmsg_size(&m, 0), reply);
+				free(later);
+			}
+		}
+		zmsg_release(&m);
+	}
+}
+
 void admin_dispatch(struct admin *a)
 {
-	for (int i = 0; i < 100; i++) {
-		zmq_msg_t m;
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, a->rep, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&m);
-			return;
-		}
-		/* REP: one frame requests only; drain any extra frames. */
-		bool extra = zmq_msg_more(&m);
-		json_t *reply;
-		if (extra) {
-			while (zmq_msg_more(&m)) {
-				zmq_msg_close(&m);
-				zmq_msg_init(&m);
-				if (zmq_msg_recv(&m, a->rep, 0) < 0)
-					break;
-			}
-			a->malformed++;
-			reply = fail(2, "malformed request: more than one frame");
-		} else {
-			reply = handle(a, zmq_msg_data(&m), zmq_msg_size(&m));
-		}
-		zmq_msg_close(&m);
-		if (!reply) /* a handler's json_pack refused a string: an answer all the same */
-			reply = fail(1, "the controller could not encode its reply");
-		char *text = json_dumps(reply, JSON_COMPACT);
-		json_decref(reply);
-		if (!text)
-			abort();
-		if (zmq_send(a->rep, text, strlen(text), 0) < 0)
-			log_warn("admin: sending a reply: %s", zmq_strerror(errno));
-		free(text);
-	}
+	on_request(a, 0);
 }
 
 /* ---- life cycle ---- */
 
-struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struct compiler *c, struct agents *ag,
-			char **err)
+struct admin *admin_new(struct loop *l, void *zctx, const struct admin_options *o, struct store *s,
+			struct compiler *c, struct sessions *ss, char **err)
 {
 	struct admin *a = xcalloc(1, sizeof(*a));
+	a->loop = l;
 	a->store = s;
 	a->compiler = c;
-	a->agents = ag;
+	a->sessions = ss;
+	a->worker = o->worker;
 	*err = NULL;
+	const char *endpoint = o->endpoint;
+	if (a->worker) {
+		a->reader = store_open_reader(s, err);
+		if (!a->reader) {
+			admin_free(a);
+			return NULL;
+		}
+		store_set_query_limit(a->reader, o->flow_query_ms);
+	} else {
+		store_set_query_limit(s, o->flow_query_ms);
+	}
 	const char *path = strncmp(endpoint, "ipc://", 6) == 0 && endpoint[6] != '@' ? endpoint + 6 : NULL;
 	if (path) {
 		/* Root-only: a directory we make is 0700. One that was there
@@ -440,12 +605,12 @@ struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struc
 			 "reaches it can change the policy",
 			 endpoint);
 	}
-	a->rep = zmq_socket(zctx, ZMQ_REP);
+	a->sock = zmq_socket(zctx, ZMQ_ROUTER);
 	int zero = 0;
 	int64_t max = ADMIN_MAX_MSG;
 	mode_t old_mask = umask(0177); /* ipc binds in this thread: the socket file is made 0600 */
-	bool ok = a->rep && zmq_setsockopt(a->rep, ZMQ_LINGER, &zero, sizeof(zero)) == 0 &&
-		  zmq_setsockopt(a->rep, ZMQ_MAXMSGSIZE, &max, sizeof(max)) == 0 && zmq_bind(a->rep, endpoint) == 0;
+	bool ok = a->sock && zmq_setsockopt(a->sock, ZMQ_LINGER, &zero, sizeof(zero)) == 0 &&
+		  zmq_setsockopt(a->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) == 0 && zmq_bind(a->sock, endpoint) == 0;
 	int e = errno;
 	umask(old_mask);
 	if (!ok) {
@@ -456,6 +621,12 @@ struct admin *admin_new(void *zctx, const char *endpoint, struct store *s, struc
 	}
 	if (path && chmod(path, 0600) < 0) /* in case a libzmq binds elsewhere */
 		log_warn("admin: chmod 0600 %s: %m", path);
+	if (l && !(a->src = loop_add_zmq(l, a->sock, on_request, a))) {
+		if (asprintf(err, "admin endpoint %s: the loop: %s", endpoint, strerror(errno)) < 0)
+			abort();
+		admin_free(a);
+		return NULL;
+	}
 	return a;
 }
 
@@ -463,12 +634,11 @@ void admin_free(struct admin *a)
 {
 	if (!a)
 		return;
-	if (a->rep)
-		zmq_close(a->rep);
+	if (a->loop)
+		loop_remove(a->loop, a->src);
+	if (a->sock)
+		zmq_close(a->sock);
+	store_free(a->reader);
 	free(a);
 }
 
-void admin_poll_item(struct admin *a, zmq_pollitem_t *item)
-{
-	*item = (zmq_pollitem_t){.socket = a->rep, .events = ZMQ_POLLIN};
-}

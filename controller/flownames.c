@@ -53,7 +53,6 @@ static void name_hit(const struct inventory *inv, const struct policy_doc *doc, 
 
 void flownames_add(struct compiler *c, const char *node, json_t *body)
 {
-	compiler_refresh(c);
 	const struct inventory *inv = compiler_inventory(c);
 	const struct policy_doc *doc = compiler_policy(c);
 	size_t i;

@@ -1,12 +1,13 @@
 /* bulkhead-controller: holds the policy, learns endpoints from the agents,
  * compiles each node's bundle and sends it (DESIGN §4). Set-up only:
- * options, objects, the loop. */
+ * options, objects, the loop (lib/loop.c) they join. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -18,15 +19,19 @@
 #include "bulkhead/inventory.h"
 #include "bulkhead/keys.h"
 #include "bulkhead/log.h"
+#include "bulkhead/loop.h"
 #include "bulkhead/privs.h"
 #include "bulkhead/proto.h"
+#include "bulkhead/worker.h"
 #include "admin.h"
-#include "agents.h"
 #include "compiler.h"
+#include "node.h"
+#include "sessions.h"
 #include "store.h"
 
 #define PROG "bulkhead-controller"
 #define MAX_NODES_DEFAULT 1000
+#define FLOW_QUERY_MS_DEFAULT 8000
 
 static void usage(FILE *out)
 {
@@ -55,8 +60,9 @@ static void usage(FILE *out)
 	      "                      minute (default 2000; 0: no limit); the rest is counted as lost\n"
 	      "  --flow-quota N      records kept per node (default 1000000; 0: no limit); the rest is\n"
 	      "                      counted as lost until the retention makes room\n"
-	      "  --flow-query-ms N   a flow query (bulkhead flows) that runs longer is stopped, so that\n"
-	      "                      the agents are served meanwhile (default: the heartbeat interval)\n"
+	      "  --flow-query-ms N   a flow query (bulkhead flows) that runs longer is stopped (it runs on a\n"
+	      "                      thread of its own, beside the agents; default 8000, within the CLI's\n"
+	      "                      10 s wait)\n"
 	      "  --user NAME         started as root: become NAME (and its groups) before anything is\n"
 	      "                      opened; the state and admin directories are made for NAME when\n"
 	      "                      missing. Without it, root keeps uid 0 but no capability\n",
@@ -68,7 +74,7 @@ struct options {
 	bool insecure, verbose;
 	unsigned heartbeat_ms, max_nodes;
 	long flow_retention_s;
-	long flow_rate, flow_quota, flow_query_ms; /* flow_query_ms -1: the heartbeat interval */
+	long flow_rate, flow_quota, flow_query_ms;
 };
 
 /* A number option: min..max, or exit 2 naming the option. */
@@ -100,7 +106,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	};
 	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS,
 			      .flow_retention_s = 7 * 86400, .flow_rate = 2000, .flow_quota = 1000000,
-			      .flow_query_ms = -1, .max_nodes = MAX_NODES_DEFAULT};
+			      .flow_query_ms = FLOW_QUERY_MS_DEFAULT, .max_nodes = MAX_NODES_DEFAULT};
 	o->admin = getenv(ADMIN_ENV) ? getenv(ADMIN_ENV) : ADMIN_DEFAULT_ENDPOINT;
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -254,6 +260,22 @@ static int apply_policy_file(struct store *s, struct compiler *c, const char *pa
 	return ret;
 }
 
+/* SIGINT and SIGTERM through a signalfd: the loop ends. */
+struct signals {
+	int fd;
+	struct loop *loop;
+};
+
+static void on_signal(void *data, uint32_t events)
+{
+	struct signals *sg = data;
+	struct signalfd_siginfo si;
+	if (read(sg->fd, &si, sizeof(si)) == sizeof(si)) {
+		log_info("signal %u: exiting", si.ssi_signo);
+		loop_quit(sg->loop, 0);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
@@ -297,7 +319,8 @@ int main(int argc, char **argv)
 		free(err);
 		return 1;
 	}
-	struct compiler *compiler = compiler_new();
+	struct nodes *nodes = nodes_new();
+	struct compiler *compiler = compiler_new(nodes);
 	resume(store, compiler);
 	struct resume rs = {compiler, json_array()};
 	if (store_each_inventory(store, resume_endpoints, &rs) < 0)
@@ -309,23 +332,37 @@ int main(int argc, char **argv)
 	json_decref(rs.forget);
 	if (o.policy && (ret = apply_policy_file(store, compiler, o.policy)) != 0) {
 		compiler_free(compiler);
+		nodes_free(nodes);
 		store_free(store);
 		return ret;
 	}
 	compiler_refresh(compiler);
 
-	void *zctx = zmq_ctx_new();
-	struct agents_options ao = {
+	struct sessions_options so = {
 		.listen = o.listen, .insecure = o.insecure, .public_key = pub, .secret_key = sec,
 		.allow_dir = o.agent_keys, .heartbeat_ms = o.heartbeat_ms,
 		.flow_retention_ms = (int64_t)o.flow_retention_s * 1000, .flow_rate = o.flow_rate,
 		.flow_quota = o.flow_quota, .max_nodes = o.max_nodes,
 	};
-	/* A heartbeat's time: the agents' heartbeats wait no longer than two. */
-	store_set_query_limit(store, o.flow_query_ms > 0 ? o.flow_query_ms : o.heartbeat_ms);
-	struct agents *agents = agents_new(zctx, &ao, compiler, store, &err);
-	struct admin *admin = agents ? admin_new(zctx, o.admin, store, compiler, agents, &err) : NULL;
-	if (!agents || !admin) {
+	/* Two threads beside the loop: one compiles, one answers slow admin
+	 * requests and checkpoints the store (a flow query does not hold
+	 * back a policy's bundles). */
+	struct loop *loop = loop_new();
+	void *zctx = zmq_ctx_new();
+	struct worker *worker = loop ? worker_new(loop) : NULL;
+	struct worker *compile_worker = worker ? worker_new(loop) : NULL;
+	struct sessions *sessions = NULL;
+	struct admin *admin = NULL;
+	struct admin_options ao = {.endpoint = o.admin, .flow_query_ms = o.flow_query_ms, .worker = worker};
+	if (!compile_worker) {
+		log_error("the loop and its threads: %m");
+		ret = 1;
+		goto out;
+	}
+	compiler_use_worker(compiler, compile_worker);
+	if (store_checkpoint_off_loop(store, loop, worker, &err) < 0 ||
+	    !(sessions = sessions_new(loop, zctx, &so, nodes, compiler, store, &err)) ||
+	    !(admin = admin_new(loop, zctx, &ao, store, compiler, sessions, &err))) {
 		log_error("%s", err);
 		free(err);
 		ret = 1;
@@ -342,39 +379,30 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
-	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	signal(SIGPIPE, SIG_IGN);
-
-	for (;;) {
-		zmq_pollitem_t items[4];
-		int n = agents_poll_items(agents, items);
-		admin_poll_item(admin, &items[n++]);
-		items[n++] = (zmq_pollitem_t){.fd = sfd, .events = ZMQ_POLLIN};
-		long timeout = o.heartbeat_ms / 4 ? o.heartbeat_ms / 4 : 1;
-		if (zmq_poll(items, n, timeout) < 0 && errno != EINTR) {
-			log_error("zmq_poll: %s", zmq_strerror(errno));
-			ret = 1;
-			break;
-		}
-		if (items[n - 1].revents & ZMQ_POLLIN) {
-			struct signalfd_siginfo si;
-			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-				log_info("signal %u: exiting", si.ssi_signo);
-				break;
-			}
-		}
-		agents_dispatch(agents);
-		admin_dispatch(admin);
-		compiler_refresh(compiler);
-		agents_push(agents);
-		agents_tick(agents, clock_mono_ms());
+	struct signals sg = {signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK), loop};
+	struct loop_source *sig_src = sg.fd >= 0 ? loop_add_fd(loop, sg.fd, EPOLLIN, on_signal, &sg) : NULL;
+	if (!sig_src) {
+		log_error("signalfd: %m");
+		ret = 1;
+	} else if ((ret = loop_run(loop)) < 0) {
+		log_error("the loop: %s", strerror(-ret));
+		ret = 1;
 	}
-	close(sfd);
+	loop_remove(loop, sig_src);
+	if (sg.fd >= 0)
+		close(sg.fd);
 out:
+	/* The workers first: their jobs use the compiler, the admin's and
+	 * the store's connections. */
+	worker_free(compile_worker);
+	worker_free(worker);
 	admin_free(admin);
-	agents_free(agents);
+	sessions_free(sessions);
 	zmq_ctx_term(zctx);
 	compiler_free(compiler);
+	nodes_free(nodes);
 	store_free(store);
+	loop_free(loop);
 	return ret;
 }

@@ -6,7 +6,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <stdatomic.h>
+
 #include <sqlite3.h>
+
+#include "bulkhead/log.h"
 
 #include "bulkhead/proto.h"
 #include "bulkhead/sha256.h"
@@ -14,12 +18,23 @@
 
 struct store {
 	sqlite3 *db;
+	char *path; /* the database file */
 	/* The first error of the last failed call: what SQLite says after a
 	 * ROLLBACK or a finalize is about those, not about the failure. */
 	char error[512];
 	int64_t query_ms;    /* how long a flow query may run; 0: no limit */
 	int64_t deadline_ms; /* monotonic: the running query's end */
+	atomic_bool stop;    /* store_interrupt(): the running query ends */
+	/* Checkpoints off the loop (store_checkpoint_off_loop). */
+	struct store *checkpointer; /* a connection of the worker's */
+	struct loop *loop;
+	struct worker *worker;
+	struct loop_source *checkpoint_timer;
+	bool checkpoint_queued;
 };
+
+/* How often the WAL is copied into the database, off the loop. */
+#define CHECKPOINT_MS 1000
 
 /* What one stored row may count (the wire schema's range, proto.h), and
  * where every sum stops (2^53, exact in a double and in JSON): no sum can
@@ -187,6 +202,23 @@ fail:
 	return -EIO;
 }
 
+/* A connection to path (flags: sqlite3_open_v2's). NULL with *err. */
+static struct store *connect_to(const char *path, int flags, char **err)
+{
+	struct store *s = xcalloc(1, sizeof(*s));
+	s->path = xstrdup(path);
+	int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	if (rc != SQLITE_OK)
+		snprintf(s->error, sizeof(s->error), "%s", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	if (rc != SQLITE_OK || sqlite3_busy_timeout(s->db, 5000) != SQLITE_OK) {
+		if (asprintf(err, "%s: %s", path, s->error) < 0)
+			*err = NULL;
+		store_free(s);
+		return NULL;
+	}
+	return s;
+}
+
 struct store *store_open(const char *dir, char **err)
 {
 	char path[4096];
@@ -197,14 +229,8 @@ struct store *store_open(const char *dir, char **err)
 		return NULL;
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
-	struct store *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
-	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-	if (rc != SQLITE_OK)
-		snprintf(s->error, sizeof(s->error), "%s", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-	if (rc != SQLITE_OK || sqlite3_busy_timeout(s->db, 5000) != SQLITE_OK || exec(s, schema) < 0 ||
-	    schema_upgrade(s) < 0) {
+	struct store *s = connect_to(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err);
+	if (s && (exec(s, schema) < 0 || schema_upgrade(s) < 0)) {
 		if (asprintf(err, "%s: %s", path, s->error) < 0)
 			*err = NULL;
 		store_free(s);
@@ -213,11 +239,88 @@ struct store *store_open(const char *dir, char **err)
 	return s;
 }
 
+struct store *store_open_reader(struct store *s, char **err)
+{
+	*err = NULL;
+	return connect_to(s->path, SQLITE_OPEN_READONLY, err);
+}
+
+void store_interrupt(struct store *s)
+{
+	atomic_store(&s->stop, true);
+	sqlite3_interrupt(s->db);
+}
+
+/* ---- checkpoints off the loop ---- */
+
+struct checkpoint_job {
+	struct worker_job job;
+	struct store *s;
+	int rc;
+	char error[256];
+};
+
+static void checkpoint_run(struct worker_job *j)
+{
+	struct checkpoint_job *c = (struct checkpoint_job *)j;
+	sqlite3 *db = c->s->checkpointer->db;
+	/* PASSIVE: copies what no reader still needs, waits for nobody and
+	 * holds no lock a writer needs; what is left goes next time. */
+	c->rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (c->rc != SQLITE_OK)
+		snprintf(c->error, sizeof(c->error), "%s", sqlite3_errmsg(db));
+}
+
+static void checkpoint_done(struct worker_job *j, bool cancelled)
+{
+	struct checkpoint_job *c = (struct checkpoint_job *)j;
+	if (!cancelled) {
+		c->s->checkpoint_queued = false;
+		if (c->rc != SQLITE_OK && c->rc != SQLITE_BUSY)
+			log_warn("checkpoint of %s: %s", c->s->path, c->error);
+	}
+	free(c);
+}
+
+static void on_checkpoint_timer(void *data, uint32_t events)
+{
+	struct store *s = data;
+	if (s->checkpoint_queued)
+		return;
+	struct checkpoint_job *c = xcalloc(1, sizeof(*c));
+	c->job.run = checkpoint_run;
+	c->job.done = checkpoint_done;
+	c->s = s;
+	s->checkpoint_queued = true;
+	worker_submit(s->worker, &c->job);
+}
+
+int store_checkpoint_off_loop(struct store *s, struct loop *l, struct worker *w, char **err)
+{
+	s->checkpointer = connect_to(s->path, SQLITE_OPEN_READWRITE, err);
+	if (!s->checkpointer)
+		return -EIO;
+	s->loop = l;
+	s->worker = w;
+	if (!(s->checkpoint_timer = loop_add_timer(l, CHECKPOINT_MS, on_checkpoint_timer, s))) {
+		if (asprintf(err, "%s: a timer: %s", s->path, strerror(errno)) < 0)
+			*err = NULL;
+		return -errno;
+	}
+	/* This connection no longer checkpoints as it commits. */
+	sqlite3_wal_autocheckpoint(s->db, 0);
+	return 0;
+}
+
 void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	if (s->loop)
+		loop_remove(s->loop, s->checkpoint_timer);
+	store_free(s->checkpointer);
 	sqlite3_close(s->db);
+	free(s->path);
 	free(s);
 }
 
@@ -270,6 +373,22 @@ int store_get_revision(struct store *s, int64_t rev, struct store_revision *out)
 		row_to_revision(st, out, true);
 	else
 		r = rc == SQLITE_DONE ? -ENOENT : -EIO;
+	sqlite3_finalize(st);
+	return r;
+}
+
+int store_revision_sha256(struct store *s, int64_t rev, char out[65])
+{
+	sqlite3_stmt *st = prepare(s, "SELECT sha256 FROM revisions WHERE revision = ?");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, rev);
+	int rc = step(s, st), r = 0;
+	const unsigned char *hex = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+	if (hex)
+		snprintf(out, 65, "%s", (const char *)hex);
+	else
+		r = rc == SQLITE_ROW || rc == SQLITE_DONE ? -ENOENT : -EIO;
 	sqlite3_finalize(st);
 	return r;
 }
@@ -668,7 +787,7 @@ static bool query_rows(struct store *s, const char *sql, const struct flow_query
 static int query_deadline(void *data)
 {
 	struct store *s = data;
-	return clock_mono_ms() >= s->deadline_ms;
+	return atomic_load(&s->stop) || (s->query_ms && clock_mono_ms() >= s->deadline_ms);
 }
 
 void store_set_query_limit(struct store *s, int64_t ms)
@@ -756,13 +875,13 @@ fail:
 
 int store_query_flows(struct store *s, const struct flow_query *q, json_t **out)
 {
-	if (s->query_ms) {
-		s->deadline_ms = clock_mono_ms() + s->query_ms;
-		sqlite3_progress_handler(s->db, 1000, query_deadline, s);
-	}
+	s->deadline_ms = clock_mono_ms() + s->query_ms;
+	sqlite3_progress_handler(s->db, 1000, query_deadline, s);
 	int r = flows_query(s, q, out);
 	sqlite3_progress_handler(s->db, 0, NULL, NULL);
-	if (r == -ETIMEDOUT)
+	if (r == -ETIMEDOUT && atomic_load(&s->stop))
+		snprintf(s->error, sizeof(s->error), "the controller is stopping");
+	else if (r == -ETIMEDOUT)
 		snprintf(s->error, sizeof(s->error), "the query was stopped after %lld ms", (long long)s->query_ms);
 	return r;
 }

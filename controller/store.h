@@ -10,6 +10,8 @@
 #include <jansson.h>
 
 #include "bulkhead/common.h"
+#include "bulkhead/loop.h"
+#include "bulkhead/worker.h"
 
 #define STORE_FILE "controller.db"
 
@@ -28,6 +30,20 @@ void store_revision_release(struct store_revision *r);
  * a malloc()ed message in *err. */
 struct store *store_open(const char *dir, char **err);
 void store_free(struct store *s);
+
+/* A second, read-only connection to s's database, for another thread
+ * (flow queries off the loop): WAL lets it read while s writes. NULL with
+ * *err (malloc()ed). */
+struct store *store_open_reader(struct store *s, char **err);
+/* Stops the query running on s, from any thread: it fails (-ETIMEDOUT).
+ * For good: s is being closed. */
+void store_interrupt(struct store *s);
+
+/* From now on s never checkpoints its WAL as it commits (a checkpoint
+ * writes the database and fsyncs it, inside the loop); a connection of
+ * its own does, every second on worker w, waiting for nobody. w must be
+ * freed before s. 0, or -errno with *err (malloc()ed). */
+BH_MUST_CHECK int store_checkpoint_off_loop(struct store *s, struct loop *l, struct worker *w, char **err);
 /* What went wrong first in the last failed call (for logging after it). */
 const char *store_error(struct store *s);
 
@@ -36,6 +52,8 @@ BH_MUST_CHECK int store_add_revision(struct store *s, const char *document, cons
 				     int64_t *revision);
 /* Revision rev, or the newest when rev is 0. 0, -ENOENT, or -EIO. */
 BH_MUST_CHECK int store_get_revision(struct store *s, int64_t rev, struct store_revision *out);
+/* The SHA-256 (hex) of revision rev's document. 0, -ENOENT, or -EIO. */
+BH_MUST_CHECK int store_revision_sha256(struct store *s, int64_t rev, char out[65]);
 /* Calls fn for every revision, newest first, without the document. */
 BH_MUST_CHECK int store_each_revision(struct store *s, void (*fn)(void *data, const struct store_revision *r),
 				      void *data);
@@ -114,8 +132,7 @@ struct flow_query {
 	int64_t after_id;
 };
 
-/* How long one flow query may run (ms; 0: no limit): the controller's loop
- * waits for it. */
+/* How long one flow query on s may run (ms; 0: no limit). */
 void store_set_query_limit(struct store *s, int64_t ms);
 /* *out = {"flows"|"rules": [ROW...], "lost": [{"node", "endpoint",
  * "enobufs", "gap", "spool"}...], "dropped": [{"node", "reason",

@@ -84,9 +84,50 @@ static void parse_addresses(struct json_walk *w, json_t *arr, struct endpoint *e
 	ep->n_addrs = u;
 }
 
+bool inventory_endpoint_name_valid(const char *name)
+{
+	return name_valid(name, NAME_MAX_LEN);
+}
+
+static int port_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct endpoint_port *)a)->name, ((const struct endpoint_port *)b)->name);
+}
+
+/* "ports": {"http": "tcp/8080"}: named ports, as container engines give
+ * them (bulkhead.io/port.NAME labels) and the agent reports them. */
+static void parse_ports(struct json_walk *w, json_t *obj, struct endpoint *ep)
+{
+	if (!walk_expect_type(w, obj, JSON_OBJECT))
+		return;
+	size_t n = json_object_size(obj);
+	ep->ports = arena_calloc(w->arena, n ? n : 1, sizeof(*ep->ports));
+	if (!ep->ports) {
+		w->oom = true;
+		return;
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach (obj, key, v) {
+		size_t mark = jpath_push_key(&w->path, key);
+		const char *why, *value = walk_take_string(w, v);
+		struct endpoint_port *p = &ep->ports[ep->n_ports];
+		if (!named_port_name_valid(key, &why))
+			walk_error(w, "invalid port name \"%s\": %s", key, why);
+		else if (value && named_port_parse(value, &p->proto, &p->port, &why) < 0)
+			walk_error(w, "\"%s\": %s", value, why);
+		else if (value && !(p->name = arena_strdup(w->arena, key)))
+			w->oom = true;
+		else if (value)
+			ep->n_ports++;
+		jpath_pop(&w->path, mark);
+	}
+	qsort(ep->ports, ep->n_ports, sizeof(*ep->ports), port_cmp);
+}
+
 static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, unsigned flags, struct endpoint *ep)
 {
-	static const char *const keys[] = {"name", "netns", "labels", "addresses", NULL};
+	static const char *const keys[] = {"name", "netns", "labels", "addresses", "ports", NULL};
 	if (!walk_expect_type(w, obj, JSON_OBJECT))
 		return;
 	walk_check_keys(w, obj, keys, NULL);
@@ -113,6 +154,12 @@ static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, u
 	if ((v = json_object_get(obj, "labels"))) {
 		mark = jpath_push_key(&w->path, "labels");
 		walk_labels(w, v, &ep->labels);
+		jpath_pop(&w->path, mark);
+	}
+
+	if ((v = json_object_get(obj, "ports"))) {
+		mark = jpath_push_key(&w->path, "ports");
+		parse_ports(w, v, ep);
 		jpath_pop(&w->path, mark);
 	}
 

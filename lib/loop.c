@@ -253,6 +253,7 @@ static int loop_round(struct loop *l, bool wait)
 
 int loop_run(struct loop *l)
 {
+	l->quit = false;
 	while (!l->quit) {
 		int r = loop_round(l, true);
 		if (r < 0)

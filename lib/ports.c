@@ -129,3 +129,46 @@ void port_match_format(const struct port_match *p, char *buf, size_t size)
 		snprintf(buf, size, "%s/%u-%u", name, p->lo, p->hi);
 	}
 }
+
+bool named_port_name_valid(const char *name, const char **why)
+{
+	size_t len = strlen(name);
+	bool letter = false;
+	if (len == 0 || len > 15) {
+		*why = "a port name is 1-15 characters";
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		if (c >= 'a' && c <= 'z') {
+			letter = true;
+		} else if (c == '-') {
+			if (i == 0 || i == len - 1 || name[i - 1] == '-') {
+				*why = "a port name neither begins nor ends with '-', nor has \"--\"";
+				return false;
+			}
+		} else if (c < '0' || c > '9') {
+			*why = "a port name has only lowercase letters, digits and '-'";
+			return false;
+		}
+	}
+	if (!letter) {
+		*why = "a port name has at least one letter";
+		return false;
+	}
+	return true;
+}
+
+int named_port_parse(const char *s, uint8_t *proto, uint16_t *port, const char **why)
+{
+	struct port_match m;
+	if (port_match_parse(s, &m, why) < 0)
+		return -EINVAL;
+	if (proto_is_icmp(m.proto) || m.lo != m.hi || m.lo == 0) {
+		*why = "a named port is tcp/N, udp/N or sctp/N";
+		return -EINVAL;
+	}
+	*proto = m.proto;
+	*port = m.lo;
+	return 0;
+}

@@ -5,11 +5,13 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config
   libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev libjansson-dev libzmq3-dev libsqlite3-dev
+  libcurl4-openssl-dev   # the agent talks to Docker's and podman's API with libcurl
   python3-jsonschema     # policy schema checks (Debian's python, /usr/bin/python3)
   python3-zmq            # the fake agents of tests/integration/fake_*.py
   nftables iproute2      # nft for inspection and the nft -f benchmark; ip for test namespaces
   iputils-ping socat     # test traffic
   valgrind
+  docker.io podman runc busybox-static curl   # real containers (tests/integration/docker.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

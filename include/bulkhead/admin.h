@@ -1,6 +1,7 @@
 /* The admin protocol: how `bulkhead` talks to bulkhead-controller (DESIGN §5).
  *
- * ZeroMQ REQ (CLI) → REP (controller) on the admin endpoint, by default
+ * ZeroMQ REQ (CLI) → ROUTER (controller: a slow request is answered when
+ * it is done, the others meanwhile) on the admin endpoint, by default
  * ipc:///run/bulkhead/admin.sock (root-only: the controller makes the
  * directory 0700 and the socket 0600). One request, one reply, each a single
  * frame of JSON. Every request carries "v": ADMIN_VERSION and a "cmd".

@@ -11,6 +11,13 @@
 #include "bulkhead/diag.h"
 #include "bulkhead/policy.h"
 
+/* A named port of an endpoint (DESIGN §2): "ports": {"http": "tcp/8080"}. */
+struct endpoint_port {
+	const char *name; /* policy.h: named_port_name_valid() */
+	uint8_t proto;	  /* IPPROTO_TCP, _UDP, _SCTP */
+	uint16_t port;
+};
+
 struct endpoint {
 	const char *node;
 	const char *name;  /* unique on its node */
@@ -18,6 +25,8 @@ struct endpoint {
 	struct label_set labels;
 	struct bh_addr *addrs; /* sorted, unique */
 	size_t n_addrs;
+	struct endpoint_port *ports; /* sorted by name; optional "ports" */
+	size_t n_ports;
 };
 
 /* An address that more than one endpoint claims. Nobody can tell which
@@ -61,6 +70,11 @@ enum inventory_flags {
  * letters, digits, '.', '_' and '-', beginning with a letter or digit. */
 bool inventory_node_name_valid(const char *node);
 #define INVENTORY_NODE_NAME_RULE "use 1-253 letters, digits, '.', '_' or '-', beginning with a letter or digit"
+
+/* The syntax of endpoint names (unique on a node): 1-63 letters, digits,
+ * '.', '_' or '-', beginning with a letter or digit. */
+bool inventory_endpoint_name_valid(const char *name);
+#define INVENTORY_ENDPOINT_NAME_RULE "use 1-63 letters, digits, '.', '_' or '-', beginning with a letter or digit"
 
 struct inventory *inventory_new(void);
 void inventory_free(struct inventory *inv);

@@ -49,7 +49,7 @@ void loop_defer(struct loop *l, loop_fn fn, void *data);
 void loop_cancel_deferred(struct loop *l, void *data);
 
 /* Runs until loop_quit(); returns its code, or a negative errno when
- * waiting failed. */
+ * waiting failed. It may be run again after (tests do). */
 int loop_run(struct loop *l);
 /* One round without waiting: what was deferred, then every source that is
  * ready now (ZeroMQ sockets with input included). For a fuzzer that feeds

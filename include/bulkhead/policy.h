@@ -141,3 +141,9 @@ const char *label_set_get(const struct label_set *labels, const char *key);
  * set to a message. */
 BH_MUST_CHECK int port_match_parse(const char *s, struct port_match *out, const char **why);
 void port_match_format(const struct port_match *p, char *buf, size_t size);
+
+/* Named ports (DESIGN §2): a name in Kubernetes' IANA_SVC_NAME syntax
+ * (1-15 of a-z 0-9 '-', a letter among them, no '-' at either end nor
+ * "--"), and what it stands for, "tcp/8080", "udp/53" or "sctp/N". */
+bool named_port_name_valid(const char *name, const char **why);
+BH_MUST_CHECK int named_port_parse(const char *s, uint8_t *proto, uint16_t *port, const char **why);

@@ -2,7 +2,7 @@
  * decoding — sessions, HELLO / ENDPOINTS / ACK / FLOWS / HEARTBEAT, label
  * rules, the compiler's refresh, the pushes of bundles and deltas, the
  * heartbeat tick and the flow store — as the controller's loop runs them
- * (agents_handle(), then compiler_refresh, agents_push, agents_tick).
+ * (sessions_handle(), then compiler_refresh, sessions_push_all, sessions_tick).
  *
  * Each input is fresh state: a new SQLite store in a temporary directory
  * (tmpfs when there is one), compiler and agents, over a fixed agent
@@ -48,9 +48,11 @@
 #include "bulkhead/inventory.h"
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
+#include "bulkhead/loop.h"
 #include "admin.h"
-#include "agents.h"
 #include "compiler.h"
+#include "node.h"
+#include "sessions.h"
 #include "store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -225,10 +227,12 @@ struct session {
 };
 
 struct world {
-	struct agents_options o;
+	struct sessions_options o;
 	struct store *store;
+	struct loop *loop; /* never run: the harness makes the turns */
+	struct nodes *nodes;
 	struct compiler *compiler;
-	struct agents *agents;
+	struct sessions *sessions;
 	char listen[64];
 	struct session s[SESSIONS];
 	struct known known[KNOWN_MAX];
@@ -343,8 +347,8 @@ static void drain(struct world *w)
 static void turn(struct world *w)
 {
 	compiler_refresh(w->compiler);
-	agents_push(w->agents);
-	agents_tick(w->agents, clock_mono_ms() + w->clock_ms);
+	sessions_push_all(w->sessions);
+	sessions_tick(w->sessions, clock_mono_ms() + w->clock_ms);
 	drain(w);
 }
 
@@ -371,9 +375,9 @@ static long number(const char *s, size_t len, long max)
 	return v;
 }
 
-static void options(struct agents_options *o, int *policy, const char *p, const char *end)
+static void options(struct sessions_options *o, int *policy, const char *p, const char *end)
 {
-	*o = (struct agents_options){.allow_dir = keys_dir, .heartbeat_ms = 1000};
+	*o = (struct sessions_options){.allow_dir = keys_dir, .heartbeat_ms = 1000};
 	static char pub[41], sec[41];
 	if (!pub[0] && zmq_curve_keypair(pub, sec) < 0)
 		abort();
@@ -466,7 +470,7 @@ static void message(struct world *w, const char *p, const char *end)
 			proto_msg_release(&m);
 		}
 	}
-	agents_handle(w->agents, rid, rid_len, uid, type, tlen, p, (size_t)(end - p));
+	sessions_handle(w->sessions, rid, rid_len, uid, type, tlen, p, (size_t)(end - p));
 	free(uid);
 	drain(w);
 	if (s && hello)
@@ -484,7 +488,7 @@ static void send_as(struct world *w, struct session *s, enum proto_type t, json_
 		abort();
 	const char *type = proto_type_name(t);
 	s->refused = false;
-	agents_handle(w->agents, s->rid, strlen(s->rid), s->user, type, strlen(type), text, len);
+	sessions_handle(w->sessions, s->rid, strlen(s->rid), s->user, type, strlen(type), text, len);
 	free(text);
 	drain(w);
 	if (t == PROTO_HELLO)
@@ -520,7 +524,7 @@ static void step(struct world *w, const char *p, const char *end)
 	} else if (len == 7 && memcmp(op, "!forget", 7) == 0) {
 		char *node = strndup(arg, alen);
 		bool was_connected;
-		int r = agents_forget(w->agents, node, true, &was_connected);
+		int r = sessions_forget(w->sessions, node, true, &was_connected);
 		if (r < 0 && r != -ENOENT)
 			abort(); /* the store is in a temporary directory */
 		free(node);
@@ -536,7 +540,7 @@ static void step(struct world *w, const char *p, const char *end)
 		json_object_set_new(body, "hash", s->hash[0] ? json_string(s->hash) : json_null());
 		send_as(w, s, PROTO_HELLO, body);
 	} else if (len == 7 && memcmp(op, "!status", 7) == 0) {
-		json_t *nodes = agents_status_nodes(w->agents), *counters = agents_counters(w->agents);
+		json_t *nodes = sessions_status_nodes(w->sessions), *counters = sessions_counters(w->sessions);
 		if (!json_is_array(nodes) || !json_is_object(counters))
 			abort();
 		json_decref(nodes);
@@ -563,11 +567,13 @@ static void world_start(struct world *w, const char *p, const char *end)
 		fprintf(report, "fuzz-controller: %s\n", err);
 		abort();
 	}
-	w->compiler = compiler_new();
+	w->loop = loop_new();
+	w->nodes = nodes_new();
+	w->compiler = compiler_new(w->nodes);
 	apply_policy(w, policy);
 	compiler_refresh(w->compiler);
-	w->agents = agents_new(zctx, &w->o, w->compiler, w->store, &err);
-	if (!w->agents) {
+	w->sessions = w->loop ? sessions_new(w->loop, zctx, &w->o, w->nodes, w->compiler, w->store, &err) : NULL;
+	if (!w->sessions) {
 		fprintf(report, "fuzz-controller: %s\n", err);
 		abort();
 	}
@@ -581,13 +587,9 @@ static void world_start(struct world *w, const char *p, const char *end)
 		    zmq_connect(s->sock, w->o.listen) < 0)
 			abort();
 	}
-	/* The ROUTER takes the new connections when it looks at its socket. */
-	zmq_pollitem_t items[2];
-	agents_poll_items(w->agents, items);
-	int events;
-	size_t sz = sizeof(events);
-	if (zmq_getsockopt(items[0].socket, ZMQ_EVENTS, &events, &sz) < 0)
-		abort();
+	/* The ROUTER takes the new connections when it looks at its socket
+	 * (the tick does). */
+	sessions_tick(w->sessions, clock_mono_ms() + w->clock_ms);
 }
 
 static void world_stop(struct world *w)
@@ -601,8 +603,10 @@ static void world_stop(struct world *w)
 	}
 	for (size_t i = 0; i < w->n_known; i++)
 		json_decref(w->known[i].bundle);
-	agents_free(w->agents);
+	sessions_free(w->sessions);
 	compiler_free(w->compiler);
+	nodes_free(w->nodes);
+	loop_free(w->loop);
 	store_free(w->store);
 	if (w->labels_changed)
 		labels_reset();

@@ -5,8 +5,8 @@ controller started with --insecure on loopback.
 
     fake_flows.py ENDPOINT NODE ENDPOINTS_JSON < MESSAGES
 
-Says HELLO for NODE with ENDPOINTS_JSON (a list of ENDPOINT objects), then
-sends each line of MESSAGES ("TYPE BODY-JSON"; "v" is added, and a body
+Reads MESSAGES, says HELLO for NODE with ENDPOINTS_JSON (a list of
+ENDPOINT objects), then sends each line of MESSAGES ("TYPE BODY-JSON"; "v" is added, and a body
 given as "@RAW:..." is sent as those bytes), and prints every answer but
 heartbeats and bundles, one "TYPE BODY-JSON" line each. It waits until
 every FLOWS it sent was answered (FLOWS_ACK), or 10 s.
@@ -31,8 +31,9 @@ def main():
             body["v"] = 1
             sock.send_multipart([kind.encode(), json.dumps(body).encode()])
 
-    send("HELLO", {"node": node, "agent": "fake", "revision": None, "hash": None, "endpoints": endpoints})
-    waiting = set()
+    # Every message is read and encoded before HELLO: building a large one
+    # after it would leave the session silent for longer than a heartbeat.
+    waiting, messages = set(), []
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -49,6 +50,11 @@ def main():
             body = json.loads(text)
             if kind == "FLOWS":
                 waiting.add((body["epoch"], body["seq"]))
+            body["v"] = 1
+            body = json.dumps(body).encode()
+        messages.append((kind, body))
+    send("HELLO", {"node": node, "agent": "fake", "revision": None, "hash": None, "endpoints": endpoints})
+    for kind, body in messages:
         send(kind, body)
     deadline = time.time() + 10
     while waiting and time.time() < deadline:

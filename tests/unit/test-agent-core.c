@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "backoff.h"
 #include "endpoint.h"
+#include "quarantine.h"
 #include "state.h"
 #include "test.h"
 
@@ -991,6 +992,126 @@ TEST(a_source_can_wait_until_an_endpoint_is_enforced)
 	CHECK(waited_result == 99);
 	world_free(&w);
 	CHECK(waited_result == -ECANCELED);
+}
+
+static bool quarantined(struct world *w, const char *name)
+{
+	json_t *st = status_json(w);
+	bool q = json_is_true(json_object_get(status_endpoint(st, name), "quarantined"));
+	json_decref(st);
+	return q;
+}
+
+TEST(a_container_seen_starting_holds_the_quarantine_table_until_its_own_comes)
+{
+	struct world w;
+	char line[128];
+	struct bundle *q = quarantine_bundle("ep5");
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	/* Not in the bundle yet, seen starting: the quarantine table. */
+	ns_make("/run/netns/ep5");
+	struct source_endpoint se = {.name = "ep5", .netns = "/run/netns/ep5", .quarantine = true};
+	source_update(&fake_src, &se);
+	snprintf(line, sizeof(line), "apply ep5 full %.8s", q->hash);
+	CHECK(at(line) >= 0);
+	CHECK(ns_at("/run/netns/ep5")->tag.serial == 0); /* never newer than a cached bundle */
+	CHECK(quarantined(&w, "ep5"));
+	CHECK(ack_of("ep5") == NULL); /* the controller has not named it: nothing to acknowledge */
+	/* Its own table replaces it, whole, once the controller has it. */
+	struct bundle *b2 = compile_for(OFFICE_A, 80, "ep1 ep5");
+	char real[128];
+	snprintf(real, sizeof(real), "apply ep5 full %.8s", b2->hash);
+	controller_sends(w.a, b2, 2);
+	CHECK(at(real) > at(line));
+	CHECK(!quarantined(&w, "ep5"));
+	CHECK(ack_of("ep5") && strcmp(ack_of("ep5"), "applied") == 0);
+	/* A namespace reported without quarantine (found running, an
+	 * inventory's) is left alone until the bundle names it. */
+	ns_make("/run/netns/ep6");
+	struct source_endpoint se6 = {.name = "ep6", .netns = "/run/netns/ep6"};
+	source_update(&fake_src, &se6);
+	CHECK(at("apply ep6") < 0);
+	CHECK(!ns_at("/run/netns/ep6")->has_table);
+	world_free(&w);
+	bundle_free(q);
+}
+
+TEST(quarantine_without_any_bundle)
+{
+	struct world w;
+	world_new(&w, "");
+	world_start(&w);
+	/* No cache, no controller answer yet: fail closed all the same. */
+	ns_make("/run/netns/ep5");
+	struct source_endpoint se = {.name = "ep5", .netns = "/run/netns/ep5", .quarantine = true};
+	source_update(&fake_src, &se);
+	CHECK(at("apply ep5 full") >= 0);
+	CHECK(quarantined(&w, "ep5"));
+	/* Tampered with: put back like any table. */
+	journal_reset();
+	tamper("ep5");
+	CHECK(at("apply ep5 full") >= 0);
+	world_free(&w);
+}
+
+TEST(a_namespace_seen_before_its_container_is_quarantined_once)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	journal_reset();
+	ns_make("/run/netns/newborn");
+	source_quarantine(&fake_src, "/run/netns/newborn");
+	CHECK(at("open (new namespace)") >= 0 &&
+	      at("apply (new namespace) full") > at("open (new namespace)"));
+	CHECK(at("close (new namespace)") > at("apply (new namespace) full"));
+	CHECK(ns_at("/run/netns/newborn")->has_table && ns_at("/run/netns/newborn")->tag.serial == 0);
+	/* One an endpoint holds is that endpoint's business; one not there
+	 * is nothing to do. */
+	journal_reset();
+	source_quarantine(&fake_src, "/run/netns/ep1");
+	source_quarantine(&fake_src, "/run/netns/nothing-here");
+	CHECK(at("apply") < 0);
+	world_free(&w);
+}
+
+static int src2_start(struct source *s, struct loop *loop, bool once)
+{
+	return 0;
+}
+static const struct source_ops src2_ops = {.kind = "second", .start = src2_start, .free = src_free};
+
+TEST(a_name_two_sources_report_is_refused_and_shown)
+{
+	struct world w;
+	struct source second = {.ops = &src2_ops};
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	ns_make("/run/netns/other");
+	w.a = agent_new(&w.o, w.loop, &fake.dp);
+	agent_set_session(w.a, &fs->s);
+	agent_add_source(w.a, &fake_src);
+	agent_add_source(w.a, &second);
+	(void)agent_start(w.a, false);
+	struct source_endpoint se = {.name = "ep1", .netns = "/run/netns/other"};
+	source_update(&second, &se);
+	json_t *st = status_json(&w);
+	const char *why = json_string_value(
+	    json_object_get(json_object_get(json_object_get(st, "refused"), "ep1"), "error"));
+	CHECK(why && strstr(why, "second") && strstr(why, "fake source's is kept"));
+	json_decref(st);
+	CHECK(at("open ep1 ns") >= 0 && count("open ep1") == 1); /* the first one's namespace only */
+	/* The refused source stops reporting it: the refusal is over. */
+	source_set_all(&second, NULL, 0);
+	st = status_json(&w);
+	CHECK(!json_object_get(st, "refused"));
+	json_decref(st);
+	world_free(&w);
 }
 
 TEST(stop_does_the_shutdown_work_and_free_only_frees)

@@ -393,6 +393,25 @@ static bool endpoints_load(const char *node, const char *endpoints)
 	return ok;
 }
 
+/* An agent's named ports (optional "ports"): checked like the rest. */
+TEST(node_endpoint_ports_are_checked)
+{
+	CHECK(endpoints_load("n1", "[{\"name\":\"web-1\",\"ports\":{\"http\":\"tcp/8080\",\"dns\":\"udp/53\"},"
+				  "\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"HTTP\":\"tcp/8080\"},\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"http\":\"tcp/0\"},\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"http\":\"tcp/80-90\"},\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"ping\":\"icmp/8\"},\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"http\":8080},\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":[\"tcp/80\"],\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"a-very-long-port-name\":\"tcp/1\"},"
+				   "\"addresses\":[]}]"));
+	const char *why;
+	CHECK(named_port_name_valid("h2c", &why) && named_port_name_valid("web-1", &why));
+	CHECK(!named_port_name_valid("123", &why) && !named_port_name_valid("-a", &why) &&
+	      !named_port_name_valid("a--b", &why) && !named_port_name_valid("", &why));
+}
+
 TEST(node_endpoint_lists_are_checked)
 {
 	CHECK(endpoints_load("n1", "[{\"name\":\"web-1\",\"netns\":\"/run/netns/web-1\",\"labels\":{\"app\":\"web\"},"
