@@ -428,14 +428,26 @@ static const char *rid_of(char s, size_t *len)
 	return longer;
 }
 
-/* A HELLO the controller did not refuse names the session's node (the
- * handler answers only a refusal at once; bundles go at the next push). */
-static void hello_taken(struct session *s, json_t *hello)
+/* A HELLO the controller reads names the session's node from then on:
+ * what it sends at once (the node's bundle) already goes there. The
+ * node it named before; hello_end() puts it back when the HELLO was
+ * refused. */
+static char *hello_begin(struct session *s, json_t *hello)
 {
-	if (s->refused || !json_is_string(json_object_get(hello, "node")))
+	char *before = s->node;
+	const char *node = json_string_value(json_object_get(hello, "node"));
+	s->node = node ? xstrdup(node) : NULL;
+	return before;
+}
+
+static void hello_end(struct session *s, json_t *hello, char *before)
+{
+	if (s->refused || !json_is_string(json_object_get(hello, "node"))) {
+		free(s->node);
+		s->node = before;
 		return;
-	free(s->node);
-	s->node = xstrdup(json_string_value(json_object_get(hello, "node")));
+	}
+	free(before);
 	json_decref(s->hello);
 	s->hello = json_incref(hello);
 }
@@ -470,11 +482,12 @@ static void message(struct world *w, const char *p, const char *end)
 			proto_msg_release(&m);
 		}
 	}
+	char *before = s && hello ? hello_begin(s, hello) : NULL;
 	sessions_handle(w->sessions, rid, rid_len, uid, type, tlen, p, (size_t)(end - p));
 	free(uid);
 	drain(w);
 	if (s && hello)
-		hello_taken(s, hello);
+		hello_end(s, hello, before);
 	json_decref(hello);
 	turn(w);
 }
@@ -488,11 +501,12 @@ static void send_as(struct world *w, struct session *s, enum proto_type t, json_
 		abort();
 	const char *type = proto_type_name(t);
 	s->refused = false;
+	char *before = t == PROTO_HELLO ? hello_begin(s, body) : NULL;
 	sessions_handle(w->sessions, s->rid, strlen(s->rid), s->user, type, strlen(type), text, len);
 	free(text);
 	drain(w);
 	if (t == PROTO_HELLO)
-		hello_taken(s, body);
+		hello_end(s, body, before);
 	json_decref(body);
 	turn(w);
 }
