@@ -28,6 +28,8 @@
  *   !rehello S         session S says its last HELLO again, holding what
  *                      it was sent last
  *   !status            bulkhead status
+ *   !frames S F|F|...  session S's socket sends these frames (split at
+ *                      '|'), read by the controller's loop (one round)
  *
  * What the controller sends must decode as the agent decodes it; every
  * BUNDLE must verify and be for the node the session said HELLO as; every
@@ -511,6 +513,49 @@ static void send_as(struct world *w, struct session *s, enum proto_type t, json_
 	turn(w);
 }
 
+#define FRAMES_MAX 10
+
+/* Frames as a peer's DEALER sends them, read by the controller's own
+ * receive (on_router, zmsg_recv: any number of frames, empty ones) in a
+ * round of its loop; the timers and deferred work that are due run too.
+ * Inproc carries no User-Id: with CURVE semantics a HELLO this way is
+ * refused. */
+static void frames(struct world *w, struct session *s, const char *p, const char *end)
+{
+	const char *f[FRAMES_MAX], *fend[FRAMES_MAX];
+	int n = 0;
+	for (const char *q = p; n < FRAMES_MAX; n++) {
+		const char *bar = memchr(q, '|', (size_t)(end - q));
+		f[n] = q;
+		fend[n] = bar ? bar : end;
+		if (!bar) {
+			n++;
+			break;
+		}
+		q = bar + 1;
+	}
+	json_t *hello = NULL;
+	struct proto_msg m;
+	char err[256];
+	if (n == 2 && fend[0] - f[0] == 5 && memcmp(f[0], "HELLO", 5) == 0 &&
+	    proto_decode(f[0], 5, f[1], (size_t)(fend[1] - f[1]), &m, err, sizeof(err)) == 0) {
+		hello = json_incref(m.body);
+		proto_msg_release(&m);
+	}
+	for (int i = 0; i < n; i++)
+		if (zmq_send(s->sock, f[i], (size_t)(fend[i] - f[i]), i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+			abort();
+	s->refused = false;
+	char *before = hello ? hello_begin(s, hello) : NULL;
+	if (loop_run_once(w->loop) < 0)
+		abort();
+	drain(w);
+	if (hello)
+		hello_end(s, hello, before);
+	json_decref(hello);
+	turn(w);
+}
+
 static void step(struct world *w, const char *p, const char *end)
 {
 	size_t len, alen;
@@ -553,6 +598,8 @@ static void step(struct world *w, const char *p, const char *end)
 		json_object_set_new(body, "revision", s->hash[0] ? json_integer(s->revision) : json_null());
 		json_object_set_new(body, "hash", s->hash[0] ? json_string(s->hash) : json_null());
 		send_as(w, s, PROTO_HELLO, body);
+	} else if (len == 7 && memcmp(op, "!frames", 7) == 0 && s) {
+		frames(w, s, p, end);
 	} else if (len == 7 && memcmp(op, "!status", 7) == 0) {
 		json_t *nodes = sessions_status_nodes(w->sessions), *counters = sessions_counters(w->sessions);
 		if (!json_is_array(nodes) || !json_is_object(counters))
