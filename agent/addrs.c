@@ -19,6 +19,8 @@ struct addrs {
 	struct nl_cache *links, *addrs;
 	struct bh_addr *list;
 	size_t n, cap;
+	struct bh_addr *all; /* every address, any scope or interface */
+	size_t n_all, cap_all;
 };
 
 struct addrs_open_args {
@@ -40,13 +42,28 @@ static int addrs_open_here(void *arg)
 	return o->err ? -EIO : 0;
 }
 
+static void append(struct bh_addr **v, size_t *n, size_t *cap, const struct bh_addr *ba)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		*v = xrealloc(*v, *cap * sizeof(**v));
+	}
+	(*v)[(*n)++] = *ba;
+}
+
 static void addrs_collect_one(struct nl_object *obj, void *arg)
 {
 	struct addrs *a = arg;
 	struct rtnl_addr *ra = (struct rtnl_addr *)obj;
 	struct nl_addr *local = rtnl_addr_get_local(ra);
 	int family = rtnl_addr_get_family(ra);
-	if (!local || rtnl_addr_get_scope(ra) != RT_SCOPE_UNIVERSE || (family != AF_INET && family != AF_INET6))
+	if (!local || (family != AF_INET && family != AF_INET6) ||
+	    nl_addr_get_len(local) != (family == AF_INET ? 4u : 16u))
+		return;
+	struct bh_addr ba = {.family = (uint8_t)family};
+	memcpy(ba.bytes, nl_addr_get_binary_addr(local), nl_addr_get_len(local));
+	append(&a->all, &a->n_all, &a->cap_all, &ba);
+	if (rtnl_addr_get_scope(ra) != RT_SCOPE_UNIVERSE)
 		return;
 	struct rtnl_link *link = rtnl_link_get(a->links, rtnl_addr_get_ifindex(ra));
 	unsigned flags = link ? rtnl_link_get_flags(link) : 0;
@@ -54,18 +71,7 @@ static void addrs_collect_one(struct nl_object *obj, void *arg)
 		rtnl_link_put(link);
 	if (!(flags & IFF_UP) || (flags & IFF_LOOPBACK))
 		return;
-	struct bh_addr ba = {.family = (uint8_t)family};
-	unsigned len = nl_addr_get_len(local);
-	if (len != (family == AF_INET ? 4u : 16u))
-		return;
-	memcpy(ba.bytes, nl_addr_get_binary_addr(local), len);
-	if (a->n == a->cap) {
-		a->cap = a->cap ? a->cap * 2 : 8;
-		a->list = realloc(a->list, a->cap * sizeof(*a->list));
-		if (!a->list)
-			abort();
-	}
-	a->list[a->n++] = ba;
+	append(&a->list, &a->n, &a->cap, &ba);
 }
 
 static int addr_sort(const void *x, const void *y)
@@ -80,9 +86,12 @@ static bool addrs_collect(struct addrs *a)
 	size_t old_n = a->n;
 	a->list = NULL;
 	a->n = a->cap = 0;
+	a->n_all = 0;
 	nl_cache_foreach(a->addrs, addrs_collect_one, a);
 	if (a->n > 1)
 		qsort(a->list, a->n, sizeof(*a->list), addr_sort);
+	if (a->n_all > 1)
+		qsort(a->all, a->n_all, sizeof(*a->all), addr_sort);
 	bool changed = old_n != a->n || (a->n && memcmp(old, a->list, a->n * sizeof(*a->list)) != 0);
 	free(old);
 	return changed;
@@ -111,6 +120,7 @@ void addrs_free(struct addrs *a)
 	if (a->mngr)
 		nl_cache_mngr_free(a->mngr); /* frees the caches it manages */
 	free(a->list);
+	free(a->all);
 	free(a);
 }
 
@@ -133,4 +143,10 @@ const struct bh_addr *addrs_list(const struct addrs *a, size_t *n)
 {
 	*n = a->n;
 	return a->list;
+}
+
+const struct bh_addr *addrs_all(const struct addrs *a, size_t *n)
+{
+	*n = a->n_all;
+	return a->all;
 }

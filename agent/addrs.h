@@ -18,3 +18,7 @@ int addrs_fd(const struct addrs *a);
 BH_MUST_CHECK int addrs_dispatch(struct addrs *a);
 /* The current list, sorted; owned by a, valid until the next dispatch. */
 const struct bh_addr *addrs_list(const struct addrs *a, size_t *n);
+/* Every address of the namespace, any scope or interface, loopback's and
+ * link-local ones too, sorted: what tells which end of a connection is
+ * the endpoint (conntrack.h). Owned by a, valid until the next dispatch. */
+const struct bh_addr *addrs_all(const struct addrs *a, size_t *n);

@@ -9,6 +9,7 @@
 #include "agent.h"
 #include "bundle-file.h"
 #include "cache.h"
+#include "conntrack.h"
 #include "endpoint.h"
 #include "hits.h"
 #include "quarantine.h"
@@ -614,6 +615,7 @@ struct agent *agent_new(const struct agent_options *o, struct loop *loop, struct
 	    .now_ms = o->now_ms ? o->now_ms : real_now_ms,
 	    .wake = wake,
 	    .core = a,
+	    .ct_memo = conntrack_memo_new(),
 	};
 	if (o->bundle_path)
 		a->bundle_file = bundle_file_new(o->bundle_path, o->node, &file_intake, a);
@@ -721,6 +723,7 @@ void agent_free(struct agent *a)
 		endpoint_free(e);
 	}
 	json_decref(a->env.saved_counters);
+	conntrack_memo_free(a->env.ct_memo);
 	json_decref(a->refused);
 	bundle_ref_put(a->env.current);
 	cache_free(a->cache);

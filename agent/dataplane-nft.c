@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <libmnl/libmnl.h>
@@ -14,6 +16,7 @@
 
 #include "bulkhead/log.h"
 #include "addrs.h"
+#include "conntrack-nl.h"
 #include "dataplane.h"
 
 /* Attempts at one commit when others keep committing in the namespace. */
@@ -21,6 +24,9 @@
 /* NFLOG datagrams read per wake-up of one endpoint (each holds up to 64
  * packets): a flood in one namespace does not starve the others. */
 #define NFLOG_BURST 64
+/* The kernel answers a conntrack request at once; a socket that says
+ * nothing for this long has failed, and the loop must not wait on it. */
+#define CT_TIMEOUT_S 5
 
 struct nft_dp {
 	struct dataplane dp;
@@ -40,6 +46,7 @@ struct nft_ep {
 	char *name, *path;
 	int nsfd;		/* the namespace, as opened once (netns_open) */
 	struct mnl_socket *nft; /* requests; its port id marks our own events */
+	struct mnl_socket *ct;	/* conntrack requests, opened at the first */
 	struct drift *drift;
 	bool quiet; /* drift paused until the next apply (dataplane_quiet()) */
 	struct nflog *nflog;
@@ -219,6 +226,8 @@ static void nft_close(struct dataplane_ep *epv)
 	nflog_free(e->nflog);
 	if (e->nft)
 		mnl_socket_close(e->nft);
+	if (e->ct)
+		mnl_socket_close(e->ct);
 	close(e->nsfd);
 	free(e->name);
 	free(e->path);
@@ -411,6 +420,75 @@ static bool nft_addresses(struct dataplane_ep *epv, const struct bh_addr **list,
 	return true;
 }
 
+static bool nft_local_addresses(struct dataplane_ep *epv, const struct bh_addr **list, size_t *n)
+{
+	struct nft_ep *e = nft_ep_of(epv);
+	if (!e->addrs)
+		return false;
+	*list = addrs_all(e->addrs, n);
+	return true;
+}
+
+/* The namespace's conntrack socket, opened there at the first use: most
+ * updates never need it. */
+static int ct_socket(struct nft_ep *e, char *err, size_t errlen)
+{
+	if (e->ct)
+		return 0;
+	int r = netns_mnl_open(e->dp->ns, e->nsfd, NETLINK_NETFILTER, &e->ct);
+	if (r == 0) {
+		struct timeval tv = {.tv_sec = CT_TIMEOUT_S};
+		if (setsockopt(mnl_socket_get_fd(e->ct), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+			r = -errno;
+			mnl_socket_close(e->ct);
+			e->ct = NULL;
+		}
+	}
+	if (r < 0)
+		snprintf(err, errlen, "opening conntrack in %s: %s", e->path, strerror(-r));
+	return r;
+}
+
+/* A socket that failed mid-exchange may hold half an answer: the next
+ * use opens a new one. */
+static void ct_drop(struct nft_ep *e)
+{
+	mnl_socket_close(e->ct);
+	e->ct = NULL;
+}
+
+static int nft_ct_dump(struct dataplane_ep *epv, dataplane_ct_fn fn, void *arg, struct dataplane_ct_dump *st,
+		       char *err, size_t errlen)
+{
+	struct nft_ep *e = nft_ep_of(epv);
+	int r = ct_socket(e, err, errlen);
+	if (r < 0)
+		return r;
+	r = conntrack_nl_dump(e->ct, fn, arg, &st->entries, &st->malformed);
+	if (r < 0) {
+		snprintf(err, errlen, "dumping conntrack in %s: %s", e->path, strerror(-r));
+		ct_drop(e);
+	}
+	return r;
+}
+
+static int nft_ct_delete(struct dataplane_ep *epv, const struct ct_entry *v, size_t n, size_t *deleted,
+			 char *err, size_t errlen)
+{
+	struct nft_ep *e = nft_ep_of(epv);
+	int r = ct_socket(e, err, errlen);
+	if (r < 0)
+		return r;
+	r = conntrack_nl_delete(e->ct, v, n, deleted);
+	if (r < 0) {
+		snprintf(err, errlen, "deleting conntrack entries in %s: %s (%zu of %zu deleted)", e->path,
+			 strerror(-r), *deleted, n);
+		if (r != -EINVAL && r != -EPERM)
+			ct_drop(e);
+	}
+	return r;
+}
+
 static json_t *nft_status(struct dataplane_ep *epv)
 {
 	struct nft_ep *e = nft_ep_of(epv);
@@ -478,6 +556,9 @@ static const struct dataplane_ops nft_ops = {
     .addresses = nft_addresses,
     .status = nft_status,
     .watch_namespaces = nft_watch_namespaces,
+    .local_addresses = nft_local_addresses,
+    .ct_dump = nft_ct_dump,
+    .ct_delete = nft_ct_delete,
 };
 
 struct dataplane *dataplane_nft_new(struct loop *loop, uint16_t nflog_group)

@@ -26,6 +26,7 @@
 #include "bulkhead/bundle.h"
 #include "bulkhead/common.h"
 #include "bulkhead/loop.h"
+#include "conntrack.h"
 #include "counters.h"
 #include "drift.h"
 #include "netns.h"
@@ -83,6 +84,15 @@ struct dataplane_result {
 	char error[1024]; /* on failure: which object and why */
 };
 
+/* One connection of a conntrack dump, borrowed for the call. */
+typedef void (*dataplane_ct_fn)(void *arg, const struct ct_entry *ce);
+
+/* What a conntrack dump saw. */
+struct dataplane_ct_dump {
+	size_t entries;	  /* handed to fn */
+	size_t malformed; /* messages that failed validation: skipped */
+};
+
 /* What dataplane_attach() opens beside the table's own socket. */
 enum dataplane_flags {
 	DATAPLANE_FLOWS = 1 << 0, /* logged packets (events.packet) and rule counters */
@@ -107,6 +117,12 @@ struct dataplane_ops {
 	bool (*addresses)(struct dataplane_ep *ep, const struct bh_addr **list, size_t *n);
 	json_t *(*status)(struct dataplane_ep *ep);
 	int (*watch_namespaces)(struct dataplane *dp, void (*fn)(void *data), void *data);
+	/* Conntrack in the namespace (conntrack.h); NULL: none is tracked. */
+	bool (*local_addresses)(struct dataplane_ep *ep, const struct bh_addr **list, size_t *n);
+	int (*ct_dump)(struct dataplane_ep *ep, dataplane_ct_fn fn, void *arg, struct dataplane_ct_dump *st,
+		       char *err, size_t errlen);
+	int (*ct_delete)(struct dataplane_ep *ep, const struct ct_entry *v, size_t n, size_t *deleted,
+			 char *err, size_t errlen);
 };
 
 struct dataplane {
@@ -243,4 +259,40 @@ static inline json_t *dataplane_status(struct dataplane_ep *ep)
 static inline int dataplane_watch_namespaces(struct dataplane *dp, void (*fn)(void *data), void *data)
 {
 	return dp->ops->watch_namespaces ? dp->ops->watch_namespaces(dp, fn, data) : 0;
+}
+
+/* Whether the dataplane can list and delete the connections conntrack
+ * holds in a namespace (dataplane_ct_dump()). */
+static inline bool dataplane_tracks(const struct dataplane *dp)
+{
+	return dp->ops->ct_dump != NULL && dp->ops->ct_delete != NULL;
+}
+/* Every address of the namespace, any scope and interface (loopback's
+ * too), sorted: which end of a connection is the endpoint. Valid until
+ * the next event; false when the dataplane does not read them. */
+static inline bool dataplane_local_addresses(struct dataplane_ep *ep, const struct bh_addr **list, size_t *n)
+{
+	*list = NULL;
+	*n = 0;
+	return ep->dp->ops->local_addresses && ep->dp->ops->local_addresses(ep, list, n);
+}
+/* Calls fn for every connection conntrack holds in the namespace (both
+ * families, every zone and state), from one dump; a message that fails
+ * validation is skipped and counted. 0, or a negative errno with why in
+ * err (-EOPNOTSUPP: the dataplane tracks nothing). */
+static inline BH_MUST_CHECK int dataplane_ct_dump(struct dataplane_ep *ep, dataplane_ct_fn fn, void *arg,
+						  struct dataplane_ct_dump *st, char *err, size_t errlen)
+{
+	*st = (struct dataplane_ct_dump){0};
+	return ep->dp->ops->ct_dump ? ep->dp->ops->ct_dump(ep, fn, arg, st, err, errlen) : -EOPNOTSUPP;
+}
+/* Deletes the n entries of v (each by its original tuple, zone and id,
+ * so a new connection on the same addresses and ports is left alone).
+ * *deleted: how many the kernel deleted; one already gone is no error.
+ * 0, or a negative errno with why in err (some may be deleted). */
+static inline BH_MUST_CHECK int dataplane_ct_delete(struct dataplane_ep *ep, const struct ct_entry *v,
+						    size_t n, size_t *deleted, char *err, size_t errlen)
+{
+	*deleted = 0;
+	return ep->dp->ops->ct_delete ? ep->dp->ops->ct_delete(ep, v, n, deleted, err, errlen) : -EOPNOTSUPP;
 }

@@ -7,6 +7,7 @@
 
 #include "bulkhead/log.h"
 #include "bulkhead/utf8.h"
+#include "conntrack.h"
 #include "endpoint.h"
 #include "hits.h"
 #include "quarantine.h"
@@ -472,12 +473,24 @@ static void apply_table(struct endpoint_state *e, struct bundle_ref *ref, const 
 			 res.full ? "whole table" : "set delta", res.stats.rules, res.stats.sets,
 			 res.stats.elements, res.committed ? "" : " [",
 			 res.committed ? "" : dataplane_name(env->dp), res.committed ? "" : " dataplane]");
-	bundle_ref_put(e->applied);
+	/* What the table held before, for the cut below (its reference, put
+	 * there); unknown when it may have been changed meanwhile, or when it
+	 * was the quarantine table: that accepts what was open before it came,
+	 * so the real table judges every connection. */
+	struct bundle_ref *before = e->applied;
+	const struct bundle_endpoint *before_ep = before && before != e->quarantine_ref && !e->force_full
+						      ? bundle_find_endpoint(before->b, e->name)
+						      : NULL;
 	e->applied = bundle_ref_get(ref);
 	e->force_full = false;
 	e->tag = *tag;
 	e->has_tag = true;
 	set_error(e, NULL);
+	/* The new rules are in: connections they no longer allow go now, in
+	 * the same update (a packet of theirs after the cut meets the rules). */
+	if (res.committed)
+		conntrack_cut(e, before_ep ? before->b : NULL, before_ep);
+	bundle_ref_put(before);
 	if (e->backoff.reason == BACKOFF_APPLY)
 		backoff_over(e, "applied");
 	static const char rewritten[] =
@@ -585,6 +598,7 @@ void endpoint_bundle_changed(struct endpoint_state *e)
 
 void endpoint_tick(struct endpoint_state *e)
 {
+	conntrack_retry(e);
 	if (!backoff_quiet(&e->backoff, e->env->now_ms()) || tamper_deferred(e))
 		return;
 	if (backoff_reset(&e->backoff))
@@ -678,6 +692,14 @@ json_t *endpoint_status_json(const struct endpoint_state *e)
 		      "events_lost", (json_int_t)e->events_lost, "checks", (json_int_t)e->checks);
 	if (!o)
 		abort();
+	/* Live connections judged after updates that may tighten. */
+	json_object_set_new(o, "conntrack",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "dumps",
+				      (json_int_t)e->ct.dumps, "skipped", (json_int_t)e->ct.skipped,
+				      "entries", (json_int_t)e->ct.entries, "cut", (json_int_t)e->ct.cut,
+				      "audit", (json_int_t)e->ct.audit, "failures",
+				      (json_int_t)e->ct.failures, "malformed", (json_int_t)e->ct.malformed,
+				      "last_us", (json_int_t)e->ct.last_us, "retry", e->ct.retry));
 	json_object_set_new(o, "quarantined", json_boolean(endpoint_quarantined(e)));
 	if (json_object_size(e->ports))
 		json_object_set(o, "ports", e->ports);

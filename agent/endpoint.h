@@ -44,6 +44,8 @@ struct endpoint_env {
 	/* An endpoint waits for its backoff: the core must come back to it. */
 	void (*wake)(void *core);
 	void *core;
+	/* conntrack.c: the set relations of the last update, shared by its endpoints */
+	struct conntrack_memo *ct_memo;
 };
 
 struct endpoint_state {
@@ -73,6 +75,17 @@ struct endpoint_state {
 	struct backoff backoff;
 	unsigned tampering, full_updates, delta_updates, delta_fallbacks, failures;
 	unsigned events_lost, checks; /* event overflows; tables read back to compare */
+	struct {		      /* conntrack.c: live connections the bundle no longer allows */
+		unsigned dumps;	      /* the namespace's connections judged */
+		unsigned skipped;     /* updates that only loosened: nothing to judge */
+		unsigned failures;    /* dumps or deletes that failed (retried) */
+		uint64_t entries;     /* connections judged, over every dump */
+		uint64_t cut;	      /* deleted */
+		uint64_t audit;	      /* kept: only an audit policy would cut them */
+		uint64_t malformed;   /* dump messages skipped */
+		uint64_t last_us;     /* the last dump and delete took */
+		bool retry;	      /* the last one failed: judge everything again */
+	} ct;
 	struct endpoint_state *next;
 };
 

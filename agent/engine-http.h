@@ -32,8 +32,15 @@ struct engine_http_cb {
 	void (*done)(void *arg, long status, const char *body, size_t len, const char *error);
 };
 
-/* Must be called once before any thread starts (libcurl's global state). */
+/* Must be called once before any thread starts (libcurl's global state).
+ * Loads libcurl (dlopen: agents without an engine do not carry it);
+ * failure is logged and said by engine_http_unavailable(). */
 void engine_http_global_init(void);
+/* NULL when requests can be made, else why not (static text). */
+const char *engine_http_unavailable(void);
+/* s percent-encoded for a URL's query, malloc'd (free()); NULL on
+ * failure or before libcurl is loaded. */
+char *engine_http_escape(const char *s);
 
 /* Requests to socket (copied) from loop (borrowed). */
 struct engine_http *engine_http_new(struct loop *loop, const char *socket);

@@ -384,8 +384,13 @@ int main(int argc, char **argv)
 		log_warn("--insecure: the controller is not authenticated and neither is this agent");
 	if (o.print_ruleset)
 		return print_ruleset(&o);
-	if (o.n_engines)
+	if (o.n_engines) {
 		engine_http_global_init(); /* before any thread */
+		if (engine_http_unavailable()) {
+			log_error("--engine: %s", engine_http_unavailable());
+			return 1;
+		}
+	}
 
 	/* Before any object exists (ZeroMQ starts threads): from here on the
 	 * agent holds what setns (SYS_ADMIN) and nftables and NFLOG

@@ -604,6 +604,22 @@ static bool add_ct_state(struct nftnl_rule *r, uint32_t mask)
 	return add_expr(r, bw) && add_cmp(r, NFT_CMP_NEQ, &zero, sizeof(zero));
 }
 
+/* reg1 = reg1 & mask (one byte), as nft emits a flags mask. */
+static bool add_mask_u8(struct nftnl_rule *r, uint8_t mask)
+{
+	struct nftnl_expr *bw = nftnl_expr_alloc("bitwise");
+	uint8_t zero = 0;
+
+	if (bw) {
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_LEN, 1);
+		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, &mask, 1);
+		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, &zero, 1);
+	}
+	return add_expr(r, bw);
+}
+
 static bool add_lookup(struct nftnl_rule *r, const struct nft_plan_set *ps)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc("lookup");
@@ -715,6 +731,15 @@ static bool add_fixed_match(struct nftnl_rule *r, const struct nft_plan_rule *pr
 	case FIXED_LOOPBACK:
 		return add_meta(r, pr->dir == DIR_INGRESS ? NFT_META_IIF : NFT_META_OIF, NFT_REG_1) &&
 		       add_cmp(r, NFT_CMP_EQ, &lo_ifindex, sizeof(lo_ifindex));
+	case FIXED_TCP_PICKUP: {
+		/* ct state new, TCP, and of FIN SYN RST ACK not SYN alone */
+		uint8_t fsra = 0x01 | 0x02 | 0x04 | 0x10, syn = 0x02;
+
+		return add_ct_state(r, NF_CT_STATE_BIT(IP_CT_NEW)) &&
+		       add_meta(r, NFT_META_L4PROTO, NFT_REG_1) && add_cmp_u8(r, IPPROTO_TCP) &&
+		       add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1) && add_mask_u8(r, fsra) &&
+		       add_cmp(r, NFT_CMP_NEQ, &syn, 1);
+	}
 	case FIXED_NEIGHBOUR_DISCOVERY:
 	default:
 		/* IPv6 only, as the reference evaluator has it. */

@@ -17,12 +17,14 @@ static const char *const fixed_match[DIR_COUNT][FIXED_COUNT] = {
 		"ct state invalid",
 		"iif \"lo\"",
 		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136",
+		"ct state new tcp flags & (fin | syn | rst | ack) != syn",
 	},
 	[DIR_EGRESS] = {
 		"ct state established,related",
 		"ct state invalid",
 		"oif \"lo\"",
 		"meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136",
+		"ct state new tcp flags & (fin | syn | rst | ack) != syn",
 	},
 };
 /* clang-format on */
@@ -342,7 +344,7 @@ static int plan_sets(struct nft_plan *p, const struct bundle *b, const struct bu
 	return plan_check_names(p, err, errsz);
 }
 
-/* The fixed rules (DESIGN §2 step 1): each counts, the invalid drop logs,
+/* The fixed rules (DESIGN §2 step 1): each counts, the invalid drops log,
  * as every drop does. */
 static int plan_fixed_rules(struct nft_plan *p, enum direction dir)
 {
@@ -351,7 +353,7 @@ static int plan_fixed_rules(struct nft_plan *p, enum direction dir)
 		    .kind = NFT_PLAN_FIXED, .dir = dir, .fixed = f, .id = fixed_rule_id(f)};
 		int ret;
 
-		if (f == FIXED_CT_INVALID) {
+		if (f == FIXED_CT_INVALID || f == FIXED_TCP_PICKUP) {
 			r.verdict = VERDICT_DROP;
 			r.pos = NFT_POSITION_INVALID;
 		}

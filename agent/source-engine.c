@@ -12,7 +12,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 
 #include "bulkhead/escape.h"
 #include "bulkhead/log.h"
@@ -716,7 +715,7 @@ static void events_start(struct source_engine *e)
 	static const char filters[] = "{\"type\":[\"container\",\"network\"],\"event\":[\"create\",\"start\","
 				      "\"die\",\"died\",\"destroy\","
 				      "\"remove\",\"rename\",\"connect\",\"disconnect\"]}";
-	char *enc = curl_easy_escape(NULL, filters, 0);
+	char *enc = engine_http_escape(filters);
 	if (e->last_event_ns) {
 		int64_t t = e->last_event_ns - SINCE_MARGIN_NS;
 		if (t < 0)
@@ -726,7 +725,7 @@ static void events_start(struct source_engine *e)
 		e->replay_until_ns = e->last_event_ns;
 	}
 	snprintf(path, sizeof(path), "%s/events?filters=%s%s", e->api, enc ? enc : "", since);
-	curl_free(enc);
+	free(enc);
 	engine_lines_reset(&e->lines);
 	e->events_headers_done = false;
 	e->events_status = 0;

@@ -59,8 +59,8 @@ netns() {
 }
 
 # converged N SECONDS: N nodes connected and up to date in the controller's
-# status (at $BULKHEAD_ADMIN), within SECONDS. `status --wait` alone is
-# satisfied before the agents have connected.
+# status (at $BULKHEAD_ADMIN), within SECONDS. (`status --wait` waits for
+# every known node as well, but says nothing of how many there are.)
 converged() {
 	local want=$1 tries=$(($2 * 10)) n
 	while [ "$tries" -gt 0 ]; do

@@ -42,9 +42,11 @@ static const struct command commands[] = {
 	{"policy rollback", {"REV [--json]"}, "make an old revision's document the newest revision",
 	 cmd_policy_rollback},
 	{"status", {"[--wait[=SECONDS]] [--json]"},
-	 "per node: connected, last heartbeat, applied revision, in sync, errors;\n"
-	 "--wait: exit 0 once every connected node has applied the newest revision,\n"
-	 "1 on timeout (default 30 s)",
+	 "per known node (the allow-list's; with --insecure every node seen until\n"
+	 "`nodes forget`), down ones too: connected, last heartbeat, applied revision,\n"
+	 "in sync, errors; --wait: exit 0 once every known node is connected and has\n"
+	 "applied the newest revision, 1 on timeout (default 30 s), naming those down\n"
+	 "or behind",
 	 cmd_status},
 	{"endpoints", {"[--node NODE] [--json]"}, "every endpoint the agents reported, with addresses and groups",
 	 cmd_endpoints},

@@ -12,6 +12,10 @@ static void forget_text(json_t *reply, const void *node)
 	       json_is_true(json_object_get(reply, "was_connected"))
 		       ? " (it was connected: if its agent still runs, it says HELLO again and is back)"
 		       : "");
+	if (json_is_true(json_object_get(reply, "known")))
+		printf("node %s stays known (listed by `bulkhead status`, waited for by `status --wait`) while its "
+		       "key is in the agent allow-list\n",
+		       (const char *)node);
 }
 
 int cmd_nodes_forget(struct cli *cli, int argc, char **argv)

@@ -1,6 +1,6 @@
-/* bulkhead status (per node: connected, heartbeat, applied revision, in
- * sync, errors; --wait until every connected node is) and bulkhead
- * endpoints. */
+/* bulkhead status (per known node, down ones too: connected, heartbeat,
+ * applied revision, in sync, errors; --wait until every known node is up
+ * and in sync) and bulkhead endpoints. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,19 +15,40 @@
 #include "table.h"
 #include "verb.h"
 
-/* Nodes connected but not up to date, comma-separated (empty: converged). */
+/* Whether --wait waits for node: every known node (DESIGN §4), and one
+ * connected all the same (a controller without "known" says nothing of
+ * the others). */
+static bool status_waited(json_t *node)
+{
+	return json_is_true(json_object_get(node, "known")) ||
+	       json_is_true(json_object_get(node, "connected"));
+}
+
+/* The nodes --wait still waits for, comma-separated, each with why: down
+ * or behind (empty: converged). */
 static void status_lagging(json_t *reply, char *buf, size_t n)
 {
 	buf[0] = '\0';
-	size_t i;
+	size_t i, more = 0;
 	json_t *node;
 	json_array_foreach(json_object_get(reply, "nodes"), i, node)
 	{
-		if (!json_is_true(json_object_get(node, "connected")) || json_is_true(json_object_get(node, "up_to_date")))
+		if (!status_waited(node))
+			continue;
+		bool up = json_is_true(json_object_get(node, "connected"));
+		if (up && json_is_true(json_object_get(node, "up_to_date")))
 			continue;
 		size_t len = strlen(buf);
-		snprintf(buf + len, n - len, "%s%s", len ? ", " : "", ESCAPED(verb_str(json_object_get(node, "node"), "?")));
+		char one[512];
+		snprintf(one, sizeof(one), "%s%s (%s)", len ? ", " : "",
+			 ESCAPED(verb_str(json_object_get(node, "node"), "?")), up ? "behind" : "down");
+		if (more || len + strlen(one) + 32 >= n)
+			more++;
+		else
+			memcpy(buf + len, one, strlen(one) + 1);
 	}
+	if (more)
+		snprintf(buf + strlen(buf), n - strlen(buf), " and %zu more", more);
 }
 
 static void status_print(json_t *reply)
@@ -57,14 +78,19 @@ static void status_print(json_t *reply)
 		/* No policy: nothing to be in sync with ("-"), unless the node
 		 * enforces a bundle from before (said below). */
 		bool up = json_is_true(json_object_get(node, "up_to_date"));
-		table_add(t, verb_str(json_object_get(node, "node"), "?"),
-			  json_is_true(json_object_get(node, "connected")) ? "up" : "down", hb, applied,
+		/* Not known: its key left the allow-list; nothing waits for it. */
+		bool known = !json_is_false(json_object_get(node, "known"));
+		const char *state = json_is_true(json_object_get(node, "connected"))
+					? (known ? "up" : "up (no key)")
+					: (known ? "down" : "down (no key)");
+		table_add(t, verb_str(json_object_get(node, "node"), "?"), state, hb, applied,
 			  up ? (policy ? "yes" : "-") : "no", eps, errs);
 	}
 	table_print(t);
 	json_array_foreach(json_object_get(reply, "nodes"), i, node)
 	{
-		if (policy || json_is_true(json_object_get(node, "up_to_date")))
+		if (policy || json_is_true(json_object_get(node, "up_to_date")) ||
+		    !json_is_string(json_object_get(node, "applied_hash")))
 			continue;
 		json_t *held = json_object_get(node, "applied_revision");
 		char what[64] = "a bundle";

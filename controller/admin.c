@@ -328,6 +328,10 @@ static json_t *cmd_nodes_forget(struct admin *a, json_t *req, struct job *later)
 		return fail(2, "\"%s\" is not a node name: %s", ESCAPED(node), INVENTORY_NODE_NAME_RULE);
 	bool was_connected = false;
 	int r = sessions_forget(a->sessions, node, json_is_true(force), &was_connected);
+	if (r == -ENOENT && sessions_known(a->sessions, node))
+		return fail(
+		    2, "node %s has nothing to forget: it is known while its key is in the agent allow-list",
+		    node);
 	if (r == -ENOENT)
 		return fail(2, "no node %s is known", node);
 	if (r == -EBUSY)
@@ -336,7 +340,9 @@ static json_t *cmd_nodes_forget(struct admin *a, json_t *req, struct job *later)
 			    node);
 	if (r < 0)
 		return fail(1, "forgetting node %s: %s", node, store_error(a->store));
-	return ok(json_pack("{s:s,s:b}", "node", node, "was_connected", was_connected));
+	/* The allow-list still names it: known (and down) until its key goes. */
+	return ok(json_pack("{s:s,s:b,s:b}", "node", node, "was_connected", was_connected, "known",
+			    sessions_known(a->sessions, node)));
 }
 
 /* ---- flows ---- */

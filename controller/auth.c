@@ -285,6 +285,17 @@ static void on_zap(void *data, uint32_t events)
 	}
 }
 
+bool auth_listed(const struct auth *a, const char *node)
+{
+	return a->dir && allow_entry_for(a->allow, a->n_allow, node) != NULL;
+}
+
+void auth_each_listed(const struct auth *a, void (*fn)(void *data, const char *node), void *data)
+{
+	for (size_t i = 0; a->dir && i < a->n_allow; i++)
+		fn(data, a->allow[i].node);
+}
+
 uint64_t auth_refused(const struct auth *a)
 {
 	return a->refused;

@@ -7,6 +7,7 @@
  * allow-list (--insecure) there is no ZAP and no label rule. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -39,6 +40,12 @@ void auth_reload(struct auth *a, int64_t max_age_ms);
 /* Whether node may report these endpoints' labels (its NODE.labels): 0,
  * or -EPERM with why in diag. */
 BH_MUST_CHECK int auth_check_labels(struct auth *a, const char *node, json_t *endpoints, struct diag *d);
+
+/* Whether node is in the allow-list (NODE.key), as last read: the known
+ * nodes (DESIGN §4). False for every node with --insecure. */
+bool auth_listed(const struct auth *a, const char *node);
+/* Calls fn for every node in the allow-list (none with --insecure). */
+void auth_each_listed(const struct auth *a, void (*fn)(void *data, const char *node), void *data);
 
 /* Handshakes refused so far. */
 uint64_t auth_refused(const struct auth *a);

@@ -666,11 +666,60 @@ int sessions_forget(struct sessions *s, const char *node, bool force, bool *was_
 
 /* ---- status ---- */
 
+bool sessions_known(struct sessions *s, const char *node)
+{
+	if (s->o->insecure)
+		return nodes_find(s->nodes, node) != NULL;
+	auth_reload(s->auth, AUTH_REREAD_IDLE_MS);
+	return auth_listed(s->auth, node);
+}
+
+struct status_row {
+	const char *name;
+	json_t *row;
+};
+
+static int status_row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct status_row *)a)->name, ((const struct status_row *)b)->name);
+}
+
+struct status_rows {
+	struct sessions *s;
+	struct status_row *v;
+	size_t n, cap;
+};
+
+static void add_row(struct status_rows *u, const char *name, json_t *row)
+{
+	if (u->n == u->cap) {
+		u->cap = u->cap ? 2 * u->cap : 16;
+		u->v = xrealloc(u->v, u->cap * sizeof(*u->v));
+	}
+	u->v[u->n++] = (struct status_row){name, row};
+}
+
+/* An allow-listed node the table does not hold: known, never seen (or
+ * forgotten) since the controller started, so down. */
+static void add_unseen(void *data, const char *node)
+{
+	struct status_rows *u = data;
+	if (nodes_find(u->s->nodes, node))
+		return;
+	add_row(u, node,
+		json_pack("{s:s,s:b,s:b,s:n,s:n,s:n,s:n,s:n,s:b,s:I,s:[]}", "node", node, "known", true,
+			  "connected", false, "last_heartbeat", "agent_version", "applied_revision",
+			  "applied_hash", "desired_hash", "up_to_date", false, "endpoints", (json_int_t)0,
+			  "errors"));
+}
+
 json_t *sessions_status_nodes(struct sessions *s)
 {
-	json_t *out = json_array();
 	int64_t mono = clock_mono_ms(), wall = clock_wall_ms();
 	int64_t rev = compiler_revision(s->compiler);
+	/* A key added since the last handshake is a known node already. */
+	auth_reload(s->auth, AUTH_REREAD_IDLE_MS);
+	struct status_rows u = {.s = s};
 	for (size_t i = 0; i < nodes_count(s->nodes); i++) {
 		struct node *n = nodes_at(s->nodes, i);
 		const char *want_hash = NULL;
@@ -687,17 +736,28 @@ json_t *sessions_status_nodes(struct sessions *s)
 			json_array_append_new(errors, json_string(n->list_error));
 			up_to_date = false;
 		}
-		json_array_append_new(
-		    out,
-		    json_pack("{s:s,s:b,s:o,s:s?,s:o,s:s?,s:s?,s:b,s:I,s:o}", "node", n->name, "connected",
-			      n->connected, "last_heartbeat",
-			      n->last_heard_ms ? json_integer(wall - (mono - n->last_heard_ms)) : json_null(),
-			      "agent_version", n->agent_version, "applied_revision",
-			      n->held_revision ? json_integer(n->held_revision) : json_null(), "applied_hash",
-			      n->held_hash[0] ? n->held_hash : NULL, "desired_hash", want_hash, "up_to_date",
-			      up_to_date, "endpoints", (json_int_t)json_array_size(n->endpoints), "errors",
-			      errors));
+		/* Known (DESIGN §4): with --insecure, every node seen until
+		 * forgotten; else the allow-list's (one whose key went is
+		 * shown, and waited for only while connected). */
+		json_t *row = json_pack(
+		    "{s:s,s:b,s:b,s:o,s:s?,s:o,s:s?,s:s?,s:b,s:I,s:o}", "node", n->name, "known",
+		    s->o->insecure || auth_listed(s->auth, n->name), "connected", n->connected,
+		    "last_heartbeat",
+		    n->last_heard_ms ? json_integer(wall - (mono - n->last_heard_ms)) : json_null(),
+		    "agent_version", n->agent_version, "applied_revision",
+		    n->held_revision ? json_integer(n->held_revision) : json_null(), "applied_hash",
+		    n->held_hash[0] ? n->held_hash : NULL, "desired_hash", want_hash, "up_to_date",
+		    up_to_date, "endpoints", (json_int_t)json_array_size(n->endpoints), "errors", errors);
+		add_row(&u, n->name, row);
 	}
+	size_t table_rows = u.n;
+	auth_each_listed(s->auth, add_unseen, &u);
+	if (u.n > table_rows)
+		qsort(u.v, u.n, sizeof(*u.v), status_row_cmp);
+	json_t *out = json_array();
+	for (size_t i = 0; i < u.n; i++)
+		json_array_append_new(out, u.v[i].row);
+	free(u.v);
 	return out;
 }
 

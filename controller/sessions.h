@@ -66,7 +66,12 @@ void sessions_push_all(struct sessions *s);
  * say HELLO again when it speaks next, and comes back if it still runs. */
 BH_MUST_CHECK int sessions_forget(struct sessions *s, const char *node, bool force, bool *was_connected);
 
-/* Per-node state for `bulkhead status` (admin.h NODE objects) and the
- * counters; new references. */
+/* Whether node is known (DESIGN §4): in the allow-list, or with
+ * --insecure seen and not forgotten. */
+bool sessions_known(struct sessions *s, const char *node);
+
+/* Per-node state for `bulkhead status` (admin.h NODE objects: every node
+ * of the table and every known node, in name order) and the counters;
+ * new references. */
 json_t *sessions_status_nodes(struct sessions *s);
 json_t *sessions_counters(struct sessions *s);

@@ -18,6 +18,7 @@ const char *const fixed_rule_words[] = {
     [FIXED_CT_INVALID] = RULE_ID_CT_INVALID,
     [FIXED_LOOPBACK] = RULE_ID_LOOPBACK,
     [FIXED_NEIGHBOUR_DISCOVERY] = RULE_ID_NEIGHBOUR_DISCOVERY,
+    [FIXED_TCP_PICKUP] = RULE_ID_CT_INVALID, /* found as FIXED_CT_INVALID: both report so */
     NULL,
 };
 const char *const fallback_reason_words[] = {RULE_ID_DEFAULT_DENY, RULE_ID_DEFAULTS, NULL};

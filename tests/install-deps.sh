@@ -10,6 +10,7 @@ packages=(
   python3-zmq            # the fake agents of tests/integration/fake_*.py
   nftables iproute2      # nft for inspection and the nft -f benchmark; ip for test namespaces
   iputils-ping socat     # test traffic
+  conntrack              # conntrack -L/-D: tests/integration/conntrack-cut.sh, bench/conntrack-cut.sh
   valgrind
   docker.io podman runc busybox-static curl   # real containers (tests/integration/docker.sh)
 )

@@ -28,7 +28,7 @@
  *                  document is N's (comment "rollback to N")
  *  status          {} → {"revision": NEWEST|null, "time": UNIX-MS-NOW,
  *                        "nodes": [NODE...], "counters": {NAME: N...}}
- *      NODE = {"node", "connected": BOOL, "last_heartbeat": UNIX-MS|null,
+ *      NODE = {"node", "known": BOOL, "connected": BOOL, "last_heartbeat": UNIX-MS|null,
  *              "agent_version": S|null, "applied_revision": N|null,
  *              "applied_hash": HEX|null, "desired_hash": HEX|null,
  *              "up_to_date": BOOL, "endpoints": N,
@@ -37,12 +37,18 @@
  *      newest, the agent reported no error and its endpoint list is the one
  *      it reported (not refused, e.g. by its label rules: then "errors"
  *      says why); with no policy yet, the node holds no bundle either.
- *      `status --wait` polls this until every connected node is up to date.
+ *      known: in the agent allow-list, or with --insecure seen and not
+ *      forgotten (DESIGN §4). Every known node is listed, also one never
+ *      seen (connected false, nulls, up_to_date false), and every node the
+ *      controller holds state of (known false: its key left the
+ *      allow-list). `status --wait` polls this until every known or
+ *      connected node is connected and up to date.
  *  endpoints       {"node": S?} → {"endpoints": [{"node", "name",
  *                  "netns": S|null, "labels": {..}, "addresses": [..],
  *                  "groups": [label groups it is a member of]}]}
  *                  sorted by (node, name)
- *  nodes.forget    {"node": S, "force": BOOL?} → {"node", "was_connected": BOOL}
+ *  nodes.forget    {"node": S, "force": BOOL?} → {"node", "was_connected": BOOL,
+ *                  "known": BOOL (still: its key is in the allow-list)}
  *                  drops a node: its session, its endpoints (they leave every
  *                  group, bundles are recompiled) and its stored list; a
  *                  connected node only with force (its agent, should it

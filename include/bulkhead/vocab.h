@@ -72,6 +72,12 @@ enum fixed_rule {
 	FIXED_CT_INVALID,	   /* what conntrack calls invalid: dropped and reported */
 	FIXED_LOOPBACK,		   /* the loopback interface */
 	FIXED_NEIGHBOUR_DISCOVERY, /* ICMPv6 types 133-136 */
+	/* A TCP packet that is not a SYN yet starts a connection: conntrack's
+	 * mid-stream pickup (nf_conntrack_tcp_loose), which would let a cut
+	 * connection come back from whichever side still may send. Dropped
+	 * and reported as RULE_ID_CT_INVALID, what conntrack calls it without
+	 * the pickup. */
+	FIXED_TCP_PICKUP,
 	FIXED_COUNT,
 };
 

@@ -4,8 +4,9 @@
 # every step: apply a policy, change it, roll it back, add a container on one
 # node and see the other nodes admit it, kill -9 the controller and restart
 # it, kill -9 an agent and restart it. `bulkhead status --wait` must converge
-# each time; an invalid policy and an agent speaking for another node are
-# refused.
+# each time, and fail naming the known nodes (the allow-list's) that are
+# down, never connected ones too; an invalid policy and an agent speaking
+# for another node are refused.
 # Usage: controller.sh [BUILD_DIR]
 set -u
 . "$(dirname "$0")/world.bash"
@@ -67,9 +68,18 @@ web_from_clients() {
 
 for n in n1 n2 n3; do inventory $n >"$TMP/$n.json"; done
 controller_start
-for n in n1 n2 n3; do agent_start $n; done
-# status --wait counts connected nodes only: let all three connect first.
-wait_for 10 connected "['n1', 'n2', 'n3']"
+# Known nodes are the allow-list's: listed, and waited for, before they connect.
+agent_start n1
+check "n1 connects" wait_for 10 connected "['n1']"
+check "status lists every known node, n2 and n3 (never connected) down" \
+	status_is "[(n['node'], n['known'], n['connected']) for n in j['nodes']]" \
+	"[('n1', True, True), ('n2', True, False), ('n3', True, False)]"
+bh status >"$TMP/status-unseen.out" 2>&1
+check "and prints them down" grep -qE '^n3 +down +- +- +no +0 +0' "$TMP/status-unseen.out"
+bh status --wait=1 >/dev/null 2>"$TMP/wait.err"
+check "status --wait fails (exit 1) while n2 and n3 have not connected" test $? -eq 1
+check "naming them down" grep -q 'not in sync after 1 s: n2 (down), n3 (down)$' "$TMP/wait.err"
+for n in n2 n3; do agent_start $n; done
 check "the admin socket is root-only (0600)" wait_for 5 socket_mode 600
 
 # --- an invalid policy is refused, nothing changes ---
@@ -84,6 +94,20 @@ check "policy apply prints the new revision" test "$(bh policy apply "$TMP/p1.js
 check "status --wait converges on revision 1" converged
 check "status shows three nodes up" connected "['n1', 'n2', 'n3']"
 web_from_clients "rev 1"
+
+# --- a key added to the allow-list is a known node at once; removed, it is not ---
+bh keygen "$TMP/keys/n4" >/dev/null
+cp "$TMP/keys/n4/public.key" "$TMP/keys/allowed/n4.key"
+check "a node whose key was just added is listed, down" wait_for 5 \
+	status_is "[(n['known'], n['connected']) for n in j['nodes'] if n['node'] == 'n4']" "[(True, False)]"
+bh status --wait=1 >/dev/null 2>"$TMP/wait-n4.err"
+check "status --wait fails naming n4 (never connected) alone" grep -q 'not in sync after 1 s: n4 (down)$' "$TMP/wait-n4.err"
+bh nodes forget n4 >/dev/null 2>"$TMP/forget-n4.err"
+check "nodes forget n4 exits 2" test $? -eq 2
+check "saying it is known by its key" grep -q 'n4 has nothing to forget: it is known while its key is in the agent allow-list' "$TMP/forget-n4.err"
+rm "$TMP/keys/allowed/n4.key"
+check "its key removed, n4 is no longer listed" wait_for 5 status_is "[n['node'] for n in j['nodes'] if n['node'] == 'n4']" "[]"
+check "status --wait converges again" converged
 
 # --- revision 2: others may reach web too ---
 policy '["clients", "others"]' >"$TMP/p2.json"
@@ -120,10 +144,10 @@ wait "$CONTROLLER_PID" 2>/dev/null
 check "controller down: client1 still reaches web2" can client1 tcp 198.18.0.21 80
 check "controller down: other1 still refused" cannot other1 tcp 198.18.0.21 80
 controller_start
-wait_for 10 connected "['n1', 'n2', 'n3']"
+# No waiting for the agents to connect first: --wait waits for every known node.
 check "restarted controller: status --wait converges" converged
 check "it resumed revision 3" test "$(bh status --json | json_get 'j["revision"]')" = 3
-check "all three nodes reconnected" wait_for 10 connected "['n1', 'n2', 'n3']"
+check "all three nodes had reconnected when it returned" connected "['n1', 'n2', 'n3']"
 web_from_clients "after controller restart"
 
 # --- kill -9 an agent; its rules stay; restart from the cache, then resync ---
@@ -131,7 +155,9 @@ kill -9 "${AGENT_PID[n2]}"
 wait "${AGENT_PID[n2]}" 2>/dev/null
 check "agent n2 killed: client1 still reaches web2" can client1 tcp 198.18.0.21 80
 check "agent n2 silent: status shows it down" wait_for 5 connected "['n1', 'n3']"
-check "status --wait does not wait for a down node" converged
+bh status --wait=1 >/dev/null 2>"$TMP/wait-down.err"
+check "status --wait fails (exit 1) while a known node is down" test $? -eq 1
+check "naming it" grep -q 'not in sync after 1 s: n2 (down)$' "$TMP/wait-down.err"
 policy '["clients", "others"]' >"$TMP/p4.json"
 bh policy apply "$TMP/p4.json" >/dev/null
 agent_start n2

@@ -8,6 +8,8 @@
 #   syntax in the CLI, the controller and the agent;
 # - `bulkhead nodes forget` drops a node, its endpoints (they leave the other
 #   nodes' bundles) and what the store keeps; a connected one only with --force;
+#   until then a node once seen is known (also after a restart): `status
+#   --wait` waits for it and fails naming it while it is down;
 # - status never calls a node in sync when there is no policy;
 # - many large messages from one peer: the controller's peak memory stays
 #   bounded and a real agent stays up.
@@ -53,6 +55,8 @@ nodes_are() { [ "$(bh status --json 2>/dev/null | json_get "sorted(n['node'] for
 up() { status_is "[n['connected'] for n in j['nodes'] if n['node'] == '$1'] == [True]" True; }
 down() { status_is "[n['connected'] for n in j['nodes'] if n['node'] == '$1'] == [False]" True; }
 no_raw() { ! grep -q "$ESC" "$1" && ! grep -qE "$2" "$1"; } # FILE LINE-START: no ESC, no injected line
+converges() { bh status --wait=10 >/dev/null; }
+forgets() { bh nodes forget "$1" >/dev/null; }
 bundle_has() { grep -q "$2" "$TMP/state-$1/bundle.json" 2>/dev/null; } # NODE TEXT
 
 # endpoints on node "n1" (web) and "n2"/"evil" (db); web accepts db on tcp/80
@@ -129,7 +133,11 @@ check "nodes forget refuses a connected node without --force (exit 1)" test $? -
 check "and says why" grep -q 'is connected.*--force' "$TMP/forget.out"
 wait "$FAKE_PID"
 check "n2's agent gone: it is shown down" wait_for 5 down n2
+bh status --wait=1 >/dev/null 2>"$TMP/wait-n2.err"
+check "--insecure: n2, seen, is known: status --wait fails (exit 1) while it is down" test $? -eq 1
+check "naming it" grep -q 'not in sync after 1 s: .*n2 (down)' "$TMP/wait-n2.err"
 check "nodes forget n2 (down) succeeds" bh nodes forget n2
+check "forgotten, it is not waited for: status --wait converges" converges
 check "n2 left status" nodes_are "['n1']"
 check "n2's endpoints left the listing" bash -c "! '$CLI' endpoints | grep -q db1"
 check "n1's bundle no longer admits 198.18.0.22" wait_for 10 bash -c "! grep -q 198.18.0.22 '$TMP/state-n1/bundle.json'"
@@ -148,6 +156,11 @@ check "bulkhead-agent --node with an invalid name exits 2" test $? -eq 2
 stop
 start ctl-nodes --policy "$TMP/policy.json" --max-nodes 2
 check "after a restart n2 is still forgotten (n1 and n3 are known)" wait_for 10 nodes_are "['n1', 'n3']"
+bh status --wait=2 >/dev/null 2>"$TMP/wait-n3.err"
+check "n3, seen before the restart, is known until forgotten: status --wait fails naming it" \
+	grep -q 'not in sync after 2 s: n3 (down)$' "$TMP/wait-n3.err"
+check "nodes forget n3" forgets n3
+check "then status --wait converges" converges
 check "nodes forget --force drops a connected node" bh nodes forget n1 --force
 check "its agent says HELLO again and is back" wait_for 10 up n1
 stop_agent n1

@@ -8,8 +8,12 @@
  * it happens again and again; per-endpoint ACKs; a namespace replaced
  * under the agent; a failing endpoint's backoff in status.json; waiters
  * (the OCI hook's "tell me when it is enforced"); agent_stop() and
- * agent_free(); and the pure backoff itself. */
+ * agent_free(); the pure backoff itself; and the live connections an
+ * update no longer allows, cut through the fake's conntrack table (only
+ * after updates that may tighten, audits reported and kept, a failed cut
+ * tried again). */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,15 +78,15 @@ static uint64_t fake_now(void)
 /* ---- bundles ---- */
 
 /* Node n1's bundle: every endpoint in names gets ingress from office
- * (cidrs) on port; eph is not in any bundle. */
-static struct bundle *compile_for(const char *cidrs, int port, const char *names)
+ * (cidrs) on port, in mode; eph is not in any bundle. */
+static struct bundle *compile_mode(const char *cidrs, int port, const char *names, const char *mode)
 {
 	char policy[1024], inventory[1024] = "{\"node\":\"n1\",\"endpoints\":[";
-	snprintf(
-	    policy, sizeof(policy),
-	    "{\"version\":1,\"groups\":{\"office\":{\"cidrs\":[%s]}},\"policies\":[{\"name\":\"in\","
-	    "\"applies_to\":{\"labels\":{}},\"ingress\":[{\"from\":[\"office\"],\"ports\":[\"tcp/%d\"]}]}]}",
-	    cidrs, port);
+	snprintf(policy, sizeof(policy),
+		 "{\"version\":1,\"groups\":{\"office\":{\"cidrs\":[%s]}},\"policies\":[{\"name\":\"in\","
+		 "\"mode\":\"%s\",\"applies_to\":{\"labels\":{}},\"ingress\":[{\"from\":[\"office\"],"
+		 "\"ports\":[\"tcp/%d\"]}]}]}",
+		 cidrs, mode, port);
 	char list[256];
 	snprintf(list, sizeof(list), "%s", names);
 	int i = 0;
@@ -107,6 +111,11 @@ static struct bundle *compile_for(const char *cidrs, int port, const char *names
 	return b;
 }
 
+static struct bundle *compile_for(const char *cidrs, int port, const char *names)
+{
+	return compile_mode(cidrs, port, names, "enforce");
+}
+
 #define OFFICE_A "\"203.0.113.0/24\""
 #define OFFICE_B "\"203.0.113.0/24\",\"198.51.100.0/24\"" /* A and one member more: a delta */
 
@@ -118,7 +127,9 @@ struct fake_ns {
 	bool refused;	/* not a network namespace */
 	bool has_table; /* the agent loaded a table: */
 	struct nft_tag tag;
-	bool changed; /* someone changed it since */
+	bool changed;	       /* someone changed it since */
+	struct ct_entry ct[8]; /* its conntrack table */
+	size_t n_ct;
 };
 
 static struct fake_ns nss[16];
@@ -142,6 +153,7 @@ static struct fake_dp {
 	const char *fail_delta, *fail_apply; /* endpoint names */
 	const char *overwritten;	     /* rewritten by someone as fast as it goes in */
 	bool last_once;			     /* what the last apply was asked */
+	bool fail_ct;			     /* conntrack dumps fail */
 } fake;
 
 static struct fake_ns *ns_at(const char *path)
@@ -318,6 +330,62 @@ static void fake_quiet(struct dataplane_ep *ep)
 	((struct fake_ep *)ep)->quiet = true;
 }
 
+/* A connection src:sport -> dst:dport (tcp) in the namespace at path. */
+static void ct_add(const char *path, uint32_t id, const char *src, uint16_t sport, const char *dst,
+		   uint16_t dport)
+{
+	struct fake_ns *ns = ns_at(path);
+	struct ct_entry ce = {.has_id = true, .id = id};
+	if (addr_parse(src, &ce.orig.src) < 0 || addr_parse(dst, &ce.orig.dst) < 0)
+		abort();
+	ce.orig.proto = IPPROTO_TCP;
+	ce.orig.has_ports = true;
+	ce.orig.sport = sport;
+	ce.orig.dport = dport;
+	ce.reply = (struct ct_tuple){.src = ce.orig.dst,
+				     .dst = ce.orig.src,
+				     .proto = IPPROTO_TCP,
+				     .has_ports = true,
+				     .sport = dport,
+				     .dport = sport};
+	ns->ct[ns->n_ct++] = ce;
+}
+
+static int fake_ct_dump(struct dataplane_ep *ep, dataplane_ct_fn fn, void *arg, struct dataplane_ct_dump *st,
+			char *err, size_t errlen)
+{
+	struct fake_ep *e = (struct fake_ep *)ep;
+	struct fake_ns *ns = ns_of(&e->id);
+	note("ct dump %s %zu", e->name, ns->n_ct);
+	if (fake.fail_ct) {
+		snprintf(err, errlen, "dumping conntrack: No buffer space available");
+		return -ENOBUFS;
+	}
+	for (size_t i = 0; i < ns->n_ct; i++) {
+		fn(arg, &ns->ct[i]);
+		st->entries++;
+	}
+	return 0;
+}
+
+static int fake_ct_delete(struct dataplane_ep *ep, const struct ct_entry *v, size_t n, size_t *deleted,
+			  char *err, size_t errlen)
+{
+	struct fake_ep *e = (struct fake_ep *)ep;
+	struct fake_ns *ns = ns_of(&e->id);
+	for (size_t k = 0; k < n; k++) {
+		for (size_t i = 0; i < ns->n_ct; i++) {
+			if (ns->ct[i].id != v[k].id)
+				continue;
+			note("ct delete %s %u", e->name, v[k].id);
+			ns->ct[i] = ns->ct[--ns->n_ct];
+			(*deleted)++;
+			break;
+		}
+	}
+	return 0;
+}
+
 static void (*mounts_fn)(void *data);
 static void *mounts_data;
 static int fake_watch_namespaces(struct dataplane *dp, void (*fn)(void *data), void *data)
@@ -345,6 +413,8 @@ static const struct dataplane_ops fake_ops = {
     .verify = fake_verify,
     .quiet = fake_quiet,
     .watch_namespaces = fake_watch_namespaces,
+    .ct_dump = fake_ct_dump,
+    .ct_delete = fake_ct_delete,
 };
 
 /* Someone changes ep's table; the dataplane tells the core (unless it
@@ -413,6 +483,12 @@ static void fs_ack(struct session *s, int64_t revision, bool ok, const char *err
 static void fs_packet(struct session *s, const char *endpoint, const struct nflog_event *ev,
 		      const char *policy, const char *rule, uint64_t now_ms)
 {
+	char src[ADDR_STRLEN];
+	struct bh_addr a = {.family = ev->family};
+	memcpy(a.bytes, ev->src, sizeof(a.bytes));
+	addr_format(&a, src);
+	note("packet %s %s %s %s %s port %u", endpoint, verdict_report_name(ev->prefix.verdict),
+	     direction_name(ev->prefix.dir), rule, src, ev->port);
 }
 static void fs_packets_lost(struct session *s, const char *endpoint, uint64_t enobufs, uint64_t gap)
 {
@@ -1174,6 +1250,159 @@ TEST(backoff_for_tampering_is_at_once_first_and_ends_after_a_quiet_period)
 	CHECK(backoff_fail(&b, BACKOFF_OPEN, 40000) == 500);
 	CHECK(b.streak == 1);
 	CHECK_STR(backoff_reason_name(b.reason), "open");
+}
+
+/* The endpoint's "conntrack" member of status.json: key's value, or -1. */
+static long long ct_counter(struct world *w, const char *name, const char *key)
+{
+	json_t *st = status_json(w);
+	json_t *c = json_object_get(status_endpoint(st, name), "conntrack");
+	long long v =
+	    json_is_integer(json_object_get(c, key)) ? json_integer_value(json_object_get(c, key)) : -1;
+	json_decref(st);
+	return v;
+}
+
+static bool ct_retrying(struct world *w, const char *name)
+{
+	json_t *st = status_json(w);
+	bool v =
+	    json_is_true(json_object_get(json_object_get(status_endpoint(st, name), "conntrack"), "retry"));
+	json_decref(st);
+	return v;
+}
+
+TEST(an_update_that_tightens_cuts_the_connections_it_no_longer_allows_and_only_those)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	ct_add("/run/netns/ep1", 1, "198.51.100.7", 40000, "198.18.0.10", 80); /* office B */
+	ct_add("/run/netns/ep1", 2, "203.0.113.5", 40001, "198.18.0.10", 80);  /* office A */
+	ct_add("/run/netns/ep1", 3, "198.18.0.10", 50000, "192.0.2.1", 443);   /* ep1's own, egress */
+	world_start(&w);
+	/* A namespace this run never enforced: what it holds is unknown,
+	 * so everything is judged; all is allowed. */
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ep1"), 1);
+	CHECK(at("apply ep1 full") >= 0 && at("ct dump ep1 3") > at("apply ep1 full"));
+	CHECK(count("ct delete") == 0);
+
+	/* Office B leaves the group: a set delta that cuts B's connection,
+	 * after the new rules are in, in the same update (before the ACK). */
+	journal_reset();
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 2);
+	CHECK(at("apply ep1 delta") >= 0);
+	CHECK(at("ct dump ep1 3") > at("apply ep1 delta"));
+	CHECK(at("ct delete ep1 1") > at("ct dump ep1 3"));
+	CHECK(count("ct delete") == 1);
+	CHECK(at("ack 2 ok") > at("ct delete ep1 1"));
+
+	/* B comes back: only loosens, nothing is dumped. */
+	journal_reset();
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ep1"), 3);
+	CHECK(at("apply ep1 delta") >= 0 && count("ct dump") == 0);
+
+	/* Port 80 closes: a whole new table; A's connection goes, ep1's own
+	 * (egress, which no policy restricts) stays. */
+	journal_reset();
+	controller_sends(w.a, compile_for(OFFICE_B, 81, "ep1"), 4);
+	CHECK(at("ct dump ep1 2") >= 0);
+	CHECK(at("ct delete ep1 2") >= 0 && count("ct delete") == 1);
+	CHECK(ns_at("/run/netns/ep1")->n_ct == 1 && ns_at("/run/netns/ep1")->ct[0].id == 3);
+	agent_tick(w.a);
+	CHECK(ct_counter(&w, "ep1", "dumps") == 3);
+	CHECK(ct_counter(&w, "ep1", "skipped") == 1);
+	CHECK(ct_counter(&w, "ep1", "cut") == 2);
+	CHECK(ct_counter(&w, "ep1", "entries") == 8);
+	CHECK(ct_counter(&w, "ep1", "failures") == 0);
+	world_free(&w);
+}
+
+TEST(what_only_an_audit_policy_would_cut_is_kept_and_reported)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	ct_add("/run/netns/ep1", 1, "198.51.100.7", 40000, "198.18.0.10", 80);
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ep1"), 1);
+	journal_reset();
+	/* The same narrowing, in audit mode: it would cut B's connection. */
+	controller_sends(w.a, compile_mode(OFFICE_A, 80, "ep1", "audit"), 2);
+	CHECK(at("ct dump ep1 1") >= 0 && count("ct delete") == 0);
+	CHECK(at("packet ep1 audit ingress default-deny 198.51.100.7 port 80") > at("ct dump ep1 1"));
+	CHECK(ns_at("/run/netns/ep1")->n_ct == 1);
+	agent_tick(w.a);
+	CHECK(ct_counter(&w, "ep1", "audit") == 1 && ct_counter(&w, "ep1", "cut") == 0);
+	world_free(&w);
+}
+
+TEST(a_cut_that_fails_is_tried_again_at_the_next_check)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	ct_add("/run/netns/ep1", 1, "198.51.100.7", 40000, "198.18.0.10", 80);
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ep1"), 1);
+	fake.fail_ct = true;
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 2);
+	CHECK(ns_at("/run/netns/ep1")->n_ct == 1);
+	CHECK(ct_counter(&w, "ep1", "failures") == 1 && ct_retrying(&w, "ep1"));
+	agent_tick(w.a); /* fails again: counted, not logged again */
+	CHECK(ct_counter(&w, "ep1", "failures") == 2);
+	fake.fail_ct = false;
+	journal_reset();
+	agent_tick(w.a); /* the table holds the bundle: the cut goes again */
+	CHECK(at("ct dump ep1 1") >= 0 && at("ct delete ep1 1") >= 0);
+	CHECK(ns_at("/run/netns/ep1")->n_ct == 0 && !ct_retrying(&w, "ep1"));
+	journal_reset();
+	agent_tick(w.a);
+	CHECK(count("ct dump") == 0); /* once done, done */
+	world_free(&w);
+}
+
+TEST(a_table_put_back_after_tampering_judges_every_connection)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	/* Someone flushed the table: meanwhile anything could connect. */
+	ct_add("/run/netns/ep1", 9, "198.51.100.7", 40000, "198.18.0.10", 22);
+	journal_reset();
+	tamper("ep1");
+	CHECK(at("apply ep1 full") >= 0);
+	CHECK(at("ct delete ep1 9") > at("apply ep1 full"));
+	world_free(&w);
+}
+
+TEST(the_quarantine_table_cuts_nothing_and_its_successor_judges_every_connection)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	/* Seen starting: opened connections before any table came. */
+	ns_make("/run/netns/ep5");
+	ct_add("/run/netns/ep5", 1, "203.0.113.5", 40000, "198.18.0.11", 80);  /* office A: allowed */
+	ct_add("/run/netns/ep5", 2, "198.51.100.7", 40001, "198.18.0.11", 80); /* office B: not */
+	journal_reset();
+	struct source_endpoint se = {.name = "ep5", .netns = "/run/netns/ep5", .quarantine = true};
+	source_update(&fake_src, &se);
+	CHECK(at("apply ep5 full") >= 0 && quarantined(&w, "ep5"));
+	CHECK(count("ct dump") == 0 && ns_at("/run/netns/ep5")->n_ct == 2);
+	/* The real table: every connection judged by it (the quarantine
+	 * table said nothing about them), only B's cut. */
+	journal_reset();
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1 ep5"), 2);
+	CHECK(!quarantined(&w, "ep5"));
+	CHECK(at("ct dump ep5 2") > at("apply ep5 full"));
+	CHECK(at("ct delete ep5 2") > 0 && count("ct delete") == 1);
+	CHECK(ns_at("/run/netns/ep5")->n_ct == 1 && ns_at("/run/netns/ep5")->ct[0].id == 1);
+	world_free(&w);
 }
 
 int main(void)

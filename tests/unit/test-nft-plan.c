@@ -124,10 +124,12 @@ TEST(chains_start_with_the_fixed_rules_and_end_with_the_fallback)
 			      r->dir == (enum direction)d);
 			CHECK_STR(comment(r), fixed_rule_id(f));
 			CHECK(!r->set && !r->port && !r->family);
-			/* Only the invalid drop logs, like every drop. */
+			/* Only the invalid drops log, like every drop: what
+			 * conntrack calls invalid and TCP picked up in mid-stream. */
+			bool invalid = f == FIXED_CT_INVALID || f == FIXED_TCP_PICKUP;
 			snprintf(want, sizeof(want), "bh:D:%sx", dc);
-			CHECK_STR(prefix(r), f == FIXED_CT_INVALID ? want : "");
-			CHECK(r->verdict == (f == FIXED_CT_INVALID ? VERDICT_DROP : VERDICT_ACCEPT));
+			CHECK_STR(prefix(r), invalid ? want : "");
+			CHECK(r->verdict == (invalid ? VERDICT_DROP : VERDICT_ACCEPT));
 		}
 		const struct nft_plan_rule *fb = &pl.p.rules[c->first_rule + FIXED_COUNT];
 

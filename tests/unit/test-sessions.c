@@ -101,6 +101,30 @@ TEST(a_hello_on_a_routing_id_ends_the_session_another_node_had_on_it)
 	CHECK(connected("n1") == 1);
 }
 
+/* Whether status shows node as known (-1: not shown). */
+static int known(const char *node)
+{
+	json_t *list = sessions_status_nodes(sessions), *n;
+	size_t i;
+	int r = -1;
+	json_array_foreach(list, i, n) if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0)
+	    r = json_is_true(json_object_get(n, "known"));
+	json_decref(list);
+	return r;
+}
+
+/* With --insecure the known nodes are those seen, until forgotten (the
+ * allow-list's are proven by tests/integration/controller.sh). */
+TEST(with_insecure_a_node_seen_is_known_until_forgotten)
+{
+	CHECK(!sessions_known(sessions, "seen") && known("seen") == -1);
+	hello("k", "seen");
+	CHECK(sessions_known(sessions, "seen") && known("seen") == 1);
+	bool was_connected = false;
+	CHECK(sessions_forget(sessions, "seen", true, &was_connected) == 0 && was_connected);
+	CHECK(!sessions_known(sessions, "seen") && known("seen") == -1);
+}
+
 /* ---- silence is judged against what was read ---- */
 
 static int64_t quit_at_ms;
