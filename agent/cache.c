@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bulkhead/log.h"
+#include "bulkhead/utf8.h"
 #include "bundle-file.h"
 #include "cache.h"
 #include "state.h"
@@ -119,10 +120,15 @@ void cache_store(struct cache *c, const struct bundle *b, int64_t revision, uint
 		    "bundle %.12s (revision %lld) is enforced but not cached: writing %s/%s: %s; a restart "
 		    "without the controller would start from the older cache",
 		    b->hash, (long long)revision, c->dir, file, strerror(-r));
-		if (!c->error || strcmp(c->error, msg) != 0)
-			log_error("%s", msg);
+		/* The state dir's name may not be UTF-8: the ACK and
+		 * status.json, which carry this, must be. */
+		char *text = utf8_text(msg);
+		if (!text)
+			abort();
+		if (!c->error || strcmp(c->error, text) != 0)
+			log_error("%s", text);
 		free(c->error);
-		c->error = xstrdup(msg);
+		c->error = text;
 		return;
 	}
 	c->revision = revision;

@@ -10,6 +10,7 @@
 
 #include "bulkhead/log.h"
 #include "bulkhead/metrics.h"
+#include "bulkhead/utf8.h"
 #include "conntrack.h"
 #include "endpoint.h"
 #include "hits.h"
@@ -135,10 +136,15 @@ void endpoint_set(struct endpoint_state *e, const struct source_endpoint *se)
 	e->env->endpoints_dirty = true;
 }
 
+/* As the ACK and status.json carry it: UTF-8 (json_pack refuses anything
+ * else, and the agent aborted), a message cut short inside a character
+ * cut back to a whole one. */
 static void set_error(struct endpoint_state *e, const char *msg)
 {
 	free(e->error);
-	e->error = msg ? xstrdup(msg) : NULL;
+	e->error = NULL;
+	if (msg && !(e->error = utf8_text(msg)))
+		abort();
 	touch(e);
 }
 
@@ -146,9 +152,11 @@ static void set_error(struct endpoint_state *e, const char *msg)
  * retried again and again is said once. */
 static void fail(struct endpoint_state *e, const char *msg)
 {
-	if (!e->error || strcmp(e->error, msg) != 0)
-		log_error("endpoint %s: %s", e->name, msg);
+	char *was = e->error ? xstrdup(e->error) : NULL;
 	set_error(e, msg);
+	if (!was || strcmp(was, e->error) != 0)
+		log_error("endpoint %s: %s", e->name, e->error);
+	free(was);
 }
 
 /* One more failure of why: the next attempt waits. The streak's start is

@@ -18,7 +18,7 @@ struct link {
 	struct link_callbacks cb;
 	void *data;
 	struct loop *loop;
-	void *ctx, *sock;
+	void *ctx, *sock; /* ctx: NULL when the options gave one */
 	struct loop_source *sock_src, *timer_src;
 	int64_t last_heard_ms; /* 0: never */
 	bool silent_logged;
@@ -128,8 +128,8 @@ struct link *link_new(struct loop *loop, const struct link_options *o, const str
 	l->cb = *cb;
 	l->data = data;
 	l->loop = loop;
-	l->ctx = zmq_ctx_new();
-	l->sock = l->ctx ? zmq_socket(l->ctx, ZMQ_DEALER) : NULL;
+	l->ctx = o->zctx ? NULL : zmq_ctx_new();
+	l->sock = o->zctx || l->ctx ? zmq_socket(o->zctx ? o->zctx : l->ctx, ZMQ_DEALER) : NULL;
 	int zero = 0, hwm = 8;
 	int64_t max = PROTO_MAX_MSG;
 	if (!l->sock || zmq_setsockopt(l->sock, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||

@@ -19,6 +19,8 @@ struct link_options {
 	bool insecure;
 	char public_key[KEY_Z85_LEN + 1], secret_key[KEY_Z85_LEN + 1], server_key[KEY_Z85_LEN + 1];
 	unsigned heartbeat_ms;
+	void *zctx; /* the ZeroMQ context to use; NULL: one of the link's own (a
+		     * fuzzer shares one: a context per link costs its threads) */
 };
 
 struct link_callbacks {

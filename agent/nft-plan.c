@@ -81,6 +81,8 @@ static const char *tag_number(const char *s, const char *word, uint64_t *out)
 
 int nft_tag_parse(const char *s, struct nft_tag *out)
 {
+	const char *text = s;
+	char again[NFT_TAG_MAX];
 	struct nft_tag t = {0};
 	uint64_t rev;
 	bool neg;
@@ -89,15 +91,20 @@ int nft_tag_parse(const char *s, struct nft_tag *out)
 	if (strncmp(s, "serial ", 7) != 0 || !(s = tag_number(s + 7, " revision ", &t.serial)))
 		return -EINVAL;
 	neg = *s == '-';
-	if (!(s = tag_number(s + neg, " bundle ", &rev)))
+	/* int64's range, its least value included (negated in unsigned). */
+	if (!(s = tag_number(s + neg, " bundle ", &rev)) || rev > (uint64_t)INT64_MAX + neg)
 		return -EINVAL;
-	t.revision = neg ? -(int64_t)rev : (int64_t)rev;
+	t.revision = neg ? (int64_t)(0 - rev) : (int64_t)rev;
 	for (i = 0; i < BUNDLE_HASH_HEX; i++) {
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
 			return -EINVAL;
 		t.hash[i] = s[i];
 	}
 	if (s[i] != '\0')
+		return -EINVAL;
+	/* Leading zeros and "-0" read as numbers too, but we never write them. */
+	nft_tag_format(&t, again);
+	if (strcmp(again, text) != 0)
 		return -EINVAL;
 	*out = t;
 	return 0;

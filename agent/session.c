@@ -8,6 +8,7 @@
 
 #include "bulkhead/escape.h"
 #include "bulkhead/log.h"
+#include "bulkhead/utf8.h"
 #include "flows.h"
 #include "session.h"
 
@@ -90,6 +91,10 @@ static void take_bundle(struct ctl_session *c, int64_t revision, json_t *bundle_
 		b = NULL;
 	}
 	diag_release(&d);
+	/* The bundle's own text, maybe cut inside a character: the ACK that
+	 * carries it must be UTF-8 (json_pack refuses it, and the agent
+	 * aborted). */
+	utf8_cut(error);
 	if (!b) {
 		log_error("%s; keeping the one in force", error);
 		c->peer->bundles.rejected(c->core, BUNDLE_FROM_CONTROLLER, revision, error);

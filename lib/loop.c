@@ -219,41 +219,53 @@ static void loop_run_deferred(struct loop *l)
 	}
 }
 
-int loop_run(struct loop *l)
+/* One round: what was deferred, then every source that is ready (waiting
+ * for one when wait and nothing is). 0 or a negative errno. */
+static int loop_round(struct loop *l, bool wait)
 {
 	struct epoll_event evs[64];
+	/* What the last round's handlers (or set-up) deferred. */
+	loop_run_deferred(l);
+	loop_reap(l);
+	if (l->quit)
+		return 0;
+	/* Sends, here or in handlers, may have taken a ZeroMQ edge. */
+	bool ready = l->deferred || loop_zmq_waiting(l);
+	int n = epoll_wait(l->epfd, evs, (int)BH_ARRAY_SIZE(evs), wait && !ready ? -1 : 0);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n && !l->quit; i++) {
+		struct loop_source *s = evs[i].data.ptr;
+		if (s->dead || s->kind == SOURCE_ZMQ) /* ZeroMQ: asked below, every round */
+			continue;
+		if (s->kind == SOURCE_TIMER) {
+			/* Consume its expirations first. */
+			uint64_t ticks;
+			if (read(s->fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+				log_warn("timer: %m");
+		}
+		s->fn(s->data, evs[i].events);
+	}
+	loop_run_zmq(l);
+	loop_reap(l);
+	return 0;
+}
+
+int loop_run(struct loop *l)
+{
 	l->quit = false;
 	while (!l->quit) {
-		/* What the last round's handlers (or set-up) deferred. */
-		loop_run_deferred(l);
-		loop_reap(l);
-		if (l->quit)
-			break;
-		/* Sends, here or in handlers, may have taken a ZeroMQ edge. */
-		bool ready = l->deferred || loop_zmq_waiting(l);
-		int n = epoll_wait(l->epfd, evs, (int)BH_ARRAY_SIZE(evs), ready ? 0 : -1);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < n && !l->quit; i++) {
-			struct loop_source *s = evs[i].data.ptr;
-			if (s->dead || s->kind == SOURCE_ZMQ) /* ZeroMQ: asked below, every round */
-				continue;
-			if (s->kind == SOURCE_TIMER) {
-				/* Consume its expirations first. */
-				uint64_t ticks;
-				if (read(s->fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-					log_warn("timer: %m");
-			}
-			s->fn(s->data, evs[i].events);
-		}
-		loop_run_zmq(l);
-		loop_reap(l);
+		int r = loop_round(l, true);
+		if (r < 0)
+			return r;
 	}
 	l->quit = false; /* it may run again (the unit tests run it in phases) */
 	return l->code;
+}
+
+int loop_run_once(struct loop *l)
+{
+	return loop_round(l, false);
 }
 
 void loop_quit(struct loop *l, int code)

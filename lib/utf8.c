@@ -62,3 +62,30 @@ char *utf8_escape(const char *s)
 	*o = '\0';
 	return out;
 }
+
+void utf8_cut(char *s)
+{
+	size_t len = strlen(s), lead = len;
+	/* A character is at most 4 bytes: its lead and 3 continuation bytes. */
+	while (lead > 0 && len - lead < 3 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80)
+		lead--;
+	unsigned char c = lead ? (unsigned char)s[lead - 1] : 0;
+	if (c < 0xc2 || c > 0xf4) /* not a lead byte */
+		return;
+	size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+	if (len - (lead - 1) < want)
+		s[lead - 1] = '\0';
+}
+
+char *utf8_text(const char *s)
+{
+	char *t = strdup(s);
+	if (!t)
+		return NULL;
+	utf8_cut(t);
+	if (utf8_valid(t))
+		return t;
+	char *escaped = utf8_escape(t);
+	free(t);
+	return escaped;
+}

@@ -51,4 +51,8 @@ void loop_cancel_deferred(struct loop *l, void *data);
 /* Runs until loop_quit(); returns its code, or a negative errno when
  * waiting failed. It may be run again afterwards. */
 int loop_run(struct loop *l);
+/* One round without waiting: what was deferred, then every source that is
+ * ready now (ZeroMQ sockets with input included). For a fuzzer that feeds
+ * the agent a message at a time. 0 or a negative errno. */
+int loop_run_once(struct loop *l);
 void loop_quit(struct loop *l, int code);

@@ -14,3 +14,13 @@ bool utf8_valid(const char *s);
  * well-formed sequence reads \xNN. malloc()ed (caller frees); NULL when
  * out of memory. */
 char *utf8_escape(const char *s);
+
+/* Cuts s back to where its last character begins when that character is
+ * incomplete, as in a string snprintf() cut short; anything else is left
+ * as it is. */
+void utf8_cut(char *s);
+
+/* A copy of s that JSON can carry, for a message that may hold text cut
+ * short or from outside: utf8_cut(), then utf8_escape() when anything is
+ * still not UTF-8. malloc()ed; NULL when out of memory. */
+char *utf8_text(const char *s);

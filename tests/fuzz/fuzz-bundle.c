@@ -1,5 +1,7 @@
 /* Fuzz target: bundles as an agent receives them. Decoding never crashes;
- * a decoded bundle re-encodes to text that decodes to the same hash. */
+ * a decoded bundle re-encodes to text that decodes to the same hash. A
+ * bundle that fails only its hash check is given the hash of its content
+ * and decoded again, so that a changed bundle reaches the checks after it. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct diag d;
 	diag_init(&d, "fuzz");
 	struct bundle *b = bundle_decode((const char *)data, size, &d);
+	static const char said[] = "hash mismatch: content hashes to ";
+	if (!b && d.n == 1 && strcmp(d.v[0].path, "/hash") == 0 && strncmp(d.v[0].message, said, strlen(said)) == 0) {
+		json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+		if (!root || json_object_set_new(root, "hash", json_string(d.v[0].message + strlen(said))) < 0)
+			abort();
+		diag_release(&d);
+		diag_init(&d, "fuzz");
+		b = bundle_from_json(root, &d);
+		json_decref(root);
+		if (!b)
+			abort(); /* its hash was all that was wrong */
+	}
 	if (!b) {
 		if (d.n == 0)
 			abort();

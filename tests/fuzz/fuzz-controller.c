@@ -17,7 +17,8 @@
  *   S USER TYPE BODY   a message on session S ('0'-'3': connections that
  *                      read what the controller sends; '4'-'8': routing ids
  *                      nobody holds; '9': one longer than ROUTER allows)
- *                      whose key belongs to USER ("-": no User-Id)
+ *                      whose key belongs to USER (a node name; "-": no
+ *                      User-Id)
  *   !tick MS           the clock moves on MS ms; the tick runs
  *   !policy K          policy K (1-3) is applied
  *   !labels NODE TEXT  the allow-list's NODE.labels is now TEXT (none
@@ -27,6 +28,8 @@
  *   !rehello S         session S says its last HELLO again, holding what
  *                      it was sent last
  *   !status            bulkhead status
+ *   !frames S F|F|...  session S's socket sends these frames (split at
+ *                      '|'), read by the controller's loop (one round)
  *
  * What the controller sends must decode as the agent decodes it; every
  * BUNDLE must verify and be for the node the session said HELLO as; every
@@ -44,6 +47,7 @@
 
 #include "bulkhead/admin.h"
 #include "bulkhead/bundle.h"
+#include "bulkhead/inventory.h"
 #include "bulkhead/log.h"
 #include "bulkhead/proto.h"
 #include "bulkhead/loop.h"
@@ -426,14 +430,26 @@ static const char *rid_of(char s, size_t *len)
 	return longer;
 }
 
-/* A HELLO the controller did not refuse names the session's node (the
- * handler answers only a refusal at once; bundles go at the next push). */
-static void hello_taken(struct session *s, json_t *hello)
+/* A HELLO the controller reads names the session's node from then on:
+ * what it sends at once (the node's bundle) already goes there. The
+ * node it named before; hello_end() puts it back when the HELLO was
+ * refused. */
+static char *hello_begin(struct session *s, json_t *hello)
 {
-	if (s->refused || !json_is_string(json_object_get(hello, "node")))
+	char *before = s->node;
+	const char *node = json_string_value(json_object_get(hello, "node"));
+	s->node = node ? xstrdup(node) : NULL;
+	return before;
+}
+
+static void hello_end(struct session *s, json_t *hello, char *before)
+{
+	if (s->refused || !json_is_string(json_object_get(hello, "node"))) {
+		free(s->node);
+		s->node = before;
 		return;
-	free(s->node);
-	s->node = xstrdup(json_string_value(json_object_get(hello, "node")));
+	}
+	free(before);
 	json_decref(s->hello);
 	s->hello = json_incref(hello);
 }
@@ -447,20 +463,33 @@ static void message(struct world *w, const char *p, const char *end)
 	size_t rid_len;
 	const char *rid = rid_of(sess[0], &rid_len);
 	char *uid = ulen == 1 && user[0] == '-' ? NULL : strndup(user, ulen);
+	/* A User-Id is what the ZAP handler answered: a node name of the
+	 * allow-list, checked when it was read. */
+	if (uid && !inventory_node_name_valid(uid)) {
+		free(uid);
+		return;
+	}
 	struct session *s = sess[0] >= '0' && sess[0] < '0' + SESSIONS ? &w->s[sess[0] - '0'] : NULL;
 	json_t *hello = NULL;
 	if (s) {
 		free(s->user);
 		s->user = uid ? xstrdup(uid) : NULL;
 		s->refused = false;
-		if (tlen == 5 && memcmp(type, "HELLO", 5) == 0)
-			hello = json_loadb(p, (size_t)(end - p), 0, NULL);
+		/* A HELLO the controller reads (a malformed one is dropped unanswered). */
+		struct proto_msg m;
+		char err[256];
+		if (tlen == 5 && memcmp(type, "HELLO", 5) == 0 &&
+		    proto_decode(type, tlen, p, (size_t)(end - p), &m, err, sizeof(err)) == 0) {
+			hello = json_incref(m.body);
+			proto_msg_release(&m);
+		}
 	}
+	char *before = s && hello ? hello_begin(s, hello) : NULL;
 	sessions_handle(w->sessions, rid, rid_len, uid, type, tlen, p, (size_t)(end - p));
 	free(uid);
 	drain(w);
 	if (s && hello)
-		hello_taken(s, hello);
+		hello_end(s, hello, before);
 	json_decref(hello);
 	turn(w);
 }
@@ -474,12 +503,56 @@ static void send_as(struct world *w, struct session *s, enum proto_type t, json_
 		abort();
 	const char *type = proto_type_name(t);
 	s->refused = false;
+	char *before = t == PROTO_HELLO ? hello_begin(s, body) : NULL;
 	sessions_handle(w->sessions, s->rid, strlen(s->rid), s->user, type, strlen(type), text, len);
 	free(text);
 	drain(w);
 	if (t == PROTO_HELLO)
-		hello_taken(s, body);
+		hello_end(s, body, before);
 	json_decref(body);
+	turn(w);
+}
+
+#define FRAMES_MAX 10
+
+/* Frames as a peer's DEALER sends them, read by the controller's own
+ * receive (on_router, zmsg_recv: any number of frames, empty ones) in a
+ * round of its loop; the timers and deferred work that are due run too.
+ * Inproc carries no User-Id: with CURVE semantics a HELLO this way is
+ * refused. */
+static void frames(struct world *w, struct session *s, const char *p, const char *end)
+{
+	const char *f[FRAMES_MAX], *fend[FRAMES_MAX];
+	int n = 0;
+	for (const char *q = p; n < FRAMES_MAX; n++) {
+		const char *bar = memchr(q, '|', (size_t)(end - q));
+		f[n] = q;
+		fend[n] = bar ? bar : end;
+		if (!bar) {
+			n++;
+			break;
+		}
+		q = bar + 1;
+	}
+	json_t *hello = NULL;
+	struct proto_msg m;
+	char err[256];
+	if (n == 2 && fend[0] - f[0] == 5 && memcmp(f[0], "HELLO", 5) == 0 &&
+	    proto_decode(f[0], 5, f[1], (size_t)(fend[1] - f[1]), &m, err, sizeof(err)) == 0) {
+		hello = json_incref(m.body);
+		proto_msg_release(&m);
+	}
+	for (int i = 0; i < n; i++)
+		if (zmq_send(s->sock, f[i], (size_t)(fend[i] - f[i]), i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+			abort();
+	s->refused = false;
+	char *before = hello ? hello_begin(s, hello) : NULL;
+	if (loop_run_once(w->loop) < 0)
+		abort();
+	drain(w);
+	if (hello)
+		hello_end(s, hello, before);
+	json_decref(hello);
 	turn(w);
 }
 
@@ -525,6 +598,8 @@ static void step(struct world *w, const char *p, const char *end)
 		json_object_set_new(body, "revision", s->hash[0] ? json_integer(s->revision) : json_null());
 		json_object_set_new(body, "hash", s->hash[0] ? json_string(s->hash) : json_null());
 		send_as(w, s, PROTO_HELLO, body);
+	} else if (len == 7 && memcmp(op, "!frames", 7) == 0 && s) {
+		frames(w, s, p, end);
 	} else if (len == 7 && memcmp(op, "!status", 7) == 0) {
 		json_t *nodes = sessions_status_nodes(w->sessions), *counters = sessions_counters(w->sessions);
 		if (!json_is_array(nodes) || !json_is_object(counters))

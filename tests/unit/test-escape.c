@@ -1,7 +1,12 @@
 /* Escaping peer text (escape.h): what a terminal or a log line would act on
  * is written out, everything else passes unchanged, and a cut never splits
- * an escape. */
+ * an escape; a string cut inside a character is cut back to a whole one. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bulkhead/common.h"
 #include "bulkhead/escape.h"
+#include "bulkhead/utf8.h"
 #include "test.h"
 
 TEST(escape_printable_ascii_unchanged)
@@ -59,6 +64,36 @@ TEST(escape_dup_is_whole)
 	e = escape_dup("\xc2\x9b");
 	CHECK_STR(e, "\\u009b");
 	free(e);
+}
+
+/* A message snprintf cut inside a character goes into JSON whole (the
+ * agent's ACK and status.json, where json_pack refuses a broken string). */
+TEST(utf8_cut_drops_an_incomplete_last_character)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"abc", "abc"},		  {"", ""},
+		{"ab\xc3", "ab"},	  {"ab\xc3\xa9", "ab\xc3\xa9"},
+		{"x\xe2\x82", "x"},	  {"x\xe2\x82\xac", "x\xe2\x82\xac"},
+		{"\xf0\x9f\x98", ""},	  {"y\xf0\x9f\x98\x80", "y\xf0\x9f\x98\x80"},
+		{"bad\xff", "bad\xff"},	  /* not a cut: left for escaping */
+		{"\x80\x80\x80\x80", "\x80\x80\x80\x80"},
+	};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(cases); i++) {
+		char buf[32];
+		snprintf(buf, sizeof(buf), "%s", cases[i].in);
+		utf8_cut(buf);
+		CHECK_STR(buf, cases[i].out);
+	}
+	/* What is left of a long message cut inside an é. */
+	const char *long_msg = "bundle rejected: /\xc3\xa9\xc3\xa9\xc3\xa9";
+	char msg[22];
+	memcpy(msg, long_msg, sizeof(msg) - 1); /* as snprintf cuts it */
+	msg[sizeof(msg) - 1] = '\0';
+	CHECK(!utf8_valid(msg));
+	utf8_cut(msg);
+	CHECK_STR(msg, "bundle rejected: /\xc3\xa9");
 }
 
 int main(void)

@@ -38,6 +38,7 @@ static struct {
 	int stream_fd;	    /* the open events stream, -1: none */
 	bool cut;	    /* close the stream */
 	char last_events_query[1024];
+	const char *list_error; /* the list answers 500 with this body */
 	unsigned pings, lists, inspects, streams;
 } eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .stream_fd = -1};
 
@@ -110,6 +111,9 @@ static void *serve_one(void *arg)
 			eng.stream_fd = fd;
 			pthread_mutex_unlock(&eng.lock);
 			return NULL; /* the test's thread writes and closes it */
+		} else if (strcmp(path, "/v1.41/containers/json") == 0 && eng.list_error) {
+			eng.lists++;
+			reply(fd, 500, eng.list_error);
 		} else if (strcmp(path, "/v1.41/containers/json") == 0) {
 			eng.lists++;
 			char body[8192] = "[", one[1024];
@@ -465,6 +469,43 @@ TEST(an_engine_followed_from_its_list_through_its_events)
 	CHECK(has("cancel hooked"));
 
 	s2->ops->free(s2);
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* The engine's error message is cut to fit, and may be cut inside a
+ * character: status still shows the source and its error, whole
+ * characters only (json_pack refused it: the engine left status.json). */
+TEST(an_engine_error_cut_inside_a_character_is_shown)
+{
+	char body[1024] = "{\"message\":\"";
+	for (int i = 0; i < 200; i++)
+		strcat(body, "\u00e9"); /* 2 bytes each: past any buffer of 256 */
+	strcat(body, "\"}");
+	eng.list_error = body;
+	engine_listen(); /* the test before unlinked its socket */
+	loop = loop_new();
+	unsigned lists = eng.lists;
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	json_t *st = NULL;
+	for (int i = 0; i < 100 && eng.lists == lists; i++)
+		settle(50);
+	for (int i = 0; i < 100; i++) {
+		json_decref(st);
+		st = s->ops->status(s);
+		if (json_string_value(json_object_get(st, "error")))
+			break;
+		settle(50);
+	}
+	const char *err = json_string_value(json_object_get(st, "error"));
+	CHECK(st != NULL);
+	CHECK(err && strstr(err, "listing containers: \u00e9\u00e9"));
+	json_decref(st);
+	eng.list_error = NULL;
 	s->ops->free(s);
 	loop_free(loop);
 	unlink(eng.path);
