@@ -651,6 +651,10 @@ enum engine_verdict engine_endpoint_of(const struct engine_container *c, enum en
 		     sel->value ? sel->value : "");
 		return ENGINE_NOT_SELECTED;
 	}
+	if (!c->name) {
+		fail(why, whylen, "its name is not known yet");
+		return ENGINE_BAD_NAME;
+	}
 	if (!inventory_endpoint_name_valid(c->name)) {
 		fail(why, whylen, "its name is not an endpoint name: " INVENTORY_ENDPOINT_NAME_RULE);
 		return ENGINE_BAD_NAME;

@@ -873,7 +873,9 @@ static void namespace_born(struct source_engine *e, const char *path)
 		selected += engine_select_matches(&e->select, &c->ev_labels);
 		only = c;
 	}
-	if (candidates == 1 && selected == 1) {
+	/* One whose create event was not seen (made before the agent came)
+	 * has no name or labels yet: its start event tells them. */
+	if (candidates == 1 && selected == 1 && only->name) {
 		set_str(&only->early_netns, path);
 		only->watched_start = true;
 		e->n_early++;
@@ -923,6 +925,13 @@ static void on_mounts(void *data, uint32_t events)
 	free(e->mounts);
 	e->mounts = m.v;
 	e->n_mounts = m.n;
+}
+
+void source_engine_namespace_seen(struct source *s, const char *path)
+{
+	struct source_engine *e = engine_of(s);
+	if (!mount_known(e, path))
+		namespace_born(e, path);
 }
 
 static void mounts_start(struct source_engine *e)

@@ -105,3 +105,8 @@ struct engine_hook_waiter {
 };
 void source_engine_hook(struct source *s, struct engine_hook_waiter *w);
 void source_engine_hook_cancel(struct source *s, struct engine_hook_waiter *w);
+
+/* For tests: what the mount table's watch does when it shows a namespace
+ * at path that it did not show before (Docker's, made before its
+ * container starts). */
+void source_engine_namespace_seen(struct source *s, const char *path);

@@ -219,6 +219,7 @@ static void stream_cut(void)
 #define ID_NEW	"aaaa000000000000000000000000000000000000000000000000000000000003"
 #define ID_HOOK "aaaa000000000000000000000000000000000000000000000000000000000004"
 #define ID_SKIP "aaaa000000000000000000000000000000000000000000000000000000000005"
+#define ID_LATE "aaaa000000000000000000000000000000000000000000000000000000000006"
 
 /* ---- the fake core ---- */
 
@@ -465,6 +466,47 @@ TEST(an_engine_followed_from_its_list_through_its_events)
 	CHECK(has("cancel hooked"));
 
 	s2->ops->free(s2);
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* Created before the agent came (no create event; not in the list, which
+ * has the running ones only), started after: Docker says `network
+ * connect`, mounts its namespace, then says `start`. The namespace is
+ * known before the container's name and labels are: quarantined whole
+ * until they are, not reported under no name (that crashed the agent). */
+TEST(a_namespace_born_for_a_container_whose_create_was_not_seen)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_LATE, "late1", false, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	CHECK(until("set_all"));
+	event("{\"Type\":\"network\",\"Action\":\"connect\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{"
+	      "\"container\":\"%s\",\"name\":\"net1\",\"type\":\"bridge\"}},\"timeNano\":2000000000000}",
+	      "bbbb000000000000000000000000000000000000000000000000000000000001", ID_LATE);
+	settle(100);
+	source_engine_namespace_seen(s, "/run/docker/netns/aaaa00000000");
+	CHECK(has("quarantine /run/docker/netns/aaaa00000000"));
+	CHECK(!has("update"));
+	/* Its start event names it: reported, quarantined until its table. */
+	ctr(ID_LATE)->running = true;
+	event(
+	    "{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{\"name\":"
+	    "\"late1\"}},\"timeNano\":2000000000001}",
+	    ID_LATE);
+	CHECK(until("update late1 /run/docker/netns/aaaa00000000 q=1 app=web"));
 	s->ops->free(s);
 	loop_free(loop);
 	unlink(eng.path);
