@@ -59,6 +59,7 @@ struct ctr {
 	struct engine_container info;	  /* the last inspect (info.id NULL: none) */
 	bool watched_start;		  /* its start was seen: quarantine until its table */
 	char *early_netns;		  /* its namespace before its start (mount, hook) */
+	bool isolated; /* seen starting under a name no endpoint may have: quarantined */
 	char *reported;			  /* the endpoint name it is reported under */
 	char *notes;			  /* what was last logged of its labels */
 	enum engine_verdict last_verdict; /* what was last logged */
@@ -278,6 +279,24 @@ static void publish(struct source_engine *e, struct ctr *c)
 				 why);
 		c->last_verdict = v;
 		unreport(e, c);
+		/* Any other new container would hold the quarantine table until
+		 * its own came: one whose name cannot be an endpoint's never gets
+		 * its own, so it keeps that one (fail closed), not none. */
+		if (v == ENGINE_BAD_NAME && view.name && c->watched_start && !c->isolated) {
+			char proc[64];
+			const char *netns = view.sandbox_key;
+			if (!netns && view.pid > 0) {
+				snprintf(proc, sizeof(proc), "/proc/%ld/ns/net", view.pid);
+				netns = proc;
+			}
+			if (netns) {
+				log_warn("engine %s: container %s (%.12s) started under a name no endpoint may "
+					 "have: its namespace %s keeps the quarantine table",
+					 kind(e), ESCAPED(view.name), c->id, ESCAPED(netns));
+				c->isolated = true;
+				source_quarantine(&e->src, netns);
+			}
+		}
 		return;
 	}
 	c->last_verdict = v;
@@ -609,6 +628,7 @@ static void on_event(struct source_engine *e, const struct engine_event *ev)
 			return;
 		c->state = CTR_EXITED;
 		c->info.running = false;
+		c->isolated = false; /* its namespace goes with it */
 		if (c->inspect) /* its answer may be from before */
 			c->inspect_again = true;
 		free(c->early_netns);
@@ -887,7 +907,11 @@ static void namespace_born(struct source_engine *e, const char *path)
 	 * quarantined, unless that could hit a container not selected. */
 	if (!e->select.key || (candidates && selected == candidates)) {
 		e->n_anonymous++;
-		if (candidates)
+		if (candidates == 1)
+			log_info("engine %s: namespace %s made for container %.12s, whose create event was "
+				 "not seen: quarantined until its start event names it",
+				 kind(e), path, only->id);
+		else if (candidates)
 			log_info("engine %s: namespace %s made for one of %u containers starting at once: "
 				 "quarantined until its container is known",
 				 kind(e), path, candidates);

@@ -24,7 +24,7 @@
 /* ---- the fake engine ---- */
 
 struct fake_ctr {
-	char id[65], name[64], netns[128], labels[256], mode[80];
+	char id[65], name[256], netns[128], labels[256], mode[80];
 	bool running;
 };
 
@@ -220,6 +220,7 @@ static void stream_cut(void)
 #define ID_HOOK "aaaa000000000000000000000000000000000000000000000000000000000004"
 #define ID_SKIP "aaaa000000000000000000000000000000000000000000000000000000000005"
 #define ID_LATE "aaaa000000000000000000000000000000000000000000000000000000000006"
+#define ID_LONG "cccc000000000000000000000000000000000000000000000000000000000007"
 
 /* ---- the fake core ---- */
 
@@ -507,6 +508,50 @@ TEST(a_namespace_born_for_a_container_whose_create_was_not_seen)
 	    "\"late1\"}},\"timeNano\":2000000000001}",
 	    ID_LATE);
 	CHECK(until("update late1 /run/docker/netns/aaaa00000000 q=1 app=web"));
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* A container started under a name that cannot be an endpoint's (64
+ * characters: Docker takes it) must not run without rules: its namespace
+ * gets the quarantine table, as any new container's does until its own
+ * comes (it was left without any table: a way around every policy). */
+TEST(a_container_started_under_a_name_no_endpoint_may_have_is_isolated)
+{
+	static const char long_name[] = "x123456789012345678901234567890123456789012345678901234567890123";
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	CHECK(until("set_all"));
+	ctr_add(ID_LONG, long_name, true, "net1", "\"app\":\"web\"");
+	event(
+	    "{\"Type\":\"container\",\"Action\":\"create\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{\"name\":"
+	    "\"%s\",\"app\":\"web\"}},\"timeNano\":3000000000000}",
+	    ID_LONG, long_name);
+	event(
+	    "{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{\"name\":"
+	    "\"%s\"}},\"timeNano\":3000000000001}",
+	    ID_LONG, long_name);
+	CHECK(until("quarantine /run/docker/netns/cccc00000000"));
+	CHECK(!has("update"));
+	/* Said once, not at every inspect. */
+	journal[0] = '\0';
+	event("{\"Type\":\"network\",\"Action\":\"connect\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{"
+	      "\"container\":\"%s\",\"name\":\"net2\",\"type\":\"bridge\"}},\"timeNano\":3000000000002}",
+	      "bbbb000000000000000000000000000000000000000000000000000000000002", ID_LONG);
+	settle(200);
+	CHECK(!has("quarantine"));
 	s->ops->free(s);
 	loop_free(loop);
 	unlink(eng.path);
