@@ -99,6 +99,7 @@ struct source_engine {
 	unsigned sync_pending;
 	bool synced; /* one full list reported */
 	bool sync_failed;
+	bool sync_again; /* an event was lost while a list ran: another after it */
 
 	struct ctr *ctrs;
 	size_t n_ctrs;
@@ -487,6 +488,10 @@ static void sync_step(struct source_engine *e)
 		engine_endpoint_release(&eps[i]);
 	free(eps);
 	free(v);
+	if (e->sync_again) {
+		e->sync_again = false;
+		sync_start(e);
+	}
 }
 
 static void list_done(void *arg, long status, const char *body, size_t len, const char *error)
@@ -525,6 +530,12 @@ static void list_done(void *arg, long status, const char *body, size_t len, cons
 		struct ctr *c = ctr_get(e, v[i].id);
 		if (!c)
 			continue;
+		/* Running now, not before, after the first list: it started
+		 * while the agent could not see (an event lost, the stream
+		 * down), in a namespace with no table: it waits for its own
+		 * under quarantine, as one seen starting does. */
+		if (e->synced && c->state != CTR_RUNNING)
+			c->watched_start = true;
 		set_str(&c->name, v[i].name);
 		c->state = CTR_RUNNING;
 		c->in_sync = true;
@@ -657,6 +668,18 @@ static void on_event(struct source_engine *e, const struct engine_event *ev)
 	}
 }
 
+/* An event could not be read: it may have been a container's start, so
+ * the list says what changed, now rather than at the next reconcile. */
+static void event_lost(struct source_engine *e)
+{
+	if (e->conn != CONN_UP)
+		return; /* the list comes when the stream is open */
+	if (e->syncing)
+		e->sync_again = true;
+	else
+		sync_start(e);
+}
+
 static void on_line(void *arg, const char *line, size_t len)
 {
 	struct source_engine *e = arg;
@@ -666,6 +689,7 @@ static void on_line(void *arg, const char *line, size_t len)
 	if (r < 0) {
 		e->n_malformed++;
 		log_warn("engine %s: event refused: %s", kind(e), ESCAPED(err));
+		event_lost(e);
 		return;
 	}
 	if (r == 0) {
@@ -703,8 +727,15 @@ static void events_header(void *arg, const char *line, size_t len)
 static void events_data(void *arg, const char *data, size_t len)
 {
 	struct source_engine *e = arg;
-	if (e->events_status == 200)
-		engine_lines_feed(&e->lines, data, len, on_line, e);
+	if (e->events_status != 200)
+		return;
+	unsigned long long overlong = e->lines.overlong;
+	engine_lines_feed(&e->lines, data, len, on_line, e);
+	if (e->lines.overlong != overlong) {
+		e->n_malformed++;
+		log_warn("engine %s: an event longer than %zu bytes skipped", kind(e), e->lines.max);
+		event_lost(e);
+	}
 }
 
 static void events_done(void *arg, long status, const char *body, size_t len, const char *error)
@@ -776,6 +807,7 @@ static void retry_later(struct source_engine *e)
 		e->list = NULL;
 	}
 	e->syncing = false;
+	e->sync_again = false; /* the list after the reconnect covers it */
 	e->retry_ms = e->retry_ms ? e->retry_ms * 2 : RETRY_MIN_MS;
 	if (e->retry_ms > RETRY_MAX_MS)
 		e->retry_ms = RETRY_MAX_MS;

@@ -221,6 +221,7 @@ static void stream_cut(void)
 #define ID_SKIP "aaaa000000000000000000000000000000000000000000000000000000000005"
 #define ID_LATE "aaaa000000000000000000000000000000000000000000000000000000000006"
 #define ID_LONG "cccc000000000000000000000000000000000000000000000000000000000007"
+#define ID_BLIND "dddd000000000000000000000000000000000000000000000000000000000008"
 
 /* ---- the fake core ---- */
 
@@ -402,7 +403,8 @@ TEST(an_engine_followed_from_its_list_through_its_events)
 	CHECK(until("remove web1"));
 	CHECK(until("set_all"));
 	CHECK(has("set_all\n"));
-	CHECK(eng.pings == 2 && eng.streams == 2 && eng.lists == 2);
+	/* (Three lists: the malformed event asked for one.) */
+	CHECK(eng.pings == 2 && eng.streams == 2 && eng.lists == 3);
 	CHECK(strstr(eng.last_events_query, "since=999.000000003") != NULL);
 	/* The events before the cut that come again are skipped. */
 	journal[0] = '\0';
@@ -552,6 +554,43 @@ TEST(a_container_started_under_a_name_no_endpoint_may_have_is_isolated)
 	      "bbbb000000000000000000000000000000000000000000000000000000000002", ID_LONG);
 	settle(200);
 	CHECK(!has("quarantine"));
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* An event the agent cannot read (malformed, or longer than it keeps: a
+ * container's labels are the engine's to size) may have been the start of
+ * a container: the list is asked for at once, not at the next reconcile,
+ * and a container found running that was not running before started
+ * while the agent could not see it: quarantined until its table comes,
+ * like one seen starting (it was reported bare, and ran without rules
+ * until the controller compiled its name). */
+TEST(a_container_started_unseen_is_listed_at_once_and_quarantined)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	eng.lists = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	CHECK(until("set_all"));
+	CHECK(has("update web1 /run/docker/netns/aaaa00000000 q=0"));
+	journal[0] = '\0';
+	ctr_add(ID_BLIND, "blind1", true, "net1", "\"app\":\"db\"");
+	event("{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"NOT HEX\"}}");
+	CHECK(until("update blind1"));
+	CHECK(has("update blind1 /run/docker/netns/dddd00000000 q=1 app=db"));
+	CHECK(!has("update web1 /run/docker/netns/aaaa00000000 q=1")); /* running before: as it was */
 	s->ops->free(s);
 	loop_free(loop);
 	unlink(eng.path);
