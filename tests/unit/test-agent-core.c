@@ -152,6 +152,7 @@ static struct fake_dp {
 	struct nft_batch *nb;
 	const char *fail_delta, *fail_apply; /* endpoint names */
 	const char *overwritten;	     /* rewritten by someone as fast as it goes in */
+	const char *raced; /* rewritten by someone as it goes in, then put back by the dataplane */
 	bool last_once;			     /* what the last apply was asked */
 	bool fail_ct;			     /* conntrack dumps fail */
 } fake;
@@ -300,6 +301,10 @@ static int fake_apply(struct dataplane_ep *ep, const struct dataplane_apply *req
 		res->tampered = 1;
 		res->unsettled = true;
 		note("overwritten");
+	}
+	if (fake.raced && strcmp(fake.raced, e->name) == 0) {
+		res->tampered = 1; /* read back, replaced again: settled, ours */
+		note("raced");
 	}
 	e->quiet = false;
 	res->committed = true;
@@ -1375,6 +1380,27 @@ TEST(a_table_put_back_after_tampering_judges_every_connection)
 	tamper("ep1");
 	CHECK(at("apply ep1 full") >= 0);
 	CHECK(at("ct delete ep1 9") > at("apply ep1 full"));
+	world_free(&w);
+}
+
+/* Someone committed in the namespace while an update that only loosens
+ * went in (the dataplane read it back and put its table in again): under
+ * their table anything could connect, so every connection is judged,
+ * not skipped as a loosening would be. */
+TEST(a_table_someone_raced_as_it_went_in_judges_every_connection)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	ct_add("/run/netns/ep1", 9, "198.51.100.7", 40000, "198.18.0.10", 22);
+	fake.raced = "ep1";
+	journal_reset();
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ep1"), 2); /* only loosens */
+	fake.raced = NULL;
+	CHECK(at("raced") > at("apply ep1"));
+	CHECK(at("ct delete ep1 9") > at("raced"));
 	world_free(&w);
 }
 
