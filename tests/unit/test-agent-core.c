@@ -1195,6 +1195,42 @@ TEST(a_name_two_sources_report_is_refused_and_shown)
 	world_free(&w);
 }
 
+/* A container seen starting under a name another source's endpoint has
+ * (an inventory's, another engine's): refused, and not left without any
+ * table meanwhile: its namespace gets the quarantine table, as any new
+ * container's does (whoever may start containers could otherwise run
+ * one unprotected by naming it after an endpoint). Once. */
+TEST(a_container_seen_starting_under_a_name_already_taken_is_quarantined)
+{
+	struct world w;
+	struct source second = {.ops = &src2_ops};
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	ns_make("/run/netns/impostor");
+	w.a = agent_new(&w.o, w.loop, &fake.dp);
+	agent_set_session(w.a, &fs->s);
+	agent_add_source(w.a, &fake_src);
+	agent_add_source(w.a, &second);
+	(void)agent_start(w.a, false);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	journal_reset();
+	struct source_endpoint se = {.name = "ep1", .netns = "/run/netns/impostor", .quarantine = true};
+	source_update(&second, &se);
+	CHECK(at("apply (new namespace) full") >= 0);
+	CHECK(ns_at("/run/netns/impostor")->has_table && ns_at("/run/netns/impostor")->tag.serial == 0);
+	journal_reset();
+	source_update(&second, &se); /* reported again: said and done already */
+	CHECK(count("apply") == 0);
+	/* One found running (not seen starting) is refused and left alone. */
+	ns_make("/run/netns/old");
+	struct source_endpoint old = {.name = "ep1", .netns = "/run/netns/old"};
+	source_set_all(&second, NULL, 0);
+	journal_reset();
+	source_update(&second, &old);
+	CHECK(count("apply") == 0 && !ns_at("/run/netns/old")->has_table);
+	world_free(&w);
+}
+
 TEST(stop_does_the_shutdown_work_and_free_only_frees)
 {
 	struct world w;
