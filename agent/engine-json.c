@@ -240,6 +240,7 @@ static int inspect_take(json_t *root, struct engine_container *c, char *err, siz
 int engine_inspect_parse(const char *text, size_t len, struct engine_container *out, char *err, size_t errlen)
 {
 	struct engine_container c = {0};
+	memset(out, 0, sizeof(*out)); /* released safely whatever the answer */
 	json_t *root = load(text, len, ENGINE_INSPECT_MAX, "inspect", err, errlen);
 	if (!root)
 		return -EINVAL;

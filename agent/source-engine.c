@@ -386,11 +386,13 @@ static void inspect_done(void *arg, long status, const char *body, size_t len, c
 		inspect_next(e);
 		return;
 	}
-	struct engine_container info;
-	char err[256];
-	if (engine_inspect_parse(body, len, &info, err, sizeof(err)) < 0 || strcmp(info.id, c->id) != 0) {
-		if (info.id)
-			engine_container_release(&info);
+	struct engine_container info = {0};
+	char err[256] = "";
+	int parsed = engine_inspect_parse(body, len, &info, err, sizeof(err));
+	if (parsed == 0 && strcmp(info.id, c->id) != 0)
+		snprintf(err, sizeof(err), "it is container %.12s's", info.id);
+	if (parsed < 0 || strcmp(info.id, c->id) != 0) {
+		engine_container_release(&info);
 		e->n_malformed++;
 		log_warn("engine %s: inspect of container %.12s refused: %s", kind(e), c->id, ESCAPED(err));
 		sync_done_one(e, c);

@@ -26,6 +26,7 @@
 struct fake_ctr {
 	char id[65], name[256], netns[128], labels[256], mode[80];
 	bool running;
+	bool bad_inspect; /* its inspect answers 200 with what is not one */
 };
 
 static struct {
@@ -129,7 +130,9 @@ static void *serve_one(void *arg)
 			for (size_t i = 0; i < eng.n; i++) {
 				char want[128];
 				snprintf(want, sizeof(want), "/v1.41/containers/%s/json", eng.ctrs[i].id);
-				if (strcmp(path, want) == 0)
+				if (strcmp(path, want) == 0 && eng.ctrs[i].bad_inspect)
+					snprintf(one, sizeof(one), "{\"Id\":\"%s\",\"Name\":7}", eng.ctrs[i].id);
+				else if (strcmp(path, want) == 0)
 					ctr_json(&eng.ctrs[i], one, sizeof(one), true);
 			}
 			if (one[0])
@@ -222,6 +225,7 @@ static void stream_cut(void)
 #define ID_LATE "aaaa000000000000000000000000000000000000000000000000000000000006"
 #define ID_LONG "cccc000000000000000000000000000000000000000000000000000000000007"
 #define ID_BLIND "dddd000000000000000000000000000000000000000000000000000000000008"
+#define ID_BAD	 "eeee000000000000000000000000000000000000000000000000000000000009"
 
 /* ---- the fake core ---- */
 
@@ -591,6 +595,56 @@ TEST(a_container_started_unseen_is_listed_at_once_and_quarantined)
 	CHECK(until("update blind1"));
 	CHECK(has("update blind1 /run/docker/netns/dddd00000000 q=1 app=db"));
 	CHECK(!has("update web1 /run/docker/netns/aaaa00000000 q=1")); /* running before: as it was */
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* An inspect the engine answers with what is not one is refused and
+ * counted; what the last good one said stays as it was (the refused
+ * answer's record was released uninitialised: on the stack, what the
+ * previous inspect had left there, now the container's own, so its
+ * strings were freed under it). */
+TEST(an_inspect_that_is_not_one_leaves_what_was_known_alone)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	CHECK(until("set_all web1"));
+	for (int round = 0; round < 3; round++) {
+		/* A good inspect, then a bad one from the same place. */
+		journal[0] = '\0';
+		event("{\"Type\":\"network\",\"Action\":\"connect\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{"
+		      "\"container\":\"%s\",\"name\":\"net1\",\"type\":\"bridge\"}},\"timeNano\":%d}",
+		      "bbbb000000000000000000000000000000000000000000000000000000000003", ID_WEB,
+		      4000 + 2 * round);
+		CHECK(until("update web1 /run/docker/netns/aaaa00000000 q=0 app=web"));
+		ctr(ID_WEB)->bad_inspect = true;
+		event("{\"Type\":\"network\",\"Action\":\"connect\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{"
+		      "\"container\":\"%s\",\"name\":\"net2\",\"type\":\"bridge\"}},\"timeNano\":%d}",
+		      "bbbb000000000000000000000000000000000000000000000000000000000004", ID_WEB,
+		      4001 + 2 * round);
+		settle(100);
+		ctr(ID_WEB)->bad_inspect = false;
+	}
+	json_t *st = s->ops->status(s);
+	CHECK(json_integer_value(json_object_get(st, "malformed")) == 3);
+	CHECK(json_integer_value(json_object_get(st, "endpoints")) == 1);
+	json_decref(st);
+	const struct engine_container *known = source_engine_find(s, ID_WEB);
+	CHECK(known && strcmp(known->name, "web1") == 0 && known->sandbox_key &&
+	      strcmp(known->sandbox_key, "/run/docker/netns/aaaa00000000") == 0);
 	s->ops->free(s);
 	loop_free(loop);
 	unlink(eng.path);
