@@ -92,6 +92,7 @@ struct source_engine {
 	int64_t last_event_ns;	 /* the newest event seen */
 	int64_t replay_until_ns; /* events up to this were seen before the reconnect */
 	unsigned retry_ms;
+	int64_t up_ms; /* when the open stream opened (0: none is) */
 	struct loop_source *retry_timer, *reconcile_timer;
 
 	/* The full list in progress: set_all once every inspect is back. */
@@ -721,7 +722,10 @@ static void events_header(void *arg, const char *line, size_t len)
 		log_info("engine %s: following events (API %s)", kind(e), e->api + 1);
 	e->conn = CONN_UP;
 	source_changed(&e->src);
-	e->retry_ms = 0;
+	/* The wait before a reconnect starts over only once a stream has
+	 * stayed open (events_done): one that ends as it opens is a failure
+	 * like any other, and each opening costs a list and its inspects. */
+	e->up_ms = clock_mono_ms();
 	e->last_error[0] = '\0';
 	sync_start(e);
 }
@@ -746,6 +750,9 @@ static void events_done(void *arg, long status, const char *body, size_t len, co
 	e->events = NULL;
 	if (e->stopping)
 		return;
+	if (e->up_ms && clock_mono_ms() - e->up_ms >= RETRY_MAX_MS)
+		e->retry_ms = 0;
+	e->up_ms = 0;
 	char msg[256] = "";
 	if (status && status != 200)
 		engine_error_message(body, len, msg, sizeof(msg));
@@ -1163,13 +1170,14 @@ static json_t *engine_status(struct source *s)
 	for (struct ctr *c = e->ctrs; c; c = c->next)
 		endpoints += c->reported != NULL;
 	static const char *const words[] = {"down", "ping", "connecting", "following"};
-	return json_pack("{s:s,s:s,s:s,s:s?,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "engine", kind(e),
+	return json_pack("{s:s,s:s,s:s,s:s?,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "engine", kind(e),
 			 "socket", e->socket, "state", words[e->conn], "api", e->api[0] ? e->api + 1 : NULL,
 			 "synced", e->synced, "containers", (json_int_t)e->n_ctrs, "endpoints",
 			 (json_int_t)endpoints, "events", (json_int_t)e->n_events, "malformed",
 			 (json_int_t)e->n_malformed, "reconnects", (json_int_t)e->n_reconnects,
 			 "early_namespaces", (json_int_t)e->n_early, "anonymous_quarantines",
-			 (json_int_t)e->n_anonymous, "error", e->last_error[0] ? e->last_error : NULL);
+			 (json_int_t)e->n_anonymous, "retry_ms", (json_int_t)e->retry_ms, "error",
+			 e->last_error[0] ? e->last_error : NULL);
 }
 
 static void engine_free(struct source *s)

@@ -38,6 +38,7 @@ static struct {
 	char pending[8192]; /* events to stream */
 	int stream_fd;	    /* the open events stream, -1: none */
 	bool cut;	    /* close the stream */
+	bool close_streams; /* every events stream ends right after its headers */
 	char last_events_query[1024];
 	unsigned pings, lists, inspects, streams;
 } eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .stream_fd = -1};
@@ -108,6 +109,12 @@ static void *serve_one(void *arg)
 			const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 					   "Transfer-Encoding: chunked\r\n\r\n";
 			send_all(fd, head, strlen(head));
+			if (eng.close_streams) {
+				send_all(fd, "0\r\n\r\n", 5); /* the last chunk: over */
+				pthread_mutex_unlock(&eng.lock);
+				close(fd);
+				return NULL;
+			}
 			eng.stream_fd = fd;
 			pthread_mutex_unlock(&eng.lock);
 			return NULL; /* the test's thread writes and closes it */
@@ -645,6 +652,50 @@ TEST(an_inspect_that_is_not_one_leaves_what_was_known_alone)
 	const struct engine_container *known = source_engine_find(s, ID_WEB);
 	CHECK(known && strcmp(known->name, "web1") == 0 && known->sandbox_key &&
 	      strcmp(known->sandbox_key, "/run/docker/netns/aaaa00000000") == 0);
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+static long long status_int(struct source *s, const char *key)
+{
+	json_t *st = s->ops->status(s);
+	long long v = json_integer_value(json_object_get(st, key));
+	json_decref(st);
+	return v;
+}
+
+/* An engine that opens the event stream and ends it at once, again and
+ * again (an events backend that fails): each reconnect lists and inspects
+ * every container, so the wait between them grows as after any failure;
+ * it is back to the shortest only once a stream has stayed open. (It went
+ * back to 0.2 s at every opening: the agent listed and inspected all the
+ * containers five times a second, for ever.) */
+TEST(a_stream_that_ends_as_it_opens_is_reconnected_to_with_backoff)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	eng.close_streams = true;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	int64_t give_up = clock_mono_ms() + 15000;
+	while (status_int(s, "reconnects") < 4 && clock_mono_ms() < give_up)
+		settle(20);
+	CHECK(status_int(s, "reconnects") >= 4);
+	CHECK(status_int(s, "retry_ms") >= 1600);
+	pthread_mutex_lock(&eng.lock);
+	eng.close_streams = false;
+	pthread_mutex_unlock(&eng.lock);
 	s->ops->free(s);
 	loop_free(loop);
 	unlink(eng.path);
