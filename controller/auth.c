@@ -146,9 +146,8 @@ void auth_reload(struct auth *a, int64_t max_age_ms)
 	a->loaded = true;
 	a->allow = NULL;
 	a->n_allow = 0;
-	for (size_t i = 0; i < a->n_keyless; i++)
-		free(a->keyless[i]);
-	free(a->keyless);
+	char **keyless_was = a->keyless;
+	size_t n_keyless_was = a->n_keyless;
 	a->keyless = NULL;
 	a->n_keyless = 0;
 
@@ -162,7 +161,16 @@ void auth_reload(struct auth *a, int64_t max_age_ms)
 	if (n < 0)
 		fprintf(errs, "agent keys %s: %s; every agent is refused\n", a->dir, strerror(errno));
 	a->allow = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*a->allow));
-	a->keyless = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*a->keyless));
+	a->keyless = xcalloc(n > 0 ? (size_t)n : n_was + n_keyless_was + 1, sizeof(*a->keyless));
+	/* Unreadable as a whole (replaced, its mode changed): nobody may
+	 * connect, and the nodes it named are still known (down), not gone. */
+	for (size_t i = 0; n < 0 && i < n_was; i++)
+		a->keyless[a->n_keyless++] = xstrdup(was[i].node);
+	for (size_t i = 0; n < 0 && i < n_keyless_was; i++)
+		a->keyless[a->n_keyless++] = xstrdup(keyless_was[i]);
+	for (size_t i = 0; i < n_keyless_was; i++)
+		free(keyless_was[i]);
+	free(keyless_was);
 	for (int i = 0; i < n; i++) {
 		const char *fn = names[i]->d_name;
 		size_t len = strlen(fn);

@@ -286,6 +286,21 @@ TEST(a_node_whose_key_file_cannot_be_read_is_known_all_the_same)
 		CHECK(auth_check_labels(a, "bad", none, &d) == -EPERM);
 		json_decref(none);
 		diag_release(&d);
+		/* The directory cannot be read at all for a while (replaced,
+		 * its mode changed): nobody connects, and its nodes are still
+		 * known (it said converged with no node at all). */
+		char moved[80];
+		snprintf(moved, sizeof(moved), "%s.moved", adir);
+		CHECK(rename(adir, moved) == 0);
+		auth_reload(a, 0);
+		CHECK(auth_listed(a, "good") && auth_listed(a, "bad"));
+		auth_reload(a, 0); /* and again: what it knew, not nothing */
+		n = 0;
+		auth_each_listed(a, count_listed, &n);
+		CHECK(n == 2);
+		CHECK(rename(moved, adir) == 0);
+		auth_reload(a, 0);
+		CHECK(auth_listed(a, "good") && auth_listed(a, "bad"));
 		auth_free(a);
 	}
 	free(err);
