@@ -82,7 +82,8 @@ struct source *source_engine_new(const struct source_engine_options *o);
  *     opened, before the bundle has it), then w->done() is called once:
  *     0 when its real table is in place; 1 when the container is not an
  *     endpoint (not selected, host network: error says why), so it starts
- *     unmanaged; -EIO when applying fails (error says why); -ENOENT when
+ *     unmanaged (under a name no endpoint may have: isolated, its
+ *     namespace keeps the quarantine table); -EIO when applying fails (error says why); -ENOENT when
  *     the container went away; -ECANCELED when the agent stops. A
  *     container whose namespace is another endpoint's (--network
  *     container:X) is answered when that endpoint's table is in place.
