@@ -12,7 +12,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-
 #include "bulkhead/escape.h"
 #include "bulkhead/log.h"
 #include "engine-http.h"
@@ -59,7 +58,7 @@ struct ctr {
 	struct engine_container info;	  /* the last inspect (info.id NULL: none) */
 	bool watched_start;		  /* its start was seen: quarantine until its table */
 	char *early_netns;		  /* its namespace before its start (mount, hook) */
-	bool isolated; /* seen starting under a name no endpoint may have: quarantined */
+	bool isolated;			  /* seen starting under a name no endpoint may have: quarantined */
 	char *reported;			  /* the endpoint name it is reported under */
 	char *notes;			  /* what was last logged of its labels */
 	enum engine_verdict last_verdict; /* what was last logged */
@@ -292,9 +291,10 @@ static void publish(struct source_engine *e, struct ctr *c)
 				netns = proc;
 			}
 			if (netns) {
-				log_warn("engine %s: container %s (%.12s) started under a name no endpoint may "
-					 "have: its namespace %s keeps the quarantine table",
-					 kind(e), ESCAPED(view.name), c->id, ESCAPED(netns));
+				log_warn(
+				    "engine %s: container %s (%.12s) started under a name no endpoint may "
+				    "have: its namespace %s keeps the quarantine table",
+				    kind(e), ESCAPED(view.name), c->id, ESCAPED(netns));
 				c->isolated = true;
 				source_quarantine(&e->src, netns);
 			}
@@ -643,7 +643,7 @@ static void on_event(struct source_engine *e, const struct engine_event *ev)
 		c->state = CTR_EXITED;
 		c->info.running = false;
 		c->isolated = false; /* its namespace goes with it */
-		if (c->inspect) /* its answer may be from before */
+		if (c->inspect)	     /* its answer may be from before */
 			c->inspect_again = true;
 		free(c->early_netns);
 		c->early_netns = NULL;

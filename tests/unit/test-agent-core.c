@@ -152,7 +152,7 @@ static struct fake_dp {
 	struct nft_batch *nb;
 	const char *fail_delta, *fail_apply; /* endpoint names */
 	const char *overwritten;	     /* rewritten by someone as fast as it goes in */
-	const char *raced; /* rewritten by someone as it goes in, then put back by the dataplane */
+	const char *raced;		     /* changed as it goes in, then put back */
 	bool last_once;			     /* what the last apply was asked */
 	bool fail_ct;			     /* conntrack dumps fail */
 } fake;
