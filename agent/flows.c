@@ -633,7 +633,7 @@ static void flow_entry(struct entries *e, const struct flow *fl)
 	else
 		out_lit(o, "null");
 	out_key(o, "verdict");
-	out_str(o, verdict_report_name(fl->k.verdict == VERDICT_AUDIT ? VERDICT_AUDIT : VERDICT_DROP));
+	out_str(o, verdict_report_name((enum verdict)fl->k.verdict));
 	out_key(o, "policy");
 	out_str(o, fl->policy);
 	out_key(o, "rule");

@@ -637,6 +637,33 @@ static bool add_counter(struct nftnl_rule *r)
 	return add_expr(r, nftnl_expr_alloc("counter"));
 }
 
+/* "ct status ! confirmed": the packet's conntrack entry is not confirmed
+ * yet, so this is the first packet of its connection this hook sees
+ * (conntrack confirms an entry when its first packet leaves the last hook);
+ * no entry at all (untracked) does not match. */
+static bool add_ct_unconfirmed(struct nftnl_rule *r)
+{
+	struct nftnl_expr *ct = nftnl_expr_alloc("ct");
+	struct nftnl_expr *bw;
+	uint32_t mask = IPS_CONFIRMED, zero = 0;
+
+	if (ct) {
+		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
+		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+	}
+	if (!add_expr(r, ct))
+		return false;
+	bw = nftnl_expr_alloc("bitwise");
+	if (bw) {
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_LEN, sizeof(uint32_t));
+		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, &mask, sizeof(mask));
+		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, &zero, sizeof(zero));
+	}
+	return add_expr(r, bw) && add_cmp(r, NFT_CMP_EQ, &zero, sizeof(zero));
+}
+
 static bool add_log(struct nftnl_rule *r, const char *prefix, uint16_t group)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc("log");
@@ -787,12 +814,15 @@ static int emit_rule(struct nft_batch *nb, uint32_t index)
 	if (!r)
 		return -ENOMEM;
 	ok = pr->kind == NFT_PLAN_FIXED ? add_fixed_match(r, pr) : add_match(r, pr);
-	ok = ok && add_counter(r);
-	if (ok && pr->verdict != VERDICT_ACCEPT) {
+	/* An observe rule logs a new connection's first packet and lets it
+	 * go on to its twin, which counts and accepts (nft-plan.h). */
+	ok = ok && (pr->observe ? add_ct_unconfirmed(r) : add_counter(r));
+	if (ok && nft_plan_rule_logs(pr)) {
 		nft_plan_rule_prefix(pr, prefix);
 		ok = add_log(r, prefix, nb->nflog_group);
 	}
-	ok = ok && add_verdict(r, pr->verdict == VERDICT_DROP ? NF_DROP : NF_ACCEPT);
+	if (ok && !pr->observe)
+		ok = add_verdict(r, pr->verdict == VERDICT_DROP ? NF_DROP : NF_ACCEPT);
 	nlh = ok ? batch_hdr(nb, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, &o) : NULL;
 	if (nlh) {
 		nftnl_rule_nlmsg_build_payload(nlh, r);

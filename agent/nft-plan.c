@@ -147,17 +147,22 @@ void nft_plan_rule_comment(const struct nft_plan_rule *r, char buf[NFT_COMMENT_M
 	buf[n] = '\0';
 }
 
+bool nft_plan_rule_logs(const struct nft_plan_rule *r)
+{
+	return r->verdict != VERDICT_ACCEPT || r->observe;
+}
+
 void nft_plan_rule_prefix(const struct nft_plan_rule *r, char buf[NFT_PREFIX_MAX])
 {
 	struct nft_prefix pfx = {.verdict = r->verdict, .dir = r->dir, .position = r->pos};
 
-	if (r->verdict == VERDICT_ACCEPT)
+	if (!nft_plan_rule_logs(r))
 		buf[0] = '\0';
 	else
 		nft_prefix_format(&pfx, buf);
 }
 
-static int plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
+static int plan_push(struct nft_plan *p, const struct nft_plan_rule *r)
 {
 	if (p->n_rules == p->cap_rules) {
 		size_t cap = p->cap_rules ? 2 * p->cap_rules : 64;
@@ -170,6 +175,22 @@ static int plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
 	}
 	p->rules[p->n_rules++] = *r;
 	return 0;
+}
+
+/* Adds r, after its observe twin when the bundle observes every accepted
+ * connection and r accepts (nft-plan.h). */
+static int plan_add_rule(struct nft_plan *p, const struct nft_plan_rule *r)
+{
+	if (p->observe && r->verdict == VERDICT_ACCEPT && r->kind != NFT_PLAN_FIXED) {
+		struct nft_plan_rule twin = *r;
+		int ret;
+
+		twin.observe = true;
+		ret = plan_push(p, &twin);
+		if (ret < 0)
+			return ret;
+	}
+	return plan_push(p, r);
 }
 
 static int port_check(const struct port_match *pm)
@@ -395,6 +416,7 @@ int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bund
 
 	memset(p, 0, sizeof(*p));
 	p->ep = ep;
+	p->observe = b->observe == OBSERVE_ALL;
 	if (tag) {
 		p->has_tag = true;
 		nft_tag_format(tag, p->tag);
@@ -448,8 +470,8 @@ static bool same_comment(const struct nft_plan_rule *x, const struct nft_plan_ru
 }
 
 /* Compares what each nft rule is made of: family, set name, port match,
- * verdict, log prefix (direction and position) and comment (rule id or
- * fallback reason). */
+ * verdict, whether it is an observe rule, log prefix (direction and
+ * position) and comment (rule id or fallback reason). */
 bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b)
 {
 	if (a->n_sets != b->n_sets || a->n_rules != b->n_rules)
@@ -469,8 +491,8 @@ bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b)
 		const struct nft_plan_rule *x = &a->rules[i], *y = &b->rules[i];
 
 		if (x->kind != y->kind || x->fixed != y->fixed || x->dir != y->dir || x->pos != y->pos ||
-		    x->family != y->family || x->verdict != y->verdict || !port_equal(x->port, y->port) ||
-		    !x->set != !y->set)
+		    x->family != y->family || x->verdict != y->verdict || x->observe != y->observe ||
+		    !port_equal(x->port, y->port) || !x->set != !y->set)
 			return false;
 		if (x->set && strcmp(x->set->name, y->set->name) != 0)
 			return false;

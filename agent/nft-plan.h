@@ -43,7 +43,18 @@ enum nft_plan_kind {
  * family, the peer address in set, port; then counts it, logs it to NFLOG
  * (nft_plan_rule_prefix()) unless verdict is VERDICT_ACCEPT, and applies
  * the verdict (VERDICT_AUDIT accepts). Its comment is
- * nft_plan_rule_comment(). */
+ * nft_plan_rule_comment().
+ *
+ * An observe rule (bundle observe all) stands right before each rule or
+ * fallback that accepts (VERDICT_ACCEPT), with the same match, kind,
+ * position and id: it matches only a packet whose conntrack entry is not
+ * confirmed yet ("ct status ! confirmed": the first packet of a new
+ * connection; a repeated one, such as a SYN resent or a one-way UDP
+ * stream, finds its entry confirmed), logs it with verdict 'P' and no
+ * counter, and has no verdict, so the packet goes on to its twin, which
+ * counts and accepts it. So every accepted new connection is logged once
+ * by the rule that decides it, hit counts stay the twin's, and a chain
+ * without observe is exactly what it was. */
 struct nft_plan_rule {
 	enum nft_plan_kind kind;
 	enum direction dir;
@@ -55,6 +66,7 @@ struct nft_plan_rule {
 	const struct nft_plan_set *set; /* NULL: any peer; else the source (ingress) or destination */
 	const struct port_match *port;	/* NULL: any protocol */
 	enum verdict verdict;
+	bool observe;	/* the log-only twin of the accepting rule after it (above) */
 	const char *id; /* rule id, fallback reason or fixed rule id, as the bundle has it (NULL: none) */
 };
 
@@ -73,6 +85,7 @@ struct nft_plan {
 	struct nft_plan_rule *rules; /* every chain's in turn, ingress first */
 	size_t n_rules, cap_rules;
 	struct nft_plan_chain chains[DIR_COUNT];
+	bool observe; /* the bundle's observe all: accepting rules have their twins */
 	bool has_tag;
 	char tag[NFT_TAG_MAX]; /* nft_tag_format() of the tag given */
 };
@@ -81,7 +94,9 @@ struct nft_plan {
  * nft_plan_release(); tag NULL: none. Every set the rules reference gets
  * one nft set per family, members or not; a rule with peers becomes one
  * nft rule per family, peer set and port (no ICMP rule for IPv6, no ICMPv6
- * rule for IPv4), one without peers one per port. 0, -ENOMEM, or -EINVAL
+ * rule for IPv4), one without peers one per port; with the bundle's
+ * observe all, each of those that accepts, and an accepting fallback,
+ * comes right after its observe twin. 0, -ENOMEM, or -EINVAL
  * for a bundle nft cannot express, with the reason in err. p is zeroed on
  * failure. */
 BH_MUST_CHECK int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bundle_endpoint *ep,
@@ -95,6 +110,8 @@ bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b);
 /* The comment nft shows with r: its id, reduced to characters that need no
  * quoting anywhere (the id comes from the bundle, which is outside input). */
 void nft_plan_rule_comment(const struct nft_plan_rule *r, char buf[NFT_COMMENT_MAX]);
+/* Whether r logs (a drop, an audit, or an observe rule). */
+bool nft_plan_rule_logs(const struct nft_plan_rule *r);
 /* The NFLOG prefix r logs with, "" when it does not log. */
 void nft_plan_rule_prefix(const struct nft_plan_rule *r, char buf[NFT_PREFIX_MAX]);
 

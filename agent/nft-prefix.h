@@ -11,13 +11,16 @@
 
 /* NFLOG prefix of every logging rule: "bh:V:Dp"
  *   V  'D' the packet was dropped, 'A' audit: accepted, but an audit-mode
- *      policy would have dropped it
+ *      policy would have dropped it, 'P' passed: the first packet of a new
+ *      connection that an allow rule or an accepting fallback let in,
+ *      logged only where the bundle observes every accepted connection
+ *      (policy "observe": "all"; nft-plan.h, observe rules)
  *   D  'i' ingress chain, 'e' egress chain
  *   p  the decimal position of the deciding bundle rule in that direction's
  *      list (bundle_endpoint.chains[dir].rules[p]), '-' for the chain's
  *      fallback (bundle_chain.fallback_reason names it), or 'x' for the
  *      drop of packets conntrack calls invalid (RULE_ID_CT_INVALID)
- * e.g. "bh:D:i3", "bh:A:e-", "bh:D:ix". Several nft rules made from one bundle rule
+ * e.g. "bh:D:i3", "bh:A:e-", "bh:D:ix", "bh:P:i0". Several nft rules made from one bundle rule
  * (one per family and port) share its prefix. The endpoint is the
  * namespace the NFLOG socket reads from, and the rule id comes from the
  * bundle the agent applied, so the prefix stays short: the kernel copies
@@ -27,7 +30,7 @@
 #define NFT_POSITION_INVALID  (-2L) /* 'x': the chain's "ct state invalid" drop */
 
 struct nft_prefix {
-	enum verdict verdict; /* VERDICT_DROP or VERDICT_AUDIT */
+	enum verdict verdict; /* VERDICT_DROP, VERDICT_AUDIT or VERDICT_ACCEPT ('P') */
 	enum direction dir;
 	long position; /* rule index, or NFT_POSITION_FALLBACK */
 };

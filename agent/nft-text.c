@@ -134,13 +134,16 @@ static void text_rule(FILE *f, const struct nft_plan_rule *pr, uint16_t group)
 		fprintf(f, "%s ", nft_plan_fixed_match(pr->dir, pr->fixed));
 	else
 		text_match(f, pr);
-	fputs("counter ", f);
-	if (pr->verdict != VERDICT_ACCEPT) {
+	/* An observe rule: a new connection's first packet, logged, no verdict. */
+	fputs(pr->observe ? "ct status ! confirmed " : "counter ", f);
+	if (nft_plan_rule_logs(pr)) {
 		nft_plan_rule_prefix(pr, prefix);
 		fprintf(f, "log prefix \"%s\" group %u snaplen %u ", prefix, group, NFT_NFLOG_SNAPLEN);
 	}
 	nft_plan_rule_comment(pr, comment);
-	fprintf(f, "%s comment \"%s\"\n", pr->verdict == VERDICT_DROP ? "drop" : "accept", comment);
+	if (!pr->observe)
+		fputs(pr->verdict == VERDICT_DROP ? "drop " : "accept ", f);
+	fprintf(f, "comment \"%s\"\n", comment);
 }
 
 int nft_render_text(const struct bundle *b, const struct bundle_endpoint *ep, uint16_t nflog_group,

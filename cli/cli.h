@@ -29,6 +29,8 @@ cli_verb_fn cmd_policy_validate, cmd_policy_compile, cmd_policy_apply, cmd_polic
 	cmd_policy_rollback;
 /* explain.c */
 cli_verb_fn cmd_policy_explain;
+/* preview.c */
+cli_verb_fn cmd_policy_preview;
 /* status.c */
 cli_verb_fn cmd_status, cmd_endpoints;
 /* flows.c */

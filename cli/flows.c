@@ -1,5 +1,6 @@
 /* bulkhead flows: the blocked-flow report (denied and audited flows with
- * both ends named), --follow as they are stored, --rules per rule. */
+ * both ends named; allowed ones, where observed, with --verdict allow),
+ * --follow as they are stored, --rules per rule. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -63,9 +64,10 @@ static void flows_table_add(struct table *t, json_t *row, json_int_t now)
 	flow_proto(row, proto, sizeof(proto));
 	snprintf(count, sizeof(count), "%lld", (long long)json_integer_value(json_object_get(row, "count")));
 	/* An audit passed: it says so, in other words than a denial. */
-	bool audit = vocab_find(report_verdict_words, verb_str(json_object_get(row, "verdict"), "")) == VERDICT_AUDIT;
+	int v = vocab_find(report_verdict_words, verb_str(json_object_get(row, "verdict"), ""));
 	table_add(t, when, verb_str(json_object_get(row, "node"), "?"), src, dst, proto,
-		  audit ? "AUDIT (passed)" : "deny", verb_str(json_object_get(row, "rule"), "?"), count);
+		  v == VERDICT_AUDIT ? "AUDIT (passed)" : v == VERDICT_ACCEPT ? "allow" : "deny",
+		  verb_str(json_object_get(row, "rule"), "?"), count);
 }
 
 /* Losses in the reply: a warning on stderr for each; true when any. */
@@ -174,7 +176,7 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		case 'g': group = optarg; break;
 		case 'v':
 			if (vocab_find(report_verdict_words, optarg) < 0) {
-				fprintf(stderr, "bulkhead: --verdict: deny, audit (or allow, with --rules), not \"%s\"\n",
+				fprintf(stderr, "bulkhead: --verdict: deny, audit or allow, not \"%s\"\n",
 					optarg);
 				return EXIT_USAGE;
 			}
@@ -199,11 +201,6 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		return EXIT_USAGE;
 	if (optind != argc || (follow && rules))
 		return EXIT_SHOW_USAGE;
-	if (vocab_find(report_verdict_words, verdict) == VERDICT_ACCEPT && !rules) {
-		fprintf(stderr, "bulkhead: --verdict allow needs --rules: allowed packets are counted per rule, "
-				"not reported per flow\n");
-		return EXIT_USAGE;
-	}
 	int ret;
 	json_t *req = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I}", "cmd", "flows", "mode", rules ? "rules" : "report",
 				"node", node, "group", group, "verdict", verdict, "limit", (json_int_t)limit);
@@ -233,7 +230,8 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 			bool allow = vv == VERDICT_ACCEPT, audit = vv == VERDICT_AUDIT;
 			snprintf(hits, sizeof(hits), "%lld", (long long)json_integer_value(json_object_get(row, "hits")));
 			snprintf(bytes, sizeof(bytes), "%lld", (long long)json_integer_value(json_object_get(row, "bytes")));
-			if (allow) { /* allowed packets are never reported per flow */
+			/* Allowed flows are reported only where observed (observe all). */
+			if (allow && json_integer_value(json_object_get(row, "count")) == 0) {
 				strcpy(count, "-");
 				strcpy(pairs, "-");
 			} else {

@@ -1,7 +1,7 @@
 /* bulkhead: the operator's command (DESIGN §5). The global options and
  * the one verb table: dispatch, every usage text and --help come from it,
  * so help cannot disagree with what runs. The verbs live by domain:
- * policy.c, explain.c, status.c, flows.c, nodes.c, keys.c. */
+ * policy.c, explain.c, preview.c, status.c, flows.c, nodes.c, keys.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +35,12 @@ static const struct command commands[] = {
 	 "--probes reads JSON lines {\"src\",\"dst\",\"proto\",\"port\"|\"type\",\"code\"} and prints\n"
 	 "one JSON verdict per line",
 	 cmd_policy_explain},
+	{"policy preview", {"FILE [--since DURATION] [--json]"},
+	 "the flows the controller saw since DURATION ago (default 24h), allowed and denied,\n"
+	 "judged again under FILE against the current endpoints: what FILE would newly block,\n"
+	 "newly allow, and what stays; says how much of the period allowed traffic was\n"
+	 "observed (\"observe\": \"all\"); exit 3 when something would be newly blocked",
+	 cmd_policy_preview},
 	{"policy apply", {"FILE [--comment TEXT] [--json]"},
 	 "validate, then make the document the controller's newest revision", cmd_policy_apply},
 	{"policy history", {"[--json]"}, "the revisions, newest first (* = in force)", cmd_policy_history},
@@ -51,11 +57,12 @@ static const struct command commands[] = {
 	{"endpoints", {"[--node NODE] [--json]"}, "every endpoint the agents reported, with addresses and groups",
 	 cmd_endpoints},
 	{"flows",
-	 {"[--since DURATION] [--node N] [--group G] [--verdict deny|audit]\n"
-	  "[--limit N] [--follow | --rules [--verdict allow]] [--json]"},
+	 {"[--since DURATION] [--node N] [--group G] [--verdict deny|audit|allow]\n"
+	  "[--limit N] [--follow | --rules] [--json]"},
 	 "the blocked-flow report: denied and audited flows, newest first, with both ends\n"
-	 "named and the deciding rule; --follow prints new ones as they arrive; --rules:\n"
-	 "packets per rule (default --limit 50)",
+	 "named and the deciding rule (--verdict allow: the accepted new connections that\n"
+	 "a policy with \"observe\": \"all\" reports); --follow prints new ones as they\n"
+	 "arrive; --rules: packets per rule (default --limit 50)",
 	 cmd_flows},
 	{"nodes forget", {"NODE [--force] [--json]"},
 	 "drop a decommissioned node: its endpoints leave every group, the other nodes'\n"

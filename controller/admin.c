@@ -18,6 +18,7 @@
 #include "bulkhead/utf8.h"
 #include "bulkhead/zmsg.h"
 #include "admin.h"
+#include "preview.h"
 
 /* Requests read per call; the loop calls again while more wait. */
 #define READ_BURST 16
@@ -41,6 +42,7 @@ enum job_kind {
 	JOB_FLOWS,  /* a flow query on the reader */
 	JOB_SHOW,   /* a revision's document, from the reader */
 	JOB_POLICY, /* a document parsed and validated, then made a revision on the loop */
+	JOB_PREVIEW, /* a document judged against the flows of a period (preview.h), on the reader */
 };
 
 struct parsed_policy {
@@ -60,6 +62,8 @@ struct job {
 	json_t *strings;
 	int64_t revision; /* JOB_SHOW */
 	struct parsed_policy policy; /* JOB_POLICY */
+	struct preview_request preview; /* JOB_PREVIEW: its strings in strings */
+	struct compiler_hold *hold;	/* JOB_PREVIEW: preview.inv held */
 	json_t *reply;
 };
 
@@ -395,11 +399,11 @@ static json_t *cmd_flows(struct admin *a, json_t *req, struct job *later)
 		q.mode = FLOW_QUERY_RULES;
 	else if (mode && strcmp(mode, "report") != 0)
 		return fail(2, "mode \"%s\": expected report, follow or rules", mode);
-	/* Allowed packets are counted per rule, never reported per flow. */
-	bool allow_ok = q.mode == FLOW_QUERY_RULES;
-	int verdict = vocab_find(report_verdict_words, q.verdict);
-	if (q.verdict && (verdict < 0 || (verdict == VERDICT_ACCEPT && !allow_ok)))
-		return fail(2, "verdict \"%s\": expected deny or audit%s", q.verdict, allow_ok ? " or allow" : "");
+	if (q.verdict && vocab_find(report_verdict_words, q.verdict) < 0)
+		return fail(2, "verdict \"%s\": expected deny, audit or allow", q.verdict);
+	/* Allowed flows (observe all) are listed only when asked for: the
+	 * report is of blocked flows; per rule, every verdict counts. */
+	q.blocked_only = q.mode != FLOW_QUERY_RULES;
 	int64_t now = clock_wall_ms();
 	q.since_ms = since_s >= 0 && since_s < now / 1000 ? now - since_s * 1000 : 0;
 	if (!later)
@@ -407,6 +411,35 @@ static json_t *cmd_flows(struct admin *a, json_t *req, struct job *later)
 	/* Off the loop: the strings stay in the request, which the job keeps. */
 	later->kind = JOB_FLOWS;
 	later->q = q;
+	later->strings = json_incref(req);
+	return NULL;
+}
+
+/* ---- policy preview ---- */
+
+/* The flows of a period judged under a document (preview.h): always off
+ * the loop when there is a worker, as a flow query is. */
+static json_t *cmd_preview(struct admin *a, json_t *req, struct job *later)
+{
+	json_t *docv = json_object_get(req, "document"), *file = json_object_get(req, "file");
+	int64_t since_s = 24 * 3600;
+	if (!json_is_string(docv) || (file && !json_is_string(file)) || !opt_count(req, "since_seconds", &since_s))
+		return fail(2, "policy.preview needs \"document\" (and optional \"file\") as strings, optional "
+			       "\"since_seconds\" an integer >= 0");
+	int64_t now = clock_wall_ms();
+	struct preview_request rq = {
+		.document = json_string_value(docv),
+		.file = file && json_string_length(file) ? json_string_value(file) : "policy",
+		.since_ms = since_s < now / 1000 ? now - since_s * 1000 : 0,
+		.until_ms = now,
+	};
+	if (!later) {
+		rq.inv = compiler_inventory(a->compiler);
+		return preview_run(a->store, &rq);
+	}
+	later->kind = JOB_PREVIEW;
+	later->preview = rq;
+	later->hold = compiler_inventory_hold(a->compiler, &later->preview.inv);
 	later->strings = json_incref(req);
 	return NULL;
 }
@@ -420,6 +453,7 @@ static const struct command {
 	{"policy.apply", cmd_apply},	   {"policy.history", cmd_history}, {"policy.show", cmd_show},
 	{"policy.rollback", cmd_rollback}, {"status", cmd_status},	    {"endpoints", cmd_endpoints},
 	{"flows", cmd_flows},		   {"nodes.forget", cmd_nodes_forget},
+	{"policy.preview", cmd_preview},
 };
 
 /* The reply to one request; or NULL, and later (a job not yet submitted;
@@ -475,6 +509,7 @@ static void job_free(struct job *j)
 	json_decref(j->reply);
 	if (j->kind == JOB_POLICY)
 		policy_release(&j->policy);
+	compiler_inventory_release(j->hold);
 	free(j);
 }
 
@@ -490,6 +525,9 @@ static void job_run(struct worker_job *wj)
 		break;
 	case JOB_POLICY:
 		policy_parse(&j->policy);
+		break;
+	case JOB_PREVIEW:
+		j->reply = preview_run(j->a->reader, &j->preview);
 		break;
 	case JOB_NONE:
 		break;

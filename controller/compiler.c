@@ -595,6 +595,19 @@ const struct inventory *compiler_inventory(struct compiler *c)
 	return c->inv->inv;
 }
 
+/* A hold is the inventory's shared reference itself. */
+struct compiler_hold *compiler_inventory_hold(struct compiler *c, const struct inventory **inv)
+{
+	prepare(c);
+	*inv = c->inv->inv;
+	return (struct compiler_hold *)shared_ref(c->inv);
+}
+
+void compiler_inventory_release(struct compiler_hold *h)
+{
+	shared_drop((struct shared *)h);
+}
+
 json_t *compiler_conflicts(struct compiler *c)
 {
 	prepare(c);

@@ -82,6 +82,11 @@ json_t *compiler_bundle(struct compiler *c, const char *node, const char **hash)
 
 /* All endpoints, finished (borrowed until an endpoint list changes). */
 const struct inventory *compiler_inventory(struct compiler *c);
+/* The inventory of the moment (finished), held for a reader on another
+ * thread until compiler_inventory_release(); *inv is valid until then
+ * (hold and release on the loop's thread). */
+struct compiler_hold *compiler_inventory_hold(struct compiler *c, const struct inventory **inv);
+void compiler_inventory_release(struct compiler_hold *h); /* accepts NULL */
 /* The addresses more than one endpoint claims (inventory.h: conflicts):
  * [{"address", "endpoints": ["NODE/NAME", "NODE/NAME"]}]. New reference. */
 json_t *compiler_conflicts(struct compiler *c);

@@ -13,28 +13,31 @@ static void append(char *buf, size_t n, const char *name)
 	snprintf(buf + len, n - len, "%s%s", len ? "," : "", name);
 }
 
+void flownames_end(const struct inventory *inv, const struct policy_doc *doc, const struct bh_addr *a,
+		   char *endpoint, size_t endpoint_len, char *groups, size_t groups_len)
+{
+	const struct endpoint *ep = inv ? inventory_find_by_addr(inv, a) : NULL;
+	endpoint[0] = groups[0] = '\0';
+	if (ep)
+		snprintf(endpoint, endpoint_len, "%s/%s", ep->node, ep->name);
+	for (size_t g = 0; doc && g < doc->n_groups; g++) {
+		const struct policy_group *pg = doc->groups[g];
+		bool in = ep ? compile_group_selects(pg, ep)
+			     : pg->kind == GROUP_NETWORK && range_list_contains(a->family == AF_INET ? &pg->v4 : &pg->v6, a);
+		if (in)
+			append(groups, groups_len, pg->name);
+	}
+}
+
 static void name_one(const struct inventory *inv, const struct policy_doc *doc, json_t *flow, const char *side)
 {
 	char key[32], endpoint[512] = "", groups[4096] = "";
 	struct bh_addr a;
-	snprintf(key, sizeof(key), "%s", side);
 	const char *text = json_string_value(json_object_get(flow, side));
-	const struct endpoint *ep = NULL;
-	if (text && addr_parse(text, &a) == 0) {
-		ep = inv ? inventory_find_by_addr(inv, &a) : NULL;
-		if (ep)
-			snprintf(endpoint, sizeof(endpoint), "%s/%s", ep->node, ep->name);
-		for (size_t g = 0; doc && g < doc->n_groups; g++) {
-			const struct policy_group *pg = doc->groups[g];
-			bool in = ep ? compile_group_selects(pg, ep)
-				     : pg->kind == GROUP_NETWORK &&
-					       range_list_contains(a.family == AF_INET ? &pg->v4 : &pg->v6, &a);
-			if (in)
-				append(groups, sizeof(groups), pg->name);
-		}
-	}
+	if (text && addr_parse(text, &a) == 0)
+		flownames_end(inv, doc, &a, endpoint, sizeof(endpoint), groups, sizeof(groups));
 	snprintf(key, sizeof(key), "%s_endpoint", side);
-	json_object_set_new(flow, key, ep ? json_string(endpoint) : json_null());
+	json_object_set_new(flow, key, endpoint[0] ? json_string(endpoint) : json_null());
 	snprintf(key, sizeof(key), "%s_groups", side);
 	json_object_set_new(flow, key, json_string(groups));
 }

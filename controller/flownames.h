@@ -6,7 +6,17 @@
 
 #include <jansson.h>
 
+#include "bulkhead/addr.h"
+#include "bulkhead/inventory.h"
+#include "bulkhead/policy.h"
 #include "compiler.h"
+
+/* One end, a: the endpoint of inv that holds it ("NODE/NAME" in endpoint,
+ * "" when none), and the groups of doc that hold it, comma-separated (an
+ * endpoint's label groups, an outside address's network groups). inv and
+ * doc may be NULL. */
+void flownames_end(const struct inventory *inv, const struct policy_doc *doc, const struct bh_addr *a,
+		   char *endpoint, size_t endpoint_len, char *groups, size_t groups_len);
 
 /* Adds "src_endpoint", "src_groups", "dst_endpoint", "dst_groups" to every
  * flow of a FLOWS body (proto.h) from node: *_endpoint "NODE/NAME" or

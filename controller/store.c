@@ -711,6 +711,8 @@ static void flow_filter(char *buf, size_t n, const struct flow_query *q, const c
 		return;
 	if (q->verdict)
 		len += snprintf(buf + len, n - (size_t)len, " AND verdict = ?3");
+	else if (q->blocked_only && flows)
+		len += snprintf(buf + len, n - (size_t)len, " AND verdict != 'allow'");
 	if (q->group && !flows)
 		len += snprintf(buf + len, n - (size_t)len, " AND instr(',' || groups || ',', ',' || ?4 || ',') > 0");
 	else if (q->group && q->mode == FLOW_QUERY_RULES) /* a rule is its endpoint's */

@@ -127,7 +127,8 @@ struct flow_query {
 	int64_t since_ms;    /* flows last seen at or after (unix ms) */
 	const char *node;    /* NULL: every node */
 	const char *group;   /* NULL: any; else either end is in it */
-	const char *verdict; /* NULL, "deny", "audit" */
+	const char *verdict; /* NULL: any (but see blocked_only), "deny", "audit", "allow" */
+	bool blocked_only;   /* with verdict NULL: deny and audit only (the blocked-flow report) */
 	int64_t limit;	     /* <= 0: no limit */
 	int64_t after_id;
 };

@@ -93,6 +93,8 @@ static json_t *bundle_to_json_unhashed(const struct bundle *b)
 		return NULL;
 	put(root, "format", json_integer(BUNDLE_FORMAT), &ok);
 	put(root, "node", json_string(b->node), &ok);
+	if (b->observe == OBSERVE_ALL)
+		put(root, "observe", json_string(observe_name(b->observe)), &ok);
 
 	json_t *eps = json_array();
 	for (size_t e = 0; eps && e < b->n_endpoints; e++) {
@@ -458,7 +460,7 @@ static void decode_endpoint(struct json_walk *w, json_t *o, const struct bundle 
 
 struct bundle *bundle_from_json(json_t *root, struct diag *diag)
 {
-	static const char *const keys[] = {"format", "node", "hash", "endpoints", "sets", NULL};
+	static const char *const keys[] = {"format", "node", "observe", "hash", "endpoints", "sets", NULL};
 	size_t errors = diag->n;
 	struct arena *arena = arena_new();
 	struct bundle *b = arena ? arena_alloc(arena, sizeof(*b)) : NULL;
@@ -480,6 +482,9 @@ struct bundle *bundle_from_json(json_t *root, struct diag *diag)
 		walk_error(&w, "unsupported bundle format (this Bulkhead reads format %d)", BUNDLE_FORMAT);
 	jpath_pop(&w.path, mark);
 	b->node = walk_required_string(&w, root, "node");
+	if (json_object_get(root, "observe"))
+		b->observe = walk_enum(&w, root, "observe", observe_words) == OBSERVE_ALL ? OBSERVE_ALL
+											  : OBSERVE_DENIED;
 	const char *hash = walk_required_string(&w, root, "hash");
 
 	/* Sets first: rules refer to them by id. */

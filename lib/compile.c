@@ -248,6 +248,7 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 		goto err_free;
 	b->arena = arena;
 	b->node = arena_strdup(arena, node);
+	b->observe = doc->observe;
 	if (!b->node)
 		goto err_free;
 

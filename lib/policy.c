@@ -703,9 +703,24 @@ static void parse_defaults(struct parser *p, json_t *obj)
 	jpath_pop(&p->w.path, mark);
 }
 
+static void parse_observe(struct parser *p, json_t *v)
+{
+	size_t mark = jpath_push_key(&p->w.path, "observe");
+	if (walk_expect_type(&p->w, v, JSON_STRING)) {
+		int i = vocab_find(observe_words, json_string_value(v));
+		if (i >= 0)
+			p->doc->observe = (enum observe)i;
+		else
+			walk_error(&p->w, "\"%s\": expected \"denied\" (report denied and audited flows) or \"all\" "
+					  "(every accepted new connection too)",
+				   json_string_value(v));
+	}
+	jpath_pop(&p->w.path, mark);
+}
+
 struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 {
-	static const char *const keys[] = {"version", "description", "defaults", "groups", "policies", NULL};
+	static const char *const keys[] = {"version", "description", "defaults", "observe", "groups", "policies", NULL};
 	struct parser p = {.suggest_budget = SUGGEST_BUDGET};
 	size_t errors = diag->n;
 
@@ -743,6 +758,8 @@ struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 
 	if ((v = json_object_get(root, "defaults")))
 		parse_defaults(&p, v);
+	if ((v = json_object_get(root, "observe")))
+		parse_observe(&p, v);
 	if ((v = json_object_get(root, "groups")))
 		parse_groups(&p, v);
 	if (doc->n_groups)

@@ -285,7 +285,7 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 			snprintf(where, sizeof(where), "flows[%zu]", i);
 			if (!check_fields(e, flow_fields, where, err, n) ||
 			    !check_word(e, "dir", direction_words, where, err, n) ||
-			    !check_word(e, "verdict", &report_verdict_words[VERDICT_DROP], where, err, n) ||
+			    !check_word(e, "verdict", report_verdict_words, where, err, n) ||
 			    !check_families(e, where, err, n))
 				return false;
 		}

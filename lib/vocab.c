@@ -8,6 +8,7 @@
 const char *const direction_words[] = {[DIR_INGRESS] = "ingress", [DIR_EGRESS] = "egress", NULL};
 const char *const action_words[] = {[ACTION_ALLOW] = "allow", [ACTION_DENY] = "deny", NULL};
 const char *const mode_words[] = {[MODE_ENFORCE] = "enforce", [MODE_AUDIT] = "audit", NULL};
+const char *const observe_words[] = {[OBSERVE_DENIED] = "denied", [OBSERVE_ALL] = "all", NULL};
 const char *const verdict_words[] = {
     [VERDICT_ACCEPT] = "accept", [VERDICT_DROP] = "drop", [VERDICT_AUDIT] = "audit", NULL};
 const char *const report_verdict_words[] = {
@@ -42,6 +43,11 @@ const char *action_name(enum rule_action action)
 const char *mode_name(enum policy_mode mode)
 {
 	return word(mode_words, 2, mode);
+}
+
+const char *observe_name(enum observe o)
+{
+	return word(observe_words, 2, o);
 }
 
 const char *verdict_name(enum verdict verdict)

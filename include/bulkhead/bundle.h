@@ -73,6 +73,11 @@ struct bundle_endpoint {
 struct bundle {
 	struct arena *arena;
 	const char *node;
+	/* The document's "observe", for every endpoint of the bundle. Encoded
+	 * ("observe": "all") only when OBSERVE_ALL, so a bundle of the default
+	 * is byte for byte what it was before the key existed (same hash), and
+	 * an agent that does not know it refuses only what it cannot honour. */
+	enum observe observe;
 	struct bundle_endpoint *endpoints; /* sorted by name */
 	size_t n_endpoints;
 	struct bundle_set *sets; /* sorted by id */

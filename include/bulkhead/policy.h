@@ -109,6 +109,7 @@ struct policy_doc {
 	struct arena *arena;
 	int version;
 	enum rule_action defaults[DIR_COUNT];
+	enum observe observe; /* "observe", default OBSERVE_DENIED */
 	struct policy_group **groups; /* named groups, sorted by name */
 	size_t n_groups;
 	/* Evaluation order: ascending order, ties by name. */

@@ -20,8 +20,10 @@
  *   HEARTBEAT  {"revision": N|null, "hash": H|null}
  *   FLOWS      {"epoch": E, "seq": N, "start": MS, "end": MS,
  *               "flows": [FLOW...], "lost": [LOST...], "hits": [HIT...]}
- *              one window of denied and audited flows, and of what every
- *              rule counted meanwhile ("hits" may be absent). (epoch, seq)
+ *              one window of denied and audited flows (and accepted new
+ *              connections, "allow", where the policy observes all), and
+ *              of what every rule counted meanwhile ("hits" may be
+ *              absent). (epoch, seq)
  *              names the batch: epoch is the agent's start time (unix ms),
  *              seq counts from 1 within it. The agent resends a batch until
  *              FLOWS_ACK; the controller stores each (node, epoch, seq) once.
@@ -46,7 +48,7 @@
  * FLOW      = {"endpoint", "dir": "ingress"|"egress", "src": IP, "dst": IP,
  *              "proto": "tcp"|"udp"|"sctp"|"icmp"|"icmpv6"|NUMBER-AS-TEXT,
  *              "port": N|null (destination port), "icmp_type": N|null,
- *              "icmp_code": N|null, "verdict": "deny"|"audit",
+ *              "icmp_code": N|null, "verdict": "deny"|"audit"|"allow",
  *              "policy": S|null, "rule": RULE-ID or the fallback's reason,
  *              "count": N, "first": MS, "last": MS}
  * HIT       = {"endpoint", "dir", "rule": RULE-ID or the fallback's reason,

@@ -34,22 +34,31 @@ enum verdict {
 	VERDICT_AUDIT = 2,
 };
 
+/* What a document asks every endpoint to report (DESIGN §2, Visibility):
+ * denied and audited flows only, or every accepted new connection too. */
+enum observe {
+	OBSERVE_DENIED = 0,
+	OBSERVE_ALL = 1,
+};
+
 /* Each list is indexed by its enum and ends with NULL, the form
  * vocab_find() and the JSON walkers take. */
 extern const char *const direction_words[]; /* "ingress", "egress" */
 extern const char *const action_words[];    /* "allow", "deny" */
 extern const char *const mode_words[];	    /* "enforce", "audit" */
+extern const char *const observe_words[];   /* "denied", "all" */
 /* A verdict as bundles and the evaluator write it: "accept", "drop", "audit". */
 extern const char *const verdict_words[];
 /* A verdict as the reports write it, named for what the rule said: "allow",
  * "deny", "audit" (flows and hits on the wire, the controller's store and
- * queries, `bulkhead flows`). &report_verdict_words[VERDICT_DROP] is the
- * list a denied-flow record may carry: "deny", "audit". */
+ * queries, `bulkhead flows`). A flow record is "allow" only where the
+ * policy observes every accepted connection. */
 extern const char *const report_verdict_words[];
 
 const char *direction_name(enum direction dir);	  /* "ingress" / "egress" */
 const char *action_name(enum rule_action action); /* "allow" / "deny" */
 const char *mode_name(enum policy_mode mode);	  /* "enforce" / "audit" */
+const char *observe_name(enum observe o);	  /* "denied" / "all" */
 const char *verdict_name(enum verdict verdict);	  /* "accept" / "drop" / "audit" */
 const char *verdict_report_name(enum verdict v);  /* "allow" / "deny" / "audit" */
 

@@ -45,7 +45,8 @@ done
 
 # A usage error prints the verb's usage from the table, exit 2.
 for v in "status extra" "endpoints extra" "flows extra" "policy history extra" "policy show 1 2" \
-  "policy rollback" "policy apply" "nodes forget" "keygen" "policy validate" "policy compile" "policy explain"; do
+  "policy rollback" "policy apply" "nodes forget" "keygen" "policy validate" "policy compile" "policy explain" \
+  "policy preview"; do
   # shellcheck disable=SC2086
   run $v
   rc=$?

@@ -235,6 +235,23 @@ TEST(slow_requests_are_answered_from_the_worker)
 	r = ask_worker("{\"v\":1,\"cmd\":\"flows\",\"limit\":5}");
 	CHECK(json_is_true(json_object_get(r, "ok")) && json_is_array(json_object_get(r, "flows")));
 	json_decref(r);
+	/* A preview: judged on the worker against the inventory held for it;
+	 * the revision in force does not observe all, so none of the period was. */
+	r = ask_worker("{\"v\":1,\"cmd\":\"policy.preview\",\"since_seconds\":60,\"document\":"
+		       "\"{\\\"version\\\": 1, \\\"observe\\\": \\\"all\\\"}\"}");
+	CHECK(json_is_true(json_object_get(r, "ok")) && json_is_array(json_object_get(r, "flows")));
+	CHECK(json_integer_value(json_object_get(r, "observed_ms")) == 0);
+	CHECK(json_integer_value(json_object_get(r, "until")) - json_integer_value(json_object_get(r, "since")) ==
+	      60000);
+	CHECK_STR(json_string_value(json_object_get(r, "observe")), "all");
+	json_decref(r);
+	r = ask_worker("{\"v\":1,\"cmd\":\"policy.preview\",\"file\":\"p.json\",\"document\":\"{\\\"version\\\": 2}\"}");
+	CHECK(json_integer_value(json_object_get(r, "code")) == 2 && json_array_size(json_object_get(r, "errors")) >= 1);
+	CHECK(strncmp(json_string_value(json_object_get(r, "error")) ?: "", "p.json: invalid policy", 22) == 0);
+	json_decref(r);
+	r = ask_worker("{\"v\":1,\"cmd\":\"policy.preview\",\"since_seconds\":-1,\"document\":\"{}\"}");
+	CHECK(json_integer_value(json_object_get(r, "code")) == 2);
+	json_decref(r);
 	/* Answered at once, in the loop. */
 	r = ask_worker("{\"v\":1,\"cmd\":\"policy.history\"}");
 	CHECK(json_is_true(json_object_get(r, "ok")));

@@ -2,6 +2,7 @@
  * Usage: test-bundle [SCENARIO.json...] — each scenario's bundles (every
  * node) are also round-tripped. */
 #include "bulkhead/compile.h"
+#include "bulkhead/proto.h"
 #include "scenario.h"
 #include "test.h"
 
@@ -19,11 +20,11 @@ static const char *inventory_text =
 	"{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.3\","
 	"\"2001:db8::3\"]},{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.2\"]}]}";
 
-static struct bundle *compile_sample(void)
+static struct bundle *compile_text(const char *text)
 {
 	struct diag d;
 	diag_init(&d, "sample");
-	struct policy_doc *doc = policy_parse_string(policy_text, strlen(policy_text), &d);
+	struct policy_doc *doc = policy_parse_string(text, strlen(text), &d);
 	struct inventory *inv = inventory_new();
 	json_t *j = json_loads(inventory_text, 0, NULL);
 	struct bundle *b = NULL;
@@ -35,6 +36,11 @@ static struct bundle *compile_sample(void)
 	policy_doc_free(doc);
 	diag_release(&d);
 	return b;
+}
+
+static struct bundle *compile_sample(void)
+{
+	return compile_text(policy_text);
 }
 
 static bool round_trips(const struct bundle *b)
@@ -92,6 +98,47 @@ TEST(compile_is_deterministic)
 	bundle_free(b);
 }
 
+/* The sample with "observe": "all" in its document. */
+static struct bundle *compile_observed(void)
+{
+	char *text = NULL;
+	if (asprintf(&text, "{\"observe\":\"all\",%s", policy_text + 1) < 0)
+		return NULL;
+	struct bundle *b = compile_text(text);
+	free(text);
+	return b;
+}
+
+TEST(observe_all_is_carried_and_the_default_is_not_written)
+{
+	struct bundle *plain = compile_sample(), *all = compile_observed();
+	CHECK(plain && all);
+	if (!plain || !all)
+		goto out;
+	CHECK(plain->observe == OBSERVE_DENIED && all->observe == OBSERVE_ALL);
+	json_t *jp = bundle_to_json(plain), *ja = bundle_to_json(all);
+	/* The default leaves the bundle as it was before the key existed. */
+	CHECK(json_object_get(jp, "observe") == NULL);
+	CHECK_STR(json_string_value(json_object_get(ja, "observe")), "all");
+	CHECK(strcmp(plain->hash, all->hash) != 0);
+	/* Observing or not is never a set-element delta: a full bundle goes. */
+	CHECK(proto_delta_make(jp, ja) == NULL && proto_delta_make(ja, jp) == NULL);
+	json_decref(jp);
+	json_decref(ja);
+	CHECK(round_trips(all));
+	char *text = bundle_encode(all, false);
+	struct diag d;
+	diag_init(&d, "observed");
+	struct bundle *back = bundle_decode(text, strlen(text), &d);
+	CHECK(back && back->observe == OBSERVE_ALL);
+	bundle_free(back);
+	diag_release(&d);
+	free(text);
+out:
+	bundle_free(plain);
+	bundle_free(all);
+}
+
 static void edit_hash(json_t *root)
 {
 	json_object_set_new(root, "hash", json_string("00"));
@@ -126,6 +173,10 @@ static void edit_family(json_t *root)
 	for (size_t i = 0; i < json_array_size(sets); i++)
 		json_array_append_new(json_object_get(json_array_get(sets, i), "ipv4"), json_string("2001:db8::1"));
 }
+static void edit_observe(json_t *root)
+{
+	json_object_set_new(root, "observe", json_string("everything"));
+}
 static void edit_not_object(json_t *root)
 {
 	json_object_set_new(root, "endpoints", json_pack("[i]", 3));
@@ -154,6 +205,10 @@ TEST(decode_rejects_bad_fields)
 	CHECK(decode_edited(edit_family, &d) == 3);
 	diag_release(&d);
 	CHECK(decode_edited(edit_not_object, &d) == 2);
+	diag_release(&d);
+	CHECK(decode_edited(edit_observe, &d) == 1);
+	if (d.n)
+		CHECK_STR(d.v[0].path, "/observe");
 	diag_release(&d);
 }
 

@@ -176,6 +176,23 @@ TEST(the_invalid_drop_has_its_own_prefix)
 	CHECK_STR(text, "bh:D:ex");
 }
 
+TEST(an_observed_connection_has_the_pass_prefix)
+{
+	uint8_t pkt[128];
+	size_t len = ipv4(pkt, IPPROTO_UDP, udp_9999, sizeof(udp_9999), 0, 0);
+	struct nflog_event ev;
+	char text[NFT_PREFIX_MAX];
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:P:i4", 3), &ev) == 0);
+	CHECK(ev.prefix.verdict == VERDICT_ACCEPT && ev.prefix.dir == DIR_INGRESS && ev.prefix.position == 4);
+	nft_prefix_format(&ev.prefix, text);
+	CHECK_STR(text, "bh:P:i4");
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:P:e-", 3), &ev) == 0);
+	CHECK(ev.prefix.verdict == VERDICT_ACCEPT && ev.prefix.position == NFT_POSITION_FALLBACK);
+	/* The invalid drop is only ever a drop. */
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:P:ix", 3), &ev) == -ENOENT);
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:A:ix", 3), &ev) == -ENOENT);
+}
+
 TEST(malformed_messages_are_refused)
 {
 	uint8_t pkt[128];

@@ -355,6 +355,77 @@ TEST(same_shape_means_only_members_differ)
 	planned_release(&a);
 }
 
+/* policy (a document: "{...}") with "observe": "all" in it; static. */
+static const char *observed(const char *policy)
+{
+	static char buf[4096];
+
+	snprintf(buf, sizeof(buf), "{\"observe\":\"all\",%s", policy + 1);
+	return buf;
+}
+
+TEST(observe_all_logs_each_accepting_rule_first_by_a_twin)
+{
+	struct planned plain, pl;
+
+	plan_of(&plain, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/5432\"]},"
+				  "{\"action\":\"deny\",\"from\":[\"office\"]}"),
+		"db-1", NULL);
+	plan_of(&pl,
+		observed(DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/5432\"]},"
+				   "{\"action\":\"deny\",\"from\":[\"office\"]}")),
+		"db-1", NULL);
+	CHECK(plain.ret == 0 && pl.ret == 0 && !plain.p.observe && pl.p.observe);
+	/* Ingress: the allow rule's 2 nft rules (a family each) get a twin
+	 * each, the deny rule's 2 and the default-deny none. */
+	CHECK(pl.p.chains[DIR_INGRESS].n_rules == plain.p.chains[DIR_INGRESS].n_rules + 2);
+	for (size_t i = 0; i < 4; i++) {
+		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_INGRESS, i);
+
+		CHECK(r->kind == NFT_PLAN_RULE && r->pos == 0 && r->verdict == VERDICT_ACCEPT);
+		CHECK(r->observe == (i % 2 == 0));
+		CHECK(r->family == (i < 2 ? AF_INET : AF_INET6));
+		CHECK_STR(comment(r), "db/ingress/0");
+		CHECK_STR(prefix(r), i % 2 == 0 ? "bh:P:i0" : "");
+		CHECK(nft_plan_rule_logs(r) == (i % 2 == 0));
+	}
+	for (size_t i = 4; i < 6; i++) {
+		const struct nft_plan_rule *r = rule_at(&pl.p, DIR_INGRESS, i);
+
+		CHECK(!r->observe && r->verdict == VERDICT_DROP);
+		CHECK_STR(prefix(r), "bh:D:i1");
+	}
+	/* Egress: no rules, the defaults accept: the fallback's twin. The
+	 * fixed rules (established, loopback, ND) never log what they accept. */
+	const struct nft_plan_chain *e = &pl.p.chains[DIR_EGRESS];
+	CHECK(e->n_rules == FIXED_COUNT + 2);
+	for (int f = 0; f < FIXED_COUNT; f++)
+		CHECK(!pl.p.rules[e->first_rule + f].observe);
+	const struct nft_plan_rule *twin = &pl.p.rules[e->first_rule + FIXED_COUNT];
+	const struct nft_plan_rule *fb = twin + 1;
+	CHECK(twin->kind == NFT_PLAN_FALLBACK && twin->observe && twin->pos == NFT_POSITION_FALLBACK);
+	CHECK_STR(prefix(twin), "bh:P:e-");
+	CHECK_STR(comment(twin), RULE_ID_DEFAULTS);
+	CHECK(fb->kind == NFT_PLAN_FALLBACK && !fb->observe && fb->verdict == VERDICT_ACCEPT);
+	CHECK_STR(prefix(fb), "");
+	/* Observing or not is a different table, never an element delta. */
+	CHECK(!nft_plan_same_shape(&plain.p, &pl.p));
+	CHECK(!nft_plan_same_shape(&pl.p, &plain.p));
+	planned_release(&plain);
+	planned_release(&pl);
+
+	/* An audit (which accepts, and logs as audit) has no twin. */
+	plan_of(&pl,
+		"{\"version\":1,\"observe\":\"all\",\"policies\":[{\"name\":\"db\",\"mode\":\"audit\","
+		"\"applies_to\":{\"labels\":{}},\"egress\":[{\"action\":\"deny\",\"ports\":[\"sctp\"]}]}]}",
+		"db-1", NULL);
+	CHECK(pl.ret == 0);
+	CHECK(pl.p.chains[DIR_EGRESS].n_rules == FIXED_COUNT + 2);
+	CHECK(rule_at(&pl.p, DIR_EGRESS, 0)->verdict == VERDICT_AUDIT && !rule_at(&pl.p, DIR_EGRESS, 0)->observe);
+	CHECK_STR(prefix(rule_at(&pl.p, DIR_EGRESS, 0)), "bh:A:e0");
+	planned_release(&pl);
+}
+
 TEST(what_nft_cannot_express_is_refused_with_the_reason)
 {
 	struct planned pl;

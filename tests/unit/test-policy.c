@@ -226,6 +226,26 @@ TEST(defaults_and_actions)
 	diag_release(&d);
 }
 
+TEST(observe_defaults_to_denied)
+{
+	struct diag d;
+	struct policy_doc *doc = parse("{\"version\":1}", &d);
+	CHECK(doc && doc->observe == OBSERVE_DENIED);
+	policy_doc_free(doc);
+	diag_release(&d);
+	doc = parse("{\"version\":1,\"observe\":\"all\"}", &d);
+	CHECK(doc && doc->observe == OBSERVE_ALL);
+	policy_doc_free(doc);
+	diag_release(&d);
+	doc = parse("{\"version\":1,\"observe\":\"denied\"}", &d);
+	CHECK(doc && doc->observe == OBSERVE_DENIED);
+	policy_doc_free(doc);
+	diag_release(&d);
+	expect_error("{\"version\":1,\"observe\":\"ALL\"}", "/observe",
+		     "\"ALL\": expected \"denied\" (report denied and audited flows) or \"all\" (every accepted new "
+		     "connection too)");
+}
+
 TEST(errors_point_at_the_problem)
 {
 	expect_error("{\"version\":1,\"polices\":[]}", "/polices", "unknown key \"polices\" (did you mean \"policies\"?)");

@@ -160,6 +160,51 @@ TEST(the_rules_view_puts_hits_beside_reported_packets)
 	close_store(s);
 }
 
+/* An observed connection (observe all): the batch's flow as "allow". */
+static json_t *allowed_batch(int64_t seq, int64_t end, int64_t count)
+{
+	json_t *b = batch(seq, end, count);
+	json_t *f = json_array_get(json_object_get(b, "flows"), 0);
+	json_object_set_new(f, "verdict", json_string("allow"));
+	json_object_set_new(f, "rule", json_string("web-in/ingress/0"));
+	json_object_set_new(f, "policy", json_string("web-in"));
+	return b;
+}
+
+TEST(allowed_flows_are_listed_only_when_asked_for)
+{
+	struct store *s = open_store();
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	int64_t now = clock_wall_ms();
+	json_t *d = batch(1, now - 2000, 3), *a = allowed_batch(2, now - 1000, 4);
+	CHECK(add(s, "n1", d) == 1 && add(s, "n1", a) == 1);
+	/* The blocked-flow report leaves them out; --verdict allow has them only. */
+	struct flow_query q = {.mode = FLOW_QUERY_REPORT, .blocked_only = true};
+	json_t *r = query(s, &q);
+	CHECK(json_array_size(json_object_get(r, "flows")) == 1);
+	CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(r, "flows"), 0), "verdict")), "deny");
+	json_decref(r);
+	q.verdict = "allow";
+	r = query(s, &q);
+	CHECK(json_array_size(json_object_get(r, "flows")) == 1);
+	CHECK(member(json_array_get(json_object_get(r, "flows"), 0), "count") == 4);
+	json_decref(r);
+	q = (struct flow_query){.mode = FLOW_QUERY_FOLLOW, .blocked_only = true};
+	r = query(s, &q);
+	CHECK(json_array_size(json_object_get(r, "flows")) == 1);
+	json_decref(r);
+	/* Per rule, the allow rule's hits beside the connections reported for it. */
+	r = rules(s, "allow", NULL);
+	const json_t *allow = rule_row(r, "web-in/ingress/0");
+	CHECK(allow && member(allow, "hits") == 10 && member(allow, "count") == 4 && member(allow, "pairs") == 1);
+	json_decref(r);
+	json_decref(d);
+	json_decref(a);
+	close_store(s);
+}
+
 TEST(pruning_removes_what_is_past_the_retention)
 {
 	struct store *s = open_store();
