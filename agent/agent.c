@@ -557,6 +557,51 @@ static void source_cancel_cb(void *core, struct source_waiter *w)
 	}
 }
 
+/* Whether path (an endpoint's, not open) names the namespace id now. */
+static bool names(struct agent *a, const char *path, const struct netns_id *id)
+{
+	struct netns_id at;
+	return path && dataplane_identify(a->dp, path, &at) == 0 && at.dev == id->dev && at.ino == id->ino;
+}
+
+static int source_claim_cb(void *core, struct source *s, const struct source_claim *c, char *name,
+			   size_t namelen)
+{
+	struct agent *a = core;
+	struct netns_id id;
+	/* A namespace that is an endpoint's already (a container joined to
+	 * another's, a restart the agent saw first, an inventory's): that
+	 * endpoint's table is the one to wait for. */
+	if (dataplane_identify_fd(a->dp, c->netns_fd, &id) == 0 && (id.dev || id.ino)) {
+		for (struct endpoint_state *e = a->env.endpoints; e; e = e->next) {
+			bool holds =
+			    e->present ? e->id.dev == id.dev && e->id.ino == id.ino : names(a, e->netns, &id);
+			if (!holds)
+				continue;
+			if (!e->present)
+				endpoint_take_fd(e, c->netns_fd);
+			snprintf(name, namelen, "%s", e->name);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int source_isolate_cb(void *core, struct source *s, const char *name, char *why, size_t whylen)
+{
+	struct agent *a = core;
+	struct endpoint_state *e = find_endpoint(a, name);
+	if (!e) {
+		snprintf(why, whylen, "no endpoint %s", name);
+		return -ENOENT;
+	}
+	int r = endpoint_isolate(e, why, whylen);
+	answer_waiters(a);
+	report(a);
+	write_status(a);
+	return r;
+}
+
 static void source_quarantine_cb(void *core, struct source *s, const char *netns)
 {
 	struct agent *a = core;
@@ -603,6 +648,8 @@ static const struct source_sink agent_sink = {
     .cancel = source_cancel_cb,
     .quarantine = source_quarantine_cb,
     .changed = source_changed_cb,
+    .claim = source_claim_cb,
+    .isolate = source_isolate_cb,
 };
 
 /* ---- life cycle ---- */

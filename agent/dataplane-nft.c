@@ -179,6 +179,25 @@ static int nft_open(struct dataplane *dpv, const char *name, const char *path, s
 	return 0;
 }
 
+static int nft_adopt(struct dataplane *dpv, const char *name, const char *path, int fd,
+		     struct dataplane_ep **out, struct netns_id *id, char *err, size_t errlen)
+{
+	struct nft_dp *dp = nft_dp_of(dpv);
+	int own = netns_open_fd(dp->ns, fd, id);
+	if (own < 0) {
+		netns_open_error(own, path ? path : "(the hook's namespace)", err, errlen);
+		return own;
+	}
+	struct nft_ep *e = xcalloc(1, sizeof(*e));
+	e->ep.dp = dpv;
+	e->dp = dp;
+	e->name = xstrdup(name);
+	e->path = xstrdup(path ? path : "(the hook's namespace)");
+	e->nsfd = own;
+	*out = &e->ep;
+	return 0;
+}
+
 static int nft_attach(struct dataplane_ep *epv, unsigned flags, const struct dataplane_events *ev, void *data,
 		      char *err, size_t errlen)
 {
@@ -237,6 +256,11 @@ static void nft_close(struct dataplane_ep *epv)
 static int nft_identify(struct dataplane *dp, const char *path, struct netns_id *id)
 {
 	return path ? netns_identify(path, id) : -ENOENT;
+}
+
+static int nft_identify_fd(struct dataplane *dp, int fd, struct netns_id *id)
+{
+	return netns_fd_identify(fd, id);
 }
 
 static int nft_read_tag(struct dataplane_ep *epv, struct nft_tag *out)
@@ -545,9 +569,11 @@ static const struct dataplane_ops nft_ops = {
     .name = "nft",
     .free = nft_free,
     .open = nft_open,
+    .adopt = nft_adopt,
     .attach = nft_attach,
     .close = nft_close,
     .identify = nft_identify,
+    .identify_fd = nft_identify_fd,
     .read_tag = nft_read_tag,
     .apply = nft_apply,
     .verify = nft_verify,

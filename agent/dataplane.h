@@ -103,10 +103,13 @@ struct dataplane_ops {
 	void (*free)(struct dataplane *dp);
 	int (*open)(struct dataplane *dp, const char *name, const char *path, struct dataplane_ep **out,
 		    struct netns_id *id, char *err, size_t errlen);
+	int (*adopt)(struct dataplane *dp, const char *name, const char *path, int fd,
+		     struct dataplane_ep **out, struct netns_id *id, char *err, size_t errlen);
 	int (*attach)(struct dataplane_ep *ep, unsigned flags, const struct dataplane_events *ev, void *data,
 		      char *err, size_t errlen);
 	void (*close)(struct dataplane_ep *ep);
 	int (*identify)(struct dataplane *dp, const char *path, struct netns_id *id);
+	int (*identify_fd)(struct dataplane *dp, int fd, struct netns_id *id);
 	int (*read_tag)(struct dataplane_ep *ep, struct nft_tag *out);
 	int (*apply)(struct dataplane_ep *ep, const struct dataplane_apply *req,
 		     struct dataplane_result *res);
@@ -165,6 +168,18 @@ static inline BH_MUST_CHECK int dataplane_open(struct dataplane *dp, const char 
 {
 	return dp->ops->open(dp, name, path, out, id, err, errlen);
 }
+/* dataplane_open(), but the namespace is fd (borrowed), which path names:
+ * the OCI hook hands the namespace itself over, so no path is resolved
+ * (none can be swapped meanwhile) and no /proc/PID/ns/net is opened (no
+ * ptrace check). A dataplane that opens nothing opens path as usual. */
+static inline BH_MUST_CHECK int dataplane_adopt(struct dataplane *dp, const char *name, const char *path,
+						int fd, struct dataplane_ep **out, struct netns_id *id,
+						char *err, size_t errlen)
+{
+	if (!dp->ops->adopt)
+		return dp->ops->open(dp, name, path, out, id, err, errlen);
+	return dp->ops->adopt(dp, name, path, fd, out, id, err, errlen);
+}
 /* Opens what works on the table (and, with DATAPLANE_FLOWS, what reads
  * logged packets and counters) and starts delivering ev to data. What
  * cannot be opened but the table's own socket is logged and done
@@ -189,6 +204,13 @@ static inline BH_MUST_CHECK int dataplane_identify(struct dataplane *dp, const c
 						   struct netns_id *id)
 {
 	return dp->ops->identify(dp, path, id);
+}
+/* Which namespace fd (borrowed) is, as dataplane_identify() would say of
+ * a path to it. 0, -EINVAL (not a network namespace), -EOPNOTSUPP (this
+ * dataplane has no namespaces). */
+static inline BH_MUST_CHECK int dataplane_identify_fd(struct dataplane *dp, int fd, struct netns_id *id)
+{
+	return dp->ops->identify_fd ? dp->ops->identify_fd(dp, fd, id) : -EOPNOTSUPP;
 }
 /* Which bundle the table says it holds (nft.h: tag). 0, -ENOENT when no
  * table or tag, -EINVAL when the tag is not ours, another negative errno. */

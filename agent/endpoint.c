@@ -1,9 +1,11 @@
 /* One endpoint's life (see endpoint.h): namespace, table, changes by
  * others, backoff. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bulkhead/log.h"
 #include "conntrack.h"
@@ -26,7 +28,24 @@ struct endpoint_state *endpoint_new(struct endpoint_env *env, const struct sourc
 	e->labels = json_object();
 	e->ports = json_object();
 	e->src_addrs = json_array();
+	e->netns_fd = -1;
 	return e;
+}
+
+static void drop_fd(struct endpoint_state *e)
+{
+	if (e->netns_fd >= 0)
+		close(e->netns_fd);
+	e->netns_fd = -1;
+}
+
+void endpoint_take_fd(struct endpoint_state *e, int fd)
+{
+	drop_fd(e);
+	e->netns_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (e->netns_fd < 0)
+		log_warn("endpoint %s: keeping the hook's namespace: %m; its path is opened instead",
+			 e->name);
 }
 
 void endpoint_close(struct endpoint_state *e)
@@ -56,6 +75,7 @@ void endpoint_free(struct endpoint_state *e)
 	if (!e)
 		return;
 	endpoint_close(e);
+	drop_fd(e);
 	free(e->name);
 	free(e->netns);
 	free(e->error);
@@ -77,9 +97,16 @@ void endpoint_set(struct endpoint_state *e, const struct source_endpoint *se)
 		if (e->netns || e->present)
 			log_info("endpoint %s: namespace now %s", e->name, se->netns ? se->netns : "(none)");
 		endpoint_close(e);
+		drop_fd(e);
 		free(e->netns);
 		e->netns = se->netns ? xstrdup(se->netns) : NULL;
 		backoff_reset(&e->backoff);
+	}
+	if (se->netns_fd) {
+		endpoint_take_fd(e, *se->netns_fd);
+		/* The path may name a new namespace now (a container restarted
+		 * with the same one): the old one must not pass for it. */
+		endpoint_check_namespace(e);
 	}
 	json_decref(e->labels);
 	json_decref(e->ports);
@@ -317,7 +344,11 @@ bool endpoint_open(struct endpoint_state *e)
 		return false;
 	struct netns_id id;
 	struct dataplane_ep *ep = NULL;
-	int r = dataplane_open(env->dp, e->name, e->netns, &ep, &id, msg, sizeof(msg));
+	bool adopt = e->netns_fd >= 0;
+	int r = adopt ? dataplane_adopt(env->dp, e->name, e->netns, e->netns_fd, &ep, &id, msg, sizeof(msg))
+		      : dataplane_open(env->dp, e->name, e->netns, &ep, &id, msg, sizeof(msg));
+	if (adopt && r < 0)
+		drop_fd(e); /* not a namespace we can use: the path is tried next */
 	if (r == -ENOENT) {
 		/* Not there (yet): "namespace not present" says it all, and
 		 * nothing is failing; it is opened as soon as it is there. */
@@ -357,6 +388,7 @@ bool endpoint_open(struct endpoint_state *e)
 	e->dp = ep;
 	e->id = id;
 	e->present = true;
+	drop_fd(e); /* the dataplane holds its own */
 	read_tag(e);
 	if (env->session && dataplane_counts(env->dp)) {
 		e->counters = counters_new();
@@ -529,6 +561,25 @@ bool endpoint_quarantined(const struct endpoint_state *e)
 	return e->applied && e->applied == e->quarantine_ref;
 }
 
+int endpoint_isolate(struct endpoint_state *e, char *why, size_t whylen)
+{
+	e->quarantine = true;
+	touch(e);
+	/* Whatever held it back, a container waits for it now. */
+	if (e->backoff.reason == BACKOFF_OPEN || e->backoff.reason == BACKOFF_APPLY)
+		backoff_reset(&e->backoff);
+	if (!e->present)
+		endpoint_open(e);
+	endpoint_sync(e);
+	if (endpoint_quarantined(e) || endpoint_enforced(e))
+		return 0;
+	snprintf(why, whylen, "%s",
+		 e->error      ? e->error
+		 : !e->present ? "its namespace is not open"
+			       : "not applied");
+	return e->present ? -EIO : -ENOENT;
+}
+
 void endpoint_sync(struct endpoint_state *e)
 {
 	struct endpoint_env *env = e->env;
@@ -610,7 +661,11 @@ bool endpoint_waiting(const struct endpoint_state *e)
 		return !e->present;
 	case BACKOFF_APPLY:
 	case BACKOFF_TAMPERING:
-		return e->present && e->env->current && (e->force_full || e->applied != e->env->current);
+		if (!e->present)
+			return false;
+		if (e->env->current && bundle_find_endpoint(e->env->current->b, e->name))
+			return e->force_full || e->applied != e->env->current;
+		return e->quarantine && (!endpoint_quarantined(e) || e->force_full);
 	case BACKOFF_NONE:
 		break;
 	}

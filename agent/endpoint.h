@@ -62,6 +62,7 @@ struct endpoint_state {
 	bool has_tag;		    /* tag: which bundle the kernel's table says it holds */
 	struct nft_tag tag;
 	bool held;	     /* its table is newer than the cached bundle in force: left alone */
+	int netns_fd;	     /* the OCI hook's namespace, opened from this until present; -1 */
 	bool refused_shared; /* refused: another endpoint holds its namespace */
 	bool not_in_bundle_logged;
 	char *error;
@@ -97,6 +98,15 @@ void endpoint_free(struct endpoint_state *e);
 /* Takes what the source says now: a new namespace path closes the old
  * one (and ends any backoff: it is a new situation). */
 void endpoint_set(struct endpoint_state *e, const struct source_endpoint *se);
+
+/* Its namespace is fd (borrowed; the OCI hook's): the next open adopts a
+ * copy of it instead of opening the path. */
+void endpoint_take_fd(struct endpoint_state *e, int fd);
+/* To be quarantined until its bundle entry is in place (as
+ * source_endpoint.quarantine): the quarantine table goes in now (opening
+ * the namespace first) unless its table is there. 0 when either is in
+ * place; a negative errno with why. */
+int endpoint_isolate(struct endpoint_state *e, char *why, size_t whylen);
 
 /* Opens its namespace unless a backoff holds it back; true when present. */
 bool endpoint_open(struct endpoint_state *e);

@@ -21,11 +21,13 @@
 #include "bulkhead/loop.h"
 #include "bundle-file.h"
 #include "dataplane.h"
+#include "hook.h"
 #include "bulkhead/privs.h"
 #include "engine-http.h"
 #include "nft.h"
 #include "session.h"
 #include "source-engine.h"
+#include "source-hook.h"
 #include "source.h"
 #include "state.h"
 
@@ -37,8 +39,10 @@ static void usage(FILE *out)
 	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
 	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
 	      "                      [--counters-ms N] [--recheck-ms N] [--select LABEL[=VALUE]] [--cap-ptrace]\n"
+	      "                      [--hook-socket PATH]\n"
 	      "                      [--once] [--verbose]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
+	      "       " PROG " hook [--socket PATH] [--timeout-ms N]   the OCI hook (" PROG " hook --help)\n"
 	      "\n"
 	      "  --node NAME         this node; bundles for other nodes are refused\n"
 	      "  --inventory FILE    local endpoints and their namespaces (re-read when it changes)\n"
@@ -70,6 +74,9 @@ static void usage(FILE *out)
 	      "  --cap-ptrace        keep CAP_SYS_PTRACE too: opening /proc/PID/ns/net of a process that\n"
 	      "                      has capabilities the agent has not, or another user's, needs it\n"
 	      "                      (bind-mounted paths such as /run/netns/NAME do not)\n"
+	      "  --hook-socket PATH  listen for the OCI hook there (" PROG " hook, installed in podman's\n"
+	      "                      hooks.d): a container waits to start until its table is in place,\n"
+	      "                      and starts quarantined when it cannot be in time; root only\n"
 	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
 	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
 	      "\n"
@@ -83,6 +90,7 @@ struct options {
 	struct session_options session;
 	struct link_options link;
 	const char *inventory_path;
+	const char *hook_socket;
 	struct source_engine_options engines[2];
 	size_t n_engines;
 	const char *select;
@@ -117,7 +125,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"heartbeat-ms", required_argument, NULL, 'H'}, {"flow-window-ms", required_argument, NULL, 'W'},
 		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
 		{"cap-ptrace", no_argument, NULL, 'P'},       {"engine", required_argument, NULL, 'E'},
-		{"select", required_argument, NULL, 'S'},      {NULL, 0, NULL, 0},
+		{"select", required_argument, NULL, 'S'},      {"hook-socket", required_argument, NULL, 'X'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
@@ -194,6 +203,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'P':
 			o->cap_ptrace = true;
+			break;
+		case 'X':
+			if (optarg[0] != '/') {
+				log_error("--hook-socket: expected an absolute path, not \"%s\"", ESCAPED(optarg));
+				return -EINVAL;
+			}
+			o->hook_socket = optarg;
 			break;
 		case 'E': {
 			const char *why;
@@ -376,6 +392,10 @@ static void on_signal(void *data, uint32_t events)
 int main(int argc, char **argv)
 {
 	struct options o;
+	/* The OCI hook: a short-lived process of its own, as root in the
+	 * runtime's context (hook.h); none of the daemon's set-up. */
+	if (argc > 1 && strcmp(argv[1], "hook") == 0)
+		return hook_main(argc - 1, argv + 1);
 	log_setup(PROG, false);
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
@@ -431,8 +451,23 @@ int main(int argc, char **argv)
 	/* The inventory first: at start, a name both report is its. */
 	if (o.inventory_path)
 		agent_add_source(agent, source_file_new(o.inventory_path, o.agent.node));
-	for (size_t i = 0; i < o.n_engines; i++)
-		agent_add_source(agent, source_engine_new(&o.engines[i]));
+	/* The OCI hook asks podman's engine (or the one there is) who a
+	 * container is. */
+	struct source_hook_engine he = {0};
+	for (size_t i = 0; i < o.n_engines; i++) {
+		struct source *src = source_engine_new(&o.engines[i]);
+		agent_add_source(agent, src);
+		if (!he.engine || o.engines[i].kind == ENGINE_PODMAN)
+			he = (struct source_hook_engine){src, source_engine_hook, source_engine_hook_cancel};
+	}
+	struct source *hook = NULL;
+	if (o.hook_socket && source_hook_new(o.hook_socket, 0, he.engine ? &he : NULL, &hook) < 0) {
+		agent_free(agent);
+		loop_free(loop);
+		return 1;
+	}
+	if (hook)
+		agent_add_source(agent, hook);
 	unsigned behind = agent_start(agent, o.once);
 	int ret = 0;
 	if (o.once) {

@@ -52,6 +52,23 @@ void netns_free(struct netns *ns)
 	free(ns);
 }
 
+/* The checks of an open namespace file: a network namespace, not ours. */
+static int netns_check(struct netns *ns, int fd, struct netns_id *id)
+{
+	struct stat st;
+	/* Kernels before 4.11 do not say (ENOTTY); setns checks it then. */
+	int type = ioctl(fd, NS_GET_NSTYPE);
+	if (type >= 0 && type != CLONE_NEWNET)
+		return -EINVAL;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_dev == ns->self.dev && st.st_ino == ns->self.ino)
+		return -ELOOP;
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	return 0;
+}
+
 int netns_open(struct netns *ns, const char *path, struct netns_id *id)
 {
 	/* O_PATH resolves the path without opening what it names, so a FIFO
@@ -80,21 +97,46 @@ int netns_open(struct netns *ns, const char *path, struct netns_id *id)
 	close(pfd);
 	if (ret < 0)
 		return ret;
-	/* Kernels before 4.11 do not say (ENOTTY); setns checks it then. */
-	int type = ioctl(fd, NS_GET_NSTYPE);
-	if (type >= 0 && type != CLONE_NEWNET)
-		ret = -EINVAL;
-	else if (fstat(fd, &st) < 0)
-		ret = -errno;
-	else if (st.st_dev == ns->self.dev && st.st_ino == ns->self.ino)
-		ret = -ELOOP;
+	ret = netns_check(ns, fd, id);
 	if (ret < 0) {
 		close(fd);
 		return ret;
 	}
-	id->dev = st.st_dev;
-	id->ino = st.st_ino;
 	return fd;
+}
+
+int netns_open_fd(struct netns *ns, int fd, struct netns_id *id)
+{
+	struct statfs sfs;
+	if (fstatfs(fd, &sfs) < 0)
+		return -errno;
+	if (sfs.f_type != NSFS_MAGIC)
+		return -EINVAL;
+	int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (own < 0)
+		return -errno;
+	int ret = netns_check(ns, own, id);
+	if (ret < 0) {
+		close(own);
+		return ret;
+	}
+	return own;
+}
+
+int netns_fd_identify(int fd, struct netns_id *out)
+{
+	struct statfs sfs;
+	struct stat st;
+	if (fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if (sfs.f_type != NSFS_MAGIC)
+		return -EINVAL;
+	int type = ioctl(fd, NS_GET_NSTYPE);
+	if (type >= 0 && type != CLONE_NEWNET)
+		return -EINVAL;
+	out->dev = st.st_dev;
+	out->ino = st.st_ino;
+	return 0;
 }
 
 const char *netns_open_error(int err, const char *path, char *buf, size_t size)

@@ -35,6 +35,14 @@ struct netns_id {
  *   -ELOOP   the agent's own network namespace (firewalling it would
  *            firewall the node itself) */
 BH_MUST_CHECK int netns_open(struct netns *ns, const char *path, struct netns_id *id);
+/* The same checks for a namespace already open (the OCI hook's, passed
+ * over its socket): fd is borrowed; returns a new fd of the agent's own
+ * (close-on-exec), or -EINVAL, -ELOOP as above. */
+BH_MUST_CHECK int netns_open_fd(struct netns *ns, int fd, struct netns_id *id);
+/* Which network namespace fd is (no check that it is not ours): 0, or
+ * -EINVAL when fd is not a network namespace file. */
+BH_MUST_CHECK int netns_fd_identify(int fd, struct netns_id *out);
+
 /* Why netns_open failed, for an endpoint's error: "PATH is not a network
  * namespace …". Writes at most size bytes to buf and returns buf. */
 const char *netns_open_error(int err, const char *path, char *buf, size_t size);

@@ -59,6 +59,7 @@ struct ctr {
 	bool watched_start;		  /* its start was seen: quarantine until its table */
 	char *early_netns;		  /* its namespace before its start (mount, hook) */
 	bool isolated;			  /* seen starting under a name no endpoint may have: quarantined */
+	const int *hook_fd;		  /* while a hook's report is published: its namespace */
 	char *reported;			  /* the endpoint name it is reported under */
 	char *notes;			  /* what was last logged of its labels */
 	enum engine_verdict last_verdict; /* what was last logged */
@@ -315,6 +316,7 @@ static void publish(struct source_engine *e, struct ctr *c)
 	struct source_endpoint se;
 	engine_endpoint_view(&ep, &se);
 	se.quarantine = c->watched_start;
+	se.netns_fd = c->hook_fd;
 	source_update(&e->src, &se);
 	engine_endpoint_release(&ep);
 }
@@ -1033,9 +1035,10 @@ static void hook_sw_done(struct source_waiter *sw, int result, const char *error
 {
 	struct engine_hook_waiter *w =
 	    (struct engine_hook_waiter *)((char *)sw - offsetof(struct engine_hook_waiter, sw));
-	free(w->endpoint);
+	char *name = w->endpoint;
 	w->endpoint = NULL;
-	w->done(w, result, error);
+	w->done(w, result, name, error); /* may free w */
+	free(name);
 }
 
 /* The endpoint whose namespace is netns, if this source reports one. */
@@ -1071,14 +1074,17 @@ static void hook_report(struct source_engine *e, struct ctr *c, struct engine_ho
 	c->watched_start = true;
 	if (c->state == CTR_CREATED || c->state == CTR_EXITED)
 		c->state = CTR_STARTING;
+	/* Opened from the hook's fd: no path resolved, no ptrace check. */
+	c->hook_fd = w->netns_fd;
 	publish(e, c);
+	c->hook_fd = NULL;
 	if (!c->reported) {
 		struct engine_container view;
 		struct engine_endpoint ep;
 		ctr_view(c, &view);
 		engine_endpoint_of(&view, e->kind, &e->select, &ep, why, sizeof(why));
 		engine_endpoint_release(&ep);
-		w->done(w, 1, why);
+		w->done(w, 1, NULL, why);
 		return;
 	}
 	hook_enforce(e, w, c->reported);

@@ -98,7 +98,11 @@ const struct engine_container *source_engine_find(struct source *s, const char *
 struct engine_hook_waiter {
 	const char *id;	   /* borrowed until done or cancelled */
 	const char *netns; /* borrowed until done or cancelled */
-	void (*done)(struct engine_hook_waiter *w, int result, const char *error);
+	/* The namespace itself (borrowed until done or cancelled; NULL:
+	 * none): the endpoint is opened from it, not from netns. */
+	const int *netns_fd;
+	/* endpoint: the name it is reported under (NULL: not an endpoint). */
+	void (*done)(struct engine_hook_waiter *w, int result, const char *endpoint, const char *error);
 	/* The source's. */
 	struct source_waiter sw;
 	char *endpoint;

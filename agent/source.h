@@ -28,6 +28,12 @@
  *     (drop and report everything but loopback, agent/quarantine.h),
  *     never nothing. A source that sees a namespace born before it knows
  *     whose it is calls source_quarantine() with its path.
+ *   - The OCI hook (source-hook.c) knows a container by its id and its
+ *     namespace only, before it runs; its name and labels are the
+ *     engine's (source-engine.h: source_engine_hook()). It calls
+ *     source_claim() first: a namespace an endpoint holds already (a
+ *     container joined to another's, an inventory's) is that endpoint's.
+ *     When time runs out, source_isolate() puts the quarantine table in.
  *
  * Everything a source reports is outside input to the core, which checks
  * what it uses; a source checks its own syntax (names, label keys, paths)
@@ -81,11 +87,21 @@ struct source_endpoint {
 	size_t n_addrs;
 	const struct source_port *ports;
 	size_t n_ports;
+	/* The namespace itself (the OCI hook's), which netns names: the core
+	 * opens it from this fd rather than from the path, once. Borrowed for
+	 * the call; NULL: open netns. */
+	const int *netns_fd;
 	/* Until the bundle in force has a table for it, the quarantine
 	 * table (a container the source saw start: it must not run without
 	 * rules). Without it such an endpoint is left alone (an inventory's
 	 * namespaces, containers found running). */
 	bool quarantine;
+};
+
+/* A container about to run, as the OCI hook hands it over (source_claim()). */
+struct source_claim {
+	const char *netns; /* its namespace's bind mount, checked to be netns_fd's; NULL: none */
+	int netns_fd;	   /* its network namespace, borrowed for the call */
 };
 
 /* Waits for one endpoint's table (source_enforce()). Owned by the
@@ -110,6 +126,8 @@ struct source_sink {
 	void (*cancel)(void *core, struct source_waiter *w);
 	void (*quarantine)(void *core, struct source *s, const char *netns);
 	void (*changed)(void *core, struct source *s);
+	int (*claim)(void *core, struct source *s, const struct source_claim *c, char *name, size_t namelen);
+	int (*isolate)(void *core, struct source *s, const char *name, char *why, size_t whylen);
 };
 
 struct source_ops {
@@ -174,11 +192,29 @@ static inline void source_quarantine(struct source *s, const char *netns)
 	s->sink->quarantine(s->core, s, netns);
 }
 
+/* The endpoint that holds c's namespace already (present, or whose path
+ * names it), if one does: its name goes into name, and one not open yet
+ * opens it from c's fd. 0, or -ENOENT. */
+static inline BH_MUST_CHECK int source_claim(struct source *s, const struct source_claim *c, char *name,
+					     size_t namelen)
+{
+	return s->sink->claim(s->core, s, c, name, namelen);
+}
+/* Endpoint name is to be isolated until its bundle entry is in place: its
+ * namespace gets the quarantine table now unless its table is there. 0
+ * when one of the two is in place; a negative errno with why (-ENOENT: no
+ * such endpoint, or its namespace not open). */
+static inline BH_MUST_CHECK int source_isolate(struct source *s, const char *name, char *why, size_t whylen)
+{
+	return s->sink->isolate(s->core, s, name, why, whylen);
+}
+
 /* ---- the sources ---- */
 
 /* --inventory FILE: the inventory format (inventory.h) for node; a file
  * that does not validate keeps the endpoints in force. */
 struct source *source_file_new(const char *path, const char *node);
+
 
 /* ---- bundle sources ---- */
 

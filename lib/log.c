@@ -4,17 +4,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 
 #include "bulkhead/log.h"
 
 static const char *log_prog = "bulkhead";
-static bool log_verbose;
+static bool log_verbose, log_syslog;
 
 void log_setup(const char *prog, bool verbose)
 {
 	log_prog = prog;
 	log_verbose = verbose;
+}
+
+void log_to_syslog(void)
+{
+	openlog(log_prog, LOG_PID, LOG_DAEMON);
+	log_syslog = true;
 }
 
 static void log_vmsg(int level, const char *fmt, va_list ap)
@@ -30,9 +37,17 @@ static void log_vmsg(int level, const char *fmt, va_list ap)
 	char stamp[32];
 	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
 	fprintf(stderr, "%s.%03ld %s: %s: ", stamp, ts.tv_nsec / 1000000, log_prog, names[level]);
+	va_list again;
+	va_copy(again, ap);
 	errno = saved; /* for %m */
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
+	if (log_syslog) {
+		static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+		errno = saved;
+		vsyslog(priorities[level], fmt, again);
+	}
+	va_end(again);
 	errno = saved;
 }
 

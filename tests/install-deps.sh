@@ -12,7 +12,12 @@ packages=(
   iputils-ping socat     # test traffic
   conntrack              # conntrack -L/-D: tests/integration/conntrack-cut.sh, bench/conntrack-cut.sh
   valgrind
-  docker.io podman runc busybox-static curl   # real containers (tests/integration/docker.sh)
+  # Real containers (tests/integration/docker.sh, podman.sh, the containers
+  # demo): podman with runc and CNI (not crun, not netavark). No
+  # containers.conf is written: the tests and the demo bring their own
+  # (runtime runc, nofile/nproc 4096, CONTAINERS_CONF, tests/integration/
+  # podman.bash), so the host's podman is left as it is.
+  docker.io podman runc containernetworking-plugins iptables busybox-static curl
 )
 missing=()
 for p in "${packages[@]}"; do

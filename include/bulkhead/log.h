@@ -9,6 +9,9 @@
 #include "bulkhead/common.h"
 
 void log_setup(const char *prog, bool verbose);
+/* Every message goes to syslog too (LOG_DAEMON), as prog: for a process
+ * whose stderr nobody reads (an OCI hook's, which the runtime drops). */
+void log_to_syslog(void);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define LOG_LEVEL_ERROR 0

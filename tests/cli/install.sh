@@ -29,6 +29,14 @@ for b in bulkhead bulkhead-agent bulkhead-controller; do
   check "$bindir/$b is installed and executable" test -x "$dest$bindir/$b"
 done
 check "the JSON Schema is in share/bulkhead" cmp -s "$root/policy-schema/policy.schema.json" "$dest$prefix/share/bulkhead/policy.schema.json"
+hooks=$dest$prefix/share/containers/oci/hooks.d/bulkhead.json
+check "the OCI hook's entry is in share/containers/oci/hooks.d" test -f "$hooks"
+check "it runs $bindir/bulkhead-agent hook at createRuntime, always" /usr/bin/python3 -c '
+import json, sys
+h = json.load(open(sys.argv[1]))
+ok = h["version"] == "1.0.0" and h["hook"]["path"] == sys.argv[2] and h["hook"]["args"][1] == "hook" \
+     and h["stages"] == ["createRuntime"] and h["when"] == {"always": True} and h["hook"]["timeout"] > 5
+sys.exit(0 if ok else 1)' "$hooks" "$bindir/bulkhead-agent"
 units=$(find "$dest" -name 'bulkhead-*.service' | sort)
 check "both units are installed" test "$(echo "$units" | xargs -n1 basename | xargs)" = "bulkhead-agent.service bulkhead-controller.service"
 unitdir=$(dirname "$(echo "$units" | head -1)")

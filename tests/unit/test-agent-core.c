@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bulkhead/compile.h"
@@ -220,6 +221,72 @@ static int fake_open(struct dataplane *dp, const char *name, const char *path, s
 	return 0;
 }
 
+/* fds the test hands over as namespaces (the hook's), by fd number. */
+static char fd_paths[64][64];
+
+static int fake_adopt(struct dataplane *dp, const char *name, const char *path, int fd,
+		      struct dataplane_ep **out, struct netns_id *id, char *err, size_t errlen)
+{
+	/* The agent adopts a copy: find what it copies by identity. */
+	struct netns_id want;
+	int r = dp->ops->identify_fd(dp, fd, &want);
+	struct fake_ns *ns = r == 0 ? ns_of(&want) : NULL;
+	if (!ns) {
+		snprintf(err, errlen, "not a network namespace");
+		return -EINVAL;
+	}
+	note("adopt %s ns%lu", name, ns->id.ino);
+	struct fake_ep *e = xcalloc(1, sizeof(*e));
+	e->ep.dp = dp;
+	e->name = xstrdup(name);
+	e->id = ns->id;
+	*id = ns->id;
+	*out = &e->ep;
+	return 0;
+}
+
+/* An fd stands for the namespace made at path when the test handed it
+ * over; the agent's copy (F_DUPFD) shares its open file, so identity goes
+ * by what fstat says of the file: a pipe of the test's, remembered by inode. */
+static unsigned long fd_inos[64];
+static int fake_identify_fd(struct dataplane *dp, int fd, struct netns_id *id)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -EBADF;
+	for (size_t i = 0; i < BH_ARRAY_SIZE(fd_inos); i++) {
+		if (fd_inos[i] != st.st_ino || !fd_paths[i][0])
+			continue;
+		struct fake_ns *ns = ns_at(fd_paths[i]);
+		if (!ns)
+			return -EINVAL;
+		*id = ns->id;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* An fd standing for the namespace at path (made if missing); the test closes it. */
+static int hand_over(const char *path)
+{
+	int p[2];
+	if (pipe(p) < 0)
+		abort();
+	close(p[1]);
+	struct stat st;
+	fstat(p[0], &st);
+	if (!ns_at(path))
+		ns_make(path);
+	for (size_t i = 0; i < BH_ARRAY_SIZE(fd_inos); i++) {
+		if (!fd_paths[i][0]) {
+			fd_inos[i] = st.st_ino;
+			snprintf(fd_paths[i], sizeof(fd_paths[i]), "%s", path);
+			break;
+		}
+	}
+	return p[0];
+}
+
 static int fake_attach(struct dataplane_ep *ep, unsigned flags, const struct dataplane_events *ev, void *data,
 		       char *err, size_t errlen)
 {
@@ -410,6 +477,8 @@ static const struct dataplane_ops fake_ops = {
     .name = "fake",
     .free = fake_free,
     .open = fake_open,
+    .adopt = fake_adopt,
+    .identify_fd = fake_identify_fd,
     .attach = fake_attach,
     .close = fake_close,
     .identify = fake_identify,
@@ -607,6 +676,7 @@ static void world_new(struct world *w, const char *endpoints)
 	journal_reset();
 	n_nss = 0;
 	memset(open_eps, 0, sizeof(open_eps));
+	memset(fd_paths, 0, sizeof(fd_paths));
 	now = 1000000;
 	fake = (struct fake_dp){.dp.ops = &fake_ops, .nb = nft_batch_new(100)};
 	fs = xcalloc(1, sizeof(*fs));
@@ -1254,6 +1324,96 @@ TEST(stop_does_the_shutdown_work_and_free_only_frees)
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", w.dir);
 	CHECK(system(cmd) == 0);
+}
+
+/* ---- the OCI hook's calls: claim, isolate ---- */
+
+static struct source hook_src;
+static int no_start(struct source *s, struct loop *loop, bool once)
+{
+	return 0;
+}
+static const struct source_ops hook_ops = {.kind = "hook", .start = no_start, .free = src_free};
+
+static void world_with_hook(struct world *w, const char *endpoints)
+{
+	world_new(w, endpoints);
+	hook_src = (struct source){.ops = &hook_ops};
+	w->a = agent_new(&w->o, w->loop, &fake.dp);
+	agent_set_session(w->a, &fs->s);
+	agent_add_source(w->a, &fake_src);
+	agent_add_source(w->a, &hook_src);
+}
+
+static int claim(const char *netns, int fd, char *name)
+{
+	struct source_claim c = {.netns = netns, .netns_fd = fd};
+	return source_claim(&hook_src, &c, name, 64);
+}
+
+TEST(a_claim_finds_the_endpoint_that_holds_the_namespace)
+{
+	struct world w;
+	char name[64] = "";
+	world_with_hook(&w, "ep1 ep2");
+	ns_make("/run/netns/ep1");
+	(void)agent_start(w.a, false);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1 ep2"), 1);
+	/* ep1's namespace is open: a container joined to it waits for ep1's table. */
+	int fd = hand_over("/run/netns/ep1");
+	CHECK(claim(NULL, fd, name) == 0);
+	CHECK_STR(name, "ep1");
+	close(fd);
+	/* ep2's appears at its path, not seen yet: the claim finds it there,
+	 * and its namespace is adopted from the fd. */
+	fd = hand_over("/run/netns/ep2");
+	CHECK(claim("/run/netns/ep2", fd, name) == 0);
+	CHECK_STR(name, "ep2");
+	close(fd);
+	struct source_waiter wt = {.endpoint = "ep2", .done = waited};
+	waited_result = 99;
+	source_enforce(&hook_src, &wt);
+	CHECK(waited_result == 0);
+	CHECK(at("adopt ep2") >= 0 && at("apply ep2 full") > at("adopt ep2"));
+	/* A namespace no endpoint holds is the engine's business. */
+	fd = hand_over("/run/netns/other");
+	CHECK(claim(NULL, fd, name) == -ENOENT);
+	close(fd);
+	world_free(&w);
+}
+
+TEST(a_source_hands_over_a_namespace_as_an_fd_and_isolation_quarantines)
+{
+	struct world w;
+	char why[256];
+	world_with_hook(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	(void)agent_start(w.a, false);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	/* As the engine reports a container the hook handed over: its
+	 * namespace opened from the fd, not from the path. */
+	int fd = hand_over("/run/netns/netns-abc");
+	struct source_endpoint se = {.name = "ctr-1", .netns = "/run/netns/netns-abc", .netns_fd = &fd};
+	source_update(&fake_src, &se);
+	close(fd);
+	CHECK(at("adopt ctr-1") >= 0 && at("open ctr-1") > at("adopt ctr-1"));
+	/* Not named by the bundle in time: isolated, the quarantine table. */
+	CHECK(source_isolate(&hook_src, "nobody", why, sizeof(why)) == -ENOENT);
+	CHECK(source_isolate(&hook_src, "ctr-1", why, sizeof(why)) == 0);
+	CHECK(at("apply ctr-1 full") > at("adopt ctr-1"));
+	json_t *st = status_json(&w);
+	CHECK(json_is_true(json_object_get(status_endpoint(st, "ctr-1"), "quarantined")));
+	json_decref(st);
+	/* One whose table is in place already is left as it is. */
+	size_t before = journal_len;
+	CHECK(source_isolate(&hook_src, "ep1", why, sizeof(why)) == 0);
+	CHECK(strstr(journal + before, "apply ep1") == NULL);
+	/* Its own table at last. */
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ctr-1 ep1"), 2);
+	st = status_json(&w);
+	CHECK(json_is_false(json_object_get(status_endpoint(st, "ctr-1"), "quarantined")));
+	json_decref(st);
+	world_free(&w);
 }
 
 /* ---- backoff.c ---- */

@@ -350,7 +350,7 @@ static void settle(unsigned ms)
 
 static int hook_result = 99;
 static char hook_error[256];
-static void hook_done(struct engine_hook_waiter *w, int result, const char *error)
+static void hook_done(struct engine_hook_waiter *w, int result, const char *endpoint, const char *error)
 {
 	hook_result = result;
 	snprintf(hook_error, sizeof(hook_error), "%s", error ? error : "");
