@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 
 #include "bulkhead/fileio.h"
 #include "bulkhead/log.h"
@@ -15,10 +14,7 @@ struct bundle_file {
 	char *path, *node;
 	const struct bundle_intake *intake;
 	void *core;
-	struct loop *loop;
 	struct watch *watch;
-	struct loop_source *watch_src;
-	int token;
 };
 
 struct bundle *bundle_file_decode(const char *source, const char *node, char *text, size_t len)
@@ -59,28 +55,15 @@ int bundle_file_read(struct bundle_file *f)
 	return 0;
 }
 
-static void on_watch(void *data, uint32_t events)
+static void on_change(void *data)
 {
-	struct bundle_file *f = data;
-	unsigned changed = 0;
-	watch_dispatch(f->watch, &changed);
-	if (f->token >= 0 && (changed & (1u << f->token)) && bundle_file_read(f) < 0)
+	if (bundle_file_read(data) < 0)
 		return; /* logged, and the core told */
 }
 
 int bundle_file_watch(struct bundle_file *f, struct loop *loop)
 {
-	f->loop = loop;
-	f->watch = watch_new();
-	if (!f->watch || !(f->watch_src = loop_add_fd(loop, watch_fd(f->watch), EPOLLIN, on_watch, f))) {
-		int r = -errno;
-		log_error("watching files: %m; changes to them need a restart");
-		return r;
-	}
-	f->token = watch_add(f->watch, f->path);
-	if (f->token < 0)
-		return log_error_errno(f->token, "watching %s: %m", f->path);
-	return 0;
+	return watch_new(loop, f->path, on_change, f, &f->watch);
 }
 
 struct bundle_file *bundle_file_new(const char *path, const char *node, const struct bundle_intake *intake,
@@ -91,7 +74,6 @@ struct bundle_file *bundle_file_new(const char *path, const char *node, const st
 	f->node = xstrdup(node);
 	f->intake = intake;
 	f->core = core;
-	f->token = -1;
 	return f;
 }
 
@@ -99,8 +81,6 @@ void bundle_file_free(struct bundle_file *f)
 {
 	if (!f)
 		return;
-	if (f->watch_src)
-		loop_remove(f->loop, f->watch_src);
 	watch_free(f->watch);
 	free(f->path);
 	free(f->node);

@@ -26,6 +26,7 @@
 #include "engine-http.h"
 #include "nft.h"
 #include "session.h"
+#include "session-privsep.h"
 #include "source-engine.h"
 #include "source-hook.h"
 #include "source.h"
@@ -40,7 +41,7 @@ static void usage(FILE *out)
 	      "                      [--bundle FILE] [--dataplane nft|null] [--nflog-group N] [--flow-window-ms N]\n"
 	      "                      [--counters-ms N] [--recheck-ms N] [--select LABEL[=VALUE]] [--cap-ptrace]\n"
 	      "                      [--hook-socket PATH]\n"
-	      "                      [--once] [--verbose]\n"
+	      "                      [--once] [--verbose] [--session-user NAME | --no-privsep]\n"
 	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE]\n"
 	      "       " PROG " hook [--socket PATH] [--timeout-ms N]   the OCI hook (" PROG " hook --help)\n"
 	      "\n"
@@ -74,6 +75,9 @@ static void usage(FILE *out)
 	      "  --cap-ptrace        keep CAP_SYS_PTRACE too: opening /proc/PID/ns/net of a process that\n"
 	      "                      has capabilities the agent has not, or another user's, needs it\n"
 	      "                      (bind-mounted paths such as /run/netns/NAME do not)\n"
+	      "  --session-user NAME the controller session (ZeroMQ, the wire's JSON, the flow spool) runs\n"
+	      "                      in a child process as this user, with no capability (default nobody)\n"
+	      "  --no-privsep        the controller session runs inside the agent (debugging, scale tests)\n"
 	      "  --hook-socket PATH  listen for the OCI hook there (" PROG " hook, installed in podman's\n"
 	      "                      hooks.d): a container waits to start until its table is in place,\n"
 	      "                      and starts quarantined when it cannot be in time; root only\n"
@@ -95,7 +99,8 @@ struct options {
 	size_t n_engines;
 	const char *select;
 	const char *keys, *controller_key;
-	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace;
+	const char *session_user;
+	bool null_dataplane, print_ruleset, once, verbose, cap_ptrace, no_privsep;
 };
 
 /* A decimal option value in lo..hi; false after saying what was expected. */
@@ -126,6 +131,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
 		{"cap-ptrace", no_argument, NULL, 'P'},       {"engine", required_argument, NULL, 'E'},
 		{"select", required_argument, NULL, 'S'},      {"hook-socket", required_argument, NULL, 'X'},
+		{"session-user", required_argument, NULL, 'U'}, {"no-privsep", no_argument, NULL, 'N'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -133,7 +139,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			      .session.flow_window_ms = 1000,
 			      .agent.counters_ms = 5000,
 			      .agent.recheck_ms = 500,
-			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS};
+			      .link.heartbeat_ms = PROTO_HEARTBEAT_MS,
+			      .session_user = "nobody"};
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
@@ -203,6 +210,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'P':
 			o->cap_ptrace = true;
+			break;
+		case 'U':
+			o->session_user = optarg;
+			break;
+		case 'N':
+			o->no_privsep = true;
 			break;
 		case 'X':
 			if (optarg[0] != '/') {
@@ -412,6 +425,13 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* The controller session's process (session-privsep.h), and the
+	 * spool given to whoever writes it: while the agent may still. */
+	struct spawner *spawner = NULL;
+	if (o.link.endpoint &&
+	    session_privsep_setup(&o.session, o.no_privsep ? NULL : o.session_user, &spawner) < 0)
+		return 1;
+
 	/* Before any object exists (ZeroMQ starts threads): from here on the
 	 * agent holds what setns (SYS_ADMIN) and nftables and NFLOG
 	 * (NET_ADMIN) need, and nothing else (README: Deploying). */
@@ -447,7 +467,8 @@ int main(int argc, char **argv)
 	}
 	struct agent *agent = agent_new(&o.agent, loop, dp);
 	if (o.link.endpoint)
-		agent_set_session(agent, session_new(loop, &o.session, &agent_session_peer, agent));
+		agent_set_session(agent, spawner ? session_proxy_new(loop, &o.session, spawner, &agent_session_peer, agent)
+					   : session_new(loop, &o.session, &agent_session_peer, agent));
 	/* The inventory first: at start, a name both report is its. */
 	if (o.inventory_path)
 		agent_add_source(agent, source_file_new(o.inventory_path, o.agent.node));

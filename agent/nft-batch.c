@@ -580,15 +580,16 @@ static bool add_cmp_u8(struct nftnl_rule *r, uint8_t v)
 	return add_cmp(r, NFT_CMP_EQ, &v, sizeof(v));
 }
 
-/* ct state & mask != 0 */
-static bool add_ct_state(struct nftnl_rule *r, uint32_t mask)
+/* ct KEY & mask, compared with 0 by op: the ct state and ct status
+ * matches. */
+static bool add_ct_masked(struct nftnl_rule *r, uint32_t key, uint32_t mask, uint32_t op)
 {
 	struct nftnl_expr *ct = nftnl_expr_alloc("ct");
 	struct nftnl_expr *bw;
 	uint32_t zero = 0;
 
 	if (ct) {
-		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, key);
 		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
 	}
 	if (!add_expr(r, ct))
@@ -601,7 +602,13 @@ static bool add_ct_state(struct nftnl_rule *r, uint32_t mask)
 		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, &mask, sizeof(mask));
 		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, &zero, sizeof(zero));
 	}
-	return add_expr(r, bw) && add_cmp(r, NFT_CMP_NEQ, &zero, sizeof(zero));
+	return add_expr(r, bw) && add_cmp(r, op, &zero, sizeof(zero));
+}
+
+/* ct state & mask != 0 */
+static bool add_ct_state(struct nftnl_rule *r, uint32_t mask)
+{
+	return add_ct_masked(r, NFT_CT_STATE, mask, NFT_CMP_NEQ);
 }
 
 /* reg1 = reg1 & mask (one byte), as nft emits a flags mask. */
@@ -643,25 +650,7 @@ static bool add_counter(struct nftnl_rule *r)
  * no entry at all (untracked) does not match. */
 static bool add_ct_unconfirmed(struct nftnl_rule *r)
 {
-	struct nftnl_expr *ct = nftnl_expr_alloc("ct");
-	struct nftnl_expr *bw;
-	uint32_t mask = IPS_CONFIRMED, zero = 0;
-
-	if (ct) {
-		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
-		nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-	}
-	if (!add_expr(r, ct))
-		return false;
-	bw = nftnl_expr_alloc("bitwise");
-	if (bw) {
-		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
-		nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_LEN, sizeof(uint32_t));
-		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, &mask, sizeof(mask));
-		nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, &zero, sizeof(zero));
-	}
-	return add_expr(r, bw) && add_cmp(r, NFT_CMP_EQ, &zero, sizeof(zero));
+	return add_ct_masked(r, NFT_CT_STATUS, IPS_CONFIRMED, NFT_CMP_EQ);
 }
 
 static bool add_log(struct nftnl_rule *r, const char *prefix, uint16_t group)

@@ -4,7 +4,6 @@
  * edit must not unmanage them. */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
 
 #include "bulkhead/inventory.h"
 #include "bulkhead/log.h"
@@ -14,10 +13,7 @@
 struct source_file {
 	struct source src;
 	char *path, *node;
-	struct loop *loop;
 	struct watch *watch;
-	struct loop_source *watch_src;
-	int token;
 };
 
 static void source_file_read(struct source_file *f)
@@ -59,41 +55,24 @@ static void source_file_read(struct source_file *f)
 	inventory_free(inv);
 }
 
-static void on_watch(void *data, uint32_t events)
+static void on_change(void *data)
 {
-	struct source_file *f = data;
-	unsigned changed = 0;
-	watch_dispatch(f->watch, &changed);
-	if (f->token >= 0 && (changed & (1u << f->token)))
-		source_file_read(f);
+	source_file_read(data);
 }
 
 static int source_file_start(struct source *s, struct loop *loop, bool once)
 {
 	struct source_file *f = (struct source_file *)s;
-	f->loop = loop;
 	source_file_read(f);
 	if (once)
 		return 0;
-	f->watch = watch_new();
-	if (!f->watch || !(f->watch_src = loop_add_fd(loop, watch_fd(f->watch), EPOLLIN, on_watch, f))) {
-		int r = -errno;
-		log_error("watching files: %m; changes to them need a restart");
-		return r;
-	}
-	f->token = watch_add(f->watch, f->path);
-	if (f->token < 0)
-		return log_error_errno(f->token, "watching %s: %m", f->path);
-	return 0;
+	return watch_new(loop, f->path, on_change, f, &f->watch);
 }
 
 static void source_file_free(struct source *s)
 {
 	struct source_file *f = (struct source_file *)s;
-	if (f->watch_src)
-		loop_remove(f->loop, f->watch_src);
-	if (f->watch)
-		watch_free(f->watch);
+	watch_free(f->watch);
 	free(f->path);
 	free(f->node);
 	free(f);
@@ -111,6 +90,5 @@ struct source *source_file_new(const char *path, const char *node)
 	f->src.ops = &source_file_ops;
 	f->path = xstrdup(path);
 	f->node = xstrdup(node);
-	f->token = -1;
 	return &f->src;
 }

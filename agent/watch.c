@@ -1,90 +1,94 @@
-/* inotify on the parent directories of watched files (see watch.h). */
+/* inotify on the parent directory of a watched file (see watch.h). */
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
 #include "bulkhead/log.h"
 #include "watch.h"
 
-#define WATCH_MAX 8
-
 struct watch {
-	int fd;
-	size_t n;
-	struct {
-		int wd;
-		char *name; /* basename within the watched directory */
-	} files[WATCH_MAX];
+	int fd, wd;
+	char *name; /* basename within the watched directory */
+	struct loop *loop;
+	struct loop_source *src;
+	void (*changed)(void *data);
+	void *data;
 };
 
-struct watch *watch_new(void)
+/* Reads pending events; calls back once if any was about the file. */
+static void on_inotify(void *data, uint32_t events)
 {
-	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	struct watch *w = xcalloc(1, sizeof(*w));
-	w->fd = fd;
-	return w;
-}
-
-void watch_free(struct watch *w)
-{
-	if (!w)
-		return;
-	for (size_t i = 0; i < w->n; i++)
-		free(w->files[i].name);
-	close(w->fd);
-	free(w);
-}
-
-int watch_fd(const struct watch *w)
-{
-	return w->fd;
-}
-
-int watch_add(struct watch *w, const char *path)
-{
-	if (w->n == WATCH_MAX)
-		return -ENOSPC;
-	char dir[PATH_MAX], base[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", path);
-	snprintf(base, sizeof(base), "%s", path);
-	int wd = inotify_add_watch(w->fd, dirname(dir),
-				   IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM);
-	if (wd < 0)
-		return -errno;
-	w->files[w->n].wd = wd;
-	w->files[w->n].name = xstrdup(basename(base));
-	return (int)w->n++;
-}
-
-void watch_dispatch(struct watch *w, unsigned *changed)
-{
+	struct watch *w = data;
+	bool changed = false;
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	for (;;) {
 		ssize_t len = read(w->fd, buf, sizeof(buf));
 		if (len <= 0) {
 			if (len < 0 && errno != EAGAIN && errno != EINTR)
 				log_warn("inotify: %m");
-			return;
+			break;
 		}
 		for (char *p = buf; p < buf + len;) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
 			p += sizeof(*ev) + ev->len;
-			if (ev->mask & IN_Q_OVERFLOW) {
-				/* Lost events: assume everything changed. */
-				*changed |= (1u << w->n) - 1;
-				continue;
-			}
-			for (size_t i = 0; i < w->n; i++) {
-				if (ev->wd == w->files[i].wd && ev->len && strcmp(ev->name, w->files[i].name) == 0)
-					*changed |= 1u << i;
-			}
+			/* Lost events: assume the file changed. */
+			if ((ev->mask & IN_Q_OVERFLOW) ||
+			    (ev->wd == w->wd && ev->len && strcmp(ev->name, w->name) == 0))
+				changed = true;
 		}
 	}
+	if (changed)
+		w->changed(w->data);
+}
+
+int watch_new(struct loop *loop, const char *path, void (*changed)(void *data), void *data, struct watch **out)
+{
+	*out = NULL;
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0) {
+		int r = -errno;
+		log_error("watching files: %m; changes to them need a restart");
+		return r;
+	}
+	struct watch *w = xcalloc(1, sizeof(*w));
+	w->fd = fd;
+	w->loop = loop;
+	w->changed = changed;
+	w->data = data;
+	char dir[PATH_MAX], base[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(base, sizeof(base), "%s", path);
+	w->name = xstrdup(basename(base));
+	w->wd = inotify_add_watch(fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM);
+	if (w->wd < 0) {
+		int r = log_error_errno(-errno, "watching %s: %m", path);
+		watch_free(w);
+		return r;
+	}
+	if (!(w->src = loop_add_fd(loop, fd, EPOLLIN, on_inotify, w))) {
+		int r = -errno;
+		log_error("watching files: %m; changes to them need a restart");
+		watch_free(w);
+		return r;
+	}
+	*out = w;
+	return 0;
+}
+
+void watch_free(struct watch *w)
+{
+	if (!w)
+		return;
+	if (w->src)
+		loop_remove(w->loop, w->src);
+	free(w->name);
+	close(w->fd);
+	free(w);
 }

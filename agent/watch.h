@@ -1,19 +1,19 @@
 /* watch: tells when a file changes, including by an editor's or a
  * deployment tool's rename over it (the directory is watched, not the
- * inode). */
+ * inode). The one file watcher of the agent's file sources (--inventory,
+ * --bundle). */
 #pragma once
 
 #include "bulkhead/common.h"
+#include "bulkhead/loop.h"
 
 struct watch;
 
-/* NULL with errno. Add watch_fd() to the loop and call watch_dispatch()
- * when it is readable; it returns true when the file may have changed. */
-struct watch *watch_new(void);
+/* Watches path on loop: calls changed(data) from the loop each time the
+ * file may have changed (written, replaced, removed, or events lost).
+ * 0 and *out, or negative errno with the reason logged (the file's
+ * changes then need a restart). */
+BH_MUST_CHECK int watch_new(struct loop *loop, const char *path, void (*changed)(void *data), void *data,
+			    struct watch **out);
+/* Takes it off its loop. */
 void watch_free(struct watch *w);
-int watch_fd(const struct watch *w);
-/* Watches path; returns a token for watch_dispatch's matches, or < 0. */
-BH_MUST_CHECK int watch_add(struct watch *w, const char *path);
-/* Reads pending events; sets bit token in *changed for each watched file
- * that was written, replaced or removed. */
-void watch_dispatch(struct watch *w, unsigned *changed);

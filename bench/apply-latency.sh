@@ -11,6 +11,9 @@
 #
 #   bench/apply-latency.sh [BUILD_DIR]    (root)
 #   KS="10 50 200" AGENTS=4 REPS=100 FULL_REPS=30 PEER_REPS=5
+#   AGENT_ARGS=--no-privsep: the controller session inside each agent (the
+#   default runs it in the agent's session child, which passes every
+#   bundle to the enforcer as text)
 #
 # "Enforced" is the moment every agent has acknowledged the revision: an
 # agent acknowledges only after the kernel committed every namespace's
@@ -88,9 +91,10 @@ start_daemons() { # K
 		>"$TMP/controller-$1.log" 2>&1 &
 	PIDS+=($!)
 	for a in $(seq 1 "$AGENTS"); do
+		# shellcheck disable=SC2086 # AGENT_ARGS: words, e.g. --no-privsep
 		"$AGENT" --controller "tcp://127.0.0.1:$PORT" --node "n$a" --inventory "$TMP/n$a.json" \
 			--state-dir "$TMP/state-n$a" --keys "$TMP/keys/n$a" \
-			--controller-key "$TMP/keys/controller/public.key" >"$TMP/agent-$1-n$a.log" 2>&1 &
+			--controller-key "$TMP/keys/controller/public.key" ${AGENT_ARGS:-} >"$TMP/agent-$1-n$a.log" 2>&1 &
 		PIDS+=($!)
 	done
 }

@@ -10,7 +10,9 @@
 # in one namespace of the benchmark's. Reports, never asserts.
 #
 #   bench/fanout.sh [BUILD_DIR]     (root)
-#   AGENTS=200 REPS=20 INSECURE=0 (1: no CURVE)
+#   AGENTS=200 REPS=20 INSECURE=0 (1: no CURVE) AGENT_ARGS= (e.g. --no-privsep)
+# Memory and CPU per agent count all its processes: with privilege
+# separation (the default), the session child and its spawner too.
 set -u
 BENCH=fanout
 # shellcheck source=bench/lib.sh
@@ -70,7 +72,7 @@ for a in $(seq 0 $((AGENTS - 1))); do
 	agent_keys=(--insecure)
 	[ "$INSECURE" = 1 ] || agent_keys=(--keys "$TMP/keys/n$a" --controller-key "$TMP/keys/controller/public.key")
 	"$AGENT" --controller "tcp://127.0.0.1:$PORT" --node "n$a" --inventory "$TMP/n$a.json" \
-		--state-dir "$TMP/state-n$a" --dataplane null "${agent_keys[@]}" >"$TMP/agent-n$a.log" 2>&1 &
+		--state-dir "$TMP/state-n$a" --dataplane null "${agent_keys[@]}" ${AGENT_ARGS:-} >"$TMP/agent-n$a.log" 2>&1 &
 	PIDS+=($!)
 done
 
@@ -82,6 +84,48 @@ converged "$AGENTS" 120 || die "the agents did not converge on policy A (see $TM
 	die "one-member runs failed"
 rss=$(for pid in "${PIDS[@]:1}"; do awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null; done |
 	sort -n | awk '{v[NR] = $1} END {printf "%.1f", v[int((NR + 1) / 2)] / 1024}')
+# Each agent with its descendants: median RSS and PSS (pages a fork shares
+# count once), processes, and the CPU all of them used since they started.
+read -r all_rss all_pss procs cpu < <("$PYTHON" - "${PIDS[@]:1}" <<'PY'
+import os, sys
+kids = {}
+for d in os.listdir("/proc"):
+    if d.isdigit():
+        try:
+            st = open("/proc/%s/stat" % d).read()
+        except OSError:
+            continue
+        kids.setdefault(int(st[st.rindex(")") + 2:].split()[1]), []).append(int(d))
+def tree(p):
+    yield p
+    for c in kids.get(p, []):
+        yield from tree(c)
+def field(p, f, name):
+    try:
+        for line in open("/proc/%d/%s" % (p, f)):
+            if line.startswith(name):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+def ticks(p):
+    try:
+        st = open("/proc/%d/stat" % p).read()
+    except OSError:
+        return 0
+    v = st[st.rindex(")") + 2:].split()
+    return int(v[11]) + int(v[12])
+rss, pss, n, cpu = [], [], 0, 0
+for a in map(int, sys.argv[1:]):
+    t = list(tree(a))
+    n += len(t)
+    rss.append(sum(field(p, "status", "VmRSS:") for p in t))
+    pss.append(sum(field(p, "smaps_rollup", "Pss:") for p in t))
+    cpu += sum(ticks(p) for p in t)
+med = lambda v: sorted(v)[(len(v) - 1) // 2] / 1024
+print("%.1f %.1f %d %.1f" % (med(rss), med(pss), n, cpu / os.sysconf("SC_CLK_TCK")))
+PY
+)
 ctl_rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/${PIDS[0]}/status")
 stop_daemons
 
@@ -107,6 +151,8 @@ echo "  full change: every rule's port changes on every node; one member: one /2
 echo "  network group every node refers to. Peer, for scale: nft -c -f of each node's ruleset"
 echo "  (full change), one after another (check only, commits nothing, like --dataplane null)."
 echo "  RSS while idle after the runs: agent median $rss MB, controller $ctl_rss MB"
+echo "  each agent with its session child and spawner: median RSS $all_rss MB, PSS $all_pss MB;"
+echo "  $procs processes for $AGENTS agents; CPU they used since they started: $cpu s"
 echo
 table_header
 table_row "full change, p99" "$(result "$TMP/full.out" apply p99)" "$peer" ms max:1000

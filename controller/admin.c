@@ -80,8 +80,7 @@ static char *as_text(const char *s)
 	return t;
 }
 
-static json_t *fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *fail(int code, const char *fmt, ...)
+json_t *admin_reply_error(int code, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -138,7 +137,7 @@ static json_t *policy_commit(struct store *s, struct compiler *c, struct parsed_
 		for (size_t i = 0; i < p->d.n; i++)
 			json_array_append_new(errors, json_sprintf("%s: %s%s%s", p->d.file, p->d.v[i].path,
 								   p->d.v[i].path[0] ? ": " : "", p->d.v[i].message));
-		json_t *r = fail(2, "%s: invalid policy (%zu error%s); revision %lld stays in force", p->d.file, p->d.n,
+		json_t *r = admin_reply_error(2, "%s: invalid policy (%zu error%s); revision %lld stays in force", p->d.file, p->d.n,
 				 p->d.n == 1 ? "" : "s", (long long)compiler_revision(c));
 		json_object_set_new(r, "errors", errors);
 		return r;
@@ -150,7 +149,7 @@ static json_t *policy_commit(struct store *s, struct compiler *c, struct parsed_
 	int64_t rev;
 	if (store_add_revision(s, p->document, p->comment, &rev) < 0) {
 		log_error("storing a policy revision: %s", store_error(s));
-		return fail(1, "storing the revision failed: %s", store_error(s));
+		return admin_reply_error(1, "storing the revision failed: %s", store_error(s));
 	}
 	compiler_set_policy(c, rev, p->doc);
 	p->doc = NULL;
@@ -185,7 +184,7 @@ static json_t *cmd_history(struct admin *a, json_t *req, struct job *later)
 	json_t *revs = json_array();
 	if (store_each_revision(a->store, add_revision, revs) < 0) {
 		json_decref(revs);
-		return fail(1, "reading the history: %s", store_error(a->store));
+		return admin_reply_error(1, "reading the history: %s", store_error(a->store));
 	}
 	size_t i;
 	json_t *r;
@@ -212,16 +211,16 @@ static json_t *show_revision(struct store *s, int64_t rev)
 	struct store_revision r = {0};
 	int e = rev ? store_get_revision(s, rev, &r) : -ENOENT;
 	if (e == -ENOENT)
-		return rev ? fail(2, "no revision %lld", (long long)rev) : fail(1, "no policy has been applied yet");
+		return rev ? admin_reply_error(2, "no revision %lld", (long long)rev) : admin_reply_error(1, "no policy has been applied yet");
 	if (e < 0)
-		return fail(1, "reading revision %lld: %s", (long long)rev, store_error(s));
+		return admin_reply_error(1, "reading revision %lld: %s", (long long)rev, store_error(s));
 	char *comment = as_text(r.comment);
 	json_t *out = json_pack("{s:I,s:I,s:s?,s:s}", "revision", (json_int_t)r.revision, "time",
 				(json_int_t)r.time, "comment", comment, "document", r.document);
 	free(comment);
 	store_revision_release(&r);
 	if (!out) /* a stored document is one that validated: UTF-8 */
-		return fail(1, "revision %lld cannot be sent as JSON", (long long)rev);
+		return admin_reply_error(1, "revision %lld cannot be sent as JSON", (long long)rev);
 	return ok(out);
 }
 
@@ -229,7 +228,7 @@ static json_t *cmd_show(struct admin *a, json_t *req, struct job *later)
 {
 	int64_t rev = req_revision(req);
 	if (rev < 0)
-		return fail(2, "\"revision\" must be an integer >= 1");
+		return admin_reply_error(2, "\"revision\" must be an integer >= 1");
 	if (rev == 0)
 		rev = compiler_revision(a->compiler);
 	if (!later || !rev)
@@ -254,7 +253,7 @@ static json_t *cmd_apply(struct admin *a, json_t *req, struct job *later)
 	json_t *docv = json_object_get(req, "document"), *file = json_object_get(req, "file"),
 	       *comment = json_object_get(req, "comment");
 	if (!json_is_string(docv) || (file && !json_is_string(file)) || (comment && !json_is_null(comment) && !json_is_string(comment)))
-		return fail(2, "policy.apply needs \"document\" (and optional \"file\", \"comment\") as strings");
+		return admin_reply_error(2, "policy.apply needs \"document\" (and optional \"file\", \"comment\") as strings");
 	return apply(a, later, json_string_value(docv), json_string_value(file), json_string_value(comment));
 }
 
@@ -262,13 +261,13 @@ static json_t *cmd_rollback(struct admin *a, json_t *req, struct job *later)
 {
 	int64_t rev = req_revision(req);
 	if (rev <= 0)
-		return fail(2, "policy.rollback needs \"revision\", an integer >= 1");
+		return admin_reply_error(2, "policy.rollback needs \"revision\", an integer >= 1");
 	struct store_revision r = {0};
 	int e = store_get_revision(a->store, rev, &r);
 	if (e == -ENOENT)
-		return fail(2, "no revision %lld", (long long)rev);
+		return admin_reply_error(2, "no revision %lld", (long long)rev);
 	if (e < 0)
-		return fail(1, "reading revision %lld: %s", (long long)rev, store_error(a->store));
+		return admin_reply_error(1, "reading revision %lld: %s", (long long)rev, store_error(a->store));
 	char comment[64], file[64];
 	snprintf(comment, sizeof(comment), "rollback to %lld", (long long)rev);
 	snprintf(file, sizeof(file), "revision %lld", (long long)rev);
@@ -293,7 +292,7 @@ static json_t *cmd_endpoints(struct admin *a, json_t *req, struct job *later)
 {
 	json_t *nodev = json_object_get(req, "node");
 	if (nodev && !json_is_null(nodev) && !json_is_string(nodev))
-		return fail(2, "\"node\" must be a string");
+		return admin_reply_error(2, "\"node\" must be a string");
 	const char *node = json_string_value(nodev);
 	const struct inventory *inv = compiler_inventory(a->compiler);
 	const struct policy_doc *doc = compiler_policy(a->compiler);
@@ -327,23 +326,23 @@ static json_t *cmd_nodes_forget(struct admin *a, json_t *req, struct job *later)
 	const char *node = json_string_value(json_object_get(req, "node"));
 	json_t *force = json_object_get(req, "force");
 	if (!node || (force && !json_is_boolean(force)))
-		return fail(2, "nodes.forget needs \"node\", a string (and optional \"force\", a boolean)");
+		return admin_reply_error(2, "nodes.forget needs \"node\", a string (and optional \"force\", a boolean)");
 	if (!inventory_node_name_valid(node))
-		return fail(2, "\"%s\" is not a node name: %s", ESCAPED(node), INVENTORY_NODE_NAME_RULE);
+		return admin_reply_error(2, "\"%s\" is not a node name: %s", ESCAPED(node), INVENTORY_NODE_NAME_RULE);
 	bool was_connected = false;
 	int r = sessions_forget(a->sessions, node, json_is_true(force), &was_connected);
 	if (r == -ENOENT && sessions_known(a->sessions, node))
-		return fail(
+		return admin_reply_error(
 		    2, "node %s has nothing to forget: it is known while its key is in the agent allow-list",
 		    node);
 	if (r == -ENOENT)
-		return fail(2, "no node %s is known", node);
+		return admin_reply_error(2, "no node %s is known", node);
 	if (r == -EBUSY)
-		return fail(1, "node %s is connected: stop its agent first, or --force (it comes back if its agent "
+		return admin_reply_error(1, "node %s is connected: stop its agent first, or --force (it comes back if its agent "
 			       "keeps running)",
 			    node);
 	if (r < 0)
-		return fail(1, "forgetting node %s: %s", node, store_error(a->store));
+		return admin_reply_error(1, "forgetting node %s: %s", node, store_error(a->store));
 	/* The allow-list still names it: known (and down) until its key goes. */
 	return ok(json_pack("{s:s,s:b,s:b}", "node", node, "was_connected", was_connected, "known",
 			    sessions_known(a->sessions, node)));
@@ -373,11 +372,11 @@ static json_t *query_flows(struct store *s, const struct flow_query *q)
 	json_t *out = NULL;
 	int r = store_query_flows(s, q, &out);
 	if (r == -ETIMEDOUT)
-		return fail(1, "reading flows: %s, its limit; narrow it (--since, --node, --group, --verdict) or "
+		return admin_reply_error(1, "reading flows: %s, its limit; narrow it (--since, --node, --group, --verdict) or "
 			       "raise the controller's --flow-query-ms",
 			    store_error(s));
 	if (r < 0)
-		return fail(1, "reading flows: %s", store_error(s));
+		return admin_reply_error(1, "reading flows: %s", store_error(s));
 	json_object_set_new(out, "time", json_integer(clock_wall_ms()));
 	return ok(out);
 }
@@ -389,18 +388,18 @@ static json_t *cmd_flows(struct admin *a, json_t *req, struct job *later)
 	int64_t since_s = -1;
 	if (!opt_string(req, "mode", &mode) || !opt_string(req, "node", &q.node) ||
 	    !opt_string(req, "group", &q.group) || !opt_string(req, "verdict", &q.verdict))
-		return fail(2, "\"mode\", \"node\", \"group\" and \"verdict\" must be strings");
+		return admin_reply_error(2, "\"mode\", \"node\", \"group\" and \"verdict\" must be strings");
 	if (!opt_count(req, "since_seconds", &since_s) || !opt_count(req, "limit", &q.limit) ||
 	    !opt_count(req, "after_id", &q.after_id))
-		return fail(2, "\"since_seconds\", \"limit\" and \"after_id\" must be integers >= 0");
+		return admin_reply_error(2, "\"since_seconds\", \"limit\" and \"after_id\" must be integers >= 0");
 	if (mode && strcmp(mode, "follow") == 0)
 		q.mode = FLOW_QUERY_FOLLOW;
 	else if (mode && strcmp(mode, "rules") == 0)
 		q.mode = FLOW_QUERY_RULES;
 	else if (mode && strcmp(mode, "report") != 0)
-		return fail(2, "mode \"%s\": expected report, follow or rules", mode);
+		return admin_reply_error(2, "mode \"%s\": expected report, follow or rules", mode);
 	if (q.verdict && vocab_find(report_verdict_words, q.verdict) < 0)
-		return fail(2, "verdict \"%s\": expected deny, audit or allow", q.verdict);
+		return admin_reply_error(2, "verdict \"%s\": expected deny, audit or allow", q.verdict);
 	/* Allowed flows (observe all) are listed only when asked for: the
 	 * report is of blocked flows; per rule, every verdict counts. */
 	q.blocked_only = q.mode != FLOW_QUERY_RULES;
@@ -424,7 +423,7 @@ static json_t *cmd_preview(struct admin *a, json_t *req, struct job *later)
 	json_t *docv = json_object_get(req, "document"), *file = json_object_get(req, "file");
 	int64_t since_s = 24 * 3600;
 	if (!json_is_string(docv) || (file && !json_is_string(file)) || !opt_count(req, "since_seconds", &since_s))
-		return fail(2, "policy.preview needs \"document\" (and optional \"file\") as strings, optional "
+		return admin_reply_error(2, "policy.preview needs \"document\" (and optional \"file\") as strings, optional "
 			       "\"since_seconds\" an integer >= 0");
 	int64_t now = clock_wall_ms();
 	struct preview_request rq = {
@@ -468,15 +467,15 @@ static json_t *handle(struct admin *a, const void *data, size_t len, struct job 
 	json_t *v = json_object_get(req, "v");
 	if (!json_is_object(req) || !cmd) {
 		a->malformed++;
-		reply = fail(2, "malformed request: %s", req ? "no \"cmd\"" : jerr.text);
+		reply = admin_reply_error(2, "malformed request: %s", req ? "no \"cmd\"" : jerr.text);
 	} else if (!json_is_integer(v) || json_integer_value(v) != ADMIN_VERSION) {
-		reply = fail(2, "admin protocol version mismatch: the controller speaks %d", ADMIN_VERSION);
+		reply = admin_reply_error(2, "admin protocol version mismatch: the controller speaks %d", ADMIN_VERSION);
 	} else {
 		size_t i = 0;
 		while (i < BH_ARRAY_SIZE(commands) && strcmp(cmd, commands[i].name) != 0)
 			i++;
 		if (i == BH_ARRAY_SIZE(commands))
-			reply = fail(2, "unknown command \"%s\"", ESCAPED(cmd));
+			reply = admin_reply_error(2, "unknown command \"%s\"", ESCAPED(cmd));
 		else
 			reply = commands[i].fn(a, req, later); /* NULL: later, or json_pack refused a string */
 	}
@@ -487,7 +486,7 @@ static json_t *handle(struct admin *a, const void *data, size_t len, struct job 
 static void send_reply(struct admin *a, const void *rid, size_t rid_len, json_t *reply)
 {
 	if (!reply) /* a handler's json_pack refused a string: an answer all the same */
-		reply = fail(1, "the controller could not encode its reply");
+		reply = admin_reply_error(1, "the controller could not encode its reply");
 	char *text = json_dumps(reply, JSON_COMPACT);
 	json_decref(reply);
 	if (!text)
@@ -566,7 +565,7 @@ static void on_request(void *data, uint32_t events)
 		} else if (m.parts != 3) {
 			a->malformed++;
 			send_reply(a, zmsg_data(&m, 0), zmsg_size(&m, 0),
-				   fail(2, "malformed request: %s", m.parts < 3 ? "no frame" : "more than one frame"));
+				   admin_reply_error(2, "malformed request: %s", m.parts < 3 ? "no frame" : "more than one frame"));
 		} else {
 			struct job *later = NULL;
 			if (a->worker) {

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
 #include <zmq.h>
 
 #include "bulkhead/loop.h"
@@ -34,6 +35,10 @@ struct admin *admin_new(struct loop *l, void *zctx, const struct admin_options *
 void admin_free(struct admin *a);
 /* Answers the requests waiting (bounded); the loop calls it. */
 void admin_dispatch(struct admin *a);
+
+/* An error reply ({"ok": false, "code", "error"}); the message is made
+ * valid UTF-8 (it may quote a peer, or be cut inside a character). */
+json_t *admin_reply_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Applies a policy document as a new revision, now (also --policy at
  * start). Returns the reply for the CLI (new reference): admin.h

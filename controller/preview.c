@@ -1,6 +1,5 @@
 /* The flows of a period judged again under a new document (see preview.h). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 #include "bulkhead/compile.h"
 #include "bulkhead/eval.h"
 #include "bulkhead/log.h"
+#include "admin.h"
 #include "flownames.h"
 #include "preview.h"
 
@@ -292,16 +292,6 @@ json_t *preview_judge(const struct policy_doc *doc, const struct inventory *inv,
 
 /* ---- reading the period ---- */
 
-static json_t *fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *fail(int code, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:b,s:i,s:s}", "ok", 0, "code", code, "error", buf);
-}
 
 struct rev_list {
 	int64_t *rev, *time;
@@ -369,7 +359,7 @@ json_t *preview_run(struct store *s, const struct preview_request *rq)
 		for (size_t i = 0; i < d.n; i++)
 			json_array_append_new(errors, json_sprintf("%s: %s%s%s", d.file, d.v[i].path,
 								   d.v[i].path[0] ? ": " : "", d.v[i].message));
-		json_t *r = fail(2, "%s: invalid policy (%zu error%s)", d.file, d.n, d.n == 1 ? "" : "s");
+		json_t *r = admin_reply_error(2, "%s: invalid policy (%zu error%s)", d.file, d.n, d.n == 1 ? "" : "s");
 		json_object_set_new(r, "errors", errors);
 		diag_release(&d);
 		return r;
@@ -382,18 +372,18 @@ json_t *preview_run(struct store *s, const struct preview_request *rq)
 	struct flow_query q = {.mode = FLOW_QUERY_REPORT, .since_ms = rq->since_ms};
 	int r = store_query_flows(s, &q, &got);
 	if (r == -ETIMEDOUT) {
-		reply = fail(1, "reading the flows of the period: %s, its limit; a shorter --since, or raise the "
+		reply = admin_reply_error(1, "reading the flows of the period: %s, its limit; a shorter --since, or raise the "
 				"controller's --flow-query-ms",
 			     store_error(s));
 		goto out;
 	}
 	if (r < 0 || revisions_in_force(s, rq->since_ms, rq->until_ms, &revs, &n_revs) < 0) {
-		reply = fail(1, "reading the flows of the period: %s", store_error(s));
+		reply = admin_reply_error(1, "reading the flows of the period: %s", store_error(s));
 		goto out;
 	}
 	reply = preview_judge(doc, rq->inv, json_object_get(got, "flows"));
 	if (!reply) {
-		reply = fail(1, "compiling the document against the current endpoints: out of memory");
+		reply = admin_reply_error(1, "compiling the document against the current endpoints: out of memory");
 		goto out;
 	}
 	json_object_set_new(reply, "since", json_integer(rq->since_ms));

@@ -1,5 +1,7 @@
-/* Clocks and durations. */
+/* Clocks, durations, error messages. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -42,4 +44,14 @@ int duration_parse(const char *s, long *seconds)
 		return -EINVAL;
 	*seconds = v * unit;
 	return 0;
+}
+
+int err_set(char **err, int r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(err, fmt, ap) < 0)
+		*err = NULL;
+	va_end(ap);
+	return r;
 }

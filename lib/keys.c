@@ -1,7 +1,6 @@
 /* CURVE key files (see keys.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +16,6 @@
 /* A key file holds one key and a line end; more is not a key file. */
 #define KEY_FILE_MAX 127
 
-static int fail(char **err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **err, int r, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-	return r;
-}
-
 int keys_read(const char *path, char out[KEY_Z85_LEN + 1], char **err)
 {
 	*err = NULL;
@@ -35,17 +23,17 @@ int keys_read(const char *path, char out[KEY_Z85_LEN + 1], char **err)
 	size_t n;
 	int r = fileio_read(path, KEY_FILE_MAX, &text, &n);
 	if (r == -EFBIG)
-		return fail(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %d or more", path,
+		return err_set(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %d or more", path,
 			    KEY_Z85_LEN, KEY_FILE_MAX);
 	if (r < 0)
-		return fail(err, r, "%s: %s", path, fileio_strerror(r));
+		return err_set(err, r, "%s: %s", path, fileio_strerror(r));
 	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ' || text[n - 1] == '\t'))
 		text[--n] = '\0';
 	uint8_t raw[32];
 	if (n != KEY_Z85_LEN)
-		r = fail(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %zu", path, KEY_Z85_LEN, n);
+		r = err_set(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %zu", path, KEY_Z85_LEN, n);
 	else if (!zmq_z85_decode(raw, text))
-		r = fail(err, -EINVAL, "%s: not a CURVE key: characters outside Z85", path);
+		r = err_set(err, -EINVAL, "%s: not a CURVE key: characters outside Z85", path);
 	else
 		memcpy(out, text, KEY_Z85_LEN + 1);
 	free(text);
@@ -58,7 +46,7 @@ int keys_read_pair(const char *dir, char pub[KEY_Z85_LEN + 1], char sec[KEY_Z85_
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/" KEY_SECRET_FILE, dir);
 	if (stat(path, &st) == 0 && (st.st_mode & 077))
-		return fail(err, -EPERM, "%s: the secret key is readable by others (mode %03o); chmod 600 it", path,
+		return err_set(err, -EPERM, "%s: the secret key is readable by others (mode %03o); chmod 600 it", path,
 			    st.st_mode & 0777);
 	char tmp[KEY_Z85_LEN + 1];
 	int r = keys_read(path, tmp, err);
@@ -80,7 +68,7 @@ static int write_temp(const char *dir, const char *name, const char *key, mode_t
 	snprintf(tmp, 4096, "%s/.%s.XXXXXX", dir, name);
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, -errno, "%s: %s", tmp, strerror(errno));
+		return err_set(err, -errno, "%s: %s", tmp, strerror(errno));
 	char line[KEY_Z85_LEN + 2];
 	snprintf(line, sizeof(line), "%s\n", key);
 	bool ok = fchmod(fd, mode) == 0 && write(fd, line, KEY_Z85_LEN + 1) == KEY_Z85_LEN + 1 && fsync(fd) == 0;
@@ -88,7 +76,7 @@ static int write_temp(const char *dir, const char *name, const char *key, mode_t
 	close(fd);
 	if (!ok) {
 		unlink(tmp);
-		return fail(err, -saved, "%s: %s", tmp, strerror(saved));
+		return err_set(err, -saved, "%s: %s", tmp, strerror(saved));
 	}
 	return 0;
 }
@@ -100,18 +88,18 @@ static int check_replaceable(const char *path, bool force, char **err)
 {
 	struct stat st;
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : fail(err, -errno, "%s: %s", path, strerror(errno));
+		return errno == ENOENT ? 0 : err_set(err, -errno, "%s: %s", path, strerror(errno));
 	if (!force)
-		return fail(err, -EEXIST, "%s: exists; --force replaces it", path);
+		return err_set(err, -EEXIST, "%s: exists; --force replaces it", path);
 	if (S_ISLNK(st.st_mode))
-		return fail(err, -ELOOP,
+		return err_set(err, -ELOOP,
 			    "%s: a symbolic link: refused (a key is never written through a link; remove it "
 			    "if it is yours)",
 			    path);
 	if (!S_ISREG(st.st_mode))
-		return fail(err, -EPERM, "%s: not a regular file: refused", path);
+		return err_set(err, -EPERM, "%s: not a regular file: refused", path);
 	if (st.st_uid != geteuid())
-		return fail(err, -EPERM, "%s: owned by uid %u, not this user (uid %u): refused", path,
+		return err_set(err, -EPERM, "%s: owned by uid %u, not this user (uid %u): refused", path,
 			    (unsigned)st.st_uid, (unsigned)geteuid());
 	return 0;
 }
@@ -127,22 +115,22 @@ int keys_write_pair(const char *dir, bool force, char pub_out[KEY_Z85_LEN + 1], 
 			continue;
 		*p = '\0';
 		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return fail(err, -errno, "%s: %s", tmp, strerror(errno));
+			return err_set(err, -errno, "%s: %s", tmp, strerror(errno));
 		*p = '/';
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return fail(err, -errno, "%s: %s", dir, strerror(errno));
+		return err_set(err, -errno, "%s: %s", dir, strerror(errno));
 	/* Whoever else may write in the directory could swap the keys. */
 	char *why = NULL;
 	int r = pathtrust_dir(dir, &why);
 	if (r < 0) {
-		fail(err, r, "%s; refused", why ? why : strerror(-r));
+		err_set(err, r, "%s; refused", why ? why : strerror(-r));
 		free(why);
 		return r;
 	}
 	char pub[KEY_Z85_LEN + 1], sec[KEY_Z85_LEN + 1];
 	if (zmq_curve_keypair(pub, sec) < 0)
-		return fail(err, -ENOTSUP, "this libzmq cannot make CURVE keys (built without CURVE?)");
+		return err_set(err, -ENOTSUP, "this libzmq cannot make CURVE keys (built without CURVE?)");
 	static const char *const names[2] = {KEY_SECRET_FILE, KEY_PUBLIC_FILE};
 	const char *keys[2] = {sec, pub};
 	static const mode_t modes[2] = {0600, 0644};
@@ -166,7 +154,7 @@ int keys_write_pair(const char *dir, bool force, char pub_out[KEY_Z85_LEN + 1], 
 	for (int i = 0; i < 2; i++) {
 		r = force ? rename(temp[i], path[i]) : link(temp[i], path[i]);
 		if (r < 0)
-			r = fail(err, -errno, errno == EEXIST ? "%s: exists; --force replaces it" : "%s: %s",
+			r = err_set(err, -errno, errno == EEXIST ? "%s: exists; --force replaces it" : "%s: %s",
 				 path[i], strerror(errno));
 		if (!force || r < 0)
 			unlink(temp[i]);

@@ -252,6 +252,7 @@ int loop_run(struct loop *l)
 		loop_run_zmq(l);
 		loop_reap(l);
 	}
+	l->quit = false; /* it may run again (the unit tests run it in phases) */
 	return l->code;
 }
 

@@ -1,7 +1,6 @@
 /* Directories that only this user and root control (see pathtrust.h). */
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,34 +9,23 @@
 
 #include "bulkhead/pathtrust.h"
 
-static int fail(char **err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **err, int r, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-	return r;
-}
-
 /* One directory, by what it resolves to. */
 static int trust_one(const char *path, char **err)
 {
 	struct stat st;
 	if (stat(path, &st) < 0)
-		return fail(err, -errno, "%s: %s", path, strerror(errno));
+		return err_set(err, -errno, "%s: %s", path, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, -ENOTDIR, "%s: not a directory", path);
+		return err_set(err, -ENOTDIR, "%s: not a directory", path);
 	uid_t me = geteuid();
 	if (st.st_uid != 0 && st.st_uid != me)
-		return fail(
+		return err_set(
 		    err, -EPERM,
 		    "%s: owned by uid %u, not by root or this user (uid %u): that user could replace what is "
 		    "in it",
 		    path, (unsigned)st.st_uid, (unsigned)me);
 	if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
-		return fail(err, -EPERM,
+		return err_set(err, -EPERM,
 			    "%s: writable by %s (mode %04o) and not sticky: they could replace what is in it",
 			    path, st.st_mode & 002 ? "everyone" : "its group",
 			    (unsigned)(st.st_mode & 07777));
@@ -49,7 +37,7 @@ static int trust_resolved(const char *path, char **err)
 {
 	char real[PATH_MAX];
 	if (!realpath(path, real))
-		return fail(err, -errno, "%s: %s", path, strerror(errno));
+		return err_set(err, -errno, "%s: %s", path, strerror(errno));
 	int r = trust_one("/", err);
 	for (char *p = real + 1; r == 0 && real[1]; p++) {
 		if (*p != '/' && *p)
@@ -72,13 +60,13 @@ int pathtrust_dir(const char *dir, char **err)
 	char given[PATH_MAX];
 	if (dir[0] == '/') {
 		if (snprintf(given, sizeof(given), "%s", dir) >= (int)sizeof(given))
-			return fail(err, -ENAMETOOLONG, "%s: path too long", dir);
+			return err_set(err, -ENAMETOOLONG, "%s: path too long", dir);
 	} else {
 		char cwd[PATH_MAX];
 		if (!getcwd(cwd, sizeof(cwd)))
-			return fail(err, -errno, "the working directory: %s", strerror(errno));
+			return err_set(err, -errno, "the working directory: %s", strerror(errno));
 		if (snprintf(given, sizeof(given), "%s/%s", cwd, dir) >= (int)sizeof(given))
-			return fail(err, -ENAMETOOLONG, "%s: path too long", dir);
+			return err_set(err, -ENAMETOOLONG, "%s: path too long", dir);
 	}
 	for (char *p = given + 1;; p++) {
 		if (*p != '/' && *p)

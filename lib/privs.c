@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +18,6 @@
 #include <unistd.h>
 
 #include "bulkhead/privs.h"
-
-static int fail(char **err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **err, int r, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-	return r;
-}
 
 const char *privs_cap_name(int cap)
 {
@@ -134,9 +124,9 @@ static int single_threaded(char **err)
 {
 	int n = thread_count();
 	if (n < 0)
-		return fail(err, n, "counting this process's threads in /proc/self/status: %s", strerror(-n));
+		return err_set(err, n, "counting this process's threads in /proc/self/status: %s", strerror(-n));
 	if (n != 1)
-		return fail(
+		return err_set(
 		    err, -EBUSY,
 		    "dropping privileges with %d threads running: capabilities are per thread, so the "
 		    "others would keep them (drop before any library starts a thread)",
@@ -165,7 +155,7 @@ static int caps_settle(uint64_t keep, char **err)
 {
 	/* Ambient capabilities exist from Linux 4.3; EINVAL before. */
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-		return fail(err, -errno, "clearing the ambient capabilities: %s", strerror(errno));
+		return err_set(err, -errno, "clearing the ambient capabilities: %s", strerror(errno));
 	/* Not when they are as wanted already: a service's seccomp filter may
 	 * refuse capset (systemd's ~@privileged) to one that needs no call. */
 	struct caps c = {.eff = keep, .prm = keep, .inh = 0}, now;
@@ -173,13 +163,13 @@ static int caps_settle(uint64_t keep, char **err)
 	if (r == 0 && (now.eff != c.eff || now.prm != c.prm || now.inh != c.inh))
 		r = caps_set(&c);
 	if (r < 0)
-		return fail(err, r, "capset: %s", strerror(-r));
+		return err_set(err, r, "capset: %s", strerror(-r));
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return fail(err, -errno, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return err_set(err, -errno, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 	if ((r = caps_get(&now)) < 0)
-		return fail(err, r, "capget: %s", strerror(-r));
+		return err_set(err, r, "capget: %s", strerror(-r));
 	if (now.eff != keep || now.prm != keep || now.inh != 0)
-		return fail(err, -EPERM,
+		return err_set(err, -EPERM,
 			    "capabilities not as set: effective %#llx, permitted %#llx, inheritable %#llx; "
 			    "wanted %#llx",
 			    (unsigned long long)now.eff, (unsigned long long)now.prm,
@@ -193,7 +183,7 @@ int privs_keep_caps(const int *keep, size_t n, uint64_t *missing, char **err)
 	uint64_t want = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (keep[i] < 0 || keep[i] > 63)
-			return fail(err, -EINVAL, "capability %d: out of range", keep[i]);
+			return err_set(err, -EINVAL, "capability %d: out of range", keep[i]);
 		want |= UINT64_C(1) << keep[i];
 	}
 	int r = single_threaded(err);
@@ -201,10 +191,10 @@ int privs_keep_caps(const int *keep, size_t n, uint64_t *missing, char **err)
 		return r;
 	struct caps c;
 	if ((r = caps_get(&c)) < 0)
-		return fail(err, r, "capget: %s", strerror(-r));
+		return err_set(err, r, "capget: %s", strerror(-r));
 	r = (c.eff >> CAP_SETPCAP) & 1 ? bounding_cut(want) : 0;
 	if (r < 0)
-		return fail(err, r, "cutting the bounding set: %s", strerror(-r));
+		return err_set(err, r, "cutting the bounding set: %s", strerror(-r));
 	if ((r = caps_settle(want & c.prm, err)) < 0)
 		return r;
 	*missing = want & ~c.prm;
@@ -213,7 +203,7 @@ int privs_keep_caps(const int *keep, size_t n, uint64_t *missing, char **err)
 
 /* ---- becoming a user ---- */
 
-static int user_lookup(const char *user, uid_t *uid, gid_t *gid, char **name, char **err)
+static int user_lookup(const char *what, const char *user, uid_t *uid, gid_t *gid, char **name, char **err)
 {
 	char *end;
 	errno = 0;
@@ -223,22 +213,22 @@ static int user_lookup(const char *user, uid_t *uid, gid_t *gid, char **name, ch
 	struct passwd *pw = numeric ? getpwuid((uid_t)n) : getpwnam(user);
 	/* Not found is NULL with errno 0, ENOENT or ESRCH, by the NSS module. */
 	if (!pw && (errno == 0 || errno == ENOENT || errno == ESRCH))
-		return fail(err, -ENOENT, "--user %s: no such user", user);
+		return err_set(err, -ENOENT, "%s %s: no such user", what, user);
 	if (!pw)
-		return fail(err, -errno, "--user %s: %s", user, strerror(errno));
+		return err_set(err, -errno, "%s %s: %s", what, user, strerror(errno));
 	if (pw->pw_uid == 0)
-		return fail(err, -EINVAL,
-			    "--user %s: that is root; name an unprivileged user (this daemon needs no "
+		return err_set(err, -EINVAL,
+			    "%s %s: that is root; name an unprivileged user (this daemon needs no "
 			    "privilege)",
-			    user);
+			    what, user);
 	/* Root's group would keep what root's group may write. */
 	if (pw->pw_gid == 0)
-		return fail(err, -EINVAL,
-			    "--user %s: its group is root's (gid 0); name a user of another group", user);
+		return err_set(err, -EINVAL,
+			    "%s %s: its group is root's (gid 0); name a user of another group", what, user);
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
 	*name = strdup(pw->pw_name);
-	return *name ? 0 : fail(err, -ENOMEM, "out of memory");
+	return *name ? 0 : err_set(err, -ENOMEM, "out of memory");
 }
 
 /* The directory a path's entry is in ("." for a bare name). malloc()ed. */
@@ -272,12 +262,12 @@ static int make_own_dir(const char *what, const char *dir, uid_t uid, gid_t gid,
 {
 	if (mkdir(dir, 0700) < 0)
 		return errno == EEXIST ? 0
-				       : fail(err, -errno, "%s: creating %s: %s", what, dir, strerror(errno));
+				       : err_set(err, -errno, "%s: creating %s: %s", what, dir, strerror(errno));
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	int r = fd < 0 || fchown(fd, uid, gid) < 0 ? -errno : 0;
 	if (fd >= 0)
 		close(fd);
-	return r < 0 ? fail(err, r, "%s: giving %s to uid %u: %s", what, dir, (unsigned)uid, strerror(-r))
+	return r < 0 ? err_set(err, r, "%s: giving %s to uid %u: %s", what, dir, (unsigned)uid, strerror(-r))
 		     : 0;
 }
 
@@ -312,7 +302,7 @@ static int check_way(const char *what, const char *path, const struct who *w, ch
 		if (access(buf, X_OK) < 0 && errno == EACCES && stat(buf, &st) == 0) {
 			char d[128];
 			describe(&st, d, sizeof(d));
-			return fail(err, -EACCES,
+			return err_set(err, -EACCES,
 				    "%s %s: user %s (uid %u) cannot reach it: %s is %s; let the user through "
 				    "(chmod o+x, or a group) or move it",
 				    what, path, w->name, (unsigned)w->uid, buf, d);
@@ -330,7 +320,7 @@ static int check_access(const char *what, const char *dir, const char *inside, i
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof(path), "%s%s%s", dir, inside ? "/" : "", inside ? inside : "") >=
 	    (int)sizeof(path))
-		return fail(err, -ENAMETOOLONG, "%s %s: path too long", what, dir);
+		return err_set(err, -ENAMETOOLONG, "%s %s: path too long", what, dir);
 	if (access(path, mode) == 0)
 		return 0;
 	int e = errno;
@@ -338,11 +328,11 @@ static int check_access(const char *what, const char *dir, const char *inside, i
 	if (e == ENOENT)
 		return 0; /* the daemon says so itself, where it opens it */
 	if (e != EACCES || stat(path, &st) < 0)
-		return check_way(what, path, w, err) ?: fail(err, -e, "%s %s: %s", what, path, strerror(e));
+		return check_way(what, path, w, err) ?: err_set(err, -e, "%s %s: %s", what, path, strerror(e));
 	char d[128];
 	describe(&st, d, sizeof(d));
 	const char *verb = mode & W_OK ? (S_ISDIR(st.st_mode) ? "write in" : "write") : "read";
-	return fail(err, -EACCES, "%s %s%s%s: user %s (uid %u) cannot %s it: %s; %s", what, dir,
+	return err_set(err, -EACCES, "%s %s%s%s: user %s (uid %u) cannot %s it: %s; %s", what, dir,
 		    inside ? ": " : "", inside ? inside : "", w->name, (unsigned)w->uid, verb, d, fix);
 }
 
@@ -393,13 +383,13 @@ static int become(const char *name, uid_t uid, gid_t gid, char **err)
 	if (r == 0 && (c.eff >> CAP_SETPCAP) & 1)
 		r = bounding_cut(0);
 	if (r < 0)
-		return fail(err, r, "cutting the bounding set: %s", strerror(-r));
+		return err_set(err, r, "cutting the bounding set: %s", strerror(-r));
 	if (initgroups(name, gid) < 0)
-		return fail(err, -errno, "--user %s: initgroups: %s", name, strerror(errno));
+		return err_set(err, -errno, "--user %s: initgroups: %s", name, strerror(errno));
 	if (setresgid(gid, gid, gid) < 0)
-		return fail(err, -errno, "--user %s: setresgid %u: %s", name, (unsigned)gid, strerror(errno));
+		return err_set(err, -errno, "--user %s: setresgid %u: %s", name, (unsigned)gid, strerror(errno));
 	if (setresuid(uid, uid, uid) < 0)
-		return fail(err, -errno, "--user %s: setresuid %u: %s", name, (unsigned)uid, strerror(errno));
+		return err_set(err, -errno, "--user %s: setresuid %u: %s", name, (unsigned)uid, strerror(errno));
 	if ((r = caps_settle(0, err)) < 0)
 		return r;
 	/* The way back must be shut; if it is not, nothing here holds. */
@@ -423,11 +413,11 @@ int privs_become_user(const char *user, const struct privs_path *paths, size_t n
 	uid_t uid = 0;
 	gid_t gid = 0;
 	char *name = NULL;
-	if ((r = user_lookup(user, &uid, &gid, &name, err)) < 0)
+	if ((r = user_lookup("--user", user, &uid, &gid, &name, err)) < 0)
 		return r;
 	uid_t ruid, euid, suid;
 	if (getresuid(&ruid, &euid, &suid) < 0) {
-		r = fail(err, -errno, "getresuid: %s", strerror(errno));
+		r = err_set(err, -errno, "getresuid: %s", strerror(errno));
 		goto out;
 	}
 	if (euid == 0) {
@@ -443,7 +433,7 @@ int privs_become_user(const char *user, const struct privs_path *paths, size_t n
 		uint64_t missing;
 		r = privs_keep_caps(NULL, 0, &missing, err);
 	} else {
-		r = fail(err, -EPERM, "--user %s: only root can become another user (this is uid %u)", user,
+		r = err_set(err, -EPERM, "--user %s: only root can become another user (this is uid %u)", user,
 			 (unsigned)euid);
 	}
 	struct who w = {name, uid};
@@ -451,5 +441,100 @@ int privs_become_user(const char *user, const struct privs_path *paths, size_t n
 		r = check_path(&paths[i], &w, err);
 out:
 	free(name);
+	return r;
+}
+
+int privs_lookup_user(const char *what, const char *user, uid_t *uid, gid_t *gid, char **err)
+{
+	char *name = NULL;
+	*err = NULL;
+	int r = user_lookup(what, user, uid, gid, &name, err);
+	free(name);
+	return r;
+}
+
+/* ---- giving files to a user ---- */
+
+/* fd (an O_PATH descriptor of path, for messages) to uid:gid when it is
+ * not theirs already; a file with another link somewhere else is not
+ * given away. By descriptor, as CAP_CHOWN allows, with no need to read. */
+static int give_fd(int fd, const char *path, uid_t uid, gid_t gid, char **err)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return err_set(err, -errno, "%s: %s", path, strerror(errno));
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+		return err_set(err, -EINVAL, "%s: neither a directory nor a regular file", path);
+	if (S_ISREG(st.st_mode) && st.st_nlink != 1)
+		return err_set(err, -EMLINK, "%s: has %ju links; not given away (remove the others)", path,
+			    (uintmax_t)st.st_nlink);
+	if (st.st_uid == uid && st.st_gid == gid)
+		return 0;
+	if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+		return err_set(err, -errno, "%s: giving it to uid %u: %s", path, (unsigned)uid, strerror(errno));
+	return 0;
+}
+
+static int open_path(const char *path, bool dir, char **err)
+{
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+	return fd < 0 ? err_set(err, -errno, "opening %s: %s", path, strerror(errno)) : fd;
+}
+
+/* The regular files directly in the directory path. */
+static int give_files(const char *path, uid_t uid, gid_t gid, char **err)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return err_set(err, -errno, "reading %s: %s", path, strerror(errno));
+	int r = 0;
+	struct dirent *e;
+	while (r == 0 && (e = readdir(d))) {
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		char sub[PATH_MAX];
+		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+		int f = openat(dirfd(d), e->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (f < 0) {
+			r = err_set(err, -errno, "opening %s: %s", sub, strerror(errno));
+			break;
+		}
+		r = give_fd(f, sub, uid, gid, err);
+		close(f);
+	}
+	closedir(d);
+	return r;
+}
+
+int privs_give_path(const char *path, bool dir, uid_t uid, gid_t gid, char **err)
+{
+	*err = NULL;
+	if (dir) {
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return err_set(err, -errno, "creating %s: %s", path, strerror(errno));
+	} else {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			return err_set(err, -errno, "creating %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	int fd = open_path(path, dir, err);
+	if (fd < 0)
+		return fd;
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? err_set(err, -errno, "%s: %s", path, strerror(errno)) : 0;
+	if (r == 0 && dir && (st.st_uid != uid || st.st_gid != gid)) {
+		/* Ours first, so that we may read it (no CAP_DAC_READ_SEARCH
+		 * needed), then its files, then the directory. A directory the
+		 * user owns already holds only what the user made. */
+		r = give_fd(fd, path, geteuid(), getegid(), err);
+		if (r == 0)
+			r = give_files(path, uid, gid, err);
+	}
+	if (r == 0)
+		r = give_fd(fd, path, uid, gid, err);
+	close(fd);
 	return r;
 }

@@ -12,6 +12,7 @@ packages=(
   iputils-ping socat     # test traffic
   conntrack              # conntrack -L/-D: tests/integration/conntrack-cut.sh, bench/conntrack-cut.sh
   valgrind
+  clang-format           # the C sources' format, checked by tests/tree/format.sh (clang-format 14)
   # Real containers (tests/integration/docker.sh, podman.sh, the containers
   # demo): podman with runc and CNI (not crun, not netavark). No
   # containers.conf is written: the tests and the demo bring their own

@@ -49,6 +49,6 @@ void loop_defer(struct loop *l, loop_fn fn, void *data);
 void loop_cancel_deferred(struct loop *l, void *data);
 
 /* Runs until loop_quit(); returns its code, or a negative errno when
- * waiting failed. It may be run again after (tests do). */
+ * waiting failed. It may be run again afterwards. */
 int loop_run(struct loop *l);
 void loop_quit(struct loop *l, int code);

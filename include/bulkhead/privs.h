@@ -8,7 +8,9 @@
  * first context), since that thread would keep what this one gives up. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "bulkhead/common.h"
 
@@ -56,6 +58,22 @@ BH_MUST_CHECK int privs_become_user(const char *user, const struct privs_path *p
  * permitted to begin with (they stay missing), or a negative errno with
  * *err a malloc()ed message. */
 BH_MUST_CHECK int privs_keep_caps(const int *keep, size_t n, uint64_t *missing, char **err);
+
+/* The ids of user (a name or a number) for a user change made later (by
+ * privs_become_user() in another process), checked as privs_become_user()
+ * checks them: no root, no group root. what names the option in messages
+ * ("--session-user"). 0, or a negative errno with *err a malloc()ed
+ * message (-ENOENT no such user, -EINVAL root). */
+BH_MUST_CHECK int privs_lookup_user(const char *what, const char *user, uid_t *uid, gid_t *gid, char **err);
+
+/* Gives path to uid:gid, so that a process running as that user can write
+ * it: a directory (dir; made 0700 when missing) and, when it was not
+ * theirs, the regular files directly in it; or a regular file (made empty,
+ * 0600, when missing). As root, with CAP_CHOWN. Never follows a symbolic
+ * link; a file with more than one link is refused (it may be someone
+ * else's, linked in). 0, or a negative errno with *err a malloc()ed
+ * message naming the path. */
+BH_MUST_CHECK int privs_give_path(const char *path, bool dir, uid_t uid, gid_t gid, char **err);
 
 /* "CAP_NET_ADMIN" for CAP_NET_ADMIN; "CAP_?" for a number it does not
  * know. Static storage. */

@@ -24,7 +24,9 @@ report() { # ok|not-ok NAME [DETAIL]
   else fail=$((fail + 1)); echo "not ok - $2"; [ -n "${3:-}" ] && sed 's/^/    /' <<<"$3"; fi
 }
 sanitized=false
-ldd "$cli" 2>/dev/null | grep -q libasan && sanitized=true
+# Not grep -q: under pipefail, ldd killed by SIGPIPE after the match would
+# fail the pipeline now and then.
+[[ $(ldd "$cli" 2>/dev/null) == *libasan* ]] && sanitized=true
 limited() { # MEM_KIB CPU_S COMMAND...: the command under both limits (none when sanitized)
   local mem=$1 cpu=$2
   shift 2

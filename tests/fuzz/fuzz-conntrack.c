@@ -10,21 +10,15 @@
 #include <linux/netlink.h>
 
 #include "conntrack-nl.h"
+#include "nlmsg-copy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (size < NLMSG_HDRLEN || size > 65536)
-		return 0;
-	/* A copy of exactly the input's size, aligned like a receive buffer,
-	 * so the sanitizers see any read past it. */
-	struct nlmsghdr *nlh =
-	    aligned_alloc(NLMSG_ALIGNTO, (size + NLMSG_ALIGNTO - 1) & ~(size_t)(NLMSG_ALIGNTO - 1));
+	struct nlmsghdr *nlh = fuzz_nlmsg_copy(data, size);
 	if (!nlh)
 		return 0;
-	memcpy(nlh, data, size);
-	nlh->nlmsg_len = (uint32_t)size;
 	struct ct_entry ce;
 	if (conntrack_nl_parse(nlh, &ce) == 0) {
 		static char out[CONNTRACK_NL_MSG_MAX] __attribute__((aligned(NLMSG_ALIGNTO)));

@@ -48,17 +48,6 @@ print(json.dumps({"version": 1,
         {"from": json.loads(sys.argv[1]), "ports": ["tcp/80"]}]}]}))
 EOF
 }
-agent_status() { "$PYTHON" - "$STATE/status.json" "$@" <<'PY'
-import json, sys
-try:
-    s = json.load(open(sys.argv[1]))
-except Exception:
-    sys.exit(1)
-e = {x["name"]: x for x in s["endpoints"]}
-print(eval(sys.argv[2], {"s": s, "e": e}))
-PY
-}
-agent_status_is() { [ "$(agent_status "$1" 2>/dev/null)" = "$2" ]; }
 node_errors() { bh status --json 2>/dev/null | json_get '" | ".join(j["nodes"][0]["errors"])'; }
 cache_failure_shown() { node_errors | grep -q 'is enforced but not cached: writing .*bundle.json: No space left on device'; }
 in_sync_shown() { [ "$(bh status --json 2>/dev/null | json_get 'j["nodes"][0]["up_to_date"]')" = True ]; }

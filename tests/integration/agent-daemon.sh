@@ -49,17 +49,6 @@ compile() {
 		"$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["hash"])' "$TMP/next.json"
 }
 install_file() { cp "$1" "$2.tmp" && mv "$2.tmp" "$2"; } # atomic, as deployment tools do
-status() { "$PYTHON" - "$STATE/status.json" "$@" <<'PY'
-import json, sys
-try:
-    s = json.load(open(sys.argv[1]))
-except Exception:
-    sys.exit(1)
-eps = {e["name"]: e for e in s["endpoints"]}
-print(eval(sys.argv[2], {"s": s, "e": eps}))
-PY
-}
-status_is() { [ "$(status "$1" 2>/dev/null)" = "$2" ]; }
 agent_start() { "$AGENT" --node n1 --inventory "$TMP/inventory.json" --state-dir "$STATE" "$@" >>"$LOG" 2>&1 & AGENT_PID=$!; WORLD_PIDS+=("$AGENT_PID"); }
 table_rules() { ip netns exec "$P-$1" nft list chain inet bulkhead ingress 2>/dev/null | grep -c 'log prefix\|accept\|drop'; }
 rules_are() { [ "$(table_rules "$1")" = "$2" ]; } # evaluated at every poll of wait_for
@@ -69,11 +58,11 @@ inventory a b c >"$TMP/inventory.json"
 H1=$(compile clients a b c) && install_file "$TMP/next.json" "$TMP/bundle.json"
 agent_start --bundle "$TMP/bundle.json"
 
-check "agent applies its bundle to every endpoint" wait_for 10 status_is 'all(x["applied"] == s["bundle"] for x in e.values()) and s["bundle"]' "$H1"
+check "agent applies its bundle to every endpoint" wait_for 10 agent_status_is 'all(x["applied"] == s["bundle"] for x in e.values()) and s["bundle"]' "$H1"
 check "client a reaches c on tcp/80" can a tcp 198.18.0.13 80
 check "client a reaches c over IPv6" can a tcp 2001:db8:1::13 80
 check "b is refused by c (default deny)" cannot b tcp 198.18.0.13 80
-check "status lists c's addresses from its namespace" status_is 'e["c"]["addresses"]' "['198.18.0.13', '2001:db8:1::13']"
+check "status lists c's addresses from its namespace" agent_status_is 'e["c"]["addresses"]' "['198.18.0.13', '2001:db8:1::13']"
 
 # --- drift: someone edits the table inside the container's namespace ---
 rules_before=$(table_rules c)
@@ -95,41 +84,41 @@ check "after the flush, b is refused again" cannot b tcp 198.18.0.13 80
 put_back "a foreign accept rule inserted first is taken out" nft insert rule inet bulkhead ingress accept
 check "after the foreign rule, b is refused again" cannot b tcp 198.18.0.13 80
 put_back "a deleted table is put back" nft delete table inet bulkhead
-check "tampering is counted" wait_for 3 status_is 'e["c"]["counters"]["tampering"] >= 3' True
+check "tampering is counted" wait_for 3 agent_status_is 'e["c"]["counters"]["tampering"] >= 3' True
 check "tampering is logged with who did it" grep -q "changed by another process (netlink port" "$LOG"
-check "the agent's own updates are not taken for tampering" status_is 'e["a"]["counters"]["tampering"]' 0
+check "the agent's own updates are not taken for tampering" agent_status_is 'e["a"]["counters"]["tampering"]' 0
 
 # --- addresses followed live ---
 ip -n "$P-a" addr add 198.18.0.111/24 dev eth0
-check "an added address is seen" wait_for 3 status_is '"198.18.0.111" in e["a"]["addresses"]' True
+check "an added address is seen" wait_for 3 agent_status_is '"198.18.0.111" in e["a"]["addresses"]' True
 ip -n "$P-a" addr del 198.18.0.111/24 dev eth0
-check "a removed address is seen" wait_for 3 status_is '"198.18.0.111" in e["a"]["addresses"]' False
+check "a removed address is seen" wait_for 3 agent_status_is '"198.18.0.111" in e["a"]["addresses"]' False
 # Keep IPv6 addresses over the flap (the kernel drops them by default).
 ip netns exec "$P-a" sysctl -qw net.ipv6.conf.eth0.keep_addr_on_down=1
 ip -n "$P-a" link set eth0 down
-check "a link down takes its addresses" wait_for 3 status_is 'e["a"]["addresses"]' "[]"
+check "a link down takes its addresses" wait_for 3 agent_status_is 'e["a"]["addresses"]' "[]"
 ip -n "$P-a" link set eth0 up
-check "the link up brings them back" wait_for 3 status_is 'len(e["a"]["addresses"])' 2
+check "the link up brings them back" wait_for 3 agent_status_is 'len(e["a"]["addresses"])' 2
 
 # --- a new bundle file ---
 H2=$(compile any a b c) && install_file "$TMP/next.json" "$TMP/bundle.json"
-check "a new bundle file is applied" wait_for 5 status_is 'e["c"]["applied"]' "$H2"
+check "a new bundle file is applied" wait_for 5 agent_status_is 'e["c"]["applied"]' "$H2"
 check "under the new bundle b reaches c" can b tcp 198.18.0.13 80
 
 # --- bad input keeps what is in force ---
 echo '{"format": 1, "node": "n1", "endpoints": [' >"$TMP/bad.json" && install_file "$TMP/bad.json" "$TMP/bundle.json"
-check "a malformed bundle is rejected and counted" wait_for 5 status_is 's["rejected"]["bundles"]' 1
+check "a malformed bundle is rejected and counted" wait_for 5 agent_status_is 's["rejected"]["bundles"]' 1
 sed 's/"hash": "\(.\)/"hash": "0\1/' "$TMP/next.json" >"$TMP/bad.json" && install_file "$TMP/bad.json" "$TMP/bundle.json"
-check "a bundle whose hash does not match is rejected" wait_for 5 status_is 's["rejected"]["bundles"]' 2
+check "a bundle whose hash does not match is rejected" wait_for 5 agent_status_is 's["rejected"]["bundles"]' 2
 inventory a b c | sed 's/"node": "n1"/"node": "n2"/' >"$TMP/n2-inv.json"
 "$CLI" policy compile "$TMP/policy.json" --inventory "$TMP/n2-inv.json" --node n2 >"$TMP/bad.json" &&
 	install_file "$TMP/bad.json" "$TMP/bundle.json"
-check "a bundle for another node is rejected" wait_for 5 status_is 's["rejected"]["bundles"]' 3
+check "a bundle for another node is rejected" wait_for 5 agent_status_is 's["rejected"]["bundles"]' 3
 check "and the log says whose it is" grep -q 'is for node "n2", not "n1"' "$LOG"
-check "the bundle in force stays" status_is 's["bundle"]' "$H2"
+check "the bundle in force stays" agent_status_is 's["bundle"]' "$H2"
 check "and b still reaches c" can b tcp 198.18.0.13 80
 echo '{"node": "n1", "endpoints": [{"name": "a b"}]}' >"$TMP/bad.json" && install_file "$TMP/bad.json" "$TMP/inventory.json"
-check "a bad inventory is rejected; endpoints stay managed" wait_for 5 status_is 's["rejected"]["inventories"] == 1 and len(e) == 3' True
+check "a bad inventory is rejected; endpoints stay managed" wait_for 5 agent_status_is 's["rejected"]["inventories"] == 1 and len(e) == 3' True
 check "the agent logged the inventory's errors with their place" grep -q 'inventory.json: /endpoints/0/name: invalid endpoint name "a b"' "$LOG"
 
 # --- a new endpoint, then its namespace vanishes ---
@@ -137,9 +126,9 @@ world_add_endpoint d 14 14
 inventory a b c d >"$TMP/next-inv.json" && install_file "$TMP/next-inv.json" "$TMP/inventory.json"
 H3=$(compile any a b c d) && install_file "$TMP/next.json" "$TMP/bundle.json"
 check "a new endpoint gets its table" wait_for 5 has_table d
-check "status shows it applied" wait_for 5 status_is 'e["d"]["applied"]' "$H3"
+check "status shows it applied" wait_for 5 agent_status_is 'e["d"]["applied"]' "$H3"
 ip netns del "$P-d"
-check "a vanished namespace is dropped" wait_for 5 status_is 'e["d"]["present"]' False
+check "a vanished namespace is dropped" wait_for 5 agent_status_is 'e["d"]["present"]' False
 check "the agent is still running" kill -0 "$AGENT_PID"
 
 # --- fail-static: kill -9, then restart from the cache ---
@@ -150,7 +139,7 @@ check "killed with -9, c's table is still there" has_table c
 ip netns exec "$P-c" nft delete table inet bulkhead
 agent_start # no --bundle: only the cache
 check "restarted without --bundle, the cached bundle is applied" wait_for 5 has_table c
-check "status shows the cached bundle in force" wait_for 5 status_is 's["bundle"]' "$H3"
+check "status shows the cached bundle in force" wait_for 5 agent_status_is 's["bundle"]' "$H3"
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID"
 check "SIGTERM: clean exit" test $? -eq 0

@@ -73,17 +73,6 @@ cat >"$TMP/policy.json" <<'JSON'
   {"name": "b-out", "applies_to": "b", "egress": [{"to": ["srv"], "ports": ["tcp/80"]}]},
   {"name": "good-out", "applies_to": "good", "egress": [{"to": ["srv"], "ports": ["tcp/80"]}]}]}
 JSON
-status() { "$PYTHON" - "$STATE/status.json" "$@" <<'PY'
-import json, sys
-try:
-    s = json.load(open(sys.argv[1]))
-except Exception:
-    sys.exit(1)
-e = {x["name"]: x for x in s["endpoints"]}
-print(eval(sys.argv[2], {"s": s, "e": e}))
-PY
-}
-status_is() { [ "$(status "$1" 2>/dev/null)" = "$2" ]; }
 has_table() { ip netns exec "$1" nft list table inet bulkhead >/dev/null 2>&1; }
 node_errors() { bh status --json 2>/dev/null | json_get "'\n'.join(j['nodes'][0]['errors'])"; }
 
@@ -96,12 +85,12 @@ node_controller_start
 node_agent_start
 bh policy apply "$TMP/policy.json" >/dev/null
 check "the agent applies the bundle to good and to x's holder" \
-	wait_for 20 status_is 'e["good"]["applied"] == e["pod-a"]["applied"] == s["bundle"] != None' True
+	wait_for 20 agent_status_is 'e["good"]["applied"] == e["pod-a"]["applied"] == s["bundle"] != None' True
 check "the agent is still running" kill -0 "$AGENT_PID"
 
 # --- 11: what is not a network namespace, or is the agent's own ---
 # refused NAME ERROR: the endpoint is not open and says why.
-refused() { status_is "e['$1']['present']" False && status_is "e['$1']['error']" "$2"; }
+refused() { agent_status_is "e['$1']['present']" False && agent_status_is "e['$1']['error']" "$2"; }
 errors_are() {
 	refused fifo "$TMP/fifo $NOT_NS" && refused file "$TMP/file $NOT_NS" && refused dir "$TMP $NOT_NS" &&
 		refused mntns "/proc/$SLEEPER/ns/mnt $NOT_NS" && refused self "/run/netns/$NODE $OWN_NS" &&
@@ -136,7 +125,7 @@ check "each refusal, retried every 500 ms, is logged once" logged_once fifo file
 check "pod-b (x by another path) is refused with the holder's name" \
 	refused pod-b "namespace /proc/$SLEEPER/ns/net $SHARED_ERR"
 check "bulkhead status shows pod-b's refusal" wait_for 10 status_says "n1: pod-b: namespace /proc/$SLEEPER/ns/net $SHARED_ERR"
-updates() { status '(e["pod-a"]["counters"]["full_updates"], e["pod-a"]["counters"]["tampering"], e["pod-b"]["counters"]["full_updates"])'; }
+updates() { agent_status '(e["pod-a"]["counters"]["full_updates"], e["pod-a"]["counters"]["tampering"], e["pod-b"]["counters"]["full_updates"])'; }
 before=$(updates)
 acks_before=$(grep -c "not applied everywhere" "$TMP/controller.log")
 probes_ok=0 probes=0
@@ -161,14 +150,14 @@ ip netns attach "$P-x2" "$SLEEPER" || not_ok "ip netns attach"
 inventory "pod-b=/proc/$SLEEPER/ns/net:b" "pod-a=/run/netns/$P-x:a" "pod-0=/run/netns/$P-x2:b" \
 	"good=/run/netns/$P-good:good" >"$TMP/next.json" && install_file "$TMP/next.json" "$TMP/n1.json"
 check "pod-0, first by name, is refused too: the holder keeps its namespace" \
-	wait_for 5 status_is 'e["pod-0"]["error"]' "namespace /run/netns/$P-x2 $SHARED_ERR"
-check "and x's table was not touched" status_is "$(updates) == $before" True
+	wait_for 5 agent_status_is 'e["pod-0"]["error"]' "namespace /run/netns/$P-x2 $SHARED_ERR"
+check "and x's table was not touched" agent_status_is "$(updates) == $before" True
 check "x still gets pod-a's verdict" cannot x tcp 198.18.0.13 80
 
 # The holder goes: the first refused one by name (pod-0) takes over.
 inventory "pod-b=/proc/$SLEEPER/ns/net:b" "pod-0=/run/netns/$P-x2:b" "good=/run/netns/$P-good:good" \
 	>"$TMP/next.json" && install_file "$TMP/next.json" "$TMP/n1.json"
-check "without pod-a, pod-0 takes x over; pod-b stays refused, naming pod-0" wait_for 10 status_is \
+check "without pod-a, pod-0 takes x over; pod-b stays refused, naming pod-0" wait_for 10 agent_status_is \
 	'e["pod-0"]["present"] and e["pod-0"]["applied"] == s["bundle"] and not e["pod-0"]["error"] and e["pod-b"]["error"].endswith("already endpoint pod-0'"'"'s: one network namespace is one endpoint")' True
 check "x now gets pod-0's verdict: tcp/80 passes" wait_for 5 can x tcp 198.18.0.13 80
 check "and udp/53 does not" cannot x udp 198.18.0.13 53
@@ -182,8 +171,8 @@ wait "$AGENT_PID" 2>/dev/null
 inventory "re=/run/netns/$P-re:a" "good=/run/netns/$P-good:good" >"$TMP/next.json" && install_file "$TMP/next.json" "$TMP/n1.json"
 node_agent_start --recheck-ms 3600000
 check "re gets its table" wait_for 20 has_table "$P-re"
-check "re is up to date" wait_for 20 status_is 'e["re"]["applied"] == s["bundle"] != None' True
-old_full=$(status 'e["re"]["counters"]["full_updates"]')
+check "re is up to date" wait_for 20 agent_status_is 'e["re"]["applied"] == s["bundle"] != None' True
+old_full=$(agent_status 'e["re"]["counters"]["full_updates"]')
 start=$(date +%s%N)
 ip netns del "$P-re"
 world_add_endpoint re 14 14
@@ -195,7 +184,7 @@ fi
 check "and its rules: re may not reach srv on tcp/80" cannot re tcp 198.18.0.13 80
 check "re may reach srv on udp/53" can re udp 198.18.0.13 53
 check "status says re holds the bundle in its new namespace" \
-	status_is "e['re']['applied'] == s['bundle'] and e['re']['counters']['full_updates'] == $old_full + 1" True
+	agent_status_is "e['re']['applied'] == s['bundle'] and e['re']['counters']['full_updates'] == $old_full + 1" True
 check "the agent logged the replaced namespace" grep -qE "endpoint re: namespace /run/netns/$P-re (is gone|was replaced)" "$LOG"
 check "and no error for the mount point it saw before the mount" bash -c "! grep -q 'error: endpoint re:' '$LOG'"
 check "no crash or sanitizer report in the agent's log" bash -c "! grep -qE 'AddressSanitizer|runtime error|Segmentation' '$LOG'"

@@ -20,6 +20,9 @@ world_daemons "$BUILD" n1 || exit 1
 for e in "t 11 11" "cl 12 12"; do world_add_endpoint $e || exit 1; done
 world_serve t tcp:80 || { not_ok "listener in t"; finish; exit 1; }
 STATE=$TMP/state-n1
+# status.json of the one endpoint, t (e; c its counters)
+status() { agent_status "$1" t; }
+status_is() { agent_status_is "$1" "$2" t; }
 LOG=$TMP/agent-n1.log
 
 cat >"$TMP/n1.json" <<JSON
@@ -33,17 +36,6 @@ rules = [{"ports": ["tcp/%d" % (1000 + i)]} for i in range(int(sys.argv[2]))]
 json.dump({"version": 1, "groups": {"t": {"labels": {"app": "t"}}},
            "policies": [{"name": "t-in", "applies_to": "t", "ingress": rules}]}, open(sys.argv[1], "w"))
 EOF
-status() { "$PYTHON" - "$STATE/status.json" "$@" <<'PY'
-import json, sys
-try:
-    s = json.load(open(sys.argv[1]))
-except Exception:
-    sys.exit(1)
-e = {x["name"]: x for x in s["endpoints"]}["t"]
-print(eval(sys.argv[2], {"s": s, "e": e, "c": e["counters"]}))
-PY
-}
-status_is() { [ "$(status "$1" 2>/dev/null)" = "$2" ]; }
 # cpu_ticks PID: utime + stime, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 has_rules() { ip netns exec "$P-t" nft list chain inet bulkhead ingress 2>/dev/null | grep -q 'comment "t-in/ingress/0"'; }

@@ -5,81 +5,19 @@
 # that a delta the kernel rejects leaves the old table whole. Real traffic
 # decides; every delta's sets are compared with a fresh build's.
 #
-# Builds its own world (DESIGN §7): namespaces joined by veth pairs to a
+# Its world (world.bash, DESIGN §7): namespaces joined by veth pairs to a
 # bridge inside a dedicated fabric namespace, addresses from 198.18.0.0/15
-# and 2001:db8::/32 only, a per-run prefix, and a trap that removes
-# everything on exit. The host's own interfaces and firewall are never
-# touched.
+# and 2001:db8::/32 only, a per-run prefix, removed on exit.
 #
-# Needs root, iproute2, nft and python3. Takes the build directory as its
-# argument (else $BUILD_DIR, else build/ at the top of the repository).
+# Needs root, iproute2, nft and python3. Usage: dataplane-delta.sh [BUILD_DIR]
 set -u
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${1:-${BUILD_DIR:-$ROOT/build}}
+. "$(dirname "$0")/world.bash"
+BUILD=${1:-${BUILD_DIR:-$LIB_ROOT/build}}
 BULKHEAD=$BUILD/cli/bulkhead
 APPLY=$BUILD/bench/nft-apply
-PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
-PROBE=$ROOT/tests/integration/probe.py
-PASS_TIMEOUT=1.0
-FAIL_TIMEOUT=0.5
 
-if [ "$(id -u)" != 0 ]; then
-	echo "SKIP: dataplane-delta needs root (network namespaces, nftables)"
-	exit 77
-fi
-for tool in ip nft "$PYTHON" "$BULKHEAD" "$APPLY"; do
-	if [ -z "$tool" ] || ! command -v "$tool" >/dev/null; then
-		echo "not ok - prerequisites: ${tool:-python3} not found"
-		echo "0 passed, 1 failed"
-		exit 1
-	fi
-done
-
-P=bhdd$$ # per-run prefix of every namespace name
-FAB=$P-fab
-TMP=$(mktemp -d /tmp/bulkhead-delta.XXXXXX)
-passed=0
-failed=0
-
-cleanup() {
-	local ns pids
-	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-		case $ns in
-		"$P"-*)
-			pids=$(ip netns pids "$ns" 2>/dev/null)
-			# shellcheck disable=SC2086 # one pid per word
-			[ -n "$pids" ] && kill $pids 2>/dev/null
-			ip netns del "$ns" 2>/dev/null
-			;;
-		esac
-	done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ok() {
-	passed=$((passed + 1))
-	echo "ok - $*"
-}
-
-not_ok() {
-	failed=$((failed + 1))
-	echo "not ok - $*"
-}
-
-check() { # DESCRIPTION -- COMMAND...
-	local what=$1
-	shift 2
-	if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-
-finish() {
-	echo "$passed passed, $failed failed"
-	[ "$failed" = 0 ]
-	exit
-}
+world_init delta || exit 1
+world_need nft "$BULKHEAD" "$APPLY"
 
 # --- the world -----------------------------------------------------------
 # name v4 v6 (198.18.0.0/16 and 2001:db8:2::/64 on one bridge). srv holds
@@ -95,22 +33,10 @@ v4() { awk -v n="$1" '$1 == n {print $2}' <<<"$ENDPOINTS"; }
 v6() { awk -v n="$1" '$1 == n {print $3}' <<<"$ENDPOINTS"; }
 
 build_world() {
-	local i=0 name a4 a6
-	ip netns add "$FAB" || return 1
-	ip -n "$FAB" link set lo up
-	ip -n "$FAB" link add br0 type bridge mcast_snooping 0 || return 1
-	ip -n "$FAB" link set br0 up
+	local name a4 a6
 	while read -r name a4 a6; do
 		[ -z "$name" ] && continue
-		i=$((i + 1))
-		ip netns add "$P-$name" || return 1
-		ip netns exec "$P-$name" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-		ip -n "$P-$name" link set lo up
-		ip -n "$FAB" link add "v$i" type veth peer name eth0 netns "$P-$name" || return 1
-		ip -n "$FAB" link set "v$i" master br0 up
-		ip -n "$P-$name" addr add "$a4/16" dev eth0
-		ip -n "$P-$name" addr add "$a6/64" dev eth0 nodad
-		ip -n "$P-$name" link set eth0 up
+		world_add_ns "$name" "$a4/16" "$a6/64" || return 1
 	done <<<"$ENDPOINTS"
 	# Namespaces without traffic, for comparing a delta with a fresh build.
 	ip netns add "$P-chk1" && ip netns add "$P-chk2"
@@ -189,6 +115,7 @@ EXCEPT_A='"198.18.3.5/32", "2001:db8:2::305/128"'
 if ! build_world; then
 	not_ok "building the namespace world"
 	finish
+	exit
 fi
 policy "$TMP/p1.json" "$WEB_PORTS" "$OFFICE_A" "$EXCEPT_A"
 policy "$TMP/p-rule.json" "$WEB_PORTS, \"tcp/81\"" "$OFFICE_A" "$EXCEPT_A"
@@ -224,6 +151,7 @@ if compile old "$TMP/p1.json" "$TMP/inv-old.json" "$TMP/r0.json" &&
 else
 	not_ok "policies compile to bundles: $(cat "$TMP"/*.err | head -5)"
 	finish
+	exit
 fi
 
 # Only srv has a table and listens; the others only connect.
@@ -236,6 +164,7 @@ done
 if [ ! -e "$TMP/ready-srv" ]; then
 	not_ok "starting the listener"
 	finish
+	exit
 fi
 
 # flow WANT FROM PORT 4|6: TCP from FROM to srv
@@ -324,27 +253,27 @@ flow fail web2 80 4
 flow fail web2 80 6
 H0=$(handles srv)
 C0=$(web_counter)
-check "web rule counted web1's connection (counter $C0)" -- test "${C0:-0}" -gt 0
+check "web rule counted web1's connection (counter $C0)" test "${C0:-0}" -gt 0
 
 # --- a peer joins the label group: a delta -------------------------------
 apply add srv old new
 update_is add "delta added=2 removed=0 " "web2 joining web is a delta adding its 2 addresses" $?
 H1=$(handles srv)
-check "handles of table, sets, chains and rules untouched by the delta ($(wc -w <<<"$H1") objects)" -- test -n "$H0" -a "$H0" = "$H1"
+check "handles of table, sets, chains and rules untouched by the delta ($(wc -w <<<"$H1") objects)" test -n "$H0" -a "$H0" = "$H1"
 C1=$(web_counter)
-check "counters untouched by the delta ($C0 -> $C1)" -- test "${C1:-x}" = "$C0"
+check "counters untouched by the delta ($C0 -> $C1)" test "${C1:-x}" = "$C0"
 flow pass web2 80 4
 flow pass web2 80 6
 flow pass web1 80 4
 C2=$(web_counter)
-check "counters keep counting ($C1 -> $C2)" -- test "${C2:-0}" -gt "${C1:-0}"
+check "counters keep counting ($C1 -> $C2)" test "${C2:-0}" -gt "${C1:-0}"
 flow fail other 80 4
 same_as_fresh "join" old new
 
 # --- the member leaves: a delta, and it is refused again -----------------
 apply remove srv new old
 update_is remove "delta added=0 removed=2 " "web2 leaving web is a delta removing its 2 addresses" $?
-check "rule handles untouched by the removal" -- test "$H0" = "$(handles srv)"
+check "rule handles untouched by the removal" test "$H0" = "$(handles srv)"
 flow fail web2 80 4
 flow fail web2 80 6
 flow pass web1 80 6
@@ -354,7 +283,7 @@ same_as_fresh "leave" new old
 flow fail ext 443 4 # excepted from office
 apply office srv old office
 update_is office "delta " "office CIDR change is a delta" $?
-check "rule handles untouched by the interval delta" -- test "$H0" = "$(handles srv)"
+check "rule handles untouched by the interval delta" test "$H0" = "$(handles srv)"
 flow pass ext 443 4 # now inside, and no longer excepted
 flow pass ext 443 6
 apply office-back srv office old
@@ -376,7 +305,7 @@ update_is ghost-b "delta added=2 removed=0 " "an empty group's first member is a
 # --- a rule change: the full replace -------------------------------------
 apply rule srv old rule
 update_is rule "full " "a new port in a rule is a full replace" $?
-check "the full replace made new rules (new handles)" -- test "$H0" != "$(handles srv)"
+check "the full replace made new rules (new handles)" test "$H0" != "$(handles srv)"
 flow pass web1 81 4
 same_as_fresh "rule" old rule
 
@@ -393,9 +322,9 @@ if apply reject srv old swap; then
 else
 	ok "a delta deleting a missing element is rejected: $(grep rejected "$TMP/reject.out" | cut -c1-110)"
 fi
-check "the kernel's refusal names the object: the deletion from $WEBSET and its bundle set" -- \
+check "the kernel's refusal names the object: the deletion from $WEBSET and its bundle set" \
 	grep -Eq "rejected: delete elements from #[0-9]+ of set $WEBSET \(bundle set [^)]+\): No such file or directory" "$TMP/reject.out"
-check "the rejected delta left the table whole (elements, rules, handles)" -- \
+check "the rejected delta left the table whole (elements, rules, handles)" \
 	test "$S0" = "$(stateless srv)" -a "$H2" = "$(handles srv)"
 flow fail web2 80 4 # its addition went with the failed transaction
 if apply fallback srv old swap --fallback && grep -q '^fallback: full' "$TMP/fallback.out"; then

@@ -2,71 +2,22 @@
 # dataplane-rules: proves every rule kind of the nft dataplane with real
 # TCP, UDP and ICMP traffic (IPv4 and IPv6) between network namespaces.
 #
-# Builds its own world (DESIGN §7): one namespace per endpoint, each joined
+# Its world (world.bash, DESIGN §7): one namespace per endpoint, each joined
 # by a veth pair to a bridge inside a dedicated fabric namespace; addresses
-# from 198.18.0.0/15 and 2001:db8::/32 only. The host's own interfaces and
-# firewall are never touched, and a trap removes everything on exit.
+# from 198.18.0.0/15 and 2001:db8::/32 only, a per-run prefix, removed on
+# exit. The host's own interfaces and firewall are never touched.
 #
 # Needs root, iproute2 and python3 (tests/integration/probe.py makes the
-# traffic; nft is used when present). Takes the build directory as its
-# argument (else $BUILD_DIR, else build/ at the top of the repository).
+# traffic; nft is used when present). Usage: dataplane-rules.sh [BUILD_DIR]
 set -u
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${1:-${BUILD_DIR:-$ROOT/build}}
+. "$(dirname "$0")/world.bash"
+BUILD=${1:-${BUILD_DIR:-$LIB_ROOT/build}}
 BULKHEAD=$BUILD/cli/bulkhead
 AGENT=$BUILD/agent/bulkhead-agent
-PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
-PROBE=$ROOT/tests/integration/probe.py
 NODE=n1
-PASS_TIMEOUT=1.0 # a reply inside one machine takes microseconds
-FAIL_TIMEOUT=0.5 # waiting for what must not arrive
 
-if [ "$(id -u)" != 0 ]; then
-	echo "SKIP: dataplane-rules needs root (network namespaces, nftables)"
-	exit 77
-fi
-for tool in ip "$PYTHON" "$BULKHEAD" "$AGENT"; do
-	if [ -z "$tool" ] || ! command -v "$tool" >/dev/null; then
-		echo "not ok - prerequisites: ${tool:-python3} not found"
-		echo "0 passed, 1 failed"
-		exit 1
-	fi
-done
-
-P=bhdp$$ # per-run prefix of every namespace name
-FAB=$P-fab
-TMP=$(mktemp -d /tmp/bulkhead-dataplane.XXXXXX)
-passed=0
-failed=0
-
-cleanup() {
-	local ns pids
-	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-		case $ns in
-		"$P"-*)
-			# Only our listeners run in our namespaces.
-			pids=$(ip netns pids "$ns" 2>/dev/null)
-			# shellcheck disable=SC2086 # one pid per word
-			[ -n "$pids" ] && kill $pids 2>/dev/null
-			ip netns del "$ns" 2>/dev/null
-			;;
-		esac
-	done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ok() {
-	passed=$((passed + 1))
-	echo "ok - $*"
-}
-
-not_ok() {
-	failed=$((failed + 1))
-	echo "not ok - $*"
-}
+world_init rules || exit 1
+world_need "$BULKHEAD" "$AGENT"
 
 # --- the world -----------------------------------------------------------
 # name  v4 host  v6 host  labels
@@ -89,23 +40,10 @@ v4() { echo "198.18.0.$(awk -v n="$1" '$1 == n {print $2}' <<<"$ENDPOINTS")"; }
 v6() { echo "2001:db8:1::$(awk -v n="$1" '$1 == n {print $3}' <<<"$ENDPOINTS")"; }
 
 build_world() {
-	local i=0 name h4 h6 labels
-	ip netns add "$FAB" || return 1
-	ip -n "$FAB" link set lo up
-	ip -n "$FAB" link add br0 type bridge mcast_snooping 0 || return 1
-	ip -n "$FAB" link set br0 up
+	local name h4 h6 labels
 	while read -r name h4 h6 labels; do
 		[ -z "$name" ] && continue
-		i=$((i + 1))
-		ip netns add "$P-$name" || return 1
-		# No duplicate address detection: addresses are usable at once.
-		ip netns exec "$P-$name" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-		ip -n "$P-$name" link set lo up
-		ip -n "$FAB" link add "v$i" type veth peer name eth0 netns "$P-$name" || return 1
-		ip -n "$FAB" link set "v$i" master br0 up
-		ip -n "$P-$name" addr add "198.18.0.$h4/24" dev eth0
-		ip -n "$P-$name" addr add "2001:db8:1::$h6/64" dev eth0 nodad
-		ip -n "$P-$name" link set eth0 up
+		world_add_endpoint "$name" "$h4" "$h6" || return 1
 	done <<<"$ENDPOINTS"
 }
 
@@ -231,7 +169,7 @@ icmp() {
 # --- set-up --------------------------------------------------------------
 if ! build_world; then
 	not_ok "building the namespace world"
-	echo "$passed passed, $failed failed"
+	finish
 	exit 1
 fi
 write_inventory
@@ -242,13 +180,13 @@ if "$BULKHEAD" policy compile "$TMP/policy.json" --inventory "$TMP/inventory.jso
 	ok "policy compiles to a bundle for $NODE"
 else
 	not_ok "policy compiles to a bundle for $NODE: $(head -5 "$TMP/compile.err")"
-	echo "$passed passed, $failed failed"
+	finish
 	exit 1
 fi
 
 if ! start_listeners; then
 	not_ok "starting listeners"
-	echo "$passed passed, $failed failed"
+	finish
 	exit 1
 fi
 
@@ -367,5 +305,4 @@ else
 	not_ok "default deny counted its drops and logs as bh:D:i-"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

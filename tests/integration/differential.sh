@@ -18,124 +18,57 @@
 # The seed is printed first; BULKHEAD_SEED=S reproduces a run. Round k uses
 # seed S+k-1 on the world of seed S. Also: BULKHEAD_ROUNDS (16),
 # BULKHEAD_PROBES per round (1000), BULKHEAD_PROBE_TIMEOUT (1.0 seconds),
-# BULKHEAD_VERBOSE=1 (a line per probe), BULKHEAD_KEEP=DIR (keep every
+# BULKHEAD_VERBOSE=1 (a line per probe), BULKHEAD_KEEP=1 (keep every
 # generated file there).
 #
-# Builds its own world (DESIGN §7): one namespace per endpoint and outside
+# Its world (world.bash, DESIGN §7): one namespace per endpoint and outside
 # host, each joined by a veth pair to a bridge inside a dedicated fabric
 # namespace; addresses from 198.18.0.0/15 and 2001:db8::/32 only, a per-run
-# prefix, and a trap that removes everything on exit. The host's own
-# interfaces and firewall are never touched.
+# prefix, removed on exit. The host's own interfaces and firewall are never
+# touched.
 #
-# Needs root, iproute2, nft and python3. Takes the build directory as its
-# argument (else $BUILD_DIR, else build/ at the top of the repository).
+# Needs root, iproute2, nft and python3. Usage: differential.sh [BUILD_DIR]
 set -u
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${1:-${BUILD_DIR:-$ROOT/build}}
+. "$(dirname "$0")/world.bash"
+BUILD=${1:-${BUILD_DIR:-$LIB_ROOT/build}}
 BULKHEAD=$BUILD/cli/bulkhead
 AGENT=$BUILD/agent/bulkhead-agent
-PYTHON=${PYTHON:-$(command -v /usr/bin/python3 python3 | head -1)}
-PROBE=$ROOT/tests/integration/probe.py
-GEN=$ROOT/tests/integration/gen_world.py
+GEN=$LIB_ROOT/tests/integration/gen_world.py
 ROUNDS=${BULKHEAD_ROUNDS:-16}
 PROBES=${BULKHEAD_PROBES:-1000}
 TIMEOUT=${BULKHEAD_PROBE_TIMEOUT:-1.0} # a reply inside one machine takes microseconds
 
-if [ "$(id -u)" != 0 ]; then
-	echo "SKIP: differential needs root (network namespaces, nftables)"
-	exit 77
-fi
-for tool in ip nft "$PYTHON" "$BULKHEAD" "$AGENT"; do
-	if [ -z "$tool" ] || ! command -v "$tool" >/dev/null; then
-		echo "not ok - prerequisites: ${tool:-python3} not found"
-		echo "0 passed, 1 failed"
-		exit 1
-	fi
-done
+bail() {
+	not_ok "$*"
+	finish
+	exit 1
+}
 
 SEED=${BULKHEAD_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 case $SEED in
 '' | *[!0-9]*)
-	echo "not ok - BULKHEAD_SEED must be a non-negative integer, not \"$SEED\""
-	echo "0 passed, 1 failed"
-	exit 1
+	bail "BULKHEAD_SEED must be a non-negative integer, not \"$SEED\""
 	;;
 esac
 echo "# seed $SEED (reproduce: BULKHEAD_SEED=$SEED $0)"
 # Every probe of a run has its own TCP/UDP source port (10000 + its id).
 if [ $(((ROUNDS + 1) * PROBES)) -gt 50000 ]; then
-	echo "not ok - at most 50000 probes per run: (BULKHEAD_ROUNDS + 1) * BULKHEAD_PROBES = $(((ROUNDS + 1) * PROBES))"
-	echo "0 passed, 1 failed"
-	exit 1
+	bail "at most 50000 probes per run: (BULKHEAD_ROUNDS + 1) * BULKHEAD_PROBES = $(((ROUNDS + 1) * PROBES))"
 fi
 
-P=bhdf$$ # per-run prefix of every namespace name
-FAB=$P-fab
-TMP=$(mktemp -d /tmp/bulkhead-differential.XXXXXX)
-passed=0
-failed=0
+world_init differential || exit 1
+world_need nft "$BULKHEAD" "$AGENT"
 compared=0 # probes sent and compared
-
-cleanup() {
-	local ns pids
-	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-		case $ns in
-		"$P"-*)
-			# Only our listeners and probes run in our namespaces.
-			pids=$(ip netns pids "$ns" 2>/dev/null)
-			# shellcheck disable=SC2086 # one pid per word
-			[ -n "$pids" ] && kill $pids 2>/dev/null
-			ip netns del "$ns" 2>/dev/null
-			;;
-		esac
-	done
-	if [ -n "${BULKHEAD_KEEP:-}" ]; then
-		mkdir -p "$BULKHEAD_KEEP" && cp -r "$TMP"/. "$BULKHEAD_KEEP"/
-	fi
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ok() {
-	passed=$((passed + 1))
-	echo "ok - $*"
-}
-
-not_ok() {
-	failed=$((failed + 1))
-	echo "not ok - $*"
-}
-
-bail() {
-	not_ok "$*"
-	echo "$passed passed, $failed failed"
-	exit 1
-}
 
 indent() { sed 's/^/    /'; }
 
 # --- the world -----------------------------------------------------------
 # world.tsv: NS V4 V6 NODE|-  (NODE - : an outside host, no Bulkhead table)
 build_world() {
-	local i=0 ns v4 v6 node
-	ip netns add "$FAB" || return 1
-	ip -n "$FAB" link set lo up
-	ip -n "$FAB" link add br0 type bridge mcast_snooping 0 || return 1
-	ip -n "$FAB" link set br0 up
+	local ns v4 v6 node
 	while read -r ns v4 v6 node; do
-		i=$((i + 1))
-		ip netns add "$P-$ns" || return 1
-		# No duplicate address detection: addresses are usable at once.
-		ip netns exec "$P-$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-		ip -n "$P-$ns" link set lo up
-		ip -n "$FAB" link add "v$i" type veth peer name eth0 netns "$P-$ns" || return 1
-		ip -n "$FAB" link set "v$i" master br0 up
 		# Every test address is on-link: one bridge holds the whole world.
-		ip -n "$P-$ns" addr add "$v4/15" dev eth0 || return 1
-		ip -n "$P-$ns" addr add "$v6/32" dev eth0 nodad || return 1
-		ip -n "$P-$ns" link set eth0 up
+		world_add_ns "$ns" "$v4/15" "$v6/32" || return 1
 	done <"$TMP/world/world.tsv"
 }
 
@@ -289,7 +222,7 @@ else
 	tail -n +2 <<<"$missing"
 	stray=$(cat "$TMP"/world/kernel-*.err)
 	[ -n "$stray" ] && indent <<<"$stray"
-	echo "$passed passed, $failed failed"
+	finish
 	exit 1
 fi
 for ns in $ALL_NS; do
@@ -319,5 +252,4 @@ if [ "$failed" != 0 ]; then
 	echo "# reproduce: BULKHEAD_SEED=$SEED $0"
 	echo "# round K offline: $GEN $SEED W && $GEN \$(($SEED + K - 1)) D --world W/world.json"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -17,6 +17,9 @@ FLOOD=${FLOOD:-200000} # elements of the foreign table that floods the events
 
 world_init driftov || exit 1
 STATE=$TMP/state
+# status.json of the one endpoint, big (e; c its counters)
+status() { agent_status "$1" big; }
+status_is() { agent_status_is "$1" "$2" big; }
 LOG=$TMP/agent.log
 world_add_endpoint big 10 10 || exit 1
 world_add_endpoint cl 11 11 || exit 1
@@ -40,17 +43,6 @@ EOF
 "$CLI" policy compile "$TMP/policy.json" --inventory "$TMP/inventory.json" --node n1 >"$TMP/bundle.json" ||
 	{ not_ok "compiling the policy"; finish; exit 1; }
 
-status() { "$PYTHON" - "$STATE/status.json" "$@" <<'PY'
-import json, sys
-try:
-    s = json.load(open(sys.argv[1]))
-except Exception:
-    sys.exit(1)
-e = s["endpoints"][0]
-print(eval(sys.argv[2], {"s": s, "e": e, "c": e["counters"]}))
-PY
-}
-status_is() { [ "$(status "$1" 2>/dev/null)" = "$2" ]; }
 first_rule_is_ours() { # a bare "accept" put first is not
 	ip netns exec "$P-big" nft list chain inet bulkhead ingress | sed -n 4p | grep -q 'comment "established"'
 }

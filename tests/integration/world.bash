@@ -2,8 +2,9 @@
 # namespaces per DESIGN §7, checks that count, and cleanup on any exit.
 #
 #   world_init NAME            prefix, temp dir, fabric namespace + bridge, traps
-#   world_add_endpoint N V4 V6 namespace $P-N on the bridge, eth0 with
-#                              198.18.0.V4/24 and 2001:db8:1::V6/64
+#   world_need PROGRAM...      each one is there, or "not ok" and exit
+#   world_add_ns N A4/L A6/L   namespace $P-N on the bridge, eth0 with A4/L and A6/L
+#   world_add_endpoint N V4 V6 the same with 198.18.0.V4/24 and 2001:db8:1::V6/64
 #   world_serve N SPEC...      probe.py listeners in $P-N (tcp:80 udp:53 ...)
 #   can NS PROTO ADDR ARG...   probe from $P-NS succeeds (probe.py args)
 #   ok/not_ok/check/finish     counting and the closing "N passed, N failed"
@@ -16,6 +17,10 @@
 #   agent_start NODE [KEY]     AGENT_PID[NODE], inventory $TMP/NODE.json, with
 #                              KEY's pair (default NODE's) and ${AGENT_ARGS[@]}
 #   json_get EXPR              EXPR over the JSON on stdin as j
+#   agent_status EXPR [EP]     EXPR over the agent's $STATE/status.json: s the
+#                              document, e its endpoints by name (with EP: that
+#                              endpoint, and c its counters); fails while not JSON
+#   agent_status_is EXPR VALUE [EP]
 #
 # BULKHEAD_KEEP=1 keeps the temporary directory (logs, state) for a post-mortem.
 # Only ever touches namespaces named with the per-run prefix; the host's
@@ -71,7 +76,21 @@ world_init() {
 	WORLD_PORTS=0
 }
 
+world_need() { # PROGRAM...
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null && continue
+		not_ok "prerequisites: $t not found"
+		finish
+		exit 1
+	done
+}
+
 world_add_endpoint() { # NAME V4HOST V6HOST
+	world_add_ns "$1" "198.18.0.$2/24" "2001:db8:1::$3/64"
+}
+
+world_add_ns() { # NAME V4/LEN V6/LEN
 	local ns=$P-$1
 	WORLD_PORTS=$((WORLD_PORTS + 1))
 	ip netns add "$ns" || return 1
@@ -80,8 +99,8 @@ world_add_endpoint() { # NAME V4HOST V6HOST
 	ip -n "$ns" link set lo up
 	ip -n "$FAB" link add "v$WORLD_PORTS" type veth peer name eth0 netns "$ns" || return 1
 	ip -n "$FAB" link set "v$WORLD_PORTS" master br0 up
-	ip -n "$ns" addr add "198.18.0.$2/24" dev eth0
-	ip -n "$ns" addr add "2001:db8:1::$3/64" dev eth0 nodad
+	ip -n "$ns" addr add "$2" dev eth0 || return 1
+	ip -n "$ns" addr add "$3" dev eth0 nodad || return 1
 	ip -n "$ns" link set eth0 up
 }
 
@@ -157,3 +176,20 @@ agent_start() { # NODE [KEY_NODE]
 json_get() { # EXPR over the JSON on stdin as j
 	/usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1" 2>/dev/null
 }
+
+agent_status() { # EXPR [ENDPOINT]
+	"$PYTHON" - "$STATE/status.json" "$@" <<'PY'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except Exception:
+    sys.exit(1)
+e = {x["name"]: x for x in s["endpoints"]}
+c = None
+if len(sys.argv) > 3:
+    e = e[sys.argv[3]]
+    c = e["counters"]
+print(eval(sys.argv[2], {"s": s, "e": e, "c": c}))
+PY
+}
+agent_status_is() { [ "$(agent_status "$1" "${@:3}" 2>/dev/null)" = "$2" ]; }

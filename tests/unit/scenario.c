@@ -4,7 +4,29 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bulkhead/compile.h"
 #include "scenario.h"
+
+struct bundle *scenario_compile(const char *policy, const char *inventory, const char *node,
+				unsigned inventory_flags)
+{
+	struct diag d;
+	diag_init(&d, "test");
+	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
+	struct inventory *inv = inventory_new();
+	json_t *j = json_loads(inventory, 0, NULL);
+	struct bundle *b = NULL;
+	if (!j)
+		fprintf(stderr, "test: the inventory is not JSON\n");
+	if (doc && j && inventory_load_json(inv, j, NULL, inventory_flags, &d) == 0 && inventory_finish(inv, &d) == 0)
+		b = compile_bundle(doc, inv, node);
+	diag_print(&d, stderr);
+	json_decref(j);
+	inventory_free(inv);
+	policy_doc_free(doc);
+	diag_release(&d);
+	return b;
+}
 
 int scenario_load(const char *path, struct scenario *sc)
 {

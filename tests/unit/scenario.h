@@ -3,6 +3,7 @@
  * ("inventory" inline and/or "inventory_files"), paths relative to the file. */
 #pragma once
 
+#include "bulkhead/bundle.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/policy.h"
 
@@ -11,6 +12,12 @@ struct scenario {
 	struct policy_doc *doc;
 	struct inventory *inv;
 };
+
+/* The bundle of node for a policy and an inventory given as JSON text
+ * (inventory_flags as inventory_load_json's); NULL with the problems
+ * printed on stderr. */
+struct bundle *scenario_compile(const char *policy, const char *inventory, const char *node,
+				unsigned inventory_flags);
 
 /* 0, or -1 with the problems printed on stderr. */
 int scenario_load(const char *path, struct scenario *sc);

@@ -61,13 +61,7 @@ static void teardown(void)
 	compiler_free(compiler);
 	nodes_free(nodes);
 	store_free(store);
-	static const char *const names[] = {STORE_FILE, STORE_FILE "-wal", STORE_FILE "-shm"};
-	char path[128];
-	for (size_t i = 0; i < BH_ARRAY_SIZE(names); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		unlink(path);
-	}
-	rmdir(dir);
+	test_remove_dir(dir);
 }
 
 /* Sends raw bytes as a request; the parsed reply (NULL: none, or not JSON). */

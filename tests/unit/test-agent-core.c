@@ -26,6 +26,7 @@
 #include "backoff.h"
 #include "endpoint.h"
 #include "quarantine.h"
+#include "scenario.h"
 #include "state.h"
 #include "test.h"
 
@@ -96,20 +97,7 @@ static struct bundle *compile_mode(const char *cidrs, int port, const char *name
 			 "%s{\"name\":\"%s\",\"labels\":{\"app\":\"x\"},\"addresses\":[\"198.18.0.%d\"]}",
 			 i ? "," : "", n, 10 + i);
 	strcat(inventory, "]}");
-	struct diag d;
-	diag_init(&d, "test");
-	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
-	struct inventory *inv = inventory_new();
-	json_t *j = json_loads(inventory, 0, NULL);
-	struct bundle *b = NULL;
-	if (doc && j && inventory_load_json(inv, j, NULL, 0, &d) == 0 && inventory_finish(inv, &d) == 0)
-		b = compile_bundle(doc, inv, "n1");
-	diag_print(&d, stderr);
-	json_decref(j);
-	inventory_free(inv);
-	policy_doc_free(doc);
-	diag_release(&d);
-	return b;
+	return scenario_compile(policy, inventory, "n1", 0);
 }
 
 static struct bundle *compile_for(const char *cidrs, int port, const char *names)

@@ -22,20 +22,7 @@ static const char *inventory_text =
 
 static struct bundle *compile_text(const char *text)
 {
-	struct diag d;
-	diag_init(&d, "sample");
-	struct policy_doc *doc = policy_parse_string(text, strlen(text), &d);
-	struct inventory *inv = inventory_new();
-	json_t *j = json_loads(inventory_text, 0, NULL);
-	struct bundle *b = NULL;
-	if (doc && j && inventory_load_json(inv, j, NULL, 0, &d) == 0 && inventory_finish(inv, &d) == 0)
-		b = compile_bundle(doc, inv, "n1");
-	diag_print(&d, stderr);
-	json_decref(j);
-	inventory_free(inv);
-	policy_doc_free(doc);
-	diag_release(&d);
-	return b;
+	return scenario_compile(text, inventory_text, "n1", 0);
 }
 
 static struct bundle *compile_sample(void)

@@ -22,6 +22,7 @@
 #include "bulkhead/policy.h"
 #include "conntrack-nl.h"
 #include "conntrack.h"
+#include "scenario.h"
 #include "test.h"
 
 /* ---- bundles ---- */
@@ -34,20 +35,7 @@ static const char inventory_text[] =
 
 static struct bundle *compile(const char *policy)
 {
-	struct diag d;
-	diag_init(&d, "test");
-	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
-	struct inventory *inv = inventory_new();
-	json_t *j = json_loads(inventory_text, 0, NULL);
-	struct bundle *b = NULL;
-	if (doc && j && inventory_load_json(inv, j, NULL, 0, &d) == 0 && inventory_finish(inv, &d) == 0)
-		b = compile_bundle(doc, inv, "n1");
-	diag_print(&d, stderr);
-	json_decref(j);
-	inventory_free(inv);
-	policy_doc_free(doc);
-	diag_release(&d);
-	return b;
+	return scenario_compile(policy, inventory_text, "n1", 0);
 }
 
 static const struct bundle_endpoint *web(const struct bundle *b)

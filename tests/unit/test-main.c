@@ -1,4 +1,8 @@
 /* Runner for the harness in test.h. */
+#include <dirent.h>
+#include <limits.h>
+#include <unistd.h>
+
 #include "test.h"
 
 struct test_case test_cases[512];
@@ -14,6 +18,22 @@ void test_report(const char *name, bool ok)
 		test_failed++;
 	printf("%s %u - %s\n", ok ? "ok" : "not ok", test_passed + test_failed, name);
 	fflush(stdout);
+}
+
+void test_remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d) {
+		char path[PATH_MAX];
+		for (struct dirent *e; (e = readdir(d));) {
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+		closedir(d);
+	}
+	rmdir(dir);
 }
 
 int test_main(void)

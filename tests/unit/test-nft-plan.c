@@ -7,30 +7,13 @@
 
 #include "bulkhead/compile.h"
 #include "nft-plan.h"
+#include "scenario.h"
 #include "test.h"
 
 /* The bundle of node "n" for policy and the inventory of node "n". */
 static struct bundle *compile(const char *policy, const char *inventory)
 {
-	struct diag d;
-	json_error_t jerr;
-	json_t *pj = json_loads(policy, 0, &jerr), *ij = json_loads(inventory, 0, &jerr);
-	struct policy_doc *doc;
-	struct inventory *inv = inventory_new();
-	struct bundle *b = NULL;
-
-	diag_init(&d, "test");
-	doc = pj ? policy_parse_json(pj, &d) : NULL;
-	if (doc && inv && ij && inventory_load_json(inv, ij, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
-	    inventory_finish(inv, &d) == 0)
-		b = compile_bundle(doc, inv, "n");
-	diag_print(&d, stderr);
-	diag_release(&d);
-	policy_doc_free(doc);
-	inventory_free(inv);
-	json_decref(pj);
-	json_decref(ij);
-	return b;
+	return scenario_compile(policy, inventory, "n", INVENTORY_NEED_ADDRESSES);
 }
 
 /* web-1 (app=web) and db-1 (app=db), each with an IPv4 and an IPv6 address;

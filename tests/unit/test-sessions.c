@@ -55,13 +55,7 @@ static void teardown(void)
 	nodes_free(nodes);
 	loop_free(loop);
 	store_free(store);
-	static const char *const names[] = {STORE_FILE, STORE_FILE "-wal", STORE_FILE "-shm"};
-	char path[128];
-	for (size_t i = 0; i < BH_ARRAY_SIZE(names); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		unlink(path);
-	}
-	rmdir(dir);
+	test_remove_dir(dir);
 }
 
 static void hello(const char *rid, const char *node)

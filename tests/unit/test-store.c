@@ -37,13 +37,7 @@ static struct store *open_store(void)
 static void close_store(struct store *s)
 {
 	store_free(s);
-	static const char *const names[] = {STORE_FILE, STORE_FILE "-wal", STORE_FILE "-shm"};
-	char path[128];
-	for (size_t i = 0; i < BH_ARRAY_SIZE(names); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		unlink(path);
-	}
-	rmdir(dir);
+	test_remove_dir(dir);
 }
 
 /* A batch as the controller has it after naming both ends: one denied

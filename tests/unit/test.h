@@ -46,5 +46,8 @@ extern unsigned test_passed, test_failed;
 
 /* Reports one named result outside TEST cases (data-driven tests). */
 void test_report(const char *name, bool ok);
+/* Removes a scratch directory of the test's and the files in it (a store's
+ * database, its -wal and -shm). */
+void test_remove_dir(const char *dir);
 /* Runs every registered case, then returns the exit status. */
 int test_main(void);
