@@ -440,6 +440,8 @@ static void drop_endpoint(struct agent *a, struct endpoint_state *e)
 }
 
 /* Adds or updates one endpoint; false when another source holds the name. */
+static void source_quarantine_cb(void *core, struct source *s, const char *netns);
+
 static bool update_endpoint(struct agent *a, struct source *s, const struct source_endpoint *se)
 {
 	struct endpoint_state *e = find_endpoint(a, se->name);
@@ -455,6 +457,11 @@ static bool update_endpoint(struct agent *a, struct source *s, const struct sour
 			json_object_set_new(a->refused, se->name,
 					    json_pack("{s:s,s:s}", "source", s->ops->kind, "error", why));
 			status_touch(a->status);
+			/* A new container must not run without rules: refused,
+			 * it keeps the quarantine table (a name taken is no way
+			 * around the policy). */
+			if (se->quarantine && se->netns)
+				source_quarantine_cb(a, s, se->netns);
 		}
 		return false;
 	}

@@ -523,11 +523,13 @@ static void apply_table(struct endpoint_state *e, struct bundle_ref *ref, const 
 	/* What the table held before, for the cut below (its reference, put
 	 * there); unknown when it may have been changed meanwhile, or when it
 	 * was the quarantine table: that accepts what was open before it came,
-	 * so the real table judges every connection. */
+	 * so the real table judges every connection. Also when someone else
+	 * committed as it went in: their table held meanwhile. */
 	struct bundle_ref *before = e->applied;
-	const struct bundle_endpoint *before_ep = before && before != e->quarantine_ref && !e->force_full
-						      ? bundle_find_endpoint(before->b, e->name)
-						      : NULL;
+	const struct bundle_endpoint *before_ep =
+	    before && before != e->quarantine_ref && !e->force_full && !res.tampered
+		? bundle_find_endpoint(before->b, e->name)
+		: NULL;
 	e->applied = bundle_ref_get(ref);
 	e->force_full = false;
 	e->tag = *tag;

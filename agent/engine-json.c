@@ -240,6 +240,7 @@ static int inspect_take(json_t *root, struct engine_container *c, char *err, siz
 int engine_inspect_parse(const char *text, size_t len, struct engine_container *out, char *err, size_t errlen)
 {
 	struct engine_container c = {0};
+	memset(out, 0, sizeof(*out)); /* released safely whatever the answer */
 	json_t *root = load(text, len, ENGINE_INSPECT_MAX, "inspect", err, errlen);
 	if (!root)
 		return -EINVAL;
@@ -650,6 +651,10 @@ enum engine_verdict engine_endpoint_of(const struct engine_container *c, enum en
 		fail(why, whylen, "not selected (--select %s%s%s)", sel->key, sel->value ? "=" : "",
 		     sel->value ? sel->value : "");
 		return ENGINE_NOT_SELECTED;
+	}
+	if (!c->name) {
+		fail(why, whylen, "its name is not known yet");
+		return ENGINE_BAD_NAME;
 	}
 	if (!inventory_endpoint_name_valid(c->name)) {
 		fail(why, whylen, "its name is not an endpoint name: " INVENTORY_ENDPOINT_NAME_RULE);

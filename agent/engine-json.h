@@ -88,7 +88,7 @@ struct engine_container {
 };
 void engine_container_release(struct engine_container *c);
 
-/* One container's inspect. 0, or -EINVAL with why in err. */
+/* One container's inspect. 0, or -EINVAL with why in err (*out zeroed: releasing it is safe). */
 BH_MUST_CHECK int engine_inspect_parse(const char *text, size_t len, struct engine_container *out, char *err,
 				       size_t errlen);
 /* A list: *out is a malloc()ed array of *n (release each, free the

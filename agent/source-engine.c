@@ -12,7 +12,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-
 #include "bulkhead/escape.h"
 #include "bulkhead/log.h"
 #include "bulkhead/utf8.h"
@@ -60,6 +59,7 @@ struct ctr {
 	struct engine_container info;	  /* the last inspect (info.id NULL: none) */
 	bool watched_start;		  /* its start was seen: quarantine until its table */
 	char *early_netns;		  /* its namespace before its start (mount, hook) */
+	bool isolated;			  /* seen starting under a name no endpoint may have: quarantined */
 	const int *hook_fd;		  /* while a hook's report is published: its namespace */
 	char *reported;			  /* the endpoint name it is reported under */
 	char *notes;			  /* what was last logged of its labels */
@@ -93,6 +93,7 @@ struct source_engine {
 	int64_t last_event_ns;	 /* the newest event seen */
 	int64_t replay_until_ns; /* events up to this were seen before the reconnect */
 	unsigned retry_ms;
+	int64_t up_ms; /* when the open stream opened (0: none is) */
 	struct loop_source *retry_timer, *reconcile_timer;
 
 	/* The full list in progress: set_all once every inspect is back. */
@@ -100,6 +101,7 @@ struct source_engine {
 	unsigned sync_pending;
 	bool synced; /* one full list reported */
 	bool sync_failed;
+	bool sync_again; /* an event was lost while a list ran: another after it */
 
 	struct ctr *ctrs;
 	size_t n_ctrs;
@@ -280,6 +282,25 @@ static void publish(struct source_engine *e, struct ctr *c)
 				 why);
 		c->last_verdict = v;
 		unreport(e, c);
+		/* Any other new container would hold the quarantine table until
+		 * its own came: one whose name cannot be an endpoint's never gets
+		 * its own, so it keeps that one (fail closed), not none. */
+		if (v == ENGINE_BAD_NAME && view.name && c->watched_start && !c->isolated) {
+			char proc[64];
+			const char *netns = view.sandbox_key;
+			if (!netns && view.pid > 0) {
+				snprintf(proc, sizeof(proc), "/proc/%ld/ns/net", view.pid);
+				netns = proc;
+			}
+			if (netns) {
+				log_warn(
+				    "engine %s: container %s (%.12s) started under a name no endpoint may "
+				    "have: its namespace %s keeps the quarantine table",
+				    kind(e), ESCAPED(view.name), c->id, ESCAPED(netns));
+				c->isolated = true;
+				source_quarantine(&e->src, netns);
+			}
+		}
 		return;
 	}
 	c->last_verdict = v;
@@ -369,11 +390,13 @@ static void inspect_done(void *arg, long status, const char *body, size_t len, c
 		inspect_next(e);
 		return;
 	}
-	struct engine_container info;
-	char err[256];
-	if (engine_inspect_parse(body, len, &info, err, sizeof(err)) < 0 || strcmp(info.id, c->id) != 0) {
-		if (info.id)
-			engine_container_release(&info);
+	struct engine_container info = {0};
+	char err[256] = "";
+	int parsed = engine_inspect_parse(body, len, &info, err, sizeof(err));
+	if (parsed == 0 && strcmp(info.id, c->id) != 0)
+		snprintf(err, sizeof(err), "it is container %.12s's", info.id);
+	if (parsed < 0 || strcmp(info.id, c->id) != 0) {
+		engine_container_release(&info);
 		e->n_malformed++;
 		log_warn("engine %s: inspect of container %.12s refused: %s", kind(e), c->id, ESCAPED(err));
 		sync_done_one(e, c);
@@ -471,6 +494,10 @@ static void sync_step(struct source_engine *e)
 		engine_endpoint_release(&eps[i]);
 	free(eps);
 	free(v);
+	if (e->sync_again) {
+		e->sync_again = false;
+		sync_start(e);
+	}
 }
 
 static void list_done(void *arg, long status, const char *body, size_t len, const char *error)
@@ -509,6 +536,12 @@ static void list_done(void *arg, long status, const char *body, size_t len, cons
 		struct ctr *c = ctr_get(e, v[i].id);
 		if (!c)
 			continue;
+		/* Running now, not before, after the first list: it started
+		 * while the agent could not see (an event lost, the stream
+		 * down), in a namespace with no table: it waits for its own
+		 * under quarantine, as one seen starting does. */
+		if (e->synced && c->state != CTR_RUNNING)
+			c->watched_start = true;
 		set_str(&c->name, v[i].name);
 		c->state = CTR_RUNNING;
 		c->in_sync = true;
@@ -612,7 +645,8 @@ static void on_event(struct source_engine *e, const struct engine_event *ev)
 			return;
 		c->state = CTR_EXITED;
 		c->info.running = false;
-		if (c->inspect) /* its answer may be from before */
+		c->isolated = false; /* its namespace goes with it */
+		if (c->inspect)	     /* its answer may be from before */
 			c->inspect_again = true;
 		free(c->early_netns);
 		c->early_netns = NULL;
@@ -640,6 +674,18 @@ static void on_event(struct source_engine *e, const struct engine_event *ev)
 	}
 }
 
+/* An event could not be read: it may have been a container's start, so
+ * the list says what changed, now rather than at the next reconcile. */
+static void event_lost(struct source_engine *e)
+{
+	if (e->conn != CONN_UP)
+		return; /* the list comes when the stream is open */
+	if (e->syncing)
+		e->sync_again = true;
+	else
+		sync_start(e);
+}
+
 static void on_line(void *arg, const char *line, size_t len)
 {
 	struct source_engine *e = arg;
@@ -649,6 +695,7 @@ static void on_line(void *arg, const char *line, size_t len)
 	if (r < 0) {
 		e->n_malformed++;
 		log_warn("engine %s: event refused: %s", kind(e), ESCAPED(err));
+		event_lost(e);
 		return;
 	}
 	if (r == 0) {
@@ -678,7 +725,10 @@ static void events_header(void *arg, const char *line, size_t len)
 		log_info("engine %s: following events (API %s)", kind(e), e->api + 1);
 	e->conn = CONN_UP;
 	source_changed(&e->src);
-	e->retry_ms = 0;
+	/* The wait before a reconnect starts over only once a stream has
+	 * stayed open (events_done): one that ends as it opens is a failure
+	 * like any other, and each opening costs a list and its inspects. */
+	e->up_ms = clock_mono_ms();
 	e->last_error[0] = '\0';
 	sync_start(e);
 }
@@ -686,8 +736,15 @@ static void events_header(void *arg, const char *line, size_t len)
 static void events_data(void *arg, const char *data, size_t len)
 {
 	struct source_engine *e = arg;
-	if (e->events_status == 200)
-		engine_lines_feed(&e->lines, data, len, on_line, e);
+	if (e->events_status != 200)
+		return;
+	unsigned long long overlong = e->lines.overlong;
+	engine_lines_feed(&e->lines, data, len, on_line, e);
+	if (e->lines.overlong != overlong) {
+		e->n_malformed++;
+		log_warn("engine %s: an event longer than %zu bytes skipped", kind(e), e->lines.max);
+		event_lost(e);
+	}
 }
 
 static void events_done(void *arg, long status, const char *body, size_t len, const char *error)
@@ -696,6 +753,9 @@ static void events_done(void *arg, long status, const char *body, size_t len, co
 	e->events = NULL;
 	if (e->stopping)
 		return;
+	if (e->up_ms && clock_mono_ms() - e->up_ms >= RETRY_MAX_MS)
+		e->retry_ms = 0;
+	e->up_ms = 0;
 	char msg[256] = "";
 	if (status && status != 200)
 		engine_error_message(body, len, msg, sizeof(msg));
@@ -759,6 +819,7 @@ static void retry_later(struct source_engine *e)
 		e->list = NULL;
 	}
 	e->syncing = false;
+	e->sync_again = false; /* the list after the reconnect covers it */
 	e->retry_ms = e->retry_ms ? e->retry_ms * 2 : RETRY_MIN_MS;
 	if (e->retry_ms > RETRY_MAX_MS)
 		e->retry_ms = RETRY_MAX_MS;
@@ -876,7 +937,9 @@ static void namespace_born(struct source_engine *e, const char *path)
 		selected += engine_select_matches(&e->select, &c->ev_labels);
 		only = c;
 	}
-	if (candidates == 1 && selected == 1) {
+	/* One whose create event was not seen (made before the agent came)
+	 * has no name or labels yet: its start event tells them. */
+	if (candidates == 1 && selected == 1 && only->name) {
 		set_str(&only->early_netns, path);
 		only->watched_start = true;
 		e->n_early++;
@@ -888,7 +951,11 @@ static void namespace_born(struct source_engine *e, const char *path)
 	 * quarantined, unless that could hit a container not selected. */
 	if (!e->select.key || (candidates && selected == candidates)) {
 		e->n_anonymous++;
-		if (candidates)
+		if (candidates == 1)
+			log_info("engine %s: namespace %s made for container %.12s, whose create event was "
+				 "not seen: quarantined until its start event names it",
+				 kind(e), path, only->id);
+		else if (candidates)
 			log_info("engine %s: namespace %s made for one of %u containers starting at once: "
 				 "quarantined until its container is known",
 				 kind(e), path, candidates);
@@ -926,6 +993,13 @@ static void on_mounts(void *data, uint32_t events)
 	free(e->mounts);
 	e->mounts = m.v;
 	e->n_mounts = m.n;
+}
+
+void source_engine_namespace_seen(struct source *s, const char *path)
+{
+	struct source_engine *e = engine_of(s);
+	if (!mount_known(e, path))
+		namespace_born(e, path);
 }
 
 static void mounts_start(struct source_engine *e)
@@ -1106,13 +1180,13 @@ static json_t *engine_status(struct source *s)
 	/* The error holds the engine's own message and headers, cut to fit,
 	 * and the socket is any path: JSON takes them only as UTF-8. */
 	char *error = e->last_error[0] ? utf8_text(e->last_error) : NULL, *sock = utf8_text(e->socket);
-	json_t *st =
-	    json_pack("{s:s,s:s,s:s,s:s?,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "engine", kind(e), "socket",
-		      sock, "state", words[e->conn], "api", e->api[0] ? e->api + 1 : NULL, "synced",
-		      e->synced, "containers", (json_int_t)e->n_ctrs, "endpoints", (json_int_t)endpoints,
-		      "events", (json_int_t)e->n_events, "malformed", (json_int_t)e->n_malformed,
-		      "reconnects", (json_int_t)e->n_reconnects, "early_namespaces", (json_int_t)e->n_early,
-		      "anonymous_quarantines", (json_int_t)e->n_anonymous, "error", error);
+	json_t *st = json_pack("{s:s,s:s,s:s,s:s?,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "engine", kind(e),
+			       "socket", sock, "state", words[e->conn], "api", e->api[0] ? e->api + 1 : NULL,
+			       "synced", e->synced, "containers", (json_int_t)e->n_ctrs, "endpoints",
+			       (json_int_t)endpoints, "events", (json_int_t)e->n_events, "malformed",
+			       (json_int_t)e->n_malformed, "reconnects", (json_int_t)e->n_reconnects,
+			       "early_namespaces", (json_int_t)e->n_early, "anonymous_quarantines",
+			       (json_int_t)e->n_anonymous, "retry_ms", (json_int_t)e->retry_ms, "error", error);
 	free(error);
 	free(sock);
 	return st;

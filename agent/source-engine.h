@@ -82,7 +82,8 @@ struct source *source_engine_new(const struct source_engine_options *o);
  *     opened, before the bundle has it), then w->done() is called once:
  *     0 when its real table is in place; 1 when the container is not an
  *     endpoint (not selected, host network: error says why), so it starts
- *     unmanaged; -EIO when applying fails (error says why); -ENOENT when
+ *     unmanaged (under a name no endpoint may have: isolated, its
+ *     namespace keeps the quarantine table); -EIO when applying fails (error says why); -ENOENT when
  *     the container went away; -ECANCELED when the agent stops. A
  *     container whose namespace is another endpoint's (--network
  *     container:X) is answered when that endpoint's table is in place.
@@ -109,3 +110,8 @@ struct engine_hook_waiter {
 };
 void source_engine_hook(struct source *s, struct engine_hook_waiter *w);
 void source_engine_hook_cancel(struct source *s, struct engine_hook_waiter *w);
+
+/* For tests: what the mount table's watch does when it shows a namespace
+ * at path that it did not show before (Docker's, made before its
+ * container starts). */
+void source_engine_namespace_seen(struct source *s, const char *path);

@@ -49,6 +49,10 @@ struct auth {
 	struct loop_source *zap_src;
 	struct allow_entry *allow;
 	size_t n_allow;
+	/* Nodes whose NODE.key cannot be read: known (DESIGN §4: the
+	 * allow-list names them), and unable to connect. */
+	char **keyless;
+	size_t n_keyless;
 	struct timespec mtime;
 	int64_t read_ms; /* monotonic */
 	char *said;	 /* the problems last logged, one per line */
@@ -142,6 +146,10 @@ void auth_reload(struct auth *a, int64_t max_age_ms)
 	a->loaded = true;
 	a->allow = NULL;
 	a->n_allow = 0;
+	char **keyless_was = a->keyless;
+	size_t n_keyless_was = a->n_keyless;
+	a->keyless = NULL;
+	a->n_keyless = 0;
 
 	char *said = NULL;
 	size_t said_len = 0;
@@ -153,6 +161,16 @@ void auth_reload(struct auth *a, int64_t max_age_ms)
 	if (n < 0)
 		fprintf(errs, "agent keys %s: %s; every agent is refused\n", a->dir, strerror(errno));
 	a->allow = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*a->allow));
+	a->keyless = xcalloc(n > 0 ? (size_t)n : n_was + n_keyless_was + 1, sizeof(*a->keyless));
+	/* Unreadable as a whole (replaced, its mode changed): nobody may
+	 * connect, and the nodes it named are still known (down), not gone. */
+	for (size_t i = 0; n < 0 && i < n_was; i++)
+		a->keyless[a->n_keyless++] = xstrdup(was[i].node);
+	for (size_t i = 0; n < 0 && i < n_keyless_was; i++)
+		a->keyless[a->n_keyless++] = xstrdup(keyless_was[i]);
+	for (size_t i = 0; i < n_keyless_was; i++)
+		free(keyless_was[i]);
+	free(keyless_was);
 	for (int i = 0; i < n; i++) {
 		const char *fn = names[i]->d_name;
 		size_t len = strlen(fn);
@@ -167,8 +185,9 @@ void auth_reload(struct auth *a, int64_t max_age_ms)
 					a->dir, ESCAPED(fn), ESCAPED(node), INVENTORY_NODE_NAME_RULE);
 				free(node);
 			} else if (keys_read(path, key, &err) < 0) {
-				fprintf(errs, "agent key %s\n", err ? ESCAPED(err) : "unreadable");
-				free(node);
+				fprintf(errs, "agent key %s; node %s is known and cannot connect\n",
+					err ? ESCAPED(err) : "unreadable", node);
+				a->keyless[a->n_keyless++] = node;
 			} else {
 				struct allow_entry *e = &a->allow[a->n_allow++];
 				memcpy(e->key, key, sizeof(e->key));
@@ -287,13 +306,20 @@ static void on_zap(void *data, uint32_t events)
 
 bool auth_listed(const struct auth *a, const char *node)
 {
-	return a->dir && allow_entry_for(a->allow, a->n_allow, node) != NULL;
+	if (!a->dir)
+		return false;
+	for (size_t i = 0; i < a->n_keyless; i++)
+		if (strcmp(a->keyless[i], node) == 0)
+			return true;
+	return allow_entry_for(a->allow, a->n_allow, node) != NULL;
 }
 
 void auth_each_listed(const struct auth *a, void (*fn)(void *data, const char *node), void *data)
 {
 	for (size_t i = 0; a->dir && i < a->n_allow; i++)
 		fn(data, a->allow[i].node);
+	for (size_t i = 0; a->dir && i < a->n_keyless; i++)
+		fn(data, a->keyless[i]);
 }
 
 uint64_t auth_refused(const struct auth *a)
@@ -331,6 +357,9 @@ void auth_free(struct auth *a)
 		return;
 	loop_remove(a->loop, a->zap_src);
 	allow_free(a->allow, a->n_allow);
+	for (size_t i = 0; i < a->n_keyless; i++)
+		free(a->keyless[i]);
+	free(a->keyless);
 	free(a->said);
 	if (a->zap) {
 		/* libzmq releases an inproc name when it reaps the socket, later:

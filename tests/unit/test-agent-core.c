@@ -141,6 +141,7 @@ static struct fake_dp {
 	struct nft_batch *nb;
 	const char *fail_delta, *fail_apply; /* endpoint names */
 	const char *overwritten;	     /* rewritten by someone as fast as it goes in */
+	const char *raced;		     /* changed as it goes in, then put back */
 	bool last_once;			     /* what the last apply was asked */
 	bool fail_ct;			     /* conntrack dumps fail */
 } fake;
@@ -355,6 +356,10 @@ static int fake_apply(struct dataplane_ep *ep, const struct dataplane_apply *req
 		res->tampered = 1;
 		res->unsettled = true;
 		note("overwritten");
+	}
+	if (fake.raced && strcmp(fake.raced, e->name) == 0) {
+		res->tampered = 1; /* read back, replaced again: settled, ours */
+		note("raced");
 	}
 	e->quiet = false;
 	res->committed = true;
@@ -1248,6 +1253,42 @@ TEST(a_name_two_sources_report_is_refused_and_shown)
 	world_free(&w);
 }
 
+/* A container seen starting under a name another source's endpoint has
+ * (an inventory's, another engine's): refused, and not left without any
+ * table meanwhile: its namespace gets the quarantine table, as any new
+ * container's does (whoever may start containers could otherwise run
+ * one unprotected by naming it after an endpoint). Once. */
+TEST(a_container_seen_starting_under_a_name_already_taken_is_quarantined)
+{
+	struct world w;
+	struct source second = {.ops = &src2_ops};
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	ns_make("/run/netns/impostor");
+	w.a = agent_new(&w.o, w.loop, &fake.dp);
+	agent_set_session(w.a, &fs->s);
+	agent_add_source(w.a, &fake_src);
+	agent_add_source(w.a, &second);
+	(void)agent_start(w.a, false);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	journal_reset();
+	struct source_endpoint se = {.name = "ep1", .netns = "/run/netns/impostor", .quarantine = true};
+	source_update(&second, &se);
+	CHECK(at("apply (new namespace) full") >= 0);
+	CHECK(ns_at("/run/netns/impostor")->has_table && ns_at("/run/netns/impostor")->tag.serial == 0);
+	journal_reset();
+	source_update(&second, &se); /* reported again: said and done already */
+	CHECK(count("apply") == 0);
+	/* One found running (not seen starting) is refused and left alone. */
+	ns_make("/run/netns/old");
+	struct source_endpoint old = {.name = "ep1", .netns = "/run/netns/old"};
+	source_set_all(&second, NULL, 0);
+	journal_reset();
+	source_update(&second, &old);
+	CHECK(count("apply") == 0 && !ns_at("/run/netns/old")->has_table);
+	world_free(&w);
+}
+
 TEST(stop_does_the_shutdown_work_and_free_only_frees)
 {
 	struct world w;
@@ -1523,6 +1564,27 @@ TEST(a_table_put_back_after_tampering_judges_every_connection)
 	tamper("ep1");
 	CHECK(at("apply ep1 full") >= 0);
 	CHECK(at("ct delete ep1 9") > at("apply ep1 full"));
+	world_free(&w);
+}
+
+/* Someone committed in the namespace while an update that only loosens
+ * went in (the dataplane read it back and put its table in again): under
+ * their table anything could connect, so every connection is judged,
+ * not skipped as a loosening would be. */
+TEST(a_table_someone_raced_as_it_went_in_judges_every_connection)
+{
+	struct world w;
+	world_new(&w, "ep1");
+	ns_make("/run/netns/ep1");
+	world_start(&w);
+	controller_sends(w.a, compile_for(OFFICE_A, 80, "ep1"), 1);
+	ct_add("/run/netns/ep1", 9, "198.51.100.7", 40000, "198.18.0.10", 22);
+	fake.raced = "ep1";
+	journal_reset();
+	controller_sends(w.a, compile_for(OFFICE_B, 80, "ep1"), 2); /* only loosens */
+	fake.raced = NULL;
+	CHECK(at("raced") > at("apply ep1"));
+	CHECK(at("ct delete ep1 9") > at("raced"));
 	world_free(&w);
 }
 

@@ -2,6 +2,7 @@
  * sessions_handle() as the ROUTER's messages are: a routing id names one
  * session. The sockets are inproc, the store is in a temporary directory;
  * the loop is never run (the tests call what its sources would). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <jansson.h>
 #include <zmq.h>
 
+#include "auth.h"
 #include "bulkhead/loop.h"
 #include "compiler.h"
 #include "node.h"
@@ -222,6 +224,89 @@ TEST(a_flood_of_malformed_messages_and_refused_hellos_is_logged_a_few_times)
 	       refused);
 	CHECK(malformed >= 1 && malformed <= 10);
 	CHECK(refused >= 1 && refused <= 10);
+}
+
+static void no_rules_changed(void *data, struct node *n)
+{
+}
+
+static void count_listed(void *data, const char *node)
+{
+	(*(int *)data)++;
+}
+
+static void write_file(const char *dir_, const char *name, const char *text)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir_, name);
+	FILE *f = fopen(path, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+		abort();
+}
+
+/* NODE.key in the allow-list says node NODE exists; a key file that
+ * cannot be read (cut short by an editor, garbled) keeps it from
+ * connecting, not from being known: status shows it down and --wait
+ * waits for it (it was left out of both, so --wait said converged while
+ * the node was down). */
+TEST(a_node_whose_key_file_cannot_be_read_is_known_all_the_same)
+{
+	char adir[64] = "/tmp/bulkhead-test-allow.XXXXXX";
+	char pub[41], sec[41];
+	CHECK(mkdtemp(adir) != NULL);
+	CHECK(zmq_curve_keypair(pub, sec) == 0);
+	char line[64];
+	snprintf(line, sizeof(line), "%s\n", pub);
+	write_file(adir, "good.key", line);
+	write_file(adir, "bad.key", "not a key\n");
+	void *ctx = zmq_ctx_new();
+	struct nodes *t = nodes_new();
+	char *err = NULL;
+	struct auth *a = auth_new(loop, ctx, adir, t, no_rules_changed, NULL, &err);
+	CHECK(a != NULL);
+	if (a) {
+		auth_reload(a, 0);
+		CHECK(auth_listed(a, "good"));
+		CHECK(auth_listed(a, "bad"));
+		CHECK(!auth_listed(a, "other"));
+		int n = 0;
+		auth_each_listed(a, count_listed, &n);
+		CHECK(n == 2);
+		/* Known is not allowed: its endpoints are refused like any
+		 * node's the allow-list does not let in. */
+		struct diag d;
+		diag_init(&d, "bad");
+		json_t *none = json_array();
+		CHECK(auth_check_labels(a, "bad", none, &d) == -EPERM);
+		json_decref(none);
+		diag_release(&d);
+		/* The directory cannot be read at all for a while (replaced,
+		 * its mode changed): nobody connects, and its nodes are still
+		 * known (it said converged with no node at all). */
+		char moved[80];
+		snprintf(moved, sizeof(moved), "%s.moved", adir);
+		CHECK(rename(adir, moved) == 0);
+		auth_reload(a, 0);
+		CHECK(auth_listed(a, "good") && auth_listed(a, "bad"));
+		auth_reload(a, 0); /* and again: what it knew, not nothing */
+		n = 0;
+		auth_each_listed(a, count_listed, &n);
+		CHECK(n == 2);
+		CHECK(rename(moved, adir) == 0);
+		auth_reload(a, 0);
+		CHECK(auth_listed(a, "good") && auth_listed(a, "bad"));
+		auth_free(a);
+	}
+	free(err);
+	zmq_ctx_term(ctx);
+	nodes_free(t);
+	static const char *const files[] = {"good.key", "bad.key"};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(files); i++) {
+		char path[256];
+		snprintf(path, sizeof(path), "%s/%s", adir, files[i]);
+		unlink(path);
+	}
+	rmdir(adir);
 }
 
 int main(void)

@@ -24,8 +24,9 @@
 /* ---- the fake engine ---- */
 
 struct fake_ctr {
-	char id[65], name[64], netns[128], labels[256], mode[80];
+	char id[65], name[256], netns[128], labels[256], mode[80];
 	bool running;
+	bool bad_inspect; /* its inspect answers 200 with what is not one */
 };
 
 static struct {
@@ -37,6 +38,7 @@ static struct {
 	char pending[8192]; /* events to stream */
 	int stream_fd;	    /* the open events stream, -1: none */
 	bool cut;	    /* close the stream */
+	bool close_streams; /* every events stream ends right after its headers */
 	char last_events_query[1024];
 	const char *list_error; /* the list answers 500 with this body */
 	unsigned pings, lists, inspects, streams;
@@ -108,6 +110,12 @@ static void *serve_one(void *arg)
 			const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 					   "Transfer-Encoding: chunked\r\n\r\n";
 			send_all(fd, head, strlen(head));
+			if (eng.close_streams) {
+				send_all(fd, "0\r\n\r\n", 5); /* the last chunk: over */
+				pthread_mutex_unlock(&eng.lock);
+				close(fd);
+				return NULL;
+			}
 			eng.stream_fd = fd;
 			pthread_mutex_unlock(&eng.lock);
 			return NULL; /* the test's thread writes and closes it */
@@ -133,7 +141,10 @@ static void *serve_one(void *arg)
 			for (size_t i = 0; i < eng.n; i++) {
 				char want[128];
 				snprintf(want, sizeof(want), "/v1.41/containers/%s/json", eng.ctrs[i].id);
-				if (strcmp(path, want) == 0)
+				if (strcmp(path, want) == 0 && eng.ctrs[i].bad_inspect)
+					snprintf(one, sizeof(one), "{\"Id\":\"%s\",\"Name\":7}",
+						 eng.ctrs[i].id);
+				else if (strcmp(path, want) == 0)
 					ctr_json(&eng.ctrs[i], one, sizeof(one), true);
 			}
 			if (one[0])
@@ -218,11 +229,15 @@ static void stream_cut(void)
 	pthread_mutex_unlock(&eng.lock);
 }
 
-#define ID_WEB	"aaaa000000000000000000000000000000000000000000000000000000000001"
-#define ID_HOST "aaaa000000000000000000000000000000000000000000000000000000000002"
-#define ID_NEW	"aaaa000000000000000000000000000000000000000000000000000000000003"
-#define ID_HOOK "aaaa000000000000000000000000000000000000000000000000000000000004"
-#define ID_SKIP "aaaa000000000000000000000000000000000000000000000000000000000005"
+#define ID_WEB	 "aaaa000000000000000000000000000000000000000000000000000000000001"
+#define ID_HOST	 "aaaa000000000000000000000000000000000000000000000000000000000002"
+#define ID_NEW	 "aaaa000000000000000000000000000000000000000000000000000000000003"
+#define ID_HOOK	 "aaaa000000000000000000000000000000000000000000000000000000000004"
+#define ID_SKIP	 "aaaa000000000000000000000000000000000000000000000000000000000005"
+#define ID_LATE	 "aaaa000000000000000000000000000000000000000000000000000000000006"
+#define ID_LONG	 "cccc000000000000000000000000000000000000000000000000000000000007"
+#define ID_BLIND "dddd000000000000000000000000000000000000000000000000000000000008"
+#define ID_BAD	 "eeee000000000000000000000000000000000000000000000000000000000009"
 
 /* ---- the fake core ---- */
 
@@ -404,7 +419,8 @@ TEST(an_engine_followed_from_its_list_through_its_events)
 	CHECK(until("remove web1"));
 	CHECK(until("set_all"));
 	CHECK(has("set_all\n"));
-	CHECK(eng.pings == 2 && eng.streams == 2 && eng.lists == 2);
+	/* (Three lists: the malformed event asked for one.) */
+	CHECK(eng.pings == 2 && eng.streams == 2 && eng.lists == 3);
 	CHECK(strstr(eng.last_events_query, "since=999.000000003") != NULL);
 	/* The events before the cut that come again are skipped. */
 	journal[0] = '\0';
@@ -506,6 +522,222 @@ TEST(an_engine_error_cut_inside_a_character_is_shown)
 	CHECK(err && strstr(err, "listing containers: \u00e9\u00e9"));
 	json_decref(st);
 	eng.list_error = NULL;
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* Created before the agent came (no create event; not in the list, which
+ * has the running ones only), started after: Docker says `network
+ * connect`, mounts its namespace, then says `start`. The namespace is
+ * known before the container's name and labels are: quarantined whole
+ * until they are, not reported under no name (that crashed the agent). */
+TEST(a_namespace_born_for_a_container_whose_create_was_not_seen)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_LATE, "late1", false, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	CHECK(until("set_all"));
+	event("{\"Type\":\"network\",\"Action\":\"connect\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{"
+	      "\"container\":\"%s\",\"name\":\"net1\",\"type\":\"bridge\"}},\"timeNano\":2000000000000}",
+	      "bbbb000000000000000000000000000000000000000000000000000000000001", ID_LATE);
+	settle(100);
+	source_engine_namespace_seen(s, "/run/docker/netns/aaaa00000000");
+	CHECK(has("quarantine /run/docker/netns/aaaa00000000"));
+	CHECK(!has("update"));
+	/* Its start event names it: reported, quarantined until its table. */
+	ctr(ID_LATE)->running = true;
+	event(
+	    "{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{\"name\":"
+	    "\"late1\"}},\"timeNano\":2000000000001}",
+	    ID_LATE);
+	CHECK(until("update late1 /run/docker/netns/aaaa00000000 q=1 app=web"));
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* A container started under a name that cannot be an endpoint's (64
+ * characters: Docker takes it) must not run without rules: its namespace
+ * gets the quarantine table, as any new container's does until its own
+ * comes (it was left without any table: a way around every policy). */
+TEST(a_container_started_under_a_name_no_endpoint_may_have_is_isolated)
+{
+	static const char long_name[] = "x123456789012345678901234567890123456789012345678901234567890123";
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	CHECK(until("set_all"));
+	ctr_add(ID_LONG, long_name, true, "net1", "\"app\":\"web\"");
+	event(
+	    "{\"Type\":\"container\",\"Action\":\"create\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{\"name\":"
+	    "\"%s\",\"app\":\"web\"}},\"timeNano\":3000000000000}",
+	    ID_LONG, long_name);
+	event(
+	    "{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{\"name\":"
+	    "\"%s\"}},\"timeNano\":3000000000001}",
+	    ID_LONG, long_name);
+	CHECK(until("quarantine /run/docker/netns/cccc00000000"));
+	CHECK(!has("update"));
+	/* Said once, not at every inspect. */
+	journal[0] = '\0';
+	event("{\"Type\":\"network\",\"Action\":\"connect\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{"
+	      "\"container\":\"%s\",\"name\":\"net2\",\"type\":\"bridge\"}},\"timeNano\":3000000000002}",
+	      "bbbb000000000000000000000000000000000000000000000000000000000002", ID_LONG);
+	settle(200);
+	CHECK(!has("quarantine"));
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* An event the agent cannot read (malformed, or longer than it keeps: a
+ * container's labels are the engine's to size) may have been the start of
+ * a container: the list is asked for at once, not at the next reconcile,
+ * and a container found running that was not running before started
+ * while the agent could not see it: quarantined until its table comes,
+ * like one seen starting (it was reported bare, and ran without rules
+ * until the controller compiled its name). */
+TEST(a_container_started_unseen_is_listed_at_once_and_quarantined)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	eng.lists = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	CHECK(until("set_all"));
+	CHECK(has("update web1 /run/docker/netns/aaaa00000000 q=0"));
+	journal[0] = '\0';
+	ctr_add(ID_BLIND, "blind1", true, "net1", "\"app\":\"db\"");
+	event("{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"NOT HEX\"}}");
+	CHECK(until("update blind1"));
+	CHECK(has("update blind1 /run/docker/netns/dddd00000000 q=1 app=db"));
+	CHECK(!has("update web1 /run/docker/netns/aaaa00000000 q=1")); /* running before: as it was */
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+/* An inspect the engine answers with what is not one is refused and
+ * counted; what the last good one said stays as it was (the refused
+ * answer's record was released uninitialised: on the stack, what the
+ * previous inspect had left there, now the container's own, so its
+ * strings were freed under it). */
+TEST(an_inspect_that_is_not_one_leaves_what_was_known_alone)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	CHECK(until("set_all web1"));
+	for (int round = 0; round < 3; round++) {
+		/* A good inspect, then a bad one from the same place. */
+		journal[0] = '\0';
+		event("{\"Type\":\"network\",\"Action\":\"connect\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{"
+		      "\"container\":\"%s\",\"name\":\"net1\",\"type\":\"bridge\"}},\"timeNano\":%d}",
+		      "bbbb000000000000000000000000000000000000000000000000000000000003", ID_WEB,
+		      4000 + 2 * round);
+		CHECK(until("update web1 /run/docker/netns/aaaa00000000 q=0 app=web"));
+		ctr(ID_WEB)->bad_inspect = true;
+		event("{\"Type\":\"network\",\"Action\":\"connect\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":{"
+		      "\"container\":\"%s\",\"name\":\"net2\",\"type\":\"bridge\"}},\"timeNano\":%d}",
+		      "bbbb000000000000000000000000000000000000000000000000000000000004", ID_WEB,
+		      4001 + 2 * round);
+		settle(100);
+		ctr(ID_WEB)->bad_inspect = false;
+	}
+	json_t *st = s->ops->status(s);
+	CHECK(json_integer_value(json_object_get(st, "malformed")) == 3);
+	CHECK(json_integer_value(json_object_get(st, "endpoints")) == 1);
+	json_decref(st);
+	const struct engine_container *known = source_engine_find(s, ID_WEB);
+	CHECK(known && strcmp(known->name, "web1") == 0 && known->sandbox_key &&
+	      strcmp(known->sandbox_key, "/run/docker/netns/aaaa00000000") == 0);
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+static long long status_int(struct source *s, const char *key)
+{
+	json_t *st = s->ops->status(s);
+	long long v = json_integer_value(json_object_get(st, key));
+	json_decref(st);
+	return v;
+}
+
+/* An engine that opens the event stream and ends it at once, again and
+ * again (an events backend that fails): each reconnect lists and inspects
+ * every container, so the wait between them grows as after any failure;
+ * it is back to the shortest only once a stream has stayed open. (It went
+ * back to 0.2 s at every opening: the agent listed and inspected all the
+ * containers five times a second, for ever.) */
+TEST(a_stream_that_ends_as_it_opens_is_reconnected_to_with_backoff)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	eng.close_streams = true;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	int64_t give_up = clock_mono_ms() + 15000;
+	while (status_int(s, "reconnects") < 4 && clock_mono_ms() < give_up)
+		settle(20);
+	CHECK(status_int(s, "reconnects") >= 4);
+	CHECK(status_int(s, "retry_ms") >= 1600);
+	pthread_mutex_lock(&eng.lock);
+	eng.close_streams = false;
+	pthread_mutex_unlock(&eng.lock);
 	s->ops->free(s);
 	loop_free(loop);
 	unlink(eng.path);
