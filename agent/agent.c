@@ -182,11 +182,12 @@ json_t *agent_facts(struct agent *a)
 	json_t *eps = json_array();
 	for (const struct endpoint_state *e = a->env.endpoints; e; e = e->next)
 		json_array_append_new(eps, endpoint_status_json(e));
-	json_t *o = json_pack("{s:I,s:s?,s:I,s:o,s:o,s:o,s:I,s:I,s:I}", "revision", (json_int_t)a->revision, "bundle",
-			      b ? b->hash : NULL, "rules", (json_int_t)rules, "controller",
-			      controller ? controller : json_null(), "flows", flows ? flows : json_null(), "endpoints",
-			      eps, "apply_failures", (json_int_t)a->env.apply_failures, "drift_repairs",
-			      (json_int_t)a->env.drift_repairs, "bundles_rejected", (json_int_t)a->bundles_rejected);
+	json_t *o =
+	    json_pack("{s:I,s:s?,s:I,s:o,s:o,s:o,s:I,s:I,s:I}", "revision", (json_int_t)a->revision, "bundle",
+		      b ? b->hash : NULL, "rules", (json_int_t)rules, "controller",
+		      controller ? controller : json_null(), "flows", flows ? flows : json_null(),
+		      "endpoints", eps, "apply_failures", (json_int_t)a->env.apply_failures, "drift_repairs",
+		      (json_int_t)a->env.drift_repairs, "bundles_rejected", (json_int_t)a->bundles_rejected);
 	if (!o)
 		abort();
 	return o;
@@ -491,8 +492,7 @@ static void source_set_all_cb(void *core, struct source *s, const struct source_
 	/* Refusals of names the source no longer reports are over. */
 	const char *name;
 	json_t *why, *tmp;
-	json_object_foreach_safe(a->refused, tmp, name, why)
-	{
+	json_object_foreach_safe (a->refused, tmp, name, why) {
 		bool listed = false;
 		for (size_t i = 0; i < n && !listed; i++)
 			listed = strcmp(v[i].name, name) == 0;
@@ -746,7 +746,8 @@ unsigned agent_start(struct agent *a, bool once)
 	write_status(a);
 	if (once) /* a rejected --bundle, none at all, a cache not written, a source that could not say
 		   * what it has (an engine not answering) is a failure too */
-		return behind + !bundle_ok + !a->env.current + (cache_error(a->cache) != NULL) + sources_failed;
+		return behind + !bundle_ok + !a->env.current + (cache_error(a->cache) != NULL) +
+		       sources_failed;
 
 	if (a->bundle_file)
 		(void)bundle_file_watch(a->bundle_file, a->loop);

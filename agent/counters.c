@@ -51,7 +51,8 @@ struct sum {
 	uint64_t packets, bytes;
 };
 
-void counters_update(struct counters *c, const struct nft_rule_counter *list, size_t n, counters_fn fn, void *arg)
+void counters_update(struct counters *c, const struct nft_rule_counter *list, size_t n, counters_fn fn,
+		     void *arg)
 {
 	struct reading *now = n ? xcalloc(n, sizeof(*now)) : NULL;
 	struct sum *sums = n ? xcalloc(n, sizeof(*sums)) : NULL;
@@ -144,7 +145,8 @@ json_t *counters_save(const struct counters *c)
 	json_t *out = json_array();
 	for (size_t i = 0; i < c->n_last; i++)
 		json_array_append_new(out, json_pack("[I,I,I]", (json_int_t)c->last[i].handle,
-						     (json_int_t)c->last[i].packets, (json_int_t)c->last[i].bytes));
+						     (json_int_t)c->last[i].packets,
+						     (json_int_t)c->last[i].bytes));
 	return out;
 }
 
@@ -157,8 +159,9 @@ int counters_load(struct counters *c, const json_t *saved)
 	for (size_t i = 0; i < n; i++) {
 		const json_t *e = json_array_get(saved, i);
 		const json_t *h = json_array_get(e, 0), *p = json_array_get(e, 1), *b = json_array_get(e, 2);
-		if (json_array_size(e) != 3 || !json_is_integer(h) || !json_is_integer(p) || !json_is_integer(b) ||
-		    json_integer_value(h) < 0 || json_integer_value(p) < 0 || json_integer_value(b) < 0) {
+		if (json_array_size(e) != 3 || !json_is_integer(h) || !json_is_integer(p) ||
+		    !json_is_integer(b) || json_integer_value(h) < 0 || json_integer_value(p) < 0 ||
+		    json_integer_value(b) < 0) {
 			free(v);
 			return -EINVAL;
 		}

@@ -89,8 +89,7 @@ static bool event_is_ours(const struct nlmsghdr *nlh)
 	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(*g) || g->nfgen_family != NFPROTO_INET)
 		return false;
 	const struct nlattr *attr;
-	mnl_attr_for_each(attr, nlh, sizeof(*g))
-	{
+	mnl_attr_for_each (attr, nlh, sizeof(*g)) {
 		if (mnl_attr_get_type(attr) != 1)
 			continue;
 		if (mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) < 0)
@@ -118,8 +117,7 @@ static uint32_t newgen_id(const struct nlmsghdr *nlh)
 
 	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
 		return 0;
-	mnl_attr_for_each(attr, nlh, sizeof(struct nfgenmsg))
-	{
+	mnl_attr_for_each (attr, nlh, sizeof(struct nfgenmsg)) {
 		if (mnl_attr_get_type(attr) == NFTA_GEN_ID && mnl_attr_validate(attr, MNL_TYPE_U32) == 0)
 			return ntohl(mnl_attr_get_u32(attr));
 	}

@@ -24,10 +24,10 @@
 #include "netns.h"
 
 struct drift_report {
-	unsigned foreign_changes;  /* messages from other sockets touching our table */
-	uint32_t last_portid;      /* who made the last one */
-	const char *last_what;     /* "table deleted", "rule added", … */
-	bool lost;                 /* events were lost (ENOBUFS): state unknown */
+	unsigned foreign_changes; /* messages from other sockets touching our table */
+	uint32_t last_portid;	  /* who made the last one */
+	const char *last_what;	  /* "table deleted", "rule added", … */
+	bool lost;		  /* events were lost (ENOBUFS): state unknown */
 };
 
 /* ---- pure core: events in, what they mean out ---- */

@@ -88,8 +88,7 @@ static int labels_take(json_t *obj, const char *const *skip, struct engine_label
 		fail(err, errlen, "%s: more than %d", what, LABELS_MAX);
 		return -EINVAL;
 	}
-	json_object_foreach(obj, key, v)
-	{
+	json_object_foreach (obj, key, v) {
 		bool skipped = false;
 		for (size_t i = 0; skip && skip[i] && !skipped; i++)
 			skipped = strcmp(key, skip[i]) == 0;
@@ -294,8 +293,7 @@ int engine_list_parse(const char *text, size_t len, struct engine_container **ou
 		return -EINVAL;
 	}
 	struct engine_container *v = xcalloc(json_array_size(root) + 1, sizeof(*v));
-	json_array_foreach(root, i, o)
-	{
+	json_array_foreach (root, i, o) {
 		if (summary_take(o, &v[i], err, errlen) < 0) {
 			for (size_t k = 0; k <= i; k++)
 				engine_container_release(&v[k]);

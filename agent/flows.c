@@ -64,7 +64,7 @@ struct flows {
 	struct {
 		uint64_t events, batches, acked, resent, spool_dropped;
 		uint64_t quarantined, quarantined_packets; /* rejected by the controller, or unreadable */
-		uint64_t packets[3];		      /* logged packets by verdict (vocab.h order) */
+		uint64_t packets[3];			   /* logged packets by verdict (vocab.h order) */
 		uint64_t lost_enobufs, lost_gap, lost_spool;
 	} count;
 };
@@ -331,8 +331,10 @@ static uint64_t batch_packets(json_t *body)
 	uint64_t n = 0;
 	size_t i;
 	json_t *o;
-	json_array_foreach(json_object_get(body, "flows"), i, o) n += entry_packets(o, false);
-	json_array_foreach(json_object_get(body, "lost"), i, o) n += entry_packets(o, true);
+	json_array_foreach (json_object_get(body, "flows"), i, o)
+		n += entry_packets(o, false);
+	json_array_foreach (json_object_get(body, "lost"), i, o)
+		n += entry_packets(o, true);
 	return n;
 }
 
@@ -374,8 +376,9 @@ static bool take_old_line(struct flows *f, char *line, size_t len, const char *f
 	for (int l = 0; l < L_COUNT; l++) {
 		size_t i;
 		json_t *o;
-		json_array_foreach(json_object_get(body, list_names[l]), i, o)
-		    entries_add(&lists[l], json_incref(o), l == L_HITS ? 0 : entry_packets(o, l == L_LOST));
+		json_array_foreach (json_object_get(body, list_names[l]), i, o)
+			entries_add(&lists[l], json_incref(o),
+				    l == L_HITS ? 0 : entry_packets(o, l == L_LOST));
 	}
 	uint64_t start = (uint64_t)json_integer_value(json_object_get(body, "start")),
 		 end = (uint64_t)json_integer_value(json_object_get(body, "end"));
@@ -869,11 +872,12 @@ json_t *flows_status(const struct flows *f)
 	    (json_int_t)f->count.spool_dropped, "quarantined", (json_int_t)f->count.quarantined,
 	    "quarantined_packets", (json_int_t)f->count.quarantined_packets, "spool_bytes",
 	    (json_int_t)c.disk_bytes, "spool_segments", (json_int_t)c.segments);
-	json_object_update_new(
-	    o, json_pack("{s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "packets_allowed", (json_int_t)f->count.packets[VERDICT_ACCEPT],
-			 "packets_denied", (json_int_t)f->count.packets[VERDICT_DROP], "packets_audited",
-			 (json_int_t)f->count.packets[VERDICT_AUDIT], "lost", "enobufs",
-			 (json_int_t)f->count.lost_enobufs, "gap", (json_int_t)f->count.lost_gap, "spool",
-			 (json_int_t)f->count.lost_spool));
+	json_object_update_new(o, json_pack("{s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "packets_allowed",
+					    (json_int_t)f->count.packets[VERDICT_ACCEPT], "packets_denied",
+					    (json_int_t)f->count.packets[VERDICT_DROP], "packets_audited",
+					    (json_int_t)f->count.packets[VERDICT_AUDIT], "lost", "enobufs",
+					    (json_int_t)f->count.lost_enobufs, "gap",
+					    (json_int_t)f->count.lost_gap, "spool",
+					    (json_int_t)f->count.lost_spool));
 	return o;
 }

@@ -258,8 +258,7 @@ int hook_config_netns(const char *buf, size_t len, char path[HOOK_PATH_MAX], cha
 	json_t *list = json_object_get(json_object_get(o, "linux"), "namespaces"), *ns;
 	size_t i;
 	path[0] = '\0';
-	json_array_foreach(list, i, ns)
-	{
+	json_array_foreach (list, i, ns) {
 		if (!json_is_string(json_object_get(ns, "type")) ||
 		    strcmp(json_string_value(json_object_get(ns, "type")), "network") != 0)
 			continue;

@@ -42,8 +42,8 @@ static bool recv_one(struct link *l)
 	char err[256];
 	if (m.parts != 2) {
 		snprintf(err, sizeof(err), "a message of %d frames (want 2: type, body)", m.parts);
-	} else if (proto_decode(zmsg_data(&m, 0), zmsg_size(&m, 0), zmsg_data(&m, 1), zmsg_size(&m, 1), &msg, err,
-				sizeof(err)) == 0) {
+	} else if (proto_decode(zmsg_data(&m, 0), zmsg_size(&m, 0), zmsg_data(&m, 1), zmsg_size(&m, 1), &msg,
+				err, sizeof(err)) == 0) {
 		l->received++;
 		l->last_heard_ms = clock_mono_ms();
 		if (l->silent_logged)
@@ -79,8 +79,8 @@ static void on_timer(void *data, uint32_t events)
 	struct link *l = data;
 	if (!link_alive(l)) {
 		if (l->last_heard_ms && !l->silent_logged)
-			log_warn("controller %s silent for %d heartbeats; saying HELLO until it answers", l->o.endpoint,
-				 PROTO_DEAD_HEARTBEATS);
+			log_warn("controller %s silent for %d heartbeats; saying HELLO until it answers",
+				 l->o.endpoint, PROTO_DEAD_HEARTBEATS);
 		l->silent_logged = l->last_heard_ms != 0;
 		l->cb.hello(l->data);
 	} else {
@@ -116,12 +116,14 @@ bool link_input_waiting(struct link *l)
 
 json_t *link_status(struct link *l)
 {
-	return json_pack("{s:s,s:b,s:b,s:I,s:I,s:I}", "endpoint", l->o.endpoint, "connected", link_alive(l), "curve",
-			 !l->o.insecure, "messages_received", (json_int_t)l->received, "messages_rejected",
-			 (json_int_t)l->rejected, "sends_dropped", (json_int_t)l->send_dropped);
+	return json_pack("{s:s,s:b,s:b,s:I,s:I,s:I}", "endpoint", l->o.endpoint, "connected", link_alive(l),
+			 "curve", !l->o.insecure, "messages_received", (json_int_t)l->received,
+			 "messages_rejected", (json_int_t)l->rejected, "sends_dropped",
+			 (json_int_t)l->send_dropped);
 }
 
-struct link *link_new(struct loop *loop, const struct link_options *o, const struct link_callbacks *cb, void *data)
+struct link *link_new(struct loop *loop, const struct link_options *o, const struct link_callbacks *cb,
+		      void *data)
 {
 	struct link *l = xcalloc(1, sizeof(*l));
 	l->o = *o;
@@ -138,12 +140,12 @@ struct link *link_new(struct loop *loop, const struct link_options *o, const str
 	     * only a few messages (the rest are dropped and counted). */
 	    zmq_setsockopt(l->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm)) < 0)
 		goto err;
-	if (!o->insecure &&
-	    (zmq_setsockopt(l->sock, ZMQ_CURVE_SERVERKEY, o->server_key, KEY_Z85_LEN) < 0 ||
-	     zmq_setsockopt(l->sock, ZMQ_CURVE_PUBLICKEY, o->public_key, KEY_Z85_LEN) < 0 ||
-	     zmq_setsockopt(l->sock, ZMQ_CURVE_SECRETKEY, o->secret_key, KEY_Z85_LEN) < 0))
+	if (!o->insecure && (zmq_setsockopt(l->sock, ZMQ_CURVE_SERVERKEY, o->server_key, KEY_Z85_LEN) < 0 ||
+			     zmq_setsockopt(l->sock, ZMQ_CURVE_PUBLICKEY, o->public_key, KEY_Z85_LEN) < 0 ||
+			     zmq_setsockopt(l->sock, ZMQ_CURVE_SECRETKEY, o->secret_key, KEY_Z85_LEN) < 0))
 		goto err;
-	if (zmq_connect(l->sock, o->endpoint) < 0 || !(l->sock_src = loop_add_zmq(loop, l->sock, on_input, l)) ||
+	if (zmq_connect(l->sock, o->endpoint) < 0 ||
+	    !(l->sock_src = loop_add_zmq(loop, l->sock, on_input, l)) ||
 	    !(l->timer_src = loop_add_timer(loop, o->heartbeat_ms, on_timer, l)))
 		goto err;
 	return l;

@@ -36,7 +36,8 @@ struct link;
 
 /* Connects (asynchronously) and registers on the loop; the caller sends
  * the first HELLO. NULL with errno. */
-struct link *link_new(struct loop *loop, const struct link_options *o, const struct link_callbacks *cb, void *data);
+struct link *link_new(struct loop *loop, const struct link_options *o, const struct link_callbacks *cb,
+		      void *data);
 void link_free(struct link *l);
 
 /* Sends a message; takes the reference to body. Never blocks: a message

@@ -41,66 +41,92 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: " PROG " --node NAME (--inventory FILE | --engine ENGINE[:SOCKET])... --state-dir DIR\n"
-	      "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
-	      "                      [--bundle FILE] [--dataplane nft|nft-maps|nft-linear|null] [--nflog-group N] [--flow-window-ms N]\n"
-	      "                      [--counters-ms N] [--recheck-ms N] [--select LABEL[=VALUE]] [--cap-ptrace]\n"
-	      "                      [--hook-socket PATH] [--metrics ADDR:PORT [--metrics-token FILE]]\n"
-	      "                      [--once] [--verbose] [--session-user NAME | --no-privsep]\n"
-	      "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE] [--dataplane nft-maps|nft-linear]\n"
-	      "       " PROG " hook [--socket PATH] [--timeout-ms N]   the OCI hook (" PROG " hook --help)\n"
-	      "\n"
-	      "  --node NAME         this node; bundles for other nodes are refused\n"
-	      "  --inventory FILE    local endpoints and their namespaces (re-read when it changes)\n"
-	      "  --engine docker[:SOCKET]  every running container of Docker (" ENGINE_DOCKER_SOCKET ")\n"
-	      "  --engine podman[:SOCKET]  or of podman's API service (" ENGINE_PODMAN_SOCKET ")\n"
-	      "                      is an endpoint: its name, its labels and " ENGINE_LABEL ", its\n"
-	      "                      namespace (SandboxKey; else /proc/PID/ns/net, which needs --cap-ptrace);\n"
-	      "                      not a container of --network host (the node's own namespace) nor one\n"
-	      "                      that joins another's (--network container:X). Named ports from labels\n"
-	      "                      " ENGINE_PORT_LABEL_PREFIX "NAME=tcp/8080. A container seen starting holds\n"
-	      "                      the quarantine table until its own comes. With --inventory too, a name\n"
-	      "                      both report stays with the first (the inventory's at start)\n"
-	      "  --select LABEL[=VALUE]  only the containers with that label (and value) are endpoints\n"
-	      "  --state-dir DIR     cached last bundle (applied first at start) and status.json\n"
-	      "  --controller EP     the controller, e.g. tcp://10.0.0.1:7700 (bundles, status, endpoints)\n"
-	      "  --keys DIR          this agent's CURVE pair (bulkhead keygen DIR)\n"
-	      "  --controller-key F  the controller's public key, pinned\n"
-	      "  --insecure          no CURVE (local demos only)\n"
-	      "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n"
-	      "  --bundle FILE       a compiled bundle (bulkhead policy compile), re-read when it changes;\n"
-	      "                      with --controller too, the newest input wins\n"
-	      "  --dataplane nft     one table inet " NFT_TABLE_NAME " per endpoint namespace (default)\n"
-	      "                      (each direction a list of rules while it is short, verdict-map\n"
-	      "                      lookups past " STRINGIFY(NFT_LINEAR_WALK_MAX) " nft rules: the cost of a new connection does not\n"
-	      "                      grow with the rules)\n"
-	      "  --dataplane nft-maps    the same, always verdict-map lookups\n"
-	      "  --dataplane nft-linear  the same, always a list of rules walked in order\n"
-	      "  --dataplane null    build every batch but touch no kernel state\n"
-	      "  --nflog-group N     NFLOG group for drops and audits (default 100)\n"
-	      "  --flow-window-ms N  denied flows are aggregated this long before a report (default 1000)\n"
-	      "  --counters-ms N     rule hit counters are read this often (default 5000)\n"
-	      "  --recheck-ms N      namespace paths are re-checked and failed endpoints retried this\n"
-	      "                      often (default 500); a mount or unmount is seen at once\n"
-	      "  --cap-ptrace        keep CAP_SYS_PTRACE too: opening /proc/PID/ns/net of a process that\n"
-	      "                      has capabilities the agent has not, or another user's, needs it\n"
-	      "                      (bind-mounted paths such as /run/netns/NAME do not)\n"
-	      "  --session-user NAME the controller session (ZeroMQ, the wire's JSON, the flow spool) runs\n"
-	      "                      in a child process as this user, with no capability (default nobody)\n"
-	      "  --no-privsep        the controller session runs inside the agent (debugging, scale tests)\n"
-	      "  --hook-socket PATH  listen for the OCI hook there (" PROG " hook, installed in podman's\n"
-	      "                      hooks.d): a container waits to start until its table is in place,\n"
-	      "                      and starts quarantined when it cannot be in time; root only\n"
-	      "  --metrics ADDR:PORT Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9701); a\n"
-	      "                      loopback address may go without a token, any other needs --metrics-token\n"
-	      "  --metrics-token F   a bearer token (F's first line, 16+ printable characters) that every\n"
-	      "                      scrape carries: \"Authorization: Bearer TOKEN\"\n"
-	      "  --once              bring every endpoint up to date, then exit (1 if any failed)\n"
-	      "  --print-ruleset     print each endpoint's ruleset as nft text and exit\n"
-	      "\n"
-	      "On exit the rules stay in place (fail-static); at start the cached bundle is\n"
-	      "applied before the controller is asked.\n",
-	      out);
+	fputs(
+	    "usage: " PROG " --node NAME (--inventory FILE | --engine ENGINE[:SOCKET])... --state-dir DIR\n"
+	    "                      [--controller ENDPOINT (--keys DIR --controller-key FILE | --insecure)]\n"
+	    "                      [--bundle FILE] [--dataplane nft|nft-maps|nft-linear|null] [--nflog-group "
+	    "N] [--flow-window-ms N]\n"
+	    "                      [--counters-ms N] [--recheck-ms N] [--select LABEL[=VALUE]] "
+	    "[--cap-ptrace]\n"
+	    "                      [--hook-socket PATH] [--metrics ADDR:PORT [--metrics-token FILE]]\n"
+	    "                      [--once] [--verbose] [--session-user NAME | --no-privsep]\n"
+	    "       " PROG " --print-ruleset --bundle FILE --node NAME [--inventory FILE] [--dataplane "
+	    "nft-maps|nft-linear]\n"
+	    "       " PROG " hook [--socket PATH] [--timeout-ms N]   the OCI hook (" PROG " hook --help)\n"
+	    "\n"
+	    "  --node NAME         this node; bundles for other nodes are refused\n"
+	    "  --inventory FILE    local endpoints and their namespaces (re-read when it changes)\n"
+	    "  --engine docker[:SOCKET]  every running container of Docker (" ENGINE_DOCKER_SOCKET ")\n"
+	    "  --engine podman[:SOCKET]  or of podman's API service (" ENGINE_PODMAN_SOCKET ")\n"
+	    "                      is an endpoint: its name, its labels and " ENGINE_LABEL ", its\n"
+	    "                      namespace (SandboxKey; else /proc/PID/ns/net, which needs --cap-ptrace);\n"
+	    "                      not a container of --network host (the node's own namespace) nor one\n"
+	    "                      that joins another's (--network container:X). Named ports from labels\n"
+	    "                      " ENGINE_PORT_LABEL_PREFIX
+	    "NAME=tcp/8080. A container seen starting holds\n"
+	    "                      the quarantine table until its own comes. With --inventory too, a name\n"
+	    "                      both report stays with the first (the inventory's at start)\n"
+	    "  --select LABEL[=VALUE]  only the containers with that label (and value) are endpoints\n"
+	    "  --state-dir DIR     cached last bundle (applied first at start) and status.json\n"
+	    "  --controller EP     the controller, e.g. tcp://10.0.0.1:7700 (bundles, status, endpoints)\n"
+	    "  --keys DIR          this agent's CURVE pair (bulkhead keygen DIR)\n"
+	    "  --controller-key F  the controller's public key, pinned\n"
+	    "  --insecure          no CURVE (local demos only)\n"
+	    "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n"
+	    "  --bundle FILE       a compiled bundle (bulkhead policy compile), re-read when it changes;\n"
+	    "                      with --controller too, the newest input wins\n"
+	    "  --dataplane nft     one table inet " NFT_TABLE_NAME " per endpoint namespace (default)\n"
+	    "                      (each direction a list of rules while it is short, verdict-map\n"
+	    "                      lookups past " STRINGIFY(
+		NFT_LINEAR_WALK_MAX) " nft rules: the cost of a new connection does not\n"
+				     "                      grow with the rules)\n"
+				     "  --dataplane nft-maps    the same, always verdict-map lookups\n"
+				     "  --dataplane nft-linear  the same, always a list of rules walked in "
+				     "order\n"
+				     "  --dataplane null    build every batch but touch no kernel state\n"
+				     "  --nflog-group N     NFLOG group for drops and audits (default 100)\n"
+				     "  --flow-window-ms N  denied flows are aggregated this long before a "
+				     "report (default 1000)\n"
+				     "  --counters-ms N     rule hit counters are read this often (default "
+				     "5000)\n"
+				     "  --recheck-ms N      namespace paths are re-checked and failed "
+				     "endpoints retried this\n"
+				     "                      often (default 500); a mount or unmount is seen "
+				     "at once\n"
+				     "  --cap-ptrace        keep CAP_SYS_PTRACE too: opening "
+				     "/proc/PID/ns/net of a process that\n"
+				     "                      has capabilities the agent has not, or another "
+				     "user's, needs it\n"
+				     "                      (bind-mounted paths such as /run/netns/NAME do "
+				     "not)\n"
+				     "  --session-user NAME the controller session (ZeroMQ, the wire's JSON, "
+				     "the flow spool) runs\n"
+				     "                      in a child process as this user, with no "
+				     "capability (default nobody)\n"
+				     "  --no-privsep        the controller session runs inside the agent "
+				     "(debugging, scale tests)\n"
+				     "  --hook-socket PATH  listen for the OCI hook there (" PROG
+				     " hook, installed in podman's\n"
+				     "                      hooks.d): a container waits to start until its "
+				     "table is in place,\n"
+				     "                      and starts quarantined when it cannot be in "
+				     "time; root only\n"
+				     "  --metrics ADDR:PORT Prometheus metrics on http://ADDR:PORT/metrics "
+				     "(e.g. 127.0.0.1:9701); a\n"
+				     "                      loopback address may go without a token, any "
+				     "other needs --metrics-token\n"
+				     "  --metrics-token F   a bearer token (F's first line, 16+ printable "
+				     "characters) that every\n"
+				     "                      scrape carries: \"Authorization: Bearer TOKEN\"\n"
+				     "  --once              bring every endpoint up to date, then exit (1 if "
+				     "any failed)\n"
+				     "  --print-ruleset     print each endpoint's ruleset as nft text and "
+				     "exit\n"
+				     "\n"
+				     "On exit the rules stay in place (fail-static); at start the cached "
+				     "bundle is\n"
+				     "applied before the controller is asked.\n",
+	    out);
 }
 
 struct options {
@@ -120,7 +146,8 @@ struct options {
 };
 
 /* A decimal option value in lo..hi; false after saying what was expected. */
-static bool parse_range(const char *option, const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+static bool parse_range(const char *option, const char *s, unsigned long lo, unsigned long hi,
+			unsigned long *out)
 {
 	char *end;
 	errno = 0;
@@ -136,20 +163,33 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
 	unsigned long v;
 	static const struct option longopts[] = {
-		{"bundle", required_argument, NULL, 'b'},   {"inventory", required_argument, NULL, 'i'},
-		{"node", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 's'},
-		{"dataplane", required_argument, NULL, 'd'}, {"nflog-group", required_argument, NULL, 'g'},
-		{"print-ruleset", no_argument, NULL, 'p'},  {"once", no_argument, NULL, 'o'},
-		{"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
-		{"controller", required_argument, NULL, 'C'}, {"keys", required_argument, NULL, 'k'},
-		{"controller-key", required_argument, NULL, 'K'}, {"insecure", no_argument, NULL, 'I'},
-		{"heartbeat-ms", required_argument, NULL, 'H'}, {"flow-window-ms", required_argument, NULL, 'W'},
-		{"counters-ms", required_argument, NULL, 'c'}, {"recheck-ms", required_argument, NULL, 'R'},
-		{"cap-ptrace", no_argument, NULL, 'P'},       {"engine", required_argument, NULL, 'E'},
-		{"select", required_argument, NULL, 'S'},      {"hook-socket", required_argument, NULL, 'X'},
-		{"metrics", required_argument, NULL, 'M'},     {"metrics-token", required_argument, NULL, 'T'},
-		{"session-user", required_argument, NULL, 'U'}, {"no-privsep", no_argument, NULL, 'N'},
-		{NULL, 0, NULL, 0},
+	    {"bundle", required_argument, NULL, 'b'},
+	    {"inventory", required_argument, NULL, 'i'},
+	    {"node", required_argument, NULL, 'n'},
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"dataplane", required_argument, NULL, 'd'},
+	    {"nflog-group", required_argument, NULL, 'g'},
+	    {"print-ruleset", no_argument, NULL, 'p'},
+	    {"once", no_argument, NULL, 'o'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"controller", required_argument, NULL, 'C'},
+	    {"keys", required_argument, NULL, 'k'},
+	    {"controller-key", required_argument, NULL, 'K'},
+	    {"insecure", no_argument, NULL, 'I'},
+	    {"heartbeat-ms", required_argument, NULL, 'H'},
+	    {"flow-window-ms", required_argument, NULL, 'W'},
+	    {"counters-ms", required_argument, NULL, 'c'},
+	    {"recheck-ms", required_argument, NULL, 'R'},
+	    {"cap-ptrace", no_argument, NULL, 'P'},
+	    {"engine", required_argument, NULL, 'E'},
+	    {"select", required_argument, NULL, 'S'},
+	    {"hook-socket", required_argument, NULL, 'X'},
+	    {"metrics", required_argument, NULL, 'M'},
+	    {"metrics-token", required_argument, NULL, 'T'},
+	    {"session-user", required_argument, NULL, 'U'},
+	    {"no-privsep", no_argument, NULL, 'N'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	*o = (struct options){.agent.nflog_group = NFT_NFLOG_GROUP_DEFAULT,
@@ -177,13 +217,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (strcmp(optarg, "nft") == 0 || strcmp(optarg, "nft-linear") == 0 ||
 			    strcmp(optarg, "nft-maps") == 0) {
 				o->null_dataplane = false;
-				o->form = !optarg[3]		   ? NFT_FORM_AUTO
+				o->form = !optarg[3]			    ? NFT_FORM_AUTO
 					  : strcmp(optarg, "nft-maps") == 0 ? NFT_FORM_MAPS
 									    : NFT_FORM_LINEAR;
 			} else if (strcmp(optarg, "null") == 0) {
 				o->null_dataplane = true;
 			} else {
-				log_error("--dataplane: expected nft, nft-maps, nft-linear or null, not \"%s\"", optarg);
+				log_error(
+				    "--dataplane: expected nft, nft-maps, nft-linear or null, not \"%s\"",
+				    optarg);
 				return -EINVAL;
 			}
 			break;
@@ -241,7 +283,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'X':
 			if (optarg[0] != '/') {
-				log_error("--hook-socket: expected an absolute path, not \"%s\"", ESCAPED(optarg));
+				log_error("--hook-socket: expected an absolute path, not \"%s\"",
+					  ESCAPED(optarg));
 				return -EINVAL;
 			}
 			o->hook_socket = optarg;
@@ -294,7 +337,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return -EINVAL;
 	}
 	if (!inventory_node_name_valid(o->agent.node)) {
-		log_error("--node \"%s\": not a node name: %s", ESCAPED(o->agent.node), INVENTORY_NODE_NAME_RULE);
+		log_error("--node \"%s\": not a node name: %s", ESCAPED(o->agent.node),
+			  INVENTORY_NODE_NAME_RULE);
 		return -EINVAL;
 	}
 	if (o->print_ruleset) {
@@ -340,11 +384,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			return -EINVAL;
 		}
 		if (httpd_listen_parse(o->metrics, &ss, &len, &loopback, &why) < 0) {
-			log_error("--metrics \"%s\": %s (want ADDR:PORT, e.g. 127.0.0.1:9701)", ESCAPED(o->metrics), why);
+			log_error("--metrics \"%s\": %s (want ADDR:PORT, e.g. 127.0.0.1:9701)",
+				  ESCAPED(o->metrics), why);
 			return -EINVAL;
 		}
 		if (!loopback && !o->metrics_token) {
-			log_error("--metrics %s is not a loopback address: give --metrics-token FILE (a bearer token), "
+			log_error("--metrics %s is not a loopback address: give --metrics-token FILE (a "
+				  "bearer token), "
 				  "or listen on 127.0.0.1",
 				  o->metrics);
 			return -EINVAL;
@@ -360,7 +406,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (o->link.endpoint && !o->link.insecure) {
 		if (!o->keys || !o->controller_key) {
-			log_error("the controller link is CURVE-authenticated: give --keys DIR and --controller-key FILE "
+			log_error("the controller link is CURVE-authenticated: give --keys DIR and "
+				  "--controller-key FILE "
 				  "(or --insecure for a local demo)");
 			return -EINVAL;
 		}
@@ -400,7 +447,8 @@ static int print_ruleset(const struct options *o)
 	if (!b)
 		return 1;
 	if (strcmp(b->node, o->agent.node) != 0) {
-		log_error("bundle %s is for node \"%s\", not \"%s\"", o->agent.bundle_path, b->node, o->agent.node);
+		log_error("bundle %s is for node \"%s\", not \"%s\"", o->agent.bundle_path, b->node,
+			  o->agent.node);
 		bundle_free(b);
 		return 1;
 	}
@@ -538,9 +586,8 @@ int main(int argc, char **argv)
 		log_error("epoll: %m");
 		return 1;
 	}
-	struct dataplane *dp =
-	    o.null_dataplane ? dataplane_null_new(o.agent.nflog_group)
-			     : dataplane_nft_new(loop, o.agent.nflog_group, o.form);
+	struct dataplane *dp = o.null_dataplane ? dataplane_null_new(o.agent.nflog_group)
+						: dataplane_nft_new(loop, o.agent.nflog_group, o.form);
 	if (!dp) {
 		log_error("opening the agent's own network namespace: %m");
 		loop_free(loop);
@@ -548,8 +595,9 @@ int main(int argc, char **argv)
 	}
 	struct agent *agent = agent_new(&o.agent, loop, dp);
 	if (o.link.endpoint)
-		agent_set_session(agent, spawner ? session_proxy_new(loop, &o.session, spawner, &agent_session_peer, agent)
-					   : session_new(loop, &o.session, &agent_session_peer, agent));
+		agent_set_session(
+		    agent, spawner ? session_proxy_new(loop, &o.session, spawner, &agent_session_peer, agent)
+				   : session_new(loop, &o.session, &agent_session_peer, agent));
 	/* The inventory first: at start, a name both report is its. */
 	if (o.inventory_path)
 		agent_add_source(agent, source_file_new(o.inventory_path, o.agent.node));
@@ -577,7 +625,8 @@ int main(int argc, char **argv)
 		telemetry = telemetry_new(agent);
 		struct httpd_options ho = {.listen = o.metrics, .token = token, .what = "--metrics"};
 		int e;
-		httpd = (!o.metrics_token || token) ? httpd_new(loop, &ho, on_http, telemetry, &e, &err) : NULL;
+		httpd =
+		    (!o.metrics_token || token) ? httpd_new(loop, &ho, on_http, telemetry, &e, &err) : NULL;
 		if (token)
 			explicit_bzero(token, strlen(token));
 		free(token);

@@ -151,7 +151,8 @@ static int parse_ipv6(const uint8_t *p, size_t len, struct nflog_event *ev)
 int nflog_parse(const struct nlmsghdr *nlh, struct nflog_event *out)
 {
 	memset(out, 0, sizeof(*out));
-	if (NFNL_SUBSYS_ID(nlh->nlmsg_type) != NFNL_SUBSYS_ULOG || NFNL_MSG_TYPE(nlh->nlmsg_type) != NFULNL_MSG_PACKET)
+	if (NFNL_SUBSYS_ID(nlh->nlmsg_type) != NFNL_SUBSYS_ULOG ||
+	    NFNL_MSG_TYPE(nlh->nlmsg_type) != NFULNL_MSG_PACKET)
 		return -EINVAL;
 	const struct nfgenmsg *g = mnl_nlmsg_get_payload(nlh);
 	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(*g))
@@ -296,8 +297,8 @@ bool nflog_dispatch(struct nflog *l, unsigned max_msgs, nflog_fn fn, void *arg)
 	for (unsigned i = 0; i < max_msgs; i++) {
 		struct sockaddr_nl from;
 		socklen_t from_len = sizeof(from);
-		ssize_t len = recvfrom(mnl_socket_get_fd(l->nl), buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
-				       &from_len);
+		ssize_t len = recvfrom(mnl_socket_get_fd(l->nl), buf, sizeof(buf), MSG_DONTWAIT,
+				       (struct sockaddr *)&from, &from_len);
 		if (len < 0) {
 			if (errno == ENOBUFS) {
 				l->stats.enobufs++;

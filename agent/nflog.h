@@ -23,10 +23,10 @@ struct nlmsghdr;
 struct nflog_event {
 	uint8_t family; /* AF_INET or AF_INET6 */
 	uint8_t src[16], dst[16];
-	uint8_t proto;	      /* IPPROTO_* of the transport header */
-	bool has_port;	      /* TCP, UDP, SCTP (UDP-Lite, DCCP): destination port */
+	uint8_t proto; /* IPPROTO_* of the transport header */
+	bool has_port; /* TCP, UDP, SCTP (UDP-Lite, DCCP): destination port */
 	uint16_t port;
-	bool has_icmp;	      /* ICMP, ICMPv6: type and code */
+	bool has_icmp; /* ICMP, ICMPv6: type and code */
 	uint8_t icmp_type, icmp_code;
 	struct nft_prefix prefix; /* verdict, direction, deciding rule */
 	bool has_seq;

@@ -484,8 +484,8 @@ static int emit_map(struct nft_batch *nb, uint32_t map_index)
 	/* nft's: the key's byte order (host, for the concatenation), the
 	 * data's, the fields' types (inet_service last), and "data is no
 	 * interval". */
-	static const uint8_t concat_udata[] = {0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4,
-					       13, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0};
+	static const uint8_t concat_udata[] = {0, 4, 0,	 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8,
+					       0, 4, 13, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0};
 	static const uint8_t field_len[] = {1, 2};
 	const struct nft_plan_map *m = &nb->plan.maps[map_index];
 	struct nft_obj o = {.kind = OBJ_MAP, .index = map_index};
@@ -506,7 +506,8 @@ static int emit_map(struct nft_batch *nb, uint32_t map_index)
 			nftnl_set_free(s);
 			return -ENOMEM;
 		}
-		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, m->family == AF_INET ? NFT_TYPE_IPADDR : NFT_TYPE_IP6ADDR);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE,
+				  m->family == AF_INET ? NFT_TYPE_IPADDR : NFT_TYPE_IP6ADDR);
 		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, nft_addr_len(m->family));
 		nftnl_set_set_u32(s, NFTNL_SET_FLAGS,
 				  NFT_SET_MAP | (m->kind == NFT_MAP_RANGES ? NFT_SET_INTERVAL : 0));
@@ -947,7 +948,8 @@ static bool add_proto_lookup(struct nftnl_rule *r, const struct nft_plan_map *m)
 		nftnl_expr_set_u32(bo, NFTNL_EXPR_BYTEORDER_SIZE, 2);
 	}
 	return add_expr(r, bo) &&
-	       add_payload_to(r, NFT_PAYLOAD_TRANSPORT_HEADER, m->kind == NFT_MAP_PORTS ? 2 : 0, 2, NFT_REG32_01) &&
+	       add_payload_to(r, NFT_PAYLOAD_TRANSPORT_HEADER, m->kind == NFT_MAP_PORTS ? 2 : 0, 2,
+			      NFT_REG32_01) &&
 	       add_lookup(r, m->name, m->id, true);
 }
 
@@ -960,7 +962,8 @@ static int emit_rule(struct nft_batch *nb, const char *chain, uint32_t index)
 	const struct nft_plan_rule *pr = &p->rules[index];
 	struct nft_obj o = {.kind = OBJ_RULE, .index = index};
 	char comment[NFT_COMMENT_MAX], prefix[NFT_PREFIX_MAX];
-	bool verdict = pr->kind == NFT_PLAN_FIXED || pr->kind == NFT_PLAN_RULE || pr->kind == NFT_PLAN_FALLBACK;
+	bool verdict =
+	    pr->kind == NFT_PLAN_FIXED || pr->kind == NFT_PLAN_RULE || pr->kind == NFT_PLAN_FALLBACK;
 	struct nftnl_rule *r;
 	struct nlmsghdr *nlh;
 	bool ok = true;
@@ -1130,8 +1133,8 @@ static long chain_find(const struct nft_plan *p, const char *name)
 	return -1;
 }
 
-static bool map_elems_equal(const struct nft_plan *pa, const struct nft_plan_map *a, const struct nft_plan *pb,
-			    const struct nft_plan_map *b)
+static bool map_elems_equal(const struct nft_plan *pa, const struct nft_plan_map *a,
+			    const struct nft_plan *pb, const struct nft_plan_map *b)
 {
 	if (a->n_elems != b->n_elems || a->kind != b->kind)
 		return false;
@@ -1181,10 +1184,12 @@ static bool classes_agree(const struct nft_plan *old, const struct nft_plan *now
 				return false;
 		}
 		for (size_t k = 0; k < c->n_rules; k++) {
-			const struct nft_plan_rule *x = &old->rules[o->first_rule + k], *y = &now->rules[c->first_rule + k];
+			const struct nft_plan_rule *x = &old->rules[o->first_rule + k],
+						   *y = &now->rules[c->first_rule + k];
 
-			if (x->kind != y->kind || (x->kind == NFT_PLAN_GOTO &&
-						   strcmp(old->chains[x->target].name, now->chains[y->target].name) != 0))
+			if (x->kind != y->kind ||
+			    (x->kind == NFT_PLAN_GOTO &&
+			     strcmp(old->chains[x->target].name, now->chains[y->target].name) != 0))
 				return false;
 		}
 	}
@@ -1406,9 +1411,11 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 			snprintf(buf, size, "rule %s[%zu] (fallback %s)", c->name, nth,
 				 reason ? reason : verdict_name(pr->verdict));
 		else if (pr->kind == NFT_PLAN_GOTO)
-			snprintf(buf, size, "rule %s[%zu] (goto %s)", c->name, nth, p->chains[pr->target].name);
+			snprintf(buf, size, "rule %s[%zu] (goto %s)", c->name, nth,
+				 p->chains[pr->target].name);
 		else
-			snprintf(buf, size, "rule %s[%zu] (lookup in map %s)", c->name, nth, p->maps[pr->map].name);
+			snprintf(buf, size, "rule %s[%zu] (lookup in map %s)", c->name, nth,
+				 p->maps[pr->map].name);
 		break;
 	}
 	}

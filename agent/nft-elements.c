@@ -231,7 +231,8 @@ int nft_elements_delta(const struct nft_plan *old, const struct nft_plan *now, n
 
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; ret == 0 && i < now->n_sets; i++) {
-			struct diff d = {.dest = {.set = &now->sets[i]}, .add = pass == 1, .fn = fn, .arg = arg};
+			struct diff d = {
+			    .dest = {.set = &now->sets[i]}, .add = pass == 1, .fn = fn, .arg = arg};
 			const struct range_list *was = old->sets[i].members, *is = now->sets[i].members;
 
 			ret = d.add ? diff_lists(&d, is, was) : diff_lists(&d, was, is);

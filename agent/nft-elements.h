@@ -28,7 +28,7 @@ struct nft_elem_dest {
  *   and key_end, each the protocol in a 4-byte field then the 16-bit value
  *   in another: 8 bytes. */
 struct nft_elem {
-	const uint8_t *key; /* key_len bytes, valid during the call */
+	const uint8_t *key;	/* key_len bytes, valid during the call */
 	const uint8_t *key_end; /* NFT_MAP_PORTS, NFT_MAP_ICMP: the interval's last key; else NULL */
 	unsigned key_len;
 	bool end;	   /* an interval's end element (NFT_SET_ELEM_INTERVAL_END) */

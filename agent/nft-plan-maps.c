@@ -292,7 +292,8 @@ static int item_add(struct dir_build *db, size_t *n, uint8_t proto, unsigned lo,
 		db->items = v;
 		db->cap_items = cap;
 	}
-	db->items[(*n)++] = (struct piece){.proto = proto, .lo = (uint16_t)lo, .hi = (uint16_t)hi, .pos = pos};
+	db->items[(*n)++] =
+	    (struct piece){.proto = proto, .lo = (uint16_t)lo, .hi = (uint16_t)hi, .pos = pos};
 	return 0;
 }
 
@@ -383,7 +384,8 @@ static void heap_pop(struct heap *h)
 /* Sweeps the items of one protocol, items[0..n) sorted by start: appends
  * to *out the pieces, each answered by the lowest position covering it,
  * neighbours with one answer merged. */
-static int sweep_proto(const struct piece *items, size_t n, struct piece **out, size_t *n_out, size_t *cap_out)
+static int sweep_proto(const struct piece *items, size_t n, struct piece **out, size_t *n_out,
+		       size_t *cap_out)
 {
 	uint32_t *cuts = malloc(2 * n * sizeof(*cuts));
 	struct heap h = {.v = malloc(n * sizeof(*h.v))};
@@ -417,7 +419,8 @@ static int sweep_proto(const struct piece *items, size_t n, struct piece **out, 
 		uint32_t pos = h.v[0]->pos;
 		struct piece *last = *n_out ? &(*out)[*n_out - 1] : NULL;
 
-		if (last && last->proto == items[0].proto && last->pos == pos && (uint32_t)last->hi + 1 == at) {
+		if (last && last->proto == items[0].proto && last->pos == pos &&
+		    (uint32_t)last->hi + 1 == at) {
 			last->hi = (uint16_t)end;
 			continue;
 		}
@@ -432,8 +435,8 @@ static int sweep_proto(const struct piece *items, size_t n, struct piece **out, 
 			*out = w;
 			*cap_out = cap;
 		}
-		(*out)[(*n_out)++] =
-		    (struct piece){.proto = items[0].proto, .lo = (uint16_t)at, .hi = (uint16_t)end, .pos = pos};
+		(*out)[(*n_out)++] = (struct piece){
+		    .proto = items[0].proto, .lo = (uint16_t)at, .hi = (uint16_t)end, .pos = pos};
 	}
 out:
 	free(cuts);
@@ -730,8 +733,8 @@ static int family_collect(struct dir_build *db, struct family_build *fb)
 			if (nft_addr_order(r->lo.bytes, r->hi.bytes, fb->len) > 0)
 				continue;
 			for (int e = 0; e < 2; e++) {
-				if (push((void **)&fb->events, &fb->n_events, &fb->cap_events, sizeof(*fb->events)) <
-				    0)
+				if (push((void **)&fb->events, &fb->n_events, &fb->cap_events,
+					 sizeof(*fb->events)) < 0)
 					return -ENOMEM;
 				struct event *ev = &fb->events[fb->n_events];
 
@@ -1007,7 +1010,8 @@ static int class_chain(struct dir_build *db, struct decision *d)
 		bool any = false;
 
 		for (size_t i = 0; i < d->n_pieces; i++)
-			any |= (d->pieces[i].proto == IPPROTO_ICMP || d->pieces[i].proto == IPPROTO_ICMPV6) == icmp;
+			any |= (d->pieces[i].proto == IPPROTO_ICMP || d->pieces[i].proto == IPPROTO_ICMPV6) ==
+			       icmp;
 		if (!any)
 			continue;
 		snprintf(name, sizeof(name), "%s_c%016" PRIx64 "_%s", dn, d->key, icmp ? "icmp" : "ports");
@@ -1034,7 +1038,8 @@ static int class_chain(struct dir_build *db, struct decision *d)
 	}
 	struct nft_plan_rule g = {.kind = NFT_PLAN_GOTO,
 				  .dir = db->dir,
-				  .target = d->any >= 0 ? db->rule_chain0 + (uint32_t)d->any : db->fallback_chain};
+				  .target =
+				      d->any >= 0 ? db->rule_chain0 + (uint32_t)d->any : db->fallback_chain};
 
 	ret = nft_plan_add_rule(p, &g);
 	p->chains[ci].n_rules = p->n_rules - p->chains[ci].first_rule;
@@ -1167,7 +1172,8 @@ static int dir_rule_chains(struct dir_build *db)
 			r.id = br->id;
 			r.verdict = rule_verdict(br->action, br->mode);
 		}
-		ret = nft_plan_add_chain(p, name, fb ? NFT_PLAN_FALLBACK_CHAIN : NFT_PLAN_RULE_CHAIN, db->dir, &ci);
+		ret = nft_plan_add_chain(p, name, fb ? NFT_PLAN_FALLBACK_CHAIN : NFT_PLAN_RULE_CHAIN, db->dir,
+					 &ci);
 		if (ret < 0)
 			break;
 		if (i == 0)

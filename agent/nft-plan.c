@@ -405,7 +405,8 @@ static int plan_check_sets(const struct bundle *b, const struct bundle_endpoint 
 				}
 				if (b->sets[br->sets[s]].kind != SET_HOSTS &&
 				    b->sets[br->sets[s]].kind != SET_RANGES) {
-					snprintf(err, errsz, "bundle set %s: unknown kind", b->sets[br->sets[s]].id);
+					snprintf(err, errsz, "bundle set %s: unknown kind",
+						 b->sets[br->sets[s]].id);
 					return -EINVAL;
 				}
 				if (used)
@@ -414,7 +415,8 @@ static int plan_check_sets(const struct bundle *b, const struct bundle_endpoint 
 			if (nft_plan_check_rule(br, err, errsz) < 0)
 				return -EINVAL;
 		}
-		if (c->fallback != VERDICT_ACCEPT && c->fallback != VERDICT_DROP && c->fallback != VERDICT_AUDIT) {
+		if (c->fallback != VERDICT_ACCEPT && c->fallback != VERDICT_DROP &&
+		    c->fallback != VERDICT_AUDIT) {
 			snprintf(err, errsz, "%s chain: bad fallback verdict", direction_name(d));
 			return -EINVAL;
 		}
@@ -424,8 +426,8 @@ static int plan_check_sets(const struct bundle *b, const struct bundle_endpoint 
 
 /* The linear form's sets: in bundle set order, only those the endpoint's
  * rules use. */
-static int plan_sets(struct nft_plan *p, const struct bundle *b, struct nft_plan_set **by_set, const bool *used,
-		     char *err, size_t errsz)
+static int plan_sets(struct nft_plan *p, const struct bundle *b, struct nft_plan_set **by_set,
+		     const bool *used, char *err, size_t errsz)
 {
 	for (size_t s = 0; s < b->n_sets; s++) {
 		const struct bundle_set *bs = &b->sets[s];
@@ -612,7 +614,8 @@ static bool same_rule(const struct nft_plan *a, const struct nft_plan_rule *x, c
 static bool same_chain(const struct nft_plan *a, const struct nft_plan_chain *x, const struct nft_plan *b,
 		       const struct nft_plan_chain *y)
 {
-	if (strcmp(x->name, y->name) != 0 || x->kind != y->kind || x->dir != y->dir || x->n_rules != y->n_rules)
+	if (strcmp(x->name, y->name) != 0 || x->kind != y->kind || x->dir != y->dir ||
+	    x->n_rules != y->n_rules)
 		return false;
 	for (size_t i = 0; i < x->n_rules; i++) {
 		if (!same_rule(a, &a->rules[x->first_rule + i], b, &b->rules[y->first_rule + i]))
@@ -788,7 +791,8 @@ long nft_plan_decide(const struct nft_plan *p, enum direction dir, const struct 
 
 			if (r->observe) {
 				continue; /* logs, decides nothing */
-			} else if (r->kind == NFT_PLAN_FIXED || r->kind == NFT_PLAN_RULE || r->kind == NFT_PLAN_FALLBACK) {
+			} else if (r->kind == NFT_PLAN_FIXED || r->kind == NFT_PLAN_RULE ||
+				   r->kind == NFT_PLAN_FALLBACK) {
 				if (rule_matches(r, pkt))
 					return (long)i;
 				continue;

@@ -93,10 +93,10 @@ struct nft_plan_map {
 /* ---- chains and rules --------------------------------------------------- */
 
 enum nft_chain_kind {
-	NFT_PLAN_BASE_CHAIN,	    /* hook input (ingress) or output (egress): fixed rules, then the rest */
-	NFT_PLAN_RULE_CHAIN,	    /* maps: one bundle rule's counter, log and verdict */
+	NFT_PLAN_BASE_CHAIN,	 /* hook input (ingress) or output (egress): fixed rules, then the rest */
+	NFT_PLAN_RULE_CHAIN,	 /* maps: one bundle rule's counter, log and verdict */
 	NFT_PLAN_FALLBACK_CHAIN, /* maps: the direction's fallback */
-	NFT_PLAN_CLASS_CHAIN,    /* maps: one class of peers: its protocol and port lookups */
+	NFT_PLAN_CLASS_CHAIN,	 /* maps: one class of peers: its protocol and port lookups */
 };
 
 enum nft_plan_kind {
@@ -138,9 +138,9 @@ struct nft_plan_rule {
 	const struct nft_plan_set *set; /* NULL: any peer; else the source (ingress) or destination */
 	const struct port_match *port;	/* NULL: any protocol */
 	enum verdict verdict;
-	bool observe;	/* the log-only twin of the accepting rule after it (above) */
-	const char *id; /* rule id, fallback reason or fixed rule id, as the bundle has it (NULL: none) */
-	uint32_t map;	/* DISPATCH, LOOKUP: index into nft_plan.maps */
+	bool observe;	 /* the log-only twin of the accepting rule after it (above) */
+	const char *id;	 /* rule id, fallback reason or fixed rule id, as the bundle has it (NULL: none) */
+	uint32_t map;	 /* DISPATCH, LOOKUP: index into nft_plan.maps */
 	uint32_t target; /* GOTO: index into nft_plan.chains */
 };
 
@@ -213,9 +213,9 @@ struct nft_packet {
 	int family;	  /* AF_INET, AF_INET6 */
 	uint8_t peer[16]; /* the source (ingress) or destination (egress), nft_addr_len(family) bytes */
 	uint8_t l4proto;
-	bool has_th;	/* the transport header's first 4 bytes are there */
-	uint8_t th[4];	/* those bytes: ports, or ICMP type, code and checksum */
-	bool loopback;	/* came in on (ingress) or goes out of (egress) lo */
+	bool has_th;   /* the transport header's first 4 bytes are there */
+	uint8_t th[4]; /* those bytes: ports, or ICMP type, code and checksum */
+	bool loopback; /* came in on (ingress) or goes out of (egress) lo */
 };
 
 /* The rule of chain dir that decides pkt, walking p as the kernel walks

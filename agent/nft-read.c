@@ -63,8 +63,8 @@ static bool udata_comment(const uint8_t *p, uint32_t len, uint8_t want, char *bu
  * before "_" (the map form's rule, class and fallback chains). */
 static int chain_dir(const char *chain, enum direction *out)
 {
-	static const char *const names[DIR_COUNT] = {[DIR_INGRESS] = NFT_CHAIN_INGRESS,
-						     [DIR_EGRESS] = NFT_CHAIN_EGRESS};
+	static const char *const names[DIR_COUNT] = {
+	    [DIR_INGRESS] = NFT_CHAIN_INGRESS, [DIR_EGRESS] = NFT_CHAIN_EGRESS};
 
 	for (int d = 0; d < DIR_COUNT; d++) {
 		size_t n = strlen(names[d]);
@@ -204,8 +204,7 @@ static int gen_cb(const struct nlmsghdr *nlh, void *data)
 
 	if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWGEN)
 		return MNL_CB_OK;
-	mnl_attr_for_each(attr, nlh, sizeof(struct nfgenmsg))
-	{
+	mnl_attr_for_each (attr, nlh, sizeof(struct nfgenmsg)) {
 		if (mnl_attr_get_type(attr) == NFTA_GEN_ID && mnl_attr_validate(attr, MNL_TYPE_U32) == 0) {
 			*(uint32_t *)data = ntohl(mnl_attr_get_u32(attr));
 			return MNL_CB_OK;
@@ -471,10 +470,9 @@ static void rec_key(struct rec *r, const char *what, const struct nlattr *key)
 
 	if (!key || mnl_attr_validate(key, MNL_TYPE_NESTED) < 0)
 		return;
-	mnl_attr_for_each_nested(v, key)
-	{
-		rec_hex(r, mnl_attr_get_type(v) == NFTA_DATA_VALUE ? what : "keyother", mnl_attr_get_payload(v),
-			mnl_attr_get_payload_len(v));
+	mnl_attr_for_each_nested (v, key) {
+		rec_hex(r, mnl_attr_get_type(v) == NFTA_DATA_VALUE ? what : "keyother",
+			mnl_attr_get_payload(v), mnl_attr_get_payload_len(v));
 	}
 }
 
@@ -486,22 +484,22 @@ static void rec_data(struct rec *r, const struct nlattr *data)
 
 	if (!data || mnl_attr_validate(data, MNL_TYPE_NESTED) < 0)
 		return;
-	mnl_attr_for_each_nested(d, data)
-	{
+	mnl_attr_for_each_nested (d, data) {
 		if (mnl_attr_get_type(d) != NFTA_DATA_VERDICT || mnl_attr_validate(d, MNL_TYPE_NESTED) < 0) {
 			rec_hex(r, "dataother", mnl_attr_get_payload(d), mnl_attr_get_payload_len(d));
 			continue;
 		}
-		mnl_attr_for_each_nested(a, d)
-		{
+		mnl_attr_for_each_nested (a, d) {
 			const char *chain;
 
-			if (mnl_attr_get_type(a) == NFTA_VERDICT_CODE && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+			if (mnl_attr_get_type(a) == NFTA_VERDICT_CODE &&
+			    mnl_attr_validate(a, MNL_TYPE_U32) == 0)
 				rec_add(r, " verdict=%" PRId32, (int32_t)ntohl(mnl_attr_get_u32(a)));
 			else if (mnl_attr_get_type(a) == NFTA_VERDICT_CHAIN && (chain = attr_str(a)))
 				rec_add(r, " chain=%s", chain);
 			else
-				rec_hex(r, "verdictother", mnl_attr_get_payload(a), mnl_attr_get_payload_len(a));
+				rec_hex(r, "verdictother", mnl_attr_get_payload(a),
+					mnl_attr_get_payload_len(a));
 		}
 	}
 }
@@ -518,8 +516,7 @@ static void image_elems(struct image *im, struct rec *r, const struct nlmsghdr *
 
 	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
 		return;
-	mnl_attr_for_each(attr, nlh, sizeof(struct nfgenmsg))
-	{
+	mnl_attr_for_each (attr, nlh, sizeof(struct nfgenmsg)) {
 		switch (mnl_attr_get_type(attr)) {
 		case NFTA_SET_ELEM_LIST_TABLE:
 			table = attr_str(attr);
@@ -535,15 +532,13 @@ static void image_elems(struct image *im, struct rec *r, const struct nlmsghdr *
 	}
 	if (!table || strcmp(table, NFT_TABLE_NAME) != 0 || !list)
 		return;
-	mnl_attr_for_each_nested(elem, list)
-	{
+	mnl_attr_for_each_nested (elem, list) {
 		const struct nlattr *a, *key = NULL, *key_end = NULL, *data = NULL, *ud = NULL;
 		uint32_t flags = 0;
 
 		r->len = 0;
 		rec_add(r, "elem %s", set ? set : "-");
-		mnl_attr_for_each_nested(a, elem)
-		{
+		mnl_attr_for_each_nested (a, elem) {
 			uint16_t type = mnl_attr_get_type(a);
 
 			if (type == NFTA_SET_ELEM_KEY && !key)

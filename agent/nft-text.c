@@ -175,7 +175,8 @@ static void text_map(FILE *f, const struct nft_plan *p, const struct nft_plan_ma
 		} else if (m->kind == NFT_MAP_RANGES) {
 			text_interval(f, m->family, e->lo, e->hi);
 		} else {
-			unsigned lo = (unsigned)e->lo[1] << 8 | e->lo[2], hi = (unsigned)e->hi[1] << 8 | e->hi[2];
+			unsigned lo = (unsigned)e->lo[1] << 8 | e->lo[2],
+				 hi = (unsigned)e->hi[1] << 8 | e->hi[2];
 
 			fprintf(f, "%s . %u", text_proto(e->lo[0]), lo);
 			if (hi != lo)
@@ -198,8 +199,8 @@ static void text_rule(FILE *f, const struct nft_plan *p, const struct nft_plan_r
 			p->maps[pr->map].name);
 		return;
 	case NFT_PLAN_LOOKUP:
-		fprintf(f, "meta l4proto . th %s vmap @%s\n", p->maps[pr->map].kind == NFT_MAP_PORTS ? "dport" : "sport",
-			p->maps[pr->map].name);
+		fprintf(f, "meta l4proto . th %s vmap @%s\n",
+			p->maps[pr->map].kind == NFT_MAP_PORTS ? "dport" : "sport", p->maps[pr->map].name);
 		return;
 	case NFT_PLAN_GOTO:
 		fprintf(f, "goto %s\n", p->chains[pr->target].name);

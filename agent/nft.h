@@ -16,9 +16,9 @@
 
 struct mnl_socket;
 
-#define NFT_TABLE_NAME		"bulkhead"
-#define NFT_CHAIN_INGRESS	"ingress" /* hook input, priority 0 */
-#define NFT_CHAIN_EGRESS	"egress"  /* hook output, priority 0 */
+#define NFT_TABLE_NAME	  "bulkhead"
+#define NFT_CHAIN_INGRESS "ingress" /* hook input, priority 0 */
+#define NFT_CHAIN_EGRESS  "egress"  /* hook output, priority 0 */
 /* The ids of the rules every chain starts with (RULE_ID_*, vocab.h), by
  * the names callers knew them by. */
 #define NFT_RULE_ESTABLISHED	     RULE_ID_ESTABLISHED

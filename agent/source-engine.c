@@ -1180,13 +1180,13 @@ static json_t *engine_status(struct source *s)
 	/* The error holds the engine's own message and headers, cut to fit,
 	 * and the socket is any path: JSON takes them only as UTF-8. */
 	char *error = e->last_error[0] ? utf8_text(e->last_error) : NULL, *sock = utf8_text(e->socket);
-	json_t *st = json_pack("{s:s,s:s,s:s,s:s?,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "engine", kind(e),
-			       "socket", sock, "state", words[e->conn], "api", e->api[0] ? e->api + 1 : NULL,
-			       "synced", e->synced, "containers", (json_int_t)e->n_ctrs, "endpoints",
-			       (json_int_t)endpoints, "events", (json_int_t)e->n_events, "malformed",
-			       (json_int_t)e->n_malformed, "reconnects", (json_int_t)e->n_reconnects,
-			       "early_namespaces", (json_int_t)e->n_early, "anonymous_quarantines",
-			       (json_int_t)e->n_anonymous, "retry_ms", (json_int_t)e->retry_ms, "error", error);
+	json_t *st = json_pack(
+	    "{s:s,s:s,s:s,s:s?,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "engine", kind(e), "socket", sock,
+	    "state", words[e->conn], "api", e->api[0] ? e->api + 1 : NULL, "synced", e->synced, "containers",
+	    (json_int_t)e->n_ctrs, "endpoints", (json_int_t)endpoints, "events", (json_int_t)e->n_events,
+	    "malformed", (json_int_t)e->n_malformed, "reconnects", (json_int_t)e->n_reconnects,
+	    "early_namespaces", (json_int_t)e->n_early, "anonymous_quarantines", (json_int_t)e->n_anonymous,
+	    "retry_ms", (json_int_t)e->retry_ms, "error", error);
 	free(error);
 	free(sock);
 	return st;

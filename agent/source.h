@@ -215,7 +215,6 @@ static inline BH_MUST_CHECK int source_isolate(struct source *s, const char *nam
  * that does not validate keeps the endpoints in force. */
 struct source *source_file_new(const char *path, const char *node);
 
-
 /* ---- bundle sources ---- */
 
 enum bundle_origin {

@@ -20,7 +20,7 @@ BH_MUST_CHECK int state_read(const char *dir, const char *name, size_t max, char
 /* Reads any file the same way (for --bundle). */
 BH_MUST_CHECK int state_read_path(const char *path, size_t max, char **text, size_t *len);
 
-#define STATE_BUNDLE "bundle.json"
-#define STATE_STATUS "status.json"
-#define STATE_REVISION "revision" /* the controller's revision of the cached bundle */
+#define STATE_BUNDLE   "bundle.json"
+#define STATE_STATUS   "status.json"
+#define STATE_REVISION "revision"      /* the controller's revision of the cached bundle */
 #define STATE_COUNTERS "counters.json" /* rule counters read at a clean exit: the next run's baseline */

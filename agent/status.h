@@ -31,7 +31,7 @@ struct status_facts {
 	json_t *endpoints;  /* array of endpoint_status_json() */
 	json_t *controller; /* NULL: null */
 	unsigned bundles_rejected, inventories_rejected;
-	json_t *cache; /* NULL: left out */
+	json_t *cache;	 /* NULL: left out */
 	json_t *sources; /* array of the sources' own status; NULL: left out */
 	json_t *refused; /* endpoint name -> why a source's report was refused; NULL: left out */
 };

@@ -15,8 +15,8 @@ static const double apply_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 struct telemetry {
 	struct metrics *m;
 	struct agent *a;
-	struct metric *revision, *rules, *endpoints, *apply_failures, *repairs, *packets, *lost, *spool_batches,
-	    *spool_bytes, *connected, *rejected;
+	struct metric *revision, *rules, *endpoints, *apply_failures, *repairs, *packets, *lost,
+	    *spool_batches, *spool_bytes, *connected, *rejected;
 };
 
 const char *telemetry_endpoint_state(json_t *ep, const char *bundle)
@@ -51,8 +51,7 @@ static void collect(void *data, struct metrics *m)
 	double by_state[BH_ARRAY_SIZE(states)] = {0};
 	size_t i;
 	json_t *ep;
-	json_array_foreach(json_object_get(f, "endpoints"), i, ep)
-	{
+	json_array_foreach (json_object_get(f, "endpoints"), i, ep) {
 		const char *s = telemetry_endpoint_state(ep, bundle);
 		for (size_t k = 0; k < BH_ARRAY_SIZE(states); k++)
 			if (strcmp(states[k], s) == 0)
@@ -89,30 +88,35 @@ struct telemetry *telemetry_new(struct agent *a)
 	struct metric *build = must(metrics_add(m, METRIC_GAUGE, "bulkhead_build_info",
 						"The daemon and its version (always 1).", "daemon,version"));
 	metric_set(build, 1, "agent", BULKHEAD_VERSION);
-	t->revision = must(metrics_add(m, METRIC_GAUGE, "bulkhead_bundle_revision",
-				       "The controller's policy revision of the bundle in force (0: none).", NULL));
+	t->revision =
+	    must(metrics_add(m, METRIC_GAUGE, "bulkhead_bundle_revision",
+			     "The controller's policy revision of the bundle in force (0: none).", NULL));
 	t->rules = must(metrics_add(m, METRIC_GAUGE, "bulkhead_rules",
 				    "Rules in the bundle in force, every endpoint's chains.", NULL));
-	t->endpoints = must(metrics_add(m, METRIC_GAUGE, "bulkhead_endpoints",
-					"Endpoints by state: enforced (the bundle in force), pending, quarantined, "
-					"failing (an error), absent (no namespace).",
-					"state"));
+	t->endpoints =
+	    must(metrics_add(m, METRIC_GAUGE, "bulkhead_endpoints",
+			     "Endpoints by state: enforced (the bundle in force), pending, quarantined, "
+			     "failing (an error), absent (no namespace).",
+			     "state"));
 	struct metric *h = must(metrics_add_histogram(m, "bulkhead_apply_duration_seconds",
-						     "Time to bring one endpoint's table to a bundle.", apply_bounds,
-						     BH_ARRAY_SIZE(apply_bounds)));
+						      "Time to bring one endpoint's table to a bundle.",
+						      apply_bounds, BH_ARRAY_SIZE(apply_bounds)));
 	agent_measure_applies(a, h);
 	t->apply_failures = must(metrics_add(m, METRIC_COUNTER, "bulkhead_apply_failures_total",
 					     "Table updates that failed (retried with backoff).", NULL));
-	t->repairs = must(metrics_add(m, METRIC_COUNTER, "bulkhead_drift_repairs_total",
-				      "Tables found changed or removed by someone else, and put back.", NULL));
+	t->repairs =
+	    must(metrics_add(m, METRIC_COUNTER, "bulkhead_drift_repairs_total",
+			     "Tables found changed or removed by someone else, and put back.", NULL));
 	t->rejected = must(metrics_add(m, METRIC_COUNTER, "bulkhead_bundles_rejected_total",
 				       "Bundles refused (not for this node, undecodable, older).", NULL));
-	t->packets = must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_packets_total",
-				      "Logged packets read from the endpoints' NFLOG, by verdict.", "verdict"));
-	t->lost = must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_events_lost_total",
-				   "Logged packets lost: receive buffer overruns (enobufs), sequence gaps (gap), a "
-				   "full spool (spool).",
-				   "reason"));
+	t->packets =
+	    must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_packets_total",
+			     "Logged packets read from the endpoints' NFLOG, by verdict.", "verdict"));
+	t->lost =
+	    must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_events_lost_total",
+			     "Logged packets lost: receive buffer overruns (enobufs), sequence gaps (gap), a "
+			     "full spool (spool).",
+			     "reason"));
 	t->spool_batches = must(metrics_add(m, METRIC_GAUGE, "bulkhead_flow_spool_batches",
 					    "Flow batches not yet acknowledged by the controller.", NULL));
 	t->spool_bytes = must(metrics_add(m, METRIC_GAUGE, "bulkhead_flow_spool_bytes",

@@ -48,7 +48,8 @@ static void on_inotify(void *data, uint32_t events)
 		w->changed(w->data);
 }
 
-int watch_new(struct loop *loop, const char *path, void (*changed)(void *data), void *data, struct watch **out)
+int watch_new(struct loop *loop, const char *path, void (*changed)(void *data), void *data,
+	      struct watch **out)
 {
 	*out = NULL;
 	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -66,7 +67,8 @@ int watch_new(struct loop *loop, const char *path, void (*changed)(void *data), 
 	snprintf(dir, sizeof(dir), "%s", path);
 	snprintf(base, sizeof(base), "%s", path);
 	w->name = xstrdup(basename(base));
-	w->wd = inotify_add_watch(fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM);
+	w->wd = inotify_add_watch(fd, dirname(dir),
+				  IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM);
 	if (w->wd < 0) {
 		int r = log_error_errno(-errno, "watching %s: %m", path);
 		watch_free(w);

@@ -22,7 +22,7 @@
 #include "bulkhead/policy.h"
 #include "admin.h"
 
-#define POLL_US 1000
+#define POLL_US	   1000
 #define GIVE_UP_MS 60000
 
 static double now_ms(void)
@@ -52,8 +52,7 @@ static int nodes_at(struct admin_conn *c, json_int_t rev)
 	int n = 0;
 	size_t i;
 	json_t *node;
-	json_array_foreach(json_object_get(reply, "nodes"), i, node)
-	{
+	json_array_foreach (json_object_get(reply, "nodes"), i, node) {
 		if (json_is_true(json_object_get(node, "connected")) &&
 		    json_is_true(json_object_get(node, "up_to_date")) &&
 		    json_integer_value(json_object_get(node, "applied_revision")) == rev)
@@ -87,8 +86,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < reps; i++) {
 		int which = (i + 1) % 2; /* B first: A is in force */
 		double t0 = now_ms();
-		json_t *reply = admin_conn_call(&c, json_pack("{s:s, s:s, s:s}", "cmd", "policy.apply", "document",
-							       doc[which], "file", argv[4 + which]));
+		json_t *reply =
+		    admin_conn_call(&c, json_pack("{s:s, s:s, s:s}", "cmd", "policy.apply", "document",
+						  doc[which], "file", argv[4 + which]));
 		if (!reply || !json_is_true(json_object_get(reply, "ok"))) {
 			fprintf(stderr, "apply-wait: policy.apply of %s failed\n", argv[4 + which]);
 			return 1;

@@ -177,8 +177,8 @@ static int run_udp(char **argv)
 		return 1;
 	}
 	for (int i = 0; i < BURST; i++)
-		msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &dst, .msg_namelen = dlen, .msg_iov = &iov[i],
-						       .msg_iovlen = 1}};
+		msgs[i] = (struct mmsghdr){
+		    .msg_hdr = {.msg_name = &dst, .msg_namelen = dlen, .msg_iov = &iov[i], .msg_iovlen = 1}};
 	double start = now_s(), end = start + seconds;
 	while (now_s() < end) {
 		for (int i = 0; i < BURST; i++) {

@@ -109,18 +109,17 @@ static int apply_full(struct netns *ns, const char *path, struct nft_batch *nb, 
 
 static void usage(FILE *f)
 {
-	fputs("usage: nft-apply [--apply-old] [--fallback] [--linear] [--nflog-group N] NETNS ENDPOINT OLD|- NEW\n", f);
+	fputs("usage: nft-apply [--apply-old] [--fallback] [--linear] [--nflog-group N] NETNS ENDPOINT OLD|- "
+	      "NEW\n",
+	      f);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"apply-old", no_argument, NULL, 'a'},
-	    {"fallback", no_argument, NULL, 'f'},
-	    {"linear", no_argument, NULL, 'l'},
-	    {"nflog-group", required_argument, NULL, 'g'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"apply-old", no_argument, NULL, 'a'}, {"fallback", no_argument, NULL, 'f'},
+	    {"linear", no_argument, NULL, 'l'},	   {"nflog-group", required_argument, NULL, 'g'},
+	    {"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0},
 	};
 	bool apply_old = false, fallback = false, full = false, linear = false;
 	const struct bundle_endpoint *old_ep = NULL, *ep;

@@ -537,10 +537,11 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 
 		/* The operator's one-liner, for a third new member. */
 		if (chain[0])
-			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u : goto %s }", (3 * i + 3) / 256, (3 * i + 3) % 256,
-				 chain);
+			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u : goto %s }", (3 * i + 3) / 256,
+				 (3 * i + 3) % 256, chain);
 		else
-			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u }", (3 * i + 3) / 256, (3 * i + 3) % 256);
+			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u }", (3 * i + 3) / 256,
+				 (3 * i + 3) % 256);
 		if (r == 0)
 			r = settle(ns, path);
 		t0 = now_ms();

@@ -25,8 +25,9 @@ int admin_conn_open(struct admin_conn *c, const char *endpoint)
 	 * still come (the controller starting): that is left to the wait. */
 	const char *path = ipc_path(endpoint);
 	if (path && faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) < 0 && (errno == EACCES || errno == EPERM)) {
-		fprintf(stderr, "bulkhead: admin endpoint %s: permission denied (only root and the controller's "
-				"user may connect)\n",
+		fprintf(stderr,
+			"bulkhead: admin endpoint %s: permission denied (only root and the controller's "
+			"user may connect)\n",
 			endpoint);
 		return -EACCES;
 	}
@@ -103,4 +104,3 @@ json_t *admin_conn_call(struct admin_conn *c, json_t *req)
 	}
 	return reply;
 }
-

@@ -26,7 +26,7 @@ typedef int cli_verb_fn(struct cli *cli, int argc, char **argv);
 
 /* policy.c */
 cli_verb_fn cmd_policy_validate, cmd_policy_compile, cmd_policy_apply, cmd_policy_history, cmd_policy_show,
-	cmd_policy_rollback;
+    cmd_policy_rollback;
 /* explain.c */
 cli_verb_fn cmd_policy_explain;
 /* preview.c */

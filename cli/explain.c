@@ -64,9 +64,10 @@ static json_t *side_json(bool present, const struct endpoint *ep, const struct e
 static json_t *explain_json(const struct path_result *res, const struct endpoint *src_ep,
 			    const struct endpoint *dst_ep)
 {
-	return json_pack("{s:b,s:s,s:o,s:o}", "delivered", res->delivered, "verdict", verdict_name(res->verdict),
-			 direction_name(DIR_EGRESS), side_json(res->has_egress, src_ep, &res->egress),
-			 direction_name(DIR_INGRESS), side_json(res->has_ingress, dst_ep, &res->ingress));
+	return json_pack("{s:b,s:s,s:o,s:o}", "delivered", res->delivered, "verdict",
+			 verdict_name(res->verdict), direction_name(DIR_EGRESS),
+			 side_json(res->has_egress, src_ep, &res->egress), direction_name(DIR_INGRESS),
+			 side_json(res->has_ingress, dst_ep, &res->ingress));
 }
 
 static void explain_side_text(const char *dir, bool present, const struct endpoint *ep,
@@ -165,11 +166,16 @@ static bool number_parse(const char *s, long max, long *out)
 int cmd_policy_explain(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"inventory", required_argument, NULL, 'i'}, {"probes", required_argument, NULL, 'P'},
-		{"from", required_argument, NULL, 'f'},      {"to", required_argument, NULL, 't'},
-		{"proto", required_argument, NULL, 'p'},     {"port", required_argument, NULL, 'o'},
-		{"type", required_argument, NULL, 'y'},      {"code", required_argument, NULL, 'c'},
-		{"json", no_argument, NULL, 'j'},            {0},
+	    {"inventory", required_argument, NULL, 'i'},
+	    {"probes", required_argument, NULL, 'P'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"to", required_argument, NULL, 't'},
+	    {"proto", required_argument, NULL, 'p'},
+	    {"port", required_argument, NULL, 'o'},
+	    {"type", required_argument, NULL, 'y'},
+	    {"code", required_argument, NULL, 'c'},
+	    {"json", no_argument, NULL, 'j'},
+	    {0},
 	};
 	const char **inventories = xcalloc((size_t)argc, sizeof(*inventories));
 	const char *probes = NULL, *from = NULL, *to = NULL, *proto = NULL;
@@ -230,7 +236,8 @@ int cmd_policy_explain(struct cli *cli, int argc, char **argv)
 
 	struct packet pkt = {.dport = (uint16_t)port, .icmp_type = (uint8_t)type, .icmp_code = (uint8_t)code};
 	if (!proto_parse(proto, &pkt.proto)) {
-		fprintf(stderr, "bulkhead: --proto: \"%s\": expected tcp, udp, sctp, icmp or icmpv6\n", proto);
+		fprintf(stderr, "bulkhead: --proto: \"%s\": expected tcp, udp, sctp, icmp or icmpv6\n",
+			proto);
 		ret = EXIT_USAGE;
 		goto out;
 	}
@@ -257,17 +264,20 @@ int cmd_policy_explain(struct cli *cli, int argc, char **argv)
 		char s[ADDR_STRLEN], d[ADDR_STRLEN], p[32];
 		addr_format(&pkt.src, s);
 		addr_format(&pkt.dst, d);
-		struct port_match pm = {.proto = pkt.proto, .lo = pkt.dport, .hi = pkt.dport,
-					.icmp_type = pkt.icmp_type, .icmp_code = pkt.icmp_code};
+		struct port_match pm = {.proto = pkt.proto,
+					.lo = pkt.dport,
+					.hi = pkt.dport,
+					.icmp_type = pkt.icmp_type,
+					.icmp_code = pkt.icmp_code};
 		port_match_format(&pm, p, sizeof(p));
 		printf("%s -> %s %s\n", s, d, p);
 		explain_conflict(&o, &pkt.src);
 		explain_conflict(&o, &pkt.dst);
 		explain_side_text(direction_name(DIR_EGRESS), res.has_egress, src_ep, &res.egress);
 		explain_side_text(direction_name(DIR_INGRESS), res.has_ingress, dst_ep, &res.ingress);
-		printf("  result  %s\n", res.verdict == VERDICT_DROP    ? "dropped"
-				       : res.verdict == VERDICT_AUDIT ? "delivered, reported as audit"
-								       : "delivered");
+		printf("  result  %s\n", res.verdict == VERDICT_DROP	? "dropped"
+					 : res.verdict == VERDICT_AUDIT ? "delivered, reported as audit"
+									: "delivered");
 	}
 	ret = EXIT_OK;
 out:

@@ -28,9 +28,11 @@ static void flow_end(json_t *row, const char *side, char *buf, size_t n)
 	const char *addr = verb_str(json_object_get(row, side), "?");
 	bool has_groups = groups && *groups;
 	if (ep)
-		snprintf(buf, n, "%s%s%s%s", ep, has_groups ? " (" : "", has_groups ? groups : "", has_groups ? ")" : "");
+		snprintf(buf, n, "%s%s%s%s", ep, has_groups ? " (" : "", has_groups ? groups : "",
+			 has_groups ? ")" : "");
 	else
-		snprintf(buf, n, "%s%s%s%s", addr, has_groups ? " [" : "", has_groups ? groups : "", has_groups ? "]" : "");
+		snprintf(buf, n, "%s%s%s%s", addr, has_groups ? " [" : "", has_groups ? groups : "",
+			 has_groups ? "]" : "");
 }
 
 static void flow_proto(json_t *row, char *buf, size_t n)
@@ -66,7 +68,9 @@ static void flows_table_add(struct table *t, json_t *row, json_int_t now)
 	/* An audit passed: it says so, in other words than a denial. */
 	int v = vocab_find(report_verdict_words, verb_str(json_object_get(row, "verdict"), ""));
 	table_add(t, when, verb_str(json_object_get(row, "node"), "?"), src, dst, proto,
-		  v == VERDICT_AUDIT ? "AUDIT (passed)" : v == VERDICT_ACCEPT ? "allow" : "deny",
+		  v == VERDICT_AUDIT	? "AUDIT (passed)"
+		  : v == VERDICT_ACCEPT ? "allow"
+					: "deny",
 		  verb_str(json_object_get(row, "rule"), "?"), count);
 }
 
@@ -76,8 +80,7 @@ static bool flows_print_lost(json_t *reply)
 	bool any = false;
 	size_t i;
 	json_t *l;
-	json_array_foreach(json_object_get(reply, "lost"), i, l)
-	{
+	json_array_foreach (json_object_get(reply, "lost"), i, l) {
 		json_int_t gap = json_integer_value(json_object_get(l, "gap")),
 			   enobufs = json_integer_value(json_object_get(l, "enobufs")),
 			   spool = json_integer_value(json_object_get(l, "spool"));
@@ -89,12 +92,13 @@ static bool flows_print_lost(json_t *reply)
 			"deliver them; %lld receive-buffer overrun(s)), %lld dropped from a full spool\n",
 			ESCAPED(verb_str(json_object_get(l, "node"), "?")),
 			json_is_string(json_object_get(l, "endpoint")) ? ", endpoint " : "",
-			json_is_string(json_object_get(l, "endpoint")) ? ESCAPED(json_string_value(json_object_get(l, "endpoint"))) : "",
+			json_is_string(json_object_get(l, "endpoint"))
+			    ? ESCAPED(json_string_value(json_object_get(l, "endpoint")))
+			    : "",
 			(long long)gap, (long long)enobufs, (long long)spool);
 	}
 	/* What the controller did not store, by reason (store.h). */
-	json_array_foreach(json_object_get(reply, "dropped"), i, l)
-	{
+	json_array_foreach (json_object_get(reply, "dropped"), i, l) {
 		const char *reason = verb_str(json_object_get(l, "reason"), "?");
 		long long batches = json_integer_value(json_object_get(l, "batches")),
 			  records = json_integer_value(json_object_get(l, "records")),
@@ -102,27 +106,44 @@ static bool flows_print_lost(json_t *reply)
 		const char *node = ESCAPED(verb_str(json_object_get(l, "node"), "?"));
 		any = true;
 		if (strcmp(reason, "rate") == 0)
-			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) over its rate limit not stored "
-					"(the controller's --flow-rate)\n", node, records, packets);
+			fprintf(stderr,
+				"warning: node %s: %lld flow record(s) (%lld packets) over its rate limit "
+				"not stored "
+				"(the controller's --flow-rate)\n",
+				node, records, packets);
 		else if (strcmp(reason, "quota") == 0)
-			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) over its quota not stored "
-					"(the controller's --flow-quota, --flow-retention)\n", node, records, packets);
+			fprintf(
+			    stderr,
+			    "warning: node %s: %lld flow record(s) (%lld packets) over its quota not stored "
+			    "(the controller's --flow-quota, --flow-retention)\n",
+			    node, records, packets);
 		else if (strcmp(reason, "rejected") == 0)
-			fprintf(stderr, "warning: node %s: %lld flow batch(es) rejected as malformed, not counted above "
-					"(the controller's log says why; the agent keeps them in its flows.quarantine)\n",
-				node, batches);
+			fprintf(
+			    stderr,
+			    "warning: node %s: %lld flow batch(es) rejected as malformed, not counted above "
+			    "(the controller's log says why; the agent keeps them in its flows.quarantine)\n",
+			    node, batches);
 		else if (strcmp(reason, "expired") == 0)
-			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) older than the retention not "
-					"stored (is the node's clock behind?)\n", node, records, packets);
+			fprintf(stderr,
+				"warning: node %s: %lld flow record(s) (%lld packets) older than the "
+				"retention not "
+				"stored (is the node's clock behind?)\n",
+				node, records, packets);
 		else if (strcmp(reason, "future") == 0)
-			fprintf(stderr, "warning: node %s: %lld flow record(s) dated in the future, shown at the "
-					"controller's time (is the node's clock ahead?)\n", node, records);
+			fprintf(stderr,
+				"warning: node %s: %lld flow record(s) dated in the future, shown at the "
+				"controller's time (is the node's clock ahead?)\n",
+				node, records);
 		else if (strcmp(reason, "foreign") == 0)
-			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) of endpoints the node did "
-					"not report not stored\n", node, records, packets);
+			fprintf(
+			    stderr,
+			    "warning: node %s: %lld flow record(s) (%lld packets) of endpoints the node did "
+			    "not report not stored\n",
+			    node, records, packets);
 		else
-			fprintf(stderr, "warning: node %s: %lld flow record(s) (%lld packets) not stored (%s)\n", node,
-				records, packets, ESCAPED(reason));
+			fprintf(stderr,
+				"warning: node %s: %lld flow record(s) (%lld packets) not stored (%s)\n",
+				node, records, packets, ESCAPED(reason));
 	}
 	return any;
 }
@@ -134,10 +155,10 @@ static json_int_t flows_lost_total(json_t *reply)
 	json_int_t n = 0;
 	size_t i;
 	json_t *l;
-	json_array_foreach(json_object_get(reply, "lost"), i, l)
-		n += json_integer_value(json_object_get(l, "gap")) + json_integer_value(json_object_get(l, "spool"));
-	json_array_foreach(json_object_get(reply, "dropped"), i, l)
-	{
+	json_array_foreach (json_object_get(reply, "lost"), i, l)
+		n += json_integer_value(json_object_get(l, "gap")) +
+		     json_integer_value(json_object_get(l, "spool"));
+	json_array_foreach (json_object_get(reply, "dropped"), i, l) {
 		if (strcmp(verb_str(json_object_get(l, "reason"), ""), "future") != 0)
 			n += json_integer_value(json_object_get(l, "packets"));
 	}
@@ -147,11 +168,15 @@ static json_int_t flows_lost_total(json_t *reply)
 int cmd_flows(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"since", required_argument, NULL, 's'},  {"node", required_argument, NULL, 'n'},
-		{"group", required_argument, NULL, 'g'},  {"verdict", required_argument, NULL, 'v'},
-		{"limit", required_argument, NULL, 'l'},  {"follow", no_argument, NULL, 'f'},
-		{"rules", no_argument, NULL, 'r'},	  {"json", no_argument, NULL, 'j'},
-		{NULL, 0, NULL, 0},
+	    {"since", required_argument, NULL, 's'},
+	    {"node", required_argument, NULL, 'n'},
+	    {"group", required_argument, NULL, 'g'},
+	    {"verdict", required_argument, NULL, 'v'},
+	    {"limit", required_argument, NULL, 'l'},
+	    {"follow", no_argument, NULL, 'f'},
+	    {"rules", no_argument, NULL, 'r'},
+	    {"json", no_argument, NULL, 'j'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *node = NULL, *group = NULL, *verdict = NULL;
 	long since = -1, limit = 50;
@@ -164,7 +189,9 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		switch (c) {
 		case 's':
 			if (duration_parse(optarg, &since) < 0) {
-				fprintf(stderr, "bulkhead: --since: a duration like 30s, 10m, 2h or 1d, not \"%s\"\n", optarg);
+				fprintf(stderr,
+					"bulkhead: --since: a duration like 30s, 10m, 2h or 1d, not \"%s\"\n",
+					optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -173,7 +200,9 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 				return EXIT_USAGE;
 			node = optarg;
 			break;
-		case 'g': group = optarg; break;
+		case 'g':
+			group = optarg;
+			break;
 		case 'v':
 			if (vocab_find(report_verdict_words, optarg) < 0) {
 				fprintf(stderr, "bulkhead: --verdict: deny, audit or allow, not \"%s\"\n",
@@ -185,13 +214,21 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		case 'l':
 			limit = strtol(optarg, &end, 10);
 			if (*end || end == optarg || limit < 0) {
-				fprintf(stderr, "bulkhead: --limit: a number >= 0 (0: no limit), not \"%s\"\n", optarg);
+				fprintf(stderr,
+					"bulkhead: --limit: a number >= 0 (0: no limit), not \"%s\"\n",
+					optarg);
 				return EXIT_USAGE;
 			}
 			break;
-		case 'f': follow = true; break;
-		case 'r': rules = true; break;
-		case 'j': as_json = true; break;
+		case 'f':
+			follow = true;
+			break;
+		case 'r':
+			rules = true;
+			break;
+		case 'j':
+			as_json = true;
+			break;
 		default:
 			fprintf(stderr, "bulkhead: unknown option \"%s\"\n", argv[optind - 1]);
 			return EXIT_SHOW_USAGE;
@@ -202,8 +239,9 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 	if (optind != argc || (follow && rules))
 		return EXIT_SHOW_USAGE;
 	int ret;
-	json_t *req = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I}", "cmd", "flows", "mode", rules ? "rules" : "report",
-				"node", node, "group", group, "verdict", verdict, "limit", (json_int_t)limit);
+	json_t *req =
+	    json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I}", "cmd", "flows", "mode", rules ? "rules" : "report",
+		      "node", node, "group", group, "verdict", verdict, "limit", (json_int_t)limit);
 	if (since >= 0)
 		json_object_set_new(req, "since_seconds", json_integer(since));
 	json_t *reply = verb_call(cli, json_deep_copy(req), &ret);
@@ -222,14 +260,15 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		table_add(t, "POLICY", "RULE", "VERDICT", "HITS", "BYTES", "REPORTED", "PAIRS", "LAST");
 		size_t i;
 		json_t *row;
-		json_array_foreach(json_object_get(reply, "rules"), i, row)
-		{
+		json_array_foreach (json_object_get(reply, "rules"), i, row) {
 			char hits[32], bytes[32], count[32], pairs[32], when[32];
 			const char *v = verb_str(json_object_get(row, "verdict"), "");
 			int vv = vocab_find(report_verdict_words, v);
 			bool allow = vv == VERDICT_ACCEPT, audit = vv == VERDICT_AUDIT;
-			snprintf(hits, sizeof(hits), "%lld", (long long)json_integer_value(json_object_get(row, "hits")));
-			snprintf(bytes, sizeof(bytes), "%lld", (long long)json_integer_value(json_object_get(row, "bytes")));
+			snprintf(hits, sizeof(hits), "%lld",
+				 (long long)json_integer_value(json_object_get(row, "hits")));
+			snprintf(bytes, sizeof(bytes), "%lld",
+				 (long long)json_integer_value(json_object_get(row, "bytes")));
 			/* Allowed flows are reported only where observed (observe all). */
 			if (allow && json_integer_value(json_object_get(row, "count")) == 0) {
 				strcpy(count, "-");
@@ -241,17 +280,23 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 					 (long long)json_integer_value(json_object_get(row, "pairs")));
 			}
 			format_ms(json_integer_value(json_object_get(row, "last")), now, when, sizeof(when));
-			table_add(t, verb_str(json_object_get(row, "policy"), "-"), verb_str(json_object_get(row, "rule"), "?"),
-				  allow ? "allow" : audit ? "AUDIT (passed)" : "deny", hits, bytes, count, pairs, when);
+			table_add(t, verb_str(json_object_get(row, "policy"), "-"),
+				  verb_str(json_object_get(row, "rule"), "?"),
+				  allow	  ? "allow"
+				  : audit ? "AUDIT (passed)"
+					  : "deny",
+				  hits, bytes, count, pairs, when);
 		}
 		table_print(t);
 		flows_print_lost(reply);
 	} else {
 		struct table *t = table_new(8);
-		table_add(t, "LAST SEEN", "NODE", "SOURCE", "DESTINATION", "PROTO", "VERDICT", "RULE", "COUNT");
+		table_add(t, "LAST SEEN", "NODE", "SOURCE", "DESTINATION", "PROTO", "VERDICT", "RULE",
+			  "COUNT");
 		size_t i;
 		json_t *row;
-		json_array_foreach(json_object_get(reply, "flows"), i, row) flows_table_add(t, row, now);
+		json_array_foreach (json_object_get(reply, "flows"), i, row)
+			flows_table_add(t, row, now);
 		table_print(t);
 		flows_print_lost(reply);
 	}
@@ -272,19 +317,20 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		size_t i;
 		json_t *row;
 		if (as_json) {
-			json_array_foreach(rows, i, row)
-			{
+			json_array_foreach (rows, i, row) {
 				char *line = json_dumps(row, JSON_COMPACT | VERB_JSON_FLAGS);
 				printf("%s\n", line);
 				free(line);
 			}
 		} else if (json_array_size(rows)) {
 			struct table *t = table_new(8);
-			json_array_foreach(rows, i, row) flows_table_add(t, row, json_integer_value(json_object_get(reply, "time")));
+			json_array_foreach (rows, i, row)
+				flows_table_add(t, row, json_integer_value(json_object_get(reply, "time")));
 			table_print(t);
 		}
-		json_array_foreach(rows, i, row) if (json_integer_value(json_object_get(row, "id")) > after) after =
-			json_integer_value(json_object_get(row, "id"));
+		json_array_foreach (rows, i, row)
+			if (json_integer_value(json_object_get(row, "id")) > after)
+				after = json_integer_value(json_object_get(row, "id"));
 		json_int_t lost_now = flows_lost_total(reply);
 		if (lost_now > lost_before)
 			fprintf(stderr, "warning: %lld more logged packet(s) lost (not counted above)\n",

@@ -18,7 +18,8 @@ int cmd_keygen(struct cli *cli, int argc, char **argv)
 		free(err);
 		return EXIT_FAIL;
 	}
-	printf("public key %s\n  %s/" KEY_PUBLIC_FILE "\n  %s/" KEY_SECRET_FILE " (keep it on this machine)\n", pub,
-	       o.argv[0], o.argv[0]);
+	printf("public key %s\n  %s/" KEY_PUBLIC_FILE "\n  %s/" KEY_SECRET_FILE
+	       " (keep it on this machine)\n",
+	       pub, o.argv[0], o.argv[0]);
 	return EXIT_OK;
 }

@@ -22,53 +22,66 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"policy validate", {"FILE"},
-	 "check a policy document offline; exit 0 valid, 2 invalid (errors on stderr)", cmd_policy_validate},
-	{"policy compile", {"FILE --inventory INV [--inventory INV...] [--node NODE]"},
-	 "compile a policy against node inventories and print the bundles as JSON", cmd_policy_compile},
-	{"policy explain",
-	 {"FILE --inventory INV... --from ADDR|NODE/NAME --to ADDR|NODE/NAME\n"
-	  "--proto tcp|udp|sctp|icmp|icmpv6 [--port N] [--type T [--code C]]\n"
-	  "[-6] [--json]",
-	  "FILE --inventory INV... --probes FILE|-"},
-	 "which rules decide a packet, at its source (egress) and its destination (ingress);\n"
-	 "--probes reads JSON lines {\"src\",\"dst\",\"proto\",\"port\"|\"type\",\"code\"} and prints\n"
-	 "one JSON verdict per line",
-	 cmd_policy_explain},
-	{"policy preview", {"FILE [--since DURATION] [--json]"},
-	 "the flows the controller saw since DURATION ago (default 24h), allowed and denied,\n"
-	 "judged again under FILE against the current endpoints: what FILE would newly block,\n"
-	 "newly allow, and what stays; says how much of the period allowed traffic was\n"
-	 "observed (\"observe\": \"all\"); exit 3 when something would be newly blocked",
-	 cmd_policy_preview},
-	{"policy apply", {"FILE [--comment TEXT] [--json]"},
-	 "validate, then make the document the controller's newest revision", cmd_policy_apply},
-	{"policy history", {"[--json]"}, "the revisions, newest first (* = in force)", cmd_policy_history},
-	{"policy show", {"[REV] [--json]"}, "one revision's document (default: the newest)", cmd_policy_show},
-	{"policy rollback", {"REV [--json]"}, "make an old revision's document the newest revision",
-	 cmd_policy_rollback},
-	{"status", {"[--wait[=SECONDS]] [--json]"},
-	 "per known node (the allow-list's; with --insecure every node seen until\n"
-	 "`nodes forget`), down ones too: connected, last heartbeat, applied revision,\n"
-	 "in sync, errors; --wait: exit 0 once every known node is connected and has\n"
-	 "applied the newest revision, 1 on timeout (default 30 s), naming those down\n"
-	 "or behind",
-	 cmd_status},
-	{"endpoints", {"[--node NODE] [--json]"}, "every endpoint the agents reported, with addresses and groups",
-	 cmd_endpoints},
-	{"flows",
-	 {"[--since DURATION] [--node N] [--group G] [--verdict deny|audit|allow]\n"
-	  "[--limit N] [--follow | --rules] [--json]"},
-	 "the blocked-flow report: denied and audited flows, newest first, with both ends\n"
-	 "named and the deciding rule (--verdict allow: the accepted new connections that\n"
-	 "a policy with \"observe\": \"all\" reports); --follow prints new ones as they\n"
-	 "arrive; --rules: packets per rule (default --limit 50)",
-	 cmd_flows},
-	{"nodes forget", {"NODE [--force] [--json]"},
-	 "drop a decommissioned node: its endpoints leave every group, the other nodes'\n"
-	 "bundles are recompiled; a connected node only with --force",
-	 cmd_nodes_forget},
-	{"keygen", {"DIR [--force]"}, "a CURVE key pair: DIR/public.key and DIR/secret.key (0600)", cmd_keygen},
+    {"policy validate",
+     {"FILE"},
+     "check a policy document offline; exit 0 valid, 2 invalid (errors on stderr)",
+     cmd_policy_validate},
+    {"policy compile",
+     {"FILE --inventory INV [--inventory INV...] [--node NODE]"},
+     "compile a policy against node inventories and print the bundles as JSON",
+     cmd_policy_compile},
+    {"policy explain",
+     {"FILE --inventory INV... --from ADDR|NODE/NAME --to ADDR|NODE/NAME\n"
+      "--proto tcp|udp|sctp|icmp|icmpv6 [--port N] [--type T [--code C]]\n"
+      "[-6] [--json]",
+      "FILE --inventory INV... --probes FILE|-"},
+     "which rules decide a packet, at its source (egress) and its destination (ingress);\n"
+     "--probes reads JSON lines {\"src\",\"dst\",\"proto\",\"port\"|\"type\",\"code\"} and prints\n"
+     "one JSON verdict per line",
+     cmd_policy_explain},
+    {"policy preview",
+     {"FILE [--since DURATION] [--json]"},
+     "the flows the controller saw since DURATION ago (default 24h), allowed and denied,\n"
+     "judged again under FILE against the current endpoints: what FILE would newly block,\n"
+     "newly allow, and what stays; says how much of the period allowed traffic was\n"
+     "observed (\"observe\": \"all\"); exit 3 when something would be newly blocked",
+     cmd_policy_preview},
+    {"policy apply",
+     {"FILE [--comment TEXT] [--json]"},
+     "validate, then make the document the controller's newest revision",
+     cmd_policy_apply},
+    {"policy history", {"[--json]"}, "the revisions, newest first (* = in force)", cmd_policy_history},
+    {"policy show", {"[REV] [--json]"}, "one revision's document (default: the newest)", cmd_policy_show},
+    {"policy rollback",
+     {"REV [--json]"},
+     "make an old revision's document the newest revision",
+     cmd_policy_rollback},
+    {"status",
+     {"[--wait[=SECONDS]] [--json]"},
+     "per known node (the allow-list's; with --insecure every node seen until\n"
+     "`nodes forget`), down ones too: connected, last heartbeat, applied revision,\n"
+     "in sync, errors; --wait: exit 0 once every known node is connected and has\n"
+     "applied the newest revision, 1 on timeout (default 30 s), naming those down\n"
+     "or behind",
+     cmd_status},
+    {"endpoints",
+     {"[--node NODE] [--json]"},
+     "every endpoint the agents reported, with addresses and groups",
+     cmd_endpoints},
+    {"flows",
+     {"[--since DURATION] [--node N] [--group G] [--verdict deny|audit|allow]\n"
+      "[--limit N] [--follow | --rules] [--json]"},
+     "the blocked-flow report: denied and audited flows, newest first, with both ends\n"
+     "named and the deciding rule (--verdict allow: the accepted new connections that\n"
+     "a policy with \"observe\": \"all\" reports); --follow prints new ones as they\n"
+     "arrive; --rules: packets per rule (default --limit 50)",
+     cmd_flows},
+    {"nodes forget",
+     {"NODE [--force] [--json]"},
+     "drop a decommissioned node: its endpoints leave every group, the other nodes'\n"
+     "bundles are recompiled; a connected node only with --force",
+     cmd_nodes_forget},
+    {"keygen", {"DIR [--force]"}, "a CURVE key pair: DIR/public.key and DIR/secret.key (0600)", cmd_keygen},
 };
 
 /* text, its continuation lines indented by indent. */

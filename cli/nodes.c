@@ -10,10 +10,11 @@ static void forget_text(json_t *reply, const void *node)
 {
 	printf("node %s forgotten%s\n", (const char *)node,
 	       json_is_true(json_object_get(reply, "was_connected"))
-		       ? " (it was connected: if its agent still runs, it says HELLO again and is back)"
-		       : "");
+		   ? " (it was connected: if its agent still runs, it says HELLO again and is back)"
+		   : "");
 	if (json_is_true(json_object_get(reply, "known")))
-		printf("node %s stays known (listed by `bulkhead status`, waited for by `status --wait`) while its "
+		printf("node %s stays known (listed by `bulkhead status`, waited for by `status --wait`) "
+		       "while its "
 		       "key is in the agent allow-list\n",
 		       (const char *)node);
 }
@@ -26,6 +27,7 @@ int cmd_nodes_forget(struct cli *cli, int argc, char **argv)
 		return ret;
 	if (!verb_node_arg_valid("", o.argv[0]))
 		return EXIT_USAGE;
-	return verb_reply(cli, json_pack("{s:s,s:s,s:b}", "cmd", "nodes.forget", "node", o.argv[0], "force", o.force),
-			  o.json, forget_text, o.argv[0]);
+	return verb_reply(
+	    cli, json_pack("{s:s,s:s,s:b}", "cmd", "nodes.forget", "node", o.argv[0], "force", o.force),
+	    o.json, forget_text, o.argv[0]);
 }

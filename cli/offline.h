@@ -12,7 +12,7 @@
 struct offline {
 	struct policy_doc *doc;
 	struct inventory *inv;
-	const char **nodes;      /* every node of the inventories, NULL-terminated */
+	const char **nodes;	 /* every node of the inventories, NULL-terminated */
 	struct bundle **bundles; /* per node, compiled on first use */
 };
 

@@ -33,7 +33,8 @@ int cmd_policy_validate(struct cli *cli, int argc, char **argv)
 	size_t n_rules = 0;
 	for (size_t i = 0; i < doc->n_policies; i++)
 		n_rules += doc->policies[i].rules[DIR_INGRESS].n + doc->policies[i].rules[DIR_EGRESS].n;
-	printf("%s: valid: %zu groups, %zu policies, %zu rules\n", file, doc->n_groups, doc->n_policies, n_rules);
+	printf("%s: valid: %zu groups, %zu policies, %zu rules\n", file, doc->n_groups, doc->n_policies,
+	       n_rules);
 	policy_doc_free(doc);
 	diag_release(&d);
 	return EXIT_OK;
@@ -42,9 +43,9 @@ int cmd_policy_validate(struct cli *cli, int argc, char **argv)
 int cmd_policy_compile(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"inventory", required_argument, NULL, 'i'},
-		{"node", required_argument, NULL, 'n'},
-		{0},
+	    {"inventory", required_argument, NULL, 'i'},
+	    {"node", required_argument, NULL, 'n'},
+	    {0},
 	};
 	const char **inventories = xcalloc((size_t)argc, sizeof(*inventories));
 	size_t n_inventories = 0;
@@ -164,8 +165,7 @@ static void history_text(json_t *reply, const void *arg)
 	table_add(t, "REVISION", "TIME", "COMMENT");
 	size_t i;
 	json_t *r;
-	json_array_foreach(json_object_get(reply, "revisions"), i, r)
-	{
+	json_array_foreach (json_object_get(reply, "revisions"), i, r) {
 		char rev[32], when[64];
 		snprintf(rev, sizeof(rev), "%s%lld", json_is_true(json_object_get(r, "current")) ? "*" : " ",
 			 (long long)json_integer_value(json_object_get(r, "revision")));
@@ -206,7 +206,8 @@ int cmd_policy_show(struct cli *cli, int argc, char **argv)
 
 static void rollback_text(json_t *reply, const void *arg)
 {
-	printf("revision %lld (rollback to %lld)\n", (long long)json_integer_value(json_object_get(reply, "revision")),
+	printf("revision %lld (rollback to %lld)\n",
+	       (long long)json_integer_value(json_object_get(reply, "revision")),
 	       (long long)*(const json_int_t *)arg);
 }
 

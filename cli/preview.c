@@ -28,8 +28,8 @@ static void end_text(json_t *f, const char *side, char *buf, size_t n)
 	snprintf(key, sizeof(key), "%s_groups", side);
 	const char *groups = json_string_value(json_object_get(f, key));
 	bool g = groups && *groups;
-	snprintf(buf, n, "%s%s%s%s", ep ? ep : verb_str(json_object_get(f, side), "?"), g ? (ep ? " (" : " [") : "",
-		 g ? groups : "", g ? (ep ? ")" : "]") : "");
+	snprintf(buf, n, "%s%s%s%s", ep ? ep : verb_str(json_object_get(f, side), "?"),
+		 g ? (ep ? " (" : " [") : "", g ? groups : "", g ? (ep ? ")" : "]") : "");
 }
 
 static void proto_text(json_t *f, char *buf, size_t n)
@@ -64,8 +64,7 @@ static void section(json_t *reply, const char *change, const char *title)
 	table_add(t, "LAST SEEN", "SOURCE", "DESTINATION", "PROTO", "WAS", "BY", "NOW", "BY");
 	size_t i;
 	json_t *f;
-	json_array_foreach(json_object_get(reply, "flows"), i, f)
-	{
+	json_array_foreach (json_object_get(reply, "flows"), i, f) {
 		if (strcmp(verb_str(json_object_get(f, "change"), ""), change) != 0)
 			continue;
 		char when[32], src[512], dst[512], proto[64], was[64];
@@ -76,7 +75,8 @@ static void section(json_t *reply, const char *change, const char *title)
 		snprintf(was, sizeof(was), "%s x%lld", verb_str(json_object_get(f, "was"), "?"),
 			 (long long)json_integer_value(json_object_get(f, "count")));
 		table_add(t, when, src, dst, proto, was, verb_str(json_object_get(f, "was_rule"), "-"),
-			  verb_str(json_object_get(f, "now"), "?"), verb_str(json_object_get(f, "rule"), "-"));
+			  verb_str(json_object_get(f, "now"), "?"),
+			  verb_str(json_object_get(f, "rule"), "-"));
 	}
 	table_print(t);
 }
@@ -96,23 +96,29 @@ static void preview_text(json_t *reply, const char *file)
 	if (observed >= period)
 		printf("Observed with \"observe\": \"all\" the whole period: allowed and denied flows.\n");
 	else if (observed > 0)
-		printf("Observed with \"observe\": \"all\" %.0f%% of the period (%lld of %lld s): allowed traffic "
+		printf("Observed with \"observe\": \"all\" %.0f%% of the period (%lld of %lld s): allowed "
+		       "traffic "
 		       "outside it is unknown, so what would be newly blocked may be more than shown.\n",
-		       100.0 * (double)observed / (double)period, (long long)(observed / 1000), (long long)(period / 1000));
+		       100.0 * (double)observed / (double)period, (long long)(observed / 1000),
+		       (long long)(period / 1000));
 	else
-		printf("No revision with \"observe\": \"all\" was in force in the period: allowed traffic is unknown, "
-		       "so nothing can be shown as newly blocked; only denied and audited flows were judged.\n");
+		printf(
+		    "No revision with \"observe\": \"all\" was in force in the period: allowed traffic is "
+		    "unknown, "
+		    "so nothing can be shown as newly blocked; only denied and audited flows were judged.\n");
 	/* Reports lost on the way, or not stored: flows the preview cannot see. */
 	json_int_t lost = 0;
 	size_t i;
 	json_t *l;
-	json_array_foreach(json_object_get(reply, "lost"), i, l)
-		lost += json_integer_value(json_object_get(l, "gap")) + json_integer_value(json_object_get(l, "spool"));
-	json_array_foreach(json_object_get(reply, "dropped"), i, l)
+	json_array_foreach (json_object_get(reply, "lost"), i, l)
+		lost += json_integer_value(json_object_get(l, "gap")) +
+			json_integer_value(json_object_get(l, "spool"));
+	json_array_foreach (json_object_get(reply, "dropped"), i, l)
 		if (strcmp(verb_str(json_object_get(l, "reason"), ""), "future") != 0)
 			lost += json_integer_value(json_object_get(l, "packets"));
 	if (lost)
-		printf("Warning: %lld logged packet(s) of the period were lost or not stored (bulkhead flows says "
+		printf("Warning: %lld logged packet(s) of the period were lost or not stored (bulkhead flows "
+		       "says "
 		       "where): flows may be missing here.\n",
 		       (long long)lost);
 	section(reply, "newly_blocked", "Newly blocked");
@@ -124,9 +130,9 @@ static void preview_text(json_t *reply, const char *file)
 int cmd_policy_preview(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"since", required_argument, NULL, 's'},
-		{"json", no_argument, NULL, 'j'},
-		{NULL, 0, NULL, 0},
+	    {"since", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {NULL, 0, NULL, 0},
 	};
 	long since = 24 * 3600;
 	bool as_json = false;
@@ -137,11 +143,15 @@ int cmd_policy_preview(struct cli *cli, int argc, char **argv)
 		switch (c) {
 		case 's':
 			if (duration_parse(optarg, &since) < 0) {
-				fprintf(stderr, "bulkhead: --since: a duration like 30m, 24h or 7d, not \"%s\"\n", optarg);
+				fprintf(stderr,
+					"bulkhead: --since: a duration like 30m, 24h or 7d, not \"%s\"\n",
+					optarg);
 				return EXIT_USAGE;
 			}
 			break;
-		case 'j': as_json = true; break;
+		case 'j':
+			as_json = true;
+			break;
 		default:
 			fprintf(stderr, "bulkhead: unknown option \"%s\"\n", argv[optind - 1]);
 			return EXIT_SHOW_USAGE;
@@ -165,7 +175,8 @@ int cmd_policy_preview(struct cli *cli, int argc, char **argv)
 	struct policy_doc *doc = policy_parse_string(text, len, &d);
 	if (!doc) {
 		diag_print(&d, stderr);
-		fprintf(stderr, "bulkhead: %s: invalid policy (%zu error%s)\n", file, d.n, d.n == 1 ? "" : "s");
+		fprintf(stderr, "bulkhead: %s: invalid policy (%zu error%s)\n", file, d.n,
+			d.n == 1 ? "" : "s");
 		diag_release(&d);
 		free(text);
 		return EXIT_USAGE;
@@ -179,7 +190,8 @@ int cmd_policy_preview(struct cli *cli, int argc, char **argv)
 	json_t *reply = verb_call(cli, req, &ret);
 	if (!reply)
 		return ret;
-	bool blocked = json_integer_value(json_object_get(json_object_get(reply, "counts"), "newly_blocked")) > 0;
+	bool blocked =
+	    json_integer_value(json_object_get(json_object_get(reply, "counts"), "newly_blocked")) > 0;
 	if (as_json)
 		verb_print_json(reply);
 	else

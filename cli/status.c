@@ -31,8 +31,7 @@ static void status_lagging(json_t *reply, char *buf, size_t n)
 	buf[0] = '\0';
 	size_t i, more = 0;
 	json_t *node;
-	json_array_foreach(json_object_get(reply, "nodes"), i, node)
-	{
+	json_array_foreach (json_object_get(reply, "nodes"), i, node) {
 		if (!status_waited(node))
 			continue;
 		bool up = json_is_true(json_object_get(node, "connected"));
@@ -64,16 +63,17 @@ static void status_print(json_t *reply)
 	table_add(t, "NODE", "STATE", "HEARTBEAT", "REVISION", "IN-SYNC", "ENDPOINTS", "ERRORS");
 	size_t i, k;
 	json_t *node, *e;
-	json_array_foreach(json_object_get(reply, "nodes"), i, node)
-	{
+	json_array_foreach (json_object_get(reply, "nodes"), i, node) {
 		char hb[32] = "-", applied[32] = "-", eps[32], errs[32];
 		json_t *last = json_object_get(node, "last_heartbeat");
 		if (json_is_integer(last))
-			snprintf(hb, sizeof(hb), "%.1fs ago", (double)(now - json_integer_value(last)) / 1000.0);
+			snprintf(hb, sizeof(hb), "%.1fs ago",
+				 (double)(now - json_integer_value(last)) / 1000.0);
 		if (json_is_integer(json_object_get(node, "applied_revision")))
 			snprintf(applied, sizeof(applied), "%lld",
 				 (long long)json_integer_value(json_object_get(node, "applied_revision")));
-		snprintf(eps, sizeof(eps), "%lld", (long long)json_integer_value(json_object_get(node, "endpoints")));
+		snprintf(eps, sizeof(eps), "%lld",
+			 (long long)json_integer_value(json_object_get(node, "endpoints")));
 		snprintf(errs, sizeof(errs), "%zu", json_array_size(json_object_get(node, "errors")));
 		/* No policy: nothing to be in sync with ("-"), unless the node
 		 * enforces a bundle from before (said below). */
@@ -87,8 +87,7 @@ static void status_print(json_t *reply)
 			  up ? (policy ? "yes" : "-") : "no", eps, errs);
 	}
 	table_print(t);
-	json_array_foreach(json_object_get(reply, "nodes"), i, node)
-	{
+	json_array_foreach (json_object_get(reply, "nodes"), i, node) {
 		if (policy || json_is_true(json_object_get(node, "up_to_date")) ||
 		    !json_is_string(json_object_get(node, "applied_hash")))
 			continue;
@@ -96,22 +95,21 @@ static void status_print(json_t *reply)
 		char what[64] = "a bundle";
 		if (json_is_integer(held))
 			snprintf(what, sizeof(what), "revision %lld", (long long)json_integer_value(held));
-		printf("warning: node %s enforces %s (%.12s), which this controller does not have: no policy is "
-		       "applied here yet\n",
-		       ESCAPED(verb_str(json_object_get(node, "node"), "?")), what,
-		       ESCAPED(verb_str(json_object_get(node, "applied_hash"), "?")));
+		printf(
+		    "warning: node %s enforces %s (%.12s), which this controller does not have: no policy is "
+		    "applied here yet\n",
+		    ESCAPED(verb_str(json_object_get(node, "node"), "?")), what,
+		    ESCAPED(verb_str(json_object_get(node, "applied_hash"), "?")));
 	}
-	json_array_foreach(json_object_get(reply, "conflicts"), i, e)
-	{
+	json_array_foreach (json_object_get(reply, "conflicts"), i, e) {
 		json_t *eps = json_object_get(e, "endpoints");
-		printf("warning: %s is claimed by %s and %s: %s\n", ESCAPED(verb_str(json_object_get(e, "address"), "?")),
-		       ESCAPED(verb_str(json_array_get(eps, 0), "?")), ESCAPED(verb_str(json_array_get(eps, 1), "?")),
-		       INVENTORY_CONFLICT_EFFECT);
+		printf("warning: %s is claimed by %s and %s: %s\n",
+		       ESCAPED(verb_str(json_object_get(e, "address"), "?")),
+		       ESCAPED(verb_str(json_array_get(eps, 0), "?")),
+		       ESCAPED(verb_str(json_array_get(eps, 1), "?")), INVENTORY_CONFLICT_EFFECT);
 	}
-	json_array_foreach(json_object_get(reply, "nodes"), i, node)
-	{
-		json_array_foreach(json_object_get(node, "errors"), k, e)
-		{
+	json_array_foreach (json_object_get(reply, "nodes"), i, node) {
+		json_array_foreach (json_object_get(node, "errors"), k, e) {
 			printf("%s: ", ESCAPED(verb_str(json_object_get(node, "node"), "?")));
 			verb_put_escaped(stdout, verb_str(e, "?"), "\n");
 		}
@@ -130,8 +128,10 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 	for (;;) {
 		if (o.wait_s >= 0) { /* no single call past the deadline (100 ms at least) */
 			clock_gettime(CLOCK_MONOTONIC, &now);
-			long spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-			cli->call_timeout_ms = (int)(o.wait_s * 1000L - spent > 100 ? o.wait_s * 1000L - spent : 100);
+			long spent =
+			    (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+			cli->call_timeout_ms =
+			    (int)(o.wait_s * 1000L - spent > 100 ? o.wait_s * 1000L - spent : 100);
 		}
 		json_t *reply = verb_call(cli, json_pack("{s:s}", "cmd", "status"), &ret);
 		if (!reply && (o.wait_s < 0 || cli->call_denied))
@@ -139,7 +139,8 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 		if (reply)
 			status_lagging(reply, lagging, sizeof(lagging));
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		double waited = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+		double waited =
+		    (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
 		bool done = reply && !lagging[0];
 		if (o.wait_s < 0 || done || waited >= o.wait_s) {
 			if (!reply)
@@ -165,8 +166,7 @@ static void join_strings(json_t *arr, char *buf, size_t n)
 	buf[0] = '\0';
 	size_t i;
 	json_t *e;
-	json_array_foreach(arr, i, e)
-	{
+	json_array_foreach (arr, i, e) {
 		size_t len = strlen(buf);
 		snprintf(buf + len, n - len, "%s%s", i ? "," : "", verb_str(e, "?"));
 	}
@@ -178,20 +178,20 @@ static void endpoints_text(json_t *reply, const void *arg)
 	table_add(t, "NODE", "NAME", "ADDRESSES", "GROUPS", "LABELS");
 	size_t i;
 	json_t *ep;
-	json_array_foreach(json_object_get(reply, "endpoints"), i, ep)
-	{
+	json_array_foreach (json_object_get(reply, "endpoints"), i, ep) {
 		char addrs[2048], groups[2048], labels[2048] = "";
 		join_strings(json_object_get(ep, "addresses"), addrs, sizeof(addrs));
 		join_strings(json_object_get(ep, "groups"), groups, sizeof(groups));
 		const char *k;
 		json_t *v;
-		json_object_foreach(json_object_get(ep, "labels"), k, v)
-		{
+		json_object_foreach (json_object_get(ep, "labels"), k, v) {
 			size_t len = strlen(labels);
-			snprintf(labels + len, sizeof(labels) - len, "%s%s=%s", len ? "," : "", k, verb_str(v, "?"));
+			snprintf(labels + len, sizeof(labels) - len, "%s%s=%s", len ? "," : "", k,
+				 verb_str(v, "?"));
 		}
-		table_add(t, verb_str(json_object_get(ep, "node"), "?"), verb_str(json_object_get(ep, "name"), "?"),
-			  addrs[0] ? addrs : "-", groups[0] ? groups : "-", labels[0] ? labels : "-");
+		table_add(t, verb_str(json_object_get(ep, "node"), "?"),
+			  verb_str(json_object_get(ep, "name"), "?"), addrs[0] ? addrs : "-",
+			  groups[0] ? groups : "-", labels[0] ? labels : "-");
 	}
 	table_print(t);
 }
@@ -202,6 +202,6 @@ int cmd_endpoints(struct cli *cli, int argc, char **argv)
 	int ret = verb_parse_opts(argc, argv, &o, "jn", 0, 0);
 	if (ret)
 		return ret;
-	return verb_reply(cli, json_pack("{s:s,s:s?}", "cmd", "endpoints", "node", o.node), o.json, endpoints_text,
-			  NULL);
+	return verb_reply(cli, json_pack("{s:s,s:s?}", "cmd", "endpoints", "node", o.node), o.json,
+			  endpoints_text, NULL);
 }

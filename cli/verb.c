@@ -10,12 +10,13 @@
 #include "admin.h"
 #include "verb.h"
 
-int verb_parse_opts(int argc, char **argv, struct verb_opts *o, const char *allowed, int min_args, int max_args)
+int verb_parse_opts(int argc, char **argv, struct verb_opts *o, const char *allowed, int min_args,
+		    int max_args)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},	    {"comment", required_argument, NULL, 'c'},
-		{"node", required_argument, NULL, 'n'},	    {"wait", optional_argument, NULL, 'w'},
-		{"force", no_argument, NULL, 'f'},	    {NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},	    {"comment", required_argument, NULL, 'c'},
+	    {"node", required_argument, NULL, 'n'}, {"wait", optional_argument, NULL, 'w'},
+	    {"force", no_argument, NULL, 'f'},	    {NULL, 0, NULL, 0},
 	};
 	*o = (struct verb_opts){.wait_s = -1};
 	optind = 1;
@@ -27,10 +28,18 @@ int verb_parse_opts(int argc, char **argv, struct verb_opts *o, const char *allo
 			return EXIT_SHOW_USAGE;
 		}
 		switch (c) {
-		case 'j': o->json = true; break;
-		case 'c': o->comment = optarg; break;
-		case 'n': o->node = optarg; break;
-		case 'f': o->force = true; break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'c':
+			o->comment = optarg;
+			break;
+		case 'n':
+			o->node = optarg;
+			break;
+		case 'f':
+			o->force = true;
+			break;
 		case 'w': {
 			char *end = NULL;
 			long v = optarg ? strtol(optarg, &end, 10) : 30;
@@ -78,8 +87,9 @@ static int reply_failure(json_t *reply)
 {
 	size_t i;
 	json_t *e;
-	json_array_foreach(json_object_get(reply, "errors"), i, e) if (json_is_string(e))
-		verb_put_escaped(stderr, json_string_value(e), "\n");
+	json_array_foreach (json_object_get(reply, "errors"), i, e)
+		if (json_is_string(e))
+			verb_put_escaped(stderr, json_string_value(e), "\n");
 	const char *msg = json_string_value(json_object_get(reply, "error"));
 	fputs("bulkhead: ", stderr);
 	verb_put_escaped(stderr, msg ? msg : "the controller refused the request", "\n");

@@ -29,7 +29,8 @@ struct verb_opts {
  * letters are in allowed (j --json, c --comment, n --node NODE-NAME, w
  * --wait, f --force) and from min_args to max_args positional arguments.
  * EXIT_OK, EXIT_USAGE (said), or EXIT_SHOW_USAGE. */
-int verb_parse_opts(int argc, char **argv, struct verb_opts *o, const char *allowed, int min_args, int max_args);
+int verb_parse_opts(int argc, char **argv, struct verb_opts *o, const char *allowed, int min_args,
+		    int max_args);
 
 /* Whether an argument that goes into a request is text JSON can carry;
  * says which one (what) it is not. NULL is fine (none given). */

@@ -38,10 +38,10 @@ struct admin {
 /* A request answered later, from the worker: what it does there, and
  * where its reply goes. */
 enum job_kind {
-	JOB_NONE,   /* answered at once */
-	JOB_FLOWS,  /* a flow query on the reader */
-	JOB_SHOW,   /* a revision's document, from the reader */
-	JOB_POLICY, /* a document parsed and validated, then made a revision on the loop */
+	JOB_NONE,    /* answered at once */
+	JOB_FLOWS,   /* a flow query on the reader */
+	JOB_SHOW,    /* a revision's document, from the reader */
+	JOB_POLICY,  /* a document parsed and validated, then made a revision on the loop */
 	JOB_PREVIEW, /* a document judged against the flows of a period (preview.h), on the reader */
 };
 
@@ -60,8 +60,8 @@ struct job {
 	size_t rid_len;
 	struct flow_query q; /* JOB_FLOWS: its strings in strings */
 	json_t *strings;
-	int64_t revision; /* JOB_SHOW */
-	struct parsed_policy policy; /* JOB_POLICY */
+	int64_t revision;		/* JOB_SHOW */
+	struct parsed_policy policy;	/* JOB_POLICY */
 	struct preview_request preview; /* JOB_PREVIEW: its strings in strings */
 	struct compiler_hold *hold;	/* JOB_PREVIEW: preview.inv held */
 	json_t *reply;
@@ -135,17 +135,20 @@ static json_t *policy_commit(struct store *s, struct compiler *c, struct parsed_
 	if (!p->doc) {
 		json_t *errors = json_array();
 		for (size_t i = 0; i < p->d.n; i++)
-			json_array_append_new(errors, json_sprintf("%s: %s%s%s", p->d.file, p->d.v[i].path,
-								   p->d.v[i].path[0] ? ": " : "", p->d.v[i].message));
-		json_t *r = admin_reply_error(2, "%s: invalid policy (%zu error%s); revision %lld stays in force", p->d.file, p->d.n,
-				 p->d.n == 1 ? "" : "s", (long long)compiler_revision(c));
+			json_array_append_new(errors,
+					      json_sprintf("%s: %s%s%s", p->d.file, p->d.v[i].path,
+							   p->d.v[i].path[0] ? ": " : "", p->d.v[i].message));
+		json_t *r = admin_reply_error(
+		    2, "%s: invalid policy (%zu error%s); revision %lld stays in force", p->d.file, p->d.n,
+		    p->d.n == 1 ? "" : "s", (long long)compiler_revision(c));
 		json_object_set_new(r, "errors", errors);
 		return r;
 	}
 	char current[65];
 	if (compiler_revision(c) && store_revision_sha256(s, compiler_revision(c), current) == 0 &&
 	    strcmp(p->sha256, current) == 0)
-		return ok(json_pack("{s:I,s:b}", "revision", (json_int_t)compiler_revision(c), "unchanged", 1));
+		return ok(
+		    json_pack("{s:I,s:b}", "revision", (json_int_t)compiler_revision(c), "unchanged", 1));
 	int64_t rev;
 	if (store_add_revision(s, p->document, p->comment, &rev) < 0) {
 		log_error("storing a policy revision: %s", store_error(s));
@@ -188,9 +191,10 @@ static json_t *cmd_history(struct admin *a, json_t *req, struct job *later)
 	}
 	size_t i;
 	json_t *r;
-	json_array_foreach(revs, i, r) json_object_set_new(
-		r, "current",
-		json_boolean(json_integer_value(json_object_get(r, "revision")) == compiler_revision(a->compiler)));
+	json_array_foreach (revs, i, r)
+		json_object_set_new(r, "current",
+				    json_boolean(json_integer_value(json_object_get(r, "revision")) ==
+						 compiler_revision(a->compiler)));
 	return ok(json_pack("{s:o}", "revisions", revs));
 }
 
@@ -211,7 +215,8 @@ static json_t *show_revision(struct store *s, int64_t rev)
 	struct store_revision r = {0};
 	int e = rev ? store_get_revision(s, rev, &r) : -ENOENT;
 	if (e == -ENOENT)
-		return rev ? admin_reply_error(2, "no revision %lld", (long long)rev) : admin_reply_error(1, "no policy has been applied yet");
+		return rev ? admin_reply_error(2, "no revision %lld", (long long)rev)
+			   : admin_reply_error(1, "no policy has been applied yet");
 	if (e < 0)
 		return admin_reply_error(1, "reading revision %lld: %s", (long long)rev, store_error(s));
 	char *comment = as_text(r.comment);
@@ -239,7 +244,8 @@ static json_t *cmd_show(struct admin *a, json_t *req, struct job *later)
 }
 
 /* policy.apply and rollback: parsed off the loop when there is a worker. */
-static json_t *apply(struct admin *a, struct job *later, const char *document, const char *file, const char *comment)
+static json_t *apply(struct admin *a, struct job *later, const char *document, const char *file,
+		     const char *comment)
 {
 	if (!later)
 		return admin_apply_policy(a->store, a->compiler, document, file, comment);
@@ -252,8 +258,10 @@ static json_t *cmd_apply(struct admin *a, json_t *req, struct job *later)
 {
 	json_t *docv = json_object_get(req, "document"), *file = json_object_get(req, "file"),
 	       *comment = json_object_get(req, "comment");
-	if (!json_is_string(docv) || (file && !json_is_string(file)) || (comment && !json_is_null(comment) && !json_is_string(comment)))
-		return admin_reply_error(2, "policy.apply needs \"document\" (and optional \"file\", \"comment\") as strings");
+	if (!json_is_string(docv) || (file && !json_is_string(file)) ||
+	    (comment && !json_is_null(comment) && !json_is_string(comment)))
+		return admin_reply_error(
+		    2, "policy.apply needs \"document\" (and optional \"file\", \"comment\") as strings");
 	return apply(a, later, json_string_value(docv), json_string_value(file), json_string_value(comment));
 }
 
@@ -267,7 +275,8 @@ static json_t *cmd_rollback(struct admin *a, json_t *req, struct job *later)
 	if (e == -ENOENT)
 		return admin_reply_error(2, "no revision %lld", (long long)rev);
 	if (e < 0)
-		return admin_reply_error(1, "reading revision %lld: %s", (long long)rev, store_error(a->store));
+		return admin_reply_error(1, "reading revision %lld: %s", (long long)rev,
+					 store_error(a->store));
 	char comment[64], file[64];
 	snprintf(comment, sizeof(comment), "rollback to %lld", (long long)rev);
 	snprintf(file, sizeof(file), "revision %lld", (long long)rev);
@@ -283,9 +292,9 @@ static json_t *cmd_status(struct admin *a, json_t *req, struct job *later)
 	int64_t rev = compiler_revision(a->compiler);
 	json_t *counters = sessions_counters(a->sessions);
 	json_object_set_new(counters, "admin_requests_malformed", json_integer((json_int_t)a->malformed));
-	return ok(json_pack("{s:o,s:I,s:o,s:o,s:o}", "revision", rev ? json_integer(rev) : json_null(), "time",
-			    (json_int_t)clock_wall_ms(), "nodes", sessions_status_nodes(a->sessions), "counters", counters,
-			    "conflicts", compiler_conflicts(a->compiler)));
+	return ok(json_pack("{s:o,s:I,s:o,s:o,s:o}", "revision", rev ? json_integer(rev) : json_null(),
+			    "time", (json_int_t)clock_wall_ms(), "nodes", sessions_status_nodes(a->sessions),
+			    "counters", counters, "conflicts", compiler_conflicts(a->compiler)));
 }
 
 static json_t *cmd_endpoints(struct admin *a, json_t *req, struct job *later)
@@ -312,9 +321,9 @@ static json_t *cmd_endpoints(struct admin *a, json_t *req, struct job *later)
 		for (size_t g = 0; doc && g < doc->n_groups; g++)
 			if (compile_group_selects(doc->groups[g], ep))
 				json_array_append_new(groups, json_string(doc->groups[g]->name));
-		json_array_append_new(out, json_pack("{s:s,s:s,s:s?,s:o,s:o,s:o}", "node", ep->node, "name", ep->name,
-						     "netns", ep->netns, "labels", labels, "addresses", addrs, "groups",
-						     groups));
+		json_array_append_new(out, json_pack("{s:s,s:s,s:s?,s:o,s:o,s:o}", "node", ep->node, "name",
+						     ep->name, "netns", ep->netns, "labels", labels,
+						     "addresses", addrs, "groups", groups));
 	}
 	return ok(json_pack("{s:o}", "endpoints", out));
 }
@@ -326,9 +335,11 @@ static json_t *cmd_nodes_forget(struct admin *a, json_t *req, struct job *later)
 	const char *node = json_string_value(json_object_get(req, "node"));
 	json_t *force = json_object_get(req, "force");
 	if (!node || (force && !json_is_boolean(force)))
-		return admin_reply_error(2, "nodes.forget needs \"node\", a string (and optional \"force\", a boolean)");
+		return admin_reply_error(
+		    2, "nodes.forget needs \"node\", a string (and optional \"force\", a boolean)");
 	if (!inventory_node_name_valid(node))
-		return admin_reply_error(2, "\"%s\" is not a node name: %s", ESCAPED(node), INVENTORY_NODE_NAME_RULE);
+		return admin_reply_error(2, "\"%s\" is not a node name: %s", ESCAPED(node),
+					 INVENTORY_NODE_NAME_RULE);
 	bool was_connected = false;
 	int r = sessions_forget(a->sessions, node, json_is_true(force), &was_connected);
 	if (r == -ENOENT && sessions_known(a->sessions, node))
@@ -338,9 +349,11 @@ static json_t *cmd_nodes_forget(struct admin *a, json_t *req, struct job *later)
 	if (r == -ENOENT)
 		return admin_reply_error(2, "no node %s is known", node);
 	if (r == -EBUSY)
-		return admin_reply_error(1, "node %s is connected: stop its agent first, or --force (it comes back if its agent "
-			       "keeps running)",
-			    node);
+		return admin_reply_error(
+		    1,
+		    "node %s is connected: stop its agent first, or --force (it comes back if its agent "
+		    "keeps running)",
+		    node);
 	if (r < 0)
 		return admin_reply_error(1, "forgetting node %s: %s", node, store_error(a->store));
 	/* The allow-list still names it: known (and down) until its key goes. */
@@ -372,9 +385,11 @@ static json_t *query_flows(struct store *s, const struct flow_query *q)
 	json_t *out = NULL;
 	int r = store_query_flows(s, q, &out);
 	if (r == -ETIMEDOUT)
-		return admin_reply_error(1, "reading flows: %s, its limit; narrow it (--since, --node, --group, --verdict) or "
-			       "raise the controller's --flow-query-ms",
-			    store_error(s));
+		return admin_reply_error(
+		    1,
+		    "reading flows: %s, its limit; narrow it (--since, --node, --group, --verdict) or "
+		    "raise the controller's --flow-query-ms",
+		    store_error(s));
 	if (r < 0)
 		return admin_reply_error(1, "reading flows: %s", store_error(s));
 	json_object_set_new(out, "time", json_integer(clock_wall_ms()));
@@ -391,7 +406,8 @@ static json_t *cmd_flows(struct admin *a, json_t *req, struct job *later)
 		return admin_reply_error(2, "\"mode\", \"node\", \"group\" and \"verdict\" must be strings");
 	if (!opt_count(req, "since_seconds", &since_s) || !opt_count(req, "limit", &q.limit) ||
 	    !opt_count(req, "after_id", &q.after_id))
-		return admin_reply_error(2, "\"since_seconds\", \"limit\" and \"after_id\" must be integers >= 0");
+		return admin_reply_error(
+		    2, "\"since_seconds\", \"limit\" and \"after_id\" must be integers >= 0");
 	if (mode && strcmp(mode, "follow") == 0)
 		q.mode = FLOW_QUERY_FOLLOW;
 	else if (mode && strcmp(mode, "rules") == 0)
@@ -422,15 +438,17 @@ static json_t *cmd_preview(struct admin *a, json_t *req, struct job *later)
 {
 	json_t *docv = json_object_get(req, "document"), *file = json_object_get(req, "file");
 	int64_t since_s = 24 * 3600;
-	if (!json_is_string(docv) || (file && !json_is_string(file)) || !opt_count(req, "since_seconds", &since_s))
-		return admin_reply_error(2, "policy.preview needs \"document\" (and optional \"file\") as strings, optional "
-			       "\"since_seconds\" an integer >= 0");
+	if (!json_is_string(docv) || (file && !json_is_string(file)) ||
+	    !opt_count(req, "since_seconds", &since_s))
+		return admin_reply_error(
+		    2, "policy.preview needs \"document\" (and optional \"file\") as strings, optional "
+		       "\"since_seconds\" an integer >= 0");
 	int64_t now = clock_wall_ms();
 	struct preview_request rq = {
-		.document = json_string_value(docv),
-		.file = file && json_string_length(file) ? json_string_value(file) : "policy",
-		.since_ms = since_s < now / 1000 ? now - since_s * 1000 : 0,
-		.until_ms = now,
+	    .document = json_string_value(docv),
+	    .file = file && json_string_length(file) ? json_string_value(file) : "policy",
+	    .since_ms = since_s < now / 1000 ? now - since_s * 1000 : 0,
+	    .until_ms = now,
 	};
 	if (!later) {
 		rq.inv = compiler_inventory(a->compiler);
@@ -449,10 +467,15 @@ static const struct command {
 	const char *name;
 	json_t *(*fn)(struct admin *a, json_t *req, struct job *later);
 } commands[] = {
-	{"policy.apply", cmd_apply},	   {"policy.history", cmd_history}, {"policy.show", cmd_show},
-	{"policy.rollback", cmd_rollback}, {"status", cmd_status},	    {"endpoints", cmd_endpoints},
-	{"flows", cmd_flows},		   {"nodes.forget", cmd_nodes_forget},
-	{"policy.preview", cmd_preview},
+    {"policy.apply", cmd_apply},
+    {"policy.history", cmd_history},
+    {"policy.show", cmd_show},
+    {"policy.rollback", cmd_rollback},
+    {"status", cmd_status},
+    {"endpoints", cmd_endpoints},
+    {"flows", cmd_flows},
+    {"nodes.forget", cmd_nodes_forget},
+    {"policy.preview", cmd_preview},
 };
 
 /* The reply to one request; or NULL, and later (a job not yet submitted;
@@ -469,7 +492,8 @@ static json_t *handle(struct admin *a, const void *data, size_t len, struct job 
 		a->malformed++;
 		reply = admin_reply_error(2, "malformed request: %s", req ? "no \"cmd\"" : jerr.text);
 	} else if (!json_is_integer(v) || json_integer_value(v) != ADMIN_VERSION) {
-		reply = admin_reply_error(2, "admin protocol version mismatch: the controller speaks %d", ADMIN_VERSION);
+		reply = admin_reply_error(2, "admin protocol version mismatch: the controller speaks %d",
+					  ADMIN_VERSION);
 	} else {
 		size_t i = 0;
 		while (i < BH_ARRAY_SIZE(commands) && strcmp(cmd, commands[i].name) != 0)
@@ -477,7 +501,8 @@ static json_t *handle(struct admin *a, const void *data, size_t len, struct job 
 		if (i == BH_ARRAY_SIZE(commands))
 			reply = admin_reply_error(2, "unknown command \"%s\"", ESCAPED(cmd));
 		else
-			reply = commands[i].fn(a, req, later); /* NULL: later, or json_pack refused a string */
+			reply =
+			    commands[i].fn(a, req, later); /* NULL: later, or json_pack refused a string */
 	}
 	json_decref(req);
 	return reply;
@@ -560,17 +585,20 @@ static void on_request(void *data, uint32_t events)
 	for (int i = 0; i < READ_BURST && zmsg_recv(&m, a->sock, 3) > 0; i++) {
 		/* ROUTER: a REQ's request is its routing id, an empty frame and
 		 * one frame of JSON. */
-		if (m.parts < 2 || zmsg_size(&m, 0) > sizeof(((struct job *)0)->rid) || zmsg_size(&m, 1) != 0) {
+		if (m.parts < 2 || zmsg_size(&m, 0) > sizeof(((struct job *)0)->rid) ||
+		    zmsg_size(&m, 1) != 0) {
 			a->malformed++;
 		} else if (m.parts != 3) {
 			a->malformed++;
 			send_reply(a, zmsg_data(&m, 0), zmsg_size(&m, 0),
-				   admin_reply_error(2, "malformed request: %s", m.parts < 3 ? "no frame" : "more than one frame"));
+				   admin_reply_error(2, "malformed request: %s",
+						     m.parts < 3 ? "no frame" : "more than one frame"));
 		} else {
 			struct job *later = NULL;
 			if (a->worker) {
 				later = xcalloc(1, sizeof(*later));
-				later->job = (struct worker_job){.run = job_run, .done = job_done, .cancel = job_cancel};
+				later->job = (struct worker_job){
+				    .run = job_run, .done = job_done, .cancel = job_cancel};
 				later->a = a;
 				memcpy(later->rid, zmsg_data(&m, 0), zmsg_size(&m, 0));
 				later->rid_len = zmsg_size(&m, 0);
@@ -653,7 +681,8 @@ struct admin *admin_new(struct loop *l, void *zctx, const struct admin_options *
 	int64_t max = ADMIN_MAX_MSG;
 	mode_t old_mask = umask(0177); /* ipc binds in this thread: the socket file is made 0600 */
 	bool ok = a->sock && zmq_setsockopt(a->sock, ZMQ_LINGER, &zero, sizeof(zero)) == 0 &&
-		  zmq_setsockopt(a->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) == 0 && zmq_bind(a->sock, endpoint) == 0;
+		  zmq_setsockopt(a->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) == 0 &&
+		  zmq_bind(a->sock, endpoint) == 0;
 	int e = errno;
 	umask(old_mask);
 	if (!ok) {
@@ -684,4 +713,3 @@ void admin_free(struct admin *a)
 	store_free(a->reader);
 	free(a);
 }
-

@@ -20,7 +20,8 @@ static int64_t packets_of(json_t *flows)
 	int64_t n = 0;
 	size_t i;
 	json_t *f;
-	json_array_foreach(flows, i, f) n += member(f, "count");
+	json_array_foreach (flows, i, f)
+		n += member(f, "count");
 	return n;
 }
 
@@ -87,7 +88,8 @@ static bool keep_record(json_t *item, void *data)
 	return true;
 }
 
-int64_t flowcheck_batch(json_t *body, json_t *endpoints, const struct flowcheck_limits *l, struct store_drops *drops)
+int64_t flowcheck_batch(json_t *body, json_t *endpoints, const struct flowcheck_limits *l,
+			struct store_drops *drops)
 {
 	struct store_drops d = {0};
 	json_t *flows = json_object_get(body, "flows"), *hits = json_object_get(body, "hits");
@@ -95,8 +97,7 @@ int64_t flowcheck_batch(json_t *body, json_t *endpoints, const struct flowcheck_
 	 * is not named. */
 	size_t i;
 	json_t *lost;
-	json_array_foreach(json_object_get(body, "lost"), i, lost)
-	{
+	json_array_foreach (json_object_get(body, "lost"), i, lost) {
 		json_t *ep = json_object_get(lost, "endpoint");
 		if (json_is_string(ep) && !json_object_get(endpoints, json_string_value(ep)))
 			json_object_set_new(lost, "endpoint", json_null());
@@ -140,7 +141,8 @@ void flowcheck_drop_all(json_t *body, enum store_drop why, struct store_drops *d
 	int64_t packets = packets_of(flows);
 	size_t i;
 	json_t *lost;
-	json_array_foreach(json_object_get(body, "lost"), i, lost) packets += member(lost, "gap") + member(lost, "spool");
+	json_array_foreach (json_object_get(body, "lost"), i, lost)
+		packets += member(lost, "gap") + member(lost, "spool");
 	drops->v[why].batches++;
 	add(drops, why, (int64_t)(json_array_size(flows) + json_array_size(hits)), packets);
 }

@@ -33,7 +33,8 @@ struct flowcheck_limits {
 /* Edits body in place (removes what is not kept, clamps times); endpoints
  * is the node's endpoint names as the keys of an object. Adds what was not
  * kept to drops; returns the records (flows and hits) kept. */
-int64_t flowcheck_batch(json_t *body, json_t *endpoints, const struct flowcheck_limits *l, struct store_drops *drops);
+int64_t flowcheck_batch(json_t *body, json_t *endpoints, const struct flowcheck_limits *l,
+			struct store_drops *drops);
 
 /* Counts everything body reports (its flows and hits as records, their
  * packets and its losses' as packets) as not kept, for why: a batch the

@@ -23,13 +23,15 @@ void flownames_end(const struct inventory *inv, const struct policy_doc *doc, co
 	for (size_t g = 0; doc && g < doc->n_groups; g++) {
 		const struct policy_group *pg = doc->groups[g];
 		bool in = ep ? compile_group_selects(pg, ep)
-			     : pg->kind == GROUP_NETWORK && range_list_contains(a->family == AF_INET ? &pg->v4 : &pg->v6, a);
+			     : pg->kind == GROUP_NETWORK &&
+				   range_list_contains(a->family == AF_INET ? &pg->v4 : &pg->v6, a);
 		if (in)
 			append(groups, groups_len, pg->name);
 	}
 }
 
-static void name_one(const struct inventory *inv, const struct policy_doc *doc, json_t *flow, const char *side)
+static void name_one(const struct inventory *inv, const struct policy_doc *doc, json_t *flow,
+		     const char *side)
 {
 	char key[32], endpoint[512] = "", groups[4096] = "";
 	struct bh_addr a;
@@ -60,10 +62,10 @@ void flownames_add(struct compiler *c, const char *node, json_t *body)
 	const struct policy_doc *doc = compiler_policy(c);
 	size_t i;
 	json_t *flow;
-	json_array_foreach(json_object_get(body, "flows"), i, flow)
-	{
+	json_array_foreach (json_object_get(body, "flows"), i, flow) {
 		name_one(inv, doc, flow, "src");
 		name_one(inv, doc, flow, "dst");
 	}
-	json_array_foreach(json_object_get(body, "hits"), i, flow) name_hit(inv, doc, node, flow);
+	json_array_foreach (json_object_get(body, "hits"), i, flow)
+		name_hit(inv, doc, node, flow);
 }

@@ -10,8 +10,9 @@ json_t *groupmap_groups(const struct policy_doc *doc)
 {
 	json_t *out = json_array();
 	for (size_t i = 0; doc && i < doc->n_groups; i++)
-		json_array_append_new(out, json_pack("{s:s,s:s}", "name", doc->groups[i]->name, "kind",
-						     doc->groups[i]->kind == GROUP_NETWORK ? "network" : "label"));
+		json_array_append_new(out,
+				      json_pack("{s:s,s:s}", "name", doc->groups[i]->name, "kind",
+						doc->groups[i]->kind == GROUP_NETWORK ? "network" : "label"));
 	return out;
 }
 
@@ -56,14 +57,15 @@ static void edge_add(json_t *edges, const char *src, const char *dst, const char
 		abort();
 	json_t *e = json_object_get(edges, key);
 	if (!e) {
-		e = json_pack("{s:s,s:s,s:{},s:I,s:I}", "src", src, "dst", dst, "verdicts", "count", (json_int_t)0,
-			      "last", (json_int_t)0);
+		e = json_pack("{s:s,s:s,s:{},s:I,s:I}", "src", src, "dst", dst, "verdicts", "count",
+			      (json_int_t)0, "last", (json_int_t)0);
 		json_object_set_new(edges, key, e);
 	}
 	free(key);
 	json_t *vs = json_object_get(e, "verdicts"), *v = json_object_get(vs, verdict);
 	if (!v) {
-		v = json_pack("{s:I,s:I,s:I}", "count", (json_int_t)0, "pairs", (json_int_t)0, "last", (json_int_t)0);
+		v = json_pack("{s:I,s:I,s:I}", "count", (json_int_t)0, "pairs", (json_int_t)0, "last",
+			      (json_int_t)0);
 		json_object_set_new(vs, verdict, v);
 	}
 	add_int(v, "count", count);
@@ -80,8 +82,11 @@ static int by_count(const void *a, const void *b)
 		   cy = json_integer_value(json_object_get(y, "count"));
 	if (cx != cy)
 		return cx > cy ? -1 : 1;
-	int c = strcmp(json_string_value(json_object_get(x, "src")), json_string_value(json_object_get(y, "src")));
-	return c ? c : strcmp(json_string_value(json_object_get(x, "dst")), json_string_value(json_object_get(y, "dst")));
+	int c = strcmp(json_string_value(json_object_get(x, "src")),
+		       json_string_value(json_object_get(y, "src")));
+	return c ? c
+		 : strcmp(json_string_value(json_object_get(x, "dst")),
+			  json_string_value(json_object_get(y, "dst")));
 }
 
 /* name into nodes (and index) when not there yet, with kind. */
@@ -99,10 +104,10 @@ json_t *groupmap_build(json_t *rows, json_t *groups)
 	json_t *nodes = json_array(), *index = json_object(), *edges = json_object();
 	size_t i, k, m;
 	json_t *row, *g;
-	json_array_foreach(groups, i, g) node_add(nodes, index, json_string_value(json_object_get(g, "name")),
-						  json_string_value(json_object_get(g, "kind")));
-	json_array_foreach(rows, i, row)
-	{
+	json_array_foreach (groups, i, g)
+		node_add(nodes, index, json_string_value(json_object_get(g, "name")),
+			 json_string_value(json_object_get(g, "kind")));
+	json_array_foreach (rows, i, row) {
 		const char *verdict = json_string_value(json_object_get(row, "verdict"));
 		if (!verdict)
 			continue;
@@ -114,14 +119,16 @@ json_t *groupmap_build(json_t *rows, json_t *groups)
 		       *dst = end_names(json_string_value(json_object_get(row, "dst_groups")),
 					json_integer_value(json_object_get(row, "dst_outside")) != 0);
 		json_t *a, *b;
-		json_array_foreach(src, k, a) json_array_foreach(dst, m, b)
-		    edge_add(edges, json_string_value(a), json_string_value(b), verdict, count, pairs, last);
+		json_array_foreach (src, k, a)
+			json_array_foreach (dst, m, b)
+				edge_add(edges, json_string_value(a), json_string_value(b), verdict, count,
+					 pairs, last);
 		json_t *both[] = {src, dst};
 		for (size_t s = 0; s < 2; s++)
-			json_array_foreach(both[s], k, a)
-			{
+			json_array_foreach (both[s], k, a) {
 				const char *name = json_string_value(a);
-				bool none = strcmp(name, FLOW_GROUP_OUTSIDE) == 0 || strcmp(name, FLOW_GROUP_UNGROUPED) == 0;
+				bool none = strcmp(name, FLOW_GROUP_OUTSIDE) == 0 ||
+					    strcmp(name, FLOW_GROUP_UNGROUPED) == 0;
 				node_add(nodes, index, name, none ? "none" : "former");
 				json_object_set_new(json_object_get(index, name), "active", json_true());
 			}
@@ -133,7 +140,8 @@ json_t *groupmap_build(json_t *rows, json_t *groups)
 	json_t **v = xcalloc(n ? n : 1, sizeof(*v));
 	const char *key;
 	json_t *e;
-	json_object_foreach(edges, key, e) v[j++] = e;
+	json_object_foreach (edges, key, e)
+		v[j++] = e;
 	qsort(v, n, sizeof(*v), by_count);
 	json_t *list = json_array();
 	for (j = 0; j < n; j++)

@@ -35,7 +35,8 @@ struct intake {
 	int64_t pruned_rows, chunk_rows;
 	struct {
 		uint64_t batches, again, store_failed, expired, rejected, records_dropped;
-		uint64_t packets[3], events_lost; /* stored packets by verdict (vocab.h order); losses reported */
+		uint64_t packets[3],
+		    events_lost; /* stored packets by verdict (vocab.h order); losses reported */
 	} count;
 };
 
@@ -44,16 +45,15 @@ static void count_stored(struct intake *i, json_t *body)
 {
 	size_t k;
 	json_t *e;
-	json_array_foreach(json_object_get(body, "flows"), k, e)
-	{
+	json_array_foreach (json_object_get(body, "flows"), k, e) {
 		int v = vocab_find(report_verdict_words, json_string_value(json_object_get(e, "verdict")));
 		if (v >= 0 && v < 3)
 			i->count.packets[v] += (uint64_t)json_integer_value(json_object_get(e, "count"));
 	}
-	json_array_foreach(json_object_get(body, "lost"), k, e)
-	i->count.events_lost += (uint64_t)(json_integer_value(json_object_get(e, "enobufs")) +
-					   json_integer_value(json_object_get(e, "gap")) +
-					   json_integer_value(json_object_get(e, "spool")));
+	json_array_foreach (json_object_get(body, "lost"), k, e)
+		i->count.events_lost += (uint64_t)(json_integer_value(json_object_get(e, "enobufs")) +
+						   json_integer_value(json_object_get(e, "gap")) +
+						   json_integer_value(json_object_get(e, "spool")));
 }
 
 struct intake *intake_new(struct store *s, struct compiler *c, const struct intake_options *o)
@@ -185,8 +185,8 @@ json_t *intake_flows(struct intake *i, struct node *n, json_t *body)
 	json_t *names = json_object();
 	size_t k;
 	json_t *e;
-	json_array_foreach(n->endpoints, k, e)
-	    json_object_set_new(names, json_string_value(json_object_get(e, "name")), json_true());
+	json_array_foreach (n->endpoints, k, e)
+		json_object_set_new(names, json_string_value(json_object_get(e, "name")), json_true());
 	struct flowcheck_limits l = {
 	    .now_ms = now,
 	    .keep_after_ms = keep_after(i),
@@ -253,9 +253,10 @@ void intake_counters(struct intake *i, json_t *c)
 			 (json_int_t)i->count.store_failed, "flow_batches_expired",
 			 (json_int_t)i->count.expired, "flow_batches_rejected", (json_int_t)i->count.rejected,
 			 "flow_records_dropped", (json_int_t)i->count.records_dropped));
-	json_object_update_new(c, json_pack("{s:I,s:I,s:I,s:I}", "flow_packets_allowed",
-					    (json_int_t)i->count.packets[VERDICT_ACCEPT], "flow_packets_denied",
-					    (json_int_t)i->count.packets[VERDICT_DROP], "flow_packets_audited",
-					    (json_int_t)i->count.packets[VERDICT_AUDIT], "flow_events_lost",
-					    (json_int_t)i->count.events_lost));
+	json_object_update_new(c,
+			       json_pack("{s:I,s:I,s:I,s:I}", "flow_packets_allowed",
+					 (json_int_t)i->count.packets[VERDICT_ACCEPT], "flow_packets_denied",
+					 (json_int_t)i->count.packets[VERDICT_DROP], "flow_packets_audited",
+					 (json_int_t)i->count.packets[VERDICT_AUDIT], "flow_events_lost",
+					 (json_int_t)i->count.events_lost));
 }

@@ -71,8 +71,7 @@ static bool parse_rule(struct rule *out, const char *key, json_t *spec, struct d
 	out->values = xcalloc(json_array_size(spec) + 1, sizeof(*out->values));
 	size_t i;
 	json_t *v;
-	json_array_foreach(spec, i, v)
-	{
+	json_array_foreach (spec, i, v) {
 		size_t mark = jpath_push_index(&p, i);
 		if (!json_is_string(v)) {
 			diag_add(diag, p.buf, "want a string (a label value)");
@@ -108,7 +107,8 @@ struct labelrules *labelrules_parse(const char *name, const char *text, size_t l
 	bool ok = true;
 	const char *key;
 	json_t *spec;
-	json_object_foreach(root, key, spec) ok &= parse_rule(&r->v[r->n++], key, spec, diag);
+	json_object_foreach (root, key, spec)
+		ok &= parse_rule(&r->v[r->n++], key, spec, diag);
 	json_decref(root);
 	qsort(r->v, r->n, sizeof(*r->v), rule_cmp);
 	/* "*" sorts before every label key (which starts with a letter or
@@ -164,16 +164,14 @@ int labelrules_check(const struct labelrules *r, json_t *endpoints, struct diag 
 	size_t refused = 0;
 	size_t i;
 	json_t *ep;
-	json_array_foreach(endpoints, i, ep)
-	{
+	json_array_foreach (endpoints, i, ep) {
 		json_t *labels = json_object_get(ep, "labels");
 		const char *name = json_string_value(json_object_get(ep, "name"));
 		if (!json_is_object(labels))
 			continue;
 		const char *key;
 		json_t *v;
-		json_object_foreach(labels, key, v)
-		{
+		json_object_foreach (labels, key, v) {
 			/* A key or value out of syntax is the list's own
 			 * validation's to refuse (and to show safely). */
 			const char *value = json_string_value(v), *why;

@@ -32,50 +32,52 @@
 #include "telemetry.h"
 #include "web.h"
 
-#define PROG "bulkhead-controller"
-#define MAX_NODES_DEFAULT 1000
+#define PROG		      "bulkhead-controller"
+#define MAX_NODES_DEFAULT     1000
 #define FLOW_QUERY_MS_DEFAULT 8000
 
 static void usage(FILE *out)
 {
-	fputs("usage: " PROG " --state-dir DIR [--listen ENDPOINT] [--admin ENDPOINT] [--policy FILE]\n"
-	      "                           (--keys DIR --agent-keys DIR | --insecure) [--flow-retention D]\n"
-	      "                           [--flow-rate N] [--flow-quota N] [--flow-query-ms N]\n"
-	      "                           [--max-nodes N] [--heartbeat-ms N] [--user NAME] [--verbose]\n"
-	      "                           [--http ADDR:PORT [--http-token FILE]]\n"
-	      "\n"
-	      "  --state-dir DIR     SQLite state (" STORE_FILE "): revisions, endpoints, flows;\n"
-	      "                      a restart resumes from the newest revision\n"
-	      "  --listen ENDPOINT   where agents connect (default tcp://*:7700)\n"
-	      "  --admin ENDPOINT    the CLI's endpoint (default " ADMIN_DEFAULT_ENDPOINT ", root-only;\n"
-	      "                      refused in a directory another user controls)\n"
-	      "  --policy FILE       apply FILE as a new revision at start (if it differs)\n"
-	      "  --keys DIR          the controller's CURVE pair (bulkhead keygen DIR)\n"
-	      "  --agent-keys DIR    allow-list: NODE.key holds the public key of NODE's agent,\n"
-	      "                      NODE.labels (optional) the labels it may report (README:\n"
-	      "                      Security); re-read when the directory changes\n"
-	      "  --insecure          no CURVE: any agent may claim any node (local demos only)\n"
-	      "  --max-nodes N       with --insecure: HELLOs under new node names are refused once N\n"
-	      "                      nodes are known (default 1000; 0: no bound); `bulkhead nodes forget`\n"
-	      "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n"
-	      "  --flow-retention D  denied flows and rule hits are kept this long (default 7d; 30m, 12h...;\n"
-	      "                      0: forever), pruned hourly\n"
-	      "  --flow-rate N       flow and hit records stored per node and second, on average over a\n"
-	      "                      minute (default 2000; 0: no limit); the rest is counted as lost\n"
-	      "  --flow-quota N      records kept per node (default 1000000; 0: no limit); the rest is\n"
-	      "                      counted as lost until the retention makes room\n"
-	      "  --flow-query-ms N   a flow query (bulkhead flows) that runs longer is stopped (it runs on a\n"
-	      "                      thread of its own, beside the agents; default 8000, within the CLI's\n"
-	      "                      10 s wait)\n"
-	      "  --http ADDR:PORT    the blocked-flow page, its JSON API (/api/) and Prometheus /metrics,\n"
-	      "                      e.g. 127.0.0.1:7780 ([::1]:7780 for IPv6); a loopback address may go\n"
-	      "                      without a token, any other needs --http-token\n"
-	      "  --http-token FILE   a bearer token (its first line, 16+ printable characters): every request\n"
-	      "                      carries \"Authorization: Bearer TOKEN\", or a browser opens /?token=TOKEN\n"
-	      "  --user NAME         started as root: become NAME (and its groups) before anything is\n"
-	      "                      opened; the state and admin directories are made for NAME when\n"
-	      "                      missing. Without it, root keeps uid 0 but no capability\n",
-	      out);
+	fputs(
+	    "usage: " PROG " --state-dir DIR [--listen ENDPOINT] [--admin ENDPOINT] [--policy FILE]\n"
+	    "                           (--keys DIR --agent-keys DIR | --insecure) [--flow-retention D]\n"
+	    "                           [--flow-rate N] [--flow-quota N] [--flow-query-ms N]\n"
+	    "                           [--max-nodes N] [--heartbeat-ms N] [--user NAME] [--verbose]\n"
+	    "                           [--http ADDR:PORT [--http-token FILE]]\n"
+	    "\n"
+	    "  --state-dir DIR     SQLite state (" STORE_FILE "): revisions, endpoints, flows;\n"
+	    "                      a restart resumes from the newest revision\n"
+	    "  --listen ENDPOINT   where agents connect (default tcp://*:7700)\n"
+	    "  --admin ENDPOINT    the CLI's endpoint (default " ADMIN_DEFAULT_ENDPOINT ", root-only;\n"
+	    "                      refused in a directory another user controls)\n"
+	    "  --policy FILE       apply FILE as a new revision at start (if it differs)\n"
+	    "  --keys DIR          the controller's CURVE pair (bulkhead keygen DIR)\n"
+	    "  --agent-keys DIR    allow-list: NODE.key holds the public key of NODE's agent,\n"
+	    "                      NODE.labels (optional) the labels it may report (README:\n"
+	    "                      Security); re-read when the directory changes\n"
+	    "  --insecure          no CURVE: any agent may claim any node (local demos only)\n"
+	    "  --max-nodes N       with --insecure: HELLOs under new node names are refused once N\n"
+	    "                      nodes are known (default 1000; 0: no bound); `bulkhead nodes forget`\n"
+	    "  --heartbeat-ms N    heartbeat interval (default 1000); silent for 3 = down\n"
+	    "  --flow-retention D  denied flows and rule hits are kept this long (default 7d; 30m, 12h...;\n"
+	    "                      0: forever), pruned hourly\n"
+	    "  --flow-rate N       flow and hit records stored per node and second, on average over a\n"
+	    "                      minute (default 2000; 0: no limit); the rest is counted as lost\n"
+	    "  --flow-quota N      records kept per node (default 1000000; 0: no limit); the rest is\n"
+	    "                      counted as lost until the retention makes room\n"
+	    "  --flow-query-ms N   a flow query (bulkhead flows) that runs longer is stopped (it runs on a\n"
+	    "                      thread of its own, beside the agents; default 8000, within the CLI's\n"
+	    "                      10 s wait)\n"
+	    "  --http ADDR:PORT    the blocked-flow page, its JSON API (/api/) and Prometheus /metrics,\n"
+	    "                      e.g. 127.0.0.1:7780 ([::1]:7780 for IPv6); a loopback address may go\n"
+	    "                      without a token, any other needs --http-token\n"
+	    "  --http-token FILE   a bearer token (its first line, 16+ printable characters): every request\n"
+	    "                      carries \"Authorization: Bearer TOKEN\", or a browser opens "
+	    "/?token=TOKEN\n"
+	    "  --user NAME         started as root: become NAME (and its groups) before anything is\n"
+	    "                      opened; the state and admin directories are made for NAME when\n"
+	    "                      missing. Without it, root keeps uid 0 but no capability\n",
+	    out);
 }
 
 struct options {
@@ -103,40 +105,76 @@ static int count_option(const char *name, const char *arg, long min, long max, l
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"state-dir", required_argument, NULL, 's'}, {"listen", required_argument, NULL, 'l'},
-		{"admin", required_argument, NULL, 'a'},     {"policy", required_argument, NULL, 'p'},
-		{"keys", required_argument, NULL, 'k'},	     {"agent-keys", required_argument, NULL, 'K'},
-		{"insecure", no_argument, NULL, 'i'},	     {"heartbeat-ms", required_argument, NULL, 'h'},
-		{"verbose", no_argument, NULL, 'v'},	     {"help", no_argument, NULL, 'H'},
-		{"flow-retention", required_argument, NULL, 'r'}, {"flow-rate", required_argument, NULL, 'R'},
-		{"flow-quota", required_argument, NULL, 'Q'},	  {"flow-query-ms", required_argument, NULL, 'q'},
-		{"max-nodes", required_argument, NULL, 'm'},	  {"user", required_argument, NULL, 'u'},
-		{"http", required_argument, NULL, 'w'},		  {"http-token", required_argument, NULL, 'W'},
-		{NULL, 0, NULL, 0},
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"admin", required_argument, NULL, 'a'},
+	    {"policy", required_argument, NULL, 'p'},
+	    {"keys", required_argument, NULL, 'k'},
+	    {"agent-keys", required_argument, NULL, 'K'},
+	    {"insecure", no_argument, NULL, 'i'},
+	    {"heartbeat-ms", required_argument, NULL, 'h'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'H'},
+	    {"flow-retention", required_argument, NULL, 'r'},
+	    {"flow-rate", required_argument, NULL, 'R'},
+	    {"flow-quota", required_argument, NULL, 'Q'},
+	    {"flow-query-ms", required_argument, NULL, 'q'},
+	    {"max-nodes", required_argument, NULL, 'm'},
+	    {"user", required_argument, NULL, 'u'},
+	    {"http", required_argument, NULL, 'w'},
+	    {"http-token", required_argument, NULL, 'W'},
+	    {NULL, 0, NULL, 0},
 	};
-	*o = (struct options){.listen = "tcp://*:7700", .heartbeat_ms = PROTO_HEARTBEAT_MS,
-			      .flow_retention_s = 7 * 86400, .flow_rate = 2000, .flow_quota = 1000000,
-			      .flow_query_ms = FLOW_QUERY_MS_DEFAULT, .max_nodes = MAX_NODES_DEFAULT};
+	*o = (struct options){.listen = "tcp://*:7700",
+			      .heartbeat_ms = PROTO_HEARTBEAT_MS,
+			      .flow_retention_s = 7 * 86400,
+			      .flow_rate = 2000,
+			      .flow_quota = 1000000,
+			      .flow_query_ms = FLOW_QUERY_MS_DEFAULT,
+			      .max_nodes = MAX_NODES_DEFAULT};
 	o->admin = getenv(ADMIN_ENV) ? getenv(ADMIN_ENV) : ADMIN_DEFAULT_ENDPOINT;
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': o->state_dir = optarg; break;
-		case 'l': o->listen = optarg; break;
-		case 'a': o->admin = optarg; break;
-		case 'p': o->policy = optarg; break;
-		case 'k': o->keys = optarg; break;
-		case 'K': o->agent_keys = optarg; break;
-		case 'u': o->user = optarg; break;
-		case 'w': o->http = optarg; break;
-		case 'W': o->http_token = optarg; break;
-		case 'i': o->insecure = true; break;
-		case 'v': o->verbose = true; break;
+		case 's':
+			o->state_dir = optarg;
+			break;
+		case 'l':
+			o->listen = optarg;
+			break;
+		case 'a':
+			o->admin = optarg;
+			break;
+		case 'p':
+			o->policy = optarg;
+			break;
+		case 'k':
+			o->keys = optarg;
+			break;
+		case 'K':
+			o->agent_keys = optarg;
+			break;
+		case 'u':
+			o->user = optarg;
+			break;
+		case 'w':
+			o->http = optarg;
+			break;
+		case 'W':
+			o->http_token = optarg;
+			break;
+		case 'i':
+			o->insecure = true;
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
 		case 'h': {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (*end || v < 10 || v > 60000) {
-				fprintf(stderr, PROG ": --heartbeat-ms: want 10..60000, not \"%s\"\n", optarg);
+				fprintf(stderr, PROG ": --heartbeat-ms: want 10..60000, not \"%s\"\n",
+					optarg);
 				return 2;
 			}
 			o->heartbeat_ms = (unsigned)v;
@@ -155,7 +193,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		}
 		case 'r':
 			if (duration_parse(optarg, &o->flow_retention_s) < 0) {
-				fprintf(stderr, PROG ": --flow-retention: a duration like 12h or 7d (0: forever), not \"%s\"\n",
+				fprintf(stderr,
+					PROG ": --flow-retention: a duration like 12h or 7d (0: forever), "
+					     "not \"%s\"\n",
 					optarg);
 				return 2;
 			}
@@ -172,8 +212,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (count_option("flow-query-ms", optarg, 1, 3600000L, &o->flow_query_ms))
 				return 2;
 			break;
-		case 'H': usage(stdout); exit(0);
-		default: usage(stderr); return 2;
+		case 'H':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind < argc) {
@@ -185,8 +229,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return 2;
 	}
 	if (!o->insecure && (!o->keys || !o->agent_keys)) {
-		fprintf(stderr, PROG ": agents are authenticated with CURVE: give --keys DIR and --agent-keys DIR "
-				"(or --insecure for a local demo)\n");
+		fprintf(stderr,
+			PROG ": agents are authenticated with CURVE: give --keys DIR and --agent-keys DIR "
+			     "(or --insecure for a local demo)\n");
 		return 2;
 	}
 	if (o->http_token && !o->http) {
@@ -199,14 +244,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 		bool loopback;
 		const char *why;
 		if (httpd_listen_parse(o->http, &ss, &len, &loopback, &why) < 0) {
-			fprintf(stderr, PROG ": --http \"%s\": %s (want ADDR:PORT, e.g. 127.0.0.1:7780)\n", o->http, why);
+			fprintf(stderr, PROG ": --http \"%s\": %s (want ADDR:PORT, e.g. 127.0.0.1:7780)\n",
+				o->http, why);
 			return 2;
 		}
 		if (!loopback && !o->http_token) {
-			fprintf(stderr,
-				PROG ": --http %s is not a loopback address: anyone who can reach it would read the "
-				     "flows; give --http-token FILE (a bearer token), or listen on 127.0.0.1\n",
-				o->http);
+			fprintf(
+			    stderr,
+			    PROG
+			    ": --http %s is not a loopback address: anyone who can reach it would read the "
+			    "flows; give --http-token FILE (a bearer token), or listen on 127.0.0.1\n",
+			    o->http);
 			return 2;
 		}
 	}
@@ -285,7 +333,8 @@ static int apply_policy_file(struct store *s, struct compiler *c, const char *pa
 	if (!json_is_true(json_object_get(r, "ok"))) {
 		size_t i;
 		json_t *e;
-		json_array_foreach(json_object_get(r, "errors"), i, e) fprintf(stderr, "%s\n", json_string_value(e));
+		json_array_foreach (json_object_get(r, "errors"), i, e)
+			fprintf(stderr, "%s\n", json_string_value(e));
 		log_error("%s", json_string_value(json_object_get(r, "error")));
 		ret = (int)json_integer_value(json_object_get(r, "code"));
 	}
@@ -337,9 +386,9 @@ int main(int argc, char **argv)
 	/* Before anything is opened and before ZeroMQ starts its threads:
 	 * everything below runs as the user, without capabilities. */
 	const struct privs_path paths[] = {
-		{"--state-dir", o.state_dir, PRIVS_OWN_DIR}, {"--admin", o.admin, PRIVS_IPC_ENDPOINT},
-		{"--keys", o.keys, PRIVS_READ_DIR},	     {"--agent-keys", o.agent_keys, PRIVS_READ_DIR},
-		{"--policy", o.policy, PRIVS_READ_FILE},     {"--http-token", o.http_token, PRIVS_READ_FILE},
+	    {"--state-dir", o.state_dir, PRIVS_OWN_DIR}, {"--admin", o.admin, PRIVS_IPC_ENDPOINT},
+	    {"--keys", o.keys, PRIVS_READ_DIR},		 {"--agent-keys", o.agent_keys, PRIVS_READ_DIR},
+	    {"--policy", o.policy, PRIVS_READ_FILE},	 {"--http-token", o.http_token, PRIVS_READ_FILE},
 	};
 	char *err = NULL;
 	ret = privs_become_user(o.user, paths, BH_ARRAY_SIZE(paths), &err);
@@ -381,8 +430,10 @@ int main(int argc, char **argv)
 		log_error("reading stored endpoints: %s", store_error(store));
 	size_t i;
 	json_t *name;
-	json_array_foreach(rs.forget, i, name) if (store_forget_node(store, json_string_value(name)) < 0)
-		log_error("forgetting \"%s\": %s", ESCAPED(json_string_value(name)), store_error(store));
+	json_array_foreach (rs.forget, i, name)
+		if (store_forget_node(store, json_string_value(name)) < 0)
+			log_error("forgetting \"%s\": %s", ESCAPED(json_string_value(name)),
+				  store_error(store));
 	json_decref(rs.forget);
 	if (o.policy && (ret = apply_policy_file(store, compiler, o.policy)) != 0) {
 		compiler_free(compiler);
@@ -393,10 +444,16 @@ int main(int argc, char **argv)
 	compiler_refresh(compiler);
 
 	struct sessions_options so = {
-		.listen = o.listen, .insecure = o.insecure, .public_key = pub, .secret_key = sec,
-		.allow_dir = o.agent_keys, .heartbeat_ms = o.heartbeat_ms,
-		.flow_retention_ms = (int64_t)o.flow_retention_s * 1000, .flow_rate = o.flow_rate,
-		.flow_quota = o.flow_quota, .max_nodes = o.max_nodes,
+	    .listen = o.listen,
+	    .insecure = o.insecure,
+	    .public_key = pub,
+	    .secret_key = sec,
+	    .allow_dir = o.agent_keys,
+	    .heartbeat_ms = o.heartbeat_ms,
+	    .flow_retention_ms = (int64_t)o.flow_retention_s * 1000,
+	    .flow_rate = o.flow_rate,
+	    .flow_quota = o.flow_quota,
+	    .max_nodes = o.max_nodes,
 	};
 	/* Two threads beside the loop: one compiles, one answers slow admin
 	 * requests and checkpoints the store (a flow query does not hold
@@ -435,7 +492,8 @@ int main(int argc, char **argv)
 			ret = 1;
 			goto out;
 		}
-		if (!(web = web_new(loop, &wo, store, compiler, sessions, telemetry_metrics(telemetry), &err))) {
+		if (!(web = web_new(loop, &wo, store, compiler, sessions, telemetry_metrics(telemetry),
+				    &err))) {
 			log_error("%s", err);
 			free(err);
 			ret = 1;
@@ -444,8 +502,8 @@ int main(int argc, char **argv)
 		log_info("the page, /api/ and /metrics on --http %s, port %u%s", o.http, web_port(web),
 			 token ? " (bearer token)" : "");
 	}
-	log_info("listening for agents on %s%s, admin on %s", o.listen, o.insecure ? " (insecure)" : " (CURVE)",
-		 o.admin);
+	log_info("listening for agents on %s%s, admin on %s", o.listen,
+		 o.insecure ? " (insecure)" : " (CURVE)", o.admin);
 	if (!o.insecure)
 		log_info("controller public key %s", pub);
 

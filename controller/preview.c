@@ -57,7 +57,8 @@ static void flow_key(json_t *row, char *buf, size_t n)
 	json_t *port = json_object_get(row, "port"), *type = json_object_get(row, "icmp_type"),
 	       *code = json_object_get(row, "icmp_code");
 	snprintf(buf, n, "%s %s %s %lld %lld %lld", json_string_value(json_object_get(row, "src")),
-		 json_string_value(json_object_get(row, "dst")), json_string_value(json_object_get(row, "proto")),
+		 json_string_value(json_object_get(row, "dst")),
+		 json_string_value(json_object_get(row, "proto")),
 		 json_is_integer(port) ? (long long)json_integer_value(port) : -1LL,
 		 json_is_integer(type) ? (long long)json_integer_value(type) : -1LL,
 		 json_is_integer(code) ? (long long)json_integer_value(code) : -1LL);
@@ -116,8 +117,8 @@ static bool packet_of(json_t *row, struct packet *p)
 	char *end;
 	*p = (struct packet){0};
 	if (addr_parse(json_string_value(json_object_get(row, "src")), &p->src) < 0 ||
-	    addr_parse(json_string_value(json_object_get(row, "dst")), &p->dst) < 0 || p->src.family != p->dst.family ||
-	    !proto)
+	    addr_parse(json_string_value(json_object_get(row, "dst")), &p->dst) < 0 ||
+	    p->src.family != p->dst.family || !proto)
 		return false;
 	if (!proto_lookup(proto, strlen(proto), &p->proto)) {
 		long v = strtol(proto, &end, 10);
@@ -140,8 +141,8 @@ static json_t *side_json(bool present, const struct endpoint *ep, const struct e
 		return json_null();
 	char name[512];
 	snprintf(name, sizeof(name), "%s/%s", ep->node, ep->name);
-	return json_pack("{s:s,s:s,s:s}", "endpoint", name, "verdict", verdict_report_name(r->verdict), "rule",
-			 r->reason);
+	return json_pack("{s:s,s:s,s:s}", "endpoint", name, "verdict", verdict_report_name(r->verdict),
+			 "rule", r->reason);
 }
 
 /* The rule that decides the path: the end that drops (the source's first),
@@ -193,7 +194,7 @@ static json_t *judge_flow(struct judge *j, const struct pflow *f, enum change *c
 		  db ? bundle_find_endpoint(db, dst->name) : NULL, &pkt, &res);
 	bool blocked;
 	const struct seen *was = pflow_outcome(f, &blocked);
-	const char *was_verdict = blocked ? verdict_report_name(VERDICT_DROP)
+	const char *was_verdict = blocked      ? verdict_report_name(VERDICT_DROP)
 				  : f->audited ? verdict_report_name(VERDICT_AUDIT)
 					       : verdict_report_name(VERDICT_ACCEPT);
 	*change = blocked == res.delivered ? (blocked ? CHANGE_ALLOWED : CHANGE_BLOCKED) : CHANGE_UNCHANGED;
@@ -202,11 +203,11 @@ static json_t *judge_flow(struct judge *j, const struct pflow *f, enum change *c
 				change_words[*change], "src", json_object_get(row, "src"), "dst",
 				json_object_get(row, "dst"), "proto", json_object_get(row, "proto"), "port",
 				json_object_get(row, "port"), "icmp_type", json_object_get(row, "icmp_type"),
-				"icmp_code", json_object_get(row, "icmp_code"), "was", was_verdict, "was_rule",
-				was->rule, "now", verdict_report_name(res.verdict), "rule", deciding_rule(&res),
-				"egress", side_json(res.has_egress, src, &res.egress), "ingress",
-				side_json(res.has_ingress, dst, &res.ingress), "count", (json_int_t)was->count, "last",
-				(json_int_t)f->last);
+				"icmp_code", json_object_get(row, "icmp_code"), "was", was_verdict,
+				"was_rule", was->rule, "now", verdict_report_name(res.verdict), "rule",
+				deciding_rule(&res), "egress", side_json(res.has_egress, src, &res.egress),
+				"ingress", side_json(res.has_ingress, dst, &res.ingress), "count",
+				(json_int_t)was->count, "last", (json_int_t)f->last);
 	if (out) {
 		end_names(j, &pkt.src, out, "src");
 		end_names(j, &pkt.dst, out, "dst");
@@ -229,8 +230,7 @@ json_t *preview_judge(const struct policy_doc *doc, const struct inventory *inv,
 	struct pflow *flows = NULL;
 	size_t n = 0, i;
 	json_t *row;
-	json_array_foreach(rows, i, row)
-	{
+	json_array_foreach (rows, i, row) {
 		char key[512];
 		flow_key(row, key, sizeof(key));
 		json_t *at = json_object_get(index, key);
@@ -285,13 +285,13 @@ json_t *preview_judge(const struct policy_doc *doc, const struct inventory *inv,
 		json_decref(list);
 		return NULL;
 	}
-	return json_pack("{s:{s:I,s:I,s:I},s:o}", "counts", "newly_blocked", (json_int_t)counts[CHANGE_BLOCKED],
-			 "newly_allowed", (json_int_t)counts[CHANGE_ALLOWED], "unchanged",
+	return json_pack("{s:{s:I,s:I,s:I},s:o}", "counts", "newly_blocked",
+			 (json_int_t)counts[CHANGE_BLOCKED], "newly_allowed",
+			 (json_int_t)counts[CHANGE_ALLOWED], "unchanged",
 			 (json_int_t)counts[CHANGE_UNCHANGED], "flows", list);
 }
 
 /* ---- reading the period ---- */
-
 
 struct rev_list {
 	int64_t *rev, *time;
@@ -311,15 +311,16 @@ static void add_rev(void *data, const struct store_revision *r)
 static bool document_observes_all(const char *document)
 {
 	json_t *root = json_loads(document, 0, NULL);
-	bool all = vocab_find(observe_words, json_string_value(json_object_get(root, "observe"))) == OBSERVE_ALL;
+	bool all =
+	    vocab_find(observe_words, json_string_value(json_object_get(root, "observe"))) == OBSERVE_ALL;
 	json_decref(root);
 	return all;
 }
 
 /* The revisions in force during [since, until), oldest first, into *out
  * (malloc()ed). 0 or -EIO. */
-static int revisions_in_force(struct store *s, int64_t since_ms, int64_t until_ms, struct preview_revision **out,
-			      size_t *n_out)
+static int revisions_in_force(struct store *s, int64_t since_ms, int64_t until_ms,
+			      struct preview_revision **out, size_t *n_out)
 {
 	struct rev_list l = {0};
 	int r = store_each_revision(s, add_rev, &l); /* newest first */
@@ -335,7 +336,8 @@ static int revisions_in_force(struct store *s, int64_t since_ms, int64_t until_m
 		r = store_get_revision(s, l.rev[k], &sr);
 		if (r < 0)
 			break;
-		v[n++] = (struct preview_revision){.from_ms = from, .observe_all = document_observes_all(sr.document)};
+		v[n++] = (struct preview_revision){.from_ms = from,
+						   .observe_all = document_observes_all(sr.document)};
 		store_revision_release(&sr);
 	}
 	free(l.rev);
@@ -357,9 +359,11 @@ json_t *preview_run(struct store *s, const struct preview_request *rq)
 	if (!doc) {
 		json_t *errors = json_array();
 		for (size_t i = 0; i < d.n; i++)
-			json_array_append_new(errors, json_sprintf("%s: %s%s%s", d.file, d.v[i].path,
-								   d.v[i].path[0] ? ": " : "", d.v[i].message));
-		json_t *r = admin_reply_error(2, "%s: invalid policy (%zu error%s)", d.file, d.n, d.n == 1 ? "" : "s");
+			json_array_append_new(errors,
+					      json_sprintf("%s: %s%s%s", d.file, d.v[i].path,
+							   d.v[i].path[0] ? ": " : "", d.v[i].message));
+		json_t *r = admin_reply_error(2, "%s: invalid policy (%zu error%s)", d.file, d.n,
+					      d.n == 1 ? "" : "s");
 		json_object_set_new(r, "errors", errors);
 		diag_release(&d);
 		return r;
@@ -372,9 +376,11 @@ json_t *preview_run(struct store *s, const struct preview_request *rq)
 	struct flow_query q = {.mode = FLOW_QUERY_REPORT, .since_ms = rq->since_ms};
 	int r = store_query_flows(s, &q, &got);
 	if (r == -ETIMEDOUT) {
-		reply = admin_reply_error(1, "reading the flows of the period: %s, its limit; a shorter --since, or raise the "
-				"controller's --flow-query-ms",
-			     store_error(s));
+		reply = admin_reply_error(
+		    1,
+		    "reading the flows of the period: %s, its limit; a shorter --since, or raise the "
+		    "controller's --flow-query-ms",
+		    store_error(s));
 		goto out;
 	}
 	if (r < 0 || revisions_in_force(s, rq->since_ms, rq->until_ms, &revs, &n_revs) < 0) {
@@ -383,7 +389,8 @@ json_t *preview_run(struct store *s, const struct preview_request *rq)
 	}
 	reply = preview_judge(doc, rq->inv, json_object_get(got, "flows"));
 	if (!reply) {
-		reply = admin_reply_error(1, "compiling the document against the current endpoints: out of memory");
+		reply = admin_reply_error(
+		    1, "compiling the document against the current endpoints: out of memory");
 		goto out;
 	}
 	json_object_set_new(reply, "since", json_integer(rq->since_ms));

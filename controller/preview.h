@@ -28,7 +28,8 @@ struct preview_revision {
 
 /* How much of [since_ms, until_ms) a revision with observe all was in
  * force; revs oldest first, each in force until the next one's from_ms. */
-int64_t preview_observed_ms(const struct preview_revision *revs, size_t n, int64_t since_ms, int64_t until_ms);
+int64_t preview_observed_ms(const struct preview_revision *revs, size_t n, int64_t since_ms,
+			    int64_t until_ms);
 
 /* Judges the store's report rows (store_query_flows, FLOW_QUERY_REPORT,
  * every verdict) under doc against inv: {"counts": {"newly_blocked",

@@ -438,10 +438,9 @@ static void on_ack(struct sessions *s, struct node *n, json_t *body)
 	 * node reported (one just removed from its list is gone anyway). */
 	size_t i, ignored = 0;
 	json_t *e, *names = json_object();
-	json_array_foreach(n->endpoints, i, e)
-	    json_object_set(names, json_string_value(json_object_get(e, "name")), json_true());
-	json_array_foreach(json_object_get(body, "endpoints"), i, e)
-	{
+	json_array_foreach (n->endpoints, i, e)
+		json_object_set(names, json_string_value(json_object_get(e, "name")), json_true());
+	json_array_foreach (json_object_get(body, "endpoints"), i, e) {
 		const char *name = json_string_value(json_object_get(e, "name"));
 		json_t *ee = json_object_get(e, "error");
 		if (!json_is_string(ee))

@@ -41,8 +41,8 @@ struct store {
  * overflow whatever is stored, also rows of older versions that had no
  * range. */
 #define COUNT_MAX "1099511627776"
-#define SUM_MAX "9007199254740992"
-#define SUM(x) "CAST(MIN(TOTAL(" x "), " SUM_MAX ") AS INTEGER)"
+#define SUM_MAX	  "9007199254740992"
+#define SUM(x)	  "CAST(MIN(TOTAL(" x "), " SUM_MAX ") AS INTEGER)"
 _Static_assert(PROTO_FLOWS_COUNT_MAX == INT64_C(1099511627776), "COUNT_MAX is the wire schema's range");
 
 /* Losses and drops are added up per node, endpoint (or reason) and minute
@@ -55,67 +55,66 @@ _Static_assert(PROTO_FLOWS_COUNT_MAX == INT64_C(1099511627776), "COUNT_MAX is th
  * added rule_hits; version 4 what the controller did not store (flow_drops)
  * and each node's stored records (flow_usage, for its quota). */
 #define SCHEMA_VERSION 4
-static const char schema[] =
-	"PRAGMA journal_mode=WAL;"
-	"PRAGMA synchronous=NORMAL;"
-	"CREATE TABLE IF NOT EXISTS revisions ("
-	"  revision INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  time INTEGER NOT NULL,"
-	"  comment TEXT,"
-	"  document TEXT NOT NULL,"
-	"  sha256 TEXT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS inventory ("
-	"  node TEXT PRIMARY KEY,"
-	"  time INTEGER NOT NULL,"
-	"  endpoints TEXT NOT NULL);";
+static const char schema[] = "PRAGMA journal_mode=WAL;"
+			     "PRAGMA synchronous=NORMAL;"
+			     "CREATE TABLE IF NOT EXISTS revisions ("
+			     "  revision INTEGER PRIMARY KEY AUTOINCREMENT,"
+			     "  time INTEGER NOT NULL,"
+			     "  comment TEXT,"
+			     "  document TEXT NOT NULL,"
+			     "  sha256 TEXT NOT NULL);"
+			     "CREATE TABLE IF NOT EXISTS inventory ("
+			     "  node TEXT PRIMARY KEY,"
+			     "  time INTEGER NOT NULL,"
+			     "  endpoints TEXT NOT NULL);";
 static const char schema_v1_flows_drop[] = "DROP TABLE IF EXISTS flows; DROP TABLE IF EXISTS flow_batches;";
 /* Times in unix milliseconds. A flow row is one window's aggregate; both
  * ends are named as the controller knew them when the batch arrived:
  * *_endpoint "NODE/NAME" or NULL, *_groups the label groups (of an
  * endpoint) or network groups (of an outside address), comma-separated. */
 static const char schema_flows[] =
-	"CREATE TABLE IF NOT EXISTS flow_batches ("
-	"  node TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,"
-	"  received INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,"
-	"  PRIMARY KEY (node, epoch, seq));"
-	"CREATE TABLE IF NOT EXISTS flows ("
-	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT NOT NULL, direction TEXT NOT NULL,"
-	"  first INTEGER NOT NULL, last INTEGER NOT NULL,"
-	"  src TEXT NOT NULL, src_endpoint TEXT, src_groups TEXT NOT NULL,"
-	"  dst TEXT NOT NULL, dst_endpoint TEXT, dst_groups TEXT NOT NULL,"
-	"  proto TEXT NOT NULL, port INTEGER, icmp_type INTEGER, icmp_code INTEGER,"
-	"  verdict TEXT NOT NULL, policy TEXT, rule TEXT NOT NULL, count INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS flows_by_last ON flows (last);"
-	"CREATE INDEX IF NOT EXISTS flows_by_node ON flows (node, last);"
-	/* What the agents could not report (their own counts), per minute. */
-	"CREATE TABLE IF NOT EXISTS flow_losses ("
-	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT, time INTEGER NOT NULL,"
-	"  enobufs INTEGER NOT NULL, gap INTEGER NOT NULL, spool INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS flow_losses_by_node ON flow_losses (node, time);"
-	/* What the controller did not store of what a node sent, and why
-	 * (store_drop_name), per minute. */
-	"CREATE TABLE IF NOT EXISTS flow_drops ("
-	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, time INTEGER NOT NULL, reason TEXT NOT NULL,"
-	"  batches INTEGER NOT NULL, records INTEGER NOT NULL, packets INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS flow_drops_by_node ON flow_drops (node, time);"
-	"CREATE INDEX IF NOT EXISTS flow_drops_by_time ON flow_drops (time);"
-	/* Flow and hit rows stored per node: its quota. */
-	"CREATE TABLE IF NOT EXISTS flow_usage (node TEXT PRIMARY KEY, records INTEGER NOT NULL);"
-	/* What each rule counted in the kernel, per batch: groups are the
-	 * endpoint's label groups; time is the end of the batch's window. */
-	"CREATE TABLE IF NOT EXISTS rule_hits ("
-	"  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT NOT NULL, groups TEXT NOT NULL,"
-	"  direction TEXT NOT NULL, policy TEXT, rule TEXT NOT NULL, verdict TEXT NOT NULL,"
-	"  time INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS rule_hits_by_time ON rule_hits (time);"
-	/* For the retention's pruning. */
-	"CREATE INDEX IF NOT EXISTS flow_batches_by_received ON flow_batches (received);"
-	"CREATE INDEX IF NOT EXISTS flow_losses_by_time ON flow_losses (time);";
+    "CREATE TABLE IF NOT EXISTS flow_batches ("
+    "  node TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  received INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,"
+    "  PRIMARY KEY (node, epoch, seq));"
+    "CREATE TABLE IF NOT EXISTS flows ("
+    "  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT NOT NULL, direction TEXT NOT NULL,"
+    "  first INTEGER NOT NULL, last INTEGER NOT NULL,"
+    "  src TEXT NOT NULL, src_endpoint TEXT, src_groups TEXT NOT NULL,"
+    "  dst TEXT NOT NULL, dst_endpoint TEXT, dst_groups TEXT NOT NULL,"
+    "  proto TEXT NOT NULL, port INTEGER, icmp_type INTEGER, icmp_code INTEGER,"
+    "  verdict TEXT NOT NULL, policy TEXT, rule TEXT NOT NULL, count INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS flows_by_last ON flows (last);"
+    "CREATE INDEX IF NOT EXISTS flows_by_node ON flows (node, last);"
+    /* What the agents could not report (their own counts), per minute. */
+    "CREATE TABLE IF NOT EXISTS flow_losses ("
+    "  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT, time INTEGER NOT NULL,"
+    "  enobufs INTEGER NOT NULL, gap INTEGER NOT NULL, spool INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS flow_losses_by_node ON flow_losses (node, time);"
+    /* What the controller did not store of what a node sent, and why
+     * (store_drop_name), per minute. */
+    "CREATE TABLE IF NOT EXISTS flow_drops ("
+    "  id INTEGER PRIMARY KEY, node TEXT NOT NULL, time INTEGER NOT NULL, reason TEXT NOT NULL,"
+    "  batches INTEGER NOT NULL, records INTEGER NOT NULL, packets INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS flow_drops_by_node ON flow_drops (node, time);"
+    "CREATE INDEX IF NOT EXISTS flow_drops_by_time ON flow_drops (time);"
+    /* Flow and hit rows stored per node: its quota. */
+    "CREATE TABLE IF NOT EXISTS flow_usage (node TEXT PRIMARY KEY, records INTEGER NOT NULL);"
+    /* What each rule counted in the kernel, per batch: groups are the
+     * endpoint's label groups; time is the end of the batch's window. */
+    "CREATE TABLE IF NOT EXISTS rule_hits ("
+    "  id INTEGER PRIMARY KEY, node TEXT NOT NULL, endpoint TEXT NOT NULL, groups TEXT NOT NULL,"
+    "  direction TEXT NOT NULL, policy TEXT, rule TEXT NOT NULL, verdict TEXT NOT NULL,"
+    "  time INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS rule_hits_by_time ON rule_hits (time);"
+    /* For the retention's pruning. */
+    "CREATE INDEX IF NOT EXISTS flow_batches_by_received ON flow_batches (received);"
+    "CREATE INDEX IF NOT EXISTS flow_losses_by_time ON flow_losses (time);";
 /* Before version 4 nothing counted each node's rows. */
 static const char schema_v4_usage[] =
-	"INSERT OR REPLACE INTO flow_usage (node, records) SELECT node, SUM(n) FROM ("
-	" SELECT node, COUNT(*) AS n FROM flows GROUP BY node"
-	" UNION ALL SELECT node, COUNT(*) FROM rule_hits GROUP BY node) GROUP BY node;";
+    "INSERT OR REPLACE INTO flow_usage (node, records) SELECT node, SUM(n) FROM ("
+    " SELECT node, COUNT(*) AS n FROM flows GROUP BY node"
+    " UNION ALL SELECT node, COUNT(*) FROM rule_hits GROUP BY node) GROUP BY node;";
 
 void store_revision_release(struct store_revision *r)
 {
@@ -209,7 +208,8 @@ static struct store *connect_to(const char *path, int flags, char **err)
 	s->path = xstrdup(path);
 	int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
 	if (rc != SQLITE_OK)
-		snprintf(s->error, sizeof(s->error), "%s", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		snprintf(s->error, sizeof(s->error), "%s",
+			 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 	if (rc != SQLITE_OK || sqlite3_busy_timeout(s->db, 5000) != SQLITE_OK) {
 		if (asprintf(err, "%s: %s", path, s->error) < 0)
 			*err = NULL;
@@ -333,7 +333,8 @@ int store_add_revision(struct store *s, const char *document, const char *commen
 {
 	char hex[65];
 	sha256_hex(document, strlen(document), hex);
-	sqlite3_stmt *st = prepare(s, "INSERT INTO revisions (time, comment, document, sha256) VALUES (?,?,?,?)");
+	sqlite3_stmt *st =
+	    prepare(s, "INSERT INTO revisions (time, comment, document, sha256) VALUES (?,?,?,?)");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
@@ -395,7 +396,8 @@ int store_revision_sha256(struct store *s, int64_t rev, char out[65])
 
 int store_each_revision(struct store *s, void (*fn)(void *data, const struct store_revision *r), void *data)
 {
-	sqlite3_stmt *st = prepare(s, "SELECT revision, time, comment, sha256 FROM revisions ORDER BY revision DESC");
+	sqlite3_stmt *st =
+	    prepare(s, "SELECT revision, time, comment, sha256 FROM revisions ORDER BY revision DESC");
 	if (!st)
 		return -EIO;
 	int rc;
@@ -411,8 +413,9 @@ int store_each_revision(struct store *s, void (*fn)(void *data, const struct sto
 
 int store_put_inventory(struct store *s, const char *node, const char *endpoints_json)
 {
-	sqlite3_stmt *st = prepare(s, "INSERT INTO inventory (node, time, endpoints) VALUES (?,?,?) "
-				      "ON CONFLICT(node) DO UPDATE SET time = excluded.time, endpoints = excluded.endpoints");
+	sqlite3_stmt *st = prepare(
+	    s, "INSERT INTO inventory (node, time, endpoints) VALUES (?,?,?) "
+	       "ON CONFLICT(node) DO UPDATE SET time = excluded.time, endpoints = excluded.endpoints");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
@@ -423,8 +426,8 @@ int store_put_inventory(struct store *s, const char *node, const char *endpoints
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int store_each_inventory(struct store *s, void (*fn)(void *data, const char *node, const char *endpoints_json),
-			 void *data)
+int store_each_inventory(struct store *s,
+			 void (*fn)(void *data, const char *node, const char *endpoints_json), void *data)
 {
 	sqlite3_stmt *st = prepare(s, "SELECT node, endpoints FROM inventory ORDER BY node");
 	if (!st)
@@ -450,8 +453,8 @@ int store_forget_node(struct store *s, const char *node)
 /* ---- denied flows ---- */
 
 static const char *const drop_names[STORE_DROP_COUNT] = {
-	[STORE_DROP_RATE] = "rate",	    [STORE_DROP_QUOTA] = "quota",   [STORE_DROP_REJECTED] = "rejected",
-	[STORE_DROP_EXPIRED] = "expired", [STORE_DROP_FUTURE] = "future", [STORE_DROP_FOREIGN] = "foreign",
+    [STORE_DROP_RATE] = "rate",	      [STORE_DROP_QUOTA] = "quota",   [STORE_DROP_REJECTED] = "rejected",
+    [STORE_DROP_EXPIRED] = "expired", [STORE_DROP_FUTURE] = "future", [STORE_DROP_FOREIGN] = "foreign",
 };
 
 const char *store_drop_name(enum store_drop d)
@@ -516,9 +519,10 @@ static bool insert_drops(struct store *s, const char *node, const struct store_d
 				       " records = MIN(records + ?5, " SUM_MAX "),"
 				       " packets = MIN(packets + MIN(?6," SUM_MAX "), " SUM_MAX ")"
 				       " WHERE node = ?1 AND reason = ?2 AND time = ?3");
-	sqlite3_stmt *st = add ? prepare(s, "INSERT INTO flow_drops (node, reason, time, batches, records, packets)"
-					    " VALUES (?1,?2,?3,?4,?5,MIN(?6," SUM_MAX "))")
-			       : NULL;
+	sqlite3_stmt *st =
+	    add ? prepare(s, "INSERT INTO flow_drops (node, reason, time, batches, records, packets)"
+			     " VALUES (?1,?2,?3,?4,?5,MIN(?6," SUM_MAX "))")
+		: NULL;
 	bool ok = st != NULL;
 	for (int d = 0; ok && d < STORE_DROP_COUNT; d++) {
 		const struct store_drop_count *c = &drops->v[d];
@@ -560,18 +564,18 @@ int store_add_flow_drops(struct store *s, const char *node, const struct store_d
 static bool insert_batch(struct store *s, const char *node, json_t *batch, const struct store_drops *drops,
 			 int64_t minute)
 {
-	sqlite3_stmt *st = prepare(s, "INSERT INTO flows (node, endpoint, direction, first, last, src, src_endpoint,"
-				      " src_groups, dst, dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code,"
-				      " verdict, policy, rule, count)"
-				      " VALUES (?,?,?,?,?,?,?,COALESCE(?,''),?,?,COALESCE(?,''),?,?,?,?,?,?,?,"
-				      "MIN(?," COUNT_MAX "))");
+	sqlite3_stmt *st =
+	    prepare(s, "INSERT INTO flows (node, endpoint, direction, first, last, src, src_endpoint,"
+		       " src_groups, dst, dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code,"
+		       " verdict, policy, rule, count)"
+		       " VALUES (?,?,?,?,?,?,?,COALESCE(?,''),?,?,COALESCE(?,''),?,?,?,?,?,?,?,"
+		       "MIN(?," COUNT_MAX "))");
 	if (!st)
 		return false;
 	size_t i;
 	json_t *f;
 	int64_t records = 0;
-	json_array_foreach(json_object_get(batch, "flows"), i, f)
-	{
+	json_array_foreach (json_object_get(batch, "flows"), i, f) {
 		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
 		bind_text_or_null(st, 2, json_object_get(f, "endpoint"));
 		bind_text_or_null(st, 3, json_object_get(f, "dir"));
@@ -596,12 +600,13 @@ static bool insert_batch(struct store *s, const char *node, json_t *batch, const
 		records++;
 	}
 	sqlite3_finalize(st);
-	st = prepare(s, "INSERT INTO rule_hits (node, endpoint, groups, direction, policy, rule, verdict, time,"
-			" packets, bytes) VALUES (?,?,COALESCE(?,''),?,?,?,?,?,MIN(?," COUNT_MAX "),MIN(?," COUNT_MAX "))");
+	st = prepare(s,
+		     "INSERT INTO rule_hits (node, endpoint, groups, direction, policy, rule, verdict, time,"
+		     " packets, bytes) VALUES (?,?,COALESCE(?,''),?,?,?,?,?,MIN(?," COUNT_MAX
+		     "),MIN(?," COUNT_MAX "))");
 	if (!st)
 		return false;
-	json_array_foreach(json_object_get(batch, "hits"), i, f)
-	{
+	json_array_foreach (json_object_get(batch, "hits"), i, f) {
 		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
 		bind_text_or_null(st, 2, json_object_get(f, "endpoint"));
 		bind_text_or_null(st, 3, json_object_get(f, "groups")); /* COALESCEd: never NULL */
@@ -619,19 +624,19 @@ static bool insert_batch(struct store *s, const char *node, json_t *batch, const
 	sqlite3_finalize(st);
 	/* Losses: added to the minute's row of the endpoint (IS: NULL too), or
 	 * a new row. Each count is clamped, and a sum stops at SUM_MAX. */
-	sqlite3_stmt *add = prepare(s, "UPDATE flow_losses SET enobufs = MIN(enobufs + MIN(?4," COUNT_MAX "), " SUM_MAX
-				       "), gap = MIN(gap + MIN(?5," COUNT_MAX "), " SUM_MAX "),"
+	sqlite3_stmt *add = prepare(s, "UPDATE flow_losses SET enobufs = MIN(enobufs + MIN(?4," COUNT_MAX
+				       "), " SUM_MAX "), gap = MIN(gap + MIN(?5," COUNT_MAX "), " SUM_MAX "),"
 				       " spool = MIN(spool + MIN(?6," COUNT_MAX "), " SUM_MAX ")"
 				       " WHERE node = ?1 AND endpoint IS ?2 AND time = ?3");
 	st = add ? prepare(s, "INSERT INTO flow_losses (node, endpoint, time, enobufs, gap, spool)"
-			      " VALUES (?1,?2,?3,MIN(?4," COUNT_MAX "),MIN(?5," COUNT_MAX "),MIN(?6," COUNT_MAX "))")
+			      " VALUES (?1,?2,?3,MIN(?4," COUNT_MAX "),MIN(?5," COUNT_MAX
+			      "),MIN(?6," COUNT_MAX "))")
 		 : NULL;
 	if (!st) {
 		sqlite3_finalize(add);
 		return false;
 	}
-	json_array_foreach(json_object_get(batch, "lost"), i, f)
-	{
+	json_array_foreach (json_object_get(batch, "lost"), i, f) {
 		for (sqlite3_stmt *q = add; q; q = q == add ? st : NULL) {
 			sqlite3_bind_text(q, 1, node, -1, SQLITE_STATIC);
 			bind_text_or_null(q, 2, json_object_get(f, "endpoint"));
@@ -671,8 +676,9 @@ int store_add_flow_batch(struct store *s, const char *node, json_t *batch, const
 {
 	if (exec(s, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
-	sqlite3_stmt *st = prepare(s, "INSERT OR IGNORE INTO flow_batches (node, epoch, seq, received, start, end) "
-				      "VALUES (?,?,?,?,?,?)");
+	sqlite3_stmt *st =
+	    prepare(s, "INSERT OR IGNORE INTO flow_batches (node, epoch, seq, received, start, end) "
+		       "VALUES (?,?,?,?,?,?)");
 	if (!st)
 		goto fail;
 	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
@@ -689,8 +695,7 @@ int store_add_flow_batch(struct store *s, const char *node, json_t *batch, const
 		rollback(s);
 		return 0;
 	}
-	if (!insert_batch(s, node, batch, drops, minute_of(now_ms)) ||
-	    exec(s, "COMMIT") < 0)
+	if (!insert_batch(s, node, batch, drops, minute_of(now_ms)) || exec(s, "COMMIT") < 0)
 		goto fail;
 	return 1;
 fail:
@@ -726,11 +731,13 @@ static void flow_filter(char *buf, size_t n, const struct flow_query *q, const c
 	else if (q->blocked_only && flows)
 		len += snprintf(buf + len, n - (size_t)len, " AND verdict != 'allow'");
 	if (q->group && !flows)
-		len += snprintf(buf + len, n - (size_t)len, " AND instr(',' || groups || ',', ',' || ?4 || ',') > 0");
-	else if (q->group && q->mode == FLOW_QUERY_RULES) /* a rule is its endpoint's */
 		len += snprintf(buf + len, n - (size_t)len,
-				" AND instr(',' || CASE direction WHEN 'ingress' THEN dst_groups ELSE src_groups END"
-				" || ',', ',' || ?4 || ',') > 0");
+				" AND instr(',' || groups || ',', ',' || ?4 || ',') > 0");
+	else if (q->group && q->mode == FLOW_QUERY_RULES) /* a rule is its endpoint's */
+		len += snprintf(
+		    buf + len, n - (size_t)len,
+		    " AND instr(',' || CASE direction WHEN 'ingress' THEN dst_groups ELSE src_groups END"
+		    " || ',', ',' || ?4 || ',') > 0");
 	else if (q->group)
 		len += snprintf(buf + len, n - (size_t)len,
 				" AND (instr(',' || src_groups || ',', ',' || ?4 || ',') > 0"
@@ -838,11 +845,13 @@ static int flows_query(struct store *s, const struct flow_query *q, json_t **out
 	char sql[4096], where[1024], where2[1024];
 	flow_filter(where, sizeof(where), q, "flows");
 	if (q->mode == FLOW_QUERY_FOLLOW) {
-		snprintf(sql, sizeof(sql),
-			 "SELECT id, node, endpoint, direction, first, last, src, src_endpoint, src_groups, dst,"
-			 " dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code, verdict, policy, rule, count"
-			 " FROM flows%s ORDER BY id LIMIT ?6",
-			 where);
+		snprintf(
+		    sql, sizeof(sql),
+		    "SELECT id, node, endpoint, direction, first, last, src, src_endpoint, src_groups, dst,"
+		    " dst_endpoint, dst_groups, proto, port, icmp_type, icmp_code, verdict, policy, rule, "
+		    "count"
+		    " FROM flows%s ORDER BY id LIMIT ?6",
+		    where);
 	} else if (q->mode == FLOW_QUERY_RULES) {
 		/* Per rule: what its kernel counters counted (hits; every verdict)
 		 * beside the packets the denied-flow reports gave it (count). A
@@ -850,40 +859,68 @@ static int flows_query(struct store *s, const struct flow_query *q, json_t **out
 		 * means that endpoint's groups on both sides: the destination's
 		 * for an ingress flow, the source's for an egress one. */
 		flow_filter(where2, sizeof(where2), q, "rule_hits");
-		snprintf(sql, sizeof(sql),
-			 "SELECT policy, rule, verdict, " SUM("hits") " AS hits, " SUM("bytes") " AS bytes, " SUM(
-				 "count") " AS count, " SUM("pairs") " AS pairs, MIN(first) AS first, MAX(last) AS last FROM ("
-			 "  SELECT policy, rule, verdict, " SUM("packets") " AS hits, " SUM("bytes") " AS bytes,"
-			 "   0 AS count, 0 AS pairs, MIN(time) AS first, MAX(time) AS last FROM rule_hits%s"
-			 "   GROUP BY policy, rule, verdict"
-			 "  UNION ALL"
-			 "  SELECT policy, rule, verdict, 0, 0, " SUM("count") ", COUNT(DISTINCT src || ' ' || dst),"
-			 "   MIN(first), MAX(last) FROM flows%s"
-			 "   GROUP BY policy, rule, verdict)"
-			 " GROUP BY policy, rule, verdict ORDER BY " SUM("hits") " + " SUM("count") " DESC, rule LIMIT ?6",
-			 where2, where);
+		snprintf(
+		    sql, sizeof(sql),
+		    "SELECT policy, rule, verdict, " SUM("hits") " AS hits, " SUM("bytes") " AS bytes, " SUM(
+			"count") " AS count, " SUM("pairs") " AS pairs, MIN(first) AS first, MAX(last) AS "
+							    "last FROM ("
+							    "  SELECT policy, rule, verdict, " SUM("packets") " AS hits, " SUM(
+								"bytes") " AS bytes,"
+									 "   0 AS count, 0 AS pairs, "
+									 "MIN(time) AS first, MAX(time) AS "
+									 "last FROM rule_hits%s"
+									 "   GROUP BY policy, rule, verdict"
+									 "  UNION ALL"
+									 "  SELECT policy, rule, verdict, 0, "
+									 "0, " SUM("count") ", "
+											    "COUNT(DISTINCT "
+											    "src || ' ' || "
+											    "dst),"
+											    "   MIN(first), "
+											    "MAX(last) FROM "
+											    "flows%s"
+											    "   GROUP BY "
+											    "policy, rule, "
+											    "verdict)"
+											    " GROUP BY "
+											    "policy, rule, "
+											    "verdict ORDER "
+											    "BY " SUM("hits") " + " SUM(
+												"count") " DE"
+													 "SC,"
+													 " ru"
+													 "le "
+													 "LIM"
+													 "IT "
+													 "?6",
+		    where2, where);
 	} else if (q->mode == FLOW_QUERY_GROUPS) {
 		/* The group map's edges: few rows, however many flows (one per
 		 * combination of both ends' groups and the verdict). */
-		snprintf(sql, sizeof(sql),
-			 "SELECT src_groups, src_endpoint IS NULL AS src_outside, dst_groups,"
-			 " dst_endpoint IS NULL AS dst_outside, verdict, " SUM("count") " AS count,"
-			 " COUNT(DISTINCT src || ' ' || dst) AS pairs, MAX(last) AS last FROM flows%s"
-			 " GROUP BY src_groups, src_outside, dst_groups, dst_outside, verdict"
-			 " ORDER BY " SUM("count") " DESC, src_groups, dst_groups, verdict LIMIT ?6",
-			 where);
+		snprintf(
+		    sql, sizeof(sql),
+		    "SELECT src_groups, src_endpoint IS NULL AS src_outside, dst_groups,"
+		    " dst_endpoint IS NULL AS dst_outside, verdict, " SUM(
+			"count") " AS count,"
+				 " COUNT(DISTINCT src || ' ' || dst) AS pairs, MAX(last) AS last FROM flows%s"
+				 " GROUP BY src_groups, src_outside, dst_groups, dst_outside, verdict"
+				 " ORDER BY " SUM("count") " DESC, src_groups, dst_groups, verdict LIMIT ?6",
+		    where);
 	} else { /* the names are the newest window's: joined back on its row */
-		snprintf(sql, sizeof(sql),
-			 "SELECT f.id AS id, f.node AS node, f.endpoint AS endpoint, f.direction AS direction,"
-			 " a.first AS first, a.last AS last, f.src AS src, f.src_endpoint AS src_endpoint,"
-			 " f.src_groups AS src_groups, f.dst AS dst, f.dst_endpoint AS dst_endpoint,"
-			 " f.dst_groups AS dst_groups, f.proto AS proto, f.port AS port, f.icmp_type AS icmp_type,"
-			 " f.icmp_code AS icmp_code, f.verdict AS verdict, f.policy AS policy, f.rule AS rule,"
-			 " a.count AS count FROM (SELECT MAX(id) AS id, MIN(first) AS first, MAX(last) AS last,"
-			 " " SUM("count") " AS count FROM flows%s GROUP BY node, endpoint, direction, src, dst, proto,"
-			 " port, icmp_type, icmp_code, verdict, policy, rule) a JOIN flows f ON f.id = a.id"
-			 " ORDER BY a.last DESC, a.id DESC LIMIT ?6",
-			 where);
+		snprintf(
+		    sql, sizeof(sql),
+		    "SELECT f.id AS id, f.node AS node, f.endpoint AS endpoint, f.direction AS direction,"
+		    " a.first AS first, a.last AS last, f.src AS src, f.src_endpoint AS src_endpoint,"
+		    " f.src_groups AS src_groups, f.dst AS dst, f.dst_endpoint AS dst_endpoint,"
+		    " f.dst_groups AS dst_groups, f.proto AS proto, f.port AS port, f.icmp_type AS icmp_type,"
+		    " f.icmp_code AS icmp_code, f.verdict AS verdict, f.policy AS policy, f.rule AS rule,"
+		    " a.count AS count FROM (SELECT MAX(id) AS id, MIN(first) AS first, MAX(last) AS last,"
+		    " " SUM(
+			"count") " AS count FROM flows%s GROUP BY node, endpoint, direction, src, dst, proto,"
+				 " port, icmp_type, icmp_code, verdict, policy, rule) a JOIN flows f ON f.id "
+				 "= a.id"
+				 " ORDER BY a.last DESC, a.id DESC LIMIT ?6",
+		    where);
 	}
 	json_t *rows = NULL, *lost = NULL, *dropped = NULL;
 	if (!query_rows(s, sql, q, &rows))
@@ -891,13 +928,13 @@ static int flows_query(struct store *s, const struct flow_query *q, json_t **out
 	flow_filter(where, sizeof(where), q, "flow_losses");
 	snprintf(sql, sizeof(sql),
 		 "SELECT node, endpoint, " SUM("enobufs") " AS enobufs, " SUM("gap") " AS gap, " SUM(
-			 "spool") " AS spool FROM flow_losses%s GROUP BY node, endpoint ORDER BY node, endpoint",
+		     "spool") " AS spool FROM flow_losses%s GROUP BY node, endpoint ORDER BY node, endpoint",
 		 where);
 	if (!query_rows(s, sql, q, &lost))
 		goto fail;
 	snprintf(sql, sizeof(sql),
 		 "SELECT node, reason, " SUM("batches") " AS batches, " SUM("records") " AS records, " SUM(
-			 "packets") " AS packets FROM flow_drops%s GROUP BY node, reason ORDER BY node, reason",
+		     "packets") " AS packets FROM flow_drops%s GROUP BY node, reason ORDER BY node, reason",
 		 where);
 	if (!query_rows(s, sql, q, &dropped))
 		goto fail;
@@ -915,8 +952,7 @@ static int flows_query(struct store *s, const struct flow_query *q, json_t **out
 			 q->mode == FLOW_QUERY_RULES	? "rules"
 			 : q->mode == FLOW_QUERY_GROUPS ? "groups"
 							: "flows",
-			 rows, "lost", lost,
-			 "dropped", dropped, "last_id", last_id);
+			 rows, "lost", lost, "dropped", dropped, "last_id", last_id);
 	return 0;
 fail:
 	json_decref(rows);
@@ -934,7 +970,8 @@ int store_query_flows(struct store *s, const struct flow_query *q, json_t **out)
 	if (r == -ETIMEDOUT && atomic_load(&s->stop))
 		snprintf(s->error, sizeof(s->error), "the controller is stopping");
 	else if (r == -ETIMEDOUT)
-		snprintf(s->error, sizeof(s->error), "the query was stopped after %lld ms", (long long)s->query_ms);
+		snprintf(s->error, sizeof(s->error), "the query was stopped after %lld ms",
+			 (long long)s->query_ms);
 	return r;
 }
 
@@ -946,8 +983,8 @@ static int64_t prune_counted(struct store *s, const char *table, const char *tim
 {
 	char sql[256];
 	snprintf(sql, sizeof(sql),
-		 "DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s WHERE %s < ?1 LIMIT ?2) RETURNING node", table,
-		 table, time_col);
+		 "DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s WHERE %s < ?1 LIMIT ?2) RETURNING node",
+		 table, table, time_col);
 	sqlite3_stmt *st = prepare(s, sql);
 	if (!st)
 		return -EIO;
@@ -966,12 +1003,12 @@ static int64_t prune_counted(struct store *s, const char *table, const char *tim
 		n++;
 	}
 	sqlite3_finalize(st);
-	st = rc == SQLITE_DONE ? prepare(s, "UPDATE flow_usage SET records = MAX(records - ?2, 0) WHERE node = ?1")
-			       : NULL;
+	st = rc == SQLITE_DONE
+		 ? prepare(s, "UPDATE flow_usage SET records = MAX(records - ?2, 0) WHERE node = ?1")
+		 : NULL;
 	const char *node;
 	json_t *c;
-	json_object_foreach(per_node, node, c)
-	{
+	json_object_foreach (per_node, node, c) {
 		if (!st)
 			break;
 		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
@@ -992,9 +1029,10 @@ int store_prune_flows(struct store *s, int64_t before_ms, int64_t keys_before_ms
 {
 	/* A bounded chunk of each: the controller's loop waits meanwhile. */
 	static const char *const sql[] = {
-		"DELETE FROM flow_losses WHERE rowid IN (SELECT rowid FROM flow_losses WHERE time < ?1 LIMIT ?3)",
-		"DELETE FROM flow_drops WHERE rowid IN (SELECT rowid FROM flow_drops WHERE time < ?1 LIMIT ?3)",
-		"DELETE FROM flow_batches WHERE rowid IN (SELECT rowid FROM flow_batches WHERE received < ?2 LIMIT ?3)",
+	    "DELETE FROM flow_losses WHERE rowid IN (SELECT rowid FROM flow_losses WHERE time < ?1 LIMIT ?3)",
+	    "DELETE FROM flow_drops WHERE rowid IN (SELECT rowid FROM flow_drops WHERE time < ?1 LIMIT ?3)",
+	    "DELETE FROM flow_batches WHERE rowid IN (SELECT rowid FROM flow_batches WHERE received < ?2 "
+	    "LIMIT ?3)",
 	};
 	bool more = false;
 	if (exec(s, "BEGIN IMMEDIATE") < 0)

@@ -19,10 +19,10 @@ struct store;
 
 struct store_revision {
 	int64_t revision;
-	int64_t time; /* unix seconds */
-	char *comment;  /* NULL when none */
+	int64_t time;  /* unix seconds */
+	char *comment; /* NULL when none */
 	char *document;
-	char *sha256;   /* of the document */
+	char *sha256; /* of the document */
 };
 void store_revision_release(struct store_revision *r);
 
@@ -113,8 +113,8 @@ BH_MUST_CHECK int store_add_flow_drops(struct store *s, const char *node, const 
  * than before_ms, and of the batch keys received before keys_before_ms
  * (unix ms), in one transaction; *removed: how many flow rows went. 1 when
  * some table had more to delete (call again), 0 when done, -EIO. */
-BH_MUST_CHECK int store_prune_flows(struct store *s, int64_t before_ms, int64_t keys_before_ms, int64_t max_rows,
-				   int64_t *removed);
+BH_MUST_CHECK int store_prune_flows(struct store *s, int64_t before_ms, int64_t keys_before_ms,
+				    int64_t max_rows, int64_t *removed);
 
 enum flow_query_mode {
 	FLOW_QUERY_REPORT, /* aggregated over windows, newest first */
@@ -163,6 +163,6 @@ void store_set_query_limit(struct store *s, int64_t ms);
  * "batches", "records", "packets"}...], "last_id": N}. Every sum stops at
  * 2^53. A "groups" ROW: {"src_groups", "src_outside": 0|1, "dst_groups",
  * "dst_outside", "verdict", "count", "pairs" (distinct source and
- * destination addresses), "last"}; *_outside: the end is no endpoint. 0, -ETIMEDOUT when the query ran past its limit and was stopped,
- * or -EIO. */
+ * destination addresses), "last"}; *_outside: the end is no endpoint. 0, -ETIMEDOUT when the query ran past
+ * its limit and was stopped, or -EIO. */
 BH_MUST_CHECK int store_query_flows(struct store *s, const struct flow_query *q, json_t **out);

@@ -20,8 +20,8 @@ struct telemetry {
 static const struct {
 	const char *key, *label;
 } batch_results[] = {
-    {"flow_batches_stored", "stored"},	     {"flow_batches_resent", "resent"},
-    {"flow_batches_not_stored", "failed"},   {"flow_batches_expired", "expired"},
+    {"flow_batches_stored", "stored"},	   {"flow_batches_resent", "resent"},
+    {"flow_batches_not_stored", "failed"}, {"flow_batches_expired", "expired"},
     {"flow_batches_rejected", "rejected"},
 };
 
@@ -53,8 +53,7 @@ static void collect(void *data, struct metrics *m)
 	double connected = 0, down = 0, in_sync = 0;
 	size_t i;
 	json_t *n;
-	json_array_foreach(nodes, i, n)
-	{
+	json_array_foreach (nodes, i, n) {
 		if (!json_is_true(json_object_get(n, "connected")))
 			down++;
 		else if (json_is_true(json_object_get(n, "up_to_date")))
@@ -116,22 +115,26 @@ struct telemetry *telemetry_new(struct compiler *c, struct sessions *ss)
 				       "The policy revision in force (0: none yet).", NULL));
 	t->rules = must(metrics_add(m, METRIC_GAUGE, "bulkhead_policy_rules",
 				    "Rules in the policy in force, both directions of every policy.", NULL));
-	t->groups = must(metrics_add(m, METRIC_GAUGE, "bulkhead_policy_groups", "Groups in the policy in force.", NULL));
+	t->groups = must(
+	    metrics_add(m, METRIC_GAUGE, "bulkhead_policy_groups", "Groups in the policy in force.", NULL));
 	t->endpoints = must(metrics_add(m, METRIC_GAUGE, "bulkhead_inventory_endpoints",
 					"Endpoints the agents reported, every node's.", NULL));
-	t->nodes = must(metrics_add(m, METRIC_GAUGE, "bulkhead_nodes",
-				    "Known nodes by state: up_to_date (connected, holding the newest bundle), behind "
-				    "(connected, not yet or with errors), down.",
-				    "state"));
+	t->nodes = must(
+	    metrics_add(m, METRIC_GAUGE, "bulkhead_nodes",
+			"Known nodes by state: up_to_date (connected, holding the newest bundle), behind "
+			"(connected, not yet or with errors), down.",
+			"state"));
 	t->compilations = must(metrics_add(m, METRIC_COUNTER, "bulkhead_compilations_total",
 					   "Bundles compiled for a node.", NULL));
-	t->packets = must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_packets_total",
-				      "Logged packets stored from the agents' flow reports, by verdict.", "verdict"));
-	t->lost = must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_events_lost_total",
-				   "Logged packets the agents reported lost (receive buffer, sequence gaps, spool).",
-				   NULL));
-	t->dropped = must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_records_dropped_total",
-				      "Flow and hit records not stored (rate, quota, expired, foreign, rejected).", NULL));
+	t->packets =
+	    must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_packets_total",
+			     "Logged packets stored from the agents' flow reports, by verdict.", "verdict"));
+	t->lost = must(metrics_add(
+	    m, METRIC_COUNTER, "bulkhead_flow_events_lost_total",
+	    "Logged packets the agents reported lost (receive buffer, sequence gaps, spool).", NULL));
+	t->dropped = must(
+	    metrics_add(m, METRIC_COUNTER, "bulkhead_flow_records_dropped_total",
+			"Flow and hit records not stored (rate, quota, expired, foreign, rejected).", NULL));
 	t->batches = must(metrics_add(m, METRIC_COUNTER, "bulkhead_flow_batches_total",
 				      "Flow batches received, by what became of them.", "result"));
 	t->malformed = must(metrics_add(m, METRIC_COUNTER, "bulkhead_agent_messages_malformed_total",
@@ -140,7 +143,8 @@ struct telemetry *telemetry_new(struct compiler *c, struct sessions *ss)
 				      "Agent HELLOs refused (keys, names, the node bound).", NULL));
 	t->bundles = must(metrics_add(m, METRIC_COUNTER, "bulkhead_bundles_sent_total",
 				      "Bundles sent to agents, whole (full) or as a set delta.", "kind"));
-	t->acks = must(metrics_add(m, METRIC_COUNTER, "bulkhead_acks_total", "ACKs received from agents.", NULL));
+	t->acks =
+	    must(metrics_add(m, METRIC_COUNTER, "bulkhead_acks_total", "ACKs received from agents.", NULL));
 	metrics_on_collect(m, collect, t);
 	return t;
 }

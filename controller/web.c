@@ -13,9 +13,9 @@
 #include "web.h"
 
 /* A parameter longer than this is refused (a name is at most 253). */
-#define ARG_MAX_LEN 256
-#define LIMIT_DEFAULT 200
-#define LIMIT_MAX 5000
+#define ARG_MAX_LEN	256
+#define LIMIT_DEFAULT	200
+#define LIMIT_MAX	5000
 #define SINCE_DEFAULT_S 3600
 
 struct web {
@@ -217,7 +217,9 @@ static void flow_request(struct web *w, struct httpd_request *r, enum job_kind k
 	j->w = w;
 	j->r = r;
 	j->kind = kind;
-	j->q.mode = kind == JOB_GROUPS ? FLOW_QUERY_GROUPS : kind == JOB_HITS ? FLOW_QUERY_RULES : FLOW_QUERY_REPORT;
+	j->q.mode = kind == JOB_GROUPS ? FLOW_QUERY_GROUPS
+		    : kind == JOB_HITS ? FLOW_QUERY_RULES
+				       : FLOW_QUERY_REPORT;
 	char why[160];
 	if (parse_query(r, j, why, sizeof(why)) < 0) {
 		httpd_respond_error(r, 400, why);
@@ -227,7 +229,8 @@ static void flow_request(struct web *w, struct httpd_request *r, enum job_kind k
 	if (kind != JOB_FLOWS) /* the map and the hits are whole: no row limit */
 		j->q.limit = 0;
 	if (kind == JOB_HITS && (j->q.src_group || j->q.dst_group || j->q.port.set)) {
-		httpd_respond_error(r, 400, "hits: rule hits have neither ends nor ports (since, node, group, verdict)");
+		httpd_respond_error(
+		    r, 400, "hits: rule hits have neither ends nor ports (since, node, group, verdict)");
 		job_free(j);
 		return;
 	}
@@ -239,9 +242,10 @@ static void flow_request(struct web *w, struct httpd_request *r, enum job_kind k
 static void nodes_request(struct web *w, struct httpd_request *r)
 {
 	int64_t rev = compiler_revision(w->compiler);
-	httpd_respond_json(r, 200,
-			   json_pack("{s:b,s:o,s:I,s:o}", "ok", 1, "revision", rev ? json_integer(rev) : json_null(),
-				     "time", (json_int_t)clock_wall_ms(), "nodes", sessions_status_nodes(w->sessions)));
+	httpd_respond_json(
+	    r, 200,
+	    json_pack("{s:b,s:o,s:I,s:o}", "ok", 1, "revision", rev ? json_integer(rev) : json_null(), "time",
+		      (json_int_t)clock_wall_ms(), "nodes", sessions_status_nodes(w->sessions)));
 }
 
 static void on_request(void *data, struct httpd_request *r)
@@ -264,7 +268,8 @@ static void on_request(void *data, struct httpd_request *r)
 	const char *want = strcmp(path, "/") == 0 ? "/index.html" : path;
 	for (size_t i = 0; i < web_n_assets; i++)
 		if (strcmp(web_assets[i].path, want) == 0)
-			return httpd_respond_static(r, 200, web_assets[i].type, web_assets[i].data, web_assets[i].len);
+			return httpd_respond_static(r, 200, web_assets[i].type, web_assets[i].data,
+						    web_assets[i].len);
 	httpd_respond_error(r, 404, "no such page");
 }
 
@@ -274,14 +279,16 @@ struct web *web_new(struct loop *l, const struct web_options *o, struct store *s
 		    struct sessions *ss, struct metrics *m, char **err)
 {
 	struct web *w = xcalloc(1, sizeof(*w));
-	*w = (struct web){.loop = l, .store = s, .compiler = c, .sessions = ss, .metrics = m, .worker = o->worker};
+	*w = (struct web){
+	    .loop = l, .store = s, .compiler = c, .sessions = ss, .metrics = m, .worker = o->worker};
 	w->reader = store_open_reader(s, err);
 	if (!w->reader) {
 		free(w);
 		return NULL;
 	}
 	store_set_query_limit(w->reader, o->flow_query_ms);
-	struct httpd_options ho = {.listen = o->listen, .token = o->token, .what = "--http", .page_token = true};
+	struct httpd_options ho = {
+	    .listen = o->listen, .token = o->token, .what = "--http", .page_token = true};
 	int e;
 	w->httpd = httpd_new(l, &ho, on_request, w, &e, err);
 	if (!w->httpd) {

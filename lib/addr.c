@@ -261,7 +261,8 @@ int range_list_subtract_list(struct range_list *l, struct range_list *cuts)
 	size_t cap = l->n + cuts->n, n = 0;
 	if (cap < l->n)
 		return -ENOMEM;
-	struct addr_range *out = l->arena ? arena_calloc(l->arena, cap, sizeof(*out)) : calloc(cap, sizeof(*out));
+	struct addr_range *out =
+	    l->arena ? arena_calloc(l->arena, cap, sizeof(*out)) : calloc(cap, sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	/* One sweep: both lists are sorted and disjoint, so the first cut

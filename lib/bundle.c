@@ -230,7 +230,8 @@ static void decode_ranges(struct json_walk *w, json_t *obj, const char *key, int
 				walk_error(w, "\"%s\": not an %s address or range", json_string_value(item),
 					   family == AF_INET ? "IPv4" : "IPv6");
 			} else if (hosts && addr_cmp(&r.lo, &r.hi) != 0) {
-				walk_error(w, "\"%s\": a hosts set holds single addresses", json_string_value(item));
+				walk_error(w, "\"%s\": a hosts set holds single addresses",
+					   json_string_value(item));
 			} else if (range_list_add(out, &r) < 0) {
 				w->oom = true;
 			}
@@ -325,8 +326,8 @@ static void decode_rule(struct json_walk *w, json_t *o, const struct bundle *b, 
 		char *want = arena_printf(w->arena, "%s/%s/%u", r->policy, direction_name(dir), r->index);
 		mark = jpath_push_key(&w->path, "id");
 		if (want && strcmp(want, r->id) != 0)
-			walk_error(w, "rule id \"%s\" does not match policy, direction and index (\"%s\")", r->id,
-				   want);
+			walk_error(w, "rule id \"%s\" does not match policy, direction and index (\"%s\")",
+				   r->id, want);
 		jpath_pop(&w->path, mark);
 	}
 
@@ -363,7 +364,8 @@ static void decode_rule(struct json_walk *w, json_t *o, const struct bundle *b, 
 			json_t *item = json_array_get(v, i);
 			const char *why;
 			if (walk_expect_type(w, item, JSON_STRING)) {
-				if (port_match_parse(json_string_value(item), &r->ports[r->n_ports], &why) == 0)
+				if (port_match_parse(json_string_value(item), &r->ports[r->n_ports], &why) ==
+				    0)
 					r->n_ports++;
 				else
 					walk_error(w, "\"%s\": %s", json_string_value(item), why);
@@ -412,7 +414,8 @@ static int endpoint_cmp(const void *a, const void *b)
 	return strcmp(((const struct bundle_endpoint *)a)->name, ((const struct bundle_endpoint *)b)->name);
 }
 
-static void decode_endpoint(struct json_walk *w, json_t *o, const struct bundle *b, struct bundle_endpoint *be)
+static void decode_endpoint(struct json_walk *w, json_t *o, const struct bundle *b,
+			    struct bundle_endpoint *be)
 {
 	static const char *const keys[] = {"name", "addresses", "ingress", "egress", NULL};
 	be->name = ""; /* sorted with the rest even when invalid */
@@ -437,7 +440,8 @@ static void decode_endpoint(struct json_walk *w, json_t *o, const struct bundle 
 				if (addr_parse(json_string_value(item), &be->addrs[be->n_addrs]) == 0)
 					be->n_addrs++;
 				else
-					walk_error(w, "\"%s\": not an IPv4 or IPv6 address", json_string_value(item));
+					walk_error(w, "\"%s\": not an IPv4 or IPv6 address",
+						   json_string_value(item));
 			}
 			jpath_pop(&w->path, m2);
 		}
@@ -514,7 +518,8 @@ struct bundle *bundle_from_json(json_t *root, struct diag *diag)
 		qsort(b->endpoints, b->n_endpoints, sizeof(*b->endpoints), endpoint_cmp);
 		for (size_t i = 1; i < b->n_endpoints; i++) {
 			if (strcmp(b->endpoints[i - 1].name, b->endpoints[i].name) == 0)
-				walk_error(&w, "endpoint \"%s\" appears more than once", b->endpoints[i].name);
+				walk_error(&w, "endpoint \"%s\" appears more than once",
+					   b->endpoints[i].name);
 		}
 	}
 	jpath_pop(&w.path, mark);

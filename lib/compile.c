@@ -57,7 +57,8 @@ static uint32_t set_index_of(const struct bundle *b, const struct policy_group *
 	abort(); /* every referenced group was turned into a set */
 }
 
-static int build_set(struct bundle *b, const struct set_ref *ref, const struct inventory *inv, struct bundle_set *s)
+static int build_set(struct bundle *b, const struct set_ref *ref, const struct inventory *inv,
+		     struct bundle_set *s)
 {
 	const struct policy_group *g = ref->g;
 	struct arena *a = b->arena;
@@ -125,7 +126,8 @@ static int collect_set_refs(const struct policy_doc *doc, const bool *applies, s
 					struct set_ref *r = &refs[n++];
 					r->g = pr->peers[p];
 					r->deny = ref_is_deny(r->g, pr->action);
-					r->id = r->deny ? arena_printf(tmp, "%s%s", r->g->id, BUNDLE_SET_DENY_SUFFIX)
+					r->id = r->deny ? arena_printf(tmp, "%s%s", r->g->id,
+								       BUNDLE_SET_DENY_SUFFIX)
 							: r->g->id;
 					if (!r->id) {
 						free(refs);
@@ -165,8 +167,8 @@ struct set_seen {
 	size_t stamp;
 };
 
-static int build_chain(struct bundle *b, const struct policy_doc *doc, const struct policy **pols, size_t n_pols,
-		       enum direction dir, struct set_seen *ss, struct bundle_chain *chain)
+static int build_chain(struct bundle *b, const struct policy_doc *doc, const struct policy **pols,
+		       size_t n_pols, enum direction dir, struct set_seen *ss, struct bundle_chain *chain)
 {
 	struct arena *a = b->arena;
 	size_t n_rules = 0;
@@ -263,7 +265,8 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 	 * local endpoint reference. */
 	for (size_t e = 0; e < n_local; e++) {
 		for (size_t i = 0; i < doc->n_policies; i++)
-			applies[i] = applies[i] || compile_group_selects(doc->policies[i].applies_to, &inv->v[first + e]);
+			applies[i] = applies[i] ||
+				     compile_group_selects(doc->policies[i].applies_to, &inv->v[first + e]);
 	}
 	if (collect_set_refs(doc, applies, tmp, &refs, &n_refs) < 0)
 		goto err_free;

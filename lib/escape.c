@@ -68,7 +68,8 @@ static size_t escape_one(const unsigned char *s, char out[ESCAPE_ONE_MAX + 1])
 	}
 	if (*s >= 0x80 && (n = utf8_sequence(s, &cp)) > 0) {
 		if (hidden_code_point(cp)) {
-			snprintf(out, ESCAPE_ONE_MAX + 1, "\\u%04x", (unsigned)(cp & 0xffff)); /* all below U+10000 */
+			snprintf(out, ESCAPE_ONE_MAX + 1, "\\u%04x",
+				 (unsigned)(cp & 0xffff)); /* all below U+10000 */
 		} else {
 			memcpy(out, s, n);
 			out[n] = '\0';

@@ -74,10 +74,18 @@ static const char *load_mhd(void)
 		size_t offset;
 	} syms[] = {
 #define SYM(field) {"MHD_" #field, offsetof(__typeof__(mhd), field)}
-	    SYM(add_response_header), SYM(create_response_from_buffer), SYM(destroy_response),
-	    SYM(get_daemon_info),     SYM(get_timeout),			SYM(is_feature_supported),
-	    SYM(lookup_connection_value), SYM(queue_response),		SYM(resume_connection),
-	    SYM(run),		      SYM(start_daemon),		SYM(stop_daemon),
+	    SYM(add_response_header),
+	    SYM(create_response_from_buffer),
+	    SYM(destroy_response),
+	    SYM(get_daemon_info),
+	    SYM(get_timeout),
+	    SYM(is_feature_supported),
+	    SYM(lookup_connection_value),
+	    SYM(queue_response),
+	    SYM(resume_connection),
+	    SYM(run),
+	    SYM(start_daemon),
+	    SYM(stop_daemon),
 	    SYM(suspend_connection),
 #undef SYM
 	};
@@ -189,7 +197,7 @@ int httpd_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *le
 		struct sockaddr_in *a = (struct sockaddr_in *)ss;
 		if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
 			*why = strchr(host, ':') ? "an IPv6 address goes in brackets: [::1]:7780"
-						  : "not an IP address (a name is not resolved)";
+						 : "not an IP address (a name is not resolved)";
 			return -EINVAL;
 		}
 		a->sin_family = AF_INET;
@@ -296,7 +304,8 @@ static void run_later(void *data, uint32_t events);
 
 /* The response is ready: queued by the access handler (now, or when the
  * resumed connection comes back to it). */
-static void set_response(struct httpd_request *r, unsigned status, const char *type, struct MHD_Response *resp)
+static void set_response(struct httpd_request *r, unsigned status, const char *type,
+			 struct MHD_Response *resp)
 {
 	if (!resp)
 		abort();
@@ -393,14 +402,15 @@ static bool refused(struct httpd *h, struct httpd_request *r, const char *method
 	}
 	if (h->has_token) {
 		const char *given = NULL, *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-									    MHD_HTTP_HEADER_AUTHORIZATION);
+									      MHD_HTTP_HEADER_AUTHORIZATION);
 		if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
 			given = auth + 7;
 		else
 			given = MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, COOKIE);
-		const char *in_url = h->page_token && strcmp(r->path, "/") == 0
-					 ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token")
-					 : NULL;
+		const char *in_url =
+		    h->page_token && strcmp(r->path, "/") == 0
+			? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token")
+			: NULL;
 		if (in_url && token_matches(h, in_url)) {
 			/* The page's way in: the token goes into a cookie that
 			 * scripts cannot read, and out of the address bar. */
@@ -415,18 +425,20 @@ static bool refused(struct httpd *h, struct httpd_request *r, const char *method
 		}
 		if (!token_matches(h, given)) {
 			httpd_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"bulkhead\"");
-			httpd_respond_error(r, 401,
-					    h->page_token
-						? "a token is required: Authorization: Bearer TOKEN, or open /?token=TOKEN"
-						: "a token is required: Authorization: Bearer TOKEN");
+			httpd_respond_error(
+			    r, 401,
+			    h->page_token
+				? "a token is required: Authorization: Bearer TOKEN, or open /?token=TOKEN"
+				: "a token is required: Authorization: Bearer TOKEN");
 			return true;
 		}
 		return false;
 	}
 	if (!host_loopback(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))) {
-		httpd_respond_error(r, 403,
-				    "served on loopback without a token: the Host must be localhost, 127.0.0.1 "
-				    "or [::1]");
+		httpd_respond_error(
+		    r, 403,
+		    "served on loopback without a token: the Host must be localhost, 127.0.0.1 "
+		    "or [::1]");
 		return true;
 	}
 	return false;
@@ -534,8 +546,8 @@ static struct httpd *fail(struct httpd *h, int e, int *errno_out, char **err, co
 	return NULL;
 }
 
-struct httpd *httpd_new(struct loop *l, const struct httpd_options *o, httpd_fn fn, void *data, int *errno_out,
-			char **err)
+struct httpd *httpd_new(struct loop *l, const struct httpd_options *o, httpd_fn fn, void *data,
+			int *errno_out, char **err)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -548,10 +560,11 @@ struct httpd *httpd_new(struct loop *l, const struct httpd_options *o, httpd_fn 
 	if (httpd_listen_parse(o->listen, &ss, &len, &loopback, &why) < 0)
 		return fail(NULL, EINVAL, errno_out, err, "%s %s: %s", what, o->listen, why);
 	if (!loopback && !o->token)
-		return fail(NULL, EINVAL, errno_out, err,
-			    "%s %s: not a loopback address: give a token (%s-token FILE) so that not everyone who "
-			    "reaches it may read it",
-			    what, o->listen, what);
+		return fail(
+		    NULL, EINVAL, errno_out, err,
+		    "%s %s: not a loopback address: give a token (%s-token FILE) so that not everyone who "
+		    "reaches it may read it",
+		    what, o->listen, what);
 	const char *unloaded = load_mhd();
 	if (unloaded)
 		return fail(NULL, ENOTSUP, errno_out, err, "%s: %s", what, unloaded);
@@ -574,7 +587,8 @@ struct httpd *httpd_new(struct loop *l, const struct httpd_options *o, httpd_fn 
 	int one = 1;
 	h->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (h->fd < 0 || setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    (ss.ss_family == AF_INET6 && setsockopt(h->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    (ss.ss_family == AF_INET6 &&
+	     setsockopt(h->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
 	    bind(h->fd, (struct sockaddr *)&ss, len) < 0 || listen(h->fd, 64) < 0) {
 		int e = errno;
 		return fail(h, e, errno_out, err, "%s %s: %s", what, o->listen, strerror(e));
@@ -587,12 +601,11 @@ struct httpd *httpd_new(struct loop *l, const struct httpd_options *o, httpd_fn 
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
 			 (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_log, h,
-				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->fd,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTIONS_MAX,
-				MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONNECTIONS_PER_IP_MAX,
-				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_S, MHD_OPTION_NOTIFY_COMPLETED,
-				on_completed, h, MHD_OPTION_END);
+				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->fd, MHD_OPTION_CONNECTION_LIMIT,
+				(unsigned)CONNECTIONS_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				(unsigned)CONNECTIONS_PER_IP_MAX, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				(size_t)CONNECTION_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_S,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
 	if (!h->d)
 		return fail(h, EIO, errno_out, err, "%s %s: libmicrohttpd did not start", what, o->listen);
 	h->fd = -1; /* MHD's now: it closes it when it stops */

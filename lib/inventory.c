@@ -7,7 +7,7 @@
 #include "bulkhead/inventory.h"
 #include "json_util.h"
 
-#define NODE_NAME_MAX 253 /* a host name */
+#define NODE_NAME_MAX  253 /* a host name */
 #define NETNS_PATH_MAX 4095
 
 bool inventory_node_name_valid(const char *node)
@@ -125,7 +125,8 @@ static void parse_ports(struct json_walk *w, json_t *obj, struct endpoint *ep)
 	qsort(ep->ports, ep->n_ports, sizeof(*ep->ports), port_cmp);
 }
 
-static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, unsigned flags, struct endpoint *ep)
+static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, unsigned flags,
+			   struct endpoint *ep)
 {
 	static const char *const keys[] = {"name", "netns", "labels", "addresses", "ports", NULL};
 	if (!walk_expect_type(w, obj, JSON_OBJECT))
@@ -138,16 +139,20 @@ static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, u
 	if (!v)
 		walk_error(w, "missing required key");
 	else if ((ep->name = walk_take_string(w, v)) && !name_valid(ep->name, NAME_MAX_LEN))
-		walk_error(w, "invalid endpoint name \"%s\": use 1-%d letters, digits, '.', '_' or '-', "
-			      "beginning with a letter or digit",
+		walk_error(w,
+			   "invalid endpoint name \"%s\": use 1-%d letters, digits, '.', '_' or '-', "
+			   "beginning with a letter or digit",
 			   ep->name, NAME_MAX_LEN);
 	jpath_pop(&w->path, mark);
 
 	if ((v = json_object_get(obj, "netns"))) {
 		mark = jpath_push_key(&w->path, "netns");
 		if ((ep->netns = walk_take_string(w, v)) && !netns_path_valid(ep->netns))
-			walk_error(w, "\"%s\": expected an absolute path (e.g. /run/netns/NAME) of printable characters, "
-				      "at most %d", ep->netns, NETNS_PATH_MAX);
+			walk_error(w,
+				   "\"%s\": expected an absolute path (e.g. /run/netns/NAME) of printable "
+				   "characters, "
+				   "at most %d",
+				   ep->netns, NETNS_PATH_MAX);
 		jpath_pop(&w->path, mark);
 	}
 
@@ -277,7 +282,8 @@ static int claim_cmp(const void *a, const void *b)
 /* Whether c[i] is the second claim of an address (sorted claims). */
 static bool second_claim(const struct addr_claim *c, size_t i)
 {
-	return addr_cmp(&c[i - 1].addr, &c[i].addr) == 0 && (i < 2 || addr_cmp(&c[i - 2].addr, &c[i].addr) != 0);
+	return addr_cmp(&c[i - 1].addr, &c[i].addr) == 0 &&
+	       (i < 2 || addr_cmp(&c[i - 2].addr, &c[i].addr) != 0);
 }
 
 /* Every claim, sorted; then every address with two or more claimants,
@@ -314,7 +320,7 @@ static int find_conflicts(struct inventory *inv)
 		for (size_t i = 1; i < n; i++) {
 			if (second_claim(c, i))
 				inv->conflicts[inv->n_conflicts++] =
-					(struct addr_conflict){c[i].addr, c[i - 1].ep, c[i].ep};
+				    (struct addr_conflict){c[i].addr, c[i - 1].ep, c[i].ep};
 		}
 	}
 	inv->claims = c;
@@ -329,7 +335,8 @@ int inventory_finish(struct inventory *inv, struct diag *diag)
 	int r = 0;
 	for (size_t i = 1; i < inv->n; i++) {
 		if (endpoint_cmp(&inv->v[i - 1], &inv->v[i]) == 0) {
-			diag_add(diag, "", "endpoint %s/%s is listed more than once", inv->v[i].node, inv->v[i].name);
+			diag_add(diag, "", "endpoint %s/%s is listed more than once", inv->v[i].node,
+				 inv->v[i].name);
 			r = -EINVAL;
 		}
 	}
@@ -348,13 +355,15 @@ void inventory_conflict_text(const struct addr_conflict *c, char *buf, size_t si
 {
 	char addr[ADDR_STRLEN];
 	addr_format(&c->addr, addr);
-	snprintf(buf, size, "%s is claimed by %s/%s and %s/%s", addr, c->a->node, c->a->name, c->b->node, c->b->name);
+	snprintf(buf, size, "%s is claimed by %s/%s and %s/%s", addr, c->a->node, c->a->name, c->b->node,
+		 c->b->name);
 }
 
 const struct addr_conflict *inventory_conflict_of(const struct inventory *inv, const struct bh_addr *a)
 {
-	return inv->n_conflicts ? bsearch(a, inv->conflicts, inv->n_conflicts, sizeof(*inv->conflicts), conflict_key_cmp)
-				: NULL;
+	return inv->n_conflicts
+		   ? bsearch(a, inv->conflicts, inv->n_conflicts, sizeof(*inv->conflicts), conflict_key_cmp)
+		   : NULL;
 }
 
 bool inventory_addr_conflicted(const struct inventory *inv, const struct bh_addr *a)

@@ -114,10 +114,11 @@ int json_util_read_file(const char *path, size_t max, const char *what, char **t
 {
 	int r = fileio_read(path, max, text, len);
 	if (r == -EFBIG)
-		diag_add(diag, "", "larger than %zu bytes (%zu MiB), the most %s may be", max, max >> 20, what);
+		diag_add(diag, "", "larger than %zu bytes (%zu MiB), the most %s may be", max, max >> 20,
+			 what);
 	else if (r < 0) /* what it is and reading it go wrong after open() */
-		diag_add(diag, "", "cannot %s: %s", r == -EISDIR || r == -EINVAL || r == -EIO ? "read" : "open",
-			 fileio_strerror(r));
+		diag_add(diag, "", "cannot %s: %s",
+			 r == -EISDIR || r == -EINVAL || r == -EIO ? "read" : "open", fileio_strerror(r));
 	return r;
 }
 
@@ -162,11 +163,13 @@ bool walk_expect_type(struct json_walk *w, json_t *v, json_type type)
 		return true;
 	if ((type == JSON_TRUE || type == JSON_FALSE) && json_is_boolean(v))
 		return true;
-	walk_error(w, "expected %s, got %s", json_util_type_name_a(type), json_util_type_name_a(json_typeof(v)));
+	walk_error(w, "expected %s, got %s", json_util_type_name_a(type),
+		   json_util_type_name_a(json_typeof(v)));
 	return false;
 }
 
-void walk_check_keys(struct json_walk *w, json_t *obj, const char *const *allowed, const struct key_hint *hints)
+void walk_check_keys(struct json_walk *w, json_t *obj, const char *const *allowed,
+		     const struct key_hint *hints)
 {
 	const char *key;
 	json_t *v;

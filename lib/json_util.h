@@ -27,8 +27,8 @@ json_t *json_util_loadb(const char *text, size_t len, struct diag *diag);
  * bytes) into *text (malloc()ed, NUL-terminated, the caller's); why not is
  * recorded in diag ("cannot open: ...", "larger than N bytes (N MiB), the
  * most WHAT may be"). 0 or fileio_read's negative errno. */
-BH_MUST_CHECK int json_util_read_file(const char *path, size_t max, const char *what, char **text, size_t *len,
-				      struct diag *diag);
+BH_MUST_CHECK int json_util_read_file(const char *path, size_t max, const char *what, char **text,
+				      size_t *len, struct diag *diag);
 /* The same file loaded as JSON; NULL when unread or invalid (in diag). */
 json_t *json_util_load_file(const char *path, size_t max, const char *what, struct diag *diag);
 
@@ -52,7 +52,8 @@ void walk_error(struct json_walk *w, const char *fmt, ...) __attribute__((format
 bool walk_expect_type(struct json_walk *w, json_t *v, json_type type);
 /* Reports keys of obj not in allowed (NULL-terminated); hints name keys
  * that belong elsewhere. */
-void walk_check_keys(struct json_walk *w, json_t *obj, const char *const *allowed, const struct key_hint *hints);
+void walk_check_keys(struct json_walk *w, json_t *obj, const char *const *allowed,
+		     const struct key_hint *hints);
 /* Copy of a string value in the arena, or NULL (reported). */
 const char *walk_take_string(struct json_walk *w, json_t *v);
 /* Checks an optional "description" string member. */

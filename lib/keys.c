@@ -23,15 +23,16 @@ int keys_read(const char *path, char out[KEY_Z85_LEN + 1], char **err)
 	size_t n;
 	int r = fileio_read(path, KEY_FILE_MAX, &text, &n);
 	if (r == -EFBIG)
-		return err_set(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %d or more", path,
-			    KEY_Z85_LEN, KEY_FILE_MAX);
+		return err_set(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %d or more",
+			       path, KEY_Z85_LEN, KEY_FILE_MAX);
 	if (r < 0)
 		return err_set(err, r, "%s: %s", path, fileio_strerror(r));
 	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ' || text[n - 1] == '\t'))
 		text[--n] = '\0';
 	uint8_t raw[32];
 	if (n != KEY_Z85_LEN)
-		r = err_set(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %zu", path, KEY_Z85_LEN, n);
+		r = err_set(err, -EINVAL, "%s: not a CURVE key: want %d Z85 characters, found %zu", path,
+			    KEY_Z85_LEN, n);
 	else if (!zmq_z85_decode(raw, text))
 		r = err_set(err, -EINVAL, "%s: not a CURVE key: characters outside Z85", path);
 	else
@@ -46,8 +47,9 @@ int keys_read_pair(const char *dir, char pub[KEY_Z85_LEN + 1], char sec[KEY_Z85_
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/" KEY_SECRET_FILE, dir);
 	if (stat(path, &st) == 0 && (st.st_mode & 077))
-		return err_set(err, -EPERM, "%s: the secret key is readable by others (mode %03o); chmod 600 it", path,
-			    st.st_mode & 0777);
+		return err_set(err, -EPERM,
+			       "%s: the secret key is readable by others (mode %03o); chmod 600 it", path,
+			       st.st_mode & 0777);
 	char tmp[KEY_Z85_LEN + 1];
 	int r = keys_read(path, tmp, err);
 	if (r < 0)
@@ -71,7 +73,8 @@ static int write_temp(const char *dir, const char *name, const char *key, mode_t
 		return err_set(err, -errno, "%s: %s", tmp, strerror(errno));
 	char line[KEY_Z85_LEN + 2];
 	snprintf(line, sizeof(line), "%s\n", key);
-	bool ok = fchmod(fd, mode) == 0 && write(fd, line, KEY_Z85_LEN + 1) == KEY_Z85_LEN + 1 && fsync(fd) == 0;
+	bool ok =
+	    fchmod(fd, mode) == 0 && write(fd, line, KEY_Z85_LEN + 1) == KEY_Z85_LEN + 1 && fsync(fd) == 0;
 	int saved = errno;
 	close(fd);
 	if (!ok) {
@@ -92,15 +95,16 @@ static int check_replaceable(const char *path, bool force, char **err)
 	if (!force)
 		return err_set(err, -EEXIST, "%s: exists; --force replaces it", path);
 	if (S_ISLNK(st.st_mode))
-		return err_set(err, -ELOOP,
-			    "%s: a symbolic link: refused (a key is never written through a link; remove it "
-			    "if it is yours)",
-			    path);
+		return err_set(
+		    err, -ELOOP,
+		    "%s: a symbolic link: refused (a key is never written through a link; remove it "
+		    "if it is yours)",
+		    path);
 	if (!S_ISREG(st.st_mode))
 		return err_set(err, -EPERM, "%s: not a regular file: refused", path);
 	if (st.st_uid != geteuid())
 		return err_set(err, -EPERM, "%s: owned by uid %u, not this user (uid %u): refused", path,
-			    (unsigned)st.st_uid, (unsigned)geteuid());
+			       (unsigned)st.st_uid, (unsigned)geteuid());
 	return 0;
 }
 
@@ -154,8 +158,9 @@ int keys_write_pair(const char *dir, bool force, char pub_out[KEY_Z85_LEN + 1], 
 	for (int i = 0; i < 2; i++) {
 		r = force ? rename(temp[i], path[i]) : link(temp[i], path[i]);
 		if (r < 0)
-			r = err_set(err, -errno, errno == EEXIST ? "%s: exists; --force replaces it" : "%s: %s",
-				 path[i], strerror(errno));
+			r = err_set(err, -errno,
+				    errno == EEXIST ? "%s: exists; --force replaces it" : "%s: %s", path[i],
+				    strerror(errno));
 		if (!force || r < 0)
 			unlink(temp[i]);
 		if (r < 0) {

@@ -102,7 +102,8 @@ static struct loop_source *loop_add_source(struct loop *l, enum source_kind kind
 					   uint32_t events, loop_fn fn, void *data)
 {
 	struct loop_source *s = xcalloc(1, sizeof(*s));
-	*s = (struct loop_source){.kind = kind, .fd = fd, .zsock = zsock, .fn = fn, .data = data, .next = l->sources};
+	*s = (struct loop_source){
+	    .kind = kind, .fd = fd, .zsock = zsock, .fn = fn, .data = data, .next = l->sources};
 	struct epoll_event ev = {.events = events, .data.ptr = s};
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		int e = errno;
@@ -133,8 +134,8 @@ struct loop_source *loop_add_timer(struct loop *l, unsigned interval_ms, loop_fn
 	if (fd < 0)
 		return NULL;
 	struct itimerspec its = {
-		.it_interval = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000},
-		.it_value = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000},
+	    .it_interval = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000},
+	    .it_value = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000},
 	};
 	struct loop_source *s = NULL;
 	if (timerfd_settime(fd, 0, &its, NULL) == 0)

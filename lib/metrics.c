@@ -123,8 +123,8 @@ static bool family_name_ok(const struct metrics *m, enum metric_type type, const
 	if ((type == METRIC_COUNTER) != ends_with(name, "_total"))
 		return false;
 	/* A histogram's series take these suffixes. */
-	if (type == METRIC_HISTOGRAM && (ends_with(name, "_bucket") || ends_with(name, "_sum") ||
-					 ends_with(name, "_count")))
+	if (type == METRIC_HISTOGRAM &&
+	    (ends_with(name, "_bucket") || ends_with(name, "_sum") || ends_with(name, "_count")))
 		return false;
 	return true;
 }
@@ -156,7 +156,8 @@ struct metric *metrics_add(struct metrics *m, enum metric_type type, const char 
 		for (size_t k = 0; k < f->n_labels; k++)
 			dup |= strlen(f->label_names[k]) == len && strncmp(f->label_names[k], p, len) == 0;
 		if (f->n_labels == METRICS_LABELS_MAX || !name_valid(p, len, false) ||
-		    (len >= 2 && p[0] == '_' && p[1] == '_') || (len == 2 && strncmp(p, "le", 2) == 0) || dup) {
+		    (len >= 2 && p[0] == '_' && p[1] == '_') || (len == 2 && strncmp(p, "le", 2) == 0) ||
+		    dup) {
 			for (size_t k = 0; k < f->n_labels; k++)
 				free(f->label_names[k]);
 			free(f->name);

@@ -25,10 +25,10 @@ static int trust_one(const char *path, char **err)
 		    "in it",
 		    path, (unsigned)st.st_uid, (unsigned)me);
 	if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
-		return err_set(err, -EPERM,
-			    "%s: writable by %s (mode %04o) and not sticky: they could replace what is in it",
-			    path, st.st_mode & 002 ? "everyone" : "its group",
-			    (unsigned)(st.st_mode & 07777));
+		return err_set(
+		    err, -EPERM,
+		    "%s: writable by %s (mode %04o) and not sticky: they could replace what is in it", path,
+		    st.st_mode & 002 ? "everyone" : "its group", (unsigned)(st.st_mode & 07777));
 	return 0;
 }
 

@@ -41,10 +41,10 @@ static const struct {
 	const char *name;
 	enum selector_op op;
 } selector_ops[] = {
-	{"In", SELECTOR_IN},
-	{"NotIn", SELECTOR_NOT_IN},
-	{"Exists", SELECTOR_EXISTS},
-	{"DoesNotExist", SELECTOR_DOES_NOT_EXIST},
+    {"In", SELECTOR_IN},
+    {"NotIn", SELECTOR_NOT_IN},
+    {"Exists", SELECTOR_EXISTS},
+    {"DoesNotExist", SELECTOR_DOES_NOT_EXIST},
 };
 
 static bool parse_expression(struct parser *p, json_t *obj, struct selector_expr *out)
@@ -79,8 +79,9 @@ static bool parse_expression(struct parser *p, json_t *obj, struct selector_expr
 			}
 		}
 		if (!have_op)
-			walk_error(&p->w, "unknown operator \"%s\" (expected In, NotIn, Exists or DoesNotExist)",
-			     json_string_value(jop));
+			walk_error(&p->w,
+				   "unknown operator \"%s\" (expected In, NotIn, Exists or DoesNotExist)",
+				   json_string_value(jop));
 	}
 	jpath_pop(&p->w.path, mark);
 
@@ -93,7 +94,8 @@ static bool parse_expression(struct parser *p, json_t *obj, struct selector_expr
 	} else if (jvalues && walk_expect_type(&p->w, jvalues, JSON_ARRAY)) {
 		size_t n = json_array_size(jvalues);
 		if (n == 0 && wants_values)
-			walk_error(&p->w, "empty list: operator %s needs at least one value", json_string_value(jop));
+			walk_error(&p->w, "empty list: operator %s needs at least one value",
+				   json_string_value(jop));
 		out->values = arena_calloc(p->w.arena, n ? n : 1, sizeof(*out->values));
 		if (!out->values)
 			p->w.oom = true;
@@ -187,8 +189,8 @@ static bool network_list_fits(struct parser *p, json_t *list)
 {
 	if (json_array_size(list) <= POLICY_MAX_NETWORK_ENTRIES)
 		return true;
-	walk_error(&p->w, "%zu entries: at most %d (split the group, or use wider CIDRs)", json_array_size(list),
-		   POLICY_MAX_NETWORK_ENTRIES);
+	walk_error(&p->w, "%zu entries: at most %d (split the group, or use wider CIDRs)",
+		   json_array_size(list), POLICY_MAX_NETWORK_ENTRIES);
 	return false;
 }
 
@@ -245,10 +247,12 @@ static bool parse_network_group(struct parser *p, json_t *obj, struct policy_gro
 				if (!parse_cidr_item(p, item, &r)) {
 					ok = false;
 				} else {
-					const struct addr_range *in = range_list_find(family_list(g, r.lo.family), &r.lo);
+					const struct addr_range *in =
+					    range_list_find(family_list(g, r.lo.family), &r.lo);
 					if ((!in || addr_cmp(&r.hi, &in->hi) > 0) && cidrs_fit) {
-						walk_error(&p->w, "\"%s\": not inside any of the group's cidrs",
-						     json_string_value(item));
+						walk_error(&p->w,
+							   "\"%s\": not inside any of the group's cidrs",
+							   json_string_value(item));
 						ok = false;
 					}
 					if (range_list_add(r.lo.family == AF_INET ? &cuts4 : &cuts6, &r) < 0)
@@ -260,7 +264,8 @@ static bool parse_network_group(struct parser *p, json_t *obj, struct policy_gro
 			ok = false;
 		}
 		jpath_pop(&p->w.path, mark);
-		if (ok && (range_list_subtract_list(&g->v4, &cuts4) < 0 || range_list_subtract_list(&g->v6, &cuts6) < 0))
+		if (ok && (range_list_subtract_list(&g->v4, &cuts4) < 0 ||
+			   range_list_subtract_list(&g->v6, &cuts6) < 0))
 			p->w.oom = true;
 		range_list_release(&cuts4);
 		range_list_release(&cuts6);
@@ -291,12 +296,12 @@ static struct policy_group *parse_group(struct parser *p, json_t *obj, const cha
 	g->id = id;
 	if (has_label && has_net) {
 		walk_error(&p->w, "a group is either a label group (labels, expressions) or a network group "
-			"(cidrs, except), not both");
+				  "(cidrs, except), not both");
 		return NULL;
 	}
 	if (!has_label && !has_net) {
 		walk_error(&p->w, "empty group: give \"labels\" and/or \"expressions\", or \"cidrs\" "
-			"(use {\"labels\": {}} to select every endpoint)");
+				  "(use {\"labels\": {}} to select every endpoint)");
 		return NULL;
 	}
 	if (has_net && label_only) {
@@ -309,8 +314,8 @@ static struct policy_group *parse_group(struct parser *p, json_t *obj, const cha
 
 static bool is_declared(struct parser *p, const char *name)
 {
-	return p->n_declared &&
-	       bsearch(&name, p->declared_sorted, p->n_declared, sizeof(*p->declared_sorted), str_cmp) != NULL;
+	return p->n_declared && bsearch(&name, p->declared_sorted, p->n_declared, sizeof(*p->declared_sorted),
+					str_cmp) != NULL;
 }
 
 static void parse_groups(struct parser *p, json_t *groups)
@@ -340,9 +345,10 @@ static void parse_groups(struct parser *p, json_t *groups)
 		}
 		p->declared[p->n_declared++] = name;
 		if (!name_valid(key, NAME_MAX_LEN)) {
-			walk_error(&p->w, "invalid group name \"%s\": use 1-%d letters, digits, '.', '_' or '-', "
-				"beginning with a letter or digit",
-			     key, NAME_MAX_LEN);
+			walk_error(&p->w,
+				   "invalid group name \"%s\": use 1-%d letters, digits, '.', '_' or '-', "
+				   "beginning with a letter or digit",
+				   key, NAME_MAX_LEN);
 		} else {
 			struct policy_group *g = parse_group(p, v, name, name, false);
 			if (g)
@@ -385,14 +391,16 @@ const struct policy_group *policy_find_group(const struct policy_doc *doc, const
 }
 
 /* A group reference (string) or inline group (object). NULL when invalid. */
-static struct policy_group *parse_group_ref(struct parser *p, json_t *v, const char *inline_id, bool label_only)
+static struct policy_group *parse_group_ref(struct parser *p, json_t *v, const char *inline_id,
+					    bool label_only)
 {
 	if (json_is_string(v)) {
 		const char *name = json_string_value(v);
 		struct policy_group *g = (struct policy_group *)policy_find_group(p->doc, name);
 		if (g) {
 			if (label_only && g->kind == GROUP_NETWORK) {
-				walk_error(&p->w, "\"%s\" is a network group; applies_to needs a label group", name);
+				walk_error(&p->w, "\"%s\" is a network group; applies_to needs a label group",
+					   name);
 				return NULL;
 			}
 			return g;
@@ -413,7 +421,7 @@ static struct policy_group *parse_group_ref(struct parser *p, json_t *v, const c
 	if (json_is_object(v))
 		return parse_group(p, v, NULL, inline_id, label_only);
 	walk_error(&p->w, "expected a group name or an inline group object, got %s",
-	     json_util_type_name_a(json_typeof(v)));
+		   json_util_type_name_a(json_typeof(v)));
 	return NULL;
 }
 
@@ -440,15 +448,16 @@ static void parse_rule(struct parser *p, json_t *obj, const char *policy, enum d
 	static const char *const ingress_keys[] = {"action", "from", "ports", "description", NULL};
 	static const char *const egress_keys[] = {"action", "to", "ports", "description", NULL};
 	static const struct key_hint ingress_hints[] = {
-		{"to", "ingress rules name their peers in \"from\" (\"to\" is for egress rules)"}, {NULL, NULL}};
+	    {"to", "ingress rules name their peers in \"from\" (\"to\" is for egress rules)"}, {NULL, NULL}};
 	static const struct key_hint egress_hints[] = {
-		{"from", "egress rules name their peers in \"to\" (\"from\" is for ingress rules)"}, {NULL, NULL}};
+	    {"from", "egress rules name their peers in \"to\" (\"from\" is for ingress rules)"},
+	    {NULL, NULL}};
 	const char *peer_key = dir == DIR_INGRESS ? "from" : "to";
 
 	if (!walk_expect_type(&p->w, obj, JSON_OBJECT))
 		return;
 	walk_check_keys(&p->w, obj, dir == DIR_INGRESS ? ingress_keys : egress_keys,
-		   dir == DIR_INGRESS ? ingress_hints : egress_hints);
+			dir == DIR_INGRESS ? ingress_hints : egress_hints);
 	walk_description(&p->w, obj);
 
 	json_t *v = json_object_get(obj, "action");
@@ -466,8 +475,10 @@ static void parse_rule(struct parser *p, json_t *obj, const char *policy, enum d
 		if (walk_expect_type(&p->w, v, JSON_ARRAY)) {
 			size_t n = json_array_size(v);
 			if (n == 0)
-				walk_error(&p->w, "empty list matches nothing; leave \"%s\" out to match any address",
-				     peer_key);
+				walk_error(
+				    &p->w,
+				    "empty list matches nothing; leave \"%s\" out to match any address",
+				    peer_key);
 			out->peers = arena_calloc(p->w.arena, n ? n : 1, sizeof(*out->peers));
 			if (!out->peers)
 				p->w.oom = true;
@@ -475,8 +486,8 @@ static void parse_rule(struct parser *p, json_t *obj, const char *policy, enum d
 				size_t m2 = jpath_push_index(&p->w.path, i);
 				char *id = arena_printf(p->w.arena, "%s/%s/%zu/%zu", policy ? policy : "?",
 							direction_name(dir), index, i);
-				struct policy_group *g = id ? parse_group_ref(p, json_array_get(v, i), id, false)
-							    : NULL;
+				struct policy_group *g =
+				    id ? parse_group_ref(p, json_array_get(v, i), id, false) : NULL;
 				if (g)
 					out->peers[out->n_peers++] = g;
 				jpath_pop(&p->w.path, m2);
@@ -492,8 +503,9 @@ static void parse_rule(struct parser *p, json_t *obj, const char *policy, enum d
 		if (walk_expect_type(&p->w, v, JSON_ARRAY)) {
 			size_t n = json_array_size(v);
 			if (n == 0)
-				walk_error(&p->w, "empty list matches nothing; leave \"ports\" out to match every "
-					"protocol and port");
+				walk_error(&p->w,
+					   "empty list matches nothing; leave \"ports\" out to match every "
+					   "protocol and port");
 			out->ports = arena_calloc(p->w.arena, n ? n : 1, sizeof(*out->ports));
 			if (!out->ports)
 				p->w.oom = true;
@@ -502,8 +514,8 @@ static void parse_rule(struct parser *p, json_t *obj, const char *policy, enum d
 				json_t *item = json_array_get(v, i);
 				const char *why;
 				if (!walk_expect_type(&p->w, item, JSON_STRING)) {
-				} else if (port_match_parse(json_string_value(item), &out->ports[out->n_ports],
-							    &why) < 0) {
+				} else if (port_match_parse(json_string_value(item),
+							    &out->ports[out->n_ports], &why) < 0) {
 					walk_error(&p->w, "\"%s\": %s", json_string_value(item), why);
 				} else {
 					out->n_ports++;
@@ -517,8 +529,8 @@ static void parse_rule(struct parser *p, json_t *obj, const char *policy, enum d
 
 static void parse_policy(struct parser *p, json_t *obj, struct policy *pol)
 {
-	static const char *const keys[] = {"name", "description", "applies_to", "order", "mode",
-					   "ingress", "egress", NULL};
+	static const char *const keys[] = {"name", "description", "applies_to", "order",
+					   "mode", "ingress",	  "egress",	NULL};
 	if (!walk_expect_type(&p->w, obj, JSON_OBJECT))
 		return;
 	walk_check_keys(&p->w, obj, keys, NULL);
@@ -529,9 +541,10 @@ static void parse_policy(struct parser *p, json_t *obj, struct policy *pol)
 	if (!v)
 		walk_error(&p->w, "missing required key");
 	else if ((pol->name = walk_take_string(&p->w, v)) && !name_valid(pol->name, NAME_MAX_LEN)) {
-		walk_error(&p->w, "invalid policy name \"%s\": use 1-%d letters, digits, '.', '_' or '-', beginning "
-			"with a letter or digit",
-		     pol->name, NAME_MAX_LEN);
+		walk_error(&p->w,
+			   "invalid policy name \"%s\": use 1-%d letters, digits, '.', '_' or '-', beginning "
+			   "with a letter or digit",
+			   pol->name, NAME_MAX_LEN);
 		pol->name = NULL;
 	}
 	jpath_pop(&p->w.path, mark);
@@ -552,7 +565,8 @@ static void parse_policy(struct parser *p, json_t *obj, struct policy *pol)
 		mark = jpath_push_key(&p->w.path, "order");
 		json_int_t order;
 		if (!json_integral(v, &order))
-			walk_error(&p->w, "expected an integer, got %s", json_util_type_name_a(json_typeof(v)));
+			walk_error(&p->w, "expected an integer, got %s",
+				   json_util_type_name_a(json_typeof(v)));
 		else if (order < INT32_MIN || order > INT32_MAX)
 			walk_error(&p->w, "%lld: order out of range (%d to %d)", (long long)order, INT32_MIN,
 				   INT32_MAX);
@@ -676,7 +690,8 @@ static void parse_policies(struct parser *p, json_t *arr)
 		/* Names are the policies' identity in rule ids and reports. */
 		if (pols[i].name && first[i] != i) {
 			size_t m3 = jpath_push_key(&p->w.path, "name");
-			walk_error(&p->w, "duplicate policy name \"%s\" (first at /policies/%zu)", pols[i].name, first[i]);
+			walk_error(&p->w, "duplicate policy name \"%s\" (first at /policies/%zu)",
+				   pols[i].name, first[i]);
 			jpath_pop(&p->w.path, m3);
 		}
 		jpath_pop(&p->w.path, m2);
@@ -711,8 +726,9 @@ static void parse_observe(struct parser *p, json_t *v)
 		if (i >= 0)
 			p->doc->observe = (enum observe)i;
 		else
-			walk_error(&p->w, "\"%s\": expected \"denied\" (report denied and audited flows) or \"all\" "
-					  "(every accepted new connection too)",
+			walk_error(&p->w,
+				   "\"%s\": expected \"denied\" (report denied and audited flows) or \"all\" "
+				   "(every accepted new connection too)",
 				   json_string_value(v));
 	}
 	jpath_pop(&p->w.path, mark);
@@ -720,7 +736,8 @@ static void parse_observe(struct parser *p, json_t *v)
 
 struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 {
-	static const char *const keys[] = {"version", "description", "defaults", "observe", "groups", "policies", NULL};
+	static const char *const keys[] = {"version", "description", "defaults", "observe",
+					   "groups",  "policies",    NULL};
 	struct parser p = {.suggest_budget = SUGGEST_BUDGET};
 	size_t errors = diag->n;
 
@@ -751,8 +768,8 @@ struct policy_doc *policy_parse_json(json_t *root, struct diag *diag)
 	else if (!json_integral(v, &version))
 		walk_error(&p.w, "expected an integer, got %s", json_util_type_name_a(json_typeof(v)));
 	else if (version != POLICY_VERSION)
-		walk_error(&p.w, "unsupported version %lld (this Bulkhead reads version %d)", (long long)version,
-			   POLICY_VERSION);
+		walk_error(&p.w, "unsupported version %lld (this Bulkhead reads version %d)",
+			   (long long)version, POLICY_VERSION);
 	doc->version = POLICY_VERSION;
 	jpath_pop(&p.w.path, mark);
 
@@ -782,8 +799,8 @@ err_free_doc:
 
 static void too_big(struct diag *diag)
 {
-	diag_add(diag, "", "larger than %d bytes (%d MiB), the most a policy document may be", POLICY_MAX_BYTES,
-		 POLICY_MAX_BYTES >> 20);
+	diag_add(diag, "", "larger than %d bytes (%d MiB), the most a policy document may be",
+		 POLICY_MAX_BYTES, POLICY_MAX_BYTES >> 20);
 }
 
 struct policy_doc *policy_parse_string(const char *text, size_t len, struct diag *diag)

@@ -52,7 +52,7 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 	if (proto_is_icmp(m.proto)) {
 		r = parse_number(&p, 255, &a);
 		if (r < 0) {
-			*why = r == -ERANGE ? "ICMP type out of range (0-255)"
+			*why = r == -ERANGE   ? "ICMP type out of range (0-255)"
 			       : r == -EILSEQ ? "number with a leading zero"
 					      : "expected an ICMP type";
 			return -EINVAL;
@@ -62,7 +62,7 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 			p++;
 			r = parse_number(&p, 255, &b);
 			if (r < 0) {
-				*why = r == -ERANGE ? "ICMP code out of range (0-255)"
+				*why = r == -ERANGE   ? "ICMP code out of range (0-255)"
 				       : r == -EILSEQ ? "number with a leading zero"
 						      : "expected an ICMP code";
 				return -EINVAL;
@@ -79,7 +79,7 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 
 	r = parse_number(&p, 65535, &a);
 	if (r < 0 || a == 0) {
-		*why = r == -EINVAL ? "expected a port number"
+		*why = r == -EINVAL   ? "expected a port number"
 		       : r == -EILSEQ ? "number with a leading zero"
 				      : "port out of range";
 		return -EINVAL;
@@ -89,7 +89,7 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 		p++;
 		r = parse_number(&p, 65535, &b);
 		if (r < 0 || b == 0) {
-			*why = r == -EINVAL ? "expected a port number after '-'"
+			*why = r == -EINVAL   ? "expected a port number after '-'"
 			       : r == -EILSEQ ? "number with a leading zero"
 					      : "port out of range";
 			return -EINVAL;

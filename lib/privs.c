@@ -124,7 +124,8 @@ static int single_threaded(char **err)
 {
 	int n = thread_count();
 	if (n < 0)
-		return err_set(err, n, "counting this process's threads in /proc/self/status: %s", strerror(-n));
+		return err_set(err, n, "counting this process's threads in /proc/self/status: %s",
+			       strerror(-n));
 	if (n != 1)
 		return err_set(
 		    err, -EBUSY,
@@ -169,11 +170,12 @@ static int caps_settle(uint64_t keep, char **err)
 	if ((r = caps_get(&now)) < 0)
 		return err_set(err, r, "capget: %s", strerror(-r));
 	if (now.eff != keep || now.prm != keep || now.inh != 0)
-		return err_set(err, -EPERM,
-			    "capabilities not as set: effective %#llx, permitted %#llx, inheritable %#llx; "
-			    "wanted %#llx",
-			    (unsigned long long)now.eff, (unsigned long long)now.prm,
-			    (unsigned long long)now.inh, (unsigned long long)keep);
+		return err_set(
+		    err, -EPERM,
+		    "capabilities not as set: effective %#llx, permitted %#llx, inheritable %#llx; "
+		    "wanted %#llx",
+		    (unsigned long long)now.eff, (unsigned long long)now.prm, (unsigned long long)now.inh,
+		    (unsigned long long)keep);
 	return 0;
 }
 
@@ -218,13 +220,14 @@ static int user_lookup(const char *what, const char *user, uid_t *uid, gid_t *gi
 		return err_set(err, -errno, "%s %s: %s", what, user, strerror(errno));
 	if (pw->pw_uid == 0)
 		return err_set(err, -EINVAL,
-			    "%s %s: that is root; name an unprivileged user (this daemon needs no "
-			    "privilege)",
-			    what, user);
+			       "%s %s: that is root; name an unprivileged user (this daemon needs no "
+			       "privilege)",
+			       what, user);
 	/* Root's group would keep what root's group may write. */
 	if (pw->pw_gid == 0)
 		return err_set(err, -EINVAL,
-			    "%s %s: its group is root's (gid 0); name a user of another group", what, user);
+			       "%s %s: its group is root's (gid 0); name a user of another group", what,
+			       user);
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
 	*name = strdup(pw->pw_name);
@@ -261,8 +264,9 @@ static char *own_dir(const struct privs_path *p)
 static int make_own_dir(const char *what, const char *dir, uid_t uid, gid_t gid, char **err)
 {
 	if (mkdir(dir, 0700) < 0)
-		return errno == EEXIST ? 0
-				       : err_set(err, -errno, "%s: creating %s: %s", what, dir, strerror(errno));
+		return errno == EEXIST
+			   ? 0
+			   : err_set(err, -errno, "%s: creating %s: %s", what, dir, strerror(errno));
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	int r = fd < 0 || fchown(fd, uid, gid) < 0 ? -errno : 0;
 	if (fd >= 0)
@@ -302,10 +306,11 @@ static int check_way(const char *what, const char *path, const struct who *w, ch
 		if (access(buf, X_OK) < 0 && errno == EACCES && stat(buf, &st) == 0) {
 			char d[128];
 			describe(&st, d, sizeof(d));
-			return err_set(err, -EACCES,
-				    "%s %s: user %s (uid %u) cannot reach it: %s is %s; let the user through "
-				    "(chmod o+x, or a group) or move it",
-				    what, path, w->name, (unsigned)w->uid, buf, d);
+			return err_set(
+			    err, -EACCES,
+			    "%s %s: user %s (uid %u) cannot reach it: %s is %s; let the user through "
+			    "(chmod o+x, or a group) or move it",
+			    what, path, w->name, (unsigned)w->uid, buf, d);
 		}
 		*p = '/';
 	}
@@ -328,12 +333,13 @@ static int check_access(const char *what, const char *dir, const char *inside, i
 	if (e == ENOENT)
 		return 0; /* the daemon says so itself, where it opens it */
 	if (e != EACCES || stat(path, &st) < 0)
-		return check_way(what, path, w, err) ?: err_set(err, -e, "%s %s: %s", what, path, strerror(e));
+		return check_way(what, path, w, err)
+			   ?: err_set(err, -e, "%s %s: %s", what, path, strerror(e));
 	char d[128];
 	describe(&st, d, sizeof(d));
 	const char *verb = mode & W_OK ? (S_ISDIR(st.st_mode) ? "write in" : "write") : "read";
 	return err_set(err, -EACCES, "%s %s%s%s: user %s (uid %u) cannot %s it: %s; %s", what, dir,
-		    inside ? ": " : "", inside ? inside : "", w->name, (unsigned)w->uid, verb, d, fix);
+		       inside ? ": " : "", inside ? inside : "", w->name, (unsigned)w->uid, verb, d, fix);
 }
 
 /* A directory and the regular files directly in it. */
@@ -387,9 +393,11 @@ static int become(const char *name, uid_t uid, gid_t gid, char **err)
 	if (initgroups(name, gid) < 0)
 		return err_set(err, -errno, "--user %s: initgroups: %s", name, strerror(errno));
 	if (setresgid(gid, gid, gid) < 0)
-		return err_set(err, -errno, "--user %s: setresgid %u: %s", name, (unsigned)gid, strerror(errno));
+		return err_set(err, -errno, "--user %s: setresgid %u: %s", name, (unsigned)gid,
+			       strerror(errno));
 	if (setresuid(uid, uid, uid) < 0)
-		return err_set(err, -errno, "--user %s: setresuid %u: %s", name, (unsigned)uid, strerror(errno));
+		return err_set(err, -errno, "--user %s: setresuid %u: %s", name, (unsigned)uid,
+			       strerror(errno));
 	if ((r = caps_settle(0, err)) < 0)
 		return r;
 	/* The way back must be shut; if it is not, nothing here holds. */
@@ -433,8 +441,8 @@ int privs_become_user(const char *user, const struct privs_path *paths, size_t n
 		uint64_t missing;
 		r = privs_keep_caps(NULL, 0, &missing, err);
 	} else {
-		r = err_set(err, -EPERM, "--user %s: only root can become another user (this is uid %u)", user,
-			 (unsigned)euid);
+		r = err_set(err, -EPERM, "--user %s: only root can become another user (this is uid %u)",
+			    user, (unsigned)euid);
 	}
 	struct who w = {name, uid};
 	for (size_t i = 0; i < n_paths && r == 0; i++)
@@ -467,11 +475,12 @@ static int give_fd(int fd, const char *path, uid_t uid, gid_t gid, char **err)
 		return err_set(err, -EINVAL, "%s: neither a directory nor a regular file", path);
 	if (S_ISREG(st.st_mode) && st.st_nlink != 1)
 		return err_set(err, -EMLINK, "%s: has %ju links; not given away (remove the others)", path,
-			    (uintmax_t)st.st_nlink);
+			       (uintmax_t)st.st_nlink);
 	if (st.st_uid == uid && st.st_gid == gid)
 		return 0;
 	if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
-		return err_set(err, -errno, "%s: giving it to uid %u: %s", path, (unsigned)uid, strerror(errno));
+		return err_set(err, -errno, "%s: giving it to uid %u: %s", path, (unsigned)uid,
+			       strerror(errno));
 	return 0;
 }
 

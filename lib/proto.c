@@ -11,10 +11,11 @@
 #include "bulkhead/proto.h"
 
 static const char *const type_names[PROTO_TYPE_COUNT] = {
-	[PROTO_HELLO] = "HELLO",	 [PROTO_BUNDLE] = "BUNDLE",	  [PROTO_DELTA] = "DELTA",
-	[PROTO_ACK] = "ACK",		 [PROTO_ENDPOINTS] = "ENDPOINTS", [PROTO_HEARTBEAT] = "HEARTBEAT",
-	[PROTO_FLOWS] = "FLOWS",	 [PROTO_RESYNC] = "RESYNC",	  [PROTO_REFUSED] = "REFUSED",
-	[PROTO_FLOWS_ACK] = "FLOWS_ACK",
+    [PROTO_HELLO] = "HELLO",	     [PROTO_BUNDLE] = "BUNDLE",
+    [PROTO_DELTA] = "DELTA",	     [PROTO_ACK] = "ACK",
+    [PROTO_ENDPOINTS] = "ENDPOINTS", [PROTO_HEARTBEAT] = "HEARTBEAT",
+    [PROTO_FLOWS] = "FLOWS",	     [PROTO_RESYNC] = "RESYNC",
+    [PROTO_REFUSED] = "REFUSED",     [PROTO_FLOWS_ACK] = "FLOWS_ACK",
 };
 
 /* The largest body of each type, in bytes and in JSON values (see
@@ -26,11 +27,16 @@ static const char *const type_names[PROTO_TYPE_COUNT] = {
  * took 0.5-0.9 s). Parsed, a value costs 40-90 bytes. What the controller
  * sends is trusted to its own size. */
 const struct proto_limit proto_limits[PROTO_TYPE_COUNT] = {
-	[PROTO_HELLO] = {16 << 20, 1 << 20},	   [PROTO_ENDPOINTS] = {16 << 20, 1 << 20},
-	[PROTO_ACK] = {16 << 20, 1 << 20},	   [PROTO_HEARTBEAT] = {4096, 64},
-	[PROTO_FLOWS] = {2 << 20, 256 << 10},	   [PROTO_BUNDLE] = {PROTO_MAX_MSG, SIZE_MAX},
-	[PROTO_DELTA] = {PROTO_MAX_MSG, SIZE_MAX}, [PROTO_RESYNC] = {4096, 64},
-	[PROTO_REFUSED] = {4096, 64},		   [PROTO_FLOWS_ACK] = {4096, 64},
+    [PROTO_HELLO] = {16 << 20, 1 << 20},
+    [PROTO_ENDPOINTS] = {16 << 20, 1 << 20},
+    [PROTO_ACK] = {16 << 20, 1 << 20},
+    [PROTO_HEARTBEAT] = {4096, 64},
+    [PROTO_FLOWS] = {2 << 20, 256 << 10},
+    [PROTO_BUNDLE] = {PROTO_MAX_MSG, SIZE_MAX},
+    [PROTO_DELTA] = {PROTO_MAX_MSG, SIZE_MAX},
+    [PROTO_RESYNC] = {4096, 64},
+    [PROTO_REFUSED] = {4096, 64},
+    [PROTO_FLOWS_ACK] = {4096, 64},
 };
 
 const char *proto_type_name(enum proto_type t)
@@ -70,23 +76,23 @@ static const struct kind {
 	int64_t max;
 	const char *want;
 } kinds[F_KIND_COUNT] = {
-	[F_STRING] = {F_STRING, 0, "a string"},
-	[F_HASH] = {F_HASH, 0, "a SHA-256 in hex"},
-	[F_COUNT] = {F_COUNT, 0, "an integer >= 0"},
-	[F_BOOL] = {F_BOOL, 0, "true or false"},
-	[F_OBJECT] = {F_OBJECT, 0, "an object"},
-	[F_OBJECTS] = {F_OBJECTS, 0, "an array of objects"},
-	[F_ADDR] = {F_ADDR, 0, "an IPv4 or IPv6 address"},
-	[F_TIME] = {F_COUNT, PROTO_FLOWS_TIME_MAX, NULL},
-	[F_SEQ] = {F_COUNT, PROTO_FLOWS_SEQ_MAX, NULL},
-	[F_PACKETS] = {F_COUNT, PROTO_FLOWS_COUNT_MAX, NULL},
-	[F_BYTES] = {F_COUNT, PROTO_FLOWS_BYTES_MAX, NULL},
-	[F_PORT] = {F_COUNT, 65535, NULL},
-	[F_OCTET] = {F_COUNT, 255, NULL},
-	[F_NAME] = {F_STRING, PROTO_FLOWS_NAME_MAX, NULL},
-	[F_RULE] = {F_STRING, PROTO_FLOWS_RULE_MAX, NULL},
-	[F_REASON] = {F_STRING, PROTO_FLOWS_REASON_MAX, NULL},
-	[F_ENTRIES] = {F_OBJECTS, PROTO_FLOWS_MAX, NULL},
+    [F_STRING] = {F_STRING, 0, "a string"},
+    [F_HASH] = {F_HASH, 0, "a SHA-256 in hex"},
+    [F_COUNT] = {F_COUNT, 0, "an integer >= 0"},
+    [F_BOOL] = {F_BOOL, 0, "true or false"},
+    [F_OBJECT] = {F_OBJECT, 0, "an object"},
+    [F_OBJECTS] = {F_OBJECTS, 0, "an array of objects"},
+    [F_ADDR] = {F_ADDR, 0, "an IPv4 or IPv6 address"},
+    [F_TIME] = {F_COUNT, PROTO_FLOWS_TIME_MAX, NULL},
+    [F_SEQ] = {F_COUNT, PROTO_FLOWS_SEQ_MAX, NULL},
+    [F_PACKETS] = {F_COUNT, PROTO_FLOWS_COUNT_MAX, NULL},
+    [F_BYTES] = {F_COUNT, PROTO_FLOWS_BYTES_MAX, NULL},
+    [F_PORT] = {F_COUNT, 65535, NULL},
+    [F_OCTET] = {F_COUNT, 255, NULL},
+    [F_NAME] = {F_STRING, PROTO_FLOWS_NAME_MAX, NULL},
+    [F_RULE] = {F_STRING, PROTO_FLOWS_RULE_MAX, NULL},
+    [F_REASON] = {F_STRING, PROTO_FLOWS_REASON_MAX, NULL},
+    [F_ENTRIES] = {F_OBJECTS, PROTO_FLOWS_MAX, NULL},
 };
 
 struct field {
@@ -95,62 +101,85 @@ struct field {
 	bool nullable; /* null or absent is fine */
 };
 
-#define END {NULL, 0, false}
+#define END                                                                                                  \
+	{                                                                                                    \
+		NULL, 0, false                                                                               \
+	}
 
 static const struct field hello_fields[] = {
-	{"node", F_STRING, false},     {"agent", F_STRING, false},      {"revision", F_COUNT, true},
-	{"hash", F_HASH, true},	       {"endpoints", F_OBJECTS, false}, END,
+    {"node", F_STRING, false}, {"agent", F_STRING, false},	{"revision", F_COUNT, true},
+    {"hash", F_HASH, true},    {"endpoints", F_OBJECTS, false}, END,
 };
 static const struct field bundle_fields[] = {{"revision", F_COUNT, false}, {"bundle", F_OBJECT, false}, END};
 static const struct field delta_fields[] = {
-	{"revision", F_COUNT, false}, {"base", F_HASH, false}, {"hash", F_HASH, false}, {"sets", F_OBJECTS, false}, END,
+    {"revision", F_COUNT, false},
+    {"base", F_HASH, false},
+    {"hash", F_HASH, false},
+    {"sets", F_OBJECTS, false},
+    END,
 };
 static const struct field ack_fields[] = {
-	{"revision", F_COUNT, false}, {"hash", F_HASH, true},	       {"ok", F_BOOL, false},
-	{"error", F_STRING, true},    {"endpoints", F_OBJECTS, false}, END,
+    {"revision", F_COUNT, false}, {"hash", F_HASH, true},	   {"ok", F_BOOL, false},
+    {"error", F_STRING, true},	  {"endpoints", F_OBJECTS, false}, END,
 };
 static const struct field ack_endpoint_fields[] = {
-	{"name", F_STRING, false}, {"applied", F_HASH, true}, {"error", F_STRING, true}, END,
+    {"name", F_STRING, false},
+    {"applied", F_HASH, true},
+    {"error", F_STRING, true},
+    END,
 };
 static const struct field endpoints_fields[] = {{"endpoints", F_OBJECTS, false}, END};
 static const struct field heartbeat_fields[] = {{"revision", F_COUNT, true}, {"hash", F_HASH, true}, END};
 static const struct field reason_fields[] = {{"reason", F_STRING, false}, END};
 static const struct field flows_fields[] = {
-	{"epoch", F_TIME, false},  {"seq", F_SEQ, false},	 {"start", F_TIME, false},
-	{"end", F_TIME, false},	   {"flows", F_ENTRIES, false}, {"lost", F_ENTRIES, false},
-	{"hits", F_ENTRIES, true}, /* absent from agents before rule hit counts */
-	END,
+    {"epoch", F_TIME, false},
+    {"seq", F_SEQ, false},
+    {"start", F_TIME, false},
+    {"end", F_TIME, false},
+    {"flows", F_ENTRIES, false},
+    {"lost", F_ENTRIES, false},
+    {"hits", F_ENTRIES, true}, /* absent from agents before rule hit counts */
+    END,
 };
 static const struct field hit_fields[] = {
-	{"endpoint", F_NAME, false}, {"dir", F_STRING, false},	   {"rule", F_RULE, false},
-	{"policy", F_RULE, true},    {"verdict", F_STRING, false}, {"packets", F_PACKETS, false},
-	{"bytes", F_BYTES, false},   END,
+    {"endpoint", F_NAME, false},  {"dir", F_STRING, false},
+    {"rule", F_RULE, false},	  {"policy", F_RULE, true},
+    {"verdict", F_STRING, false}, {"packets", F_PACKETS, false},
+    {"bytes", F_BYTES, false},	  END,
 };
 static const struct field flow_fields[] = {
-	{"endpoint", F_NAME, false},  {"dir", F_STRING, false},	    {"src", F_ADDR, false},
-	{"dst", F_ADDR, false},	      {"proto", F_RULE, false},	    {"port", F_PORT, true},
-	{"icmp_type", F_OCTET, true}, {"icmp_code", F_OCTET, true}, {"verdict", F_STRING, false},
-	{"policy", F_RULE, true},     {"rule", F_RULE, false},	    {"count", F_PACKETS, false},
-	{"first", F_TIME, false},     {"last", F_TIME, false},	    END,
+    {"endpoint", F_NAME, false},  {"dir", F_STRING, false},	{"src", F_ADDR, false},
+    {"dst", F_ADDR, false},	  {"proto", F_RULE, false},	{"port", F_PORT, true},
+    {"icmp_type", F_OCTET, true}, {"icmp_code", F_OCTET, true}, {"verdict", F_STRING, false},
+    {"policy", F_RULE, true},	  {"rule", F_RULE, false},	{"count", F_PACKETS, false},
+    {"first", F_TIME, false},	  {"last", F_TIME, false},	END,
 };
 static const struct field lost_fields[] = {
-	{"endpoint", F_NAME, true},   {"enobufs", F_PACKETS, false}, {"gap", F_PACKETS, false},
-	{"spool", F_PACKETS, false}, END,
+    {"endpoint", F_NAME, true},
+    {"enobufs", F_PACKETS, false},
+    {"gap", F_PACKETS, false},
+    {"spool", F_PACKETS, false},
+    END,
 };
 static const struct field flows_ack_fields[] = {
-	{"epoch", F_TIME, false}, {"seq", F_SEQ, false},
-	{"rejected", F_REASON, true}, /* absent from controllers before rejections */
-	END,
+    {"epoch", F_TIME, false},
+    {"seq", F_SEQ, false},
+    {"rejected", F_REASON, true}, /* absent from controllers before rejections */
+    END,
 };
 static const struct field set_delta_fields[] = {
-	{"id", F_STRING, false}, {"ipv4", F_OBJECT, true}, {"ipv6", F_OBJECT, true}, END,
+    {"id", F_STRING, false},
+    {"ipv4", F_OBJECT, true},
+    {"ipv6", F_OBJECT, true},
+    END,
 };
 
 static const struct field *const type_fields[PROTO_TYPE_COUNT] = {
-	[PROTO_HELLO] = hello_fields,	      [PROTO_BUNDLE] = bundle_fields,	  [PROTO_DELTA] = delta_fields,
-	[PROTO_ACK] = ack_fields,	      [PROTO_ENDPOINTS] = endpoints_fields, [PROTO_HEARTBEAT] = heartbeat_fields,
-	[PROTO_FLOWS] = flows_fields,	      [PROTO_RESYNC] = reason_fields,	  [PROTO_REFUSED] = reason_fields,
-	[PROTO_FLOWS_ACK] = flows_ack_fields,
+    [PROTO_HELLO] = hello_fields,	  [PROTO_BUNDLE] = bundle_fields,
+    [PROTO_DELTA] = delta_fields,	  [PROTO_ACK] = ack_fields,
+    [PROTO_ENDPOINTS] = endpoints_fields, [PROTO_HEARTBEAT] = heartbeat_fields,
+    [PROTO_FLOWS] = flows_fields,	  [PROTO_RESYNC] = reason_fields,
+    [PROTO_REFUSED] = reason_fields,	  [PROTO_FLOWS_ACK] = flows_ack_fields,
 };
 
 static bool is_hash(const char *s)
@@ -198,7 +227,8 @@ static bool check_fields(json_t *obj, const struct field *fields, const char *wh
 			ok = json_is_array(v) && (!k->max || json_array_size(v) <= (size_t)k->max);
 			size_t i;
 			json_t *e;
-			json_array_foreach(v, i, e) ok &= json_is_object(e);
+			json_array_foreach (v, i, e)
+				ok &= json_is_object(e);
 			break;
 		}
 		case F_ADDR:
@@ -217,8 +247,8 @@ static bool check_fields(json_t *obj, const struct field *fields, const char *wh
 			snprintf(err, n, "%s: \"%s\" must be a string of at most %lld bytes", where, f->name,
 				 (long long)k->max);
 		else if (!ok)
-			snprintf(err, n, "%s: \"%s\" must be an array of at most %lld objects", where, f->name,
-				 (long long)k->max);
+			snprintf(err, n, "%s: \"%s\" must be an array of at most %lld objects", where,
+				 f->name, (long long)k->max);
 		if (!ok)
 			return false;
 	}
@@ -232,7 +262,8 @@ static bool check_strings(json_t *arr, const char *where, char *err, size_t n)
 	bool ok = json_is_array(arr);
 	size_t i;
 	json_t *e;
-	json_array_foreach(arr, i, e) ok &= json_is_string(e);
+	json_array_foreach (arr, i, e)
+		ok &= json_is_string(e);
 	if (!ok)
 		snprintf(err, n, "%s must be an array of strings", where);
 	return ok;
@@ -250,7 +281,10 @@ static bool check_word(json_t *obj, const char *key, const char *const *words, c
 			return true;
 	int len = snprintf(err, n, "%s: \"%s\" must be ", where, key);
 	for (size_t i = 0; i < count && len >= 0 && (size_t)len < n; i++)
-		len += snprintf(err + len, n - (size_t)len, "%s\"%s\"", i == 0 ? "" : i + 1 == count ? " or " : ", ",
+		len += snprintf(err + len, n - (size_t)len, "%s\"%s\"",
+				i == 0		 ? ""
+				: i + 1 == count ? " or "
+						 : ", ",
 				words[i]);
 	return false;
 }
@@ -260,7 +294,8 @@ static bool check_families(json_t *flow, const char *where, char *err, size_t n)
 {
 	struct bh_addr src, dst;
 	if (addr_parse(json_string_value(json_object_get(flow, "src")), &src) == 0 &&
-	    addr_parse(json_string_value(json_object_get(flow, "dst")), &dst) == 0 && src.family == dst.family)
+	    addr_parse(json_string_value(json_object_get(flow, "dst")), &dst) == 0 &&
+	    src.family == dst.family)
 		return true;
 	snprintf(err, n, "%s: \"src\" and \"dst\" must be of one address family", where);
 	return false;
@@ -272,16 +307,14 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 	json_t *e;
 	char where[64];
 	if (t == PROTO_ACK) {
-		json_array_foreach(json_object_get(body, "endpoints"), i, e)
-		{
+		json_array_foreach (json_object_get(body, "endpoints"), i, e) {
 			snprintf(where, sizeof(where), "endpoints[%zu]", i);
 			if (!check_fields(e, ack_endpoint_fields, where, err, n))
 				return false;
 		}
 	}
 	if (t == PROTO_FLOWS) {
-		json_array_foreach(json_object_get(body, "flows"), i, e)
-		{
+		json_array_foreach (json_object_get(body, "flows"), i, e) {
 			snprintf(where, sizeof(where), "flows[%zu]", i);
 			if (!check_fields(e, flow_fields, where, err, n) ||
 			    !check_word(e, "dir", direction_words, where, err, n) ||
@@ -289,14 +322,12 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 			    !check_families(e, where, err, n))
 				return false;
 		}
-		json_array_foreach(json_object_get(body, "lost"), i, e)
-		{
+		json_array_foreach (json_object_get(body, "lost"), i, e) {
 			snprintf(where, sizeof(where), "lost[%zu]", i);
 			if (!check_fields(e, lost_fields, where, err, n))
 				return false;
 		}
-		json_array_foreach(json_object_get(body, "hits"), i, e)
-		{
+		json_array_foreach (json_object_get(body, "hits"), i, e) {
 			snprintf(where, sizeof(where), "hits[%zu]", i);
 			if (!check_fields(e, hit_fields, where, err, n) ||
 			    !check_word(e, "dir", direction_words, where, err, n) ||
@@ -305,8 +336,7 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 		}
 	}
 	if (t == PROTO_DELTA) {
-		json_array_foreach(json_object_get(body, "sets"), i, e)
-		{
+		json_array_foreach (json_object_get(body, "sets"), i, e) {
 			snprintf(where, sizeof(where), "sets[%zu]", i);
 			if (!check_fields(e, set_delta_fields, where, err, n))
 				return false;
@@ -356,7 +386,8 @@ int proto_type_parse(const void *type, size_t type_len)
 
 bool proto_sent_by_agent(enum proto_type t)
 {
-	return t == PROTO_HELLO || t == PROTO_ACK || t == PROTO_ENDPOINTS || t == PROTO_HEARTBEAT || t == PROTO_FLOWS;
+	return t == PROTO_HELLO || t == PROTO_ACK || t == PROTO_ENDPOINTS || t == PROTO_HEARTBEAT ||
+	       t == PROTO_FLOWS;
 }
 
 int proto_decode(const void *type, size_t type_len, const void *body, size_t body_len, struct proto_msg *out,
@@ -380,13 +411,14 @@ int proto_decode(const void *type, size_t type_len, const void *body, size_t bod
 	 * by its type, whatever the socket let through. */
 	const struct proto_limit *lim = &proto_limits[t];
 	if (body_len > lim->bytes) {
-		snprintf(err, err_size, "%s: body of %zu bytes, more than the %zu a %s may have", type_names[t], body_len,
-			 lim->bytes, type_names[t]);
+		snprintf(err, err_size, "%s: body of %zu bytes, more than the %zu a %s may have",
+			 type_names[t], body_len, lim->bytes, type_names[t]);
 		return -EINVAL;
 	}
 	size_t items = json_items(body, body_len);
 	if (items > lim->items) {
-		snprintf(err, err_size, "%s: body of %zu JSON values or more, more than the %zu a %s may have",
+		snprintf(err, err_size,
+			 "%s: body of %zu JSON values or more, more than the %zu a %s may have",
 			 type_names[t], items, lim->items, type_names[t]);
 		return -EINVAL;
 	}
@@ -454,7 +486,9 @@ json_t *proto_endpoints_inventory(const char *node, json_t *endpoints)
 	json_t *copy = json_deep_copy(endpoints);
 	size_t i;
 	json_t *e;
-	json_array_foreach(copy, i, e) if (json_is_null(json_object_get(e, "netns"))) json_object_del(e, "netns");
+	json_array_foreach (copy, i, e)
+		if (json_is_null(json_object_get(e, "netns")))
+			json_object_del(e, "netns");
 	return json_pack("{s:s,s:o}", "node", node, "endpoints", copy);
 }
 
@@ -468,9 +502,12 @@ static json_t *string_set_diff(json_t *a, json_t *b)
 	json_t *seen = json_object(), *out = json_array();
 	size_t i;
 	json_t *e;
-	json_array_foreach(b, i, e) if (json_is_string(e)) json_object_set(seen, json_string_value(e), json_true());
-	json_array_foreach(a, i, e) if (json_is_string(e) && !json_object_get(seen, json_string_value(e)))
-		json_array_append(out, e);
+	json_array_foreach (b, i, e)
+		if (json_is_string(e))
+			json_object_set(seen, json_string_value(e), json_true());
+	json_array_foreach (a, i, e)
+		if (json_is_string(e) && !json_object_get(seen, json_string_value(e)))
+			json_array_append(out, e);
 	json_decref(seen);
 	return out;
 }
@@ -514,7 +551,8 @@ json_t *proto_delta_make(json_t *from, json_t *to)
 			json_t *fe = json_object_get(f, fams[k]), *te = json_object_get(t, fams[k]);
 			json_t *add = string_set_diff(te, fe), *rem = string_set_diff(fe, te);
 			if (json_array_size(add) || json_array_size(rem)) {
-				json_object_set_new(d, fams[k], json_pack("{s:o,s:o}", "add", add, "remove", rem));
+				json_object_set_new(d, fams[k],
+						    json_pack("{s:o,s:o}", "add", add, "remove", rem));
 				changed = true;
 			} else {
 				json_decref(add);
@@ -542,10 +580,10 @@ json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag)
 	json_t *by_id = json_object();
 	size_t i;
 	json_t *d;
-	json_array_foreach(bsets, i, d) if (json_is_string(json_object_get(d, "id")))
-		json_object_set(by_id, json_string_value(json_object_get(d, "id")), d);
-	json_array_foreach(sets, i, d)
-	{
+	json_array_foreach (bsets, i, d)
+		if (json_is_string(json_object_get(d, "id")))
+			json_object_set(by_id, json_string_value(json_object_get(d, "id")), d);
+	json_array_foreach (sets, i, d) {
 		const char *id = json_string_value(json_object_get(d, "id"));
 		json_t *target = id ? json_object_get(by_id, id) : NULL;
 		if (target && !json_equal(json_object_get(target, "id"), json_object_get(d, "id")))

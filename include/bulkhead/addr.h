@@ -28,7 +28,7 @@ struct range_list {
 	struct arena *arena; /* storage owner; NULL: malloc, freed by release */
 };
 
-#define ADDR_STRLEN 46      /* INET6_ADDRSTRLEN */
+#define ADDR_STRLEN  46 /* INET6_ADDRSTRLEN */
 #define RANGE_STRLEN (2 * ADDR_STRLEN + 1)
 
 unsigned addr_bits(int family); /* 32 or 128 */

@@ -73,9 +73,8 @@
  */
 #pragma once
 
-#define ADMIN_VERSION 1
+#define ADMIN_VERSION	       1
 #define ADMIN_DEFAULT_ENDPOINT "ipc:///run/bulkhead/admin.sock"
-#define ADMIN_ENV "BULKHEAD_ADMIN"
+#define ADMIN_ENV	       "BULKHEAD_ADMIN"
 /* Requests carry whole policy documents; replies whole listings. */
 #define ADMIN_MAX_MSG (64 << 20)
-

@@ -17,7 +17,7 @@
 #include "bulkhead/diag.h"
 #include "bulkhead/policy.h"
 
-#define BUNDLE_FORMAT 1
+#define BUNDLE_FORMAT	1
 #define BUNDLE_HASH_HEX 64
 
 enum set_kind {
@@ -42,9 +42,9 @@ struct bundle_set {
 };
 
 struct bundle_rule {
-	const char *id;     /* "POLICY/DIRECTION/INDEX", stable across compiles */
+	const char *id;	    /* "POLICY/DIRECTION/INDEX", stable across compiles */
 	const char *policy; /* policy name */
-	uint32_t index;     /* rule index in the policy's list */
+	uint32_t index;	    /* rule index in the policy's list */
 	enum rule_action action;
 	enum policy_mode mode;
 	bool any_peer;

@@ -6,7 +6,7 @@
 
 #include "bulkhead/vocab.h" /* the shared enums and their words */
 
-#define BH_MUST_CHECK __attribute__((warn_unused_result))
+#define BH_MUST_CHECK	 __attribute__((warn_unused_result))
 #define BH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Sets *err to a new message (NULL when out of memory; the caller frees it)

@@ -7,7 +7,7 @@
 #include "bulkhead/common.h"
 
 struct diag_entry {
-	char *path;    /* JSON pointer ("" for the whole document) */
+	char *path; /* JSON pointer ("" for the whole document) */
 	char *message;
 };
 
@@ -15,13 +15,12 @@ struct diag {
 	const char *file; /* borrowed; the name errors are reported under */
 	struct diag_entry *v;
 	size_t n, cap;
-	int oom;          /* set when an entry could not be recorded */
+	int oom; /* set when an entry could not be recorded */
 };
 
 void diag_init(struct diag *d, const char *file);
 void diag_release(struct diag *d);
-void diag_add(struct diag *d, const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void diag_add(struct diag *d, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* One line per entry: "FILE: /pointer: message", escaped (escape.h). */
 void diag_print(const struct diag *d, FILE *out);
 

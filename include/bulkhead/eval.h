@@ -11,18 +11,18 @@
 /* A packet at the endpoint: src and dst as on the wire. */
 struct packet {
 	struct bh_addr src, dst;
-	uint8_t proto;      /* IPPROTO_* */
-	uint16_t dport;     /* TCP, UDP, SCTP */
-	uint8_t icmp_type;  /* ICMP, ICMPv6 */
+	uint8_t proto;	   /* IPPROTO_* */
+	uint16_t dport;	   /* TCP, UDP, SCTP */
+	uint8_t icmp_type; /* ICMP, ICMPv6 */
 	uint8_t icmp_code;
-	bool established;   /* reply or related to an accepted connection */
-	bool loopback;      /* on the loopback interface */
+	bool established; /* reply or related to an accepted connection */
+	bool loopback;	  /* on the loopback interface */
 };
 
 struct eval_result {
 	enum verdict verdict;
 	const struct bundle_rule *rule; /* the deciding rule, or NULL */
-	const char *reason;             /* rule id, or a RULE_ID_* (vocab.h) */
+	const char *reason;		/* rule id, or a RULE_ID_* (vocab.h) */
 };
 
 /* Verdict for pkt in direction dir at endpoint ep of bundle b (the peer is
@@ -40,7 +40,7 @@ struct path_result {
 	bool has_egress, has_ingress;
 	struct eval_result egress, ingress;
 	enum verdict verdict; /* drop if either side drops, else audit if either audits */
-	bool delivered;       /* neither side dropped (audit delivers) */
+	bool delivered;	      /* neither side dropped (audit delivers) */
 };
 
 void eval_path(const struct bundle *src_b, const struct bundle_endpoint *src_ep, const struct bundle *dst_b,

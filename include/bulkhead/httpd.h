@@ -59,8 +59,8 @@ typedef void (*httpd_fn)(void *data, struct httpd_request *r);
  * checks. NULL with *err (malloc()ed; *errno_out the bind's errno, so
  * that the caller may tell EADDRINUSE apart). Borrows o's strings only
  * during the call. */
-struct httpd *httpd_new(struct loop *l, const struct httpd_options *o, httpd_fn fn, void *data, int *errno_out,
-			char **err);
+struct httpd *httpd_new(struct loop *l, const struct httpd_options *o, httpd_fn fn, void *data,
+			int *errno_out, char **err);
 /* Answers every request still waiting with 503, then stops. A request
  * handed out must not be used after. Accepts NULL. */
 void httpd_free(struct httpd *h);

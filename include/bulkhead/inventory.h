@@ -69,12 +69,14 @@ enum inventory_flags {
  * agent's HELLO and --node, the CLI's --node): a host name's length, of
  * letters, digits, '.', '_' and '-', beginning with a letter or digit. */
 bool inventory_node_name_valid(const char *node);
-#define INVENTORY_NODE_NAME_RULE "use 1-253 letters, digits, '.', '_' or '-', beginning with a letter or digit"
+#define INVENTORY_NODE_NAME_RULE                                                                             \
+	"use 1-253 letters, digits, '.', '_' or '-', beginning with a letter or digit"
 
 /* The syntax of endpoint names (unique on a node): 1-63 letters, digits,
  * '.', '_' or '-', beginning with a letter or digit. */
 bool inventory_endpoint_name_valid(const char *name);
-#define INVENTORY_ENDPOINT_NAME_RULE "use 1-63 letters, digits, '.', '_' or '-', beginning with a letter or digit"
+#define INVENTORY_ENDPOINT_NAME_RULE                                                                         \
+	"use 1-63 letters, digits, '.', '_' or '-', beginning with a letter or digit"
 
 struct inventory *inventory_new(void);
 void inventory_free(struct inventory *inv);

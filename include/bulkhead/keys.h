@@ -8,7 +8,7 @@
 
 #include "bulkhead/common.h"
 
-#define KEY_Z85_LEN 40
+#define KEY_Z85_LEN	40
 #define KEY_PUBLIC_FILE "public.key"
 #define KEY_SECRET_FILE "secret.key"
 

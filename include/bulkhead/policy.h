@@ -14,9 +14,9 @@
 #include "bulkhead/common.h"
 #include "bulkhead/diag.h"
 
-#define POLICY_VERSION 1
+#define POLICY_VERSION	     1
 #define POLICY_DEFAULT_ORDER 1000
-#define NAME_MAX_LEN 63 /* group and policy names: [A-Za-z0-9._-]{1,63} */
+#define NAME_MAX_LEN	     63 /* group and policy names: [A-Za-z0-9._-]{1,63} */
 /* Where a document is too big to enforce, not only to read: one group's
  * "cidrs", and its "except", hold at most this many entries (the group is
  * one set in every bundle that names it, and a bundle must fit in one
@@ -75,18 +75,18 @@ struct policy_group {
 
 /* A protocol with optional port range or ICMP type/code. */
 struct port_match {
-	uint8_t proto;        /* IPPROTO_TCP, _UDP, _SCTP, _ICMP, _ICMPV6 */
-	uint16_t lo, hi;      /* TCP/UDP/SCTP destination ports, 0..65535 = all */
-	int16_t icmp_type;    /* -1 = any */
-	int16_t icmp_code;    /* -1 = any */
+	uint8_t proto;	   /* IPPROTO_TCP, _UDP, _SCTP, _ICMP, _ICMPV6 */
+	uint16_t lo, hi;   /* TCP/UDP/SCTP destination ports, 0..65535 = all */
+	int16_t icmp_type; /* -1 = any */
+	int16_t icmp_code; /* -1 = any */
 };
 
 struct policy_rule {
 	enum rule_action action;
-	bool any_peer;                 /* no "from"/"to": any address */
-	struct policy_group **peers;   /* borrowed from the document */
+	bool any_peer;		     /* no "from"/"to": any address */
+	struct policy_group **peers; /* borrowed from the document */
 	size_t n_peers;
-	bool any_port;                 /* no "ports": every protocol */
+	bool any_port; /* no "ports": every protocol */
 	struct port_match *ports;
 	size_t n_ports;
 };
@@ -109,7 +109,7 @@ struct policy_doc {
 	struct arena *arena;
 	int version;
 	enum rule_action defaults[DIR_COUNT];
-	enum observe observe; /* "observe", default OBSERVE_DENIED */
+	enum observe observe;	      /* "observe", default OBSERVE_DENIED */
 	struct policy_group **groups; /* named groups, sorted by name */
 	size_t n_groups;
 	/* Evaluation order: ascending order, ties by name. */

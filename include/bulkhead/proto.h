@@ -95,24 +95,24 @@
  * of them wait per connection in the controller's socket: 2, as 1 leaves
  * libzmq 4.3 no room for the routing id it queues when a CURVE handshake
  * ends (the session then never starts). */
-#define PROTO_MAX_AGENT_MSG (16 << 20)
-#define PROTO_RCVHWM 2
-#define PROTO_VERSION_MAX 64
-#define PROTO_ERROR_MAX 1024
-#define PROTO_HEARTBEAT_MS 1000
+#define PROTO_MAX_AGENT_MSG   (16 << 20)
+#define PROTO_RCVHWM	      2
+#define PROTO_VERSION_MAX     64
+#define PROTO_ERROR_MAX	      1024
+#define PROTO_HEARTBEAT_MS    1000
 #define PROTO_DEAD_HEARTBEATS 3
 
 /* The ranges of a FLOWS body: what no honest agent exceeds, and what keeps
  * the controller's sums far from int64's end. An agent cuts a window into
  * batches of at most half of these (agent/flows.h), so that no one message
  * holds the controller long. */
-#define PROTO_FLOWS_MAX 8192			 /* entries in "flows", "hits" or "lost" */
-#define PROTO_FLOWS_COUNT_MAX (INT64_C(1) << 40) /* packets or events one entry counts */
-#define PROTO_FLOWS_BYTES_MAX (INT64_C(1) << 50) /* bytes one hit counts */
-#define PROTO_FLOWS_TIME_MAX INT64_C(253402300799999) /* unix ms, 9999-12-31: epoch and times */
-#define PROTO_FLOWS_SEQ_MAX (INT64_C(1) << 53)
-#define PROTO_FLOWS_NAME_MAX 253   /* bytes of an endpoint name */
-#define PROTO_FLOWS_RULE_MAX 255   /* bytes of a rule id, policy or protocol name */
+#define PROTO_FLOWS_MAX	       8192			/* entries in "flows", "hits" or "lost" */
+#define PROTO_FLOWS_COUNT_MAX  (INT64_C(1) << 40)	/* packets or events one entry counts */
+#define PROTO_FLOWS_BYTES_MAX  (INT64_C(1) << 50)	/* bytes one hit counts */
+#define PROTO_FLOWS_TIME_MAX   INT64_C(253402300799999) /* unix ms, 9999-12-31: epoch and times */
+#define PROTO_FLOWS_SEQ_MAX    (INT64_C(1) << 53)
+#define PROTO_FLOWS_NAME_MAX   253  /* bytes of an endpoint name */
+#define PROTO_FLOWS_RULE_MAX   255  /* bytes of a rule id, policy or protocol name */
 #define PROTO_FLOWS_REASON_MAX 1024 /* bytes of a FLOWS_ACK's "rejected" */
 
 enum proto_type {

@@ -61,11 +61,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define RECORDS_MAX 48
 
 static const char inventory_text[] =
-	"{\"node\":\"n1\",\"endpoints\":["
-	"{\"name\":\"web-1\",\"netns\":\"/run/netns/web-1\",\"labels\":{\"app\":\"web\"},"
-	"\"addresses\":[\"198.18.0.1\",\"2001:db8::1\"]},"
-	"{\"name\":\"db-1\",\"netns\":\"/run/netns/db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.2\"]},"
-	"{\"name\":\"spare\",\"labels\":{}}]}";
+    "{\"node\":\"n1\",\"endpoints\":["
+    "{\"name\":\"web-1\",\"netns\":\"/run/netns/web-1\",\"labels\":{\"app\":\"web\"},"
+    "\"addresses\":[\"198.18.0.1\",\"2001:db8::1\"]},"
+    "{\"name\":\"db-1\",\"netns\":\"/run/netns/"
+    "db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.2\"]},"
+    "{\"name\":\"spare\",\"labels\":{}}]}";
 
 static char base_dir[256], state_dir[300], inventory_path[300];
 static FILE *report; /* what this harness finds */
@@ -121,9 +122,10 @@ static void setup(void)
 	const char *tmp = getenv("BULKHEAD_FUZZ_DIR");
 	struct stat st;
 	if (!tmp)
-		tmp = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm"
-		      : getenv("TMPDIR")							     ? getenv("TMPDIR")
-												     : "/tmp";
+		tmp = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0
+			  ? "/dev/shm"
+		      : getenv("TMPDIR") ? getenv("TMPDIR")
+					 : "/tmp";
 	snprintf(base_dir, sizeof(base_dir), "%s/bulkhead-fuzz-agent.XXXXXX", tmp);
 	if (!mkdtemp(base_dir))
 		abort();
@@ -132,7 +134,8 @@ static void setup(void)
 	snprintf(inventory_path, sizeof(inventory_path), "%s/inventory.json", base_dir);
 	int zero = 0;
 	if (!(zctx = zmq_ctx_new()) || !(controller = zmq_socket(zctx, ZMQ_ROUTER)) ||
-	    zmq_setsockopt(controller, ZMQ_LINGER, &zero, sizeof(zero)) < 0 || zmq_bind(controller, LINK_ENDPOINT) < 0)
+	    zmq_setsockopt(controller, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
+	    zmq_bind(controller, LINK_ENDPOINT) < 0)
 		abort();
 }
 
@@ -163,8 +166,9 @@ static void drain(void)
 			return;
 		struct proto_msg msg;
 		char err[256];
-		if (n != 3 || proto_decode(zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), zmq_msg_data(&part[2]),
-					   zmq_msg_size(&part[2]), &msg, err, sizeof(err)) < 0) {
+		if (n != 3 ||
+		    proto_decode(zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), zmq_msg_data(&part[2]),
+				 zmq_msg_size(&part[2]), &msg, err, sizeof(err)) < 0) {
 			fprintf(report, "fuzz-agent: the agent sent what the controller drops: %s\n",
 				n == 3 ? err : "not 2 frames");
 			abort();
@@ -189,7 +193,7 @@ struct world {
 	struct agent_options o;
 	struct loop *loop;
 	struct agent *agent;
-	json_t *held;	 /* the bundle sent that the agent took last (NULL: none) */
+	json_t *held;	    /* the bundle sent that the agent took last (NULL: none) */
 	bool files_changed; /* state files written since: a restart may find others */
 };
 
@@ -216,8 +220,8 @@ static void expect_held(struct world *w, const char *what)
 	status_bundle(now);
 	const char *want = json_string_value(json_object_get(w->held, "hash"));
 	if (strcmp(now, want) != 0) {
-		fprintf(report, "fuzz-agent: %s: the agent enforces \"%s\", not the bundle %s it took\n", what, now,
-			want);
+		fprintf(report, "fuzz-agent: %s: the agent enforces \"%s\", not the bundle %s it took\n",
+			what, now, want);
 		abort();
 	}
 }
@@ -286,7 +290,8 @@ static bool deliver(struct world *w, const char *type, size_t type_len, const vo
 		proto_msg_release(&m);
 	agent_up(w);
 	if (zmq_send(controller, agent_rid, agent_rid_len, ZMQ_SNDMORE) < 0 ||
-	    zmq_send(controller, type, type_len, ZMQ_SNDMORE) < 0 || zmq_send(controller, body, body_len, 0) < 0)
+	    zmq_send(controller, type, type_len, ZMQ_SNDMORE) < 0 ||
+	    zmq_send(controller, body, body_len, 0) < 0)
 		abort();
 	pump(w);
 	return decodes;
@@ -350,7 +355,8 @@ static void on_bundle(struct world *w, long revision, const char *text, size_t l
 		return;
 	bool fixed = fix_hash(bundle);
 	bool taken = fixed && takes(bundle);
-	if (deliver_json(w, PROTO_BUNDLE, json_pack("{s:I,s:O}", "revision", (json_int_t)revision, "bundle", bundle)) &&
+	if (deliver_json(w, PROTO_BUNDLE,
+			 json_pack("{s:I,s:O}", "revision", (json_int_t)revision, "bundle", bundle)) &&
 	    taken) {
 		json_decref(w->held);
 		w->held = json_incref(bundle);
@@ -372,11 +378,12 @@ static void on_delta(struct world *w, long revision, const char *text, size_t le
 	diag_release(&d);
 	bool taken = next && fix_hash(next) && takes(next);
 	const char *hash = json_string_value(json_object_get(next, "hash"));
-	if (deliver_json(w, PROTO_DELTA,
-			 json_pack("{s:I,s:O,s:s,s:O}", "revision", (json_int_t)revision, "base",
-				   json_object_get(w->held, "hash"), "hash",
-				   hash ? hash : "0000000000000000000000000000000000000000000000000000000000000000",
-				   "sets", sets)) &&
+	if (deliver_json(
+		w, PROTO_DELTA,
+		json_pack("{s:I,s:O,s:s,s:O}", "revision", (json_int_t)revision, "base",
+			  json_object_get(w->held, "hash"), "hash",
+			  hash ? hash : "0000000000000000000000000000000000000000000000000000000000000000",
+			  "sets", sets)) &&
 	    taken) {
 		json_decref(w->held);
 		w->held = json_incref(next);
@@ -412,7 +419,8 @@ static void ack_segment(struct world *w, const char *name, const char *reason)
 		if (spool_header_parse(hdr, &r) < 0)
 			break;
 		if (r.kind == 'B') {
-			json_t *epoch = json_integer((json_int_t)r.epoch), *seq = json_integer((json_int_t)r.seq);
+			json_t *epoch = json_integer((json_int_t)r.epoch),
+			       *seq = json_integer((json_int_t)r.seq);
 			ack_one(w, epoch, seq, reason);
 			json_decref(epoch);
 			json_decref(seq);
@@ -445,8 +453,7 @@ static void check_counters(const char *text, size_t len)
 	json_t *saved = json_loadb(text, len, 0, NULL);
 	const char *name;
 	json_t *e;
-	json_object_foreach(saved, name, e)
-	{
+	json_object_foreach (saved, name, e) {
 		struct counters *c = counters_new();
 		if (counters_load(c, json_object_get(e, "readings")) == 0) {
 			json_t *back = counters_save(c);
@@ -478,10 +485,11 @@ static void record(struct world *w, const char *head, size_t head_len, const cha
 	if (op_len == 5 && memcmp(head, "@FILE", 5) == 0) {
 		char name[64], path[400];
 		static const char seg[] = SPOOL_DIR "/";
-		const char *base = arg_len > strlen(seg) && memcmp(arg, seg, strlen(seg)) == 0 ? arg + strlen(seg) : arg;
+		const char *base =
+		    arg_len > strlen(seg) && memcmp(arg, seg, strlen(seg)) == 0 ? arg + strlen(seg) : arg;
 		size_t base_len = arg_len - (size_t)(base - arg);
-		if (!base_len || arg_len >= sizeof(name) || memchr(base, '/', base_len) || memchr(arg, '\0', arg_len) ||
-		    (base_len <= 2 && base[0] == '.'))
+		if (!base_len || arg_len >= sizeof(name) || memchr(base, '/', base_len) ||
+		    memchr(arg, '\0', arg_len) || (base_len <= 2 && base[0] == '.'))
 			return;
 		snprintf(name, sizeof(name), "%.*s", (int)arg_len, arg);
 		if (base != arg) {
@@ -542,9 +550,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	state_clear();
 	write_file(inventory_path, inventory_text, strlen(inventory_text));
 	struct world w = {
-		.link = {.endpoint = LINK_ENDPOINT, .insecure = true, .heartbeat_ms = 1000, .zctx = zctx},
-		.so = {.node = "n1", .state_dir = state_dir, .flow_window_ms = 1000},
-		.o = {.node = "n1", .state_dir = state_dir, .nflog_group = 1, .counters_ms = 1000, .recheck_ms = 500},
+	    .link = {.endpoint = LINK_ENDPOINT, .insecure = true, .heartbeat_ms = 1000, .zctx = zctx},
+	    .so = {.node = "n1", .state_dir = state_dir, .flow_window_ms = 1000},
+	    .o = {.node = "n1",
+		  .state_dir = state_dir,
+		  .nflog_group = 1,
+		  .counters_ms = 1000,
+		  .recheck_ms = 500},
 	};
 	w.so.link = &w.link;
 	const char *p = (const char *)data, *end = p + size;

@@ -74,8 +74,10 @@ static void readings(const char *text, size_t len)
 			uint64_t h = (uint64_t)json_integer_value(json_array_get(e, 0)),
 				 p = (uint64_t)json_integer_value(json_array_get(e, 1)),
 				 b = (uint64_t)json_integer_value(json_array_get(e, 2));
-			bool dup = i > 0 && h == (uint64_t)json_integer_value(json_array_get(json_array_get(back, i - 1), 0));
-			if (i > 0 && h < (uint64_t)json_integer_value(json_array_get(json_array_get(back, i - 1), 0)))
+			bool dup = i > 0 && h == (uint64_t)json_integer_value(
+						     json_array_get(json_array_get(back, i - 1), 0));
+			if (i > 0 &&
+			    h < (uint64_t)json_integer_value(json_array_get(json_array_get(back, i - 1), 0)))
 				abort(); /* saved in handle order */
 			now[i] = (struct nft_rule_counter){.dir = i % 2 ? DIR_EGRESS : DIR_INGRESS,
 							   .handle = h,
@@ -137,7 +139,8 @@ static void segment(const char *bytes, size_t len)
 		const char *tmp = getenv("BULKHEAD_FUZZ_DIR");
 		struct stat st;
 		if (!tmp)
-			tmp = stat("/dev/shm", &st) == 0 && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+			tmp =
+			    stat("/dev/shm", &st) == 0 && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 		snprintf(dir, sizeof(dir), "%s/bulkhead-fuzz-agentstate.XXXXXX", tmp);
 		if (!mkdtemp(dir))
 			abort();

@@ -17,9 +17,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	diag_init(&d, "fuzz");
 	struct bundle *b = bundle_decode((const char *)data, size, &d);
 	static const char said[] = "hash mismatch: content hashes to ";
-	if (!b && d.n == 1 && strcmp(d.v[0].path, "/hash") == 0 && strncmp(d.v[0].message, said, strlen(said)) == 0) {
+	if (!b && d.n == 1 && strcmp(d.v[0].path, "/hash") == 0 &&
+	    strncmp(d.v[0].message, said, strlen(said)) == 0) {
 		json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
-		if (!root || json_object_set_new(root, "hash", json_string(d.v[0].message + strlen(said))) < 0)
+		if (!root ||
+		    json_object_set_new(root, "hash", json_string(d.v[0].message + strlen(said))) < 0)
 			abort();
 		diag_release(&d);
 		diag_init(&d, "fuzz");

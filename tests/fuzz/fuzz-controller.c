@@ -59,41 +59,43 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define SESSIONS 4   /* '0'-'3' are read back */
+#define SESSIONS  4  /* '0'-'3' are read back */
 #define KNOWN_MAX 32 /* bundles remembered (by hash) to check deltas */
 #define LINES_MAX 64
 
 static const char *const policies[] = {
-	/* 1: label groups, a network with an exception, deny and audit. */
-	"{\"version\":1,\"defaults\":{\"ingress\":\"deny\",\"egress\":\"allow\"},\"groups\":{"
-	"\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
-	"\"a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"In\",\"values\":[\"a\"]}]},"
-	"\"not-a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"Exists\"},{\"key\":\"tenant\",\"op\":\"NotIn\","
-	"\"values\":[\"a\"]}]},"
-	"\"ops\":{\"cidrs\":[\"203.0.113.0/24\",\"2001:db8:100::/56\"],\"except\":[\"203.0.113.8/29\"]}},"
-	"\"policies\":[{\"name\":\"iso\",\"applies_to\":\"a\",\"order\":100,\"ingress\":[{\"action\":\"deny\","
-	"\"from\":[\"not-a\"]}],\"egress\":[{\"action\":\"deny\",\"to\":[\"not-a\"]}]},"
-	"{\"name\":\"db\",\"applies_to\":\"db\",\"order\":150,\"mode\":\"audit\",\"ingress\":[{\"from\":[\"web\"],"
-	"\"ports\":[\"tcp/5432\"]},{\"action\":\"deny\"}]},"
-	"{\"name\":\"web\",\"applies_to\":\"web\",\"order\":200,\"ingress\":[{\"from\":[\"ops\"],\"ports\":"
-	"[\"tcp/443\",\"udp/53\"]}],\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/5432\"]}]}]}",
-	/* 2: the same rules, other network elements: a set delta from 1. */
-	"{\"version\":1,\"defaults\":{\"ingress\":\"deny\",\"egress\":\"allow\"},\"groups\":{"
-	"\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
-	"\"a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"In\",\"values\":[\"a\"]}]},"
-	"\"not-a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"Exists\"},{\"key\":\"tenant\",\"op\":\"NotIn\","
-	"\"values\":[\"a\"]}]},"
-	"\"ops\":{\"cidrs\":[\"203.0.113.0/25\",\"2001:db8:100::/48\",\"192.0.2.7\"]}},"
-	"\"policies\":[{\"name\":\"iso\",\"applies_to\":\"a\",\"order\":100,\"ingress\":[{\"action\":\"deny\","
-	"\"from\":[\"not-a\"]}],\"egress\":[{\"action\":\"deny\",\"to\":[\"not-a\"]}]},"
-	"{\"name\":\"db\",\"applies_to\":\"db\",\"order\":150,\"mode\":\"audit\",\"ingress\":[{\"from\":[\"web\"],"
-	"\"ports\":[\"tcp/5432\"]},{\"action\":\"deny\"}]},"
-	"{\"name\":\"web\",\"applies_to\":\"web\",\"order\":200,\"ingress\":[{\"from\":[\"ops\"],\"ports\":"
-	"[\"tcp/443\",\"udp/53\"]}],\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/5432\"]}]}]}",
-	/* 3: allow by default, one inline peer. */
-	"{\"version\":1,\"defaults\":{\"ingress\":\"allow\",\"egress\":\"allow\"},\"policies\":[{\"name\":\"p\","
-	"\"applies_to\":{\"labels\":{\"app\":\"db\"}},\"ingress\":[{\"action\":\"deny\",\"from\":[{\"labels\":"
-	"{\"tenant\":\"b\"}}]}]}]}",
+    /* 1: label groups, a network with an exception, deny and audit. */
+    "{\"version\":1,\"defaults\":{\"ingress\":\"deny\",\"egress\":\"allow\"},\"groups\":{"
+    "\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
+    "\"a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"In\",\"values\":[\"a\"]}]},"
+    "\"not-a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"Exists\"},{\"key\":\"tenant\",\"op\":\"NotIn\","
+    "\"values\":[\"a\"]}]},"
+    "\"ops\":{\"cidrs\":[\"203.0.113.0/24\",\"2001:db8:100::/56\"],\"except\":[\"203.0.113.8/29\"]}},"
+    "\"policies\":[{\"name\":\"iso\",\"applies_to\":\"a\",\"order\":100,\"ingress\":[{\"action\":\"deny\","
+    "\"from\":[\"not-a\"]}],\"egress\":[{\"action\":\"deny\",\"to\":[\"not-a\"]}]},"
+    "{\"name\":\"db\",\"applies_to\":\"db\",\"order\":150,\"mode\":\"audit\",\"ingress\":[{\"from\":[\"web\"]"
+    ","
+    "\"ports\":[\"tcp/5432\"]},{\"action\":\"deny\"}]},"
+    "{\"name\":\"web\",\"applies_to\":\"web\",\"order\":200,\"ingress\":[{\"from\":[\"ops\"],\"ports\":"
+    "[\"tcp/443\",\"udp/53\"]}],\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/5432\"]}]}]}",
+    /* 2: the same rules, other network elements: a set delta from 1. */
+    "{\"version\":1,\"defaults\":{\"ingress\":\"deny\",\"egress\":\"allow\"},\"groups\":{"
+    "\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
+    "\"a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"In\",\"values\":[\"a\"]}]},"
+    "\"not-a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"Exists\"},{\"key\":\"tenant\",\"op\":\"NotIn\","
+    "\"values\":[\"a\"]}]},"
+    "\"ops\":{\"cidrs\":[\"203.0.113.0/25\",\"2001:db8:100::/48\",\"192.0.2.7\"]}},"
+    "\"policies\":[{\"name\":\"iso\",\"applies_to\":\"a\",\"order\":100,\"ingress\":[{\"action\":\"deny\","
+    "\"from\":[\"not-a\"]}],\"egress\":[{\"action\":\"deny\",\"to\":[\"not-a\"]}]},"
+    "{\"name\":\"db\",\"applies_to\":\"db\",\"order\":150,\"mode\":\"audit\",\"ingress\":[{\"from\":[\"web\"]"
+    ","
+    "\"ports\":[\"tcp/5432\"]},{\"action\":\"deny\"}]},"
+    "{\"name\":\"web\",\"applies_to\":\"web\",\"order\":200,\"ingress\":[{\"from\":[\"ops\"],\"ports\":"
+    "[\"tcp/443\",\"udp/53\"]}],\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/5432\"]}]}]}",
+    /* 3: allow by default, one inline peer. */
+    "{\"version\":1,\"defaults\":{\"ingress\":\"allow\",\"egress\":\"allow\"},\"policies\":[{\"name\":\"p\","
+    "\"applies_to\":{\"labels\":{\"app\":\"db\"}},\"ingress\":[{\"action\":\"deny\",\"from\":[{\"labels\":"
+    "{\"tenant\":\"b\"}}]}]}]}",
 };
 
 static const char *const allowed[] = {"n1", "n2", "n3"};
@@ -101,7 +103,7 @@ static const char n1_labels[] = "{\"tenant\":[\"a\"],\"app\":\"*\"}";
 static const char n3_labels[] = "{\"tenant\": 5}";
 
 static char base_dir[256], state_dir[300], keys_dir[300], template_db[400];
-static void *zctx; /* one for the process: a context per input costs its threads */
+static void *zctx;   /* one for the process: a context per input costs its threads */
 static FILE *report; /* what this harness finds */
 
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -160,9 +162,10 @@ static void setup(void)
 	const char *tmp = getenv("BULKHEAD_FUZZ_DIR");
 	struct stat st;
 	if (!tmp)
-		tmp = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm"
-		      : getenv("TMPDIR")							     ? getenv("TMPDIR")
-												     : "/tmp";
+		tmp = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0
+			  ? "/dev/shm"
+		      : getenv("TMPDIR") ? getenv("TMPDIR")
+					 : "/tmp";
 	snprintf(base_dir, sizeof(base_dir), "%s/bulkhead-fuzz-controller.XXXXXX", tmp);
 	if (!mkdtemp(base_dir))
 		abort();
@@ -220,12 +223,12 @@ struct known {
 struct session {
 	void *sock;
 	char rid[4];
-	char *node;	    /* its last HELLO that was not refused */
-	char *user;	    /* the key of its last message */
-	json_t *hello;	    /* that HELLO's body */
-	int64_t revision;   /* what it was sent last */
+	char *node;	  /* its last HELLO that was not refused */
+	char *user;	  /* the key of its last message */
+	json_t *hello;	  /* that HELLO's body */
+	int64_t revision; /* what it was sent last */
 	char hash[BUNDLE_HASH_HEX + 1];
-	bool refused;	    /* answered REFUSED since the last message */
+	bool refused; /* answered REFUSED since the last message */
 };
 
 struct world {
@@ -334,11 +337,11 @@ static void drain(struct world *w)
 				break;
 			}
 			/* Two frames, always. */
-			if (!zmq_msg_more(&part[0]) || zmq_msg_recv(&part[1], w->s[i].sock, ZMQ_DONTWAIT) < 0 ||
-			    zmq_msg_more(&part[1]))
+			if (!zmq_msg_more(&part[0]) ||
+			    zmq_msg_recv(&part[1], w->s[i].sock, ZMQ_DONTWAIT) < 0 || zmq_msg_more(&part[1]))
 				abort();
-			on_sent(w, &w->s[i], zmq_msg_data(&part[0]), zmq_msg_size(&part[0]), zmq_msg_data(&part[1]),
-				zmq_msg_size(&part[1]));
+			on_sent(w, &w->s[i], zmq_msg_data(&part[0]), zmq_msg_size(&part[0]),
+				zmq_msg_data(&part[1]), zmq_msg_size(&part[1]));
 			zmq_msg_close(&part[0]);
 			zmq_msg_close(&part[1]);
 		}
@@ -560,7 +563,8 @@ static void step(struct world *w, const char *p, const char *end)
 {
 	size_t len, alen;
 	const char *op = word(&p, end, &len), *arg = word(&p, end, &alen);
-	struct session *s = alen == 1 && arg[0] >= '0' && arg[0] < '0' + SESSIONS ? &w->s[arg[0] - '0'] : NULL;
+	struct session *s =
+	    alen == 1 && arg[0] >= '0' && arg[0] < '0' + SESSIONS ? &w->s[arg[0] - '0'] : NULL;
 	if (len == 5 && memcmp(op, "!tick", 5) == 0) {
 		w->clock_ms += number(arg, alen, 24L * 3600 * 1000);
 		turn(w);
@@ -590,8 +594,8 @@ static void step(struct world *w, const char *p, const char *end)
 		turn(w);
 	} else if (len == 4 && memcmp(op, "!ack", 4) == 0 && s && s->hash[0]) {
 		send_as(w, s, PROTO_ACK,
-			json_pack("{s:I,s:s,s:b,s:n,s:[]}", "revision", (json_int_t)s->revision, "hash", s->hash, "ok",
-				  1, "error", "endpoints"));
+			json_pack("{s:I,s:s,s:b,s:n,s:[]}", "revision", (json_int_t)s->revision, "hash",
+				  s->hash, "ok", 1, "error", "endpoints"));
 	} else if (len == 8 && memcmp(op, "!rehello", 8) == 0 && s && s->hello) {
 		json_t *body = json_deep_copy(s->hello);
 		json_object_del(body, "v");
@@ -601,7 +605,8 @@ static void step(struct world *w, const char *p, const char *end)
 	} else if (len == 7 && memcmp(op, "!frames", 7) == 0 && s) {
 		frames(w, s, p, end);
 	} else if (len == 7 && memcmp(op, "!status", 7) == 0) {
-		json_t *nodes = sessions_status_nodes(w->sessions), *counters = sessions_counters(w->sessions);
+		json_t *nodes = sessions_status_nodes(w->sessions),
+		       *counters = sessions_counters(w->sessions);
 		if (!json_is_array(nodes) || !json_is_object(counters))
 			abort();
 		json_decref(nodes);
@@ -633,7 +638,8 @@ static void world_start(struct world *w, const char *p, const char *end)
 	w->compiler = compiler_new(w->nodes);
 	apply_policy(w, policy);
 	compiler_refresh(w->compiler);
-	w->sessions = w->loop ? sessions_new(w->loop, zctx, &w->o, w->nodes, w->compiler, w->store, &err) : NULL;
+	w->sessions =
+	    w->loop ? sessions_new(w->loop, zctx, &w->o, w->nodes, w->compiler, w->store, &err) : NULL;
 	if (!w->sessions) {
 		fprintf(report, "fuzz-controller: %s\n", err);
 		abort();

@@ -30,7 +30,8 @@ static int64_t packets_of(json_t *flows)
 	int64_t n = 0;
 	size_t i;
 	json_t *f;
-	json_array_foreach(flows, i, f) n += member(f, "count");
+	json_array_foreach (flows, i, f)
+		n += member(f, "count");
 	return n;
 }
 
@@ -49,7 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* As the controller gives them: its clock, the retention's start (or
 	 * 0), a slack of minutes, what a rate and a quota leave. */
 	if (now < 0 || now > PROTO_FLOWS_TIME_MAX || keep_after < 0 || keep_after > now || future < 0 ||
-	    future > 86400000 || rate < 0 || quota < 0 || rate > (INT64_C(1) << 40) || quota > (INT64_C(1) << 40))
+	    future > 86400000 || rate < 0 || quota < 0 || rate > (INT64_C(1) << 40) ||
+	    quota > (INT64_C(1) << 40))
 		return 0;
 	json_t *names = json_object();
 	for (char *save = NULL, *w = strtok_r(head + used, " ", &save); w; w = strtok_r(NULL, " ", &save))
@@ -58,12 +60,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct proto_msg m;
 	char err[256];
 	const char *body = nl + 1;
-	if (proto_decode("FLOWS", 5, body, size - (size_t)(body - (const char *)data), &m, err, sizeof(err)) < 0) {
+	if (proto_decode("FLOWS", 5, body, size - (size_t)(body - (const char *)data), &m, err, sizeof(err)) <
+	    0) {
 		json_decref(names);
 		return 0;
 	}
 	json_t *flows = json_object_get(m.body, "flows"), *hits = json_object_get(m.body, "hits");
-	int64_t records = (int64_t)(json_array_size(flows) + json_array_size(hits)), packets = packets_of(flows);
+	int64_t records = (int64_t)(json_array_size(flows) + json_array_size(hits)),
+		packets = packets_of(flows);
 
 	struct store_drops all = {0};
 	flowcheck_drop_all(m.body, STORE_DROP_RATE, &all);
@@ -102,18 +106,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	size_t i;
 	json_t *f;
-	json_array_foreach(flows, i, f)
-	{
+	json_array_foreach (flows, i, f) {
 		if (!json_object_get(names, json_string_value(json_object_get(f, "endpoint"))) ||
 		    member(f, "last") > latest || member(f, "first") > member(f, "last") ||
 		    (keep_after && member(f, "last") < keep_after))
 			abort();
 	}
-	json_array_foreach(hits, i, f) if (!json_object_get(names, json_string_value(json_object_get(f, "endpoint"))))
-	    abort();
+	json_array_foreach (hits, i, f)
+		if (!json_object_get(names, json_string_value(json_object_get(f, "endpoint"))))
+			abort();
 	json_t *lost;
-	json_array_foreach(json_object_get(m.body, "lost"), i, lost)
-	{
+	json_array_foreach (json_object_get(m.body, "lost"), i, lost) {
 		json_t *ep = json_object_get(lost, "endpoint");
 		if (json_is_string(ep) && !json_object_get(names, json_string_value(ep)))
 			abort();

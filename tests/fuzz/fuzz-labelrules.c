@@ -29,7 +29,9 @@ static bool allowed(json_t *rules, const char *key, const char *value)
 		return true; /* "*": the file parsed, so it can be nothing else */
 	size_t i;
 	json_t *v;
-	json_array_foreach(spec, i, v) if (strcmp(json_string_value(v), value) == 0) return true;
+	json_array_foreach (spec, i, v)
+		if (strcmp(json_string_value(v), value) == 0)
+			return true;
 	return false;
 }
 
@@ -59,12 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool any_refused = false;
 	size_t i;
 	json_t *ep;
-	json_array_foreach(endpoints, i, ep)
-	{
+	json_array_foreach (endpoints, i, ep) {
 		const char *key, *why;
 		json_t *v;
-		json_object_foreach(json_object_get(ep, "labels"), key, v)
-		{
+		json_object_foreach (json_object_get(ep, "labels"), key, v) {
 			const char *value = json_string_value(v);
 			if (!value || !label_key_valid(key, &why) || !label_value_valid(value, &why))
 				continue; /* the list's own validation refuses it */

@@ -10,9 +10,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char inventory_text[] =
-	"{\"node\":\"n1\",\"endpoints\":[{\"name\":\"a\",\"labels\":{\"app\":\"web\",\"env\":\"prod\"},"
-	"\"addresses\":[\"198.18.0.1\",\"2001:db8::1\"]},{\"name\":\"b\",\"labels\":{\"app\":\"db\"},"
-	"\"addresses\":[\"198.18.0.2\"]}]}";
+    "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"a\",\"labels\":{\"app\":\"web\",\"env\":\"prod\"},"
+    "\"addresses\":[\"198.18.0.1\",\"2001:db8::1\"]},{\"name\":\"b\",\"labels\":{\"app\":\"db\"},"
+    "\"addresses\":[\"198.18.0.2\"]}]}";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -30,9 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!text || proto_decode(name, strlen(name), text, len, &again, err, sizeof(err)) < 0)
 		abort();
 	if (m.type == PROTO_DELTA) {
-		json_t *base = json_loads("{\"format\":1,\"node\":\"n1\",\"endpoints\":[],\"sets\":[{\"id\":\"web\","
-					  "\"kind\":\"hosts\",\"ipv4\":[\"198.18.0.1\"],\"ipv6\":[]}]}",
-					  0, NULL);
+		json_t *base =
+		    json_loads("{\"format\":1,\"node\":\"n1\",\"endpoints\":[],\"sets\":[{\"id\":\"web\","
+			       "\"kind\":\"hosts\",\"ipv4\":[\"198.18.0.1\"],\"ipv6\":[]}]}",
+			       0, NULL);
 		struct diag d;
 		diag_init(&d, "fuzz");
 		json_t *next = proto_delta_apply(base, json_object_get(m.body, "sets"), &d);

@@ -18,7 +18,8 @@ struct bundle *scenario_compile(const char *policy, const char *inventory, const
 	struct bundle *b = NULL;
 	if (!j)
 		fprintf(stderr, "test: the inventory is not JSON\n");
-	if (doc && j && inventory_load_json(inv, j, NULL, inventory_flags, &d) == 0 && inventory_finish(inv, &d) == 0)
+	if (doc && j && inventory_load_json(inv, j, NULL, inventory_flags, &d) == 0 &&
+	    inventory_finish(inv, &d) == 0)
 		b = compile_bundle(doc, inv, node);
 	diag_print(&d, stderr);
 	json_decref(j);
@@ -60,7 +61,8 @@ int scenario_load(const char *path, struct scenario *sc)
 	json_array_foreach (json_object_get(sc->root, "inventory"), i, item)
 		ok &= sc->inv && inventory_load_json(sc->inv, item, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0;
 	json_array_foreach (json_object_get(sc->root, "inventory_files"), i, item) {
-		snprintf(file, sizeof(file), "%s/%s", base_dir, json_string_value(item) ? json_string_value(item) : "");
+		snprintf(file, sizeof(file), "%s/%s", base_dir,
+			 json_string_value(item) ? json_string_value(item) : "");
 		ok &= sc->inv && inventory_load_file(sc->inv, file, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0;
 	}
 	ok &= sc->inv && inventory_finish(sc->inv, &d) == 0;

@@ -6,15 +6,15 @@
 #include "bulkhead/sha256.h"
 #include "test.h"
 
-static struct bh_addr A(const char *s)
-{
+static struct bh_addr A(const char *s) {
 	struct bh_addr a;
 	if (addr_parse(s, &a) < 0)
 		abort();
 	return a;
 }
 
-static void format_list(const struct range_list *l, char *out, size_t size)
+static void
+format_list(const struct range_list *l, char *out, size_t size)
 {
 	out[0] = '\0';
 	for (size_t i = 0; i < l->n; i++) {
@@ -36,8 +36,9 @@ TEST(addr_parse_accepts_v4_and_v6)
 TEST(addr_parse_rejects_junk)
 {
 	struct bh_addr a;
-	const char *bad[] = {"", "198.18.0", "198.18.0.256", "198.018.0.1", "1.2.3.4 ", "2001:db8:::1",
-			     "2001:db8::g", "0x1.2.3.4", "web", "198.18.0.1/32"};
+	const char *bad[] = {"",	 "198.18.0",	 "198.18.0.256", "198.018.0.1",
+			     "1.2.3.4 ", "2001:db8:::1", "2001:db8::g",	 "0x1.2.3.4",
+			     "web",	 "198.18.0.1/32"};
 	for (size_t i = 0; i < BH_ARRAY_SIZE(bad); i++)
 		CHECK(addr_parse(bad[i], &a) == -EINVAL);
 }
@@ -67,8 +68,9 @@ TEST(cidr_parse_rejects_bad_prefixes)
 {
 	struct bh_addr net;
 	unsigned plen;
-	const char *bad[] = {"198.18.0.0/33", "198.18.0.0/", "198.18.0.0/-1", "198.18.0.0/015", "2001:db8::/129",
-			     "/24", "198.18.0.0/1a", "198.18.0.0/24/1", "10.0.0.0 /8"};
+	const char *bad[] = {"198.18.0.0/33",  "198.18.0.0/",	  "198.18.0.0/-1",
+			     "198.18.0.0/015", "2001:db8::/129",  "/24",
+			     "198.18.0.0/1a",  "198.18.0.0/24/1", "10.0.0.0 /8"};
 	for (size_t i = 0; i < BH_ARRAY_SIZE(bad); i++)
 		CHECK(cidr_parse(bad[i], &net, &plen) == -EINVAL);
 }
@@ -144,7 +146,7 @@ TEST(range_list_subtract_at_address_space_ends)
  * with the sweep. */
 
 #define U_BLOCK 256
-#define U_SIZE (4 * U_BLOCK)
+#define U_SIZE	(4 * U_BLOCK)
 
 static struct bh_addr u_addr(unsigned i)
 {

@@ -201,7 +201,8 @@ TEST(slow_requests_are_answered_from_the_worker)
 {
 	wloop = loop_new();
 	struct worker *w = worker_new(wloop);
-	struct admin_options o = {.endpoint = "inproc://test-admin-worker", .flow_query_ms = 5000, .worker = w};
+	struct admin_options o = {
+	    .endpoint = "inproc://test-admin-worker", .flow_query_ms = 5000, .worker = w};
 	char *err = NULL;
 	struct admin *a = admin_new(wloop, zctx, &o, store, compiler, NULL, &err);
 	CHECK(a != NULL);
@@ -235,13 +236,17 @@ TEST(slow_requests_are_answered_from_the_worker)
 		       "\"{\\\"version\\\": 1, \\\"observe\\\": \\\"all\\\"}\"}");
 	CHECK(json_is_true(json_object_get(r, "ok")) && json_is_array(json_object_get(r, "flows")));
 	CHECK(json_integer_value(json_object_get(r, "observed_ms")) == 0);
-	CHECK(json_integer_value(json_object_get(r, "until")) - json_integer_value(json_object_get(r, "since")) ==
+	CHECK(json_integer_value(json_object_get(r, "until")) -
+		  json_integer_value(json_object_get(r, "since")) ==
 	      60000);
 	CHECK_STR(json_string_value(json_object_get(r, "observe")), "all");
 	json_decref(r);
-	r = ask_worker("{\"v\":1,\"cmd\":\"policy.preview\",\"file\":\"p.json\",\"document\":\"{\\\"version\\\": 2}\"}");
-	CHECK(json_integer_value(json_object_get(r, "code")) == 2 && json_array_size(json_object_get(r, "errors")) >= 1);
-	CHECK(strncmp(json_string_value(json_object_get(r, "error")) ?: "", "p.json: invalid policy", 22) == 0);
+	r = ask_worker(
+	    "{\"v\":1,\"cmd\":\"policy.preview\",\"file\":\"p.json\",\"document\":\"{\\\"version\\\": 2}\"}");
+	CHECK(json_integer_value(json_object_get(r, "code")) == 2 &&
+	      json_array_size(json_object_get(r, "errors")) >= 1);
+	CHECK(strncmp(json_string_value(json_object_get(r, "error")) ?: "", "p.json: invalid policy", 22) ==
+	      0);
 	json_decref(r);
 	r = ask_worker("{\"v\":1,\"cmd\":\"policy.preview\",\"since_seconds\":-1,\"document\":\"{}\"}");
 	CHECK(json_integer_value(json_object_get(r, "code")) == 2);

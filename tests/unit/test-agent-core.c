@@ -602,8 +602,7 @@ static const char *ack_of(const char *name)
 {
 	size_t i;
 	json_t *e;
-	json_array_foreach(fs->last_ack_eps, i, e)
-	{
+	json_array_foreach (fs->last_ack_eps, i, e) {
 		if (strcmp(json_string_value(json_object_get(e, "name")), name) != 0)
 			continue;
 		const char *err = json_string_value(json_object_get(e, "error"));
@@ -711,8 +710,7 @@ static json_t *status_endpoint(json_t *st, const char *name)
 {
 	size_t i;
 	json_t *e;
-	json_array_foreach(json_object_get(st, "endpoints"), i, e)
-	{
+	json_array_foreach (json_object_get(st, "endpoints"), i, e) {
 		if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
 			return e;
 	}

@@ -7,18 +7,20 @@
 #include "test.h"
 
 static const char *policy_text =
-	"{\"version\":1,\"defaults\":{\"egress\":\"deny\"},\"groups\":{"
-	"\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
-	"\"office\":{\"cidrs\":[\"203.0.113.0/24\",\"2001:db8:10::/48\"],\"except\":[\"203.0.113.9\"]}},"
-	"\"policies\":[{\"name\":\"db-in\",\"applies_to\":\"db\",\"order\":10,\"ingress\":["
-	"{\"from\":[\"web\"],\"ports\":[\"tcp/5432\",\"icmp/8/0\"]},{\"action\":\"deny\",\"from\":[\"office\"]}],"
-	"\"egress\":[{\"to\":[{\"cidrs\":[\"198.51.100.0/24\"]}],\"ports\":[\"udp/53\"]}]},"
-	"{\"name\":\"audit-all\",\"applies_to\":{\"labels\":{}},\"mode\":\"audit\",\"ingress\":[{\"action\":\"deny\","
-	"\"ports\":[\"sctp\"]}]}]}";
+    "{\"version\":1,\"defaults\":{\"egress\":\"deny\"},\"groups\":{"
+    "\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
+    "\"office\":{\"cidrs\":[\"203.0.113.0/24\",\"2001:db8:10::/48\"],\"except\":[\"203.0.113.9\"]}},"
+    "\"policies\":[{\"name\":\"db-in\",\"applies_to\":\"db\",\"order\":10,\"ingress\":["
+    "{\"from\":[\"web\"],\"ports\":[\"tcp/5432\",\"icmp/8/0\"]},{\"action\":\"deny\",\"from\":[\"office\"]}],"
+    "\"egress\":[{\"to\":[{\"cidrs\":[\"198.51.100.0/24\"]}],\"ports\":[\"udp/53\"]}]},"
+    "{\"name\":\"audit-all\",\"applies_to\":{\"labels\":{}},\"mode\":\"audit\",\"ingress\":[{\"action\":"
+    "\"deny\","
+    "\"ports\":[\"sctp\"]}]}]}";
 
 static const char *inventory_text =
-	"{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.3\","
-	"\"2001:db8::3\"]},{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.2\"]}]}";
+    "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18."
+    "0.3\","
+    "\"2001:db8::3\"]},{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.2\"]}]}";
 
 static struct bundle *compile_text(const char *text)
 {
@@ -158,7 +160,8 @@ static void edit_family(json_t *root)
 {
 	json_t *sets = json_object_get(root, "sets");
 	for (size_t i = 0; i < json_array_size(sets); i++)
-		json_array_append_new(json_object_get(json_array_get(sets, i), "ipv4"), json_string("2001:db8::1"));
+		json_array_append_new(json_object_get(json_array_get(sets, i), "ipv4"),
+				      json_string("2001:db8::1"));
 }
 static void edit_observe(json_t *root)
 {
@@ -219,7 +222,8 @@ static void run_scenario(const char *path)
 	bool ok = scenario_load(path, &sc) == 0;
 	const char **nodes = ok ? inventory_nodes(sc.inv) : NULL;
 	for (const char **n = nodes; n && *n; n++) {
-		struct bundle *a = compile_bundle(sc.doc, sc.inv, *n), *b = compile_bundle(sc.doc, sc.inv, *n);
+		struct bundle *a = compile_bundle(sc.doc, sc.inv, *n),
+			      *b = compile_bundle(sc.doc, sc.inv, *n);
 		char *ta = a ? bundle_encode(a, false) : NULL, *tb = b ? bundle_encode(b, false) : NULL;
 		ok &= ta && tb && strcmp(ta, tb) == 0 && round_trips(a);
 		free(ta);

@@ -38,7 +38,10 @@ static const struct got *find(const char *rule, enum direction dir)
 	return NULL;
 }
 
-#define RC(dir, handle, comment, packets, bytes) {dir, handle, comment, packets, bytes}
+#define RC(dir, handle, comment, packets, bytes)                                                             \
+	{                                                                                                    \
+		dir, handle, comment, packets, bytes                                                         \
+	}
 
 TEST(first_reading_of_an_old_table_is_only_a_baseline)
 {
@@ -61,9 +64,9 @@ TEST(growth_is_summed_per_rule_and_direction)
 	/* Two nft rules (IPv4, IPv6) of one bundle rule, its egress twin, a
 	 * fixed rule without comment, a rule that did not move. */
 	struct nft_rule_counter r[] = {
-		RC(DIR_INGRESS, 10, "p/ingress/0", 4, 240),  RC(DIR_INGRESS, 11, "p/ingress/0", 1, 80),
-		RC(DIR_EGRESS, 12, "p/ingress/0", 2, 120),   RC(DIR_INGRESS, 2, NULL, 50, 5000),
-		RC(DIR_INGRESS, 13, "default-deny", 0, 0),
+	    RC(DIR_INGRESS, 10, "p/ingress/0", 4, 240), RC(DIR_INGRESS, 11, "p/ingress/0", 1, 80),
+	    RC(DIR_EGRESS, 12, "p/ingress/0", 2, 120),	RC(DIR_INGRESS, 2, NULL, 50, 5000),
+	    RC(DIR_INGRESS, 13, "default-deny", 0, 0),
 	};
 	counters_update(c, r, 5, record, NULL);
 	const struct got *in = find("p/ingress/0", DIR_INGRESS), *out = find("p/ingress/0", DIR_EGRESS);
@@ -116,7 +119,8 @@ TEST(a_saved_baseline_carries_a_clean_restart_over)
 {
 	struct counters *c = counters_new();
 	counters_update(c, NULL, 0, record, NULL);
-	struct nft_rule_counter a[] = {RC(DIR_INGRESS, 10, "p/ingress/0", 9, 900), RC(DIR_EGRESS, 11, "defaults", 4, 300)};
+	struct nft_rule_counter a[] = {RC(DIR_INGRESS, 10, "p/ingress/0", 9, 900),
+				       RC(DIR_EGRESS, 11, "defaults", 4, 300)};
 	counters_update(c, a, 2, record, NULL);
 	json_t *saved = counters_save(c);
 	counters_free(c);
@@ -124,7 +128,8 @@ TEST(a_saved_baseline_carries_a_clean_restart_over)
 	/* The next run: what grew while no agent ran is counted, once. */
 	c = counters_new();
 	CHECK(counters_load(c, saved) == 0);
-	struct nft_rule_counter b[] = {RC(DIR_INGRESS, 10, "p/ingress/0", 12, 1200), RC(DIR_EGRESS, 11, "defaults", 4, 300),
+	struct nft_rule_counter b[] = {RC(DIR_INGRESS, 10, "p/ingress/0", 12, 1200),
+				       RC(DIR_EGRESS, 11, "defaults", 4, 300),
 				       RC(DIR_INGRESS, 99, "q/ingress/0", 5, 5)};
 	n_got = 0;
 	counters_update(c, b, 3, record, NULL);
@@ -133,7 +138,8 @@ TEST(a_saved_baseline_carries_a_clean_restart_over)
 	json_decref(saved);
 
 	c = counters_new();
-	json_t *bad[] = {json_pack("{}"), json_pack("[[1,2]]"), json_pack("[[1,2,-3]]"), json_pack("[[\"1\",2,3]]")};
+	json_t *bad[] = {json_pack("{}"), json_pack("[[1,2]]"), json_pack("[[1,2,-3]]"),
+			 json_pack("[[\"1\",2,3]]")};
 	for (size_t i = 0; i < 4; i++) {
 		CHECK(counters_load(c, bad[i]) == -EINVAL);
 		json_decref(bad[i]);
@@ -167,8 +173,7 @@ TEST(hits_travel_in_the_next_flow_batch)
 	size_t i;
 	json_t *h;
 	int matched = 0;
-	json_array_foreach(hits, i, h)
-	{
+	json_array_foreach (hits, i, h) {
 		const char *rule = json_string_value(json_object_get(h, "rule"));
 		json_int_t p = json_integer_value(json_object_get(h, "packets"));
 		json_int_t b = json_integer_value(json_object_get(h, "bytes"));

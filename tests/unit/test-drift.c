@@ -197,8 +197,10 @@ TEST(tag_parse_refuses_what_we_do_not_write)
 	    /* fuzz-agentstate: read, but not what nft_tag_format() writes */
 	    "serial 01 revision 2 bundle aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	    "serial 1 revision -0 bundle aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-	    "serial 1 revision 9999999999999999999 bundle aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-	    "serial 1 revision -9223372036854775809 bundle aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    "serial 1 revision 9999999999999999999 bundle "
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    "serial 1 revision -9223372036854775809 bundle "
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	};
 	struct nft_tag t = {.serial = 5};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -11,7 +11,8 @@
 
 TEST(escape_printable_ascii_unchanged)
 {
-	CHECK_STR(ESCAPED("node-a/web-1 (web) \"quoted\" 198.18.0.1"), "node-a/web-1 (web) \"quoted\" 198.18.0.1");
+	CHECK_STR(ESCAPED("node-a/web-1 (web) \"quoted\" 198.18.0.1"),
+		  "node-a/web-1 (web) \"quoted\" 198.18.0.1");
 	CHECK_STR(ESCAPED(""), "");
 	CHECK_STR(ESCAPED(NULL), "(null)");
 }
@@ -29,9 +30,15 @@ TEST(escape_utf8)
 	/* Printable UTF-8 passes; C1 controls (CSI is U+009B), bidi
 	 * overrides and zero-width characters do not. */
 	CHECK_STR(ESCAPED("caf\xc3\xa9 \xe2\x86\x92"), "caf\xc3\xa9 \xe2\x86\x92");
-	CHECK_STR(ESCAPED("\xc2\x9b" "2J"), "\\u009b2J");
-	CHECK_STR(ESCAPED("abc\xe2\x80\xae" "def"), "abc\\u202edef");
-	CHECK_STR(ESCAPED("a\xe2\x80\x8b" "b"), "a\\u200bb");
+	CHECK_STR(ESCAPED("\xc2\x9b"
+			  "2J"),
+		  "\\u009b2J");
+	CHECK_STR(ESCAPED("abc\xe2\x80\xae"
+			  "def"),
+		  "abc\\u202edef");
+	CHECK_STR(ESCAPED("a\xe2\x80\x8b"
+			  "b"),
+		  "a\\u200bb");
 	CHECK_STR(ESCAPED("\xef\xbb\xbf"), "\\ufeff");
 }
 
@@ -49,7 +56,10 @@ TEST(escape_cut_keeps_escapes_whole)
 	char buf[10];
 	CHECK_STR(escape_text(buf, sizeof(buf), "abcdefghi"), "abcdefghi");
 	CHECK_STR(escape_text(buf, sizeof(buf), "abcdefghij"), "abcdef...");
-	CHECK_STR(escape_text(buf, sizeof(buf), "abcd\x1b" "efgh"), "abcd...");
+	CHECK_STR(escape_text(buf, sizeof(buf),
+			      "abcd\x1b"
+			      "efgh"),
+		  "abcd...");
 	CHECK_STR(escape_text(buf, sizeof(buf), "ab\x1b"), "ab\\x1b");
 }
 
@@ -73,12 +83,16 @@ TEST(utf8_cut_drops_an_incomplete_last_character)
 	static const struct {
 		const char *in, *out;
 	} cases[] = {
-		{"abc", "abc"},		  {"", ""},
-		{"ab\xc3", "ab"},	  {"ab\xc3\xa9", "ab\xc3\xa9"},
-		{"x\xe2\x82", "x"},	  {"x\xe2\x82\xac", "x\xe2\x82\xac"},
-		{"\xf0\x9f\x98", ""},	  {"y\xf0\x9f\x98\x80", "y\xf0\x9f\x98\x80"},
-		{"bad\xff", "bad\xff"},	  /* not a cut: left for escaping */
-		{"\x80\x80\x80\x80", "\x80\x80\x80\x80"},
+	    {"abc", "abc"},
+	    {"", ""},
+	    {"ab\xc3", "ab"},
+	    {"ab\xc3\xa9", "ab\xc3\xa9"},
+	    {"x\xe2\x82", "x"},
+	    {"x\xe2\x82\xac", "x\xe2\x82\xac"},
+	    {"\xf0\x9f\x98", ""},
+	    {"y\xf0\x9f\x98\x80", "y\xf0\x9f\x98\x80"},
+	    {"bad\xff", "bad\xff"}, /* not a cut: left for escaping */
+	    {"\x80\x80\x80\x80", "\x80\x80\x80\x80"},
 	};
 	for (size_t i = 0; i < BH_ARRAY_SIZE(cases); i++) {
 		char buf[32];

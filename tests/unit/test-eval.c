@@ -58,7 +58,8 @@ static void run_file(const char *path)
 		struct packet pkt;
 		const char *slash = at ? strchr(at, '/') : NULL;
 		if (!slash || !dir || !expect || !reason || !parse_packet(c, &pkt, &err)) {
-			fprintf(stderr, "  malformed case %zu: %s\n", i, err ? err : "missing at/dir/expect/reason");
+			fprintf(stderr, "  malformed case %zu: %s\n", i,
+				err ? err : "missing at/dir/expect/reason");
 			test_report(name, false);
 			continue;
 		}
@@ -76,8 +77,8 @@ static void run_file(const char *path)
 		eval_packet(b, ep, strcmp(dir, "egress") == 0 ? DIR_EGRESS : DIR_INGRESS, &pkt, &res);
 		bool pass = strcmp(verdict_name(res.verdict), expect) == 0 && strcmp(res.reason, reason) == 0;
 		if (!pass)
-			fprintf(stderr, "  got %s by %s, expected %s by %s\n", verdict_name(res.verdict), res.reason,
-				expect, reason);
+			fprintf(stderr, "  got %s by %s, expected %s by %s\n", verdict_name(res.verdict),
+				res.reason, expect, reason);
 		test_report(name, pass);
 		bundle_free(b);
 	}

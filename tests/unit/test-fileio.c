@@ -206,7 +206,8 @@ TEST(key_files_refuse_a_fifo_and_more_than_a_key)
 	CHECK(err && strstr(err, "empty.key: not a CURVE key: want 40 Z85 characters, found 0"));
 	free(err);
 	write_file("good.key", "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID\n", 41);
-	CHECK(keys_read(in_dir("good.key"), key, &err) == 0 && strcmp(key, "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID") == 0);
+	CHECK(keys_read(in_dir("good.key"), key, &err) == 0 &&
+	      strcmp(key, "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID") == 0);
 	free(err);
 }
 
@@ -217,8 +218,8 @@ int main(void)
 		return 1;
 	}
 	int r = test_main();
-	const char *names[] = {"doc", "empty", "eight", "sparse", "fifo", "link", "big-inventory", "big-policy",
-			       "long.key", "empty.key", "good.key"};
+	const char *names[] = {"doc",		"empty",      "eight",	  "sparse",    "fifo",	  "link",
+			       "big-inventory", "big-policy", "long.key", "empty.key", "good.key"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlink(in_dir(names[i]));
 	rmdir(dir);

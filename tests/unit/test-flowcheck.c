@@ -12,16 +12,16 @@
 #include "flowcheck.h"
 #include "test.h"
 
-#define NOW INT64_C(1700000000000)
+#define NOW    INT64_C(1700000000000)
 #define MINUTE INT64_C(60000)
 
 /* A flow of endpoint on port, of count packets, last seen at last. */
 static json_t *flow(const char *endpoint, int port, int64_t count, int64_t last)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:n,s:s,s:I,s:I,s:I}", "endpoint", endpoint, "dir", "ingress",
-			 "src", "198.18.0.1", "dst", "198.18.0.2", "proto", "udp", "port", port, "verdict", "deny",
-			 "policy", "rule", "default-deny", "count", (json_int_t)count, "first", (json_int_t)(last - 10),
-			 "last", (json_int_t)last);
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:n,s:s,s:I,s:I,s:I}", "endpoint", endpoint, "dir",
+			 "ingress", "src", "198.18.0.1", "dst", "198.18.0.2", "proto", "udp", "port", port,
+			 "verdict", "deny", "policy", "rule", "default-deny", "count", (json_int_t)count,
+			 "first", (json_int_t)(last - 10), "last", (json_int_t)last);
 }
 
 static json_t *hit(const char *endpoint)
@@ -36,8 +36,8 @@ static json_t *batch(int n, int64_t end)
 	json_t *flows = json_array();
 	for (int i = 1; i <= n; i++)
 		json_array_append_new(flows, flow("web1", i, 2, end));
-	return json_pack("{s:i,s:i,s:I,s:I,s:o,s:[],s:[]}", "epoch", 1, "seq", 1, "start", (json_int_t)(end - 1000),
-			 "end", (json_int_t)end, "flows", flows, "lost", "hits");
+	return json_pack("{s:i,s:i,s:I,s:I,s:o,s:[],s:[]}", "epoch", 1, "seq", 1, "start",
+			 (json_int_t)(end - 1000), "end", (json_int_t)end, "flows", flows, "lost", "hits");
 }
 
 static json_t *web1_only(void)
@@ -47,8 +47,10 @@ static json_t *web1_only(void)
 
 static struct flowcheck_limits limits(void)
 {
-	return (struct flowcheck_limits){.now_ms = NOW, .keep_after_ms = NOW - 7 * 24 * 60 * MINUTE,
-					 .future_ms = 5 * MINUTE, .rate_records = INT64_MAX,
+	return (struct flowcheck_limits){.now_ms = NOW,
+					 .keep_after_ms = NOW - 7 * 24 * 60 * MINUTE,
+					 .future_ms = 5 * MINUTE,
+					 .rate_records = INT64_MAX,
 					 .quota_records = INT64_MAX};
 }
 
@@ -74,8 +76,8 @@ TEST(a_clock_eight_days_behind_makes_expired_batches_not_silence)
 {
 	json_t *b = batch(3, NOW - 8 * 24 * 60 * MINUTE), *names = web1_only();
 	json_array_append_new(json_object_get(b, "hits"), hit("web1"));
-	json_array_append_new(json_object_get(b, "lost"),
-			      json_pack("{s:s,s:i,s:i,s:i}", "endpoint", "web1", "enobufs", 1, "gap", 4, "spool", 0));
+	json_array_append_new(json_object_get(b, "lost"), json_pack("{s:s,s:i,s:i,s:i}", "endpoint", "web1",
+								    "enobufs", 1, "gap", 4, "spool", 0));
 	struct flowcheck_limits l = limits();
 	struct store_drops d = {0};
 	CHECK(flowcheck_batch(b, names, &l, &d) == 0);
@@ -129,15 +131,15 @@ TEST(flows_of_endpoints_the_node_did_not_report_are_not_kept)
 	json_array_append_new(json_object_get(b, "flows"), flow("", 1, 1, NOW));
 	json_array_append_new(json_object_get(b, "hits"), hit("db-1"));
 	json_array_append_new(json_object_get(b, "hits"), hit("web1"));
-	json_array_append_new(json_object_get(b, "lost"),
-			      json_pack("{s:s,s:i,s:i,s:i}", "endpoint", "db-1", "enobufs", 0, "gap", 3, "spool", 0));
+	json_array_append_new(json_object_get(b, "lost"), json_pack("{s:s,s:i,s:i,s:i}", "endpoint", "db-1",
+								    "enobufs", 0, "gap", 3, "spool", 0));
 	struct flowcheck_limits l = limits();
 	struct store_drops d = {0};
 	CHECK(flowcheck_batch(b, names, &l, &d) == 3);
 	CHECK(n_flows(b) == 2 && json_array_size(json_object_get(b, "hits")) == 1);
 	size_t i;
 	json_t *f;
-	json_array_foreach(json_object_get(b, "flows"), i, f)
+	json_array_foreach (json_object_get(b, "flows"), i, f)
 		CHECK_STR(json_string_value(json_object_get(f, "endpoint")), "web1");
 	/* Its loss is the node's, not under a name it may not use. */
 	CHECK(json_is_null(json_object_get(json_array_get(json_object_get(b, "lost"), 0), "endpoint")));
@@ -157,7 +159,8 @@ TEST(records_past_the_rate_or_the_quota_are_counted_by_reason)
 	struct store_drops d = {0};
 	CHECK(flowcheck_batch(b, names, &l, &d) == 60);
 	CHECK(n_flows(b) == 60 && json_array_size(json_object_get(b, "hits")) == 0);
-	CHECK(json_integer_value(json_object_get(json_array_get(json_object_get(b, "flows"), 59), "port")) == 60);
+	CHECK(json_integer_value(json_object_get(json_array_get(json_object_get(b, "flows"), 59), "port")) ==
+	      60);
 	CHECK(d.v[STORE_DROP_RATE].records == 41 && d.v[STORE_DROP_RATE].packets == 80);
 	CHECK(d.v[STORE_DROP_QUOTA].records == 0);
 	json_decref(b);
@@ -183,8 +186,8 @@ TEST(a_batch_the_rate_has_no_room_for_is_counted_whole)
 {
 	json_t *b = batch(3, NOW);
 	json_array_append_new(json_object_get(b, "hits"), hit("web1"));
-	json_array_append_new(json_object_get(b, "lost"),
-			      json_pack("{s:s,s:i,s:i,s:i}", "endpoint", "web1", "enobufs", 1, "gap", 4, "spool", 5));
+	json_array_append_new(json_object_get(b, "lost"), json_pack("{s:s,s:i,s:i,s:i}", "endpoint", "web1",
+								    "enobufs", 1, "gap", 4, "spool", 5));
 	struct store_drops d = {0};
 	flowcheck_drop_all(b, STORE_DROP_RATE, &d);
 	flowcheck_drop_all(b, STORE_DROP_RATE, &d);

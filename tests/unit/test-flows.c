@@ -442,7 +442,8 @@ static uint64_t sum_of(const json_t *body, const char *list, const char *key)
 	uint64_t n = 0;
 	size_t i;
 	json_t *o;
-	json_array_foreach(json_object_get(body, list), i, o) n += (uint64_t)member(o, key);
+	json_array_foreach (json_object_get(body, list), i, o)
+		n += (uint64_t)member(o, key);
 	return n;
 }
 

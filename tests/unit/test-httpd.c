@@ -113,10 +113,11 @@ static void server_start(struct server *s, const char *token, bool page_token)
 	*s = (struct server){.loop = loop_new()};
 	char *err = NULL;
 	int e;
-	s->h = httpd_new(s->loop,
-			 &(struct httpd_options){.listen = "127.0.0.1:0", .token = token, .what = "--http",
-						 .page_token = page_token},
-			 handler, s, &e, &err);
+	s->h = httpd_new(
+	    s->loop,
+	    &(struct httpd_options){
+		.listen = "127.0.0.1:0", .token = token, .what = "--http", .page_token = page_token},
+	    handler, s, &e, &err);
 	CHECK(s->h && !err);
 	free(err);
 	s->timer = loop_add_timer(s->loop, 30, on_timer, s);
@@ -141,8 +142,9 @@ TEST(answers_now_and_later_from_the_loop_with_the_security_headers)
 {
 	struct server s;
 	server_start(&s, NULL, false);
-	struct client c = {.requests = {GET("/now?who=you", ""), GET("/later", ""), GET("/missing", ""),
-					"HEAD /now HTTP/1.1\r\nHost: localhost:80\r\nConnection: close\r\n\r\n"}};
+	struct client c = {
+	    .requests = {GET("/now?who=you", ""), GET("/later", ""), GET("/missing", ""),
+			 "HEAD /now HTTP/1.1\r\nHost: localhost:80\r\nConnection: close\r\n\r\n"}};
 	talk(&s, &c);
 	CHECK(strncmp(c.replies[0], "HTTP/1.1 200", 12) == 0);
 	CHECK(strstr(c.replies[0], "\r\n\r\nhello you"));
@@ -164,11 +166,12 @@ TEST(only_get_and_head_and_no_body)
 {
 	struct server s;
 	server_start(&s, NULL, false);
-	struct client c = {.requests = {
-			       "POST /now HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-			       "DELETE /now HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-			       GET("/now", "Content-Length: 3\r\n") "abc",
-			   }};
+	struct client c = {
+	    .requests = {
+		"POST /now HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+		"DELETE /now HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+		GET("/now", "Content-Length: 3\r\n") "abc",
+	    }};
 	talk(&s, &c);
 	CHECK(strncmp(c.replies[0], "HTTP/1.1 405", 12) == 0 && strstr(c.replies[0], "Allow: GET, HEAD"));
 	CHECK(strncmp(c.replies[1], "HTTP/1.1 405", 12) == 0);
@@ -182,14 +185,15 @@ TEST(without_a_token_the_host_must_be_loopback)
 {
 	struct server s;
 	server_start(&s, NULL, false);
-	struct client c = {.requests = {
-			       "GET /now HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n",
-			       "GET /now HTTP/1.1\r\nHost: attacker.example:7780\r\nConnection: close\r\n\r\n",
-			       "GET /now HTTP/1.1\r\nHost: 10.0.0.1:7780\r\nConnection: close\r\n\r\n",
-			       "GET /now HTTP/1.1\r\nHost: [::1]:7780\r\nConnection: close\r\n\r\n",
-			       "GET /now HTTP/1.1\r\nHost: 127.0.0.9:1\r\nConnection: close\r\n\r\n",
-			       "GET /now HTTP/1.1\r\nHost: LOCALHOST\r\nConnection: close\r\n\r\n",
-			   }};
+	struct client c = {
+	    .requests = {
+		"GET /now HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n",
+		"GET /now HTTP/1.1\r\nHost: attacker.example:7780\r\nConnection: close\r\n\r\n",
+		"GET /now HTTP/1.1\r\nHost: 10.0.0.1:7780\r\nConnection: close\r\n\r\n",
+		"GET /now HTTP/1.1\r\nHost: [::1]:7780\r\nConnection: close\r\n\r\n",
+		"GET /now HTTP/1.1\r\nHost: 127.0.0.9:1\r\nConnection: close\r\n\r\n",
+		"GET /now HTTP/1.1\r\nHost: LOCALHOST\r\nConnection: close\r\n\r\n",
+	    }};
 	talk(&s, &c);
 	CHECK(strncmp(c.replies[0], "HTTP/1.1 403", 12) == 0);
 	CHECK(strncmp(c.replies[1], "HTTP/1.1 403", 12) == 0);
@@ -223,7 +227,8 @@ TEST(a_token_is_asked_of_every_request_by_header_or_cookie)
 	CHECK(strncmp(c.replies[1], "HTTP/1.1 401", 12) == 0);
 	CHECK(strncmp(c.replies[2], "HTTP/1.1 200", 12) == 0);
 	CHECK(strncmp(c.replies[3], "HTTP/1.1 303", 12) == 0);
-	CHECK(strstr(c.replies[3], "Set-Cookie: bulkhead_token=0123456789abcdef-token; HttpOnly; SameSite=Strict"));
+	CHECK(strstr(c.replies[3],
+		     "Set-Cookie: bulkhead_token=0123456789abcdef-token; HttpOnly; SameSite=Strict"));
 	CHECK(strstr(c.replies[3], "Location: /\r\n"));
 	CHECK(strncmp(c.replies[4], "HTTP/1.1 401", 12) == 0);
 	CHECK(strncmp(c.replies[5], "HTTP/1.1 200", 12) == 0);
@@ -264,7 +269,8 @@ TEST(listen_addresses_and_what_needs_a_token)
 	socklen_t len;
 	bool lo;
 	const char *why;
-	CHECK(httpd_listen_parse("127.0.0.1:7780", &ss, &len, &lo, &why) == 0 && lo && ss.ss_family == AF_INET);
+	CHECK(httpd_listen_parse("127.0.0.1:7780", &ss, &len, &lo, &why) == 0 && lo &&
+	      ss.ss_family == AF_INET);
 	CHECK(httpd_listen_parse("127.8.9.10:1", &ss, &len, &lo, &why) == 0 && lo);
 	CHECK(httpd_listen_parse("[::1]:7780", &ss, &len, &lo, &why) == 0 && lo && ss.ss_family == AF_INET6);
 	CHECK(httpd_listen_parse("[::ffff:127.0.0.1]:7780", &ss, &len, &lo, &why) == 0 && lo);
@@ -282,12 +288,14 @@ TEST(listen_addresses_and_what_needs_a_token)
 	struct loop *l = loop_new();
 	char *err = NULL;
 	int e = 0;
-	CHECK(!httpd_new(l, &(struct httpd_options){.listen = "0.0.0.0:0", .what = "--http"}, handler, NULL, &e,
-			 &err));
-	CHECK(err && strstr(err, "--http 0.0.0.0:0: not a loopback address: give a token (--http-token FILE)"));
+	CHECK(!httpd_new(l, &(struct httpd_options){.listen = "0.0.0.0:0", .what = "--http"}, handler, NULL,
+			 &e, &err));
+	CHECK(err &&
+	      strstr(err, "--http 0.0.0.0:0: not a loopback address: give a token (--http-token FILE)"));
 	free(err);
 	/* A port taken: the bind's errno, for the caller to tell apart. */
-	struct httpd *first = httpd_new(l, &(struct httpd_options){.listen = "127.0.0.1:0"}, handler, NULL, &e, &err);
+	struct httpd *first =
+	    httpd_new(l, &(struct httpd_options){.listen = "127.0.0.1:0"}, handler, NULL, &e, &err);
 	CHECK(first);
 	char taken[64];
 	snprintf(taken, sizeof(taken), "127.0.0.1:%u", httpd_port(first));

@@ -121,7 +121,8 @@ static void on_zmq(void *data, uint32_t events)
 TEST(a_zmq_source_gets_every_message_one_per_call)
 {
 	void *ctx = zmq_ctx_new();
-	struct zpeer z = {.loop = loop_new(), .pull = zmq_socket(ctx, ZMQ_PAIR), .push = zmq_socket(ctx, ZMQ_PAIR)};
+	struct zpeer z = {
+	    .loop = loop_new(), .pull = zmq_socket(ctx, ZMQ_PAIR), .push = zmq_socket(ctx, ZMQ_PAIR)};
 	CHECK(zmq_bind(z.pull, "inproc://loop-test") == 0);
 	CHECK(zmq_connect(z.push, "inproc://loop-test") == 0);
 	for (int i = 0; i < N; i++)

@@ -15,8 +15,8 @@ static char *render(struct metrics *m)
 TEST(families_in_order_with_help_type_and_sorted_samples)
 {
 	struct metrics *m = metrics_new();
-	struct metric *c = metrics_add(m, METRIC_COUNTER, "bulkhead_flows_total", "Flows.\nSecond \\ line",
-				       "verdict");
+	struct metric *c =
+	    metrics_add(m, METRIC_COUNTER, "bulkhead_flows_total", "Flows.\nSecond \\ line", "verdict");
 	struct metric *g = metrics_add(m, METRIC_GAUGE, "bulkhead_revision", "The revision.", NULL);
 	struct metric *two = metrics_add(m, METRIC_GAUGE, "bulkhead_build_info", "Build.", "version,daemon");
 	CHECK(c && g && two);
@@ -69,15 +69,16 @@ TEST(names_that_break_the_conventions_are_refused)
 	CHECK(!metrics_add(m, METRIC_GAUGE, "bulkhead_x", "taken", NULL));
 	CHECK(!metrics_add_histogram(m, "bulkhead_h_count", "a series suffix", (double[]){1}, 1));
 	CHECK(!metrics_add_histogram(m, "bulkhead_h_seconds", "not ascending", (double[]){1, 1}, 2));
-	CHECK(!metrics_add(m, METRIC_HISTOGRAM, "bulkhead_h_seconds", "histograms have their own call", NULL));
+	CHECK(
+	    !metrics_add(m, METRIC_HISTOGRAM, "bulkhead_h_seconds", "histograms have their own call", NULL));
 	metrics_free(m);
 }
 
 TEST(histogram_buckets_are_cumulative_with_inf_sum_and_count)
 {
 	struct metrics *m = metrics_new();
-	struct metric *h =
-	    metrics_add_histogram(m, "bulkhead_apply_duration_seconds", "Apply.", (double[]){0.01, 0.1, 1}, 3);
+	struct metric *h = metrics_add_histogram(m, "bulkhead_apply_duration_seconds", "Apply.",
+						 (double[]){0.01, 0.1, 1}, 3);
 	metric_observe(h, 0.005);
 	metric_observe(h, 0.01); /* le: at the bound counts in it */
 	metric_observe(h, 0.5);
@@ -131,7 +132,8 @@ TEST(collectors_run_before_each_rendering_and_clear_drops_what_left)
 	x.nodes = one;
 	text = render(m);
 	CHECK(calls == 2);
-	CHECK(!strstr(text, "n1") && !strstr(text, "n3") && strstr(text, "bulkhead_node_up{node=\"n2\"} 1\n"));
+	CHECK(!strstr(text, "n1") && !strstr(text, "n3") &&
+	      strstr(text, "bulkhead_node_up{node=\"n2\"} 1\n"));
 	free(text);
 	metrics_free(m);
 }
@@ -147,8 +149,9 @@ TEST(values_print_as_the_format_reads_them)
 	metric_set(g, NAN, "e");
 	metric_set(NULL, 1); /* nothing */
 	char *text = render(m);
-	CHECK(strstr(text, "bulkhead_v{k=\"a\"} 9007199254740991\nbulkhead_v{k=\"b\"} 0.25\nbulkhead_v{k=\"c\"} -3\n"
-			   "bulkhead_v{k=\"d\"} +Inf\nbulkhead_v{k=\"e\"} NaN\n"));
+	CHECK(strstr(
+	    text, "bulkhead_v{k=\"a\"} 9007199254740991\nbulkhead_v{k=\"b\"} 0.25\nbulkhead_v{k=\"c\"} -3\n"
+		  "bulkhead_v{k=\"d\"} +Inf\nbulkhead_v{k=\"e\"} NaN\n"));
 	free(text);
 	metrics_free(m);
 }

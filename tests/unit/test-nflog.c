@@ -17,7 +17,8 @@
 static char buf[4096] __attribute__((aligned(NLMSG_ALIGNTO)));
 
 /* An NFULNL_MSG_PACKET message as the kernel builds it. */
-static struct nlmsghdr *packet_msg(uint8_t family, const uint8_t *pkt, size_t len, const char *prefix, long seq)
+static struct nlmsghdr *packet_msg(uint8_t family, const uint8_t *pkt, size_t len, const char *prefix,
+				   long seq)
 {
 	memset(buf, 0, sizeof(buf));
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -38,7 +39,8 @@ static struct nlmsghdr *packet_msg(uint8_t family, const uint8_t *pkt, size_t le
 }
 
 /* IPv4 header (20 bytes + options) then l4 bytes. */
-static size_t ipv4(uint8_t *p, uint8_t proto, const uint8_t *l4, size_t l4_len, unsigned opt_words, uint16_t frag)
+static size_t ipv4(uint8_t *p, uint8_t proto, const uint8_t *l4, size_t l4_len, unsigned opt_words,
+		   uint16_t frag)
 {
 	size_t ihl = 20 + opt_words * 4;
 	memset(p, 0, ihl);
@@ -108,7 +110,8 @@ TEST(icmp_and_sctp)
 	struct nflog_event ev;
 	size_t len = ipv4(pkt, IPPROTO_ICMP, echo, sizeof(echo), 0, 0);
 	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:D:i-", 0), &ev) == 0);
-	CHECK(ev.proto == IPPROTO_ICMP && ev.has_icmp && ev.icmp_type == 8 && ev.icmp_code == 0 && !ev.has_port);
+	CHECK(ev.proto == IPPROTO_ICMP && ev.has_icmp && ev.icmp_type == 8 && ev.icmp_code == 0 &&
+	      !ev.has_port);
 	len = ipv4(pkt, IPPROTO_SCTP, sctp, sizeof(sctp), 0, 0);
 	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:D:i-", 0), &ev) == 0);
 	CHECK(ev.proto == IPPROTO_SCTP && ev.has_port && ev.port == 3000);
@@ -198,9 +201,10 @@ TEST(malformed_messages_are_refused)
 	uint8_t pkt[128];
 	struct nflog_event ev;
 	size_t len = ipv4(pkt, IPPROTO_UDP, udp_9999, sizeof(udp_9999), 0, 0);
-	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, NULL, 0, "bh:D:i-", 1), &ev) == -EINVAL);   /* no payload */
-	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, 19, "bh:D:i-", 1), &ev) == -EINVAL);   /* short header */
-	CHECK(nflog_parse(packet_msg(NFPROTO_IPV6, pkt, len, "bh:D:i-", 1), &ev) == -EINVAL);  /* v4 as v6 */
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, NULL, 0, "bh:D:i-", 1), &ev) == -EINVAL); /* no payload */
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, 19, "bh:D:i-", 1), &ev) ==
+	      -EINVAL); /* short header */
+	CHECK(nflog_parse(packet_msg(NFPROTO_IPV6, pkt, len, "bh:D:i-", 1), &ev) == -EINVAL);	/* v4 as v6 */
 	CHECK(nflog_parse(packet_msg(NFPROTO_UNSPEC, pkt, len, "bh:D:i-", 1), &ev) == -EINVAL); /* family */
 	pkt[0] = 0x44; /* IHL 16 bytes */
 	CHECK(nflog_parse(packet_msg(NFPROTO_IPV4, pkt, len, "bh:D:i-", 1), &ev) == -EINVAL);

@@ -196,7 +196,8 @@ static void one_plan(struct one *o, bool interval, struct range_list *v4, struct
 	    (struct bundle_chain){.fallback = VERDICT_ACCEPT, .fallback_reason = RULE_ID_DEFAULTS};
 	o->b =
 	    (struct bundle){.node = "n", .endpoints = &o->ep, .n_endpoints = 1, .sets = &o->set, .n_sets = 1};
-	if (nft_plan_build(&o->p, &o->b, &o->ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) < 0 || o->p.n_sets != 2) {
+	if (nft_plan_build(&o->p, &o->b, &o->ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) < 0 ||
+	    o->p.n_sets != 2) {
 		fprintf(stderr, "  plan: %s\n", err);
 		abort();
 	}

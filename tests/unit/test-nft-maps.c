@@ -98,7 +98,8 @@ static void list_add(struct range_list *l, int family, unsigned lo, unsigned hi)
 #define MAX_RULES 14
 #define MAX_PORTS 4
 
-static const uint16_t port_edges[] = {0, 1, 21, 22, 23, 52, 53, 54, 79, 80, 81, 442, 443, 444, 1024, 65534, 65535};
+static const uint16_t port_edges[] = {0,  1,  21,  22,	23,  52,   53,	  54,	79,
+				      80, 81, 442, 443, 444, 1024, 65534, 65535};
 static const int icmp_types[] = {-1, 0, 8, 13, 128, 129, 255};
 static const int icmp_codes[] = {-1, 0, 1, 255};
 
@@ -184,7 +185,8 @@ static void random_members(struct world *w, struct bundle_set *s, int family)
 
 static void random_port(struct port_match *pm)
 {
-	static const uint8_t protos[] = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMP, IPPROTO_ICMPV6};
+	static const uint8_t protos[] = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMP,
+					 IPPROTO_ICMPV6};
 
 	memset(pm, 0, sizeof(*pm));
 	pm->proto = protos[below(5)];
@@ -200,7 +202,8 @@ static void random_port(struct port_match *pm)
 		pm->hi = 65535; /* the protocol alone */
 		return;
 	}
-	uint16_t a = port_edges[below(BH_ARRAY_SIZE(port_edges))], b = port_edges[below(BH_ARRAY_SIZE(port_edges))];
+	uint16_t a = port_edges[below(BH_ARRAY_SIZE(port_edges))],
+		 b = port_edges[below(BH_ARRAY_SIZE(port_edges))];
 
 	pm->lo = a < b ? a : b;
 	pm->hi = a < b ? b : a;
@@ -231,7 +234,8 @@ static void random_world(struct world *w)
 		for (size_t i = 0; i < n; i++) {
 			struct bundle_rule *r = &w->rules[d][i];
 
-			snprintf(w->rule_ids[d][i], sizeof(w->rule_ids[d][i]), "p/%s/%zu", direction_name(d), i);
+			snprintf(w->rule_ids[d][i], sizeof(w->rule_ids[d][i]), "p/%s/%zu", direction_name(d),
+				 i);
 			r->id = w->rule_ids[d][i];
 			r->policy = "p";
 			r->index = (uint32_t)i;
@@ -252,7 +256,8 @@ static void random_world(struct world *w)
 		c->fallback_reason = c->fallback == VERDICT_ACCEPT ? RULE_ID_DEFAULTS : RULE_ID_DEFAULT_DENY;
 	}
 	w->ep.name = "e";
-	w->b = (struct bundle){.node = "n", .endpoints = &w->ep, .n_endpoints = 1, .sets = w->sets, .n_sets = n_sets};
+	w->b = (struct bundle){
+	    .node = "n", .endpoints = &w->ep, .n_endpoints = 1, .sets = w->sets, .n_sets = n_sets};
 	if (chance(30))
 		w->b.observe = OBSERVE_ALL; /* log-only twins, which decide nothing */
 }
@@ -269,7 +274,8 @@ static void world_release(struct world *w)
 
 static void random_packet(const struct world *w, enum direction dir, struct packet *pk, struct nft_packet *np)
 {
-	static const uint8_t protos[] = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMP, IPPROTO_ICMPV6, 47};
+	static const uint8_t protos[] = {IPPROTO_TCP,  IPPROTO_UDP,    IPPROTO_SCTP,
+					 IPPROTO_ICMP, IPPROTO_ICMPV6, 47};
 	int family = chance(50) ? AF_INET : AF_INET6;
 	unsigned n = w->n_probe && chance(85) ? w->probe[below((unsigned)w->n_probe)] : below(300);
 	struct bh_addr peer = addr_n(family, chance(2) ? 1000 + below(2) : n), self = addr_n(family, 7);
@@ -361,7 +367,8 @@ static void dump_world(const struct world *w)
 				port_match_format(&r->ports[k], buf, sizeof(buf));
 				fprintf(stderr, " %s", buf);
 			}
-			fprintf(stderr, "%s%s\n", r->any_peer ? " any-peer" : "", r->any_port ? " any-port" : "");
+			fprintf(stderr, "%s%s\n", r->any_peer ? " any-peer" : "",
+				r->any_port ? " any-port" : "");
 		}
 	}
 	if (nft_render_text(&w->b, &w->ep, 100, NFT_FORM_MAPS, &text) == 0)
@@ -395,8 +402,9 @@ static bool judge(const struct world *w, const struct nft_plan *maps, const stru
 		char a[ADDR_STRLEN];
 
 		addr_format(dir == DIR_INGRESS ? &pk.src : &pk.dst, a);
-		fprintf(stderr, "  %s packet, peer %s, proto %u, port %u, icmp %u/%u%s:\n", direction_name(dir), a,
-			pk.proto, pk.dport, pk.icmp_type, pk.icmp_code, pk.loopback ? ", loopback" : "");
+		fprintf(stderr, "  %s packet, peer %s, proto %u, port %u, icmp %u/%u%s:\n",
+			direction_name(dir), a, pk.proto, pk.dport, pk.icmp_type, pk.icmp_code,
+			pk.loopback ? ", loopback" : "");
 		fprintf(stderr, "    evaluator: %s by %s\n", verdict_name(er.verdict), er.reason);
 		fprintf(stderr, "    maps: %s by %s; linear: %s by %s\n",
 			m >= 0 ? verdict_name(maps->rules[m].verdict) : "-", decided_id(maps, m),
@@ -461,7 +469,8 @@ TEST(both_forms_start_with_the_same_fixed_rules)
 		size_t n = 0;
 
 		for (size_t i = 0; i < a->n_rules && i < b->n_rules; i++) {
-			const struct nft_plan_rule *x = &maps.rules[a->first_rule + i], *y = &linear.rules[b->first_rule + i];
+			const struct nft_plan_rule *x = &maps.rules[a->first_rule + i],
+						   *y = &linear.rules[b->first_rule + i];
 
 			if (x->kind != NFT_PLAN_FIXED || y->kind != NFT_PLAN_FIXED)
 				break;
@@ -635,12 +644,13 @@ TEST(membership_changes_are_element_deltas)
 				qsort(m.v, m.n, sizeof(*m.v), melem_cmp);
 			ok = ok && m.n == want.n;
 			for (size_t i = 0; ok && i < m.n; i++)
-				ok = melem_cmp(&m.v[i], &want.v[i]) == 0 && strcmp(m.v[i].chain, want.v[i].chain) == 0;
+				ok = melem_cmp(&m.v[i], &want.v[i]) == 0 &&
+				     strcmp(m.v[i].chain, want.v[i].chain) == 0;
 			deltas++;
 		}
 		if (!ok)
-			fprintf(stderr, "  trial %u: %s; BH_TEST_SEED=%llu\n", t, m.bad ? m.why : "not the new elements",
-				(unsigned long long)s0);
+			fprintf(stderr, "  trial %u: %s; BH_TEST_SEED=%llu\n", t,
+				m.bad ? m.why : "not the new elements", (unsigned long long)s0);
 		CHECK(ok);
 		free(m.v);
 		free(want.v);

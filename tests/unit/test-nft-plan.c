@@ -279,8 +279,8 @@ TEST(set_names_and_kinds)
 		char err[128];
 
 		web->v4.v[0].hi.bytes[2] = 1; /* 198.18.0.1 - 198.18.1.1 */
-		CHECK(nft_plan_build(&p2, pl.b, bundle_find_endpoint(pl.b, "db-1"), NULL, NFT_FORM_LINEAR, err, sizeof(err)) ==
-		      0);
+		CHECK(nft_plan_build(&p2, pl.b, bundle_find_endpoint(pl.b, "db-1"), NULL, NFT_FORM_LINEAR,
+				     err, sizeof(err)) == 0);
 		for (size_t i = 0; i < p2.n_sets; i++)
 			if (p2.sets[i].src == web)
 				CHECK(p2.sets[i].interval == (p2.sets[i].family == AF_INET));
@@ -319,7 +319,8 @@ TEST(same_shape_means_only_members_differ)
 
 	plan_of(&a, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), "db-1", NULL);
 	CHECK(a.ret == 0 && b2);
-	CHECK(nft_plan_build(&p2, b2, bundle_find_endpoint(b2, "db-1"), NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(nft_plan_build(&p2, b2, bundle_find_endpoint(b2, "db-1"), NULL, NFT_FORM_LINEAR, err,
+			     sizeof(err)) == 0);
 	CHECK(nft_plan_same_shape(&a.p, &p2));
 	CHECK(nft_plan_same_shape(&p2, &a.p));
 	nft_plan_release(&p2);
@@ -351,8 +352,9 @@ TEST(observe_all_logs_each_accepting_rule_first_by_a_twin)
 {
 	struct planned plain, pl;
 
-	plan_of(&plain, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/5432\"]},"
-				  "{\"action\":\"deny\",\"from\":[\"office\"]}"),
+	plan_of(&plain,
+		DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/5432\"]},"
+			  "{\"action\":\"deny\",\"from\":[\"office\"]}"),
 		"db-1", NULL);
 	plan_of(&pl,
 		observed(DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/5432\"]},"
@@ -404,7 +406,8 @@ TEST(observe_all_logs_each_accepting_rule_first_by_a_twin)
 		"db-1", NULL);
 	CHECK(pl.ret == 0);
 	CHECK(pl.p.chains[DIR_EGRESS].n_rules == FIXED_COUNT + 2);
-	CHECK(rule_at(&pl.p, DIR_EGRESS, 0)->verdict == VERDICT_AUDIT && !rule_at(&pl.p, DIR_EGRESS, 0)->observe);
+	CHECK(rule_at(&pl.p, DIR_EGRESS, 0)->verdict == VERDICT_AUDIT &&
+	      !rule_at(&pl.p, DIR_EGRESS, 0)->observe);
 	CHECK_STR(prefix(rule_at(&pl.p, DIR_EGRESS, 0)), "bh:A:e0");
 	planned_release(&pl);
 }
@@ -429,14 +432,17 @@ TEST(the_automatic_form_keeps_short_lists_linear_and_maps_long_ones)
 		CHECK(b != NULL);
 		if (!b)
 			return;
-		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_AUTO, err, sizeof(err)) == 0);
+		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_AUTO, err,
+				     sizeof(err)) == 0);
 		CHECK(p.form == (n == 8 ? NFT_FORM_LINEAR : NFT_FORM_MAPS));
 		nft_plan_release(&p);
 		/* The forms asked for by name are kept whatever the length. */
-		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_MAPS, err, sizeof(err)) == 0);
+		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_MAPS, err,
+				     sizeof(err)) == 0);
 		CHECK(p.form == NFT_FORM_MAPS);
 		nft_plan_release(&p);
-		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+		CHECK(nft_plan_build(&p, b, bundle_find_endpoint(b, "db-1"), NULL, NFT_FORM_LINEAR, err,
+				     sizeof(err)) == 0);
 		CHECK(p.form == NFT_FORM_LINEAR);
 		nft_plan_release(&p);
 		bundle_free(b);

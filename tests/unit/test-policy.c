@@ -30,10 +30,21 @@ static void expect_error(const char *text, const char *path, const char *message
 TEST(label_keys_follow_kubernetes_syntax)
 {
 	const char *why;
-	const char *good[] = {"app", "App.Name_1", "kubernetes.io/metadata.name", "example.com/tenant", "a",
-			      "x-y.z_w", "a.b-c.d/e"};
-	const char *bad[] = {"", "-app", "app-", "app name", "Example.com/x", "a//b", "/x", "x/", "a_b.c/x",
-			     "-a.com/x", "a..b/x", "toolongtoolongtoolongtoolongtoolongtoolongtoolongtoolongtoolong1"};
+	const char *good[] = {
+	    "app",     "App.Name_1", "kubernetes.io/metadata.name", "example.com/tenant", "a",
+	    "x-y.z_w", "a.b-c.d/e"};
+	const char *bad[] = {"",
+			     "-app",
+			     "app-",
+			     "app name",
+			     "Example.com/x",
+			     "a//b",
+			     "/x",
+			     "x/",
+			     "a_b.c/x",
+			     "-a.com/x",
+			     "a..b/x",
+			     "toolongtoolongtoolongtoolongtoolongtoolongtoolongtoolongtoolong1"};
 	for (size_t i = 0; i < BH_ARRAY_SIZE(good); i++)
 		CHECK(label_key_valid(good[i], &why));
 	for (size_t i = 0; i < BH_ARRAY_SIZE(bad); i++)
@@ -99,7 +110,8 @@ TEST(selector_expressions_kubernetes_semantics)
 	/* Labels and expressions together: all must hold. */
 	struct label app[] = {{"app", "db"}};
 	struct selector both = {.labels = {app, 1}, .exprs = &in, .n_exprs = 1};
-	struct label dbprod[] = {{"app", "db"}, {"env", "prod"}}, webprod[] = {{"app", "web"}, {"env", "prod"}};
+	struct label dbprod[] = {{"app", "db"}, {"env", "prod"}},
+		     webprod[] = {{"app", "web"}, {"env", "prod"}};
 	CHECK(selector_matches(&both, &(struct label_set){dbprod, 2}));
 	CHECK(!selector_matches(&both, &(struct label_set){webprod, 2}));
 }
@@ -153,12 +165,13 @@ TEST(port_matches_reject)
 TEST(policies_sorted_by_order_then_name)
 {
 	struct diag d;
-	struct policy_doc *doc = parse("{\"version\":1,\"policies\":["
-				       "{\"name\":\"zeta\",\"applies_to\":{\"labels\":{}},\"order\":5,\"ingress\":[]},"
-				       "{\"name\":\"beta\",\"applies_to\":{\"labels\":{}},\"ingress\":[]},"
-				       "{\"name\":\"alpha\",\"applies_to\":{\"labels\":{}},\"order\":5,\"ingress\":[]},"
-				       "{\"name\":\"neg\",\"applies_to\":{\"labels\":{}},\"order\":-3,\"egress\":[]}]}",
-				       &d);
+	struct policy_doc *doc =
+	    parse("{\"version\":1,\"policies\":["
+		  "{\"name\":\"zeta\",\"applies_to\":{\"labels\":{}},\"order\":5,\"ingress\":[]},"
+		  "{\"name\":\"beta\",\"applies_to\":{\"labels\":{}},\"ingress\":[]},"
+		  "{\"name\":\"alpha\",\"applies_to\":{\"labels\":{}},\"order\":5,\"ingress\":[]},"
+		  "{\"name\":\"neg\",\"applies_to\":{\"labels\":{}},\"order\":-3,\"egress\":[]}]}",
+		  &d);
 	CHECK(doc != NULL);
 	if (doc) {
 		CHECK(doc->n_policies == 4);
@@ -167,7 +180,8 @@ TEST(policies_sorted_by_order_then_name)
 		CHECK_STR(doc->policies[2].name, "zeta");
 		CHECK_STR(doc->policies[3].name, "beta");
 		CHECK(doc->policies[3].order == POLICY_DEFAULT_ORDER);
-		CHECK(doc->policies[0].rules[DIR_EGRESS].present && !doc->policies[0].rules[DIR_INGRESS].present);
+		CHECK(doc->policies[0].rules[DIR_EGRESS].present &&
+		      !doc->policies[0].rules[DIR_INGRESS].present);
 	}
 	policy_doc_free(doc);
 	diag_release(&d);
@@ -176,10 +190,11 @@ TEST(policies_sorted_by_order_then_name)
 TEST(network_group_cidrs_minus_except)
 {
 	struct diag d;
-	struct policy_doc *doc = parse("{\"version\":1,\"groups\":{\"office\":{\"cidrs\":[\"203.0.113.0/24\","
-				       "\"2001:db8:10::/48\",\"203.0.113.128/25\"],\"except\":[\"203.0.113.9/32\","
-				       "\"2001:db8:10::/64\"]}}}",
-				       &d);
+	struct policy_doc *doc =
+	    parse("{\"version\":1,\"groups\":{\"office\":{\"cidrs\":[\"203.0.113.0/24\","
+		  "\"2001:db8:10::/48\",\"203.0.113.128/25\"],\"except\":[\"203.0.113.9/32\","
+		  "\"2001:db8:10::/64\"]}}}",
+		  &d);
 	CHECK(doc != NULL);
 	const struct policy_group *g = doc ? policy_find_group(doc, "office") : NULL;
 	CHECK(g && g->kind == GROUP_NETWORK);
@@ -201,10 +216,11 @@ TEST(network_group_cidrs_minus_except)
 TEST(inline_peers_get_stable_ids)
 {
 	struct diag d;
-	struct policy_doc *doc = parse("{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}}},"
-				       "\"policies\":[{\"name\":\"p\",\"applies_to\":\"web\",\"egress\":[{\"to\":[\"web\","
-				       "{\"cidrs\":[\"198.18.0.0/15\"]}]}]}]}",
-				       &d);
+	struct policy_doc *doc =
+	    parse("{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}}},"
+		  "\"policies\":[{\"name\":\"p\",\"applies_to\":\"web\",\"egress\":[{\"to\":[\"web\","
+		  "{\"cidrs\":[\"198.18.0.0/15\"]}]}]}]}",
+		  &d);
 	CHECK(doc != NULL);
 	if (doc) {
 		const struct policy_rule *r = &doc->policies[0].rules[DIR_EGRESS].v[0];
@@ -241,48 +257,57 @@ TEST(observe_defaults_to_denied)
 	CHECK(doc && doc->observe == OBSERVE_DENIED);
 	policy_doc_free(doc);
 	diag_release(&d);
-	expect_error("{\"version\":1,\"observe\":\"ALL\"}", "/observe",
-		     "\"ALL\": expected \"denied\" (report denied and audited flows) or \"all\" (every accepted new "
-		     "connection too)");
+	expect_error(
+	    "{\"version\":1,\"observe\":\"ALL\"}", "/observe",
+	    "\"ALL\": expected \"denied\" (report denied and audited flows) or \"all\" (every accepted new "
+	    "connection too)");
 }
 
 TEST(errors_point_at_the_problem)
 {
-	expect_error("{\"version\":1,\"polices\":[]}", "/polices", "unknown key \"polices\" (did you mean \"policies\"?)");
+	expect_error("{\"version\":1,\"polices\":[]}", "/polices",
+		     "unknown key \"polices\" (did you mean \"policies\"?)");
 	expect_error("{}", "/version", "missing required key (this Bulkhead reads version 1)");
 	expect_error("{\"version\":\"1\"}", "/version", "expected an integer, got a string");
-	expect_error("{\"version\":1,\"groups\":{\"a/b\":{\"labels\":{}}}}", "/groups/a~1b",
-		     "invalid group name \"a/b\": use 1-63 letters, digits, '.', '_' or '-', beginning with a "
-		     "letter or digit");
-	expect_error("{\"version\":1,\"groups\":{\"n\":{\"cidrs\":[\"10.0.0.0/8\"]}},\"policies\":[{\"name\":\"p\","
-		     "\"applies_to\":\"n\",\"ingress\":[]}]}",
-		     "/policies/0/applies_to", "\"n\" is a network group; applies_to needs a label group");
-	expect_error("{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}},\"ingress\":[{"
-		     "\"from\":[\"nosuch\"]}]}]}",
-		     "/policies/0/ingress/0/from/0", "unknown group \"nosuch\"");
-	expect_error("{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}},\"ingress\":[{"
-		     "\"ports\":[\"tcp/80\",\"tcp/70000\"]}]}]}",
-		     "/policies/0/ingress/0/ports/1", "\"tcp/70000\": port out of range");
-	expect_error("{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}}}]}", "/policies/0",
-		     "policy has neither \"ingress\" nor \"egress\": it would do nothing");
+	expect_error(
+	    "{\"version\":1,\"groups\":{\"a/b\":{\"labels\":{}}}}", "/groups/a~1b",
+	    "invalid group name \"a/b\": use 1-63 letters, digits, '.', '_' or '-', beginning with a "
+	    "letter or digit");
+	expect_error(
+	    "{\"version\":1,\"groups\":{\"n\":{\"cidrs\":[\"10.0.0.0/8\"]}},\"policies\":[{\"name\":\"p\","
+	    "\"applies_to\":\"n\",\"ingress\":[]}]}",
+	    "/policies/0/applies_to", "\"n\" is a network group; applies_to needs a label group");
+	expect_error(
+	    "{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}},\"ingress\":[{"
+	    "\"from\":[\"nosuch\"]}]}]}",
+	    "/policies/0/ingress/0/from/0", "unknown group \"nosuch\"");
+	expect_error(
+	    "{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}},\"ingress\":[{"
+	    "\"ports\":[\"tcp/80\",\"tcp/70000\"]}]}]}",
+	    "/policies/0/ingress/0/ports/1", "\"tcp/70000\": port out of range");
+	expect_error("{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}}}]}",
+		     "/policies/0", "policy has neither \"ingress\" nor \"egress\": it would do nothing");
 	expect_error("{\"version\":1,\"groups\":{\"g\":{\"expressions\":[{\"key\":\"env\",\"op\":\"Exists\","
 		     "\"values\":[\"x\"]}]}}}",
 		     "/groups/g/expressions/0/values", "operator Exists takes no values");
-	expect_error("{\"version\":1,\"groups\":{\"g\":{\"cidrs\":[\"10.0.0.0/8\"],\"except\":[\"10.1.0.0/16\","
-		     "\"11.0.0.0/8\"]}}}",
-		     "/groups/g/except/1", "\"11.0.0.0/8\": not inside any of the group's cidrs");
-	expect_error("{\"version\":1,\"groups\":{\"g\":{\"cidrs\":[\"10.0.0.0/8\"],\"except\":[\"2001:db8::/32\"]}}}",
-		     "/groups/g/except/0", "\"2001:db8::/32\": not inside any of the group's cidrs");
+	expect_error(
+	    "{\"version\":1,\"groups\":{\"g\":{\"cidrs\":[\"10.0.0.0/8\"],\"except\":[\"10.1.0.0/16\","
+	    "\"11.0.0.0/8\"]}}}",
+	    "/groups/g/except/1", "\"11.0.0.0/8\": not inside any of the group's cidrs");
+	expect_error(
+	    "{\"version\":1,\"groups\":{\"g\":{\"cidrs\":[\"10.0.0.0/8\"],\"except\":[\"2001:db8::/32\"]}}}",
+	    "/groups/g/except/0", "\"2001:db8::/32\": not inside any of the group's cidrs");
 	expect_error("[1]", "", "expected a policy document (a JSON object), got a list");
 }
 
 TEST(every_error_in_one_pass)
 {
 	struct diag d;
-	struct policy_doc *doc = parse("{\"version\":1,\"groups\":{\"a\":{\"labels\":{\"-x\":\"y\"}},\"b\":{}},"
-				       "\"policies\":[{\"name\":\"p\",\"applies_to\":\"a\",\"mode\":\"x\",\"ingress\":[{"
-				       "\"ports\":[\"tcp/0\"],\"from\":[\"zz\"]}]}]}",
-				       &d);
+	struct policy_doc *doc =
+	    parse("{\"version\":1,\"groups\":{\"a\":{\"labels\":{\"-x\":\"y\"}},\"b\":{}},"
+		  "\"policies\":[{\"name\":\"p\",\"applies_to\":\"a\",\"mode\":\"x\",\"ingress\":[{"
+		  "\"ports\":[\"tcp/0\"],\"from\":[\"zz\"]}]}]}",
+		  &d);
 	CHECK(doc == NULL);
 	/* Bad label key, empty group, bad mode, bad port, unknown group; "a"
 	 * is declared (if invalid) so applies_to adds nothing. */
@@ -294,10 +319,12 @@ TEST(every_error_in_one_pass)
 TEST(json_syntax_errors_name_line_and_column)
 {
 	struct diag d;
-	struct policy_doc *doc = parse("{\"version\": 1,\n \"groups\": {\n  \"a\": {\"labels\": {}},\n  \"a\": {}}}", &d);
+	struct policy_doc *doc =
+	    parse("{\"version\": 1,\n \"groups\": {\n  \"a\": {\"labels\": {}},\n  \"a\": {}}}", &d);
 	CHECK(doc == NULL && d.n == 1);
 	if (d.n)
-		CHECK(strstr(d.v[0].message, "line 4") != NULL && strstr(d.v[0].message, "duplicate") != NULL);
+		CHECK(strstr(d.v[0].message, "line 4") != NULL &&
+		      strstr(d.v[0].message, "duplicate") != NULL);
 	diag_release(&d);
 	doc = parse("{\"version\": 1,", &d);
 	CHECK(doc == NULL && d.n == 1);
@@ -376,7 +403,8 @@ TEST(a_group_holds_at_most_100000_cidrs_and_excepts)
 	for (size_t i = 0; i <= POLICY_MAX_NETWORK_ENTRIES; i++)
 		put(&t, "%s\"2001:db8::%zx:%zx\"", i ? "," : "", i >> 16, i & 0xffff);
 	put(&t, "]}}}");
-	expect_error(t.s, "/groups/many/cidrs", "100001 entries: at most 100000 (split the group, or use wider CIDRs)");
+	expect_error(t.s, "/groups/many/cidrs",
+		     "100001 entries: at most 100000 (split the group, or use wider CIDRs)");
 	free(t.s);
 }
 
@@ -390,8 +418,9 @@ TEST(a_document_is_at_most_64_mib)
 	struct diag d;
 	diag_init(&d, "t.json");
 	CHECK(policy_parse_string(text, len, &d) == NULL);
-	CHECK(d.n == 1 && strcmp(d.v[0].message, "larger than 67108864 bytes (64 MiB), the most a policy document may "
-						 "be") == 0);
+	CHECK(d.n == 1 &&
+	      strcmp(d.v[0].message, "larger than 67108864 bytes (64 MiB), the most a policy document may "
+				     "be") == 0);
 	diag_release(&d);
 	free(text);
 }
@@ -404,7 +433,8 @@ TEST(duplicate_policy_names_among_100000_name_the_first)
 	for (size_t i = 0; i < n; i++) {
 		/* p5 again at 70000 and 99999, p3 again at 90000. */
 		size_t name = i == 70000 || i == n - 1 ? 5 : i == 90000 ? 3 : i;
-		put(&t, "%s{\"name\":\"p%zu\",\"applies_to\":{\"labels\":{}},\"ingress\":[]}", i ? "," : "", name);
+		put(&t, "%s{\"name\":\"p%zu\",\"applies_to\":{\"labels\":{}},\"ingress\":[]}", i ? "," : "",
+		    name);
 	}
 	put(&t, "]}");
 	struct diag d;
@@ -422,10 +452,11 @@ TEST(duplicate_policy_names_among_100000_name_the_first)
 	diag_release(&d);
 	free(t.s);
 	/* An invalid name is no first occurrence; the next valid one is. */
-	struct policy_doc *doc2 = parse("{\"version\":1,\"policies\":[{\"name\":\"-x\",\"applies_to\":{\"labels\":{}},"
-					"\"ingress\":[]},{\"name\":\"x\",\"applies_to\":{\"labels\":{}},\"ingress\":[]},{"
-					"\"name\":\"x\",\"applies_to\":{\"labels\":{}},\"ingress\":[]}]}",
-					&d);
+	struct policy_doc *doc2 =
+	    parse("{\"version\":1,\"policies\":[{\"name\":\"-x\",\"applies_to\":{\"labels\":{}},"
+		  "\"ingress\":[]},{\"name\":\"x\",\"applies_to\":{\"labels\":{}},\"ingress\":[]},{"
+		  "\"name\":\"x\",\"applies_to\":{\"labels\":{}},\"ingress\":[]}]}",
+		  &d);
 	CHECK(doc2 == NULL && d.n == 2);
 	if (d.n == 2) {
 		CHECK_STR(d.v[1].path, "/policies/2/name");

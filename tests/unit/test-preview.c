@@ -12,10 +12,10 @@
 TEST(observed_time_is_what_observe_all_revisions_covered)
 {
 	struct preview_revision revs[] = {
-		{.from_ms = 1000, .observe_all = false},
-		{.from_ms = 5000, .observe_all = true},
-		{.from_ms = 8000, .observe_all = false},
-		{.from_ms = 9000, .observe_all = true},
+	    {.from_ms = 1000, .observe_all = false},
+	    {.from_ms = 5000, .observe_all = true},
+	    {.from_ms = 8000, .observe_all = false},
+	    {.from_ms = 9000, .observe_all = true},
 	};
 	CHECK(preview_observed_ms(revs, 4, 0, 10000) == 3000 + 1000);
 	CHECK(preview_observed_ms(revs, 4, 6000, 10000) == 2000 + 1000);
@@ -26,31 +26,32 @@ TEST(observed_time_is_what_observe_all_revisions_covered)
 }
 
 static const char *inventory_text =
-	"{\"node\":\"n1\",\"endpoints\":[{\"name\":\"web1\",\"labels\":{\"role\":\"web\"},\"addresses\":[\"198.18.0.11\"]},"
-	"{\"name\":\"client1\",\"labels\":{\"role\":\"client\"},\"addresses\":[\"198.18.0.21\"]},"
-	"{\"name\":\"other1\",\"labels\":{\"role\":\"other\"},\"addresses\":[\"198.18.0.22\"]}]}";
+    "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"web1\",\"labels\":{\"role\":\"web\"},\"addresses\":[\"198."
+    "18.0.11\"]},"
+    "{\"name\":\"client1\",\"labels\":{\"role\":\"client\"},\"addresses\":[\"198.18.0.21\"]},"
+    "{\"name\":\"other1\",\"labels\":{\"role\":\"other\"},\"addresses\":[\"198.18.0.22\"]}]}";
 
 /* web1 takes tcp/80 from clients only. */
 static const char *policy_text =
-	"{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"role\":\"web\"}},\"clients\":{\"labels\":{\"role\":"
-	"\"client\"}}},\"policies\":[{\"name\":\"web-in\",\"applies_to\":\"web\",\"ingress\":[{\"from\":[\"clients\"],"
-	"\"ports\":[\"tcp/80\"]}]}]}";
+    "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"role\":\"web\"}},\"clients\":{\"labels\":{\"role\":"
+    "\"client\"}}},\"policies\":[{\"name\":\"web-in\",\"applies_to\":\"web\",\"ingress\":[{\"from\":["
+    "\"clients\"],"
+    "\"ports\":[\"tcp/80\"]}]}]}";
 
-static json_t *row(const char *dir, const char *src, const char *dst, int port, const char *verdict, const char *rule,
-		   int64_t count, int64_t last, bool dst_inside)
+static json_t *row(const char *dir, const char *src, const char *dst, int port, const char *verdict,
+		   const char *rule, int64_t count, int64_t last, bool dst_inside)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:i,s:n,s:n,s:s,s:s,s:I,s:I,s:o}", "direction", dir, "src", src, "dst", dst,
-			 "proto", "tcp", "port", port, "icmp_type", "icmp_code", "verdict", verdict, "rule", rule,
-			 "count", (json_int_t)count, "last", (json_int_t)last, "dst_endpoint",
-			 dst_inside ? json_string("n1/web1") : json_null());
+	return json_pack("{s:s,s:s,s:s,s:s,s:i,s:n,s:n,s:s,s:s,s:I,s:I,s:o}", "direction", dir, "src", src,
+			 "dst", dst, "proto", "tcp", "port", port, "icmp_type", "icmp_code", "verdict",
+			 verdict, "rule", rule, "count", (json_int_t)count, "last", (json_int_t)last,
+			 "dst_endpoint", dst_inside ? json_string("n1/web1") : json_null());
 }
 
 static json_t *find(json_t *out, const char *src, int port)
 {
 	size_t i;
 	json_t *f;
-	json_array_foreach(json_object_get(out, "flows"), i, f)
-	{
+	json_array_foreach (json_object_get(out, "flows"), i, f) {
 		if (strcmp(json_string_value(json_object_get(f, "src")), src) == 0 &&
 		    json_integer_value(json_object_get(f, "port")) == port)
 			return f;
@@ -70,17 +71,24 @@ TEST(flows_are_judged_by_what_happened_last_and_what_the_document_does)
 	json_decref(ij);
 	json_t *rows = json_array();
 	/* client1 -> web1:80, allowed: reported at both ends. */
-	json_array_append_new(rows, row("egress", "198.18.0.21", "198.18.0.11", 80, "allow", "defaults", 5, 100, true));
-	json_array_append_new(rows, row("ingress", "198.18.0.21", "198.18.0.11", 80, "allow", "old/ingress/0", 5, 90, true));
+	json_array_append_new(
+	    rows, row("egress", "198.18.0.21", "198.18.0.11", 80, "allow", "defaults", 5, 100, true));
+	json_array_append_new(
+	    rows, row("ingress", "198.18.0.21", "198.18.0.11", 80, "allow", "old/ingress/0", 5, 90, true));
 	/* other1 -> web1:80: let out by its egress (reported later, by another
 	 * agent's clock), dropped at web1's ingress: it was blocked. */
-	json_array_append_new(rows, row("egress", "198.18.0.22", "198.18.0.11", 80, "allow", "defaults", 2, 300, true));
-	json_array_append_new(rows, row("ingress", "198.18.0.22", "198.18.0.11", 80, "deny", "default-deny", 2, 200, true));
+	json_array_append_new(
+	    rows, row("egress", "198.18.0.22", "198.18.0.11", 80, "allow", "defaults", 2, 300, true));
+	json_array_append_new(
+	    rows, row("ingress", "198.18.0.22", "198.18.0.11", 80, "deny", "default-deny", 2, 200, true));
 	/* client1 -> web1:22: denied once, then allowed (a newer revision). */
-	json_array_append_new(rows, row("ingress", "198.18.0.21", "198.18.0.11", 22, "deny", "default-deny", 1, 50, true));
-	json_array_append_new(rows, row("ingress", "198.18.0.21", "198.18.0.11", 22, "allow", "ssh/ingress/0", 3, 60, true));
+	json_array_append_new(
+	    rows, row("ingress", "198.18.0.21", "198.18.0.11", 22, "deny", "default-deny", 1, 50, true));
+	json_array_append_new(
+	    rows, row("ingress", "198.18.0.21", "198.18.0.11", 22, "allow", "ssh/ingress/0", 3, 60, true));
 	/* web1 -> an outside address, allowed by its egress: delivered. */
-	json_array_append_new(rows, row("egress", "198.18.0.11", "203.0.113.9", 443, "allow", "defaults", 4, 70, false));
+	json_array_append_new(
+	    rows, row("egress", "198.18.0.11", "203.0.113.9", 443, "allow", "defaults", 4, 70, false));
 
 	json_t *out = doc ? preview_judge(doc, inv, rows) : NULL;
 	CHECK(out != NULL);
@@ -108,7 +116,8 @@ TEST(flows_are_judged_by_what_happened_last_and_what_the_document_does)
 	CHECK(json_array_get(json_object_get(out, "flows"), 0) == f);
 	f = find(out, "198.18.0.11", 443);
 	CHECK(f && strcmp(json_string_value(json_object_get(f, "change")), "unchanged") == 0);
-	CHECK(f && json_is_null(json_object_get(f, "ingress")) && json_is_null(json_object_get(f, "dst_endpoint")));
+	CHECK(f && json_is_null(json_object_get(f, "ingress")) &&
+	      json_is_null(json_object_get(f, "dst_endpoint")));
 	json_decref(out);
 done:
 	json_decref(rows);

@@ -46,24 +46,27 @@ static bool refused(const char *type, const char *body, const char *want)
 TEST(every_type_round_trips)
 {
 	static const char *const bodies[PROTO_TYPE_COUNT] = {
-		[PROTO_HELLO] = "{\"node\":\"n1\",\"agent\":\"0.1\",\"revision\":null,\"hash\":null,\"endpoints\":[]}",
-		[PROTO_BUNDLE] = "{\"revision\":3,\"bundle\":{}}",
-		[PROTO_DELTA] = "{\"revision\":3,\"base\":\"" HASH_A "\",\"hash\":\"" HASH_A "\",\"sets\":[{\"id\":\"web\","
-				"\"ipv4\":{\"add\":[\"198.18.0.1\"],\"remove\":[]}}]}",
-		[PROTO_ACK] = "{\"revision\":3,\"hash\":\"" HASH_A "\",\"ok\":false,\"error\":null,"
-			      "\"endpoints\":[{\"name\":\"a\",\"applied\":null,\"error\":\"boom\"}]}",
-		[PROTO_ENDPOINTS] = "{\"endpoints\":[{\"name\":\"a\"}]}",
-		[PROTO_HEARTBEAT] = "{}",
-		[PROTO_FLOWS] = "{\"epoch\":1,\"seq\":1,\"start\":5,\"end\":6,\"lost\":[{\"endpoint\":\"a\","
-				"\"enobufs\":0,\"gap\":2,\"spool\":0}],\"flows\":[{\"endpoint\":\"a\",\"dir\":\"ingress\","
-				"\"src\":\"198.18.0.1\",\"dst\":\"198.18.0.2\",\"proto\":\"udp\",\"port\":53,"
-				"\"verdict\":\"deny\",\"policy\":null,\"rule\":\"default-deny\",\"count\":3,"
-				"\"first\":5,\"last\":6}],\"hits\":[{\"endpoint\":\"a\",\"dir\":\"egress\","
-				"\"rule\":\"p/egress/0\",\"policy\":\"p\",\"verdict\":\"allow\",\"packets\":4,"
-				"\"bytes\":240}]}",
-		[PROTO_FLOWS_ACK] = "{\"epoch\":1,\"seq\":1,\"rejected\":\"flows[0]: bad\"}",
-		[PROTO_RESYNC] = "{\"reason\":\"x\"}",
-		[PROTO_REFUSED] = "{\"reason\":\"x\"}",
+	    [PROTO_HELLO] =
+		"{\"node\":\"n1\",\"agent\":\"0.1\",\"revision\":null,\"hash\":null,\"endpoints\":[]}",
+	    [PROTO_BUNDLE] = "{\"revision\":3,\"bundle\":{}}",
+	    [PROTO_DELTA] =
+		"{\"revision\":3,\"base\":\"" HASH_A "\",\"hash\":\"" HASH_A "\",\"sets\":[{\"id\":\"web\","
+		"\"ipv4\":{\"add\":[\"198.18.0.1\"],\"remove\":[]}}]}",
+	    [PROTO_ACK] = "{\"revision\":3,\"hash\":\"" HASH_A "\",\"ok\":false,\"error\":null,"
+			  "\"endpoints\":[{\"name\":\"a\",\"applied\":null,\"error\":\"boom\"}]}",
+	    [PROTO_ENDPOINTS] = "{\"endpoints\":[{\"name\":\"a\"}]}",
+	    [PROTO_HEARTBEAT] = "{}",
+	    [PROTO_FLOWS] =
+		"{\"epoch\":1,\"seq\":1,\"start\":5,\"end\":6,\"lost\":[{\"endpoint\":\"a\","
+		"\"enobufs\":0,\"gap\":2,\"spool\":0}],\"flows\":[{\"endpoint\":\"a\",\"dir\":\"ingress\","
+		"\"src\":\"198.18.0.1\",\"dst\":\"198.18.0.2\",\"proto\":\"udp\",\"port\":53,"
+		"\"verdict\":\"deny\",\"policy\":null,\"rule\":\"default-deny\",\"count\":3,"
+		"\"first\":5,\"last\":6}],\"hits\":[{\"endpoint\":\"a\",\"dir\":\"egress\","
+		"\"rule\":\"p/egress/0\",\"policy\":\"p\",\"verdict\":\"allow\",\"packets\":4,"
+		"\"bytes\":240}]}",
+	    [PROTO_FLOWS_ACK] = "{\"epoch\":1,\"seq\":1,\"rejected\":\"flows[0]: bad\"}",
+	    [PROTO_RESYNC] = "{\"reason\":\"x\"}",
+	    [PROTO_REFUSED] = "{\"reason\":\"x\"}",
 	};
 	for (int t = 0; t < PROTO_TYPE_COUNT; t++) {
 		json_t *body = json_loads(bodies[t], 0, NULL);
@@ -97,40 +100,50 @@ TEST(hostile_frames_are_refused_with_a_reason)
 	CHECK(refused("HEARTBEAT", "{\"v\":1,\"v\":1}", "not JSON")); /* duplicate keys */
 	CHECK(refused("HEARTBEAT", "{\"v\":1,\"hash\":\"abc\"}", "\"hash\" must be a SHA-256"));
 	CHECK(refused("HELLO", "{\"v\":1,\"agent\":\"x\",\"endpoints\":[]}", "\"node\" missing"));
-	CHECK(refused("HELLO", "{\"v\":1,\"node\":7,\"agent\":\"x\",\"endpoints\":[]}", "\"node\" must be a string"));
-	CHECK(refused("HELLO", "{\"v\":1,\"node\":\"n\",\"agent\":\"x\",\"endpoints\":[1]}", "array of objects"));
+	CHECK(refused("HELLO", "{\"v\":1,\"node\":7,\"agent\":\"x\",\"endpoints\":[]}",
+		      "\"node\" must be a string"));
+	CHECK(refused("HELLO", "{\"v\":1,\"node\":\"n\",\"agent\":\"x\",\"endpoints\":[1]}",
+		      "array of objects"));
 	CHECK(refused("HELLO", "{\"v\":1,\"node\":\"n\",\"agent\":\"x\",\"revision\":-1,\"endpoints\":[]}",
 		      "integer >= 0"));
 	CHECK(refused("ACK", "{\"v\":1,\"revision\":1,\"ok\":\"yes\",\"endpoints\":[]}", "true or false"));
 	CHECK(refused("ACK", "{\"v\":1,\"revision\":1,\"ok\":true,\"endpoints\":[{\"applied\":null}]}",
 		      "endpoints[0]: \"name\" missing"));
 	CHECK(refused("DELTA",
-		      "{\"v\":1,\"revision\":1,\"base\":\"" HASH_A "\",\"hash\":\"" HASH_A "\",\"sets\":[{\"id\":\"x\","
+		      "{\"v\":1,\"revision\":1,\"base\":\"" HASH_A "\",\"hash\":\"" HASH_A
+		      "\",\"sets\":[{\"id\":\"x\","
 		      "\"ipv6\":{\"add\":[1]}}]}",
 		      "sets[0].ipv6 must be an array of strings"));
 	CHECK(refused("RESYNC", "{\"v\":1}", "\"reason\" missing"));
-	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[{}]}",
+	CHECK(refused("FLOWS",
+		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[{}]}",
 		      "flows[0]: \"endpoint\" missing"));
+	CHECK(refused(
+	    "FLOWS",
+	    "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[{\"endpoint\":\"a\","
+	    "\"dir\":\"in\",\"src\":\"198.18.0.1\",\"dst\":\"198.18.0.2\",\"proto\":\"udp\",\"verdict\":"
+	    "\"deny\","
+	    "\"rule\":\"r\","
+	    "\"count\":1,\"first\":1,\"last\":1}]}",
+	    "flows[0]: \"dir\" must be \"ingress\" or \"egress\""));
 	CHECK(refused("FLOWS",
-		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[{\"endpoint\":\"a\","
-		      "\"dir\":\"in\",\"src\":\"198.18.0.1\",\"dst\":\"198.18.0.2\",\"proto\":\"udp\",\"verdict\":\"deny\","
-		      "\"rule\":\"r\","
-		      "\"count\":1,\"first\":1,\"last\":1}]}",
-		      "flows[0]: \"dir\" must be \"ingress\" or \"egress\""));
-	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":-3,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[]}",
+		      "{\"v\":1,\"epoch\":1,\"seq\":-3,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[]}",
 		      "\"seq\" must be an integer from 0 to 9007199254740992"));
+	CHECK(refused(
+	    "FLOWS",
+	    "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],\"hits\":[{"
+	    "\"endpoint\":\"a\",\"dir\":\"ingress\",\"rule\":\"r\",\"verdict\":\"pass\",\"packets\":1,"
+	    "\"bytes\":1}]}",
+	    "hits[0]: \"verdict\" must be \"allow\", \"deny\" or \"audit\""));
+	CHECK(refused(
+	    "FLOWS",
+	    "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],\"hits\":[{"
+	    "\"endpoint\":\"a\",\"dir\":\"ingress\",\"rule\":\"r\",\"verdict\":\"allow\",\"packets\":-1,"
+	    "\"bytes\":1}]}",
+	    "hits[0]: \"packets\" must be an integer from 0 to 1099511627776"));
 	CHECK(refused("FLOWS",
-		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],\"hits\":[{"
-		      "\"endpoint\":\"a\",\"dir\":\"ingress\",\"rule\":\"r\",\"verdict\":\"pass\",\"packets\":1,"
-		      "\"bytes\":1}]}",
-		      "hits[0]: \"verdict\" must be \"allow\", \"deny\" or \"audit\""));
-	CHECK(refused("FLOWS",
-		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],\"hits\":[{"
-		      "\"endpoint\":\"a\",\"dir\":\"ingress\",\"rule\":\"r\",\"verdict\":\"allow\",\"packets\":-1,"
-		      "\"bytes\":1}]}",
-		      "hits[0]: \"packets\" must be an integer from 0 to 1099511627776"));
-	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],"
-			       "\"hits\":{}}",
+		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":1,\"lost\":[],\"flows\":[],"
+		      "\"hits\":{}}",
 		      "\"hits\" must be an array of at most 8192 objects"));
 	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1}", "\"seq\" missing"));
 	/* Unknown members are room to grow, not errors. */
@@ -142,17 +155,18 @@ TEST(hostile_frames_are_refused_with_a_reason)
 static char *flows_body(const char *flow, const char *lost)
 {
 	char *s = NULL;
-	if (asprintf(&s,
-		     "{\"v\":1,\"epoch\":1700000000000,\"seq\":1,\"start\":1700000000000,\"end\":1700000001000,"
-		     "\"flows\":[{%s}],\"lost\":[%s]}",
-		     flow, lost) < 0)
+	if (asprintf(
+		&s,
+		"{\"v\":1,\"epoch\":1700000000000,\"seq\":1,\"start\":1700000000000,\"end\":1700000001000,"
+		"\"flows\":[{%s}],\"lost\":[%s]}",
+		flow, lost) < 0)
 		abort();
 	return s;
 }
 
-#define FLOW_OF(src, dst, port, count)                                                                      \
-	"\"endpoint\":\"a\",\"dir\":\"ingress\",\"src\":\"" src "\",\"dst\":\"" dst "\",\"proto\":\"udp\","       \
-	"\"port\":" port ",\"verdict\":\"deny\",\"rule\":\"default-deny\",\"count\":" count                      \
+#define FLOW_OF(src, dst, port, count)                                                                       \
+	"\"endpoint\":\"a\",\"dir\":\"ingress\",\"src\":\"" src "\",\"dst\":\"" dst "\",\"proto\":\"udp\","  \
+	"\"port\":" port ",\"verdict\":\"deny\",\"rule\":\"default-deny\",\"count\":" count                  \
 	",\"first\":1700000000500,\"last\":1700000000900"
 #define GOOD_FLOW FLOW_OF("198.18.0.1", "198.18.0.2", "53", "3")
 
@@ -166,11 +180,13 @@ static bool flows_refused(const char *flow, const char *lost, const char *want)
 
 TEST(flows_numbers_and_names_keep_to_their_ranges)
 {
-	char *body = flows_body(GOOD_FLOW, "{\"endpoint\":\"a\",\"enobufs\":1,\"gap\":1099511627776,\"spool\":0}");
+	char *body =
+	    flows_body(GOOD_FLOW, "{\"endpoint\":\"a\",\"enobufs\":1,\"gap\":1099511627776,\"spool\":0}");
 	CHECK(accepted("FLOWS", body)); /* 2^40: the largest count */
 	free(body);
 	/* Two of 2^62 overflowed the controller's sums: out of range now. */
-	CHECK(flows_refused(GOOD_FLOW, "{\"endpoint\":\"a\",\"enobufs\":0,\"gap\":4611686018427387904,\"spool\":0}",
+	CHECK(flows_refused(GOOD_FLOW,
+			    "{\"endpoint\":\"a\",\"enobufs\":0,\"gap\":4611686018427387904,\"spool\":0}",
 			    "lost[0]: \"gap\" must be an integer from 0 to 1099511627776"));
 	CHECK(flows_refused(FLOW_OF("198.18.0.1", "198.18.0.2", "53", "1099511627777"), "",
 			    "flows[0]: \"count\" must be an integer from 0 to 1099511627776"));
@@ -188,19 +204,21 @@ TEST(flows_numbers_and_names_keep_to_their_ranges)
 	snprintf(lost, sizeof(lost), "{\"endpoint\":\"%s\",\"enobufs\":0,\"gap\":1,\"spool\":0}", name);
 	CHECK(flows_refused(GOOD_FLOW, lost, "lost[0]: \"endpoint\" must be a string of at most 253 bytes"));
 	/* Times: a year 10000 is no time. */
-	CHECK(refused("FLOWS", "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":253402300800000,\"flows\":[],"
-			       "\"lost\":[]}",
+	CHECK(refused("FLOWS",
+		      "{\"v\":1,\"epoch\":1,\"seq\":1,\"start\":1,\"end\":253402300800000,\"flows\":[],"
+		      "\"lost\":[]}",
 		      "FLOWS: \"end\" must be an integer from 0 to 253402300799999"));
 	/* A list longer than a window holds. */
-	json_t *big = json_pack("{s:i,s:i,s:i,s:i,s:i,s:[],s:o}", "v", 1, "epoch", 1, "seq", 1, "start", 1, "end", 1,
-				"flows", "lost", json_array());
+	json_t *big = json_pack("{s:i,s:i,s:i,s:i,s:i,s:[],s:o}", "v", 1, "epoch", 1, "seq", 1, "start", 1,
+				"end", 1, "flows", "lost", json_array());
 	for (int i = 0; i <= PROTO_FLOWS_MAX; i++)
 		json_array_append_new(json_object_get(big, "lost"), json_object());
 	char *text = json_dumps(big, JSON_COMPACT);
 	CHECK(text && refused("FLOWS", text, "\"lost\" must be an array of at most 8192 objects"));
 	free(text);
 	json_decref(big);
-	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1,\"seq\":1,\"rejected\":7}", "\"rejected\" must be a string"));
+	CHECK(refused("FLOWS_ACK", "{\"v\":1,\"epoch\":1,\"seq\":1,\"rejected\":7}",
+		      "\"rejected\" must be a string"));
 }
 
 TEST(a_malformed_batch_can_still_be_named_for_its_rejection)
@@ -209,15 +227,19 @@ TEST(a_malformed_batch_can_still_be_named_for_its_rejection)
 	static const char bad[] = "{\"v\":1,\"epoch\":17,\"seq\":4,\"flows\":\"nonsense\"}";
 	CHECK(proto_flows_key(bad, strlen(bad), &epoch, &seq) == 0 && epoch == 17 && seq == 4);
 	static const char *const unnamed[] = {
-		"{\"v\":1,\"epoch\":17}",		    "{\"v\":1,\"epoch\":17,\"seq\":-4}",
-		"{\"v\":2,\"epoch\":17,\"seq\":4}",	    "{\"epoch\":17,\"seq\":4}",
-		"[1]",				    "{\"v\":1,\"epoch\":17,\"seq\":4",
-		"{\"v\":1,\"epoch\":17,\"seq\":4.5}", "{\"v\":1,\"epoch\":1e300,\"seq\":4}",
+	    "{\"v\":1,\"epoch\":17}",
+	    "{\"v\":1,\"epoch\":17,\"seq\":-4}",
+	    "{\"v\":2,\"epoch\":17,\"seq\":4}",
+	    "{\"epoch\":17,\"seq\":4}",
+	    "[1]",
+	    "{\"v\":1,\"epoch\":17,\"seq\":4",
+	    "{\"v\":1,\"epoch\":17,\"seq\":4.5}",
+	    "{\"v\":1,\"epoch\":1e300,\"seq\":4}",
 	};
 	for (size_t i = 0; i < BH_ARRAY_SIZE(unnamed); i++) {
 		epoch = seq = 99;
-		CHECK(proto_flows_key(unnamed[i], strlen(unnamed[i]), &epoch, &seq) == -EINVAL && epoch == 99 &&
-		      seq == 99);
+		CHECK(proto_flows_key(unnamed[i], strlen(unnamed[i]), &epoch, &seq) == -EINVAL &&
+		      epoch == 99 && seq == 99);
 	}
 	/* Agents before rejections read a rejection as an acknowledgement:
 	 * epoch and seq where they were, the rest is room to grow. */
@@ -229,9 +251,11 @@ static json_t *bundle_with(const char *web_members_json, const char *web_ports)
 {
 	char policy[1024], inv[2048];
 	snprintf(policy, sizeof(policy),
-		 "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
+		 "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{"
+		 "\"app\":\"db\"}},"
 		 "\"net\":{\"cidrs\":[\"198.51.100.0/24\"],\"except\":[\"198.51.100.7\"]}},"
-		 "\"policies\":[{\"name\":\"db-in\",\"applies_to\":\"db\",\"ingress\":[{\"from\":[\"web\",\"net\"],"
+		 "\"policies\":[{\"name\":\"db-in\",\"applies_to\":\"db\",\"ingress\":[{\"from\":[\"web\","
+		 "\"net\"],"
 		 "\"ports\":[\"%s\"]}]}]}",
 		 web_ports);
 	/* db-1 on n1; the web members on n2 */
@@ -245,7 +269,8 @@ static json_t *bundle_with(const char *web_members_json, const char *web_ports)
 	json_t *j = json_loads(inv, 0, NULL), *j1 = json_loads(n1, 0, NULL);
 	json_t *out = NULL;
 	if (doc && j && j1 && inventory_load_json(iv, j, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
-	    inventory_load_json(iv, j1, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 && inventory_finish(iv, &d) == 0) {
+	    inventory_load_json(iv, j1, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
+	    inventory_finish(iv, &d) == 0) {
 		struct bundle *b = compile_bundle(doc, iv, "n1");
 		out = b ? bundle_to_json(b) : NULL;
 		bundle_free(b);
@@ -343,7 +368,8 @@ TEST(bodies_are_sized_by_type_before_parsing)
 	memset(big, ' ', n);
 	memcpy(big, "{\"v\":1}", 7);
 	big[n] = '\0';
-	CHECK(proto_decode("HEARTBEAT", 9, big, n, &m, err, sizeof(err)) < 0 && strstr(err, "more than the 4096"));
+	CHECK(proto_decode("HEARTBEAT", 9, big, n, &m, err, sizeof(err)) < 0 &&
+	      strstr(err, "more than the 4096"));
 	free(big);
 	/* 100 values where 64 may be, even inside limits in bytes. */
 	char many[512] = "{\"v\":1,\"x\":[";
@@ -352,7 +378,8 @@ TEST(bodies_are_sized_by_type_before_parsing)
 	strcat(many, "]}");
 	CHECK(refused("HEARTBEAT", many, "JSON values or more, more than the 64"));
 	/* Commas and brackets inside strings are not values. */
-	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"x\":\"[,,,,:::{{{\\\",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,\"}"));
+	CHECK(accepted("HEARTBEAT", "{\"v\":1,\"x\":\"[,,,,:::{{{\\\",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,"
+				    ",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,\"}"));
 	/* A HELLO's limit is 1 Mi values: a list of 2 Mi zeros is refused. */
 	n = 4u << 20;
 	big = malloc(n + 64);
@@ -367,8 +394,9 @@ TEST(bodies_are_sized_by_type_before_parsing)
 	CHECK(proto_decode("HELLO", 5, big, len, &m, err, sizeof(err)) < 0 && strstr(err, "JSON values"));
 	free(big);
 	/* The controller does not read what agents never send. */
-	CHECK(proto_sent_by_agent(PROTO_HELLO) && proto_sent_by_agent(PROTO_FLOWS) && !proto_sent_by_agent(PROTO_BUNDLE) &&
-	      !proto_sent_by_agent(PROTO_DELTA) && !proto_sent_by_agent(PROTO_RESYNC));
+	CHECK(proto_sent_by_agent(PROTO_HELLO) && proto_sent_by_agent(PROTO_FLOWS) &&
+	      !proto_sent_by_agent(PROTO_BUNDLE) && !proto_sent_by_agent(PROTO_DELTA) &&
+	      !proto_sent_by_agent(PROTO_RESYNC));
 	CHECK(proto_type_parse("BUNDLE", 6) == PROTO_BUNDLE && proto_type_parse("BUNDL", 5) < 0);
 	/* Every agent message fits the controller's socket. */
 	for (int t = 0; t < PROTO_TYPE_COUNT; t++)
@@ -396,16 +424,19 @@ static bool endpoints_load(const char *node, const char *endpoints)
 /* An agent's named ports (optional "ports"): checked like the rest. */
 TEST(node_endpoint_ports_are_checked)
 {
-	CHECK(endpoints_load("n1", "[{\"name\":\"web-1\",\"ports\":{\"http\":\"tcp/8080\",\"dns\":\"udp/53\"},"
-				  "\"addresses\":[]}]"));
-	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"HTTP\":\"tcp/8080\"},\"addresses\":[]}]"));
+	CHECK(endpoints_load("n1",
+			     "[{\"name\":\"web-1\",\"ports\":{\"http\":\"tcp/8080\",\"dns\":\"udp/53\"},"
+			     "\"addresses\":[]}]"));
+	CHECK(
+	    !endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"HTTP\":\"tcp/8080\"},\"addresses\":[]}]"));
 	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"http\":\"tcp/0\"},\"addresses\":[]}]"));
-	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"http\":\"tcp/80-90\"},\"addresses\":[]}]"));
+	CHECK(!endpoints_load("n1",
+			      "[{\"name\":\"web\",\"ports\":{\"http\":\"tcp/80-90\"},\"addresses\":[]}]"));
 	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"ping\":\"icmp/8\"},\"addresses\":[]}]"));
 	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"http\":8080},\"addresses\":[]}]"));
 	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":[\"tcp/80\"],\"addresses\":[]}]"));
 	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"ports\":{\"a-very-long-port-name\":\"tcp/1\"},"
-				   "\"addresses\":[]}]"));
+				    "\"addresses\":[]}]"));
 	const char *why;
 	CHECK(named_port_name_valid("h2c", &why) && named_port_name_valid("web-1", &why));
 	CHECK(!named_port_name_valid("123", &why) && !named_port_name_valid("-a", &why) &&
@@ -414,11 +445,13 @@ TEST(node_endpoint_ports_are_checked)
 
 TEST(node_endpoint_lists_are_checked)
 {
-	CHECK(endpoints_load("n1", "[{\"name\":\"web-1\",\"netns\":\"/run/netns/web-1\",\"labels\":{\"app\":\"web\"},"
-				  "\"addresses\":[\"198.18.0.1\"]}]"));
+	CHECK(endpoints_load(
+	    "n1", "[{\"name\":\"web-1\",\"netns\":\"/run/netns/web-1\",\"labels\":{\"app\":\"web\"},"
+		  "\"addresses\":[\"198.18.0.1\"]}]"));
 	CHECK(!endpoints_load("n1", "[{\"name\":\"web\\u001b[2J\",\"addresses\":[]}]"));
 	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"labels\":{\"app\":\"a\\nb\"},\"addresses\":[]}]"));
-	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"netns\":\"/run/netns/a\\u001b]0;x\\u0007\",\"addresses\":[]}]"));
+	CHECK(!endpoints_load(
+	    "n1", "[{\"name\":\"web\",\"netns\":\"/run/netns/a\\u001b]0;x\\u0007\",\"addresses\":[]}]"));
 	CHECK(!endpoints_load("n1", "[{\"name\":\"web\",\"addresses\":[\"198.18.0.1\\n\"]}]"));
 	CHECK(!endpoints_load("n\x1b", "[]"));
 	CHECK(inventory_node_name_valid("node-a.example_1") && !inventory_node_name_valid("") &&

@@ -74,8 +74,9 @@ static int connected(const char *node)
 	json_t *list = sessions_status_nodes(sessions), *n;
 	size_t i;
 	int r = -1;
-	json_array_foreach(list, i, n) if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0)
-	    r = json_is_true(json_object_get(n, "connected"));
+	json_array_foreach (list, i, n)
+		if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0)
+			r = json_is_true(json_object_get(n, "connected"));
 	json_decref(list);
 	return r;
 }
@@ -103,8 +104,9 @@ static int known(const char *node)
 	json_t *list = sessions_status_nodes(sessions), *n;
 	size_t i;
 	int r = -1;
-	json_array_foreach(list, i, n) if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0)
-	    r = json_is_true(json_object_get(n, "known"));
+	json_array_foreach (list, i, n)
+		if (strcmp(json_string_value(json_object_get(n, "node")), node) == 0)
+			r = json_is_true(json_object_get(n, "known"));
 	json_decref(list);
 	return r;
 }

@@ -44,19 +44,20 @@ static void close_store(struct store *s)
  * flow of count packets by default-deny at web1, and hits of two rules. */
 static json_t *batch(int64_t seq, int64_t end, int64_t count)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:[{s:s,s:s,s:s,s:s,s:s,s:I,s:n,s:n,s:s,s:n,s:s,s:I,s:I,s:I,"
-			 "s:s,s:s,s:n,s:s}],s:[],s:[{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s},{s:s,s:s,s:s,s:n,s:s,s:I,s:I,"
-			 "s:s}]}",
-			 "epoch", (json_int_t)1, "seq", (json_int_t)seq, "start", (json_int_t)(end - 1000), "end",
-			 (json_int_t)end, "flows", "endpoint", "web1", "dir", "ingress", "src", "198.18.0.22", "dst",
-			 "198.18.0.11", "proto", "udp", "port", (json_int_t)9999, "icmp_type", "icmp_code",
-			 "verdict", "deny", "policy", "rule", "default-deny", "count", (json_int_t)count, "first",
-			 (json_int_t)(end - 500), "last", (json_int_t)end, "src_groups", "others", "dst_groups", "web",
-			 "src_endpoint", "dst_endpoint", "n1/web1", "lost", "hits", "endpoint", "web1", "dir",
-			 "ingress", "rule", "web-in/ingress/0", "policy", "web-in", "verdict", "allow", "packets",
-			 (json_int_t)5, "bytes", (json_int_t)300, "groups", "web", "endpoint", "web1", "dir",
-			 "ingress", "rule", "default-deny", "policy", "verdict", "deny", "packets", (json_int_t)count,
-			 "bytes", (json_int_t)(count * 40), "groups", "web");
+	return json_pack(
+	    "{s:I,s:I,s:I,s:I,s:[{s:s,s:s,s:s,s:s,s:s,s:I,s:n,s:n,s:s,s:n,s:s,s:I,s:I,s:I,"
+	    "s:s,s:s,s:n,s:s}],s:[],s:[{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s},{s:s,s:s,s:s,s:n,s:s,s:I,s:I,"
+	    "s:s}]}",
+	    "epoch", (json_int_t)1, "seq", (json_int_t)seq, "start", (json_int_t)(end - 1000), "end",
+	    (json_int_t)end, "flows", "endpoint", "web1", "dir", "ingress", "src", "198.18.0.22", "dst",
+	    "198.18.0.11", "proto", "udp", "port", (json_int_t)9999, "icmp_type", "icmp_code", "verdict",
+	    "deny", "policy", "rule", "default-deny", "count", (json_int_t)count, "first",
+	    (json_int_t)(end - 500), "last", (json_int_t)end, "src_groups", "others", "dst_groups", "web",
+	    "src_endpoint", "dst_endpoint", "n1/web1", "lost", "hits", "endpoint", "web1", "dir", "ingress",
+	    "rule", "web-in/ingress/0", "policy", "web-in", "verdict", "allow", "packets", (json_int_t)5,
+	    "bytes", (json_int_t)300, "groups", "web", "endpoint", "web1", "dir", "ingress", "rule",
+	    "default-deny", "policy", "verdict", "deny", "packets", (json_int_t)count, "bytes",
+	    (json_int_t)(count * 40), "groups", "web");
 }
 
 /* Stores batch with nothing dropped, received now. */
@@ -84,8 +85,7 @@ static const json_t *rule_row(const json_t *reply, const char *rule)
 {
 	size_t i;
 	json_t *row;
-	json_array_foreach(json_object_get(reply, "rules"), i, row)
-	{
+	json_array_foreach (json_object_get(reply, "rules"), i, row) {
 		if (strcmp(json_string_value(json_object_get(row, "rule")), rule) == 0)
 			return row;
 	}
@@ -133,7 +133,8 @@ TEST(the_rules_view_puts_hits_beside_reported_packets)
 	CHECK(add(s, "n1", b) == 1);
 	json_t *r = rules(s, NULL, NULL);
 	const json_t *allow = rule_row(r, "web-in/ingress/0"), *deny = rule_row(r, "default-deny");
-	CHECK(allow && member(allow, "hits") == 10 && member(allow, "bytes") == 600 && member(allow, "count") == 0);
+	CHECK(allow && member(allow, "hits") == 10 && member(allow, "bytes") == 600 &&
+	      member(allow, "count") == 0);
 	CHECK(deny && member(deny, "hits") == 7 && member(deny, "count") == 7 && member(deny, "pairs") == 1);
 	CHECK(json_array_size(json_object_get(r, "rules")) == 2);
 	json_decref(r);
@@ -178,7 +179,9 @@ TEST(allowed_flows_are_listed_only_when_asked_for)
 	struct flow_query q = {.mode = FLOW_QUERY_REPORT, .blocked_only = true};
 	json_t *r = query(s, &q);
 	CHECK(json_array_size(json_object_get(r, "flows")) == 1);
-	CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(r, "flows"), 0), "verdict")), "deny");
+	CHECK_STR(
+	    json_string_value(json_object_get(json_array_get(json_object_get(r, "flows"), 0), "verdict")),
+	    "deny");
 	json_decref(r);
 	q.verdict = "allow";
 	r = query(s, &q);
@@ -192,7 +195,8 @@ TEST(allowed_flows_are_listed_only_when_asked_for)
 	/* Per rule, the allow rule's hits beside the connections reported for it. */
 	r = rules(s, "allow", NULL);
 	const json_t *allow = rule_row(r, "web-in/ingress/0");
-	CHECK(allow && member(allow, "hits") == 10 && member(allow, "count") == 4 && member(allow, "pairs") == 1);
+	CHECK(allow && member(allow, "hits") == 10 && member(allow, "count") == 4 &&
+	      member(allow, "pairs") == 1);
 	json_decref(r);
 	json_decref(d);
 	json_decref(a);
@@ -208,11 +212,12 @@ static json_t *named_flow(const char *src, const char *src_ep, const char *src_g
 	bool icmp = strncmp(proto, "icmp", 4) == 0;
 	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:s,s:n,s:s,s:I,s:I,s:I,s:s,s:s,s:s?,s:s?}",
 			 "endpoint", "web1", "dir", "ingress", "src", src, "dst", dst, "proto", proto, "port",
-			 icmp ? json_null() : json_integer(a), "icmp_type", icmp ? json_integer(a) : json_null(),
-			 "icmp_code", icmp ? json_integer(b) : json_null(), "verdict", verdict, "policy", "rule",
+			 icmp ? json_null() : json_integer(a), "icmp_type",
+			 icmp ? json_integer(a) : json_null(), "icmp_code",
+			 icmp ? json_integer(b) : json_null(), "verdict", verdict, "policy", "rule",
 			 "default-deny", "count", (json_int_t)count, "first", (json_int_t)last, "last",
-			 (json_int_t)last, "src_groups", src_groups, "dst_groups", dst_groups, "src_endpoint", src_ep,
-			 "dst_endpoint", dst_ep);
+			 (json_int_t)last, "src_groups", src_groups, "dst_groups", dst_groups, "src_endpoint",
+			 src_ep, "dst_endpoint", dst_ep);
 }
 
 /* The number of rows of a report under q, and their packets. */
@@ -222,7 +227,8 @@ static size_t report_rows(struct store *s, struct flow_query q, int64_t *packets
 	size_t i, n = json_array_size(json_object_get(r, "flows"));
 	json_t *row;
 	*packets = 0;
-	json_array_foreach(json_object_get(r, "flows"), i, row) *packets += member(row, "count");
+	json_array_foreach (json_object_get(r, "flows"), i, row)
+		*packets += member(row, "count");
 	json_decref(r);
 	return n;
 }
@@ -234,8 +240,9 @@ TEST(flows_by_port_and_by_the_group_of_each_end_and_the_group_map_rows)
 	if (!s)
 		return;
 	int64_t now = clock_wall_ms(), p;
-	json_t *b = json_pack("{s:I,s:I,s:I,s:I,s:[],s:[],s:[]}", "epoch", (json_int_t)1, "seq", (json_int_t)1,
-			      "start", (json_int_t)(now - 1000), "end", (json_int_t)now, "flows", "lost", "hits");
+	json_t *b =
+	    json_pack("{s:I,s:I,s:I,s:I,s:[],s:[],s:[]}", "epoch", (json_int_t)1, "seq", (json_int_t)1,
+		      "start", (json_int_t)(now - 1000), "end", (json_int_t)now, "flows", "lost", "hits");
 	json_t *flows = json_object_get(b, "flows");
 	json_array_append_new(flows, named_flow("198.18.0.1", "n1/web1", "web,all", "198.18.0.2", "n2/db1",
 						"db,all", "tcp", 5432, 0, "deny", 3, now));
@@ -243,8 +250,8 @@ TEST(flows_by_port_and_by_the_group_of_each_end_and_the_group_map_rows)
 						"web,all", "tcp", 80, 0, "deny", 2, now));
 	json_array_append_new(flows, named_flow("192.0.2.9", NULL, "", "198.18.0.1", "n1/web1", "web,all",
 						"icmp", 8, 0, "audit", 1, now));
-	json_array_append_new(flows, named_flow("198.18.0.3", "n1/batch1", "", "198.18.0.2", "n2/db1", "db,all",
-						"udp", 53, 0, "deny", 5, now));
+	json_array_append_new(flows, named_flow("198.18.0.3", "n1/batch1", "", "198.18.0.2", "n2/db1",
+						"db,all", "udp", 53, 0, "deny", 5, now));
 	json_array_append_new(flows, named_flow("198.18.0.1", "n1/web1", "web,all", "198.18.0.4", "n2/api1",
 						"api,all", "tcp", 8080, 0, "allow", 4, now));
 	CHECK(add(s, "n1", b) == 1);
@@ -289,7 +296,8 @@ TEST(flows_by_port_and_by_the_group_of_each_end_and_the_group_map_rows)
 	CHECK(json_array_size(rows) == 5);
 	json_t *first = json_array_get(rows, 0); /* most packets first */
 	CHECK_STR(json_string_value(json_object_get(first, "src_groups")), "");
-	CHECK(member(first, "src_outside") == 0 && member(first, "count") == 5 && member(first, "pairs") == 1);
+	CHECK(member(first, "src_outside") == 0 && member(first, "count") == 5 &&
+	      member(first, "pairs") == 1);
 	CHECK_STR(json_string_value(json_object_get(first, "dst_groups")), "db,all");
 	json_decref(g);
 	q.verdict = "deny";
@@ -317,7 +325,8 @@ TEST(pruning_removes_what_is_past_the_retention)
 	int64_t removed = -1, day = 24 * hour;
 	CHECK(store_prune_flows(s, now - hour, now - hour - day, 1000, &removed) == 0 && removed == 1);
 	json_t *r = rules(s, NULL, NULL);
-	CHECK(member(rule_row(r, "default-deny"), "hits") == 5 && member(rule_row(r, "default-deny"), "count") == 5);
+	CHECK(member(rule_row(r, "default-deny"), "hits") == 5 &&
+	      member(rule_row(r, "default-deny"), "count") == 5);
 	CHECK(member(rule_row(r, "web-in/ingress/0"), "hits") == 5);
 	json_decref(r);
 	/* Its key outlives its flows (received now, kept a day longer): sent
@@ -368,8 +377,7 @@ static const json_t *find(const json_t *reply, const char *list, const char *key
 {
 	size_t i;
 	json_t *row;
-	json_array_foreach(json_object_get(reply, list), i, row)
-	{
+	json_array_foreach (json_object_get(reply, list), i, row) {
 		if (strcmp(json_string_value(json_object_get(row, key)), value) == 0)
 			return row;
 	}
@@ -389,11 +397,15 @@ TEST(no_sum_overflows_not_even_over_rows_an_older_version_stored)
 	snprintf(sql, sizeof(sql),
 		 "INSERT INTO flow_losses (node, endpoint, time, enobufs, gap, spool) VALUES"
 		 " ('n1','web1',%lld,0,4611686018427387904,0), ('n1','web1',%lld,0,4611686018427387904,0);"
-		 "INSERT INTO flows (node, endpoint, direction, first, last, src, src_groups, dst, dst_groups, proto,"
+		 "INSERT INTO flows (node, endpoint, direction, first, last, src, src_groups, dst, "
+		 "dst_groups, proto,"
 		 " verdict, rule, count) VALUES"
-		 " ('n1','web1','ingress',%lld,%lld,'198.18.0.1','','198.18.0.2','','udp','deny','r',9223372036854775807),"
-		 " ('n1','web1','ingress',%lld,%lld,'198.18.0.1','','198.18.0.2','','udp','deny','r',9223372036854775807);",
-		 (long long)now, (long long)now, (long long)now, (long long)now, (long long)now, (long long)now);
+		 " ('n1','web1','ingress',%lld,%lld,'198.18.0.1','','198.18.0.2','','udp','deny','r',"
+		 "9223372036854775807),"
+		 " ('n1','web1','ingress',%lld,%lld,'198.18.0.1','','198.18.0.2','','udp','deny','r',"
+		 "9223372036854775807);",
+		 (long long)now, (long long)now, (long long)now, (long long)now, (long long)now,
+		 (long long)now);
 	raw_sql(sql);
 	struct flow_query q = {.mode = FLOW_QUERY_REPORT};
 	json_t *r = query(s, &q);
@@ -408,9 +420,10 @@ TEST(no_sum_overflows_not_even_over_rows_an_older_version_stored)
 	/* What comes in now is clamped to the wire schema's range (2^40)
 	 * before it is summed, if it ever got past the schema. */
 	json_t *b = batch(1, now, 5);
-	json_array_append_new(json_object_get(b, "lost"), json_pack("{s:s,s:I,s:I,s:I}", "endpoint", "web2", "enobufs",
-								     (json_int_t)INT64_MAX, "gap", (json_int_t)INT64_MAX,
-								     "spool", (json_int_t)0));
+	json_array_append_new(json_object_get(b, "lost"),
+			      json_pack("{s:s,s:I,s:I,s:I}", "endpoint", "web2", "enobufs",
+					(json_int_t)INT64_MAX, "gap", (json_int_t)INT64_MAX, "spool",
+					(json_int_t)0));
 	json_array_append(json_object_get(b, "lost"), json_array_get(json_object_get(b, "lost"), 0));
 	CHECK(add(s, "n1", b) == 1);
 	r = query(s, &q);
@@ -440,8 +453,10 @@ TEST(what_was_not_stored_is_reported_per_node_and_reason)
 	}
 	struct flow_query q = {.mode = FLOW_QUERY_REPORT};
 	json_t *r = query(s, &q);
-	const json_t *rate = find(r, "dropped", "reason", "rate"), *exp = find(r, "dropped", "reason", "expired");
-	CHECK(rate && member(rate, "batches") == 3 && member(rate, "records") == 120 && member(rate, "packets") == 240);
+	const json_t *rate = find(r, "dropped", "reason", "rate"),
+		     *exp = find(r, "dropped", "reason", "expired");
+	CHECK(rate && member(rate, "batches") == 3 && member(rate, "records") == 120 &&
+	      member(rate, "packets") == 240);
 	CHECK(exp && member(exp, "batches") == 3 && member(exp, "packets") == 18);
 	CHECK(json_array_size(json_object_get(r, "dropped")) == 2);
 	json_decref(r);

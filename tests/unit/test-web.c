@@ -36,10 +36,10 @@ TEST(ports_protocols_ranges_and_icmp_types)
 
 TEST(bad_ports_are_refused)
 {
-	static const char *const bad[] = {"",	     "65536",	     "tcp/",	  "tcp/80-",   "tcp/90-80",
-					  "tcp/8/0", "icmp/256",    "icmp/8/0/1", "icmp/8-9",  "http",
-					  "TCP/80",  "tcp/80 ",	    "-1",	  "tcp/+80",   "1e3",
-					  "tcp//80", "000000000080", "udp/99999", "/80",       "tcp/80-90-100"};
+	static const char *const bad[] = {
+	    "",		  "65536",    "tcp/",	      "tcp/80-",   "tcp/90-80", "tcp/8/0",	"icmp/256",
+	    "icmp/8/0/1", "icmp/8-9", "http",	      "TCP/80",	   "tcp/80 ",	"-1",		"tcp/+80",
+	    "1e3",	  "tcp//80",  "000000000080", "udp/99999", "/80",	"tcp/80-90-100"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		int r;
 		port(bad[i], &r);
@@ -56,7 +56,8 @@ TEST(the_page_is_built_in)
 		const struct web_asset *a = &web_assets[i];
 		CHECK(a->len > 100 && a->path[0] == '/');
 		if (strcmp(a->path, "/index.html") == 0)
-			index = strncmp(a->type, "text/html", 9) == 0 && memmem(a->data, a->len, "/app.js", 7);
+			index =
+			    strncmp(a->type, "text/html", 9) == 0 && memmem(a->data, a->len, "/app.js", 7);
 		js |= strcmp(a->path, "/app.js") == 0 && strncmp(a->type, "text/javascript", 15) == 0;
 		css |= strcmp(a->path, "/app.css") == 0;
 	}

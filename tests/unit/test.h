@@ -38,8 +38,8 @@ extern unsigned test_passed, test_failed;
 	do {                                                                                                 \
 		const char *a_ = (a), *b_ = (b);                                                             \
 		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                     \
-			fprintf(stderr, "  %s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__, a_ ? a_ : "(null)", \
-				b_ ? b_ : "(null)");                                                         \
+			fprintf(stderr, "  %s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__,                   \
+				a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                     \
 			test_failures_in_case++;                                                             \
 		}                                                                                            \
 	} while (0)
