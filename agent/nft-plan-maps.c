@@ -171,7 +171,8 @@ static long sig_find(struct sig_table *t, const uint32_t *v, size_t n)
 	for (k = h & (t->n_slots - 1); t->slots[k]; k = (k + 1) & (t->n_slots - 1)) {
 		const struct sig *s = &t->v[t->slots[k] - 1];
 
-		if (s->hash == h && s->len == n && memcmp(t->pool + s->off, v, n * sizeof(*v)) == 0)
+		if (s->hash == h && s->len == n &&
+		    (n == 0 || memcmp(t->pool + s->off, v, n * sizeof(*v)) == 0))
 			return (long)t->slots[k] - 1;
 	}
 	if (t->n == t->cap) {
@@ -192,7 +193,8 @@ static long sig_find(struct sig_table *t, const uint32_t *v, size_t n)
 		t->pool = w;
 		t->cap_pool = cap;
 	}
-	memcpy(t->pool + t->n_pool, v, n * sizeof(*v));
+	if (n) /* the empty signature: maybe no pool yet */
+		memcpy(t->pool + t->n_pool, v, n * sizeof(*v));
 	t->v[t->n] = (struct sig){.off = (uint32_t)t->n_pool, .len = (uint32_t)n, .hash = h, .decision = -1};
 	t->n_pool += n;
 	t->slots[k] = (uint32_t)t->n + 1;
@@ -401,7 +403,8 @@ static int sweep_proto(const struct piece *items, size_t n, struct piece **out, 
 		cuts[n_cuts++] = (uint32_t)items[i].hi + 1; /* 65536: past the end */
 	}
 	/* Sorted, unique: the pieces' starts. */
-	qsort(cuts, n_cuts, sizeof(*cuts), cmp_u32);
+	if (n_cuts) /* qsort takes no NULL, even for none */
+		qsort(cuts, n_cuts, sizeof(*cuts), cmp_u32);
 	size_t u = 0;
 	for (size_t i = 0; i < n_cuts; i++) {
 		if (!u || cuts[u - 1] != cuts[i])
@@ -497,7 +500,8 @@ static long decide(struct dir_build *db, const uint32_t *sig, size_t n)
 		db->mark[sig[i]] = false;
 	if (ret < 0)
 		return ret;
-	qsort(db->items, n_items, sizeof(*db->items), cmp_item);
+	if (n_items) /* qsort takes no NULL, even for none */
+		qsort(db->items, n_items, sizeof(*db->items), cmp_item);
 	for (size_t i = 0; ret == 0 && i < n_items;) {
 		size_t j = i;
 
@@ -764,7 +768,8 @@ static int family_cells(struct dir_build *db, struct family_build *fb)
 		goto out;
 	}
 	sort_len = fb->len;
-	qsort(fb->events, fb->n_events, sizeof(*fb->events), cmp_event);
+	if (fb->n_events) /* qsort takes no NULL, even for none */
+		qsort(fb->events, fb->n_events, sizeof(*fb->events), cmp_event);
 	for (size_t i = 0; i < fb->n_events;) {
 		const uint8_t *at = fb->events[i].addr;
 		size_t j = i;
