@@ -132,27 +132,10 @@ int cmd_policy_apply(struct cli *cli, int argc, char **argv)
 	const char *file = o.argv[0];
 	if (!verb_arg_is_text("policy file name", file))
 		return EXIT_USAGE;
-	/* Validate here first: every error, and no round trip for a typo. */
-	char *text;
 	size_t len;
-	struct diag d;
-	diag_init(&d, file);
-	if (policy_read_file(file, &text, &len, &d) < 0) {
-		diag_print(&d, stderr);
-		diag_release(&d);
+	char *text = verb_read_valid_policy(file, &len, "; nothing applied");
+	if (!text)
 		return EXIT_USAGE;
-	}
-	struct policy_doc *doc = policy_parse_string(text, len, &d);
-	if (!doc) {
-		diag_print(&d, stderr);
-		fprintf(stderr, "bulkhead: %s: invalid policy (%zu error%s); nothing applied\n", file, d.n,
-			d.n == 1 ? "" : "s");
-		diag_release(&d);
-		free(text);
-		return EXIT_USAGE;
-	}
-	policy_doc_free(doc);
-	diag_release(&d);
 	json_t *req = json_pack("{s:s,s:s,s:s,s:s?}", "cmd", "policy.apply", "document", text, "file", file,
 				"comment", o.comment);
 	free(text);

@@ -6,6 +6,7 @@
 
 #include "bulkhead/escape.h"
 #include "bulkhead/inventory.h"
+#include "bulkhead/policy.h"
 #include "bulkhead/utf8.h"
 #include "admin.h"
 #include "verb.h"
@@ -158,4 +159,28 @@ void verb_put_escaped(FILE *out, const char *s, const char *end)
 const char *verb_str(json_t *v, const char *dflt)
 {
 	return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+char *verb_read_valid_policy(const char *file, size_t *len, const char *after)
+{
+	char *text;
+	struct diag d;
+	diag_init(&d, file);
+	if (policy_read_file(file, &text, len, &d) < 0) {
+		diag_print(&d, stderr);
+		diag_release(&d);
+		return NULL;
+	}
+	struct policy_doc *doc = policy_parse_string(text, *len, &d);
+	if (!doc) {
+		diag_print(&d, stderr);
+		fprintf(stderr, "bulkhead: %s: invalid policy (%zu error%s)%s\n", file, d.n,
+			d.n == 1 ? "" : "s", after);
+		diag_release(&d);
+		free(text);
+		return NULL;
+	}
+	policy_doc_free(doc);
+	diag_release(&d);
+	return text;
 }

@@ -35,6 +35,11 @@ int verb_parse_opts(int argc, char **argv, struct verb_opts *o, const char *allo
 /* Whether an argument that goes into a request is text JSON can carry;
  * says which one (what) it is not. NULL is fine (none given). */
 bool verb_arg_is_text(const char *what, const char *s);
+/* The policy document in file, read and checked here before it is sent
+ * (every error, and no round trip for a typo): its text (malloc'd, *len
+ * bytes), or NULL after printing the errors and "invalid policy" with
+ * after (e.g. "; nothing applied"). */
+char *verb_read_valid_policy(const char *file, size_t *len, const char *after);
 /* A node name given as arg (e.g. "--node "): the one node name syntax
  * (inventory.h); false after saying so. NULL is fine (none given). */
 bool verb_node_arg_valid(const char *arg, const char *node);
