@@ -188,12 +188,8 @@ int cmd_flows(struct cli *cli, int argc, char **argv)
 		char *end;
 		switch (c) {
 		case 's':
-			if (duration_parse(optarg, &since) < 0) {
-				fprintf(stderr,
-					"bulkhead: --since: a duration like 30s, 10m, 2h or 1d, not \"%s\"\n",
-					optarg);
+			if (!verb_since_arg(optarg, &since))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'n':
 			if (!verb_node_arg_valid("--node ", optarg))

@@ -142,12 +142,8 @@ int cmd_policy_preview(struct cli *cli, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			if (duration_parse(optarg, &since) < 0) {
-				fprintf(stderr,
-					"bulkhead: --since: a duration like 30m, 24h or 7d, not \"%s\"\n",
-					optarg);
+			if (!verb_since_arg(optarg, &since))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'j':
 			as_json = true;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bulkhead/common.h"
 #include "bulkhead/escape.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/policy.h"
@@ -183,4 +184,12 @@ char *verb_read_valid_policy(const char *file, size_t *len, const char *after)
 	policy_doc_free(doc);
 	diag_release(&d);
 	return text;
+}
+
+bool verb_since_arg(const char *arg, long *seconds)
+{
+	if (duration_parse(arg, seconds) == 0)
+		return true;
+	fprintf(stderr, "bulkhead: --since: a duration like 30s, 10m, 2h or 1d, not \"%s\"\n", arg);
+	return false;
 }

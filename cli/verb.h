@@ -35,6 +35,9 @@ int verb_parse_opts(int argc, char **argv, struct verb_opts *o, const char *allo
 /* Whether an argument that goes into a request is text JSON can carry;
  * says which one (what) it is not. NULL is fine (none given). */
 bool verb_arg_is_text(const char *what, const char *s);
+/* The value of --since (a duration such as 30s, 10m, 2h or 1d) in
+ * *seconds; false after saying what was expected. */
+bool verb_since_arg(const char *arg, long *seconds);
 /* The policy document in file, read and checked here before it is sent
  * (every error, and no round trip for a typo): its text (malloc'd, *len
  * bytes), or NULL after printing the errors and "invalid policy" with
