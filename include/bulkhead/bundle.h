@@ -41,6 +41,31 @@ struct bundle_set {
 	struct range_list v4, v6; /* normalized */
 };
 
+/* Named ports for egress (DESIGN §2): a name resolves on each destination,
+ * so an egress rule naming "tcp/http" matches a packet when its
+ * destination address is in the rule's peers (or any peer) AND (address,
+ * destination port) is a pair of this table. The table is what the
+ * destinations the controller knows call proto/name: every (address,
+ * number) of an endpoint whose "ports" map name to proto/number. One
+ * table per proto/name that the bundle's egress rules use; id "tcp/http"
+ * for allow rules (contested addresses left out) and "tcp/http#deny"
+ * (BUNDLE_SET_DENY_SUFFIX) for deny rules, enforce or audit (contested
+ * addresses in, with every number a claimant gives). It holds at least
+ * the addresses the rules' peers could match. A member joining, leaving
+ * or renumbering is an element change in a table: a delta. */
+struct bundle_named_addr {
+	struct bh_addr addr;
+	uint16_t port;
+};
+
+struct bundle_named_port {
+	const char *id;	  /* "tcp/http" or "tcp/http#deny" */
+	const char *name; /* "http" */
+	uint8_t proto;	  /* IPPROTO_TCP, _UDP, _SCTP */
+	struct bundle_named_addr *v; /* sorted by address, then port; unique */
+	size_t n;
+};
+
 struct bundle_rule {
 	const char *id;	    /* "POLICY/DIRECTION/INDEX", stable across compiles */
 	const char *policy; /* policy name */
@@ -82,6 +107,10 @@ struct bundle {
 	size_t n_endpoints;
 	struct bundle_set *sets; /* sorted by id */
 	size_t n_sets;
+	/* Encoded ("named_ports") only when there are some, so a bundle
+	 * without named ports is byte for byte what it was before. */
+	struct bundle_named_port *named_ports; /* sorted by id */
+	size_t n_named_ports;
 	char hash[BUNDLE_HASH_HEX + 1];
 };
 

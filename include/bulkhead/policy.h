@@ -79,6 +79,13 @@ struct port_match {
 	uint16_t lo, hi;   /* TCP/UDP/SCTP destination ports, 0..65535 = all */
 	int16_t icmp_type; /* -1 = any */
 	int16_t icmp_code; /* -1 = any */
+	/* A named port (DESIGN §2 "Named ports"): "tcp/http" gives proto and
+	 * name, lo/hi unused. NULL for a number. In a bundle, ingress names
+	 * are already resolved to numbers by the compiler and only egress
+	 * rules carry names; named_table is then the index of the rule's
+	 * bundle_named_port (bundle.h), unused elsewhere. */
+	const char *name;
+	uint32_t named_table;
 };
 
 struct policy_rule {
