@@ -381,6 +381,50 @@ TEST(a_named_port_renumbered_is_a_tightening_one_more_destination_is_not)
 	    range_list_release(&more.set.v4);
 }
 
+/* The same through the compiler: web may open db on tcp/pg, which db
+ * defines (inventory "ports") as PG; 198.18.0.41 (no pg) is in db too. */
+static struct bundle *named_compiled(const char *pg)
+{
+	char inv[1024];
+	snprintf(inv, sizeof(inv),
+		 "{\"node\":\"n1\",\"endpoints\":["
+		 "{\"name\":\"web\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.10\",\"2001:db8::"
+		 "10\"]},"
+		 "{\"name\":\"db\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.40\"],"
+		 "\"ports\":{\"pg\":\"%s\"}},"
+		 "{\"name\":\"db2\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.41\"]}]}",
+		 pg);
+	return scenario_compile(
+	    "{\"version\":1,\"groups\":{\"db\":{\"labels\":{\"app\":\"db\"}}},"
+	    "\"policies\":[{\"name\":\"web\",\"applies_to\":{\"labels\":{\"app\":\"web\"}},"
+	    "\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/pg\"]}]}]}",
+	    inv, "n1", 0);
+}
+
+TEST(an_egress_named_port_is_judged_on_the_destination_s_own_number)
+{
+	struct bundle *b = named_compiled("tcp/5432"), *moved = named_compiled("tcp/5433");
+	CHECK(b && moved && web(b) && web(moved));
+	if (!(b && moved && web(b) && web(moved)))
+		return;
+	struct ct_entry ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.40", 5432);
+	struct ct_judgement j = judge(b, &ce);
+	CHECK(j.fate == CT_KEEP && j.dir == DIR_EGRESS);
+	CHECK_STR(j.res.reason, "web/egress/0");
+	ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.40", 5433);
+	CHECK(judge(b, &ce).fate == CT_CUT);
+	/* db2 is in the group but has no pg: nothing to open there. */
+	ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.41", 5432);
+	CHECK(judge(b, &ce).fate == CT_CUT);
+	/* db renumbered pg: the old connection is cut, the new number kept. */
+	CHECK(conntrack_tightened(b, web(b), moved, web(moved), NULL));
+	ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.40", 5432);
+	CHECK(judge(moved, &ce).fate == CT_CUT);
+	ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.40", 5433);
+	CHECK(judge(moved, &ce).fate == CT_KEEP);
+	bundle_free(b), bundle_free(moved);
+}
+
 /* ---- the property: no dump asked for, no packet judged more strictly ---- */
 
 static unsigned rnd_state = 12345;
