@@ -214,23 +214,6 @@ static int collect_named_refs(const struct policy_doc *doc, const bool *applies,
 	return 0;
 }
 
-/* ep's named port name, or NULL (ep->ports is sorted by name). */
-static const struct endpoint_port *endpoint_port_find(const struct endpoint *ep, const char *name)
-{
-	size_t lo = 0, hi = ep->n_ports;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(name, ep->ports[mid].name);
-		if (c == 0)
-			return &ep->ports[mid];
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
-}
-
 /* What every endpoint the controller knows calls proto/name, as (address,
  * number) pairs. A contested address fails closed as in build_set: out
  * of the allow table, in the deny table with every claimant's number. */
@@ -247,7 +230,7 @@ static int build_named_table(struct bundle *b, const struct named_ref *ref, cons
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < inv->n; i++) {
 			const struct endpoint *ep = &inv->v[i];
-			const struct endpoint_port *port = endpoint_port_find(ep, ref->name);
+			const struct endpoint_port *port = inventory_port_of(ep, ref->name);
 			if (!port || port->proto != ref->proto)
 				continue;
 			for (size_t k = 0; k < ep->n_addrs; k++) {
@@ -304,7 +287,7 @@ static int compile_ports(const struct bundle *b, const struct endpoint *ep, enum
 	for (size_t p = 0; p < pr->n_ports; p++) {
 		struct port_match m = pr->ports[p];
 		if (m.name && dir == DIR_INGRESS) {
-			const struct endpoint_port *port = endpoint_port_find(ep, m.name);
+			const struct endpoint_port *port = inventory_port_of(ep, m.name);
 			if (!port || port->proto != m.proto)
 				continue;
 			m.lo = m.hi = port->port;

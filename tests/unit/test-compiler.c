@@ -169,6 +169,82 @@ TEST(only_the_nodes_whose_inputs_changed_are_recompiled)
 	nodes_free(t);
 }
 
+/* Named ports (DESIGN §2): client reaches web on tcp/http (a table of what
+ * every endpoint calls http), db takes tcp/pg (its own number), batch
+ * denies udp/dns anywhere (the deny table). */
+#define NAMED_POLICY                                                                                         \
+	"{\"version\": 1, \"groups\": {\"web\": {\"labels\": {\"app\": \"web\"}}}, \"policies\": ["          \
+	"{\"name\": \"cl-out\", \"applies_to\": {\"labels\": {\"app\": \"client\"}}, \"egress\": [{\"to\": " \
+	"[\"web\"], \"ports\": [\"tcp/http\"]}]},"                                                           \
+	"{\"name\": \"db-in\", \"applies_to\": {\"labels\": {\"app\": \"db\"}}, \"ingress\": [{\"ports\": "  \
+	"[\"tcp/pg\"]}]},"                                                                                   \
+	"{\"name\": \"batch-out\", \"applies_to\": {\"labels\": {\"app\": \"batch\"}}, \"egress\": "         \
+	"[{\"action\": \"deny\", \"ports\": [\"udp/dns\"]}]}]}"
+
+/* One endpoint "name" of app with one address and its "ports" (JSON). */
+static void set_named(struct compiler *c, const char *node, const char *name, const char *app,
+		      const char *addr, const char *ports)
+{
+	json_t *list = json_pack("[{s:s,s:n,s:{s:s},s:[s],s:o}]", "name", name, "netns", "labels", "app", app,
+				 "addresses", addr, "ports", json_loads(ports, 0, NULL));
+	struct diag d;
+	diag_init(&d, node);
+	if (!list || compiler_set_endpoints(c, node, list, &d) < 0) {
+		diag_print(&d, stderr);
+		abort();
+	}
+	diag_release(&d);
+	json_decref(list);
+}
+
+TEST(a_named_port_change_recompiles_who_resolves_or_tables_the_name)
+{
+	struct nodes *t = nodes_new();
+	struct compiler *c = compiler_new(t);
+	set_named(c, "a", "client-1", "client", "198.18.0.1", "{}");
+	set_named(c, "b", "web-1", "web", "198.18.0.2", "{\"http\": \"tcp/8080\"}");
+	set_named(c, "c", "db-1", "db", "198.18.0.3", "{\"pg\": \"tcp/5432\"}");
+	set_named(c, "d", "batch-1", "batch", "198.18.0.4", "{}");
+	set_named(c, "e", "other-1", "other", "198.18.0.5", "{\"http\": \"tcp/80\"}");
+	compiler_set_policy(c, 1, policy(NAMED_POLICY));
+	CHECK(refresh(c) == 5);
+	CHECK(all_as_from_scratch(c, t));
+	const char *hash = NULL;
+	json_t *bundle = compiler_bundle(c, "a", &hash);
+	CHECK(bundle && json_array_size(json_object_get(bundle, "named_ports")) == 1);
+	char before[BUNDLE_HASH_HEX + 1];
+	snprintf(before, sizeof(before), "%s", hash ? hash : "");
+
+	/* web-1 renumbers http: b (its own list) and a (its tcp/http table);
+	 * not c (no name of its rules changed) nor d (dns). */
+	set_named(c, "b", "web-1", "web", "198.18.0.2", "{\"http\": \"tcp/8081\"}");
+	CHECK(refresh(c) == 2);
+	CHECK(all_as_from_scratch(c, t));
+	CHECK(compiler_bundle(c, "a", &hash) && strcmp(hash, before) != 0);
+
+	/* The table holds what every endpoint calls http, in web or not. */
+	set_named(c, "e", "other-1", "other", "198.18.0.5", "{\"http\": \"tcp/81\"}");
+	CHECK(refresh(c) == 2);
+	CHECK(all_as_from_scratch(c, t));
+
+	/* db-1 renumbers pg: its ingress resolves it; no other node cares. */
+	set_named(c, "c", "db-1", "db", "198.18.0.3", "{\"pg\": \"tcp/5433\"}");
+	CHECK(refresh(c) == 1);
+	CHECK(all_as_from_scratch(c, t));
+
+	/* other-1 gains dns: e and d (batch's udp/dns#deny table). */
+	set_named(c, "e", "other-1", "other", "198.18.0.5", "{\"http\": \"tcp/81\", \"dns\": \"udp/53\"}");
+	CHECK(refresh(c) == 2);
+	CHECK(all_as_from_scratch(c, t));
+
+	/* A name with another protocol is not the name: d's table is the same. */
+	set_named(c, "b", "web-1", "web", "198.18.0.2", "{\"http\": \"tcp/8081\", \"dns\": \"tcp/53\"}");
+	CHECK(refresh(c) == 1);
+	CHECK(all_as_from_scratch(c, t));
+	compiler_free(c);
+	nodes_free(t);
+}
+
 TEST(a_stale_node_has_no_bundle_until_it_is_compiled)
 {
 	struct nodes *t = nodes_new();
