@@ -1,0 +1,106 @@
+#!/bin/bash
+# named-ports: the Kubernetes named-port behaviours with real daemons and
+# packets (DESIGN §2 "Named ports"). n2's endpoints name their ports in the
+# inventory: web1 calls tcp/8080 "http", web2 calls tcp/9090 "http", db
+# calls tcp/5432 "pg" and has no "http". Then:
+#   - ingress on a named port: anyone reaches db on pg (5432), not 5433;
+#   - from a namespace-label group on a named port: web1 and web2 admit the
+#     frontend namespace's client on their own http, the backend's not;
+#   - egress on a named port where two destinations give the name different
+#     numbers: cli reaches web1 only on 8080 and web2 only on 9090;
+#   - a name the destination does not define: cli's egress to db on http
+#     matches nothing, so the drop is reported in `bulkhead flows`;
+#   - web2 renumbering http to 9091 reaches cli's table as an element delta
+#     (its rules, their handles and counters untouched) and moves what cli
+#     reaches.
+# Usage: named-ports.sh [BUILD_DIR]
+set -u
+. "$(dirname "$0")/world.bash"
+BUILD=${1:-$LIB_ROOT/build}
+
+world_init nport || exit 1
+world_need nft
+world_daemons "$BUILD" n1 n2 || exit 1
+world_add_endpoint cli 11 11 || exit 1   # n1, namespace frontend
+world_add_endpoint other 12 12 || exit 1 # n1, namespace backend
+world_add_endpoint web1 21 21 || exit 1  # n2
+world_add_endpoint web2 22 22 || exit 1  # n2
+world_add_endpoint db 23 23 || exit 1    # n2
+world_serve web1 tcp:8080 tcp:9090 tcp:9091 || exit 1
+world_serve web2 tcp:8080 tcp:9090 tcp:9091 || exit 1
+world_serve db tcp:5432 tcp:5433 tcp:8080 tcp:9090 || exit 1
+
+ep() { # NAME LABELS [PORTS]
+	printf '{"name": "%s", "netns": "/run/netns/%s-%s", "labels": %s%s}' "$1" "$P" "$1" "$2" \
+		"${3:+, \"ports\": $3}"
+}
+printf '{"node": "n1", "endpoints": [%s, %s]}\n' "$(ep cli '{"app": "cli", "ns": "frontend"}')" \
+	"$(ep other '{"app": "cli", "ns": "backend"}')" >"$TMP/n1.json"
+n2_reports() { # WEB2_HTTP: n2's inventory, replaced at once (the agent follows it)
+	printf '{"node": "n2", "endpoints": [%s, %s, %s]}\n' \
+		"$(ep web1 '{"app": "web"}' '{"http": "tcp/8080"}')" \
+		"$(ep web2 '{"app": "web"}' "{\"http\": \"tcp/$1\"}")" \
+		"$(ep db '{"app": "db"}' '{"pg": "tcp/5432"}')" >"$TMP/n2.next" && mv "$TMP/n2.next" "$TMP/n2.json"
+}
+n2_reports 9090
+
+cat >"$TMP/policy.json" <<'JSON'
+{"version": 1,
+ "defaults": {"ingress": "allow", "egress": "allow"},
+ "groups": {"frontend": {"labels": {"ns": "frontend"}},
+            "web": {"labels": {"app": "web"}}, "db": {"labels": {"app": "db"}}},
+ "policies": [
+  {"name": "db-in", "applies_to": "db", "ingress": [{"ports": ["tcp/pg"]}]},
+  {"name": "web-in", "applies_to": "web", "ingress": [{"from": ["frontend"], "ports": ["tcp/http"]}]},
+  {"name": "cli-out", "applies_to": {"labels": {"ns": "frontend"}},
+   "egress": [{"to": ["web", "db"], "ports": ["tcp/http"]}]}]}
+JSON
+
+controller_start
+agent_start n1
+agent_start n2
+connected() { [ "$(bh status --json 2>/dev/null | json_get "sorted(n['node'] for n in j['nodes'] if n['connected'])")" = "['n1', 'n2']" ]; }
+wait_for 10 connected
+check "policy applied" test "$(bh policy apply "$TMP/policy.json")" = "revision 1"
+check "status --wait converges" bh status --wait=20 >/dev/null
+
+# --- ingress on a named port, resolved on the endpoint itself ---
+check "other reaches db on pg (5432)" can other tcp 198.18.0.23 5432
+check "other cannot reach db on 5433" cannot other tcp 198.18.0.23 5433
+# --- from a namespace-label group, on the destination's own http ---
+check "cli (frontend) reaches web1 on its http (8080)" can cli tcp 198.18.0.21 8080
+check "cli reaches web2 on its http (9090)" can cli tcp 198.18.0.22 9090
+check "other (backend) cannot reach web1 on 8080" cannot other tcp 198.18.0.21 8080
+check "other cannot reach web2 on 9090" cannot other tcp 198.18.0.22 9090
+# --- egress on a named port, two numbers: each only on its own ---
+check "cli cannot reach web1 on web2's number (9090)" cannot cli tcp 198.18.0.21 9090
+check "cli cannot reach web2 on web1's number (8080)" cannot cli tcp 198.18.0.22 8080
+check "cli's egress holds the pairs as a concatenated set" bash -c \
+	"ip netns exec $P-cli nft list table inet bulkhead | grep -q '198.18.0.22 . 9090'"
+# --- a name the destination does not define: nothing matches, reported ---
+check "cli cannot reach db on 8080 (db defines no http)" cannot cli tcp 198.18.0.23 8080
+check "nor on 5432 (its pg)" cannot cli tcp 198.18.0.23 5432
+db_denied() { [ "$(bh flows --limit 0 --json | json_get "sum(r['count'] for r in j['flows'] if r['src']=='198.18.0.11' and r['dst']=='198.18.0.23' and r['port']==8080 and r['verdict']=='deny')")" -ge 1 ] 2>/dev/null; }
+check "bulkhead flows reports cli's denied flow to db:8080" wait_for 15 db_denied
+
+# --- web2 renumbers http: cli's table changes by elements ---
+STATE=$TMP/state-n1
+handles() { ip netns exec "$P-cli" nft -a list table inet bulkhead | sed -n 's/.* # handle \([0-9]*\)$/\1/p' | tr '\n' ' '; }
+H0=$(handles)
+read -r full0 delta0 < <(agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),')
+n2_reports 9091
+renumbered() { ip netns exec "$P-cli" nft list table inet bulkhead | grep -q '198.18.0.22 . 9091'; }
+check "web2's new number reaches cli's table" wait_for 15 renumbered
+check "status --wait converges" bh status --wait=20 >/dev/null
+read -r full1 delta1 < <(agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),')
+check "as a delta (full updates $full0 -> $full1, deltas $delta0 -> $delta1)" \
+	test "${full1:-x}" = "${full0:-y}" -a "${delta1:-0}" -gt "${delta0:-0}"
+check "handles of cli's table, sets, chains and rules untouched" test -n "$H0" -a "$H0" = "$(handles)"
+check "cli reaches web2 on 9091" can cli tcp 198.18.0.22 9091
+check "cli no longer reaches web2 on 9090" cannot cli tcp 198.18.0.22 9090
+check "web1 is still on 8080" can cli tcp 198.18.0.21 8080
+
+check "no crash or sanitizer report in the daemons' logs" \
+	bash -c "! grep -qE 'AddressSanitizer|runtime error|Segmentation' '$TMP'/*.log"
+[ "$failed" -eq 0 ] || { for f in "$TMP"/*.log; do echo "--- $f"; tail -30 "$f"; done; }
+finish
