@@ -12,7 +12,8 @@
 #     matches nothing, so the drop is reported in `bulkhead flows`;
 #   - web2 renumbering http to 9091 reaches cli's table as an element delta
 #     (its rules, their handles and counters untouched) and moves what cli
-#     reaches.
+#     reaches; and back to 9090 with n1's agent in the map form, where web2
+#     changes class: elements again, the rules' chains untouched.
 # Usage: named-ports.sh [BUILD_DIR]
 set -u
 . "$(dirname "$0")/world.bash"
@@ -99,6 +100,35 @@ check "handles of cli's table, sets, chains and rules untouched" test -n "$H0" -
 check "cli reaches web2 on 9091" can cli tcp 198.18.0.22 9091
 check "cli no longer reaches web2 on 9090" cannot cli tcp 198.18.0.22 9090
 check "web1 is still on 8080" can cli tcp 198.18.0.21 8080
+
+# --- the same in the map form: web2 back to 9090 is a class change, by elements ---
+kill "${AGENT_PID[n1]}"
+wait "${AGENT_PID[n1]}" 2>/dev/null
+AGENT_ARGS=(--dataplane nft-maps)
+agent_start n1
+maps() { ip netns exec "$P-cli" nft list table inet bulkhead 2>/dev/null | grep -q 'map egress_hosts_v4'; }
+check "n1's agent restarted in the map form" wait_for 15 maps
+check "status --wait converges" bh status --wait=20 >/dev/null
+check "cli reaches web2 on 9091 through the maps" can cli tcp 198.18.0.22 9091
+check "and not on 9090" cannot cli tcp 198.18.0.22 9090
+# The base chain's and the rule's chain's rules stay; web2's class chain may change.
+rule_handles() {
+	ip netns exec "$P-cli" sh -c 'nft -a list chain inet bulkhead egress; nft -a list chain inet bulkhead egress_0' |
+		sed -n 's/.* # handle \([0-9]*\)$/\1/p' | tr '\n' ' '
+}
+R0=$(rule_handles)
+read -r full0 delta0 < <(agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),')
+n2_reports 9090
+back() { [ "$(agent_status 'c["delta_updates"]' cli 2>/dev/null)" -gt "${delta0:-0}" ] 2>/dev/null; }
+check "web2's number back at 9090 reaches cli's maps" wait_for 15 back
+check "status --wait converges" bh status --wait=20 >/dev/null
+read -r full1 delta1 < <(agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),')
+check "as a delta (full updates $full0 -> $full1, deltas $delta0 -> $delta1)" \
+	test "${full1:-x}" = "${full0:-y}" -a "${delta1:-0}" -gt "${delta0:-0}"
+check "the base chain's and the rule's chain's rules untouched" test -n "$R0" -a "$R0" = "$(rule_handles)"
+check "cli reaches web2 on 9090 again" can cli tcp 198.18.0.22 9090
+check "and no longer on 9091" cannot cli tcp 198.18.0.22 9091
+check "web1 is still on 8080, only" bash -c "can() { ip netns exec $P-cli $PYTHON $PROBE tcp \$1 \$2 $PASS_TIMEOUT >/dev/null 2>&1; }; can 198.18.0.21 8080 && ! ip netns exec $P-cli $PYTHON $PROBE tcp 198.18.0.21 9090 $FAIL_TIMEOUT >/dev/null 2>&1"
 
 check "no crash or sanitizer report in the daemons' logs" \
 	bash -c "! grep -qE 'AddressSanitizer|runtime error|Segmentation' '$TMP'/*.log"
