@@ -13,14 +13,17 @@
 #   - web2 renumbering http to 9091 reaches cli's table as an element delta
 #     (its rules, their handles and counters untouched) and moves what cli
 #     reaches; and back to 9090 with n1's agent in the map form, where web2
-#     changes class: elements again, the rules' chains untouched.
+#     changes class: elements again, the rules' chains untouched;
+#   - the kernel's tables (examples/named-ports, bench/nft-apply --verify)
+#     read back as a fresh build makes them, after a renumbering delta too,
+#     in both forms, and a pair someone else added is told apart.
 # Usage: named-ports.sh [BUILD_DIR]
 set -u
 . "$(dirname "$0")/world.bash"
 BUILD=${1:-$LIB_ROOT/build}
 
 world_init nport || exit 1
-world_need nft
+world_need nft "$BUILD/bench/nft-apply"
 world_daemons "$BUILD" n1 n2 || exit 1
 world_add_endpoint cli 11 11 || exit 1   # n1, namespace frontend
 world_add_endpoint other 12 12 || exit 1 # n1, namespace backend
@@ -129,6 +132,30 @@ check "the base chain's and the rule's chain's rules untouched" test -n "$R0" -a
 check "cli reaches web2 on 9090 again" can cli tcp 198.18.0.22 9090
 check "and no longer on 9091" cannot cli tcp 198.18.0.22 9091
 check "web1 is still on 8080, only" bash -c "can() { ip netns exec $P-cli $PYTHON $PROBE tcp \$1 \$2 $PASS_TIMEOUT >/dev/null 2>&1; }; can 198.18.0.21 8080 && ! ip netns exec $P-cli $PYTHON $PROBE tcp 198.18.0.21 9090 $FAIL_TIMEOUT >/dev/null 2>&1"
+
+# --- the kernel's table read back: as a fresh build makes it, after a delta too ---
+APPLY=$BUILD/bench/nft-apply
+EX=$LIB_ROOT/examples/named-ports
+ip netns add "$P-chk"
+sed 's|tcp/9090|tcp/9091|' "$EX/node-b.json" >"$TMP/ex-b2.json"
+bh policy compile "$EX/policy.json" --inventory "$EX/node-a.json" --inventory "$EX/node-b.json" --node node-a \
+	>"$TMP/ex1.json"
+bh policy compile "$EX/policy.json" --inventory "$EX/node-a.json" --inventory "$TMP/ex-b2.json" --node node-a \
+	>"$TMP/ex2.json"
+for form in maps linear; do
+	flag=
+	[ $form = linear ] && flag=--linear
+	"$APPLY" $flag --verify "/run/netns/$P-chk" client-1 - "$TMP/ex1.json" >"$TMP/chk.out" 2>&1
+	check "$form: the example's client table reads back as built" grep -qx 'verify: same' "$TMP/chk.out"
+	"$APPLY" $flag --verify "/run/netns/$P-chk" client-1 "$TMP/ex1.json" "$TMP/ex2.json" >"$TMP/chk.out" 2>&1
+	check "$form: web-2 renumbered is a delta that reads back as a fresh build" \
+		bash -c "grep -q '^update: delta' '$TMP/chk.out' && grep -qx 'verify: same' '$TMP/chk.out'"
+done
+nset=$(ip netns exec "$P-chk" nft list table inet bulkhead | sed -n 's/^\tset \(n_[0-9a-f]*_v4\) {$/\1/p')
+ip netns exec "$P-chk" nft add element inet bulkhead "$nset" '{ 198.18.9.9 . 1 }'
+# An empty delta, then the read-back: the pair is not the bundle's.
+"$APPLY" --linear --verify "/run/netns/$P-chk" client-1 "$TMP/ex2.json" "$TMP/ex2.json" >"$TMP/chk.out" 2>&1
+check "a pair added by someone else ($nset) is told apart" grep -q '^verify: differs' "$TMP/chk.out"
 
 check "no crash or sanitizer report in the daemons' logs" \
 	bash -c "! grep -qE 'AddressSanitizer|runtime error|Segmentation' '$TMP'/*.log"
