@@ -46,7 +46,9 @@
  *   REFUSED    {"reason": S}   the HELLO was refused (wrong node for the key,
  *              bad version); the agent logs it and retries later
  *
- * ENDPOINT  = {"name", "netns": S|null, "labels": {K: V}, "addresses": [IP]}
+ * ENDPOINT  = {"name", "netns": S|null, "labels": {K: V}, "addresses": [IP],
+ *              "ports": {NAME: "tcp/N"|"udp/N"|"sctp/N"}}  "ports" only when
+ *              it has some (named ports, DESIGN §2; checked as an inventory's)
  * FLOW      = {"endpoint", "dir": "ingress"|"egress", "src": IP, "dst": IP,
  *              "proto": "tcp"|"udp"|"sctp"|"icmp"|"icmpv6"|NUMBER-AS-TEXT,
  *              "port": N|null (destination port), "icmp_type": N|null,
