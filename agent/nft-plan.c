@@ -616,7 +616,42 @@ static int plan_linear(struct nft_plan *p, const struct bundle *b, const bool *u
 }
 
 /* NFT_FORM_AUTO's choice for ep (nft-plan.h). */
-static enum nft_form form_for(const struct bundle_endpoint *ep)
+/* Whether the named-port tables ep's egress rules use give their names
+ * more than NFT_NAMED_NUMBERS_MAX numbers in all: each number is a class
+ * of peers of its own in the map form (a chain and a map), where the
+ * linear form has one set per table. Indices not checked yet: out of
+ * range ones are left to nft_plan_check_rule(). */
+static bool many_numbers(const struct bundle *b, const struct bundle_endpoint *ep)
+{
+	const struct bundle_chain *c = &ep->chains[DIR_EGRESS];
+	bool *seen = calloc(b->n_named_ports ? b->n_named_ports : 1, sizeof(*seen));
+	uint8_t *ports = malloc(65536 / 8);
+	size_t n = 0;
+
+	for (size_t i = 0; seen && ports && i < c->n_rules && n <= NFT_NAMED_NUMBERS_MAX; i++) {
+		const struct bundle_rule *r = &c->rules[i];
+
+		for (size_t j = 0; !r->any_port && j < r->n_ports && n <= NFT_NAMED_NUMBERS_MAX; j++) {
+			uint32_t t = r->ports[j].named_table;
+
+			if (!r->ports[j].name || t >= b->n_named_ports || seen[t])
+				continue;
+			seen[t] = true;
+			memset(ports, 0, 65536 / 8);
+			for (size_t k = 0; k < b->named_ports[t].n && n <= NFT_NAMED_NUMBERS_MAX; k++) {
+				uint16_t v = b->named_ports[t].v[k].port;
+
+				n += !(ports[v / 8] & (1u << (v % 8)));
+				ports[v / 8] |= (uint8_t)(1u << (v % 8));
+			}
+		}
+	}
+	free(seen);
+	free(ports);
+	return n > NFT_NAMED_NUMBERS_MAX;
+}
+
+static enum nft_form form_for(const struct bundle *b, const struct bundle_endpoint *ep)
 {
 	for (int d = 0; d < DIR_COUNT; d++) {
 		size_t walk = 0;
@@ -626,7 +661,7 @@ static enum nft_form form_for(const struct bundle_endpoint *ep)
 
 			walk += (r->n_sets ? r->n_sets : 1) * (r->n_ports ? r->n_ports : 1);
 			if (walk > NFT_LINEAR_WALK_MAX)
-				return NFT_FORM_MAPS;
+				return many_numbers(b, ep) ? NFT_FORM_LINEAR : NFT_FORM_MAPS;
 		}
 	}
 	return NFT_FORM_LINEAR;
@@ -641,7 +676,7 @@ int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bund
 
 	memset(p, 0, sizeof(*p));
 	if (form == NFT_FORM_AUTO)
-		form = form_for(ep);
+		form = form_for(b, ep);
 	p->ep = ep;
 	p->form = form;
 	p->observe = b->observe == OBSERVE_ALL;

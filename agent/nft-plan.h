@@ -26,7 +26,8 @@
  * re-validate every element on each delta (bench/element-delta.sh: 0.34
  * ms linear, 5.2 ms maps, 10,000 members), which only a long list repays
  * (bench/packet-path.sh). An endpoint that crosses the line gets its table
- * replaced whole, as any change of shape does. */
+ * replaced whole, as any change of shape does. Named ports numbered many
+ * ways (NFT_NAMED_NUMBERS_MAX) keep the linear form too. */
 #pragma once
 
 #include <stdbool.h>

@@ -687,6 +687,48 @@ TEST(a_renumbering_is_the_same_shape)
 	named_world_release(&w);
 }
 
+TEST(the_automatic_form_keeps_names_numbered_many_ways_linear)
+{
+	static struct bundle_named_addr many[NFT_NAMED_NUMBERS_MAX + 1];
+	struct bundle_rule rules[9];
+	struct named_world w;
+	struct nft_plan p;
+	char err[256];
+
+	named_world(&w);
+	/* 9 rules of 2 ports: a walk of 18, the maps... */
+	for (size_t i = 0; i < 9; i++)
+		rules[i] = w.rules[0];
+	w.ep.chains[DIR_EGRESS].rules = rules;
+	w.ep.chains[DIR_EGRESS].n_rules = 9;
+	for (size_t i = 0; i < BH_ARRAY_SIZE(many); i++) {
+		many[i].addr = addr_of("198.18.1.0");
+		many[i].addr.bytes[3] = (uint8_t)i;
+		many[i].addr.bytes[2] = (uint8_t)(1 + i / 256);
+		many[i].port = (uint16_t)(10000 + i);
+	}
+	w.np[0].v = many;
+	w.np[0].n = NFT_NAMED_NUMBERS_MAX;
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_AUTO, err, sizeof(err)) == 0);
+	CHECK(p.form == NFT_FORM_MAPS);
+	nft_plan_release(&p);
+	/* ...but for http numbered one way too many: a class each. */
+	w.np[0].n = NFT_NAMED_NUMBERS_MAX + 1;
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_AUTO, err, sizeof(err)) == 0);
+	CHECK(p.form == NFT_FORM_LINEAR);
+	nft_plan_release(&p);
+	/* The same number many times over is one number. */
+	for (size_t i = 0; i < BH_ARRAY_SIZE(many); i++)
+		many[i].port = 8080;
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_AUTO, err, sizeof(err)) == 0);
+	CHECK(p.form == NFT_FORM_MAPS);
+	nft_plan_release(&p);
+	/* A table index out of range is the check's to refuse. */
+	w.ports[0].named_table = 7;
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_AUTO, err, sizeof(err)) == -EINVAL);
+	named_world_release(&w);
+}
+
 TEST(a_named_port_nft_cannot_express_is_refused)
 {
 	struct named_world w;
