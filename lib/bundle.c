@@ -361,9 +361,7 @@ static void decode_named_pairs(struct json_walk *w, json_t *o, const char *key, 
 				walk_error(w, "%lld: port out of range (1-65535)",
 					   (long long)json_integer_value(p));
 			else
-				e->port = (uint16_t)json_integer_value(p);
-			if (e->port)
-				t->n++;
+				t->v[t->n++].port = (uint16_t)json_integer_value(p);
 			jpath_pop(&w->path, m2);
 		}
 	}

@@ -279,9 +279,9 @@ static uint32_t named_index_of(const struct bundle *b, const struct port_match *
 /* A rule's ports as the bundle carries them (DESIGN §2 "Named ports"):
  * numbers as they are; an ingress name resolved on ep, the endpoint the
  * chain protects, and left out where ep does not define it with that
- * protocol; an egress name kept, with its table. 0 or -ENOMEM. */
-static int compile_ports(const struct bundle *b, const struct endpoint *ep, enum direction dir,
-			 const struct policy_rule *pr, struct bundle_rule *br)
+ * protocol; an egress name kept, with its table. */
+static void compile_ports(const struct bundle *b, const struct endpoint *ep, enum direction dir,
+			  const struct policy_rule *pr, struct bundle_rule *br)
 {
 	br->n_ports = 0;
 	for (size_t p = 0; p < pr->n_ports; p++) {
@@ -298,7 +298,6 @@ static int compile_ports(const struct bundle *b, const struct endpoint *ep, enum
 		}
 		br->ports[br->n_ports++] = m;
 	}
-	return 0;
 }
 
 /* The policies that apply to ep, in evaluation order. */
@@ -364,8 +363,7 @@ static int build_chain(struct bundle *b, const struct policy_doc *doc, const str
 					br->sets[br->n_sets++] = idx;
 				}
 			}
-			if (compile_ports(b, ep, dir, pr, br) < 0)
-				return -ENOMEM;
+			compile_ports(b, ep, dir, pr, br);
 			/* Every port entry named what ep does not define: the
 			 * rule matches nothing here. */
 			if (!pr->any_port && br->n_ports == 0)

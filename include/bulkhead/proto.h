@@ -184,8 +184,8 @@ json_t *proto_endpoints_inventory(const char *node, json_t *endpoints);
  * a full BUNDLE is needed: also when a table comes or goes). Both are
  * bundle_to_json() objects. New reference. */
 json_t *proto_delta_make(json_t *from, json_t *to);
-/* Applies a SET-DELTA and NAMED-DELTA list to a copy of bundle JSON base; the result still
- * has base's "hash", so bundle_from_json on it fails unless the caller puts
- * the expected hash in first (which is how a delta is verified). NULL with
- * the problem in diag. New reference. */
+/* Applies a SET-DELTA and NAMED-DELTA list to a copy of bundle JSON base;
+ * the result still has base's "hash", so bundle_from_json on it fails
+ * unless the caller puts the expected hash in first (which is how a delta
+ * is verified). NULL with the problem in diag. New reference. */
 json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag);
