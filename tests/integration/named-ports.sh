@@ -14,6 +14,9 @@
 #     (its rules, their handles and counters untouched) and moves what cli
 #     reaches; and back to 9090 with n1's agent in the map form, where web2
 #     changes class: elements again, the rules' chains untouched;
+#   - api (no policy of its own) renumbering its rpc cuts cli's live
+#     connection to the old number: the conntrack cut judges a table change
+#     as a tightening;
 #   - the kernel's tables (examples/named-ports, bench/nft-apply --verify)
 #     read back as a fresh build makes them, after a renumbering delta too,
 #     in both forms, and a pair someone else added is told apart.
@@ -30,9 +33,11 @@ world_add_endpoint other 12 12 || exit 1 # n1, namespace backend
 world_add_endpoint web1 21 21 || exit 1  # n2
 world_add_endpoint web2 22 22 || exit 1  # n2
 world_add_endpoint db 23 23 || exit 1    # n2
+world_add_endpoint api 24 24 || exit 1   # n2, no policy of its own
 world_serve web1 tcp:8080 tcp:9090 tcp:9091 || exit 1
 world_serve web2 tcp:8080 tcp:9090 tcp:9091 || exit 1
 world_serve db tcp:5432 tcp:5433 tcp:8080 tcp:9090 || exit 1
+world_serve api tcp:7001 || exit 1
 
 ep() { # NAME LABELS [PORTS]
 	printf '{"name": "%s", "netns": "/run/netns/%s-%s", "labels": %s%s}' "$1" "$P" "$1" "$2" \
@@ -40,24 +45,25 @@ ep() { # NAME LABELS [PORTS]
 }
 printf '{"node": "n1", "endpoints": [%s, %s]}\n' "$(ep cli '{"app": "cli", "ns": "frontend"}')" \
 	"$(ep other '{"app": "cli", "ns": "backend"}')" >"$TMP/n1.json"
-n2_reports() { # WEB2_HTTP: n2's inventory, replaced at once (the agent follows it)
-	printf '{"node": "n2", "endpoints": [%s, %s, %s]}\n' \
+n2_reports() { # WEB2_HTTP [API_RPC]: n2's inventory, replaced at once (the agent follows it)
+	printf '{"node": "n2", "endpoints": [%s, %s, %s, %s]}\n' \
 		"$(ep web1 '{"app": "web"}' '{"http": "tcp/8080"}')" \
 		"$(ep web2 '{"app": "web"}' "{\"http\": \"tcp/$1\"}")" \
-		"$(ep db '{"app": "db"}' '{"pg": "tcp/5432"}')" >"$TMP/n2.next" && mv "$TMP/n2.next" "$TMP/n2.json"
+		"$(ep db '{"app": "db"}' '{"pg": "tcp/5432"}')" \
+		"$(ep api '{"app": "api"}' "{\"rpc\": \"tcp/${2:-7000}\"}")" >"$TMP/n2.next" && mv "$TMP/n2.next" "$TMP/n2.json"
 }
 n2_reports 9090
 
 cat >"$TMP/policy.json" <<'JSON'
 {"version": 1,
  "defaults": {"ingress": "allow", "egress": "allow"},
- "groups": {"frontend": {"labels": {"ns": "frontend"}},
+ "groups": {"frontend": {"labels": {"ns": "frontend"}}, "api": {"labels": {"app": "api"}},
             "web": {"labels": {"app": "web"}}, "db": {"labels": {"app": "db"}}},
  "policies": [
   {"name": "db-in", "applies_to": "db", "ingress": [{"ports": ["tcp/pg"]}]},
   {"name": "web-in", "applies_to": "web", "ingress": [{"from": ["frontend"], "ports": ["tcp/http"]}]},
   {"name": "cli-out", "applies_to": {"labels": {"ns": "frontend"}},
-   "egress": [{"to": ["web", "db"], "ports": ["tcp/http"]}]}]}
+   "egress": [{"to": ["web", "db"], "ports": ["tcp/http"]}, {"to": ["api"], "ports": ["tcp/rpc"]}]}]}
 JSON
 
 controller_start
@@ -103,6 +109,30 @@ check "handles of cli's table, sets, chains and rules untouched" test -n "$H0" -
 check "cli reaches web2 on 9091" can cli tcp 198.18.0.22 9091
 check "cli no longer reaches web2 on 9090" cannot cli tcp 198.18.0.22 9090
 check "web1 is still on 8080" can cli tcp 198.18.0.21 8080
+
+# --- a live connection the renumbering no longer allows is cut by cli's agent ---
+# api has no policy: only cli's egress (tcp/rpc, api's 7000) stands between them.
+STREAM=$LIB_ROOT/tests/integration/stream.py
+F=$TMP/f-rpc
+mkdir -p "$F"
+ip netns exec "$P-api" "$PYTHON" "$STREAM" serve tcp 7000 "$F" >"$F/server.log" 2>&1 &
+WORLD_PIDS+=($!)
+wait_for 5 test -e "$F/ready"
+ip netns exec "$P-cli" "$PYTHON" "$STREAM" connect tcp 198.18.0.24 7000 "$F" >"$F/client.log" 2>&1 &
+WORLD_PIDS+=($!)
+recv() { json_get "j['recv']" <"$F/$1.json"; }
+counts() { echo "$(recv server 2>/dev/null || echo 0)/$(recv client 2>/dev/null || echo 0)"; }
+flowing() { local a b; a=$(counts); sleep 0.3; b=$(counts); [ "${b%/*}" -gt "${a%/*}" ] && [ "${b#*/}" -gt "${a#*/}" ]; }
+stopped() { local a; sleep 0.3; a=$(counts); sleep 1.5; [ "$(counts)" = "$a" ]; }
+cuts() { agent_status 'e["cli"]["conntrack"]["cut"]'; }
+check "cli -> api tcp/7000 (api's rpc) flows" wait_for 5 flowing
+cut0=$(cuts)
+n2_reports 9091 7001
+cut_more() { [ "$(cuts 2>/dev/null)" -gt "${cut0:-0}" ] 2>/dev/null; }
+check "api renumbering rpc to 7001: cli's agent cuts the connection to 7000" wait_for 15 cut_more
+check "and it carries nothing more" stopped
+check "cli reaches api on 7001" can cli tcp 198.18.0.24 7001
+touch "$F/stop"
 
 # --- the same in the map form: web2 back to 9090 is a class change, by elements ---
 kill "${AGENT_PID[n1]}"
