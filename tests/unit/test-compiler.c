@@ -245,6 +245,61 @@ TEST(a_named_port_change_recompiles_who_resolves_or_tables_the_name)
 	nodes_free(t);
 }
 
+/* Random lists whose endpoints name ports now and then, with other
+ * numbers and protocols (and contested addresses): every bundle stays as
+ * from scratch, and not every node is compiled at each step. */
+TEST(random_named_port_changes_keep_every_bundle_as_from_scratch)
+{
+	static const char *const nodes[] = {"n1", "n2", "n3", "n4"};
+	static const char *const apps[] = {"web", "db", "batch", "client"};
+	static const char *const http[] = {NULL, "tcp/80", "tcp/81", "udp/80"};
+	struct nodes *t = nodes_new();
+	struct compiler *c = compiler_new(t);
+	compiler_set_policy(c, 1, policy(NAMED_POLICY));
+	srand(13);
+	uint64_t compiled = 0, steps = 200, failures = 0;
+	int saved = dup(2), null = open("/dev/null", O_WRONLY);
+	dup2(null, 2);
+	for (uint64_t step = 0; step < steps; step++) {
+		const char *node = nodes[rand() % 4];
+		json_t *list = json_array();
+		for (int i = rand() % 3; i > 0; i--) {
+			char name[16], addr[32];
+			snprintf(name, sizeof(name), "e%d", i);
+			snprintf(addr, sizeof(addr), "198.18.0.%d", 1 + rand() % 8);
+			json_t *ports = json_object();
+			const char *h = http[rand() % 4];
+			if (h)
+				json_object_set_new(ports, "http", json_string(h));
+			if (rand() % 3 == 0)
+				json_object_set_new(ports, rand() % 2 ? "pg" : "dns",
+						    json_string(rand() % 2 ? "udp/53" : "tcp/5432"));
+			json_array_append_new(list, json_pack("{s:s,s:n,s:{s:s},s:[s],s:o}", "name", name,
+							      "netns", "labels", "app", apps[rand() % 4],
+							      "addresses", addr, "ports", ports));
+		}
+		struct diag d;
+		diag_init(&d, node);
+		if (compiler_set_endpoints(c, node, list, &d) < 0)
+			abort();
+		diag_release(&d);
+		json_decref(list);
+		compiled += refresh(c);
+		if (!all_as_from_scratch(c, t))
+			failures++;
+	}
+	dup2(saved, 2);
+	close(saved);
+	close(null);
+	CHECK(failures == 0);
+	CHECK(compiled < steps * 4);
+	printf("  # %llu of %llu steps differ from scratch; %llu compilations over %llu changes of 4 nodes\n",
+	       (unsigned long long)failures, (unsigned long long)steps, (unsigned long long)compiled,
+	       (unsigned long long)steps);
+	compiler_free(c);
+	nodes_free(t);
+}
+
 TEST(a_stale_node_has_no_bundle_until_it_is_compiled)
 {
 	struct nodes *t = nodes_new();
