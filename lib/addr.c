@@ -159,6 +159,26 @@ void range_list_release(struct range_list *l)
 	range_list_init(l, l->arena);
 }
 
+int range_list_reserve(struct range_list *l, size_t n)
+{
+	struct addr_range *v;
+
+	if (n <= l->cap)
+		return 0;
+	if (l->arena) {
+		v = arena_calloc(l->arena, n, sizeof(*v));
+		if (v && l->n)
+			memcpy(v, l->v, l->n * sizeof(*v));
+	} else {
+		v = reallocarray(l->v, n, sizeof(*v));
+	}
+	if (!v)
+		return -ENOMEM;
+	l->v = v;
+	l->cap = n;
+	return 0;
+}
+
 int range_list_add(struct range_list *l, const struct addr_range *r)
 {
 	if (l->n == l->cap) {

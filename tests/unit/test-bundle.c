@@ -132,6 +132,15 @@ static void edit_hash(json_t *root)
 {
 	json_object_set_new(root, "hash", json_string("00"));
 }
+/* The right hash and one more character: decoding compares a copy of
+ * the claim (the tree is freed first), which must not cut it to size. */
+static void edit_hash_longer(json_t *root)
+{
+	char longer[BUNDLE_HASH_HEX + 2];
+
+	snprintf(longer, sizeof(longer), "%s0", json_string_value(json_object_get(root, "hash")));
+	json_object_set_new(root, "hash", json_string(longer));
+}
 static void edit_member(json_t *root)
 {
 	/* Changing content without the hash must be caught. */
@@ -181,6 +190,10 @@ TEST(decode_rejects_bad_hash_and_tampering)
 		CHECK_STR(d.v[0].path, "/hash");
 	diag_release(&d);
 	CHECK(decode_edited(edit_member, &d) == 1);
+	diag_release(&d);
+	CHECK(decode_edited(edit_hash_longer, &d) == 1);
+	if (d.n)
+		CHECK_STR(d.v[0].path, "/hash");
 	diag_release(&d);
 }
 
