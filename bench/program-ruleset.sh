@@ -22,7 +22,7 @@ netns ns
 
 # program HOSTS REPS: one size, HOSTS of each family per set; prints its table.
 program() {
-	local hosts=$1 reps=$2 same shape
+	local hosts=$1 reps=$2 same shape listeners0 listeners1
 	ip netns exec "$P-ns" nft delete table inet bulkhead 2>/dev/null
 	# The same ruleset both ways: what libnftnl loads, nft lists identically
 	# after nft -f of the rendered text.
@@ -36,8 +36,10 @@ program() {
 		same="DIFFERENT (see diff below)"
 	fi
 
+	listeners0=$(nft_listeners)
 	BENCH_HOSTS=$hosts "$NFT_BENCH" ruleset "/run/netns/$P-ns" "$reps" "$TMP/ruleset.nft" >"$TMP/out" ||
 		die "nft-bench failed"
+	listeners1=$(nft_listeners)
 	shape=$(sed -n 's/^shape //p' "$TMP/out")
 
 	echo "program-ruleset: one table inet bulkhead, replaced whole, $reps repetitions, one namespace"
@@ -45,6 +47,7 @@ program() {
 	echo "  libnftnl and nft -f rulesets as nft lists them: $same"
 	echo "  Bulkhead: nft_batch_build + nft_batch_send (one transaction) on a socket open in the namespace"
 	echo "  peer:     nft -f of the same ruleset (nft_render_text), process start to exit, entered by setns()"
+	listeners_note "$listeners0" "$listeners1"
 	echo
 	table_header
 	table_row "median, build + send" "$(result "$TMP/out" libnftnl median)" "$(result "$TMP/out" nft-f median)" ms 3

@@ -60,6 +60,7 @@ mb() { awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2 / 1024}' "$1";
 stats() { sort -g "$1" | awk '{v[NR] = $1} END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1]}'; }
 clear_table() { ip netns exec "$P-ep" nft delete table inet bulkhead 2>/dev/null; sleep 0.2; }
 
+listeners0=$(nft_listeners)
 for i in $(seq "$REPS"); do
 	clear_table
 	"$GNU_TIME" -v -o "$TMP/agent.time" "$AGENT" --bundle "$TMP/bundle.json" --inventory "$TMP/local.json" \
@@ -71,6 +72,7 @@ for i in $(seq "$REPS"); do
 	secs "$TMP/nft.time" >>"$TMP/nft.s"
 	mb "$TMP/nft.time" >>"$TMP/nft.mb"
 done
+listeners1=$(nft_listeners)
 elements=$(grep -o 'applied bundle .*elements)' "$TMP/agent.log" | head -1)
 
 read -r a_med a_min < <(stats "$TMP/agent.s")
@@ -81,6 +83,7 @@ echo "table-load: one endpoint's table, $MEMBERS group members in 10 label group
 echo "  agent: $elements"
 echo "  Bulkhead: bulkhead-agent --once (process start to exit); peer: nft -f of its --print-ruleset"
 echo "  (process start to exit, through ip netns exec). Each run starts without the table."
+listeners_note "$listeners0" "$listeners1"
 echo
 table_header
 table_row "median wall time" "$(awk -v s="$a_med" 'BEGIN {print s * 1000}')" \
