@@ -153,15 +153,31 @@ static json_t *bundle_to_json_unhashed(const struct bundle *b)
 	return root;
 }
 
+static int hash_chunk(const char *buf, size_t size, void *data)
+{
+	sha256_update(data, buf, size);
+	return 0;
+}
+
 int bundle_update_hash(struct bundle *b)
 {
+	/* The compact text, hashed as jansson writes it out: a big bundle's
+	 * text is never held whole. */
 	json_t *root = bundle_to_json_unhashed(b);
-	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
-	if (!text)
+	struct sha256 h;
+	uint8_t d[SHA256_DIGEST_LEN];
+	int r;
+
+	if (!root)
 		return -ENOMEM;
-	sha256_hex(text, strlen(text), b->hash);
-	free(text);
+	sha256_init(&h);
+	r = json_dump_callback(root, hash_chunk, &h, JSON_COMPACT);
+	json_decref(root);
+	if (r < 0)
+		return -ENOMEM;
+	sha256_final(&h, d);
+	for (int i = 0; i < SHA256_DIGEST_LEN; i++)
+		snprintf(b->hash + 2 * i, 3, "%02x", d[i]);
 	return 0;
 }
 

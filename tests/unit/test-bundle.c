@@ -3,6 +3,7 @@
  * node) are also round-tripped. */
 #include "bulkhead/compile.h"
 #include "bulkhead/proto.h"
+#include "bulkhead/sha256.h"
 #include "scenario.h"
 #include "test.h"
 
@@ -47,6 +48,32 @@ static bool round_trips(const struct bundle *b)
 	bundle_free(back);
 	diag_release(&d);
 	return ok;
+}
+
+/* bundle.h's definition, computed the plain way: the SHA-256 of the
+ * compact text without "hash" (bundle_update_hash() streams it). */
+TEST(hash_is_the_sha256_of_the_compact_text_without_it)
+{
+	struct bundle *b = compile_sample();
+	json_t *root = b ? bundle_to_json(b) : NULL;
+	char *text, want[2 * SHA256_DIGEST_LEN + 1];
+
+	CHECK(root != NULL);
+	if (!root)
+		goto out;
+	CHECK(json_object_del(root, "hash") == 0);
+	text = json_dumps(root, JSON_COMPACT);
+	CHECK(text != NULL);
+	if (text) {
+		sha256_hex(text, strlen(text), want);
+		CHECK_STR(b->hash, want);
+		CHECK(bundle_update_hash(b) == 0);
+		CHECK_STR(b->hash, want);
+	}
+	free(text);
+	json_decref(root);
+out:
+	bundle_free(b);
 }
 
 /* Decodes the sample after edit() changed its JSON; returns the errors. */
