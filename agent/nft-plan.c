@@ -377,7 +377,6 @@ static int plan_check_names(const struct nft_plan *p, char *err, size_t errsz)
 
 static void plan_set_init(struct nft_plan_set *ps, const struct bundle_set *bs, int family, uint32_t id)
 {
-
 	const struct range_list *l = family == AF_INET ? &bs->v4 : &bs->v6;
 
 	memset(ps, 0, sizeof(*ps));
