@@ -471,6 +471,8 @@ static int emit_named_set(struct nft_batch *nb, uint32_t set_index)
 	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, nft_plan_named_key_len(ps->family));
 	nftnl_set_set_u32(s, NFTNL_SET_FLAGS, 0);
 	nftnl_set_set_data(s, NFTNL_SET_USERDATA, named_udata, sizeof(named_udata));
+	if (ps->size)
+		nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, ps->size);
 	return emit_newset(nb, s, &o);
 }
 

@@ -475,6 +475,10 @@ static int plan_named_init(struct nft_plan_set *ps, const struct bundle_named_po
 			memcpy(ps->keys[u++], ps->keys[i], NFT_NAMED_KEY_MAX);
 	}
 	ps->n_keys = u;
+	/* Sized as a big hosts set is, and for the same reason. */
+	ps->n_elems = u;
+	if (u >= HOSTS_SET_SIZED_FROM && u <= UINT32_MAX / 4)
+		ps->size = (uint32_t)((2 * u + 4095) / 4096 * 4096);
 	return 0;
 }
 

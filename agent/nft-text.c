@@ -79,6 +79,8 @@ static void text_named_set(FILE *f, const struct nft_plan_set *ps)
 
 	fprintf(f, "\tset %s {\n\t\ttype %s . inet_service\n", ps->name,
 		ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
+	if (ps->size)
+		fprintf(f, "\t\tsize %" PRIu32 "\n", ps->size);
 	if (ps->n_keys == 0) {
 		fputs("\t}\n", f); /* nft rejects an empty element list */
 		return;

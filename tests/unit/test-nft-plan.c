@@ -791,6 +791,42 @@ TEST(the_automatic_form_keeps_names_numbered_many_ways_linear)
 	named_world_release(&w);
 }
 
+TEST(a_big_named_set_is_sized_as_a_big_hosts_set_is)
+{
+	static struct bundle_named_addr big[5000];
+	struct named_world w;
+	struct nft_plan a, c;
+	char err[256];
+
+	named_world(&w);
+	for (size_t i = 0; i < BH_ARRAY_SIZE(big); i++) {
+		big[i].addr = addr_of("198.18.0.0");
+		big[i].addr.bytes[2] = (uint8_t)(i / 256);
+		big[i].addr.bytes[3] = (uint8_t)i;
+		big[i].port = 8080;
+	}
+	w.np[0].v = big;
+	w.np[0].n = 4000;
+	CHECK(nft_plan_build(&a, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(a.sets[2].named && a.sets[2].n_keys == 4000 && a.sets[2].size == 0);
+	nft_plan_release(&a);
+	w.np[0].n = 4096;
+	CHECK(nft_plan_build(&a, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(a.sets[2].size == 8192 && a.sets[3].size == 0);
+	/* Renumbered, or grown within its size: a delta. */
+	big[7].port = 9090;
+	w.np[0].n = 5000;
+	CHECK(nft_plan_build(&c, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(c.sets[2].size == 12288 && nft_plan_same_shape(&a, &c));
+	nft_plan_release(&c);
+	char *text = NULL;
+	CHECK(nft_render_text(&w.b, &w.ep, 5, NFT_FORM_LINEAR, &text) == 0);
+	CHECK(text && strstr(text, "type ipv4_addr . inet_service\n\t\tsize 12288\n"));
+	free(text);
+	nft_plan_release(&a);
+	named_world_release(&w);
+}
+
 TEST(a_named_port_nft_cannot_express_is_refused)
 {
 	struct named_world w;
