@@ -397,8 +397,6 @@ static int elem_writer_put(void *arg, const struct nft_elem_dest *dest, bool add
 	put_data(w->nlh, NFTA_SET_ELEM_KEY, e->key, e->key_len);
 	if (e->key_end)
 		put_data(w->nlh, NFTA_SET_ELEM_KEY_END, e->key_end, e->key_len);
-	if (e->data)
-		put_data(w->nlh, NFTA_SET_ELEM_DATA, e->data, e->data_len);
 	if (e->chain) {
 		struct nlattr *data = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_DATA);
 		struct nlattr *v = mnl_attr_nest_start(w->nlh, NFTA_DATA_VERDICT);
@@ -477,11 +475,10 @@ static int emit_set(struct nft_batch *nb, uint32_t set_index)
 	return emit_newset(nb, s, &o);
 }
 
-/* A map as nft -f makes it from `type ... : verdict` or, for a hosts
- * map, `type ipv4_addr : mark` (its userdata too, so that nft lists it
- * the same): an address map's key is big-endian; a classes map's, and a
- * hosts map's data, a 32-bit number in host order; a protocol and port
- * map's key is a concatenation of a 1-byte and a 2-byte field. */
+/* A map as nft -f makes it from `type ... : verdict` (its userdata too,
+ * so that nft lists it the same): an address map's key is big-endian; a
+ * protocol and port map's is a concatenation of a 1-byte and a 2-byte
+ * field. */
 static int emit_map(struct nft_batch *nb, uint32_t map_index)
 {
 	/* nft's: the key's byte order (host, for the concatenation), the
@@ -498,32 +495,12 @@ static int emit_map(struct nft_batch *nb, uint32_t map_index)
 
 	if (!s)
 		return -ENOMEM;
-	if (m->kind == NFT_MAP_HOSTS) { /* a data map: no goto for the kernel to re-validate */
-		nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_TYPE_MARK);
-		nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, 4);
-	} else {
-		nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
-		nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, 0);
-	}
-	if (m->kind == NFT_MAP_CLASSES) {
-		ud = nftnl_udata_buf_alloc(64);
-		if (!ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_KEYBYTEORDER, NFT_BYTEORDER_HOST) ||
-		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATABYTEORDER, 0) ||
-		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATA_INTERVAL, 0)) {
-			nftnl_udata_buf_free(ud);
-			nftnl_set_free(s);
-			return -ENOMEM;
-		}
-		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, NFT_TYPE_MARK);
-		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, 4);
-		nftnl_set_set_u32(s, NFTNL_SET_FLAGS, NFT_SET_MAP);
-		nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud), nftnl_udata_buf_len(ud));
-		nftnl_udata_buf_free(ud);
-	} else if (addr) {
+	nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
+	nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, 0);
+	if (addr) {
 		ud = nftnl_udata_buf_alloc(64);
 		if (!ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_KEYBYTEORDER, NFT_BYTEORDER_BIG_ENDIAN) ||
-		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATABYTEORDER,
-					 m->kind == NFT_MAP_HOSTS ? NFT_BYTEORDER_HOST : 0) ||
+		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATABYTEORDER, 0) ||
 		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATA_INTERVAL, 0)) {
 			nftnl_udata_buf_free(ud);
 			nftnl_set_free(s);
@@ -770,9 +747,8 @@ static bool add_mask_u8(struct nftnl_rule *r, uint8_t mask)
 }
 
 /* lookup of the key in reg 1 in the set name (id: created in this
- * transaction); with map, the answer goes to dreg (NFT_REG_VERDICT: a
- * verdict map's). */
-static bool add_lookup_to(struct nftnl_rule *r, const char *name, uint32_t id, bool map, uint32_t dreg)
+ * transaction); a map's answer is the verdict. */
+static bool add_lookup(struct nftnl_rule *r, const char *name, uint32_t id, bool map)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc("lookup");
 
@@ -782,14 +758,9 @@ static bool add_lookup_to(struct nftnl_rule *r, const char *name, uint32_t id, b
 		if (id)
 			nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, id);
 		if (map)
-			nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, dreg);
+			nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
 	}
 	return add_expr(r, e);
-}
-
-static bool add_lookup(struct nftnl_rule *r, const char *name, uint32_t id, bool map)
-{
-	return add_lookup_to(r, name, id, map, NFT_REG_VERDICT);
 }
 
 static bool add_counter(struct nftnl_rule *r)
@@ -1008,18 +979,8 @@ static int emit_rule(struct nft_batch *nb, const char *chain, uint32_t index)
 		ok = add_fixed_match(r, pr);
 		break;
 	case NFT_PLAN_DISPATCH:
-		ok = add_peer(r, pr->family, pr->dir);
-		if (ok && p->maps[pr->map].kind == NFT_MAP_HOSTS) {
-			/* ip saddr map @hosts vmap @classes: the class number
-			 * replaces the address in reg 1, then goes to the
-			 * verdict (nft 1.0.6 cannot write this; nft-text.c). */
-			const struct nft_plan_map *c = &p->maps[pr->classes];
-
-			ok = add_lookup_to(r, p->maps[pr->map].name, p->maps[pr->map].id, true, NFT_REG_1) &&
-			     add_lookup(r, c->name, c->id, true);
-		} else if (ok) {
-			ok = add_lookup(r, p->maps[pr->map].name, p->maps[pr->map].id, true);
-		}
+		ok = add_peer(r, pr->family, pr->dir) &&
+		     add_lookup(r, p->maps[pr->map].name, p->maps[pr->map].id, true);
 		break;
 	case NFT_PLAN_LOOKUP:
 		ok = add_proto_lookup(r, &p->maps[pr->map]);

@@ -158,40 +158,14 @@ static void port_key(uint8_t key[8], const uint8_t v[3])
 	key[5] = v[2];
 }
 
-/* A class number as the kernel's register holds it. */
-static void number_bytes(uint8_t out[4], const uint8_t be[4])
-{
-	uint32_t v = (uint32_t)be[0] << 24 | (uint32_t)be[1] << 16 | (uint32_t)be[2] << 8 | be[3];
-
-	memcpy(out, &v, 4);
-}
-
 static int put_map_elem(const struct diff *d, const struct nft_plan_elem *e)
 {
 	const struct nft_plan_map *m = d->dest.map;
-	const char *chain = d->add && m->kind != NFT_MAP_HOSTS ? d->p->chains[e->target].name : NULL;
+	const char *chain = d->add ? d->p->chains[e->target].name : NULL;
 
 	switch (m->kind) {
-	case NFT_MAP_HOSTS: {
-		uint8_t be[4] = {(uint8_t)(e->value >> 24), (uint8_t)(e->value >> 16),
-				 (uint8_t)(e->value >> 8), (uint8_t)e->value},
-			value[4];
-		struct nft_elem el = {.key = e->lo, .key_len = dest_addr_len(d)};
-
-		if (d->add) {
-			number_bytes(value, be);
-			el.data = value;
-			el.data_len = sizeof(value);
-		}
-		return d->fn(d->arg, &d->dest, d->add, &el);
-	}
-	case NFT_MAP_CLASSES: {
-		uint8_t key[4];
-		struct nft_elem el = {.key = key, .key_len = sizeof(key), .chain = chain};
-
-		number_bytes(key, e->lo);
-		return d->fn(d->arg, &d->dest, d->add, &el);
-	}
+	case NFT_MAP_HOSTS:
+		return put(d, e->lo, false, false, false, chain);
 	case NFT_MAP_RANGES:
 		return put_interval(d, e->lo, e->hi, chain);
 	default: {
@@ -205,18 +179,14 @@ static int put_map_elem(const struct diff *d, const struct nft_plan_elem *e)
 	}
 }
 
-/* Whether two elements of maps of kind are the same element: keys, and
- * the class number (hosts) or the chain by name. A plan's keys are zero
- * past their length (nft-plan.h), so all 16 bytes compare as fast as a
- * number. */
-static bool elem_same(enum nft_map_kind kind, const struct nft_plan *pa, const struct nft_plan_elem *a,
-		      const struct nft_plan *pb, const struct nft_plan_elem *b)
+/* Whether two elements of maps of one kind are the same element: keys,
+ * and the chain by name. A plan's keys are zero past their length
+ * (nft-plan.h), so all 16 bytes compare as fast as a number. */
+static bool elem_same(const struct nft_plan *pa, const struct nft_plan_elem *a, const struct nft_plan *pb,
+		      const struct nft_plan_elem *b)
 {
-	if (nft_addr_order(a->lo, b->lo, 16) != 0 || nft_addr_order(a->hi, b->hi, 16) != 0)
-		return false;
-	if (kind == NFT_MAP_HOSTS)
-		return a->value == b->value;
-	return strcmp(pa->chains[a->target].name, pb->chains[b->target].name) == 0;
+	return nft_addr_order(a->lo, b->lo, 16) == 0 && nft_addr_order(a->hi, b->hi, 16) == 0 &&
+	       strcmp(pa->chains[a->target].name, pb->chains[b->target].name) == 0;
 }
 
 /* The elements of map a (of plan pa) that map b (of pb) lacks; b NULL:
@@ -234,7 +204,7 @@ static int diff_maps(const struct diff *d, const struct nft_plan *pa, const stru
 
 		while (b && j < b->n_elems && nft_addr_order(b->elems[j].lo, e->lo, 16) < 0)
 			j++;
-		if (b && j < b->n_elems && elem_same(a->kind, pa, e, pb, &b->elems[j]))
+		if (b && j < b->n_elems && elem_same(pa, e, pb, &b->elems[j]))
 			continue;
 		ret = put_map_elem(&dd, e);
 	}

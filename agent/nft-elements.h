@@ -23,9 +23,6 @@ struct nft_elem_dest {
  *   top of the address space, where the start alone runs to the end (nft
  *   marks it open); deleting an interval names both elements again, end
  *   flag included. A map's start element carries the goto; the end none.
- * - A hosts map is a data map: each address with its class number. The
- *   classes map's keys are those numbers (4 bytes, host byte order, as
- *   the hosts map's values), each with its goto.
  * - A protocol and port map (NFT_MAP_PORTS, NFT_MAP_ICMP: concatenated
  *   intervals, the kernel's pipapo) holds lo..hi as one element with key
  *   and key_end, each the protocol in a 4-byte field then the 16-bit value
@@ -37,12 +34,7 @@ struct nft_elem {
 	bool end;	   /* an interval's end element (NFT_SET_ELEM_INTERVAL_END) */
 	bool top;	   /* an interval's start that runs to the top: no end follows */
 	bool more;	   /* this interval's end element comes next: keep them together */
-	const char *chain; /* a verdict map's element: goto this chain; NULL for a set's, or an end */
-	/* A data map's element (NFT_MAP_HOSTS), when added: its value, the
-	 * class number as a 4-byte register holds it (host byte order, as
-	 * nft keeps a mark); NULL otherwise. */
-	const uint8_t *data;
-	unsigned data_len;
+	const char *chain; /* a map's element: goto this chain; NULL for a set's, or an end */
 };
 
 /* Called for each element; add false: a deletion. A negative return stops

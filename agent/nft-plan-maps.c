@@ -7,10 +7,8 @@
  *
  *   chain ingress (hook input)
  *     the fixed rules (established, invalid, loopback, neighbour discovery)
- *     ip saddr map @ingress_hosts_v4 vmap @ingress_classes
- *                                           label-group members → a class
- *                                           number → a chain
- *     ip6 saddr map @ingress_hosts_v6 vmap @ingress_classes
+ *     ip saddr vmap @ingress_hosts_v4       label-group members → a chain
+ *     ip6 saddr vmap @ingress_hosts_v6
  *     ip saddr vmap @ingress_ranges_v4      network-group intervals → a chain
  *     ip6 saddr vmap @ingress_ranges_v6
  *     goto <the chain of a peer in no group>
@@ -65,17 +63,8 @@
  *    Signatures with one decision share it, and a decision's chain is
  *    named after a hash of what it decides: a delta keeps the chains of
  *    the classes that remain, adds the new, removes the gone.
- * 3. The address maps. Hosts map: every member address → the number of
- *    its signature's decision, and the classes map: every such number →
- *    the decision's chain. The hosts map is a data map, not a verdict map:
- *    the kernel re-validates every goto element of every verdict map on
- *    each transaction that adds a goto, so a member's delta would cost in
- *    proportion to all the members (bench/element-delta.sh); a number is
- *    data, and only a class that appears or goes changes the (small)
- *    classes map. A decision's number depends on what it decides alone: a
- *    rule's own chain its position, the fallback's 0x7fffffff, a class
- *    the low 31 bits of its name's hash with the top bit set (on a clash
- *    the next free one). Ranges map: every cell → the chain of its
+ * 3. The address maps. Hosts map: every member address → the chain of its
+ *    signature's decision. Ranges map: every cell → the chain of its
  *    sets' decision, neighbouring cells with one chain merged. What
  *    decides like a peer in no set is left out of both (a miss reaches the
  *    same goto), and so is a member that decides like its cell. A member
@@ -85,15 +74,9 @@
  *
  * Deltas stay deltas: which maps and rule chains exist depends on the
  * rules alone; a member joining or leaving a group, or a network group's
- * CIDRs changing, moves addresses between classes (elements of the
- * address maps), and a class that appears or goes is a chain with its two
- * maps and its classes map element, added or removed in the same
- * transaction.
- *
- * nft 1.0.6 cannot write "map @hosts vmap @classes" (nft-text.c gives the
- * hosts map's elements their gotos instead), and aborts listing a rule
- * that looks a map's answer up (netlink_parse_concat_expr: a map result
- * has no length yet there; nft 1.0.8 reads it).
+ * CIDRs changing, moves addresses between chains (elements of the address
+ * maps), and a class that appears or goes is a chain with its two maps,
+ * added or removed in the same transaction.
  *
  * Later features fit this form without changing it:
  * - Named ports (issue 13): an ingress rule's name resolves on the
@@ -241,8 +224,6 @@ struct decision {
 	size_t n_pieces;
 	uint64_t key;	 /* DECIDE_CLASS: hash of the content, the chain's name */
 	uint32_t target; /* the chain it goes to, once made */
-	uint32_t number; /* its class number (step 3), once made */
-	bool used;	 /* a hosts map's element has its number: the classes map holds it */
 };
 
 /* What one direction's construction holds. */
@@ -1070,11 +1051,8 @@ static int class_chain(struct dir_build *db, struct decision *d)
 	return ret;
 }
 
-static int number_decisions(struct dir_build *db);
-
 /* Makes the chain of every decision (classes in the order of their
- * names), numbers the decisions, and turns the maps' decisions into
- * chains (hosts maps: into numbers). */
+ * names) and turns the maps' decisions into chains. */
 static int make_chains(struct dir_build *db, size_t first_map)
 {
 	struct nft_plan *p = db->p;
@@ -1107,99 +1085,12 @@ static int make_chains(struct dir_build *db, size_t first_map)
 	for (size_t i = 0; ret == 0 && i < n; i++)
 		ret = class_chain(db, order[i]);
 	free(order);
-	if (ret == 0)
-		ret = number_decisions(db);
 	for (size_t m = first_map; ret == 0 && m < n_addr_maps; m++) {
 		struct nft_plan_map *map = &p->maps[m];
 
-		for (size_t i = 0; i < map->n_elems; i++) {
-			struct decision *d = &db->decisions[map->elems[i].target];
-
-			if (map->kind == NFT_MAP_HOSTS) {
-				map->elems[i].value = d->number;
-				map->elems[i].target = 0;
-				d->used = true;
-			} else {
-				map->elems[i].target = d->target;
-			}
-		}
+		for (size_t i = 0; i < map->n_elems; i++)
+			map->elems[i].target = db->decisions[map->elems[i].target].target;
 	}
-	return ret;
-}
-
-static int cmp_number(const void *a, const void *b)
-{
-	const struct decision *const *x = a, *const *y = b;
-
-	if ((*x)->number != (*y)->number)
-		return (*x)->number < (*y)->number ? -1 : 1;
-	return ((*x)->key > (*y)->key) - ((*x)->key < (*y)->key);
-}
-
-/* Step 3's class numbers, which depend on what each decides alone, so
- * that a delta keeps the numbers of the classes that remain: a rule's
- * own chain its position, the fallback's FALLBACK_NUMBER, a class chain
- * the low 31 bits of its name's hash with the top bit set (two alike: the
- * second takes the next free number, in the order of their hashes). */
-#define FALLBACK_NUMBER 0x7fffffffu
-static int number_decisions(struct dir_build *db)
-{
-	struct decision **order = malloc((db->n_decisions ? db->n_decisions : 1) * sizeof(*order));
-	size_t n = 0;
-
-	if (!order)
-		return -ENOMEM;
-	for (size_t i = 0; i < db->n_decisions; i++) {
-		struct decision *d = &db->decisions[i];
-
-		if (d->kind == DECIDE_FALLBACK) {
-			d->number = FALLBACK_NUMBER;
-		} else if (d->kind == DECIDE_RULE) {
-			d->number = (uint32_t)d->any;
-		} else {
-			d->number = 0x80000000u | (uint32_t)d->key;
-			order[n++] = d;
-		}
-	}
-	if (n)
-		qsort(order, n, sizeof(*order), cmp_number);
-	for (size_t i = 1; i < n; i++) {
-		if (order[i]->number > order[i - 1]->number)
-			continue;
-		if (order[i - 1]->number == UINT32_MAX) {
-			free(order);
-			return -EEXIST;
-		}
-		order[i]->number = order[i - 1]->number + 1;
-	}
-	free(order);
-	return 0;
-}
-
-/* The classes map: every number a hosts map's element has → its chain,
- * in the order of the numbers. */
-static int classes_map(struct dir_build *db, uint32_t map)
-{
-	struct nft_plan_map *m = &db->p->maps[map];
-	struct decision **order = malloc((db->n_decisions ? db->n_decisions : 1) * sizeof(*order));
-	size_t n = 0, cap = 0;
-	int ret = 0;
-
-	if (!order)
-		return -ENOMEM;
-	for (size_t i = 0; i < db->n_decisions; i++) {
-		if (db->decisions[i].used)
-			order[n++] = &db->decisions[i];
-	}
-	if (n)
-		qsort(order, n, sizeof(*order), cmp_number);
-	for (size_t i = 0; ret == 0 && i < n; i++) {
-		uint8_t key[4] = {(uint8_t)(order[i]->number >> 24), (uint8_t)(order[i]->number >> 16),
-				  (uint8_t)(order[i]->number >> 8), (uint8_t)order[i]->number};
-
-		ret = map_push(m, &cap, key, key, 4, order[i]->target);
-	}
-	free(order);
 	return ret;
 }
 
@@ -1306,7 +1197,6 @@ static int dir_rule_chains(struct dir_build *db)
 struct dir_out {
 	bool has_maps;
 	uint32_t maps[4]; /* hosts v4, hosts v6, ranges v4, ranges v6 */
-	uint32_t classes; /* the classes map the hosts maps' numbers go through */
 	uint32_t none;	  /* the chain of a peer in no set */
 };
 
@@ -1346,16 +1236,8 @@ static int dir_build(struct nft_plan *p, const struct bundle *b, enum direction 
 			ret = family_maps(&db, &fb, out->maps[f], out->maps[2 + f]);
 		family_release(&fb);
 	}
-	if (ret == 0 && out->has_maps) {
-		char name[NFT_NAME_MAX];
-
-		snprintf(name, sizeof(name), "%s_classes", dn);
-		ret = nft_plan_add_map(p, name, NFT_MAP_CLASSES, dir, 0, &out->classes);
-	}
 	if (ret == 0)
 		ret = make_chains(&db, first_map);
-	if (ret == 0 && out->has_maps)
-		ret = classes_map(&db, out->classes);
 	if (ret == 0)
 		out->none = db.decisions[db.none].target;
 	if (ret == -EEXIST) {
@@ -1377,8 +1259,7 @@ static int base_chain(struct nft_plan *p, enum direction dir, const struct dir_o
 		struct nft_plan_rule r = {.kind = NFT_PLAN_DISPATCH,
 					  .dir = dir,
 					  .family = m % 2 ? AF_INET6 : AF_INET,
-					  .map = o->maps[m],
-					  .classes = o->classes};
+					  .map = o->maps[m]};
 
 		ret = nft_plan_add_rule(p, &r);
 	}

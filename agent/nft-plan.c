@@ -606,9 +606,6 @@ static bool same_rule(const struct nft_plan *a, const struct nft_plan_rule *x, c
 	if ((x->kind == NFT_PLAN_DISPATCH || x->kind == NFT_PLAN_LOOKUP) &&
 	    strcmp(a->maps[x->map].name, b->maps[y->map].name) != 0)
 		return false;
-	if (x->kind == NFT_PLAN_DISPATCH && a->maps[x->map].kind == NFT_MAP_HOSTS &&
-	    strcmp(a->maps[x->classes].name, b->maps[y->classes].name) != 0)
-		return false;
 	if (x->kind == NFT_PLAN_GOTO && strcmp(a->chains[x->target].name, b->chains[y->target].name) != 0)
 		return false;
 	return same_comment(x, y);
@@ -745,13 +742,6 @@ static long rule_goes(const struct nft_plan *p, const struct nft_plan_rule *r, c
 		if (r->family != pkt->family)
 			return -1;
 		e = map_find(&p->maps[r->map], pkt->peer, nft_addr_len(pkt->family));
-		if (e && p->maps[r->map].kind == NFT_MAP_HOSTS) {
-			/* A data map: its class number, looked up in turn. */
-			uint8_t num[4] = {(uint8_t)(e->value >> 24), (uint8_t)(e->value >> 16),
-					  (uint8_t)(e->value >> 8), (uint8_t)e->value};
-
-			e = map_find(&p->maps[r->classes], num, sizeof(num));
-		}
 		return e ? (long)e->target : -1;
 	case NFT_PLAN_LOOKUP:
 		if (!pkt->has_th)

@@ -59,25 +59,20 @@ struct nft_plan_set {
 /* ---- maps (the map form) ----------------------------------------------- */
 
 enum nft_map_kind {
-	NFT_MAP_HOSTS, /* peer address → class number; a hash, a data map (type ipv4_addr/ipv6_addr : mark) */
-	NFT_MAP_RANGES,	 /* peer address intervals → chain (flags interval) */
-	NFT_MAP_PORTS,	 /* meta l4proto . th dport intervals → chain: TCP, UDP, SCTP */
-	NFT_MAP_ICMP,	 /* meta l4proto . th sport (an ICMP header's type·code) intervals → chain */
-	NFT_MAP_CLASSES, /* class number → chain (type mark : verdict): what a hosts map's number goes to */
+	NFT_MAP_HOSTS,	/* peer address → chain; a hash (type ipv4_addr/ipv6_addr : verdict) */
+	NFT_MAP_RANGES, /* peer address intervals → chain (flags interval) */
+	NFT_MAP_PORTS,	/* meta l4proto . th dport intervals → chain: TCP, UDP, SCTP */
+	NFT_MAP_ICMP,	/* meta l4proto . th sport (an ICMP header's type·code) intervals → chain */
 };
 
-/* One element: the keys lo..hi (inclusive; a hosts or classes map's
- * lo == hi) go to chain target (an index into nft_plan.chains), or for a
- * hosts map (a data map: no goto) to the class number value, which the
- * direction's classes map turns into the chain. Keys are big-endian bytes:
- * an address (nft_addr_len() of the map's family), for PORTS and ICMP the
- * protocol number then the 16-bit value (port, or type << 8 | code), for
- * CLASSES the 32-bit class number; the bytes past the key are zero (the
- * diff compares all 16). */
+/* One element: the keys lo..hi (inclusive; a hosts map's lo == hi) go to
+ * chain target (an index into nft_plan.chains). Keys are big-endian bytes:
+ * an address (nft_addr_len() of the map's family), or for PORTS and ICMP
+ * the protocol number then the 16-bit value (port, or type << 8 | code);
+ * the bytes past the key are zero (the diff compares all 16). */
 struct nft_plan_elem {
 	uint8_t lo[16], hi[16];
-	uint32_t target; /* all but HOSTS */
-	uint32_t value;	 /* HOSTS: the class number */
+	uint32_t target;
 };
 
 struct nft_plan_map {
@@ -108,8 +103,7 @@ enum nft_plan_kind {
 	NFT_PLAN_FIXED,	   /* one of the rules every chain starts with */
 	NFT_PLAN_RULE,	   /* made from a bundle rule */
 	NFT_PLAN_FALLBACK, /* no bundle rule matched */
-	NFT_PLAN_DISPATCH, /* maps: the peer address looked up in map (ranges: a verdict map; hosts: its
-			    * class number, then looked up in the verdict map classes) */
+	NFT_PLAN_DISPATCH, /* maps: the peer address looked up in map (a verdict map) */
 	NFT_PLAN_LOOKUP,   /* maps: protocol and port, or ICMP type and code, looked up in map */
 	NFT_PLAN_GOTO,	   /* maps: goto chain target */
 };
@@ -144,11 +138,10 @@ struct nft_plan_rule {
 	const struct nft_plan_set *set; /* NULL: any peer; else the source (ingress) or destination */
 	const struct port_match *port;	/* NULL: any protocol */
 	enum verdict verdict;
-	bool observe;	  /* the log-only twin of the accepting rule after it (above) */
-	const char *id;	  /* rule id, fallback reason or fixed rule id, as the bundle has it (NULL: none) */
-	uint32_t map;	  /* DISPATCH, LOOKUP: index into nft_plan.maps */
-	uint32_t classes; /* DISPATCH of a hosts map: the classes map (index into nft_plan.maps) */
-	uint32_t target;  /* GOTO: index into nft_plan.chains */
+	bool observe;	 /* the log-only twin of the accepting rule after it (above) */
+	const char *id;	 /* rule id, fallback reason or fixed rule id, as the bundle has it (NULL: none) */
+	uint32_t map;	 /* DISPATCH, LOOKUP: index into nft_plan.maps */
+	uint32_t target; /* GOTO: index into nft_plan.chains */
 };
 
 struct nft_plan_chain {

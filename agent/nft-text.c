@@ -145,61 +145,19 @@ static const char *text_proto(uint8_t proto)
 	return proto == IPPROTO_ICMPV6 ? "ipv6-icmp" : proto_name(proto);
 }
 
-/* The chain a hosts map's element goes to: its class number's in the
- * direction's classes map (-1: none, never in a plan that builds). */
-static long text_hosts_chain(const struct nft_plan *p, const struct nft_plan_map *m,
-			     const struct nft_plan_elem *e)
-{
-	for (size_t i = 0; i < p->n_maps; i++) {
-		const struct nft_plan_map *c = &p->maps[i];
-
-		if (c->kind != NFT_MAP_CLASSES || c->dir != m->dir)
-			continue;
-		uint8_t key[4] = {(uint8_t)(e->value >> 24), (uint8_t)(e->value >> 16),
-				  (uint8_t)(e->value >> 8), (uint8_t)e->value};
-		size_t lo = 0, hi = c->n_elems; /* sorted by number */
-
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			int o = memcmp(c->elems[mid].lo, key, sizeof(key));
-
-			if (o == 0)
-				return c->elems[mid].target;
-			if (o < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-	}
-	return -1;
-}
-
 /* A map: its type, and its elements with the goto each. A map of
  * addresses lists one address or interval per line; the others four to a
- * line, as nft list prints them.
- *
- * A hosts map is, in the kernel, a data map (address → class number) that
- * the dispatch rule looks up and then looks the number up in the classes
- * map ("ip saddr map @hosts vmap @classes"): so a member's delta adds a
- * number, not a goto, and the kernel re-validates no jumps. nft 1.0.6
- * cannot write that lookup, so the text gives each address the goto its
- * number stands for, which decides every packet alike, and says so in a
- * comment; the classes map is listed as the agent loads it. */
+ * line, as nft list prints them. */
 static void text_map(FILE *f, const struct nft_plan *p, const struct nft_plan_map *m)
 {
 	bool addr = m->kind == NFT_MAP_HOSTS || m->kind == NFT_MAP_RANGES;
 
 	fprintf(f, "\tmap %s {\n", m->name);
-	if (m->kind == NFT_MAP_HOSTS)
-		fprintf(f, "\t\t# loaded as %s : mark (the class number), looked up through @%s_classes\n",
-			m->family == AF_INET ? "ipv4_addr" : "ipv6_addr", direction_name(m->dir));
 	if (addr)
 		fprintf(f, "\t\ttype %s : verdict\n", m->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
-	else if (m->kind == NFT_MAP_CLASSES)
-		fputs("\t\ttype mark : verdict\n", f);
 	else
 		fputs("\t\ttype inet_proto . inet_service : verdict\n", f);
-	if (m->kind != NFT_MAP_HOSTS && m->kind != NFT_MAP_CLASSES)
+	if (m->kind != NFT_MAP_HOSTS)
 		fputs("\t\tflags interval\n", f);
 	if (m->size)
 		fprintf(f, "\t\tsize %" PRIu32 "\n", m->size);
@@ -211,16 +169,9 @@ static void text_map(FILE *f, const struct nft_plan *p, const struct nft_plan_ma
 	for (size_t i = 0; i < m->n_elems; i++) {
 		const struct nft_plan_elem *e = &m->elems[i];
 
-		long target = e->target;
-
 		text_sep(f, i);
 		if (m->kind == NFT_MAP_HOSTS) {
 			text_addr(f, m->family, e->lo);
-			target = text_hosts_chain(p, m, e);
-		} else if (m->kind == NFT_MAP_CLASSES) {
-			fprintf(f, "0x%08" PRIx32,
-				(uint32_t)e->lo[0] << 24 | (uint32_t)e->lo[1] << 16 |
-				    (uint32_t)e->lo[2] << 8 | e->lo[3]);
 		} else if (m->kind == NFT_MAP_RANGES) {
 			text_interval(f, m->family, e->lo, e->hi);
 		} else {
@@ -231,7 +182,7 @@ static void text_map(FILE *f, const struct nft_plan *p, const struct nft_plan_ma
 			if (hi != lo)
 				fprintf(f, "-%u", hi);
 		}
-		fprintf(f, " : goto %s", target >= 0 ? p->chains[target].name : "?");
+		fprintf(f, " : goto %s", p->chains[e->target].name);
 	}
 	fputs(" }\n\t}\n", f);
 }

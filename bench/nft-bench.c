@@ -31,7 +31,6 @@
  * run and "result WHO median=MS min=MS n=N" per contender. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -431,9 +430,8 @@ static int delta_there_and_back(struct nft_batch *nb, const struct bench_ruleset
 	return r;
 }
 
-/* The class number a member of set 0 has in the map form's ingress
- * hosts map (a data map): what the operator's one-liner gives a new
- * member, "0x" and 8 hex digits, as nft writes a mark. */
+/* The chain a member of set 0 goes to in the map form's ingress hosts
+ * map: the goto the operator's one-liner gives a new member. */
 struct find_chain {
 	uint8_t key[4];
 	char chain[NFT_NAME_MAX];
@@ -442,14 +440,11 @@ struct find_chain {
 static int find_chain_cb(void *arg, const struct nft_elem_dest *dest, bool add, const struct nft_elem *e)
 {
 	struct find_chain *f = arg;
-	uint32_t v;
 
 	(void)dest;
 	(void)add;
-	if (e->data && e->data_len == 4 && e->key_len == 4 && memcmp(e->key, f->key, 4) == 0) {
-		memcpy(&v, e->data, 4); /* host order, as the register holds it */
-		snprintf(f->chain, sizeof(f->chain), "0x%08" PRIx32, v);
-	}
+	if (e->chain && e->key_len == 4 && memcmp(e->key, f->key, 4) == 0)
+		snprintf(f->chain, sizeof(f->chain), "%s", e->chain);
 	return 0;
 }
 
@@ -494,8 +489,8 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 	if (!nb || times_alloc(&t, reps) < 0 || ruleset_init(&base) < 0)
 		goto out;
 	/* The peer adds the member where the form keeps it: the linear
-	 * form's set of the group, or the map form's hosts map with the class
-	 * number every other member of the group has. */
+	 * form's set of the group, or the map form's hosts map with the goto
+	 * every other member of the group has. */
 	if (bench_form == NFT_FORM_LINEAR) {
 		nft_set_name(base.sets[0].id, AF_INET, set);
 		r = 0;
@@ -542,7 +537,7 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 
 		/* The operator's one-liner, for a third new member. */
 		if (chain[0])
-			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u : %s }", (3 * i + 3) / 256,
+			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u : goto %s }", (3 * i + 3) / 256,
 				 (3 * i + 3) % 256, chain);
 		else
 			snprintf(elem, sizeof(elem), "{ 198.19.%u.%u }", (3 * i + 3) / 256,

@@ -509,8 +509,6 @@ struct melem {
 	uint8_t key[16], key_end[8];
 	bool end;
 	char chain[NFT_NAME_MAX];
-	uint8_t data[4]; /* a data map's (hosts): the class number */
-	bool has_data;
 };
 
 struct model {
@@ -518,7 +516,6 @@ struct model {
 	size_t n, cap;
 	bool bad;
 	const char *why;
-	size_t gotos; /* goto elements added */
 };
 
 static int melem_cmp(const void *a, const void *b)
@@ -552,21 +549,6 @@ static int model_apply(void *arg, const struct nft_elem_dest *dest, bool add, co
 	x.end = e->end;
 	if (e->chain)
 		snprintf(x.chain, sizeof(x.chain), "%s", e->chain);
-	if (e->data) {
-		if (e->data_len != sizeof(x.data) || e->chain) {
-			m->bad = true;
-			m->why = "a data element of another size, or with a goto";
-			return 0;
-		}
-		memcpy(x.data, e->data, sizeof(x.data));
-		x.has_data = true;
-	}
-	if (add && dest->map && (dest->map->kind == NFT_MAP_HOSTS) != x.has_data) {
-		m->bad = true;
-		m->why = "a hosts map's element without its number, or another map's with one";
-		return 0;
-	}
-	m->gotos += add && e->chain;
 	struct melem *there = model_find(m, &x);
 
 	if (!add) {
@@ -600,8 +582,7 @@ static void model_load(struct model *m, const struct nft_plan *p)
 	for (size_t i = 0; i < p->n_maps; i++) {
 		struct nft_elem_dest d = {.map = &p->maps[i]};
 
-		if (p->maps[i].kind == NFT_MAP_HOSTS || p->maps[i].kind == NFT_MAP_RANGES ||
-		    p->maps[i].kind == NFT_MAP_CLASSES)
+		if (p->maps[i].kind == NFT_MAP_HOSTS || p->maps[i].kind == NFT_MAP_RANGES)
 			CHECK(nft_elements_all(p, &d, model_apply, m) == 0);
 	}
 	if (m->n)
@@ -664,9 +645,7 @@ TEST(membership_changes_are_element_deltas)
 			ok = ok && m.n == want.n;
 			for (size_t i = 0; ok && i < m.n; i++)
 				ok = melem_cmp(&m.v[i], &want.v[i]) == 0 &&
-				     strcmp(m.v[i].chain, want.v[i].chain) == 0 &&
-				     m.v[i].has_data == want.v[i].has_data &&
-				     memcmp(m.v[i].data, want.v[i].data, sizeof(m.v[i].data)) == 0;
+				     strcmp(m.v[i].chain, want.v[i].chain) == 0;
 			deltas++;
 		}
 		if (!ok)
@@ -683,68 +662,6 @@ TEST(membership_changes_are_element_deltas)
 			return;
 	}
 	CHECK(deltas == 600);
-}
-
-/* A member joining or leaving a label group whose class is there
- * already is a data element of a hosts map and nothing else: no goto, so
- * the kernel has no jumps to re-validate (that made every delta cost in
- * proportion to the members: bench/element-delta.sh). */
-TEST(a_member_of_a_class_there_already_costs_one_data_element)
-{
-	struct world w;
-	struct nft_plan old, now;
-	struct model m = {0};
-	unsigned n0 = 10; /* addr_n(): 198.18.0.10 on */
-
-	memset(&w, 0, sizeof(w));
-	w.sets[0].id = "g0";
-	w.sets[0].kind = SET_HOSTS;
-	range_list_init(&w.sets[0].v4, NULL);
-	range_list_init(&w.sets[0].v6, NULL);
-	list_add(&w.sets[0].v4, AF_INET, n0, n0 + 99);
-	w.refs[DIR_INGRESS][0][0] = 0;
-	w.rules[DIR_INGRESS][0] = (struct bundle_rule){.id = "p/0",
-						       .policy = "p",
-						       .action = ACTION_ALLOW,
-						       .sets = w.refs[DIR_INGRESS][0],
-						       .n_sets = 1,
-						       .ports = w.ports[DIR_INGRESS][0],
-						       .n_ports = 1};
-	w.ports[DIR_INGRESS][0][0] =
-	    (struct port_match){.proto = IPPROTO_TCP, .lo = 80, .hi = 80, .icmp_type = -1, .icmp_code = -1};
-	for (int d = 0; d < DIR_COUNT; d++) {
-		w.ep.chains[d].rules = w.rules[d];
-		w.ep.chains[d].fallback = VERDICT_DROP;
-		w.ep.chains[d].fallback_reason = RULE_ID_DEFAULT_DENY;
-	}
-	w.ep.chains[DIR_INGRESS].n_rules = 1;
-	w.ep.name = "e";
-	w.b = (struct bundle){.node = "n", .endpoints = &w.ep, .n_endpoints = 1, .sets = w.sets, .n_sets = 1};
-	CHECK(plan(&old, &w, NFT_FORM_MAPS) == 0);
-	list_add(&w.sets[0].v4, AF_INET, n0 + 200, n0 + 200); /* one member more */
-	CHECK(plan(&now, &w, NFT_FORM_MAPS) == 0);
-	CHECK(nft_plan_same_shape(&old, &now));
-	model_load(&m, &old);
-	size_t before = m.n;
-
-	m.gotos = 0;
-	CHECK(nft_elements_delta(&old, &now, model_apply, &m) == 0 && !m.bad);
-	CHECK(m.n == before + 1);
-	CHECK(m.gotos == 0);
-	/* and it decides as the others do */
-	struct nft_packet pkt = {
-	    .family = AF_INET, .l4proto = IPPROTO_TCP, .has_th = true, .th = {0, 9, 0, 80}};
-	struct bh_addr a = addr_n(AF_INET, n0 + 200);
-
-	memcpy(pkt.peer, a.bytes, 4);
-	long r = nft_plan_decide(&now, DIR_INGRESS, &pkt);
-
-	CHECK(r >= 0 && now.rules[r].kind == NFT_PLAN_RULE && now.rules[r].pos == 0);
-	free(m.v);
-	nft_plan_release(&old);
-	nft_plan_release(&now);
-	range_list_release(&w.sets[0].v4);
-	range_list_release(&w.sets[0].v6);
 }
 
 int main(void)
