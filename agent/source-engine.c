@@ -95,6 +95,11 @@ struct source_engine {
 	unsigned retry_ms;
 	int64_t up_ms; /* when the open stream opened (0: none is) */
 	struct loop_source *retry_timer, *reconcile_timer;
+	/* Until the events request's headers come: an engine that accepts
+	 * the request and never answers would leave the source connecting,
+	 * with no list, for ever. */
+	struct loop_source *events_timer;
+	unsigned events_answer_ms;
 
 	/* The full list in progress: set_all once every inspect is back. */
 	bool syncing;
@@ -719,6 +724,8 @@ static void events_header(void *arg, const char *line, size_t len)
 	/* The end of the headers: the stream is open, so nothing that
 	 * happens from now on is missed; the list comes after. */
 	e->events_headers_done = true;
+	loop_remove(e->loop, e->events_timer);
+	e->events_timer = NULL;
 	if (e->events_status != 200)
 		return;
 	if (e->conn != CONN_UP)
@@ -751,6 +758,8 @@ static void events_done(void *arg, long status, const char *body, size_t len, co
 {
 	struct source_engine *e = arg;
 	e->events = NULL;
+	loop_remove(e->loop, e->events_timer);
+	e->events_timer = NULL;
 	if (e->stopping)
 		return;
 	if (e->up_ms && clock_mono_ms() - e->up_ms >= RETRY_MAX_MS)
@@ -770,6 +779,22 @@ static void events_done(void *arg, long status, const char *body, size_t len, co
 
 static const struct engine_http_cb events_cb = {
     .header = events_header, .data = events_data, .done = events_done};
+
+static void on_events_silent(void *data, uint32_t events)
+{
+	struct source_engine *e = data;
+	loop_remove(e->loop, e->events_timer);
+	e->events_timer = NULL;
+	if (!e->events || e->events_headers_done)
+		return;
+	engine_http_cancel(e->http, e->events);
+	e->events = NULL;
+	e->up_ms = 0;
+	set_error(e, "the event stream was not answered within %u ms", e->events_answer_ms);
+	log_warn("engine %s: the event stream was not answered within %u ms; reconnecting", kind(e),
+		 e->events_answer_ms);
+	retry_later(e);
+}
 
 static void events_start(struct source_engine *e)
 {
@@ -793,8 +818,14 @@ static void events_start(struct source_engine *e)
 	e->events_status = 0;
 	e->conn = CONN_EVENTS;
 	e->events = engine_http_get(e->http, path, ENGINE_EVENT_MAX, 0, &events_cb, e);
-	if (!e->events)
+	if (!e->events) {
 		retry_later(e);
+		return;
+	}
+	loop_remove(e->loop, e->events_timer);
+	if (!(e->events_timer = loop_add_timer(e->loop, e->events_answer_ms, on_events_silent, e)))
+		log_error("engine %s: timer: %m; an events request that is never answered is not given up",
+			  kind(e));
 }
 
 /* ---- connecting ---- */
@@ -1205,6 +1236,7 @@ static void engine_free(struct source *s)
 	if (e->loop) {
 		loop_remove(e->loop, e->retry_timer);
 		loop_remove(e->loop, e->reconcile_timer);
+		loop_remove(e->loop, e->events_timer);
 		loop_remove(e->loop, e->mounts_src);
 	}
 	if (e->mounts_fd >= 0)
@@ -1269,6 +1301,7 @@ struct source *source_engine_new(const struct source_engine_options *o)
 		e->select_value = o->select.value ? xstrdup(o->select.value) : NULL;
 		e->select = (struct engine_select){e->select_key, e->select_value};
 	}
+	e->events_answer_ms = o->events_answer_ms ? o->events_answer_ms : EVENTS_ANSWER_MS;
 	e->mounts_fd = -1;
 	engine_lines_init(&e->lines, ENGINE_EVENT_MAX);
 	return &e->src;

@@ -11,7 +11,8 @@
  *     rename; networks: connect, disconnect), followed for as long as the
  *     engine keeps it open; once it answers, the list of running
  *     containers (GET /containers/json) and an inspect of each, and the
- *     whole list is reported (source_set_all());
+ *     whole list is reported (source_set_all()); an events request whose
+ *     headers do not come within 10 s is given up and made again;
  *   - then each event: start, connect, disconnect, rename: inspect and
  *     report that container; die, destroy: its endpoint is removed (its
  *     address leaves every group);
@@ -51,7 +52,11 @@ struct source_engine_options {
 	enum engine_kind kind;
 	const char *socket; /* NULL: the engine's default (below) */
 	struct engine_select select;
+	/* How long the events request may wait for its answer's headers
+	 * before it is given up and made again; 0: EVENTS_ANSWER_MS. */
+	unsigned events_answer_ms;
 };
+#define EVENTS_ANSWER_MS     10000
 #define ENGINE_DOCKER_SOCKET "/var/run/docker.sock"
 #define ENGINE_PODMAN_SOCKET "/run/podman/podman.sock"
 

@@ -39,6 +39,7 @@ static struct {
 	int stream_fd;	    /* the open events stream, -1: none */
 	bool cut;	    /* close the stream */
 	bool close_streams; /* every events stream ends right after its headers */
+	bool mute_streams;  /* every events request is read and never answered */
 	char last_events_query[1024];
 	const char *list_error; /* the list answers 500 with this body */
 	unsigned pings, lists, inspects, streams;
@@ -107,6 +108,14 @@ static void *serve_one(void *arg)
 		} else if (strncmp(path, "/v1.41/events", 13) == 0) {
 			eng.streams++;
 			snprintf(eng.last_events_query, sizeof(eng.last_events_query), "%s", path);
+			if (eng.mute_streams) {
+				pthread_mutex_unlock(&eng.lock);
+				char sink[256];
+				while (read(fd, sink, sizeof(sink)) > 0)
+					; /* until the agent gives up */
+				close(fd);
+				return NULL;
+			}
 			const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 					   "Transfer-Encoding: chunked\r\n\r\n";
 			send_all(fd, head, strlen(head));
@@ -738,6 +747,50 @@ TEST(a_stream_that_ends_as_it_opens_is_reconnected_to_with_backoff)
 	pthread_mutex_lock(&eng.lock);
 	eng.close_streams = false;
 	pthread_mutex_unlock(&eng.lock);
+	s->ops->free(s);
+	loop_free(loop);
+	unlink(eng.path);
+}
+
+TEST(an_events_request_never_answered_is_given_up_and_made_again)
+{
+	pthread_mutex_lock(&eng.lock);
+	if (eng.stream_fd >= 0)
+		close(eng.stream_fd);
+	eng.stream_fd = -1;
+	eng.n = 0;
+	eng.mute_streams = true;
+	eng.streams = 0;
+	eng.lists = 0;
+	pthread_mutex_unlock(&eng.lock);
+	journal[0] = '\0';
+	engine_listen();
+	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
+	loop = loop_new();
+	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path, .events_answer_ms = 300};
+	struct source *s = source_engine_new(&o);
+	s->sink = &sink;
+	CHECK(s->ops->start(s, loop, false) == 0);
+	int64_t give_up = clock_mono_ms() + 10000;
+	while (status_int(s, "reconnects") < 2 && clock_mono_ms() < give_up)
+		settle(20);
+	CHECK(status_int(s, "reconnects") >= 2);
+	pthread_mutex_lock(&eng.lock);
+	CHECK(eng.streams >= 2);
+	CHECK(eng.lists == 0); /* never "following": no list without the stream */
+	pthread_mutex_unlock(&eng.lock);
+	json_t *st = s->ops->status(s);
+	const char *error = json_string_value(json_object_get(st, "error"));
+	CHECK(error && strstr(error, "not answered within 300 ms"));
+	json_decref(st);
+	/* The engine answers again: the source follows it. */
+	pthread_mutex_lock(&eng.lock);
+	eng.mute_streams = false;
+	pthread_mutex_unlock(&eng.lock);
+	give_up = clock_mono_ms() + 10000;
+	while (!strstr(journal, "web1") && clock_mono_ms() < give_up)
+		settle(20);
+	CHECK(strstr(journal, "web1") != NULL);
 	s->ops->free(s);
 	loop_free(loop);
 	unlink(eng.path);
