@@ -412,7 +412,19 @@ static void resume_others(struct nft_dp *dp, struct paused *v, size_t n)
  * kernel refuses it (nft_batch_send_at()) and it goes again, whole: a
  * delta might build on a change we did not see. The last attempt commits
  * at any generation, so a namespace where others commit all the time
- * still gets its table (not clean: the caller reads it back). */
+ * still gets its table (not clean: the caller reads it back).
+ *
+ * Why nothing done to the table while we do not listen goes unnoticed:
+ * nf_tables numbers every commit in the namespace, one more each. The
+ * kernel takes ours only at generation `before` (NFNL_BATCH_GENID), so
+ * ours made before + 1. `after` is read once we listen again: equal to
+ * before + 1, nobody committed from ours to the moment we listened, and
+ * anything later reaches us as events; anything else, someone did, and
+ * the caller reads the table back (nft_apply()). Not listening is what
+ * spares the kernel building one event per element for us: it builds
+ * them while any socket on the machine listens to nftables events (one
+ * listener mask per protocol, not per namespace), hence pause_others()
+ * too. */
 static int commit(struct nft_ep *e, const struct dataplane_apply *req, bool *full, bool *clean)
 {
 	struct nft_batch *nb = e->dp->nb;
@@ -429,6 +441,8 @@ static int commit(struct nft_ep *e, const struct dataplane_apply *req, bool *ful
 			before = 0; /* commit at any generation; not clean */
 		bool held = drift_hold(e);
 		int r = nft_batch_send_at(nb, e->nft, before);
+		if (r == 0 && req->sent)
+			req->sent(req->arg);
 		if (held)
 			drift_release(e);
 		if (others)

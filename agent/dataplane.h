@@ -69,7 +69,11 @@ struct dataplane_apply {
 	 * old rules' counters are still there to read (hits), after it every
 	 * counter starts from zero. NULL: nobody counts. */
 	void (*replacing)(void *arg, bool done);
-	void *arg;
+	/* Right after each commit of ours, before the table's event watch
+	 * listens again: where another process's commit is told by the
+	 * generation alone (tests race one there). NULL: nothing. */
+	void (*sent)(void *arg);
+	void *arg; /* replacing's and sent's */
 };
 
 struct dataplane_result {

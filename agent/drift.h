@@ -11,9 +11,11 @@
  *
  * The agent does not listen while it commits (drift_pause(),
  * drift_resume()): its own transactions are never seen as someone else's,
- * however big, and the kernel does not even build their events. Reading
- * the generation id before and after the commit tells whether anyone else
- * committed meanwhile. */
+ * however big, and the kernel does not even build their events (unless
+ * another socket on the machine listens: its listener mask is one per
+ * netlink protocol, for every namespace). Reading the generation id
+ * before and after the commit tells whether anyone else committed
+ * meanwhile (dataplane-nft.c, commit()). */
 #pragma once
 
 #include <stdbool.h>

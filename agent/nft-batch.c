@@ -480,6 +480,8 @@ static int emit_set(struct nft_batch *nb, uint32_t set_index)
 	nftnl_set_set_u32(s, NFTNL_SET_FLAGS, ps->interval ? NFT_SET_INTERVAL : 0);
 	nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud), nftnl_udata_buf_len(ud));
 	nftnl_udata_buf_free(ud);
+	if (ps->size)
+		nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, ps->size);
 	return emit_newset(nb, s, &o);
 }
 

@@ -370,6 +370,11 @@ static int plan_check_names(const struct nft_plan *p, char *err, size_t errsz)
 	return ret;
 }
 
+/* A hosts set of this many elements or more is sized (nft_plan_set.size):
+ * the resizable hash rehashes again and again as a big set loads (a third
+ * of the kernel's time for 200,000 elements), the fixed one is made once. */
+#define HOSTS_SET_SIZED_FROM 4096
+
 static void plan_set_init(struct nft_plan_set *ps, const struct bundle_set *bs, int family, uint32_t id)
 {
 	const struct range_list *l = family == AF_INET ? &bs->v4 : &bs->v6;
@@ -381,8 +386,14 @@ static void plan_set_init(struct nft_plan_set *ps, const struct bundle_set *bs, 
 	ps->family = family;
 	ps->id = id;
 	ps->interval = bs->kind == SET_RANGES;
-	for (size_t i = 0; !ps->interval && i < l->n; i++)
+	for (size_t i = 0; !ps->interval && i < l->n; i++) {
 		ps->interval = nft_plan_long_range(&l->v[i], family);
+		ps->n_elems += range_span(&l->v[i], nft_addr_len(family));
+	}
+	/* Twice the elements, so that a group can grow by element deltas
+	 * before it outgrows the set (nft_plan_same_shape()). */
+	if (!ps->interval && ps->n_elems >= HOSTS_SET_SIZED_FROM && ps->n_elems <= UINT32_MAX / 4)
+		ps->size = (uint32_t)((2 * ps->n_elems + 4095) / 4096 * 4096);
 }
 
 /* Checks every rule's set references and kinds; used[s]: rules of ep use
@@ -645,6 +656,9 @@ bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b)
 		const struct nft_plan_set *x = &a->sets[i], *y = &b->sets[i];
 
 		if (strcmp(x->name, y->name) != 0 || x->family != y->family || x->interval != y->interval)
+			return false;
+		/* A sized set must hold the new elements; an unsized one grows. */
+		if (!x->size != !y->size || (x->size && y->n_elems > x->size))
 			return false;
 	}
 	/* Dispatch maps: same names and kinds; a sized hosts map must hold

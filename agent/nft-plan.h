@@ -54,6 +54,11 @@ struct nft_plan_set {
 	int family;			  /* AF_INET or AF_INET6 */
 	bool interval;
 	uint32_t id; /* NFTA_SET_ID within a transaction that creates it, from 1 */
+	/* A hosts set with many members: the kernel's fixed-size hash, sized
+	 * for this many elements (NFTA_SET_DESC_SIZE, also its cap), as the
+	 * map form's hosts maps (nft_plan_map.size). 0: the resizable hash. */
+	uint32_t size;
+	uint64_t n_elems; /* addresses in members (not interval) */
 };
 
 /* ---- maps (the map form) ----------------------------------------------- */

@@ -83,6 +83,8 @@ static void text_set(FILE *f, const struct nft_plan_set *ps)
 	fprintf(f, "\tset %s {\n\t\ttype %s\n", ps->name, ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
 	if (ps->interval)
 		fputs("\t\tflags interval\n", f);
+	if (ps->size)
+		fprintf(f, "\t\tsize %" PRIu32 "\n", ps->size);
 	if (l->n == 0) {
 		fputs("\t}\n", f); /* nft rejects an empty element list */
 		return;

@@ -105,3 +105,42 @@ table_row() {
 		printf "%-34s %12s %12s %8s %10s  %s\n", what, sprintf(fmt, ours, unit), p, ratio, tgt, met
 	}'
 }
+
+# nft_listeners: how many sockets on the machine, in any network namespace,
+# listen to nftables events (NFNLGRP_NFTABLES, group 7). While one does,
+# every commit anywhere builds one event per object and set element it
+# adds (the kernel keeps one listener mask per netlink protocol, not per
+# namespace), so a big load costs more for Bulkhead and nft -f alike.
+# Namespaces are reached through /proc/*/ns/net and /run/netns.
+nft_listeners() {
+	"$PYTHON" - <<'PY'
+import glob, os, subprocess
+seen, n = {}, 0
+for p in glob.glob("/proc/[0-9]*/ns/net") + glob.glob("/run/netns/*"):
+    try:
+        seen.setdefault(os.stat(p).st_ino, p)
+    except OSError:
+        pass
+for path in seen.values():
+    try:
+        out = subprocess.run(["nsenter", "--net=" + path, "cat", "/proc/net/netlink"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except Exception:
+        continue
+    for line in out.splitlines()[1:]:
+        f = line.split()
+        if len(f) > 3 and f[1] == "12" and int(f[3], 16) & 0x40:
+            n += 1
+print(n)
+PY
+}
+
+# listeners_note BEFORE AFTER: a line when nft_listeners saw any around the runs.
+listeners_note() {
+	if [ "$1" != 0 ] || [ "$2" != 0 ]; then
+		echo "  NOTE: $1 (before) and $2 (after the runs) sockets on this machine listened to nftables events:"
+		echo "  every commit built one event per element meanwhile; the figures include that."
+	else
+		echo "  No socket on this machine listened to nftables events before or after the runs."
+	fi
+}

@@ -15,6 +15,9 @@
  * The ruleset: one endpoint, 100 ingress rules (one in five a logged
  * deny), each from one of 10 label-group sets on its own TCP port; every
  * set holds 500 IPv4 and 500 IPv6 hosts: 10,000 set members in all.
+ * BENCH_HOSTS=N (ruleset and load only, up to 13,000) makes that N of each
+ * family per set: 10,000 gives 100,000 endpoints' addresses, 200,000
+ * elements.
  *
  * Three contenders per repetition, in turn:
  *   libnftnl       build + send on a netlink socket already open in the
@@ -54,7 +57,9 @@
 
 #define BENCH_SETS	       10
 #define BENCH_HOSTS_PER_FAMILY 500
-#define BENCH_RULES	       100
+/* IPv4 hosts of every set must fit 198.18.0.0/15. */
+#define BENCH_HOSTS_MAX 13000
+#define BENCH_RULES	100
 
 struct bench_ruleset {
 	struct bundle b;
@@ -71,6 +76,8 @@ struct bench_ruleset {
 /* The form every table is built in: BENCH_FORM=linear for the list of
  * rules, else verdict maps. */
 static enum nft_form bench_form = NFT_FORM_MAPS;
+/* Hosts of each family per set (BENCH_HOSTS). */
+static int bench_hosts = BENCH_HOSTS_PER_FAMILY;
 
 /* A batch that builds bench_form. */
 static struct nft_batch *new_batch(void)
@@ -104,15 +111,19 @@ static int ruleset_init(struct bench_ruleset *rs)
 	for (int k = 0; k < BENCH_SETS; k++) {
 		struct bundle_set *s = &rs->sets[k];
 		/* one spare slot in set 0 for the delta benchmark */
-		size_t cap = BENCH_HOSTS_PER_FAMILY + (k == 0);
+		size_t cap = (size_t)bench_hosts + (k == 0);
 		struct addr_range *v4 = calloc(cap, sizeof(*v4));
-		struct addr_range *v6 = calloc(BENCH_HOSTS_PER_FAMILY, sizeof(*v6));
+		struct addr_range *v6 = calloc((size_t)bench_hosts, sizeof(*v6));
 
 		if (!v4 || !v6)
 			return -ENOMEM;
-		for (int j = 0; j < BENCH_HOSTS_PER_FAMILY; j++) {
-			/* 198.18.0.0 + 1024k + 2j and 2001:db8:k::2j: never adjacent */
-			uint32_t a = htonl(0xc6120000u + 1024u * (uint32_t)k + 2u * (uint32_t)j);
+		for (int j = 0; j < bench_hosts; j++) {
+			/* 198.18.0.0 + 1024k + 2j and 2001:db8:k::2j: never
+			 * adjacent within a set; past 512 a set, the sets
+			 * interleave (198.18.0.0 + k + 10j) to fit the /15. */
+			uint32_t a =
+			    htonl(bench_hosts <= 512 ? 0xc6120000u + 1024u * (uint32_t)k + 2u * (uint32_t)j
+						     : 0xc6120000u + (uint32_t)k + BENCH_SETS * (uint32_t)j);
 			uint8_t b6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, (uint8_t)k};
 
 			b6[14] = (uint8_t)((2 * j) >> 8);
@@ -124,11 +135,11 @@ static int ruleset_init(struct bench_ruleset *rs)
 		*s = (struct bundle_set){
 		    .id = rs->ids[k],
 		    .kind = SET_HOSTS,
-		    .v4 = {.v = v4, .n = BENCH_HOSTS_PER_FAMILY, .cap = cap},
-		    .v6 = {.v = v6, .n = BENCH_HOSTS_PER_FAMILY, .cap = BENCH_HOSTS_PER_FAMILY},
+		    .v4 = {.v = v4, .n = (size_t)bench_hosts, .cap = cap},
+		    .v6 = {.v = v6, .n = (size_t)bench_hosts, .cap = (size_t)bench_hosts},
 		};
 		if (k == 0)
-			rs->extra_slot = &v4[BENCH_HOSTS_PER_FAMILY];
+			rs->extra_slot = &v4[bench_hosts];
 	}
 	for (int i = 0; i < BENCH_RULES; i++) {
 		char *id = rs->ids[BENCH_SETS + i];
@@ -191,7 +202,7 @@ static void ruleset_plus_one(const struct bench_ruleset *base, struct bench_rule
 
 	*out = *base;
 	host(base->extra_slot, AF_INET, (const uint8_t *)&a);
-	out->sets[0].v4.n = BENCH_HOSTS_PER_FAMILY + 1;
+	out->sets[0].v4.n = (size_t)bench_hosts + 1;
 	out->b.sets = out->sets;
 	out->b.endpoints = &out->ep;
 }
@@ -317,8 +328,8 @@ static void print_shape(const struct nft_batch *nb)
 
 	nft_batch_stats(nb, &st);
 	printf("shape rules=%d members=%d nft_sets=%zu nft_rules=%zu elements=%zu messages=%zu bytes=%zu\n",
-	       BENCH_RULES, BENCH_SETS * 2 * BENCH_HOSTS_PER_FAMILY, st.sets, st.rules, st.elements,
-	       st.messages, st.bytes);
+	       BENCH_RULES, BENCH_SETS * 2 * bench_hosts, st.sets, st.rules, st.elements, st.messages,
+	       st.bytes);
 }
 
 /* Timings of the three contenders, one slot per repetition. */
@@ -646,6 +657,13 @@ int main(int argc, char **argv)
 	nft_batch_tune_malloc(); /* as the agent does */
 	if (getenv("BENCH_FORM") && strcmp(getenv("BENCH_FORM"), "linear") == 0)
 		bench_form = NFT_FORM_LINEAR;
+	if (getenv("BENCH_HOSTS") && strcmp(argv[1], "delta") != 0) {
+		bench_hosts = atoi(getenv("BENCH_HOSTS"));
+		if (bench_hosts < 1 || bench_hosts > BENCH_HOSTS_MAX) {
+			fprintf(stderr, "nft-bench: BENCH_HOSTS: 1 to %d\n", BENCH_HOSTS_MAX);
+			return 2;
+		}
+	}
 	ns = netns_new();
 	if (!ns) {
 		perror("nft-bench: own namespace");

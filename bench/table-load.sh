@@ -56,36 +56,47 @@ netns ep
 # secs LOG / mb LOG: wall seconds and peak RSS (MB) of a GNU time -v log.
 secs() { awk -F': ' '/Elapsed/ {n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; print s}' "$1"; }
 mb() { awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2 / 1024}' "$1"; }
+# cpu LOG: user + system seconds (what a busy machine's wall time blurs).
+cpu() { awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$1"; }
 # stats FILE: "median min" of the numbers in FILE, one a line.
 stats() { sort -g "$1" | awk '{v[NR] = $1} END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1]}'; }
 clear_table() { ip netns exec "$P-ep" nft delete table inet bulkhead 2>/dev/null; sleep 0.2; }
 
+listeners0=$(nft_listeners)
 for i in $(seq "$REPS"); do
 	clear_table
 	"$GNU_TIME" -v -o "$TMP/agent.time" "$AGENT" --bundle "$TMP/bundle.json" --inventory "$TMP/local.json" \
 		--node n1 --once >"$TMP/agent.log" 2>&1 || die "agent --once failed: $(tail -3 "$TMP/agent.log")"
 	secs "$TMP/agent.time" >>"$TMP/agent.s"
+	cpu "$TMP/agent.time" >>"$TMP/agent.cpu"
 	mb "$TMP/agent.time" >>"$TMP/agent.mb"
 	clear_table
 	"$GNU_TIME" -v -o "$TMP/nft.time" ip netns exec "$P-ep" nft -f "$TMP/ruleset.nft" || die "nft -f failed"
 	secs "$TMP/nft.time" >>"$TMP/nft.s"
+	cpu "$TMP/nft.time" >>"$TMP/nft.cpu"
 	mb "$TMP/nft.time" >>"$TMP/nft.mb"
 done
+listeners1=$(nft_listeners)
 elements=$(grep -o 'applied bundle .*elements)' "$TMP/agent.log" | head -1)
 
 read -r a_med a_min < <(stats "$TMP/agent.s")
 read -r n_med n_min < <(stats "$TMP/nft.s")
+read -r ac_med _ < <(stats "$TMP/agent.cpu")
+read -r nc_med _ < <(stats "$TMP/nft.cpu")
 read -r am_med _ < <(stats "$TMP/agent.mb")
 read -r nm_med _ < <(stats "$TMP/nft.mb")
 echo "table-load: one endpoint's table, $MEMBERS group members in 10 label groups, IPv4 and IPv6; $REPS runs each"
 echo "  agent: $elements"
 echo "  Bulkhead: bulkhead-agent --once (process start to exit); peer: nft -f of its --print-ruleset"
 echo "  (process start to exit, through ip netns exec). Each run starts without the table."
+listeners_note "$listeners0" "$listeners1"
 echo
 table_header
 table_row "median wall time" "$(awk -v s="$a_med" 'BEGIN {print s * 1000}')" \
 	"$(awk -v s="$n_med" 'BEGIN {print s * 1000}')" ms 3
 table_row "min wall time" "$(awk -v s="$a_min" 'BEGIN {print s * 1000}')" \
 	"$(awk -v s="$n_min" 'BEGIN {print s * 1000}')" ms 3
+table_row "median CPU time (user + sys)" "$(awk -v s="$ac_med" 'BEGIN {print s * 1000}')" \
+	"$(awk -v s="$nc_med" 'BEGIN {print s * 1000}')" ms -
 table_row "median peak RSS" "$am_med" "$nm_med" MB -
 exit 0

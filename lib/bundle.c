@@ -1,6 +1,7 @@
 /* Bundle JSON codec and hash (see bundle.h). Decoding treats its input as
  * hostile: it arrives from the network or from a cache file. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,15 +153,31 @@ static json_t *bundle_to_json_unhashed(const struct bundle *b)
 	return root;
 }
 
+static int hash_chunk(const char *buf, size_t size, void *data)
+{
+	sha256_update(data, buf, size);
+	return 0;
+}
+
 int bundle_update_hash(struct bundle *b)
 {
+	/* The compact text, hashed as jansson writes it out: a big bundle's
+	 * text is never held whole. */
 	json_t *root = bundle_to_json_unhashed(b);
-	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
-	if (!text)
+	struct sha256 h;
+	uint8_t d[SHA256_DIGEST_LEN];
+	int r;
+
+	if (!root)
 		return -ENOMEM;
-	sha256_hex(text, strlen(text), b->hash);
-	free(text);
+	sha256_init(&h);
+	r = json_dump_callback(root, hash_chunk, &h, JSON_COMPACT);
+	json_decref(root);
+	if (r < 0)
+		return -ENOMEM;
+	sha256_final(&h, d);
+	for (int i = 0; i < SHA256_DIGEST_LEN; i++)
+		snprintf(b->hash + 2 * i, 3, "%02x", d[i]);
 	return 0;
 }
 
@@ -221,6 +238,8 @@ static void decode_ranges(struct json_walk *w, json_t *obj, const char *key, int
 	if (!arr) {
 		walk_error(w, "missing required key");
 	} else if (walk_expect_type(w, arr, JSON_ARRAY)) {
+		if (range_list_reserve(out, json_array_size(arr)) < 0)
+			w->oom = true;
 		for (size_t i = 0; i < json_array_size(arr); i++) {
 			size_t m2 = jpath_push_index(&w->path, i);
 			json_t *item = json_array_get(arr, i);
@@ -462,7 +481,13 @@ static void decode_endpoint(struct json_walk *w, json_t *o, const struct bundle 
 		be->name = "";
 }
 
-struct bundle *bundle_from_json(json_t *root, struct diag *diag)
+/* The hash a bundle says it has: longer than any real one when it is, so
+ * that it matches none. */
+typedef char bundle_claim[BUNDLE_HASH_HEX + 2];
+
+/* bundle_from_json() but the hash check, which needs no JSON: the caller
+ * may free root first (a big bundle's tree is as big as the bundle). */
+static struct bundle *from_json(json_t *root, struct diag *diag, bundle_claim claim)
 {
 	static const char *const keys[] = {"format", "node", "observe", "hash", "endpoints", "sets", NULL};
 	size_t errors = diag->n;
@@ -490,6 +515,7 @@ struct bundle *bundle_from_json(json_t *root, struct diag *diag)
 		b->observe = walk_enum(&w, root, "observe", observe_words) == OBSERVE_ALL ? OBSERVE_ALL
 											  : OBSERVE_DENIED;
 	const char *hash = walk_required_string(&w, root, "hash");
+	snprintf(claim, sizeof(bundle_claim), "%s", hash ? hash : "");
 
 	/* Sets first: rules refer to them by id. */
 	v = json_object_get(root, "sets");
@@ -528,14 +554,6 @@ struct bundle *bundle_from_json(json_t *root, struct diag *diag)
 		diag_add(diag, "", "out of memory");
 	if (diag->n != errors)
 		goto err_free_bundle;
-	if (bundle_update_hash(b) < 0) {
-		diag_add(diag, "", "out of memory");
-		goto err_free_bundle;
-	}
-	if (strcmp(hash, b->hash) != 0) {
-		diag_add(diag, "/hash", "hash mismatch: content hashes to %s", b->hash);
-		goto err_free_bundle;
-	}
 	return b;
 
 err_free_bundle:
@@ -543,12 +561,37 @@ err_free_bundle:
 	return NULL;
 }
 
+/* b (may be NULL), if its content hashes to what it claims. */
+static struct bundle *hash_checked(struct bundle *b, const char *claim, struct diag *diag)
+{
+	if (!b)
+		return NULL;
+	if (bundle_update_hash(b) < 0) {
+		diag_add(diag, "", "out of memory");
+	} else if (strcmp(claim, b->hash) != 0) {
+		diag_add(diag, "/hash", "hash mismatch: content hashes to %s", b->hash);
+	} else {
+		return b;
+	}
+	bundle_free(b);
+	return NULL;
+}
+
+struct bundle *bundle_from_json(json_t *root, struct diag *diag)
+{
+	bundle_claim claim;
+	struct bundle *b = from_json(root, diag, claim);
+
+	return hash_checked(b, claim, diag);
+}
+
 struct bundle *bundle_decode(const char *text, size_t len, struct diag *diag)
 {
+	bundle_claim claim;
 	json_t *root = json_util_loadb(text, len, diag);
 	if (!root)
 		return NULL;
-	struct bundle *b = bundle_from_json(root, diag);
-	json_decref(root);
-	return b;
+	struct bundle *b = from_json(root, diag, claim);
+	json_decref(root); /* before the hash builds the canonical text */
+	return hash_checked(b, claim, diag);
 }

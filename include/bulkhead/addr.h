@@ -56,6 +56,10 @@ struct arena;
 void range_list_init(struct range_list *l, struct arena *arena);
 void range_list_release(struct range_list *l); /* frees malloc'd storage */
 BH_MUST_CHECK int range_list_add(struct range_list *l, const struct addr_range *r);
+/* Room for n ranges in all, so that adding up to n allocates nothing more
+ * (an arena's list otherwise leaves each outgrown block behind). 0 or
+ * -ENOMEM. */
+BH_MUST_CHECK int range_list_reserve(struct range_list *l, size_t n);
 void range_list_normalize(struct range_list *l);
 /* Sorts and drops exact duplicates but keeps adjacent ranges apart: the
  * form of a list of single addresses (hash sets). Searchable too. */

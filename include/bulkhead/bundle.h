@@ -59,9 +59,9 @@ struct bundle_named_addr {
 };
 
 struct bundle_named_port {
-	const char *id;	  /* "tcp/http" or "tcp/http#deny" */
-	const char *name; /* "http" */
-	uint8_t proto;	  /* IPPROTO_TCP, _UDP, _SCTP */
+	const char *id;		     /* "tcp/http" or "tcp/http#deny" */
+	const char *name;	     /* "http" */
+	uint8_t proto;		     /* IPPROTO_TCP, _UDP, _SCTP */
 	struct bundle_named_addr *v; /* sorted by address, then port; unique */
 	size_t n;
 };

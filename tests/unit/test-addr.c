@@ -1,5 +1,7 @@
 /* Addresses, CIDRs and interval lists. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 
 #include "bulkhead/addr.h"
 #include "bulkhead/arena.h"
@@ -329,6 +331,65 @@ TEST(sha256_known_vectors)
 	sha256_update(&h, two_blocks, strlen(two_blocks));
 	sha256_final(&h, d2);
 	CHECK(memcmp(d1, d2, 32) == 0);
+}
+
+/* addr_format() writes what the C library's inet_ntop() does, which the
+ * bundle hashes were made with before: every pattern of zero words with
+ * a few values, the IPv4-compatible and -mapped forms, and many random
+ * addresses. Returns the mismatches (the first few printed). */
+static unsigned ntop_mismatch(const struct bh_addr *a, unsigned seen)
+{
+	char want[ADDR_STRLEN], got[ADDR_STRLEN];
+
+	if (!inet_ntop(a->family, a->bytes, want, sizeof(want)))
+		return 1;
+	addr_format(a, got);
+	if (strcmp(want, got) == 0)
+		return 0;
+	if (seen < 5)
+		fprintf(stderr, "  inet_ntop %s, addr_format %s\n", want, got);
+	return 1;
+}
+
+TEST(format_writes_what_inet_ntop_writes)
+{
+	static const unsigned values[] = {1, 0xa, 0xff, 0x100, 0xabcd, 0xffff};
+	static const uint8_t octets[] = {0, 1, 9, 10, 99, 100, 199, 200, 255};
+	struct bh_addr a = {.family = AF_INET};
+	unsigned bad = 0, state = 12345;
+
+	for (unsigned i = 0; i < 9 * 9 * 9 * 9; i++) {
+		for (unsigned k = 0, v = i; k < 4; k++, v /= 9)
+			a.bytes[k] = octets[v % 9];
+		bad += ntop_mismatch(&a, bad);
+	}
+	a.family = AF_INET6;
+	for (unsigned mask = 0; mask < 256; mask++) {
+		for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+			for (unsigned w = 0; w < 8; w++) {
+				unsigned x = mask >> w & 1 ? values[v] : 0;
+
+				a.bytes[2 * w] = (uint8_t)(x >> 8);
+				a.bytes[2 * w + 1] = (uint8_t)x;
+			}
+			bad += ntop_mismatch(&a, bad);
+			a.bytes[10] = a.bytes[11] = 0xff; /* word 5: the mapped form's */
+			bad += ntop_mismatch(&a, bad);
+		}
+	}
+	for (unsigned i = 0; i < 200000; i++) {
+		for (unsigned w = 0; w < 8; w++) {
+			state = state * 1103515245u + 12345u;
+			unsigned r = state >> 8, x = r & 3 ? 0 : r >> 4 & (r & 4 ? 0xffff : 0xf);
+
+			if ((r & 0x30000) == 0x30000)
+				x = 0xffff;
+			a.bytes[2 * w] = (uint8_t)(x >> 8);
+			a.bytes[2 * w + 1] = (uint8_t)x;
+		}
+		bad += ntop_mismatch(&a, bad);
+	}
+	CHECK(bad == 0);
 }
 
 int main(void)

@@ -3,6 +3,7 @@
  * node) are also round-tripped. */
 #include "bulkhead/compile.h"
 #include "bulkhead/proto.h"
+#include "bulkhead/sha256.h"
 #include "scenario.h"
 #include "test.h"
 
@@ -47,6 +48,32 @@ static bool round_trips(const struct bundle *b)
 	bundle_free(back);
 	diag_release(&d);
 	return ok;
+}
+
+/* bundle.h's definition, computed the plain way: the SHA-256 of the
+ * compact text without "hash" (bundle_update_hash() streams it). */
+TEST(hash_is_the_sha256_of_the_compact_text_without_it)
+{
+	struct bundle *b = compile_sample();
+	json_t *root = b ? bundle_to_json(b) : NULL;
+	char *text, want[2 * SHA256_DIGEST_LEN + 1];
+
+	CHECK(root != NULL);
+	if (!root)
+		goto out;
+	CHECK(json_object_del(root, "hash") == 0);
+	text = json_dumps(root, JSON_COMPACT);
+	CHECK(text != NULL);
+	if (text) {
+		sha256_hex(text, strlen(text), want);
+		CHECK_STR(b->hash, want);
+		CHECK(bundle_update_hash(b) == 0);
+		CHECK_STR(b->hash, want);
+	}
+	free(text);
+	json_decref(root);
+out:
+	bundle_free(b);
 }
 
 /* Decodes the sample after edit() changed its JSON; returns the errors. */
@@ -132,6 +159,15 @@ static void edit_hash(json_t *root)
 {
 	json_object_set_new(root, "hash", json_string("00"));
 }
+/* The right hash and one more character: decoding compares a copy of
+ * the claim (the tree is freed first), which must not cut it to size. */
+static void edit_hash_longer(json_t *root)
+{
+	char longer[BUNDLE_HASH_HEX + 2];
+
+	snprintf(longer, sizeof(longer), "%s0", json_string_value(json_object_get(root, "hash")));
+	json_object_set_new(root, "hash", json_string(longer));
+}
 static void edit_member(json_t *root)
 {
 	/* Changing content without the hash must be caught. */
@@ -181,6 +217,10 @@ TEST(decode_rejects_bad_hash_and_tampering)
 		CHECK_STR(d.v[0].path, "/hash");
 	diag_release(&d);
 	CHECK(decode_edited(edit_member, &d) == 1);
+	diag_release(&d);
+	CHECK(decode_edited(edit_hash_longer, &d) == 1);
+	if (d.n)
+		CHECK_STR(d.v[0].path, "/hash");
 	diag_release(&d);
 }
 

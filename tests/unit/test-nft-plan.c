@@ -339,6 +339,68 @@ TEST(same_shape_means_only_members_differ)
 	planned_release(&a);
 }
 
+/* web's IPv4 members made n single addresses from 198.18.0.0 (each a
+ * range of one, as the compiler lists hosts); the list is the bundle's. */
+static void web_hosts(struct bundle *b, size_t n)
+{
+	for (size_t i = 0; i < b->n_sets; i++) {
+		struct range_list *l = &b->sets[i].v4;
+
+		if (strcmp(b->sets[i].id, "web") != 0)
+			continue;
+		l->n = 0;
+		for (size_t k = 0; k < n; k++) {
+			struct addr_range r = {
+			    .lo = {.family = AF_INET, .bytes = {198, 18, k >> 8, k & 255}}};
+
+			r.hi = r.lo;
+			CHECK(range_list_add(l, &r) == 0);
+		}
+	}
+}
+
+static const struct nft_plan_set *web4(const struct nft_plan *p)
+{
+	for (size_t i = 0; i < p->n_sets; i++)
+		if (strcmp(p->sets[i].src->id, "web") == 0 && p->sets[i].family == AF_INET)
+			return &p->sets[i];
+	return NULL;
+}
+
+TEST(big_hosts_sets_are_sized_and_grow_by_deltas_within_their_size)
+{
+	struct planned pl;
+	struct nft_plan p2;
+	char err[128];
+	const struct nft_plan_set *s;
+
+	plan_of(&pl, DB_POLICY("{\"from\":[\"web\"],\"ports\":[\"tcp/80\"]}"), "db-1", NULL);
+	CHECK(pl.ret == 0 && (s = web4(&pl.p)) && s->size == 0); /* a few: the resizable hash */
+	nft_plan_release(&pl.p);
+	const struct bundle_endpoint *ep = bundle_find_endpoint(pl.b, "db-1");
+	/* 5,000 hosts: sized for twice as many, rounded up to 4,096. */
+	web_hosts(pl.b, 5000);
+	CHECK(nft_plan_build(&pl.p, pl.b, ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	s = web4(&pl.p);
+	CHECK(s && !s->interval && s->n_elems == 5000 && s->size == 12288);
+	/* Up to its size, a change of members is an element delta... */
+	web_hosts(pl.b, 12288);
+	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(nft_plan_same_shape(&pl.p, &p2));
+	nft_plan_release(&p2);
+	/* ...past it, the set (its cap) is made anew: the whole table. */
+	web_hosts(pl.b, 12289);
+	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(!nft_plan_same_shape(&pl.p, &p2));
+	nft_plan_release(&p2);
+	/* So is the fall below the threshold, to the resizable hash. */
+	web_hosts(pl.b, 100);
+	CHECK(nft_plan_build(&p2, pl.b, ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(web4(&p2) && web4(&p2)->size == 0 && !nft_plan_same_shape(&pl.p, &p2));
+	nft_plan_release(&p2);
+	planned_release(&pl);
+}
+
 /* policy (a document: "{...}") with "observe": "all" in it; static. */
 static const char *observed(const char *policy)
 {
