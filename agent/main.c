@@ -538,6 +538,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "hook") == 0)
 		return hook_main(argc - 1, argv + 1);
 	log_setup(PROG, false);
+	nft_batch_tune_malloc();
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
 	log_setup(PROG, o.verbose);

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,13 @@ struct nft_batch {
 	struct nft_batch_stats stats;
 	char error[1024];
 };
+
+void nft_batch_tune_malloc(void)
+{
+	/* Both: setting one stops glibc's own adjusting of the other. */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_MMAP_THRESHOLD, 16 << 20);
+}
 
 struct nft_batch *nft_batch_new(uint16_t nflog_group)
 {

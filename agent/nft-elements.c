@@ -203,14 +203,34 @@ static int put_map_elem(const struct diff *d, const struct nft_plan_elem *e)
 	}
 }
 
+/* Whether chain x of one plan and chain y of another have one name. The
+ * map form names a chain after its direction and kind, and a rule's chain
+ * after the rule's position, a class's after its key (nft-plan-maps.c):
+ * those compare faster than the names, once per element of a delta. */
+static bool same_chain(const struct nft_plan_chain *x, const struct nft_plan_chain *y)
+{
+	if (x->kind != y->kind || x->dir != y->dir)
+		return false;
+	switch (x->kind) {
+	case NFT_PLAN_RULE_CHAIN:
+		return x->pos == y->pos;
+	case NFT_PLAN_CLASS_CHAIN:
+		return x->key == y->key;
+	case NFT_PLAN_FALLBACK_CHAIN:
+		return true;
+	default:
+		return strcmp(x->name, y->name) == 0;
+	}
+}
+
 /* Whether two elements of maps of one kind are the same element: keys,
- * and the chain by name. A plan's keys are zero past their length
- * (nft-plan.h), so all 16 bytes compare as fast as a number. */
+ * and the chain. A plan's keys are zero past their length (nft-plan.h),
+ * so all 16 bytes compare as fast as a number. */
 static bool elem_same(const struct nft_plan *pa, const struct nft_plan_elem *a, const struct nft_plan *pb,
 		      const struct nft_plan_elem *b)
 {
 	return nft_addr_order(a->lo, b->lo, 16) == 0 && nft_addr_order(a->hi, b->hi, 16) == 0 &&
-	       strcmp(pa->chains[a->target].name, pb->chains[b->target].name) == 0;
+	       same_chain(&pa->chains[a->target], &pb->chains[b->target]);
 }
 
 /* The elements of map a (of plan pa) that map b (of pb) lacks; b NULL:

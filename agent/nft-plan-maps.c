@@ -78,6 +78,18 @@
  * maps), and a class that appears or goes is a chain with its two maps,
  * added or removed in the same transaction.
  *
+ * What a delta costs the kernel: a transaction that adds a goto element
+ * makes nf_tables re-validate the whole table, every goto element of every
+ * verdict map (nft_table_validate, nft_setelem_validate: about a third of
+ * a 10,000-member delta, bench/element-delta.sh), so a member's delta
+ * grows with all the members. A hosts map of class numbers (a data map)
+ * looked up in a small verdict map of classes (one rule, two lookups)
+ * avoids that and works, but nft 1.0.6 (Debian 12) aborts listing such a
+ * rule (netlink_parse_concat_expr: a map's answer as a lookup key; nft
+ * 1.0.8 reads and writes "ip saddr map @hosts vmap @classes"), and every
+ * `nft list` in an endpoint's namespace would: it waits for that nft
+ * (commit 0e94bf6, reverted).
+ *
  * Later features fit this form without changing it:
  * - Named ports (issue 13): an ingress rule's name resolves on the
  *   endpoint itself (the compiler's work), so it is a port number before

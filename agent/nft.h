@@ -63,6 +63,14 @@ enum nft_form {
  * names the object (and bundle rule) that caused it. */
 struct nft_batch;
 
+/* For a process that builds batches again and again (the agent, the
+ * benchmarks): a delta builds the plans of the old and the new table and
+ * frees them, a few MB for a big one; glibc would hand that memory back
+ * after each and fault it in again on the next (half of a 10,000-member
+ * delta's time, bench/nft-bench build). Keeps up to 64 MB of freed heap
+ * instead; call once, before any thread. */
+void nft_batch_tune_malloc(void);
+
 /* NULL on ENOMEM. Builds NFT_FORM_MAPS until told otherwise. */
 struct nft_batch *nft_batch_new(uint16_t nflog_group);
 void nft_batch_free(struct nft_batch *nb); /* accepts NULL */

@@ -18,6 +18,7 @@ HINT="apt-get install nftables" need nft
 netns ns
 
 "$NFT_BENCH" delta "/run/netns/$P-ns" "$REPS" >"$TMP/out" || die "nft-bench failed"
+"$NFT_BENCH" build - "$REPS" >"$TMP/build" || die "nft-bench build failed"
 shape=$(sed -n 's/^shape //p' "$TMP/out")
 rules=$(ip netns exec "$P-ns" nft -a list table inet bulkhead | grep '# handle' | grep -Evc '^\s*(table|chain|set) ')
 
@@ -34,6 +35,8 @@ table_row "min, build + send" "$(result "$TMP/out" libnftnl min)" "$(result "$TM
 table_row "median, + socket open/close" "$(result "$TMP/out" libnftnl-once median)" \
 	"$(result "$TMP/out" nft-add-element median)" ms -
 echo
+echo "  of which user space alone (mean, no kernel): nft_batch_build_update $(sed -n 's/^result build-update mean=\([0-9.]*\).*/\1/p' "$TMP/build") ms," \
+	"one table's plan $(sed -n 's/^result plan mean=//p' "$TMP/build") ms"
 echo "  The build compares both bundles' rules and sets (shape unchanged: no rule is rewritten) and"
 echo "  diffs every set's members; decoding the bundle is not included on either side."
 exit 0

@@ -9,6 +9,8 @@
  *                                       + send vs `nft add element`
  *   nft-bench load NETNS TEXT           loads the table once with libnftnl and
  *                                       writes the same ruleset as nft text
+ *   nft-bench build - REPS              the user-space part of delta alone:
+ *                                       nft_plan_build, nft_batch_build_update
  *
  * The ruleset: one endpoint, 100 ingress rules (one in five a logged
  * deny), each from one of 10 label-group sets on its own TCP port; every
@@ -578,6 +580,42 @@ out:
 	return r;
 }
 
+/* The user-space part of "delta" alone, no kernel: one plan of the
+ * table, and nft_batch_build_update (both tables' plans, their diff, the
+ * batch), each repetition with a new member. */
+static int bench_build(int reps)
+{
+	struct nft_batch *nb = new_batch();
+	struct bench_ruleset base = {0}, plus;
+	double plan_t = 0, upd_t = 0;
+	int r = nb && ruleset_init(&base) == 0 ? 0 : -ENOMEM;
+
+	for (int i = 0; i < reps && r == 0; i++) {
+		struct nft_plan p;
+		char err[256];
+		bool full;
+		double t0, t1, t2;
+
+		ruleset_plus_one(&base, &plus, 3 * (uint32_t)i + 1);
+		t0 = now_ms();
+		r = nft_plan_build(&p, &plus.b, &plus.ep, NULL, bench_form, err, sizeof(err));
+		t1 = now_ms();
+		if (r == 0)
+			nft_plan_release(&p);
+		t2 = now_ms();
+		if (r == 0)
+			r = nft_batch_build_update(nb, &base.b, &base.ep, &plus.b, &plus.ep, &full);
+		upd_t += now_ms() - t2;
+		plan_t += t1 - t0;
+	}
+	if (r == 0)
+		printf("result plan mean=%.3f\nresult build-update mean=%.3f n=%d\n", plan_t / reps,
+		       upd_t / reps, reps);
+	nft_batch_free(nb);
+	ruleset_release(&base);
+	return r;
+}
+
 static int bench_load(struct netns *ns, const char *path, const char *text)
 {
 	struct bench_ruleset rs = {0};
@@ -594,7 +632,9 @@ static int bench_load(struct netns *ns, const char *path, const char *text)
 
 static void usage(void)
 {
-	fputs("usage: nft-bench ruleset NETNS REPS TEXT | delta NETNS REPS | load NETNS TEXT\n", stderr);
+	fputs(
+	    "usage: nft-bench ruleset NETNS REPS TEXT | delta NETNS REPS | load NETNS TEXT | build - REPS\n",
+	    stderr);
 }
 
 int main(int argc, char **argv)
@@ -614,6 +654,7 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	nft_batch_tune_malloc(); /* as the agent does */
 	if (getenv("BENCH_FORM") && strcmp(getenv("BENCH_FORM"), "linear") == 0)
 		bench_form = NFT_FORM_LINEAR;
 	if (getenv("BENCH_HOSTS") && strcmp(argv[1], "delta") != 0) {
@@ -632,6 +673,8 @@ int main(int argc, char **argv)
 		r = bench_ruleset(ns, argv[2], reps, argv[4]);
 	} else if (strcmp(argv[1], "delta") == 0 && argc == 4) {
 		r = bench_delta(ns, argv[2], reps);
+	} else if (strcmp(argv[1], "build") == 0 && argc == 4) {
+		r = bench_build(reps);
 	} else if (strcmp(argv[1], "load") == 0 && argc == 4) {
 		r = bench_load(ns, argv[2], argv[3]);
 	} else {
