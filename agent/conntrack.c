@@ -196,8 +196,51 @@ static void memo_for(struct conntrack_memo *m, const struct bundle *old_b, const
 
 static bool same_port(const struct port_match *a, const struct port_match *b)
 {
+	if (!a->name != !b->name || (a->name && strcmp(a->name, b->name) != 0))
+		return false;
 	return a->proto == b->proto && a->lo == b->lo && a->hi == b->hi && a->icmp_type == b->icmp_type &&
 	       a->icmp_code == b->icmp_code;
+}
+
+/* The order of a table's pairs (bundle.h): address, then port. */
+static int named_cmp(const struct bundle_named_addr *x, const struct bundle_named_addr *y)
+{
+	int c = addr_cmp(&x->addr, &y->addr);
+	return c ? c : (x->port > y->port) - (x->port < y->port);
+}
+
+/* Every pair of b is one of a's; both sorted and unique. */
+static bool named_covers(const struct bundle_named_port *a, const struct bundle_named_port *b)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		while (j < a->n && named_cmp(&a->v[j], &b->v[i]) < 0)
+			j++;
+		if (j == a->n || named_cmp(&a->v[j], &b->v[i]) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* How the named-port table of new port r relates to that of old port o:
+ * a renumbering takes a pair away as surely as a member leaving does. */
+static uint8_t named_relation(const struct bundle *old_b, const struct port_match *o, const struct bundle *b,
+			      const struct port_match *r)
+{
+	if (!r->name)
+		return REL_KNOWN | REL_GROWN | REL_SHRUNK;
+	if (o->named_table >= old_b->n_named_ports || r->named_table >= b->n_named_ports)
+		return REL_KNOWN;
+	const struct bundle_named_port *ot = &old_b->named_ports[o->named_table],
+				       *nt = &b->named_ports[r->named_table];
+	uint8_t rel = REL_KNOWN;
+	if (strcmp(ot->id, nt->id) != 0)
+		return rel;
+	if (named_covers(nt, ot))
+		rel |= REL_GROWN;
+	if (named_covers(ot, nt))
+		rel |= REL_SHRUNK;
+	return rel;
 }
 
 /* Whether new rule r (of b) matches at least (want REL_GROWN), at most
@@ -209,7 +252,8 @@ static bool rule_kept(const struct bundle *old_b, const struct bundle_rule *o, c
 	    o->n_ports != r->n_ports)
 		return false;
 	for (size_t i = 0; i < r->n_ports; i++)
-		if (!same_port(&o->ports[i], &r->ports[i]))
+		if (!same_port(&o->ports[i], &r->ports[i]) ||
+		    (named_relation(old_b, &o->ports[i], b, &r->ports[i]) & want) != want)
 			return false;
 	if (o->any_peer || r->any_peer) {
 		/* Any address: grows into it, shrinks out of it. */

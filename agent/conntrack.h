@@ -85,7 +85,9 @@ void conntrack_memo_free(struct conntrack_memo *m); /* accepts NULL */
  * audited by (b, ep): false only when the update provably just loosens
  * (every kept rule the same, allow rules added or their peer sets grown,
  * enforced deny rules removed or their peer sets shrunk, fallbacks no
- * stricter), so no dump is needed. Conservative: true when unsure. memo
+ * stricter; a named port's table, its (address, port) pairs, counts as a
+ * peer set: a destination renumbered is a pair gone), so no dump is
+ * needed. Conservative: true when unsure. memo
  * may be NULL. */
 bool conntrack_tightened(const struct bundle *old_b, const struct bundle_endpoint *old_ep,
 			 const struct bundle *b, const struct bundle_endpoint *ep,

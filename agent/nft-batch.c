@@ -460,6 +460,30 @@ static int emit_newset(struct nft_batch *nb, struct nftnl_set *s, const struct n
 	return batch_next(nb);
 }
 
+/* A named set as nft -f makes it from `type ipv4_addr . inet_service`
+ * (its userdata too: the key's byte order, none for a concatenation, and
+ * the fields' types, inet_service last, so that nft lists it the same):
+ * a hash, no interval, so no field lengths either. */
+static int emit_named_set(struct nft_batch *nb, uint32_t set_index)
+{
+	static const uint8_t named_udata[] = {0, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0};
+	const struct nft_plan_set *ps = &nb->plan.sets[set_index];
+	struct nft_obj o = {.kind = OBJ_SET, .index = set_index};
+	struct nftnl_set *s = set_named(ps->name, ps->id);
+
+	if (!s)
+		return -ENOMEM;
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE,
+			  (ps->family == AF_INET ? NFT_TYPE_IPADDR : NFT_TYPE_IP6ADDR) << NFT_TYPE_BITS |
+			      NFT_TYPE_INET_SERVICE);
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, nft_plan_named_key_len(ps->family));
+	nftnl_set_set_u32(s, NFTNL_SET_FLAGS, 0);
+	nftnl_set_set_data(s, NFTNL_SET_USERDATA, named_udata, sizeof(named_udata));
+	if (ps->size)
+		nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, ps->size);
+	return emit_newset(nb, s, &o);
+}
+
 static int emit_set(struct nft_batch *nb, uint32_t set_index)
 {
 	const struct nft_plan_set *ps = &nb->plan.sets[set_index];
@@ -467,6 +491,8 @@ static int emit_set(struct nft_batch *nb, uint32_t set_index)
 	struct nftnl_udata_buf *ud;
 	struct nftnl_set *s;
 
+	if (ps->named)
+		return emit_named_set(nb, set_index);
 	s = set_named(ps->name, ps->id);
 	ud = nftnl_udata_buf_alloc(64);
 	if (!s || !ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_KEYBYTEORDER, NFT_BYTEORDER_BIG_ENDIAN)) {
@@ -924,6 +950,19 @@ static bool add_peer(struct nftnl_rule *r, int family, enum direction dir)
 	       add_payload(r, NFT_PAYLOAD_NETWORK_HEADER, off, v4 ? 4 : 16);
 }
 
+/* `ip daddr . tcp dport @named` as nft emits it (after its family check:
+ * the rule's own): the protocol, the address in reg 1, the port in the
+ * register after the address (reg 9 after 4 bytes, reg 2 after 16). */
+static bool add_named(struct nftnl_rule *r, const struct nft_plan_rule *pr)
+{
+	bool v4 = pr->family == AF_INET;
+
+	return add_meta(r, NFT_META_L4PROTO, NFT_REG_1) && add_cmp_u8(r, pr->port->proto) &&
+	       add_payload(r, NFT_PAYLOAD_NETWORK_HEADER, v4 ? 16 : 24, v4 ? 4 : 16) &&
+	       add_payload_to(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, v4 ? NFT_REG32_01 : NFT_REG_2) &&
+	       add_lookup(r, pr->named->name, pr->named->id, false);
+}
+
 /* What a rule of the bundle or a fallback matches: family, peer, port. */
 static bool add_match(struct nftnl_rule *r, const struct nft_plan_rule *pr)
 {
@@ -934,7 +973,9 @@ static bool add_match(struct nftnl_rule *r, const struct nft_plan_rule *pr)
 		     add_cmp_u8(r, pr->family == AF_INET ? NFPROTO_IPV4 : NFPROTO_IPV6);
 	if (ok && pr->set)
 		ok = add_peer(r, pr->family, pr->dir) && add_lookup(r, pr->set->name, pr->set->id, false);
-	if (ok && pr->port)
+	if (ok && pr->named)
+		ok = add_named(r, pr);
+	else if (ok && pr->port)
 		ok = add_port(r, pr->port);
 	return ok;
 }
@@ -1344,6 +1385,17 @@ int nft_batch_build_update(struct nft_batch *nb, const struct bundle *old_b,
 	return 0;
 }
 
+/* What a plan set is made from, for error messages. */
+static const char *set_what(const struct nft_plan_set *ps)
+{
+	return ps->named ? "named port" : "bundle set";
+}
+
+static const char *set_src_id(const struct nft_plan_set *ps)
+{
+	return ps->named ? ps->named->id : ps->src->id;
+}
+
 /* Names the object behind sequence number seq, for error messages. */
 static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, size_t size)
 {
@@ -1365,8 +1417,8 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 			 NFT_TABLE_NAME);
 		break;
 	case OBJ_SET:
-		snprintf(buf, size, "set %s (bundle set %s)", p->sets[o->index].name,
-			 p->sets[o->index].src->id);
+		snprintf(buf, size, "set %s (%s %s)", p->sets[o->index].name, set_what(&p->sets[o->index]),
+			 set_src_id(&p->sets[o->index]));
 		break;
 	case OBJ_MAP:
 		snprintf(buf, size, "map %s", p->maps[o->index].name);
@@ -1377,9 +1429,10 @@ static void describe_obj(const struct nft_batch *nb, uint32_t seq, char *buf, si
 				 o->nlmsg_type == NFT_MSG_DELSETELEM ? "delete" : "add", o->first,
 				 p->maps[o->index].name);
 		else
-			snprintf(buf, size, "%s elements from #%" PRIu32 " of set %s (bundle set %s)",
+			snprintf(buf, size, "%s elements from #%" PRIu32 " of set %s (%s %s)",
 				 o->nlmsg_type == NFT_MSG_DELSETELEM ? "delete" : "add", o->first,
-				 p->sets[o->index].name, p->sets[o->index].src->id);
+				 p->sets[o->index].name, set_what(&p->sets[o->index]),
+				 set_src_id(&p->sets[o->index]));
 		break;
 	case OBJ_CHAIN:
 		snprintf(buf, size, "chain %s", p->chains[o->index].name);

@@ -147,6 +147,30 @@ static int diff_lists(const struct diff *d, const struct range_list *a, const st
 	return ret;
 }
 
+/* ---- named sets -------------------------------------------------------- */
+
+/* The keys of named set a (n_a of them) that b's lack; both sorted. */
+static int diff_keys(const struct diff *d, const uint8_t (*a)[NFT_NAMED_KEY_MAX], size_t n_a,
+		     const uint8_t (*b)[NFT_NAMED_KEY_MAX], size_t n_b)
+{
+	unsigned len = nft_plan_named_key_len(d->dest.set->family);
+	size_t j = 0;
+	int ret = 0;
+
+	if (n_a == n_b && (n_a == 0 || a == b || memcmp(a, b, n_a * sizeof(*a)) == 0))
+		return 0;
+	for (size_t i = 0; ret == 0 && i < n_a; i++) {
+		while (j < n_b && memcmp(b[j], a[i], NFT_NAMED_KEY_MAX) < 0)
+			j++;
+		if (j < n_b && memcmp(b[j], a[i], NFT_NAMED_KEY_MAX) == 0)
+			continue;
+		struct nft_elem e = {.key = a[i], .key_len = len};
+
+		ret = d->fn(d->arg, &d->dest, d->add, &e);
+	}
+	return ret;
+}
+
 /* ---- maps ---------------------------------------------------------------- */
 
 /* A protocol and port key: the protocol's 4-byte field, the value's. */
@@ -237,6 +261,9 @@ int nft_elements_all(const struct nft_plan *p, const struct nft_elem_dest *dest,
 
 	if (dest->map)
 		return diff_maps(&d, p, dest->map, NULL, NULL);
+	if (dest->set->named)
+		return diff_keys(&d, (const uint8_t(*)[NFT_NAMED_KEY_MAX])dest->set->keys, dest->set->n_keys,
+				 NULL, 0);
 	return diff_lists(&d, dest->set->members, NULL);
 }
 
@@ -253,9 +280,20 @@ int nft_elements_delta(const struct nft_plan *old, const struct nft_plan *now, n
 		for (size_t i = 0; ret == 0 && i < now->n_sets; i++) {
 			struct diff d = {
 			    .dest = {.set = &now->sets[i]}, .add = pass == 1, .fn = fn, .arg = arg};
-			const struct range_list *was = old->sets[i].members, *is = now->sets[i].members;
+			const struct nft_plan_set *o = &old->sets[i], *n = &now->sets[i];
 
-			ret = d.add ? diff_lists(&d, is, was) : diff_lists(&d, was, is);
+			if (n->named) {
+				const uint8_t(*ko)[NFT_NAMED_KEY_MAX] =
+				    (const uint8_t(*)[NFT_NAMED_KEY_MAX])o->keys;
+				const uint8_t(*kn)[NFT_NAMED_KEY_MAX] =
+				    (const uint8_t(*)[NFT_NAMED_KEY_MAX])n->keys;
+
+				ret = d.add ? diff_keys(&d, kn, n->n_keys, ko, o->n_keys)
+					    : diff_keys(&d, ko, o->n_keys, kn, n->n_keys);
+				continue;
+			}
+			ret = d.add ? diff_lists(&d, n->members, o->members)
+				    : diff_lists(&d, o->members, n->members);
 		}
 		/* The address maps, paired in plan order (same shape). */
 		size_t j = 0;

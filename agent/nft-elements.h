@@ -23,6 +23,8 @@ struct nft_elem_dest {
  *   top of the address space, where the start alone runs to the end (nft
  *   marks it open); deleting an interval names both elements again, end
  *   flag included. A map's start element carries the goto; the end none.
+ * - A named set (nft-plan.h) holds each address . port key as an
+ *   element of nft_plan_named_key_len() bytes.
  * - A protocol and port map (NFT_MAP_PORTS, NFT_MAP_ICMP: concatenated
  *   intervals, the kernel's pipapo) holds lo..hi as one element with key
  *   and key_end, each the protocol in a 4-byte field then the 16-bit value

@@ -92,12 +92,16 @@
  *
  * Later features fit this form without changing it:
  * - Named ports (issue 13): an ingress rule's name resolves on the
- *   endpoint itself, so it is a port number before step 2. An egress
- *   rule's name resolves on each destination member: what that member
- *   calls each name a rule uses becomes part of its signature (as if a
- *   set "port NAME is 8080" held it), and step 2 uses that member's
- *   number for the rule. A member whose number changes changes class: an
- *   element delta like a membership change.
+ *   endpoint itself (the compiler's work), so it is a port number before
+ *   step 2. An egress rule's name resolves on each destination: every
+ *   (table, number) pair of the bundle_named_port tables the direction's
+ *   rules use is a set of step 1 (dir_named()), which holds the addresses
+ *   that give the name that number, as members; so a destination's
+ *   signature says what it calls each name, and step 2 gives the rule's
+ *   named entry that number (every number, for an address a deny table
+ *   holds twice). An address that does not define the name has no such
+ *   set, and the entry matches nothing for it. A destination whose number
+ *   changes changes class: an element delta like a membership change.
  * - observe "all" (issue 14): an accepted connection's first packet passes
  *   exactly one rule chain (or the fallback's), so the log statement that
  *   reports it goes there, once per connection and with its rule id. */
@@ -238,6 +242,12 @@ struct decision {
 	uint32_t target; /* the chain it goes to, once made */
 };
 
+/* A named port's number, as a set of a signature. */
+struct named_num {
+	uint32_t table; /* index into bundle.named_ports */
+	uint16_t port;
+};
+
 /* What one direction's construction holds. */
 struct dir_build {
 	struct nft_plan *p;
@@ -249,6 +259,15 @@ struct dir_build {
 	uint32_t *used;	 /* local number → bundle set index */
 	size_t n_used;
 	uint32_t **rule_sets; /* per rule: its local set numbers */
+	/* Named ports: each (table, number) pair that a used table holds is
+	 * a set too, numbered n_used.., which holds the addresses that call
+	 * the table's name that number; a member's signature so says which
+	 * numbers it gives each name its rules use. */
+	struct named_num *named; /* sorted by table, then port */
+	size_t n_named;
+	bool *named_used; /* by bundle named-port table */
+	size_t n_named_used;
+	size_t n_all; /* n_used + n_named: the size of a signature's alphabet */
 	struct sig_table sigs;
 	struct decision *decisions;
 	size_t n_decisions, cap_decisions;
@@ -505,8 +524,26 @@ static long decide(struct dir_build *db, const uint32_t *sig, size_t n)
 			any = (long)i;
 			break;
 		}
-		for (size_t j = 0; ret == 0 && j < br->n_ports; j++)
-			ret = items_of_port(db, &n_items, &br->ports[j], (uint32_t)i);
+		for (size_t j = 0; ret == 0 && j < br->n_ports; j++) {
+			const struct port_match *pm = &br->ports[j];
+
+			if (!pm->name) {
+				ret = items_of_port(db, &n_items, pm, (uint32_t)i);
+				continue;
+			}
+			/* The number this address gives the name (every one,
+			 * for a contested address in a deny table). */
+			for (size_t k = 0; ret == 0 && k < n; k++) {
+				const struct named_num *nn;
+
+				if (sig[k] < db->n_used)
+					continue;
+				nn = &db->named[sig[k] - db->n_used];
+				if (nn->table == pm->named_table)
+					ret = item_add(db, &n_items, pm->proto, nn->port, nn->port,
+						       (uint32_t)i);
+			}
+		}
 	}
 	for (size_t i = 0; i < n; i++)
 		db->mark[sig[i]] = false;
@@ -716,6 +753,49 @@ static int push(void **v, size_t *n, size_t *cap, size_t sz)
 	return 0;
 }
 
+static int cmp_named_num(const void *a, const void *b)
+{
+	const struct named_num *x = a, *y = b;
+
+	if (x->table != y->table)
+		return x->table < y->table ? -1 : 1;
+	return (x->port > y->port) - (x->port < y->port);
+}
+
+/* The set number of (table, port), which dir_named() made. */
+static uint32_t named_set_of(const struct dir_build *db, uint32_t table, uint16_t port)
+{
+	struct named_num key = {.table = table, .port = port};
+	const struct named_num *nn = bsearch(&key, db->named, db->n_named, sizeof(*db->named), cmp_named_num);
+
+	return (uint32_t)(db->n_used + (size_t)(nn - db->named));
+}
+
+/* The pairs of the family of every used named-port table, as members of
+ * the sets of their numbers. */
+static int family_collect_named(struct dir_build *db, struct family_build *fb)
+{
+	for (uint32_t t = 0; t < db->b->n_named_ports; t++) {
+		const struct bundle_named_port *np = &db->b->named_ports[t];
+
+		if (!db->named_used[t])
+			continue;
+		for (size_t i = 0; i < np->n; i++) {
+			if (np->v[i].addr.family != fb->family)
+				continue;
+			if (push((void **)&fb->members, &fb->n_members, &fb->cap_members,
+				 sizeof(*fb->members)) < 0)
+				return -ENOMEM;
+			struct member *m = &fb->members[fb->n_members++];
+
+			memset(m, 0, sizeof(*m));
+			memcpy(m->addr, np->v[i].addr.bytes, fb->len);
+			m->set = named_set_of(db, t, np->v[i].port);
+		}
+	}
+	return 0;
+}
+
 /* Every used set's members of the family, as events (ranges) and members
  * (hosts). */
 static int family_collect(struct dir_build *db, struct family_build *fb)
@@ -764,7 +844,7 @@ static int family_collect(struct dir_build *db, struct family_build *fb)
 			}
 		}
 	}
-	return 0;
+	return family_collect_named(db, fb);
 }
 
 /* The sweep of step 1: cells, each with its signature. */
@@ -868,8 +948,8 @@ static int map_push(struct nft_plan_map *m, size_t *cap, const uint8_t *lo, cons
 static int family_maps(struct dir_build *db, struct family_build *fb, uint32_t hosts_map, uint32_t ranges_map)
 {
 	size_t cap_hosts = 0, cap_ranges = 0;
-	uint32_t *sig = malloc((db->n_used + 1) * sizeof(*sig));
-	long *one_set = malloc((db->n_used + 1) * sizeof(*one_set));
+	uint32_t *sig = malloc((db->n_all + 1) * sizeof(*sig));
+	long *one_set = malloc((db->n_all + 1) * sizeof(*one_set));
 	int ret = 0;
 
 	if (!sig || !one_set) {
@@ -877,7 +957,7 @@ static int family_maps(struct dir_build *db, struct family_build *fb, uint32_t h
 		free(one_set);
 		return -ENOMEM;
 	}
-	for (uint32_t l = 0; l <= db->n_used; l++)
+	for (size_t l = 0; l <= db->n_all; l++)
 		one_set[l] = -1;
 	ret = family_collect(db, fb);
 	if (ret == 0)
@@ -1116,6 +1196,8 @@ static void dir_release(struct dir_build *db)
 	free(db->local);
 	free(db->used);
 	free(db->mark);
+	free(db->named);
+	free(db->named_used);
 	free(db->items);
 	for (size_t i = 0; i < db->n_decisions; i++)
 		free(db->decisions[i].pieces);
@@ -1123,10 +1205,51 @@ static void dir_release(struct dir_build *db)
 	sig_table_release(&db->sigs);
 }
 
+/* The named-port tables this direction's rules use, and the set of each
+ * (table, number) pair they hold, numbered after the bundle sets. */
+static int dir_named(struct dir_build *db)
+{
+	const struct bundle *b = db->b;
+	size_t n = 0, u = 0;
+
+	db->named_used = calloc(b->n_named_ports ? b->n_named_ports : 1, sizeof(*db->named_used));
+	if (!db->named_used)
+		return -ENOMEM;
+	for (size_t i = 0; i < db->c->n_rules; i++) {
+		const struct bundle_rule *br = &db->c->rules[i];
+
+		for (size_t j = 0; !br->any_port && j < br->n_ports; j++) {
+			if (br->ports[j].name && !db->named_used[br->ports[j].named_table]) {
+				db->named_used[br->ports[j].named_table] = true;
+				db->n_named_used++;
+				n += b->named_ports[br->ports[j].named_table].n;
+			}
+		}
+	}
+	db->named = malloc((n ? n : 1) * sizeof(*db->named));
+	if (!db->named)
+		return -ENOMEM;
+	for (uint32_t t = 0; t < b->n_named_ports; t++) {
+		for (size_t i = 0; db->named_used[t] && i < b->named_ports[t].n; i++)
+			db->named[db->n_named++] =
+			    (struct named_num){.table = t, .port = b->named_ports[t].v[i].port};
+	}
+	if (db->n_named)
+		qsort(db->named, db->n_named, sizeof(*db->named), cmp_named_num);
+	for (size_t i = 0; i < db->n_named; i++) {
+		if (!u || cmp_named_num(&db->named[u - 1], &db->named[i]) != 0)
+			db->named[u++] = db->named[i];
+	}
+	db->n_named = u;
+	db->n_all = db->n_used + db->n_named;
+	return 0;
+}
+
 /* The sets this direction's rules name, numbered in bundle order. */
 static int dir_sets(struct dir_build *db)
 {
 	const struct bundle *b = db->b;
+	int ret;
 
 	db->local = calloc(b->n_sets ? b->n_sets : 1, sizeof(*db->local));
 	db->used = malloc((b->n_sets ? b->n_sets : 1) * sizeof(*db->used));
@@ -1145,7 +1268,10 @@ static int dir_sets(struct dir_build *db)
 			db->local[s] = (uint32_t)++db->n_used;
 		}
 	}
-	db->mark = calloc(db->n_used ? db->n_used : 1, sizeof(*db->mark));
+	ret = dir_named(db);
+	if (ret < 0)
+		return ret;
+	db->mark = calloc(db->n_all ? db->n_all : 1, sizeof(*db->mark));
 	if (!db->mark)
 		return -ENOMEM;
 	for (size_t i = 0; i < db->c->n_rules; i++) {
@@ -1231,9 +1357,9 @@ static int dir_build(struct nft_plan *p, const struct bundle *b, enum direction 
 		ret = none < 0 ? (int)none : 0;
 		db.none = none;
 	}
-	/* The address maps exist whenever a rule names a set, so that which
-	 * maps exist depends on the rules alone. */
-	out->has_maps = db.n_used > 0;
+	/* The address maps exist whenever a rule names a set or a port,
+	 * so that which maps exist depends on the rules alone. */
+	out->has_maps = db.n_used > 0 || db.n_named_used > 0;
 	for (size_t f = 0; ret == 0 && out->has_maps && f < 2; f++) {
 		struct family_build fb = {.family = families[f], .len = nft_addr_len(families[f])};
 		char name[NFT_NAME_MAX];

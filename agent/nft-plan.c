@@ -53,6 +53,14 @@ void nft_set_name(const char *set_id, int family, char buf[NFT_SET_NAME_MAX])
 		 family == AF_INET ? "v4" : "v6");
 }
 
+/* A named-port table's set: "n_" + the hash of its id, like a bundle
+ * set's, so that a renumbering stays an element delta. */
+static void named_set_name(const char *table_id, int family, char buf[NFT_SET_NAME_MAX])
+{
+	snprintf(buf, NFT_SET_NAME_MAX, "n_%016" PRIx64 "_%s", hash_id(table_id),
+		 family == AF_INET ? "v4" : "v6");
+}
+
 /* ---- the bundle tag ---------------------------------------------------- */
 
 void nft_tag_format(const struct nft_tag *t, char buf[NFT_TAG_MAX])
@@ -116,6 +124,8 @@ void nft_plan_release(struct nft_plan *p)
 {
 	for (size_t i = 0; i < p->n_maps; i++)
 		free(p->maps[i].elems);
+	for (size_t i = 0; i < p->n_sets; i++)
+		free(p->sets[i].keys);
 	free(p->maps);
 	free(p->sets);
 	free(p->chains);
@@ -256,8 +266,18 @@ int nft_plan_add_map(struct nft_plan *p, const char *name, enum nft_map_kind kin
 	return 0;
 }
 
-static int port_check(const struct port_match *pm)
+static int port_check(const struct bundle *b, enum direction dir, const struct port_match *pm)
 {
+	if (pm->name) {
+		/* The compiler resolves ingress names on the endpoint itself;
+		 * an egress name must come with its table. */
+		if (dir != DIR_EGRESS || pm->named_table >= b->n_named_ports ||
+		    b->named_ports[pm->named_table].proto != pm->proto)
+			return -EINVAL;
+		return pm->proto == IPPROTO_TCP || pm->proto == IPPROTO_UDP || pm->proto == IPPROTO_SCTP
+			   ? 0
+			   : -EINVAL;
+	}
 	switch (pm->proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
@@ -273,7 +293,8 @@ static int port_check(const struct port_match *pm)
 	}
 }
 
-int nft_plan_check_rule(const struct bundle_rule *br, char *err, size_t errsz)
+int nft_plan_check_rule(const struct bundle *b, enum direction dir, const struct bundle_rule *br, char *err,
+			size_t errsz)
 {
 	if (br->action != ACTION_ALLOW &&
 	    (br->action != ACTION_DENY || (br->mode != MODE_ENFORCE && br->mode != MODE_AUDIT))) {
@@ -281,7 +302,7 @@ int nft_plan_check_rule(const struct bundle_rule *br, char *err, size_t errsz)
 		return -EINVAL;
 	}
 	for (size_t i = 0; !br->any_port && i < br->n_ports; i++) {
-		if (port_check(&br->ports[i]) < 0) {
+		if (port_check(b, dir, &br->ports[i]) < 0) {
 			snprintf(err, errsz, "bundle rule %s: port match %zu not expressible", br->id, i);
 			return -EINVAL;
 		}
@@ -292,7 +313,7 @@ int nft_plan_check_rule(const struct bundle_rule *br, char *err, size_t errsz)
 /* One nft rule per (family, set, port); a rule with any peer needs no
  * family match, so it becomes one rule per port. */
 static int plan_rules_for(struct nft_plan *p, enum direction dir, size_t pos, const struct bundle_rule *br,
-			  struct nft_plan_set **by_set)
+			  struct nft_plan_set **by_set, struct nft_plan_set **by_named)
 {
 	static const int families[] = {AF_INET, AF_INET6};
 	struct nft_plan_rule r = {.kind = NFT_PLAN_RULE,
@@ -310,6 +331,20 @@ static int plan_rules_for(struct nft_plan *p, enum direction dir, size_t pos, co
 	if (br->any_peer) {
 		for (size_t j = 0; j < n_ports; j++) {
 			r.port = br->any_port ? NULL : &br->ports[j];
+			if (r.port && r.port->name) {
+				/* The destination's own number: a lookup in the
+				 * named set of each family. */
+				for (size_t f = 0; f < BH_ARRAY_SIZE(families); f++) {
+					r.family = families[f];
+					r.named = by_named[2 * r.port->named_table + f];
+					ret = nft_plan_add_rule(p, &r);
+					if (ret < 0)
+						return ret;
+				}
+				r.family = 0;
+				r.named = NULL;
+				continue;
+			}
 			ret = nft_plan_add_rule(p, &r);
 			if (ret < 0)
 				return ret;
@@ -329,6 +364,8 @@ static int plan_rules_for(struct nft_plan *p, enum direction dir, size_t pos, co
 				if (r.port && ((r.family == AF_INET && r.port->proto == IPPROTO_ICMPV6) ||
 					       (r.family == AF_INET6 && r.port->proto == IPPROTO_ICMP)))
 					continue;
+				r.named =
+				    r.port && r.port->name ? by_named[2 * r.port->named_table + f] : NULL;
 				ret = nft_plan_add_rule(p, &r);
 				if (ret < 0)
 					return ret;
@@ -361,7 +398,8 @@ static int plan_check_names(const struct nft_plan *p, char *err, size_t errsz)
 	for (size_t i = 1; i < p->n_sets; i++) {
 		if (strcmp(v[i - 1]->name, v[i]->name) == 0) {
 			snprintf(err, errsz, "bundle sets %s and %s hash to one nft set name %s",
-				 v[i - 1]->src->id, v[i]->src->id, v[i]->name);
+				 v[i - 1]->src ? v[i - 1]->src->id : v[i - 1]->named->id,
+				 v[i]->src ? v[i]->src->id : v[i]->named->id, v[i]->name);
 			ret = -EINVAL;
 			break;
 		}
@@ -396,10 +434,58 @@ static void plan_set_init(struct nft_plan_set *ps, const struct bundle_set *bs, 
 		ps->size = (uint32_t)((2 * ps->n_elems + 4095) / 4096 * 4096);
 }
 
+static int cmp_named_key(const void *a, const void *b)
+{
+	return memcmp(a, b, NFT_NAMED_KEY_MAX);
+}
+
+/* A named set: the table's pairs of the family as keys, sorted, unique. */
+static int plan_named_init(struct nft_plan_set *ps, const struct bundle_named_port *np, int family,
+			   uint32_t id)
+{
+	unsigned alen = nft_addr_len(family);
+	size_t n = 0, u = 0;
+
+	memset(ps, 0, sizeof(*ps));
+	named_set_name(np->id, family, ps->name);
+	ps->named = np;
+	ps->family = family;
+	ps->id = id;
+	for (size_t i = 0; i < np->n; i++)
+		n += np->v[i].addr.family == family;
+	if (!n)
+		return 0;
+	ps->keys = calloc(n, sizeof(*ps->keys));
+	if (!ps->keys)
+		return -ENOMEM;
+	for (size_t i = 0; i < np->n; i++) {
+		const struct bundle_named_addr *a = &np->v[i];
+
+		if (a->addr.family != family)
+			continue;
+		memcpy(ps->keys[ps->n_keys], a->addr.bytes, alen);
+		ps->keys[ps->n_keys][alen] = (uint8_t)(a->port >> 8);
+		ps->keys[ps->n_keys][alen + 1] = (uint8_t)a->port;
+		ps->n_keys++;
+	}
+	/* Whatever order the bundle kept, the diff needs this one. */
+	qsort(ps->keys, ps->n_keys, sizeof(*ps->keys), cmp_named_key);
+	for (size_t i = 0; i < ps->n_keys; i++) {
+		if (!u || memcmp(ps->keys[u - 1], ps->keys[i], NFT_NAMED_KEY_MAX) != 0)
+			memcpy(ps->keys[u++], ps->keys[i], NFT_NAMED_KEY_MAX);
+	}
+	ps->n_keys = u;
+	/* Sized as a big hosts set is, and for the same reason. */
+	ps->n_elems = u;
+	if (u >= HOSTS_SET_SIZED_FROM && u <= UINT32_MAX / 4)
+		ps->size = (uint32_t)((2 * u + 4095) / 4096 * 4096);
+	return 0;
+}
+
 /* Checks every rule's set references and kinds; used[s]: rules of ep use
- * bundle set s. */
-static int plan_check_sets(const struct bundle *b, const struct bundle_endpoint *ep, bool *used, char *err,
-			   size_t errsz)
+ * bundle set s; used_named[t]: named-port table t. */
+static int plan_check_sets(const struct bundle *b, const struct bundle_endpoint *ep, bool *used,
+			   bool *used_named, char *err, size_t errsz)
 {
 	for (int d = 0; d < DIR_COUNT; d++) {
 		const struct bundle_chain *c = &ep->chains[d];
@@ -423,8 +509,12 @@ static int plan_check_sets(const struct bundle *b, const struct bundle_endpoint 
 				if (used)
 					used[br->sets[s]] = true;
 			}
-			if (nft_plan_check_rule(br, err, errsz) < 0)
+			if (nft_plan_check_rule(b, d, br, err, errsz) < 0)
 				return -EINVAL;
+			for (size_t j = 0; used_named && !br->any_port && j < br->n_ports; j++) {
+				if (br->ports[j].name)
+					used_named[br->ports[j].named_table] = true;
+			}
 		}
 		if (c->fallback != VERDICT_ACCEPT && c->fallback != VERDICT_DROP &&
 		    c->fallback != VERDICT_AUDIT) {
@@ -436,9 +526,10 @@ static int plan_check_sets(const struct bundle *b, const struct bundle_endpoint 
 }
 
 /* The linear form's sets: in bundle set order, only those the endpoint's
- * rules use. */
+ * rules use; then the named sets, in table order, likewise. */
 static int plan_sets(struct nft_plan *p, const struct bundle *b, struct nft_plan_set **by_set,
-		     const bool *used, char *err, size_t errsz)
+		     const bool *used, struct nft_plan_set **by_named, const bool *used_named, char *err,
+		     size_t errsz)
 {
 	for (size_t s = 0; s < b->n_sets; s++) {
 		const struct bundle_set *bs = &b->sets[s];
@@ -454,6 +545,19 @@ static int plan_sets(struct nft_plan *p, const struct bundle *b, struct nft_plan
 		by_set[2 * s] = &p->sets[p->n_sets++];
 		plan_set_init(&p->sets[p->n_sets], bs, AF_INET6, (uint32_t)p->n_sets + 1);
 		by_set[2 * s + 1] = &p->sets[p->n_sets++];
+	}
+	for (size_t t = 0; t < b->n_named_ports; t++) {
+		if (!used_named[t])
+			continue;
+		/* Both families, pairs or not, as above. */
+		for (int f = 0; f < 2; f++) {
+			int ret = plan_named_init(&p->sets[p->n_sets], &b->named_ports[t],
+						  f ? AF_INET6 : AF_INET, (uint32_t)p->n_sets + 1);
+
+			if (ret < 0)
+				return ret;
+			by_named[2 * t + f] = &p->sets[p->n_sets++];
+		}
 	}
 	return plan_check_names(p, err, errsz);
 }
@@ -477,7 +581,8 @@ int nft_plan_fixed_rules(struct nft_plan *p, enum direction dir)
 }
 
 /* A linear chain: the fixed rules, every bundle rule in turn, the fallback. */
-static int plan_linear_chain(struct nft_plan *p, enum direction dir, struct nft_plan_set **by_set)
+static int plan_linear_chain(struct nft_plan *p, enum direction dir, struct nft_plan_set **by_set,
+			     struct nft_plan_set **by_named)
 {
 	const struct bundle_chain *c = &p->ep->chains[dir];
 	struct nft_plan_rule fb = {.kind = NFT_PLAN_FALLBACK,
@@ -491,36 +596,77 @@ static int plan_linear_chain(struct nft_plan *p, enum direction dir, struct nft_
 	pc->first_rule = p->n_rules;
 	ret = nft_plan_fixed_rules(p, dir);
 	for (size_t i = 0; ret == 0 && i < c->n_rules; i++)
-		ret = plan_rules_for(p, dir, i, &c->rules[i], by_set);
+		ret = plan_rules_for(p, dir, i, &c->rules[i], by_set, by_named);
 	if (ret == 0)
 		ret = nft_plan_add_rule(p, &fb);
 	pc->n_rules = p->n_rules - pc->first_rule;
 	return ret;
 }
 
-static int plan_linear(struct nft_plan *p, const struct bundle *b, const bool *used, char *err, size_t errsz)
+static int plan_linear(struct nft_plan *p, const struct bundle *b, const bool *used, const bool *used_named,
+		       char *err, size_t errsz)
 {
-	struct nft_plan_set **by_set = NULL;
+	struct nft_plan_set **by_set = NULL, **by_named = NULL;
+	size_t n = b->n_sets + b->n_named_ports;
 	int ret = 0;
 
-	if (b->n_sets) {
-		/* Two slots per bundle set, v4 and v6; at most that many nft sets. */
-		by_set = calloc(2 * b->n_sets, sizeof(*by_set));
-		p->sets = calloc(2 * b->n_sets, sizeof(*p->sets));
-		if (!by_set || !p->sets) {
+	if (n) {
+		/* Two slots per bundle set and named table, v4 and v6; at
+		 * most that many nft sets. */
+		by_set = calloc(2 * (b->n_sets ? b->n_sets : 1), sizeof(*by_set));
+		by_named = calloc(2 * (b->n_named_ports ? b->n_named_ports : 1), sizeof(*by_named));
+		p->sets = calloc(2 * n, sizeof(*p->sets));
+		if (!by_set || !by_named || !p->sets) {
 			free(by_set);
+			free(by_named);
 			return -ENOMEM;
 		}
 	}
-	ret = plan_sets(p, b, by_set, used, err, errsz);
+	ret = plan_sets(p, b, by_set, used, by_named, used_named, err, errsz);
 	for (int d = 0; ret == 0 && d < DIR_COUNT; d++)
-		ret = plan_linear_chain(p, d, by_set);
+		ret = plan_linear_chain(p, d, by_set, by_named);
 	free(by_set);
+	free(by_named);
 	return ret;
 }
 
 /* NFT_FORM_AUTO's choice for ep (nft-plan.h). */
-static enum nft_form form_for(const struct bundle_endpoint *ep)
+/* Whether the named-port tables ep's egress rules use give their names
+ * more than NFT_NAMED_NUMBERS_MAX numbers in all: each number is a class
+ * of peers of its own in the map form (a chain and a map), where the
+ * linear form has one set per table. Indices not checked yet: out of
+ * range ones are left to nft_plan_check_rule(). */
+static bool many_numbers(const struct bundle *b, const struct bundle_endpoint *ep)
+{
+	const struct bundle_chain *c = &ep->chains[DIR_EGRESS];
+	bool *seen = calloc(b->n_named_ports ? b->n_named_ports : 1, sizeof(*seen));
+	uint8_t *ports = malloc(65536 / 8);
+	size_t n = 0;
+
+	for (size_t i = 0; seen && ports && i < c->n_rules && n <= NFT_NAMED_NUMBERS_MAX; i++) {
+		const struct bundle_rule *r = &c->rules[i];
+
+		for (size_t j = 0; !r->any_port && j < r->n_ports && n <= NFT_NAMED_NUMBERS_MAX; j++) {
+			uint32_t t = r->ports[j].named_table;
+
+			if (!r->ports[j].name || t >= b->n_named_ports || seen[t])
+				continue;
+			seen[t] = true;
+			memset(ports, 0, 65536 / 8);
+			for (size_t k = 0; k < b->named_ports[t].n && n <= NFT_NAMED_NUMBERS_MAX; k++) {
+				uint16_t v = b->named_ports[t].v[k].port;
+
+				n += !(ports[v / 8] & (1u << (v % 8)));
+				ports[v / 8] |= (uint8_t)(1u << (v % 8));
+			}
+		}
+	}
+	free(seen);
+	free(ports);
+	return n > NFT_NAMED_NUMBERS_MAX;
+}
+
+static enum nft_form form_for(const struct bundle *b, const struct bundle_endpoint *ep)
 {
 	for (int d = 0; d < DIR_COUNT; d++) {
 		size_t walk = 0;
@@ -530,7 +676,7 @@ static enum nft_form form_for(const struct bundle_endpoint *ep)
 
 			walk += (r->n_sets ? r->n_sets : 1) * (r->n_ports ? r->n_ports : 1);
 			if (walk > NFT_LINEAR_WALK_MAX)
-				return NFT_FORM_MAPS;
+				return many_numbers(b, ep) ? NFT_FORM_LINEAR : NFT_FORM_MAPS;
 		}
 	}
 	return NFT_FORM_LINEAR;
@@ -539,13 +685,13 @@ static enum nft_form form_for(const struct bundle_endpoint *ep)
 int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bundle_endpoint *ep,
 		   const struct nft_tag *tag, enum nft_form form, char *err, size_t errsz)
 {
-	bool *used = NULL;
+	bool *used = NULL, *used_named = NULL;
 	uint32_t idx;
 	int ret = 0;
 
 	memset(p, 0, sizeof(*p));
 	if (form == NFT_FORM_AUTO)
-		form = form_for(ep);
+		form = form_for(b, ep);
 	p->ep = ep;
 	p->form = form;
 	p->observe = b->observe == OBSERVE_ALL;
@@ -553,11 +699,12 @@ int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bund
 		p->has_tag = true;
 		nft_tag_format(tag, p->tag);
 	}
-	if (b->n_sets && !(used = calloc(b->n_sets, sizeof(*used)))) {
+	if ((b->n_sets && !(used = calloc(b->n_sets, sizeof(*used)))) ||
+	    (b->n_named_ports && !(used_named = calloc(b->n_named_ports, sizeof(*used_named))))) {
 		ret = -ENOMEM;
 		goto err_free;
 	}
-	ret = plan_check_sets(b, ep, used, err, errsz);
+	ret = plan_check_sets(b, ep, used, used_named, err, errsz);
 	/* The base chains first, at the index of their direction. */
 	for (int d = 0; ret == 0 && d < DIR_COUNT; d++) {
 		ret = nft_plan_add_chain(p, d == DIR_INGRESS ? NFT_CHAIN_INGRESS : NFT_CHAIN_EGRESS,
@@ -566,18 +713,20 @@ int nft_plan_build(struct nft_plan *p, const struct bundle *b, const struct bund
 			p->chains[idx].hook = d == DIR_INGRESS ? "input" : "output";
 	}
 	if (ret == 0 && form == NFT_FORM_LINEAR)
-		ret = plan_linear(p, b, used, err, errsz);
+		ret = plan_linear(p, b, used, used_named, err, errsz);
 	else if (ret == 0)
 		ret = nft_plan_maps_build(p, b, err, errsz);
 	if (ret < 0)
 		goto err_free;
 	free(used);
+	free(used_named);
 	return 0;
 
 err_free:
 	if (ret == -ENOMEM)
 		snprintf(err, errsz, "out of memory");
 	free(used);
+	free(used_named);
 	nft_plan_release(p);
 	return ret;
 }
@@ -586,6 +735,8 @@ static bool port_equal(const struct port_match *a, const struct port_match *b)
 {
 	if (!a || !b)
 		return a == b;
+	if (!a->name != !b->name || (a->name && strcmp(a->name, b->name) != 0))
+		return false;
 	return a->proto == b->proto && a->lo == b->lo && a->hi == b->hi && a->icmp_type == b->icmp_type &&
 	       a->icmp_code == b->icmp_code;
 }
@@ -610,9 +761,11 @@ static bool same_rule(const struct nft_plan *a, const struct nft_plan_rule *x, c
 {
 	if (x->kind != y->kind || x->fixed != y->fixed || x->dir != y->dir || x->pos != y->pos ||
 	    x->family != y->family || x->verdict != y->verdict || x->observe != y->observe ||
-	    !port_equal(x->port, y->port) || !x->set != !y->set)
+	    !port_equal(x->port, y->port) || !x->set != !y->set || !x->named != !y->named)
 		return false;
 	if (x->set && strcmp(x->set->name, y->set->name) != 0)
+		return false;
+	if (x->named && strcmp(x->named->name, y->named->name) != 0)
 		return false;
 	if ((x->kind == NFT_PLAN_DISPATCH || x->kind == NFT_PLAN_LOOKUP) &&
 	    strcmp(a->maps[x->map].name, b->maps[y->map].name) != 0)
@@ -655,7 +808,8 @@ bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b)
 	for (i = 0; i < a->n_sets; i++) {
 		const struct nft_plan_set *x = &a->sets[i], *y = &b->sets[i];
 
-		if (strcmp(x->name, y->name) != 0 || x->family != y->family || x->interval != y->interval)
+		if (strcmp(x->name, y->name) != 0 || x->family != y->family || x->interval != y->interval ||
+		    !x->named != !y->named)
 			return false;
 		/* A sized set must hold the new elements; an unsized one grows. */
 		if (!x->size != !y->size || (x->size && y->n_elems > x->size))
@@ -696,10 +850,38 @@ bool nft_plan_same_shape(const struct nft_plan *a, const struct nft_plan *b)
 
 /* ---- the plan as a packet sees it -------------------------------------- */
 
+/* Whether (pkt's peer, its destination port) is a key of named set ns. */
+static bool packet_in_named(const struct nft_plan_set *ns, const struct nft_packet *pkt)
+{
+	uint8_t key[NFT_NAMED_KEY_MAX] = {0};
+	unsigned alen = nft_addr_len(pkt->family);
+	size_t lo = 0, hi = ns->n_keys;
+
+	if (!pkt->has_th || pkt->family != ns->family)
+		return false;
+	memcpy(key, pkt->peer, alen);
+	key[alen] = pkt->th[2];
+	key[alen + 1] = pkt->th[3];
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(key, ns->keys[mid], NFT_NAMED_KEY_MAX);
+
+		if (c == 0)
+			return true;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
 static bool packet_port_matches(const struct port_match *pm, const struct nft_packet *pkt)
 {
 	if (pm->proto != pkt->l4proto)
 		return false;
+	if (pm->name)
+		return false; /* the rule's named set decides */
 	if (pm->proto == IPPROTO_ICMP || pm->proto == IPPROTO_ICMPV6) {
 		/* The batch loads type and code only when it compares them. */
 		if ((pm->icmp_type >= 0 || pm->icmp_code >= 0) && !pkt->has_th)
@@ -787,6 +969,8 @@ static bool rule_matches(const struct nft_plan_rule *r, const struct nft_packet 
 		return false;
 	if (r->set && !packet_in_list(r->set->members, pkt))
 		return false;
+	if (r->named)
+		return r->port->proto == pkt->l4proto && packet_in_named(r->named, pkt);
 	return !r->port || packet_port_matches(r->port, pkt);
 }
 

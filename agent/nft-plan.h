@@ -26,12 +26,14 @@
  * re-validate every element on each delta (bench/element-delta.sh: 0.34
  * ms linear, 5.2 ms maps, 10,000 members), which only a long list repays
  * (bench/packet-path.sh). An endpoint that crosses the line gets its table
- * replaced whole, as any change of shape does. */
+ * replaced whole, as any change of shape does. Named ports numbered many
+ * ways (NFT_NAMED_NUMBERS_MAX) keep the linear form too. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "bulkhead/bundle.h"
 #include "nft-prefix.h"
@@ -46,12 +48,24 @@
 /* A rule's comment: its id made safe to print (nft_plan_rule_comment()). */
 #define NFT_COMMENT_MAX 128
 
-/* One nft set of the linear form: a bundle set's members of one family. */
+/* A named-port set's key as nft takes it: the address (4 or 16 bytes),
+ * then the port in a 4-byte field (big-endian, 2 bytes of zeros after). */
+#define NFT_NAMED_KEY_MAX 20
+
+/* One nft set of the linear form: a bundle set's members of one family,
+ * or (named set) a bundle_named_port table's pairs of one family, a hash
+ * of `ipv4_addr . inet_service` (ipv6_addr) that an egress rule naming a
+ * port looks the destination address and port up in. */
 struct nft_plan_set {
 	char name[NFT_SET_NAME_MAX];
-	const struct bundle_set *src;
-	const struct range_list *members; /* src's list of this family */
-	int family;			  /* AF_INET or AF_INET6 */
+	const struct bundle_set *src;	       /* NULL for a named set */
+	const struct range_list *members;      /* src's list of this family; NULL for a named set */
+	const struct bundle_named_port *named; /* a named set's table; else NULL */
+	/* A named set's keys (nft_plan_named_key_len() bytes each, zero
+	 * past it), sorted by memcmp and unique; owned by the plan. */
+	uint8_t (*keys)[NFT_NAMED_KEY_MAX];
+	size_t n_keys;
+	int family; /* AF_INET or AF_INET6 */
 	bool interval;
 	uint32_t id; /* NFTA_SET_ID within a transaction that creates it, from 1 */
 	/* A hosts set with many members: the kernel's fixed-size hash, sized
@@ -60,6 +74,12 @@ struct nft_plan_set {
 	uint32_t size;
 	uint64_t n_elems; /* addresses in members (not interval) */
 };
+
+/* The key length of a named set of family: 8 or 20. */
+static inline unsigned nft_plan_named_key_len(int family)
+{
+	return family == AF_INET ? 8 : 20;
+}
 
 /* ---- maps (the map form) ----------------------------------------------- */
 
@@ -142,6 +162,9 @@ struct nft_plan_rule {
 	int family;			/* 0: any family */
 	const struct nft_plan_set *set; /* NULL: any peer; else the source (ingress) or destination */
 	const struct port_match *port;	/* NULL: any protocol */
+	/* A named port (port->name; egress): the destination address and
+	 * port are a key of this named set (of the rule's family). */
+	const struct nft_plan_set *named;
 	enum verdict verdict;
 	bool observe;	 /* the log-only twin of the accepting rule after it (above) */
 	const char *id;	 /* rule id, fallback reason or fixed rule id, as the bundle has it (NULL: none) */
@@ -182,7 +205,10 @@ struct nft_plan {
  * nft_plan_release(); tag NULL: none. Linear form: every set the rules
  * reference gets one nft set per family, members or not; a rule with
  * peers becomes one nft rule per family, peer set and port (no ICMP rule
- * for IPv6, no ICMPv6 rule for IPv4), one without peers one per port. Map
+ * for IPv6, no ICMPv6 rule for IPv4), one without peers one per port; a
+ * named port (egress) is one per family even without peers, each looking
+ * up the named set of its family, which every named-port table the rules
+ * use gets (pairs or not), as bundle sets do. Map
  * form: see nft-plan-maps.c. With the bundle's observe all, each rule or
  * fallback that accepts comes right after its observe twin. 0, -ENOMEM,
  * or -EINVAL for a bundle nft cannot express, with the reason in err. p
@@ -245,9 +271,11 @@ BH_MUST_CHECK int nft_plan_add_map(struct nft_plan *p, const char *name, enum nf
 				   enum direction dir, int family, uint32_t *out);
 /* A member range too long to be expanded into single addresses. */
 bool nft_plan_long_range(const struct addr_range *r, int family);
-/* Checks a bundle rule nft can express: action, mode, ports. 0 or -EINVAL
- * with the reason in err. */
-BH_MUST_CHECK int nft_plan_check_rule(const struct bundle_rule *br, char *err, size_t errsz);
+/* Checks a bundle rule of chain dir of b nft can express: action, mode,
+ * ports; a named port only in egress, naming a table of b of its
+ * protocol. 0 or -EINVAL with the reason in err. */
+BH_MUST_CHECK int nft_plan_check_rule(const struct bundle *b, enum direction dir,
+				      const struct bundle_rule *br, char *err, size_t errsz);
 /* The map form's chains and maps for both directions, after the base
  * chains' fixed rules (nft-plan-maps.c). */
 BH_MUST_CHECK int nft_plan_maps_build(struct nft_plan *p, const struct bundle *b, char *err, size_t errsz);

@@ -72,6 +72,28 @@ static void text_interval(FILE *f, int family, const uint8_t *lo, const uint8_t 
 	}
 }
 
+/* A named set: address . port pairs. */
+static void text_named_set(FILE *f, const struct nft_plan_set *ps)
+{
+	unsigned alen = nft_addr_len(ps->family);
+
+	fprintf(f, "\tset %s {\n\t\ttype %s . inet_service\n", ps->name,
+		ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
+	if (ps->size)
+		fprintf(f, "\t\tsize %" PRIu32 "\n", ps->size);
+	if (ps->n_keys == 0) {
+		fputs("\t}\n", f); /* nft rejects an empty element list */
+		return;
+	}
+	fputs("\t\telements = {", f);
+	for (size_t i = 0; i < ps->n_keys; i++) {
+		text_sep(f, i);
+		text_addr(f, ps->family, ps->keys[i]);
+		fprintf(f, " . %u", (unsigned)ps->keys[i][alen] << 8 | ps->keys[i][alen + 1]);
+	}
+	fputs(" }\n\t}\n", f);
+}
+
 /* Members as nft writes them: an interval set's ranges as CIDRs or
  * LOW-HIGH, a hash set's one address at a time. */
 static void text_set(FILE *f, const struct nft_plan_set *ps)
@@ -80,6 +102,10 @@ static void text_set(FILE *f, const struct nft_plan_set *ps)
 	unsigned len = nft_addr_len(ps->family);
 	size_t n = 0;
 
+	if (ps->named) {
+		text_named_set(f, ps);
+		return;
+	}
 	fprintf(f, "\tset %s {\n\t\ttype %s\n", ps->name, ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
 	if (ps->interval)
 		fputs("\t\tflags interval\n", f);
@@ -120,7 +146,10 @@ static void text_match(FILE *f, const struct nft_plan_rule *pr)
 	if (pr->set)
 		fprintf(f, "%s %s @%s ", pr->family == AF_INET ? "ip" : "ip6",
 			pr->dir == DIR_INGRESS ? "saddr" : "daddr", pr->set->name);
-	if (pr->port) {
+	if (pr->named) {
+		fprintf(f, "meta l4proto %s %s daddr . th dport @%s ", proto_name(pr->port->proto),
+			pr->family == AF_INET ? "ip" : "ip6", pr->named->name);
+	} else if (pr->port) {
 		const struct port_match *pm = pr->port;
 
 		/* nft's name for ICMPv6 differs from the policy's. */

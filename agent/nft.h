@@ -49,6 +49,12 @@ enum nft_form {
  * counted as peer sets x ports per bundle rule) kept in the linear form
  * (nft-plan.h says why). */
 #define NFT_LINEAR_WALK_MAX 16
+/* NFT_FORM_AUTO: past this many numbers that the named ports of an
+ * endpoint's egress rules take on their destinations, the linear form
+ * all the same: each number is a class of peers, a chain and a map, of
+ * the map form (10,000 numbers: 8 s of the kernel's time to load), where
+ * the linear form has one set per name. */
+#define NFT_NAMED_NUMBERS_MAX 256
 
 /* One endpoint's table as one transaction, built and ready to send:
  * BEGIN, add/delete/add table (replacing any old table atomically), the

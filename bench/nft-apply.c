@@ -9,7 +9,10 @@
  * assumes the namespace holds OLD's table; --apply-old loads it first.
  * --fallback: when the kernel rejects a delta, send the full replace, as
  * the agent does. --linear: the form whose chains are lists of rules
- * (nft.h), instead of verdict maps. Prints one line per transaction:
+ * (nft.h), instead of verdict maps. --verify: then read the table back
+ * and compare it with a fresh build of NEW (nft_batch_verify), printing
+ * "verify: same" or "verify: differs: WHAT" (exit 1). Prints one line per
+ * transaction:
  *   old: full added=N removed=0 messages=N bytes=N
  *   update: delta added=N removed=N messages=N bytes=N
  *   update: full ...
@@ -107,21 +110,55 @@ static int apply_full(struct netns *ns, const char *path, struct nft_batch *nb, 
 	return send_batch(ns, path, nb, what);
 }
 
+/* The table read back against a fresh build of (b, ep). */
+static int verify_table(struct netns *ns, const char *path, struct nft_batch *nb, const struct bundle *b,
+			const struct bundle_endpoint *ep)
+{
+	struct mnl_socket *nl;
+	struct netns_id id;
+	uint32_t gen;
+	bool same = false;
+	int fd = netns_open(ns, path, &id), r;
+
+	r = fd < 0 ? fd : netns_mnl_open(ns, fd, NETLINK_NETFILTER, &nl);
+	if (fd >= 0)
+		close(fd);
+	if (r == 0) {
+		r = nft_batch_verify(nb, b, ep, nl, &gen, &same);
+		mnl_socket_close(nl);
+	}
+	if (r < 0) {
+		printf("verify: failed: %s\n", strerror(-r));
+		return r;
+	}
+	if (!same) {
+		printf("verify: differs: %s\n", nft_batch_error(nb));
+		return -EINVAL;
+	}
+	printf("verify: same\n");
+	return 0;
+}
+
 static void usage(FILE *f)
 {
-	fputs("usage: nft-apply [--apply-old] [--fallback] [--linear] [--nflog-group N] NETNS ENDPOINT OLD|- "
-	      "NEW\n",
+	fputs("usage: nft-apply [--apply-old] [--fallback] [--linear] [--verify] [--nflog-group N] NETNS "
+	      "ENDPOINT "
+	      "OLD|- NEW\n",
 	      f);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"apply-old", no_argument, NULL, 'a'}, {"fallback", no_argument, NULL, 'f'},
-	    {"linear", no_argument, NULL, 'l'},	   {"nflog-group", required_argument, NULL, 'g'},
-	    {"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0},
+	    {"apply-old", no_argument, NULL, 'a'},
+	    {"fallback", no_argument, NULL, 'f'},
+	    {"linear", no_argument, NULL, 'l'},
+	    {"nflog-group", required_argument, NULL, 'g'},
+	    {"verify", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	bool apply_old = false, fallback = false, full = false, linear = false;
+	bool apply_old = false, fallback = false, full = false, linear = false, verify = false;
 	const struct bundle_endpoint *old_ep = NULL, *ep;
 	struct bundle *old_b = NULL, *b = NULL;
 	const char *path, *name;
@@ -140,6 +177,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			linear = true;
+			break;
+		case 'v':
+			verify = true;
 			break;
 		case 'g': {
 			char *end;
@@ -184,7 +224,7 @@ int main(int argc, char **argv)
 
 	if (!old_b) {
 		ret = apply_full(ns, path, nb, b, ep, "update") < 0;
-		goto out;
+		goto check;
 	}
 	if (apply_old && apply_full(ns, path, nb, old_b, old_ep, "old") < 0)
 		goto out;
@@ -198,6 +238,9 @@ int main(int argc, char **argv)
 		r = apply_full(ns, path, nb, b, ep, "fallback");
 	ret = r < 0;
 
+check:
+	if (ret == 0 && verify)
+		ret = verify_table(ns, path, nb, b, ep) < 0;
 out:
 	nft_batch_free(nb);
 	netns_free(ns);

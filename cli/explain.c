@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "bulkhead/compile.h"
 #include "bulkhead/eval.h"
 #include "bulkhead/log.h"
 #include "cli.h"
@@ -40,11 +41,142 @@ static bool resolve_peer(struct offline *o, const char *s, int family, struct bh
 	return false;
 }
 
+/* ---- named ports: how each name the deciding sides' rules use resolved ---- */
+
+/* One resolution: the name on one endpoint (or on no endpoint). */
+struct name_seen {
+	enum direction dir;
+	const struct port_match *m;    /* the rule's entry: proto and name */
+	const struct endpoint *ep;     /* where it resolves; NULL: no endpoint has the address */
+	const struct endpoint_port *p; /* what ep calls the name, of any protocol; NULL: undefined */
+	bool contested;		       /* the destination is claimed twice */
+};
+
+struct names {
+	struct name_seen *v;
+	size_t n;
+	json_t *seen; /* "DIR PROTO/NAME" already listed */
+};
+
+static void names_add(struct names *ns, enum direction dir, const struct port_match *m,
+		      const struct endpoint *ep, bool contested)
+{
+	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof(*ns->v));
+	ns->v[ns->n++] =
+	    (struct name_seen){dir, m, ep, ep ? inventory_port_of(ep, m->name) : NULL, contested};
+}
+
+/* The names of the packet's protocol in the rules of the policies that
+ * apply to ep in dir, each resolved as DESIGN §2 says: ingress on ep
+ * itself, egress on every endpoint that claims the destination. */
+static void names_collect(struct offline *o, const struct packet *pkt, enum direction dir,
+			  const struct endpoint *ep, struct names *ns)
+{
+	const struct policy_doc *doc = o->doc;
+	for (size_t i = 0; ep && i < doc->n_policies; i++) {
+		const struct rule_list *rl = &doc->policies[i].rules[dir];
+		if (!rl->present || !compile_group_selects(doc->policies[i].applies_to, ep))
+			continue;
+		for (size_t k = 0; k < rl->n; k++) {
+			for (size_t p = 0; p < rl->v[k].n_ports; p++) {
+				const struct port_match *m = &rl->v[k].ports[p];
+				char key[64];
+				snprintf(key, sizeof(key), "%d %s/%s", dir, proto_name(m->proto),
+					 m->name ? m->name : "");
+				if (!m->name || m->proto != pkt->proto || json_object_get(ns->seen, key))
+					continue;
+				json_object_set_new(ns->seen, key, json_true());
+				if (dir == DIR_INGRESS) {
+					names_add(ns, dir, m, ep, false);
+					continue;
+				}
+				bool contested = inventory_addr_conflicted(o->inv, &pkt->dst);
+				size_t before = ns->n;
+				for (size_t c = 0; c < o->inv->n_claims; c++)
+					if (addr_cmp(&o->inv->claims[c].addr, &pkt->dst) == 0)
+						names_add(ns, dir, m, o->inv->claims[c].ep, contested);
+				if (ns->n == before)
+					names_add(ns, dir, m, NULL, false);
+			}
+		}
+	}
+}
+
+/* "8080", "not defined", "defined as udp/8080, not tcp". */
+static void name_result(const struct name_seen *s, char *buf, size_t size)
+{
+	if (!s->p)
+		snprintf(buf, size, "not defined: matches nothing there");
+	else if (s->p->proto != s->m->proto)
+		snprintf(buf, size, "defined as %s/%u, not %s: matches nothing there",
+			 proto_name(s->p->proto), s->p->port, proto_name(s->m->proto));
+	else
+		snprintf(buf, size, "%u%s", s->p->port,
+			 s->contested
+			     ? " (a contested address: allow rules do not match it by name, deny rules "
+			       "match any claimant's number)"
+			     : "");
+}
+
+static void names_text(const struct names *ns, const struct packet *pkt)
+{
+	for (size_t i = 0; i < ns->n; i++) {
+		const struct name_seen *s = &ns->v[i];
+		char port[32], result[160], where[300];
+		port_match_format(s->m, port, sizeof(port));
+		if (!s->ep) {
+			char a[ADDR_STRLEN];
+			addr_format(&pkt->dst, a);
+			printf("  name    %-7s %s: %s is no endpoint's: matches nothing\n",
+			       direction_name(s->dir), port, a);
+			continue;
+		}
+		snprintf(where, sizeof(where), "%s/%s", s->ep->node, s->ep->name);
+		name_result(s, result, sizeof(result));
+		printf("  name    %-7s %s on %s: %s\n", direction_name(s->dir), port, where, result);
+	}
+}
+
+/* [{"dir", "port": "tcp/http", "endpoint": "NODE/NAME"|null, "number": N|null,
+ *   "defined_as": "udp/N" (only when another protocol's)}] */
+static json_t *names_json(const struct names *ns)
+{
+	json_t *out = json_array();
+	for (size_t i = 0; i < ns->n; i++) {
+		const struct name_seen *s = &ns->v[i];
+		char port[32], where[300], other[32];
+		port_match_format(s->m, port, sizeof(port));
+		if (s->ep)
+			snprintf(where, sizeof(where), "%s/%s", s->ep->node, s->ep->name);
+		bool same = s->p && s->p->proto == s->m->proto;
+		json_t *o =
+		    json_pack("{s:s,s:s,s:s?,s:o}", "dir", direction_name(s->dir), "port", port, "endpoint",
+			      s->ep ? where : NULL, "number", same ? json_integer(s->p->port) : json_null());
+		if (s->p && !same) {
+			snprintf(other, sizeof(other), "%s/%u", proto_name(s->p->proto), s->p->port);
+			json_object_set_new(o, "defined_as", json_string(other));
+		}
+		if (s->contested)
+			json_object_set_new(o, "contested", json_true());
+		json_array_append_new(out, o);
+	}
+	return out;
+}
+
+static void names_release(struct names *ns)
+{
+	free(ns->v);
+	json_decref(ns->seen);
+}
+
 static void explain_packet(struct offline *o, const struct packet *pkt, struct path_result *res,
-			   const struct endpoint **src_ep, const struct endpoint **dst_ep)
+			   const struct endpoint **src_ep, const struct endpoint **dst_ep, struct names *ns)
 {
 	*src_ep = inventory_find_by_addr(o->inv, &pkt->src);
 	*dst_ep = inventory_find_by_addr(o->inv, &pkt->dst);
+	*ns = (struct names){.seen = json_object()};
+	names_collect(o, pkt, DIR_EGRESS, *src_ep, ns);
+	names_collect(o, pkt, DIR_INGRESS, *dst_ep, ns);
 	const struct bundle *sb = *src_ep ? offline_bundle(o, (*src_ep)->node) : NULL;
 	const struct bundle *db = *dst_ep ? offline_bundle(o, (*dst_ep)->node) : NULL;
 	eval_path(sb, sb ? bundle_find_endpoint(sb, (*src_ep)->name) : NULL, db,
@@ -62,12 +194,16 @@ static json_t *side_json(bool present, const struct endpoint *ep, const struct e
 }
 
 static json_t *explain_json(const struct path_result *res, const struct endpoint *src_ep,
-			    const struct endpoint *dst_ep)
+			    const struct endpoint *dst_ep, const struct names *ns)
 {
-	return json_pack("{s:b,s:s,s:o,s:o}", "delivered", res->delivered, "verdict",
-			 verdict_name(res->verdict), direction_name(DIR_EGRESS),
-			 side_json(res->has_egress, src_ep, &res->egress), direction_name(DIR_INGRESS),
-			 side_json(res->has_ingress, dst_ep, &res->ingress));
+	json_t *j =
+	    json_pack("{s:b,s:s,s:o,s:o}", "delivered", res->delivered, "verdict", verdict_name(res->verdict),
+		      direction_name(DIR_EGRESS), side_json(res->has_egress, src_ep, &res->egress),
+		      direction_name(DIR_INGRESS), side_json(res->has_ingress, dst_ep, &res->ingress));
+	/* Only where a rule names a port: the answers before names stay. */
+	if (j && ns->n)
+		json_object_set_new(j, "names", names_json(ns));
+	return j;
 }
 
 static void explain_side_text(const char *dir, bool present, const struct endpoint *ep,
@@ -137,8 +273,10 @@ static int explain_probes(struct offline *o, const char *file)
 			pkt.icmp_code = (uint8_t)json_integer_value(code);
 			struct path_result res;
 			const struct endpoint *src_ep, *dst_ep;
-			explain_packet(o, &pkt, &res, &src_ep, &dst_ep);
-			out = explain_json(&res, src_ep, dst_ep);
+			struct names ns;
+			explain_packet(o, &pkt, &res, &src_ep, &dst_ep, &ns);
+			out = explain_json(&res, src_ep, dst_ep, &ns);
+			names_release(&ns);
 		}
 		if (!out || json_dumpf(out, stdout, JSON_COMPACT) < 0)
 			abort();
@@ -254,9 +392,10 @@ int cmd_policy_explain(struct cli *cli, int argc, char **argv)
 	}
 	struct path_result res;
 	const struct endpoint *src_ep, *dst_ep;
-	explain_packet(&o, &pkt, &res, &src_ep, &dst_ep);
+	struct names ns;
+	explain_packet(&o, &pkt, &res, &src_ep, &dst_ep, &ns);
 	if (json) {
-		json_t *j = explain_json(&res, src_ep, dst_ep);
+		json_t *j = explain_json(&res, src_ep, dst_ep, &ns);
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(j);
@@ -273,12 +412,14 @@ int cmd_policy_explain(struct cli *cli, int argc, char **argv)
 		printf("%s -> %s %s\n", s, d, p);
 		explain_conflict(&o, &pkt.src);
 		explain_conflict(&o, &pkt.dst);
+		names_text(&ns, &pkt);
 		explain_side_text(direction_name(DIR_EGRESS), res.has_egress, src_ep, &res.egress);
 		explain_side_text(direction_name(DIR_INGRESS), res.has_ingress, dst_ep, &res.ingress);
 		printf("  result  %s\n", res.verdict == VERDICT_DROP	? "dropped"
 					 : res.verdict == VERDICT_AUDIT ? "delivered, reported as audit"
 									: "delivered");
 	}
+	names_release(&ns);
 	ret = EXIT_OK;
 out:
 	offline_release(&o);

@@ -4,9 +4,12 @@
  * Which nodes are stale is worked out lazily (prepare): after endpoints
  * changed the inventory is built again, and every node is held against
  * its inputs — the policy's generation, its list's, and the digest of each
- * label group it depends on. A group's digest covers its members'
- * addresses in inventory order with whether each is contested, which is
- * all compile_bundle() reads of the group: equal digests, equal sets.
+ * label group and named port it depends on. A group's digest covers its
+ * members' addresses in inventory order with whether each is contested,
+ * which is all compile_bundle() reads of the group: equal digests, equal
+ * sets. A named port's (proto/name, which an egress rule names) covers the
+ * same of every endpoint that defines it, with its number: equal digests,
+ * equal tables.
  *
  * With a worker, each stale node is a job that compiles it from the policy
  * and the inventory of the moment it was queued (both kept whole until it
@@ -38,8 +41,25 @@ struct shared {
 	const struct policy_group **groups;
 	size_t n_groups;
 	json_t *index; /* id → index in groups */
+	/* The named ports egress rules name (a bundle's tables), dependencies
+	 * n_groups + i. */
+	const struct port_match **names;
+	size_t n_names;
+	json_t *name_index; /* "tcp/http" → index in names */
 	struct inventory *inv;
 };
+
+static void shared_add_name(struct shared *sh, const struct port_match *m)
+{
+	char key[BUNDLE_NAMED_ID_MAX];
+	snprintf(key, sizeof(key), "%s/%s", proto_name(m->proto), m->name);
+	if (json_object_get(sh->name_index, key))
+		return;
+	sh->names = xrealloc(sh->names, (sh->n_names + 1) * sizeof(*sh->names));
+	sh->names[sh->n_names] = m;
+	json_object_set_new(sh->name_index, key, json_integer((json_int_t)sh->n_names));
+	sh->n_names++;
+}
 
 static void shared_add_group(struct shared *sh, const struct policy_group *g)
 {
@@ -57,14 +77,19 @@ static struct shared *shared_doc(struct policy_doc *doc)
 	sh->refs = 1;
 	sh->doc = doc;
 	sh->index = json_object();
+	sh->name_index = json_object();
 	for (size_t i = 0; i < doc->n_groups; i++)
 		shared_add_group(sh, doc->groups[i]);
 	for (size_t i = 0; i < doc->n_policies; i++)
 		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
 			const struct rule_list *rl = &doc->policies[i].rules[dir];
-			for (size_t k = 0; rl->present && k < rl->n; k++)
+			for (size_t k = 0; rl->present && k < rl->n; k++) {
 				for (size_t p = 0; p < rl->v[k].n_peers; p++)
 					shared_add_group(sh, rl->v[k].peers[p]);
+				for (size_t p = 0; dir == DIR_EGRESS && p < rl->v[k].n_ports; p++)
+					if (rl->v[k].ports[p].name)
+						shared_add_name(sh, &rl->v[k].ports[p]);
+			}
 		}
 	return sh;
 }
@@ -91,6 +116,8 @@ static void shared_drop(struct shared *sh)
 	policy_doc_free(sh->doc);
 	free(sh->groups);
 	json_decref(sh->index);
+	free(sh->names);
+	json_decref(sh->name_index);
 	inventory_free(sh->inv);
 	free(sh);
 }
@@ -106,7 +133,7 @@ struct compiler {
 	int64_t revision;
 	struct shared *doc; /* NULL: no policy */
 	uint64_t policy_gen;
-	struct group_digest *digests; /* one a group of doc */
+	struct group_digest *digests; /* one a group of doc, then one a name */
 	struct shared *inv;
 	uint64_t inv_gen;
 	uint64_t lists;			   /* endpoint lists taken: each node's endpoints_gen is unique */
@@ -175,7 +202,7 @@ void compiler_set_policy(struct compiler *c, int64_t revision, struct policy_doc
 	c->revision = revision;
 	c->policy_gen++;
 	free(c->digests);
-	c->digests = c->doc ? xcalloc(c->doc->n_groups ? c->doc->n_groups : 1, sizeof(*c->digests)) : NULL;
+	c->digests = c->doc ? xcalloc(c->doc->n_groups + c->doc->n_names + 1, sizeof(*c->digests)) : NULL;
 	changed(c);
 }
 
@@ -331,13 +358,47 @@ static void digest_of(const struct policy_group *g, const struct inventory *inv,
 	sha256_final(&h, out);
 }
 
-/* The digest of group i of the policy in force in the inventory as it is
- * (kept until the inventory changes). */
+/* The digest of what every endpoint in inv numbers proto/name (m), which
+ * is all compile_bundle() reads for its tables. Pure: any thread. */
+static void named_digest_of(const struct port_match *m, const struct inventory *inv,
+			    uint8_t out[SHA256_DIGEST_LEN])
+{
+	struct sha256 h;
+	sha256_init(&h);
+	for (size_t e = 0; e < inv->n; e++) {
+		const struct endpoint *ep = &inv->v[e];
+		const struct endpoint_port *port = inventory_port_of(ep, m->name);
+		if (!port || port->proto != m->proto)
+			continue;
+		uint8_t number[2] = {(uint8_t)(port->port >> 8), (uint8_t)port->port};
+		for (size_t k = 0; k < ep->n_addrs; k++) {
+			uint8_t contested = inventory_addr_conflicted(inv, &ep->addrs[k]);
+			sha256_update(&h, &ep->addrs[k].family, 1);
+			sha256_update(&h, ep->addrs[k].bytes, sizeof(ep->addrs[k].bytes));
+			sha256_update(&h, &contested, 1);
+			sha256_update(&h, number, sizeof(number));
+		}
+	}
+	sha256_final(&h, out);
+}
+
+/* Dependency i of doc: a label group, or a named port past them. */
+static void dep_digest_of(const struct shared *doc, size_t i, const struct inventory *inv,
+			  uint8_t out[SHA256_DIGEST_LEN])
+{
+	if (i < doc->n_groups)
+		digest_of(doc->groups[i], inv, out);
+	else
+		named_digest_of(doc->names[i - doc->n_groups], inv, out);
+}
+
+/* The digest of dependency i of the policy in force in the inventory as
+ * it is (kept until the inventory changes). */
 static const uint8_t *group_digest(struct compiler *c, size_t i)
 {
 	struct group_digest *gd = &c->digests[i];
 	if (gd->inv_gen != c->inv_gen) {
-		digest_of(c->doc->groups[i], c->inv->inv, gd->d);
+		dep_digest_of(c->doc, i, c->inv->inv, gd->d);
 		gd->inv_gen = c->inv_gen;
 	}
 	return gd->d;
@@ -408,7 +469,7 @@ static void build(struct compiler *c, const struct shared *doc, const struct inv
 	if (!b || !(r->bundle = bundle_to_json(b)))
 		abort();
 	memcpy(r->hash, b->hash, sizeof(r->hash));
-	r->deps = xcalloc(b->n_sets ? b->n_sets : 1, sizeof(*r->deps));
+	r->deps = xcalloc(b->n_sets + b->n_named_ports + 1, sizeof(*r->deps));
 	r->n_deps = 0;
 	size_t suffix = strlen(BUNDLE_SET_DENY_SUFFIX);
 	for (size_t i = 0; i < b->n_sets; i++) {
@@ -431,6 +492,23 @@ static void build(struct compiler *c, const struct shared *doc, const struct inv
 			continue;
 		r->deps[r->n_deps].group = g;
 		digest_of(doc->groups[g], inv, r->deps[r->n_deps].digest);
+		r->n_deps++;
+	}
+	/* Its named-port tables: proto/name and proto/name#deny are one
+	 * dependency, adjacent in id order ('#' sorts before a name's
+	 * characters). */
+	for (size_t i = 0; i < b->n_named_ports; i++) {
+		char key[BUNDLE_NAMED_ID_MAX];
+		snprintf(key, sizeof(key), "%s/%s", proto_name(b->named_ports[i].proto),
+			 b->named_ports[i].name);
+		json_t *idx = json_object_get(doc->name_index, key);
+		if (!json_is_integer(idx))
+			abort(); /* every table is a name the policy's egress rules use */
+		size_t dep = doc->n_groups + (size_t)json_integer_value(idx);
+		if (r->n_deps && r->deps[r->n_deps - 1].group == dep)
+			continue;
+		r->deps[r->n_deps].group = dep;
+		dep_digest_of(doc, dep, inv, r->deps[r->n_deps].digest);
 		r->n_deps++;
 	}
 	bundle_free(b);

@@ -2,11 +2,13 @@
  * force and the endpoints every node reported — and the bundle each node
  * must enforce, recompiled only when its inputs change.
  *
- * A node's inputs are the policy, its own endpoint list, and the members
+ * A node's inputs are the policy, its own endpoint list, the members
  * (their addresses, and which of those another endpoint claims too) of
- * every label group its bundle holds a set of: an endpoint that changes
- * on one node recompiles that node and the nodes whose rules name a group
- * the endpoint was or is in, not every node. Network groups are part of
+ * every label group its bundle holds a set of, and what every endpoint
+ * numbers each named port its bundle holds a table of: an endpoint that
+ * changes on one node recompiles that node and the nodes whose rules name
+ * a group the endpoint was or is in, or a port name it defines, not every
+ * node. Network groups are part of
  * the policy. A node whose inputs changed is "stale": it has no bundle
  * until it is compiled again, so nothing old is sent under a new revision.
  *

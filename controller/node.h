@@ -21,10 +21,11 @@
  * a peer may choose its own, up to 255). */
 #define NODE_RID_MAX 256
 
-/* A label group a node's bundle holds the members of, and the digest of
- * those members when it was compiled (compiler.c). */
+/* A label group a node's bundle holds the members of (or a named port it
+ * holds the table of), and the digest of those members when it was
+ * compiled (compiler.c). */
 struct node_dep {
-	size_t group; /* the compiler's index of the group, in the policy compiled */
+	size_t group; /* the compiler's index of the group (or name), in the policy compiled */
 	uint8_t digest[SHA256_DIGEST_LEN];
 };
 

@@ -32,6 +32,30 @@ const struct bundle_endpoint *bundle_find_endpoint(const struct bundle *b, const
 	return NULL;
 }
 
+int bundle_named_addr_cmp(const void *a, const void *b)
+{
+	const struct bundle_named_addr *x = a, *y = b;
+	int c = addr_cmp(&x->addr, &y->addr);
+	return c ? c : (x->port > y->port) - (x->port < y->port);
+}
+
+bool bundle_named_port_contains(const struct bundle_named_port *t, const struct bh_addr *a, uint16_t port)
+{
+	struct bundle_named_addr key = {*a, port};
+	size_t lo = 0, hi = t->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = bundle_named_addr_cmp(&key, &t->v[mid]);
+		if (c == 0)
+			return true;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
 /* ---- encoding ---- */
 
 /* json_object_set_new that remembers a failure instead of leaking. */
@@ -83,6 +107,27 @@ static json_t *rule_to_json(const struct bundle *b, const struct bundle_rule *r,
 		}
 		put(o, "ports", ports, ok);
 	}
+	return o;
+}
+
+/* {"id": "tcp/http", "v4": [["198.18.0.5", 8080]], "v6": [...]} */
+static json_t *named_port_to_json(const struct bundle_named_port *t, bool *ok)
+{
+	json_t *o = json_object(), *v4 = json_array(), *v6 = json_array();
+	for (size_t i = 0; v4 && v6 && i < t->n; i++) {
+		char buf[ADDR_STRLEN];
+		addr_format(&t->v[i].addr, buf);
+		append(t->v[i].addr.family == AF_INET ? v4 : v6, json_pack("[s,i]", buf, (int)t->v[i].port),
+		       ok);
+	}
+	if (!o) {
+		json_decref(v4);
+		json_decref(v6);
+		return NULL;
+	}
+	put(o, "id", json_string(t->id), ok);
+	put(o, "v4", v4, ok);
+	put(o, "v6", v6, ok);
 	return o;
 }
 
@@ -145,6 +190,13 @@ static json_t *bundle_to_json_unhashed(const struct bundle *b)
 		append(sets, o, &ok);
 	}
 	put(root, "sets", sets, &ok);
+
+	if (b->n_named_ports) {
+		json_t *tables = json_array();
+		for (size_t i = 0; tables && i < b->n_named_ports; i++)
+			append(tables, named_port_to_json(&b->named_ports[i], &ok), &ok);
+		put(root, "named_ports", tables, &ok);
+	}
 
 	if (!ok) {
 		json_decref(root);
@@ -303,6 +355,164 @@ static void decode_sets(struct json_walk *w, json_t *arr, struct bundle *b)
 	}
 }
 
+/* One family's pairs of a table: [["198.18.0.5", 8080], ...], appended
+ * to t->v (room for them is there). */
+static void decode_named_pairs(struct json_walk *w, json_t *o, const char *key, int family,
+			       struct bundle_named_port *t)
+{
+	json_t *arr = json_object_get(o, key);
+	size_t mark = jpath_push_key(&w->path, key);
+	if (!arr) {
+		walk_error(w, "missing required key");
+	} else if (walk_expect_type(w, arr, JSON_ARRAY)) {
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			size_t m2 = jpath_push_index(&w->path, i);
+			json_t *item = json_array_get(arr, i);
+			json_t *a = json_array_get(item, 0), *p = json_array_get(item, 1);
+			struct bundle_named_addr *e = &t->v[t->n];
+			if (!json_is_array(item) || json_array_size(item) != 2 || !json_is_string(a) ||
+			    !json_is_integer(p))
+				walk_error(w, "expected [ADDRESS, PORT]");
+			else if (addr_parse(json_string_value(a), &e->addr) < 0 || e->addr.family != family)
+				walk_error(w, "\"%s\": not an %s address", json_string_value(a),
+					   family == AF_INET ? "IPv4" : "IPv6");
+			else if (json_integer_value(p) < 1 || json_integer_value(p) > 65535)
+				walk_error(w, "%lld: port out of range (1-65535)",
+					   (long long)json_integer_value(p));
+			else
+				t->v[t->n++].port = (uint16_t)json_integer_value(p);
+			jpath_pop(&w->path, m2);
+		}
+	}
+	jpath_pop(&w->path, mark);
+}
+
+/* "tcp/http" or "tcp/http#deny": the id of a table, and what it names. */
+static bool named_id_parse(struct json_walk *w, const char *id, struct bundle_named_port *t)
+{
+	char base[BUNDLE_NAMED_ID_MAX];
+	size_t n = strlen(id), sfx = strlen(BUNDLE_SET_DENY_SUFFIX);
+	if (n > sfx && strcmp(id + n - sfx, BUNDLE_SET_DENY_SUFFIX) == 0)
+		n -= sfx;
+	struct port_match m;
+	const char *why = "not PROTO/NAME";
+	if (n < sizeof(base)) {
+		memcpy(base, id, n);
+		base[n] = '\0';
+	}
+	if (n >= sizeof(base) || port_match_parse(base, &m, &why) < 0 || !m.name) {
+		walk_error(w, "\"%s\": not a named-port table id (PROTO/NAME or PROTO/NAME%s): %s", id,
+			   BUNDLE_SET_DENY_SUFFIX, why);
+		return false;
+	}
+	t->proto = m.proto;
+	t->name = arena_strdup(w->arena, m.name);
+	if (!t->name)
+		w->oom = true;
+	return t->name != NULL;
+}
+
+static int named_port_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct bundle_named_port *)a)->id, ((const struct bundle_named_port *)b)->id);
+}
+
+static void decode_named_ports(struct json_walk *w, json_t *arr, struct bundle *b)
+{
+	static const char *const keys[] = {"id", "v4", "v6", NULL};
+	size_t n = json_array_size(arr);
+	if (n == 0) {
+		walk_error(w, "an empty list is left out");
+		return;
+	}
+	b->named_ports = arena_calloc(w->arena, n, sizeof(*b->named_ports));
+	if (!b->named_ports) {
+		w->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t mark = jpath_push_index(&w->path, i);
+		json_t *o = json_array_get(arr, i);
+		struct bundle_named_port *t = &b->named_ports[i];
+		if (walk_expect_type(w, o, JSON_OBJECT)) {
+			walk_check_keys(w, o, keys, NULL);
+			t->id = walk_required_string(w, o, "id");
+			if (t->id) {
+				size_t m2 = jpath_push_key(&w->path, "id");
+				if (!named_id_parse(w, t->id, t))
+					t->id = NULL;
+				jpath_pop(&w->path, m2);
+			}
+			size_t cap = json_array_size(json_object_get(o, "v4")) +
+				     json_array_size(json_object_get(o, "v6"));
+			t->v = arena_calloc(w->arena, cap ? cap : 1, sizeof(*t->v));
+			if (!t->v) {
+				w->oom = true;
+			} else {
+				decode_named_pairs(w, o, "v4", AF_INET, t);
+				decode_named_pairs(w, o, "v6", AF_INET6, t);
+				qsort(t->v, t->n, sizeof(*t->v), bundle_named_addr_cmp);
+				for (size_t k = 1; k < t->n; k++) {
+					if (bundle_named_addr_cmp(&t->v[k - 1], &t->v[k]) == 0) {
+						walk_error(w, "a pair appears more than once");
+						break;
+					}
+				}
+			}
+		}
+		if (!t->id)
+			t->id = "";
+		jpath_pop(&w->path, mark);
+	}
+	b->n_named_ports = n;
+	qsort(b->named_ports, n, sizeof(*b->named_ports), named_port_cmp);
+	for (size_t i = 1; i < n; i++) {
+		/* "": an id already reported. */
+		if (*b->named_ports[i].id && strcmp(b->named_ports[i - 1].id, b->named_ports[i].id) == 0)
+			walk_error(w, "named-port table \"%s\" appears more than once", b->named_ports[i].id);
+	}
+}
+
+static bool find_named_port(const struct bundle *b, const char *id, uint32_t *out)
+{
+	size_t lo = 0, hi = b->n_named_ports;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(id, b->named_ports[mid].id);
+		if (c == 0) {
+			*out = (uint32_t)mid;
+			return true;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
+/* A rule's named port: refused on ingress (the controller resolves those
+ * to numbers); on egress, the table of its name for its action. */
+static void decode_named_ref(struct json_walk *w, const struct bundle *b, enum direction dir,
+			     enum rule_action action, struct port_match *m)
+{
+	char id[BUNDLE_NAMED_ID_MAX];
+	if (dir == DIR_INGRESS) {
+		walk_error(w,
+			   "\"%s/%s\": an ingress rule carries numbers (its names are resolved by the "
+			   "controller)",
+			   proto_name(m->proto), m->name);
+		return;
+	}
+	snprintf(id, sizeof(id), "%s/%s%s", proto_name(m->proto), m->name,
+		 action == ACTION_DENY ? BUNDLE_SET_DENY_SUFFIX : "");
+	if (!find_named_port(b, id, &m->named_table)) {
+		walk_error(w, "no named-port table \"%s\" for this %s rule", id, action_name(action));
+		return;
+	}
+	m->name = b->named_ports[m->named_table].name;
+}
+
 static bool find_set(const struct bundle *b, const char *id, uint32_t *out)
 {
 	size_t lo = 0, hi = b->n_sets;
@@ -382,12 +592,14 @@ static void decode_rule(struct json_walk *w, json_t *o, const struct bundle *b, 
 			size_t m2 = jpath_push_index(&w->path, i);
 			json_t *item = json_array_get(v, i);
 			const char *why;
-			if (walk_expect_type(w, item, JSON_STRING)) {
-				if (port_match_parse(json_string_value(item), &r->ports[r->n_ports], &why) ==
-				    0)
-					r->n_ports++;
-				else
-					walk_error(w, "\"%s\": %s", json_string_value(item), why);
+			struct port_match *m = &r->ports[r->n_ports];
+			if (!walk_expect_type(w, item, JSON_STRING)) {
+			} else if (port_match_parse(json_string_value(item), m, &why) < 0) {
+				walk_error(w, "\"%s\": %s", json_string_value(item), why);
+			} else {
+				if (m->name)
+					decode_named_ref(w, b, dir, r->action, m);
+				r->n_ports++;
 			}
 			jpath_pop(&w->path, m2);
 		}
@@ -489,7 +701,8 @@ typedef char bundle_claim[BUNDLE_HASH_HEX + 2];
  * may free root first (a big bundle's tree is as big as the bundle). */
 static struct bundle *from_json(json_t *root, struct diag *diag, bundle_claim claim)
 {
-	static const char *const keys[] = {"format", "node", "observe", "hash", "endpoints", "sets", NULL};
+	static const char *const keys[] = {"format",	"node", "observe",     "hash",
+					   "endpoints", "sets", "named_ports", NULL};
 	size_t errors = diag->n;
 	struct arena *arena = arena_new();
 	struct bundle *b = arena ? arena_alloc(arena, sizeof(*b)) : NULL;
@@ -524,6 +737,13 @@ static struct bundle *from_json(json_t *root, struct diag *diag, bundle_claim cl
 		walk_error(&w, "missing required key");
 	else if (walk_expect_type(&w, v, JSON_ARRAY))
 		decode_sets(&w, v, b);
+	jpath_pop(&w.path, mark);
+
+	/* Named-port tables too (optional: only when there are some). */
+	v = json_object_get(root, "named_ports");
+	mark = jpath_push_key(&w.path, "named_ports");
+	if (v && walk_expect_type(&w, v, JSON_ARRAY))
+		decode_named_ports(&w, v, b);
 	jpath_pop(&w.path, mark);
 
 	v = json_object_get(root, "endpoints");

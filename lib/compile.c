@@ -3,6 +3,7 @@
  * Everything order-dependent is sorted (endpoints by name, sets by id,
  * policies by order then name), so the same inputs give the same bundle. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,6 +150,156 @@ static int collect_set_refs(const struct policy_doc *doc, const bool *applies, s
 	return 0;
 }
 
+/* A named-port table a node's egress rules reference (bundle.h). */
+struct named_ref {
+	uint8_t proto;
+	const char *name; /* the document's */
+	bool deny;
+	char id[BUNDLE_NAMED_ID_MAX];
+};
+
+static void named_id(char *buf, uint8_t proto, const char *name, enum rule_action action)
+{
+	snprintf(buf, BUNDLE_NAMED_ID_MAX, "%s/%s%s", proto_name(proto), name,
+		 action == ACTION_DENY ? BUNDLE_SET_DENY_SUFFIX : "");
+}
+
+static int named_ref_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct named_ref *)a)->id, ((const struct named_ref *)b)->id);
+}
+
+/* Every named-port table the egress rules of the applying policies
+ * reference, sorted by id and unique, in *out (malloc'd). */
+static int collect_named_refs(const struct policy_doc *doc, const bool *applies, struct named_ref **out,
+			      size_t *n_out)
+{
+	size_t n = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < doc->n_policies; i++) {
+			const struct rule_list *rl = &doc->policies[i].rules[DIR_EGRESS];
+			for (size_t k = 0; applies[i] && rl->present && k < rl->n; k++) {
+				const struct policy_rule *pr = &rl->v[k];
+				for (size_t p = 0; p < pr->n_ports; p++) {
+					const struct port_match *m = &pr->ports[p];
+					if (!m->name)
+						continue;
+					if (pass == 1) {
+						struct named_ref *r = &(*out)[n];
+						r->proto = m->proto;
+						r->name = m->name;
+						r->deny = pr->action == ACTION_DENY;
+						named_id(r->id, m->proto, m->name, pr->action);
+					}
+					n++;
+				}
+			}
+		}
+		if (pass == 0) {
+			*out = calloc(n ? n : 1, sizeof(**out));
+			if (!*out)
+				return -ENOMEM;
+			n = 0;
+		}
+	}
+	struct named_ref *refs = *out;
+	if (n)
+		qsort(refs, n, sizeof(*refs), named_ref_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (u == 0 || strcmp(refs[u - 1].id, refs[i].id) != 0)
+			refs[u++] = refs[i];
+	}
+	*n_out = u;
+	return 0;
+}
+
+/* What every endpoint the controller knows calls proto/name, as (address,
+ * number) pairs. A contested address fails closed as in build_set: out
+ * of the allow table, in the deny table with every claimant's number. */
+static int build_named_table(struct bundle *b, const struct named_ref *ref, const struct inventory *inv,
+			     struct bundle_named_port *t)
+{
+	struct arena *a = b->arena;
+	t->id = arena_strdup(a, ref->id);
+	t->name = arena_strdup(a, ref->name);
+	t->proto = ref->proto;
+	if (!t->id || !t->name)
+		return -ENOMEM;
+	size_t n = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < inv->n; i++) {
+			const struct endpoint *ep = &inv->v[i];
+			const struct endpoint_port *port = inventory_port_of(ep, ref->name);
+			if (!port || port->proto != ref->proto)
+				continue;
+			for (size_t k = 0; k < ep->n_addrs; k++) {
+				if (!ref->deny && inventory_addr_conflicted(inv, &ep->addrs[k]))
+					continue;
+				if (pass == 1)
+					t->v[n] = (struct bundle_named_addr){ep->addrs[k], port->port};
+				n++;
+			}
+		}
+		if (pass == 0) {
+			t->v = arena_calloc(a, n ? n : 1, sizeof(*t->v));
+			if (!t->v)
+				return -ENOMEM;
+			n = 0;
+		}
+	}
+	if (n)
+		qsort(t->v, n, sizeof(*t->v), bundle_named_addr_cmp);
+	t->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (t->n == 0 || bundle_named_addr_cmp(&t->v[t->n - 1], &t->v[i]) != 0)
+			t->v[t->n++] = t->v[i];
+	}
+	return 0;
+}
+
+static uint32_t named_index_of(const struct bundle *b, const struct port_match *m, enum rule_action action)
+{
+	char id[BUNDLE_NAMED_ID_MAX];
+	named_id(id, m->proto, m->name, action);
+	size_t lo = 0, hi = b->n_named_ports;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(id, b->named_ports[mid].id);
+		if (c == 0)
+			return (uint32_t)mid;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	abort(); /* every referenced name was turned into a table */
+}
+
+/* A rule's ports as the bundle carries them (DESIGN §2 "Named ports"):
+ * numbers as they are; an ingress name resolved on ep, the endpoint the
+ * chain protects, and left out where ep does not define it with that
+ * protocol; an egress name kept, with its table. */
+static void compile_ports(const struct bundle *b, const struct endpoint *ep, enum direction dir,
+			  const struct policy_rule *pr, struct bundle_rule *br)
+{
+	br->n_ports = 0;
+	for (size_t p = 0; p < pr->n_ports; p++) {
+		struct port_match m = pr->ports[p];
+		if (m.name && dir == DIR_INGRESS) {
+			const struct endpoint_port *port = inventory_port_of(ep, m.name);
+			if (!port || port->proto != m.proto)
+				continue;
+			m.lo = m.hi = port->port;
+			m.name = NULL;
+		} else if (m.name) {
+			m.named_table = named_index_of(b, &m, pr->action);
+			m.name = b->named_ports[m.named_table].name;
+		}
+		br->ports[br->n_ports++] = m;
+	}
+}
+
 /* The policies that apply to ep, in evaluation order. */
 static size_t applying_policies(const struct policy_doc *doc, const struct endpoint *ep,
 				const struct policy **out)
@@ -167,8 +318,9 @@ struct set_seen {
 	size_t stamp;
 };
 
-static int build_chain(struct bundle *b, const struct policy_doc *doc, const struct policy **pols,
-		       size_t n_pols, enum direction dir, struct set_seen *ss, struct bundle_chain *chain)
+static int build_chain(struct bundle *b, const struct policy_doc *doc, const struct endpoint *ep,
+		       const struct policy **pols, size_t n_pols, enum direction dir, struct set_seen *ss,
+		       struct bundle_chain *chain)
 {
 	struct arena *a = b->arena;
 	size_t n_rules = 0;
@@ -211,9 +363,11 @@ static int build_chain(struct bundle *b, const struct policy_doc *doc, const str
 					br->sets[br->n_sets++] = idx;
 				}
 			}
-			if (pr->n_ports)
-				memcpy(br->ports, pr->ports, pr->n_ports * sizeof(*br->ports));
-			br->n_ports = pr->n_ports;
+			compile_ports(b, ep, dir, pr, br);
+			/* Every port entry named what ep does not define: the
+			 * rule matches nothing here. */
+			if (!pr->any_port && br->n_ports == 0)
+				memset(&chain->rules[--chain->n_rules], 0, sizeof(*br));
 		}
 	}
 
@@ -240,6 +394,8 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 {
 	struct set_ref *refs = NULL;
 	size_t n_refs = 0;
+	struct named_ref *named = NULL;
+	size_t n_named = 0;
 	struct set_seen ss = {0};
 	const struct policy **pols = calloc(doc->n_policies ? doc->n_policies : 1, sizeof(*pols));
 	bool *applies = calloc(doc->n_policies ? doc->n_policies : 1, sizeof(*applies));
@@ -279,6 +435,16 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 			goto err_free;
 	}
 	b->n_sets = n_refs;
+	if (collect_named_refs(doc, applies, &named, &n_named) < 0)
+		goto err_free;
+	b->named_ports = arena_calloc(arena, n_named ? n_named : 1, sizeof(*b->named_ports));
+	if (!b->named_ports)
+		goto err_free;
+	for (size_t i = 0; i < n_named; i++) {
+		if (build_named_table(b, &named[i], inv, &b->named_ports[i]) < 0)
+			goto err_free;
+	}
+	b->n_named_ports = n_named;
 
 	/* Pass 2: each endpoint's chains. */
 	b->endpoints = arena_calloc(arena, n_local ? n_local : 1, sizeof(*b->endpoints));
@@ -296,7 +462,7 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 		be->n_addrs = ep->n_addrs;
 		size_t n_pols = applying_policies(doc, ep, pols);
 		for (enum direction dir = 0; dir < DIR_COUNT; dir++) {
-			if (build_chain(b, doc, pols, n_pols, dir, &ss, &be->chains[dir]) < 0)
+			if (build_chain(b, doc, ep, pols, n_pols, dir, &ss, &be->chains[dir]) < 0)
 				goto err_free;
 		}
 	}
@@ -305,6 +471,7 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 	if (bundle_update_hash(b) < 0)
 		goto err_free;
 	free(ss.seen);
+	free(named);
 	free(refs);
 	arena_free(tmp);
 	free(applies);
@@ -313,6 +480,7 @@ struct bundle *compile_bundle(const struct policy_doc *doc, const struct invento
 
 err_free:
 	free(ss.seen);
+	free(named);
 	free(refs);
 	arena_free(tmp);
 	free(applies);

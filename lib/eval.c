@@ -12,10 +12,26 @@ bool eval_is_neighbour_discovery(const struct packet *pkt)
 	       pkt->icmp_type <= 136;
 }
 
-static bool port_matches(const struct port_match *m, const struct packet *pkt)
+/* A named port (DESIGN §2): resolved on the destination. In a bundle only
+ * egress rules carry names (the compiler resolved ingress ones), and the
+ * pair (destination, port) must be one of its table's: what the endpoint
+ * owning that address calls the name, or, for a contested address, nothing
+ * (allow) or any claimant's number (deny). */
+static bool named_port_matches(const struct bundle *b, const struct port_match *m, enum direction dir,
+			       const struct packet *pkt)
+{
+	if (dir != DIR_EGRESS || m->named_table >= b->n_named_ports)
+		return false;
+	return bundle_named_port_contains(&b->named_ports[m->named_table], &pkt->dst, pkt->dport);
+}
+
+static bool port_matches(const struct bundle *b, const struct port_match *m, enum direction dir,
+			 const struct packet *pkt)
 {
 	if (m->proto != pkt->proto)
 		return false;
+	if (m->name)
+		return named_port_matches(b, m, dir, pkt);
 	switch (m->proto) {
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
@@ -27,8 +43,8 @@ static bool port_matches(const struct port_match *m, const struct packet *pkt)
 	}
 }
 
-static bool rule_matches(const struct bundle *b, const struct bundle_rule *r, const struct bh_addr *peer,
-			 const struct packet *pkt)
+static bool rule_matches(const struct bundle *b, const struct bundle_rule *r, enum direction dir,
+			 const struct bh_addr *peer, const struct packet *pkt)
 {
 	bool peer_ok = r->any_peer;
 	for (size_t i = 0; !peer_ok && i < r->n_sets; i++) {
@@ -40,7 +56,7 @@ static bool rule_matches(const struct bundle *b, const struct bundle_rule *r, co
 	if (r->any_port)
 		return true;
 	for (size_t i = 0; i < r->n_ports; i++) {
-		if (port_matches(&r->ports[i], pkt))
+		if (port_matches(b, &r->ports[i], dir, pkt))
 			return true;
 	}
 	return false;
@@ -67,7 +83,7 @@ void eval_packet(const struct bundle *b, const struct bundle_endpoint *ep, enum 
 	const struct bh_addr *peer = dir == DIR_INGRESS ? &pkt->src : &pkt->dst;
 	for (size_t i = 0; i < chain->n_rules; i++) {
 		const struct bundle_rule *r = &chain->rules[i];
-		if (!rule_matches(b, r, peer, pkt))
+		if (!rule_matches(b, r, dir, peer, pkt))
 			continue;
 		out->rule = r;
 		out->reason = r->id;

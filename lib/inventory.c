@@ -125,6 +125,22 @@ static void parse_ports(struct json_walk *w, json_t *obj, struct endpoint *ep)
 	qsort(ep->ports, ep->n_ports, sizeof(*ep->ports), port_cmp);
 }
 
+const struct endpoint_port *inventory_port_of(const struct endpoint *ep, const char *name)
+{
+	size_t lo = 0, hi = ep->n_ports;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, ep->ports[mid].name);
+		if (c == 0)
+			return &ep->ports[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
 static void parse_endpoint(struct json_walk *w, json_t *obj, const char *node, unsigned flags,
 			   struct endpoint *ep)
 {

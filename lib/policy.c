@@ -517,6 +517,10 @@ static void parse_rule(struct parser *p, json_t *obj, const char *policy, enum d
 				} else if (port_match_parse(json_string_value(item),
 							    &out->ports[out->n_ports], &why) < 0) {
 					walk_error(&p->w, "\"%s\": %s", json_string_value(item), why);
+				} else if (out->ports[out->n_ports].name &&
+					   !(out->ports[out->n_ports].name =
+						 arena_strdup(p->w.arena, out->ports[out->n_ports].name))) {
+					p->w.oom = true;
 				} else {
 					out->n_ports++;
 				}

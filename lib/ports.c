@@ -1,5 +1,5 @@
 /* Port and protocol matches: "tcp", "tcp/80", "udp/8000-8100", "icmp/8",
- * "icmpv6/128/0". */
+ * "icmpv6/128/0", and named ports "tcp/http". */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -32,13 +32,32 @@ static int parse_number(const char **s, unsigned max, unsigned *out)
 	return 0;
 }
 
+/* After "PROTO/": a name rather than a number, a range or an ICMP
+ * type/code when it holds anything but digits, '-' and '/' (Kubernetes: a
+ * port is a number or a name, and a name has a letter). */
+static bool port_text_is_name(const char *p)
+{
+	return p[strspn(p, "0123456789-/")] != '\0';
+}
+
+/* "8000-http": digits, then '-': the shape of a range, with a name for
+ * its high end. Refused rather than read as the name "8000-http". */
+static bool port_text_is_range_with_name(const char *p)
+{
+	size_t digits = strspn(p, "0123456789");
+	return digits > 0 && p[digits] == '-';
+}
+
 int port_match_parse(const char *s, struct port_match *out, const char **why)
 {
 	const char *slash = strchr(s, '/');
 	size_t nlen = slash ? (size_t)(slash - s) : strlen(s);
 	struct port_match m = {.lo = 0, .hi = 65535, .icmp_type = -1, .icmp_code = -1};
+	const char *ignored;
 	if (!proto_lookup(s, nlen, &m.proto)) {
-		*why = "unknown protocol (expected tcp, udp, sctp, icmp or icmpv6)";
+		*why = !slash && named_port_name_valid(s, &ignored)
+			   ? "a named port needs its protocol: tcp/NAME, udp/NAME or sctp/NAME"
+			   : "unknown protocol (expected tcp, udp, sctp, icmp or icmpv6)";
 		return -EINVAL;
 	}
 	if (!slash) {
@@ -49,6 +68,24 @@ int port_match_parse(const char *s, struct port_match *out, const char **why)
 	const char *p = slash + 1;
 	unsigned a, b;
 	int r;
+	if (port_text_is_name(p)) {
+		if (proto_is_icmp(m.proto)) {
+			*why = "a named port is tcp/NAME, udp/NAME or sctp/NAME (ICMP has types, not "
+			       "ports)";
+			return -EINVAL;
+		}
+		if (port_text_is_range_with_name(p)) {
+			*why = "a port range is LOW-HIGH in numbers; a named port stands alone";
+			return -EINVAL;
+		}
+		if (!named_port_name_valid(p, why))
+			return -EINVAL;
+		/* lo = hi = 0 matches no packet, should a reader miss the name. */
+		m.lo = m.hi = 0;
+		m.name = p;
+		*out = m;
+		return 0;
+	}
 	if (proto_is_icmp(m.proto)) {
 		r = parse_number(&p, 255, &a);
 		if (r < 0) {
@@ -114,7 +151,9 @@ void port_match_format(const struct port_match *p, char *buf, size_t size)
 	const char *name = proto_name(p->proto);
 	if (!name)
 		name = "?";
-	if (proto_is_icmp(p->proto)) {
+	if (p->name) {
+		snprintf(buf, size, "%s/%s", name, p->name);
+	} else if (proto_is_icmp(p->proto)) {
 		if (p->icmp_type < 0)
 			snprintf(buf, size, "%s", name);
 		else if (p->icmp_code < 0)
@@ -164,7 +203,7 @@ int named_port_parse(const char *s, uint8_t *proto, uint16_t *port, const char *
 	struct port_match m;
 	if (port_match_parse(s, &m, why) < 0)
 		return -EINVAL;
-	if (proto_is_icmp(m.proto) || m.lo != m.hi || m.lo == 0) {
+	if (m.name || proto_is_icmp(m.proto) || m.lo != m.hi || m.lo == 0) {
 		*why = "a named port is tcp/N, udp/N or sctp/N";
 		return -EINVAL;
 	}

@@ -173,6 +173,12 @@ static const struct field set_delta_fields[] = {
     {"ipv6", F_OBJECT, true},
     END,
 };
+static const struct field named_delta_fields[] = {
+    {"named_port", F_STRING, false},
+    {"v4", F_OBJECT, true},
+    {"v6", F_OBJECT, true},
+    END,
+};
 
 static const struct field *const type_fields[PROTO_TYPE_COUNT] = {
     [PROTO_HELLO] = hello_fields,	  [PROTO_BUNDLE] = bundle_fields,
@@ -269,6 +275,23 @@ static bool check_strings(json_t *arr, const char *where, char *err, size_t n)
 	return ok;
 }
 
+/* [ADDRESS, PORT] pairs: a named-port table's elements (bundle.h); the
+ * bundle decoder checks what they hold. */
+static bool check_pairs(json_t *arr, const char *where, char *err, size_t n)
+{
+	if (!arr)
+		return true;
+	bool ok = json_is_array(arr);
+	size_t i;
+	json_t *e;
+	json_array_foreach (arr, i, e)
+		ok &= json_is_array(e) && json_array_size(e) == 2 && json_is_string(json_array_get(e, 0)) &&
+		      json_is_integer(json_array_get(e, 1));
+	if (!ok)
+		snprintf(err, n, "%s must be an array of [ADDRESS, PORT] pairs", where);
+	return ok;
+}
+
 /* obj's string key is one of words (NULL-terminated); else the error
  * "where: \"key\" must be \"a\", \"b\" or \"c\"". */
 static bool check_word(json_t *obj, const char *key, const char *const *words, const char *where, char *err,
@@ -338,14 +361,19 @@ static bool check_nested(enum proto_type t, json_t *body, char *err, size_t n)
 	if (t == PROTO_DELTA) {
 		json_array_foreach (json_object_get(body, "sets"), i, e) {
 			snprintf(where, sizeof(where), "sets[%zu]", i);
-			if (!check_fields(e, set_delta_fields, where, err, n))
+			bool named = json_object_get(e, "named_port") != NULL;
+			if (!check_fields(e, named ? named_delta_fields : set_delta_fields, where, err, n))
 				return false;
-			static const char *const fams[] = {"ipv4", "ipv6"};
+			static const char *const set_fams[] = {"ipv4", "ipv6"}, *const named_fams[] = {"v4",
+												       "v6"};
+			const char *const *fams = named ? named_fams : set_fams;
+			bool (*check)(json_t *, const char *, char *, size_t) =
+			    named ? check_pairs : check_strings;
 			for (int f = 0; f < 2; f++) {
 				json_t *fam = json_object_get(e, fams[f]);
 				snprintf(where, sizeof(where), "sets[%zu].%s", i, fams[f]);
-				if (fam && (!check_strings(json_object_get(fam, "add"), where, err, n) ||
-					    !check_strings(json_object_get(fam, "remove"), where, err, n)))
+				if (fam && (!check(json_object_get(fam, "add"), where, err, n) ||
+					    !check(json_object_get(fam, "remove"), where, err, n)))
 					return false;
 			}
 		}
@@ -494,7 +522,18 @@ json_t *proto_endpoints_inventory(const char *node, json_t *endpoints)
 
 /* ---- deltas ---- */
 
-static json_t *string_set_diff(json_t *a, json_t *b)
+/* An element's key for set_diff: a set's string itself, a named-port
+ * pair ["198.18.0.5",8080] as compact JSON. NULL for anything else. */
+static char *element_key(json_t *e)
+{
+	if (json_is_string(e))
+		return strdup(json_string_value(e));
+	if (json_is_array(e))
+		return json_dumps(e, JSON_COMPACT);
+	return NULL;
+}
+
+static json_t *set_diff(json_t *a, json_t *b)
 {
 	/* Elements of a not in b, in a's order. Both arrays are sorted and
 	 * unique in a canonical bundle, but a hash table keeps this honest for
@@ -502,12 +541,18 @@ static json_t *string_set_diff(json_t *a, json_t *b)
 	json_t *seen = json_object(), *out = json_array();
 	size_t i;
 	json_t *e;
-	json_array_foreach (b, i, e)
-		if (json_is_string(e))
-			json_object_set(seen, json_string_value(e), json_true());
-	json_array_foreach (a, i, e)
-		if (json_is_string(e) && !json_object_get(seen, json_string_value(e)))
+	json_array_foreach (b, i, e) {
+		char *k = element_key(e);
+		if (k)
+			json_object_set(seen, k, json_true());
+		free(k);
+	}
+	json_array_foreach (a, i, e) {
+		char *k = element_key(e);
+		if (k && !json_object_get(seen, k))
 			json_array_append(out, e);
+		free(k);
+	}
 	json_decref(seen);
 	return out;
 }
@@ -528,30 +573,41 @@ static bool equal_except(json_t *a, json_t *b, const char *const *skip)
 	return eq;
 }
 
-json_t *proto_delta_make(json_t *from, json_t *to)
+/* One kind of element lists, "sets" (a SET-DELTA per changed set, keyed
+ * "id") or "named_ports" (a NAMED-DELTA per changed table, keyed
+ * "named_port"), of from into to, appended to out. False when the lists
+ * differ in anything but elements: a list, set or table came or went. */
+struct element_lists {
+	const char *member;	 /* of the bundle */
+	const char *delta_key;	 /* the delta's name for the id */
+	const char *const *skip; /* the element lists of one entry */
+};
+
+static const char *const set_fams[] = {"ipv4", "ipv6", NULL};
+static const char *const named_fams[] = {"v4", "v6", NULL};
+static const struct element_lists kinds_of_lists[] = {
+    {"sets", "id", set_fams},
+    {"named_ports", "named_port", named_fams},
+};
+
+static bool delta_lists(const struct element_lists *el, json_t *from, json_t *to, json_t *out)
 {
-	static const char *const skip_bundle[] = {"sets", "hash", NULL};
-	static const char *const skip_set[] = {"ipv4", "ipv6", NULL};
-	if (!equal_except(from, to, skip_bundle))
-		return NULL;
-	json_t *fs = json_object_get(from, "sets"), *ts = json_object_get(to, "sets");
+	json_t *fs = json_object_get(from, el->member), *ts = json_object_get(to, el->member);
+	if (!fs && !ts && strcmp(el->member, "sets") != 0)
+		return true; /* optional, and absent from both */
 	if (!json_is_array(fs) || !json_is_array(ts) || json_array_size(fs) != json_array_size(ts))
-		return NULL;
-	json_t *out = json_array();
+		return false;
 	for (size_t i = 0; i < json_array_size(fs); i++) {
 		json_t *f = json_array_get(fs, i), *t = json_array_get(ts, i);
-		if (!equal_except(f, t, skip_set)) {
-			json_decref(out);
-			return NULL; /* a set came, went or changed kind: rules changed */
-		}
-		json_t *d = json_pack("{s:O}", "id", json_object_get(t, "id"));
+		if (!equal_except(f, t, el->skip))
+			return false; /* one came, went or changed kind: rules changed */
+		json_t *d = json_pack("{s:O}", el->delta_key, json_object_get(t, "id"));
 		bool changed = false;
-		static const char *const fams[] = {"ipv4", "ipv6"};
-		for (int k = 0; k < 2; k++) {
-			json_t *fe = json_object_get(f, fams[k]), *te = json_object_get(t, fams[k]);
-			json_t *add = string_set_diff(te, fe), *rem = string_set_diff(fe, te);
+		for (int k = 0; el->skip[k]; k++) {
+			json_t *fe = json_object_get(f, el->skip[k]), *te = json_object_get(t, el->skip[k]);
+			json_t *add = set_diff(te, fe), *rem = set_diff(fe, te);
 			if (json_array_size(add) || json_array_size(rem)) {
-				json_object_set_new(d, fams[k],
+				json_object_set_new(d, el->skip[k],
 						    json_pack("{s:o,s:o}", "add", add, "remove", rem));
 				changed = true;
 			} else {
@@ -563,7 +619,36 @@ json_t *proto_delta_make(json_t *from, json_t *to)
 			json_array_append(out, d);
 		json_decref(d);
 	}
+	return true;
+}
+
+json_t *proto_delta_make(json_t *from, json_t *to)
+{
+	static const char *const skip_bundle[] = {"sets", "named_ports", "hash", NULL};
+	if (!equal_except(from, to, skip_bundle))
+		return NULL;
+	json_t *out = json_array();
+	for (size_t i = 0; i < BH_ARRAY_SIZE(kinds_of_lists); i++) {
+		if (!delta_lists(&kinds_of_lists[i], from, to, out)) {
+			json_decref(out);
+			return NULL;
+		}
+	}
 	return out;
+}
+
+/* The entries of a bundle's list member by id (the last of equal ids),
+ * looked up once per delta entry rather than searched: a delta may touch
+ * every set. New reference. */
+static json_t *entries_by_id(json_t *list)
+{
+	json_t *by_id = json_object();
+	size_t i;
+	json_t *d;
+	json_array_foreach (list, i, d)
+		if (json_is_string(json_object_get(d, "id")))
+			json_object_set(by_id, json_string_value(json_object_get(d, "id")), d);
+	return by_id;
 }
 
 json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag)
@@ -575,26 +660,25 @@ json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag)
 		json_decref(out);
 		return NULL;
 	}
-	/* The held sets by id (the last of equal ids), looked up once per
-	 * delta set rather than searched: a delta may touch every set. */
-	json_t *by_id = json_object();
+	json_t *by_id[2] = {entries_by_id(bsets), entries_by_id(json_object_get(out, "named_ports"))};
 	size_t i;
 	json_t *d;
-	json_array_foreach (bsets, i, d)
-		if (json_is_string(json_object_get(d, "id")))
-			json_object_set(by_id, json_string_value(json_object_get(d, "id")), d);
 	json_array_foreach (sets, i, d) {
-		const char *id = json_string_value(json_object_get(d, "id"));
-		json_t *target = id ? json_object_get(by_id, id) : NULL;
-		if (target && !json_equal(json_object_get(target, "id"), json_object_get(d, "id")))
+		int kind = json_object_get(d, "named_port") ? 1 : 0;
+		const struct element_lists *el = &kinds_of_lists[kind];
+		json_t *key = json_object_get(d, el->delta_key);
+		const char *id = json_string_value(key);
+		json_t *target = id ? json_object_get(by_id[kind], id) : NULL;
+		if (target && !json_equal(json_object_get(target, "id"), key))
 			target = NULL;
 		if (!target) {
 			char p[32];
-			snprintf(p, sizeof(p), "/sets/%zu/id", i);
-			diag_add(diag, p, "no set \"%s\" in the bundle held", id ? id : "?");
+			snprintf(p, sizeof(p), "/sets/%zu/%s", i, el->delta_key);
+			diag_add(diag, p, "no %s \"%s\" in the bundle held",
+				 kind ? "named-port table" : "set", id ? id : "?");
 			continue;
 		}
-		static const char *const fams[] = {"ipv4", "ipv6"};
+		const char *const *fams = el->skip;
 		for (int k = 0; k < 2; k++) {
 			json_t *fd = json_object_get(d, fams[k]);
 			if (!fd)
@@ -604,12 +688,13 @@ json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag)
 				cur = json_array();
 				json_object_set_new(target, fams[k], cur);
 			}
-			json_t *kept = string_set_diff(cur, json_object_get(fd, "remove"));
+			json_t *kept = set_diff(cur, json_object_get(fd, "remove"));
 			json_array_extend(kept, json_object_get(fd, "add"));
 			json_object_set_new(target, fams[k], kept);
 		}
 	}
-	json_decref(by_id);
+	json_decref(by_id[0]);
+	json_decref(by_id[1]);
 	if (diag->n) {
 		json_decref(out);
 		return NULL;

@@ -66,6 +66,14 @@ struct bundle_named_port {
 	size_t n;
 };
 
+/* The longest table id: "sctp/" + a 15-character name + "#deny", NUL. */
+#define BUNDLE_NAMED_ID_MAX 32
+
+/* Orders bundle_named_addr by address (IPv4 first), then port; for qsort. */
+int bundle_named_addr_cmp(const void *a, const void *b);
+/* Whether (a, port) is a pair of table t: a binary search. */
+bool bundle_named_port_contains(const struct bundle_named_port *t, const struct bh_addr *a, uint16_t port);
+
 struct bundle_rule {
 	const char *id;	    /* "POLICY/DIRECTION/INDEX", stable across compiles */
 	const char *policy; /* policy name */

@@ -112,5 +112,8 @@ void inventory_conflict_text(const struct addr_conflict *c, char *buf, size_t si
 /* What a conflict does, for every message that reports one. */
 #define INVENTORY_CONFLICT_EFFECT "no allow rule admits it through a label group; deny rules still match it"
 
+/* ep's named port name (DESIGN §2), or NULL: a binary search. */
+const struct endpoint_port *inventory_port_of(const struct endpoint *ep, const char *name);
+
 /* The endpoint "node/name", or NULL. A binary search once finished. */
 const struct endpoint *inventory_find(const struct inventory *inv, const char *node, const char *name);

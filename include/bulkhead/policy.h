@@ -145,8 +145,9 @@ bool label_value_valid(const char *value, const char **why);
 bool selector_matches(const struct selector *sel, const struct label_set *labels);
 const char *label_set_get(const struct label_set *labels, const char *key);
 
-/* "tcp/80", "tcp/8000-8100", "icmp/8/0", "udp": 0 or -EINVAL with *why
- * set to a message. */
+/* "tcp/80", "tcp/8000-8100", "icmp/8/0", "udp", "tcp/http": 0 or -EINVAL
+ * with *why set to a message. For a named port, out->name points into s
+ * (copy it if s does not outlive out) and lo = hi = 0. */
 BH_MUST_CHECK int port_match_parse(const char *s, struct port_match *out, const char **why);
 void port_match_format(const struct port_match *p, char *buf, size_t size);
 

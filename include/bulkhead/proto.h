@@ -30,9 +30,11 @@
  *
  * controller → agent
  *   BUNDLE     {"revision": N, "bundle": BUNDLE-JSON}   the whole bundle
- *   DELTA      {"revision": N, "base": H, "hash": H2, "sets": [SET-DELTA...]}
- *              the bundle H with set elements added and removed gives H2; an
- *              agent that does not hold H answers with HELLO (full resync)
+ *   DELTA      {"revision": N, "base": H, "hash": H2,
+ *               "sets": [SET-DELTA|NAMED-DELTA...]}
+ *              the bundle H with set and named-port table elements added and
+ *              removed gives H2; an agent that does not hold H answers with
+ *              HELLO (full resync)
  *   HEARTBEAT  {}
  *   FLOWS_ACK  {"epoch": E, "seq": N, "rejected": S|null}   batch stored
  *              (committed), or with "rejected": refused for good (the
@@ -44,7 +46,9 @@
  *   REFUSED    {"reason": S}   the HELLO was refused (wrong node for the key,
  *              bad version); the agent logs it and retries later
  *
- * ENDPOINT  = {"name", "netns": S|null, "labels": {K: V}, "addresses": [IP]}
+ * ENDPOINT  = {"name", "netns": S|null, "labels": {K: V}, "addresses": [IP],
+ *              "ports": {NAME: "tcp/N"|"udp/N"|"sctp/N"}}  "ports" only when
+ *              it has some (named ports, DESIGN §2; checked as an inventory's)
  * FLOW      = {"endpoint", "dir": "ingress"|"egress", "src": IP, "dst": IP,
  *              "proto": "tcp"|"udp"|"sctp"|"icmp"|"icmpv6"|NUMBER-AS-TEXT,
  *              "port": N|null (destination port), "icmp_type": N|null,
@@ -63,6 +67,10 @@
  * SET-DELTA = {"id", "ipv4": {"add": [E], "remove": [E]},
  *                    "ipv6": {"add": [E], "remove": [E]}}
  *             E as in the bundle's sets ("198.18.0.1", "A-B" ranges)
+ * NAMED-DELTA = {"named_port": ID, "v4": {"add": [P], "remove": [P]},
+ *                                  "v6": {"add": [P], "remove": [P]}}
+ *             a table of the bundle's "named_ports" (bundle.h) by its id,
+ *             P a pair as there: ["198.18.0.5", 8080]
  *
  * Numbers and sizes in FLOWS have ranges (the PROTO_FLOWS_* limits below);
  * "src" and "dst" are addresses of one family. A FLOWS body outside them is
@@ -169,14 +177,15 @@ char *proto_encode(json_t *body, size_t *len);
  * INVENTORY_NEED_ADDRESSES. New reference. */
 json_t *proto_endpoints_inventory(const char *node, json_t *endpoints);
 
-/* ---- set-element deltas between two bundles of one node ---- */
+/* ---- element deltas between two bundles of one node ---- */
 
 /* The DELTA "sets" list turning bundle JSON from into to, or NULL when they
- * differ in anything but set elements (then a full BUNDLE is needed).
- * Both are bundle_to_json() objects. New reference. */
+ * differ in anything but the elements of sets and named-port tables (then
+ * a full BUNDLE is needed: also when a table comes or goes). Both are
+ * bundle_to_json() objects. New reference. */
 json_t *proto_delta_make(json_t *from, json_t *to);
-/* Applies a SET-DELTA list to a copy of bundle JSON base; the result still
- * has base's "hash", so bundle_from_json on it fails unless the caller puts
- * the expected hash in first (which is how a delta is verified). NULL with
- * the problem in diag. New reference. */
+/* Applies a SET-DELTA and NAMED-DELTA list to a copy of bundle JSON base;
+ * the result still has base's "hash", so bundle_from_json on it fails
+ * unless the caller puts the expected hash in first (which is how a delta
+ * is verified). NULL with the problem in diag. New reference. */
 json_t *proto_delta_apply(json_t *base, json_t *sets, struct diag *diag);

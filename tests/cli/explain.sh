@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `bulkhead policy explain`: both sides of a path are named with the rule that
-# decides; --probes answers JSON lines in order; bad probes are reported.
+# decides; --probes answers JSON lines in order; bad probes are reported;
+# named ports say how they resolved.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cli=$(realpath "${1:-$root/build/cli/bulkhead}")
@@ -61,6 +62,36 @@ check "a contested source: a note, and the deny rule still drops it" "$got" "198
 got=$("$cli" policy explain "$tmp/policy.json" "${cinvs[@]}" --from 198.18.3.1 --to node-a/logs-1 --proto tcp --port 514 2>/dev/null | tail -2)
 check "a contested source: the allow by label no longer admits it" "$got" "  ingress at node-a/logs-1            drop   by default-deny
   result  dropped"
+
+# Named ports (tests/fixtures/eval/named-ports.json): explain says how each
+# name the deciding rules use resolved, and where; answers without names
+# are as they were.
+/usr/bin/python3 -c '
+import json, sys
+sc = json.load(open(sys.argv[1]))
+json.dump(sc["policy"], open(sys.argv[2] + "/np-policy.json", "w"))
+for i, inv in enumerate(sc["inventory"]):
+    json.dump(inv, open("%s/np-inv%d.json" % (sys.argv[2], i), "w"))' "$root/tests/fixtures/eval/named-ports.json" "$tmp"
+ninvs=(--inventory "$tmp/np-inv0.json" --inventory "$tmp/np-inv1.json")
+got=$("$cli" policy explain "$tmp/np-policy.json" "${ninvs[@]}" --from node-a/client-1 --to node-b/db-1 --proto tcp --port 9090 2>/dev/null)
+check "named port, egress: the number on the destination" "$got" "198.18.1.10 -> 198.18.2.1 tcp/9090
+  name    egress  tcp/http on node-b/db-1: 9090
+  egress  at node-a/client-1          accept by client-egress/egress/0
+  ingress at node-b/db-1              accept by defaults
+  result  delivered"
+got=$("$cli" policy explain "$tmp/np-policy.json" "${ninvs[@]}" --from node-a/client-1 --to node-a/api-1 --proto tcp --port 8080 2>/dev/null | sed -n 2,3p)
+check "named port defined with another protocol, both sides" "$got" "  name    egress  tcp/http on node-a/api-1: defined as udp/8080, not tcp: matches nothing there
+  name    ingress tcp/http on node-a/api-1: defined as udp/8080, not tcp: matches nothing there"
+got=$("$cli" policy explain "$tmp/np-policy.json" "${ninvs[@]}" --from node-a/client-1 --to 198.18.9.9 --proto udp --port 53 2>/dev/null | sed -n 2p)
+check "named port, egress to an address no endpoint has" "$got" "  name    egress  udp/dns: 198.18.9.9 is no endpoint's: matches nothing"
+got=$("$cli" policy explain "$tmp/np-policy.json" "${ninvs[@]}" --from node-a/batch-1 --to 198.18.2.9 --proto tcp --port 8088 --json 2>/dev/null |
+  /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["egress"]["reason"], [(n["endpoint"], n["number"], n.get("contested")) for n in j["names"]])')
+check "named port, contested: every claimant's number (--json)" "$got" \
+  "batch-egress/egress/0 [('node-b/shared-1', 8080, True), ('node-b/shared-2', 8088, True)]"
+got=$(echo '{"src":"198.18.1.20","dst":"198.18.1.2","proto":"tcp","port":9100}' |
+  "$cli" policy explain "$tmp/np-policy.json" "${ninvs[@]}" --probes - 2>/dev/null)
+check "--probes: names, one not defined on the destination" "$got" \
+'{"delivered":false,"verdict":"drop","egress":{"endpoint":"node-a/batch-1","verdict":"accept","reason":"batch-egress/egress/1"},"ingress":{"endpoint":"node-a/web-2","verdict":"drop","reason":"default-deny"},"names":[{"dir":"egress","port":"tcp/http","endpoint":"node-a/web-2","number":8081},{"dir":"ingress","port":"tcp/http","endpoint":"node-a/web-2","number":8081},{"dir":"ingress","port":"tcp/metrics","endpoint":"node-a/web-2","number":null}]}'
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

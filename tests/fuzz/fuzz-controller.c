@@ -64,7 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define LINES_MAX 64
 
 static const char *const policies[] = {
-    /* 1: label groups, a network with an exception, deny and audit. */
+    /* 1: label groups, a network with an exception, deny and audit, a
+     * named port (tcp/pg: db's ingress resolves it, web's egress tables it). */
     "{\"version\":1,\"defaults\":{\"ingress\":\"deny\",\"egress\":\"allow\"},\"groups\":{"
     "\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
     "\"a\":{\"expressions\":[{\"key\":\"tenant\",\"op\":\"In\",\"values\":[\"a\"]}]},"
@@ -75,9 +76,9 @@ static const char *const policies[] = {
     "\"from\":[\"not-a\"]}],\"egress\":[{\"action\":\"deny\",\"to\":[\"not-a\"]}]},"
     "{\"name\":\"db\",\"applies_to\":\"db\",\"order\":150,\"mode\":\"audit\",\"ingress\":[{\"from\":[\"web\"]"
     ","
-    "\"ports\":[\"tcp/5432\"]},{\"action\":\"deny\"}]},"
+    "\"ports\":[\"tcp/5432\",\"tcp/pg\"]},{\"action\":\"deny\"}]},"
     "{\"name\":\"web\",\"applies_to\":\"web\",\"order\":200,\"ingress\":[{\"from\":[\"ops\"],\"ports\":"
-    "[\"tcp/443\",\"udp/53\"]}],\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/5432\"]}]}]}",
+    "[\"tcp/443\",\"udp/53\"]}],\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/5432\",\"tcp/pg\"]}]}]}",
     /* 2: the same rules, other network elements: a set delta from 1. */
     "{\"version\":1,\"defaults\":{\"ingress\":\"deny\",\"egress\":\"allow\"},\"groups\":{"
     "\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{\"app\":\"db\"}},"
@@ -89,9 +90,9 @@ static const char *const policies[] = {
     "\"from\":[\"not-a\"]}],\"egress\":[{\"action\":\"deny\",\"to\":[\"not-a\"]}]},"
     "{\"name\":\"db\",\"applies_to\":\"db\",\"order\":150,\"mode\":\"audit\",\"ingress\":[{\"from\":[\"web\"]"
     ","
-    "\"ports\":[\"tcp/5432\"]},{\"action\":\"deny\"}]},"
+    "\"ports\":[\"tcp/5432\",\"tcp/pg\"]},{\"action\":\"deny\"}]},"
     "{\"name\":\"web\",\"applies_to\":\"web\",\"order\":200,\"ingress\":[{\"from\":[\"ops\"],\"ports\":"
-    "[\"tcp/443\",\"udp/53\"]}],\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/5432\"]}]}]}",
+    "[\"tcp/443\",\"udp/53\"]}],\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/5432\",\"tcp/pg\"]}]}]}",
     /* 3: allow by default, one inline peer. */
     "{\"version\":1,\"defaults\":{\"ingress\":\"allow\",\"egress\":\"allow\"},\"policies\":[{\"name\":\"p\","
     "\"applies_to\":{\"labels\":{\"app\":\"db\"}},\"ingress\":[{\"action\":\"deny\",\"from\":[{\"labels\":"

@@ -1,7 +1,7 @@
 /* Fuzz target: agent/controller messages as either side receives them. The
  * input is "TYPE\nBODY". Decoding never crashes; a decoded message encodes
- * and decodes again; a DELTA's sets apply to a sample bundle or are refused
- * with a reason. */
+ * and decodes again; a DELTA's sets and named-port tables apply to a sample
+ * bundle or are refused with a reason. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (m.type == PROTO_DELTA) {
 		json_t *base =
 		    json_loads("{\"format\":1,\"node\":\"n1\",\"endpoints\":[],\"sets\":[{\"id\":\"web\","
-			       "\"kind\":\"hosts\",\"ipv4\":[\"198.18.0.1\"],\"ipv6\":[]}]}",
+			       "\"kind\":\"hosts\",\"ipv4\":[\"198.18.0.1\"],\"ipv6\":[]}],\"named_ports\":[{"
+			       "\"id\":\"tcp/http\",\"v4\":[[\"198.18.0.1\",80]],\"v6\":[]}]}",
 			       0, NULL);
 		struct diag d;
 		diag_init(&d, "fuzz");

@@ -9,7 +9,8 @@
 # Bulkhead table), and per round a random valid policy (label groups with
 # expressions, network groups with excepts, inline peers, order ties, audit
 # and enforce, allow and deny, empty rule lists, random defaults, every kind
-# of port), fresh labels, and random probes (TCP, UDP, ICMP echo and
+# of port, named ports in rules of both directions), fresh labels and named
+# ports on the endpoints, and random probes (TCP, UDP, ICMP echo and
 # timestamp, ICMPv6 echo; IPv4 and IPv6); one round in three adds a stress
 # policy of overlap and order (nested network groups with excepts, deny of
 # the inner before allow of the outer, shadowed rules, port ranges that

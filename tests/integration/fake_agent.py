@@ -11,11 +11,16 @@ whatever names, versions and errors it is given.
     --seconds S            how long to keep the session (heartbeats every 0.2 s)
     --flood N --size B     then send N messages of B bytes (--type, default FLOWS)
     --until-refused        exit 0 at the first REFUSED, 1 if none came
+    --ack                  answer every BUNDLE/DELTA with an ACK that says ok
+    --dump FILE            append every BUNDLE/DELTA as a line "KIND BODY-JSON"
+    --then-endpoints JSON  send ENDPOINTS with this list once --when-file exists
+    --when-file PATH
 
 Prints "REFUSED: reason", "RESYNC", "BUNDLE rev", "ACKED rev" lines. Uses
 Debian's python3-zmq."""
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -35,6 +40,10 @@ def main():
     ap.add_argument("--size", type=int, default=0)
     ap.add_argument("--type", default="FLOWS")
     ap.add_argument("--until-refused", action="store_true")
+    ap.add_argument("--ack", action="store_true")
+    ap.add_argument("--dump")
+    ap.add_argument("--then-endpoints")
+    ap.add_argument("--when-file")
     a = ap.parse_args()
 
     ctx = zmq.Context()
@@ -66,6 +75,9 @@ def main():
         if now >= next_beat:
             send("HEARTBEAT", {"revision": None, "hash": None})
             next_beat = now + 0.2
+        if a.then_endpoints and a.when_file and os.path.exists(a.when_file):
+            send("ENDPOINTS", {"endpoints": json.loads(a.then_endpoints)})
+            a.then_endpoints = None
         if not s.poll(50):
             continue
         kind, raw = s.recv_multipart()[:2]
@@ -82,6 +94,11 @@ def main():
             rev = body["revision"]
             h = body["bundle"]["hash"] if kind == "BUNDLE" else body["hash"]
             print(kind, rev, flush=True)
+            if a.dump:
+                with open(a.dump, "a") as f:
+                    f.write("%s %s\n" % (kind, json.dumps(body)))
+            if a.ack:
+                send("ACK", {"revision": rev, "hash": h, "ok": True, "error": None, "endpoints": []})
             if a.ack_error is not None:
                 send("ACK", {"revision": rev, "hash": h, "ok": False, "error": a.ack_error,
                              "endpoints": [{"name": n, "applied": None, "error": a.ack_error}

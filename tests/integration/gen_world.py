@@ -40,6 +40,12 @@ as many when none of them is TCP (a TCP SYN may be sent again before the
 probe gives up; a UDP datagram or an ICMP request is sent once, and its
 answer is an established flow's). Writes rules-counts ("PASSED FAILED").
 
+Endpoints carry named ports (inventory "ports", NAMED_PORTS: each its own
+number for a name, or none, or the name with the other protocol) and one
+rule port in four names one (NAMED_SPECS, both directions, and a name no
+endpoint defines), so that a name resolved on the destination, per peer for
+egress, is judged by the kernel and the oracle alike.
+
 Policies come in two kinds, by the seed: random ones (every feature of
 the language, anywhere), and stress ones (one in three) that pile up
 overlap and order on one endpoint: network groups nested in each other
@@ -83,6 +89,19 @@ PORT_SPECS = [
     "icmpv6", "icmpv6/128", "icmpv6/128/0",
     "sctp",
 ]
+# Named ports (one rule port in four): resolved on the destination (DESIGN
+# §2), each endpoint its own number or none (NAMED_PORTS); "tcp/gone" no
+# endpoint defines.
+NAMED_SPECS = ["tcp/web", "tcp/web", "tcp/adm", "udp/dns", "udp/dns", "udp/web", "tcp/gone"]
+
+# What endpoints call their ports: a name to the numbers it may stand for
+# (each endpoint draws its own; some define none, some the name with the
+# other protocol, which the name's rules then do not match).
+NAMED_PORTS = {
+    "web": ["tcp/80", "tcp/8080", "tcp/443", "udp/8080"],
+    "adm": ["tcp/22", "tcp/443"],
+    "dns": ["udp/53", "udp/123", "tcp/80"],
+}
 
 
 # --- the world ------------------------------------------------------------
@@ -270,7 +289,7 @@ class PolicyGen:
         if self.chance(0.7):
             ports = []
             for _ in range(self.rnd.choice([1, 1, 2, 3])):
-                p = self.rnd.choice(PORT_SPECS)
+                p = self.rnd.choice(NAMED_SPECS if self.chance(0.25) else PORT_SPECS)
                 if p not in ports:
                     ports.append(p)
             rule["ports"] = ports
@@ -469,10 +488,20 @@ def generate(argv):
     gen = PolicyGen(rnd, world)
     labels = {h["ns"]: gen.labels_for_endpoint() for h in world["hosts"] if h["node"]}
     write_json(os.path.join(out, "policy.json"), gen.policy())
+    # Named ports from a generator of their own, so that a seed's policy
+    # and probes stay what they were without them.
+    prnd = random.Random("bulkhead-ports-%s" % seed)
+    named = {}
+    for h in world["hosts"]:
+        if h["node"]:
+            named[h["ns"]] = {n: prnd.choice(v) for n, v in sorted(NAMED_PORTS.items()) if prnd.random() < 0.7}
     for node in world["nodes"]:
         eps = [{"name": h["name"], "netns": "/run/netns/%s-%s" % (prefix, h["ns"]),
                 "labels": labels[h["ns"]], "addresses": [h["v4"], h["v6"]]}
                for h in world["hosts"] if h["node"] == node]
+        for ep in eps:
+            if named[ep["name"]]:
+                ep["ports"] = named[ep["name"]]
         write_json(os.path.join(out, "inventory-%s.json" % node), {"node": node, "endpoints": eps})
 
     probes = gen_probes(rnd, world, n_probes)

@@ -11,6 +11,8 @@
 #   until then a node once seen is known (also after a restart): `status
 #   --wait` waits for it and fails naming it while it is down;
 # - status never calls a node in sync when there is no policy;
+# - named ports the agents report reach the bundles that table them, a
+#   renumbering as a delta, and the store keeps them across a restart;
 # - many large messages from one peer: the controller's peak memory stays
 #   bounded and a real agent stays up.
 # Usage: peer.sh [BUILD_DIR]
@@ -174,6 +176,45 @@ bh status >"$TMP/status-stale.out" 2>&1
 check "status: n1 is not in sync, and says what it enforces" \
 	bash -c "grep -qE '^n1 +up +[0-9.]+s ago +1 +no ' '$TMP/status-stale.out' && grep -q 'warning: node n1 enforces revision 1' '$TMP/status-stale.out'"
 stop_agent n1
+stop
+
+# ---- named ports: what agents report reaches the bundles, changes as deltas, kept across a restart (issue 13) ----
+cat >"$TMP/policy-np.json" <<'JSON'
+{"version": 1, "groups": {"web": {"labels": {"role": "web"}}},
+ "policies": [{"name": "cl-out", "applies_to": {"labels": {"role": "client"}},
+               "egress": [{"to": ["web"], "ports": ["tcp/http"]}]}]}
+JSON
+web_at() { printf '[{"name": "web1", "netns": null, "labels": {"role": "web"}, "addresses": ["198.18.0.11"], "ports": {"http": "tcp/%s"}}]' "$1"; }
+client='[{"name": "client1", "netns": null, "labels": {"role": "client"}, "addresses": ["198.18.0.12"]}]'
+# The LAST message of KIND in FILE, as j; EXPR of it is WANT.
+dumped() { [ "$(grep "^$2 " "$1" 2>/dev/null | tail -1 | cut -d' ' -f2- | json_get "$3")" = "$4" ]; } # FILE KIND EXPR WANT
+start ctl-np --policy "$TMP/policy-np.json"
+$FAKE "$EP" npw --endpoints "$(web_at 8080)" --then-endpoints "$(web_at 8081)" --when-file "$TMP/np-renumber" \
+	--ack --seconds 8 >/dev/null 2>&1 &
+NPW=$!
+WORLD_PIDS+=("$NPW")
+check "named ports: the web node is up" wait_for 10 up npw
+$FAKE "$EP" npc --endpoints "$client" --ack --dump "$TMP/npc.dump" --seconds 8 >/dev/null 2>&1 &
+NPC=$!
+WORLD_PIDS+=("$NPC")
+check "the client's bundle tables what web1 calls http (HELLO's \"ports\")" wait_for 10 dumped "$TMP/npc.dump" BUNDLE \
+	"j['bundle']['named_ports']" "[{'id': 'tcp/http', 'v4': [['198.18.0.11', 8080]], 'v6': []}]"
+check "and its rule names the port" dumped "$TMP/npc.dump" BUNDLE \
+	"j['bundle']['endpoints'][0]['egress']['rules'][0]['ports']" "['tcp/http']"
+touch "$TMP/np-renumber"
+check "web1 renumbers http (ENDPOINTS): the client gets a DELTA of the table" wait_for 10 dumped "$TMP/npc.dump" DELTA \
+	"j['sets']" "[{'named_port': 'tcp/http', 'v4': {'add': [['198.18.0.11', 8081]], 'remove': [['198.18.0.11', 8080]]}}]"
+check "not a new bundle" test "$(grep -c '^BUNDLE ' "$TMP/npc.dump")" = 1
+wait "$NPW" "$NPC"
+stop
+start ctl-np
+rm -f "$TMP/npc.dump"
+$FAKE "$EP" npc --endpoints "$client" --ack --dump "$TMP/npc.dump" --seconds 3 >/dev/null 2>&1 &
+NPC=$!
+WORLD_PIDS+=("$NPC")
+check "after a restart, with web's node gone, the store kept its ports: 8081" wait_for 10 dumped "$TMP/npc.dump" BUNDLE \
+	"j['bundle']['named_ports'][0]['v4']" "[['198.18.0.11', 8081]]"
+wait "$NPC"
 stop
 
 # ---- many large messages from one peer (finding 8) ----

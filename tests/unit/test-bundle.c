@@ -1,6 +1,8 @@
 /* Bundle codec: round trips, determinism, and decoding hostile input.
  * Usage: test-bundle [SCENARIO.json...] — each scenario's bundles (every
  * node) are also round-tripped. */
+#include <netinet/in.h>
+
 #include "bulkhead/compile.h"
 #include "bulkhead/proto.h"
 #include "bulkhead/sha256.h"
@@ -253,6 +255,206 @@ TEST(decode_rejects_garbage_text)
 		bundle_free(b);
 		diag_release(&d);
 	}
+}
+
+/* Named ports (DESIGN §2): web-1 and web-2 call "http" 8080 and 8081;
+ * db-1 resolves an ingress name, client-1's egress keeps names and tables. */
+static const char *named_policy =
+    "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}}},\"policies\":["
+    "{\"name\":\"db-in\",\"applies_to\":{\"labels\":{\"app\":\"db\"}},\"ingress\":[{\"ports\":[\"tcp/pg\","
+    "\"tcp/nope\"]},{\"ports\":[\"udp/pg\"]}]},"
+    "{\"name\":\"cl-out\",\"applies_to\":{\"labels\":{\"app\":\"client\"}},\"egress\":["
+    "{\"action\":\"deny\",\"to\":[\"web\"],\"ports\":[\"tcp/admin\"]},{\"to\":[\"web\"],\"ports\":[\"tcp/"
+    "http\","
+    "\"udp/53\"]}]}]}";
+static const char *named_inventory =
+    "{\"node\":\"n1\",\"endpoints\":["
+    "{\"name\":\"client-1\",\"labels\":{\"app\":\"client\"},\"addresses\":[\"198.18.0.9\"]},"
+    "{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.3\"],\"ports\":{\"pg\":\"tcp/"
+    "5432\"}},"
+    "{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.1\",\"2001:db8::1\"],"
+    "\"ports\":{\"http\":\"tcp/8080\"}},"
+    "{\"name\":\"web-2\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.2\"],\"ports\":{\"http\":"
+    "\"tcp/8081\",\"admin\":\"tcp/9000\"}}]}";
+
+static struct bundle *compile_named(void)
+{
+	return scenario_compile(named_policy, named_inventory, "n1", 0);
+}
+
+TEST(named_ports_compile_encode_and_round_trip)
+{
+	struct bundle *b = compile_named();
+	CHECK(b != NULL);
+	if (!b)
+		return;
+	CHECK(round_trips(b));
+	/* Egress tables: "tcp/admin#deny" for the deny rule, "tcp/http". */
+	CHECK(b->n_named_ports == 2);
+	if (b->n_named_ports == 2) {
+		CHECK_STR(b->named_ports[0].id, "tcp/admin#deny");
+		CHECK_STR(b->named_ports[1].id, "tcp/http");
+		CHECK_STR(b->named_ports[1].name, "http");
+		CHECK(b->named_ports[1].proto == IPPROTO_TCP && b->named_ports[1].n == 3);
+		CHECK(b->named_ports[0].n == 1 && b->named_ports[0].v[0].port == 9000);
+	}
+	char *text = bundle_encode(b, false);
+	CHECK(text &&
+	      strstr(text, "\"named_ports\":[{\"id\":\"tcp/admin#deny\",\"v4\":[[\"198.18.0.2\",9000]],"
+			   "\"v6\":[]},{\"id\":\"tcp/http\",\"v4\":[[\"198.18.0.1\",8080],[\"198.18.0.2\","
+			   "8081]],\"v6\":[[\"2001:db8::1\",8080]]}]"));
+	free(text);
+	/* db-1's ingress: tcp/pg resolved to 5432, tcp/nope (undefined) left
+	 * out, and the udp/pg rule (pg is tcp there) left out of the chain. */
+	const struct bundle_endpoint *db = bundle_find_endpoint(b, "db-1");
+	CHECK(db && db->chains[DIR_INGRESS].n_rules == 1);
+	if (db && db->chains[DIR_INGRESS].n_rules == 1) {
+		const struct bundle_rule *r = &db->chains[DIR_INGRESS].rules[0];
+		CHECK_STR(r->id, "db-in/ingress/0");
+		CHECK(r->n_ports == 1 && !r->ports[0].name && r->ports[0].lo == 5432 &&
+		      r->ports[0].hi == 5432);
+	}
+	/* client-1's egress keeps names and points at the tables. */
+	const struct bundle_endpoint *cl = bundle_find_endpoint(b, "client-1");
+	CHECK(cl && cl->chains[DIR_EGRESS].n_rules == 2);
+	if (cl && cl->chains[DIR_EGRESS].n_rules == 2) {
+		const struct bundle_rule *deny = &cl->chains[DIR_EGRESS].rules[0];
+		const struct bundle_rule *allow = &cl->chains[DIR_EGRESS].rules[1];
+		CHECK(deny->n_ports == 1 && deny->ports[0].named_table == 0);
+		CHECK_STR(deny->ports[0].name, "admin");
+		CHECK(allow->n_ports == 2 && allow->ports[0].named_table == 1 && !allow->ports[1].name);
+		CHECK_STR(allow->ports[0].name, "http");
+	}
+	bundle_free(b);
+}
+
+TEST(named_ports_table_element_changes_the_hash_only_when_there)
+{
+	/* The sample has no names: its bundle has no "named_ports" key. */
+	struct bundle *plain = compile_sample(), *b = compile_named();
+	json_t *jp = plain ? bundle_to_json(plain) : NULL;
+	CHECK(jp && json_object_get(jp, "named_ports") == NULL);
+	json_decref(jp);
+	if (b && b->n_named_ports == 2) {
+		char before[BUNDLE_HASH_HEX + 1];
+		memcpy(before, b->hash, sizeof(before));
+		b->named_ports[1].v[0].port = 8082;
+		CHECK(bundle_update_hash(b) == 0 && strcmp(before, b->hash) != 0);
+	}
+	bundle_free(plain);
+	bundle_free(b);
+}
+
+/* Decodes the named-port bundle after edit() changed its JSON. */
+static size_t decode_named_edited(void (*edit)(json_t *root), struct diag *d)
+{
+	struct bundle *b = compile_named();
+	json_t *root = b ? bundle_to_json(b) : NULL;
+	diag_init(d, "edited");
+	if (!root) {
+		bundle_free(b);
+		return 0;
+	}
+	edit(root);
+	/* Rehash what was edited: the checks below must stand on their own. */
+	json_object_del(root, "hash");
+	char *text = json_dumps(root, JSON_COMPACT);
+	char hash[BUNDLE_HASH_HEX + 1];
+	sha256_hex(text, strlen(text), hash);
+	free(text);
+	json_object_set_new(root, "hash", json_string(hash));
+	struct bundle *back = bundle_from_json(root, d);
+	size_t n = back ? 0 : d->n;
+	bundle_free(back);
+	json_decref(root);
+	bundle_free(b);
+	return n;
+}
+
+static json_t *named_tables(json_t *root)
+{
+	return json_object_get(root, "named_ports");
+}
+static json_t *client_egress_rule(json_t *root, size_t i)
+{
+	json_t *ep = json_array_get(json_object_get(root, "endpoints"), 0); /* client-1 */
+	return json_array_get(json_object_get(json_object_get(ep, "egress"), "rules"), i);
+}
+static void edit_nothing(json_t *root)
+{
+	(void)root;
+}
+static void edit_named_ingress(json_t *root)
+{
+	json_t *ep = json_array_get(json_object_get(root, "endpoints"), 1); /* db-1 */
+	json_t *rule = json_array_get(json_object_get(json_object_get(ep, "ingress"), "rules"), 0);
+	json_object_set_new(rule, "ports", json_pack("[s]", "tcp/pg"));
+}
+static void edit_named_no_table(json_t *root)
+{
+	json_object_set_new(client_egress_rule(root, 1), "ports", json_pack("[s]", "tcp/gopher"));
+}
+static void edit_named_wrong_action(json_t *root)
+{
+	/* The allow rule's tcp/admin needs "tcp/admin", not "tcp/admin#deny". */
+	json_object_set_new(client_egress_rule(root, 1), "ports", json_pack("[s]", "tcp/admin"));
+}
+static void edit_named_port_range(json_t *root)
+{
+	json_t *t = json_array_get(named_tables(root), 1);
+	json_array_append_new(json_object_get(t, "v4"), json_pack("[s,i]", "198.18.0.7", 0));
+	json_array_append_new(json_object_get(t, "v4"), json_pack("[s,i]", "198.18.0.8", 65536));
+	json_array_append_new(json_object_get(t, "v4"), json_pack("[s,s]", "198.18.0.8", "80"));
+	json_array_append_new(json_object_get(t, "v4"), json_pack("[s,i,i]", "198.18.0.8", 80, 81));
+	json_array_append_new(json_object_get(t, "v4"), json_pack("[s,i]", "2001:db8::7", 80));
+	json_array_append_new(json_object_get(t, "v6"), json_string("2001:db8::7"));
+}
+static void edit_named_duplicates(json_t *root)
+{
+	json_t *t = json_array_get(named_tables(root), 1);
+	json_array_append_new(json_object_get(t, "v4"), json_pack("[s,i]", "198.18.0.1", 8080));
+	json_array_append_new(named_tables(root), json_deep_copy(json_array_get(named_tables(root), 0)));
+}
+static void edit_named_ids(json_t *root)
+{
+	json_t *tables = named_tables(root);
+	const char *bad[] = {"tcp/8080", "icmp/echo", "tcp/HTTP", "http", "tcp/http#allow"};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(bad); i++)
+		json_array_append_new(tables, json_pack("{s:s,s:[],s:[]}", "id", bad[i], "v4", "v6"));
+	json_array_append_new(tables, json_pack("{s:s,s:[]}", "id", "udp/dns", "v4")); /* no v6 */
+	json_object_set_new(json_array_get(tables, 0), "extra", json_true());
+}
+static void edit_named_empty(json_t *root)
+{
+	json_array_clear(named_tables(root));
+}
+
+TEST(named_ports_decode_refuses_what_a_hostile_peer_sends)
+{
+	struct diag d;
+	CHECK(decode_named_edited(edit_nothing, &d) == 0);
+	diag_release(&d);
+	/* An ingress rule carries numbers only. */
+	CHECK(decode_named_edited(edit_named_ingress, &d) == 1);
+	if (d.n)
+		CHECK_STR(d.v[0].path, "/endpoints/1/ingress/rules/0/ports/0");
+	diag_release(&d);
+	CHECK(decode_named_edited(edit_named_no_table, &d) == 1);
+	diag_release(&d);
+	CHECK(decode_named_edited(edit_named_wrong_action, &d) == 1);
+	diag_release(&d);
+	CHECK(decode_named_edited(edit_named_port_range, &d) == 6);
+	diag_release(&d);
+	/* A pair twice, a table twice. */
+	CHECK(decode_named_edited(edit_named_duplicates, &d) == 2);
+	diag_release(&d);
+	/* Five bad ids, a missing "v6", an unknown key. */
+	CHECK(decode_named_edited(edit_named_ids, &d) == 7);
+	diag_release(&d);
+	CHECK(decode_named_edited(edit_named_empty, &d) >= 1);
+	if (d.n)
+		CHECK_STR(d.v[0].path, "/named_ports");
+	diag_release(&d);
 }
 
 /* Scenario files: every node's bundle round-trips and recompiles equal. */

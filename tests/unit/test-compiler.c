@@ -169,6 +169,137 @@ TEST(only_the_nodes_whose_inputs_changed_are_recompiled)
 	nodes_free(t);
 }
 
+/* Named ports (DESIGN §2): client reaches web on tcp/http (a table of what
+ * every endpoint calls http), db takes tcp/pg (its own number), batch
+ * denies udp/dns anywhere (the deny table). */
+#define NAMED_POLICY                                                                                         \
+	"{\"version\": 1, \"groups\": {\"web\": {\"labels\": {\"app\": \"web\"}}}, \"policies\": ["          \
+	"{\"name\": \"cl-out\", \"applies_to\": {\"labels\": {\"app\": \"client\"}}, \"egress\": [{\"to\": " \
+	"[\"web\"], \"ports\": [\"tcp/http\"]}]},"                                                           \
+	"{\"name\": \"db-in\", \"applies_to\": {\"labels\": {\"app\": \"db\"}}, \"ingress\": [{\"ports\": "  \
+	"[\"tcp/pg\"]}]},"                                                                                   \
+	"{\"name\": \"batch-out\", \"applies_to\": {\"labels\": {\"app\": \"batch\"}}, \"egress\": "         \
+	"[{\"action\": \"deny\", \"ports\": [\"udp/dns\"]}]}]}"
+
+/* One endpoint "name" of app with one address and its "ports" (JSON). */
+static void set_named(struct compiler *c, const char *node, const char *name, const char *app,
+		      const char *addr, const char *ports)
+{
+	json_t *list = json_pack("[{s:s,s:n,s:{s:s},s:[s],s:o}]", "name", name, "netns", "labels", "app", app,
+				 "addresses", addr, "ports", json_loads(ports, 0, NULL));
+	struct diag d;
+	diag_init(&d, node);
+	if (!list || compiler_set_endpoints(c, node, list, &d) < 0) {
+		diag_print(&d, stderr);
+		abort();
+	}
+	diag_release(&d);
+	json_decref(list);
+}
+
+TEST(a_named_port_change_recompiles_who_resolves_or_tables_the_name)
+{
+	struct nodes *t = nodes_new();
+	struct compiler *c = compiler_new(t);
+	set_named(c, "a", "client-1", "client", "198.18.0.1", "{}");
+	set_named(c, "b", "web-1", "web", "198.18.0.2", "{\"http\": \"tcp/8080\"}");
+	set_named(c, "c", "db-1", "db", "198.18.0.3", "{\"pg\": \"tcp/5432\"}");
+	set_named(c, "d", "batch-1", "batch", "198.18.0.4", "{}");
+	set_named(c, "e", "other-1", "other", "198.18.0.5", "{\"http\": \"tcp/80\"}");
+	compiler_set_policy(c, 1, policy(NAMED_POLICY));
+	CHECK(refresh(c) == 5);
+	CHECK(all_as_from_scratch(c, t));
+	const char *hash = NULL;
+	json_t *bundle = compiler_bundle(c, "a", &hash);
+	CHECK(bundle && json_array_size(json_object_get(bundle, "named_ports")) == 1);
+	char before[BUNDLE_HASH_HEX + 1];
+	snprintf(before, sizeof(before), "%s", hash ? hash : "");
+
+	/* web-1 renumbers http: b (its own list) and a (its tcp/http table);
+	 * not c (no name of its rules changed) nor d (dns). */
+	set_named(c, "b", "web-1", "web", "198.18.0.2", "{\"http\": \"tcp/8081\"}");
+	CHECK(refresh(c) == 2);
+	CHECK(all_as_from_scratch(c, t));
+	CHECK(compiler_bundle(c, "a", &hash) && strcmp(hash, before) != 0);
+
+	/* The table holds what every endpoint calls http, in web or not. */
+	set_named(c, "e", "other-1", "other", "198.18.0.5", "{\"http\": \"tcp/81\"}");
+	CHECK(refresh(c) == 2);
+	CHECK(all_as_from_scratch(c, t));
+
+	/* db-1 renumbers pg: its ingress resolves it; no other node cares. */
+	set_named(c, "c", "db-1", "db", "198.18.0.3", "{\"pg\": \"tcp/5433\"}");
+	CHECK(refresh(c) == 1);
+	CHECK(all_as_from_scratch(c, t));
+
+	/* other-1 gains dns: e and d (batch's udp/dns#deny table). */
+	set_named(c, "e", "other-1", "other", "198.18.0.5", "{\"http\": \"tcp/81\", \"dns\": \"udp/53\"}");
+	CHECK(refresh(c) == 2);
+	CHECK(all_as_from_scratch(c, t));
+
+	/* A name with another protocol is not the name: d's table is the same. */
+	set_named(c, "b", "web-1", "web", "198.18.0.2", "{\"http\": \"tcp/8081\", \"dns\": \"tcp/53\"}");
+	CHECK(refresh(c) == 1);
+	CHECK(all_as_from_scratch(c, t));
+	compiler_free(c);
+	nodes_free(t);
+}
+
+/* Random lists whose endpoints name ports now and then, with other
+ * numbers and protocols (and contested addresses): every bundle stays as
+ * from scratch, and not every node is compiled at each step. */
+TEST(random_named_port_changes_keep_every_bundle_as_from_scratch)
+{
+	static const char *const nodes[] = {"n1", "n2", "n3", "n4"};
+	static const char *const apps[] = {"web", "db", "batch", "client"};
+	static const char *const http[] = {NULL, "tcp/80", "tcp/81", "udp/80"};
+	struct nodes *t = nodes_new();
+	struct compiler *c = compiler_new(t);
+	compiler_set_policy(c, 1, policy(NAMED_POLICY));
+	srand(13);
+	uint64_t compiled = 0, steps = 200, failures = 0;
+	int saved = dup(2), null = open("/dev/null", O_WRONLY);
+	dup2(null, 2);
+	for (uint64_t step = 0; step < steps; step++) {
+		const char *node = nodes[rand() % 4];
+		json_t *list = json_array();
+		for (int i = rand() % 3; i > 0; i--) {
+			char name[16], addr[32];
+			snprintf(name, sizeof(name), "e%d", i);
+			snprintf(addr, sizeof(addr), "198.18.0.%d", 1 + rand() % 8);
+			json_t *ports = json_object();
+			const char *h = http[rand() % 4];
+			if (h)
+				json_object_set_new(ports, "http", json_string(h));
+			if (rand() % 3 == 0)
+				json_object_set_new(ports, rand() % 2 ? "pg" : "dns",
+						    json_string(rand() % 2 ? "udp/53" : "tcp/5432"));
+			json_array_append_new(list, json_pack("{s:s,s:n,s:{s:s},s:[s],s:o}", "name", name,
+							      "netns", "labels", "app", apps[rand() % 4],
+							      "addresses", addr, "ports", ports));
+		}
+		struct diag d;
+		diag_init(&d, node);
+		if (compiler_set_endpoints(c, node, list, &d) < 0)
+			abort();
+		diag_release(&d);
+		json_decref(list);
+		compiled += refresh(c);
+		if (!all_as_from_scratch(c, t))
+			failures++;
+	}
+	dup2(saved, 2);
+	close(saved);
+	close(null);
+	CHECK(failures == 0);
+	CHECK(compiled < steps * 4);
+	printf("  # %llu of %llu steps differ from scratch; %llu compilations over %llu changes of 4 nodes\n",
+	       (unsigned long long)failures, (unsigned long long)steps, (unsigned long long)compiled,
+	       (unsigned long long)steps);
+	compiler_free(c);
+	nodes_free(t);
+}
+
 TEST(a_stale_node_has_no_bundle_until_it_is_compiled)
 {
 	struct nodes *t = nodes_new();

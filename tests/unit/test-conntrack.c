@@ -310,6 +310,121 @@ TEST(audit_changes_and_stricter_defaults_count_as_tightening)
 	bundle_free(o), bundle_free(c), bundle_free(a);
 }
 
+/* Egress to db on tcp/http, resolved on db (bundle.h): a bundle by hand,
+ * whose http table says what db's addresses call http. */
+struct named_bundle {
+	struct bundle b;
+	struct bundle_endpoint ep;
+	struct bundle_set set;
+	struct bundle_rule rule;
+	uint32_t ref;
+	struct port_match port;
+	struct bundle_named_port np;
+	struct bundle_named_addr pairs[2];
+};
+
+static void named_bundle(struct named_bundle *w, uint16_t db_port, bool second)
+{
+	struct addr_range r = {.lo = A("198.18.0.40"), .hi = A("198.18.0.40")};
+	memset(w, 0, sizeof(*w));
+	w->set = (struct bundle_set){.id = "db", .kind = SET_HOSTS};
+	range_list_init(&w->set.v4, NULL);
+	range_list_init(&w->set.v6, NULL);
+	if (range_list_add(&w->set.v4, &r) < 0)
+		abort();
+	w->pairs[0] = (struct bundle_named_addr){A("198.18.0.40"), db_port};
+	w->pairs[1] = (struct bundle_named_addr){A("198.18.0.41"), 8080};
+	w->np = (struct bundle_named_port){
+	    .id = "tcp/http", .name = "http", .proto = IPPROTO_TCP, .v = w->pairs, .n = second ? 2 : 1};
+	w->port = (struct port_match){.proto = IPPROTO_TCP, .icmp_type = -1, .icmp_code = -1, .name = "http"};
+	w->rule = (struct bundle_rule){.id = "web/egress/0",
+				       .policy = "web",
+				       .action = ACTION_ALLOW,
+				       .mode = MODE_ENFORCE,
+				       .sets = &w->ref,
+				       .n_sets = 1,
+				       .ports = &w->port,
+				       .n_ports = 1};
+	w->ep.name = "web";
+	w->ep.chains[DIR_INGRESS] =
+	    (struct bundle_chain){.fallback = VERDICT_DROP, .fallback_reason = RULE_ID_DEFAULT_DENY};
+	w->ep.chains[DIR_EGRESS] = (struct bundle_chain){.rules = &w->rule,
+							 .n_rules = 1,
+							 .fallback = VERDICT_DROP,
+							 .fallback_reason = RULE_ID_DEFAULT_DENY};
+	w->b = (struct bundle){.node = "n1",
+			       .endpoints = &w->ep,
+			       .n_endpoints = 1,
+			       .sets = &w->set,
+			       .n_sets = 1,
+			       .named_ports = &w->np,
+			       .n_named_ports = 1};
+}
+
+TEST(a_named_port_renumbered_is_a_tightening_one_more_destination_is_not)
+{
+	struct named_bundle base, renumbered, more;
+	named_bundle(&base, 5432, false);
+	named_bundle(&renumbered, 5433, false);
+	named_bundle(&more, 5432, true);
+	/* Rules, sets and ports alike: only the table says db moved. */
+	CHECK(conntrack_tightened(&base.b, &base.ep, &renumbered.b, &renumbered.ep, NULL));
+	CHECK(conntrack_tightened(&renumbered.b, &renumbered.ep, &base.b, &base.ep, NULL));
+	CHECK(!conntrack_tightened(&base.b, &base.ep, &more.b, &more.ep, NULL));
+	CHECK(conntrack_tightened(&more.b, &more.ep, &base.b, &base.ep, NULL));
+	CHECK(!conntrack_tightened(&base.b, &base.ep, &base.b, &base.ep, NULL));
+	/* A rule that names another port is another rule. */
+	more.np.n = 1;
+	more.port.name = "web";
+	CHECK(conntrack_tightened(&base.b, &base.ep, &more.b, &more.ep, NULL));
+	range_list_release(&base.set.v4), range_list_release(&renumbered.set.v4),
+	    range_list_release(&more.set.v4);
+}
+
+/* The same through the compiler: web may open db on tcp/pg, which db
+ * defines (inventory "ports") as PG; 198.18.0.41 (no pg) is in db too. */
+static struct bundle *named_compiled(const char *pg)
+{
+	char inv[1024];
+	snprintf(inv, sizeof(inv),
+		 "{\"node\":\"n1\",\"endpoints\":["
+		 "{\"name\":\"web\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0.10\",\"2001:db8::"
+		 "10\"]},"
+		 "{\"name\":\"db\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.40\"],"
+		 "\"ports\":{\"pg\":\"%s\"}},"
+		 "{\"name\":\"db2\",\"labels\":{\"app\":\"db\"},\"addresses\":[\"198.18.0.41\"]}]}",
+		 pg);
+	return scenario_compile(
+	    "{\"version\":1,\"groups\":{\"db\":{\"labels\":{\"app\":\"db\"}}},"
+	    "\"policies\":[{\"name\":\"web\",\"applies_to\":{\"labels\":{\"app\":\"web\"}},"
+	    "\"egress\":[{\"to\":[\"db\"],\"ports\":[\"tcp/pg\"]}]}]}",
+	    inv, "n1", 0);
+}
+
+TEST(an_egress_named_port_is_judged_on_the_destination_s_own_number)
+{
+	struct bundle *b = named_compiled("tcp/5432"), *moved = named_compiled("tcp/5433");
+	CHECK(b && moved && web(b) && web(moved));
+	if (!(b && moved && web(b) && web(moved)))
+		return;
+	struct ct_entry ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.40", 5432);
+	struct ct_judgement j = judge(b, &ce);
+	CHECK(j.fate == CT_KEEP && j.dir == DIR_EGRESS);
+	CHECK_STR(j.res.reason, "web/egress/0");
+	ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.40", 5433);
+	CHECK(judge(b, &ce).fate == CT_CUT);
+	/* db2 is in the group but has no pg: nothing to open there. */
+	ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.41", 5432);
+	CHECK(judge(b, &ce).fate == CT_CUT);
+	/* db renumbered pg: the old connection is cut, the new number kept. */
+	CHECK(conntrack_tightened(b, web(b), moved, web(moved), NULL));
+	ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.40", 5432);
+	CHECK(judge(moved, &ce).fate == CT_CUT);
+	ce = conn(IPPROTO_TCP, "198.18.0.10", 40000, "198.18.0.40", 5433);
+	CHECK(judge(moved, &ce).fate == CT_KEEP);
+	bundle_free(b), bundle_free(moved);
+}
+
 /* ---- the property: no dump asked for, no packet judged more strictly ---- */
 
 static unsigned rnd_state = 12345;

@@ -532,6 +532,321 @@ TEST(what_nft_cannot_express_is_refused_with_the_reason)
 	planned_release(&pl);
 }
 
+/* ---- named ports (egress) ----------------------------------------------- */
+
+/* A bundle by hand (the compiler's side is another branch's): endpoint e
+ * with egress rules
+ *   0: allow to db (198.18.0.2, .3, 2001:db8::2) on tcp/http and tcp/5432
+ *   1: deny (enforce) to anyone on udp/dns
+ * with the tables "tcp/http": .2 → 8080, .3 → 9090, ::2 → 8080 and
+ * "udp/dns#deny": 198.18.0.9 → 53. */
+struct named_world {
+	struct bundle b;
+	struct bundle_endpoint ep;
+	struct bundle_set set;
+	struct bundle_rule rules[2];
+	uint32_t refs[1];
+	struct port_match ports[3];
+	struct bundle_named_port np[2];
+	struct bundle_named_addr http[3], dns[1];
+};
+
+static struct bh_addr addr_of(const char *s)
+{
+	struct bh_addr a;
+
+	if (addr_parse(s, &a) < 0)
+		abort();
+	return a;
+}
+
+static void named_world(struct named_world *w)
+{
+	struct addr_range r;
+
+	memset(w, 0, sizeof(*w));
+	w->set.id = "db";
+	w->set.kind = SET_HOSTS;
+	range_list_init(&w->set.v4, NULL);
+	range_list_init(&w->set.v6, NULL);
+	r.lo = r.hi = addr_of("198.18.0.2");
+	CHECK(range_list_add(&w->set.v4, &r) == 0);
+	r.lo = r.hi = addr_of("198.18.0.3");
+	CHECK(range_list_add(&w->set.v4, &r) == 0);
+	r.lo = r.hi = addr_of("2001:db8::2");
+	CHECK(range_list_add(&w->set.v6, &r) == 0);
+	w->http[0] = (struct bundle_named_addr){addr_of("198.18.0.2"), 8080};
+	w->http[1] = (struct bundle_named_addr){addr_of("198.18.0.3"), 9090};
+	w->http[2] = (struct bundle_named_addr){addr_of("2001:db8::2"), 8080};
+	w->dns[0] = (struct bundle_named_addr){addr_of("198.18.0.9"), 53};
+	w->np[0] = (struct bundle_named_port){
+	    .id = "tcp/http", .name = "http", .proto = IPPROTO_TCP, .v = w->http, .n = 3};
+	w->np[1] = (struct bundle_named_port){
+	    .id = "udp/dns#deny", .name = "dns", .proto = IPPROTO_UDP, .v = w->dns, .n = 1};
+	w->ports[0] = (struct port_match){
+	    .proto = IPPROTO_TCP, .icmp_type = -1, .icmp_code = -1, .name = "http", .named_table = 0};
+	w->ports[1] = (struct port_match){
+	    .proto = IPPROTO_TCP, .lo = 5432, .hi = 5432, .icmp_type = -1, .icmp_code = -1};
+	w->ports[2] = (struct port_match){
+	    .proto = IPPROTO_UDP, .icmp_type = -1, .icmp_code = -1, .name = "dns", .named_table = 1};
+	w->rules[0] = (struct bundle_rule){.id = "app/egress/0",
+					   .policy = "app",
+					   .action = ACTION_ALLOW,
+					   .mode = MODE_ENFORCE,
+					   .sets = w->refs,
+					   .n_sets = 1,
+					   .ports = &w->ports[0],
+					   .n_ports = 2};
+	w->rules[1] = (struct bundle_rule){.id = "app/egress/1",
+					   .policy = "app",
+					   .index = 1,
+					   .action = ACTION_DENY,
+					   .mode = MODE_ENFORCE,
+					   .any_peer = true,
+					   .ports = &w->ports[2],
+					   .n_ports = 1};
+	w->ep.name = "e";
+	w->ep.chains[DIR_INGRESS].fallback = VERDICT_DROP;
+	w->ep.chains[DIR_INGRESS].fallback_reason = RULE_ID_DEFAULT_DENY;
+	w->ep.chains[DIR_EGRESS].rules = w->rules;
+	w->ep.chains[DIR_EGRESS].n_rules = 2;
+	w->ep.chains[DIR_EGRESS].fallback = VERDICT_DROP;
+	w->ep.chains[DIR_EGRESS].fallback_reason = RULE_ID_DEFAULT_DENY;
+	w->b = (struct bundle){.node = "n",
+			       .endpoints = &w->ep,
+			       .n_endpoints = 1,
+			       .sets = &w->set,
+			       .n_sets = 1,
+			       .named_ports = w->np,
+			       .n_named_ports = 2};
+}
+
+static void named_world_release(struct named_world *w)
+{
+	range_list_release(&w->set.v4);
+	range_list_release(&w->set.v6);
+}
+
+/* What decides an egress packet to dst, proto, dport: the rule's id. */
+static const char *named_decides(const struct nft_plan *p, const char *dst, uint8_t proto, uint16_t dport)
+{
+	struct bh_addr a = addr_of(dst);
+	struct nft_packet pkt = {.family = a.family, .l4proto = proto, .has_th = true};
+	long i;
+
+	memcpy(pkt.peer, a.bytes, a.family == AF_INET ? 4 : 16);
+	pkt.th[0] = 0x9c;
+	pkt.th[2] = (uint8_t)(dport >> 8);
+	pkt.th[3] = (uint8_t)dport;
+	i = nft_plan_decide(p, DIR_EGRESS, &pkt);
+	return i < 0 ? "(none)" : p->rules[i].id ? p->rules[i].id : "(no id)";
+}
+
+TEST(an_egress_named_port_looks_up_address_and_port_together)
+{
+	struct named_world w;
+	struct nft_plan p;
+	char err[256];
+
+	named_world(&w);
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	/* db's two sets, then a named set per table and family. */
+	CHECK(p.n_sets == 6);
+	for (size_t i = 2; i < 6; i++) {
+		const struct nft_plan_set *ns = &p.sets[i];
+
+		CHECK(ns->named == &w.np[(i - 2) / 2] && !ns->src && !ns->members && !ns->interval);
+		CHECK(ns->family == (i % 2 ? AF_INET6 : AF_INET));
+		CHECK(strncmp(ns->name, "n_", 2) == 0);
+	}
+	CHECK(p.sets[2].n_keys == 2 && p.sets[3].n_keys == 1 && p.sets[4].n_keys == 1 &&
+	      p.sets[5].n_keys == 0);
+	/* 198.18.0.2 . 8080 as nft keys it: the address, the port in 4 bytes. */
+	static const uint8_t k0[8] = {198, 18, 0, 2, 0x1f, 0x90, 0, 0};
+	CHECK(memcmp(p.sets[2].keys[0], k0, 8) == 0);
+	/* Rule 0: per family, db and http, db and 5432; rule 1: any peer,
+	 * but a family each for its named set. Same id and log position. */
+	CHECK(n_bundle_rules(&p, DIR_EGRESS) == 6);
+	for (size_t i = 0; i < 6; i++) {
+		const struct nft_plan_rule *r = rule_at(&p, DIR_EGRESS, i);
+
+		CHECK(r->kind == NFT_PLAN_RULE && r->pos == (i < 4 ? 0 : 1));
+		CHECK(r->family == (i % 4 < 2 && i < 4 ? AF_INET
+				    : i < 4	       ? AF_INET6
+				    : i == 4	       ? AF_INET
+						       : AF_INET6));
+		CHECK(!r->named == (i == 1 || i == 3));
+		if (r->named)
+			CHECK(r->named->family == r->family && r->named->named == &w.np[i < 4 ? 0 : 1]);
+		CHECK((r->set != NULL) == (i < 4));
+		CHECK_STR(comment(r), i < 4 ? "app/egress/0" : "app/egress/1");
+		CHECK_STR(prefix(r), i < 4 ? "" : "bh:D:e1");
+	}
+	/* Each destination on its own number, and only there. */
+	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_TCP, 8080), "app/egress/0");
+	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_TCP, 9090), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 9090), "app/egress/0");
+	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 8080), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 5432), "app/egress/0");
+	CHECK_STR(named_decides(&p, "2001:db8::2", IPPROTO_TCP, 8080), "app/egress/0");
+	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_UDP, 8080), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(&p, "198.18.0.9", IPPROTO_UDP, 53), "app/egress/1");
+	CHECK_STR(named_decides(&p, "198.18.0.9", IPPROTO_TCP, 53), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(&p, "198.18.0.8", IPPROTO_UDP, 53), RULE_ID_DEFAULT_DENY);
+	nft_plan_release(&p);
+
+	/* The map form decides alike. */
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_MAPS, err, sizeof(err)) == 0);
+	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_TCP, 8080), "app/egress/0");
+	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_TCP, 9090), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 9090), "app/egress/0");
+	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 8080), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 5432), "app/egress/0");
+	CHECK_STR(named_decides(&p, "2001:db8::2", IPPROTO_TCP, 8080), "app/egress/0");
+	CHECK_STR(named_decides(&p, "198.18.0.9", IPPROTO_UDP, 53), "app/egress/1");
+	CHECK_STR(named_decides(&p, "198.18.0.8", IPPROTO_UDP, 53), RULE_ID_DEFAULT_DENY);
+	nft_plan_release(&p);
+
+	/* The text nft loads. */
+	char *text = NULL;
+
+	CHECK(nft_render_text(&w.b, &w.ep, 5, NFT_FORM_LINEAR, &text) == 0);
+	CHECK(text && strstr(text, "type ipv4_addr . inet_service\n\t\telements = { 198.18.0.2 . 8080, "
+				   "198.18.0.3 . 9090 }"));
+	CHECK(text && strstr(text, "meta nfproto ipv4 ip daddr @s_") &&
+	      strstr(text, "meta l4proto tcp ip daddr . th dport @n_"));
+	CHECK(text && strstr(text, "meta nfproto ipv6 meta l4proto udp ip6 daddr . th dport @n_"));
+	free(text);
+	named_world_release(&w);
+}
+
+TEST(a_renumbering_is_the_same_shape)
+{
+	struct named_world w;
+	struct nft_plan a, c;
+	char err[256];
+
+	named_world(&w);
+	for (int form = 0; form < 2; form++) {
+		enum nft_form f = form ? NFT_FORM_MAPS : NFT_FORM_LINEAR;
+
+		w.http[1].port = 9090;
+		CHECK(nft_plan_build(&a, &w.b, &w.ep, NULL, f, err, sizeof(err)) == 0);
+		w.http[1].port = 9091;
+		CHECK(nft_plan_build(&c, &w.b, &w.ep, NULL, f, err, sizeof(err)) == 0);
+		CHECK(nft_plan_same_shape(&a, &c));
+		CHECK_STR(named_decides(&c, "198.18.0.3", IPPROTO_TCP, 9091), "app/egress/0");
+		CHECK_STR(named_decides(&c, "198.18.0.3", IPPROTO_TCP, 9090), RULE_ID_DEFAULT_DENY);
+		nft_plan_release(&c);
+		/* Another table is another set (the maps: other elements). */
+		w.np[0].id = "tcp/web";
+		CHECK(nft_plan_build(&c, &w.b, &w.ep, NULL, f, err, sizeof(err)) == 0);
+		CHECK(form == 1 || !nft_plan_same_shape(&a, &c));
+		w.np[0].id = "tcp/http";
+		nft_plan_release(&c);
+		nft_plan_release(&a);
+	}
+	named_world_release(&w);
+}
+
+TEST(the_automatic_form_keeps_names_numbered_many_ways_linear)
+{
+	static struct bundle_named_addr many[NFT_NAMED_NUMBERS_MAX + 1];
+	struct bundle_rule rules[9];
+	struct named_world w;
+	struct nft_plan p;
+	char err[256];
+
+	named_world(&w);
+	/* 9 rules of 2 ports: a walk of 18, the maps... */
+	for (size_t i = 0; i < 9; i++)
+		rules[i] = w.rules[0];
+	w.ep.chains[DIR_EGRESS].rules = rules;
+	w.ep.chains[DIR_EGRESS].n_rules = 9;
+	for (size_t i = 0; i < BH_ARRAY_SIZE(many); i++) {
+		many[i].addr = addr_of("198.18.1.0");
+		many[i].addr.bytes[3] = (uint8_t)i;
+		many[i].addr.bytes[2] = (uint8_t)(1 + i / 256);
+		many[i].port = (uint16_t)(10000 + i);
+	}
+	w.np[0].v = many;
+	w.np[0].n = NFT_NAMED_NUMBERS_MAX;
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_AUTO, err, sizeof(err)) == 0);
+	CHECK(p.form == NFT_FORM_MAPS);
+	nft_plan_release(&p);
+	/* ...but for http numbered one way too many: a class each. */
+	w.np[0].n = NFT_NAMED_NUMBERS_MAX + 1;
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_AUTO, err, sizeof(err)) == 0);
+	CHECK(p.form == NFT_FORM_LINEAR);
+	nft_plan_release(&p);
+	/* The same number many times over is one number. */
+	for (size_t i = 0; i < BH_ARRAY_SIZE(many); i++)
+		many[i].port = 8080;
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_AUTO, err, sizeof(err)) == 0);
+	CHECK(p.form == NFT_FORM_MAPS);
+	nft_plan_release(&p);
+	/* A table index out of range is the check's to refuse. */
+	w.ports[0].named_table = 7;
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_AUTO, err, sizeof(err)) == -EINVAL);
+	named_world_release(&w);
+}
+
+TEST(a_big_named_set_is_sized_as_a_big_hosts_set_is)
+{
+	static struct bundle_named_addr big[5000];
+	struct named_world w;
+	struct nft_plan a, c;
+	char err[256];
+
+	named_world(&w);
+	for (size_t i = 0; i < BH_ARRAY_SIZE(big); i++) {
+		big[i].addr = addr_of("198.18.0.0");
+		big[i].addr.bytes[2] = (uint8_t)(i / 256);
+		big[i].addr.bytes[3] = (uint8_t)i;
+		big[i].port = 8080;
+	}
+	w.np[0].v = big;
+	w.np[0].n = 4000;
+	CHECK(nft_plan_build(&a, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(a.sets[2].named && a.sets[2].n_keys == 4000 && a.sets[2].size == 0);
+	nft_plan_release(&a);
+	w.np[0].n = 4096;
+	CHECK(nft_plan_build(&a, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(a.sets[2].size == 8192 && a.sets[3].size == 0);
+	/* Renumbered, or grown within its size: a delta. */
+	big[7].port = 9090;
+	w.np[0].n = 5000;
+	CHECK(nft_plan_build(&c, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == 0);
+	CHECK(c.sets[2].size == 12288 && nft_plan_same_shape(&a, &c));
+	nft_plan_release(&c);
+	char *text = NULL;
+	CHECK(nft_render_text(&w.b, &w.ep, 5, NFT_FORM_LINEAR, &text) == 0);
+	CHECK(text && strstr(text, "type ipv4_addr . inet_service\n\t\tsize 12288\n"));
+	free(text);
+	nft_plan_release(&a);
+	named_world_release(&w);
+}
+
+TEST(a_named_port_nft_cannot_express_is_refused)
+{
+	struct named_world w;
+	struct nft_plan p;
+	char err[256];
+
+	named_world(&w);
+	w.ports[0].named_table = 2; /* no such table */
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == -EINVAL);
+	CHECK(strstr(err, "app/egress/0: port match 0 not expressible") != NULL);
+	w.ports[0].named_table = 1; /* a UDP table for a TCP name */
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_MAPS, err, sizeof(err)) == -EINVAL);
+	w.ports[0].named_table = 0;
+	/* Ingress names are the compiler's to resolve: a bundle with one is
+	 * not what a controller sends. */
+	w.ep.chains[DIR_INGRESS] = w.ep.chains[DIR_EGRESS];
+	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_LINEAR, err, sizeof(err)) == -EINVAL);
+	named_world_release(&w);
+}
+
 int main(void)
 {
 	return test_main();

@@ -162,6 +162,85 @@ TEST(port_matches_reject)
 	CHECK(port_match_parse("icmp/-1", &m, &why) < 0);
 }
 
+TEST(named_ports_parse_and_format)
+{
+	struct port_match m;
+	const char *why = NULL;
+	char buf[32];
+	CHECK(port_match_parse("tcp/http", &m, &why) == 0 && m.proto == IPPROTO_TCP && m.name && m.lo == 0 &&
+	      m.hi == 0);
+	CHECK_STR(m.name, "http");
+	port_match_format(&m, buf, sizeof(buf));
+	CHECK_STR(buf, "tcp/http");
+	CHECK(port_match_parse("udp/dns", &m, &why) == 0 && m.proto == IPPROTO_UDP);
+	CHECK(port_match_parse("sctp/sig-1", &m, &why) == 0 && m.proto == IPPROTO_SCTP);
+	CHECK_STR(m.name, "sig-1");
+	/* IANA_SVC_NAME: a letter is enough; "8a" is a name, "80" a number. */
+	CHECK(port_match_parse("tcp/8a", &m, &why) == 0 && m.name);
+	CHECK(port_match_parse("tcp/80", &m, &why) == 0 && !m.name && m.lo == 80);
+	CHECK(port_match_parse("tcp/http-8080", &m, &why) == 0 && m.name);
+	CHECK(port_match_parse("tcp/abcdefghijklmno", &m, &why) == 0);
+	/* A name is not a port number anywhere else. */
+	uint8_t proto;
+	uint16_t port;
+	CHECK(named_port_parse("tcp/http", &proto, &port, &why) < 0);
+}
+
+TEST(named_ports_reject)
+{
+	struct port_match m;
+	const char *why = NULL;
+	CHECK(port_match_parse("tcp/HTTP", &m, &why) < 0);
+	CHECK_STR(why, "a port name has only lowercase letters, digits and '-'");
+	CHECK(port_match_parse("tcp/abcdefghijklmnop", &m, &why) < 0);
+	CHECK_STR(why, "a port name is 1-15 characters");
+	CHECK(port_match_parse("tcp/a--b", &m, &why) < 0);
+	CHECK(port_match_parse("tcp/-ab", &m, &why) < 0);
+	CHECK(port_match_parse("tcp/ab-", &m, &why) < 0);
+	CHECK_STR(why, "a port name neither begins nor ends with '-', nor has \"--\"");
+	CHECK(port_match_parse("icmp/echo", &m, &why) < 0);
+	CHECK_STR(why, "a named port is tcp/NAME, udp/NAME or sctp/NAME (ICMP has types, not ports)");
+	CHECK(port_match_parse("icmpv6/echo", &m, &why) < 0);
+	CHECK(port_match_parse("http", &m, &why) < 0);
+	CHECK_STR(why, "a named port needs its protocol: tcp/NAME, udp/NAME or sctp/NAME");
+	CHECK(port_match_parse("tcp/8000-http", &m, &why) < 0);
+	CHECK_STR(why, "a port range is LOW-HIGH in numbers; a named port stands alone");
+	CHECK(port_match_parse("tcp/1-2a", &m, &why) < 0);
+}
+
+TEST(named_port_errors_name_the_place)
+{
+	expect_error(
+	    "{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}},\"egress\":[{"
+	    "\"ports\":[\"tcp/http\",\"tcp/Http\"]}]}]}",
+	    "/policies/0/egress/0/ports/1",
+	    "\"tcp/Http\": a port name has only lowercase letters, digits and '-'");
+	expect_error(
+	    "{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}},\"ingress\":[{"
+	    "\"ports\":[\"icmpv6/ping\"]}]}]}",
+	    "/policies/0/ingress/0/ports/0",
+	    "\"icmpv6/ping\": a named port is tcp/NAME, udp/NAME or sctp/NAME (ICMP has types, not "
+	    "ports)");
+	expect_error(
+	    "{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}},\"ingress\":[{"
+	    "\"ports\":[\"tcp/80-http\"]}]}]}",
+	    "/policies/0/ingress/0/ports/0",
+	    "\"tcp/80-http\": a port range is LOW-HIGH in numbers; a named port stands alone");
+	/* A valid document keeps the name, owned by the document. */
+	struct diag d;
+	const char *text = "{\"version\":1,\"policies\":[{\"name\":\"p\",\"applies_to\":{\"labels\":{}},"
+			   "\"ingress\":[{\"ports\":[\"tcp/80\",\"sctp/sig\"]}]}]}";
+	struct policy_doc *doc = parse(text, &d);
+	CHECK(doc && doc->policies[0].rules[DIR_INGRESS].v[0].n_ports == 2);
+	if (doc && doc->policies[0].rules[DIR_INGRESS].v[0].n_ports == 2) {
+		const struct port_match *m = &doc->policies[0].rules[DIR_INGRESS].v[0].ports[1];
+		CHECK(m->proto == IPPROTO_SCTP);
+		CHECK_STR(m->name, "sig");
+	}
+	policy_doc_free(doc);
+	diag_release(&d);
+}
+
 TEST(policies_sorted_by_order_then_name)
 {
 	struct diag d;

@@ -126,6 +126,44 @@ done:
 	diag_release(&d);
 }
 
+/* A document that names a port is judged on each destination's number. */
+TEST(a_named_port_is_judged_on_the_destination_number)
+{
+	static const char inv_text[] =
+	    "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"web1\",\"labels\":{\"role\":\"web\"},\"addresses\":["
+	    "\"198.18.0.11\"],\"ports\":{\"http\":\"tcp/8080\"}},{\"name\":\"client1\",\"labels\":{\"role\":"
+	    "\"client\"},\"addresses\":[\"198.18.0.21\"]}]}";
+	static const char doc_text[] =
+	    "{\"version\":1,\"groups\":{\"clients\":{\"labels\":{\"role\":\"client\"}}},\"policies\":[{"
+	    "\"name\":"
+	    "\"web-in\",\"applies_to\":{\"labels\":{\"role\":\"web\"}},\"ingress\":[{\"from\":[\"clients\"],"
+	    "\"ports\":[\"tcp/http\"]}]}]}";
+	struct diag d;
+	diag_init(&d, "preview");
+	struct policy_doc *doc = policy_parse_string(doc_text, strlen(doc_text), &d);
+	struct inventory *inv = inventory_new();
+	json_t *ij = json_loads(inv_text, 0, NULL);
+	CHECK(doc && inventory_load_json(inv, ij, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
+	      inventory_finish(inv, &d) == 0);
+	json_decref(ij);
+	json_t *rows = json_array();
+	json_array_append_new(
+	    rows, row("ingress", "198.18.0.21", "198.18.0.11", 8080, "deny", "default-deny", 1, 10, true));
+	json_array_append_new(
+	    rows, row("ingress", "198.18.0.21", "198.18.0.11", 80, "allow", "defaults", 1, 10, true));
+	json_t *out = doc ? preview_judge(doc, inv, rows) : NULL;
+	json_t *f = out ? find(out, "198.18.0.21", 8080) : NULL;
+	CHECK(f && strcmp(json_string_value(json_object_get(f, "change")), "newly_allowed") == 0);
+	CHECK(f && strcmp(json_string_value(json_object_get(f, "rule")), "web-in/ingress/0") == 0);
+	f = out ? find(out, "198.18.0.21", 80) : NULL;
+	CHECK(f && strcmp(json_string_value(json_object_get(f, "change")), "newly_blocked") == 0);
+	json_decref(out);
+	json_decref(rows);
+	inventory_free(inv);
+	policy_doc_free(doc);
+	diag_release(&d);
+}
+
 int main(void)
 {
 	return test_main();

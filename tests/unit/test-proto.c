@@ -3,6 +3,7 @@
  * next exactly (the hash says so) and are refused when rules changed. */
 #include <errno.h>
 
+#include "bulkhead/bundle.h"
 #include "bulkhead/compile.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/proto.h"
@@ -354,6 +355,132 @@ TEST(set_deltas_turn_one_bundle_into_the_next)
 	json_decref(one);
 	json_decref(two);
 	json_decref(other_rules);
+}
+
+/* Bundle JSON of node n1, whose db-1 reaches web on tcp/http and denies
+ * tcp/admin anywhere; the web members (on n2) as given. */
+static json_t *named_bundle_with(const char *web_members_json)
+{
+	static const char policy[] =
+	    "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}}},\"policies\":[{\"name\":"
+	    "\"db-out\",\"applies_to\":{\"labels\":{\"app\":\"db\"}},\"egress\":[{\"action\":\"deny\","
+	    "\"ports\":[\"tcp/admin\"]},{\"to\":[\"web\"],\"ports\":[\"tcp/http\"]}]}]}";
+	char inv[2048];
+	snprintf(inv, sizeof(inv), "{\"node\":\"n2\",\"endpoints\":[%s]}", web_members_json);
+	static const char n1[] = "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":"
+				 "\"db\"},\"addresses\":[\"198.18.0.3\"]}]}";
+	struct diag d;
+	diag_init(&d, "sample");
+	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
+	struct inventory *iv = inventory_new();
+	json_t *j = json_loads(inv, 0, NULL), *j1 = json_loads(n1, 0, NULL);
+	json_t *out = NULL;
+	if (doc && j && j1 && inventory_load_json(iv, j, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
+	    inventory_load_json(iv, j1, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
+	    inventory_finish(iv, &d) == 0) {
+		struct bundle *b = compile_bundle(doc, iv, "n1");
+		out = b ? bundle_to_json(b) : NULL;
+		bundle_free(b);
+	}
+	diag_print(&d, stderr);
+	diag_release(&d);
+	json_decref(j);
+	json_decref(j1);
+	inventory_free(iv);
+	policy_doc_free(doc);
+	return out;
+}
+
+TEST(named_port_table_deltas_turn_one_bundle_into_the_next)
+{
+	static const char w1[] = "{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0."
+				 "10\",\"2001:db8::10\"],\"ports\":{\"http\":\"tcp/8080\"}}";
+	static const char w1_renumbered[] = "{\"name\":\"web-1\",\"labels\":{\"app\":\"web\"},\"addresses\":["
+					    "\"198.18.0.10\",\"2001:db8::10\"],\"ports\":{\"http\":\"tcp/"
+					    "8081\",\"admin\":\"tcp/9000\"}}";
+	static const char w2[] =
+	    ",{\"name\":\"web-2\",\"labels\":{\"app\":\"web\"},\"addresses\":[\"198.18.0."
+	    "5\"],\"ports\":{\"http\":\"tcp/80\"}}";
+	char both[1024];
+	snprintf(both, sizeof(both), "%s%s", w1, w2);
+	json_t *none = named_bundle_with(""), *one = named_bundle_with(w1), *two = named_bundle_with(both),
+	       *renumbered = named_bundle_with(w1_renumbered);
+	CHECK(none && one && two && renumbered);
+	if (!none || !one || !two || !renumbered)
+		goto out;
+	/* Tables "tcp/admin#deny" and "tcp/http", empty or not. */
+	CHECK(json_array_size(json_object_get(none, "named_ports")) == 2);
+	CHECK(delta_gives(none, one));
+	CHECK(delta_gives(one, two));
+	CHECK(delta_gives(two, none));
+	CHECK(delta_gives(one, renumbered));
+	CHECK(delta_gives(renumbered, one));
+	/* web-1 renumbers http and gains admin: an element change in each
+	 * table, after the set's (web's members are the same). */
+	json_t *sets = proto_delta_make(one, renumbered);
+	CHECK(json_array_size(sets) == 2);
+	json_t *http = json_array_get(sets, 1), *admin = json_array_get(sets, 0);
+	CHECK_STR(json_string_value(json_object_get(admin, "named_port")), "tcp/admin#deny");
+	CHECK_STR(json_string_value(json_object_get(http, "named_port")), "tcp/http");
+	json_t *want =
+	    json_loads("{\"add\":[[\"198.18.0.10\",8081]],\"remove\":[[\"198.18.0.10\",8080]]}", 0, NULL);
+	CHECK(json_equal(json_object_get(http, "v4"), want));
+	json_decref(want);
+	/* A delta travels in a DELTA message as the agent checks it. */
+	char *text = json_dumps(sets, JSON_COMPACT), body[4096];
+	snprintf(body, sizeof(body),
+		 "{\"v\":1,\"revision\":2,\"base\":\"" HASH_A "\",\"hash\":\"" HASH_A "\",\"sets\":%s}",
+		 text);
+	CHECK(accepted("DELTA", body));
+	free(text);
+	json_decref(sets);
+
+	/* A table that comes or goes (here: rules that name no port any
+	 * more) is a full bundle. */
+	json_t *no_tables = json_deep_copy(one);
+	json_object_del(no_tables, "named_ports");
+	CHECK(proto_delta_make(no_tables, one) == NULL && proto_delta_make(one, no_tables) == NULL);
+	json_decref(no_tables);
+
+	/* A delta that names a table the base lacks is refused, and one that
+	 * says "id" for a table names a set. */
+	struct diag d;
+	diag_init(&d, "delta");
+	json_t *bad = json_loads("[{\"named_port\":\"tcp/gopher\",\"v4\":{\"add\":[[\"198.18.0.1\",70]]}},"
+				 "{\"id\":\"tcp/http\",\"v4\":{\"add\":[[\"198.18.0.1\",70]]}}]",
+				 0, NULL);
+	CHECK(proto_delta_apply(one, bad, &d) == NULL && d.n == 2);
+	if (d.n == 2) {
+		CHECK_STR(d.v[0].path, "/sets/0/named_port");
+		CHECK_STR(d.v[1].path, "/sets/1/id");
+	}
+	diag_release(&d);
+	json_decref(bad);
+	/* Elements a hostile controller sends that are no pairs. */
+	CHECK(refused("DELTA",
+		      "{\"v\":1,\"revision\":1,\"base\":\"" HASH_A "\",\"hash\":\"" HASH_A
+		      "\",\"sets\":[{\"named_port\":\"tcp/http\",\"v4\":{\"add\":[\"198.18.0.1\"]}}]}",
+		      "sets[0].v4 must be an array of [ADDRESS, PORT] pairs"));
+	CHECK(refused("DELTA",
+		      "{\"v\":1,\"revision\":1,\"base\":\"" HASH_A "\",\"hash\":\"" HASH_A
+		      "\",\"sets\":[{\"named_port\":7}]}",
+		      "sets[0]: \"named_port\" must be"));
+	/* A pair the decoder refuses (port 0) fails when the bundle is read. */
+	bad = json_loads("[{\"named_port\":\"tcp/http\",\"v4\":{\"add\":[[\"198.18.0.1\",0]]}}]", 0, NULL);
+	diag_init(&d, "delta");
+	json_t *next = proto_delta_apply(one, bad, &d);
+	CHECK(next != NULL);
+	struct bundle *b = next ? bundle_from_json(next, &d) : NULL;
+	CHECK(b == NULL && d.n >= 1);
+	bundle_free(b);
+	json_decref(next);
+	json_decref(bad);
+	diag_release(&d);
+out:
+	json_decref(none);
+	json_decref(one);
+	json_decref(two);
+	json_decref(renumbered);
 }
 
 /* Every body is sized by its type before it is parsed: in bytes, and in
