@@ -45,8 +45,10 @@ n2_reports() { # C2_ROLE: n2's inventory, replaced at once (the agent follows it
 n2_reports client
 
 # policy OFFICE PORTS [AUDIT]: web1 takes clients on PORTS and the office
-# network on tcp/82; AUDIT adds an audit policy that would deny clients
-# tcp/81.
+# network on tcp/82, and opens nothing itself (an empty egress list): a UDP
+# echo web1 sends just after a cut would otherwise be tracked as web1's own
+# new flow, and c1's datagrams pass as its replies (README: what is not
+# done yet); AUDIT adds an audit policy that would deny clients tcp/81.
 policy() {
 	local audit=""
 	[ -n "${3:-}" ] && audit='{"name": "audit-81", "order": 10, "mode": "audit", "applies_to": "web",
@@ -56,7 +58,7 @@ policy() {
  "groups": {"web": {"labels": {"role": "web"}}, "clients": {"labels": {"role": "client"}},
             "office": {"cidrs": ["$1"]}},
  "policies": [$audit
-  {"name": "web-in", "applies_to": "web", "ingress": [
+  {"name": "web-in", "applies_to": "web", "egress": [], "ingress": [
      {"from": ["clients"], "ports": [$2]},
      {"from": ["office"], "ports": ["tcp/82"]}]}]}
 JSON
