@@ -1,6 +1,7 @@
 /* Bundle JSON codec and hash (see bundle.h). Decoding treats its input as
  * hostile: it arrives from the network or from a cache file. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,12 +474,16 @@ static void decode_named_ports(struct json_walk *w, json_t *arr, struct bundle *
 	}
 }
 
-static bool find_named_port(const struct bundle *b, const char *id, uint32_t *out)
+/* Index of the element whose id is id in v, n elements of size bytes sorted
+ * by id, the id a const char * at offset id_at (sets and named-port tables
+ * alike). */
+static bool find_by_id(const void *v, size_t n, size_t size, size_t id_at, const char *id, uint32_t *out)
 {
-	size_t lo = 0, hi = b->n_named_ports;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(id, b->named_ports[mid].id);
+		const char *mid_id = *(const char *const *)((const char *)v + mid * size + id_at);
+		int c = strcmp(id, mid_id);
 		if (c == 0) {
 			*out = (uint32_t)mid;
 			return true;
@@ -489,6 +494,12 @@ static bool find_named_port(const struct bundle *b, const char *id, uint32_t *ou
 			lo = mid + 1;
 	}
 	return false;
+}
+
+static bool find_named_port(const struct bundle *b, const char *id, uint32_t *out)
+{
+	return find_by_id(b->named_ports, b->n_named_ports, sizeof(*b->named_ports),
+			  offsetof(struct bundle_named_port, id), id, out);
 }
 
 /* A rule's named port: refused on ingress (the controller resolves those
@@ -515,20 +526,7 @@ static void decode_named_ref(struct json_walk *w, const struct bundle *b, enum d
 
 static bool find_set(const struct bundle *b, const char *id, uint32_t *out)
 {
-	size_t lo = 0, hi = b->n_sets;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(id, b->sets[mid].id);
-		if (c == 0) {
-			*out = (uint32_t)mid;
-			return true;
-		}
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return false;
+	return find_by_id(b->sets, b->n_sets, sizeof(*b->sets), offsetof(struct bundle_set, id), id, out);
 }
 
 static void decode_rule(struct json_walk *w, json_t *o, const struct bundle *b, enum direction dir,
