@@ -722,23 +722,35 @@ static long long status_int(struct source *s, const char *key)
  * it is back to the shortest only once a stream has stayed open. (It went
  * back to 0.2 s at every opening: the agent listed and inspected all the
  * containers five times a second, for ever.) */
-TEST(a_stream_that_ends_as_it_opens_is_reconnected_to_with_backoff)
+/* A fresh fake engine holding web1, whose events streams behave as asked,
+ * and a Docker source started on a new loop against it. */
+static struct source *engine_with_web1(bool close_streams, bool mute_streams, unsigned events_answer_ms)
 {
 	pthread_mutex_lock(&eng.lock);
 	if (eng.stream_fd >= 0)
 		close(eng.stream_fd);
 	eng.stream_fd = -1;
 	eng.n = 0;
-	eng.close_streams = true;
+	eng.close_streams = close_streams;
+	eng.mute_streams = mute_streams;
+	eng.streams = 0;
+	eng.lists = 0;
 	pthread_mutex_unlock(&eng.lock);
 	journal[0] = '\0';
 	engine_listen();
 	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
 	loop = loop_new();
-	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path};
+	struct source_engine_options o = {
+	    .kind = ENGINE_DOCKER, .socket = eng.path, .events_answer_ms = events_answer_ms};
 	struct source *s = source_engine_new(&o);
 	s->sink = &sink;
 	CHECK(s->ops->start(s, loop, false) == 0);
+	return s;
+}
+
+TEST(a_stream_that_ends_as_it_opens_is_reconnected_to_with_backoff)
+{
+	struct source *s = engine_with_web1(true, false, 0);
 	int64_t give_up = clock_mono_ms() + 15000;
 	while (status_int(s, "reconnects") < 4 && clock_mono_ms() < give_up)
 		settle(20);
@@ -754,23 +766,7 @@ TEST(a_stream_that_ends_as_it_opens_is_reconnected_to_with_backoff)
 
 TEST(an_events_request_never_answered_is_given_up_and_made_again)
 {
-	pthread_mutex_lock(&eng.lock);
-	if (eng.stream_fd >= 0)
-		close(eng.stream_fd);
-	eng.stream_fd = -1;
-	eng.n = 0;
-	eng.mute_streams = true;
-	eng.streams = 0;
-	eng.lists = 0;
-	pthread_mutex_unlock(&eng.lock);
-	journal[0] = '\0';
-	engine_listen();
-	ctr_add(ID_WEB, "web1", true, "net1", "\"app\":\"web\"");
-	loop = loop_new();
-	struct source_engine_options o = {.kind = ENGINE_DOCKER, .socket = eng.path, .events_answer_ms = 300};
-	struct source *s = source_engine_new(&o);
-	s->sink = &sink;
-	CHECK(s->ops->start(s, loop, false) == 0);
+	struct source *s = engine_with_web1(false, true, 300);
 	int64_t give_up = clock_mono_ms() + 10000;
 	while (status_int(s, "reconnects") < 2 && clock_mono_ms() < give_up)
 		settle(20);
