@@ -108,6 +108,14 @@ run_probes() {
 	wait "${pids[@]}"
 }
 
+read_counters() { # DIR WHEN: every table with its counters, DIR/counters-WHEN-NS.json
+	local ns n
+	while read -r ns _ _ n; do
+		[ "$n" = - ] && continue
+		ip netns exec "$P-$ns" nft -j list table inet bulkhead >"$1/counters-$2-$ns.json" 2>/dev/null
+	done <"$TMP/world/world.tsv"
+}
+
 ruleset() { # NS: its nft ruleset, indented, for a mismatch report
 	local ns=$1 out
 	if grep -q "^$ns .* -\$" "$TMP/world/world.tsv"; then
@@ -176,14 +184,14 @@ round() {
 		return
 	fi
 
+	# What the rules counted before any probe (a packet the endpoints sent
+	# themselves) is not a probe's: the counter check leaves it out.
+	read_counters "$dir" before
 	run_probes "$dir"
 	for f in "$dir"/kernel-*.err; do
 		[ -s "$f" ] && { echo "    $(basename "$f"):"; indent <"$f"; }
 	done
-	while read -r ns _ _ n; do
-		[ "$n" = - ] && continue
-		ip netns exec "$P-$ns" nft -j list table inet bulkhead >"$dir/counters-$ns.json" 2>/dev/null
-	done <"$TMP/world/world.tsv"
+	read_counters "$dir" after
 	BULKHEAD_LABEL="seed $seed" "$PYTHON" "$GEN" compare "$dir" || {
 		not_ok "seed $seed: comparing the kernel with the oracle"
 		return
@@ -218,6 +226,8 @@ NODES=$(awk '$4 != "-" {print $4}' "$TMP/world/world.tsv" | sort -u)
 ALL_NS=$(awk '{print $1}' "$TMP/world/world.tsv")
 OUTSIDE_NS=$(awk '$4 == "-" {print $1}' "$TMP/world/world.tsv")
 build_world || bail "building the namespace world"
+# shellcheck disable=SC2086 # a list of names
+world_mld_quiet $ALL_NS || echo "# the endpoints still send MLD reports after 10 s"
 start_listeners || bail "starting listeners"
 echo "# world of seed $SEED:"
 indent <"$TMP/world/world.tsv"

@@ -31,8 +31,9 @@ counts ("PASSED FAILED") and mismatch-ns.txt (namespaces involved).
 
   gen_world.py rules OUTDIR
 
-reads the same and counters-NS.json (`nft -j list table inet bulkhead` of
-every table after the probes) and checks that the kernel's rule counters
+reads the same and counters-after-NS.json (`nft -j list table inet
+bulkhead` of every table after the probes; less counters-before-NS.json,
+read just before them) and checks that the kernel's rule counters
 say which rule decided each probe, as the oracle does: a rule (by its id,
 the comment of its nft rules, summed over a direction's chains) counted
 packets exactly when the oracle gives it probes, never fewer, and exactly
@@ -597,6 +598,28 @@ def compare(out):
                 f.write(ns + "\n")
 
 
+def rule_counts(out, when):
+    """(NS, direction, rule id) -> packets its nft rules counted, from
+    counters-WHEN-NS.json; the fixed rules are left out."""
+    fixed = {"established", "ct-invalid", "loopback", "neighbour-discovery"}
+    prefix = "counters-%s-" % when
+    counts = {}
+    for name in os.listdir(out):
+        if not (name.startswith(prefix) and name.endswith(".json")):
+            continue
+        ns = name[len(prefix):-len(".json")]
+        with open(os.path.join(out, name)) as f:
+            objs = json.load(f)["nftables"]
+        for o in objs:
+            r = o.get("rule")
+            if not r or "comment" not in r or r["comment"] in fixed:
+                continue
+            n = sum(e["counter"]["packets"] for e in r["expr"] if "counter" in e)
+            key = (ns, r["chain"].split("_")[0], r["comment"])
+            counts[key] = counts.get(key, 0) + n
+    return counts
+
+
 def rules(out):
     """The kernel's rule counters against the oracle's deciding rules."""
     label = os.environ.get("BULKHEAD_LABEL", out)
@@ -617,21 +640,12 @@ def rules(out):
             want[key] = want.get(key, 0) + 1
             if is_tcp:
                 tcp.add(key)
-    fixed = {"established", "ct-invalid", "loopback", "neighbour-discovery"}
-    have = {}
-    for name in os.listdir(out):
-        if not (name.startswith("counters-") and name.endswith(".json")):
-            continue
-        ns = name[len("counters-"):-len(".json")]
-        with open(os.path.join(out, name)) as f:
-            objs = json.load(f)["nftables"]
-        for o in objs:
-            r = o.get("rule")
-            if not r or "comment" not in r or r["comment"] in fixed:
-                continue
-            n = sum(e["counter"]["packets"] for e in r["expr"] if "counter" in e)
-            key = (ns, r["chain"].split("_")[0], r["comment"])
-            have[key] = have.get(key, 0) + n
+    before, have = rule_counts(out, "before"), rule_counts(out, "after")
+    for key in sorted(k for k in before if before[k]):
+        # Not a probe: the endpoint's own packet, counted before any was sent.
+        print("    %s: %s %s rule %s counted %d packets before the probes (left out)" % (
+            label, key[0], key[1], key[2], before[key]))
+        have[key] = have.get(key, 0) - before[key]
     passed = failed = 0
     for key in sorted(set(want) | set(have)):
         w, h = want.get(key, 0), have.get(key, 0)

@@ -5,6 +5,7 @@
 #   world_need PROGRAM...      each one is there, or "not ok" and exit
 #   world_add_ns N A4/L A6/L   namespace $P-N on the bridge, eth0 with A4/L and A6/L
 #   world_add_endpoint N V4 V6 the same with 198.18.0.V4/24 and 2001:db8:1::V6/64
+#   world_mld_quiet N...       wait until the namespaces send no more MLD reports
 #   world_serve N SPEC...      probe.py listeners in $P-N (tcp:80 udp:53 ...)
 #   can NS PROTO ADDR ARG...   probe from $P-NS succeeds (probe.py args)
 #   ok/not_ok/check/finish     counting and the closing "N passed, N failed"
@@ -94,14 +95,42 @@ world_add_ns() { # NAME V4/LEN V6/LEN
 	local ns=$P-$1
 	WORLD_PORTS=$((WORLD_PORTS + 1))
 	ip netns add "$ns" || return 1
-	# No duplicate address detection: addresses are usable at once.
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	# No duplicate address detection: addresses are usable at once. MLD
+	# reports go out when their group is joined, not at random up to a
+	# second later (see world_mld_quiet).
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+		net.ipv6.conf.default.mldv1_unsolicited_report_interval=0 \
+		net.ipv6.conf.default.mldv2_unsolicited_report_interval=0
 	ip -n "$ns" link set lo up
 	ip -n "$FAB" link add "v$WORLD_PORTS" type veth peer name eth0 netns "$ns" || return 1
 	ip -n "$FAB" link set "v$WORLD_PORTS" master br0 up
 	ip -n "$ns" addr add "$2" dev eth0 || return 1
 	ip -n "$ns" addr add "$3" dev eth0 nodad || return 1
 	ip -n "$ns" link set eth0 up
+}
+
+# world_mld_quiet NAME...: wait (at most 10 s) until none of the namespaces
+# has sent an MLD report for a second. A new interface joins its multicast
+# groups with reports for a second or two after it comes up; they are
+# ICMPv6 that conntrack leaves untracked, so a table loaded meanwhile judges
+# them by its policy rules, and a test counting packets per rule would
+# count them too.
+world_mld_quiet() {
+	local ns sent last="" quiet=0
+	for _ in $(seq 50); do
+		sent=$(for ns in "$@"; do
+			# shellcheck disable=SC2016 # awk's own $1 and $2
+			ip netns exec "$P-$ns" awk '$1 == "Icmp6OutMLDv2Reports" {print $2}' /proc/net/snmp6
+		done | tr '\n' ' ')
+		if [ "$sent" = "$last" ]; then
+			quiet=$((quiet + 1))
+			[ $quiet -ge 5 ] && return 0
+		else
+			quiet=0 last=$sent
+		fi
+		sleep 0.2
+	done
+	return 1
 }
 
 world_serve() { # NAME SPEC...
