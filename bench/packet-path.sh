@@ -25,8 +25,12 @@
 #   once (no TIME_WAIT), from THREADS addresses of the client; connections
 #   accepted per second.
 # - The endpoint's conntrack forgets a UDP flow after 1 s and a closed TCP
-#   connection after 1 s (its own namespace's sysctls), so that rounds do
-#   not fill the table.
+#   connection after 1 s (its own namespace's sysctls), and is flushed after
+#   every measurement: the conntrack hash is one for all namespaces, so the
+#   expired entries a measurement leaves (removed only as the garbage
+#   collector comes by) would lengthen the next one's lookups.
+# - Each round starts one configuration later than the last, so that no
+#   configuration always follows the same one.
 #
 # The rules: R - 1 rules allow udp/9 and tcp/9 from label groups of one
 # other endpoint each (the linear form looks at every one of them before
@@ -55,6 +59,7 @@ for exe in "$AGENT" "$BULKHEAD" "$FLOW"; do
 	[ -x "$exe" ] || die "$exe not built (ninja -C $BUILD)"
 done
 [ "$IPERF_SECONDS" = 0 ] || HINT="apt-get install iperf3" need iperf3
+HINT="apt-get install conntrack" need conntrack
 
 # Configurations: NAME FORM RULES MEMBERS (FORM -: no table).
 CONFIGS="none - 0 0"
@@ -184,14 +189,22 @@ done <<<"$CONFIGS"
 sleep 1
 
 # --- rounds ------------------------------------------------------------------
+forget() { # I: the endpoint's conntrack empty again
+	[ "$(sed -n "s/^$1 //p" "$TMP/configs")" = none ] && return # no table, no conntrack
+	ip netns exec "$P-e$1" conntrack -F >/dev/null 2>&1
+	sleep 0.2
+}
+n=$(wc -l <"$TMP/configs")
 for r in $(seq "$ROUNDS"); do
-	while read -r i name; do
-		udp_rate "$i" >>"$TMP/udp-$name"
-		sleep 1.2 # the last round's flows leave conntrack
-		tcp_rate "$i" >>"$TMP/tcp-$name"
-		[ "$IPERF_SECONDS" = 0 ] || iperf_rate "$i" >>"$TMP/iperf-$name"
-		sleep 1.2
-	done <"$TMP/configs"
+	# shellcheck disable=SC2094 # forget reads configs too, never writes it
+	{ tail -n +$(((r - 1) % n + 1)) "$TMP/configs"; head -n $(((r - 1) % n)) "$TMP/configs"; } |
+		while read -r i name; do
+			udp_rate "$i" >>"$TMP/udp-$name"
+			forget "$i"
+			tcp_rate "$i" >>"$TMP/tcp-$name"
+			forget "$i"
+			[ "$IPERF_SECONDS" = 0 ] || iperf_rate "$i" >>"$TMP/iperf-$name"
+		done
 done
 
 # --- the table ---------------------------------------------------------------
