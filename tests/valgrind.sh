@@ -7,13 +7,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(realpath "${1:-$root/build}")
 cd "$root"
 pass=0 fail=0
-vg() { # NAME COMMAND...
+out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+names=()
+# vg NAME COMMAND...: started in the background (valgrind is slow, one
+# process per core), its result collected by report.
+vg() {
   local name=$1; shift
-  if valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite "$@" >/dev/null; then
-    pass=$((pass + 1)); echo "ok - valgrind clean: $name"
-  else
-    fail=$((fail + 1)); echo "not ok - valgrind: $name"
-  fi
+  names+=("$name")
+  ( if valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite "$@" \
+      >/dev/null 2>"$out/${#names[@]}.err"; then echo ok; else echo failed; fi >"$out/${#names[@]}" ) &
+  while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n; done
 }
 if ! command -v valgrind >/dev/null; then
   echo "not ok - valgrind is not installed (tests/install-deps.sh)"; echo "0 passed, 1 failed"; exit 1
@@ -23,5 +26,13 @@ vg "test-bundle" "$build/tests/test-bundle" tests/fixtures/eval/network.json
 vg "replay-controller" "$build/tests/replay-controller" tests/fuzz/corpus/controller-*
 vg "policy compile three-tier" "$build/cli/bulkhead" policy compile examples/three-tier/policy.json \
   --inventory examples/three-tier/node-a.json --inventory examples/three-tier/node-b.json
+wait
+for i in "${!names[@]}"; do
+  if [ "$(cat "$out/$((i + 1))" 2>/dev/null)" = ok ]; then
+    pass=$((pass + 1)); echo "ok - valgrind clean: ${names[$i]}"
+  else
+    fail=$((fail + 1)); echo "not ok - valgrind: ${names[$i]}"; sed 's/^/    /' "$out/$((i + 1)).err" | tail -30
+  fi
+done
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
