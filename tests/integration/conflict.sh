@@ -55,13 +55,12 @@ cat >"$TMP/policy.json" <<'JSON'
 JSON
 
 converged() { bh status --wait=20 >"$TMP/status.out" 2>&1; }
-connected() { [ "$(bh status --json 2>/dev/null | json_get "sorted(n['node'] for n in j['nodes'] if n['connected'])")" = "$1" ]; }
 conflicts() { [ "$(bh status --json 2>/dev/null | json_get '[(c["address"], c["endpoints"]) for c in j["conflicts"]]')" = "$1" ]; }
 
 controller_start
 agent_start n1
 agent_start n2
-wait_for 10 connected "['n1', 'n2']"
+wait_for 10 connected_nodes_are "['n1', 'n2']"
 check "policy apply: revision 1" test "$(bh policy apply "$TMP/policy.json")" = "revision 1"
 check "status --wait converges" converged
 

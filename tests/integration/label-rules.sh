@@ -43,8 +43,7 @@ JSON
 controller_start
 agent_start n1
 agent_start n2
-connected() { [ "$(bh status --json 2>/dev/null | json_get "sorted(n['node'] for n in j['nodes'] if n['connected'])")" = "['n1', 'n2']" ]; }
-wait_for 10 connected
+wait_for 10 connected_nodes_are "['n1', 'n2']"
 check "policy applied" test "$(bh policy apply "$TMP/policy.json")" = "revision 1"
 check "status --wait converges" bh status --wait=20 >/dev/null
 tenant_b() { bh endpoints --json | json_get '",".join(e["node"] + "/" + e["name"] for e in j["endpoints"] if "tenant-b" in e["groups"])'; }

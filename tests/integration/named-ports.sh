@@ -69,8 +69,7 @@ JSON
 controller_start
 agent_start n1
 agent_start n2
-connected() { [ "$(bh status --json 2>/dev/null | json_get "sorted(n['node'] for n in j['nodes'] if n['connected'])")" = "['n1', 'n2']" ]; }
-wait_for 10 connected
+wait_for 10 connected_nodes_are "['n1', 'n2']"
 check "policy applied" test "$(bh policy apply "$TMP/policy.json")" = "revision 1"
 check "status --wait converges" bh status --wait=20 >/dev/null
 
@@ -97,14 +96,21 @@ check "bulkhead flows reports cli's denied flow to db:8080" wait_for 15 db_denie
 STATE=$TMP/state-n1
 handles() { ip netns exec "$P-cli" nft -a list table inet bulkhead | sed -n 's/.* # handle \([0-9]*\)$/\1/p' | tr '\n' ' '; }
 H0=$(handles)
-read -r full0 delta0 < <(agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),')
+# updates: cli's full and delta update counts; check_was_delta FULL0 DELTA0:
+# the updates since those counts were deltas, one at least.
+updates() { agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),'; }
+check_was_delta() {
+	local full1 delta1
+	read -r full1 delta1 < <(updates)
+	check "as a delta (full updates $1 -> $full1, deltas $2 -> $delta1)" \
+		test "${full1:-x}" = "${1:-y}" -a "${delta1:-0}" -gt "${2:-0}"
+}
+read -r full0 delta0 < <(updates)
 n2_reports 9091
 renumbered() { ip netns exec "$P-cli" nft list table inet bulkhead | grep -q '198.18.0.22 . 9091'; }
 check "web2's new number reaches cli's table" wait_for 15 renumbered
 check "status --wait converges" bh status --wait=20 >/dev/null
-read -r full1 delta1 < <(agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),')
-check "as a delta (full updates $full0 -> $full1, deltas $delta0 -> $delta1)" \
-	test "${full1:-x}" = "${full0:-y}" -a "${delta1:-0}" -gt "${delta0:-0}"
+check_was_delta "$full0" "$delta0"
 check "handles of cli's table, sets, chains and rules untouched" test -n "$H0" -a "$H0" = "$(handles)"
 check "cli reaches web2 on 9091" can cli tcp 198.18.0.22 9091
 check "cli no longer reaches web2 on 9090" cannot cli tcp 198.18.0.22 9090
@@ -150,14 +156,12 @@ rule_handles() {
 		sed -n 's/.* # handle \([0-9]*\)$/\1/p' | tr '\n' ' '
 }
 R0=$(rule_handles)
-read -r full0 delta0 < <(agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),')
+read -r full0 delta0 < <(updates)
 n2_reports 9090
 back() { [ "$(agent_status 'c["delta_updates"]' cli 2>/dev/null)" -gt "${delta0:-0}" ] 2>/dev/null; }
 check "web2's number back at 9090 reaches cli's maps" wait_for 15 back
 check "status --wait converges" bh status --wait=20 >/dev/null
-read -r full1 delta1 < <(agent_status 'c["full_updates"], c["delta_updates"]' cli | tr -d '(),')
-check "as a delta (full updates $full0 -> $full1, deltas $delta0 -> $delta1)" \
-	test "${full1:-x}" = "${full0:-y}" -a "${delta1:-0}" -gt "${delta0:-0}"
+check_was_delta "$full0" "$delta0"
 check "the base chain's and the rule's chain's rules untouched" test -n "$R0" -a "$R0" = "$(rule_handles)"
 check "cli reaches web2 on 9090 again" can cli tcp 198.18.0.22 9090
 check "and no longer on 9091" cannot cli tcp 198.18.0.22 9091

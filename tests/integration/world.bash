@@ -22,6 +22,8 @@
 #                              document, e its endpoints by name (with EP: that
 #                              endpoint, and c its counters); fails while not JSON
 #   agent_status_is EXPR VALUE [EP]
+#   connected_nodes_are LIST   the controller's connected nodes, sorted, are
+#                              LIST (a Python list: "['n1', 'n2']")
 #
 # BULKHEAD_KEEP=1 keeps the temporary directory (logs, state) for a post-mortem.
 # Only ever touches namespaces named with the per-run prefix; the host's
@@ -222,3 +224,6 @@ print(eval(sys.argv[2], {"s": s, "e": e, "c": c}))
 PY
 }
 agent_status_is() { [ "$(agent_status "$1" "${@:3}" 2>/dev/null)" = "$2" ]; }
+connected_nodes_are() {
+	[ "$(bh status --json 2>/dev/null | json_get "sorted(n['node'] for n in j['nodes'] if n['connected'])")" = "$1" ]
+}
