@@ -642,6 +642,23 @@ static const char *named_decides(const struct nft_plan *p, const char *dst, uint
 	return i < 0 ? "(none)" : p->rules[i].id ? p->rules[i].id : "(no id)";
 }
 
+/* named_world's egress, decided by plan p: each destination on its own
+ * number, and only there; a name with the other protocol, or one the
+ * destination does not define, matches nothing. */
+static void check_named_decisions(const struct nft_plan *p)
+{
+	CHECK_STR(named_decides(p, "198.18.0.2", IPPROTO_TCP, 8080), "app/egress/0");
+	CHECK_STR(named_decides(p, "198.18.0.2", IPPROTO_TCP, 9090), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(p, "198.18.0.3", IPPROTO_TCP, 9090), "app/egress/0");
+	CHECK_STR(named_decides(p, "198.18.0.3", IPPROTO_TCP, 8080), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(p, "198.18.0.3", IPPROTO_TCP, 5432), "app/egress/0");
+	CHECK_STR(named_decides(p, "2001:db8::2", IPPROTO_TCP, 8080), "app/egress/0");
+	CHECK_STR(named_decides(p, "198.18.0.2", IPPROTO_UDP, 8080), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(p, "198.18.0.9", IPPROTO_UDP, 53), "app/egress/1");
+	CHECK_STR(named_decides(p, "198.18.0.9", IPPROTO_TCP, 53), RULE_ID_DEFAULT_DENY);
+	CHECK_STR(named_decides(p, "198.18.0.8", IPPROTO_UDP, 53), RULE_ID_DEFAULT_DENY);
+}
+
 TEST(an_egress_named_port_looks_up_address_and_port_together)
 {
 	struct named_world w;
@@ -682,29 +699,12 @@ TEST(an_egress_named_port_looks_up_address_and_port_together)
 		CHECK_STR(comment(r), i < 4 ? "app/egress/0" : "app/egress/1");
 		CHECK_STR(prefix(r), i < 4 ? "" : "bh:D:e1");
 	}
-	/* Each destination on its own number, and only there. */
-	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_TCP, 8080), "app/egress/0");
-	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_TCP, 9090), RULE_ID_DEFAULT_DENY);
-	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 9090), "app/egress/0");
-	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 8080), RULE_ID_DEFAULT_DENY);
-	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 5432), "app/egress/0");
-	CHECK_STR(named_decides(&p, "2001:db8::2", IPPROTO_TCP, 8080), "app/egress/0");
-	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_UDP, 8080), RULE_ID_DEFAULT_DENY);
-	CHECK_STR(named_decides(&p, "198.18.0.9", IPPROTO_UDP, 53), "app/egress/1");
-	CHECK_STR(named_decides(&p, "198.18.0.9", IPPROTO_TCP, 53), RULE_ID_DEFAULT_DENY);
-	CHECK_STR(named_decides(&p, "198.18.0.8", IPPROTO_UDP, 53), RULE_ID_DEFAULT_DENY);
+	check_named_decisions(&p);
 	nft_plan_release(&p);
 
 	/* The map form decides alike. */
 	CHECK(nft_plan_build(&p, &w.b, &w.ep, NULL, NFT_FORM_MAPS, err, sizeof(err)) == 0);
-	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_TCP, 8080), "app/egress/0");
-	CHECK_STR(named_decides(&p, "198.18.0.2", IPPROTO_TCP, 9090), RULE_ID_DEFAULT_DENY);
-	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 9090), "app/egress/0");
-	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 8080), RULE_ID_DEFAULT_DENY);
-	CHECK_STR(named_decides(&p, "198.18.0.3", IPPROTO_TCP, 5432), "app/egress/0");
-	CHECK_STR(named_decides(&p, "2001:db8::2", IPPROTO_TCP, 8080), "app/egress/0");
-	CHECK_STR(named_decides(&p, "198.18.0.9", IPPROTO_UDP, 53), "app/egress/1");
-	CHECK_STR(named_decides(&p, "198.18.0.8", IPPROTO_UDP, 53), RULE_ID_DEFAULT_DENY);
+	check_named_decisions(&p);
 	nft_plan_release(&p);
 
 	/* The text nft loads. */
