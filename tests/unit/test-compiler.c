@@ -245,52 +245,73 @@ TEST(a_named_port_change_recompiles_who_resolves_or_tables_the_name)
 	nodes_free(t);
 }
 
-/* Random lists whose endpoints name ports now and then, with other
- * numbers and protocols (and contested addresses): every bundle stays as
- * from scratch, and not every node is compiled at each step. */
-TEST(random_named_port_changes_keep_every_bundle_as_from_scratch)
+/* steps random changes to c (change makes the step's), each refreshed and
+ * compared with the bundles compiled from scratch: how many steps
+ * differed; *compiled, the compilations the refreshes did. The compiler
+ * logs every address conflict, hundreds here: stderr is /dev/null
+ * meanwhile. */
+static uint64_t random_steps(struct compiler *c, struct nodes *t, uint64_t steps,
+			     void (*change)(struct compiler *c, uint64_t step), uint64_t *compiled)
 {
-	static const char *const nodes[] = {"n1", "n2", "n3", "n4"};
-	static const char *const apps[] = {"web", "db", "batch", "client"};
-	static const char *const http[] = {NULL, "tcp/80", "tcp/81", "udp/80"};
-	struct nodes *t = nodes_new();
-	struct compiler *c = compiler_new(t);
-	compiler_set_policy(c, 1, policy(NAMED_POLICY));
-	srand(13);
-	uint64_t compiled = 0, steps = 200, failures = 0;
+	uint64_t failures = 0;
 	int saved = dup(2), null = open("/dev/null", O_WRONLY);
 	dup2(null, 2);
+	*compiled = 0;
 	for (uint64_t step = 0; step < steps; step++) {
-		const char *node = nodes[rand() % 4];
-		json_t *list = json_array();
-		for (int i = rand() % 3; i > 0; i--) {
-			char name[16], addr[32];
-			snprintf(name, sizeof(name), "e%d", i);
-			snprintf(addr, sizeof(addr), "198.18.0.%d", 1 + rand() % 8);
-			json_t *ports = json_object();
-			const char *h = http[rand() % 4];
-			if (h)
-				json_object_set_new(ports, "http", json_string(h));
-			if (rand() % 3 == 0)
-				json_object_set_new(ports, rand() % 2 ? "pg" : "dns",
-						    json_string(rand() % 2 ? "udp/53" : "tcp/5432"));
-			json_array_append_new(list, json_pack("{s:s,s:n,s:{s:s},s:[s],s:o}", "name", name,
-							      "netns", "labels", "app", apps[rand() % 4],
-							      "addresses", addr, "ports", ports));
-		}
-		struct diag d;
-		diag_init(&d, node);
-		if (compiler_set_endpoints(c, node, list, &d) < 0)
-			abort();
-		diag_release(&d);
-		json_decref(list);
-		compiled += refresh(c);
+		change(c, step);
+		*compiled += refresh(c);
 		if (!all_as_from_scratch(c, t))
 			failures++;
 	}
 	dup2(saved, 2);
 	close(saved);
 	close(null);
+	return failures;
+}
+
+/* A random list of 0-2 endpoints for one of 4 nodes, each naming ports
+ * now and then, with other numbers and protocols. */
+static void random_named_change(struct compiler *c, uint64_t step)
+{
+	static const char *const nodes[] = {"n1", "n2", "n3", "n4"};
+	static const char *const apps[] = {"web", "db", "batch", "client"};
+	static const char *const http[] = {NULL, "tcp/80", "tcp/81", "udp/80"};
+	const char *node = nodes[rand() % 4];
+	json_t *list = json_array();
+	(void)step;
+	for (int i = rand() % 3; i > 0; i--) {
+		char name[16], addr[32];
+		snprintf(name, sizeof(name), "e%d", i);
+		snprintf(addr, sizeof(addr), "198.18.0.%d", 1 + rand() % 8);
+		json_t *ports = json_object();
+		const char *h = http[rand() % 4];
+		if (h)
+			json_object_set_new(ports, "http", json_string(h));
+		if (rand() % 3 == 0)
+			json_object_set_new(ports, rand() % 2 ? "pg" : "dns",
+					    json_string(rand() % 2 ? "udp/53" : "tcp/5432"));
+		json_array_append_new(list, json_pack("{s:s,s:n,s:{s:s},s:[s],s:o}", "name", name, "netns",
+						      "labels", "app", apps[rand() % 4], "addresses", addr,
+						      "ports", ports));
+	}
+	struct diag d;
+	diag_init(&d, node);
+	if (compiler_set_endpoints(c, node, list, &d) < 0)
+		abort();
+	diag_release(&d);
+	json_decref(list);
+}
+
+/* Random lists whose endpoints name ports now and then, with other
+ * numbers and protocols (and contested addresses): every bundle stays as
+ * from scratch, and not every node is compiled at each step. */
+TEST(random_named_port_changes_keep_every_bundle_as_from_scratch)
+{
+	struct nodes *t = nodes_new();
+	struct compiler *c = compiler_new(t);
+	compiler_set_policy(c, 1, policy(NAMED_POLICY));
+	srand(13);
+	uint64_t compiled, steps = 200, failures = random_steps(c, t, steps, random_named_change, &compiled);
 	CHECK(failures == 0);
 	CHECK(compiled < steps * 4);
 	printf("  # %llu of %llu steps differ from scratch; %llu compilations over %llu changes of 4 nodes\n",
@@ -322,44 +343,39 @@ TEST(a_stale_node_has_no_bundle_until_it_is_compiled)
 	nodes_free(t);
 }
 
+/* A random list of 0-3 endpoints for one of 5 nodes, some with an IPv6
+ * address too; every 50 steps, the policy again as a new revision. */
+static void random_change(struct compiler *c, uint64_t step)
+{
+	static const char *const nodes[] = {"n1", "n2", "n3", "n4", "n5"};
+	static const char *const apps[] = {"web", "db", "batch"};
+	const char *node = nodes[rand() % 5];
+	char eps[3][96];
+	const char *v[3];
+	int n = rand() % 4;
+	for (int i = 0; i < n; i++) {
+		char v6[32] = "";
+		if (rand() % 3 == 0)
+			snprintf(v6, sizeof(v6), ",2001:db8::%d", 1 + rand() % 4);
+		snprintf(eps[i], sizeof(eps[i]), "e%d:%s:198.18.0.%d%s", i, apps[rand() % 3], 1 + rand() % 12,
+			 v6);
+		v[i] = eps[i];
+	}
+	set(c, node, v, (size_t)n);
+	if (step % 50 == 25)
+		compiler_set_policy(c, 2 + (int64_t)step, policy(POLICY));
+}
+
 /* Many random lists over a few labels and a small pool of addresses (so
  * that addresses are contested now and then): after each change, every
  * bundle is as from scratch. */
 TEST(random_changes_keep_every_bundle_as_from_scratch)
 {
-	static const char *const nodes[] = {"n1", "n2", "n3", "n4", "n5"};
-	static const char *const apps[] = {"web", "db", "batch"};
 	struct nodes *t = nodes_new();
 	struct compiler *c = compiler_new(t);
 	compiler_set_policy(c, 1, policy(POLICY));
 	srand(11);
-	uint64_t compiled = 0, steps = 300, failures = 0;
-	/* The compiler logs every address conflict: hundreds here. */
-	int saved = dup(2), null = open("/dev/null", O_WRONLY);
-	dup2(null, 2);
-	for (uint64_t step = 0; step < steps; step++) {
-		const char *node = nodes[rand() % 5];
-		char eps[3][96];
-		const char *v[3];
-		int n = rand() % 4;
-		for (int i = 0; i < n; i++) {
-			char v6[32] = "";
-			if (rand() % 3 == 0)
-				snprintf(v6, sizeof(v6), ",2001:db8::%d", 1 + rand() % 4);
-			snprintf(eps[i], sizeof(eps[i]), "e%d:%s:198.18.0.%d%s", i, apps[rand() % 3],
-				 1 + rand() % 12, v6);
-			v[i] = eps[i];
-		}
-		set(c, node, v, (size_t)n);
-		if (step % 50 == 25)
-			compiler_set_policy(c, 2 + (int64_t)step, policy(POLICY));
-		compiled += refresh(c);
-		if (!all_as_from_scratch(c, t))
-			failures++;
-	}
-	dup2(saved, 2);
-	close(saved);
-	close(null);
+	uint64_t compiled, steps = 300, failures = random_steps(c, t, steps, random_change, &compiled);
 	CHECK(failures == 0);
 	printf("  # %llu of %llu steps differ from scratch\n", (unsigned long long)failures,
 	       (unsigned long long)steps);
