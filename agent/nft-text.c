@@ -72,20 +72,32 @@ static void text_interval(FILE *f, int family, const uint8_t *lo, const uint8_t 
 	}
 }
 
+/* A set up to its first element: name, type (the family's address, then
+ * suffix), flags and size. With no element (n), the set is closed there,
+ * as nft rejects an empty element list, and the answer is false. */
+static bool text_set_head(FILE *f, const struct nft_plan_set *ps, const char *suffix, size_t n)
+{
+	fprintf(f, "\tset %s {\n\t\ttype %s%s\n", ps->name, ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr",
+		suffix);
+	if (ps->interval)
+		fputs("\t\tflags interval\n", f);
+	if (ps->size)
+		fprintf(f, "\t\tsize %" PRIu32 "\n", ps->size);
+	if (n == 0) {
+		fputs("\t}\n", f);
+		return false;
+	}
+	fputs("\t\telements = {", f);
+	return true;
+}
+
 /* A named set: address . port pairs. */
 static void text_named_set(FILE *f, const struct nft_plan_set *ps)
 {
 	unsigned alen = nft_addr_len(ps->family);
 
-	fprintf(f, "\tset %s {\n\t\ttype %s . inet_service\n", ps->name,
-		ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
-	if (ps->size)
-		fprintf(f, "\t\tsize %" PRIu32 "\n", ps->size);
-	if (ps->n_keys == 0) {
-		fputs("\t}\n", f); /* nft rejects an empty element list */
+	if (!text_set_head(f, ps, " . inet_service", ps->n_keys))
 		return;
-	}
-	fputs("\t\telements = {", f);
 	for (size_t i = 0; i < ps->n_keys; i++) {
 		text_sep(f, i);
 		text_addr(f, ps->family, ps->keys[i]);
@@ -106,16 +118,8 @@ static void text_set(FILE *f, const struct nft_plan_set *ps)
 		text_named_set(f, ps);
 		return;
 	}
-	fprintf(f, "\tset %s {\n\t\ttype %s\n", ps->name, ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
-	if (ps->interval)
-		fputs("\t\tflags interval\n", f);
-	if (ps->size)
-		fprintf(f, "\t\tsize %" PRIu32 "\n", ps->size);
-	if (l->n == 0) {
-		fputs("\t}\n", f); /* nft rejects an empty element list */
+	if (!text_set_head(f, ps, "", l->n))
 		return;
-	}
-	fputs("\t\telements = {", f);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct addr_range *r = &l->v[i];
 
