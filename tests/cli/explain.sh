@@ -46,12 +46,18 @@ check "unknown protocol exits 2" "$?" 2
 # the conflict does, and the verdicts follow it: the deny rule still drops
 # it, the allow by label no longer admits it.
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-/usr/bin/python3 -c '
+# split_scenario FIXTURE PREFIX: its policy and inventories, as
+# $tmp/PREFIXpolicy.json and $tmp/PREFIXinv0.json, ...
+split_scenario() {
+	/usr/bin/python3 -c '
 import json, sys
 sc = json.load(open(sys.argv[1]))
-json.dump(sc["policy"], open(sys.argv[2] + "/policy.json", "w"))
+out = sys.argv[2]
+json.dump(sc["policy"], open(out + "policy.json", "w"))
 for i, inv in enumerate(sc["inventory"]):
-    json.dump(inv, open("%s/inv%d.json" % (sys.argv[2], i), "w"))' "$root/tests/fixtures/eval/conflict.json" "$tmp"
+    json.dump(inv, open("%sinv%d.json" % (out, i), "w"))' "$1" "$tmp/$2"
+}
+split_scenario "$root/tests/fixtures/eval/conflict.json" ""
 cinvs=(--inventory "$tmp/inv0.json" --inventory "$tmp/inv1.json")
 got=$("$cli" policy explain "$tmp/policy.json" "${cinvs[@]}" --from 198.18.3.1 --to node-a/api-1 --proto tcp --port 443 2>/dev/null)
 check "a contested source: a note, and the deny rule still drops it" "$got" "198.18.3.1 -> 198.18.3.2 tcp/443
@@ -66,12 +72,7 @@ check "a contested source: the allow by label no longer admits it" "$got" "  ing
 # Named ports (tests/fixtures/eval/named-ports.json): explain says how each
 # name the deciding rules use resolved, and where; answers without names
 # are as they were.
-/usr/bin/python3 -c '
-import json, sys
-sc = json.load(open(sys.argv[1]))
-json.dump(sc["policy"], open(sys.argv[2] + "/np-policy.json", "w"))
-for i, inv in enumerate(sc["inventory"]):
-    json.dump(inv, open("%s/np-inv%d.json" % (sys.argv[2], i), "w"))' "$root/tests/fixtures/eval/named-ports.json" "$tmp"
+split_scenario "$root/tests/fixtures/eval/named-ports.json" np-
 ninvs=(--inventory "$tmp/np-inv0.json" --inventory "$tmp/np-inv1.json")
 got=$("$cli" policy explain "$tmp/np-policy.json" "${ninvs[@]}" --from node-a/client-1 --to node-b/db-1 --proto tcp --port 9090 2>/dev/null)
 check "named port, egress: the number on the destination" "$got" "198.18.1.10 -> 198.18.2.1 tcp/9090
