@@ -128,7 +128,9 @@ void bundle_free(struct bundle *b); /* accepts NULL */
 json_t *bundle_to_json(const struct bundle *b);
 /* Text: compact when pretty is false. Caller frees with free(). */
 char *bundle_encode(const struct bundle *b, bool pretty);
-/* Recomputes b->hash from the content. 0 or -ENOMEM. */
+/* Recomputes b->hash from the content: the SHA-256 of its compact JSON
+ * without "hash". 0, -ENOMEM, or -EINVAL for a string that is not UTF-8
+ * (which JSON cannot carry). */
 BH_MUST_CHECK int bundle_update_hash(struct bundle *b);
 
 /* Decodes and validates a bundle from an untrusted source: every field is
