@@ -305,9 +305,15 @@ static bool addr_prev(const struct bh_addr *a, struct bh_addr *out)
 
 void range_list_normalize(struct range_list *l)
 {
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), range_cmp_lo);
+	range_list_coalesce_sorted(l);
+}
+
+void range_list_coalesce_sorted(struct range_list *l)
+{
 	if (l->n < 2)
 		return;
-	qsort(l->v, l->n, sizeof(*l->v), range_cmp_lo);
 	size_t out = 0;
 	for (size_t i = 1; i < l->n; i++) {
 		struct addr_range *cur = &l->v[out];
@@ -328,9 +334,15 @@ void range_list_normalize(struct range_list *l)
 
 void range_list_sort_unique(struct range_list *l)
 {
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), range_cmp_lo);
+	range_list_unique_sorted(l);
+}
+
+void range_list_unique_sorted(struct range_list *l)
+{
 	if (l->n < 2)
 		return;
-	qsort(l->v, l->n, sizeof(*l->v), range_cmp_lo);
 	size_t out = 0;
 	for (size_t i = 1; i < l->n; i++) {
 		if (addr_cmp(&l->v[out].lo, &l->v[i].lo) != 0 || addr_cmp(&l->v[out].hi, &l->v[i].hi) != 0)

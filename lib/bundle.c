@@ -582,6 +582,24 @@ static int walk_enum(struct json_walk *w, json_t *obj, const char *key, const ch
 	return -1;
 }
 
+/* One element of a set's list (a bundle's or a delta's): an address or
+ * range of the family, a single address in a hosts set. */
+static bool take_range(struct json_walk *w, json_t *item, int family, bool hosts, struct addr_range *r)
+{
+	if (!walk_expect_type(w, item, JSON_STRING))
+		return false;
+	if (range_parse(json_string_value(item), r) < 0 || r->lo.family != family) {
+		walk_error(w, "\"%s\": not an %s address or range", json_string_value(item),
+			   family == AF_INET ? "IPv4" : "IPv6");
+		return false;
+	}
+	if (hosts && addr_cmp(&r->lo, &r->hi) != 0) {
+		walk_error(w, "\"%s\": a hosts set holds single addresses", json_string_value(item));
+		return false;
+	}
+	return true;
+}
+
 static void decode_ranges(struct json_walk *w, json_t *obj, const char *key, int family, bool hosts,
 			  struct range_list *out)
 {
@@ -595,18 +613,10 @@ static void decode_ranges(struct json_walk *w, json_t *obj, const char *key, int
 			w->oom = true;
 		for (size_t i = 0; i < json_array_size(arr); i++) {
 			size_t m2 = jpath_push_index(&w->path, i);
-			json_t *item = json_array_get(arr, i);
 			struct addr_range r;
-			if (!walk_expect_type(w, item, JSON_STRING)) {
-			} else if (range_parse(json_string_value(item), &r) < 0 || r.lo.family != family) {
-				walk_error(w, "\"%s\": not an %s address or range", json_string_value(item),
-					   family == AF_INET ? "IPv4" : "IPv6");
-			} else if (hosts && addr_cmp(&r.lo, &r.hi) != 0) {
-				walk_error(w, "\"%s\": a hosts set holds single addresses",
-					   json_string_value(item));
-			} else if (range_list_add(out, &r) < 0) {
+			if (take_range(w, json_array_get(arr, i), family, hosts, &r) &&
+			    range_list_add(out, &r) < 0)
 				w->oom = true;
-			}
 			jpath_pop(&w->path, m2);
 		}
 	}
@@ -658,6 +668,26 @@ static void decode_sets(struct json_walk *w, json_t *arr, struct bundle *b)
 
 /* One family's pairs of a table: [["198.18.0.5", 8080], ...], appended
  * to t->v (room for them is there). */
+/* One [ADDRESS, PORT] pair of a named-port table (a bundle's or a
+ * delta's), the address of the family. */
+static bool take_named_pair(struct json_walk *w, json_t *item, int family, struct bundle_named_addr *e)
+{
+	json_t *a = json_array_get(item, 0), *p = json_array_get(item, 1);
+
+	if (!json_is_array(item) || json_array_size(item) != 2 || !json_is_string(a) || !json_is_integer(p)) {
+		walk_error(w, "expected [ADDRESS, PORT]");
+	} else if (addr_parse(json_string_value(a), &e->addr) < 0 || e->addr.family != family) {
+		walk_error(w, "\"%s\": not an %s address", json_string_value(a),
+			   family == AF_INET ? "IPv4" : "IPv6");
+	} else if (json_integer_value(p) < 1 || json_integer_value(p) > 65535) {
+		walk_error(w, "%lld: port out of range (1-65535)", (long long)json_integer_value(p));
+	} else {
+		e->port = (uint16_t)json_integer_value(p);
+		return true;
+	}
+	return false;
+}
+
 static void decode_named_pairs(struct json_walk *w, json_t *o, const char *key, int family,
 			       struct bundle_named_port *t)
 {
@@ -668,20 +698,8 @@ static void decode_named_pairs(struct json_walk *w, json_t *o, const char *key, 
 	} else if (walk_expect_type(w, arr, JSON_ARRAY)) {
 		for (size_t i = 0; i < json_array_size(arr); i++) {
 			size_t m2 = jpath_push_index(&w->path, i);
-			json_t *item = json_array_get(arr, i);
-			json_t *a = json_array_get(item, 0), *p = json_array_get(item, 1);
-			struct bundle_named_addr *e = &t->v[t->n];
-			if (!json_is_array(item) || json_array_size(item) != 2 || !json_is_string(a) ||
-			    !json_is_integer(p))
-				walk_error(w, "expected [ADDRESS, PORT]");
-			else if (addr_parse(json_string_value(a), &e->addr) < 0 || e->addr.family != family)
-				walk_error(w, "\"%s\": not an %s address", json_string_value(a),
-					   family == AF_INET ? "IPv4" : "IPv6");
-			else if (json_integer_value(p) < 1 || json_integer_value(p) > 65535)
-				walk_error(w, "%lld: port out of range (1-65535)",
-					   (long long)json_integer_value(p));
-			else
-				t->v[t->n++].port = (uint16_t)json_integer_value(p);
+			if (take_named_pair(w, json_array_get(arr, i), family, &t->v[t->n]))
+				t->n++;
 			jpath_pop(&w->path, m2);
 		}
 	}
@@ -1079,8 +1097,7 @@ err_free_bundle:
 	return NULL;
 }
 
-/* b (may be NULL), if its content hashes to what it claims. */
-static struct bundle *hash_checked(struct bundle *b, const char *claim, struct diag *diag)
+struct bundle *bundle_hash_checked(struct bundle *b, const char *claim, struct diag *diag)
 {
 	if (!b)
 		return NULL;
@@ -1104,7 +1121,7 @@ struct bundle *bundle_from_json(json_t *root, struct diag *diag)
 	bundle_claim claim;
 	struct bundle *b = from_json(root, diag, claim);
 
-	return hash_checked(b, claim, diag);
+	return bundle_hash_checked(b, claim, diag);
 }
 
 struct bundle *bundle_decode(const char *text, size_t len, struct diag *diag)
@@ -1115,5 +1132,317 @@ struct bundle *bundle_decode(const char *text, size_t len, struct diag *diag)
 		return NULL;
 	struct bundle *b = from_json(root, diag, claim);
 	json_decref(root); /* before the hash builds the canonical text */
-	return hash_checked(b, claim, diag);
+	return bundle_hash_checked(b, claim, diag);
+}
+
+/* ---- a DELTA applied to the bundle held ----
+ *
+ * What proto_delta_apply() and bundle_from_json() give together, without
+ * the JSON of every address in between: the held bundle is copied, each
+ * SET-DELTA and NAMED-DELTA list is merged into its copy (removals found
+ * by value, additions sorted and merged: linear in the list, not a sort of
+ * it), each element checked as decoding checks it. A one-member delta to a
+ * 100,000-member bundle: 60 ms of JSON before, a copy now. */
+
+struct clone {
+	struct arena *arena;
+	bool oom;
+};
+
+static const char *clone_str(struct clone *c, const char *s)
+{
+	char *d = s ? arena_strdup(c->arena, s) : NULL;
+
+	if (s && !d)
+		c->oom = true;
+	return d;
+}
+
+static void *clone_mem(struct clone *c, const void *v, size_t n, size_t size)
+{
+	void *d = arena_calloc(c->arena, n ? n : 1, size);
+
+	if (!d)
+		c->oom = true;
+	else if (n)
+		memcpy(d, v, n * size);
+	return d;
+}
+
+static void clone_ranges(struct clone *c, struct range_list *l, const struct range_list *from)
+{
+	range_list_init(l, c->arena);
+	if (range_list_reserve(l, from->n) < 0) {
+		c->oom = true;
+		return;
+	}
+	if (from->n)
+		memcpy(l->v, from->v, from->n * sizeof(*l->v));
+	l->n = from->n;
+}
+
+static void clone_rules(struct clone *c, struct bundle_chain *ch)
+{
+	ch->rules = clone_mem(c, ch->rules, ch->n_rules, sizeof(*ch->rules));
+	ch->fallback_reason = clone_str(c, ch->fallback_reason);
+	for (size_t i = 0; ch->rules && i < ch->n_rules; i++) {
+		struct bundle_rule *r = &ch->rules[i];
+
+		r->id = clone_str(c, r->id);
+		r->policy = clone_str(c, r->policy);
+		r->sets = clone_mem(c, r->sets, r->n_sets, sizeof(*r->sets));
+		r->ports = clone_mem(c, r->ports, r->n_ports, sizeof(*r->ports));
+		for (size_t k = 0; r->ports && k < r->n_ports; k++)
+			r->ports[k].name = clone_str(c, r->ports[k].name);
+	}
+}
+
+/* base, deep: nothing shared, so either can be freed first. */
+static struct bundle *bundle_clone(const struct bundle *base)
+{
+	struct clone c = {.arena = arena_new()};
+	struct bundle *b = c.arena ? arena_alloc(c.arena, sizeof(*b)) : NULL;
+
+	if (!b) {
+		arena_free(c.arena);
+		return NULL;
+	}
+	*b = *base;
+	b->arena = c.arena;
+	b->node = clone_str(&c, base->node);
+	b->endpoints = clone_mem(&c, base->endpoints, base->n_endpoints, sizeof(*b->endpoints));
+	for (size_t e = 0; b->endpoints && e < b->n_endpoints; e++) {
+		struct bundle_endpoint *be = &b->endpoints[e];
+
+		be->name = clone_str(&c, be->name);
+		be->addrs = clone_mem(&c, be->addrs, be->n_addrs, sizeof(*be->addrs));
+		for (enum direction dir = 0; dir < DIR_COUNT; dir++)
+			clone_rules(&c, &be->chains[dir]);
+	}
+	b->sets = clone_mem(&c, base->sets, base->n_sets, sizeof(*b->sets));
+	for (size_t i = 0; b->sets && i < b->n_sets; i++) {
+		b->sets[i].id = clone_str(&c, base->sets[i].id);
+		clone_ranges(&c, &b->sets[i].v4, &base->sets[i].v4);
+		clone_ranges(&c, &b->sets[i].v6, &base->sets[i].v6);
+	}
+	b->named_ports = clone_mem(&c, base->named_ports, base->n_named_ports, sizeof(*b->named_ports));
+	for (size_t i = 0; b->named_ports && i < b->n_named_ports; i++) {
+		struct bundle_named_port *t = &b->named_ports[i];
+
+		t->id = clone_str(&c, t->id);
+		t->name = clone_str(&c, t->name);
+		t->v = clone_mem(&c, t->v, t->n, sizeof(*t->v));
+	}
+	if (c.oom || !b->endpoints || !b->sets || !b->named_ports) {
+		arena_free(c.arena);
+		return NULL;
+	}
+	return b;
+}
+
+static int range_lo_cmp(const void *a, const void *b)
+{
+	return addr_cmp(&((const struct addr_range *)a)->lo, &((const struct addr_range *)b)->lo);
+}
+
+static bool range_eq(const struct addr_range *a, const struct addr_range *b)
+{
+	return addr_cmp(&a->lo, &b->lo) == 0 && addr_cmp(&a->hi, &b->hi) == 0;
+}
+
+/* key's checked elements into out (malloc'd), sorted by start. */
+static void delta_ranges_of(struct json_walk *w, json_t *fd, const char *key, int family, bool hosts,
+			    struct range_list *out)
+{
+	json_t *arr = json_object_get(fd, key);
+	size_t mark = jpath_push_key(&w->path, key);
+
+	range_list_init(out, NULL);
+	if (arr && walk_expect_type(w, arr, JSON_ARRAY)) {
+		if (range_list_reserve(out, json_array_size(arr)) < 0)
+			w->oom = true;
+		for (size_t i = 0; !w->oom && i < json_array_size(arr); i++) {
+			size_t m2 = jpath_push_index(&w->path, i);
+			struct addr_range r;
+
+			if (take_range(w, json_array_get(arr, i), family, hosts, &r) &&
+			    range_list_add(out, &r) < 0)
+				w->oom = true;
+			jpath_pop(&w->path, m2);
+		}
+	}
+	jpath_pop(&w->path, mark);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), range_lo_cmp);
+}
+
+/* One family of a SET-DELTA on l: its removals out, its additions in, l
+ * left as decode_ranges leaves a list (hosts: sorted and unique; ranges:
+ * normalized). A removal is an element as held; one held nowhere changes
+ * nothing (the hash check then tells). */
+static void delta_ranges(struct json_walk *w, json_t *fd, int family, bool hosts, struct range_list *l)
+{
+	struct range_list add, rem;
+	struct addr_range *out = NULL;
+	size_t n = 0, j = 0, k = 0;
+
+	delta_ranges_of(w, fd, "add", family, hosts, &add);
+	delta_ranges_of(w, fd, "remove", family, hosts, &rem);
+	if (!w->oom && !(out = arena_calloc(w->arena, l->n + add.n + 1, sizeof(*out))))
+		w->oom = true;
+	for (size_t i = 0; out && i < l->n; i++) {
+		const struct addr_range *cur = &l->v[i];
+		bool removed = false;
+
+		while (j < rem.n && addr_cmp(&rem.v[j].lo, &cur->lo) < 0)
+			j++;
+		for (size_t x = j; x < rem.n && addr_cmp(&rem.v[x].lo, &cur->lo) == 0 && !removed; x++)
+			removed = range_eq(&rem.v[x], cur);
+		while (k < add.n && addr_cmp(&add.v[k].lo, &cur->lo) < 0)
+			out[n++] = add.v[k++];
+		if (!removed)
+			out[n++] = *cur;
+	}
+	while (out && k < add.n)
+		out[n++] = add.v[k++];
+	if (out) {
+		l->v = out;
+		l->n = n;
+		l->cap = l->n + add.n + 1;
+		if (hosts)
+			range_list_unique_sorted(l);
+		else
+			range_list_coalesce_sorted(l);
+	}
+	range_list_release(&add);
+	range_list_release(&rem);
+}
+
+/* key's checked pairs, sorted (malloc'd; *n of them). */
+static struct bundle_named_addr *delta_pairs_of(struct json_walk *w, json_t *fd, const char *key, int family,
+						size_t *n)
+{
+	json_t *arr = json_object_get(fd, key);
+	size_t mark = jpath_push_key(&w->path, key), len = json_is_array(arr) ? json_array_size(arr) : 0;
+	struct bundle_named_addr *v = calloc(len ? len : 1, sizeof(*v));
+
+	*n = 0;
+	if (!v)
+		w->oom = true;
+	if (v && arr && walk_expect_type(w, arr, JSON_ARRAY)) {
+		for (size_t i = 0; i < len; i++) {
+			size_t m2 = jpath_push_index(&w->path, i);
+
+			if (take_named_pair(w, json_array_get(arr, i), family, &v[*n]))
+				(*n)++;
+			jpath_pop(&w->path, m2);
+		}
+		qsort(v, *n, sizeof(*v), bundle_named_addr_cmp);
+	}
+	jpath_pop(&w->path, mark);
+	return v;
+}
+
+/* One family of a NAMED-DELTA on table t, which stays sorted; a pair held
+ * twice is refused, as decoding refuses it. */
+static void delta_named(struct json_walk *w, json_t *fd, int family, struct bundle_named_port *t)
+{
+	size_t n_add, n_rem, n = 0, j = 0, k = 0;
+	struct bundle_named_addr *add = delta_pairs_of(w, fd, "add", family, &n_add),
+				 *rem = delta_pairs_of(w, fd, "remove", family, &n_rem), *out = NULL;
+
+	if (add && rem && !(out = arena_calloc(w->arena, t->n + n_add + 1, sizeof(*out))))
+		w->oom = true;
+	for (size_t i = 0; out && i < t->n; i++) {
+		while (j < n_rem && bundle_named_addr_cmp(&rem[j], &t->v[i]) < 0)
+			j++;
+		while (k < n_add && bundle_named_addr_cmp(&add[k], &t->v[i]) < 0)
+			out[n++] = add[k++];
+		if (!(j < n_rem && bundle_named_addr_cmp(&rem[j], &t->v[i]) == 0))
+			out[n++] = t->v[i];
+	}
+	while (out && k < n_add)
+		out[n++] = add[k++];
+	for (size_t i = 1; out && i < n; i++) {
+		if (bundle_named_addr_cmp(&out[i - 1], &out[i]) == 0) {
+			walk_error(w, "a pair appears more than once");
+			break;
+		}
+	}
+	if (out) {
+		t->v = out;
+		t->n = n;
+	}
+	free(add);
+	free(rem);
+}
+
+/* One entry of the DELTA's list on b. */
+static void delta_entry(struct json_walk *w, json_t *d, struct bundle *b)
+{
+	static const char *const set_fams[] = {"ipv4", "ipv6"}, *const named_fams[] = {"v4", "v6"};
+	json_t *named = json_object_get(d, "named_port");
+	const char *key = named ? "named_port" : "id";
+	const char *id = json_string_value(json_object_get(d, key));
+	size_t mark = jpath_push_key(&w->path, key);
+	uint32_t at = 0;
+	bool found = id && (named ? find_named_port(b, id, &at) : find_set(b, id, &at));
+
+	if (!found)
+		walk_error(w, "no %s \"%s\" in the bundle held", named ? "named-port table" : "set",
+			   id ? id : "?");
+	jpath_pop(&w->path, mark);
+	for (int k = 0; found && k < 2; k++) {
+		int family = k ? AF_INET6 : AF_INET;
+		const char *fam = named ? named_fams[k] : set_fams[k];
+		json_t *fd = json_object_get(d, fam);
+
+		if (!fd)
+			continue;
+		mark = jpath_push_key(&w->path, fam);
+		if (walk_expect_type(w, fd, JSON_OBJECT)) {
+			if (named) {
+				delta_named(w, fd, family, &b->named_ports[at]);
+			} else {
+				struct bundle_set *s = &b->sets[at];
+
+				delta_ranges(w, fd, family, s->kind == SET_HOSTS, k ? &s->v6 : &s->v4);
+			}
+		}
+		jpath_pop(&w->path, mark);
+	}
+}
+
+struct bundle *bundle_apply_delta(const struct bundle *base, json_t *sets, struct diag *diag)
+{
+	size_t errors = diag->n;
+	struct bundle *b = bundle_clone(base);
+	struct json_walk w;
+
+	if (!b) {
+		diag_add(diag, "", "out of memory");
+		return NULL;
+	}
+	walk_init(&w, b->arena, diag);
+	size_t mark = jpath_push_key(&w.path, "sets");
+
+	if (walk_expect_type(&w, sets, JSON_ARRAY)) {
+		for (size_t i = 0; !w.oom && i < json_array_size(sets); i++) {
+			size_t m2 = jpath_push_index(&w.path, i);
+			json_t *d = json_array_get(sets, i);
+
+			if (walk_expect_type(&w, d, JSON_OBJECT))
+				delta_entry(&w, d, b);
+			jpath_pop(&w.path, m2);
+		}
+	}
+	jpath_pop(&w.path, mark);
+	if (w.oom)
+		diag_add(diag, "", "out of memory");
+	if (diag->n != errors) {
+		bundle_free(b);
+		return NULL;
+	}
+	b->hash[0] = '\0';
+	return b;
 }

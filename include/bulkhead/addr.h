@@ -64,6 +64,10 @@ void range_list_normalize(struct range_list *l);
 /* Sorts and drops exact duplicates but keeps adjacent ranges apart: the
  * form of a list of single addresses (hash sets). Searchable too. */
 void range_list_sort_unique(struct range_list *l);
+/* The second halves of those two, for a list already sorted by each
+ * range's start (a merge of sorted lists): linear, no sort. */
+void range_list_coalesce_sorted(struct range_list *l);
+void range_list_unique_sorted(struct range_list *l);
 /* Removes every range of cuts from a normalized list, which stays
  * normalized: cuts is normalized first (so reordered), then one sweep over
  * both, O((n + m) log m) time and n + m ranges of memory. 0 or -ENOMEM (l

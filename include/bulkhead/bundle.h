@@ -138,5 +138,16 @@ BH_MUST_CHECK int bundle_update_hash(struct bundle *b);
  * NULL with the problems in diag. */
 struct bundle *bundle_from_json(json_t *root, struct diag *diag);
 struct bundle *bundle_decode(const char *text, size_t len, struct diag *diag);
+/* b if its content hashes to claim; otherwise NULL with the problem in
+ * diag, and b freed. Takes b (NULL passes through). */
+struct bundle *bundle_hash_checked(struct bundle *b, const char *claim, struct diag *diag);
+
+/* The bundle base becomes under a DELTA's "sets" list (proto.h: SET-DELTA
+ * and NAMED-DELTA), as untrusted input: a set or table base lacks, or an
+ * element decoding would refuse, gives NULL with the problems in diag.
+ * What proto_delta_apply() then bundle_from_json() give, but its hash is
+ * not yet checked: bundle_hash_checked() with the DELTA's "hash" does
+ * that (hash is empty until then). base is left as it is. */
+struct bundle *bundle_apply_delta(const struct bundle *base, json_t *sets, struct diag *diag);
 
 const struct bundle_endpoint *bundle_find_endpoint(const struct bundle *b, const char *name);
