@@ -74,23 +74,21 @@ static json_t *heartbeat_body(void *data)
 	return json_pack("{s:o,s:o}", "revision", held_revision(c), "hash", held_hash(c));
 }
 
-/* A bundle from the controller: check it, hand it to the core. */
-static void take_bundle(struct ctl_session *c, int64_t revision, json_t *bundle_json, const char *what)
+/* A bundle from the controller (b NULL: refused, the reasons in d),
+ * checked for this node and handed to the core. */
+static void take_bundle(struct ctl_session *c, int64_t revision, struct bundle *b, struct diag *d,
+			const char *what)
 {
-	struct diag d;
-	diag_init(&d, what);
-	struct bundle *b = bundle_from_json(bundle_json, &d);
 	char error[512] = "";
 	if (!b) {
-		snprintf(error, sizeof(error), "%s rejected: %s%s%s", what, d.n ? d.v[0].path : "",
-			 d.n ? ": " : "", d.n ? d.v[0].message : "");
+		snprintf(error, sizeof(error), "%s rejected: %s%s%s", what, d->n ? d->v[0].path : "",
+			 d->n ? ": " : "", d->n ? d->v[0].message : "");
 	} else if (strcmp(b->node, c->o->node) != 0) {
 		snprintf(error, sizeof(error), "%s is for node \"%s\", not \"%s\"", what, b->node,
 			 c->o->node);
 		bundle_free(b);
 		b = NULL;
 	}
-	diag_release(&d);
 	/* The bundle's own text, maybe cut inside a character: the ACK that
 	 * carries it must be UTF-8 (json_pack refuses it, and the agent
 	 * aborted). */
@@ -103,6 +101,19 @@ static void take_bundle(struct ctl_session *c, int64_t revision, json_t *bundle_
 	c->peer->bundles.take(c->core, BUNDLE_FROM_CONTROLLER, b, revision);
 }
 
+static void on_bundle(struct ctl_session *c, json_t *body)
+{
+	struct diag d;
+	diag_init(&d, "bundle from the controller");
+	struct bundle *b = bundle_from_json(json_object_get(body, "bundle"), &d);
+	take_bundle(c, json_integer_value(json_object_get(body, "revision")), b, &d,
+		    "bundle from the controller");
+	diag_release(&d);
+}
+
+/* A DELTA changes elements of the bundle in force: applied to a copy of
+ * it (bundle_apply_delta, no JSON of the whole), then held to the hash the
+ * controller computed for the result, as a whole bundle is. */
 static void on_delta(struct ctl_session *c, json_t *body)
 {
 	const char *base = json_string_value(json_object_get(body, "base"));
@@ -111,23 +122,19 @@ static void on_delta(struct ctl_session *c, json_t *body)
 		send_hello(c);
 		return;
 	}
-	json_t *cur = bundle_to_json(c->in_force);
 	struct diag d;
 	diag_init(&d, "delta");
-	json_t *next = cur ? proto_delta_apply(cur, json_object_get(body, "sets"), &d) : NULL;
-	json_decref(cur);
-	if (!next) {
-		log_error("delta does not apply (%s); asking for the whole bundle",
-			  d.n ? d.v[0].message : "no memory");
+	struct bundle *b = bundle_apply_delta(c->in_force, json_object_get(body, "sets"), &d);
+	if (!b) {
+		log_error("delta does not apply (%s%s%s); asking for the whole bundle",
+			  d.n ? d.v[0].path : "", d.n ? ": " : "", d.n ? d.v[0].message : "no memory");
 		diag_release(&d);
 		send_hello(c);
 		return;
 	}
+	b = bundle_hash_checked(b, json_string_value(json_object_get(body, "hash")), &d);
+	take_bundle(c, json_integer_value(json_object_get(body, "revision")), b, &d, "delta");
 	diag_release(&d);
-	json_object_set(next, "hash", json_object_get(body, "hash"));
-	/* The hash check in bundle_from_json proves the delta was right. */
-	take_bundle(c, json_integer_value(json_object_get(body, "revision")), next, "delta");
-	json_decref(next);
 }
 
 static void on_link_message(void *data, const struct proto_msg *m)
@@ -135,8 +142,7 @@ static void on_link_message(void *data, const struct proto_msg *m)
 	struct ctl_session *c = data;
 	switch (m->type) {
 	case PROTO_BUNDLE:
-		take_bundle(c, json_integer_value(json_object_get(m->body, "revision")),
-			    json_object_get(m->body, "bundle"), "bundle from the controller");
+		on_bundle(c, m->body);
 		break;
 	case PROTO_DELTA:
 		on_delta(c, m->body);
