@@ -10,12 +10,16 @@
  *   nft-bench load NETNS TEXT           loads the table once with libnftnl and
  *                                       writes the same ruleset as nft text
  *   nft-bench build - REPS              the user-space part of delta alone:
- *                                       nft_plan_build, nft_batch_build_update
+ *                                       nft_plan_build, nft_batch_build_update,
+ *                                       and the agent's bundle side of it: the
+ *                                       DELTA applied to the bundle held
+ *                                       (bundle_apply_delta + hash check), beside
+ *                                       the JSON round trip it replaced
  *
  * The ruleset: one endpoint, 100 ingress rules (one in five a logged
  * deny), each from one of 10 label-group sets on its own TCP port; every
  * set holds 500 IPv4 and 500 IPv6 hosts: 10,000 set members in all.
- * BENCH_HOSTS=N (ruleset and load only, up to 13,000) makes that N of each
+ * BENCH_HOSTS=N (ruleset, load and build, up to 13,000) makes that N of each
  * family per set: 10,000 gives 100,000 endpoints' addresses, 200,000
  * elements.
  *
@@ -50,6 +54,7 @@
 #include <libmnl/libmnl.h>
 
 #include "bulkhead/bundle.h"
+#include "bulkhead/proto.h"
 #include "netns.h"
 #include "nft-elements.h"
 #include "nft-plan.h"
@@ -580,21 +585,72 @@ out:
 	return r;
 }
 
+/* The agent's bundle side of a one-member delta: the DELTA's "sets" (what
+ * the controller sends, made untimed) applied to the bundle held and held
+ * to the new hash, as agent/session.c does; and, for comparison, the JSON
+ * round trip that did it before (bundle_to_json, proto_delta_apply,
+ * bundle_from_json). ms each, or a negative errno. */
+static int time_bundle_delta(struct bench_ruleset *base, struct bench_ruleset *plus, double *agent_ms,
+			     double *json_ms)
+{
+	json_t *from = NULL, *to = NULL, *sets = NULL, *cur = NULL, *next = NULL;
+	struct bundle *b = NULL;
+	struct diag d;
+	double t0, t1, t2, t3;
+	int r = -ENOMEM;
+
+	diag_init(&d, "bench");
+	if (bundle_update_hash(&base->b) < 0 || bundle_update_hash(&plus->b) < 0)
+		goto out;
+	from = bundle_to_json(&base->b);
+	to = bundle_to_json(&plus->b);
+	sets = from && to ? proto_delta_make(from, to) : NULL;
+	if (!sets)
+		goto out;
+	t0 = now_ms();
+	b = bundle_apply_delta(&base->b, sets, &d);
+	b = bundle_hash_checked(b, plus->b.hash, &d);
+	t1 = now_ms();
+	bundle_free(b);
+	t2 = now_ms();
+	cur = bundle_to_json(&base->b);
+	next = cur ? proto_delta_apply(cur, sets, &d) : NULL;
+	if (next)
+		json_object_set_new(next, "hash", json_string(plus->b.hash));
+	b = next ? bundle_from_json(next, &d) : NULL;
+	t3 = now_ms();
+	r = b ? 0 : -EPROTO;
+	*agent_ms = t1 - t0;
+	*json_ms = t3 - t2;
+	if (d.n)
+		diag_print(&d, stderr);
+out:
+	bundle_free(b);
+	json_decref(from);
+	json_decref(to);
+	json_decref(sets);
+	json_decref(cur);
+	json_decref(next);
+	diag_release(&d);
+	return r;
+}
+
 /* The user-space part of "delta" alone, no kernel: one plan of the
- * table, and nft_batch_build_update (both tables' plans, their diff, the
- * batch), each repetition with a new member. */
+ * table, nft_batch_build_update (both tables' plans, their diff, the
+ * batch), and the bundle side before it, each repetition with a new
+ * member. */
 static int bench_build(int reps)
 {
 	struct nft_batch *nb = new_batch();
 	struct bench_ruleset base = {0}, plus;
-	double plan_t = 0, upd_t = 0;
+	double plan_t = 0, upd_t = 0, agent_t = 0, json_t_ = 0;
 	int r = nb && ruleset_init(&base) == 0 ? 0 : -ENOMEM;
 
 	for (int i = 0; i < reps && r == 0; i++) {
 		struct nft_plan p;
 		char err[256];
 		bool full;
-		double t0, t1, t2;
+		double t0, t1, t2, agent_ms = 0, json_ms = 0;
 
 		ruleset_plus_one(&base, &plus, 3 * (uint32_t)i + 1);
 		t0 = now_ms();
@@ -607,10 +663,15 @@ static int bench_build(int reps)
 			r = nft_batch_build_update(nb, &base.b, &base.ep, &plus.b, &plus.ep, &full);
 		upd_t += now_ms() - t2;
 		plan_t += t1 - t0;
+		if (r == 0)
+			r = time_bundle_delta(&base, &plus, &agent_ms, &json_ms);
+		agent_t += agent_ms;
+		json_t_ += json_ms;
 	}
 	if (r == 0)
-		printf("result plan mean=%.3f\nresult build-update mean=%.3f n=%d\n", plan_t / reps,
-		       upd_t / reps, reps);
+		printf("result plan mean=%.3f\nresult build-update mean=%.3f n=%d\n"
+		       "result bundle-delta mean=%.3f\nresult bundle-delta-json mean=%.3f\n",
+		       plan_t / reps, upd_t / reps, reps, agent_t / reps, json_t_ / reps);
 	nft_batch_free(nb);
 	ruleset_release(&base);
 	return r;
