@@ -1,9 +1,19 @@
 /* SHA-256 (FIPS 180-4). Small and dependency-free: bundles are hashed in
- * the library, which links nothing beyond jansson. */
+ * the library, which links nothing beyond jansson. Where the CPU has the
+ * SHA extensions (x86-64: SHA-NI), blocks go through them, about five
+ * times faster than the portable code: hashing is most of checking a big
+ * bundle (a 100,000-member one is 3.5 MB of text). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "bulkhead/sha256.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define SHA256_HAVE_NI 1
+#endif
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -56,6 +66,89 @@ static void sha256_block(struct sha256 *h, const uint8_t *p)
 	h->state[7] += hh;
 }
 
+#ifdef SHA256_HAVE_NI
+/* n blocks with the SHA extensions. The state is kept as the instructions
+ * want it, in two registers: (A, B, E, F) and (C, D, G, H). Each
+ * sha256rnds2 does two rounds; the message schedule runs four words
+ * ahead in a ring of four registers (sha256msg1 adds sigma0 of the word
+ * 15 back, then the word 7 back is added, and sha256msg2 adds sigma1 of
+ * the word 2 back). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_ni(uint32_t state[8], const uint8_t *p,
+									 size_t n)
+{
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+	__m128i dcba = _mm_loadu_si128((const __m128i *)&state[0]);
+	__m128i hgfe = _mm_loadu_si128((const __m128i *)&state[4]);
+	__m128i cdab = _mm_shuffle_epi32(dcba, 0xb1);
+	__m128i efgh = _mm_shuffle_epi32(hgfe, 0x1b);
+	__m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+	__m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xf0);
+
+	for (; n; n--, p += 64) {
+		__m128i abef_in = abef, cdgh_in = cdgh, w[4];
+
+		for (int g = 0; g < 16; g++) {
+			__m128i x;
+
+			if (g < 4) {
+				x = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), bswap);
+			} else {
+				x = _mm_sha256msg1_epu32(w[g % 4], w[(g + 1) % 4]);
+				x = _mm_add_epi32(x, _mm_alignr_epi8(w[(g + 3) % 4], w[(g + 2) % 4], 4));
+				x = _mm_sha256msg2_epu32(x, w[(g + 3) % 4]);
+			}
+			w[g % 4] = x;
+			__m128i k = _mm_add_epi32(x, _mm_loadu_si128((const __m128i *)&K[4 * g]));
+
+			cdgh = _mm_sha256rnds2_epu32(cdgh, abef, k);
+			abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(k, 0x0e));
+		}
+		abef = _mm_add_epi32(abef, abef_in);
+		cdgh = _mm_add_epi32(cdgh, cdgh_in);
+	}
+	__m128i feba = _mm_shuffle_epi32(abef, 0x1b);
+	__m128i dchg = _mm_shuffle_epi32(cdgh, 0xb1);
+
+	_mm_storeu_si128((__m128i *)&state[0], _mm_blend_epi16(feba, dchg, 0xf0));
+	_mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+static bool cpu_has_sha_ni(void)
+{
+	unsigned a, b, c, d;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3))
+		return false;
+	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+}
+#endif
+
+/* -1 not asked yet, 0 portable, 1 SHA-NI. */
+static int use_ni = -1;
+
+void sha256_use_portable(bool portable)
+{
+#ifdef SHA256_HAVE_NI
+	use_ni = portable ? 0 : cpu_has_sha_ni();
+#else
+	(void)portable;
+#endif
+}
+
+static void sha256_blocks(struct sha256 *h, const uint8_t *p, size_t n)
+{
+#ifdef SHA256_HAVE_NI
+	if (use_ni < 0)
+		use_ni = cpu_has_sha_ni();
+	if (use_ni) {
+		sha256_blocks_ni(h->state, p, n);
+		return;
+	}
+#endif
+	for (; n; n--, p += 64)
+		sha256_block(h, p);
+}
+
 void sha256_init(struct sha256 *h)
 {
 	static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -69,7 +162,7 @@ void sha256_update(struct sha256 *h, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 	h->length += len;
-	while (len) {
+	if (h->fill) {
 		size_t n = 64 - h->fill;
 		if (n > len)
 			n = len;
@@ -77,11 +170,18 @@ void sha256_update(struct sha256 *h, const void *data, size_t len)
 		h->fill += n;
 		p += n;
 		len -= n;
-		if (h->fill == 64) {
-			sha256_block(h, h->block);
-			h->fill = 0;
-		}
+		if (h->fill < 64)
+			return;
+		sha256_blocks(h, h->block, 1);
+		h->fill = 0;
 	}
+	/* Whole blocks straight from the input, the rest kept. */
+	sha256_blocks(h, p, len / 64);
+	p += len / 64 * 64;
+	len %= 64;
+	if (len)
+		memcpy(h->block, p, len);
+	h->fill = len;
 }
 
 void sha256_final(struct sha256 *h, uint8_t digest[SHA256_DIGEST_LEN])
