@@ -35,8 +35,14 @@ table_row "min, build + send" "$(result "$TMP/out" libnftnl min)" "$(result "$TM
 table_row "median, + socket open/close" "$(result "$TMP/out" libnftnl-once median)" \
 	"$(result "$TMP/out" nft-add-element median)" ms -
 echo
+echo "  of which the kernel's transaction (send to the last acknowledgement): median $(result "$TMP/out" libnftnl-send median) ms;"
+echo "  it re-validates every goto element of the table's verdict maps whenever one is added"
+echo "  (agent/nft-plan-maps.c says why the member maps still hold gotos)"
 echo "  of which user space alone (mean, no kernel): nft_batch_build_update $(sed -n 's/^result build-update mean=\([0-9.]*\).*/\1/p' "$TMP/build") ms," \
 	"one table's plan $(sed -n 's/^result plan mean=//p' "$TMP/build") ms"
 echo "  The build compares both bundles' rules and sets (shape unchanged: no rule is rewritten) and"
 echo "  diffs every set's members; decoding the bundle is not included on either side."
+echo "  Before the build, the agent applies the controller's DELTA to the bundle it holds and checks"
+echo "  the new hash (bundle_apply_delta + bundle_hash_checked): $(sed -n 's/^result bundle-delta mean=//p' "$TMP/build") ms" \
+	"(mean; the JSON round trip it replaced, in the same run: $(sed -n 's/^result bundle-delta-json mean=//p' "$TMP/build") ms)."
 exit 0

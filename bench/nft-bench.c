@@ -431,13 +431,16 @@ out:
 	return r;
 }
 
-/* One update base -> plus (timed by the caller) and back (untimed). */
+/* One update base -> plus (timed by the caller) and back (untimed).
+ * send_ms (may be NULL): how long the kernel's part took, from sending the
+ * batch to the last acknowledgement read. */
 static int delta_there_and_back(struct nft_batch *nb, const struct bench_ruleset *base,
 				const struct bench_ruleset *plus, struct mnl_socket *nl, struct netns *ns,
-				const char *path)
+				const char *path, double *send_ms)
 {
 	bool full = true;
 	int r = nft_batch_build_update(nb, &base->b, &base->ep, &plus->b, &plus->ep, &full);
+	double t0 = now_ms();
 
 	if (r == 0 && full) {
 		fprintf(stderr, "nft-bench: a one-member change was not a delta\n");
@@ -445,6 +448,8 @@ static int delta_there_and_back(struct nft_batch *nb, const struct bench_ruleset
 	}
 	if (r == 0)
 		r = nl ? send_on(nl, nb) : apply(ns, path, nb);
+	if (send_ms)
+		*send_ms = now_ms() - t0;
 	return r;
 }
 
@@ -502,9 +507,10 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 	struct bench_ruleset base = {0}, plus; /* plus shares base's storage */
 	struct bench_times t = {0};
 	struct mnl_socket *nl = NULL;
+	double *kernel = calloc((size_t)reps, sizeof(*kernel));
 	int r = -ENOMEM;
 
-	if (!nb || times_alloc(&t, reps) < 0 || ruleset_init(&base) < 0)
+	if (!nb || !kernel || times_alloc(&t, reps) < 0 || ruleset_init(&base) < 0)
 		goto out;
 	/* The peer adds the member where the form keeps it: the linear
 	 * form's set of the group, or the map form's hosts map with the goto
@@ -529,7 +535,7 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 		r = settle(ns, path);
 		t0 = now_ms();
 		if (r == 0)
-			r = delta_there_and_back(nb, &base, &plus, nl, ns, path);
+			r = delta_there_and_back(nb, &base, &plus, nl, ns, path, &kernel[i]);
 		t1 = now_ms();
 		if (i == 0 && r == 0) {
 			struct nft_batch_stats st;
@@ -539,7 +545,7 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 			       st.elements_added, st.elements_removed, st.messages, st.bytes);
 		}
 		if (r == 0)
-			r = delta_there_and_back(nb, &plus, &base, nl, ns, path);
+			r = delta_there_and_back(nb, &plus, &base, nl, ns, path, NULL);
 		t.daemon[i] = t1 - t0;
 
 		ruleset_plus_one(&base, &plus, 3 * (uint32_t)i + 2);
@@ -547,10 +553,10 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 			r = settle(ns, path);
 		t0 = now_ms();
 		if (r == 0)
-			r = delta_there_and_back(nb, &base, &plus, NULL, ns, path);
+			r = delta_there_and_back(nb, &base, &plus, NULL, ns, path, NULL);
 		t1 = now_ms();
 		if (r == 0)
-			r = delta_there_and_back(nb, &plus, &base, NULL, ns, path);
+			r = delta_there_and_back(nb, &plus, &base, NULL, ns, path, NULL);
 		t.once[i] = t1 - t0;
 
 		/* The operator's one-liner, for a third new member. */
@@ -572,9 +578,12 @@ static int bench_delta(struct netns *ns, const char *path, int reps)
 		printf("sample libnftnl %.3f\nsample libnftnl-once %.3f\nsample nft-add-element %.3f\n",
 		       t.daemon[i], t.once[i], t.cli[i]);
 	}
-	if (r == 0)
+	if (r == 0) {
 		times_report(&t, reps, "nft-add-element");
+		report("libnftnl-send", kernel, reps);
+	}
 out:
+	free(kernel);
 	if (r == -ENOMEM)
 		fprintf(stderr, "nft-bench: out of memory\n");
 	if (nl)

@@ -5,7 +5,10 @@
 # vs `nft -f` of the very ruleset it renders (--print-ruleset), in the same
 # namespace, interleaved. Wall time and peak RSS (GNU time -v), median and
 # minimum of REPS runs. Each run starts from a namespace without the table.
-# Reports, never asserts.
+# Beside it, the same agent forced to the verdict-map form (--dataplane
+# nft-maps; ten rules are a short list, which the agent keeps a list):
+# what the maps cost a load against the list form (issue 15's target: not
+# worse by more than 20 %). Reports, never asserts.
 #
 #   bench/table-load.sh [BUILD_DIR]     (root; GNU time; MEMBERS=100000 REPS=5)
 set -u
@@ -71,6 +74,12 @@ for i in $(seq "$REPS"); do
 	cpu "$TMP/agent.time" >>"$TMP/agent.cpu"
 	mb "$TMP/agent.time" >>"$TMP/agent.mb"
 	clear_table
+	"$GNU_TIME" -v -o "$TMP/maps.time" "$AGENT" --bundle "$TMP/bundle.json" --inventory "$TMP/local.json" \
+		--node n1 --once --dataplane nft-maps >"$TMP/maps.log" 2>&1 ||
+		die "agent --once --dataplane nft-maps failed: $(tail -3 "$TMP/maps.log")"
+	secs "$TMP/maps.time" >>"$TMP/maps.s"
+	mb "$TMP/maps.time" >>"$TMP/maps.mb"
+	clear_table
 	"$GNU_TIME" -v -o "$TMP/nft.time" ip netns exec "$P-ep" nft -f "$TMP/ruleset.nft" || die "nft -f failed"
 	secs "$TMP/nft.time" >>"$TMP/nft.s"
 	cpu "$TMP/nft.time" >>"$TMP/nft.cpu"
@@ -78,6 +87,7 @@ for i in $(seq "$REPS"); do
 done
 listeners1=$(nft_listeners)
 elements=$(grep -o 'applied bundle .*elements)' "$TMP/agent.log" | head -1)
+maps_elements=$(grep -o 'applied bundle .*elements)' "$TMP/maps.log" | head -1)
 
 read -r a_med a_min < <(stats "$TMP/agent.s")
 read -r n_med n_min < <(stats "$TMP/nft.s")
@@ -85,8 +95,11 @@ read -r ac_med _ < <(stats "$TMP/agent.cpu")
 read -r nc_med _ < <(stats "$TMP/nft.cpu")
 read -r am_med _ < <(stats "$TMP/agent.mb")
 read -r nm_med _ < <(stats "$TMP/nft.mb")
+read -r m_med _ < <(stats "$TMP/maps.s")
+read -r mm_med _ < <(stats "$TMP/maps.mb")
 echo "table-load: one endpoint's table, $MEMBERS group members in 10 label groups, IPv4 and IPv6; $REPS runs each"
 echo "  agent: $elements"
+echo "  agent --dataplane nft-maps: $maps_elements"
 echo "  Bulkhead: bulkhead-agent --once (process start to exit); peer: nft -f of its --print-ruleset"
 echo "  (process start to exit, through ip netns exec). Each run starts without the table."
 listeners_note "$listeners0" "$listeners1"
@@ -99,4 +112,9 @@ table_row "min wall time" "$(awk -v s="$a_min" 'BEGIN {print s * 1000}')" \
 table_row "median CPU time (user + sys)" "$(awk -v s="$ac_med" 'BEGIN {print s * 1000}')" \
 	"$(awk -v s="$nc_med" 'BEGIN {print s * 1000}')" ms -
 table_row "median peak RSS" "$am_med" "$nm_med" MB -
+echo
+echo "  The verdict-map form (Bulkhead) against the list form (peer), both bulkhead-agent --once:"
+table_row "median wall time, maps vs list" "$(awk -v s="$m_med" 'BEGIN {print s * 1000}')" \
+	"$(awk -v s="$a_med" 'BEGIN {print s * 1000}')" ms 0.83
+table_row "median peak RSS, maps vs list" "$mm_med" "$am_med" MB 0.83
 exit 0
