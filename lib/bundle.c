@@ -282,6 +282,12 @@ static size_t utf8_len(const unsigned char *s)
 	return n;
 }
 
+/* The characters jansson writes as a backslash and a letter (the other
+ * control characters as \\u00XX). */
+static const char short_escape[0x80] = {
+    ['"'] = '"', ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't',
+};
+
 /* A string as jansson writes it: quoted, with \\, \" and the control
  * characters escaped, everything else as it is. */
 static void canon_str(struct canon *c, const char *s)
@@ -302,29 +308,11 @@ static void canon_str(struct canon *c, const char *s)
 			continue;
 		}
 		canon_raw(c, (const char *)run, (size_t)(p - run));
-		switch (*p) {
-		case '"':
-			canon_raw(c, "\\\"", 2);
-			break;
-		case '\\':
-			canon_raw(c, "\\\\", 2);
-			break;
-		case '\b':
-			canon_raw(c, "\\b", 2);
-			break;
-		case '\f':
-			canon_raw(c, "\\f", 2);
-			break;
-		case '\n':
-			canon_raw(c, "\\n", 2);
-			break;
-		case '\r':
-			canon_raw(c, "\\r", 2);
-			break;
-		case '\t':
-			canon_raw(c, "\\t", 2);
-			break;
-		default:
+		if (short_escape[*p]) {
+			esc[0] = '\\';
+			esc[1] = short_escape[*p];
+			canon_raw(c, esc, 2);
+		} else {
 			snprintf(esc, sizeof(esc), "\\u%04X", *p);
 			canon_raw(c, esc, 6);
 		}

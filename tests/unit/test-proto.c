@@ -248,20 +248,12 @@ TEST(a_malformed_batch_can_still_be_named_for_its_rejection)
 	CHECK(accepted("FLOWS_ACK", "{\"v\":1,\"epoch\":17,\"seq\":4,\"rejected\":\"flows[0]: bad\"}"));
 }
 
-/* Bundle JSON of node n1 with web members as given. */
-static json_t *bundle_with(const char *web_members_json, const char *web_ports)
+/* Bundle JSON of node n1, where db-1 (198.18.0.3, app=db) lives, under
+ * policy, with the endpoints of node n2 as given (a JSON list's items). */
+static json_t *n1_bundle(const char *policy, const char *n2_endpoints_json)
 {
-	char policy[1024], inv[2048];
-	snprintf(policy, sizeof(policy),
-		 "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{"
-		 "\"app\":\"db\"}},"
-		 "\"net\":{\"cidrs\":[\"198.51.100.0/24\"],\"except\":[\"198.51.100.7\"]}},"
-		 "\"policies\":[{\"name\":\"db-in\",\"applies_to\":\"db\",\"ingress\":[{\"from\":[\"web\","
-		 "\"net\"],"
-		 "\"ports\":[\"%s\"]}]}]}",
-		 web_ports);
-	/* db-1 on n1; the web members on n2 */
-	snprintf(inv, sizeof(inv), "{\"node\":\"n2\",\"endpoints\":[%s]}", web_members_json);
+	char inv[4200];
+	snprintf(inv, sizeof(inv), "{\"node\":\"n2\",\"endpoints\":[%s]}", n2_endpoints_json);
 	static const char n1[] = "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":"
 				 "\"db\"},\"addresses\":[\"198.18.0.3\"]}]}";
 	struct diag d;
@@ -284,6 +276,21 @@ static json_t *bundle_with(const char *web_members_json, const char *web_ports)
 	inventory_free(iv);
 	policy_doc_free(doc);
 	return out;
+}
+
+/* Bundle JSON of node n1 with web members as given. */
+static json_t *bundle_with(const char *web_members_json, const char *web_ports)
+{
+	char policy[1024];
+	snprintf(policy, sizeof(policy),
+		 "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{"
+		 "\"app\":\"db\"}},"
+		 "\"net\":{\"cidrs\":[\"198.51.100.0/24\"],\"except\":[\"198.51.100.7\"]}},"
+		 "\"policies\":[{\"name\":\"db-in\",\"applies_to\":\"db\",\"ingress\":[{\"from\":[\"web\","
+		 "\"net\"],"
+		 "\"ports\":[\"%s\"]}]}]}",
+		 web_ports);
+	return n1_bundle(policy, web_members_json);
 }
 
 /* The agent's way to the next bundle: the delta applied to the decoded
@@ -422,30 +429,7 @@ static json_t *named_bundle_with(const char *web_members_json)
 	    "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}}},\"policies\":[{\"name\":"
 	    "\"db-out\",\"applies_to\":{\"labels\":{\"app\":\"db\"}},\"egress\":[{\"action\":\"deny\","
 	    "\"ports\":[\"tcp/admin\"]},{\"to\":[\"web\"],\"ports\":[\"tcp/http\"]}]}]}";
-	char inv[2048];
-	snprintf(inv, sizeof(inv), "{\"node\":\"n2\",\"endpoints\":[%s]}", web_members_json);
-	static const char n1[] = "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":"
-				 "\"db\"},\"addresses\":[\"198.18.0.3\"]}]}";
-	struct diag d;
-	diag_init(&d, "sample");
-	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
-	struct inventory *iv = inventory_new();
-	json_t *j = json_loads(inv, 0, NULL), *j1 = json_loads(n1, 0, NULL);
-	json_t *out = NULL;
-	if (doc && j && j1 && inventory_load_json(iv, j, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
-	    inventory_load_json(iv, j1, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
-	    inventory_finish(iv, &d) == 0) {
-		struct bundle *b = compile_bundle(doc, iv, "n1");
-		out = b ? bundle_to_json(b) : NULL;
-		bundle_free(b);
-	}
-	diag_print(&d, stderr);
-	diag_release(&d);
-	json_decref(j);
-	json_decref(j1);
-	inventory_free(iv);
-	policy_doc_free(doc);
-	return out;
+	return n1_bundle(policy, web_members_json);
 }
 
 TEST(named_port_table_deltas_turn_one_bundle_into_the_next)
@@ -593,35 +577,14 @@ static json_t *random_bundle(unsigned *seed)
 		    i ? "," : "", i, 16 + a, rand_r(seed) % 2 ? ",\"2001:db8::10\"" : "",
 		    8080 + rand_r(seed) % 3);
 	}
-	char policy[2048], inv[4200];
+	char policy[2048];
 	snprintf(policy, sizeof(policy),
 		 "{\"version\":1,\"groups\":{\"web\":{\"labels\":{\"app\":\"web\"}},\"db\":{\"labels\":{"
 		 "\"app\":\"db\"}},\"net\":{\"cidrs\":[%s],\"except\":[%s]}},\"policies\":[{\"name\":"
 		 "\"db\",\"applies_to\":\"db\",\"ingress\":[{\"from\":[\"web\",\"net\"],\"ports\":[\"tcp/"
 		 "5432\"]}],\"egress\":[{\"to\":[\"web\"],\"ports\":[\"tcp/http\"]}]}]}",
 		 cidrs, except);
-	snprintf(inv, sizeof(inv), "{\"node\":\"n2\",\"endpoints\":[%s]}", members);
-	static const char n1[] = "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":"
-				 "\"db\"},\"addresses\":[\"198.18.0.3\"]}]}";
-	struct diag d;
-	diag_init(&d, "random");
-	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
-	struct inventory *iv = inventory_new();
-	json_t *j = json_loads(inv, 0, NULL), *j1 = json_loads(n1, 0, NULL), *out = NULL;
-	if (doc && j && j1 && inventory_load_json(iv, j, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
-	    inventory_load_json(iv, j1, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
-	    inventory_finish(iv, &d) == 0) {
-		struct bundle *b = compile_bundle(doc, iv, "n1");
-		out = b ? bundle_to_json(b) : NULL;
-		bundle_free(b);
-	}
-	diag_print(&d, stderr);
-	diag_release(&d);
-	json_decref(j);
-	json_decref(j1);
-	inventory_free(iv);
-	policy_doc_free(doc);
-	return out;
+	return n1_bundle(policy, members);
 }
 
 /* Random pairs of bundles: the agent's delta gives what the reference
