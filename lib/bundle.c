@@ -331,6 +331,13 @@ static void canon_key(struct canon *c, const char *key, bool first)
 	canon_raw(c, ":", 1);
 }
 
+/* The comma before every item of a list but its first (item i). */
+static void canon_comma(struct canon *c, size_t i)
+{
+	if (i)
+		canon_raw(c, ",", 1);
+}
+
 static void canon_uint(struct canon *c, uint64_t v)
 {
 	char num[24];
@@ -345,8 +352,7 @@ static void canon_ranges(struct canon *c, const struct range_list *l)
 	for (size_t i = 0; i < l->n; i++) {
 		char buf[RANGE_STRLEN];
 
-		if (i)
-			canon_raw(c, ",", 1);
+		canon_comma(c, i);
 		range_format(&l->v[i], buf);
 		canon_str(c, buf);
 	}
@@ -369,8 +375,7 @@ static void canon_rule(struct canon *c, const struct bundle *b, const struct bun
 		canon_key(c, "peers", false);
 		canon_raw(c, "[", 1);
 		for (size_t i = 0; i < r->n_sets; i++) {
-			if (i)
-				canon_raw(c, ",", 1);
+			canon_comma(c, i);
 			canon_str(c, b->sets[r->sets[i]].id);
 		}
 		canon_raw(c, "]", 1);
@@ -381,8 +386,7 @@ static void canon_rule(struct canon *c, const struct bundle *b, const struct bun
 		for (size_t i = 0; i < r->n_ports; i++) {
 			char buf[32];
 
-			if (i)
-				canon_raw(c, ",", 1);
+			canon_comma(c, i);
 			port_match_format(&r->ports[i], buf, sizeof(buf));
 			canon_str(c, buf);
 		}
@@ -399,8 +403,7 @@ static void canon_endpoint(struct canon *c, const struct bundle *b, const struct
 	for (size_t i = 0; i < be->n_addrs; i++) {
 		char buf[ADDR_STRLEN];
 
-		if (i)
-			canon_raw(c, ",", 1);
+		canon_comma(c, i);
 		addr_format(&be->addrs[i], buf);
 		canon_str(c, buf);
 	}
@@ -411,7 +414,8 @@ static void canon_endpoint(struct canon *c, const struct bundle *b, const struct
 		canon_key(c, direction_name(dir), false);
 		canon_lit(c, "{\"rules\":[");
 		for (size_t i = 0; i < ch->n_rules; i++) {
-			canon_raw(c, i ? ",{" : "{", i ? 2 : 1);
+			canon_comma(c, i);
+			canon_raw(c, "{", 1);
 			canon_rule(c, b, &ch->rules[i]);
 			canon_raw(c, "}", 1);
 		}
@@ -464,7 +468,8 @@ static void canon_bundle(struct canon *c, const struct bundle *b)
 	canon_key(c, "endpoints", false);
 	canon_raw(c, "[", 1);
 	for (size_t e = 0; e < b->n_endpoints; e++) {
-		canon_raw(c, e ? ",{" : "{", e ? 2 : 1);
+		canon_comma(c, e);
+		canon_raw(c, "{", 1);
 		canon_endpoint(c, b, &b->endpoints[e]);
 		canon_raw(c, "}", 1);
 	}
@@ -474,7 +479,8 @@ static void canon_bundle(struct canon *c, const struct bundle *b)
 	for (size_t i = 0; i < b->n_sets; i++) {
 		const struct bundle_set *s = &b->sets[i];
 
-		canon_raw(c, i ? ",{" : "{", i ? 2 : 1);
+		canon_comma(c, i);
+		canon_raw(c, "{", 1);
 		canon_key(c, "id", true);
 		canon_str(c, s->id);
 		canon_key(c, "kind", false);
@@ -490,7 +496,8 @@ static void canon_bundle(struct canon *c, const struct bundle *b)
 		canon_key(c, "named_ports", false);
 		canon_raw(c, "[", 1);
 		for (size_t i = 0; i < b->n_named_ports; i++) {
-			canon_raw(c, i ? ",{" : "{", i ? 2 : 1);
+			canon_comma(c, i);
+			canon_raw(c, "{", 1);
 			canon_named_port(c, &b->named_ports[i]);
 			canon_raw(c, "}", 1);
 		}
