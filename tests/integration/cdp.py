@@ -120,10 +120,19 @@ def main():
         if kind == "eval":
             print(json.dumps(evaluate(arg)), flush=True)
         elif kind == "wait":
+            # The page may still be loading: an evaluation that throws
+            # (no document yet, its context replaced by the navigation) is
+            # "not yet", until the time is up.
             end = time.time() + 15
-            while not evaluate(arg):
+            while True:
+                try:
+                    if evaluate(arg):
+                        break
+                    why = "still false"
+                except RuntimeError as e:
+                    why = str(e)
                 if time.time() > end:
-                    print(f"timed out waiting for: {arg}", file=sys.stderr)
+                    print(f"timed out waiting for: {arg} ({why})", file=sys.stderr)
                     return 1
                 time.sleep(0.2)
         elif kind == "sh":

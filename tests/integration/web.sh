@@ -183,7 +183,7 @@ ip netns exec "$P-browser" timeout 90 "$PYTHON" "$LIB_ROOT/tests/integration/cdp
 	"eval:location.search" \
 	"eval:performance.getEntriesByType('resource').filter(e => !e.name.startsWith('http://127.0.0.1:7780/')).map(e => e.name)" \
 	>"$TMP/cdp.out" 2>"$TMP/cdp.err"
-check "DevTools: the page scripted through the protocol ($(head -c 300 "$TMP/cdp.err"))" test -s "$TMP/cdp.out" -a ! -s "$TMP/cdp.err"
+check "DevTools: the page scripted through the protocol ($(tail -c 300 "$TMP/cdp.err"))" test -s "$TMP/cdp.out" -a ! -s "$TMP/cdp.err"
 line() { sed -n "$1p" "$TMP/cdp.out"; }
 check "DevTools: four rows at first" test "$(line 1)" = 4
 check "DevTools: a click on the red edge clients -> db leaves its one flow in the table" \
