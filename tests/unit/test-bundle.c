@@ -55,11 +55,12 @@ static bool round_trips(const struct bundle *b)
 
 /* bundle.h's definition, computed the plain way: the SHA-256 of jansson's
  * compact text without "hash". bundle_update_hash() writes that text
- * itself, straight into the digest; this holds it to jansson's. */
+ * itself, straight into the digest, and bundle_encode() writes the compact
+ * text with "hash" the same way: this holds both to jansson's. */
 static bool hash_is_the_plain_one(struct bundle *b)
 {
 	json_t *root = b ? bundle_to_json(b) : NULL;
-	char *text = NULL, want[2 * SHA256_DIGEST_LEN + 1];
+	char *text = NULL, *mine = NULL, *theirs = NULL, want[2 * SHA256_DIGEST_LEN + 1];
 	bool ok = root && json_object_del(root, "hash") == 0 && (text = json_dumps(root, JSON_COMPACT));
 
 	if (ok) {
@@ -68,7 +69,18 @@ static bool hash_is_the_plain_one(struct bundle *b)
 		if (!ok)
 			fprintf(stderr, "hash %s, jansson's text hashes to %s\n", b->hash, want);
 	}
+	json_decref(root);
+	root = ok ? bundle_to_json(b) : NULL;
+	theirs = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	mine = root ? bundle_encode(b, false) : NULL;
+	if (ok && !(mine && theirs && strcmp(mine, theirs) == 0)) {
+		fprintf(stderr, "bundle_encode wrote\n%s\njansson writes\n%s\n", mine ? mine : "NULL",
+			theirs ? theirs : "NULL");
+		ok = false;
+	}
 	free(text);
+	free(mine);
+	free(theirs);
 	json_decref(root);
 	return ok;
 }
@@ -118,6 +130,7 @@ TEST(hash_writes_strings_as_jansson_does)
 		json_t *root = bundle_to_json(b);
 		CHECK(root == NULL);
 		json_decref(root);
+		CHECK(bundle_encode(b, false) == NULL);
 	}
 out:
 	bundle_free(b);
