@@ -4,6 +4,7 @@
  * trusts the enforcer, but checks what it decodes all the same, so that a
  * bug shows as a log line and not as a crash. */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct child {
 	struct session *session;
 	struct bundle *in_force; /* what the enforcer says it holds */
 	struct bundle *sent;	 /* the last bundle passed to the enforcer, until it names it */
+	int64_t sent_revision;	 /* ... and the revision it came with */
 	struct loop_source *status_timer;
 	char *status_sent; /* the last PS_STATUS's JSON */
 	bool changed;	   /* the session said so since the last PS_STATUS */
@@ -74,14 +76,14 @@ static void deferred_status(void *data, uint32_t events)
 	send_status(data, false);
 }
 
-static void take_bundle(void *core, enum bundle_origin from, struct bundle *b, int64_t revision)
+/* The bundle's canonical text to the enforcer (PS_BUNDLE); false when
+ * there was no memory to encode it. */
+static bool send_bundle(struct child *c, const struct bundle *b, int64_t revision)
 {
-	struct child *c = core;
 	char *text = bundle_encode(b, false);
 	if (!text) {
 		log_error("bundle %.12s: encoding it for the enforcer: out of memory", b->hash);
-		bundle_free(b);
-		return;
+		return false;
 	}
 	size_t n = strlen(text);
 	struct chan_buf m = {0};
@@ -90,9 +92,47 @@ static void take_bundle(void *core, enum bundle_origin from, struct bundle *b, i
 	chan_put(&m, text, n);
 	free(text);
 	chan_send_take(c->chan, PS_BUNDLE, m.p, m.len);
-	/* Kept: the enforcer names it by its hash when it holds it. */
+	return true;
+}
+
+/* Kept: the enforcer names it by its hash when it holds it. */
+static void keep_sent(struct child *c, struct bundle *b, int64_t revision)
+{
 	bundle_free(c->sent);
 	c->sent = b;
+	c->sent_revision = revision;
+}
+
+static void take_bundle(void *core, enum bundle_origin from, struct bundle *b, int64_t revision)
+{
+	struct child *c = core;
+	if (!send_bundle(c, b, revision)) {
+		bundle_free(b);
+		return;
+	}
+	keep_sent(c, b, revision);
+}
+
+/* A bundle made by a DELTA from the one in force: the DELTA's sets go,
+ * which the enforcer applies to the bundle it holds (PS_DELTA). */
+static void take_delta(void *core, enum bundle_origin from, struct bundle *b, int64_t revision,
+		       const char *base, json_t *sets)
+{
+	struct child *c = core;
+	char *text = json_dumps(sets, JSON_COMPACT);
+	if (!text || strlen(text) > PROTO_MAX_MSG) {
+		free(text);
+		take_bundle(core, from, b, revision);
+		return;
+	}
+	struct chan_buf m = {0};
+	chan_put_u64(&m, (uint64_t)revision);
+	chan_put_str(&m, base);
+	chan_put_str(&m, b->hash);
+	chan_put(&m, text, strlen(text));
+	free(text);
+	chan_send_take(c->chan, PS_DELTA, m.p, m.len);
+	keep_sent(c, b, revision);
 }
 
 static void bundle_rejected(void *core, enum bundle_origin from, int64_t revision, const char *error)
@@ -114,7 +154,7 @@ static void session_changed(void *core)
 }
 
 static const struct session_peer child_peer = {
-    .bundles = {.take = take_bundle, .rejected = bundle_rejected},
+    .bundles = {.take = take_bundle, .take_delta = take_delta, .rejected = bundle_rejected},
     .changed = session_changed,
 };
 
@@ -161,6 +201,23 @@ static int on_in_force(struct child *c, struct chan_in *in)
 		c->in_force = NULL;
 	}
 	session_in_force(c->session, c->in_force, revision, certain);
+	return 0;
+}
+
+/* The enforcer holds another bundle than the one the child's PS_DELTA
+ * was made from: the whole bundle goes, if it is still the last sent. */
+static int on_resend(struct child *c, struct chan_in *in)
+{
+	int64_t revision = (int64_t)chan_get_u64(in);
+	if (!chan_in_done(in))
+		return -EBADMSG;
+	if (c->sent && c->sent_revision == revision) {
+		log_info("the enforcer holds another bundle than delta %" PRId64
+			 " was made from: sending the "
+			 "whole",
+			 revision);
+		(void)send_bundle(c, c->sent, revision);
+	}
 	return 0;
 }
 
@@ -333,6 +390,9 @@ static int on_message(void *data, uint16_t type, const uint8_t *p, size_t len)
 			    "timer: %m; the enforcer hears of the controller link only when it changes");
 		send_status(c, true);
 		break;
+	case PS_RESEND:
+		r = on_resend(c, &in);
+		break;
 	case PS_STOP:
 		stop(c);
 		chan_send(c->chan, PS_STOPPED, NULL, 0);
@@ -354,6 +414,8 @@ static ssize_t limit(void *data, uint16_t type)
 		return (ssize_t)(2 * JSON_MSG_MAX);
 	case PS_FLOWS:
 		return CHAN_RECORD_MAX - CHAN_HEADER_LEN;
+	case PS_RESEND:
+		return 8;
 	case PS_START:
 	case PS_STOP:
 		return 0;

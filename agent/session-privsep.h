@@ -22,7 +22,13 @@
  * than PS_BUNDLE_MAX, which the enforcer decodes and checks again as it
  * would the controller's (every field against the format, no unknown or
  * duplicate key, the hash, the node) and takes only if encoding it again
- * gives the same bytes; never as a structure the child built. A child that dies,
+ * gives the same bytes; never as a structure the child built. A bundle the
+ * child made from a DELTA crosses as that DELTA's sets (JSON), which the
+ * enforcer applies itself to the bundle it holds (bundle_apply_delta,
+ * every element checked) and takes only if the result has the hash the
+ * child names; holding another, it asks for the whole (PS_RESEND). A
+ * one-member change to a 100,000-member bundle is then a small message,
+ * not 5 MB to decode. A child that dies,
  * floods the channel or stops reading is killed and started again with
  * backoff; meanwhile the enforcer keeps enforcing the bundle in force
  * (fail-static) and counts the logged packets it cannot pass on as lost.
@@ -46,16 +52,19 @@ enum privsep_msg {
 	PS_FLOWS,	 /* items (below), to the end */
 	PS_START,	 /* (empty) connect and say HELLO with what the messages before said */
 	PS_STOP,	 /* (empty) the last window and the spool to disk, PS_STOPPED, exit */
+	PS_RESEND,	 /* i64 revision: its PS_DELTA found another bundle in force; the whole, please */
 	/* child -> enforcer */
 	PS_BUNDLE = 64, /* i64 revision; then the bundle's canonical text */
 	PS_REJECTED,	/* i64 revision, str error */
 	PS_STATUS,	/* u8 changed; then {"controller": {...}, "flows": {...}} (JSON) */
 	PS_STOPPED,	/* (empty) */
+	PS_DELTA,	/* i64 revision, str base hash, str hash; then the DELTA's "sets" (JSON) */
 };
 
 /* Limits of what the child may send (payload bytes). */
 #define PS_BUNDLE_MAX	(8 + PROTO_MAX_MSG) /* what the controller could send, decoded and encoded again */
 #define PS_REJECTED_MAX (8 + 4 + PROTO_ERROR_MAX + 1)
+#define PS_DELTA_MAX	(8 + 2 * (4 + BUNDLE_HASH_HEX + 1) + PROTO_MAX_MSG)
 #define PS_STATUS_MAX	(64u << 10)
 #define PS_ERROR_MAX	PROTO_ERROR_MAX
 

@@ -115,6 +115,7 @@ struct proxy {
 	/* Counters. */
 	struct chan_stats gone; /* of the children before this one */
 	uint64_t children, deaths, floods, refused, packets_dropped, hits_dropped;
+	uint64_t deltas, resends; /* PS_DELTAs taken; the wholes asked for instead */
 	uint64_t complain_ms, complaints_muted, dropped_logged;
 };
 
@@ -237,6 +238,28 @@ static bool canonical(const struct bundle *b, const uint8_t *text, size_t n)
 	return same;
 }
 
+/* A bundle the child passed (b NULL: it does not check, why in error):
+ * for this node, then taken; otherwise refused and the core told. */
+static void take_checked(struct proxy *p, struct bundle *b, int64_t revision, char *error, size_t size)
+{
+	if (b && strcmp(b->node, p->o->node) != 0) {
+		snprintf(error, size, "the session passed a bundle for node \"%s\", not \"%s\"", b->node,
+			 p->o->node);
+		bundle_free(b);
+		b = NULL;
+	}
+	if (!b) {
+		p->refused++;
+		complain(p, "%s; refused (the bundle in force stays)", ESCAPED(error));
+		p->peer->bundles.rejected(p->core, BUNDLE_FROM_CONTROLLER, revision, error);
+		return;
+	}
+	/* The child keeps it: named by its hash from now on. Before take(),
+	 * which tells us the bundle in force at once (and may free b). */
+	memcpy(p->child_sent, b->hash, sizeof(p->child_sent));
+	p->peer->bundles.take(p->core, BUNDLE_FROM_CONTROLLER, b, revision);
+}
+
 static int on_bundle(struct proxy *p, struct chan_in *in)
 {
 	int64_t revision = (int64_t)chan_get_u64(in);
@@ -254,27 +277,54 @@ static int on_bundle(struct proxy *p, struct chan_in *in)
 	if (!b) {
 		snprintf(error, sizeof(error), "the session passed a bundle that does not decode: %s%s%s",
 			 d.n ? d.v[0].path : "", d.n ? ": " : "", d.n ? d.v[0].message : "");
-	} else if (strcmp(b->node, p->o->node) != 0) {
-		snprintf(error, sizeof(error), "the session passed a bundle for node \"%s\", not \"%s\"",
-			 b->node, p->o->node);
-		bundle_free(b);
-		b = NULL;
-	} else if (!canonical(b, text, n)) {
+	} else if (strcmp(b->node, p->o->node) == 0 && !canonical(b, text, n)) {
 		snprintf(error, sizeof(error), "the session passed a bundle that is not in canonical form");
 		bundle_free(b);
 		b = NULL;
 	}
 	diag_release(&d);
-	if (!b) {
-		p->refused++;
-		complain(p, "%s; refused (the bundle in force stays)", ESCAPED(error));
-		p->peer->bundles.rejected(p->core, BUNDLE_FROM_CONTROLLER, revision, error);
+	take_checked(p, b, revision, error, sizeof(error));
+	return 0;
+}
+
+/* A DELTA's sets, applied here to the bundle in force, as the child did to
+ * the same bundle; the result must have the hash the child names. */
+static int on_delta(struct proxy *p, struct chan_in *in)
+{
+	int64_t revision = (int64_t)chan_get_u64(in);
+	const char *base = chan_get_str(in, BUNDLE_HASH_HEX, NULL);
+	const char *hash = chan_get_str(in, BUNDLE_HASH_HEX, NULL);
+	size_t n;
+	const uint8_t *text = chan_get_rest(in, &n);
+	if (in->bad || revision < 0 || strlen(hash) != BUNDLE_HASH_HEX)
+		return -EBADMSG;
+	if (p->stopping)
+		return 0;
+	if (!p->in_force || strcmp(base, p->in_force->hash) != 0) {
+		/* Made from another bundle than the one held: the whole, please. */
+		struct chan_buf m = {0};
+		chan_put_u64(&m, (uint64_t)revision);
+		chan_send_take(p->chan, PS_RESEND, m.p, m.len);
+		p->resends++;
 		return 0;
 	}
-	/* The child keeps it: named by its hash from now on. Before take(),
-	 * which tells us the bundle in force at once (and may free b). */
-	memcpy(p->child_sent, b->hash, sizeof(p->child_sent));
-	p->peer->bundles.take(p->core, BUNDLE_FROM_CONTROLLER, b, revision);
+	json_error_t e;
+	json_t *sets = json_loadb((const char *)text, n, JSON_REJECT_DUPLICATES, &e);
+	struct diag d;
+	diag_init(&d, "delta");
+	struct bundle *b = json_is_array(sets) ? bundle_apply_delta(p->in_force, sets, &d) : NULL;
+	b = bundle_hash_checked(b, hash, &d);
+	char error[512] = "";
+	if (!json_is_array(sets))
+		snprintf(error, sizeof(error), "the session passed a delta that is not a list of sets");
+	else if (!b)
+		snprintf(error, sizeof(error), "the session passed a delta that does not check: %s%s%s",
+			 d.n ? d.v[0].path : "", d.n ? ": " : "", d.n ? d.v[0].message : "");
+	json_decref(sets);
+	diag_release(&d);
+	if (b)
+		p->deltas++;
+	take_checked(p, b, revision, error, sizeof(error));
 	return 0;
 }
 
@@ -325,6 +375,8 @@ static const char *msg_name(uint16_t type)
 		return "status";
 	case PS_STOPPED:
 		return "stop answer";
+	case PS_DELTA:
+		return "delta";
 	}
 	return "message";
 }
@@ -346,6 +398,9 @@ static int child_message(void *data, uint16_t type, const uint8_t *m, size_t len
 	switch (type) {
 	case PS_BUNDLE:
 		r = on_bundle(p, &in);
+		break;
+	case PS_DELTA:
+		r = on_delta(p, &in);
 		break;
 	case PS_REJECTED:
 		r = on_rejected(p, &in);
@@ -373,6 +428,8 @@ static ssize_t child_limit(void *data, uint16_t type)
 	switch (type) {
 	case PS_BUNDLE:
 		return (ssize_t)PS_BUNDLE_MAX;
+	case PS_DELTA:
+		return (ssize_t)PS_DELTA_MAX;
 	case PS_REJECTED:
 		return PS_REJECTED_MAX;
 	case PS_STATUS:
@@ -809,14 +866,15 @@ static json_t *session_json(const struct proxy *p)
 	struct chan_stats t = p->gone;
 	if (p->chan)
 		add_stats(&t, chan_stats(p->chan));
-	return json_pack("{s:b,s:s,s:o,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I}}", "privsep", 1,
-			 "user", p->kids.user, "pid", p->chan ? json_integer(p->pid) : json_null(), "started",
-			 (json_int_t)p->children, "deaths", (json_int_t)p->deaths, "floods",
-			 (json_int_t)p->floods, "from_child", "messages", (json_int_t)t.messages_in,
-			 "malformed", (json_int_t)t.malformed, "oversized", (json_int_t)t.oversized,
-			 "truncated", (json_int_t)t.truncated, "refused", (json_int_t)p->refused, "to_child",
-			 "queued_bytes", (json_int_t)(p->chan ? chan_queued(p->chan) : 0), "packets_dropped",
-			 (json_int_t)p->packets_dropped, "hits_dropped", (json_int_t)p->hits_dropped);
+	return json_pack(
+	    "{s:b,s:s,s:o,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I}}", "privsep", 1, "user",
+	    p->kids.user, "pid", p->chan ? json_integer(p->pid) : json_null(), "started",
+	    (json_int_t)p->children, "deaths", (json_int_t)p->deaths, "floods", (json_int_t)p->floods,
+	    "from_child", "messages", (json_int_t)t.messages_in, "malformed", (json_int_t)t.malformed,
+	    "oversized", (json_int_t)t.oversized, "truncated", (json_int_t)t.truncated, "refused",
+	    (json_int_t)p->refused, "deltas", (json_int_t)p->deltas, "resends", (json_int_t)p->resends,
+	    "to_child", "queued_bytes", (json_int_t)(p->chan ? chan_queued(p->chan) : 0), "packets_dropped",
+	    (json_int_t)p->packets_dropped, "hits_dropped", (json_int_t)p->hits_dropped);
 }
 
 static void proxy_status(struct session *s, json_t **controller, json_t **flows)

@@ -75,9 +75,10 @@ static json_t *heartbeat_body(void *data)
 }
 
 /* A bundle from the controller (b NULL: refused, the reasons in d),
- * checked for this node and handed to the core. */
+ * checked for this node and handed to the core; with the DELTA it came
+ * from (base, sets) when it came from one. */
 static void take_bundle(struct ctl_session *c, int64_t revision, struct bundle *b, struct diag *d,
-			const char *what)
+			const char *what, const char *base, json_t *sets)
 {
 	char error[512] = "";
 	if (!b) {
@@ -98,7 +99,10 @@ static void take_bundle(struct ctl_session *c, int64_t revision, struct bundle *
 		c->peer->bundles.rejected(c->core, BUNDLE_FROM_CONTROLLER, revision, error);
 		return;
 	}
-	c->peer->bundles.take(c->core, BUNDLE_FROM_CONTROLLER, b, revision);
+	if (base && c->peer->bundles.take_delta)
+		c->peer->bundles.take_delta(c->core, BUNDLE_FROM_CONTROLLER, b, revision, base, sets);
+	else
+		c->peer->bundles.take(c->core, BUNDLE_FROM_CONTROLLER, b, revision);
 }
 
 static void on_bundle(struct ctl_session *c, json_t *body)
@@ -107,7 +111,7 @@ static void on_bundle(struct ctl_session *c, json_t *body)
 	diag_init(&d, "bundle from the controller");
 	struct bundle *b = bundle_from_json(json_object_get(body, "bundle"), &d);
 	take_bundle(c, json_integer_value(json_object_get(body, "revision")), b, &d,
-		    "bundle from the controller");
+		    "bundle from the controller", NULL, NULL);
 	diag_release(&d);
 }
 
@@ -133,7 +137,8 @@ static void on_delta(struct ctl_session *c, json_t *body)
 		return;
 	}
 	b = bundle_hash_checked(b, json_string_value(json_object_get(body, "hash")), &d);
-	take_bundle(c, json_integer_value(json_object_get(body, "revision")), b, &d, "delta");
+	take_bundle(c, json_integer_value(json_object_get(body, "revision")), b, &d, "delta", base,
+		    json_object_get(body, "sets"));
 	diag_release(&d);
 }
 

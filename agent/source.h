@@ -228,6 +228,12 @@ struct bundle_intake {
 	/* A bundle for this node, decoded and its hash checked (takes
 	 * ownership). revision: the controller's; 0 from a file. */
 	void (*take)(void *core, enum bundle_origin from, struct bundle *b, int64_t revision);
+	/* Optional, for a core that passes bundles on (the session child):
+	 * b, as take() has it, made by a DELTA's sets from the bundle whose
+	 * hash is base, so that it can pass the delta instead of the whole.
+	 * NULL: take() gets b. */
+	void (*take_delta)(void *core, enum bundle_origin from, struct bundle *b, int64_t revision,
+			   const char *base, json_t *sets);
 	/* What the source read was refused (it logged why): the bundle in
 	 * force stays; the controller is told error for revision. */
 	void (*rejected)(void *core, enum bundle_origin from, int64_t revision, const char *error);

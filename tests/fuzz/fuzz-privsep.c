@@ -7,7 +7,8 @@
  * bytes, sent as one SOCK_SEQPACKET record each. A record's bytes are the
  * channel's own (header and payload), so the fuzzer reaches the framing
  * and every message decoder behind it. Any bundle the proxy hands the core
- * must have been decoded and be for node n1. */
+ * must have been decoded and be for node n1. The enforcer holds the bundle
+ * BASE_TEXT, so that a delta (PS_DELTA) made from it is applied. */
 #include <errno.h>
 #include <linux/sockios.h>
 #include <stdint.h>
@@ -59,6 +60,13 @@ static void changed(void *core)
 
 static const struct session_peer peer = {.bundles = {.take = take, .rejected = rejected}, .changed = changed};
 
+/* The bundle in force: one hosts set and one named-port table, hash
+ * 8b9f733f... (tests/fuzz/corpus/privsep-delta's deltas start from it). */
+static const char BASE_TEXT[] =
+    "{\"format\":1,\"node\":\"n1\",\"endpoints\":[],\"sets\":[{\"id\":\"web\",\"kind\":\"hosts\",\"ipv4\":["
+    "\"198.18.0.1\"],\"ipv6\":[]}],\"named_ports\":[{\"id\":\"tcp/http\",\"v4\":[[\"198.18.0.1\",80]],"
+    "\"v6\":[]}],\"hash\":\"8b9f733f38a1c35cb9af30cb502f5256a2d6682a3b3fdb3a0e999b64c1817166\"}";
+
 /* The proxy has read everything sent (or the loop gives up). */
 static void drained(void *data, uint32_t events)
 {
@@ -86,6 +94,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const struct session_children kids = {.spawn = spawn, .kill = kill_child, .user = "fuzz"};
 	struct loop *loop = loop_new();
 	struct session *s = session_proxy_new_with(loop, &o, &kids, &peer, NULL);
+	struct diag d;
+	diag_init(&d, "fuzz");
+	struct bundle *base = bundle_decode(BASE_TEXT, strlen(BASE_TEXT), &d);
+	diag_release(&d);
+	if (!base)
+		abort();
+	session_in_force(s, base, 1, true);
 	if (session_start(s) != 0 || child_end < 0)
 		abort();
 	int big = 4 << 20;
@@ -113,6 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	child_end = -1;
 	session_stop(s);
 	session_free(s);
+	bundle_free(base);
 	loop_free(loop);
 	return 0;
 }

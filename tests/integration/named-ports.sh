@@ -111,6 +111,8 @@ renumbered() { ip netns exec "$P-cli" nft list table inet bulkhead | grep -q '19
 check "web2's new number reaches cli's table" wait_for 15 renumbered
 check "status --wait converges" bh status --wait=20 >/dev/null
 check_was_delta "$full0" "$delta0"
+check "the session child passed it to the enforcer as a delta too (PS_DELTA)" \
+	test "$(agent_status 's["controller"]["session"]["from_child"]["deltas"] > 0')" = True
 check "handles of cli's table, sets, chains and rules untouched" test -n "$H0" -a "$H0" = "$(handles)"
 check "cli reaches web2 on 9091" can cli tcp 198.18.0.22 9091
 check "cli no longer reaches web2 on 9090" cannot cli tcp 198.18.0.22 9090

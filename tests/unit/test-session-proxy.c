@@ -21,6 +21,7 @@
 
 #include "bulkhead/compile.h"
 #include "bulkhead/log.h"
+#include "bulkhead/proto.h"
 #include "chan.h"
 #include "session-privsep.h"
 #include "test.h"
@@ -49,6 +50,42 @@ static struct bundle *compile_for(const char *node, int port)
 		b = compile_bundle(doc, inv, node);
 	diag_print(&d, stderr);
 	json_decref(j);
+	inventory_free(inv);
+	policy_doc_free(doc);
+	diag_release(&d);
+	return b;
+}
+
+/* Node n1's bundle where web (198.18.0.10) admits the group clients, whose
+ * members (on node n2) are 198.18.1.1 .. 198.18.1.n. */
+static struct bundle *compile_members(int n)
+{
+	static const char policy[] =
+	    "{\"version\":1,\"groups\":{\"clients\":{\"labels\":{\"app\":\"client\"}}},\"policies\":[{"
+	    "\"name\":\"in\",\"applies_to\":{\"labels\":{\"app\":\"x\"}},\"ingress\":[{\"from\":["
+	    "\"clients\"],\"ports\":[\"tcp/80\"]}]}]}";
+	char n2[4096];
+	size_t len = (size_t)snprintf(n2, sizeof(n2), "{\"node\":\"n2\",\"endpoints\":[");
+	for (int i = 1; i <= n; i++)
+		len += (size_t)snprintf(n2 + len, sizeof(n2) - len,
+					"%s{\"name\":\"c%d\",\"labels\":{\"app\":\"client\"},\"addresses\":["
+					"\"198.18.1.%d\"]}",
+					i > 1 ? "," : "", i, i);
+	snprintf(n2 + len, sizeof(n2) - len, "]}");
+	static const char n1[] = "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"web\",\"labels\":{\"app\":"
+				 "\"x\"},\"addresses\":[\"198.18.0.10\"]}]}";
+	struct diag d;
+	diag_init(&d, "test");
+	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
+	struct inventory *inv = inventory_new();
+	json_t *j1 = json_loads(n1, 0, NULL), *j2 = json_loads(n2, 0, NULL);
+	struct bundle *b = NULL;
+	if (doc && j1 && j2 && inventory_load_json(inv, j1, NULL, 0, &d) == 0 &&
+	    inventory_load_json(inv, j2, NULL, 0, &d) == 0 && inventory_finish(inv, &d) == 0)
+		b = compile_bundle(doc, inv, "n1");
+	diag_print(&d, stderr);
+	json_decref(j1);
+	json_decref(j2);
 	inventory_free(inv);
 	policy_doc_free(doc);
 	diag_release(&d);
@@ -413,6 +450,97 @@ TEST(a_bundle_from_the_child_is_decoded_checked_and_taken)
 static bool core_rejected_one(void)
 {
 	return core.rejected > 0;
+}
+
+/* PS_DELTA: revision, base, hash, and the sets that turn from into to. */
+static void put_delta(struct chan_buf *m, int64_t revision, const struct bundle *from,
+		      const struct bundle *to, const char *hash)
+{
+	json_t *a = bundle_to_json(from), *b = bundle_to_json(to);
+	json_t *sets = proto_delta_make(a, b);
+	char *text = json_dumps(sets, JSON_COMPACT);
+	chan_put_u64(m, (uint64_t)revision);
+	chan_put_str(m, from->hash);
+	chan_put_str(m, hash ? hash : to->hash);
+	chan_put(m, text, strlen(text));
+	free(text);
+	json_decref(sets);
+	json_decref(a);
+	json_decref(b);
+}
+
+static bool child_asked_resend(void)
+{
+	kid_reads();
+	return kid_got(PS_RESEND, 0) != NULL;
+}
+
+/* A delta from the child is applied here to the bundle in force: taken
+ * when the result has the hash the child names, refused when it does not;
+ * made from another bundle than the one in force, the whole is asked for. */
+TEST(a_delta_from_the_child_is_applied_to_the_bundle_in_force)
+{
+	struct world w;
+	world_up(&w);
+	struct bundle *two = compile_members(2), *three = compile_members(3), *four = compile_members(4);
+	CHECK(two && three && four);
+	if (!two || !three || !four)
+		goto out;
+	session_in_force(w.s, two, 4, true);
+	kid_reads();
+	struct chan_buf m = {0};
+	put_delta(&m, 5, two, three, NULL);
+	kid_send(PS_DELTA, &m);
+	chan_buf_free(&m);
+	CHECK(run_until(w.loop, core_took, 2000));
+	CHECK(core.taken == 1 && core.taken_revision == 5);
+	CHECK_STR(core.taken_hash, three->hash);
+
+	/* The result is not what the child names. */
+	memset(&m, 0, sizeof(m));
+	put_delta(&m, 6, two, three, four->hash);
+	kid_send(PS_DELTA, &m);
+	chan_buf_free(&m);
+	CHECK(run_until(w.loop, core_rejected_one, 2000));
+	CHECK(core.taken == 1 && core.rejected_revision == 6);
+	CHECK(strstr(core.rejected_error, "hash mismatch") != NULL);
+
+	/* Sets that are no list, and an element no bundle holds. */
+	static const char *const bad[] = {"{}", "[{\"id\":\"clients\",\"ipv4\":{\"add\":[\"nope\"]}}]"};
+	for (size_t i = 0; i < BH_ARRAY_SIZE(bad); i++) {
+		memset(&m, 0, sizeof(m));
+		chan_put_u64(&m, 7 + i);
+		chan_put_str(&m, two->hash);
+		chan_put_str(&m, three->hash);
+		chan_put(&m, bad[i], strlen(bad[i]));
+		core.rejected = 0;
+		kid_send(PS_DELTA, &m);
+		chan_buf_free(&m);
+		CHECK(run_until(w.loop, core_rejected_one, 2000));
+		CHECK(core.taken == 1 && core.rejected_revision == (int64_t)(7 + i));
+	}
+	CHECK(session_count(w.s, "from_child", "refused") == 3);
+	CHECK(session_count(w.s, "from_child", "deltas") == 1);
+
+	/* Made from three, while two is in force: the whole, please. */
+	forget_got();
+	memset(&m, 0, sizeof(m));
+	put_delta(&m, 9, three, four, NULL);
+	kid_send(PS_DELTA, &m);
+	chan_buf_free(&m);
+	CHECK(run_until(w.loop, child_asked_resend, 2000));
+	const struct got *g = kid_got(PS_RESEND, 0);
+	if (g) {
+		struct chan_in in = chan_in(g->p, g->len);
+		CHECK(chan_get_u64(&in) == 9 && chan_in_done(&in));
+	}
+	CHECK(core.taken == 1 && session_count(w.s, "from_child", "resends") == 1);
+out:
+	session_in_force(w.s, w.b, 3, true);
+	bundle_free(two);
+	bundle_free(three);
+	bundle_free(four);
+	world_down(&w);
 }
 
 TEST(a_bundle_that_does_not_check_is_refused_and_the_core_told)
