@@ -212,9 +212,7 @@ static int on_resend(struct child *c, struct chan_in *in)
 	if (!chan_in_done(in))
 		return -EBADMSG;
 	if (c->sent && c->sent_revision == revision) {
-		log_info("the enforcer holds another bundle than delta %" PRId64
-			 " was made from: sending the "
-			 "whole",
+		log_info("delta %" PRId64 ": the enforcer holds another base; sending the whole bundle",
 			 revision);
 		(void)send_bundle(c, c->sent, revision);
 	}
