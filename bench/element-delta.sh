@@ -45,4 +45,6 @@ echo "  diffs every set's members; decoding the bundle is not included on either
 echo "  Before the build, the agent applies the controller's DELTA to the bundle it holds and checks"
 echo "  the new hash (bundle_apply_delta + bundle_hash_checked): $(sed -n 's/^result bundle-delta mean=//p' "$TMP/build") ms" \
 	"(mean; the JSON round trip it replaced, in the same run: $(sed -n 's/^result bundle-delta-json mean=//p' "$TMP/build") ms)."
+echo "  Around it: the controller's proto_delta_make $(sed -n 's/^result delta-make mean=//p' "$TMP/build") ms; the new bundle's hash" \
+	"$(sed -n 's/^result bundle-hash mean=//p' "$TMP/build") ms and compact text $(sed -n 's/^result bundle-encode mean=//p' "$TMP/build") ms (means)."
 exit 0

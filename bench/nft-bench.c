@@ -11,10 +11,12 @@
  *                                       writes the same ruleset as nft text
  *   nft-bench build - REPS              the user-space part of delta alone:
  *                                       nft_plan_build, nft_batch_build_update,
- *                                       and the agent's bundle side of it: the
- *                                       DELTA applied to the bundle held
- *                                       (bundle_apply_delta + hash check), beside
- *                                       the JSON round trip it replaced
+ *                                       and the bundle side of it: the DELTA
+ *                                       applied to the bundle held
+ *                                       (bundle_apply_delta + hash check) beside
+ *                                       the JSON round trip it replaced, the
+ *                                       controller's proto_delta_make, the new
+ *                                       bundle's hash and compact text
  *
  * The ruleset: one endpoint, 100 ingress rules (one in five a logged
  * deny), each from one of 10 label-group sets on its own TCP port; every
@@ -594,13 +596,19 @@ out:
 	return r;
 }
 
-/* The agent's bundle side of a one-member delta: the DELTA's "sets" (what
- * the controller sends, made untimed) applied to the bundle held and held
- * to the new hash, as agent/session.c does; and, for comparison, the JSON
- * round trip that did it before (bundle_to_json, proto_delta_apply,
- * bundle_from_json). ms each, or a negative errno. */
-static int time_bundle_delta(struct bench_ruleset *base, struct bench_ruleset *plus, double *agent_ms,
-			     double *json_ms)
+/* Milliseconds of the bundle work around a one-member delta. */
+struct bundle_times {
+	double agent;  /* the DELTA applied to the bundle held, its hash checked (agent/session.c) */
+	double json;   /* the JSON round trip that did it before: bundle_to_json, proto_delta_apply,
+			  bundle_from_json */
+	double make;   /* the controller's proto_delta_make of the two bundles' JSON */
+	double hash;   /* bundle_update_hash of the new bundle */
+	double encode; /* bundle_encode (compact) of it, what the session child passes on */
+};
+
+/* The bundle side of a one-member delta, each part timed (the DELTA's sets
+ * made first, by the controller's code). 0, or a negative errno. */
+static int time_bundle_delta(struct bench_ruleset *base, struct bench_ruleset *plus, struct bundle_times *bt)
 {
 	json_t *from = NULL, *to = NULL, *sets = NULL, *cur = NULL, *next = NULL;
 	struct bundle *b = NULL;
@@ -613,8 +621,20 @@ static int time_bundle_delta(struct bench_ruleset *base, struct bench_ruleset *p
 		goto out;
 	from = bundle_to_json(&base->b);
 	to = bundle_to_json(&plus->b);
+	t0 = now_ms();
 	sets = from && to ? proto_delta_make(from, to) : NULL;
+	bt->make = now_ms() - t0;
 	if (!sets)
+		goto out;
+	t0 = now_ms();
+	r = bundle_update_hash(&plus->b);
+	bt->hash = now_ms() - t0;
+	t0 = now_ms();
+	char *text = r == 0 ? bundle_encode(&plus->b, false) : NULL;
+	bt->encode = now_ms() - t0;
+	free(text);
+	r = -ENOMEM;
+	if (!text)
 		goto out;
 	t0 = now_ms();
 	b = bundle_apply_delta(&base->b, sets, &d);
@@ -629,8 +649,8 @@ static int time_bundle_delta(struct bench_ruleset *base, struct bench_ruleset *p
 	b = next ? bundle_from_json(next, &d) : NULL;
 	t3 = now_ms();
 	r = b ? 0 : -EPROTO;
-	*agent_ms = t1 - t0;
-	*json_ms = t3 - t2;
+	bt->agent = t1 - t0;
+	bt->json = t3 - t2;
 	if (d.n)
 		diag_print(&d, stderr);
 out:
@@ -652,14 +672,16 @@ static int bench_build(int reps)
 {
 	struct nft_batch *nb = new_batch();
 	struct bench_ruleset base = {0}, plus;
-	double plan_t = 0, upd_t = 0, agent_t = 0, json_t_ = 0;
+	double plan_t = 0, upd_t = 0;
+	struct bundle_times sum = {0};
 	int r = nb && ruleset_init(&base) == 0 ? 0 : -ENOMEM;
 
 	for (int i = 0; i < reps && r == 0; i++) {
 		struct nft_plan p;
 		char err[256];
 		bool full;
-		double t0, t1, t2, agent_ms = 0, json_ms = 0;
+		double t0, t1, t2;
+		struct bundle_times bt = {0};
 
 		ruleset_plus_one(&base, &plus, 3 * (uint32_t)i + 1);
 		t0 = now_ms();
@@ -673,14 +695,20 @@ static int bench_build(int reps)
 		upd_t += now_ms() - t2;
 		plan_t += t1 - t0;
 		if (r == 0)
-			r = time_bundle_delta(&base, &plus, &agent_ms, &json_ms);
-		agent_t += agent_ms;
-		json_t_ += json_ms;
+			r = time_bundle_delta(&base, &plus, &bt);
+		sum.agent += bt.agent;
+		sum.json += bt.json;
+		sum.make += bt.make;
+		sum.hash += bt.hash;
+		sum.encode += bt.encode;
 	}
 	if (r == 0)
 		printf("result plan mean=%.3f\nresult build-update mean=%.3f n=%d\n"
-		       "result bundle-delta mean=%.3f\nresult bundle-delta-json mean=%.3f\n",
-		       plan_t / reps, upd_t / reps, reps, agent_t / reps, json_t_ / reps);
+		       "result bundle-delta mean=%.3f\nresult bundle-delta-json mean=%.3f\n"
+		       "result delta-make mean=%.3f\nresult bundle-hash mean=%.3f\nresult bundle-encode "
+		       "mean=%.3f\n",
+		       plan_t / reps, upd_t / reps, reps, sum.agent / reps, sum.json / reps, sum.make / reps,
+		       sum.hash / reps, sum.encode / reps);
 	nft_batch_free(nb);
 	ruleset_release(&base);
 	return r;
