@@ -7,26 +7,33 @@
 #include "bulkhead/compile.h"
 #include "scenario.h"
 
-struct bundle *scenario_compile(const char *policy, const char *inventory, const char *node,
-				unsigned inventory_flags)
+struct bundle *scenario_compile_nodes(const char *policy, const char *const *inventories, size_t n,
+				      const char *node, unsigned inventory_flags)
 {
 	struct diag d;
 	diag_init(&d, "test");
 	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
 	struct inventory *inv = inventory_new();
-	json_t *j = json_loads(inventory, 0, NULL);
-	struct bundle *b = NULL;
-	if (!j)
-		fprintf(stderr, "test: the inventory is not JSON\n");
-	if (doc && j && inventory_load_json(inv, j, NULL, inventory_flags, &d) == 0 &&
-	    inventory_finish(inv, &d) == 0)
-		b = compile_bundle(doc, inv, node);
+	bool loaded = doc != NULL;
+	for (size_t i = 0; loaded && i < n; i++) {
+		json_t *j = json_loads(inventories[i], 0, NULL);
+		if (!j)
+			fprintf(stderr, "test: inventory %zu is not JSON\n", i);
+		loaded = j && inventory_load_json(inv, j, NULL, inventory_flags, &d) == 0;
+		json_decref(j);
+	}
+	struct bundle *b = loaded && inventory_finish(inv, &d) == 0 ? compile_bundle(doc, inv, node) : NULL;
 	diag_print(&d, stderr);
-	json_decref(j);
 	inventory_free(inv);
 	policy_doc_free(doc);
 	diag_release(&d);
 	return b;
+}
+
+struct bundle *scenario_compile(const char *policy, const char *inventory, const char *node,
+				unsigned inventory_flags)
+{
+	return scenario_compile_nodes(policy, &inventory, 1, node, inventory_flags);
 }
 
 int scenario_load(const char *path, struct scenario *sc)

@@ -18,6 +18,9 @@ struct scenario {
  * printed on stderr. */
 struct bundle *scenario_compile(const char *policy, const char *inventory, const char *node,
 				unsigned inventory_flags);
+/* The same with several nodes' inventories, n of them. */
+struct bundle *scenario_compile_nodes(const char *policy, const char *const *inventories, size_t n,
+				      const char *node, unsigned inventory_flags);
 
 /* 0, or -1 with the problems printed on stderr. */
 int scenario_load(const char *path, struct scenario *sc);

@@ -8,6 +8,7 @@
 #include "bulkhead/compile.h"
 #include "bulkhead/inventory.h"
 #include "bulkhead/proto.h"
+#include "scenario.h"
 #include "test.h"
 
 #define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -252,29 +253,15 @@ TEST(a_malformed_batch_can_still_be_named_for_its_rejection)
  * policy, with the endpoints of node n2 as given (a JSON list's items). */
 static json_t *n1_bundle(const char *policy, const char *n2_endpoints_json)
 {
-	char inv[4200];
-	snprintf(inv, sizeof(inv), "{\"node\":\"n2\",\"endpoints\":[%s]}", n2_endpoints_json);
-	static const char n1[] = "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":"
-				 "\"db\"},\"addresses\":[\"198.18.0.3\"]}]}";
-	struct diag d;
-	diag_init(&d, "sample");
-	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
-	struct inventory *iv = inventory_new();
-	json_t *j = json_loads(inv, 0, NULL), *j1 = json_loads(n1, 0, NULL);
-	json_t *out = NULL;
-	if (doc && j && j1 && inventory_load_json(iv, j, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
-	    inventory_load_json(iv, j1, NULL, INVENTORY_NEED_ADDRESSES, &d) == 0 &&
-	    inventory_finish(iv, &d) == 0) {
-		struct bundle *b = compile_bundle(doc, iv, "n1");
-		out = b ? bundle_to_json(b) : NULL;
-		bundle_free(b);
-	}
-	diag_print(&d, stderr);
-	diag_release(&d);
-	json_decref(j);
-	json_decref(j1);
-	inventory_free(iv);
-	policy_doc_free(doc);
+	char n2[4200];
+	snprintf(n2, sizeof(n2), "{\"node\":\"n2\",\"endpoints\":[%s]}", n2_endpoints_json);
+	const char *const inventories[] = {
+	    "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"db-1\",\"labels\":{\"app\":\"db\"},\"addresses\":["
+	    "\"198.18.0.3\"]}]}",
+	    n2};
+	struct bundle *b = scenario_compile_nodes(policy, inventories, 2, "n1", INVENTORY_NEED_ADDRESSES);
+	json_t *out = b ? bundle_to_json(b) : NULL;
+	bundle_free(b);
 	return out;
 }
 

@@ -24,6 +24,7 @@
 #include "bulkhead/proto.h"
 #include "chan.h"
 #include "session-privsep.h"
+#include "scenario.h"
 #include "test.h"
 
 /* ---- a bundle ---- */
@@ -40,20 +41,7 @@ static struct bundle *compile_for(const char *node, int port)
 		 "{\"node\":\"%s\",\"endpoints\":[{\"name\":\"web\",\"labels\":{\"app\":\"x\"},"
 		 "\"addresses\":[\"198.18.0.10\"]}]}",
 		 node);
-	struct diag d;
-	diag_init(&d, "test");
-	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
-	struct inventory *inv = inventory_new();
-	json_t *j = json_loads(inventory, 0, NULL);
-	struct bundle *b = NULL;
-	if (doc && j && inventory_load_json(inv, j, NULL, 0, &d) == 0 && inventory_finish(inv, &d) == 0)
-		b = compile_bundle(doc, inv, node);
-	diag_print(&d, stderr);
-	json_decref(j);
-	inventory_free(inv);
-	policy_doc_free(doc);
-	diag_release(&d);
-	return b;
+	return scenario_compile(policy, inventory, node, 0);
 }
 
 /* Node n1's bundle where web (198.18.0.10) admits the group clients, whose
@@ -72,24 +60,11 @@ static struct bundle *compile_members(int n)
 					"\"198.18.1.%d\"]}",
 					i > 1 ? "," : "", i, i);
 	snprintf(n2 + len, sizeof(n2) - len, "]}");
-	static const char n1[] = "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"web\",\"labels\":{\"app\":"
-				 "\"x\"},\"addresses\":[\"198.18.0.10\"]}]}";
-	struct diag d;
-	diag_init(&d, "test");
-	struct policy_doc *doc = policy_parse_string(policy, strlen(policy), &d);
-	struct inventory *inv = inventory_new();
-	json_t *j1 = json_loads(n1, 0, NULL), *j2 = json_loads(n2, 0, NULL);
-	struct bundle *b = NULL;
-	if (doc && j1 && j2 && inventory_load_json(inv, j1, NULL, 0, &d) == 0 &&
-	    inventory_load_json(inv, j2, NULL, 0, &d) == 0 && inventory_finish(inv, &d) == 0)
-		b = compile_bundle(doc, inv, "n1");
-	diag_print(&d, stderr);
-	json_decref(j1);
-	json_decref(j2);
-	inventory_free(inv);
-	policy_doc_free(doc);
-	diag_release(&d);
-	return b;
+	const char *const inventories[] = {
+	    "{\"node\":\"n1\",\"endpoints\":[{\"name\":\"web\",\"labels\":{\"app\":\"x\"},\"addresses\":["
+	    "\"198.18.0.10\"]}]}",
+	    n2};
+	return scenario_compile_nodes(policy, inventories, 2, "n1", 0);
 }
 
 /* ---- the fake core ---- */
