@@ -44,6 +44,20 @@ static struct policy_doc *policy(const char *text)
 	return doc;
 }
 
+/* node's endpoint list is list (taken); a list the compiler refuses
+ * ends the test run with its problems. */
+static void put_list(struct compiler *c, const char *node, json_t *list)
+{
+	struct diag d;
+	diag_init(&d, node);
+	if (!list || compiler_set_endpoints(c, node, list, &d) < 0) {
+		diag_print(&d, stderr);
+		abort();
+	}
+	diag_release(&d);
+	json_decref(list);
+}
+
 /* node's list: "name:app:address[,address]" entries. */
 static void set(struct compiler *c, const char *node, const char *const *eps, size_t n)
 {
@@ -58,15 +72,7 @@ static void set(struct compiler *c, const char *node, const char *const *eps, si
 		json_array_append_new(list, json_pack("{s:s,s:n,s:{s:s},s:o}", "name", name, "netns",
 						      "labels", "app", app, "addresses", a));
 	}
-	struct diag d;
-	diag_init(&d, node);
-	int r = compiler_set_endpoints(c, node, list, &d);
-	if (r < 0) {
-		diag_print(&d, stderr);
-		abort();
-	}
-	diag_release(&d);
-	json_decref(list);
+	put_list(c, node, list);
 }
 
 /* Whether every node's bundle is the one compiling from scratch gives. */
@@ -185,16 +191,9 @@ TEST(only_the_nodes_whose_inputs_changed_are_recompiled)
 static void set_named(struct compiler *c, const char *node, const char *name, const char *app,
 		      const char *addr, const char *ports)
 {
-	json_t *list = json_pack("[{s:s,s:n,s:{s:s},s:[s],s:o}]", "name", name, "netns", "labels", "app", app,
-				 "addresses", addr, "ports", json_loads(ports, 0, NULL));
-	struct diag d;
-	diag_init(&d, node);
-	if (!list || compiler_set_endpoints(c, node, list, &d) < 0) {
-		diag_print(&d, stderr);
-		abort();
-	}
-	diag_release(&d);
-	json_decref(list);
+	put_list(c, node,
+		 json_pack("[{s:s,s:n,s:{s:s},s:[s],s:o}]", "name", name, "netns", "labels", "app", app,
+			   "addresses", addr, "ports", json_loads(ports, 0, NULL)));
 }
 
 TEST(a_named_port_change_recompiles_who_resolves_or_tables_the_name)
@@ -294,12 +293,7 @@ static void random_named_change(struct compiler *c, uint64_t step)
 						      "labels", "app", apps[rand() % 4], "addresses", addr,
 						      "ports", ports));
 	}
-	struct diag d;
-	diag_init(&d, node);
-	if (compiler_set_endpoints(c, node, list, &d) < 0)
-		abort();
-	diag_release(&d);
-	json_decref(list);
+	put_list(c, node, list);
 }
 
 /* Random lists whose endpoints name ports now and then, with other
